@@ -1,0 +1,96 @@
+"""Catalogue tables. Schema changes go through Alembic migrations in catalog/migrations."""
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlalchemy import JSON, BigInteger, Date, DateTime, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Dataset(Base):
+    __tablename__ = "datasets"
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    certificate_type: Mapped[str] = mapped_column(String(64))
+    type_version: Mapped[int] = mapped_column(Integer)
+    department: Mapped[str] = mapped_column(String(128))
+    title: Mapped[str] = mapped_column(String(255))
+    sharing: Mapped[str] = mapped_column(String(32))
+    update_cycle: Mapped[str] = mapped_column(String(32))
+    steward: Mapped[str | None] = mapped_column(String(255))
+    current_version: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Source(Base):
+    __tablename__ = "sources"
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    dataset_id: Mapped[str] = mapped_column(ForeignKey("datasets.id"))
+    connector_kind: Mapped[str] = mapped_column(String(32))
+    registration: Mapped[dict] = mapped_column(JSON)
+    registered_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class DatasetVersion(Base):
+    __tablename__ = "dataset_versions"
+    dataset_id: Mapped[str] = mapped_column(ForeignKey("datasets.id"), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tree_size: Mapped[int] = mapped_column(BigInteger)
+    root_hash: Mapped[str] = mapped_column(String(64))
+    signed_tree_head: Mapped[str] = mapped_column(Text)
+    head_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    previous_head_hash: Mapped[str | None] = mapped_column(String(64))
+    kid: Mapped[str] = mapped_column(String(128))
+    type_version: Mapped[int] = mapped_column(Integer)
+    path: Mapped[str] = mapped_column(Text)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"))
+    published_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Run(Base):
+    __tablename__ = "runs"
+    __table_args__ = (Index("ix_runs_source_key", "source_id", "run_key", unique=True),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    source_id: Mapped[str] = mapped_column(ForeignKey("sources.id"))
+    run_key: Mapped[str] = mapped_column(String(255))
+    state: Mapped[str] = mapped_column(String(32))   # running | published | unchanged | failed
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    extracted: Mapped[int | None] = mapped_column(BigInteger)
+    accepted: Mapped[int | None] = mapped_column(BigInteger)
+    quarantined: Mapped[int | None] = mapped_column(BigInteger)
+    reasons: Mapped[dict | None] = mapped_column(JSON)      # expectation -> failing rows
+    version: Mapped[int | None] = mapped_column(Integer)
+    message: Mapped[str | None] = mapped_column(Text)
+
+
+class Record(Base):
+    """Index of published records: holder -> record, one row per record per version."""
+    __tablename__ = "records"
+    __table_args__ = (Index("ix_records_holder", "holder_key"),
+                      Index("ix_records_record_id", "record_id"))
+    dataset_id: Mapped[str] = mapped_column(String(128), ForeignKey("datasets.id"), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    leaf_index: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    record_id: Mapped[str] = mapped_column(String(64))
+    holder_key: Mapped[str] = mapped_column(String(64))
+    holder_code_type: Mapped[str] = mapped_column(String(8))
+    holder_name: Mapped[str] = mapped_column(String(255))
+    licence_number: Mapped[str] = mapped_column(String(128))
+    status: Mapped[str] = mapped_column(String(32))
+    valid_to: Mapped[date | None] = mapped_column(Date)
+
+
+class AuditEntry(Base):
+    __tablename__ = "audit_log"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    department: Mapped[str] = mapped_column(String(128))
+    purpose: Mapped[str] = mapped_column(String(255))
+    action: Mapped[str] = mapped_column(String(64))
+    subject: Mapped[str | None] = mapped_column(String(128))
+    outcome: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[dict | None] = mapped_column(JSON)

@@ -1,0 +1,232 @@
+"""The catalogue's rules, in one place: DAG tasks, the CLI and the API all write through here."""
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from catalog import store
+from catalog.db import engine_for
+from catalog.keys import KeyStore, head_hash, tree_head_payload
+from catalog.models import AuditEntry, Dataset, DatasetVersion, Record, Run, Source
+from catalog.verify import make_bundle
+from exchange.errors import NotFound, PublishError
+from exchange.registry import Registration
+
+FINAL = ("published", "unchanged")
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    dataset: str
+    version: int | None      # None: nothing new to publish
+    state: str               # published | unchanged
+    tree_size: int
+    root_hash: str
+
+
+class Catalog:
+    def __init__(self, url: str, store_dir: Path):
+        self.engine = engine_for(url)
+        self.store_dir = store_dir
+
+    def session(self) -> Session:
+        return Session(self.engine, expire_on_commit=False)
+
+    # --- sources and runs -------------------------------------------------------------
+    def register(self, reg: Registration) -> None:
+        now = utcnow()
+        with self.session() as s, s.begin():
+            ds = s.get(Dataset, reg.dataset)
+            attrs = dict(certificate_type=reg.certificate_type, type_version=reg.ctype.version,
+                         department=reg.department, title=reg.title, sharing=reg.sharing,
+                         update_cycle=reg.update_cycle, steward=reg.steward)
+            if ds is None:
+                s.add(Dataset(id=reg.dataset, created_at=now, **attrs))
+            else:
+                for k, v in attrs.items():
+                    setattr(ds, k, v)
+            src = s.get(Source, reg.id)
+            if src is None:
+                s.add(Source(id=reg.id, dataset_id=reg.dataset, connector_kind=reg.connector["kind"],
+                             registration=_jsonable(reg.as_dict()), registered_at=now))
+            else:
+                src.registration = _jsonable(reg.as_dict())
+
+    def start_run(self, source_id: str, run_key: str) -> Run:
+        with self.session() as s, s.begin():
+            run = s.scalar(sa.select(Run).where(Run.source_id == source_id, Run.run_key == run_key))
+            if run is None:
+                run = Run(source_id=source_id, run_key=run_key, state="running", started_at=utcnow())
+                s.add(run)
+            elif run.state not in FINAL:
+                run.state, run.message = "running", None
+            s.flush()
+            return run
+
+    def get_run(self, source_id: str, run_key: str) -> Run:
+        with self.session() as s:
+            run = s.scalar(sa.select(Run).where(Run.source_id == source_id, Run.run_key == run_key))
+            if run is None:
+                raise NotFound(f"no run {run_key!r} for source {source_id!r}")
+            return run
+
+    def record_counts(self, run_id: int, extracted: int, accepted: int, quarantined: int,
+                      reasons: dict[str, int]) -> None:
+        with self.session() as s, s.begin():
+            run = s.get(Run, run_id)
+            run.extracted, run.accepted, run.quarantined, run.reasons = (
+                extracted, accepted, quarantined, reasons)
+
+    def fail_run(self, run_id: int, message: str) -> None:
+        with self.session() as s, s.begin():
+            run = s.get(Run, run_id)
+            if run.state not in FINAL:
+                run.state, run.message, run.finished_at = "failed", message[:2000], utcnow()
+
+    # --- publishing -------------------------------------------------------------------
+    def publish(self, run_id: int, reg: Registration, staged: store.StagedVersion,
+                keys: KeyStore, now: datetime | None = None) -> PublishResult:
+        """One transaction: the version, its records index and the run's state, or nothing."""
+        now = now or utcnow()
+        root_hex = staged.root.hex()
+        final_dir: Path | None = None
+        with self.session() as s:
+            try:
+                with s.begin():
+                    run = s.get(Run, run_id)
+                    if run.state in FINAL:       # the same run again: publish nothing twice
+                        return PublishResult(reg.dataset, run.version, run.state,
+                                             run.accepted or 0, "")
+                    ds = s.get(Dataset, reg.dataset, with_for_update=True)
+                    prev = (s.get(DatasetVersion, (ds.id, ds.current_version))
+                            if ds.current_version else None)
+                    if prev and prev.root_hash == root_hex and prev.tree_size == staged.tree_size:
+                        run.state, run.finished_at, run.version = "unchanged", now, prev.version
+                        return PublishResult(ds.id, prev.version, "unchanged", prev.tree_size, root_hex)
+                    version = (prev.version if prev else 0) + 1
+                    jws = keys.sign_tree_head(tree_head_payload(
+                        ds.id, version, staged.tree_size, staged.root, now,
+                        prev.signed_tree_head if prev else None))
+                    (staged.directory / "head.jws").write_text(jws, encoding="ascii")
+                    final_dir = self.store_dir / ds.id / f"v{version:06d}"
+                    if final_dir.exists():       # left by a crash before its commit: not published
+                        shutil.rmtree(final_dir)
+                    final_dir.parent.mkdir(parents=True, exist_ok=True)
+                    os.replace(staged.directory, final_dir)
+                    s.add(DatasetVersion(
+                        dataset_id=ds.id, version=version, tree_size=staged.tree_size,
+                        root_hash=root_hex, signed_tree_head=jws, head_hash=head_hash(jws),
+                        previous_head_hash=prev.head_hash if prev else None, kid=keys.signer().kid,
+                        type_version=reg.ctype.version, path=str(final_dir), run_id=run.id,
+                        published_at=now))
+                    s.flush()
+                    _insert_index(s, ds.id, version, staged.index)
+                    ds.current_version = version
+                    run.state, run.finished_at, run.version = "published", now, version
+                return PublishResult(ds.id, version, "published", staged.tree_size, root_hex)
+            except Exception as exc:
+                if final_dir is not None and final_dir.exists():
+                    shutil.rmtree(final_dir, ignore_errors=True)
+                if isinstance(exc, PublishError):
+                    raise
+                raise PublishError(f"dataset {reg.dataset}: the version was not published "
+                                   f"({type(exc).__name__}: {exc}); nothing of it was kept, "
+                                   "re-run the DAG run") from exc
+
+    # --- reading ----------------------------------------------------------------------
+    def datasets(self) -> list[dict]:
+        with self.session() as s:
+            rows = s.execute(sa.select(Dataset, DatasetVersion).outerjoin(
+                DatasetVersion, sa.and_(DatasetVersion.dataset_id == Dataset.id,
+                                        DatasetVersion.version == Dataset.current_version))
+                .order_by(Dataset.id)).all()
+            return [{"dataset": d.id, "title": d.title, "certificate_type": d.certificate_type,
+                     "department": d.department, "sharing": d.sharing,
+                     "update_cycle": d.update_cycle, "version": d.current_version,
+                     "records": v.tree_size if v else 0,
+                     "published_at": v.published_at.isoformat() if v else None,
+                     "root_hash": v.root_hash if v else None} for d, v in rows]
+
+    def lookup(self, holder_key: str, today: date | None = None) -> list[dict]:
+        today = today or date.today()
+        with self.session() as s:
+            rows = s.execute(sa.select(Record, Dataset.title).join(
+                Dataset, sa.and_(Dataset.id == Record.dataset_id,
+                                 Dataset.current_version == Record.version))
+                .where(Record.holder_key == holder_key)
+                .order_by(Record.dataset_id, Record.licence_number)).all()
+            return [{"record_id": r.record_id, "dataset": r.dataset_id, "title": title,
+                     "version": r.version, "licence_number": r.licence_number,
+                     "holder_name": r.holder_name,
+                     "status": store.effective_status(r.status, r.valid_to, today),
+                     "valid_to": r.valid_to.isoformat() if r.valid_to else None}
+                    for r, title in rows]
+
+    def bundle(self, record_id: str, today: date | None = None) -> dict:
+        today = today or date.today()
+        with self.session() as s:
+            hit = s.execute(sa.select(Record, DatasetVersion).join(
+                DatasetVersion, sa.and_(DatasetVersion.dataset_id == Record.dataset_id,
+                                        DatasetVersion.version == Record.version))
+                .where(Record.record_id == record_id)
+                .order_by(Record.version.desc()).limit(1)).first()
+            if hit is None:
+                raise NotFound(f"no record {record_id!r}; find record ids with `exchange lookup HOLDER_ID`")
+            rec, ver = hit
+        directory = Path(ver.path)
+        return make_bundle(
+            record_id=record_id, dataset=rec.dataset_id, version=rec.version,
+            leaf_index=rec.leaf_index, tree_size=ver.tree_size,
+            audit_path=store.inclusion_proof(directory, rec.leaf_index),
+            record=store.read_record(directory, rec.leaf_index),
+            signed_tree_head=ver.signed_tree_head,
+            status=store.effective_status(rec.status, rec.valid_to, today))
+
+    def sample_holder(self, dataset: str) -> str | None:
+        with self.session() as s:
+            return s.scalar(sa.select(Record.holder_key).join(
+                Dataset, sa.and_(Dataset.id == Record.dataset_id,
+                                 Dataset.current_version == Record.version))
+                .where(Record.dataset_id == dataset, Record.status == "valid")
+                .order_by(Record.leaf_index).limit(1))
+
+    def runs(self, source_id: str | None = None, limit: int = 20) -> list[dict]:
+        with self.session() as s:
+            q = sa.select(Run).order_by(Run.id.desc()).limit(limit)
+            if source_id:
+                q = q.where(Run.source_id == source_id)
+            return [{c.name: getattr(r, c.name) for c in Run.__table__.columns}
+                    for r in s.scalars(q)]
+
+    def audit(self, department: str, purpose: str, action: str, subject: str | None,
+              outcome: str, detail: dict | None = None) -> None:
+        with self.session() as s, s.begin():
+            s.add(AuditEntry(at=utcnow(), department=department, purpose=purpose, action=action,
+                             subject=subject, outcome=outcome, detail=detail))
+
+
+def _insert_index(s: Session, dataset: str, version: int, index) -> None:
+    cols = {name: index.column(name).to_pylist() for name in index.column_names}
+    n = index.num_rows
+    table = Record.__table__
+    chunk = 50_000
+    for start in range(0, n, chunk):
+        end = min(n, start + chunk)
+        rows = [{"dataset_id": dataset, "version": version,
+                 **{k: v[i] for k, v in cols.items()}} for i in range(start, end)]
+        s.execute(table.insert(), rows)
+
+
+def _jsonable(d: dict) -> dict:
+    import json
+    return json.loads(json.dumps(d, default=str))

@@ -1,0 +1,69 @@
+"""One DAG per registered source: extract -> conform -> validate -> publish -> announce.
+
+Only wiring here: every task calls exchange.stages with ids and passes paths on.
+Parse-time cost is reading the registration files; nothing heavy is imported.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from airflow.sdk import DAG, Asset, get_current_context, task
+
+from exchange import registry
+from exchange.registry import Registration
+from exchange.settings import get_settings
+
+START = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+
+def asset_for(reg: Registration) -> Asset:
+    return Asset(name=f"exchange.{reg.dataset}", uri=f"exchange://datasets/{reg.dataset}")
+
+
+def _key() -> str:
+    from exchange.stages import run_key
+    return run_key(get_current_context()["run_id"])
+
+
+def build_dag(reg: Registration) -> DAG:
+    asset = asset_for(reg)
+    with DAG(dag_id=reg.dag_id, schedule=reg.schedule, start_date=START, catchup=False,
+             description=reg.title, tags=["exchange", reg.department, reg.certificate_type],
+             default_args={"retries": 0, "retry_delay": timedelta(seconds=30)},
+             max_active_runs=1) as dag:
+
+        @task
+        def extract() -> dict:
+            from exchange import stages
+            return stages.extract(reg.id, _key())
+
+        @task
+        def conform(extracted: dict) -> dict:
+            from exchange import stages
+            return stages.conform(reg.id, _key())
+
+        @task
+        def validate(conformed: dict) -> dict:
+            from exchange import stages
+            return stages.validate(reg.id, _key())
+
+        @task
+        def publish(validated: dict) -> dict:
+            from exchange import stages
+            return stages.publish(reg.id, _key())
+
+        @task(outlets=[asset])
+        def announce(published: dict, *, outlet_events=None) -> dict:
+            from airflow.sdk.exceptions import AirflowSkipException
+            if published["state"] != "published":
+                raise AirflowSkipException(f"dataset {reg.dataset} unchanged: no new version")
+            outlet_events[asset].extra = published
+            return published
+
+        announce(publish(validate(conform(extract()))))
+    return dag
+
+
+def build_all() -> dict[str, DAG]:
+    regs = registry.load_all(get_settings().sources_dir)
+    return {reg.dag_id: build_dag(reg) for reg in regs.values()}

@@ -1,0 +1,70 @@
+"""One small hierarchy of domain errors. Messages say what to do next.
+
+`status` is the HTTP status the API maps an error to; `exit_code` is what the CLI exits with.
+"""
+from __future__ import annotations
+
+
+class ExchangeError(Exception):
+    status = 500
+    exit_code = 1
+
+
+class ConfigError(ExchangeError):
+    """Settings or a registration file are wrong."""
+    status = 500
+    exit_code = 2
+
+
+class UnknownName(ConfigError):
+    """A name (source, certificate type, connector kind …) that is not known."""
+
+    def __init__(self, kind: str, name: str, known):
+        known = sorted(known)
+        super().__init__(f"unknown {kind} {name!r}; known: {', '.join(map(str, known)) or '(none)'}")
+        self.kind, self.name, self.known = kind, name, known
+
+
+class SourceError(ExchangeError):
+    """A silo could not be read: the run fails and publishes nothing."""
+    status = 502
+    exit_code = 3
+
+
+class DataError(ExchangeError):
+    """Input that breaks a rule: names the source, the row and the rule."""
+    status = 422
+    exit_code = 4
+
+    def __init__(self, message: str, *, source: str | None = None, row: int | None = None,
+                 rule: str | None = None):
+        where = ", ".join(p for p in (f"source {source}" if source else "",
+                                      f"row {row}" if row is not None else "",
+                                      f"rule {rule}" if rule else "") if p)
+        super().__init__(f"{where}: {message}" if where else message)
+        self.source, self.row, self.rule = source, row, rule
+
+
+class ReconciliationError(ExchangeError):
+    """Rows extracted != accepted + quarantined: something was lost; nothing is published."""
+    exit_code = 5
+
+
+class PublishError(ExchangeError):
+    """A version could not be published; nothing of it was kept."""
+    exit_code = 6
+
+
+class NotFound(ExchangeError):
+    status = 404
+    exit_code = 7
+
+
+class VerificationError(ExchangeError):
+    """A bundle failed verification at a numbered step."""
+    status = 400
+    exit_code = 8
+
+    def __init__(self, step: int, name: str, message: str):
+        super().__init__(f"step {step} ({name}) failed: {message}")
+        self.step, self.step_name, self.detail = step, name, message

@@ -1,0 +1,152 @@
+"""The stages of one source's run. DAG tasks call these with ids; they return paths and counts.
+
+extract -> conform -> validate -> publish. Each stage writes its output atomically under
+staging/<source>/<run>/ and records failures on the run, so a failed run publishes nothing
+and can simply be run again.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from datetime import date
+from functools import wraps
+from pathlib import Path
+
+from exchange import registry
+from exchange.errors import DataError
+from exchange.settings import get_settings
+
+
+def run_key(airflow_run_id: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", airflow_run_id)[:200]
+
+
+def _context(source_id: str, key: str):
+    from catalog.service import Catalog
+
+    settings = get_settings()
+    reg = registry.get(source_id, settings.sources_dir)
+    catalog = Catalog(settings.catalog_url, settings.store_dir)
+    workdir = settings.staging_dir / source_id / key
+    workdir.mkdir(parents=True, exist_ok=True)
+    return settings, reg, catalog, workdir
+
+
+def _records_failure(stage):
+    @wraps(stage)
+    def wrapper(source_id: str, key: str, *args, **kwargs):
+        try:
+            return stage(source_id, key, *args, **kwargs)
+        except Exception as exc:
+            try:
+                from catalog.service import Catalog
+
+                settings = get_settings()
+                catalog = Catalog(settings.catalog_url, settings.store_dir)
+                catalog.fail_run(catalog.start_run(source_id, key).id, f"{stage.__name__}: {exc}")
+            except Exception:  # the source may not even be registered: keep the first error
+                pass
+            raise
+    return wrapper
+
+
+@_records_failure
+def extract(source_id: str, key: str) -> dict:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    import connectors
+    from schemas.conform import ROW, missing_columns
+
+    settings, reg, catalog, workdir = _context(source_id, key)
+    catalog.register(reg)
+    run = catalog.start_run(source_id, key)
+    conn = connectors.build(reg.connector, source_id)
+    gone = missing_columns(reg, conn.columns())
+    if gone:
+        raise DataError(f"the silo no longer has the mapped columns {gone}", source=source_id,
+                        rule="schema drift: mapped column present")
+    out, tmp = workdir / "extracted.parquet", workdir / "extracted.parquet.tmp"
+    rows, writer = 0, None
+    try:
+        for batch in conn.batches():
+            batch = batch.append_column(ROW, pa.array(range(rows + 1, rows + 1 + batch.num_rows), pa.int64()))
+            writer = writer or pq.ParquetWriter(tmp, batch.schema)
+            writer.write_batch(batch)
+            rows += batch.num_rows
+        if writer is None:
+            cols = conn.columns()
+            writer = pq.ParquetWriter(tmp, pa.schema([*((c, pa.string()) for c in cols), (ROW, pa.int64())]))
+    finally:
+        if writer is not None:
+            writer.close()
+    os.replace(tmp, out)
+    return {"run_id": run.id, "path": str(out), "rows": rows}
+
+
+@_records_failure
+def conform(source_id: str, key: str) -> dict:
+    import pyarrow.parquet as pq
+
+    from schemas.conform import conform as conform_batch, conformed_schema
+
+    settings, reg, catalog, workdir = _context(source_id, key)
+    src = pq.ParquetFile(workdir / "extracted.parquet")
+    out, tmp = workdir / "conformed.parquet", workdir / "conformed.parquet.tmp"
+    rows = 0
+    with pq.ParquetWriter(tmp, conformed_schema(reg.ctype)) as writer:
+        for batch in src.iter_batches(batch_size=131_072):
+            writer.write_batch(conform_batch(batch, reg))
+            rows += batch.num_rows
+    os.replace(tmp, out)
+    return {"path": str(out), "rows": rows}
+
+
+@_records_failure
+def validate(source_id: str, key: str, today: date | None = None) -> dict:
+    from quality.validate import validate as run_validation
+
+    settings, reg, catalog, workdir = _context(source_id, key)
+    run = catalog.start_run(source_id, key)
+    outcome = run_validation(workdir / "conformed.parquet", workdir / "extracted.parquet",
+                             reg.ctype, workdir, today or date.today())
+    catalog.record_counts(run.id, outcome.extracted, outcome.accepted, outcome.quarantined,
+                          outcome.reasons)
+    return {"run_id": run.id, "extracted": outcome.extracted, "accepted": outcome.accepted,
+            "quarantined": outcome.quarantined, "accepted_path": str(outcome.accepted_path),
+            "quarantine_path": str(outcome.quarantine_path)}
+
+
+@_records_failure
+def publish(source_id: str, key: str) -> dict:
+    from catalog import store
+    from catalog.keys import KeyStore
+
+    settings, reg, catalog, workdir = _context(source_id, key)
+    run = catalog.start_run(source_id, key)
+    if run.state in ("published", "unchanged"):
+        return {"dataset": reg.dataset, "version": run.version, "state": run.state}
+    staged_dir = workdir / "version"
+    shutil.rmtree(staged_dir, ignore_errors=True)
+    staged = store.stage_version(workdir / "accepted.parquet", reg.dataset, reg.ctype, staged_dir)
+    keys = KeyStore(settings.keys_dir, settings.key_passphrase())
+    result = catalog.publish(run.id, reg, staged, keys)
+    keys.write_jwks(settings.jwks_path)
+    for name in ("extracted.parquet", "conformed.parquet", "accepted.parquet"):
+        (workdir / name).unlink(missing_ok=True)
+    shutil.rmtree(staged_dir, ignore_errors=True)
+    return {"dataset": result.dataset, "version": result.version, "state": result.state,
+            "tree_size": result.tree_size, "root_hash": result.root_hash}
+
+
+def run_all(source_id: str, key: str, today: date | None = None) -> dict:
+    """The whole path in-process, without Airflow (tests and benchmarks)."""
+    extract(source_id, key)
+    conform(source_id, key)
+    validate(source_id, key, today)
+    return publish(source_id, key)
+
+
+def workdir_for(source_id: str, key: str) -> Path:
+    return get_settings().staging_dir / source_id / key
