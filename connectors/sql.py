@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterator
 
 import pyarrow as pa
@@ -9,7 +10,7 @@ import pyarrow.compute as pc
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from exchange.errors import ConfigError, SourceError, UnknownName
+from exchange.errors import ConfigError, SourceError
 
 
 @dataclass(frozen=True)
@@ -41,13 +42,24 @@ class SqlConnector:
                            f"{self.settings.safe_url}: {type(exc).__name__}: {exc}; "
                            "check that the silo is up and the connection settings are right")
 
+    def _engine(self) -> sa.Engine:
+        url = make_url(self.settings.url)
+        if url.get_backend_name() == "sqlite":   # never create an empty file for a missing silo
+            path = Path(url.database or "")
+            if not path.is_file():
+                raise SourceError(f"source {self.source_id}: the SQLite silo {path} does not exist; "
+                                  "check the path in the registration")
+            return sa.create_engine(f"sqlite:///file:{path}?mode=ro&uri=true")
+        return sa.create_engine(self.settings.url)
+
     def columns(self) -> list[str]:
-        engine = sa.create_engine(self.settings.url)
+        engine = self._engine()
         try:
             insp = sa.inspect(engine)
             tables = insp.get_table_names()
             if self.settings.table not in tables:
-                raise UnknownName(f"table in source {self.source_id}", self.settings.table, tables)
+                raise SourceError(f"source {self.source_id}: the silo has no table "
+                                  f"{self.settings.table!r}; it has: {', '.join(tables) or '(none)'}")
             return [c["name"] for c in insp.get_columns(self.settings.table)]
         except sa.exc.SQLAlchemyError as exc:
             raise self._fail("could not inspect table", exc) from exc

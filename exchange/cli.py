@@ -26,7 +26,7 @@ def _table(title: str, rows: list[dict], columns: list[str]) -> None:
 
     t = Table(title=title, show_lines=False)
     for c in columns:
-        t.add_column(c)
+        t.add_column(c, overflow="fold")
     for r in rows:
         t.add_row(*("" if r.get(c) is None else str(r.get(c)) for c in columns))
     Console().print(t)
@@ -129,6 +129,7 @@ def parser() -> argparse.ArgumentParser:
         sp.add_argument("--department", default="operator-cli", help="who is asking")
         sp.add_argument("--purpose", default="operator lookup",
                         help="why: a service-item code or case number")
+        return sp
 
     add("datasets", cmd_datasets, "list the catalogue")
     consumer(add("lookup", cmd_lookup, "records held for a holder (USCC or resident ID)")

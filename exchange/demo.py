@@ -98,7 +98,7 @@ def _print_summary(console, s: dict) -> None:
     console.print(f"  sample lookup: holder {s['sample_holder']}")
     for r in s["sample_records"]:
         console.print(f"    {r['record_id']}  {r['title']}  {r['licence_number']}  "
-                      f"{r['holder_name']}  [{r['status']}]")
+                      f"{r['holder_name']}  status: {r['status']}", markup=False)
     console.print("  its exported bundle verifies offline against the JWKS: "
                   + ("yes" if s["sample_bundle_verified"] else "NO"))
     console.print("Try: ./run exchange lookup HOLDER_ID | export RECORD_ID -o b.json | verify b.json | datasets")

@@ -128,7 +128,7 @@ def validate(conformed: Path, extracted: Path, ctype: CertificateType, out_dir: 
         os.replace(tmp[k], paths[k])
     results = out_dir / "validation.json"
     results.write_text(json.dumps({"suite": suite.name, "rows": n_in, "expectations": summary},
-                                  ensure_ascii=False, indent=1), encoding="utf-8")
+                                  ensure_ascii=False, indent=1, default=str), encoding="utf-8")
     return Outcome(n_in, n_ok, n_bad, dict(counts.most_common()), paths["accepted"],
                    paths["quarantine"], results)
 

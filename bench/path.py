@@ -1,0 +1,166 @@
+"""The whole path (extract, conform, validate, publish) on a generated silo, beside the naive
+baseline (pandas.read_sql + GX COMPLETE + json.dumps and one Ed25519 signature per row + one
+ORM insert per row) in the same run. Each side runs in its own process for its peak memory."""
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+from exchange.settings import ROOT
+
+OUT = ROOT / "bench" / "out"
+TODAY = date(2026, 11, 21)
+
+
+def silo(rows: int) -> Path:
+    from demo.synth import make_business_licence_silo
+
+    path = OUT / f"silo_{rows}.db"
+    if not path.exists():
+        OUT.mkdir(parents=True, exist_ok=True)
+        t = time.perf_counter()
+        make_business_licence_silo(path, rows, seed=7)
+        print(f"generated {rows:,}-row silo in {time.perf_counter() - t:.1f}s", file=sys.stderr)
+    return path
+
+
+def project(silo_path: str) -> dict:
+    from exchange import registry, stages
+    from exchange.settings import get_settings
+
+    s = get_settings()
+    s.sources_dir.mkdir(parents=True, exist_ok=True)
+    template = (ROOT / "demo/registrations/smr_business_licence.toml").read_text("utf-8")
+    (s.sources_dir / "smr.toml").write_text(template.replace("{silo}", silo_path), "utf-8")
+    registry.load(s.sources_dir / "smr.toml")
+    times = {}
+    for name, fn in (("extract", stages.extract), ("conform", stages.conform),
+                     ("validate", lambda a, b: stages.validate(a, b, TODAY)),
+                     ("publish", stages.publish)):
+        t = time.perf_counter()
+        result = fn("smr_business_licence", "bench")
+        times[name] = time.perf_counter() - t
+        if name == "validate":
+            counts = result
+    return {"times": times, "rows": counts["extracted"], "accepted": counts["accepted"],
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def naive(silo_path: str, sample: int) -> dict:
+    import pandas as pd
+    import sqlalchemy as sa
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+    from quality.suites import build_suite
+    from quality.validate import _Gx
+    from schemas.types import get_type
+
+    ctype = get_type("business_licence")
+    reg_map = _mapping()
+    t0 = time.perf_counter()
+    engine = sa.create_engine(f"sqlite:///{silo_path}")
+    df = pd.read_sql(f"SELECT * FROM yyzz_djxx LIMIT {sample}", engine)
+    t1 = time.perf_counter()
+    df = df.rename(columns={v: k for k, v in reg_map.items()})
+    for f in ctype.fields:
+        if f.type == "date":
+            df[f"_raw_{f.name}"] = df.get(f.name)
+            df[f.name] = pd.to_datetime(df.get(f.name), errors="coerce", format="mixed")
+        elif f.name not in df:
+            df[f.name] = None
+    gx = _Gx()
+    result = gx.validate(df, build_suite(ctype, TODAY))
+    bad = {i for r in result.results for i in (r.result.get("unexpected_index_list") or [])}
+    t2 = time.perf_counter()
+
+    class Base(DeclarativeBase):
+        pass
+
+    class Row(Base):
+        __tablename__ = "signed"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        body: Mapped[str]
+        sig: Mapped[bytes]
+
+    key = Ed25519PrivateKey.generate()
+    db = sa.create_engine(f"sqlite:///{tempfile.mkdtemp()}/naive.db")
+    Base.metadata.create_all(db)
+    with Session(db) as s:
+        for i, row in enumerate(df.astype(str).to_dict("records")):
+            if i in bad:
+                continue
+            body = json.dumps(row, ensure_ascii=False, sort_keys=True)
+            s.add(Row(body=body, sig=key.sign(body.encode())))
+            s.flush()
+        s.commit()
+    t3 = time.perf_counter()
+    return {"rows": len(df), "times": {"read_sql": t1 - t0, "gx_complete": t2 - t1,
+                                       "sign_and_insert_per_row": t3 - t2},
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def _mapping() -> dict:
+    import tomllib
+    return tomllib.loads((ROOT / "demo/registrations/smr_business_licence.toml").read_text("utf-8"))["mapping"]
+
+
+def _child(kind: str, *args) -> dict:
+    env = {**os.environ, "EXCHANGE_HOME": tempfile.mkdtemp(prefix="bench-home-")}
+    env.setdefault("EXCHANGE_KEY_PASSPHRASE", "bench passphrase, not a secret")
+    out = subprocess.run([sys.executable, "-m", "bench.path", kind, *map(str, args)],
+                         env=env, capture_output=True, text=True)
+    if out.returncode:
+        raise SystemExit(f"{kind} failed:\n{out.stderr[-4000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main(rows: int, sample: int) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    path = str(silo(rows))
+    base_mb = _child("baseline-interpreter")["peak_rss_mb"]
+    ours = _child("project", path)
+    theirs = _child("naive", path, min(sample, rows))
+    t = Table(title=f"Whole path on a {rows:,}-row SQLite silo (peak memory is the process's RSS)")
+    for c in ("stage", "seconds", "rows/s"):
+        t.add_column(c, justify="right" if c != "stage" else "left")
+    for stage, sec in ours["times"].items():
+        t.add_row(stage, f"{sec:.2f}", f"{ours['rows'] / sec:,.0f}")
+    total = sum(ours["times"].values())
+    ours_rate = ours["rows"] / total
+    t.add_row("[bold]whole path[/]", f"{total:.2f}", f"[bold]{ours_rate:,.0f}[/]")
+    naive_total = sum(theirs["times"].values())
+    naive_rate = theirs["rows"] / naive_total
+    t.add_row(f"naive baseline (sample of {theirs['rows']:,} rows)", f"{naive_total:.2f}",
+              f"{naive_rate:,.0f}")
+    Console().print(t)
+    print(f"naive stages: " + ", ".join(f"{k} {theirs['rows'] / v:,.0f} rows/s"
+                                         for k, v in theirs["times"].items()))
+    print(f"peak memory: project {ours['peak_rss_mb']:.0f} MB, naive {theirs['peak_rss_mb']:.0f} MB, "
+          f"bare interpreter with imports {base_mb:.0f} MB")
+    print(f"ratio whole path / naive baseline: {ours_rate / naive_rate:.1f}x (target >= 5x)")
+    print(json.dumps({"rows": ours["rows"], "project_rows_per_s": round(ours_rate),
+                      "naive_rows_per_s": round(naive_rate), "ratio": round(ours_rate / naive_rate, 2),
+                      "stages_rows_per_s": {k: round(ours["rows"] / v) for k, v in ours["times"].items()},
+                      "peak_rss_mb": round(ours["peak_rss_mb"])}))
+    return 0
+
+
+if __name__ == "__main__":
+    kind, *args = sys.argv[1:]
+    if kind == "project":
+        print(json.dumps(project(args[0])))
+    elif kind == "naive":
+        print(json.dumps(naive(args[0], int(args[1]))))
+    elif kind == "baseline-interpreter":
+        import pyarrow  # noqa: F401
+        print(json.dumps({"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))

@@ -1,0 +1,143 @@
+"""RFC 8785 (JCS) canonical JSON of records, one row at a time or a whole table at once.
+
+`canonical_json(table)[i] == canonical_bytes(table.slice(i, 1).to_pylist()[0])`, built with
+pyarrow.compute (no per-row Python). Records are flat: strings, integers, dates, booleans, null.
+"""
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import rfc8785
+
+MAX_SAFE_INT = 2**53 - 1
+_FLOAT_MSG = "floats are not allowed in records; use integers or decimal strings"
+_DATE_MIN = (dt.date(1, 1, 1) - dt.date(1970, 1, 1)).days  # what Python's date can hold
+_DATE_MAX = (dt.date(9999, 12, 31) - dt.date(1970, 1, 1)).days
+
+# RFC 8785 §3.2.2.2: short forms, then \u00xx (lowercase hex) for the other controls.
+_SHORT = {"\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+_CONTROLS = [(chr(i), _SHORT.get(chr(i), f"\\u{i:04x}")) for i in range(0x20)]
+_NEEDS_ESCAPE = r'[\x00-\x1f"\\]'
+
+
+def to_json_value(v):
+    """One value as pyarrow's to_pylist gives it -> a JSON value."""
+    if v is None or isinstance(v, (bool, str)):
+        return v
+    if isinstance(v, int):
+        if abs(v) > MAX_SAFE_INT:
+            raise ValueError(f"integer {v} is outside ±(2**53-1); store it as a decimal string")
+        return v
+    if isinstance(v, float):
+        raise ValueError(_FLOAT_MSG)
+    if isinstance(v, dt.date) and not isinstance(v, dt.datetime):
+        return v.isoformat()
+    raise ValueError(f"unsupported value type {type(v).__name__} in a record")
+
+
+def to_json_record(row: dict) -> dict:
+    return {str(k): to_json_value(v) for k, v in row.items()}
+
+
+def canonical_bytes(record: dict) -> bytes:
+    return rfc8785.dumps(to_json_record(record))
+
+
+def sort_keys(names) -> list[str]:
+    """RFC 8785 §3.2.3: by UTF-16 code units."""
+    return sorted(names, key=lambda k: k.encode("utf-16-be"))
+
+
+def _utf8_bytes(chunk: pa.Array) -> np.ndarray:
+    """The UTF-8 bytes a string chunk refers to, without copying."""
+    _, offsets, data = chunk.buffers()
+    if not len(chunk) or data is None:
+        return np.empty(0, np.uint8)
+    width = np.int64 if pa.types.is_large_string(chunk.type) else np.int32
+    off = np.frombuffer(offsets, width)[chunk.offset:chunk.offset + len(chunk) + 1]
+    return np.frombuffer(data, np.uint8)[off[0]:off[-1]]
+
+
+def _needs_escape(col: pa.ChunkedArray) -> bool:
+    """Any '"', '\\' or control byte? (In UTF-8, bytes < 0x80 are ASCII characters only.)"""
+    for chunk in col.chunks:
+        b = _utf8_bytes(chunk)
+        if b.size and (b.min() < 0x20 or (b == 0x22).any() or (b == 0x5C).any()):
+            return True
+    return False
+
+
+def _escape(col: pa.ChunkedArray) -> pa.ChunkedArray:
+    """Escape only the rows that need it (usually none: checked on the raw bytes first)."""
+    if not _needs_escape(col):
+        return col
+    mask = pc.match_substring_regex(col, _NEEDS_ESCAPE)
+    sub = pc.filter(col, mask)
+    sub = pc.replace_substring(sub, "\\", "\\\\")
+    sub = pc.replace_substring(sub, '"', '\\"')
+    if pc.any(pc.match_substring_regex(sub, r"[\x00-\x1f]")).as_py():
+        for ch, esc in _CONTROLS:
+            sub = pc.replace_substring(sub, ch, esc)
+    return pc.replace_with_mask(col, mask.combine_chunks(), sub.combine_chunks())
+
+
+def _value_text(name: str, col: pa.ChunkedArray) -> tuple[str, pa.ChunkedArray]:
+    """(quote, text): the JSON text of each value is quote + text + quote; nulls give `null`."""
+    t = col.type
+    if pa.types.is_dictionary(t) and (pa.types.is_string(t.value_type) or pa.types.is_large_string(t.value_type)):
+        col, t = col.cast(t.value_type), t.value_type
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        return _quoted(_escape(col))
+    if pa.types.is_date32(t):
+        lo, hi = pc.min_max(col.cast(pa.int32())).values()
+        if lo.is_valid and (lo.as_py() < _DATE_MIN or hi.as_py() > _DATE_MAX):
+            raise ValueError(f"column {name!r} holds dates outside 0001-01-01..9999-12-31")
+        return _quoted(col.cast(pa.string()))
+    if pa.types.is_integer(t):
+        lo, hi = pc.min_max(col).values()
+        if lo.is_valid and (lo.as_py() < -MAX_SAFE_INT or hi.as_py() > MAX_SAFE_INT):
+            raise ValueError(f"column {name!r} holds integers outside ±(2**53-1); store them as decimal strings")
+        return "", _fill_null(col.cast(pa.string()))
+    if pa.types.is_boolean(t):
+        return "", _fill_null(col.cast(pa.string()))
+    if pa.types.is_floating(t) or pa.types.is_decimal(t):
+        raise ValueError(f"column {name!r}: {_FLOAT_MSG}")
+    raise ValueError(f"column {name!r} has unsupported type {t}; use string, date32, int8..int64 or bool")
+
+
+def _fill_null(text):
+    return pc.fill_null(text, "null") if text.null_count else text
+
+
+def _quoted(text) -> tuple[str, pa.ChunkedArray]:
+    if not text.null_count:  # the quotes go into the literals of the final join: one pass less
+        return '"', text
+    q, empty = pa.scalar('"', text.type), pa.scalar("", text.type)
+    return "", _fill_null(pc.binary_join_element_wise(q, text, q, empty))
+
+
+def canonical_json(table: pa.Table) -> pa.Array:
+    """Canonical JSON bytes of every row: binary, or large_binary past 2 GiB."""
+    n = table.num_rows
+    names = sort_keys(table.column_names)
+    if len(set(names)) != len(names):
+        raise ValueError("duplicate column names cannot be one JSON object")
+    if not names:
+        return pa.array([b"{}"] * n, pa.binary())
+    parts, literal = [], "{"
+    for i, name in enumerate(names):
+        quote, text = _value_text(name, table.column(name))
+        parts += [literal + ("," if i else "") + rfc8785.dumps(name).decode() + ":" + quote, text]
+        literal = quote
+    parts.append(literal + "}")
+    literals = sum(len(p.encode()) for p in parts[::2])
+    large = (sum(t.nbytes for t in parts[1::2]) + n * literals > 2**31 - 1  # nbytes: an upper bound
+             or any(pa.types.is_large_string(t.type) for t in parts[1::2]))
+    typ = pa.large_string() if large else pa.string()
+    parts = [pa.scalar(p, typ) if isinstance(p, str) else p.cast(typ) for p in parts]
+    out = pc.binary_join_element_wise(*parts, pa.scalar("", typ))
+    out = out.combine_chunks() if isinstance(out, pa.ChunkedArray) else out
+    return out.cast(pa.large_binary() if large else pa.binary())

@@ -1,0 +1,208 @@
+"""Ed25519 signing keys, the JWKS (RFC 7517) and signed tree heads (JWS, RFC 7515, alg EdDSA).
+
+Layout of the key directory (0700):
+  {kid}.pem   PKCS#8 private key encrypted with the passphrase (0600); kid = RFC 7638 thumbprint
+  keys.json   manifest: [{kid, created_at, status, compromised_at}], exactly one "active"
+Statuses: active (signs), retired (still in the JWKS), compromised (left out of the JWKS).
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fcntl
+import hashlib
+import json
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import rfc8785
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from joserfc import jws
+from joserfc.errors import SecurityWarning
+from joserfc.jwk import OKPKey
+
+from exchange.errors import ConfigError
+
+ALG = "EdDSA"
+STH_TYP = "exchange-sth+jws"
+MANIFEST = "keys.json"
+STATUSES = ("active", "retired", "compromised")
+
+
+def rfc3339(t: dt.datetime) -> str:
+    """RFC 3339 UTC to the second, like 2026-11-21T20:00:00Z. Naive datetimes are refused."""
+    if t.tzinfo is None or t.utcoffset() is None:
+        raise ValueError("a timestamp needs a time zone (use datetime.now(timezone.utc))")
+    return t.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def head_hash(signed_head: str) -> str:
+    """Hex SHA-256 of a compact JWS tree head (its ASCII bytes)."""
+    return hashlib.sha256(signed_head.encode("ascii")).hexdigest()
+
+
+def tree_head_payload(dataset: str, version: int, tree_size: int, root: bytes,
+                      issued_at: dt.datetime, previous_head: str | None) -> dict:
+    if len(root) != 32:
+        raise ValueError("a root hash is 32 bytes")
+    return {"dataset": dataset, "version": int(version), "tree_size": int(tree_size),
+            "root_hash": bytes(root).hex(), "issued_at": rfc3339(issued_at),
+            "previous_head_hash": head_hash(previous_head) if previous_head else None}
+
+
+@contextlib.contextmanager
+def eddsa_allowed():
+    """joserfc 1.8 warns that RFC 9864 deprecates "EdDSA"; our contract names it (RFC 8037)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=SecurityWarning)
+        yield
+
+
+def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def public_jwk(key: OKPKey) -> dict:
+    return {**key.as_dict(private=False), "kid": key.thumbprint(), "alg": ALG, "use": "sig"}
+
+
+class KeyStore:
+    def __init__(self, directory: Path, passphrase: bytes):
+        if isinstance(passphrase, str):
+            passphrase = passphrase.encode()
+        if not passphrase:
+            raise ConfigError("EXCHANGE_KEY_PASSPHRASE is empty: set a passphrase for the signing keys")
+        self.directory = Path(directory)
+        self._passphrase = passphrase
+        self._cache: dict[str, OKPKey] = {}
+
+    def __repr__(self) -> str:
+        return f"KeyStore({str(self.directory)!r})"
+
+    # -- manifest ---------------------------------------------------------------------------
+    def manifest(self) -> list[dict]:
+        path = self.directory / MANIFEST
+        if not path.exists():
+            return []
+        try:
+            entries = json.loads(path.read_text())
+            assert isinstance(entries, list) and all(e["status"] in STATUSES for e in entries)
+        except (ValueError, KeyError, TypeError, AssertionError):
+            raise ConfigError(f"{path} is not a key manifest: restore it from a backup") from None
+        active = [e for e in entries if e["status"] == "active"]
+        if entries and len(active) != 1:
+            raise ConfigError(f"{path} has {len(active)} active keys; exactly one must be active")
+        return entries
+
+    def _write_manifest(self, entries: list[dict]) -> None:
+        atomic_write(self.directory / MANIFEST, json.dumps(entries, indent=2).encode() + b"\n")
+
+    @contextlib.contextmanager
+    def _locked(self):
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if self.directory.stat().st_mode & 0o077:
+            self.directory.chmod(0o700)
+        with open(self.directory / ".lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+
+    # -- keys -------------------------------------------------------------------------------
+    def _load(self, kid: str) -> OKPKey:
+        if kid not in self._cache:
+            path = self.directory / f"{kid}.pem"
+            if not path.exists():
+                raise ConfigError(f"the signing key {kid} is missing from {self.directory}: restore it from a backup")
+            pem = path.read_bytes()
+            try:
+                raw = serialization.load_pem_private_key(pem, self._passphrase)
+            except (ValueError, TypeError):
+                raise ConfigError(f"the signing key in {self.directory} could not be decrypted: "
+                                  "check EXCHANGE_KEY_PASSPHRASE") from None
+            key = OKPKey.import_key(raw) if isinstance(raw, Ed25519PrivateKey) else None
+            if key is None or key.thumbprint() != kid:
+                raise ConfigError(f"{kid}.pem in {self.directory} does not hold the key its name says")
+            self._cache[kid] = key
+        return self._cache[kid]
+
+    def _new_key(self) -> dict:
+        raw = Ed25519PrivateKey.generate()
+        kid = OKPKey.import_key(raw).thumbprint()
+        pem = raw.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.BestAvailableEncryption(self._passphrase))
+        fd = os.open(self.directory / f"{kid}.pem", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(pem)
+            os.fsync(f.fileno())
+        return {"kid": kid, "created_at": rfc3339(dt.datetime.now(dt.timezone.utc)),
+                "status": "active", "compromised_at": None}
+
+    def signer(self) -> OKPKey:
+        """The active private key (its `kid` is set), generated on first use."""
+        entries = self.manifest()
+        if not entries:
+            with self._locked():
+                entries = self.manifest()
+                if not entries:
+                    entries = [self._new_key()]
+                    self._write_manifest(entries)
+        kid = next(e["kid"] for e in entries if e["status"] == "active")
+        key = self._load(kid)
+        return OKPKey.import_key(key.raw_value, {"kid": kid})
+
+    def rotate(self) -> str:
+        """A new active key; the old one is retired (it stays in the JWKS). Returns the new kid."""
+        with self._locked():
+            entries = self.manifest()
+            for e in entries:
+                if e["status"] == "active":
+                    self._load(e["kid"])  # refuse to rotate with a wrong passphrase
+                    e["status"] = "retired"
+            entries.append(self._new_key())
+            self._write_manifest(entries)
+            return entries[-1]["kid"]
+
+    def mark_compromised(self, kid: str, at: dt.datetime | None = None) -> None:
+        """Drop a key from the JWKS; if it was active, a new key takes over."""
+        with self._locked():
+            entries = self.manifest()
+            entry = next((e for e in entries if e["kid"] == kid), None)
+            if entry is None:
+                raise ConfigError(f"no key {kid!r} in {self.directory}; known: "
+                                  f"{', '.join(e['kid'] for e in entries) or '(none)'}")
+            if entry["status"] == "active":
+                entries.append(self._new_key())
+            entry["status"] = "compromised"
+            entry["compromised_at"] = rfc3339(at or dt.datetime.now(dt.timezone.utc))
+            self._write_manifest(entries)
+
+    # -- signing and publishing -------------------------------------------------------------
+    def sign_tree_head(self, payload: dict) -> str:
+        """Compact JWS over the RFC 8785 bytes of `payload`."""
+        key = self.signer()
+        header = {"alg": ALG, "kid": key.kid, "typ": STH_TYP}
+        with eddsa_allowed():
+            return jws.serialize_compact(header, rfc8785.dumps(payload), key, algorithms=[ALG])
+
+    def jwks(self) -> dict:
+        """Public keys of the active and retired keys (standard JWKs only)."""
+        entries = self.manifest()[::-1]  # newest first, the active key at the head
+        kids = [e["kid"] for e in entries if e["status"] == "active"]
+        kids += [e["kid"] for e in entries if e["status"] == "retired"]
+        return {"keys": [public_jwk(self._load(kid)) for kid in kids]}
+
+    def write_jwks(self, path) -> None:
+        path = Path(path)
+        atomic_write(path, json.dumps(self.jwks(), indent=2).encode() + b"\n", mode=0o644)

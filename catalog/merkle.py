@@ -1,0 +1,166 @@
+"""Merkle tree of RFC 9162 §2.1: leaf = SHA-256(0x00 ‖ d), node = SHA-256(0x01 ‖ l ‖ r).
+
+Built level by level; an odd last node is promoted unchanged to the next level, which gives
+the same tree as RFC 9162's recursive MTH (split at the largest power of two below n).
+Saved as one file (header + every level) that `open` maps, so proofs read only what they need.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import struct
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+_MAGIC = b"EXMRKL01"
+_HEAD = struct.Struct("<8sQQ")  # magic, tree size, number of levels; then one <Q offset per level
+EMPTY_ROOT = hashlib.sha256(b"").digest()
+
+
+def leaf_hash(data: bytes) -> bytes:
+    return hashlib.sha256(b"\x00" + data).digest()
+
+
+def node_hash(left: bytes, right: bytes) -> bytes:
+    return hashlib.sha256(b"\x01" + left + right).digest()
+
+
+def _hash_all(prefix: bytes, data, bounds) -> np.ndarray:
+    """SHA-256(prefix ‖ data[s:e]) for each (s, e): an (n, 32) uint8 array."""
+    base, mv, out = hashlib.sha256(prefix), memoryview(data), bytearray()
+    for s, e in bounds:
+        h = base.copy()
+        h.update(mv[s:e])
+        out += h.digest()
+    return np.frombuffer(bytes(out), np.uint8).reshape(-1, 32)
+
+
+def leaf_hashes(canonical: pa.Array) -> np.ndarray:
+    """Leaf hash of every element of a binary / large_binary array: shape (n, 32) uint8."""
+    if isinstance(canonical, pa.ChunkedArray):
+        canonical = canonical.combine_chunks()
+    if not (pa.types.is_binary(canonical.type) or pa.types.is_large_binary(canonical.type)):
+        raise ValueError(f"leaf_hashes needs a binary array, not {canonical.type}")
+    if canonical.null_count:
+        raise ValueError("leaf_hashes: the array holds nulls")
+    n = len(canonical)
+    if n == 0:
+        return np.empty((0, 32), np.uint8)
+    _, offsets, data = canonical.buffers()
+    width = np.int64 if pa.types.is_large_binary(canonical.type) else np.int32
+    off = np.frombuffer(offsets, width)[canonical.offset:canonical.offset + n + 1].tolist()
+    return _hash_all(b"\x00", data if data is not None else b"", zip(off, off[1:]))
+
+
+def _parents(level: np.ndarray) -> np.ndarray:
+    m = len(level) // 2
+    pairs = np.ascontiguousarray(level[:2 * m]).reshape(-1)
+    up = _hash_all(b"\x01", pairs, ((i, i + 64) for i in range(0, 64 * m, 64)))
+    return np.concatenate([up, level[-1:]]) if len(level) % 2 else up
+
+
+class MerkleTree:
+    def __init__(self, levels: list[np.ndarray]):
+        self.levels = levels  # levels[0] = leaf hashes, levels[-1] = [root]
+
+    @classmethod
+    def build(cls, leaves: np.ndarray) -> "MerkleTree":
+        leaves = np.asarray(leaves, dtype=np.uint8)
+        if leaves.ndim != 2 or leaves.shape[1] != 32:
+            raise ValueError(f"leaves must have shape (n, 32), not {leaves.shape}")
+        levels = [leaves] if len(leaves) else []
+        while levels and len(levels[-1]) > 1:
+            levels.append(_parents(levels[-1]))
+        return cls(levels)
+
+    @property
+    def size(self) -> int:
+        return len(self.levels[0]) if self.levels else 0
+
+    @property
+    def root(self) -> bytes:
+        return self.levels[-1][0].tobytes() if self.levels else EMPTY_ROOT
+
+    def leaf(self, index: int) -> bytes:
+        self._check(index)
+        return self.levels[0][index].tobytes()
+
+    def inclusion_proof(self, index: int) -> list[bytes]:
+        """The audit path PATH(index, D[size]) of RFC 9162 §2.1.3.1, leaf side first."""
+        self._check(index)
+        proof = []
+        for level in self.levels[:-1]:
+            sibling = index ^ 1
+            if sibling < len(level):  # else this node is promoted: no sibling at this level
+                proof.append(level[sibling].tobytes())
+            index >>= 1
+        return proof
+
+    def _check(self, index: int) -> None:
+        if not 0 <= index < self.size:
+            raise ValueError(f"leaf index {index} is outside a tree of size {self.size}")
+
+    def save(self, path) -> None:
+        """Write every level to one file, atomically (temporary file + os.replace)."""
+        path = Path(path)
+        offsets, pos = [], _HEAD.size + 8 * len(self.levels)
+        for level in self.levels:
+            offsets.append(pos)
+            pos += 32 * len(level)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(_HEAD.pack(_MAGIC, self.size, len(self.levels)))
+                f.write(struct.pack(f"<{len(offsets)}Q", *offsets))
+                for level in self.levels:
+                    f.write(np.ascontiguousarray(level).data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    @classmethod
+    def open(cls, path) -> "MerkleTree":
+        """Map a saved tree; levels are read from disk only as proofs touch them."""
+        mm = np.memmap(path, dtype=np.uint8, mode="r")
+        magic, size, count = _HEAD.unpack(mm[:_HEAD.size].tobytes())
+        if magic != _MAGIC:
+            raise ValueError(f"{path} is not a saved Merkle tree")
+        offsets = struct.unpack(f"<{count}Q", mm[_HEAD.size:_HEAD.size + 8 * count].tobytes())
+        levels, n = [], size
+        for off in offsets:
+            levels.append(mm[off:off + 32 * n].reshape(n, 32))
+            n = (n + 1) // 2
+        if (levels and (len(levels[-1]) != 1 or offsets[-1] + 32 != len(mm))) or (not levels and size):
+            raise ValueError(f"{path} is truncated or damaged")
+        return cls(levels)
+
+
+def root_from_inclusion_proof(index: int, size: int, leaf: bytes, proof: list[bytes]) -> bytes:
+    """RFC 9162 §2.1.3.2, literally: the root that `proof` leads to from leaf hash `leaf`."""
+    if not 0 <= index < size:
+        raise ValueError(f"leaf index {index} is not below the tree size {size}")
+    if len(leaf) != 32 or any(len(p) != 32 for p in proof):
+        raise ValueError("hashes in an inclusion proof are 32 bytes")
+    fn, sn, r = index, size - 1, leaf
+    for p in proof:
+        if sn == 0:
+            raise ValueError("the inclusion proof is too long for this index and tree size")
+        if fn & 1 or fn == sn:
+            r = node_hash(p, r)
+            if not fn & 1:
+                while not fn & 1 and fn != 0:
+                    fn >>= 1
+                    sn >>= 1
+        else:
+            r = node_hash(r, p)
+        fn >>= 1
+        sn >>= 1
+    if sn != 0:
+        raise ValueError("the inclusion proof is too short for this index and tree size")
+    return r

@@ -1,0 +1,178 @@
+"""Normalised match keys and date parsing, vectorised over Arrow arrays.
+
+The original text is kept in the record; these keys are only for matching and checks.
+"""
+from __future__ import annotations
+
+import calendar
+import functools
+import re
+import unicodedata
+from typing import NamedTuple
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from exchange.errors import DataError
+
+# Whitespace (what str.isspace() accepts) plus zero-width characters.
+WHITESPACE = ("\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680" + "".join(map(chr, range(0x2000, 0x200B)))
+              + "\u2028\u2029\u202f\u205f\u3000")
+ZERO_WIDTH = "\u180e\u200b\u200c\u200d\u2060\ufeff"
+_INVISIBLE = WHITESPACE + ZERO_WIDTH
+_RE2_INVISIBLE = "[" + "".join(f"\\x{{{ord(c):04X}}}" for c in _INVISIBLE) + "]+"
+_PY_INVISIBLE = re.compile("[" + re.escape(_INVISIBLE) + "]+")
+
+OPEN_ENDED = ("长期", "长期有效", "永久", "无固定期限", "長期", "長期有效", "無固定期限")
+# One pattern for RE2 (Arrow) and Python re; applied after NFKC and removal of whitespace.
+DATE_PATTERN = (r"^(?P<y>\d{4})(?:(?P<m1>\d{2})(?P<d1>\d{2})"
+                r"|-(?P<m2>\d{1,2})-(?P<d2>\d{1,2})"
+                r"|/(?P<m3>\d{1,2})/(?P<d3>\d{1,2})"
+                r"|\.(?P<m4>\d{1,2})\.(?P<d4>\d{1,2})"
+                r"|年(?P<m5>\d{1,2})月(?P<d5>\d{1,2})日?)"
+                r"(?:T?\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?$")  # a time of day is ignored
+_PY_DATE = re.compile(DATE_PATTERN, re.ASCII)
+_OPENCC_ROWS = 1_000_000  # values per OpenCC call (keeps the joined text well under 2 GiB)
+
+
+class DateParse(NamedTuple):
+    dates: pa.Date32Array
+    open_ended: pa.BooleanArray
+    invalid: pa.BooleanArray
+
+
+def as_string_array(arr) -> pa.Array:
+    """Any string-like input (list, Array, ChunkedArray) as one pa.string() array."""
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks() if arr.num_chunks else pa.array([], arr.type)
+    if not isinstance(arr, pa.Array):
+        arr = pa.array(arr, pa.string())
+    if arr.type != pa.string():
+        arr = arr.cast(pa.string())
+    return arr
+
+
+def _strip_invisible(arr: pa.Array) -> pa.Array:
+    return pc.replace_substring_regex(arr, _RE2_INVISIBLE, "")
+
+
+def code_key(arr) -> pa.StringArray:
+    """Key for codes: NFKC, no whitespace or zero-width characters, upper case."""
+    arr = as_string_array(arr)
+    return pc.utf8_upper(_strip_invisible(pc.utf8_normalize(arr, "NFKC")))
+
+
+def code_key_scalar(text: str | None) -> str | None:
+    if text is None:
+        return None
+    return _PY_INVISIBLE.sub("", unicodedata.normalize("NFKC", text)).upper()
+
+
+@functools.lru_cache(maxsize=4)
+def _converter(config: str):
+    import opencc
+    return opencc.OpenCC(config)
+
+
+def opencc_convert(arr, config: str = "t2s") -> pa.StringArray:
+    """OpenCC over a whole array in one call: join on "\\n", convert, split back.
+
+    Values must not contain "\\n" (callers remove whitespace first). Null stays null.
+    """
+    arr = as_string_array(arr)
+    if len(arr) > _OPENCC_ROWS:
+        return pa.concat_arrays([opencc_convert(arr.slice(i, _OPENCC_ROWS), config)
+                                 for i in range(0, len(arr), _OPENCC_ROWS)])
+    if len(arr) == 0:
+        return arr
+    filled = pc.fill_null(arr, "")
+    lists = pa.ListArray.from_arrays(pa.array([0, len(filled)], pa.int32()), filled)
+    joined = pc.binary_join(lists, "\n")[0].as_py()
+    parts = pc.split_pattern(pa.array([_converter(config).convert(joined)]), "\n").flatten()
+    if len(parts) != len(arr):
+        raise DataError(f"OpenCC {config} returned {len(parts)} values for {len(arr)}: "
+                        "a value contains a newline; remove whitespace before converting")
+    return pc.if_else(pc.is_null(arr), pa.scalar(None, pa.string()), parts)
+
+
+def name_key(arr) -> pa.StringArray:
+    """Key for names: NFKC, no whitespace or zero-width characters, simplified characters."""
+    arr = as_string_array(arr)
+    return opencc_convert(_strip_invisible(pc.utf8_normalize(arr, "NFKC")), "t2s")
+
+
+def name_key_scalar(text: str | None) -> str | None:
+    return None if text is None else name_key([text])[0].as_py()
+
+
+def clean_text(arr) -> pa.StringArray:
+    """Trim whitespace and zero-width characters at both ends; blank becomes null."""
+    out = pc.utf8_trim(as_string_array(arr), _INVISIBLE)
+    return pc.if_else(pc.equal(out, ""), pa.scalar(None, pa.string()), out)
+
+
+def ymd_days(y, m, d) -> tuple[np.ndarray, np.ndarray]:
+    """(is a real date, days since 1970-01-01) for integer arrays of year, month, day."""
+    y, m, d = (np.asarray(v, np.int64) for v in (y, m, d))
+    ok = (y >= 1) & (y <= 9999) & (m >= 1) & (m <= 12) & (d >= 1)
+    months = ((np.where(ok, y, 1970) - 1970) * 12 + np.where(ok, m, 1) - 1).astype("datetime64[M]")
+    first = months.astype("datetime64[D]")
+    ok &= d <= ((months + 1).astype("datetime64[D]") - first).astype(np.int64)
+    return ok, np.where(ok, first.astype(np.int64) + d - 1, 0)
+
+
+def days_to_date32(days: np.ndarray, ok: np.ndarray) -> pa.Date32Array:
+    return pa.array(days.astype("datetime64[D]"), pa.date32(), mask=~ok)
+
+
+def _to_int(arr: pa.Array) -> np.ndarray:
+    arr = pc.replace_substring_regex(pc.fill_null(arr, ""), "^$", "0")
+    return pc.cast(arr, pa.int64()).to_numpy()
+
+
+def parse_dates(arr) -> DateParse:
+    """Parse the date forms silos use; "长期" and the like are open-ended.
+
+    Arrow's strptime rolls 2020-02-30 over to 2020-03-01 (measured with pyarrow 26), so
+    the parts are taken with a regex and checked against the calendar in numpy.
+    """
+    arr = as_string_array(arr)
+    s = _strip_invisible(pc.utf8_normalize(arr, "NFKC"))
+    blank = pc.fill_null(pc.equal(s, ""), True)
+    open_ended = pc.fill_null(pc.is_in(s, pa.array(OPEN_ENDED)), False)
+    parts = pc.extract_regex(s, DATE_PATTERN)
+    matched = pc.is_valid(parts).to_numpy(zero_copy_only=False)
+
+    def joined(p):
+        return pc.binary_join_element_wise(*(parts.field(f"{p}{i}") for i in range(1, 6)), "")
+
+    ok, days = ymd_days(_to_int(parts.field("y")), _to_int(joined("m")), _to_int(joined("d")))
+    ok &= matched
+    invalid = pc.and_not(pc.invert(pa.array(ok)), pc.or_(blank, open_ended))
+    return DateParse(days_to_date32(days, ok), open_ended, invalid)
+
+
+def date_problem(text: str | None) -> str | None:
+    """Why `text` is not an acceptable date, or None (blank and "长期" are acceptable)."""
+    if text is None:
+        return None
+    s = _PY_INVISIBLE.sub("", unicodedata.normalize("NFKC", text))
+    if s == "" or s in OPEN_ENDED:
+        return None
+    m = _PY_DATE.match(s)
+    if m is None:
+        return (f"{text!r} is not a date; expected a form like 20200102, 2020-01-02, "
+                "2020/1/2, 2020年1月2日, or 长期 for open-ended")
+    g = m.groupdict()
+    y = int(g["y"])
+    mo = int(next(g[f"m{i}"] for i in range(1, 6) if g[f"m{i}"]))
+    d = int(next(g[f"d{i}"] for i in range(1, 6) if g[f"d{i}"]))
+    if y < 1:
+        return f"{text!r}: year {y:04d} does not exist"
+    if not 1 <= mo <= 12:
+        return f"{text!r}: month {mo} does not exist"
+    days_in_month = calendar.monthrange(y, mo)[1]
+    if not 1 <= d <= days_in_month:
+        return f"{text!r}: day {d} does not exist ({y}-{mo:02d} has {days_in_month} days)"
+    return None

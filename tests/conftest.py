@@ -1,0 +1,58 @@
+"""Test tiers: tests/unit (fast), tests/integration (real databases, servers, files),
+tests/e2e (DAGs under real Airflow). Each test gets its own EXCHANGE_HOME."""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+# Airflow reads its configuration on import: point it at a throwaway home first.
+_AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="exchange-airflow-"))
+os.environ.update({
+    "EXCHANGE_ROOT": str(ROOT),
+    "AIRFLOW_HOME": str(_AIRFLOW_HOME),
+    "AIRFLOW_CONFIG": str(ROOT / "airflow.cfg"),
+    "GX_ANALYTICS_ENABLED": "false",
+    "SCARF_ANALYTICS": "false",
+    "DO_NOT_TRACK": "1",
+})
+TEST_PASSPHRASE = "correct horse battery staple"
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch) -> Path:
+    from exchange.settings import reset_settings
+
+    h = tmp_path / "home"
+    monkeypatch.setenv("EXCHANGE_HOME", str(h))
+    monkeypatch.delenv("EXCHANGE_CATALOG_URL", raising=False)
+    monkeypatch.delenv("EXCHANGE_SOURCES_DIR", raising=False)
+    monkeypatch.setenv("EXCHANGE_KEY_PASSPHRASE", TEST_PASSPHRASE)
+    reset_settings()
+    yield h
+    reset_settings()
+
+
+@pytest.fixture(scope="session")
+def silo_2k(tmp_path_factory):
+    """A small market-regulation silo with planted defects, and its manifest."""
+    from demo.synth import make_business_licence_silo
+
+    path = tmp_path_factory.mktemp("silo") / "market_regulation.db"
+    manifest = make_business_licence_silo(path, 2_000, seed=11)
+    return path, manifest
+
+
+def register_demo_source(home: Path, silo: Path, source_id: str = "smr_business_licence"):
+    from exchange import registry
+    from exchange.settings import get_settings
+
+    template = (ROOT / "demo" / "registrations" / "smr_business_licence.toml").read_text("utf-8")
+    text = template.replace("{silo}", str(silo)).replace('id = "smr_business_licence"', f'id = "{source_id}"')
+    sources = get_settings().sources_dir
+    sources.mkdir(parents=True, exist_ok=True)
+    (sources / f"{source_id}.toml").write_text(text, encoding="utf-8")
+    return registry.load(sources / f"{source_id}.toml")

@@ -1,0 +1,122 @@
+import datetime as dt
+import json
+
+import pyarrow as pa
+import pytest
+import rfc8785
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from catalog.canonical import canonical_bytes, canonical_json, sort_keys, to_json_record, to_json_value
+
+
+def rows_of(table):
+    return [canonical_bytes(table.slice(i, 1).to_pylist()[0]) for i in range(table.num_rows)]
+
+
+def test_rfc8785_key_ordering_example():
+    # RFC 8785 §3.2.3: sorting by UTF-16 code units, including a surrogate pair (U+1F600).
+    keys = ["\u20ac", "\r", "\ufb33", "1", "\U0001f600", "\u0080", "\u00f6"]
+    expected = ["\r", "1", "\u0080", "\u00f6", "\u20ac", "\U0001f600", "\ufb33"]
+    assert sort_keys(keys) == expected
+    table = pa.table({k: [f"{k} value"] for k in keys})
+    got = canonical_json(table)[0].as_py()
+    assert got == rfc8785.dumps({k: f"{k} value" for k in keys})
+    assert list(json.loads(got)) == expected
+
+
+def test_rfc8785_string_escaping():
+    # RFC 8785 §3.2.2.2: short escapes, \u00xx lowercase for other controls, the rest raw UTF-8.
+    s = "\u20ac$\u000f\nA'\u0042\u0022\u005c\\\"/\b\f\r\t\u001f中\u2028\U0001f600"
+    got = canonical_json(pa.table({"s": [s]}))[0].as_py()
+    assert got == rfc8785.dumps({"s": s})
+    assert got == ('{"s":"€$\\u000f\\nA\'B\\"\\\\\\\\\\"/\\b\\f\\r\\t\\u001f中\u2028😀"}').encode()
+
+
+def test_types_and_nulls():
+    table = pa.table({
+        "s": pa.array(["a", None, ""], pa.large_string()),
+        "i8": pa.array([-128, None, 127], pa.int8()),
+        "i64": pa.array([2**53 - 1, -(2**53 - 1), None], pa.int64()),
+        "d": pa.array([dt.date(2020, 1, 2), None, dt.date(1, 1, 1)], pa.date32()),
+        "b": pa.array([True, False, None]),
+        "dict": pa.array(["x", "y", None]).dictionary_encode(),
+    })
+    out = canonical_json(table)
+    assert out.to_pylist() == rows_of(table)
+    assert out[1].as_py() == b'{"b":false,"d":null,"dict":"y","i64":-9007199254740991,"i8":null,"s":null}'
+
+
+def test_multiple_chunks_and_slices():
+    t = pa.table({"a": ["x\n", "y"], "n": [1, 2]})
+    t = pa.concat_tables([t, t, t]).slice(1, 4)
+    assert canonical_json(t).to_pylist() == rows_of(t)
+
+
+def test_empty_table_and_no_columns():
+    assert len(canonical_json(pa.table({"a": pa.array([], pa.string())}))) == 0
+    assert canonical_json(pa.table({"a": [1, 2]}).select([])).to_pylist() == [b"{}", b"{}"]
+
+
+def test_floats_are_refused():
+    with pytest.raises(ValueError, match="floats are not allowed"):
+        to_json_value(1.5)
+    with pytest.raises(ValueError, match="floats are not allowed"):
+        canonical_bytes({"x": 1.0})
+    with pytest.raises(ValueError, match="'price'.*floats are not allowed"):
+        canonical_json(pa.table({"price": [1.5]}))
+
+
+def test_out_of_range_and_unsupported():
+    with pytest.raises(ValueError):
+        to_json_value(2**53)
+    with pytest.raises(ValueError, match="'big'"):
+        canonical_json(pa.table({"big": [2**53]}))
+    with pytest.raises(ValueError, match="'ts'.*unsupported"):
+        canonical_json(pa.table({"ts": pa.array([0], pa.timestamp("s"))}))
+    with pytest.raises(ValueError):
+        to_json_value(dt.datetime(2020, 1, 1))
+    with pytest.raises(ValueError):
+        to_json_record({"l": [1]})
+
+
+def test_to_json_record():
+    assert to_json_record({"d": dt.date(2020, 1, 2), "b": True, "n": None, "i": 3}) == \
+        {"d": "2020-01-02", "b": True, "n": None, "i": 3}
+
+
+# -- property: every row of canonical_json equals rfc8785.dumps of the row ------------------
+_TEXT = st.text(alphabet=st.one_of(
+    st.sampled_from(list('"\\/\b\f\n\r\t\x00\x1f\x7f\u2028\u2029 中文證照') + ["\U0001f600", "\U00020000"]),
+    st.characters(codec="utf-8"),
+), max_size=12)
+_TYPES = {
+    "string": (pa.string(), _TEXT),
+    "large_string": (pa.large_string(), _TEXT),
+    "int64": (pa.int64(), st.integers(-(2**53 - 1), 2**53 - 1)),
+    "int32": (pa.int32(), st.integers(-(2**31), 2**31 - 1)),
+    "int8": (pa.int8(), st.integers(-128, 127)),
+    "date32": (pa.date32(), st.dates()),
+    "bool": (pa.bool_(), st.booleans()),
+}
+
+
+@st.composite
+def tables(draw):
+    n = draw(st.integers(0, 12))
+    names = draw(st.lists(st.text(alphabet=st.characters(codec="utf-8"), max_size=6),
+                          min_size=1, max_size=6, unique=True))
+    cols = {}
+    for name in names:
+        typ, values = _TYPES[draw(st.sampled_from(sorted(_TYPES)))]
+        cols[name] = pa.array(draw(st.lists(st.one_of(st.none(), values), min_size=n, max_size=n)), typ)
+    return pa.table(cols)
+
+
+@settings(max_examples=300, deadline=None)
+@given(tables())
+def test_property_rows_equal_rfc8785(table):
+    out = canonical_json(table)
+    assert pa.types.is_binary(out.type) or pa.types.is_large_binary(out.type)
+    assert out.to_pylist() == [rfc8785.dumps(to_json_record(r)) for r in table.to_pylist()]
+    assert out.to_pylist() == rows_of(table)

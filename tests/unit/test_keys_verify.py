@@ -1,0 +1,233 @@
+import base64
+import copy
+import datetime as dt
+import hashlib
+import json
+import stat
+
+import pyarrow as pa
+import pytest
+import rfc8785
+from cryptography.hazmat.primitives import serialization
+from jwcrypto import jwk as jc_jwk
+from jwcrypto import jws as jc_jws
+
+from catalog.canonical import canonical_json
+from catalog.keys import STH_TYP, KeyStore, head_hash, tree_head_payload
+from catalog.merkle import MerkleTree, leaf_hashes
+from catalog.verify import VERIFY_STEPS, make_bundle, verify_bundle
+from exchange.errors import ConfigError, VerificationError
+
+PASS = b"correct horse battery staple"
+ISSUED = dt.datetime(2026, 11, 21, 20, 0, 0, 123, tzinfo=dt.timezone.utc)
+
+
+@pytest.fixture
+def store(tmp_path):
+    return KeyStore(tmp_path / "keys", PASS)
+
+
+@pytest.fixture
+def published(store, tmp_path):
+    """A small dataset version: table -> canonical JSON -> Merkle tree -> signed head -> JWKS."""
+    table = pa.table({
+        "licence_number": ["91310000MA1FL0001X", "91310000MA1FL0002Y", "粤B-2020-003", "x\"\\\n"],
+        "holder_name": ["上海某某科技有限公司", "張三", None, "O'Brien"],
+        "issue_date": pa.array([dt.date(2020, 1, 2), dt.date(2021, 3, 4), None, dt.date(1999, 12, 31)]),
+        "valid_to": pa.array([None, dt.date(2031, 3, 3), None, None], pa.date32()),
+        "revoked": [False, True, None, False],
+        "seq": [1, 2, 3, 2**53 - 1],
+    })
+    tree = MerkleTree.build(leaf_hashes(canonical_json(table)))
+    head = store.sign_tree_head(tree_head_payload("business_licence.smr", 3, tree.size, tree.root, ISSUED, None))
+    store.write_jwks(tmp_path / "jwks.json")
+    rows = table.to_pylist()
+    bundles = [make_bundle(f"rec-{i}", "business_licence.smr", 3, i, tree.size, tree.inclusion_proof(i),
+                           row, head, "valid") for i, row in enumerate(rows)]
+    return {"tree": tree, "head": head, "bundles": bundles, "jwks": json.loads((tmp_path / "jwks.json").read_text())}
+
+
+def step_of(bundle, jwks):
+    with pytest.raises(VerificationError) as exc:
+        verify_bundle(bundle, jwks)
+    return exc.value.step
+
+
+# -- keys ----------------------------------------------------------------------------------
+def test_key_file_is_encrypted_and_private(store):
+    key = store.signer()
+    files = {p.name: p for p in store.directory.iterdir()}
+    pem = files[f"{key.kid}.pem"].read_bytes()
+    assert pem.startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY-----")
+    raw = key.private_key.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
+                                        serialization.NoEncryption())
+    body = base64.b64decode(b"".join(pem.splitlines()[1:-1]))
+    assert raw not in pem and raw not in body
+    assert stat.S_IMODE(files[f"{key.kid}.pem"].stat().st_mode) == 0o600
+    assert stat.S_IMODE(store.directory.stat().st_mode) == 0o700
+    [entry] = json.loads(files["keys.json"].read_text())
+    assert entry == {"kid": key.kid, "created_at": entry["created_at"], "status": "active", "compromised_at": None}
+
+
+def test_kid_is_the_rfc7638_thumbprint(store):
+    key = store.signer()
+    jwk = store.jwks()["keys"][0]
+    members = json.dumps({"crv": "Ed25519", "kty": "OKP", "x": jwk["x"]}, separators=(",", ":"))
+    want = base64.urlsafe_b64encode(hashlib.sha256(members.encode()).digest()).rstrip(b"=").decode()
+    assert key.kid == jwk["kid"] == want
+    assert jwk == {"kty": "OKP", "crv": "Ed25519", "x": jwk["x"], "kid": want, "alg": "EdDSA", "use": "sig"}
+
+
+def test_reopen_with_passphrase_and_refuse_a_wrong_one(store):
+    kid = store.signer().kid
+    assert KeyStore(store.directory, PASS).signer().kid == kid
+    with pytest.raises(ConfigError) as exc:
+        KeyStore(store.directory, b"wrong passphrase").signer()
+    assert str(exc.value) == (f"the signing key in {store.directory} could not be decrypted: "
+                              "check EXCHANGE_KEY_PASSPHRASE")
+    assert "wrong passphrase" not in str(exc.value) and exc.value.__cause__ is None
+    with pytest.raises(ConfigError):
+        KeyStore(store.directory, b"")
+
+
+def test_jws_verifies_with_jwcrypto_against_the_written_jwks(store, tmp_path):
+    payload = tree_head_payload("d", 1, 5, b"\x11" * 32, ISSUED, "a.b.c")
+    signed = store.sign_tree_head(payload)
+    store.write_jwks(tmp_path / "jwks.json")
+    keyset = jc_jwk.JWKSet.from_json((tmp_path / "jwks.json").read_text())
+    token = jc_jws.JWS()
+    token.deserialize(signed)
+    header = token.jose_header
+    assert header == {"alg": "EdDSA", "kid": store.signer().kid, "typ": STH_TYP}
+    token.verify(keyset.get_key(header["kid"]), alg="EdDSA")
+    assert token.payload == rfc8785.dumps(payload)
+
+
+def test_tree_head_payload():
+    p = tree_head_payload("d", 2, 7, b"\xab" * 32, ISSUED.astimezone(dt.timezone(dt.timedelta(hours=8))), "h.e.ad")
+    assert p == {"dataset": "d", "version": 2, "tree_size": 7, "root_hash": "ab" * 32,
+                 "issued_at": "2026-11-21T20:00:00Z",
+                 "previous_head_hash": hashlib.sha256(b"h.e.ad").hexdigest()}
+    assert head_hash("h.e.ad") == p["previous_head_hash"]
+    assert tree_head_payload("d", 1, 0, b"\0" * 32, ISSUED, None)["previous_head_hash"] is None
+    with pytest.raises(ValueError):
+        tree_head_payload("d", 1, 0, b"\0" * 32, dt.datetime(2026, 1, 1), None)
+
+
+def test_rotate_and_compromise(store, published):
+    old = store.signer().kid
+    new = store.rotate()
+    assert new != old and store.signer().kid == new
+    assert [k["kid"] for k in store.jwks()["keys"]] == [new, old]
+    assert verify_bundle(published["bundles"][0], store.jwks()).kid == old  # old heads still verify
+    store.mark_compromised(old)
+    assert [k["kid"] for k in store.jwks()["keys"]] == [new]
+    assert step_of(published["bundles"][0], store.jwks()) == 2
+    store.mark_compromised(new)
+    entries = store.manifest()
+    assert [e["status"] for e in entries] == ["compromised", "compromised", "active"]
+    assert all(e["compromised_at"] for e in entries[:2])
+    with pytest.raises(ConfigError, match="known:"):
+        store.mark_compromised("nope")
+
+
+# -- verification --------------------------------------------------------------------------
+def test_every_bundle_verifies(published):
+    assert [n for n, _ in VERIFY_STEPS] == [1, 2, 3, 4, 5, 6]
+    for i, b in enumerate(published["bundles"]):
+        v = verify_bundle(json.loads(json.dumps(b)), published["jwks"])
+        assert v.steps == (1, 2, 3, 4, 5, 6) and v.record_id == f"rec-{i}"
+        assert v.head["root_hash"] == published["tree"].root.hex() and v.head["version"] == 3
+
+
+def test_tampered_record_fails_at_step_5(published):
+    b = copy.deepcopy(published["bundles"][1])
+    b["record"]["holder_name"] = "李四"
+    assert step_of(b, published["jwks"]) == 5
+    b["leaf_hash"] = hashlib.sha256(b"\0" + rfc8785.dumps(b["record"])).hexdigest()
+    assert step_of(b, published["jwks"]) == 6  # a consistent forgery still cannot reach the root
+
+
+def test_tampered_tree_head_payload_fails_at_step_3(published):
+    b = copy.deepcopy(published["bundles"][0])
+    h, p, s = b["signed_tree_head"].split(".")
+    payload = json.loads(base64.urlsafe_b64decode(p + "=="))
+    payload["root_hash"] = "00" * 32
+    p = base64.urlsafe_b64encode(rfc8785.dumps(payload)).rstrip(b"=").decode()
+    b["signed_tree_head"] = f"{h}.{p}.{s}"
+    with pytest.raises(VerificationError, match="may have been altered"):
+        verify_bundle(b, published["jwks"])
+    assert step_of(b, published["jwks"]) == 3
+
+
+def test_unknown_kid_fails_at_step_2(published, tmp_path):
+    other = KeyStore(tmp_path / "other", PASS)
+    other.signer()
+    with pytest.raises(VerificationError, match="fetch the current JWKS") as exc:
+        verify_bundle(published["bundles"][0], other.jwks())
+    assert exc.value.step == 2 and exc.value.step_name == "signing key known"
+
+
+def test_wrong_leaf_index_or_altered_path_fails_at_step_6(published):
+    b = copy.deepcopy(published["bundles"][2])
+    b["leaf_index"] = 1
+    assert step_of(b, published["jwks"]) == 6
+    b = copy.deepcopy(published["bundles"][2])
+    b["audit_path"][0] = ("0" if b["audit_path"][0][0] != "0" else "1") + b["audit_path"][0][1:]
+    assert step_of(b, published["jwks"]) == 6
+    b = copy.deepcopy(published["bundles"][2])
+    b["audit_path"].append("00" * 32)
+    assert step_of(b, published["jwks"]) == 6
+
+
+def test_bundle_claiming_another_version_fails_at_step_4(published):
+    for field, value in (("version", 4), ("dataset", "other"), ("tree_size", 5)):
+        b = copy.deepcopy(published["bundles"][0])
+        b[field] = value
+        assert step_of(b, published["jwks"]) == 4
+
+
+@pytest.mark.parametrize("change", [
+    lambda b: b.pop("audit_path"),
+    lambda b: b.update(format="exchange-record-bundle/2"),
+    lambda b: b.update(version="3"),
+    lambda b: b.update(leaf_index=True),
+    lambda b: b.update(leaf_index=-1),
+    lambda b: b.update(audit_path=["XYZ"]),
+    lambda b: b["record"].update(amount=1.5),
+    lambda b: b["record"].update(nested={"a": 1}),
+    lambda b: b.update(signed_tree_head="not a jws"),
+    lambda b: b.update(signed_tree_head="bm90IGpzb24.e30.AAAA"),  # header "not json"
+])
+def test_malformed_bundles_fail_at_step_1(published, change):
+    b = copy.deepcopy(published["bundles"][0])
+    change(b)
+    assert step_of(b, published["jwks"]) == 1
+    assert step_of("not a bundle", published["jwks"]) == 1
+
+
+def test_outsider_verifies_with_jwcrypto_hashlib_and_rfc8785_only(published):
+    """What a consumer does without our code: the contract of docs/verification.md."""
+    bundle = json.loads(json.dumps(published["bundles"][1]))
+    keyset = jc_jwk.JWKSet.from_json(json.dumps(published["jwks"]))
+
+    token = jc_jws.JWS()
+    token.deserialize(bundle["signed_tree_head"])
+    assert token.jose_header["alg"] == "EdDSA" and token.jose_header["typ"] == "exchange-sth+jws"
+    token.verify(keyset.get_key(token.jose_header["kid"]), alg="EdDSA")
+    head = json.loads(token.payload)
+    assert (head["dataset"], head["version"], head["tree_size"]) == \
+        (bundle["dataset"], bundle["version"], bundle["tree_size"])
+
+    r = hashlib.sha256(b"\x00" + rfc8785.dumps(bundle["record"])).digest()
+    fn, sn = bundle["leaf_index"], bundle["tree_size"] - 1
+    for p in map(bytes.fromhex, bundle["audit_path"]):
+        assert sn > 0
+        if fn & 1 or fn == sn:
+            r = hashlib.sha256(b"\x01" + p + r).digest()
+            while not fn & 1 and fn:
+                fn, sn = fn >> 1, sn >> 1
+        else:
+            r = hashlib.sha256(b"\x01" + r + p).digest()
+        fn, sn = fn >> 1, sn >> 1
+    assert sn == 0 and r.hex() == head["root_hash"]
