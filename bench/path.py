@@ -57,7 +57,7 @@ def naive(silo_path: str, sample: int) -> dict:
     import pandas as pd
     import sqlalchemy as sa
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-    from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+    from sqlalchemy.orm import DeclarativeBase, Session
 
     from quality.suites import build_suite
     from quality.validate import _Gx
@@ -86,9 +86,9 @@ def naive(silo_path: str, sample: int) -> dict:
 
     class Row(Base):
         __tablename__ = "signed"
-        id: Mapped[int] = mapped_column(primary_key=True)
-        body: Mapped[str]
-        sig: Mapped[bytes]
+        id = sa.Column(sa.Integer, primary_key=True)
+        body = sa.Column(sa.Text)
+        sig = sa.Column(sa.LargeBinary)
 
     key = Ed25519PrivateKey.generate()
     db = sa.create_engine(f"sqlite:///{tempfile.mkdtemp()}/naive.db")

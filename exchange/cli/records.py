@@ -1,60 +1,35 @@
-"""The `exchange` command: tables for people, --json for programs.
-
-Exit codes: 0 ok; otherwise the error's exit_code (see exchange/errors.py) and a one-line reason.
-"""
+"""Catalogue and records: datasets, lookup, export, verify, runs."""
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from pathlib import Path
 
-from exchange.errors import ConfigError, ExchangeError
-
-
-def _catalog():
-    from catalog.service import Catalog
-    from exchange.settings import get_settings
-
-    s = get_settings()
-    return Catalog(s.catalog_url, s.store_dir)
-
-
-def _table(title: str, rows: list[dict], columns: list[str]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    t = Table(title=title, show_lines=False)
-    for c in columns:
-        t.add_column(c, overflow="fold")
-    for r in rows:
-        t.add_row(*("" if r.get(c) is None else str(r.get(c)) for c in columns))
-    Console().print(t)
+from exchange.cli import catalog, table
+from exchange.errors import ConfigError
 
 
 def cmd_datasets(args) -> int:
-    rows = _catalog().datasets()
+    rows = catalog().datasets()
     if args.json:
         print(json.dumps(rows, ensure_ascii=False, indent=1))
     else:
-        _table("Datasets", rows, ["dataset", "title", "sharing", "update_cycle", "version",
+        table("Datasets", rows, ["dataset", "title", "sharing", "update_cycle", "version",
                                   "records", "published_at"])
     return 0
 
 
 def cmd_lookup(args) -> int:
-    from schemas.normalize import code_key
-    import pyarrow as pa
+    from schemas.normalize import code_key_scalar
 
-    key = code_key(pa.array([args.holder_id])).to_pylist()[0] or ""
-    catalog = _catalog()
-    rows = catalog.lookup(key)
-    catalog.audit(args.department, args.purpose, "lookup", key, "found" if rows else "none",
+    key = code_key_scalar(args.holder_id) or ""
+    cat = catalog()
+    rows = cat.lookup(key)
+    cat.audit(args.department, args.purpose, "lookup", key, "found" if rows else "none",
                   {"records": len(rows)})
     if args.json:
         print(json.dumps({"holder": key, "records": rows}, ensure_ascii=False, indent=1))
     elif rows:
-        _table(f"Records held for {key}", rows, ["record_id", "title", "licence_number",
+        table(f"Records held for {key}", rows, ["record_id", "title", "licence_number",
                                                  "holder_name", "status", "valid_to", "version"])
     else:
         print(f"no records held for {key}")
@@ -62,9 +37,9 @@ def cmd_lookup(args) -> int:
 
 
 def cmd_export(args) -> int:
-    catalog = _catalog()
-    bundle = catalog.bundle(args.record_id)
-    catalog.audit(args.department, args.purpose, "export", args.record_id, "exported")
+    cat = catalog()
+    bundle = cat.bundle(args.record_id)
+    cat.audit(args.department, args.purpose, "export", args.record_id, "exported")
     text = json.dumps(bundle, ensure_ascii=False, indent=1)
     if args.output:
         Path(args.output).write_text(text + "\n", encoding="utf-8")
@@ -101,36 +76,23 @@ def cmd_verify(args) -> int:
 
 
 def cmd_runs(args) -> int:
-    rows = _catalog().runs(args.source, args.limit)
+    rows = catalog().runs(args.source, args.limit)
     if args.json:
         print(json.dumps(rows, ensure_ascii=False, indent=1, default=str))
     else:
-        _table("Runs", rows, ["id", "source_id", "state", "extracted", "accepted",
+        table("Runs", rows, ["id", "source_id", "state", "extracted", "accepted",
                               "quarantined", "version", "started_at", "message"])
     return 0
 
 
-def cmd_demo(args) -> int:
-    from exchange.demo import run_demo
-    return run_demo(rows=args.rows, as_json=args.json)
+def consumer(sp):
+    sp.add_argument("--department", default="operator-cli", help="who is asking")
+    sp.add_argument("--purpose", default="operator lookup",
+                    help="why: a service-item code or case number")
+    return sp
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="exchange", description=__doc__.splitlines()[0])
-    sub = p.add_subparsers(dest="command", required=True)
-
-    def add(name, func, help):
-        sp = sub.add_parser(name, help=help)
-        sp.add_argument("--json", action="store_true", help="machine-readable output")
-        sp.set_defaults(func=func)
-        return sp
-
-    def consumer(sp):
-        sp.add_argument("--department", default="operator-cli", help="who is asking")
-        sp.add_argument("--purpose", default="operator lookup",
-                        help="why: a service-item code or case number")
-        return sp
-
+def register(add) -> None:
     add("datasets", cmd_datasets, "list the catalogue")
     consumer(add("lookup", cmd_lookup, "records held for a holder (USCC or resident ID)")
              ).add_argument("holder_id")
@@ -144,21 +106,3 @@ def parser() -> argparse.ArgumentParser:
     sp = add("runs", cmd_runs, "recent pipeline runs")
     sp.add_argument("--source")
     sp.add_argument("--limit", type=int, default=20)
-    sp = add("demo", cmd_demo, "make a demo silo, run its DAG under Airflow, print a summary")
-    sp.add_argument("--rows", type=int, default=10_000)
-    return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except ExchangeError as exc:
-        if getattr(args, "json", False):
-            print(json.dumps({"error": type(exc).__name__, "message": str(exc)}, ensure_ascii=False))
-        print(f"exchange: {exc}", file=sys.stderr)
-        return exc.exit_code
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,75 @@
+"""The `exchange` command: tables for people, --json for programs.
+
+Exit codes: 0 ok; otherwise the error's exit_code (see exchange/errors.py) and a one-line reason.
+Each command group lives in its own module with a `register(add)` function.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from exchange.errors import ExchangeError
+
+GROUPS = ["exchange.cli.records", "exchange.cli.demo"]
+
+
+def catalog():
+    from catalog.service import Catalog
+    from exchange.settings import get_settings
+
+    s = get_settings()
+    return Catalog(s.catalog_url, s.store_dir)
+
+
+def table(title: str, rows: list[dict], columns: list[str]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=title)
+    for c in columns:
+        t.add_column(c, overflow="fold")
+    for r in rows:
+        t.add_row(*("" if r.get(c) is None else str(r.get(c)) for c in columns))
+    Console().print(t)
+
+
+def emit(args, data, title: str = "", columns: list[str] | None = None) -> None:
+    """Print data as JSON with --json, else as a table (rows) or text."""
+    if args.json:
+        print(json.dumps(data, ensure_ascii=False, indent=1, default=str))
+    elif columns is not None:
+        table(title, data, columns)
+    else:
+        print(data)
+
+
+def parser() -> argparse.ArgumentParser:
+    import importlib
+
+    p = argparse.ArgumentParser(prog="exchange", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def add(name, func, help):
+        sp = sub.add_parser(name, help=help)
+        sp.add_argument("--json", action="store_true", help="machine-readable output")
+        sp.set_defaults(func=func)
+        return sp
+
+    for module in GROUPS:
+        importlib.import_module(module).register(add)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except BrokenPipeError:          # `exchange ... | head`
+        sys.stderr.close()
+        return 0
+    except ExchangeError as exc:
+        if getattr(args, "json", False):
+            print(json.dumps({"error": type(exc).__name__, "message": str(exc)}, ensure_ascii=False))
+        print(f"exchange: {exc}", file=sys.stderr)
+        return exc.exit_code
