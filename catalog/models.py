@@ -40,6 +40,7 @@ class DatasetVersion(Base):
     version: Mapped[int] = mapped_column(Integer, primary_key=True)
     tree_size: Mapped[int] = mapped_column(BigInteger)
     root_hash: Mapped[str] = mapped_column(String(64))
+    content_digest: Mapped[str] = mapped_column(String(64))
     signed_tree_head: Mapped[str] = mapped_column(Text)
     head_hash: Mapped[str] = mapped_column(String(64), unique=True)
     previous_head_hash: Mapped[str | None] = mapped_column(String(64))

@@ -110,7 +110,7 @@ class Catalog:
                     ds = s.get(Dataset, reg.dataset, with_for_update=True)
                     prev = (s.get(DatasetVersion, (ds.id, ds.current_version))
                             if ds.current_version else None)
-                    if prev and prev.root_hash == root_hex and prev.tree_size == staged.tree_size:
+                    if prev and prev.content_digest == staged.content_digest:
                         run.state, run.finished_at, run.version = "unchanged", now, prev.version
                         return PublishResult(ds.id, prev.version, "unchanged", prev.tree_size, root_hex)
                     version = (prev.version if prev else 0) + 1
@@ -125,12 +125,13 @@ class Catalog:
                     os.replace(staged.directory, final_dir)
                     s.add(DatasetVersion(
                         dataset_id=ds.id, version=version, tree_size=staged.tree_size,
-                        root_hash=root_hex, signed_tree_head=jws, head_hash=head_hash(jws),
+                        root_hash=root_hex, content_digest=staged.content_digest,
+                        signed_tree_head=jws, head_hash=head_hash(jws),
                         previous_head_hash=prev.head_hash if prev else None, kid=keys.signer().kid,
                         type_version=reg.ctype.version, path=str(final_dir), run_id=run.id,
                         published_at=now))
                     s.flush()
-                    _insert_index(s, ds.id, version, staged.index)
+                    _insert_index(s, ds.id, version, final_dir / "index.parquet")
                     ds.current_version = version
                     run.state, run.finished_at, run.version = "published", now, version
                 return PublishResult(ds.id, version, "published", staged.tree_size, root_hex)
@@ -215,16 +216,21 @@ class Catalog:
                              subject=subject, outcome=outcome, detail=detail))
 
 
-def _insert_index(s: Session, dataset: str, version: int, index) -> None:
-    cols = {name: index.column(name).to_pylist() for name in index.column_names}
-    n = index.num_rows
-    table = Record.__table__
-    chunk = 50_000
-    for start in range(0, n, chunk):
-        end = min(n, start + chunk)
-        rows = [{"dataset_id": dataset, "version": version,
-                 **{k: v[i] for k, v in cols.items()}} for i in range(start, end)]
-        s.execute(table.insert(), rows)
+def _insert_index(s: Session, dataset: str, version: int, index_path: Path) -> None:
+    """Bulk insert through the driver's executemany: per-row ORM work would dominate publish.
+    The statement is compiled by SQLAlchemy from the table; values are bound, never inlined."""
+    conn = s.connection()
+    cols = [*store.INDEX_COLUMNS, "leaf_index"]
+    fixed = {"dataset_id": dataset, "version": version}
+    stmt = sa.insert(Record.__table__).values({c: sa.bindparam(c) for c in [*fixed, *cols]})
+    compiled = stmt.compile(dialect=conn.dialect)
+    for rows in store.iter_index(index_path):
+        if compiled.positional:
+            pick = [(cols.index(k), None) if k in cols else (None, fixed[k]) for k in compiled.positiontup]
+            params = [tuple(r[i] if i is not None else v for i, v in pick) for r in rows]
+        else:
+            params = [{**fixed, **dict(zip(cols, r))} for r in rows]
+        conn.exec_driver_sql(str(compiled), params)
 
 
 def _jsonable(d: dict) -> dict:

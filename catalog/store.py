@@ -1,10 +1,15 @@
-"""Dataset versions on disk: records.parquet (leaf order), tree.bin, head.jws."""
+"""Dataset versions on disk: records.parquet (leaf order), tree.bin, head.jws.
+
+Staging streams the accepted rows in batches: canonical bytes and leaf hashes per batch,
+records and index rows written as they come, so memory does not grow with the dataset.
+"""
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -14,6 +19,7 @@ from catalog.merkle import MerkleTree, leaf_hashes
 from schemas.types import CertificateType
 
 ROW_GROUP = 65_536
+BATCH = 2 * ROW_GROUP           # a multiple of ROW_GROUP: every row group but the last is full
 INDEX_COLUMNS = ("record_id", "holder_key", "holder_code_type", "holder_name",
                  "licence_number", "status", "valid_to")
 
@@ -23,7 +29,11 @@ class StagedVersion:
     directory: Path
     tree_size: int
     root: bytes
-    index: pa.Table        # catalogue index rows, in leaf order
+    content_digest: str        # SHA-256 of the sorted leaf hashes: same records, same digest
+
+    @property
+    def index_path(self) -> Path:
+        return self.directory / "index.parquet"
 
 
 def record_ids(dataset: str, licence_numbers: pa.Array) -> pa.Array:
@@ -33,18 +43,47 @@ def record_ids(dataset: str, licence_numbers: pa.Array) -> pa.Array:
 
 
 def stage_version(accepted: Path, dataset: str, ctype: CertificateType, out_dir: Path) -> StagedVersion:
-    """Records in a deterministic order (by record id), their tree, written under out_dir."""
-    table = pq.read_table(accepted)
-    table = table.append_column("record_id", record_ids(dataset, table.column("licence_number").combine_chunks()))
-    table = table.sort_by("record_id")
-    records = table.select([*ctype.field_names, "record_id"])
-    tree = MerkleTree.build(leaf_hashes(canonical_json(records)))
     out_dir.mkdir(parents=True, exist_ok=True)
-    pq.write_table(records, out_dir / "records.parquet", row_group_size=ROW_GROUP)
+    src = pq.ParquetFile(accepted)
+    record_cols = [*ctype.field_names, "record_id"]
+    leaves: list[np.ndarray] = []
+    offset = 0
+    rec_writer = idx_writer = None
+    try:
+        for batch in src.iter_batches(batch_size=BATCH):
+            batch = pa.Table.from_batches([batch])
+            batch = batch.append_column("record_id", record_ids(dataset, batch.column("licence_number").combine_chunks()))
+            records = batch.select(record_cols)
+            leaves.append(leaf_hashes(canonical_json(records)))
+            index = batch.select(list(INDEX_COLUMNS)).append_column(
+                "leaf_index", pa.array(np.arange(offset, offset + batch.num_rows, dtype=np.int64)))
+            rec_writer = rec_writer or pq.ParquetWriter(out_dir / "records.parquet", records.schema)
+            idx_writer = idx_writer or pq.ParquetWriter(out_dir / "index.parquet", index.schema)
+            rec_writer.write_table(records, row_group_size=ROW_GROUP)
+            idx_writer.write_table(index)
+            offset += batch.num_rows
+    finally:
+        for w in (rec_writer, idx_writer):
+            if w is not None:
+                w.close()
+    if rec_writer is None:       # nothing accepted: an empty version is still a version
+        schema = ctype.arrow_schema().append(pa.field("record_id", pa.string()))
+        pq.write_table(schema.empty_table(), out_dir / "records.parquet")
+        pq.write_table(pa.table({c: pa.array([], pa.string()) for c in INDEX_COLUMNS[:-1]}
+                                | {"valid_to": pa.array([], pa.date32()),
+                                   "leaf_index": pa.array([], pa.int64())}), out_dir / "index.parquet")
+    all_leaves = np.concatenate(leaves) if leaves else np.zeros((0, 32), np.uint8)
+    tree = MerkleTree.build(all_leaves)
     tree.save(out_dir / "tree.bin")
-    index = table.select(list(INDEX_COLUMNS)).append_column(
-        "leaf_index", pa.array(range(table.num_rows), pa.int64()))
-    return StagedVersion(out_dir, tree.size, tree.root, index)
+    ordered = np.sort(all_leaves.view("V32").ravel()) if len(all_leaves) else all_leaves
+    return StagedVersion(out_dir, tree.size, tree.root, hashlib.sha256(ordered.tobytes()).hexdigest())
+
+
+def iter_index(path: Path, batch_rows: int = 50_000):
+    """Index rows as tuples in INDEX_COLUMNS + leaf_index order, a batch at a time."""
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_rows):
+        cols = [batch.column(c).to_pylist() for c in (*INDEX_COLUMNS, "leaf_index")]
+        yield list(zip(*cols))
 
 
 def read_record(directory: Path, leaf_index: int) -> dict:

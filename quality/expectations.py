@@ -10,6 +10,7 @@ os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
 import pandas as pd  # noqa: E402
 import pyarrow as pa  # noqa: E402
+from great_expectations import expectations as gx_expectations  # noqa: E402
 from great_expectations.execution_engine import PandasExecutionEngine  # noqa: E402
 from great_expectations.expectations.expectation import ColumnMapExpectation  # noqa: E402
 from great_expectations.expectations.metrics import (  # noqa: E402
@@ -18,7 +19,6 @@ from great_expectations.expectations.metrics import (  # noqa: E402
 )
 
 from schemas.identifiers import ric_valid, uscc_valid  # noqa: E402
-from schemas.normalize import parse_dates  # noqa: E402
 
 
 def _mask(values: pa.BooleanArray, index) -> pd.Series:
@@ -57,22 +57,22 @@ class ExpectColumnValuesToBeValidRic(ColumnMapExpectation):
     success_keys = ("mostly",)
 
 
-class ColumnValuesParsableDates(ColumnMapMetricProvider):
-    condition_metric_name = "column_values.parsable_date"
-    condition_value_keys = ("allow_open_ended",)
+class ExpectColumnValuesToBeParsableDates(gx_expectations.ExpectColumnValuesToBeNull):
+    """Dates in a form silos use (20200102, 2020-01-02, 2020/1/2, 2020年1月2日) and real.
+    Runs on `_unparsed_<field>`, where conforming kept the text it could not parse."""
+
+
+class ColumnValuesNotInFuture(ColumnMapMetricProvider):
+    condition_metric_name = "column_values.not_in_future"
+    condition_value_keys = ("today",)
 
     @column_condition_partial(engine=PandasExecutionEngine)
-    def _pandas(cls, column, allow_open_ended=False, **kwargs):
-        parsed = parse_dates(_strings(column))
-        ok = pa.compute.invert(parsed.invalid)
-        if not allow_open_ended:
-            ok = pa.compute.and_(ok, pa.compute.invert(parsed.open_ended))
-        return _mask(ok, column.index)
+    def _pandas(cls, column, today=None, **kwargs):
+        return column <= pd.Timestamp(today)
 
 
-class ExpectColumnValuesToBeParsableDates(ColumnMapExpectation):
-    """Dates in a form silos use (20200102, 2020-01-02, 2020/1/2, 2020年1月2日) and real;
-    "长期" (open-ended) only where allowed."""
-    map_metric = "column_values.parsable_date"
-    success_keys = ("mostly", "allow_open_ended")
-    allow_open_ended: bool = False
+class ExpectColumnValuesToNotBeInTheFuture(ColumnMapExpectation):
+    """A date (issue date, birth date …) no later than the run's day."""
+    map_metric = "column_values.not_in_future"
+    success_keys = ("mostly", "today")
+    today: str

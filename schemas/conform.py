@@ -1,8 +1,9 @@
 """Map a silo's columns onto a canonical certificate type, vectorised over Arrow batches.
 
 Original text is kept (trimmed); codes are normalised (NFKC, no spaces, upper case);
-dates are parsed from the forms silos use, and the raw date text is kept in `_raw_<field>`
-so the quality step can say which value failed to parse.
+dates are parsed from the forms silos use; where a date's text could not be parsed (or is
+"长期" where validity cannot be open-ended) the text is kept in `_unparsed_<field>`, so the
+quality step can name the row, the rule and the offending value.
 """
 from __future__ import annotations
 
@@ -23,8 +24,11 @@ def is_code(f: Field) -> bool:
     return bool(f.check) or f.name.endswith(("_code", "_number", "_id"))
 
 
+UNPARSED = "_unparsed_"
+
+
 def raw_name(field: str) -> str:
-    return f"_raw_{field}"
+    return f"{UNPARSED}{field}"
 
 
 def conformed_schema(ctype: CertificateType) -> pa.Schema:
@@ -47,7 +51,7 @@ def conform(batch: pa.RecordBatch, reg: Registration) -> pa.RecordBatch:
         raise DataError(f"mapped silo columns {gone} are missing (silo has {names})",
                         source=reg.id, rule="schema: mapped column present")
     out: dict[str, pa.Array] = {ROW: batch.column(ROW)}
-    raw_dates: dict[str, pa.Array] = {}
+    unparsed: dict[str, pa.Array] = {}
     for f in ctype.fields:
         if f.name in reg.mapping:
             col = batch.column(reg.mapping[f.name])
@@ -56,8 +60,10 @@ def conform(batch: pa.RecordBatch, reg: Registration) -> pa.RecordBatch:
         else:
             col = pa.nulls(n, pa.string())
         if f.type == "date":
-            raw_dates[f.name] = col
-            out[f.name] = parse_dates(col).dates
+            parsed = parse_dates(col)
+            bad = parsed.invalid if not f.required else pc.or_(parsed.invalid, parsed.open_ended)
+            unparsed[f.name] = pc.if_else(bad, clean_text(col), pa.scalar(None, pa.string()))
+            out[f.name] = parsed.dates
         elif f.name == "status":
             out[f.name] = _map_status(clean_text(col), reg.status_map)
         elif is_code(f):
@@ -72,8 +78,8 @@ def conform(batch: pa.RecordBatch, reg: Registration) -> pa.RecordBatch:
         out["holder_code_type"] = holder_code_type(out["holder_code"])
     out["holder_key"] = out["holder_code"]
     out["holder_name_key"] = name_key(out["holder_name"])
-    for name, col in raw_dates.items():
-        out[raw_name(name)] = clean_text(col)
+    for name, col in unparsed.items():
+        out[raw_name(name)] = col
     schema = conformed_schema(ctype)
     return pa.RecordBatch.from_arrays([out[f.name] for f in schema], schema=schema)
 

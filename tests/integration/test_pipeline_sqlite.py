@@ -21,7 +21,7 @@ EXPECTED_REASON = {
     "validity_inverted": "expect_column_pair_values_a_to_be_greater_than_b(valid_to,valid_from)",
     "duplicate_licence_number": "expect_column_values_to_be_unique(licence_number)",
     "bad_date": "expect_column_values_to_be_parsable_dates(issue_date)",
-    "issue_date_future": "expect_column_values_to_be_between(issue_date)",
+    "issue_date_future": "expect_column_values_to_not_be_in_the_future(issue_date)",
 }
 
 

@@ -90,6 +90,7 @@ def upgrade() -> None:
     sa.Column('version', sa.Integer(), nullable=False),
     sa.Column('tree_size', sa.BigInteger(), nullable=False),
     sa.Column('root_hash', sa.String(length=64), nullable=False),
+    sa.Column('content_digest', sa.String(length=64), nullable=False),
     sa.Column('signed_tree_head', sa.Text(), nullable=False),
     sa.Column('head_hash', sa.String(length=64), nullable=False),
     sa.Column('previous_head_hash', sa.String(length=64), nullable=True),
