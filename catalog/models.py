@@ -69,14 +69,19 @@ class Run(Base):
 
 
 class Record(Base):
-    """Index of published records: holder -> record, one row per record per version."""
+    """Index of published records, one row per record per version.
+
+    record_id = 12 hex of SHA-256(holder key) + 20 hex of SHA-256(dataset ‖ licence number):
+    stable across versions, and a holder's records share a prefix, so one primary-key B-tree
+    serves both `record_id =` and holder lookups (a prefix range), and sorted bulk inserts
+    append instead of landing at random.
+    """
     __tablename__ = "records"
-    __table_args__ = (Index("ix_records_holder", "holder_key"),
-                      Index("ix_records_record_id", "record_id"))
-    dataset_id: Mapped[str] = mapped_column(String(128), ForeignKey("datasets.id"), primary_key=True)
+    __table_args__ = {"sqlite_with_rowid": False}
+    record_id: Mapped[str] = mapped_column(String(32), primary_key=True)
     version: Mapped[int] = mapped_column(Integer, primary_key=True)
-    leaf_index: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    record_id: Mapped[str] = mapped_column(String(64))
+    dataset_id: Mapped[str] = mapped_column(String(128), ForeignKey("datasets.id"))
+    leaf_index: Mapped[int] = mapped_column(BigInteger)
     holder_key: Mapped[str] = mapped_column(String(64))
     holder_code_type: Mapped[str] = mapped_column(String(8))
     holder_name: Mapped[str] = mapped_column(String(255))

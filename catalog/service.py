@@ -164,7 +164,7 @@ class Catalog:
             rows = s.execute(sa.select(Record, Dataset.title).join(
                 Dataset, sa.and_(Dataset.id == Record.dataset_id,
                                  Dataset.current_version == Record.version))
-                .where(Record.holder_key == holder_key)
+                .where(*_holder_range(holder_key), Record.holder_key == holder_key)
                 .order_by(Record.dataset_id, Record.licence_number)).all()
             return [{"record_id": r.record_id, "dataset": r.dataset_id, "title": title,
                      "version": r.version, "licence_number": r.licence_number,
@@ -224,13 +224,19 @@ def _insert_index(s: Session, dataset: str, version: int, index_path: Path) -> N
     fixed = {"dataset_id": dataset, "version": version}
     stmt = sa.insert(Record.__table__).values({c: sa.bindparam(c) for c in [*fixed, *cols]})
     compiled = stmt.compile(dialect=conn.dialect)
-    for rows in store.iter_index(index_path):
+    for rows in store.iter_index(index_path, dates_as_text=conn.dialect.name == "sqlite"):
         if compiled.positional:
             pick = [(cols.index(k), None) if k in cols else (None, fixed[k]) for k in compiled.positiontup]
             params = [tuple(r[i] if i is not None else v for i, v in pick) for r in rows]
         else:
             params = [{**fixed, **dict(zip(cols, r))} for r in rows]
         conn.exec_driver_sql(str(compiled), params)
+
+
+def _holder_range(holder_key: str):
+    """A holder's records share a record-id prefix: a range on the primary key."""
+    prefix = store.holder_prefix(holder_key)
+    return Record.record_id >= prefix, Record.record_id < prefix + "g"   # 'g' sorts after hex
 
 
 def _jsonable(d: dict) -> dict:

@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 
 from catalog.canonical import canonical_json, to_json_record
 from catalog.merkle import MerkleTree, leaf_hashes
+from exchange import staging
 from schemas.types import CertificateType
 
 ROW_GROUP = 65_536
@@ -36,10 +37,19 @@ class StagedVersion:
         return self.directory / "index.parquet"
 
 
-def record_ids(dataset: str, licence_numbers: pa.Array) -> pa.Array:
-    prefix = f"{dataset}\x1f".encode()
-    return pa.array([hashlib.sha256(prefix + n.encode()).hexdigest()[:32]
-                     for n in licence_numbers.to_pylist()], pa.string())
+HOLDER_PREFIX = 12
+
+
+def holder_prefix(holder_key: str) -> str:
+    return hashlib.sha256(holder_key.encode()).hexdigest()[:HOLDER_PREFIX]
+
+
+def record_ids(dataset: str, holder_keys: pa.Array, licence_numbers: pa.Array) -> pa.Array:
+    """12 hex of SHA-256(holder key) + 20 hex of SHA-256(dataset ‖ licence number)."""
+    sha, prefix = hashlib.sha256, f"{dataset}\x1f".encode()
+    return pa.array([sha(h.encode()).hexdigest()[:HOLDER_PREFIX] + sha(prefix + n.encode()).hexdigest()[:20]
+                     for h, n in zip(holder_keys.to_pylist(), licence_numbers.to_pylist())],
+                    pa.string())
 
 
 def stage_version(accepted: Path, dataset: str, ctype: CertificateType, out_dir: Path) -> StagedVersion:
@@ -48,30 +58,33 @@ def stage_version(accepted: Path, dataset: str, ctype: CertificateType, out_dir:
     record_cols = [*ctype.field_names, "record_id"]
     leaves: list[np.ndarray] = []
     offset = 0
-    rec_writer = idx_writer = None
+    rec_writer = None
+    index_parts: list[pa.Table] = []
     try:
         for batch in src.iter_batches(batch_size=BATCH):
             batch = pa.Table.from_batches([batch])
-            batch = batch.append_column("record_id", record_ids(dataset, batch.column("licence_number").combine_chunks()))
+            batch = batch.append_column("record_id", record_ids(
+                dataset, batch.column("holder_key").combine_chunks(),
+                batch.column("licence_number").combine_chunks()))
             records = batch.select(record_cols)
             leaves.append(leaf_hashes(canonical_json(records)))
             index = batch.select(list(INDEX_COLUMNS)).append_column(
                 "leaf_index", pa.array(np.arange(offset, offset + batch.num_rows, dtype=np.int64)))
-            rec_writer = rec_writer or pq.ParquetWriter(out_dir / "records.parquet", records.schema)
-            idx_writer = idx_writer or pq.ParquetWriter(out_dir / "index.parquet", index.schema)
+            rec_writer = rec_writer or staging.writer(out_dir / "records.parquet", records.schema)
             rec_writer.write_table(records, row_group_size=ROW_GROUP)
-            idx_writer.write_table(index)
+            index_parts.append(index)
             offset += batch.num_rows
     finally:
-        for w in (rec_writer, idx_writer):
-            if w is not None:
-                w.close()
+        if rec_writer is not None:
+            rec_writer.close()
     if rec_writer is None:       # nothing accepted: an empty version is still a version
         schema = ctype.arrow_schema().append(pa.field("record_id", pa.string()))
-        pq.write_table(schema.empty_table(), out_dir / "records.parquet")
-        pq.write_table(pa.table({c: pa.array([], pa.string()) for c in INDEX_COLUMNS[:-1]}
-                                | {"valid_to": pa.array([], pa.date32()),
-                                   "leaf_index": pa.array([], pa.int64())}), out_dir / "index.parquet")
+        staging.write_table(schema.empty_table(), out_dir / "records.parquet")
+        index_parts.append(pa.table({c: pa.array([], pa.string()) for c in INDEX_COLUMNS[:-1]}
+                                    | {"valid_to": pa.array([], pa.date32()),
+                                       "leaf_index": pa.array([], pa.int64())}))
+    # the index is inserted in key order: B-tree appends, not random page splits
+    staging.write_table(pa.concat_tables(index_parts).sort_by("record_id"), out_dir / "index.parquet")
     all_leaves = np.concatenate(leaves) if leaves else np.zeros((0, 32), np.uint8)
     tree = MerkleTree.build(all_leaves)
     tree.save(out_dir / "tree.bin")
@@ -79,10 +92,15 @@ def stage_version(accepted: Path, dataset: str, ctype: CertificateType, out_dir:
     return StagedVersion(out_dir, tree.size, tree.root, hashlib.sha256(ordered.tobytes()).hexdigest())
 
 
-def iter_index(path: Path, batch_rows: int = 50_000):
+def iter_index(path: Path, dates_as_text: bool, batch_rows: int = 50_000):
     """Index rows as tuples in INDEX_COLUMNS + leaf_index order, a batch at a time."""
     for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_rows):
-        cols = [batch.column(c).to_pylist() for c in (*INDEX_COLUMNS, "leaf_index")]
+        cols = []
+        for c in (*INDEX_COLUMNS, "leaf_index"):
+            col = batch.column(c)
+            if dates_as_text and pa.types.is_date32(col.type):
+                col = pc.cast(col, pa.string())
+            cols.append(col.to_pylist())
         yield list(zip(*cols))
 
 

@@ -13,7 +13,7 @@ from datetime import date
 from functools import wraps
 from pathlib import Path
 
-from exchange import registry
+from exchange import registry, staging
 from exchange.errors import DataError
 from exchange.settings import get_settings
 
@@ -72,12 +72,12 @@ def extract(source_id: str, key: str) -> dict:
     try:
         for batch in conn.batches():
             batch = batch.append_column(ROW, pa.array(range(rows + 1, rows + 1 + batch.num_rows), pa.int64()))
-            writer = writer or pq.ParquetWriter(tmp, batch.schema)
+            writer = writer or staging.writer(tmp, batch.schema)
             writer.write_batch(batch)
             rows += batch.num_rows
         if writer is None:
             cols = conn.columns()
-            writer = pq.ParquetWriter(tmp, pa.schema([*((c, pa.string()) for c in cols), (ROW, pa.int64())]))
+            writer = staging.writer(tmp, pa.schema([*((c, pa.string()) for c in cols), (ROW, pa.int64())]))
     finally:
         if writer is not None:
             writer.close()
@@ -95,7 +95,7 @@ def conform(source_id: str, key: str) -> dict:
     src = pq.ParquetFile(workdir / "extracted.parquet")
     out, tmp = workdir / "conformed.parquet", workdir / "conformed.parquet.tmp"
     rows = 0
-    with pq.ParquetWriter(tmp, conformed_schema(reg.ctype)) as writer:
+    with staging.writer(tmp, conformed_schema(reg.ctype)) as writer:
         for batch in src.iter_batches(batch_size=131_072):
             writer.write_batch(conform_batch(batch, reg))
             rows += batch.num_rows

@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from exchange import staging
 from exchange.errors import ReconciliationError
 from quality.suites import build_suite, suite_columns, unique_fields
 from schemas.conform import ROW, UNPARSED
@@ -108,8 +109,8 @@ def validate(conformed: Path, extracted: Path, ctype: CertificateType, out_dir: 
     summary: dict[str, dict] = {}
     n_in = n_ok = n_bad = 0
     conf_file, raw_file = pq.ParquetFile(conformed), pq.ParquetFile(extracted)
-    ok_writer = pq.ParquetWriter(tmp["accepted"], conf_file.schema_arrow)
-    bad_writer = pq.ParquetWriter(tmp["quarantine"], QUARANTINE_SCHEMA)
+    ok_writer = staging.writer(tmp["accepted"], conf_file.schema_arrow)
+    bad_writer = staging.writer(tmp["quarantine"], QUARANTINE_SCHEMA)
     try:
         for batch, raw in zip(conf_file.iter_batches(batch_rows), raw_file.iter_batches(batch_rows)):
             frame = _to_pandas(batch.select(columns))
@@ -128,6 +129,8 @@ def validate(conformed: Path, extracted: Path, ctype: CertificateType, out_dir: 
         ok_writer.close()
         bad_writer.close()
     if n_in != raw_file.metadata.num_rows or n_in != n_ok + n_bad:
+        for t in tmp.values():
+            t.unlink(missing_ok=True)
         raise ReconciliationError(
             f"extracted {raw_file.metadata.num_rows} rows but accepted {n_ok} + quarantined "
             f"{n_bad}: rows were lost between stages; nothing will be published")

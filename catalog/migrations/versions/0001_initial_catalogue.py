@@ -40,10 +40,10 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id')
     )
     op.create_table('records',
-    sa.Column('dataset_id', sa.String(length=128), nullable=False),
+    sa.Column('record_id', sa.String(length=32), nullable=False),
     sa.Column('version', sa.Integer(), nullable=False),
+    sa.Column('dataset_id', sa.String(length=128), nullable=False),
     sa.Column('leaf_index', sa.BigInteger(), nullable=False),
-    sa.Column('record_id', sa.String(length=64), nullable=False),
     sa.Column('holder_key', sa.String(length=64), nullable=False),
     sa.Column('holder_code_type', sa.String(length=8), nullable=False),
     sa.Column('holder_name', sa.String(length=255), nullable=False),
@@ -51,12 +51,9 @@ def upgrade() -> None:
     sa.Column('status', sa.String(length=32), nullable=False),
     sa.Column('valid_to', sa.Date(), nullable=True),
     sa.ForeignKeyConstraint(['dataset_id'], ['datasets.id'], ),
-    sa.PrimaryKeyConstraint('dataset_id', 'version', 'leaf_index')
+    sa.PrimaryKeyConstraint('record_id', 'version'),
+    sqlite_with_rowid=False
     )
-    with op.batch_alter_table('records', schema=None) as batch_op:
-        batch_op.create_index('ix_records_holder', ['holder_key'], unique=False)
-        batch_op.create_index('ix_records_record_id', ['record_id'], unique=False)
-
     op.create_table('sources',
     sa.Column('id', sa.String(length=128), nullable=False),
     sa.Column('dataset_id', sa.String(length=128), nullable=False),
@@ -115,10 +112,6 @@ def downgrade() -> None:
 
     op.drop_table('runs')
     op.drop_table('sources')
-    with op.batch_alter_table('records', schema=None) as batch_op:
-        batch_op.drop_index('ix_records_record_id')
-        batch_op.drop_index('ix_records_holder')
-
     op.drop_table('records')
     op.drop_table('datasets')
     op.drop_table('audit_log')

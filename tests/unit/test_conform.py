@@ -1,0 +1,80 @@
+"""Conforming: silo columns onto the canonical type, originals kept, keys normalised."""
+from __future__ import annotations
+
+import tomllib
+from datetime import date
+
+import pyarrow as pa
+
+from exchange import registry
+from schemas.conform import ROW, conform, conformed_schema
+from schemas.identifiers import uscc_check_char
+from tests.conftest import ROOT
+
+REG = registry.parse(tomllib.loads(
+    (ROOT / "demo/registrations/smr_business_licence.toml").read_text("utf-8")), "demo")
+USCC = "91330106" + "MA2B3C4D5"
+USCC += uscc_check_char(USCC)
+
+
+def silo_batch(**overrides) -> pa.RecordBatch:
+    row = {"ID": "1", "ZCH": "330106000123456", "TYSHXYDM": USCC, "QYMC": "杭州示例科技有限公司",
+           "FDDBR": "张三", "ZCZB": "500", "QYLX": "有限责任公司", "ZS": "杭州市西湖区",
+           "JYFW": "软件开发", "CLRQ": "2019-05-06", "FZRQ": "2020年1月2日", "YYQXZ": "2020/1/2",
+           "YYQXZHI": "长期", "DJJG": "杭州市西湖区市场监督管理局", "DJJGDM": "330106001",
+           "XZQHDM": "330106", "DJZT": "存续", "GXSJ": "2024-01-01T00:00:00"}
+    row.update(overrides)
+    cols = {k: pa.array([v], pa.string()) for k, v in row.items()}
+    cols[ROW] = pa.array([1], pa.int64())
+    return pa.RecordBatch.from_pydict(cols)
+
+
+def one(batch) -> dict:
+    return conform(batch, REG).to_pylist()[0]
+
+
+def test_maps_columns_and_fills_type_constants():
+    out = one(silo_batch())
+    assert conform(silo_batch(), REG).schema == conformed_schema(REG.ctype)
+    assert out["licence_number"] == "330106000123456"
+    assert out["holder_code"] == out["holder_key"] == USCC
+    assert out["holder_code_type"] == "001"
+    assert out["licence_name"] == "营业执照"
+    assert out["licence_type_code"] == REG.ctype.type_code
+    assert out["status"] == "valid"
+    assert out["issue_date"] == date(2020, 1, 2) and out["valid_from"] == date(2020, 1, 2)
+    assert out["valid_to"] is None                        # 长期: open-ended, not an error
+    assert out["_unparsed_valid_to"] is None and out["_unparsed_issue_date"] is None
+
+
+def test_codes_are_normalised_and_names_keep_their_original_text():
+    full_width = USCC.lower().translate(str.maketrans("0123456789", "０１２３４５６７８９"))
+    out = one(silo_batch(TYSHXYDM=f" {full_width}\u200b", QYMC=" 杭州示例科技有限公司\u3000"))
+    assert out["holder_code"] == USCC
+    assert out["holder_name"] == "杭州示例科技有限公司"
+    trad = one(silo_batch(QYMC="杭州示例科技有限公司（臺灣）"))
+    simp = one(silo_batch(QYMC="杭州示例科技有限公司(台湾)"))
+    assert trad["holder_name"].endswith("（臺灣）"), "the original spelling is kept"
+    assert trad["holder_name_key"] == simp["holder_name_key"]
+
+
+def test_unparsable_dates_keep_their_text_for_the_quality_step():
+    out = one(silo_batch(FZRQ="2021-02-30"))
+    assert out["issue_date"] is None and out["_unparsed_issue_date"] == "2021-02-30"
+    # "长期" (open-ended) only where the field may be empty: not for a required issue date
+    assert one(silo_batch(FZRQ="长期"))["_unparsed_issue_date"] == "长期"
+    assert one(silo_batch(CLRQ="长期"))["_unparsed_established_date"] is None
+
+
+def test_unmapped_status_codes_are_kept_as_written():
+    assert one(silo_batch(DJZT="吊销"))["status"] == "revoked"
+    assert one(silo_batch(DJZT="歇业"))["status"] == "歇业"
+
+
+def test_a_missing_mapped_column_names_the_source_and_the_column():
+    import pytest
+    from exchange.errors import DataError
+    batch = silo_batch().drop_columns(["QYMC"])
+    with pytest.raises(DataError, match="QYMC") as exc:
+        conform(batch, REG)
+    assert "smr_business_licence" in str(exc.value)
