@@ -220,17 +220,14 @@ def _insert_index(s: Session, dataset: str, version: int, index_path: Path) -> N
     """Bulk insert through the driver's executemany: per-row ORM work would dominate publish.
     The statement is compiled by SQLAlchemy from the table; values are bound, never inlined."""
     conn = s.connection()
-    cols = [*store.INDEX_COLUMNS, "leaf_index"]
+    cols = [*store.INDEX_COLUMNS, "leaf_index", "dataset_id", "version"]
+    compiled = sa.insert(Record.__table__).values({c: sa.bindparam(c) for c in cols}).compile(
+        dialect=conn.dialect)
+    order = list(compiled.positiontup) if compiled.positional else cols
     fixed = {"dataset_id": dataset, "version": version}
-    stmt = sa.insert(Record.__table__).values({c: sa.bindparam(c) for c in [*fixed, *cols]})
-    compiled = stmt.compile(dialect=conn.dialect)
-    for rows in store.iter_index(index_path, dates_as_text=conn.dialect.name == "sqlite"):
-        if compiled.positional:
-            pick = [(cols.index(k), None) if k in cols else (None, fixed[k]) for k in compiled.positiontup]
-            params = [tuple(r[i] if i is not None else v for i, v in pick) for r in rows]
-        else:
-            params = [{**fixed, **dict(zip(cols, r))} for r in rows]
-        conn.exec_driver_sql(str(compiled), params)
+    for rows in store.iter_index(index_path, order, fixed, dates_as_text=conn.dialect.name == "sqlite"):
+        conn.exec_driver_sql(str(compiled), rows if compiled.positional else
+                             [dict(zip(order, r)) for r in rows])
 
 
 def _holder_range(holder_key: str):

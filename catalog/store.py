@@ -6,6 +6,7 @@ records and index rows written as they come, so memory does not grow with the da
 from __future__ import annotations
 
 import hashlib
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,11 +93,16 @@ def stage_version(accepted: Path, dataset: str, ctype: CertificateType, out_dir:
     return StagedVersion(out_dir, tree.size, tree.root, hashlib.sha256(ordered.tobytes()).hexdigest())
 
 
-def iter_index(path: Path, dates_as_text: bool, batch_rows: int = 50_000):
-    """Index rows as tuples in INDEX_COLUMNS + leaf_index order, a batch at a time."""
+def iter_index(path: Path, order: list[str], fixed: dict, dates_as_text: bool,
+               batch_rows: int = 50_000):
+    """Index rows as tuples in `order` (index columns, or constants from `fixed`), a batch
+    at a time: the tuples are made by zip in C, not per row in Python."""
     for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_rows):
         cols = []
-        for c in (*INDEX_COLUMNS, "leaf_index"):
+        for c in order:
+            if c in fixed:
+                cols.append(itertools.repeat(fixed[c]))
+                continue
             col = batch.column(c)
             if dates_as_text and pa.types.is_date32(col.type):
                 col = pc.cast(col, pa.string())

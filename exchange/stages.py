@@ -15,6 +15,7 @@ from pathlib import Path
 
 from exchange import registry, staging
 from exchange.errors import DataError
+from exchange.parallel import ordered_map
 from exchange.settings import get_settings
 
 
@@ -96,9 +97,10 @@ def conform(source_id: str, key: str) -> dict:
     out, tmp = workdir / "conformed.parquet", workdir / "conformed.parquet.tmp"
     rows = 0
     with staging.writer(tmp, conformed_schema(reg.ctype)) as writer:
-        for batch in src.iter_batches(batch_size=131_072):
-            writer.write_batch(conform_batch(batch, reg))
-            rows += batch.num_rows
+        batches = src.iter_batches(batch_size=65_536)
+        for conformed in ordered_map(lambda b: conform_batch(b, reg), batches):
+            writer.write_batch(conformed)
+            rows += conformed.num_rows
     os.replace(tmp, out)
     return {"path": str(out), "rows": rows}
 
