@@ -154,9 +154,13 @@ def get_item(code: str, directory: Path = ITEMS_DIR) -> Item:
     return items[code]
 
 
+def _material_keys(item: Item) -> list[str]:
+    return sorted(f"{m.name} ({m.certificate or 'submitted'}, {m.whose or '-'}"
+                  f"{', later' if m.later else ''})" for m in item.materials)
+
+
 def _materials_key(item: Item) -> str:
-    return "; ".join(sorted(f"{m.name}[{m.certificate or 'submitted'}/{m.whose or '-'}"
-                            f"{'/later' if m.later else ''}]" for m in item.materials))
+    return "; ".join(_material_keys(item))
 
 
 def mismatches(directory: Path = ITEMS_DIR) -> list[dict]:
@@ -180,7 +184,11 @@ def mismatches(directory: Path = ITEMS_DIR) -> list[dict]:
                           ("materials", _materials_key)):
             values = {where(e): get(e) for e in group}
             if len(set(values.values())) > 1:
-                out.append({"code": code, "name": group[0].name, "attribute": attr, "values": values})
+                found = {"code": code, "name": group[0].name, "attribute": attr, "values": values}
+                if attr == "materials":   # the materials not every level asks for
+                    sets = [set(_material_keys(e)) for e in group]
+                    found["differing"] = sorted(set.union(*sets) - set.intersection(*sets))
+                out.append(found)
     by_name = defaultdict(list)
     for e in entries:
         by_name[name_key_scalar(e.name)].append(e)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 from exchange.cli import table
@@ -55,13 +56,16 @@ def cmd_items_check(args) -> int:
         print(json.dumps({"mismatches": found}, ensure_ascii=False, indent=1))
     elif found:
         rows = [{"code": m["code"], "name": m["name"], "attribute": m["attribute"],
-                 "values": "\n".join(f"{k}: {v}" for k, v in m["values"].items())} for m in found]
+                 "values": "\n".join(f"{k}: {v}" for k, v in m["values"].items())
+                 + (f"\ndiffering: {'; '.join(m['differing'])}" if m.get("differing") else "")} for m in found]
         table("三级四同 mismatches", rows, ["code", "name", "attribute", "values"])
     else:
         print("三级四同: every item agrees across its levels")
-    if found:
-        raise DataError(f"{len(found)} mismatch(es) between levels; make name, code, materials and "
+    if found:   # one JSON document on stdout; the reason on stderr
+        err = DataError(f"{len(found)} mismatch(es) between levels; make name, code, materials and "
                         "power type agree", source=str(_dir(args)), rule="三级四同")
+        print(f"exchange: {err}", file=sys.stderr)
+        return err.exit_code
     return 0
 
 
