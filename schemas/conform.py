@@ -1,6 +1,7 @@
 """Map a silo's columns onto a canonical certificate type, vectorised over Arrow batches.
 
-Original text is kept (trimmed); codes are normalised (NFKC, no spaces, upper case);
+Original text is kept (trimmed); a missing licence identifier is derived in the structure of
+GB/T 36904 (schemas/licence_id.py); codes are normalised (NFKC, no spaces, upper case);
 dates are parsed from the forms silos use; where a date's text could not be parsed (or is
 "长期" where validity cannot be open-ended) the text is kept in `_unparsed_<field>`, so the
 quality step can name the row, the rule and the offending value.
@@ -12,6 +13,7 @@ import pyarrow.compute as pc
 
 from exchange.errors import DataError
 from exchange.registry import Registration
+from schemas import licence_id
 from schemas.identifiers import holder_code_type
 from schemas.normalize import clean_text, code_key, name_key, parse_dates
 from schemas.types import CertificateType, Field
@@ -76,6 +78,8 @@ def conform(batch: pa.RecordBatch, reg: Registration) -> pa.RecordBatch:
         out["licence_name"] = pa.array([ctype.title] * n, pa.string())
     if "holder_code_type" not in reg.mapping and "holder_code_type" not in reg.constants:
         out["holder_code_type"] = holder_code_type(out["holder_code"])
+    derived = licence_id.derive(ctype.type_code, out["issuer_code"], out["licence_number"])
+    out["licence_id"] = pc.coalesce(out["licence_id"], derived)
     out["holder_key"] = out["holder_code"]
     out["holder_name_key"] = name_key(out["holder_name"])
     for name, col in unparsed.items():

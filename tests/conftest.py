@@ -56,3 +56,17 @@ def register_demo_source(home: Path, silo: Path, source_id: str = "smr_business_
     sources.mkdir(parents=True, exist_ok=True)
     (sources / f"{source_id}.toml").write_text(text, encoding="utf-8")
     return registry.load(sources / f"{source_id}.toml")
+
+
+def register_sample(home: Path, type_name: str, silo: Path):
+    """Register the sample registration of `type_name` against a silo file."""
+    from demo.synth_types import sample_registration
+    from exchange import registry
+    from exchange.settings import get_settings
+
+    reg = sample_registration(type_name)
+    text = reg.path.read_text("utf-8").replace("{silo}", str(silo))
+    sources = get_settings().sources_dir
+    sources.mkdir(parents=True, exist_ok=True)
+    (sources / f"{reg.id}.toml").write_text(text, encoding="utf-8")
+    return registry.load(sources / f"{reg.id}.toml")

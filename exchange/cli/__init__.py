@@ -11,7 +11,7 @@ import sys
 
 from exchange.errors import ExchangeError
 
-GROUPS = ["exchange.cli.records", "exchange.cli.demo"]
+GROUPS = ["exchange.cli.records", "exchange.cli.demo", "exchange.cli.items"]
 
 
 def catalog():

@@ -173,3 +173,30 @@ def test_holder_code_type():
     letter = "N2330106MA27XR0TT" + gb32100_check("N2330106MA27XR0TT")
     got = holder_code_type([ric, uscc, letter, "abc", None, "91110000600037341I"]).to_pylist()
     assert got == ["111", "001", "001", None, None, None]
+
+
+# Any spelling a silo uses for a holder code normalises to the same key (and stays valid).
+_SPACES = st.sampled_from([" ", "\u3000", "\u00a0", "\u200b", "\u200c", "\ufeff", "\t", "\u2009"])
+
+
+def _respell(code, data):
+    out = []
+    for c in code:
+        if data.draw(st.booleans()):
+            c = c.lower()
+        if c.isdigit() and data.draw(st.booleans()):
+            c = chr(0xFF10 + int(c))
+        if data.draw(st.integers(0, 4)) == 0:
+            c = data.draw(_SPACES) + c
+        out.append(c)
+    return "".join(out) + (data.draw(_SPACES) if data.draw(st.booleans()) else "")
+
+
+@settings(deadline=None)
+@given(st.data(), uscc17, st.text(alphabet="0123456789", min_size=17, max_size=17))
+def test_every_spelling_of_a_holder_code_has_one_key(data, u17, r17):
+    for code, valid in ((u17 + gb32100_check(u17), uscc_valid), (r17 + gb11643_check(r17), None)):
+        spelled = _respell(code, data)
+        assert code_key([spelled]).to_pylist() == [code]
+        if valid is not None:
+            assert valid(code_key([spelled])).to_pylist() == [True]

@@ -1,0 +1,83 @@
+"""Service items (事项): list, show one, and the 三级四同 check across levels."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from exchange.cli import table
+from exchange.errors import DataError
+
+
+def _dir(args) -> Path:
+    from schemas.items import ITEMS_DIR
+    return Path(args.dir) if args.dir else ITEMS_DIR
+
+
+def cmd_items(args) -> int:
+    from schemas.items import catalogue
+
+    items = [i for i in catalogue(_dir(args)).values() if not args.level or args.level in i.levels]
+    if args.json:
+        print(json.dumps([i.as_dict() for i in items], ensure_ascii=False, indent=1))
+        return 0
+    rows = [{"code": i.code, "name": i.name, "power_type": i.power_type, "levels": ",".join(i.levels),
+             "held": sum(m.held for m in i.materials), "submitted": sum(not m.held for m in i.materials),
+             "later": sum(m.later for m in i.materials)} for i in items]
+    table("Service items (held: materials the exchange holds; later: 容缺)", rows,
+          ["code", "name", "power_type", "levels", "held", "submitted", "later"])
+    return 0
+
+
+def cmd_item(args) -> int:
+    from schemas.items import get_item
+    from schemas.types import get_type
+
+    item = get_item(args.code, _dir(args))
+    if args.json:
+        print(json.dumps(item.as_dict(), ensure_ascii=False, indent=1))
+        return 0
+    print(f"{item.code}  {item.name}  ({item.power_type}; levels: {', '.join(item.levels)}; "
+          f"applicant: {item.applicant})")
+    if item.description:
+        print(item.description)
+    rows = [{"material": m.name, "source": f"exchange: {get_type(m.certificate).title}" if m.held
+             else "applicant submits", "whose": m.whose or "", "later": "容缺" if m.later else ""}
+            for m in item.materials]
+    table("Materials", rows, ["material", "source", "whose", "later"])
+    return 0
+
+
+def cmd_items_check(args) -> int:
+    from schemas.items import mismatches
+
+    found = mismatches(_dir(args))
+    if args.json:
+        print(json.dumps({"mismatches": found}, ensure_ascii=False, indent=1))
+    elif found:
+        rows = [{"code": m["code"], "name": m["name"], "attribute": m["attribute"],
+                 "values": "\n".join(f"{k}: {v}" for k, v in m["values"].items())
+                 + (f"\ndiffering: {'; '.join(m['differing'])}" if m.get("differing") else "")} for m in found]
+        table("三级四同 mismatches", rows, ["code", "name", "attribute", "values"])
+    else:
+        print("三级四同: every item agrees across its levels")
+    if found:   # one JSON document on stdout; the reason on stderr
+        err = DataError(f"{len(found)} mismatch(es) between levels; make name, code, materials and "
+                        "power type agree", source=str(_dir(args)), rule="三级四同")
+        print(f"exchange: {err}", file=sys.stderr)
+        return err.exit_code
+    return 0
+
+
+def register(add) -> None:
+    from schemas.items import LEVELS
+
+    sp = add("items", cmd_items, "service items (事项) and their required materials")
+    sp.add_argument("--level", choices=LEVELS, help="only items offered at this level")
+    sp.add_argument("--dir", help="a directory of item files (default: schemas/items)")
+    sp = add("item", cmd_item, "one service item and its materials")
+    sp.add_argument("code")
+    sp.add_argument("--dir", help="a directory of item files (default: schemas/items)")
+    sp = add("items-check", cmd_items_check,
+             "三级四同: report every mismatch of an item across city, district and township")
+    sp.add_argument("--dir", help="a directory of item files (default: schemas/items)")

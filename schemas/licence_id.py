@@ -1,0 +1,120 @@
+"""Licence identifiers in the structure of GB/T 36904, derived where a silo has none.
+
+    1.2.156.3005.2.{type code}.{issuer code}.{serial}.{version}.{check}
+
+- type code: the certificate type's `type_code`.
+- issuer code: the issuing body's code (normalised, letters and digits only); "0" if unknown.
+- serial: the licence number (as conforming normalised it: schemas.normalize.code_key) hashed with pandas' SipHash-2-4 (`hash_array`, fixed
+  key) and written as 13 base-36 characters. Same type, issuer and number: same identifier,
+  run after run; the number itself (which may hold Chinese text) never has to fit the form.
+- version: "1" (the licence's own version; a silo that tracks versions maps `licence_id`).
+- check: ISO 7064 MOD 37,36 (hybrid system, alphabet 0-9A-Z) over every character of the
+  identifier before it, dots removed. python-stdnum's `iso7064.mod_37_36` is the scalar
+  reference; `check_chars` is the same recurrence over a numpy matrix.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from stdnum.iso7064 import mod_37_36
+
+from schemas.identifiers import fixed_bytes, strings_from_bytes
+from schemas.normalize import as_string_array
+
+PREFIX = "1.2.156.3005.2"
+ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+VERSION = "1"
+HASH_KEY = "0123456789123456"   # pandas' default SipHash key, pinned: identifiers must not move
+SERIAL_WIDTH = 13               # 36**13 > 2**64
+_PAD = 36                       # value of left padding: leaves the state unchanged
+_VALUES = np.full(256, 255, np.uint8)
+_VALUES[np.frombuffer(ALPHABET.encode(), np.uint8)] = np.arange(36)
+_VALUES[ord(" ")] = _PAD
+_CHARS = np.frombuffer(ALPHABET.encode(), np.uint8)
+_STATES = np.arange(36)
+# ISO 7064 hybrid MOD 37,36 as a table: next state = _STEP[state, value]; padding keeps state
+_STEP = np.empty((36, 37), np.uint8)
+_STEP[:, :36] = ((np.where(_STATES == 0, 36, _STATES) * 2) % 37)[:, None] + np.arange(36)
+_STEP[:, :36] %= 36
+_STEP[:, _PAD] = _STATES
+_START = 18                     # M/2
+
+
+def check_char(body: str) -> str:
+    """The MOD 37,36 check character of `body` (dots ignored)."""
+    return mod_37_36.calc_check_digit(body.replace(".", ""))
+
+
+def check_chars(bodies, start: int = _START) -> pa.StringArray:
+    """Vectorised check_char over upper-case alphanumeric bodies (dots ignored).
+
+    `start` is the state after a common prefix (see `_state`), so the prefix is not re-read.
+    """
+    arr = pc.replace_substring(as_string_array(bodies), ".", "")
+    width = max(1, int(pc.max(pc.binary_length(arr)).as_py() or 1))
+    _, mat = fixed_bytes(pc.utf8_lpad(arr, width, " "), width)   # right-aligned, ' ' = padding
+    values = np.asfortranarray(_VALUES[mat])      # contiguous columns for the loop below
+    if (values == 255).any():
+        raise ValueError("licence identifier bodies must be 0-9 A-Z and dots")
+    state = np.full(len(arr), start, np.uint8)
+    for col in values.T:
+        state = _STEP[state, col]
+    last = (1 - (np.where(state == 0, 36, state).astype(np.int64) * 2) % 37) % 36
+    return strings_from_bytes(_CHARS[last][:, None])
+
+
+def _state(prefix: str) -> int:
+    state = _START
+    for ch in prefix.replace(".", ""):
+        state = int(_STEP[state, ALPHABET.index(ch)])
+    return state
+
+
+def serials(keys) -> pa.StringArray:
+    """13 base-36 characters of the SipHash of each (normalised) number; null stays null."""
+    import pandas as pd
+
+    keys = as_string_array(keys)
+    h = pd.util.hash_array(pc.fill_null(keys, "").to_numpy(zero_copy_only=False).astype(object),
+                           encoding="utf8", hash_key=HASH_KEY, categorize=False).astype(np.uint64)
+    digits = np.empty((len(h), SERIAL_WIDTH), np.uint8)
+    for i in range(SERIAL_WIDTH - 1, -1, -1):    # base 36, most significant first
+        digits[:, i] = h % np.uint64(36)
+        h //= np.uint64(36)
+    out = strings_from_bytes(_CHARS[digits])
+    return pc.if_else(pc.is_null(keys), pa.scalar(None, pa.string()), out)
+
+
+def issuer_part(issuer_codes) -> pa.StringArray:
+    part = pc.replace_substring_regex(pc.fill_null(as_string_array(issuer_codes), ""), "[^0-9A-Z]", "")
+    return pc.if_else(pc.equal(part, ""), "0", part)
+
+
+def derive(type_code: str, issuer_codes, licence_numbers) -> pa.StringArray:
+    """GB/T 36904-shaped identifiers for whole arrays; null where the number is missing.
+
+    Takes codes as conforming leaves them (code_key: NFKC, no spaces, upper case).
+    """
+    serial = serials(licence_numbers)
+    n = len(serial)
+    head = f"{PREFIX}.{type_code}."
+    tail = pc.binary_join_element_wise(issuer_part(issuer_codes), serial, pa.array([VERSION] * n), ".")
+    check = check_chars(pc.fill_null(tail, "0"), start=_state(head))
+    return pc.binary_join_element_wise(pa.array([head] * n), tail, pa.array(["."] * n), check, "")
+
+
+def problem(identifier: str | None) -> str | None:
+    """Why `identifier` is not a well-formed GB/T 36904-style identifier, or None."""
+    if identifier is None:
+        return "is missing"
+    if not identifier.startswith(PREFIX + "."):
+        return f"must start with {PREFIX}."
+    parts = identifier[len(PREFIX) + 1:].split(".")
+    if len(parts) != 5 or not all(parts):
+        return "must have five parts after the prefix: type code, issuer, serial, version, check"
+    body, check = identifier.rsplit(".", 1)
+    if any(c not in ALPHABET for c in body.replace(".", "")):
+        return "may hold only 0-9, A-Z and dots"
+    expected = check_char(body)
+    return None if check == expected else f"check character should be {expected!r}, found {check!r}"
