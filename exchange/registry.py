@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from exchange import tomlfile
 from exchange.errors import ConfigError, UnknownName
 from schemas.types import CertificateType, get_type
 
@@ -49,12 +49,7 @@ class Registration:
 
 
 def parse(raw: dict, where: str) -> Registration:
-    unknown = set(raw) - TOP_KEYS
-    if unknown:
-        raise ConfigError(f"{where}: unknown keys {sorted(unknown)}; known: {sorted(TOP_KEYS)}")
-    missing = {"id", "department", "certificate_type", "connector", "mapping"} - set(raw)
-    if missing:
-        raise ConfigError(f"{where}: missing keys {sorted(missing)}")
+    tomlfile.check_keys(raw, where, TOP_KEYS, {"id", "department", "certificate_type", "connector", "mapping"})
     if not ID_RE.match(raw["id"]):
         raise ConfigError(f"{where}: id {raw['id']!r} must be lower-case letters, digits and _")
     ctype = get_type(raw["certificate_type"])
@@ -75,10 +70,7 @@ def parse(raw: dict, where: str) -> Registration:
 
 
 def load(path: Path) -> Registration:
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    raw = tomlfile.load(path, str(path), TOP_KEYS)
     return Registration(**{**parse(raw, str(path)).__dict__, "path": path})
 
 

@@ -12,11 +12,11 @@ disagreement.
 from __future__ import annotations
 
 import re
-import tomllib
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
+from exchange import tomlfile
 from exchange.errors import ConfigError, NotFound, UnknownName
 from schemas.types import all_types
 
@@ -96,16 +96,8 @@ def _material(raw: dict, item_applicant: str, where: str) -> Material:
 
 def load_item(path: Path) -> Item:
     where = f"service item file {path.name}"
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{where}: not valid TOML: {exc}") from None
-    unknown = set(raw) - ITEM_KEYS
-    if unknown:
-        raise ConfigError(f"{where}: unknown keys {sorted(unknown)}; known: {sorted(ITEM_KEYS)}")
-    missing = {"code", "name", "power_type", "levels", "applicant", "materials"} - set(raw)
-    if missing:
-        raise ConfigError(f"{where}: missing keys {sorted(missing)}")
+    raw = tomlfile.load(path, where, ITEM_KEYS,
+                        {"code", "name", "power_type", "levels", "applicant", "materials"})
     if not CODE_RE.match(raw["code"]):
         raise ConfigError(f"{where}: code {raw['code']!r} must look like XK-SCJG-0001 "
                           "(kind, department, four digits)")

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
+from exchange import tomlfile
 from exchange.errors import ConfigError, UnknownName
 
 TYPES_DIR = Path(__file__).with_name("types")
@@ -170,13 +171,7 @@ def check_history(ctype: CertificateType, where: str) -> None:
 
 def _load(path: Path) -> CertificateType:
     where = f"certificate type file {path.name}"
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{where}: not valid TOML: {exc}") from None
-    unknown = set(raw) - TYPE_KEYS
-    if unknown:
-        raise ConfigError(f"{where}: unknown keys {sorted(unknown)}; known: {sorted(TYPE_KEYS)}")
+    raw = tomlfile.load(path, where, TYPE_KEYS)
     if raw.get("name") != path.stem or not NAME_RE.match(path.stem):
         raise ConfigError(f"{where}: name must be the file's stem {path.stem!r} (lower-case, digits, _)")
     try:
