@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import sqlalchemy as sa
 from sqlalchemy import Engine
@@ -74,7 +75,7 @@ def _records_root(directory: Path) -> tuple[int, bytes, list[str]]:
     """Tree size, RFC 9162 root and record ids of a version's stored records."""
     leaves, ids = [], []
     for batch in pq.ParquetFile(directory / "records.parquet").iter_batches(batch_size=131_072):
-        leaves.append(leaf_hashes(canonical_json(batch)))
+        leaves.append(leaf_hashes(canonical_json(pa.Table.from_batches([batch]))))
         ids += batch.column("record_id").to_pylist()
     tree = MerkleTree.build(np.concatenate(leaves) if leaves else np.zeros((0, 32), np.uint8))
     return tree.size, tree.root, ids
