@@ -4,6 +4,7 @@ sample) in the same run; then the time to verify one bundle (median and p99)."""
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import json
 import random
 import resource
@@ -18,10 +19,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 DATASET = "business_licence.bench"
-_NAMES = ["上海某某科技有限公司", "北京華夏貿易有限公司", "深圳市前海\"创新\"合伙企业", "杭州西湖区张三便利店",
-          "O'Brien & Sons 有限公司", "成都市武侯区李四餐饮店", "广州市天河区王五\\咨询工作室"]
-_ADDRESSES = ["上海市浦东新区世纪大道100号", "北京市朝阳区建国路88号\n2层", "广东省深圳市南山区科技园",
-              "浙江省杭州市西湖区文三路\t90号", "四川省成都市武侯区人民南路四段"]
+_NAMES = ["上海某某科技有限公司", "北京華夏貿易有限公司", "杭州西湖区张三便利店", "O'Brien & Sons 有限公司",
+          "成都市武侯区李四餐饮店"]
+_ADDRESSES = ["上海市浦东新区世纪大道100号", "广东省深圳市南山区科技园", "四川省成都市武侯区人民南路四段"]
+# Escapes (quotes, backslashes, controls) in one row in a thousand, as in real silos.
+_ESCAPED = {"holder_name": "深圳市前海\"创新\"合伙企业", "address": "北京市朝阳区建国路88号\n2层\t\\B座"}
 _PEOPLE = ["张三", "李四", "王五", "趙六", "陈七"]
 
 
@@ -60,6 +62,9 @@ def records(n: int, seed: int = 7) -> pa.Table:
         "established_date": pa.array(days, pa.date32()),
         "_row": pa.array(np.arange(1, n + 1)), "holder_key": holder, "holder_name_key": pick(_NAMES),
     }
+    rare = pa.array(np.arange(n) % 1000 == 999)
+    for name, value in _ESCAPED.items():
+        cols[name] = pc.if_else(rare, pa.scalar(value), cols[name])
     schema = conformed_schema(ctype)
     return pa.table({f.name: cols[f.name].cast(f.type) if f.name in cols else pa.nulls(n, f.type)
                      for f in schema}, schema=schema)
@@ -132,6 +137,8 @@ def _bundles_and_verify(ours: dict, k: int) -> dict:
                         ours["head"], idx["status"][i].as_py())
         build.append(time.perf_counter() - t)
         bundles.append(json.loads(json.dumps(b)))
+    gc.collect()
+    gc.freeze()  # a verifier does not hold this benchmark's million-row heap for the GC to scan
     verify = []
     for b in bundles:
         t = time.perf_counter()
