@@ -3,7 +3,9 @@
 Layout of the key directory (0700):
   {kid}.pem   PKCS#8 private key encrypted with the passphrase (0600); kid = RFC 7638 thumbprint
   keys.json   manifest: [{kid, created_at, status, compromised_at}], exactly one "active"
-Statuses: active (signs), retired (still in the JWKS), compromised (left out of the JWKS).
+Statuses: active (signs), retired (still in the JWKS), compromised (left out of the JWKS, so
+stock verifiers fail closed; listed in the signed key status document instead, with the heads
+it signed before its compromise time: see docs/verification.md, "Key status").
 """
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ from exchange.errors import ConfigError
 
 ALG = "EdDSA"
 STH_TYP = "exchange-sth+jws"
+KEY_STATUS_TYP = "exchange-key-status+jws"
 MANIFEST = "keys.json"
 STATUSES = ("active", "retired", "compromised")
 
@@ -175,17 +178,22 @@ class KeyStore:
             return entries[-1]["kid"]
 
     def mark_compromised(self, kid: str, at: dt.datetime | None = None) -> None:
-        """Drop a key from the JWKS; if it was active, a new key takes over."""
+        """Drop a key from the JWKS from time `at` (default now); if it was active, a new key takes
+        over. Heads it signed before `at` stay verifiable through the key status document."""
         with self._locked():
             entries = self.manifest()
             entry = next((e for e in entries if e["kid"] == kid), None)
             if entry is None:
                 raise ConfigError(f"no key {kid!r} in {self.directory}; known: "
                                   f"{', '.join(e['kid'] for e in entries) or '(none)'}")
+            when = rfc3339(at or dt.datetime.now(dt.timezone.utc))
+            if entry["status"] == "compromised" and when >= entry["compromised_at"]:
+                return  # already compromised from an earlier time: never vouch for more heads
             if entry["status"] == "active":
+                self._load(kid)  # refuse with a wrong passphrase before changing anything
                 entries.append(self._new_key())
             entry["status"] = "compromised"
-            entry["compromised_at"] = rfc3339(at or dt.datetime.now(dt.timezone.utc))
+            entry["compromised_at"] = when
             self._write_manifest(entries)
 
     # -- signing and publishing -------------------------------------------------------------
@@ -193,6 +201,23 @@ class KeyStore:
         """Compact JWS over the RFC 8785 bytes of `payload`."""
         key = self.signer()
         header = {"alg": ALG, "kid": key.kid, "typ": STH_TYP}
+        with eddsa_allowed():
+            return jws.serialize_compact(header, rfc8785.dumps(payload), key, algorithms=[ALG])
+
+    def sign_key_status(self, heads_before: dict[str, list[str]], now: dt.datetime | None = None) -> str:
+        """Compact JWS (signed by the active key) listing every key's status; a compromised key
+        comes with its public JWK and `heads_before_compromise`: the hashes of the tree heads the
+        exchange published with it before its compromise time (from `heads_before[kid]`)."""
+        entries = []
+        for e in self.manifest():
+            item = {"kid": e["kid"], "status": e["status"], "created_at": e["created_at"]}
+            if e["status"] == "compromised":
+                item.update(compromised_at=e["compromised_at"], jwk=public_jwk(self._load(e["kid"])),
+                            heads_before_compromise=sorted(heads_before.get(e["kid"], [])))
+            entries.append(item)
+        payload = {"issued_at": rfc3339(now or dt.datetime.now(dt.timezone.utc)), "keys": entries}
+        key = self.signer()
+        header = {"alg": ALG, "kid": key.kid, "typ": KEY_STATUS_TYP}
         with eddsa_allowed():
             return jws.serialize_compact(header, rfc8785.dumps(payload), key, algorithms=[ALG])
 

@@ -100,3 +100,19 @@ class AuditEntry(Base):
     subject: Mapped[str | None] = mapped_column(String(128))
     outcome: Mapped[str] = mapped_column(String(32))
     detail: Mapped[dict | None] = mapped_column(JSON)
+
+
+class RecordEvent(Base):
+    """A change in a record between two consecutive versions of its dataset (catalog/status.py).
+    A record's first appearance in version 1 has no event; it is read from `records`."""
+    __tablename__ = "record_events"
+    __table_args__ = (Index("ix_record_events_record", "record_id", "version"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    dataset_id: Mapped[str] = mapped_column(String(128), ForeignKey("datasets.id"))
+    record_id: Mapped[str] = mapped_column(String(64))
+    version: Mapped[int] = mapped_column(Integer)           # the version the change took effect in
+    change: Mapped[str] = mapped_column(String(16))         # added | amended | revoked | reinstated | withdrawn
+    status: Mapped[str] = mapped_column(String(16))         # the standing from then on
+    reason: Mapped[str | None] = mapped_column(String(64))  # the source's status word, if not valid
+    leaf_hash: Mapped[str | None] = mapped_column(String(64))  # the content from then on; null if withdrawn
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

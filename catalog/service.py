@@ -10,7 +10,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from catalog import store
+from catalog import status as statuses, store
 from catalog.db import engine_for
 from catalog.keys import KeyStore, head_hash, tree_head_payload
 from catalog.models import AuditEntry, Dataset, DatasetVersion, Record, Run, Source
@@ -132,6 +132,8 @@ class Catalog:
                         published_at=now))
                     s.flush()
                     _insert_index(s, ds.id, version, final_dir / "index.parquet")
+                    statuses.record_changes(s, ds.id, version, Path(prev.path) if prev else None,
+                                                 final_dir, now)
                     ds.current_version = version
                     run.state, run.finished_at, run.version = "published", now, version
                 return PublishResult(ds.id, version, "published", staged.tree_size, root_hex)
@@ -169,7 +171,7 @@ class Catalog:
             return [{"record_id": r.record_id, "dataset": r.dataset_id, "title": title,
                      "version": r.version, "licence_number": r.licence_number,
                      "holder_name": r.holder_name,
-                     "status": store.effective_status(r.status, r.valid_to, today),
+                     "status": statuses.standing(r.status, r.valid_to, today),
                      "valid_to": r.valid_to.isoformat() if r.valid_to else None}
                     for r, title in rows]
 
@@ -184,14 +186,25 @@ class Catalog:
             if hit is None:
                 raise NotFound(f"no record {record_id!r}; find record ids with `exchange lookup HOLDER_ID`")
             rec, ver = hit
+            st = statuses.record_status(s, record_id, today=today)
         directory = Path(ver.path)
-        return make_bundle(
+        bundle = make_bundle(
             record_id=record_id, dataset=rec.dataset_id, version=rec.version,
             leaf_index=rec.leaf_index, tree_size=ver.tree_size,
             audit_path=store.inclusion_proof(directory, rec.leaf_index),
             record=store.read_record(directory, rec.leaf_index),
             signed_tree_head=ver.signed_tree_head,
-            status=store.effective_status(rec.status, rec.valid_to, today))
+            status=st["status"])
+        return {**bundle, "status_since": st["since"], "status_reason": st["reason"]}
+
+    def record_status(self, record_id: str, version: int | None = None,
+                      leaf_hash: str | None = None, today: date | None = None) -> dict:
+        """valid | expired | revoked | withdrawn | superseded, since when, and the history."""
+        with self.session() as s:
+            st = statuses.record_status(s, record_id, version, leaf_hash, today)
+        if st is None:
+            raise NotFound(f"no record {record_id!r}; find record ids with `exchange lookup HOLDER_ID`")
+        return st
 
     def sample_holder(self, dataset: str) -> str | None:
         with self.session() as s:

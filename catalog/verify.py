@@ -10,6 +10,7 @@ import binascii
 import json
 import re
 from dataclasses import dataclass
+from typing import Callable
 
 import rfc8785
 from joserfc import jws
@@ -17,19 +18,21 @@ from joserfc.errors import JoseError
 from joserfc.jwk import OKPKey
 
 from catalog.canonical import canonical_bytes, to_json_record
-from catalog.keys import ALG, STH_TYP, eddsa_allowed
+from catalog.keys import ALG, KEY_STATUS_TYP, STH_TYP, eddsa_allowed, head_hash
 from catalog.merkle import leaf_hash, root_from_inclusion_proof
 from exchange.errors import VerificationError
 
 FORMAT = "exchange-record-bundle/1"
 VERIFY_STEPS = [
     (1, "bundle well-formed"),
-    (2, "signing key known"),
+    (2, "signing key known and not compromised"),
     (3, "tree head signature valid"),
     (4, "tree head matches the bundle"),
     (5, "record matches its leaf hash"),
     (6, "audit path leads to the signed root"),
+    (7, "record still valid (online only)"),
 ]
+OFFLINE_STEPS = (1, 2, 3, 4, 5, 6)
 _NAMES = dict(VERIFY_STEPS)
 _HEX32 = re.compile(r"[0-9a-f]{64}")
 _COMPACT = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+")
@@ -46,7 +49,9 @@ class VerifiedBundle:
     record: dict
     head: dict  # the signed tree head payload
     kid: str
-    steps: tuple[int, ...]
+    steps: tuple[int, ...]            # the steps that ran: 1-6, and 7 when online
+    status: dict | None = None        # step 7's answer: status, since, reason
+    compromised_key: dict | None = None  # the key status entry, if the key is compromised now
 
 
 def make_bundle(record_id: str, dataset: str, version: int, leaf_index: int, tree_size: int,
@@ -105,22 +110,73 @@ def _step1_well_formed(b) -> dict:
     return header
 
 
-def _step2_key_known(header: dict, jwks) -> OKPKey:
-    if header.get("alg") != ALG:
-        _fail(2, f"the tree head is signed with alg {header.get('alg')!r}; only {ALG} is accepted")
-    kid = header.get("kid")
+def head_payload_unverified(signed: str) -> dict:
+    """The payload of a compact JWS, NOT verified: for bookkeeping, never for trust."""
+    try:
+        payload = _b64json(signed.split(".")[1])
+    except (ValueError, IndexError, binascii.Error):
+        return {}
+    return payload if isinstance(payload, dict) else {}
+
+
+def _import_jwk(jwk, kid, where: str) -> OKPKey:
+    if not isinstance(jwk, dict) or jwk.get("alg", ALG) != ALG or jwk.get("kty") != "OKP" \
+            or jwk.get("crv") != "Ed25519":
+        _fail(2, f"the {where} entry {kid!r} is not an Ed25519 key for {ALG}")
+    try:
+        return OKPKey.import_key({k: v for k, v in jwk.items() if k != "d"})
+    except (JoseError, ValueError, TypeError):
+        _fail(2, f"the {where} entry {kid!r} is not a valid key")
+
+
+def _jwks_key(jwks, kid) -> OKPKey | None:
     keys = jwks.get("keys") if isinstance(jwks, dict) else None
     if not isinstance(keys, list):
         _fail(2, "the JWKS has no 'keys' list: fetch the current JWKS")
     jwk = next((k for k in keys if isinstance(k, dict) and k.get("kid") == kid), None)
-    if jwk is None:
-        _fail(2, f"the tree head was not signed by a known key (kid {kid!r}): fetch the current JWKS")
-    if jwk.get("alg", ALG) != ALG or jwk.get("kty") != "OKP" or jwk.get("crv") != "Ed25519":
-        _fail(2, f"the JWKS entry {kid!r} is not an Ed25519 key for {ALG}")
+    return None if jwk is None else _import_jwk(jwk, kid, "JWKS")
+
+
+def compromised_keys(key_status: str | None, jwks) -> dict[str, dict]:
+    """kid -> entry of every compromised key in a key status document (a JWS signed by a key of
+    the JWKS, typ exchange-key-status+jws). No document: no compromised keys known."""
+    if key_status is None:
+        return {}
     try:
-        return OKPKey.import_key({k: v for k, v in jwk.items() if k != "d"})
-    except (JoseError, ValueError, TypeError):
-        _fail(2, f"the JWKS entry {kid!r} is not a valid key")
+        header = _b64json(key_status.split(".")[0]) if _COMPACT.fullmatch(key_status) else None
+        key = _jwks_key(jwks, header.get("kid")) if isinstance(header, dict) else None
+        if key is None or header.get("typ") != KEY_STATUS_TYP:
+            raise ValueError
+        with eddsa_allowed():
+            doc = json.loads(jws.deserialize_compact(key_status, key, algorithms=[ALG]).payload)
+        entries = {e["kid"]: e for e in doc["keys"] if e["status"] == "compromised"}
+        for e in entries.values():
+            if not (isinstance(e["compromised_at"], str) and isinstance(e["heads_before_compromise"], list)):
+                raise ValueError
+    except (JoseError, ValueError, TypeError, KeyError, binascii.Error):
+        _fail(2, "the key status document is not signed by a key of the JWKS or is malformed: "
+                 "fetch both again from the exchange")
+    if header["kid"] in entries:
+        _fail(2, "the key status document is signed by a compromised key: fetch it again")
+    return entries
+
+
+def _step2_key_known(header: dict, jwks, signed_head: str, key_status: str | None):
+    if header.get("alg") != ALG:
+        _fail(2, f"the tree head is signed with alg {header.get('alg')!r}; only {ALG} is accepted")
+    kid = header.get("kid")
+    bad = compromised_keys(key_status, jwks).get(kid)
+    if bad is not None:
+        if head_hash(signed_head) not in bad["heads_before_compromise"]:
+            _fail(2, f"the signing key {kid} is compromised from {bad['compromised_at']} and this tree "
+                     "head is not one the exchange published with it before then: it may be forged; "
+                     "ask the exchange for the record again")
+        return _import_jwk(bad.get("jwk"), kid, "key status"), bad
+    key = _jwks_key(jwks, kid)
+    if key is None:
+        _fail(2, f"the tree head was not signed by a known key (kid {kid!r}): fetch the current JWKS "
+                 "and key status document (a compromised key is listed only in the latter)")
+    return key, None
 
 
 def _step3_signature(signed_head: str, key: OKPKey) -> dict:
@@ -168,13 +224,41 @@ def _step6_inclusion(b: dict, leaf: bytes, head: dict) -> None:
                  "the record is not in this version, or leaf_index or audit_path were altered")
 
 
-def verify_bundle(bundle: dict, jwks: dict) -> VerifiedBundle:
-    """Run steps 1-6; the first failure raises VerificationError(step, name, message)."""
+def _step7_status(b: dict, status_of: Callable[[dict], dict]) -> dict:
+    st = status_of(b)
+    if st.get("status") != "valid":
+        since = f" since {st['since']}" if st.get("since") else ""
+        why = f" ({st['reason']})" if st.get("reason") else ""
+        _fail(7, f"the record is {st.get('status')}{since}{why}: it is authentic but no longer "
+                 "valid; ask the holder or the issuing department for a current record")
+    return st
+
+
+def verify_tree_head(signed_head: str, jwks: dict, key_status: str | None = None) -> tuple[dict, str]:
+    """Steps 2-3 alone, for a tree head without a record: its verified payload and its kid."""
+    header = None
+    if isinstance(signed_head, str) and _COMPACT.fullmatch(signed_head):
+        try:
+            header = _b64json(signed_head.split(".")[0])
+        except (ValueError, binascii.Error):
+            pass
+    if not isinstance(header, dict):
+        _fail(1, "the tree head is not a JWS in compact serialization")
+    key, _ = _step2_key_known(header, jwks, signed_head, key_status)
+    return _step3_signature(signed_head, key), header["kid"]
+
+
+def verify_bundle(bundle: dict, jwks: dict, key_status: str | None = None,
+                  status_of: Callable[[dict], dict] | None = None) -> VerifiedBundle:
+    """Run steps 1-6, and 7 if `status_of` (an online status look-up) is given; the first
+    failure raises VerificationError(step, name, message). `key_status` is the exchange's
+    signed key status document (compact JWS), needed to trust heads of a compromised key."""
     header = _step1_well_formed(bundle)
-    key = _step2_key_known(header, jwks)
+    key, compromised = _step2_key_known(header, jwks, bundle["signed_tree_head"], key_status)
     head = _step3_signature(bundle["signed_tree_head"], key)
     _step4_head_matches(bundle, head)
     leaf = _step5_leaf(bundle)
     _step6_inclusion(bundle, leaf, head)
+    status = _step7_status(bundle, status_of) if status_of else None
     return VerifiedBundle(bundle["record_id"], bundle["record"], head, header["kid"],
-                          tuple(n for n, _ in VERIFY_STEPS))
+                          OFFLINE_STEPS + ((7,) if status_of else ()), status, compromised)

@@ -134,7 +134,8 @@ def publish(source_id: str, key: str) -> dict:
     staged = store.stage_version(workdir / "accepted.parquet", reg.dataset, reg.ctype, staged_dir)
     keys = KeyStore(settings.keys_dir, settings.key_passphrase())
     result = catalog.publish(run.id, reg, staged, keys)
-    keys.write_jwks(settings.jwks_path)
+    from catalog.key_status import write_key_material
+    write_key_material(keys, catalog.engine, settings.jwks_path)
     for name in ("extracted.parquet", "conformed.parquet", "accepted.parquet"):
         (workdir / name).unlink(missing_ok=True)
     shutil.rmtree(staged_dir, ignore_errors=True)

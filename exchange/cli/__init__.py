@@ -11,7 +11,8 @@ import sys
 
 from exchange.errors import ExchangeError
 
-GROUPS = ["exchange.cli.records", "exchange.cli.demo", "exchange.cli.items"]
+GROUPS = ["exchange.cli.records", "exchange.cli.demo", "exchange.cli.items", "exchange.cli.keys",
+          "exchange.cli.integrity"]
 
 
 def catalog():
@@ -20,6 +21,14 @@ def catalog():
 
     s = get_settings()
     return Catalog(s.catalog_url, s.store_dir)
+
+
+def keystore():
+    from catalog.keys import KeyStore
+    from exchange.settings import get_settings
+
+    s = get_settings()
+    return KeyStore(s.keys_dir, s.key_passphrase())
 
 
 def table(title: str, rows: list[dict], columns: list[str]) -> None:

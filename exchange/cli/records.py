@@ -51,27 +51,40 @@ def cmd_export(args) -> int:
 
 
 def cmd_verify(args) -> int:
+    from catalog.key_status import KEY_STATUS_FILE, read_key_status
     from catalog.verify import VERIFY_STEPS, verify_bundle
     from exchange.settings import get_settings
 
     jwks_path = Path(args.jwks) if args.jwks else get_settings().jwks_path
+    status_path = Path(args.key_status) if args.key_status else jwks_path.with_name(KEY_STATUS_FILE)
     try:
         bundle = json.loads(Path(args.file).read_text(encoding="utf-8"))
         jwks = json.loads(jwks_path.read_text(encoding="utf-8"))
+        key_status = read_key_status(status_path)
     except FileNotFoundError as exc:
         raise ConfigError(f"cannot read {exc.filename}: give the bundle file and --jwks PATH") from None
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"not JSON: {exc}") from None
-    result = verify_bundle(bundle, jwks)
+    status_of = None
+    if args.online:
+        cat = catalog()
+        status_of = lambda b: cat.record_status(b["record_id"], b["version"], b["leaf_hash"])  # noqa: E731
+    result = verify_bundle(bundle, jwks, key_status, status_of)
+    ran = [(n, name) for n, name in VERIFY_STEPS if n in result.steps]
     if args.json:
         print(json.dumps({"verified": True, "record_id": bundle.get("record_id"),
                           "dataset": result.head["dataset"], "version": result.head["version"],
-                          "kid": result.kid, "steps": [n for _, n in VERIFY_STEPS]}))
+                          "kid": result.kid, "steps": [name for _, name in ran],
+                          "status": result.status, "key_compromised": result.compromised_key is not None}))
     else:
-        for number, name in VERIFY_STEPS:
+        for number, name in ran:
             print(f"  step {number}: {name} ... ok")
+        note = (f" (compromised from {result.compromised_key['compromised_at']}; this head predates it)"
+                if result.compromised_key else "")
         print(f"verified: record {bundle.get('record_id')} is in {result.head['dataset']} "
-              f"version {result.head['version']}, signed by key {result.kid}")
+              f"version {result.head['version']}, signed by key {result.kid}{note}")
+        if not args.online:
+            print("  step 7 (record still valid) was not run: add --online to ask the exchange")
     return 0
 
 
@@ -103,6 +116,10 @@ def register(add) -> None:
     sp = add("verify", cmd_verify, "check a bundle offline against the public key set")
     sp.add_argument("file")
     sp.add_argument("--jwks", help="public key set (default: the exchange's jwks.json)")
+    sp.add_argument("--key-status", help="signed key status document (default: key-status.jws "
+                                         "beside the JWKS, if present)")
+    sp.add_argument("--online", action="store_true", help="also ask the catalogue whether the "
+                                                          "record is still valid (step 7)")
     sp = add("runs", cmd_runs, "recent pipeline runs")
     sp.add_argument("--source")
     sp.add_argument("--limit", type=int, default=20)

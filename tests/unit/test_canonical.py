@@ -120,3 +120,42 @@ def test_property_rows_equal_rfc8785(table):
     assert pa.types.is_binary(out.type) or pa.types.is_large_binary(out.type)
     assert out.to_pylist() == [rfc8785.dumps(to_json_record(r)) for r in table.to_pylist()]
     assert out.to_pylist() == rows_of(table)
+
+
+# -- RFC 8785's own examples, where they apply to flat records -----------------------------
+def test_rfc8785_section_3_2_2_sample_string_and_literals():
+    # The "string" and "literals" members of the §3.2.2 input, and their output in §3.2.4
+    # (the "numbers" member holds floats, which records refuse).
+    spec_input = r'''{"string": "\u20ac$\u000F\u000aA'\u0042\u0022\u005c\\\"\/",
+                      "literal_null": null, "literal_true": true, "literal_false": false}'''
+    record = json.loads(spec_input)
+    want = ('{"literal_false":false,"literal_null":null,"literal_true":true,'
+            r'''"string":"€$\u000f\nA'B\"\\\\\"/"}''').encode()
+    assert canonical_bytes(record) == want
+    table = pa.table({"string": [record["string"]], "literal_null": pa.array([None], pa.string()),
+                      "literal_true": [True], "literal_false": [False]})
+    assert canonical_json(table)[0].as_py() == want
+
+
+def test_rfc8785_section_3_2_3_sorting_example_exactly():
+    spec_input = r'''{"\u20ac": "Euro Sign", "\r": "Carriage Return", "\ufb33": "Hebrew Letter Dalet With Dagesh",
+                      "1": "One", "\ud83d\ude00": "Emoji: Grinning Face", "\u0080": "Control",
+                      "\u00f6": "Latin Small Letter O With Diaeresis"}'''
+    record = json.loads(spec_input)
+    want = ('{"\\r":"Carriage Return","1":"One","\u0080":"Control",'
+            '"\u00f6":"Latin Small Letter O With Diaeresis","\u20ac":"Euro Sign",'
+            '"\U0001f600":"Emoji: Grinning Face","\ufb33":"Hebrew Letter Dalet With Dagesh"}').encode()
+    assert canonical_bytes(record) == want
+    assert canonical_json(pa.table({k: [v] for k, v in record.items()}))[0].as_py() == want
+
+
+def test_rfc8785_appendix_b_integers_that_apply():
+    # Appendix B: 0 serialises as "0"; ±9007199254740992 (2**53) are the first integers past
+    # the safe range, which records refuse rather than risk a rounded number.
+    assert canonical_json(pa.table({"n": [0, 9007199254740991, -9007199254740991]})).to_pylist() == \
+        [b'{"n":0}', b'{"n":9007199254740991}', b'{"n":-9007199254740991}']
+    for n in (2**53, -(2**53)):
+        with pytest.raises(ValueError, match="outside"):
+            canonical_json(pa.table({"n": [n]}))
+        with pytest.raises(ValueError):
+            canonical_bytes({"n": n})

@@ -114,26 +114,95 @@ def test_tree_head_payload():
         tree_head_payload("d", 1, 0, b"\0" * 32, dt.datetime(2026, 1, 1), None)
 
 
-def test_rotate_and_compromise(store, published):
+def test_rotate_keeps_old_heads_verifiable(store, published):
     old = store.signer().kid
     new = store.rotate()
     assert new != old and store.signer().kid == new
     assert [k["kid"] for k in store.jwks()["keys"]] == [new, old]
     assert verify_bundle(published["bundles"][0], store.jwks()).kid == old  # old heads still verify
-    store.mark_compromised(old)
-    assert [k["kid"] for k in store.jwks()["keys"]] == [new]
-    assert step_of(published["bundles"][0], store.jwks()) == 2
+    later = store.sign_tree_head(tree_head_payload("d", 4, 1, b"\1" * 32, ISSUED, published["head"]))
+    assert json.loads(base64.urlsafe_b64decode(later.split(".")[0] + "=="))["kid"] == new
+    assert [e["status"] for e in store.manifest()] == ["retired", "active"]
+
+
+def _forged_head(store, kid_store_dir, published):
+    """What a thief of the old key can do: sign a head, backdated before the compromise."""
+    thief = KeyStore(kid_store_dir, PASS)
+    payload = tree_head_payload("business_licence.smr", 3, 4, b"\x99" * 32,
+                                ISSUED - dt.timedelta(days=30), None)
+    return thief.sign_tree_head(payload)
+
+
+def test_compromised_key_heads_before_the_time_verify_later_ones_do_not(store, published, tmp_path):
+    old = store.signer().kid
+    forged = _forged_head(store, store.directory, published)  # signed by `old`, same key
+    at = ISSUED + dt.timedelta(hours=1)
+    store.mark_compromised(old, at)
+    assert [e["status"] for e in store.manifest()] == ["compromised", "active"]
+    jwks = store.jwks()
+    assert old not in [k["kid"] for k in jwks["keys"]]  # stock verifiers fail closed
+    assert step_of(published["bundles"][0], jwks) == 2
+
+    # The exchange vouches only for the head it published before the compromise time.
+    status_doc = store.sign_key_status({old: [head_hash(published["head"])]})
+    v = verify_bundle(published["bundles"][0], jwks, status_doc)
+    assert v.kid == old and v.compromised_key["compromised_at"] == "2026-11-21T21:00:00Z"
+    bad = copy.deepcopy(published["bundles"][0])
+    bad["signed_tree_head"] = forged  # backdated issued_at does not help the thief
+    with pytest.raises(VerificationError, match="compromised from 2026-11-21T21:00:00Z.*may be forged") as exc:
+        verify_bundle(bad, jwks, status_doc)
+    assert exc.value.step == 2
+    # A document that vouches for nothing: the old head stops verifying too.
+    assert step_of(published["bundles"][0], jwks) == 2
+    with pytest.raises(VerificationError, match="compromised"):
+        verify_bundle(published["bundles"][0], jwks, store.sign_key_status({}))
+
+
+def test_key_status_document_must_be_signed_by_a_jwks_key(store, published, tmp_path):
+    old = store.signer().kid
+    store.mark_compromised(old, ISSUED + dt.timedelta(hours=1))
+    doc = store.sign_key_status({old: [head_hash(published["head"])]})
+    h, p, sig = doc.split(".")
+    payload = json.loads(base64.urlsafe_b64decode(p + "=="))
+    payload["keys"][0]["heads_before_compromise"].append("ab" * 32)
+    tampered = f"{h}.{base64.urlsafe_b64encode(rfc8785.dumps(payload)).rstrip(b'=').decode()}.{sig}"
+    with pytest.raises(VerificationError, match="key status document") as exc:
+        verify_bundle(published["bundles"][0], store.jwks(), tampered)
+    assert exc.value.step == 2
+    other = KeyStore(tmp_path / "other", PASS)
+    with pytest.raises(VerificationError, match="key status document"):
+        verify_bundle(published["bundles"][0], store.jwks(), other.sign_key_status({}))
+
+
+def test_compromise_time_only_moves_earlier(store):
+    kid = store.signer().kid
+    store.mark_compromised(kid, ISSUED)
+    store.mark_compromised(kid, ISSUED + dt.timedelta(days=1))  # later: ignored
+    assert store.manifest()[0]["compromised_at"] == "2026-11-21T20:00:00Z"
+    store.mark_compromised(kid, ISSUED - dt.timedelta(days=1))
+    assert store.manifest()[0]["compromised_at"] == "2026-11-20T20:00:00Z"
+    new = store.signer().kid
     store.mark_compromised(new)
     entries = store.manifest()
     assert [e["status"] for e in entries] == ["compromised", "compromised", "active"]
-    assert all(e["compromised_at"] for e in entries[:2])
     with pytest.raises(ConfigError, match="known:"):
         store.mark_compromised("nope")
 
 
+def test_status_step_runs_only_online(published):
+    b = published["bundles"][0]
+    assert verify_bundle(b, published["jwks"]).steps == (1, 2, 3, 4, 5, 6)
+    ok = verify_bundle(b, published["jwks"], status_of=lambda _: {"status": "valid"})
+    assert ok.steps == (1, 2, 3, 4, 5, 6, 7) and ok.status == {"status": "valid"}
+    revoked = {"status": "revoked", "since": "2026-12-01T00:00:00+00:00", "reason": "cancelled"}
+    with pytest.raises(VerificationError, match="revoked since 2026-12-01.*cancelled") as exc:
+        verify_bundle(b, published["jwks"], status_of=lambda _: revoked)
+    assert (exc.value.step, exc.value.step_name) == (7, "record still valid (online only)")
+
+
 # -- verification --------------------------------------------------------------------------
 def test_every_bundle_verifies(published):
-    assert [n for n, _ in VERIFY_STEPS] == [1, 2, 3, 4, 5, 6]
+    assert [n for n, _ in VERIFY_STEPS] == [1, 2, 3, 4, 5, 6, 7]
     for i, b in enumerate(published["bundles"]):
         v = verify_bundle(json.loads(json.dumps(b)), published["jwks"])
         assert v.steps == (1, 2, 3, 4, 5, 6) and v.record_id == f"rec-{i}"
@@ -165,7 +234,7 @@ def test_unknown_kid_fails_at_step_2(published, tmp_path):
     other.signer()
     with pytest.raises(VerificationError, match="fetch the current JWKS") as exc:
         verify_bundle(published["bundles"][0], other.jwks())
-    assert exc.value.step == 2 and exc.value.step_name == "signing key known"
+    assert exc.value.step == 2 and exc.value.step_name == "signing key known and not compromised"
 
 
 def test_wrong_leaf_index_or_altered_path_fails_at_step_6(published):

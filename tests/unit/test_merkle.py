@@ -169,3 +169,24 @@ def test_open_refuses_other_files(tmp_path):
     (tmp_path / "t").write_bytes((tmp_path / "t").read_bytes()[:-1])
     with pytest.raises(ValueError):
         MerkleTree.open(tmp_path / "t")
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.binary(min_size=1, max_size=6), min_size=1, max_size=40), st.data())
+def test_any_flipped_bit_in_the_record_or_the_root_fails(data, draw):
+    t, n = tree_of(data), len(data)
+    m = draw.draw(st.integers(0, n - 1))
+    proof = t.inclusion_proof(m)
+    for bit in range(8 * len(data[m])):  # every bit of the record's bytes
+        bad = bytearray(data[m])
+        bad[bit // 8] ^= 1 << (bit % 8)
+        assert root_from_inclusion_proof(m, n, leaf_hash(bytes(bad)), proof) != t.root
+    computed = root_from_inclusion_proof(m, n, leaf_hash(data[m]), proof)
+    for bit in range(256):  # every bit of the signed root
+        bad = bytearray(t.root)
+        bad[bit // 8] ^= 1 << (bit % 8)
+        assert computed != bytes(bad)
+    # Leaf and node hashes are domain-separated: an inner node is not accepted as a leaf.
+    if n > 1:
+        inner = node_hash(t.levels[0][0].tobytes(), t.levels[0][1].tobytes())
+        assert leaf_hash(inner) != inner and leaf_hash(t.levels[0][0].tobytes() + t.levels[0][1].tobytes()) != inner

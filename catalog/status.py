@@ -1,0 +1,149 @@
+"""What a record's status is, and since when (docs/verification.md, "Record status").
+
+Status of a copy of a record (a bundle), first match wins:
+  withdrawn   the record is not in the dataset's current version (gone from its source)
+  revoked     the source's status is not "valid" (revoked, cancelled, suspended: see `reason`)
+  expired     valid, but its current valid_to is past
+  superseded  valid, but the copy's content differs from the current version's (a newer version)
+  valid
+The publish path calls `record_changes` inside the version's transaction: it diffs the new
+version against the previous one and stores one `record_events` row per changed record.
+"""
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from catalog.merkle import MerkleTree
+from catalog.models import Dataset, DatasetVersion, Record, RecordEvent
+
+STATUSES = ("valid", "expired", "revoked", "withdrawn", "superseded")
+CHANGES = ("added", "amended", "revoked", "reinstated", "withdrawn")
+
+
+def standing(source_status: str, valid_to: date | None, today: date) -> str:
+    """valid | expired | revoked, from the source's status column and the validity end."""
+    if source_status != "valid":
+        return "revoked"
+    return "expired" if valid_to is not None and valid_to < today else "valid"
+
+
+def _reason(source_status: str) -> str | None:
+    return None if source_status == "valid" else source_status
+
+
+def _side(directory: Path) -> pa.Table:
+    """record_id, source status and leaf hash (32 bytes) of every record of a stored version."""
+    index = pq.read_table(directory / "index.parquet", columns=["record_id", "status", "leaf_index"])
+    leaves = MerkleTree.open(directory / "tree.bin").levels
+    n = index.num_rows
+    if not n:
+        return pa.table({"record_id": pa.array([], pa.string()), "status": pa.array([], pa.string()),
+                         "leaf": pa.array([], pa.binary(32))})
+    picked = np.ascontiguousarray(leaves[0][index.column("leaf_index").to_numpy()])
+    leaf = pa.FixedSizeBinaryArray.from_buffers(pa.binary(32), n, [None, pa.py_buffer(picked.tobytes())])
+    return pa.table({"record_id": index.column("record_id"), "status": index.column("status"),
+                     "leaf": leaf})
+
+
+def diff_versions(prev_dir: Path | None, new_dir: Path) -> list[dict]:
+    """The records that changed from the previous version to the new one, as event rows."""
+    if prev_dir is None:
+        return []  # first appearances in version 1 are read from the records index
+    old, new = _side(prev_dir), _side(new_dir)
+    joined = new.join(old, "record_id", join_type="full outer", left_suffix="_new", right_suffix="_old",
+                      coalesce_keys=True)
+    changed = pc.invert(pc.fill_null(pc.equal(joined["leaf_new"], joined["leaf_old"]), False))
+    events = []
+    for r in joined.filter(changed).to_pylist():
+        if r["leaf_new"] is None:
+            events.append({"record_id": r["record_id"], "change": "withdrawn", "status": "withdrawn",
+                           "reason": "gone from the source", "leaf_hash": None})
+            continue
+        if r["leaf_old"] is None:
+            change = "added"
+        elif r["status_new"] == r["status_old"]:
+            change = "amended"
+        else:
+            change = "revoked" if r["status_new"] != "valid" else "reinstated"
+        events.append({"record_id": r["record_id"], "change": change,
+                       "status": "valid" if r["status_new"] == "valid" else "revoked",
+                       "reason": _reason(r["status_new"]), "leaf_hash": r["leaf_new"].hex()})
+    return events
+
+
+def record_changes(s: Session, dataset: str, version: int, prev_dir: Path | None, new_dir: Path,
+                   at: datetime) -> int:
+    """Store the events of a new version (called by Catalog.publish in its transaction).
+    Returns how many records changed."""
+    events = diff_versions(prev_dir, new_dir)
+    if events:
+        s.execute(sa.insert(RecordEvent), [{**e, "dataset_id": dataset, "version": version, "at": at}
+                                           for e in events])
+    return len(events)
+
+
+def _iso(t) -> str | None:
+    return None if t is None else t.isoformat()
+
+
+def record_status(s: Session, record_id: str, version: int | None = None,
+                  leaf_hash: str | None = None, today: date | None = None) -> dict | None:
+    """Status of a record (of the copy at `version` with `leaf_hash`, if given), since when and why,
+    with its history. None if the record was never published."""
+    today = today or date.today()
+    hit = s.execute(sa.select(Record, DatasetVersion, Dataset.current_version).join(
+        DatasetVersion, sa.and_(DatasetVersion.dataset_id == Record.dataset_id,
+                                DatasetVersion.version == Record.version))
+        .join(Dataset, Dataset.id == Record.dataset_id)
+        .where(Record.record_id == record_id).order_by(Record.version.desc()).limit(1)).first()
+    if hit is None:
+        return None
+    rec, ver, current = hit
+    events = s.scalars(sa.select(RecordEvent).where(RecordEvent.record_id == record_id)
+                       .order_by(RecordEvent.version, RecordEvent.id)).all()
+    first = s.scalar(sa.select(sa.func.min(Record.version)).where(Record.record_id == record_id))
+    first_at = s.scalar(sa.select(DatasetVersion.published_at).where(
+        DatasetVersion.dataset_id == rec.dataset_id, DatasetVersion.version == first))
+    current_leaf = MerkleTree.open(Path(ver.path) / "tree.bin").leaf(rec.leaf_index).hex()
+    history = [{"version": first, "change": "added", "status": standing(_first_status(rec, events), None, date.min),
+                "at": _iso(first_at)}] if not any(e.change == "added" and e.version == first for e in events) else []
+    history += [{"version": e.version, "change": e.change, "status": e.status, "reason": e.reason,
+                 "at": _iso(e.at)} for e in events]
+
+    def since(changes) -> str | None:
+        hits = [h for h in history if h["change"] in changes]
+        return hits[-1]["at"] if hits else history[0]["at"]
+
+    out = {"record_id": record_id, "dataset": rec.dataset_id, "current_version": rec.version,
+           "reason": None, "history": history}
+    if rec.version < (current or 0):
+        out.update(status="withdrawn", since=since({"withdrawn"}), reason="gone from the source")
+        return out
+    st = standing(rec.status, rec.valid_to, today)
+    if st == "revoked":
+        out.update(status="revoked", since=since({"added", "revoked"}), reason=rec.status)
+    elif st == "expired":
+        out.update(status="expired", since=(rec.valid_to + timedelta(days=1)).isoformat())
+    elif leaf_hash is not None and leaf_hash != current_leaf:
+        later = [e for e in events if e.version > (version or 0) and e.leaf_hash != leaf_hash]
+        out.update(status="superseded", since=_iso(later[0].at) if later else None,
+                   reason=f"version {rec.version} holds a newer copy of this record")
+    else:
+        out.update(status="valid", since=since({"added", "reinstated"}))
+    return out
+
+
+def _first_status(rec: Record, events) -> str:
+    """The source status the record had when first published (before any event)."""
+    for e in events:
+        if e.change in ("revoked", "reinstated"):
+            return "valid" if e.change == "revoked" else "revoked"
+    return rec.status

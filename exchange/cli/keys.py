@@ -1,0 +1,77 @@
+"""Signing keys: `exchange keys list | rotate | compromise KID [--at TIME]`."""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+
+from exchange.cli import catalog, keystore, table
+from exchange.errors import ConfigError
+
+
+def _publish(keys) -> None:
+    """Rewrite jwks.json and key-status.jws after any change."""
+    from catalog.key_status import write_key_material
+    from exchange.settings import get_settings
+
+    write_key_material(keys, catalog().engine, get_settings().jwks_path)
+
+
+def cmd_list(args) -> int:
+    from catalog.key_status import summary
+
+    keys = keystore()
+    keys.signer()  # the first key is made on first use
+    rows = summary(keys, catalog().engine)
+    if args.json:
+        print(json.dumps(rows, indent=1))
+    else:
+        table("Signing keys", rows, ["kid", "status", "created_at", "compromised_at", "heads_signed"])
+    return 0
+
+
+def cmd_rotate(args) -> int:
+    keys = keystore()
+    old = keys.signer().kid
+    new = keys.rotate()
+    _publish(keys)
+    print(json.dumps({"active": new, "retired": old}) if args.json
+          else f"key {new} now signs; {old} is retired and stays in the JWKS for verification")
+    return 0
+
+
+def _when(text: str | None) -> dt.datetime | None:
+    if text is None:
+        return None
+    try:
+        t = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError(f"--at {text!r} is not an ISO 8601 time like 2026-11-21T20:00:00Z") from None
+    if t.tzinfo is None:
+        raise ConfigError(f"--at {text!r} has no time zone: add Z or +08:00")
+    return t
+
+
+def cmd_compromise(args) -> int:
+    keys = keystore()
+    keys.mark_compromised(args.kid, _when(args.at))
+    _publish(keys)
+    entry = next(e for e in keys.manifest() if e["kid"] == args.kid)
+    print(json.dumps(entry) if args.json else
+          f"key {args.kid} is compromised from {entry['compromised_at']}: heads it signed before then still "
+          f"verify (listed in key-status.jws); later ones do not. Active key: {keys.signer().kid}")
+    return 0
+
+
+def register(add) -> None:
+    sp = add("keys", lambda a: a.keys_func(a), "signing keys: list, rotate, compromise")
+    sub = sp.add_subparsers(dest="keys_command", required=True)
+    for name, func, help in (("list", cmd_list, "keys, their status and heads signed"),
+                             ("rotate", cmd_rotate, "a new key signs every later version"),
+                             ("compromise", cmd_compromise, "stop trusting a key from a given time")):
+        p = sub.add_parser(name, help=help)
+        p.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
+        p.set_defaults(keys_func=func)
+        if name == "compromise":
+            p.add_argument("kid")
+            p.add_argument("--at", help="compromised from this time (ISO 8601, default now)")
