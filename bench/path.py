@@ -148,7 +148,7 @@ def main(rows: int, sample: int) -> int:
     t.add_row(f"naive baseline (sample of {theirs['rows']:,} rows)", f"{naive_total:.2f}",
               f"{naive_rate:,.0f}")
     Console().print(t)
-    print(f"naive stages: " + ", ".join(f"{k} {theirs['rows'] / v:,.0f} rows/s"
+    print("naive stages: " + ", ".join(f"{k} {theirs['rows'] / v:,.0f} rows/s"
                                          for k, v in theirs["times"].items()))
     print(f"peak memory: project {ours['peak_rss_mb']:.0f} MB, naive {theirs['peak_rss_mb']:.0f} MB, "
           f"bare interpreter with imports {base_mb:.0f} MB")

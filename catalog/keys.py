@@ -15,7 +15,6 @@ import fcntl
 import hashlib
 import json
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from joserfc import jws
 from joserfc.errors import SecurityWarning
 from joserfc.jwk import OKPKey
 
+from exchange.files import atomic_write  # noqa: F401  (re-exported)
 from exchange.errors import ConfigError
 
 ALG = "EdDSA"
@@ -62,20 +62,6 @@ def eddsa_allowed():
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=SecurityWarning)
         yield
-
-
-def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def public_jwk(key: OKPKey) -> dict:

@@ -7,12 +7,12 @@ Saved as one file (header + every level) that `open` maps, so proofs read only w
 from __future__ import annotations
 
 import hashlib
-import os
 import struct
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from exchange.files import atomic_writer
 import pyarrow as pa
 
 _MAGIC = b"EXMRKL01"
@@ -110,19 +110,11 @@ class MerkleTree:
         for level in self.levels:
             offsets.append(pos)
             pos += 32 * len(level)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(_HEAD.pack(_MAGIC, self.size, len(self.levels)))
-                f.write(struct.pack(f"<{len(offsets)}Q", *offsets))
-                for level in self.levels:
-                    f.write(np.ascontiguousarray(level).data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_writer(path) as f:
+            f.write(_HEAD.pack(_MAGIC, self.size, len(self.levels)))
+            f.write(struct.pack(f"<{len(offsets)}Q", *offsets))
+            for level in self.levels:
+                f.write(np.ascontiguousarray(level).data)
 
     @classmethod
     def open(cls, path) -> "MerkleTree":

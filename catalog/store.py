@@ -20,8 +20,8 @@ from catalog.merkle import MerkleTree, leaf_hashes
 from exchange import staging
 from schemas.types import CertificateType
 
-ROW_GROUP = 65_536
-BATCH = 2 * ROW_GROUP           # a multiple of ROW_GROUP: every row group but the last is full
+ROW_GROUP = 8_192            # small groups: reading one record decodes 8k rows, not 64k
+BATCH = 16 * ROW_GROUP          # a multiple of ROW_GROUP: every row group but the last is full
 INDEX_COLUMNS = ("record_id", "holder_key", "holder_code_type", "holder_name",
                  "licence_number", "status", "valid_to")
 

@@ -55,7 +55,6 @@ def _records_failure(stage):
 @_records_failure
 def extract(source_id: str, key: str) -> dict:
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     import connectors
     from schemas.conform import ROW, missing_columns
