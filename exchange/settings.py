@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -10,6 +11,20 @@ from exchange.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "password", "secret", "passphrase", "test", "xxx"}
+
+
+SECRET_NAME = "exchange_key_passphrase"
+
+
+def _airflow_secret(name: str) -> str | None:
+    """A secret through Airflow's secrets backends; None outside a task or when absent."""
+    if "airflow.sdk" not in sys.modules:      # only inside Airflow: never import it for this
+        return None
+    try:
+        from airflow.sdk import Variable
+        return Variable.get(name, default=None)
+    except Exception:
+        return None
 
 
 @dataclass(frozen=True)
@@ -36,11 +51,14 @@ class Settings:
         return self.keys_dir / "jwks.json"
 
     def key_passphrase(self) -> bytes:
-        value = os.environ.get(self.key_passphrase_env, "")
+        """From the environment, else (inside Airflow tasks) from Airflow's secrets backends
+        as the Variable `exchange_key_passphrase` (env AIRFLOW_VAR_…, Vault, metastore …)."""
+        value = os.environ.get(self.key_passphrase_env) or _airflow_secret(SECRET_NAME) or ""
         if value.strip().lower() in PLACEHOLDER_SECRETS or len(value) < 12:
             raise ConfigError(
-                f"set {self.key_passphrase_env} to a passphrase of at least 12 characters "
-                "(not a placeholder): it encrypts the signing key at rest")
+                f"set {self.key_passphrase_env} (or the Airflow Variable {SECRET_NAME} in a "
+                "secrets backend) to a passphrase of at least 12 characters, not a placeholder: "
+                "it encrypts the signing key at rest")
         return value.encode()
 
 

@@ -54,7 +54,10 @@ def test_dag_runs_under_airflow_and_publishes_a_verifiable_version(home, silo_2k
     env = {**os.environ, "EXCHANGE_HOME": str(home), "AIRFLOW_HOME": str(tmp_path / "airflow"),
            "EXCHANGE_KEY_PASSPHRASE": TEST_PASSPHRASE}
     _airflow(["db", "migrate"], env, ROOT)
-    _airflow(["dags", "test", reg.dag_id], env, ROOT)
+    # the DAG's tasks get the passphrase only through Airflow's secrets backend
+    dag_env = {k: v for k, v in env.items() if k != "EXCHANGE_KEY_PASSPHRASE"}
+    dag_env["AIRFLOW_VAR_EXCHANGE_KEY_PASSPHRASE"] = TEST_PASSPHRASE
+    _airflow(["dags", "test", reg.dag_id], dag_env, ROOT)
 
     db = sqlite3.connect(tmp_path / "airflow" / "airflow.db")
     runs = db.execute("select run_id, state from dag_run where dag_id = ?", (reg.dag_id,)).fetchall()
