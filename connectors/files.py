@@ -104,9 +104,16 @@ class FileDropConnector:
         for path in self.pending():
             try:
                 return list(self._open(path)[0])
-            except readers.BadFile:
-                continue       # batches() rejects it with the reason
+            except readers.BadFile as bad:
+                raise self._reject(path, bad) from None
         return list(self.settings.fields)
+
+    def _reject(self, path: Path, bad: readers.BadFile) -> DataError:
+        reject(path, str(bad))
+        return DataError(f"file {path.name} was rejected: {bad}; it was moved to "
+                         f"{self.drop / 'rejected'} with the reason beside it, nothing was "
+                         "published: re-run to go on without it", source=self.source_id,
+                         rule="files: readable whole")
 
     def batches(self) -> Iterator[pa.RecordBatch]:
         self.claims = []
@@ -126,11 +133,7 @@ class FileDropConnector:
                 columns = header
                 yield from batches
             except readers.BadFile as bad:
-                reject(path, str(bad))
-                raise DataError(f"file {path.name} was rejected: {bad}; it was moved to "
-                                f"{self.drop / 'rejected'} with the reason beside it, nothing was "
-                                "published: re-run to go on without it", source=self.source_id,
-                                rule="files: readable whole") from None
+                raise self._reject(path, bad) from None
             self.claims.append(Claim(path.name, digest, str(path)))
 
 

@@ -85,15 +85,15 @@ def read_csv(path: Path, encoding: str, delimiter: str, batch_rows: int) -> tupl
         raise BadFile(f"its header repeats a column: {header}")
 
     def batches():
-        reader = pcsv.open_csv(
-            path,
-            read_options=pcsv.ReadOptions(encoding=encoding, block_size=max(1 << 20, batch_rows * 256)),
-            parse_options=pcsv.ParseOptions(delimiter=delimiter, newlines_in_values=True),
-            convert_options=pcsv.ConvertOptions(column_types={h: pa.string() for h in header},
-                                                strings_can_be_null=False,
-                                                quoted_strings_can_be_null=False))
         schema = string_schema(header)
         try:
+            reader = pcsv.open_csv(
+                path,
+                read_options=pcsv.ReadOptions(encoding=encoding, block_size=max(1 << 20, batch_rows * 256)),
+                parse_options=pcsv.ParseOptions(delimiter=delimiter, newlines_in_values=True),
+                convert_options=pcsv.ConvertOptions(column_types={h: pa.string() for h in header},
+                                                    strings_can_be_null=False,
+                                                    quoted_strings_can_be_null=False))
             for batch in reader:
                 yield pa.RecordBatch.from_arrays(batch.columns, schema=schema)
         except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
