@@ -1,22 +1,31 @@
-"""Benchmarks: `./run bench [path|publish] [--rows N] [--sample N]`. Prints figures; asserts nothing."""
+"""Benchmarks: `./run bench NAME [--rows N] [--sample N]`. Each prints figures; none asserts."""
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
+
+BENCHES = {  # name -> (module, what it measures)
+    "path": ("bench.path", "the whole path vs the naive baseline (issue 2)"),
+    "extract": ("bench.extract", "extraction vs pandas.read_sql and Arrow-native readers (issue 4)"),
+    "publish": ("bench.publish", "publishing vs json.dumps + a signature per record (issue 6)"),
+}
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="bench")
-    p.add_argument("name", nargs="?", default="path", choices=["path", "publish"])
+    p = argparse.ArgumentParser(prog="bench", description=__doc__)
+    p.add_argument("name", nargs="?", default="path", choices=sorted(BENCHES),
+                   help="; ".join(f"{k}: {v[1]}" for k, v in BENCHES.items()))
     p.add_argument("--rows", type=int, default=1_000_000)
-    p.add_argument("--sample", type=int, default=50_000, help="rows for the naive baseline")
+    p.add_argument("--sample", type=int, default=50_000, help="rows for per-row baselines")
     p.add_argument("--bundles", type=int, default=1000, help="publish: bundles to verify")
     args = p.parse_args(argv)
+    module = importlib.import_module(BENCHES[args.name][0])
+    if args.name == "extract":
+        return module.main(args.rows)
     if args.name == "publish":
-        from bench import publish
-        return publish.main(args.rows, args.sample, args.bundles)
-    from bench import path
-    return path.main(args.rows, args.sample)
+        return module.main(args.rows, args.sample, args.bundles)
+    return module.main(args.rows, args.sample)
 
 
 if __name__ == "__main__":

@@ -116,3 +116,23 @@ class RecordEvent(Base):
     reason: Mapped[str | None] = mapped_column(String(64))  # the source's status word, if not valid
     leaf_hash: Mapped[str | None] = mapped_column(String(64))  # the content from then on; null if withdrawn
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Watermark(Base):
+    """The newest change-timestamp value of a source whose version has been published."""
+    __tablename__ = "source_watermarks"
+    source_id: Mapped[str] = mapped_column(String(128), ForeignKey("sources.id"), primary_key=True)
+    column: Mapped[str] = mapped_column(String(128))
+    value: Mapped[str] = mapped_column(Text)
+    run_key: Mapped[str] = mapped_column(String(255))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class TakenFile(Base):
+    """The ledger of dropped files whose content fed a published version: each is taken once."""
+    __tablename__ = "taken_files"
+    source_id: Mapped[str] = mapped_column(String(128), ForeignKey("sources.id"), primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(512))
+    run_key: Mapped[str] = mapped_column(String(255))
+    taken_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

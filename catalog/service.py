@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from catalog import status as statuses, store
 from catalog.db import engine_for
 from catalog.keys import KeyStore, head_hash, tree_head_payload
-from catalog.models import AuditEntry, Dataset, DatasetVersion, Record, Run, Source
+from catalog.models import AuditEntry, Dataset, DatasetVersion, Record, Run, Source, TakenFile, Watermark
 from catalog.verify import make_bundle
 from exchange.errors import NotFound, PublishError
 from exchange.registry import Registration
@@ -145,6 +145,44 @@ class Catalog:
                 raise PublishError(f"dataset {reg.dataset}: the version was not published "
                                    f"({type(exc).__name__}: {exc}); nothing of it was kept, "
                                    "re-run the DAG run") from exc
+
+    # --- pull state (connectors/state.py): advanced only after a publish ----------------
+    def watermark(self, source_id: str) -> tuple[str, str] | None:
+        """(column, value) of the source's committed watermark, if any."""
+        with self.session() as s:
+            w = s.get(Watermark, source_id)
+            return (w.column, w.value) if w else None
+
+    def current_version_path(self, dataset: str) -> Path | None:
+        """The directory of the dataset's current version (the snapshot diff reads it)."""
+        with self.session() as s:
+            path = s.scalar(sa.select(DatasetVersion.path).join(
+                Dataset, sa.and_(Dataset.id == DatasetVersion.dataset_id,
+                                 Dataset.current_version == DatasetVersion.version))
+                .where(Dataset.id == dataset))
+            return Path(path) if path else None
+
+    def taken_files(self, source_id: str) -> set[str]:
+        with self.session() as s:
+            return set(s.scalars(sa.select(TakenFile.sha256).where(TakenFile.source_id == source_id)))
+
+    def commit_pull(self, source_id: str, run_key: str, watermark: tuple[str, str] | None,
+                    files: list[tuple[str, str]]) -> None:
+        """One transaction: the new watermark and the (sha256, name) of the files taken.
+        Idempotent: committing the same run again changes nothing."""
+        now = utcnow()
+        with self.session() as s, s.begin():
+            if watermark is not None:
+                w = s.get(Watermark, source_id)
+                if w is None:
+                    s.add(Watermark(source_id=source_id, column=watermark[0], value=watermark[1],
+                                    run_key=run_key, updated_at=now))
+                else:
+                    w.column, w.value, w.run_key, w.updated_at = (*watermark, run_key, now)
+            for sha, name in files:
+                if s.get(TakenFile, (source_id, sha)) is None:
+                    s.add(TakenFile(source_id=source_id, sha256=sha, name=name, run_key=run_key,
+                                    taken_at=now))
 
     # --- reading ----------------------------------------------------------------------
     def datasets(self) -> list[dict]:

@@ -28,8 +28,13 @@ STATUSES = ("valid", "expired", "revoked", "withdrawn", "superseded")
 CHANGES = ("added", "amended", "revoked", "reinstated", "withdrawn")
 
 
+WITHDRAWN = "withdrawn"   # carried into a version by the snapshot diff (catalog/changes.py)
+
+
 def standing(source_status: str, valid_to: date | None, today: date) -> str:
-    """valid | expired | revoked, from the source's status column and the validity end."""
+    """valid | expired | revoked | withdrawn, from the record's status and its validity end."""
+    if source_status == WITHDRAWN:
+        return WITHDRAWN
     if source_status != "valid":
         return "revoked"
     return "expired" if valid_to is not None and valid_to < today else "valid"
@@ -63,7 +68,7 @@ def diff_versions(prev_dir: Path | None, new_dir: Path) -> list[dict]:
     changed = pc.invert(pc.fill_null(pc.equal(joined["leaf_new"], joined["leaf_old"]), False))
     events = []
     for r in joined.filter(changed).to_pylist():
-        if r["leaf_new"] is None:
+        if r["leaf_new"] is None or (r["status_new"] == WITHDRAWN and r["status_old"] != WITHDRAWN):
             events.append({"record_id": r["record_id"], "change": "withdrawn", "status": "withdrawn",
                            "reason": "gone from the source", "leaf_hash": None})
             continue
@@ -124,7 +129,7 @@ def record_status(s: Session, record_id: str, version: int | None = None,
 
     out = {"record_id": record_id, "dataset": rec.dataset_id, "current_version": rec.version,
            "reason": None, "history": history}
-    if rec.version < (current or 0):
+    if rec.version < (current or 0) or rec.status == WITHDRAWN:
         out.update(status="withdrawn", since=since({"withdrawn"}), reason="gone from the source")
         return out
     st = standing(rec.status, rec.valid_to, today)

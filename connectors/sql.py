@@ -1,4 +1,9 @@
-"""SQL silos through SQLAlchemy; the bulk read uses ADBC where a driver is installed."""
+"""SQL silos through SQLAlchemy: SQLite, PostgreSQL, MariaDB/MySQL.
+
+The bulk read uses ADBC where its driver is installed (SQLite, PostgreSQL: COPY in Arrow
+batches); otherwise SQLAlchemy with a server-side cursor (psycopg named cursor, pymysql
+SSCursor) and `yield_per`. Every value is cast to text in SQL: the original text is kept.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -8,51 +13,74 @@ from typing import Iterator
 import pyarrow as pa
 import pyarrow.compute as pc
 import sqlalchemy as sa
-from sqlalchemy.engine import make_url
 
+from connectors.base import batch_from_rows, redact, string_schema
+from connectors.credentials import sql_url
 from exchange.errors import ConfigError, SourceError
+
+CONNECT_TIMEOUT = 10
 
 
 @dataclass(frozen=True)
 class SqlSettings:
-    url: str
     table: str
+    url: str | None = None          # development only; real silos use conn_id
+    conn_id: str | None = None      # an Airflow connection
     batch_rows: int = 65_536
+    watermark: str | None = None    # a change-timestamp column: incremental pulls
+    key: str | None = None          # the silo's primary key (merging incremental pulls)
+    since: str | None = None        # the committed watermark, set per run
+    adbc: bool = True               # use an ADBC driver where installed
+
+    KNOWN = ("kind", "url", "conn_id", "table", "batch_rows", "watermark", "key", "adbc")
 
     @classmethod
     def from_registration(cls, cfg: dict) -> "SqlSettings":
-        known = {"kind", "url", "table", "batch_rows"}
-        if set(cfg) - known:
-            raise ConfigError(f"unknown connector keys {sorted(set(cfg) - known)}; known: {sorted(known)}")
-        if "url" not in cfg or "table" not in cfg:
-            raise ConfigError("a sql connector needs 'url' and 'table'")
-        return cls(url=cfg["url"], table=cfg["table"], batch_rows=int(cfg.get("batch_rows", 65_536)))
-
-    @property
-    def safe_url(self) -> str:
-        return make_url(self.url).render_as_string(hide_password=True)
+        unknown = set(cfg) - set(cls.KNOWN)
+        if unknown:
+            raise ConfigError(f"unknown connector keys {sorted(unknown)}; known: {sorted(cls.KNOWN)}")
+        if "table" not in cfg or not (cfg.get("url") or cfg.get("conn_id")):
+            raise ConfigError("a sql connector needs 'table' and 'conn_id' (or 'url' for development)")
+        if cfg.get("watermark") and not cfg.get("key"):
+            raise ConfigError("an incremental sql connector (watermark) also needs 'key', the primary key")
+        return cls(**{k: v for k, v in cfg.items() if k != "kind"})
 
 
 class SqlConnector:
     def __init__(self, settings: SqlSettings, source_id: str):
         self.settings, self.source_id = settings, source_id
+        self.high_water: str | None = settings.since
+        self._url: sa.URL | None = None
+
+    @property
+    def url(self) -> sa.URL:
+        if self._url is None:
+            self._url = sql_url(self.settings.conn_id, self.settings.url, self.source_id)
+        return self._url
+
+    @property
+    def safe_url(self) -> str:
+        return self.url.render_as_string(hide_password=True)
 
     def _fail(self, what: str, exc: Exception) -> SourceError:
+        detail = redact(f"{type(exc).__name__}: {exc}".splitlines()[0], [self.url.password])
         return SourceError(f"source {self.source_id}: {what} {self.settings.table!r} at "
-                           f"{self.settings.safe_url}: {type(exc).__name__}: {exc}; "
-                           "check that the silo is up and the connection settings are right")
+                           f"{self.safe_url}: {detail}; check that the silo is up and the "
+                           "connection settings are right, then re-run")
 
     def _engine(self) -> sa.Engine:
-        url = make_url(self.settings.url)
-        if url.get_backend_name() == "sqlite":   # never create an empty file for a missing silo
+        url = self.url
+        backend = url.get_backend_name()
+        if backend == "sqlite":   # never create an empty file for a missing silo
             path = Path(url.database or "")
             if not path.is_file():
                 raise SourceError(f"source {self.source_id}: the SQLite silo {path} does not exist; "
                                   "check the path in the registration")
-            return sa.create_engine(f"sqlite:///file:{path}?mode=ro&uri=true")
-        return sa.create_engine(self.settings.url)
+            return sa.create_engine(f"sqlite:///file:{path}?mode=ro&uri=true", hide_parameters=True)
+        args = {"connect_timeout": CONNECT_TIMEOUT}
+        return sa.create_engine(url, connect_args=args, hide_parameters=True, poolclass=sa.NullPool)
 
-    def columns(self) -> list[str]:
+    def _reflect(self) -> dict[str, sa.types.TypeEngine]:
         engine = self._engine()
         try:
             insp = sa.inspect(engine)
@@ -60,67 +88,148 @@ class SqlConnector:
             if self.settings.table not in tables:
                 raise SourceError(f"source {self.source_id}: the silo has no table "
                                   f"{self.settings.table!r}; it has: {', '.join(tables) or '(none)'}")
-            return [c["name"] for c in insp.get_columns(self.settings.table)]
+            return {c["name"]: c["type"] for c in insp.get_columns(self.settings.table)}
         except sa.exc.SQLAlchemyError as exc:
             raise self._fail("could not inspect table", exc) from exc
         finally:
             engine.dispose()
 
-    def batches(self) -> Iterator[pa.RecordBatch]:
-        cols = self.columns()
-        schema = pa.schema([(c, pa.string()) for c in cols])
-        url = make_url(self.settings.url)
+    def columns(self) -> list[str]:
+        return list(self._reflect())
+
+    def query(self, types: dict[str, sa.types.TypeEngine]) -> sa.Select:
+        """SELECT every column as text, within the watermark window if incremental."""
+        s = self.settings
+        table = sa.table(s.table, *(sa.column(c) for c in types))
+        query = sa.select(*(sa.cast(table.c[c], sa.String).label(c) for c in types))
+        if s.watermark:
+            if s.watermark not in types:
+                raise SourceError(f"source {self.source_id}: watermark column {s.watermark!r} is "
+                                  f"not in table {s.table!r}; it has {sorted(types)}")
+            col, typ = table.c[s.watermark], types[s.watermark]
+            if s.since is not None:
+                query = query.where(col > sa.cast(sa.literal(s.since, sa.String), typ))
+            upper = None if self.high_water is None else sa.cast(sa.literal(self.high_water, sa.String), typ)
+            query = query.where(col <= upper) if upper is not None else query.where(sa.false())
+        return query
+
+    def _high_water(self, types) -> str | None:
+        """The newest watermark value now: the pull reads up to it, so rows changing during
+        the pull are taken next time."""
+        s = self.settings
+        table = sa.table(s.table, sa.column(s.watermark))
+        q = sa.select(sa.cast(sa.func.max(table.c[s.watermark]), sa.String))
+        if s.since is not None:
+            q = q.where(table.c[s.watermark] > sa.cast(sa.literal(s.since, sa.String), types[s.watermark]))
+        engine = self._engine()
         try:
-            if url.get_backend_name() == "sqlite" and _has_adbc_sqlite():
-                yield from _adbc_sqlite(url.database, self.settings, cols, schema)
+            with engine.connect() as conn:
+                newest = conn.scalar(q)
+        except sa.exc.SQLAlchemyError as exc:
+            raise self._fail("could not read the watermark of", exc) from exc
+        finally:
+            engine.dispose()
+        return s.since if newest is None else newest
+
+    def batches(self) -> Iterator[pa.RecordBatch]:
+        types = self._reflect()
+        schema = string_schema(types)
+        if self.settings.watermark:
+            self.high_water = self._high_water(types)
+        query = self.query(types)
+        backend = self.url.get_backend_name()
+        try:
+            if backend == "sqlite" and self.settings.adbc and _has("adbc_driver_sqlite"):
+                yield from _adbc_sqlite(self.url.database, self.settings, query, schema)
+            elif backend == "postgresql" and self.settings.adbc and _has("adbc_driver_postgresql"):
+                yield from _adbc_postgresql(self.url, self.settings, query, schema)
             else:
-                yield from _sqlalchemy_stream(self.settings, cols, schema)
+                yield from self._stream(query, schema)
         except (sa.exc.SQLAlchemyError, OSError) as exc:
             raise self._fail("lost the connection while reading", exc) from exc
-        except Exception as exc:  # ADBC raises its own DB-API errors
-            if type(exc).__module__.startswith("adbc_driver"):
+        except SourceError:
+            raise
+        except Exception as exc:  # ADBC and DB-API drivers raise their own errors
+            if type(exc).__module__.split(".")[0] in ("adbc_driver_manager", "pymysql", "psycopg"):
                 raise self._fail("lost the connection while reading", exc) from exc
             raise
 
+    def _stream(self, query: sa.Select, schema: pa.Schema) -> Iterator[pa.RecordBatch]:
+        """Server-side cursor: psycopg names a cursor, pymysql uses SSCursor; SQLite steps."""
+        engine = self._engine()
+        try:
+            with engine.connect() as conn:
+                raw = conn.connection.dbapi_connection
+                try:
+                    result = conn.execution_options(stream_results=True,
+                                                    yield_per=self.settings.batch_rows).execute(query)
+                    for rows in result.partitions():
+                        yield batch_from_rows(rows, schema)
+                except BaseException:
+                    _abandon(conn, raw)
+                    raise
+        finally:
+            engine.dispose()
 
-def _has_adbc_sqlite() -> bool:
+
+def _abandon(conn: sa.Connection, raw) -> None:
+    """A stream that died or was given up: drop the connection without draining the rest of
+    the table (pymysql would read every remaining row, or fail later in a finaliser)."""
+    pending = getattr(raw, "_result", None)
+    if getattr(pending, "unbuffered_active", False):
+        pending.unbuffered_active = False
+    if not conn.invalidated:
+        conn.invalidate()
+
+
+def _has(module: str) -> bool:
     try:
-        import adbc_driver_sqlite.dbapi  # noqa: F401
+        __import__(f"{module}.dbapi")
     except ImportError:
         return False
     return True
 
 
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
+def _literal_sql(query: sa.Select, dialect: str) -> str:
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    d = {"sqlite": sqlite.dialect(), "postgresql": postgresql.dialect()}[dialect]
+    return str(query.compile(dialect=d, compile_kwargs={"literal_binds": True}))
 
 
-def _adbc_sqlite(path: str, s: SqlSettings, cols: list[str], schema: pa.Schema):
+def _adbc_sqlite(path: str, s: SqlSettings, query: sa.Select, schema: pa.Schema):
     """ADBC's SQLite driver infers types from the first batch, so a column NULL there
     breaks later batches: a sentinel row of strings fixes every column as text."""
     import adbc_driver_sqlite.dbapi as adbc
 
+    cols = schema.names
     sentinel = ", ".join(f"'' AS {_quote(c)}" for c in cols) + ", 0 AS __real"
-    body = ", ".join(f"CAST({_quote(c)} AS TEXT)" for c in cols) + ", 1"
-    query = f"SELECT {sentinel} UNION ALL SELECT {body} FROM {_quote(s.table)}"
+    body = ", ".join(_quote(c) for c in cols) + ", 1"
+    sql = f"SELECT {sentinel} UNION ALL SELECT {body} FROM ({_literal_sql(query, 'sqlite')})"
     with adbc.connect(f"file:{path}?mode=ro") as conn, conn.cursor() as cur:
         cur.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": str(s.batch_rows)})
-        cur.execute(query)
+        cur.execute(sql)
         for batch in cur.fetch_record_batch():
             batch = batch.filter(pc.equal(batch.column(len(cols)), 1))
             if batch.num_rows:
                 yield pa.RecordBatch.from_arrays(batch.columns[:len(cols)], schema=schema)
 
 
-def _sqlalchemy_stream(s: SqlSettings, cols: list[str], schema: pa.Schema):
-    engine = sa.create_engine(s.url)
-    table = sa.table(s.table, *(sa.column(c) for c in cols))
-    query = sa.select(*(sa.cast(table.c[c], sa.String).label(c) for c in cols))
-    try:
-        with engine.connect() as conn:
-            result = conn.execution_options(stream_results=True, yield_per=s.batch_rows).execute(query)
-            for rows in result.partitions():
-                arrays = [pa.array(col, pa.string()) for col in zip(*rows)]
-                yield pa.RecordBatch.from_arrays(arrays, schema=schema)
-    finally:
-        engine.dispose()
+def _adbc_postgresql(url: sa.URL, s: SqlSettings, query: sa.Select, schema: pa.Schema):
+    """COPY (binary) into Arrow batches: no per-row Python work."""
+    import adbc_driver_postgresql.dbapi as adbc
+
+    uri = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    uri += ("&" if "?" in uri else "?") + f"connect_timeout={CONNECT_TIMEOUT}"
+    with adbc.connect(uri) as conn, conn.cursor() as cur:
+        hint = max(64 << 10, s.batch_rows * 512)   # about batch_rows rows of a licence table
+        cur.adbc_statement.set_options(**{"adbc.postgresql.batch_size_hint_bytes": str(hint)})
+        cur.execute(_literal_sql(query, "postgresql"))
+        for batch in cur.fetch_record_batch():
+            if batch.num_rows:
+                yield pa.RecordBatch.from_arrays(
+                    [c.cast(pa.string()) for c in batch.columns], schema=schema)
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'

@@ -56,13 +56,13 @@ def _records_failure(stage):
 def extract(source_id: str, key: str) -> dict:
     import pyarrow as pa
 
-    import connectors
+    from connectors import state
     from schemas.conform import ROW, missing_columns
 
     settings, reg, catalog, workdir = _context(source_id, key)
     catalog.register(reg)
     run = catalog.start_run(source_id, key)
-    conn = connectors.build(reg.connector, source_id)
+    conn = state.prepare(reg, catalog, workdir, settings.home)   # incremental: changes + mirror
     gone = missing_columns(reg, conn.columns())
     if gone:
         raise DataError(f"the silo no longer has the mapped columns {gone}", source=source_id,
@@ -121,25 +121,32 @@ def validate(source_id: str, key: str, today: date | None = None) -> dict:
 
 @_records_failure
 def publish(source_id: str, key: str) -> dict:
-    from catalog import store
+    from catalog import changes, store
     from catalog.keys import KeyStore
+    from connectors import state
 
     settings, reg, catalog, workdir = _context(source_id, key)
     run = catalog.start_run(source_id, key)
     if run.state in ("published", "unchanged"):
+        state.commit(source_id, key, workdir, catalog, settings.home)   # if a crash stopped it
         return {"dataset": reg.dataset, "version": run.version, "state": run.state}
     staged_dir = workdir / "version"
     shutil.rmtree(staged_dir, ignore_errors=True)
-    staged = store.stage_version(workdir / "accepted.parquet", reg.dataset, reg.ctype, staged_dir)
+    previous = catalog.current_version_path(reg.dataset)
+    records, _ = changes.publishable(workdir / "accepted.parquet", workdir / "conformed.parquet",
+                                     previous, workdir / "publishable.parquet")
+    staged = store.stage_version(records, reg.dataset, reg.ctype, staged_dir)
+    diff = changes.diff(previous, staged.directory)
     keys = KeyStore(settings.keys_dir, settings.key_passphrase())
     result = catalog.publish(run.id, reg, staged, keys)
     from catalog.key_status import write_key_material
     write_key_material(keys, catalog.engine, settings.jwks_path)
-    for name in ("extracted.parquet", "conformed.parquet", "accepted.parquet"):
+    state.commit(source_id, key, workdir, catalog, settings.home)   # watermark, mirror, files
+    for name in ("extracted.parquet", "conformed.parquet", "accepted.parquet", "publishable.parquet"):
         (workdir / name).unlink(missing_ok=True)
     shutil.rmtree(staged_dir, ignore_errors=True)
     return {"dataset": result.dataset, "version": result.version, "state": result.state,
-            "tree_size": result.tree_size, "root_hash": result.root_hash}
+            "tree_size": result.tree_size, "root_hash": result.root_hash, "changes": diff.as_dict()}
 
 
 def run_all(source_id: str, key: str, today: date | None = None) -> dict:

@@ -70,3 +70,43 @@ def register_sample(home: Path, type_name: str, silo: Path):
     sources.mkdir(parents=True, exist_ok=True)
     (sources / f"{reg.id}.toml").write_text(text, encoding="utf-8")
     return registry.load(sources / f"{reg.id}.toml")
+
+
+def toml_value(v) -> str:
+    import json
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{k} = {toml_value(x)}" for k, x in v.items()) + "}"
+    return json.dumps(v, ensure_ascii=False)
+
+
+def register_source(home: Path, source_id: str, connector: dict, status_map: dict | None = None,
+                    department: str | None = None):
+    """The demo registration with another connector section (and id)."""
+    from exchange import registry
+    from exchange.settings import get_settings
+
+    text = (ROOT / "demo" / "registrations" / "smr_business_licence.toml").read_text("utf-8")
+    head, rest = text.split("[connector]", 1)
+    rest = rest[rest.index("[mapping]"):]
+    head = head.replace('id = "smr_business_licence"', f'id = "{source_id}"')
+    if department:
+        head = head.replace('department = "market_regulation"', f'department = "{department}"')
+    conn = "\n".join(f"{k} = {toml_value(v)}" for k, v in connector.items())
+    if status_map:
+        rest = rest[:rest.index("[status_map]")] + "[status_map]\n" + "\n".join(
+            f"{toml_value(k)} = {toml_value(v)}" for k, v in status_map.items()) + "\n"
+    sources = get_settings().sources_dir
+    sources.mkdir(parents=True, exist_ok=True)
+    path = sources / f"{source_id}.toml"
+    path.write_text(f"{head}[connector]\n{conn}\n\n{rest}", encoding="utf-8")
+    return registry.load(path)
+
+
+def catalog():
+    from catalog.service import Catalog
+    from exchange.settings import get_settings
+
+    s = get_settings()
+    return Catalog(s.catalog_url, s.store_dir)

@@ -85,8 +85,10 @@ def test_a_silo_change_reaches_the_catalogue_in_the_next_run(two_versions):
     assert (b["version"], b["status"], b["status_since"], b["record"]["status"]) == (2, "revoked", v2_at, "revoked")
 
     st = cat.record_status(ids["withdrawn"])
-    assert (st["status"], st["since"], st["current_version"]) == ("withdrawn", v2_at, 1)
-    assert cat.bundle(ids["withdrawn"])["status"] == "withdrawn"
+    # the snapshot diff carries it into version 2, signed, with status "withdrawn"
+    assert (st["status"], st["since"], st["current_version"]) == ("withdrawn", v2_at, 2)
+    gone = cat.bundle(ids["withdrawn"])
+    assert (gone["status"], gone["record"]["status"], gone["version"]) == ("withdrawn", "withdrawn", 2)
 
     amended = old["amended"]
     st = cat.record_status(ids["amended"], amended["version"], amended["leaf_hash"])

@@ -1,0 +1,107 @@
+"""A source's pull diffed against the dataset's current version: new, changed, unchanged, gone.
+
+A record that disappears from its authoritative source is not kept as valid: it is carried
+into the next version with status "withdrawn" (and stays withdrawn while it stays gone).
+
+    publishable(accepted, conformed, previous_dir, out) -> (path, withdrawn_now)
+        The records to publish: the accepted ones, plus every record of the current version
+        whose licence number is nowhere in this pull (neither accepted nor quarantined), with
+        status "withdrawn". A record present but quarantined is not "gone".
+    diff(previous_dir, staged_dir) -> Changes
+        Counts by record id and leaf hash (same canonical bytes: unchanged).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from catalog.merkle import MerkleTree
+
+WITHDRAWN = "withdrawn"
+
+
+@dataclass(frozen=True)
+class Changes:
+    new: int
+    changed: int
+    unchanged: int
+    withdrawn: int            # withdrawn in this version (were not before)
+    still_withdrawn: int      # carried, already withdrawn
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def publishable(accepted: Path, conformed: Path, previous: Path | None, out: Path) -> tuple[Path, int]:
+    if previous is None:
+        return accepted, 0
+    present = pq.read_table(conformed, columns=["licence_number"]).column(0).combine_chunks()
+    prev = pq.ParquetFile(previous / "records.parquet")
+    schema = pq.read_schema(accepted)
+    gone_batches, withdrawn_now = [], 0
+    for batch in prev.iter_batches(batch_size=131_072):
+        gone = pc.invert(pc.fill_null(pc.is_in(batch.column("licence_number"), value_set=present), False))
+        batch = batch.filter(gone)
+        if batch.num_rows:
+            withdrawn_now += int(pc.sum(pc.cast(pc.not_equal(batch.column("status"), WITHDRAWN),
+                                                pa.int64())).as_py() or 0)
+            gone_batches.append(_as_accepted(batch, schema))
+    if not gone_batches:
+        return accepted, 0
+    with pq.ParquetWriter(out, schema) as writer:
+        for batch in pq.ParquetFile(accepted).iter_batches(batch_size=131_072):
+            writer.write_batch(batch)
+        for batch in gone_batches:
+            writer.write_batch(batch)
+    return out, withdrawn_now
+
+
+def _as_accepted(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
+    """A previous version's records in the accepted rows' schema, status withdrawn."""
+    n, names = batch.num_rows, batch.schema.names
+    cols = []
+    for f in schema:
+        if f.name == "status":
+            cols.append(pa.array([WITHDRAWN] * n, f.type))
+        elif f.name in names:
+            cols.append(batch.column(f.name).cast(f.type))
+        elif f.name == "holder_key" and "holder_code" in names:
+            cols.append(batch.column("holder_code").cast(f.type))
+        else:
+            cols.append(pa.nulls(n, f.type))
+    return pa.RecordBatch.from_arrays(cols, schema=schema)
+
+
+def _leaves(directory: Path) -> pa.Table:
+    ids = pq.read_table(directory / "records.parquet", columns=["record_id", "status"])
+    tree = MerkleTree.open(directory / "tree.bin")
+    hashes = np.asarray(tree.levels[0]) if tree.levels else np.zeros((0, 32), np.uint8)
+    leaf = pa.FixedSizeBinaryArray.from_buffers(pa.binary(32), len(hashes),
+                                                [None, pa.py_buffer(np.ascontiguousarray(hashes).tobytes())])
+    return ids.append_column("leaf", leaf)
+
+
+def diff(previous: Path | None, staged: Path) -> Changes:
+    new = _leaves(staged)
+    if previous is None:
+        return Changes(new.num_rows, 0, 0, 0, 0)
+    old = _leaves(previous).rename_columns(["record_id", "old_status", "old_leaf"])
+    joined = new.join(old, "record_id", join_type="left outer")
+    is_new = pc.is_null(joined.column("old_leaf"))
+    same = pc.fill_null(pc.equal(joined.column("leaf"), joined.column("old_leaf")), False)
+    withdrawn = pc.equal(joined.column("status"), WITHDRAWN)
+    was_withdrawn = pc.fill_null(pc.equal(joined.column("old_status"), WITHDRAWN), False)
+
+    def count(mask) -> int:
+        return int(pc.sum(pc.cast(mask, pa.int64())).as_py() or 0)
+
+    return Changes(new=count(pc.and_(is_new, pc.invert(withdrawn))),
+                   changed=count(pc.and_(pc.invert(is_new), pc.and_(pc.invert(same), pc.invert(withdrawn)))),
+                   unchanged=count(pc.and_(same, pc.invert(withdrawn))),
+                   withdrawn=count(pc.and_(withdrawn, pc.invert(was_withdrawn))),
+                   still_withdrawn=count(pc.and_(withdrawn, was_withdrawn)))

@@ -1,0 +1,65 @@
+"""Real database servers on 127.0.0.1: PostgreSQL and MariaDB. Each test module gets its own
+database, dropped afterwards; where a server is absent its tests skip saying so."""
+from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+import sqlalchemy as sa
+
+SERVERS = {
+    "postgresql": os.environ.get("EXCHANGE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"),
+    "mariadb": os.environ.get("EXCHANGE_TEST_MARIADB", "mysql+pymysql://root@127.0.0.1:3306/mysql"),
+}
+
+
+def server_url(kind: str) -> str:
+    url = SERVERS[kind]
+    engine = sa.create_engine(url, poolclass=sa.NullPool, connect_args={"connect_timeout": 3})
+    try:
+        with engine.connect() as c:
+            c.exec_driver_sql("SELECT 1")
+    except Exception as exc:
+        pytest.skip(f"{kind} is not reachable at {sa.make_url(url).render_as_string()} "
+                    f"({type(exc).__name__}); set EXCHANGE_TEST_{'PG' if kind == 'postgresql' else 'MARIADB'}")
+    finally:
+        engine.dispose()
+    return url
+
+
+@pytest.fixture(scope="module")
+def silo_rows():
+    from datetime import date
+
+    from demo.synth import business_licences
+
+    return business_licences(6_000, seed=5, today=date(2026, 11, 21))
+
+
+def _seeded(kind: str, silo_rows):
+    from demo.sql_silos import create_database, drop_database, seed
+
+    server = server_url(kind)
+    name = f"t4_{kind[:2]}_{uuid.uuid4().hex[:8]}"
+    url = create_database(server, name)
+    seed(url, silo_rows[0])
+    return server, name, url
+
+
+@pytest.fixture(scope="module")
+def pg_silo(silo_rows):
+    from demo.sql_silos import drop_database
+
+    server, name, url = _seeded("postgresql", silo_rows)
+    yield url
+    drop_database(server, name)
+
+
+@pytest.fixture(scope="module")
+def maria_silo(silo_rows):
+    from demo.sql_silos import drop_database
+
+    server, name, url = _seeded("mariadb", silo_rows)
+    yield url
+    drop_database(server, name)

@@ -1,0 +1,118 @@
+"""Change, not just copies: incremental pulls by watermark (advanced only after publish),
+snapshot diffs that withdraw records gone from their source, silo status codes mapped."""
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+from datetime import date
+
+import pytest
+import sqlalchemy as sa
+
+from demo.synth import TABLE
+from exchange import stages
+from exchange.errors import SourceError
+from exchange.settings import get_settings
+from tests.conftest import catalog, register_source
+from tests.faultproxy import FaultProxy
+
+pytestmark = pytest.mark.integration
+TODAY = date(2026, 11, 21)
+STATUS = {"存续": "valid", "在业": "valid", "吊销": "revoked", "注销": "cancelled", "迁出": "cancelled",
+          "停业": "suspended"}
+
+
+def _record(holder_code: str) -> dict:
+    from schemas.normalize import code_key
+    import pyarrow as pa
+
+    key = code_key(pa.array([holder_code])).to_pylist()[0]
+    found = catalog().lookup(key, today=TODAY)
+    assert len(found) == 1, found
+    return found[0]
+
+
+def _pulled(source_id: str, key: str) -> dict:
+    """What the run pulled (kept in its pending state until publish commits it)."""
+    return json.loads((get_settings().staging_dir / source_id / key / "pending.json").read_text())
+
+
+def test_incremental_pulls_take_only_changes_and_advance_only_after_publish(home, pg_silo, silo_rows):
+    proxy = FaultProxy(pg_silo.port)
+    via = pg_silo.set(port=proxy.port).render_as_string(hide_password=False)
+    register_source(home, "pg_inc", {"kind": "sql", "url": via, "table": TABLE, "watermark": "GXSJ",
+                                     "key": "ID", "batch_rows": 500}, status_map=STATUS)
+    engine = sa.create_engine(pg_silo, poolclass=sa.NullPool)
+    try:
+        first = stages.run_all("pg_inc", "r1", TODAY)
+        wm1 = catalog().watermark("pg_inc")
+        with engine.begin() as c:
+            wanted = c.scalar(sa.text(f'select max("GXSJ")::text from {TABLE}'))
+            holder, qymc = c.execute(sa.text(f'select "TYSHXYDM", "QYMC" from {TABLE} where "ID" = 7')).one()
+            c.execute(sa.text(f'update {TABLE} set "DJZT" = \'停业\', "GXSJ" = :t where "ID" = 7'),
+                      {"t": "2027-01-01 10:00:00"})
+            c.execute(sa.text(f'update {TABLE} set "GXSJ" = :t where "ID" between 10 and 14'),
+                      {"t": "2027-01-01 11:00:00"})
+        assert wm1 == ("GXSJ", wanted)
+        # a run that fails (the database is down) leaves the watermark where it was
+        proxy.refuse = True
+        with pytest.raises(SourceError, match="source pg_inc"):
+            stages.run_all("pg_inc", "r2", TODAY)
+        assert catalog().watermark("pg_inc") == wm1
+        proxy.refuse = False
+        second = stages.run_all("pg_inc", "r2", TODAY)
+    finally:
+        proxy.close()
+        with engine.begin() as c:   # leave the module's silo as it was
+            c.execute(sa.text(f'update {TABLE} set "DJZT" = \'存续\' where "ID" = 7'))
+        engine.dispose()
+    assert first["state"] == "published" and second["version"] == 2
+    assert catalog().watermark("pg_inc") == ("GXSJ", "2027-01-01 11:00:00")
+    runs = catalog().runs("pg_inc")
+    assert runs[0]["extracted"] == silo_rows[0].num_rows, "changes merged onto the last pull"
+    assert second["changes"]["changed"] == 1 and second["changes"]["new"] == 0
+    rec = _record(holder)
+    # issue 6's status model: suspended counts as revoked, the silo's own word is the reason
+    assert rec["status"] == "revoked" and rec["holder_name"] == qymc.strip()
+    assert catalog().record_status(rec["record_id"])["reason"] == "suspended"
+
+
+def test_incremental_pull_counts_only_the_changed_rows(home, tmp_path, silo_2k):
+    silo, _ = silo_2k
+    copy = tmp_path / "silo.db"
+    shutil.copy(silo, copy)
+    register_source(home, "inc", {"kind": "sql", "url": f"sqlite:///{copy}", "table": TABLE,
+                                  "watermark": "GXSJ", "key": "ID"})
+    stages.extract("inc", "r1")
+    assert _pulled("inc", "r1")["counts"] == {"pulled": 2_000, "kept": 0}
+    stages.run_all("inc", "r1", TODAY)
+    with sqlite3.connect(copy) as c:
+        c.execute(f'update {TABLE} set "GXSJ" = \'2099-01-01T00:00:00\' where "ID" in (3, 4, 5)')
+    stages.extract("inc", "r2")
+    assert _pulled("inc", "r2")["counts"] == {"pulled": 3, "kept": 1_997}
+    assert stages.run_all("inc", "r2", TODAY)["state"] == "unchanged", "only timestamps changed"
+    assert catalog().watermark("inc")[1] == "2099-01-01T00:00:00"
+
+
+def test_records_gone_from_a_snapshot_silo_are_withdrawn_not_kept_valid(home, tmp_path, silo_2k):
+    silo, manifest = silo_2k
+    copy = tmp_path / "silo.db"
+    shutil.copy(silo, copy)
+    register_source(home, "snap", {"kind": "sql", "url": f"sqlite:///{copy}", "table": TABLE})
+    v1 = stages.run_all("snap", "r1", TODAY)
+    bad = {i for k, ids in manifest.items() if k != "cosmetic" for i in ids}
+    gone = [i for i in range(1, 60) if i not in bad][:3]
+    with sqlite3.connect(copy) as c:
+        holders = [c.execute(f'select "TYSHXYDM" from {TABLE} where "ID" = ?', (i,)).fetchone()[0]
+                   for i in gone]
+        c.execute(f'delete from {TABLE} where "ID" in ({",".join("?" * len(gone))})', gone)
+        c.execute(f'update {TABLE} set "DJZT" = \'吊销\' where "ID" = 100')
+    v2 = stages.run_all("snap", "r2", TODAY)
+    assert v2["version"] == 2 and v2["tree_size"] == v1["tree_size"]
+    assert v2["changes"] == {"new": 0, "changed": 1, "unchanged": v1["tree_size"] - 4,
+                             "withdrawn": 3, "still_withdrawn": 0}
+    for h in holders:
+        assert _record(h)["status"] == "withdrawn"
+    v3 = stages.run_all("snap", "r3", TODAY)
+    assert v3["state"] == "unchanged", "still gone: still withdrawn, nothing new to publish"
