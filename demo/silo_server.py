@@ -200,6 +200,7 @@ def licence_rows(n: int, seed: int = 7) -> list[dict]:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="silo_server", description=__doc__.split("\n\n")[0])
     p.add_argument("--rows", type=int, default=2_000)
+    p.add_argument("--rows-file", help="serve the rows of this Parquet file instead of licences")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--port", type=int, default=8765)
     p.add_argument("--auth", choices=["none", "bearer", "api_key", "hmac"], default="none")
@@ -209,13 +210,18 @@ def main(argv=None) -> int:
         p.add_argument(f"--{name}", type=typ)
     args = p.parse_args(argv)
     secret = os.environ.get(args.secret_env) if args.secret_env else None
-    silo = SiloServer(licence_rows(args.rows, args.seed), args.port, args.auth, secret)
+    if args.rows_file:
+        import pyarrow.parquet as pq
+        rows = pq.read_table(args.rows_file).to_pylist()
+    else:
+        rows = licence_rows(args.rows, args.seed)
+    silo = SiloServer(rows, args.port, args.auth, secret)
     for name in ("error_at_page", "error_times", "rate_limit_every", "slow", "bad_json_at_page", "drop_at_page"):
         if getattr(args, name) is not None:
             setattr(silo.faults, name, getattr(args, name))
     silo.faults.bad_json_times = 1 if args.bad_json_at_page else 0
     silo.faults.drop_times = 1 if args.drop_at_page else 0
-    print(f"silo API on {silo.url}/licences ({args.rows} rows, auth {args.auth}); Ctrl-C stops",
+    print(f"silo API on {silo.url}/licences ({len(rows)} rows, auth {args.auth}); Ctrl-C stops",
           flush=True)
     try:
         silo.httpd.serve_forever()

@@ -1,9 +1,12 @@
-"""The demo: a market-regulation silo, registered, run under real Airflow, summarised."""
+"""The demo: six department silos of five kinds, registered, each DAG run under real Airflow,
+summarised, with one verified sample lookup."""
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from exchange import registry
@@ -15,8 +18,8 @@ SOURCE = "smr_business_licence"
 TEMPLATE = ROOT / "demo" / "registrations" / f"{SOURCE}.toml"
 
 
-def airflow(args: list[str], log: Path) -> None:
-    env = airflow_env()
+def airflow(args: list[str], log: Path, extra_env: dict | None = None) -> None:
+    env = {**airflow_env(), **(extra_env or {})}
     Path(env["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
     exe = Path(sys.executable).with_name("airflow")
     with log.open("a", encoding="utf-8") as out:
@@ -26,6 +29,7 @@ def airflow(args: list[str], log: Path) -> None:
 
 
 def prepare(rows: int, seed: int = 7) -> registry.Registration:
+    """The market-regulation SQLite silo and its registration (the first department)."""
     from catalog.service import Catalog
     from demo.synth import make_business_licence_silo
 
@@ -41,7 +45,49 @@ def prepare(rows: int, seed: int = 7) -> registry.Registration:
     return reg
 
 
-def run_demo(rows: int = 10_000, as_json: bool = False) -> int:
+def prepare_departments(rows: int):
+    """The other departments' silos (PostgreSQL, MariaDB, HTTP API, GBK CSV, XLSX)."""
+    from demo.departments import make
+
+    s = get_settings()
+    silos = make(s.home, rows)
+    for source_id, text in silos.registrations.items():
+        (s.sources_dir / f"{source_id}.toml").write_text(text, encoding="utf-8")
+    return silos
+
+
+@contextmanager
+def silo_api(silos, log: Path):
+    """The human-resources silo's HTTP API, as its own process, for the length of the runs."""
+    if not silos.api:
+        yield
+        return
+    from demo.departments import TOKEN_ENV
+    env = {**airflow_env(), TOKEN_ENV: silos.environment[TOKEN_ENV]}
+    cmd = [sys.executable, "-m", "demo.silo_server", "--rows-file", silos.api["rows_file"],
+           "--port", str(silos.api["port"]), "--auth", "bearer", "--secret-env", TOKEN_ENV]
+    with log.open("a", encoding="utf-8") as out:
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        _wait_for_port(silos.api["port"])
+        yield
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def _wait_for_port(port: int, seconds: float = 20) -> None:
+    import socket
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    raise ExchangeError(f"the demo silo API did not start on 127.0.0.1:{port}")
+
+
+def run_demo(rows: int = 10_000, as_json: bool = False, departments: bool = True) -> int:
     from rich.console import Console
 
     from catalog.service import Catalog
@@ -54,25 +100,49 @@ def run_demo(rows: int = 10_000, as_json: bool = False) -> int:
     log.parent.mkdir(parents=True, exist_ok=True)
     with console.status("making the market-regulation silo"):
         reg = prepare(rows)
+    silos = None
+    if departments:
+        with console.status("making the other departments' silos"):
+            silos = prepare_departments(max(1_000, rows // 5))
+        for note in silos.notes:
+            console.print(f"note: {note}", markup=False)
     with console.status("preparing Airflow's metadata database"):
         airflow(["db", "migrate"], log)
-    with console.status(f"running DAG {reg.dag_id} under Airflow (log: {log})"):
-        airflow(["dags", "test", reg.dag_id], log)
+    regs = registry.load_all(s.sources_dir)
+    ours = [SOURCE, *(silos.registrations if silos else [])]
+    env = silos.environment if silos else {}
+    with silo_api(silos, log) if silos else _nothing():
+        for source_id in ours:
+            with console.status(f"running DAG {regs[source_id].dag_id} under Airflow (log: {log})"):
+                airflow(["dags", "test", regs[source_id].dag_id], log, env)
     catalog = Catalog(s.catalog_url, s.store_dir)
-    run = catalog.runs(SOURCE, limit=1)[0]
-    ds = next(d for d in catalog.datasets() if d["dataset"] == reg.dataset)
+    datasets = {d["dataset"]: d for d in catalog.datasets()}
+    sources = []
+    for source_id in ours:
+        run = catalog.runs(source_id, limit=1)[0]
+        r = regs[source_id]
+        sources.append({"source": source_id, "department": r.department_name or r.department,
+                        "silo": (silos.kinds.get(source_id) if silos else None) or "sqlite",
+                        "certificate_type": r.certificate_type, "state": run["state"],
+                        "extracted": run["extracted"], "accepted": run["accepted"],
+                        "quarantined": run["quarantined"], "dataset": r.dataset,
+                        "version": datasets[r.dataset]["version"]})
+    main_run = catalog.runs(SOURCE, limit=1)[0]
+    ds = datasets[reg.dataset]
     sample = catalog.sample_holder(reg.dataset)
     records = catalog.lookup(sample) if sample else []
     bundle = catalog.bundle(records[0]["record_id"]) if records else None
     jwks = json.loads(s.jwks_path.read_text(encoding="utf-8"))
     verified = verify_bundle(bundle, jwks) if bundle else None
     summary = {
-        "source": SOURCE, "dag_id": reg.dag_id, "airflow_run": run["run_key"], "state": run["state"],
-        "extracted": run["extracted"], "accepted": run["accepted"], "quarantined": run["quarantined"],
-        "top_reasons": dict(list((run["reasons"] or {}).items())[:5]),
+        "source": SOURCE, "dag_id": reg.dag_id, "airflow_run": main_run["run_key"],
+        "state": main_run["state"], "extracted": main_run["extracted"],
+        "accepted": main_run["accepted"], "quarantined": main_run["quarantined"],
+        "top_reasons": dict(list((main_run["reasons"] or {}).items())[:5]),
         "dataset": reg.dataset, "version": ds["version"], "records": ds["records"],
         "root_hash": ds["root_hash"], "sample_holder": sample, "sample_records": records,
-        "sample_bundle_verified": verified is not None,
+        "sample_bundle_verified": verified is not None, "sources": sources,
+        "notes": silos.notes if silos else [],
     }
     if as_json:
         print(json.dumps(summary, ensure_ascii=False, indent=1))
@@ -81,24 +151,35 @@ def run_demo(rows: int = 10_000, as_json: bool = False) -> int:
     return 0
 
 
+@contextmanager
+def _nothing():
+    yield
+
+
 def _print_summary(console, s: dict) -> None:
     from rich.table import Table
 
-    console.print(f"[bold]DAG {s['dag_id']}[/] ran under Airflow: run {s['airflow_run']} -> {s['state']}")
-    console.print(f"  extracted {s['extracted']:,} = accepted {s['accepted']:,} "
-                  f"+ quarantined {s['quarantined']:,}")
-    t = Table(title="Top quarantine reasons")
+    t = Table(title="Sources run under Airflow (extracted = accepted + quarantined)")
+    for c in ("department", "silo", "certificate type", "run", "extracted", "accepted",
+              "quarantined", "version"):
+        t.add_column(c, justify="right" if c in ("extracted", "accepted", "quarantined", "version") else "left")
+    for r in s["sources"]:
+        t.add_row(r["department"], r["silo"], r["certificate_type"], r["state"],
+                  f"{r['extracted']:,}", f"{r['accepted']:,}", f"{r['quarantined']:,}", str(r["version"]))
+    console.print(t)
+    t = Table(title=f"Top quarantine reasons, {s['source']}")
     t.add_column("expectation")
     t.add_column("rows", justify="right")
     for reason, n in s["top_reasons"].items():
         t.add_row(reason, f"{n:,}")
     console.print(t)
-    console.print(f"  dataset [bold]{s['dataset']}[/] version {s['version']}: {s['records']:,} "
+    console.print(f"dataset [bold]{s['dataset']}[/] version {s['version']}: {s['records']:,} "
                   f"signed records, root {s['root_hash'][:16]}…")
-    console.print(f"  sample lookup: holder {s['sample_holder']}")
+    console.print(f"sample lookup: holder {s['sample_holder']}")
     for r in s["sample_records"]:
-        console.print(f"    {r['record_id']}  {r['title']}  {r['licence_number']}  "
+        console.print(f"  {r['record_id']}  {r['title']}  {r['licence_number']}  "
                       f"{r['holder_name']}  status: {r['status']}", markup=False)
-    console.print("  its exported bundle verifies offline against the JWKS: "
+    console.print("its exported bundle verifies offline against the JWKS: "
                   + ("yes" if s["sample_bundle_verified"] else "NO"))
-    console.print("Try: ./run exchange lookup HOLDER_ID | export RECORD_ID -o b.json | verify b.json | datasets")
+    console.print("Try: ./run exchange lookup HOLDER_ID | export RECORD_ID -o b.json | "
+                  "verify b.json | datasets | items | audit-chain DATASET")
