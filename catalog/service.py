@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from catalog import status as statuses, store
 from catalog.db import engine_for
 from catalog.keys import KeyStore, head_hash, tree_head_payload
-from catalog.models import AuditEntry, Dataset, DatasetVersion, Record, Run, Source
+from catalog.models import Dataset, DatasetVersion, Record, Run, Source
 from catalog.verify import make_bundle
 from exchange.errors import NotFound, PublishError
 from exchange.registry import Registration
@@ -224,9 +224,10 @@ class Catalog:
 
     def audit(self, department: str, purpose: str, action: str, subject: str | None,
               outcome: str, detail: dict | None = None) -> None:
-        with self.session() as s, s.begin():
-            s.add(AuditEntry(at=utcnow(), department=department, purpose=purpose, action=action,
-                             subject=subject, outcome=outcome, detail=detail))
+        from catalog import audit   # the hash-chained log (catalog/audit.py)
+        audit.append(self.engine, department=department, purpose=purpose, action=action,
+                     subject=subject, outcome=outcome, detail=detail,
+                     holder=subject if action == "lookup" else None)
 
 
 def _insert_index(s: Session, dataset: str, version: int, index_path: Path) -> None:
