@@ -55,6 +55,7 @@ class Consumer:
         """Audit a refusal (the API calls this for every refused request)."""
         self._audit(caller, (purpose or "-")[:255], action, f"refused:{exc.status}",
                     detail={"reason": str(exc)[:300]}, **kw)
+        exc.audited = True
 
     # --- holders --------------------------------------------------------------------------
     def lookup(self, caller: Caller, purpose: str, holder_id: str, today: date | None = None) -> dict:
@@ -123,7 +124,7 @@ class Consumer:
     def datasets(self, caller: Caller, purpose: str, now: datetime | None = None) -> list[dict]:
         check_purpose(purpose)
         now = now or datetime.now(timezone.utc)
-        with self.engine.connect() as c:
+        with self.catalog.session() as c:
             rows = c.execute(sa.select(Dataset, DatasetVersion.published_at, DatasetVersion.tree_size,
                                        DatasetVersion.root_hash).outerjoin(
                 DatasetVersion, sa.and_(DatasetVersion.dataset_id == Dataset.id,
