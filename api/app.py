@@ -6,6 +6,7 @@ import os
 from fastapi import FastAPI
 
 from api import problems
+from api.auditing import AuditMiddleware, AuditWriter
 from api.limits import BodyLimit, RateLimiter
 from api.routes import catalogue, holders, keys, materials, records
 
@@ -30,5 +31,7 @@ def create_app(settings=None, *, rate: float | None = None, burst: int | None = 
     problems.install(app)
     for module in (holders, records, materials, catalogue, keys):
         app.include_router(module.router)
+    app.state.audit_writer = AuditWriter(cat.engine)
+    app.add_middleware(AuditMiddleware, writer_of=lambda scope: scope["app"].state.audit_writer)
     app.add_middleware(BodyLimit)
     return app

@@ -36,24 +36,40 @@ def entry_hash(row: dict, prev_hash: str) -> str:
     return hashlib.sha256(rfc8785.dumps(body)).hexdigest()
 
 
-def append(engine: Engine, *, department: str, purpose: str, action: str, outcome: str,
-           holder: str | None = None, datasets: list[str] | None = None,
-           fields: list[str] | None = None, subject: str | None = None,
-           detail: dict | None = None, at: datetime | None = None) -> int:
+def entry(*, department: str, purpose: str, action: str, outcome: str, holder: str | None = None,
+          datasets: list[str] | None = None, fields: list[str] | None = None,
+          subject: str | None = None, detail: dict | None = None, at: datetime | None = None) -> dict:
+    """An entry's row before it is chained (seq and hashes are set when it is written)."""
+    return {"at": at or datetime.now(timezone.utc), "department": department[:128],
+            "purpose": purpose[:255], "action": action, "holder": holder, "datasets": datasets,
+            "fields": fields, "subject": subject[:128] if subject else None, "outcome": outcome,
+            "detail": detail}
+
+
+def append(engine: Engine, **kw) -> int:
     """Write one entry; returns its seq."""
-    at = at or datetime.now(timezone.utc)
-    row = {"at": at, "department": department[:128], "purpose": purpose[:255], "action": action,
-           "holder": holder, "datasets": datasets, "fields": fields,
-           "subject": subject[:128] if subject else None, "outcome": outcome, "detail": detail}
+    return append_many(engine, [entry(**kw)])[-1]
+
+
+def append_many(engine: Engine, rows: list[dict]) -> list[int]:
+    """Chain and write entries in one transaction (the API's group commit); returns their seqs."""
+    if not rows:
+        return []
     with engine.begin() as c:
-        seq, prev = c.execute(sa.update(_head).where(_head.c.id == 1)
-                              .values(seq=_head.c.seq + 1)
-                              .returning(_head.c.seq, _head.c.hash)).one()
-        row["seq"] = seq
-        h = entry_hash(row, prev)
-        c.execute(sa.insert(_log).values(**row, prev_hash=prev, entry_hash=h))
-        c.execute(sa.update(_head).where(_head.c.id == 1).values(hash=h))
-    return seq
+        last, prev = c.execute(sa.update(_head).where(_head.c.id == 1)
+                               .values(seq=_head.c.seq + len(rows))
+                               .returning(_head.c.seq, _head.c.hash)).one()
+        seq = last - len(rows)
+        out = []
+        for row in rows:
+            seq += 1
+            row = {**row, "seq": seq}
+            row["prev_hash"], row["entry_hash"] = prev, entry_hash(row, prev)
+            prev = row["entry_hash"]
+            out.append(row)
+        c.execute(sa.insert(_log), out)
+        c.execute(sa.update(_head).where(_head.c.id == 1).values(hash=prev))
+    return [r["seq"] for r in out]
 
 
 @dataclass(frozen=True)

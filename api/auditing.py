@@ -1,0 +1,87 @@
+"""Every request's audit entries are written before its response starts.
+
+The ASGI middleware gives each request a list (catalog.consumer.PENDING) that the consumer
+service fills; when the response is about to start, the entries are handed to one writer that
+chains and commits all entries waiting at that moment in one transaction (group commit) in a
+thread, so the event loop keeps serving. If the write fails, the client gets 503, not data.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+
+from catalog import audit
+from catalog.consumer import PENDING
+
+log = logging.getLogger("exchange.api")
+
+
+class AuditWriter:
+    def __init__(self, engine):
+        self.engine = engine
+        self._queue: list[tuple[list[dict], asyncio.Future]] = []
+        self._running = False
+
+    async def write(self, rows: list[dict]) -> None:
+        fut = asyncio.get_running_loop().create_future()
+        self._queue.append((rows, fut))
+        if not self._running:
+            self._running = True
+            asyncio.create_task(self._drain())
+        await fut
+
+    async def _drain(self) -> None:
+        try:
+            while self._queue:
+                batch, self._queue = self._queue, []
+                try:
+                    await asyncio.to_thread(audit.append_many, self.engine,
+                                            [r for rows, _ in batch for r in rows])
+                    for _, fut in batch:
+                        fut.set_result(None)
+                except Exception as exc:
+                    log.exception("audit write failed")
+                    for _, fut in batch:
+                        fut.set_exception(exc)
+        finally:
+            self._running = False
+
+
+class AuditMiddleware:
+    def __init__(self, app, writer_of):
+        self.app, self.writer_of = app, writer_of
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        pending: list[dict] = []
+        token = PENDING.set(pending)
+        failed = False
+
+        async def send_after_audit(message):
+            nonlocal failed
+            if failed:
+                return
+            if message["type"] == "http.response.start" and pending:
+                rows = pending[:]
+                pending.clear()
+                try:
+                    await self.writer_of(scope).write(rows)
+                except Exception:
+                    failed = True
+                    body = json.dumps({"type": "about:blank", "title": "Service unavailable", "status": 503,
+                                       "detail": "the request could not be audited, so it is not answered; "
+                                                 "try again later"}).encode()
+                    await send({"type": "http.response.start", "status": 503,
+                                "headers": [(b"content-type", b"application/problem+json"),
+                                            (b"content-length", str(len(body)).encode())]})
+                    await send({"type": "http.response.body", "body": body})
+                    return
+            await send(message)
+        try:
+            await self.app(scope, receive, send_after_audit)
+        finally:
+            PENDING.reset(token)
+            if pending:       # no response was started (an unexpected error): still audited
+                await self.writer_of(scope).write(pending[:])
