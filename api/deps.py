@@ -12,7 +12,7 @@ from catalog.consumer import Consumer
 bearer = HTTPBearer(auto_error=False, description="an exchange key: `exk_<key id>.<secret>`")
 
 
-def get_consumer(request: Request) -> Consumer:
+async def get_consumer(request: Request) -> Consumer:
     return request.app.state.consumer
 
 
