@@ -12,7 +12,7 @@ def main(argv=None) -> int:
     p.add_argument("--sample", type=int, default=50_000, help="rows for the naive baseline")
     p.add_argument("--bundles", type=int, default=1000, help="publish: bundles to verify")
     p.add_argument("--seconds", type=float, default=15, help="api: load duration per backend")
-    p.add_argument("--workers", type=int, default=2, help="api: uvicorn worker processes")
+    p.add_argument("--workers", type=int, default=1, help="api: uvicorn worker processes")
     p.add_argument("--backend", choices=["sqlite", "postgresql"], action="append",
                    help="api: catalogue backends (default: both)")
     args = p.parse_args(argv)

@@ -20,15 +20,19 @@ PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 PURPOSE = "DJ-SCJG-0003"
 
 
-def _url(backend: str, home: Path) -> str:
+def _db(rows: int) -> str:
+    return f"exchange_bench_api_{rows}"
+
+
+def _url(backend: str, home: Path, rows: int) -> str:
     if backend == "sqlite":
         return f"sqlite:///{home / 'catalog.db'}"
-    return "postgresql+psycopg://postgres@127.0.0.1:5432/exchange_bench_api"
+    return f"postgresql+psycopg://postgres@127.0.0.1:5432/{_db(rows)}"
 
 
 def _env(backend: str, rows: int) -> dict:
     home = OUT / f"api_{backend}_{rows}"
-    return {**os.environ, "EXCHANGE_HOME": str(home), "EXCHANGE_CATALOG_URL": _url(backend, home),
+    return {**os.environ, "EXCHANGE_HOME": str(home), "EXCHANGE_CATALOG_URL": _url(backend, home, rows),
             "EXCHANGE_SOURCES_DIR": str(home / "sources"), "EXCHANGE_API_RATE": "1000000000",
             "EXCHANGE_API_BURST": "1000000000"}
 
@@ -36,11 +40,14 @@ def _env(backend: str, rows: int) -> dict:
 def _published(env: dict) -> int:
     import sqlalchemy as sa
     try:
-        engine = sa.create_engine(env["EXCHANGE_CATALOG_URL"])
+        engine = sa.create_engine(env["EXCHANGE_CATALOG_URL"], poolclass=sa.NullPool)
         with engine.connect() as c:
             return c.scalar(sa.text("select coalesce(max(tree_size), 0) from dataset_versions")) or 0
     except Exception:
         return 0
+    finally:
+        if "engine" in locals():
+            engine.dispose()
 
 
 def seed(backend: str, rows: int) -> dict:
@@ -52,8 +59,8 @@ def seed(backend: str, rows: int) -> dict:
         import sqlalchemy as sa
         admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
         with admin.connect() as c:
-            c.execute(sa.text("drop database if exists exchange_bench_api"))
-            c.execute(sa.text("create database exchange_bench_api"))
+            c.execute(sa.text(f"drop database if exists {_db(rows)} with (force)"))
+            c.execute(sa.text(f"create database {_db(rows)}"))
     import shutil
     shutil.rmtree(env["EXCHANGE_HOME"], ignore_errors=True)
     path = silo(rows)
@@ -176,7 +183,7 @@ def over_http(env: dict, key: str, holders: list[str], seconds: float, workers: 
             "p99_ms": round(lat[int(len(lat) * .99)] * 1e3, 2)}
 
 
-def main(rows: int, seconds: float = 15, workers: int = 2, clients: int = 1, conns: int = 16,
+def main(rows: int, seconds: float = 15, workers: int = 1, clients: int = 1, conns: int = 8,
          backends=("sqlite", "postgresql")) -> int:
     for backend in backends:
         env = seed(backend, rows)
