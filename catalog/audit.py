@@ -1,8 +1,8 @@
 """The append-only access audit log, chained by hashes.
 
-entry_hash = SHA-256(RFC 8785 bytes of {seq, at, department, purpose, action, holder,
-datasets, fields, subject, outcome, detail, prev_hash}); prev_hash is the previous entry's
-entry_hash (64 zeros for the first). The one-row `audit_head` table holds the newest seq and
+entry_hash = SHA-256(prev_hash ‖ "\n" ‖ seq ‖ "\n" ‖ canonical JSON of {at, department, purpose,
+action, holder, datasets, fields, subject, outcome, detail}); prev_hash is the previous
+entry's entry_hash (64 zeros for the first). The one-row `audit_head` table holds the newest seq and
 hash: an append first updates it (a row lock on PostgreSQL, the write lock on SQLite), so
 appends are serialised and the chain has no forks. Deleting the newest entries is caught by
 comparing the walk's end with the head.
@@ -10,10 +10,10 @@ comparing the walk's end with the head.
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-import rfc8785
 import sqlalchemy as sa
 from sqlalchemy import Engine
 
@@ -29,21 +29,35 @@ def _at_text(at: datetime) -> str:
     return at.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def entry_hash(row: dict, prev_hash: str) -> str:
-    body = {k: row.get(k) for k in ("seq", "department", "purpose", "action", "holder", "datasets",
-                                     "fields", "subject", "outcome", "detail")}
-    body["at"], body["prev_hash"] = _at_text(row["at"]), prev_hash
-    return hashlib.sha256(rfc8785.dumps(body)).hexdigest()
+BODY_KEYS = ("at", "department", "purpose", "action", "holder", "datasets", "fields", "subject",
+             "outcome", "detail")
+
+
+def body_bytes(row: dict) -> bytes:
+    """Canonical JSON of an entry's content (everything but seq and the hashes): sorted keys,
+    no spaces, UTF-8. For these values (strings, integers, null, lists, flat objects; no
+    floats) it is the RFC 8785 form, made by the C encoder (the rfc8785 package is 10x slower)."""
+    body = {k: _at_text(row["at"]) if k == "at" else row.get(k) for k in BODY_KEYS}
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                      allow_nan=False).encode()
+
+
+def entry_hash(seq: int, prev_hash: str, body: bytes) -> str:
+    """SHA-256(prev_hash ‖ "\n" ‖ seq ‖ "\n" ‖ body): the content is serialised before the
+    append takes its lock; only this hash is computed under it."""
+    return hashlib.sha256(f"{prev_hash}\n{seq}\n".encode() + body).hexdigest()
 
 
 def entry(*, department: str, purpose: str, action: str, outcome: str, holder: str | None = None,
           datasets: list[str] | None = None, fields: list[str] | None = None,
           subject: str | None = None, detail: dict | None = None, at: datetime | None = None) -> dict:
     """An entry's row before it is chained (seq and hashes are set when it is written)."""
-    return {"at": at or datetime.now(timezone.utc), "department": department[:128],
-            "purpose": purpose[:255], "action": action, "holder": holder, "datasets": datasets,
-            "fields": fields, "subject": subject[:128] if subject else None, "outcome": outcome,
-            "detail": detail}
+    row = {"at": at or datetime.now(timezone.utc), "department": department[:128],
+           "purpose": purpose[:255], "action": action, "holder": holder, "datasets": datasets,
+           "fields": fields, "subject": subject[:128] if subject else None, "outcome": outcome,
+           "detail": detail}
+    row["_body"] = body_bytes(row)
+    return row
 
 
 def append(engine: Engine, **kw) -> int:
@@ -61,11 +75,12 @@ def append_many(engine: Engine, rows: list[dict]) -> list[int]:
                                .returning(_head.c.seq, _head.c.hash)).one()
         seq = last - len(rows)
         out = []
-        for row in rows:
+        for given in rows:
             seq += 1
-            row = {**row, "seq": seq}
-            row["prev_hash"], row["entry_hash"] = prev, entry_hash(row, prev)
-            prev = row["entry_hash"]
+            row = {k: v for k, v in given.items() if k != "_body"}
+            h = entry_hash(seq, prev, given.get("_body") or body_bytes(given))
+            row.update(seq=seq, prev_hash=prev, entry_hash=h)
+            prev = h
             out.append(row)
         c.execute(sa.insert(_log), out)
         c.execute(sa.update(_head).where(_head.c.id == 1).values(hash=prev))
@@ -103,7 +118,7 @@ def verify_chain(engine: Engine, batch: int = 10_000) -> ChainReport:
                     return ChainReport(False, n, expected, f"entry {expected} is missing")
                 if r["prev_hash"] != prev:
                     return ChainReport(False, n, r["seq"], "its link to the previous entry was altered")
-                if entry_hash(dict(r), prev) != r["entry_hash"]:
+                if entry_hash(r["seq"], prev, body_bytes(r)) != r["entry_hash"]:
                     return ChainReport(False, n, r["seq"], "its content was altered")
                 prev, expected, n = r["entry_hash"], expected + 1, n + 1
             last = rows[-1]["seq"]
