@@ -31,7 +31,8 @@ def create_app(settings=None, *, rate: float | None = None, burst: int | None = 
     problems.install(app)
     for module in (holders, records, materials, catalogue, keys):
         app.include_router(module.router)
-    app.state.audit_writer = AuditWriter(cat.engine)
+    inline = os.environ.get("EXCHANGE_API_AUDIT_INLINE")
+    app.state.audit_writer = AuditWriter(cat.engine, None if inline is None else inline == "1")
     app.add_middleware(AuditMiddleware, writer_of=lambda scope: scope["app"].state.audit_writer)
     app.add_middleware(BodyLimit)
     return app

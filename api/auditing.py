@@ -20,11 +20,13 @@ log = logging.getLogger("exchange.api")
 class AuditWriter:
     """Group commit. On SQLite (commits are quick, no fsync) the batch is written on the event
     loop itself: a worker thread running Python beside the loop costs more in GIL hand-offs
-    than it saves. Elsewhere the batch is written in a thread while the loop serves others."""
+    than it saves. On PostgreSQL (a commit waits for fsync) it is written through an async
+    connection while the loop serves others, and the next batch gathers meanwhile."""
 
     def __init__(self, engine, inline: bool | None = None):
         self.engine = engine
         self.inline = engine.dialect.name == "sqlite" if inline is None else inline
+        self._async_engine = None
         self._queue: list[tuple[list[dict], asyncio.Future]] = []
         self._running = False
 
@@ -62,12 +64,20 @@ class AuditWriter:
             return self._settle(batch, exc)
         self._settle(batch, None)
 
+    async def _write_async(self, rows: list[dict]) -> None:
+        if self.engine.dialect.name != "postgresql":
+            return await asyncio.to_thread(audit.append_many, self.engine, rows)
+        if self._async_engine is None:
+            from sqlalchemy.ext.asyncio import create_async_engine
+            self._async_engine = create_async_engine(self.engine.url, pool_size=2)
+        await audit.append_many_async(self._async_engine, rows)
+
     async def _drain(self) -> None:
         try:
             while self._queue:
                 batch, rows = self._take()
                 try:
-                    await asyncio.to_thread(audit.append_many, self.engine, rows)
+                    await self._write_async(rows)
                 except Exception as exc:
                     log.exception("audit write failed")
                     self._settle(batch, exc)

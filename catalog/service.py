@@ -163,7 +163,8 @@ class Catalog:
     def lookup(self, holder_key: str, today: date | None = None) -> list[dict]:
         today = today or date.today()
         prefix = store.holder_prefix(holder_key)
-        with self.engine.connect() as c:    # Core and a prebuilt statement: the API's hot path
+        # Core, a prebuilt statement, autocommit (no BEGIN/ROLLBACK round trips): the API's hot path
+        with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
             rows = c.execute(_LOOKUP, {"lo": prefix, "hi": prefix + "g", "holder": holder_key}).all()
         return [{"record_id": x.record_id, "dataset": x.dataset_id, "title": x.title,
                  "version": x.version, "licence_number": x.licence_number,

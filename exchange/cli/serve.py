@@ -6,7 +6,8 @@ def cmd_serve(args) -> int:
     import uvicorn
 
     uvicorn.run("api.app:create_app", factory=True, host=args.host, port=args.port,
-                workers=args.workers, log_level=args.log_level, access_log=args.access_log)
+                workers=args.workers, log_level=args.log_level, access_log=args.access_log,
+                loop=args.loop)
     return 0
 
 
@@ -17,3 +18,4 @@ def register(add) -> None:
     sp.add_argument("--workers", type=int, default=1)
     sp.add_argument("--log-level", default="warning")
     sp.add_argument("--access-log", action="store_true", help="log each request line")
+    sp.add_argument("--loop", default="auto", choices=["auto", "asyncio", "uvloop"])
