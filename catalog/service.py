@@ -163,8 +163,10 @@ class Catalog:
     def lookup(self, holder_key: str, today: date | None = None) -> list[dict]:
         today = today or date.today()
         prefix = store.holder_prefix(holder_key)
-        # Core, a prebuilt statement, autocommit (no BEGIN/ROLLBACK round trips): the API's hot path
-        with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
+        # Core, a prebuilt statement; on servers autocommit (no BEGIN/ROLLBACK round trips;
+        # on SQLite the isolation switch costs a PRAGMA): the API's hot path
+        opts = {} if self.engine.dialect.name == "sqlite" else {"isolation_level": "AUTOCOMMIT"}
+        with self.engine.connect().execution_options(**opts) as c:
             rows = c.execute(_LOOKUP, {"lo": prefix, "hi": prefix + "g", "holder": holder_key}).all()
         return [{"record_id": x.record_id, "dataset": x.dataset_id, "title": x.title,
                  "version": x.version, "licence_number": x.licence_number,
