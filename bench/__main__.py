@@ -13,12 +13,13 @@ def main(argv=None) -> int:
     p.add_argument("--bundles", type=int, default=1000, help="publish: bundles to verify")
     p.add_argument("--seconds", type=float, default=15, help="api: load duration per backend")
     p.add_argument("--workers", type=int, default=1, help="api: uvicorn worker processes")
+    p.add_argument("--conns", type=int, default=8, help="api: concurrent keep-alive connections")
     p.add_argument("--backend", choices=["sqlite", "postgresql"], action="append",
                    help="api: catalogue backends (default: both)")
     args = p.parse_args(argv)
     if args.name == "api":
         from bench import api
-        return api.main(args.rows, args.seconds, args.workers,
+        return api.main(args.rows, args.seconds, args.workers, conns=args.conns,
                         backends=args.backend or ("sqlite", "postgresql"))
     if args.name == "publish":
         from bench import publish
