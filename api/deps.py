@@ -8,6 +8,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from catalog.access import Caller, check_purpose
 from catalog.consumer import Consumer
+from exchange.errors import Unauthenticated
 
 bearer = HTTPBearer(auto_error=False, description="an exchange key: `exk_<key id>.<secret>`")
 
@@ -19,7 +20,11 @@ async def get_consumer(request: Request) -> Consumer:
 async def get_caller(request: Request,
                      cred: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Caller:
     consumer: Consumer = request.app.state.consumer
-    caller = consumer.access.authenticate(cred.credentials if cred else None)
+    try:
+        caller = consumer.access.authenticate(cred.credentials if cred else None)
+    except Unauthenticated:     # refusals are audited too: limit them per client address
+        request.app.state.limiter.take(f"unauthenticated:{request.client.host if request.client else '-'}")
+        raise
     request.state.caller = caller
     request.app.state.limiter.take(caller.department)
     return caller

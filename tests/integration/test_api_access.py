@@ -174,6 +174,8 @@ def test_rate_limit_per_department(published):
     codes = [TestClient(app).get("/v1/datasets", params={"purpose": ITEM}, headers=h).status_code
              for _ in range(5)]
     assert codes[:3] == [200] * 3 and codes[3] == 429
+    anon = [TestClient(app).get("/v1/datasets", params={"purpose": ITEM}).status_code for _ in range(5)]
+    assert anon[:3] == [401] * 3 and anon[3] == 429      # unauthenticated callers are limited too
 
 
 def test_tampering_with_the_audit_log_is_detected(published, tmp_path):
