@@ -9,6 +9,7 @@ BENCHES = {  # name -> (module, what it measures)
     "path": ("bench.path", "the whole path vs the naive baseline (issue 2)"),
     "extract": ("bench.extract", "extraction vs pandas.read_sql and Arrow-native readers (issue 4)"),
     "publish": ("bench.publish", "publishing vs json.dumps + a signature per record (issue 6)"),
+    "api": ("bench.api", "lookups over HTTP with auth, purpose check and audit (issue 7)"),
 }
 
 
@@ -19,8 +20,16 @@ def main(argv=None) -> int:
     p.add_argument("--rows", type=int, default=1_000_000)
     p.add_argument("--sample", type=int, default=50_000, help="rows for per-row baselines")
     p.add_argument("--bundles", type=int, default=1000, help="publish: bundles to verify")
+    p.add_argument("--seconds", type=float, default=15, help="api: load duration per backend")
+    p.add_argument("--workers", type=int, default=1, help="api: uvicorn worker processes")
+    p.add_argument("--conns", type=int, default=8, help="api: concurrent keep-alive connections")
+    p.add_argument("--backend", choices=["sqlite", "postgresql"], action="append",
+                   help="api: catalogue backends (default: both)")
     args = p.parse_args(argv)
     module = importlib.import_module(BENCHES[args.name][0])
+    if args.name == "api":
+        return module.main(args.rows, args.seconds, args.workers, conns=args.conns,
+                           backends=args.backend or ("sqlite", "postgresql"))
     if args.name == "extract":
         return module.main(args.rows)
     if args.name == "publish":

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import JSON, BigInteger, Date, DateTime, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, Boolean, Date, DateTime, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -92,6 +92,8 @@ class Record(Base):
 
 class AuditEntry(Base):
     __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_seq", "seq", unique=True),
+                      Index("ix_audit_log_holder", "holder", "seq"))
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     department: Mapped[str] = mapped_column(String(128))
@@ -100,6 +102,56 @@ class AuditEntry(Base):
     subject: Mapped[str | None] = mapped_column(String(128))
     outcome: Mapped[str] = mapped_column(String(32))
     detail: Mapped[dict | None] = mapped_column(JSON)
+    # hash chain (catalog/audit.py; migration 0007)
+    seq: Mapped[int | None] = mapped_column(BigInteger)
+    holder: Mapped[str | None] = mapped_column(String(64))
+    datasets: Mapped[list | None] = mapped_column(JSON)
+    fields: Mapped[list | None] = mapped_column(JSON)
+    prev_hash: Mapped[str | None] = mapped_column(String(64))
+    entry_hash: Mapped[str | None] = mapped_column(String(64))
+
+
+class AuditHead(Base):
+    """One row: the newest audit entry's sequence number and hash (locks appends in order)."""
+    __tablename__ = "audit_head"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class Department(Base):
+    """A consuming department known to the exchange; role consumer | auditor."""
+    __tablename__ = "departments"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16))
+    active: Mapped[bool] = mapped_column(Boolean)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Credential(Base):
+    """An API key: only SHA-256 of its random secret is stored."""
+    __tablename__ = "credentials"
+    key_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    department_id: Mapped[str] = mapped_column(ForeignKey("departments.id"))
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Grant(Base):
+    """Consumer department x dataset x purposes x fields (None: all) until expires_at."""
+    __tablename__ = "grants"
+    __table_args__ = (Index("ix_grants_department", "department_id", "dataset_id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    department_id: Mapped[str] = mapped_column(ForeignKey("departments.id"))
+    dataset_id: Mapped[str] = mapped_column(ForeignKey("datasets.id"))
+    purposes: Mapped[list] = mapped_column(JSON)
+    fields: Mapped[list | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class RecordEvent(Base):

@@ -68,3 +68,30 @@ class VerificationError(ExchangeError):
     def __init__(self, step: int, name: str, message: str):
         super().__init__(f"step {step} ({name}) failed: {message}")
         self.step, self.step_name, self.detail = step, name, message
+
+
+class Unauthenticated(ExchangeError):
+    """No credential, or one that is unknown, revoked or expired."""
+    status = 401
+    exit_code = 9
+
+
+class AccessDenied(ExchangeError):
+    """The department may not see this for this purpose."""
+    status = 403
+    exit_code = 9
+
+
+class InvalidRequest(ExchangeError):
+    """A malformed identifier, purpose or size: refused before any query."""
+    status = 400
+    exit_code = 4
+
+
+class RateLimited(ExchangeError):
+    status = 429
+    exit_code = 9
+
+    def __init__(self, message: str, retry_after: float):
+        super().__init__(message)
+        self.retry_after = retry_after

@@ -1,5 +1,6 @@
-"""Real database servers on 127.0.0.1: PostgreSQL and MariaDB. Each test module gets its own
-database, dropped afterwards; where a server is absent its tests skip saying so."""
+"""Integration fixtures: real database servers on 127.0.0.1 (PostgreSQL and MariaDB; each test
+module gets its own database, dropped afterwards; where a server is absent its tests skip
+saying so), and a small published catalogue shared by the API tests."""
 from __future__ import annotations
 
 import os
@@ -63,3 +64,23 @@ def maria_silo(silo_rows):
     server, name, url = _seeded("mariadb", silo_rows)
     yield url
     drop_database(server, name)
+
+
+@pytest.fixture(scope="session")
+def published(tmp_path_factory, silo_2k):
+    """Settings of a home with one published business-licence dataset."""
+    from exchange import stages
+    from exchange.settings import Settings, reset_settings
+    from tests.conftest import TEST_PASSPHRASE, register_demo_source
+
+    home = tmp_path_factory.mktemp("api") / "home"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("EXCHANGE_HOME", str(home))
+        mp.delenv("EXCHANGE_CATALOG_URL", raising=False)
+        mp.delenv("EXCHANGE_SOURCES_DIR", raising=False)
+        mp.setenv("EXCHANGE_KEY_PASSPHRASE", TEST_PASSPHRASE)
+        reset_settings()
+        register_demo_source(home, silo_2k[0])
+        stages.run_all("smr_business_licence", "api-r1")
+    reset_settings()
+    return Settings(home=home, catalog_url=f"sqlite:///{home / 'catalog.db'}", sources_dir=home / "sources")

@@ -1,0 +1,126 @@
+"""Every request's audit entries are written before its response starts.
+
+The ASGI middleware gives each request a list (catalog.consumer.PENDING) that the consumer
+service fills; when the response is about to start, the entries are handed to one writer that
+chains and commits all entries waiting at that moment in one transaction (group commit) in a
+thread, so the event loop keeps serving. If the write fails, the client gets 503, not data.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+
+from catalog import audit
+from catalog.consumer import PENDING
+
+log = logging.getLogger("exchange.api")
+
+
+class AuditWriter:
+    """Group commit. On SQLite (commits are quick, no fsync) the batch is written on the event
+    loop itself: a worker thread running Python beside the loop costs more in GIL hand-offs
+    than it saves. On PostgreSQL (a commit waits for fsync) it is written through an async
+    connection while the loop serves others, and the next batch gathers meanwhile."""
+
+    def __init__(self, engine, inline: bool | None = None):
+        self.engine = engine
+        self.inline = engine.dialect.name == "sqlite" if inline is None else inline
+        self._async_engine = None
+        self._queue: list[tuple[list[dict], asyncio.Future]] = []
+        self._running = False
+
+    async def write(self, rows: list[dict]) -> None:
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        self._queue.append((rows, fut))
+        if not self._running:
+            self._running = True
+            if self.inline:
+                loop.call_soon(self._flush)
+            else:
+                asyncio.create_task(self._drain())
+        await fut
+
+    def _take(self):
+        batch, self._queue = self._queue, []
+        return batch, [r for rows, _ in batch for r in rows]
+
+    @staticmethod
+    def _settle(batch, exc: Exception | None) -> None:
+        for _, fut in batch:
+            if exc is None:
+                fut.set_result(None)
+            else:
+                fut.set_exception(exc)
+
+    def _flush(self) -> None:
+        batch, rows = self._take()
+        self._running = False
+        try:
+            audit.append_many(self.engine, rows)
+        except Exception as exc:
+            log.exception("audit write failed")
+            return self._settle(batch, exc)
+        self._settle(batch, None)
+
+    async def _write_async(self, rows: list[dict]) -> None:
+        if self.engine.dialect.name != "postgresql":
+            return await asyncio.to_thread(audit.append_many, self.engine, rows)
+        if self._async_engine is None:
+            from sqlalchemy.ext.asyncio import create_async_engine
+            self._async_engine = create_async_engine(self.engine.url, pool_size=2)
+        await audit.append_many_async(self._async_engine, rows)
+
+    async def _drain(self) -> None:
+        try:
+            while self._queue:
+                batch, rows = self._take()
+                try:
+                    await self._write_async(rows)
+                except Exception as exc:
+                    log.exception("audit write failed")
+                    self._settle(batch, exc)
+                else:
+                    self._settle(batch, None)
+        finally:
+            self._running = False
+
+
+class AuditMiddleware:
+    def __init__(self, app, writer_of):
+        self.app, self.writer_of = app, writer_of
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        pending: list[dict] = []
+        token = PENDING.set(pending)
+        failed = False
+
+        async def send_after_audit(message):
+            nonlocal failed
+            if failed:
+                return
+            if message["type"] == "http.response.start" and pending:
+                rows = pending[:]
+                pending.clear()
+                try:
+                    await self.writer_of(scope).write(rows)
+                except Exception:
+                    failed = True
+                    body = json.dumps({"type": "about:blank", "title": "Service unavailable", "status": 503,
+                                       "detail": "the request could not be audited, so it is not answered; "
+                                                 "try again later"}).encode()
+                    await send({"type": "http.response.start", "status": 503,
+                                "headers": [(b"content-type", b"application/problem+json"),
+                                            (b"content-length", str(len(body)).encode())]})
+                    await send({"type": "http.response.body", "body": body})
+                    return
+            await send(message)
+        try:
+            await self.app(scope, receive, send_after_audit)
+        finally:
+            PENDING.reset(token)
+            if pending:       # no response was started (an unexpected error): still audited
+                await self.writer_of(scope).write(pending[:])

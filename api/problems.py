@@ -1,0 +1,67 @@
+"""Errors as RFC 9457 problem details: one handler maps the domain errors by their `status`
+(exchange/errors.py), never showing internals. Refused consumer requests are audited here."""
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from exchange.errors import ExchangeError, InvalidRequest, RateLimited
+
+log = logging.getLogger("exchange.api")
+MEDIA = "application/problem+json"
+TITLES = {400: "Bad request", 401: "Unauthenticated", 403: "Forbidden", 404: "Not found",
+          405: "Method not allowed", 413: "Request too large", 422: "Invalid request",
+          429: "Too many requests", 500: "Internal error", 502: "Source unavailable"}
+
+
+def problem(status: int, detail: str, headers: dict | None = None, kind: str | None = None) -> JSONResponse:
+    body = {"type": f"urn:exchange:problem:{kind}" if kind else "about:blank",
+            "title": TITLES.get(status, "Error"), "status": status, "detail": detail}
+    return JSONResponse(body, status_code=status, media_type=MEDIA, headers=headers)
+
+
+def _audit_refusal(request: Request, exc: ExchangeError) -> None:
+    if getattr(exc, "audited", False) or not request.url.path.startswith("/v1/"):
+        return
+    consumer = getattr(request.app.state, "consumer", None)
+    if consumer is None:
+        return
+    try:
+        consumer.refused(getattr(request.state, "caller", None), request.query_params.get("purpose"),
+                         request.url.path.split("/")[2] if request.url.path.count("/") > 1 else "?", exc)
+    except Exception:          # never turn a refusal into a 500; the log says why
+        log.exception("could not audit a refused request")
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(ExchangeError)
+    async def exchange_error(request: Request, exc: ExchangeError):
+        _audit_refusal(request, exc)
+        if exc.status >= 500:
+            log.error("request failed: %s", exc)
+            return problem(exc.status, "the exchange could not answer; try again later", kind=type(exc).__name__)
+        headers = {"Retry-After": str(max(1, round(exc.retry_after)))} if isinstance(exc, RateLimited) else None
+        if exc.status == 401:
+            headers = {"WWW-Authenticate": "Bearer"}
+        return problem(exc.status, str(exc), headers, type(exc).__name__)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError):
+        where = "; ".join(f"{'.'.join(map(str, e.get('loc', ())))}: {e.get('msg', '')}"
+                          for e in exc.errors()[:5])
+        _audit_refusal(request, InvalidRequest(where))
+        return problem(422, where[:1000], kind="InvalidRequest")
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException):
+        return problem(exc.status_code, str(exc.detail) if exc.status_code < 500 else "error",
+                       getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception):
+        log.exception("unexpected error")
+        return problem(500, "the exchange could not answer; try again later")

@@ -1,0 +1,25 @@
+"""Holders: their records, and who looked at them. Holder ids travel in the body, not the URL
+(URLs end up in access logs)."""
+from __future__ import annotations
+
+from fastapi import APIRouter
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.deps import CallerDep, ConsumerDep, PurposeDep
+
+router = APIRouter(prefix="/v1/holders", tags=["holders"])
+
+
+class HolderQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    holder_id: str = Field(min_length=1, max_length=64, description="USCC or resident ID, any spelling")
+
+
+@router.post("/records", summary="records held for a holder (only datasets you may see)")
+async def holder_records(q: HolderQuery, caller: CallerDep, purpose: PurposeDep, consumer: ConsumerDep) -> dict:
+    return consumer.lookup(caller, purpose, q.holder_id)
+
+
+@router.post("/access-report", summary="who looked at this holder's records, when and why (auditors)")
+async def access_report(q: HolderQuery, caller: CallerDep, purpose: PurposeDep, consumer: ConsumerDep) -> dict:
+    return consumer.access_report(caller, purpose, q.holder_id)

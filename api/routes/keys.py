@@ -1,0 +1,33 @@
+"""The public key set and the signed key status: public, so anyone can verify offline."""
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+
+from exchange.errors import NotFound
+
+router = APIRouter(tags=["keys"])
+
+
+def _read(request: Request, name: str) -> bytes:
+    path = request.app.state.settings.keys_dir / name
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise NotFound(f"no {name} published yet; it appears with the first published version") from None
+
+
+@router.get("/.well-known/jwks.json", summary="the exchange's public keys (RFC 7517)")
+@router.get("/v1/keys/jwks.json", include_in_schema=False)
+async def jwks(request: Request):
+    return Response(_read(request, "jwks.json"), media_type="application/jwk-set+json")
+
+
+@router.get("/v1/keys/key-status.jws", summary="signed key status document (compact JWS)")
+async def key_status(request: Request):
+    return Response(_read(request, "key-status.jws"), media_type="application/jose")
+
+
+@router.get("/health", include_in_schema=False)
+async def health():
+    return JSONResponse({"ok": True})

@@ -1,0 +1,211 @@
+"""The consumer API under load: holder lookups per second over HTTP on 127.0.0.1 with
+authentication, purpose check and audit write, against a catalogue of N records, on SQLite and
+PostgreSQL; p50/p99 latency; and the in-process lookup. Prints figures; asserts nothing."""
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import random
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bench.path import OUT, silo
+from exchange.settings import ROOT
+
+PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+PURPOSE = "DJ-SCJG-0003"
+
+
+def _db(rows: int) -> str:
+    return f"exchange_bench_api_{rows}"
+
+
+def _url(backend: str, home: Path, rows: int) -> str:
+    if backend == "sqlite":
+        return f"sqlite:///{home / 'catalog.db'}"
+    return f"postgresql+psycopg://postgres@127.0.0.1:5432/{_db(rows)}"
+
+
+def _env(backend: str, rows: int) -> dict:
+    home = OUT / f"api_{backend}_{rows}"
+    return {**os.environ, "EXCHANGE_HOME": str(home), "EXCHANGE_CATALOG_URL": _url(backend, home, rows),
+            "EXCHANGE_SOURCES_DIR": str(home / "sources"), "EXCHANGE_API_RATE": "1000000000",
+            "EXCHANGE_API_BURST": "1000000000"}
+
+
+def _published(env: dict) -> int:
+    import sqlalchemy as sa
+    try:
+        engine = sa.create_engine(env["EXCHANGE_CATALOG_URL"], poolclass=sa.NullPool)
+        with engine.connect() as c:
+            return c.scalar(sa.text("select coalesce(max(tree_size), 0) from dataset_versions")) or 0
+    except Exception:
+        return 0
+    finally:
+        if "engine" in locals():
+            engine.dispose()
+
+
+def seed(backend: str, rows: int) -> dict:
+    """Publish the generated silo through exchange.stages once; cached in bench/out."""
+    env = _env(backend, rows)
+    if _published(env) >= rows * 0.9:
+        return env
+    if backend == "postgresql":
+        import sqlalchemy as sa
+        admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+        with admin.connect() as c:
+            c.execute(sa.text(f"drop database if exists {_db(rows)} with (force)"))
+            c.execute(sa.text(f"create database {_db(rows)}"))
+    import shutil
+    shutil.rmtree(env["EXCHANGE_HOME"], ignore_errors=True)
+    path = silo(rows)
+    t = time.perf_counter()
+    subprocess.run([sys.executable, "-c", f"from bench.api import _publish; _publish({str(path)!r})"],
+                   env=env, check=True, cwd=ROOT)
+    print(f"{backend}: published {rows:,} records in {time.perf_counter() - t:.0f}s", file=sys.stderr)
+    return env
+
+
+def _publish(silo_path: str) -> None:
+    from bench.path import project
+    project(silo_path)
+
+
+def _setup_consumer(env: dict) -> tuple[str, list[str]]:
+    """A department with a key, and holders to look up (sampled across the catalogue)."""
+    code = ("import json,sqlalchemy as sa\n"
+            "from catalog.access import Access\nfrom catalog.db import engine_for\n"
+            "import os\ne=engine_for(os.environ['EXCHANGE_CATALOG_URL'])\na=Access(e,0)\n"
+            "a.add_department('bench-dept','Benchmark department')\nk=a.issue_credential('bench-dept')['key']\n"
+            "with e.connect() as c:\n"
+            "  h=[r[0] for r in c.execute(sa.text('select holder_key from records where mod(leaf_index, 397) = 0'))]\n"
+            "print(json.dumps({'key':k,'holders':h}))\n")
+    out = subprocess.run([sys.executable, "-c", code], env=env, check=True, cwd=ROOT,
+                         capture_output=True, text=True).stdout
+    d = json.loads(out.strip().splitlines()[-1])
+    return d["key"], d["holders"]
+
+
+def in_process(env: dict, key: str, holders: list[str], n: int = 5000) -> dict:
+    code = f"""
+import json, time, random
+from catalog.access import Access
+from catalog.consumer import Consumer
+from catalog.service import Catalog
+from exchange.settings import get_settings
+s = get_settings(); cat = Catalog(s.catalog_url, s.store_dir); con = Consumer(cat, Access(cat.engine))
+cat = Catalog(s.catalog_url, s.store_dir, pre_ping=False); con = Consumer(cat, Access(cat.engine))
+holders = {json.dumps(holders)}; rnd = random.Random(1)
+caller = con.access.authenticate({key!r})
+out = {{}}
+from catalog import audit
+from catalog.consumer import PENDING
+pending = []
+def batched(h):   # as the API does: the entry is prepared here, written with others (group commit)
+    token = PENDING.set(pending)
+    try:
+        con.lookup(con.access.authenticate({key!r}), {PURPOSE!r}, h)
+    finally:
+        PENDING.reset(token)
+    if len(pending) >= 64:
+        audit.append_many(cat.engine, pending[:]); pending.clear()
+for name, fn in (("catalog.lookup", lambda h: cat.lookup(h)),
+                 ("auth+purpose+access, audit batched", batched),
+                 ("auth+purpose+access, audit commit each", lambda h: con.lookup(con.access.authenticate({key!r}), {PURPOSE!r}, h))):
+    for h in holders[:200]: fn(h)
+    lat = []
+    for _ in range({n}):
+        h = rnd.choice(holders); t = time.perf_counter(); fn(h); lat.append(time.perf_counter() - t)
+    lat.sort()
+    out[name] = {{"p50_ms": lat[len(lat)//2]*1e3, "p99_ms": lat[int(len(lat)*.99)]*1e3}}
+print(json.dumps(out))
+"""
+    res = subprocess.run([sys.executable, "-c", code], env=env, check=True, cwd=ROOT,
+                         capture_output=True, text=True).stdout
+    return json.loads(res.strip().splitlines()[-1])
+
+
+def _client(port: int, key: str, holders: list[str], seconds: float, conns: int, q) -> None:
+    """Keep-alive connections on asyncio streams with prepared request bytes: a light client,
+    so that the 2 cores go to the server."""
+    import asyncio
+
+    async def one(seed, lat, errors):
+        rnd = random.Random(seed)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        stop = time.perf_counter() + seconds
+        while time.perf_counter() < stop:
+            body = json.dumps({"holder_id": rnd.choice(holders)}).encode()
+            req = (f"POST /v1/holders/records?purpose={PURPOSE} HTTP/1.1\r\nHost: bench\r\n"
+                   f"Authorization: Bearer {key}\r\nContent-Type: application/json\r\n"
+                   f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+            t = time.perf_counter()
+            writer.write(req)
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+            await reader.readexactly(length)
+            lat.append(time.perf_counter() - t)
+            if not head.startswith(b"HTTP/1.1 200"):
+                errors[0] += 1
+        writer.close()
+
+    async def run():
+        lat, errors = [], [0]
+        await asyncio.gather(*(one(i, lat, errors) for i in range(conns)))
+        return lat, errors[0]
+    q.put(asyncio.run(run()))
+
+
+def over_http(env: dict, key: str, holders: list[str], seconds: float, workers: int,
+              clients: int, conns: int) -> dict:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "exchange.cli", "serve", "--port", str(port), "--loop", os.environ.get("BENCH_LOOP", "auto"),
+                               "--workers", str(workers)], env=env, cwd=ROOT)
+    try:
+        import http.client
+        for _ in range(200):
+            try:
+                c = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+                c.request("GET", "/health")
+                if c.getresponse().status == 200:
+                    break
+            except OSError:
+                time.sleep(0.1)
+        q = mp.Queue()
+        procs = [mp.Process(target=_client, args=(port, key, holders, seconds, conns, q)) for _ in range(clients)]
+        t0 = time.perf_counter()
+        for p in procs:
+            p.start()
+        results = [q.get() for _ in procs]
+        elapsed = time.perf_counter() - t0
+        for p in procs:
+            p.join()
+    finally:
+        server.terminate()
+        server.wait(10)
+    lat = sorted(x for r, _ in results for x in r)
+    return {"requests": len(lat), "errors": sum(e for _, e in results), "seconds": round(elapsed, 1),
+            "per_second": round(len(lat) / elapsed), "p50_ms": round(lat[len(lat) // 2] * 1e3, 2),
+            "p99_ms": round(lat[int(len(lat) * .99)] * 1e3, 2)}
+
+
+def main(rows: int, seconds: float = 15, workers: int = 1, clients: int = 1, conns: int = 8,
+         backends=("sqlite", "postgresql")) -> int:
+    for backend in backends:
+        env = seed(backend, rows)
+        key, holders = _setup_consumer(env)
+        print(f"\n== {backend}: {_published(env):,} records; {len(holders):,} holders sampled")
+        for name, r in in_process(env, key, holders).items():
+            print(f"  in-process {name:40s} p50 {r['p50_ms']:.3f} ms  p99 {r['p99_ms']:.3f} ms")
+        r = over_http(env, key, holders, seconds, workers, clients, conns)
+        print(f"  HTTP ({workers} uvicorn workers, {clients}x{conns} keep-alive connections): "
+              f"{r['per_second']:,} lookups/s, p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms, "
+              f"{r['requests']:,} requests, {r['errors']} non-200")
+    return 0

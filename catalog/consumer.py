@@ -1,0 +1,167 @@
+"""What a consuming department may ask, each answer audited (allowed or refused).
+
+The API routes and the CLI call these; access rules are in catalog/access.py, the audit chain
+in catalog/audit.py, the catalogue reads in catalog/service.py.
+"""
+from __future__ import annotations
+
+import re
+from contextvars import ContextVar
+from datetime import date, datetime, timezone
+
+import sqlalchemy as sa
+
+from catalog import audit
+from catalog.access import Access, Caller, check_purpose, disclose
+from catalog.models import Dataset, DatasetVersion, Record
+from catalog.service import Catalog
+from exchange.errors import AccessDenied, ExchangeError, InvalidRequest, NotFound
+
+PENDING: ContextVar[list | None] = ContextVar("pending_audit", default=None)
+RECORD_ID_RE = re.compile(r"^[0-9a-f]{32}$")
+SUMMARY_FIELDS = ("licence_number", "holder_name", "valid_to")
+MAX_HOLDER_TEXT = 64
+CYCLE_DAYS = {"hourly": 1 / 24, "daily": 1, "weekly": 7, "monthly": 30, "quarterly": 91, "yearly": 365}
+
+
+def holder_key(text: str | None) -> str:
+    """A USCC or resident ID in any spelling, normalised and checked before any query."""
+    from schemas.identifiers import ric_problem, uscc_problem
+    from schemas.normalize import code_key_scalar
+
+    if not text or len(text) > MAX_HOLDER_TEXT:
+        raise InvalidRequest("give a holder id: an 18-character USCC or resident ID")
+    key = code_key_scalar(text) or ""
+    if len(key) != 18 or not key.isascii() or not key.isalnum() or (uscc_problem(key) and ric_problem(key)):
+        raise InvalidRequest("the holder id is neither a valid USCC (GB 32100) nor a valid "
+                             "resident ID (GB 11643): check its characters and check digit")
+    return key
+
+
+def record_id_ok(record_id: str) -> str:
+    if not RECORD_ID_RE.match(record_id or ""):
+        raise InvalidRequest("a record id is 32 lower-case hex characters (from a holder lookup)")
+    return record_id
+
+
+class Consumer:
+    def __init__(self, catalog: Catalog, access: Access):
+        self.catalog, self.access, self.engine = catalog, access, catalog.engine
+
+    def _audit(self, caller: Caller | None, purpose: str, action: str, outcome: str, **kw) -> None:
+        row = audit.entry(department=caller.department if caller else "-", purpose=purpose or "-",
+                          action=action, outcome=outcome, **kw)
+        pending = PENDING.get()
+        if pending is None:
+            audit.append_many(self.engine, [row])
+        else:       # the API writes it (group commit) before the response starts
+            pending.append(row)
+
+    def refused(self, caller: Caller | None, purpose: str | None, action: str, exc: ExchangeError,
+                **kw) -> None:
+        """Audit a refusal (the API calls this for every refused request)."""
+        self._audit(caller, (purpose or "-")[:255], action, f"refused:{exc.status}",
+                    detail={"reason": str(exc)[:300]}, **kw)
+        exc.audited = True
+
+    # --- holders --------------------------------------------------------------------------
+    def lookup(self, caller: Caller, purpose: str, holder_id: str, today: date | None = None) -> dict:
+        check_purpose(purpose)
+        key = holder_key(holder_id)
+        out, seen = [], set()
+        for r in self.catalog.lookup(key, today):
+            d = self.access.decide(caller.department, r["dataset"], purpose)
+            if not d.allowed:
+                continue          # datasets the caller may not see are not even mentioned
+            seen.add(r["dataset"])
+            out.append({k: v for k, v in r.items()
+                        if k not in SUMMARY_FIELDS or d.fields is None or k in d.fields})
+        self._audit(caller, purpose, "lookup", "allowed", holder=key, datasets=sorted(seen),
+                    detail={"records": len(out)})
+        return {"holder": key, "records": out}
+
+    def _record_dataset(self, record_id: str) -> tuple[str, str]:
+        with self.engine.connect() as c:
+            hit = c.execute(sa.select(Record.dataset_id, Record.holder_key)
+                            .where(Record.record_id == record_id)
+                            .order_by(Record.version.desc()).limit(1)).first()
+        if hit is None:
+            raise NotFound(f"no record {record_id}; find record ids with a holder lookup")
+        return hit[0], hit[1]
+
+    def bundle(self, caller: Caller, purpose: str, record_id: str) -> dict:
+        check_purpose(purpose)
+        record_id_ok(record_id)
+        dataset, holder = self._record_dataset(record_id)
+        try:
+            d = self.access.require(caller.department, dataset, purpose)
+        except AccessDenied as exc:
+            self.refused(caller, purpose, "bundle", exc, holder=holder, datasets=[dataset], subject=record_id)
+            raise
+        b = disclose(self.catalog.bundle(record_id), d.fields)
+        self._audit(caller, purpose, "bundle", "allowed", holder=holder, datasets=[dataset],
+                    fields=sorted(b["record"]) if not b["verifiable"] else None, subject=record_id)
+        return b
+
+    def status(self, caller: Caller, purpose: str, record_id: str, version: int | None = None,
+               leaf_hash: str | None = None) -> dict:
+        check_purpose(purpose)
+        record_id_ok(record_id)
+        if leaf_hash is not None and not re.fullmatch(r"[0-9a-f]{64}", leaf_hash):
+            raise InvalidRequest("leaf_hash is 64 lower-case hex characters")
+        dataset, holder = self._record_dataset(record_id)
+        try:
+            self.access.require(caller.department, dataset, purpose)
+        except AccessDenied as exc:
+            self.refused(caller, purpose, "status", exc, holder=holder, datasets=[dataset], subject=record_id)
+            raise
+        st = self.catalog.record_status(record_id, version, leaf_hash)
+        self._audit(caller, purpose, "status", "allowed", holder=holder, datasets=[dataset], subject=record_id)
+        return {"record_id": record_id, **st}
+
+    # --- materials check ------------------------------------------------------------------
+    def materials(self, caller: Caller, purpose: str, item_code: str, holder_id: str,
+                  others: dict[str, str] | None = None, today: date | None = None) -> dict:
+        from catalog.materials import check_materials
+
+        check_purpose(purpose)
+        return check_materials(self, caller, purpose, item_code, holder_id, others or {}, today)
+
+    # --- catalogue ------------------------------------------------------------------------
+    def datasets(self, caller: Caller, purpose: str, now: datetime | None = None) -> list[dict]:
+        check_purpose(purpose)
+        now = now or datetime.now(timezone.utc)
+        with self.catalog.session() as c:
+            rows = c.execute(sa.select(Dataset, DatasetVersion.published_at, DatasetVersion.tree_size,
+                                       DatasetVersion.root_hash).outerjoin(
+                DatasetVersion, sa.and_(DatasetVersion.dataset_id == Dataset.id,
+                                        DatasetVersion.version == Dataset.current_version))
+                .order_by(Dataset.id)).all()
+        out = []
+        for ds, published, size, root in rows:
+            age = None
+            if published is not None:
+                published = published if published.tzinfo else published.replace(tzinfo=timezone.utc)
+                age = (now - published).total_seconds() / 86400
+            cycle = CYCLE_DAYS.get(ds.update_cycle)
+            out.append({"dataset": ds.id, "title": ds.title, "certificate_type": ds.certificate_type,
+                        "type_version": ds.type_version, "department": ds.department,
+                        "sharing": ds.sharing, "steward": ds.steward, "update_cycle": ds.update_cycle,
+                        "version": ds.current_version, "records": size or 0, "root_hash": root,
+                        "published_at": published.isoformat() if published else None,
+                        "age_days": round(age, 3) if age is not None else None,
+                        "fresh": (age <= cycle) if age is not None and cycle else False})
+        self._audit(caller, purpose, "catalogue", "allowed")
+        return out
+
+    # --- access report --------------------------------------------------------------------
+    def access_report(self, caller: Caller, purpose: str, holder_id: str) -> dict:
+        check_purpose(purpose)
+        key = holder_key(holder_id)
+        if caller.role != "auditor":
+            exc = AccessDenied("only an auditor department may read access reports")
+            self.refused(caller, purpose, "access_report", exc, holder=key)
+            raise exc
+        rows = audit.holder_report(self.engine, key)
+        self._audit(caller, purpose, "access_report", "allowed", holder=key)
+        return {"holder": key, "accesses": rows}

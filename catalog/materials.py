@@ -1,0 +1,74 @@
+"""The materials check: for a service item and a holder, each required material's answer.
+
+held | held_expired | revoked | not_held | must_submit | may_supply_later
+A certificate material is looked up for the person or body it belongs to (`whose`): the
+applicant's holder id, or an extra id given for that role (legal_representative, spouse …).
+"""
+from __future__ import annotations
+
+from datetime import date
+
+from catalog.access import disclose
+from exchange.errors import InvalidRequest, NotFound
+
+RANK = {"valid": 0, "expired": 1, "revoked": 2}
+ANSWER = {"valid": "held", "expired": "held_expired", "revoked": "revoked"}
+MAX_OTHERS = 8
+
+
+def check_materials(consumer, caller, purpose: str, item_code: str, holder_id: str,
+                    others: dict[str, str], today: date | None) -> dict:
+    from catalog.consumer import holder_key
+    from schemas.items import WHOSE, catalogue
+
+    if len(others) > MAX_OTHERS:
+        raise InvalidRequest(f"at most {MAX_OTHERS} extra holder ids")
+    unknown = set(others) - set(WHOSE)
+    if unknown:
+        raise InvalidRequest(f"unknown roles {sorted(unknown)}; known: {sorted(WHOSE)}")
+    items = catalogue()
+    if item_code not in items:
+        raise NotFound(f"no service item {item_code!r}; list them with GET /v1/items")
+    item = items[item_code]
+    ids = {"applicant": holder_key(holder_id), **{k: holder_key(v) for k, v in others.items()}}
+    by_type: dict[str, list[str]] = {}
+    for info in consumer.access.datasets().values():
+        by_type.setdefault(info.certificate_type, []).append(info.id)
+    answers, holders, datasets = [], set(), set()
+    for m in item.materials:
+        a = {"material": m.name, "certificate": m.certificate, "whose": m.whose, "later": m.later}
+        key = ids.get(m.whose or "applicant") if m.held else None
+        if not m.held:
+            a["answer"] = "may_supply_later" if m.later else "must_submit"
+        elif key is None:
+            a["answer"] = "may_supply_later" if m.later else "must_submit"
+            a["note"] = f"no holder id given for {m.whose}"
+        else:
+            a.update(_held(consumer, caller, purpose, key, by_type.get(m.certificate, []), m.later, today))
+            holders.add(key)
+            datasets.update(a.pop("_datasets", []))
+        answers.append(a)
+    consumer._audit(caller, purpose, "materials", "allowed", holder=ids["applicant"],
+                    datasets=sorted(datasets), subject=item_code,
+                    detail={"other_holders": sorted(holders - {ids["applicant"]})} if len(holders) > 1 else None)
+    return {"item": item_code, "name": item.name, "holder": ids["applicant"], "materials": answers}
+
+
+def _held(consumer, caller, purpose, key, datasets, later, today) -> dict:
+    allowed = {}
+    for ds in datasets:
+        d = consumer.access.decide(caller.department, ds, purpose)
+        if d.allowed:
+            allowed[ds] = d
+    if datasets and not allowed:
+        return {"answer": "may_supply_later" if later else "must_submit",
+                "note": "this certificate type is not shared with your department for this purpose"}
+    best = None
+    for r in consumer.catalog.lookup(key, today):
+        if r["dataset"] in allowed and (best is None or RANK.get(r["status"], 9) < RANK.get(best["status"], 9)):
+            best = r
+    if best is None or best["status"] not in ANSWER:
+        return {"answer": "may_supply_later" if later else "not_held", "_datasets": list(allowed)}
+    bundle = disclose(consumer.catalog.bundle(best["record_id"], today), allowed[best["dataset"]].fields)
+    return {"answer": ANSWER[best["status"]], "record_id": best["record_id"], "bundle": bundle,
+            "_datasets": [best["dataset"]]}

@@ -1,0 +1,129 @@
+"""Consumer access: departments, credentials, grants (every change audited), the audit chain
+and a holder's access report."""
+from __future__ import annotations
+
+import argparse
+import json
+
+from exchange.cli import catalog, emit
+
+
+def _access():
+    from catalog.access import Access
+    return Access(catalog().engine, ttl=0)
+
+
+def _out(args, data: dict, text: str) -> None:
+    print(json.dumps(data) if args.json else text)
+
+
+def _sub(add, name, help, commands):
+    sp = add(name, lambda a: a.sub_func(a), help)
+    sub = sp.add_subparsers(dest=f"{name}_command", required=True)
+    for cname, func, chelp, args in commands:
+        p = sub.add_parser(cname, help=chelp)
+        p.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
+        p.set_defaults(sub_func=func)
+        for a, kw in args:
+            p.add_argument(*a, **kw)
+
+
+def cmd_dept_add(args) -> int:
+    _access().add_department(args.id, args.name, args.role, actor=args.actor)
+    _out(args, {"department": args.id, "role": args.role}, f"department {args.id} ({args.role}) saved")
+    return 0
+
+
+def cmd_dept_list(args) -> int:
+    emit(args, _access().departments(), "Departments", ["id", "name", "role", "active", "created_at"])
+    return 0
+
+
+def cmd_cred_issue(args) -> int:
+    cred = _access().issue_credential(args.department, args.days, actor=args.actor)
+    if args.json:
+        print(json.dumps(cred))
+    else:
+        print(f"key for {args.department} (shown once, store it now): {cred['key']}\n"
+              f"key id {cred['key_id']}, expires {cred['expires_at']}")
+    return 0
+
+
+def cmd_cred_revoke(args) -> int:
+    _access().revoke_credential(args.key_id, actor=args.actor)
+    _out(args, {"revoked": args.key_id}, f"key {args.key_id} revoked")
+    return 0
+
+
+def cmd_cred_list(args) -> int:
+    emit(args, _access().credentials(args.department), "Credentials",
+         ["key_id", "department_id", "created_at", "expires_at", "revoked_at"])
+    return 0
+
+
+def cmd_grant_add(args) -> int:
+    fields = args.fields.split(",") if args.fields else None
+    gid = _access().add_grant(args.department, args.dataset, args.purpose, fields, args.days, actor=args.actor)
+    _out(args, {"grant": gid}, f"grant {gid} added")
+    return 0
+
+
+def cmd_grant_revoke(args) -> int:
+    _access().revoke_grant(args.grant_id, actor=args.actor)
+    _out(args, {"revoked": args.grant_id}, f"grant {args.grant_id} revoked")
+    return 0
+
+
+def cmd_grant_list(args) -> int:
+    emit(args, _access().grants(args.department), "Grants",
+         ["id", "department_id", "dataset_id", "purposes", "fields", "expires_at", "revoked_at"])
+    return 0
+
+
+def cmd_audit_verify(args) -> int:
+    from catalog.audit import verify_chain
+    from exchange.errors import VerificationError
+
+    report = verify_chain(catalog().engine)
+    if not report.ok:
+        raise VerificationError(0, "audit chain", f"entry {report.first_bad_seq}: {report.problem} "
+                                                  f"({report.entries} entries verified before it)")
+    emit(args, report.as_dict() if args.json else
+         f"audit chain intact: {report.entries} entries" + (f" ({report.problem})" if report.problem else ""))
+    return 0
+
+
+def cmd_access_report(args) -> int:
+    from catalog.audit import holder_report
+    from catalog.consumer import holder_key
+
+    key = holder_key(args.holder_id)
+    rows = holder_report(catalog().engine, key)
+    emit(args, rows, f"Accesses to the records of {key}",
+         ["seq", "at", "department", "purpose", "action", "datasets", "outcome"])
+    return 0
+
+
+def register(add) -> None:
+    actor = (("--actor",), {"default": "operator", "help": "who makes the change (audited)"})
+    _sub(add, "departments", "consuming departments", [
+        ("add", cmd_dept_add, "add or update a department",
+         [(("id",), {}), (("name",), {}), (("--role",), {"default": "consumer", "choices": ["consumer", "auditor"]}), actor]),
+        ("list", cmd_dept_list, "list departments", [])])
+    _sub(add, "credentials", "API keys of departments (stored as hashes)", [
+        ("issue", cmd_cred_issue, "issue a key (printed once)",
+         [(("department",), {}), (("--days",), {"type": int, "default": 90}), actor]),
+        ("revoke", cmd_cred_revoke, "revoke a key", [(("key_id",), {}), actor]),
+        ("list", cmd_cred_list, "list keys (never the secrets)", [(("--department",), {})])])
+    _sub(add, "grants", "grants on conditionally shared datasets", [
+        ("add", cmd_grant_add, "grant a department a dataset for purposes (and fields)",
+         [(("department",), {}), (("dataset",), {}),
+          (("--purpose",), {"action": "append", "required": True,
+                            "help": "service-item code or case:* (repeat for several)"}),
+          (("--fields",), {"help": "comma-separated field names (default: all)"}),
+          (("--days",), {"type": int, "default": 365}), actor]),
+        ("revoke", cmd_grant_revoke, "revoke a grant", [(("grant_id",), {"type": int}), actor]),
+        ("list", cmd_grant_list, "list grants", [(("--department",), {})])])
+    add("audit-verify", cmd_audit_verify, "verify the access audit log's hash chain (exit 8 at the first break)")
+    add("access-report", cmd_access_report, "who looked at a holder's records, when and why"
+        ).add_argument("holder_id")

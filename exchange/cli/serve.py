@@ -1,0 +1,21 @@
+"""`exchange serve`: the consumer API under uvicorn (OpenAPI at /docs and /openapi.json)."""
+from __future__ import annotations
+
+
+def cmd_serve(args) -> int:
+    import uvicorn
+
+    uvicorn.run("api.app:create_app", factory=True, host=args.host, port=args.port,
+                workers=args.workers, log_level=args.log_level, access_log=args.access_log,
+                loop=args.loop)
+    return 0
+
+
+def register(add) -> None:
+    sp = add("serve", cmd_serve, "run the consumer API (catalogue from EXCHANGE_CATALOG_URL)")
+    sp.add_argument("--host", default="127.0.0.1")
+    sp.add_argument("--port", type=int, default=8000)
+    sp.add_argument("--workers", type=int, default=1)
+    sp.add_argument("--log-level", default="warning")
+    sp.add_argument("--access-log", action="store_true", help="log each request line")
+    sp.add_argument("--loop", default="auto", choices=["auto", "asyncio", "uvloop"])

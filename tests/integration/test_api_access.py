@@ -1,0 +1,206 @@
+"""The access matrix: sharing attribute x grant x purpose x field set, over HTTP, each request
+audited; the audit chain catches tampering."""
+from __future__ import annotations
+
+import itertools
+import json
+from datetime import timedelta
+
+import pytest
+import sqlalchemy as sa
+from fastapi.testclient import TestClient
+
+from catalog import audit
+from catalog.access import now_utc
+from catalog.key_status import read_key_status
+from catalog.verify import verify_bundle
+
+DATASET = "business_licence.market_regulation"
+ITEM, OTHER_ITEM, CASE = "DJ-SCJG-0003", "GG-JY-0001", "case:2026-SZ-000123"
+SOME = ["holder_name", "licence_number", "valid_to"]
+GRANTS = {   # name -> (purposes, fields, expired, revoked)
+    "none": None,
+    "all_fields": ([ITEM], None, False, False),
+    "some_fields": ([ITEM], SOME, False, False),
+    "other_purpose": ([OTHER_ITEM], None, False, False),
+    "any_case": (["case:*"], None, False, False),
+    "expired": ([ITEM], None, True, False),
+    "revoked": ([ITEM], None, False, True),
+}
+PURPOSES = {"item": ITEM, "case": CASE, "missing": None, "unknown": "XX-YY-9999"}
+
+
+@pytest.fixture(scope="module")
+def env(published):
+    from api.app import create_app
+
+    app = create_app(published, rate=10_000, burst=10_000, cache_ttl=0)
+    consumer = app.state.consumer
+    engine = consumer.engine
+    with engine.connect() as c:
+        rid, holder = c.execute(sa.text("select record_id, holder_key from records where status='valid' "
+                                        "order by leaf_index limit 1")).one()
+    return app, consumer, engine, rid, holder, published
+
+
+def expected(sharing, grant, purpose):
+    """(http status, disclosure) by the rules in docs/consumer-api.md."""
+    if purpose in ("missing", "unknown"):
+        return (422 if purpose == "missing" else 400), None
+    if sharing == "not_shared":
+        return 403, None
+    if sharing == "unconditional":
+        return 200, "full"
+    g = GRANTS[grant]
+    if g is None or g[2] or g[3]:
+        return 403, None
+    purposes, fields = g[0], g[1]
+    if not (PURPOSES[purpose] in purposes or (purpose == "case" and "case:*" in purposes)):
+        return 403, None
+    return 200, "full" if fields is None else "partial"
+
+
+def test_access_matrix(env):
+    app, consumer, engine, rid, holder, settings = env
+    jwks = json.loads(settings.jwks_path.read_text())
+    key_status = read_key_status(settings.keys_dir / "key-status.jws")
+    client = TestClient(app)
+    access = consumer.access
+    cases = list(itertools.product(("unconditional", "conditional", "not_shared"), GRANTS, PURPOSES))
+    for i, (sharing, grant, purpose) in enumerate(cases):
+        dept = f"dept-{i}"
+        access.add_department(dept, f"Department {i}")
+        key = access.issue_credential(dept)["key"]
+        g = GRANTS[grant]
+        if g is not None:
+            gid = access.add_grant(dept, DATASET, g[0], g[1])
+            if g[2]:
+                with engine.begin() as c:
+                    c.execute(sa.text("update grants set expires_at = :t where id = :i"),
+                              {"t": now_utc() - timedelta(days=1), "i": gid})
+            if g[3]:
+                access.revoke_grant(gid)
+        with engine.begin() as c:
+            c.execute(sa.text("update datasets set sharing = :s where id = :d"), {"s": sharing, "d": DATASET})
+        access.clear()
+        params = {} if PURPOSES[purpose] is None else {"purpose": PURPOSES[purpose]}
+        headers = {"Authorization": f"Bearer {key}"}
+        want, disclosure = expected(sharing, grant, purpose)
+        before = audit.verify_chain(engine).entries
+        r = client.get(f"/v1/records/{rid}/bundle", params=params, headers=headers)
+        where = f"{sharing} × {grant} × {purpose}"
+        assert r.status_code == want, (where, r.text)
+        assert audit.verify_chain(engine).entries == before + 1, where   # allowed or refused: audited
+        if want != 200:
+            assert r.headers["content-type"] == "application/problem+json", where
+            body = r.json()
+            assert body["status"] == want and "Traceback" not in body["detail"]
+        else:
+            b = r.json()
+            assert b["disclosure"] == disclosure, where
+            if disclosure == "full":
+                assert b["verifiable"] is True
+                verify_bundle(b, jwks, key_status)
+            else:
+                assert b["verifiable"] is False and "signed_tree_head" not in b
+                assert set(b["record"]) == {*SOME, "record_id"}
+        # the holder lookup lists the record exactly when the bundle is allowed
+        r = client.post("/v1/holders/records", params=params, headers=headers, json={"holder_id": holder.lower()})
+        if purpose in ("missing", "unknown"):
+            assert r.status_code == want
+            continue
+        assert r.status_code == 200, r.text
+        listed = [x for x in r.json()["records"] if x["record_id"] == rid]
+        assert bool(listed) == (want == 200), where
+        if listed and disclosure == "partial":
+            assert "licence_number" in listed[0]
+    with engine.begin() as c:
+        c.execute(sa.text("update datasets set sharing = 'unconditional' where id = :d"), {"d": DATASET})
+    assert audit.verify_chain(engine).ok
+
+
+def test_unauthenticated_and_revoked_refused_and_audited(env):
+    app, consumer, engine, rid, holder, _ = env
+    client = TestClient(app)
+    access = consumer.access
+    access.add_department("revoker", "Revoked department")
+    cred = access.issue_credential("revoker")
+    r = client.get(f"/v1/records/{rid}/bundle", params={"purpose": ITEM})
+    assert r.status_code == 401 and r.headers["content-type"] == "application/problem+json"
+    access.revoke_credential(cred["key_id"])
+    r = client.get(f"/v1/records/{rid}/bundle", params={"purpose": ITEM},
+                   headers={"Authorization": f"Bearer {cred['key']}"})
+    assert r.status_code == 401
+    with engine.connect() as c:
+        last = c.execute(sa.text("select department, action, outcome from audit_log order by seq desc limit 3")).all()
+    assert [tuple(x) for x in last] == [("-", "records", "refused:401"), ("operator", "credential.revoke", "done"),
+                                        ("-", "records", "refused:401")]
+
+
+def test_materials_check_and_access_report(env):
+    app, consumer, engine, rid, holder, _ = env
+    client = TestClient(app)
+    access = consumer.access
+    access.add_department("lift-office", "Lift registration office")
+    key = access.issue_credential("lift-office")["key"]
+    h = {"Authorization": f"Bearer {key}"}
+    r = client.post(f"/v1/items/{ITEM}/materials-check", params={"purpose": ITEM}, headers=h,
+                    json={"holder_id": holder})
+    assert r.status_code == 200, r.text
+    answers = {m["material"]: m for m in r.json()["materials"]}
+    assert answers["营业执照"]["answer"] == "held" and answers["营业执照"]["bundle"]["verifiable"]
+    assert answers["安装监督检验报告"]["answer"] == "must_submit"
+    assert answers["安全管理员证书"]["answer"] == "may_supply_later"
+    # the access report is for auditors only, and lists the lookup above
+    r = client.post("/v1/holders/access-report", params={"purpose": "case:audit-1"}, headers=h,
+                    json={"holder_id": holder})
+    assert r.status_code == 403
+    access.add_department("inspectorate", "Inspectorate", role="auditor")
+    ak = access.issue_credential("inspectorate")["key"]
+    r = client.post("/v1/holders/access-report", params={"purpose": "case:audit-1"},
+                    headers={"Authorization": f"Bearer {ak}"}, json={"holder_id": holder})
+    assert r.status_code == 200
+    seen = {(a["department"], a["action"], a["purpose"]) for a in r.json()["accesses"]}
+    assert ("lift-office", "materials", ITEM) in seen and ("lift-office", "access_report", "case:audit-1") in seen
+
+
+def test_rate_limit_per_department(published):
+    from api.app import create_app
+
+    app = create_app(published, rate=1, burst=3, cache_ttl=0)
+    access = app.state.consumer.access
+    access.add_department("busy", "Busy department")
+    h = {"Authorization": f"Bearer {access.issue_credential('busy')['key']}"}
+    codes = [TestClient(app).get("/v1/datasets", params={"purpose": ITEM}, headers=h).status_code
+             for _ in range(5)]
+    assert codes[:3] == [200] * 3 and codes[3] == 429
+    anon = [TestClient(app).get("/v1/datasets", params={"purpose": ITEM}).status_code for _ in range(5)]
+    assert anon[:3] == [401] * 3 and anon[3] == 429      # unauthenticated callers are limited too
+
+
+def test_tampering_with_the_audit_log_is_detected(published, tmp_path):
+    import shutil
+
+    from catalog.db import engine_for
+
+    db = tmp_path / "copy.db"
+    shutil.copy(published.home / "catalog.db", db)
+    engine = engine_for(f"sqlite:///{db}")
+    for i in range(5):
+        audit.append(engine, department="d", purpose=ITEM, action="lookup", outcome="allowed", holder=f"H{i}")
+    report = audit.verify_chain(engine)
+    assert report.ok
+    n = report.entries
+    with engine.begin() as c:      # alter one entry's purpose
+        c.execute(sa.text("update audit_log set purpose = 'case:cover-up' where seq = :s"), {"s": n - 2})
+    r = audit.verify_chain(engine)
+    assert not r.ok and r.first_bad_seq == n - 2 and "altered" in r.problem
+    with engine.begin() as c:
+        c.execute(sa.text("update audit_log set purpose = :p where seq = :s"), {"p": ITEM, "s": n - 2})
+        c.execute(sa.text("delete from audit_log where seq = :s"), {"s": n - 3})
+    r = audit.verify_chain(engine)
+    assert not r.ok and r.first_bad_seq == n - 3 and "missing" in r.problem
+    with engine.begin() as c:     # delete a middle entry and re-link the next: its hash no longer fits
+        c.execute(sa.text("delete from audit_log where seq >= :s"), {"s": n - 1})
+    r = audit.verify_chain(engine)
+    assert not r.ok and r.first_bad_seq == n - 3

@@ -1,0 +1,38 @@
+"""The audit chain: canonical entry bytes, group appends, and every kind of tampering."""
+from __future__ import annotations
+
+import rfc8785
+import sqlalchemy as sa
+
+from catalog import audit
+
+
+def test_entry_bytes_are_rfc8785():
+    row = audit.entry(department="d-1", purpose="case:A-1", action="lookup", outcome="allowed",
+                      holder="91X", datasets=["b", "a"], fields=None, subject='营业执照\n"\x01\u2028',
+                      detail={"records": 3, "reason": "é"})
+    body = {k: audit._at_text(row["at"]) if k == "at" else row[k] for k in audit.BODY_KEYS}
+    assert row["_body"] == rfc8785.dumps(body)
+
+
+def test_group_append_and_tampering(tmp_path):
+    from catalog.db import engine_for
+
+    engine = engine_for(f"sqlite:///{tmp_path / 'c.db'}")
+    rows = [audit.entry(department=f"d{i}", purpose="case:X-1", action="lookup", outcome="allowed")
+            for i in range(6)]
+    assert audit.append_many(engine, rows[:4]) == [1, 2, 3, 4]
+    assert audit.append(engine, **{k: rows[4][k] for k in ("department", "purpose", "action", "outcome")}) == 5
+    assert audit.verify_chain(engine).ok and audit.verify_chain(engine).entries == 5
+    with engine.begin() as c:   # swap two entries' contents
+        a, b = c.execute(sa.text("select department from audit_log where seq in (2, 3) order by seq")).scalars()
+        c.execute(sa.text("update audit_log set department = :d where seq = 2"), {"d": b})
+        c.execute(sa.text("update audit_log set department = :d where seq = 3"), {"d": a})
+    r = audit.verify_chain(engine)
+    assert (r.ok, r.first_bad_seq) == (False, 2)
+    with engine.begin() as c:
+        c.execute(sa.text("update audit_log set department = :d where seq = 2"), {"d": a})
+        c.execute(sa.text("update audit_log set department = :d where seq = 3"), {"d": b})
+        c.execute(sa.text("delete from audit_log where seq = 5"))
+    r = audit.verify_chain(engine)
+    assert (r.ok, r.first_bad_seq) == (False, 5) and "deleted from the end" in r.problem
