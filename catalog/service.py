@@ -13,7 +13,8 @@ from sqlalchemy.orm import Session
 from catalog import status as statuses, store
 from catalog.db import engine_for
 from catalog.keys import KeyStore, head_hash, tree_head_payload
-from catalog.models import AuditEntry, Dataset, DatasetVersion, Record, Run, Source
+from catalog.models import (AuditEntry, Dataset, DatasetVersion, QuarantineEntry, Record, Run,
+                            RunQuality, Source)
 from catalog.verify import make_bundle
 from exchange.errors import NotFound, PublishError
 from exchange.registry import Registration
@@ -90,7 +91,7 @@ class Catalog:
     def fail_run(self, run_id: int, message: str) -> None:
         with self.session() as s, s.begin():
             run = s.get(Run, run_id)
-            if run.state not in FINAL:
+            if run.state not in (*FINAL, "held"):     # a held run keeps its gate's reason
                 run.state, run.message, run.finished_at = "failed", message[:2000], utcnow()
 
     # --- publishing -------------------------------------------------------------------
@@ -219,14 +220,114 @@ class Catalog:
             q = sa.select(Run).order_by(Run.id.desc()).limit(limit)
             if source_id:
                 q = q.where(Run.source_id == source_id)
-            return [{c.name: getattr(r, c.name) for c in Run.__table__.columns}
+            runs = [{c.name: getattr(r, c.name) for c in Run.__table__.columns}
                     for r in s.scalars(q)]
+            docs = dict(s.execute(sa.select(RunQuality.run_id, RunQuality.data_docs).where(
+                RunQuality.run_id.in_([r["id"] for r in runs]))).all())
+            for r in runs:
+                r["data_docs"] = docs.get(r["id"])
+            return runs
 
     def audit(self, department: str, purpose: str, action: str, subject: str | None,
               outcome: str, detail: dict | None = None) -> None:
         with self.session() as s, s.begin():
             s.add(AuditEntry(at=utcnow(), department=department, purpose=purpose, action=action,
                              subject=subject, outcome=outcome, detail=detail))
+
+    # --- quality gates: quarantine queue, drift, Data Docs, size gate ----------------
+    def record_quality(self, run_id: int, **fields) -> None:
+        """Upsert what the quality gates saw in a run (catalog.models.RunQuality)."""
+        with self.session() as s, s.begin():
+            rq = s.get(RunQuality, run_id) or RunQuality(run_id=run_id)
+            for k, v in fields.items():
+                setattr(rq, k, v)
+            s.add(rq)
+
+    def run_quality(self, run_id: int) -> dict:
+        with self.session() as s:
+            rq = s.get(RunQuality, run_id)
+            return {c.name: getattr(rq, c.name) for c in RunQuality.__table__.columns} if rq else {}
+
+    def last_silo_columns(self, source_id: str, before_run: int) -> dict | None:
+        with self.session() as s:
+            return s.scalar(sa.select(RunQuality.silo_columns).join(Run, Run.id == RunQuality.run_id)
+                            .where(Run.source_id == source_id, Run.id < before_run,
+                                   RunQuality.silo_columns.is_not(None))
+                            .order_by(Run.id.desc()).limit(1))
+
+    def current_size(self, dataset: str) -> int | None:
+        with self.session() as s:
+            return s.scalar(sa.select(DatasetVersion.tree_size).join(
+                Dataset, sa.and_(Dataset.id == DatasetVersion.dataset_id,
+                                 Dataset.current_version == DatasetVersion.version))
+                .where(Dataset.id == dataset))
+
+    def hold_run(self, run_id: int, reason: str) -> None:
+        with self.session() as s, s.begin():
+            run = s.get(Run, run_id)
+            if run.state not in FINAL:
+                run.state, run.message, run.finished_at = "held", reason[:2000], utcnow()
+
+    def approve_run(self, source_id: str, run_key: str, by: str, note: str) -> Run:
+        """A steward lets a held run publish despite its gate."""
+        run = self.get_run(source_id, run_key)
+        if run.state != "held":
+            raise NotFound(f"run {run_key!r} of {source_id!r} is {run.state}, not held; "
+                           "only held runs need approval (see `exchange runs`)")
+        self.record_quality(run.id, approved_by=by, approved_at=utcnow(), approval_note=note)
+        return run
+
+    def sync_quarantine(self, run_id: int, source_id: str, dataset: str, rows) -> dict:
+        """This run's quarantined rows (dicts with key, reasons, values, raw) into the queue.
+        Rows seen again stay (a review is kept); entries this run did not quarantine leave."""
+        now, seen = utcnow(), {}
+        for r in rows:
+            e = seen.setdefault(r["key"], {**r, "reasons": []})
+            e["reasons"] = list(dict.fromkeys([*e["reasons"], *r["reasons"]]))
+        counts = {"new": 0, "still": 0, "resolved": 0}
+        with self.session() as s, s.begin():
+            entries = {e.key: e for e in s.scalars(
+                sa.select(QuarantineEntry).where(QuarantineEntry.source_id == source_id))}
+            for key, r in seen.items():
+                e = entries.get(key)
+                if e is None:
+                    s.add(QuarantineEntry(source_id=source_id, dataset_id=dataset, key=key,
+                                          state="open", reasons=r["reasons"], values=r["values"],
+                                          raw=r["raw"], first_run_id=run_id, last_run_id=run_id,
+                                          first_seen=now, last_seen=now))
+                    counts["new"] += 1
+                    continue
+                if e.state == "resolved":
+                    e.state, e.resolved_run_id, e.resolved_at = "open", None, None
+                e.reasons, e.values, e.raw = r["reasons"], r["values"], r["raw"]
+                e.last_run_id, e.last_seen = run_id, now
+                counts["still"] += 1
+            for key, e in entries.items():
+                if key not in seen and e.state != "resolved":
+                    e.state, e.resolved_run_id, e.resolved_at = "resolved", run_id, now
+                    counts["resolved"] += 1
+        return counts
+
+    def quarantine(self, dataset: str, include_resolved: bool = False) -> list[dict]:
+        with self.session() as s:
+            q = sa.select(QuarantineEntry).where(QuarantineEntry.dataset_id == dataset)
+            if not include_resolved:
+                q = q.where(QuarantineEntry.state != "resolved")
+            return [{c.name: getattr(e, c.name) for c in QuarantineEntry.__table__.columns}
+                    for e in s.scalars(q.order_by(QuarantineEntry.id))]
+
+    def review_quarantine(self, dataset: str, key: str, by: str, note: str) -> dict:
+        with self.session() as s, s.begin():
+            e = s.scalar(sa.select(QuarantineEntry).where(QuarantineEntry.dataset_id == dataset,
+                                                          QuarantineEntry.key == key))
+            if e is None:
+                raise NotFound(f"no quarantined row {key!r} in {dataset!r}; "
+                               f"list them with `exchange quarantine {dataset}`")
+            if e.state == "open":
+                e.state = "reviewed"
+            e.reviewed_by, e.review_note, e.reviewed_at = by, note, utcnow()
+            return {"dataset": dataset, "key": key, "state": e.state, "reviewed_by": by,
+                    "review_note": note}
 
 
 def _insert_index(s: Session, dataset: str, version: int, index_path: Path) -> None:

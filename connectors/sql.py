@@ -53,6 +53,10 @@ class SqlConnector:
         return sa.create_engine(self.settings.url)
 
     def columns(self) -> list[str]:
+        return list(self.column_types())
+
+    def column_types(self) -> dict[str, str]:
+        """Column name -> the silo's declared type (schema drift checks compare these)."""
         engine = self._engine()
         try:
             insp = sa.inspect(engine)
@@ -60,7 +64,7 @@ class SqlConnector:
             if self.settings.table not in tables:
                 raise SourceError(f"source {self.source_id}: the silo has no table "
                                   f"{self.settings.table!r}; it has: {', '.join(tables) or '(none)'}")
-            return [c["name"] for c in insp.get_columns(self.settings.table)]
+            return {c["name"]: str(c["type"]) for c in insp.get_columns(self.settings.table)}
         except sa.exc.SQLAlchemyError as exc:
             raise self._fail("could not inspect table", exc) from exc
         finally:

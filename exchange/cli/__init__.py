@@ -12,7 +12,7 @@ import sys
 from exchange.errors import ExchangeError
 
 GROUPS = ["exchange.cli.records", "exchange.cli.demo", "exchange.cli.items", "exchange.cli.keys",
-          "exchange.cli.integrity"]
+          "exchange.cli.integrity", "exchange.cli.quality"]
 
 
 def catalog():
