@@ -91,7 +91,7 @@ class Catalog:
     def fail_run(self, run_id: int, message: str) -> None:
         with self.session() as s, s.begin():
             run = s.get(Run, run_id)
-            if run.state not in (*FINAL, "held"):     # a held run keeps its gate's reason
+            if run.state not in FINAL:
                 run.state, run.message, run.finished_at = "failed", message[:2000], utcnow()
 
     # --- publishing -------------------------------------------------------------------

@@ -39,6 +39,8 @@ def _records_failure(stage):
     def wrapper(source_id: str, key: str, *args, **kwargs):
         try:
             return stage(source_id, key, *args, **kwargs)
+        except GateHeld:                 # the run waits for a steward: held, not failed
+            raise
         except Exception as exc:
             try:
                 from catalog.service import Catalog
