@@ -1,4 +1,4 @@
-"""Benchmarks: `./run bench [path|publish] [--rows N] [--sample N]`. Prints figures; asserts nothing."""
+"""Benchmarks: `./run bench [path|publish|validate] [--rows N] [--sample N]`. Prints figures; asserts nothing."""
 from __future__ import annotations
 
 import argparse
@@ -7,7 +7,7 @@ import sys
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="bench")
-    p.add_argument("name", nargs="?", default="path", choices=["path", "publish"])
+    p.add_argument("name", nargs="?", default="path", choices=["path", "publish", "validate"])
     p.add_argument("--rows", type=int, default=1_000_000)
     p.add_argument("--sample", type=int, default=50_000, help="rows for the naive baseline")
     p.add_argument("--bundles", type=int, default=1000, help="publish: bundles to verify")
@@ -15,6 +15,9 @@ def main(argv=None) -> int:
     if args.name == "publish":
         from bench import publish
         return publish.main(args.rows, args.sample, args.bundles)
+    if args.name == "validate":
+        from bench import validate
+        return validate.main(args.rows)
     from bench import path
     return path.main(args.rows, args.sample)
 

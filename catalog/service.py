@@ -279,34 +279,38 @@ class Catalog:
 
     def sync_quarantine(self, run_id: int, source_id: str, dataset: str, rows) -> dict:
         """This run's quarantined rows (dicts with key, reasons, values, raw) into the queue.
-        Rows seen again stay (a review is kept); entries this run did not quarantine leave."""
+        Rows seen again stay (a review is kept); entries this run did not quarantine leave.
+        Bulk statements: a broken export can quarantine a million rows."""
         now, seen = utcnow(), {}
         for r in rows:
-            e = seen.setdefault(r["key"], {**r, "reasons": []})
-            e["reasons"] = list(dict.fromkeys([*e["reasons"], *r["reasons"]]))
-        counts = {"new": 0, "still": 0, "resolved": 0}
+            e = seen.get(r["key"])
+            if e is None:
+                seen[r["key"]] = {**r, "reasons": list(r["reasons"])}
+            else:
+                e["reasons"] = list(dict.fromkeys([*e["reasons"], *r["reasons"]]))
+        T = QuarantineEntry.__table__
         with self.session() as s, s.begin():
-            entries = {e.key: e for e in s.scalars(
-                sa.select(QuarantineEntry).where(QuarantineEntry.source_id == source_id))}
-            for key, r in seen.items():
-                e = entries.get(key)
-                if e is None:
-                    s.add(QuarantineEntry(source_id=source_id, dataset_id=dataset, key=key,
-                                          state="open", reasons=r["reasons"], values=r["values"],
-                                          raw=r["raw"], first_run_id=run_id, last_run_id=run_id,
-                                          first_seen=now, last_seen=now))
-                    counts["new"] += 1
-                    continue
-                if e.state == "resolved":
-                    e.state, e.resolved_run_id, e.resolved_at = "open", None, None
-                e.reasons, e.values, e.raw = r["reasons"], r["values"], r["raw"]
-                e.last_run_id, e.last_seen = run_id, now
-                counts["still"] += 1
-            for key, e in entries.items():
-                if key not in seen and e.state != "resolved":
-                    e.state, e.resolved_run_id, e.resolved_at = "resolved", run_id, now
-                    counts["resolved"] += 1
-        return counts
+            known = dict(s.execute(sa.select(T.c.key, T.c.id).where(T.c.source_id == source_id)).all())
+            new = [{"source_id": source_id, "dataset_id": dataset, "key": k, "state": "open",
+                    "reasons": r["reasons"], "values": r["values"], "raw": r["raw"],
+                    "first_run_id": run_id, "last_run_id": run_id, "first_seen": now, "last_seen": now}
+                   for k, r in seen.items() if k not in known]
+            again = [{"b_id": known[k], "reasons": r["reasons"], "values": r["values"],
+                      "raw": r["raw"]} for k, r in seen.items() if k in known]
+            if new:
+                s.execute(sa.insert(T), new)
+            if again:
+                s.connection().execute(
+                    T.update().where(T.c.id == sa.bindparam("b_id")).values(
+                        reasons=sa.bindparam("reasons"), values=sa.bindparam("values"),
+                        raw=sa.bindparam("raw"), last_run_id=run_id, last_seen=now), again)
+                s.execute(T.update().where(T.c.source_id == source_id, T.c.last_run_id == run_id,
+                                           T.c.state == "resolved")
+                          .values(state="open", resolved_run_id=None, resolved_at=None))
+            resolved = s.execute(T.update().where(
+                T.c.source_id == source_id, T.c.last_run_id != run_id, T.c.state != "resolved")
+                .values(state="resolved", resolved_run_id=run_id, resolved_at=now)).rowcount
+        return {"new": len(new), "still": len(again), "resolved": resolved}
 
     def quarantine(self, dataset: str, include_resolved: bool = False) -> list[dict]:
         with self.session() as s:

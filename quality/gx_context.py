@@ -36,14 +36,22 @@ class Gx:
         asset = self.context.data_sources.add_pandas("exchange").add_dataframe_asset("rows")
         self.batch_definition = asset.add_batch_definition_whole_dataframe("whole")
 
-    def validate(self, df, suite, parameters: dict | None = None, keep_as: str | None = None):
-        """Validate a frame; with keep_as, the result is kept for this run's Data Docs."""
+    def validate(self, df, suite, parameters: dict | None = None):
         batch = self.batch_definition.get_batch(batch_parameters={"dataframe": df})
         result = batch.validate(suite, result_format=RESULT_FORMAT,
                                 expectation_parameters=parameters or {})
-        if keep_as and self.docs_dir is not None:
-            self._keep(result, suite.name, keep_as)
         return result
+
+    def keep(self, result, keep_as: str) -> None:
+        """Keep a result for this run's Data Docs, without its per-row lists (the
+        quarantine file holds the rows; counts and percentages stay)."""
+        if self.docs_dir is None:
+            return
+        for r in result.results:
+            for k in ("unexpected_list", "unexpected_index_list", "partial_unexpected_list",
+                      "partial_unexpected_index_list", "partial_unexpected_counts"):
+                r.result.pop(k, None)
+        self._keep(result, result.suite_name, keep_as)
 
     def _keep(self, result, suite_name: str, batch_name: str) -> None:
         from great_expectations.core.run_identifier import RunIdentifier

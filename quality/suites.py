@@ -70,14 +70,16 @@ def read(type_name: str, extra: list[dict] | tuple = ()) -> dict:
     return data
 
 
-def to_gx(data: dict, *, version_wide: bool):
-    """A GX ExpectationSuite with the row-level (or the version-wide) expectations of `data`."""
+def to_gx(data: dict, *, version_wide: bool | None = None):
+    """A GX ExpectationSuite with the row-level (or the version-wide, or None: all)
+    expectations of `data`."""
     import great_expectations as gx
 
     from quality import expectations as _custom  # noqa: F401  registers the custom types
 
     picked = [{"type": e["type"], "kwargs": e["kwargs"], "meta": e.get("meta") or {}}
-              for e in data["expectations"] if (e["type"] in VERSION_WIDE) == version_wide]
+              for e in data["expectations"]
+              if version_wide is None or (e["type"] in VERSION_WIDE) == version_wide]
     return gx.ExpectationSuite(name=data["name"] + (".version" if version_wide else ""),
                                expectations=picked)
 
