@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -28,12 +29,33 @@ def _prepare(silo_path) -> None:
     stages.conform(SOURCE, "bench")
 
 
-def _ours() -> dict:
+def _ours(key: str) -> dict:
+    """stages.validate on a copy of the staged run: the split (GX, accepted and quarantine
+    files, Data Docs) and the catalogue's quarantine queue and counts."""
+    import quality.validate as qv
     from exchange import stages
+    from exchange.settings import get_settings
 
-    t = time.perf_counter()
-    out = stages.validate(SOURCE, "bench", TODAY)
-    return {"seconds": time.perf_counter() - t, **out}
+    staging = get_settings().staging_dir / SOURCE
+    (staging / key).mkdir(exist_ok=True)
+    for name in ("extracted.parquet", "conformed.parquet"):
+        shutil.copy(staging / "bench" / name, staging / key / name)
+    split, timed = qv.validate, {}
+
+    def timed_split(*a, **k):
+        t = time.perf_counter()
+        try:
+            return split(*a, **k)
+        finally:
+            timed["split"] = time.perf_counter() - t
+
+    qv.validate = timed_split
+    try:
+        t = time.perf_counter()
+        out = stages.validate(SOURCE, key, TODAY)
+        return {"seconds": time.perf_counter() - t, **timed, **out}
+    finally:
+        qv.validate = split
 
 
 def _stock(conformed) -> dict:
@@ -56,7 +78,7 @@ def _stock(conformed) -> dict:
             "expectations": len(result.results)}
 
 
-def main(rows: int) -> int:
+def main(rows: int, rounds: int = 2) -> int:
     os.environ["EXCHANGE_HOME"] = tempfile.mkdtemp(prefix="bench-validate-")
     os.environ.setdefault("EXCHANGE_KEY_PASSPHRASE", "bench passphrase, not a secret")
     from exchange.settings import get_settings, reset_settings
@@ -68,8 +90,14 @@ def main(rows: int) -> int:
     print(f"extract + conform of {rows:,} rows: {time.perf_counter() - t:.1f}s (not timed below)",
           file=sys.stderr)
     workdir = get_settings().staging_dir / SOURCE / "bench"
-    stock = _stock(workdir / "conformed.parquet")      # first: it gets the warm-up, not us
-    ours = _ours()
+    stocks, ourss = [], []
+    for r in range(rounds):          # interleaved; the best of each (the machine may be shared)
+        stocks.append(_stock(workdir / "conformed.parquet"))
+        ourss.append(_ours(f"bench-{r + 1}"))
+    stock = min(stocks, key=lambda x: x["seconds"])
+    ours = min(ourss, key=lambda x: x["seconds"])
+    print("rounds (s): stock GX " + ", ".join(f"{x['seconds']:.2f}" for x in stocks)
+          + "; project " + ", ".join(f"{x['seconds']:.2f} (split {x['split']:.2f})" for x in ourss))
     n = ours["extracted"]
     ours_rate, stock_rate = n / ours["seconds"], stock["rows"] / stock["seconds"]
     print(f"project quality step: {n:,} rows in {ours['seconds']:.2f}s = {ours_rate:,.0f} rows/s "
@@ -77,6 +105,9 @@ def main(rows: int) -> int:
           f"quarantine file and queue, Data Docs at {ours['data_docs']})")
     print(f"stock GX, same suite and frame, COMPLETE: {stock['rows']:,} rows in "
           f"{stock['seconds']:.2f}s = {stock_rate:,.0f} rows/s ({stock['failing_rows']:,} failing rows)")
+    print(f"  of which the split (GX validation, accepted and quarantine files, Data Docs): "
+          f"{ours['split']:.2f}s = {n / ours['split']:,.0f} rows/s; the rest is the catalogue's "
+          "quarantine queue and counts")
     print(f"ratio: {ours_rate / stock_rate:.1f}x (target >= 2x)")
     print(json.dumps({"rows": n, "project_rows_per_s": round(ours_rate),
                       "stock_gx_rows_per_s": round(stock_rate),

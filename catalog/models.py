@@ -130,8 +130,7 @@ class QuarantineEntry(Base):
     key: Mapped[str] = mapped_column(String(128))
     state: Mapped[str] = mapped_column(String(16))
     reasons: Mapped[list] = mapped_column(JSON)
-    values: Mapped[str | None] = mapped_column(Text)
-    raw: Mapped[str | None] = mapped_column(Text)
+    values: Mapped[str | None] = mapped_column(Text)              # the raw row: the run's quarantine file
     first_run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"))
     last_run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"))
     first_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -278,7 +278,7 @@ class Catalog:
         return run
 
     def sync_quarantine(self, run_id: int, source_id: str, dataset: str, rows) -> dict:
-        """This run's quarantined rows (dicts with key, reasons, values, raw) into the queue.
+        """This run's quarantined rows (dicts with key, reasons, values) into the queue.
         Rows seen again stay (a review is kept); entries this run did not quarantine leave.
         Bulk statements: a broken export can quarantine a million rows."""
         now, seen = utcnow(), {}
@@ -292,18 +292,18 @@ class Catalog:
         with self.session() as s, s.begin():
             known = dict(s.execute(sa.select(T.c.key, T.c.id).where(T.c.source_id == source_id)).all())
             new = [{"source_id": source_id, "dataset_id": dataset, "key": k, "state": "open",
-                    "reasons": r["reasons"], "values": r["values"], "raw": r["raw"],
+                    "reasons": r["reasons"], "values": r["values"],
                     "first_run_id": run_id, "last_run_id": run_id, "first_seen": now, "last_seen": now}
                    for k, r in seen.items() if k not in known]
-            again = [{"b_id": known[k], "reasons": r["reasons"], "values": r["values"],
-                      "raw": r["raw"]} for k, r in seen.items() if k in known]
+            again = [{"b_id": known[k], "reasons": r["reasons"], "values": r["values"]}
+                     for k, r in seen.items() if k in known]
             if new:
                 s.execute(sa.insert(T), new)
             if again:
                 s.connection().execute(
                     T.update().where(T.c.id == sa.bindparam("b_id")).values(
                         reasons=sa.bindparam("reasons"), values=sa.bindparam("values"),
-                        raw=sa.bindparam("raw"), last_run_id=run_id, last_seen=now), again)
+                        last_run_id=run_id, last_seen=now), again)
                 s.execute(T.update().where(T.c.source_id == source_id, T.c.last_run_id == run_id,
                                            T.c.state == "resolved")
                           .values(state="open", resolved_run_id=None, resolved_at=None))
@@ -313,12 +313,15 @@ class Catalog:
         return {"new": len(new), "still": len(again), "resolved": resolved}
 
     def quarantine(self, dataset: str, include_resolved: bool = False) -> list[dict]:
+        """The queue; `last_run_key` names the run whose quarantine file holds the raw row."""
         with self.session() as s:
-            q = sa.select(QuarantineEntry).where(QuarantineEntry.dataset_id == dataset)
+            q = (sa.select(QuarantineEntry, Run.run_key)
+                 .join(Run, Run.id == QuarantineEntry.last_run_id)
+                 .where(QuarantineEntry.dataset_id == dataset))
             if not include_resolved:
                 q = q.where(QuarantineEntry.state != "resolved")
-            return [{c.name: getattr(e, c.name) for c in QuarantineEntry.__table__.columns}
-                    for e in s.scalars(q.order_by(QuarantineEntry.id))]
+            return [{**{c.name: getattr(e, c.name) for c in QuarantineEntry.__table__.columns},
+                     "last_run_key": key} for e, key in s.execute(q.order_by(QuarantineEntry.id))]
 
     def review_quarantine(self, dataset: str, key: str, by: str, note: str) -> dict:
         with self.session() as s, s.begin():

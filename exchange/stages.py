@@ -137,7 +137,7 @@ def validate(source_id: str, key: str, today: date | None = None) -> dict:
 def _queue_quarantine(catalog, reg, run_id: int, outcome) -> None:
     import pyarrow.parquet as pq
 
-    cols = ["key", "reasons", "values", "raw"]
+    cols = ["key", "reasons", "values"]     # the raw rows stay in the run's quarantine file
     rows = (r for b in pq.ParquetFile(outcome.quarantine_path).iter_batches(columns=cols)
             for r in b.to_pylist())
     catalog.sync_quarantine(run_id, reg.id, reg.dataset, rows)

@@ -28,9 +28,12 @@ from quality.suites import suite_columns
 from schemas.conform import ROW, UNPARSED
 from schemas.types import CertificateType
 
-QUARANTINE_SCHEMA = pa.schema([
-    (ROW, pa.int64()), ("key", pa.string()), ("reasons", pa.list_(pa.string())),
-    ("values", pa.string()), ("raw", pa.string())])
+def quarantine_schema(raw_schema: pa.Schema) -> pa.Schema:
+    """One row per failing silo row: `raw` keeps the silo's own row as it was extracted."""
+    return pa.schema([(ROW, pa.int64()), ("key", pa.string()), ("reasons", pa.list_(pa.string())),
+                      ("values", pa.string()), ("raw", pa.struct(list(raw_schema)))])
+
+
 _Gx = Gx   # older name
 
 
@@ -122,7 +125,8 @@ def validate(conformed: Path, extracted: Path, ctype: CertificateType, out_dir: 
     n_in = n_ok = n_bad = 0
     conf_file, raw_file = pq.ParquetFile(conformed), pq.ParquetFile(extracted)
     ok_writer = staging.writer(tmp["accepted"], conf_file.schema_arrow)
-    bad_writer = staging.writer(tmp["quarantine"], QUARANTINE_SCHEMA)
+    q_schema = quarantine_schema(raw_file.schema_arrow)
+    bad_writer = staging.writer(tmp["quarantine"], q_schema)
     batches = ((b, r, _to_pandas(b.select(columns))) for b, r in
                _aligned_batches(conf_file, raw_file, batch_rows))
     writes, pending = ThreadPoolExecutor(1), []
@@ -135,7 +139,7 @@ def validate(conformed: Path, extracted: Path, ctype: CertificateType, out_dir: 
             bad[list(reasons)] = True
             mask = pa.array(bad)
             pending.append(writes.submit(ok_writer.write_table, batch.filter(pc.invert(mask))))
-            quarantined = _quarantine_rows(batch, raw, reasons, key_field)
+            quarantined = _quarantine_rows(batch, raw, reasons, key_field, q_schema)
             pending.append(writes.submit(bad_writer.write_table, quarantined))
             for rs in reasons.values():
                 counts.update(set(rs))
@@ -247,20 +251,19 @@ def _columns_of(reason: str) -> list[str]:
     return [c for c in reason.split("(", 1)[1].rstrip(")").split(",") if c]
 
 
-def _quarantine_rows(batch, raw, reasons: dict[int, list[str]], key_field: str | None) -> pa.Table:
+def _quarantine_rows(batch, raw, reasons: dict[int, list[str]], key_field: str | None,
+                     schema: pa.Schema) -> pa.Table:
     """The failing rows: reasons, the offending values (the silo's own text for dates) and
-    the raw silo row, as columns read once for the whole batch."""
+    the raw silo row (kept as Arrow, not re-encoded row by row)."""
     if not reasons:
-        return QUARANTINE_SCHEMA.empty_table()
+        return schema.empty_table()
     idx = sorted(reasons)
     take = pa.array(idx)
     named = {c for rs in reasons.values() for r in set(rs) for c in _columns_of(r)}
     wanted = [c for c in batch.schema.names
               if c in named or c.removeprefix(UNPARSED) in named or c in (ROW, key_field)]
     conf = batch.select(wanted).take(take).to_pydict()
-    raw_cols = raw.take(take).to_pydict()
-    names = list(raw_cols)
-    raws = [dict(zip(names, v)) for v in zip(*raw_cols.values())]
+    raw_rows = raw.take(take).combine_chunks()
     nulls = [None] * len(idx)
     # dates: the silo's own text says more than the (null) parsed value
     shown = {c: (conf.get(UNPARSED + c) or nulls, conf.get(c) or nulls) for c in named}
@@ -268,7 +271,11 @@ def _quarantine_rows(batch, raw, reasons: dict[int, list[str]], key_field: str |
     for n, i in enumerate(idx):
         cols = dict.fromkeys(c for r in reasons[i] for c in _columns_of(r))
         values.append(_ENCODE({c: shown[c][0][n] or shown[c][1][n] for c in cols}))
-    keys = conf[key_field] if key_field else [None] * len(idx)
-    return pa.table({ROW: conf[ROW], "key": [row_key(k, r) for k, r in zip(keys, raws)],
-                     "reasons": [reasons[i] for i in idx], "values": values,
-                     "raw": [_ENCODE(r) for r in raws]}, schema=QUARANTINE_SCHEMA)
+    keys = list(conf[key_field]) if key_field else list(nulls)
+    for n in (n for n, k in enumerate(keys) if not k):       # rare: hash the silo row
+        keys[n] = row_key(None, raw_rows.slice(n, 1).to_pylist()[0])
+    raw_struct = pa.StructArray.from_arrays(
+        [c.combine_chunks() if isinstance(c, pa.ChunkedArray) else c for c in raw_rows.columns],
+        fields=list(raw_rows.schema))
+    return pa.table({ROW: conf[ROW], "key": keys, "reasons": [reasons[i] for i in idx],
+                     "values": values, "raw": raw_struct}, schema=schema)

@@ -28,6 +28,7 @@ def cmd_quarantine(args) -> int:
     dataset = args.words[0]
     entries = catalog().quarantine(dataset, include_resolved=args.all)
     summary = queue_summary(entries, args.samples)
+    _with_raw_rows(entries)
     if args.json:
         print(json.dumps({"dataset": dataset, **summary, "entries": entries},
                          ensure_ascii=False, indent=1, default=str))
@@ -40,6 +41,16 @@ def cmd_quarantine(args) -> int:
                           for e in entries if e["key"] in picked],
           ["key", "state", "reasons", "values", "review_note"])
     return 0
+
+
+def _with_raw_rows(entries: list[dict]) -> None:
+    """Each entry's raw silo row, from the quarantine file of the run that last saw it."""
+    from exchange.settings import get_settings
+    from quality.quarantine_store import raw_rows
+
+    raws = raw_rows(get_settings().staging_dir, entries)
+    for e in entries:
+        e["raw"] = raws.get((e["source_id"], e["key"]))
 
 
 def _review(args) -> int:

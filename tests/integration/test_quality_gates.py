@@ -59,7 +59,7 @@ def test_quarantine_queue_lists_reasons_keeps_reviews_and_lets_fixed_rows_leave(
     assert sum(queue["by_reason"].values()) >= run1["quarantined"] - len(manifest["duplicate_licence_number"])
     assert queue["samples"][NOT_NULL_NAME]
 
-    entries = {json.loads(e["raw"])["ID"]: e for e in queue["entries"]}
+    entries = {e["raw"]["ID"]: e for e in queue["entries"]}
     fixed_id = next(i for i in map(str, manifest["blank_holder_name"])
                     if entries[i]["reasons"] == [NOT_NULL_NAME])
     reviewed_id = next(str(i) for i in manifest["bad_uscc_check"] if str(i) != fixed_id)
@@ -70,13 +70,13 @@ def test_quarantine_queue_lists_reasons_keeps_reviews_and_lets_fixed_rows_leave(
 
     _sql(path, (f"UPDATE {TABLE} SET QYMC = ? WHERE ID = ?", ("杭州示例科技有限公司", fixed_id)))
     stages.run_all(SOURCE, "r2")
-    after = {json.loads(e["raw"])["ID"]: e for e in _cli_json(capsys, "quarantine", DATASET)["entries"]}
+    after = {e["raw"]["ID"]: e for e in _cli_json(capsys, "quarantine", DATASET)["entries"]}
     assert fixed_id not in after, "a row the silo fixed leaves the queue"
     assert after[reviewed_id]["state"] == "reviewed"
     assert after[reviewed_id]["review_note"].startswith("asked the registry")
     assert set(after) == set(entries) - {fixed_id}
     everything = _cli_json(capsys, "quarantine", DATASET, "--all")["entries"]
-    gone = next(e for e in everything if json.loads(e["raw"])["ID"] == fixed_id)
+    gone = next(e for e in everything if e["raw"]["ID"] == fixed_id)
     assert gone["state"] == "resolved" and gone["resolved_run_id"] == _catalog().runs(SOURCE)[0]["id"]
 
 

@@ -22,7 +22,6 @@ def upgrade() -> None:
     sa.Column('state', sa.String(length=16), nullable=False),
     sa.Column('reasons', sa.JSON(), nullable=False),
     sa.Column('values', sa.Text(), nullable=True),
-    sa.Column('raw', sa.Text(), nullable=True),
     sa.Column('first_run_id', sa.Integer(), nullable=False),
     sa.Column('last_run_id', sa.Integer(), nullable=False),
     sa.Column('first_seen', sa.DateTime(timezone=True), nullable=False),
