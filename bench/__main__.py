@@ -8,6 +8,7 @@ import sys
 BENCHES = {  # name -> (module, what it measures)
     "path": ("bench.path", "the whole path vs the naive baseline (issue 2)"),
     "extract": ("bench.extract", "extraction vs pandas.read_sql and Arrow-native readers (issue 4)"),
+    "validate": ("bench.validate", "the quality step vs stock GX with COMPLETE results (issue 5)"),
     "publish": ("bench.publish", "publishing vs json.dumps + a signature per record (issue 6)"),
     "api": ("bench.api", "lookups over HTTP with auth, purpose check and audit (issue 7)"),
 }
@@ -30,7 +31,7 @@ def main(argv=None) -> int:
     if args.name == "api":
         return module.main(args.rows, args.seconds, args.workers, conns=args.conns,
                            backends=args.backend or ("sqlite", "postgresql"))
-    if args.name == "extract":
+    if args.name in ("extract", "validate"):
         return module.main(args.rows)
     if args.name == "publish":
         return module.main(args.rows, args.sample, args.bundles)

@@ -62,7 +62,7 @@ def naive(silo_path: str, sample: int) -> dict:
 
     import great_expectations as gx
 
-    from quality.suites import build_suite
+    from quality import suites
     from schemas.types import get_type
 
     ctype = get_type("business_licence")
@@ -82,7 +82,8 @@ def naive(silo_path: str, sample: int) -> dict:
     context = gx.get_context(mode="ephemeral")      # stock GX: no tuning
     batch = (context.data_sources.add_pandas("naive").add_dataframe_asset("rows")
              .add_batch_definition_whole_dataframe("all").get_batch(batch_parameters={"dataframe": df}))
-    result = batch.validate(build_suite(ctype, TODAY), result_format="COMPLETE")
+    result = batch.validate(suites.to_gx(suites.read(ctype.name)), result_format="COMPLETE",
+                            expectation_parameters={"today": TODAY.isoformat()})
     bad = {i for r in result.results for i in (r.result.get("unexpected_index_list") or [])}
     t2 = time.perf_counter()
 

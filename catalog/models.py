@@ -188,3 +188,41 @@ class TakenFile(Base):
     name: Mapped[str] = mapped_column(String(512))
     run_key: Mapped[str] = mapped_column(String(255))
     taken_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class QuarantineEntry(Base):
+    """A quarantined silo row, identified across runs by `key` (quality/validate.py::row_key).
+    open -> reviewed (a steward's note) -> resolved (a later run accepted it or no longer saw it)."""
+    __tablename__ = "quarantine_entries"
+    __table_args__ = (Index("ix_quarantine_source_key", "source_id", "key", unique=True),
+                      Index("ix_quarantine_dataset_state", "dataset_id", "state"))
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    source_id: Mapped[str] = mapped_column(String(128), ForeignKey("sources.id"))
+    dataset_id: Mapped[str] = mapped_column(String(128), ForeignKey("datasets.id"))
+    key: Mapped[str] = mapped_column(String(128))
+    state: Mapped[str] = mapped_column(String(16))
+    reasons: Mapped[list] = mapped_column(JSON)
+    values: Mapped[str | None] = mapped_column(Text)              # the raw row: the run's quarantine file
+    first_run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"))
+    last_run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"))
+    first_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    resolved_run_id: Mapped[int | None] = mapped_column(Integer)
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    reviewed_by: Mapped[str | None] = mapped_column(String(128))
+    review_note: Mapped[str | None] = mapped_column(Text)
+    reviewed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class RunQuality(Base):
+    """What the quality gates saw in a run: silo columns, drift, Data Docs, the size gate."""
+    __tablename__ = "run_quality"
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"), primary_key=True)
+    silo_columns: Mapped[dict | None] = mapped_column(JSON)        # column -> Arrow type
+    unmapped_columns: Mapped[list | None] = mapped_column(JSON)
+    new_columns: Mapped[list | None] = mapped_column(JSON)         # unmapped and not seen before
+    data_docs: Mapped[str | None] = mapped_column(Text)            # index.html of the run's Data Docs
+    size_gate: Mapped[dict | None] = mapped_column(JSON)           # previous, accepted, change, limit
+    approved_by: Mapped[str | None] = mapped_column(String(128))
+    approved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    approval_note: Mapped[str | None] = mapped_column(Text)

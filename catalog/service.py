@@ -13,7 +13,8 @@ from sqlalchemy.orm import Session
 from catalog import status as statuses, store
 from catalog.db import engine_for
 from catalog.keys import KeyStore, head_hash, tree_head_payload
-from catalog.models import Dataset, DatasetVersion, Record, Run, Source, TakenFile, Watermark
+from catalog.models import (AuditEntry, Dataset, DatasetVersion, QuarantineEntry, Record, Run,
+                            RunQuality, Source, TakenFile, Watermark)
 from catalog.verify import make_bundle
 from exchange.errors import NotFound, PublishError
 from exchange.registry import Registration
@@ -257,8 +258,13 @@ class Catalog:
             q = sa.select(Run).order_by(Run.id.desc()).limit(limit)
             if source_id:
                 q = q.where(Run.source_id == source_id)
-            return [{c.name: getattr(r, c.name) for c in Run.__table__.columns}
+            runs = [{c.name: getattr(r, c.name) for c in Run.__table__.columns}
                     for r in s.scalars(q)]
+            docs = dict(s.execute(sa.select(RunQuality.run_id, RunQuality.data_docs).where(
+                RunQuality.run_id.in_([r["id"] for r in runs]))).all())
+            for r in runs:
+                r["data_docs"] = docs.get(r["id"])
+            return runs
 
     def audit(self, department: str, purpose: str, action: str, subject: str | None,
               outcome: str, detail: dict | None = None) -> None:
@@ -266,6 +272,111 @@ class Catalog:
         audit.append(self.engine, department=department, purpose=purpose, action=action,
                      subject=subject, outcome=outcome, detail=detail,
                      holder=subject if action == "lookup" else None)
+
+    # --- quality gates: quarantine queue, drift, Data Docs, size gate ----------------
+    def record_quality(self, run_id: int, **fields) -> None:
+        """Upsert what the quality gates saw in a run (catalog.models.RunQuality)."""
+        with self.session() as s, s.begin():
+            rq = s.get(RunQuality, run_id) or RunQuality(run_id=run_id)
+            for k, v in fields.items():
+                setattr(rq, k, v)
+            s.add(rq)
+
+    def run_quality(self, run_id: int) -> dict:
+        with self.session() as s:
+            rq = s.get(RunQuality, run_id)
+            return {c.name: getattr(rq, c.name) for c in RunQuality.__table__.columns} if rq else {}
+
+    def last_silo_columns(self, source_id: str, before_run: int) -> dict | None:
+        with self.session() as s:
+            return s.scalar(sa.select(RunQuality.silo_columns).join(Run, Run.id == RunQuality.run_id)
+                            .where(Run.source_id == source_id, Run.id < before_run,
+                                   RunQuality.silo_columns.is_not(None))
+                            .order_by(Run.id.desc()).limit(1))
+
+    def current_size(self, dataset: str) -> int | None:
+        """Live records (not withdrawn) of the current version; None before the first."""
+        with self.session() as s:
+            current = s.scalar(sa.select(Dataset.current_version).where(Dataset.id == dataset))
+            if current is None:
+                return None
+            return s.scalar(sa.select(sa.func.count()).select_from(Record).where(
+                Record.dataset_id == dataset, Record.version == current,
+                Record.status != statuses.WITHDRAWN))
+
+    def hold_run(self, run_id: int, reason: str) -> None:
+        with self.session() as s, s.begin():
+            run = s.get(Run, run_id)
+            if run.state not in FINAL:
+                run.state, run.message, run.finished_at = "held", reason[:2000], utcnow()
+
+    def approve_run(self, source_id: str, run_key: str, by: str, note: str) -> Run:
+        """A steward lets a held run publish despite its gate."""
+        run = self.get_run(source_id, run_key)
+        if run.state != "held":
+            raise NotFound(f"run {run_key!r} of {source_id!r} is {run.state}, not held; "
+                           "only held runs need approval (see `exchange runs`)")
+        self.record_quality(run.id, approved_by=by, approved_at=utcnow(), approval_note=note)
+        return run
+
+    def sync_quarantine(self, run_id: int, source_id: str, dataset: str, rows) -> dict:
+        """This run's quarantined rows (dicts with key, reasons, values) into the queue.
+        Rows seen again stay (a review is kept); entries this run did not quarantine leave.
+        Bulk statements: a broken export can quarantine a million rows."""
+        now, seen = utcnow(), {}
+        for r in rows:
+            e = seen.get(r["key"])
+            if e is None:
+                seen[r["key"]] = {**r, "reasons": list(r["reasons"])}
+            else:
+                e["reasons"] = list(dict.fromkeys([*e["reasons"], *r["reasons"]]))
+        T = QuarantineEntry.__table__
+        with self.session() as s, s.begin():
+            known = dict(s.execute(sa.select(T.c.key, T.c.id).where(T.c.source_id == source_id)).all())
+            new = [{"source_id": source_id, "dataset_id": dataset, "key": k, "state": "open",
+                    "reasons": r["reasons"], "values": r["values"],
+                    "first_run_id": run_id, "last_run_id": run_id, "first_seen": now, "last_seen": now}
+                   for k, r in seen.items() if k not in known]
+            again = [{"b_id": known[k], "reasons": r["reasons"], "values": r["values"]}
+                     for k, r in seen.items() if k in known]
+            if new:
+                s.execute(sa.insert(T), new)
+            if again:
+                s.connection().execute(
+                    T.update().where(T.c.id == sa.bindparam("b_id")).values(
+                        reasons=sa.bindparam("reasons"), values=sa.bindparam("values"),
+                        last_run_id=run_id, last_seen=now), again)
+                s.execute(T.update().where(T.c.source_id == source_id, T.c.last_run_id == run_id,
+                                           T.c.state == "resolved")
+                          .values(state="open", resolved_run_id=None, resolved_at=None))
+            resolved = s.execute(T.update().where(
+                T.c.source_id == source_id, T.c.last_run_id != run_id, T.c.state != "resolved")
+                .values(state="resolved", resolved_run_id=run_id, resolved_at=now)).rowcount
+        return {"new": len(new), "still": len(again), "resolved": resolved}
+
+    def quarantine(self, dataset: str, include_resolved: bool = False) -> list[dict]:
+        """The queue; `last_run_key` names the run whose quarantine file holds the raw row."""
+        with self.session() as s:
+            q = (sa.select(QuarantineEntry, Run.run_key)
+                 .join(Run, Run.id == QuarantineEntry.last_run_id)
+                 .where(QuarantineEntry.dataset_id == dataset))
+            if not include_resolved:
+                q = q.where(QuarantineEntry.state != "resolved")
+            return [{**{c.name: getattr(e, c.name) for c in QuarantineEntry.__table__.columns},
+                     "last_run_key": key} for e, key in s.execute(q.order_by(QuarantineEntry.id))]
+
+    def review_quarantine(self, dataset: str, key: str, by: str, note: str) -> dict:
+        with self.session() as s, s.begin():
+            e = s.scalar(sa.select(QuarantineEntry).where(QuarantineEntry.dataset_id == dataset,
+                                                          QuarantineEntry.key == key))
+            if e is None:
+                raise NotFound(f"no quarantined row {key!r} in {dataset!r}; "
+                               f"list them with `exchange quarantine {dataset}`")
+            if e.state == "open":
+                e.state = "reviewed"
+            e.reviewed_by, e.review_note, e.reviewed_at = by, note, utcnow()
+            return {"dataset": dataset, "key": key, "state": e.state, "reviewed_by": by,
+                    "review_note": note}
 
 
 def _insert_index(s: Session, dataset: str, version: int, index_path: Path) -> None:

@@ -97,6 +97,10 @@ class SqlConnector:
     def columns(self) -> list[str]:
         return list(self._reflect())
 
+    def column_types(self) -> dict[str, str]:
+        """Column name -> the silo's declared type (schema drift checks compare these)."""
+        return {name: str(t) for name, t in self._reflect().items()}
+
     def query(self, types: dict[str, sa.types.TypeEngine]) -> sa.Select:
         """SELECT every column as text, within the watermark window if incremental."""
         s = self.settings

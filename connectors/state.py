@@ -56,6 +56,11 @@ class Tracked:
             return self._mirror_columns()
         return self.conn.columns()
 
+    def column_types(self) -> dict[str, str]:
+        """The silo's declared types (for drift checks), where the connector knows them."""
+        inner = getattr(self.conn, "column_types", None)
+        return inner() if inner and not self._nothing_new() else dict.fromkeys(self.columns(), "")
+
     def batches(self) -> Iterator[pa.RecordBatch]:
         (self.workdir / PENDING).unlink(missing_ok=True)
         keys: list[pa.Array] = []

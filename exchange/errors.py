@@ -45,6 +45,10 @@ class DataError(ExchangeError):
         self.source, self.row, self.rule = source, row, rule
 
 
+class GateHeld(DataError):
+    """A run-level quality gate stopped the run until a steward approves it."""
+
+
 class ReconciliationError(ExchangeError):
     """Rows extracted != accepted + quarantined: something was lost; nothing is published."""
     exit_code = 5

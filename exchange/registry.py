@@ -13,7 +13,7 @@ SHARING = ("unconditional", "conditional", "not_shared")
 CYCLES = {"hourly": 1 / 24, "daily": 1, "weekly": 7, "monthly": 30, "quarterly": 91, "yearly": 365}
 TOP_KEYS = {"id", "department", "department_name", "certificate_type", "dataset", "title",
             "sharing", "update_cycle", "schedule", "steward", "description", "connector",
-            "mapping", "constants", "status_map"}
+            "mapping", "constants", "status_map", "checks", "gates"}
 ID_RE = re.compile(r"^[a-z][a-z0-9_]{1,62}$")
 
 
@@ -34,6 +34,8 @@ class Registration:
     description: str = ""
     constants: dict[str, str] = field(default_factory=dict)
     status_map: dict[str, str] = field(default_factory=dict)
+    checks: tuple[dict, ...] = ()           # a source's own expectations (quality/checks.py)
+    gates: dict = field(default_factory=lambda: {"size_change": 0.30})
     path: Path | None = None
 
     @property
@@ -66,6 +68,9 @@ def parse(raw: dict, where: str) -> Registration:
     for silo_code, canonical in raw.get("status_map", {}).items():
         if canonical not in status:
             raise UnknownName(f"status for silo code {silo_code!r} in {where}", canonical, status)
+    from quality import checks
+    raw["checks"] = checks.parse(raw.get("checks", []), ctype.field_names, where)
+    raw["gates"] = checks.parse_gates(raw.get("gates", {}), where)
     return Registration(**raw)
 
 

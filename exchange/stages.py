@@ -14,7 +14,7 @@ from functools import wraps
 from pathlib import Path
 
 from exchange import registry, staging
-from exchange.errors import DataError
+from exchange.errors import DataError, GateHeld
 from exchange.parallel import ordered_map
 from exchange.settings import get_settings
 
@@ -39,6 +39,8 @@ def _records_failure(stage):
     def wrapper(source_id: str, key: str, *args, **kwargs):
         try:
             return stage(source_id, key, *args, **kwargs)
+        except GateHeld:                 # the run waits for a steward: held, not failed
+            raise
         except Exception as exc:
             try:
                 from catalog.service import Catalog
@@ -63,10 +65,12 @@ def extract(source_id: str, key: str) -> dict:
     catalog.register(reg)
     run = catalog.start_run(source_id, key)
     conn = state.prepare(reg, catalog, workdir, settings.home)   # incremental: changes + mirror
-    gone = missing_columns(reg, conn.columns())
+    types = conn.column_types() if hasattr(conn, "column_types") else dict.fromkeys(conn.columns(), "")
+    gone = missing_columns(reg, list(types))
     if gone:
         raise DataError(f"the silo no longer has the mapped columns {gone}", source=source_id,
                         rule="schema drift: mapped column present")
+    _check_drift(catalog, reg, run.id, types)
     out, tmp = workdir / "extracted.parquet", workdir / "extracted.parquet.tmp"
     rows, writer = 0, None
     try:
@@ -83,6 +87,15 @@ def extract(source_id: str, key: str) -> dict:
             writer.close()
     os.replace(tmp, out)
     return {"run_id": run.id, "path": str(out), "rows": rows}
+
+
+def _check_drift(catalog, reg, run_id: int, types: dict[str, str]) -> None:
+    """Retyped mapped columns fail the run; new unmapped columns are recorded on it."""
+    from quality.gates import drift, refuse_retyped
+
+    d = drift(catalog.last_silo_columns(reg.id, run_id), types, set(reg.mapping.values()))
+    catalog.record_quality(run_id, silo_columns=types, unmapped_columns=d.unmapped, new_columns=d.new)
+    refuse_retyped(d, reg.id)
 
 
 @_records_failure
@@ -111,12 +124,24 @@ def validate(source_id: str, key: str, today: date | None = None) -> dict:
     settings, reg, catalog, workdir = _context(source_id, key)
     run = catalog.start_run(source_id, key)
     outcome = run_validation(workdir / "conformed.parquet", workdir / "extracted.parquet",
-                             reg.ctype, workdir, today or date.today())
+                             reg.ctype, workdir, today or date.today(), checks=reg.checks)
     catalog.record_counts(run.id, outcome.extracted, outcome.accepted, outcome.quarantined,
                           outcome.reasons)
+    _queue_quarantine(catalog, reg, run.id, outcome)
     return {"run_id": run.id, "extracted": outcome.extracted, "accepted": outcome.accepted,
             "quarantined": outcome.quarantined, "accepted_path": str(outcome.accepted_path),
-            "quarantine_path": str(outcome.quarantine_path)}
+            "quarantine_path": str(outcome.quarantine_path),
+            "data_docs": str(outcome.docs_path) if outcome.docs_path else None}
+
+
+def _queue_quarantine(catalog, reg, run_id: int, outcome) -> None:
+    import pyarrow.parquet as pq
+
+    cols = ["key", "reasons", "values"]     # the raw rows stay in the run's quarantine file
+    rows = (r for b in pq.ParquetFile(outcome.quarantine_path).iter_batches(columns=cols)
+            for r in b.to_pylist())
+    catalog.sync_quarantine(run_id, reg.id, reg.dataset, rows)
+    catalog.record_quality(run_id, data_docs=str(outcome.docs_path) if outcome.docs_path else None)
 
 
 @_records_failure
@@ -130,6 +155,7 @@ def publish(source_id: str, key: str) -> dict:
     if run.state in ("published", "unchanged"):
         state.commit(source_id, key, workdir, catalog, settings.home)   # if a crash stopped it
         return {"dataset": reg.dataset, "version": run.version, "state": run.state}
+    _size_gate(catalog, reg, run)
     staged_dir = workdir / "version"
     shutil.rmtree(staged_dir, ignore_errors=True)
     previous = catalog.current_version_path(reg.dataset)
@@ -147,6 +173,18 @@ def publish(source_id: str, key: str) -> dict:
     shutil.rmtree(staged_dir, ignore_errors=True)
     return {"dataset": result.dataset, "version": result.version, "state": result.state,
             "tree_size": result.tree_size, "root_hash": result.root_hash, "changes": diff.as_dict()}
+
+
+def _size_gate(catalog, reg, run) -> None:
+    """A version far larger or smaller than the current one waits for a steward's approval."""
+    from quality.gates import SizeGate
+
+    gate = SizeGate(catalog.current_size(reg.dataset), run.accepted or 0, reg.gates["size_change"])
+    approved = catalog.run_quality(run.id).get("approved_by")
+    catalog.record_quality(run.id, size_gate=gate.as_dict())
+    if gate.holds and not approved:
+        catalog.hold_run(run.id, gate.reason())
+        raise GateHeld(gate.reason(), source=reg.id, rule="size gate")
 
 
 def run_all(source_id: str, key: str, today: date | None = None) -> dict:

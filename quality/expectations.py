@@ -5,12 +5,15 @@ Imported only inside tasks (GX takes seconds to import), never at DAG parse time
 from __future__ import annotations
 
 import os
+from typing import Union
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
 import pandas as pd  # noqa: E402
 import pyarrow as pa  # noqa: E402
+import pyarrow.compute  # noqa: E402,F401
 from great_expectations import expectations as gx_expectations  # noqa: E402
+from great_expectations.core.suite_parameters import SuiteParameterDict  # noqa: E402
 from great_expectations.execution_engine import PandasExecutionEngine  # noqa: E402
 from great_expectations.expectations.expectation import ColumnMapExpectation  # noqa: E402
 from great_expectations.expectations.metrics import (  # noqa: E402
@@ -19,6 +22,7 @@ from great_expectations.expectations.metrics import (  # noqa: E402
 )
 
 from schemas.identifiers import ric_valid, uscc_valid  # noqa: E402
+from schemas.normalize import code_key  # noqa: E402
 
 
 def _mask(values: pa.BooleanArray, index) -> pd.Series:
@@ -75,4 +79,18 @@ class ExpectColumnValuesToNotBeInTheFuture(ColumnMapExpectation):
     """A date (issue date, birth date …) no later than the run's day."""
     map_metric = "column_values.not_in_future"
     success_keys = ("mostly", "today")
-    today: str
+    today: Union[str, SuiteParameterDict]   # usually {"$PARAMETER": "today"}, bound per run
+
+
+class ColumnValuesNotBlankNormalised(ColumnMapMetricProvider):
+    condition_metric_name = "column_values.not_blank_normalised"
+
+    @column_condition_partial(engine=PandasExecutionEngine)
+    def _pandas(cls, column, **kwargs):
+        return _mask(pa.compute.not_equal(code_key(_strings(column)), ""), column.index)
+
+
+class ExpectColumnValuesToNotBeBlankWhenNormalised(ColumnMapExpectation):
+    """A name that is more than spaces and invisible characters once NFKC-normalised."""
+    map_metric = "column_values.not_blank_normalised"
+    success_keys = ("mostly",)

@@ -12,7 +12,8 @@ import sys
 from exchange.errors import ExchangeError
 
 GROUPS = ["exchange.cli.records", "exchange.cli.demo", "exchange.cli.items", "exchange.cli.keys",
-          "exchange.cli.integrity", "exchange.cli.access", "exchange.cli.serve"]
+          "exchange.cli.integrity", "exchange.cli.access", "exchange.cli.serve",
+          "exchange.cli.quality"]
 
 
 def catalog():

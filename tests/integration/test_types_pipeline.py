@@ -57,7 +57,7 @@ def test_types_run_reconcile_and_quarantine_exactly_the_planted_defects(home, si
         assert run["extracted"] == N == run["accepted"] + run["quarantined"], name
         assert result["state"] == "published" and result["tree_size"] == run["accepted"]
         q = pq.read_table(stages.workdir_for(reg.id, "r1") / "quarantine.parquet").to_pylist()
-        by_id = {int(json.loads(r["raw"])["ID"]): r["reasons"] for r in q}
+        by_id = {int(r["raw"]["ID"]): r["reasons"] for r in q}
         planted = set()
         for kind, ids in manifest.items():
             if kind == "cosmetic":

@@ -40,6 +40,9 @@ def missing_artifacts(name: str) -> list[str]:
             missing.append("synthetic silo with the registration's columns and planted defects")
     except Exception as exc:   # noqa: BLE001 - reported as what is missing
         missing.append(f"synthetic data ({exc})")
+    from quality import suites
+    if not suites.suite_path(name).exists() or suites.suite_path(name).read_text("utf-8") != suites.render(ctype):
+        missing.append(f"current quality suite quality/suites/{name}.json (run python -m quality.suites)")
     page = docs.DOCS / "types" / f"{name}.md"
     if not page.exists() or page.read_text("utf-8") != docs.render_type(ctype):
         missing.append(f"documentation page {page.name} (run python -m schemas.docs)")
@@ -62,23 +65,37 @@ def test_every_type_has_its_artifacts(name):
 
 @pytest.fixture(scope="module")
 def gx_context():
-    from quality.validate import _Gx
-    return _Gx()
+    from quality.gx_context import Gx
+    return Gx()
 
 
 @pytest.mark.parametrize("name", TYPES)
-def test_suite_is_derived_from_the_definition(name, gx_context):
-    from quality.suites import build_suite
+def test_suite_file_loads_into_gx_with_the_definitions_rules(name, gx_context):
+    from quality import suites
 
     ctype = types_mod.get_type(name)
-    suite = build_suite(ctype, TODAY)
-    kinds = {(e.expectation_type, getattr(e, "column", None)) for e in suite.expectations}
+    data = suites.read(name)
+    rows, wide = suites.to_gx(data, version_wide=False), suites.to_gx(data, version_wide=True)
+    kinds = {(e.expectation_type, getattr(e, "column", None)) for e in rows.expectations}
     for f in ctype.fields:
         if f.required:
             assert ("expect_column_values_to_not_be_null", f.name) in kinds
         if f.check:
             assert (f"expect_column_values_to_be_valid_{f.check}", f.name) in kinds
-    assert suite.name == f"{name}.v{ctype.version}"
+        if f.not_future:
+            assert ("expect_column_values_to_not_be_in_the_future", f.name) in kinds
+    assert ("expect_column_values_to_not_be_blank_when_normalised", "holder_name") in kinds
+    assert {e.column for e in wide.expectations} == {f.name for f in ctype.fields if f.unique}
+    assert rows.name == f"{name}.v{ctype.version}"
+
+
+def test_a_stale_suite_file_is_reported(monkeypatch, tmp_path):
+    from quality import suites
+
+    stale = tmp_path / "diploma.json"
+    stale.write_text(suites.render(types_mod.get_type("diploma")).replace("holder_name", "holder"), "utf-8")
+    monkeypatch.setattr(suites, "suite_path", lambda name: tmp_path / f"{name}.json")
+    assert any("quality suite" in m for m in missing_artifacts("diploma"))
 
 
 def test_common_metadata_heads_every_type_and_follows_the_holder_kind():

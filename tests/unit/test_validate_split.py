@@ -51,7 +51,7 @@ def test_each_defect_is_quarantined_with_its_rule_value_and_raw_row(tmp_path):
             assert row not in q, name
             continue
         assert reason in q[row]["reasons"], (name, q[row]["reasons"])
-        assert json.loads(q[row]["raw"])["ID"] == str(row), "the silo's own row is kept"
+        assert q[row]["raw"]["ID"] == str(row), "the silo's own row is kept"
     assert json.loads(q[5]["values"])["issue_date"] == "2021-02-30"
     assert json.loads(q[7]["values"])["status"] == "歇业"
     accepted = pq.read_table(out.accepted_path)

@@ -1,0 +1,152 @@
+"""Quality gates on a real SQLite silo: the quarantine queue across runs, the size gate and a
+steward's approval, schema drift, a registration's own checks, Data Docs per run."""
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+
+import pytest
+
+from exchange import stages
+from exchange.cli import main as cli
+from exchange.errors import GateHeld
+from exchange.settings import get_settings
+from quality.gates import SchemaDrift
+from tests.conftest import register_demo_source
+
+SOURCE, DATASET, TABLE = "smr_business_licence", "business_licence.market_regulation", "yyzz_djxx"
+NOT_NULL_NAME = "expect_column_values_to_not_be_null(holder_name)"
+
+
+def _catalog():
+    from catalog.service import Catalog
+    s = get_settings()
+    return Catalog(s.catalog_url, s.store_dir)
+
+
+@pytest.fixture
+def silo(home, silo_2k, tmp_path):
+    path, manifest = silo_2k
+    copy = tmp_path / "silo.db"
+    shutil.copy(path, copy)
+    register_demo_source(home, copy)
+    return copy, manifest
+
+
+def _sql(path, *statements):
+    con = sqlite3.connect(path)
+    with con:
+        for st in statements:
+            con.execute(*st) if isinstance(st, tuple) else con.execute(st)
+    con.close()
+
+
+def _cli_json(capsys, *argv):
+    capsys.readouterr()
+    assert cli([*argv, "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_quarantine_queue_lists_reasons_keeps_reviews_and_lets_fixed_rows_leave(silo, capsys):
+    path, manifest = silo
+    first = stages.run_all(SOURCE, "r1")
+    assert first["state"] == "published"
+    run1 = _catalog().runs(SOURCE)[0]
+    queue = _cli_json(capsys, "quarantine", DATASET)
+    assert queue["rows"] == len(queue["entries"]) > 0
+    assert queue["by_reason"][NOT_NULL_NAME] == len(manifest["blank_holder_name"])
+    assert sum(queue["by_reason"].values()) >= run1["quarantined"] - len(manifest["duplicate_licence_number"])
+    assert queue["samples"][NOT_NULL_NAME]
+
+    entries = {e["raw"]["ID"]: e for e in queue["entries"]}
+    fixed_id = next(i for i in map(str, manifest["blank_holder_name"])
+                    if entries[i]["reasons"] == [NOT_NULL_NAME])
+    reviewed_id = next(str(i) for i in manifest["bad_uscc_check"] if str(i) != fixed_id)
+    key = entries[reviewed_id]["key"]
+    out = _cli_json(capsys, "quarantine", "review", DATASET, key, "--by", "steward",
+                    "--note", "asked the registry office to correct the code")
+    assert out["state"] == "reviewed"
+
+    _sql(path, (f"UPDATE {TABLE} SET QYMC = ? WHERE ID = ?", ("杭州示例科技有限公司", fixed_id)))
+    stages.run_all(SOURCE, "r2")
+    after = {e["raw"]["ID"]: e for e in _cli_json(capsys, "quarantine", DATASET)["entries"]}
+    assert fixed_id not in after, "a row the silo fixed leaves the queue"
+    assert after[reviewed_id]["state"] == "reviewed"
+    assert after[reviewed_id]["review_note"].startswith("asked the registry")
+    assert set(after) == set(entries) - {fixed_id}
+    everything = _cli_json(capsys, "quarantine", DATASET, "--all")["entries"]
+    gone = next(e for e in everything if e["raw"]["ID"] == fixed_id)
+    assert gone["state"] == "resolved" and gone["resolved_run_id"] == _catalog().runs(SOURCE)[0]["id"]
+
+
+def test_a_shrunken_export_is_held_until_a_steward_approves_it(silo, capsys):
+    path, _ = silo
+    first = stages.run_all(SOURCE, "r1")
+    _sql(path, f"DELETE FROM {TABLE} WHERE rowid % 2 = 0")
+    with pytest.raises(GateHeld, match=r"size gate: \d+ records against .*limit ±30%"):
+        stages.run_all(SOURCE, "r2")
+    held = _catalog().get_run(SOURCE, "r2")
+    assert held.state == "held" and "exchange approve" in held.message
+    assert _catalog().datasets()[0]["version"] == first["version"] == 1, "nothing was published"
+    gate = _catalog().run_quality(held.id)["size_gate"]
+    assert gate["held"] and gate["change"] < -0.3
+
+    with pytest.raises(GateHeld):                   # running it again does not slip through
+        stages.publish(SOURCE, "r2")
+    out = _cli_json(capsys, "approve", SOURCE, "r2", "--by", "steward", "--note", "half were merged")
+    assert out["state"] == "published" and out["version"] == 2
+    assert _catalog().run_quality(held.id)["approved_by"] == "steward"
+    # the records gone from the silo stay in the version, signed, as withdrawn (issue 4)
+    assert _catalog().datasets()[0]["records"] == out["tree_size"] > held.accepted
+    assert _catalog().current_size(DATASET) == held.accepted
+
+
+def test_a_small_change_publishes_without_approval(silo):
+    path, _ = silo
+    stages.run_all(SOURCE, "r1")
+    _sql(path, f"DELETE FROM {TABLE} WHERE rowid % 10 = 0")
+    assert stages.run_all(SOURCE, "r2")["version"] == 2
+
+
+def test_a_retyped_mapped_column_fails_naming_it_and_new_columns_are_recorded(silo):
+    path, _ = silo
+    stages.run_all(SOURCE, "r1")
+    _sql(path, f"ALTER TABLE {TABLE} ADD COLUMN LXDH TEXT")
+    stages.extract(SOURCE, "r2")
+    r2 = _catalog().get_run(SOURCE, "r2")
+    assert _catalog().run_quality(r2.id)["new_columns"] == ["LXDH"]
+    assert "LXDH" in _catalog().run_quality(r2.id)["unmapped_columns"]
+
+    con = sqlite3.connect(path)
+    create = con.execute("SELECT sql FROM sqlite_master WHERE name = ?", (TABLE,)).fetchone()[0]
+    con.close()
+    retyped = create.replace('"ZCZB" TEXT', '"ZCZB" REAL').replace(f'"{TABLE}"', '"t2"', 1)
+    assert retyped != create
+    _sql(path, retyped, f"INSERT INTO t2 SELECT * FROM {TABLE}", f"DROP TABLE {TABLE}",
+         f"ALTER TABLE t2 RENAME TO {TABLE}")
+    with pytest.raises(SchemaDrift, match="'ZCZB' changed type from TEXT to REAL"):
+        stages.extract(SOURCE, "r3")
+    assert _catalog().get_run(SOURCE, "r3").state == "failed"
+
+
+def test_a_registrations_own_checks_quarantine_rows_and_every_run_has_data_docs(silo):
+    path, _ = silo
+    reg_file = get_settings().sources_dir / f"{SOURCE}.toml"
+    reg_file.write_text(reg_file.read_text("utf-8").replace("[connector]", (
+        '[[checks]]\ntype = "expect_column_values_to_match_regex"\n'
+        'column = "licence_number"\nregex = "^[0-9]{14}[13579]$"\n\n[connector]')), "utf-8")
+    stages.extract(SOURCE, "r1")
+    stages.conform(SOURCE, "r1")
+    out = stages.validate(SOURCE, "r1")
+    run = _catalog().runs(SOURCE)[0]
+    rule = "expect_column_values_to_match_regex(licence_number)"
+    assert 0 < run["reasons"][rule] < out["extracted"]
+    assert out["extracted"] == out["accepted"] + out["quarantined"]
+
+    docs = run["data_docs"]
+    assert docs == out["data_docs"] and docs.endswith("data_docs/index.html")
+    pages = list((get_settings().staging_dir / SOURCE / "r1" / "data_docs").rglob("*.html"))
+    assert len(pages) >= 3                      # the index, the version-wide and the batch results
+    batch_page = next(p for p in pages if p.name == "batch-0001.html").read_text("utf-8")
+    assert "values must match this regular expression" in batch_page
