@@ -37,7 +37,6 @@ def pg_silo(rows: int) -> str | None:
     except Exception as exc:
         print(f"PostgreSQL not reachable at {PG_SERVER} ({type(exc).__name__}): skipped", file=sys.stderr)
         return None
-    import pyarrow as pa
     from demo.synth import business_licences
 
     t = time.perf_counter()

@@ -15,12 +15,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from catalog.merkle import MerkleTree
+from catalog.store import version_leaves
 
 WITHDRAWN = "withdrawn"
 
@@ -77,20 +76,11 @@ def _as_accepted(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays(cols, schema=schema)
 
 
-def _leaves(directory: Path) -> pa.Table:
-    ids = pq.read_table(directory / "records.parquet", columns=["record_id", "status"])
-    tree = MerkleTree.open(directory / "tree.bin")
-    hashes = np.asarray(tree.levels[0]) if tree.levels else np.zeros((0, 32), np.uint8)
-    leaf = pa.FixedSizeBinaryArray.from_buffers(pa.binary(32), len(hashes),
-                                                [None, pa.py_buffer(np.ascontiguousarray(hashes).tobytes())])
-    return ids.append_column("leaf", leaf)
-
-
 def diff(previous: Path | None, staged: Path) -> Changes:
-    new = _leaves(staged)
+    new = version_leaves(staged)
     if previous is None:
         return Changes(new.num_rows, 0, 0, 0, 0)
-    old = _leaves(previous).rename_columns(["record_id", "old_status", "old_leaf"])
+    old = version_leaves(previous).rename_columns(["record_id", "old_status", "old_leaf"])
     joined = new.join(old, "record_id", join_type="left outer")
     is_new = pc.is_null(joined.column("old_leaf"))
     same = pc.fill_null(pc.equal(joined.column("leaf"), joined.column("old_leaf")), False)

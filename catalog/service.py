@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from catalog import status as statuses, store
 from catalog.db import engine_for
 from catalog.keys import KeyStore, head_hash, tree_head_payload
-from catalog.models import (AuditEntry, Dataset, DatasetVersion, QuarantineEntry, Record, Run,
+from catalog.models import (Dataset, DatasetVersion, QuarantineEntry, Record, Run,
                             RunQuality, Source, TakenFile, Watermark)
 from catalog.verify import make_bundle
 from exchange.errors import NotFound, PublishError

@@ -14,14 +14,12 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
-import numpy as np
-import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from catalog.merkle import MerkleTree
+from catalog.store import version_leaves
 from catalog.models import Dataset, DatasetVersion, Record, RecordEvent
 
 STATUSES = ("valid", "expired", "revoked", "withdrawn", "superseded")
@@ -44,25 +42,11 @@ def _reason(source_status: str) -> str | None:
     return None if source_status == "valid" else source_status
 
 
-def _side(directory: Path) -> pa.Table:
-    """record_id, source status and leaf hash (32 bytes) of every record of a stored version."""
-    index = pq.read_table(directory / "index.parquet", columns=["record_id", "status", "leaf_index"])
-    leaves = MerkleTree.open(directory / "tree.bin").levels
-    n = index.num_rows
-    if not n:
-        return pa.table({"record_id": pa.array([], pa.string()), "status": pa.array([], pa.string()),
-                         "leaf": pa.array([], pa.binary(32))})
-    picked = np.ascontiguousarray(leaves[0][index.column("leaf_index").to_numpy()])
-    leaf = pa.FixedSizeBinaryArray.from_buffers(pa.binary(32), n, [None, pa.py_buffer(picked.tobytes())])
-    return pa.table({"record_id": index.column("record_id"), "status": index.column("status"),
-                     "leaf": leaf})
-
-
 def diff_versions(prev_dir: Path | None, new_dir: Path) -> list[dict]:
     """The records that changed from the previous version to the new one, as event rows."""
     if prev_dir is None:
         return []  # first appearances in version 1 are read from the records index
-    old, new = _side(prev_dir), _side(new_dir)
+    old, new = version_leaves(prev_dir), version_leaves(new_dir)
     joined = new.join(old, "record_id", join_type="full outer", left_suffix="_new", right_suffix="_old",
                       coalesce_keys=True)
     changed = pc.invert(pc.fill_null(pc.equal(joined["leaf_new"], joined["leaf_old"]), False))

@@ -110,6 +110,17 @@ def iter_index(path: Path, order: list[str], fixed: dict, dates_as_text: bool,
         yield list(zip(*cols))
 
 
+def version_leaves(directory: Path) -> pa.Table:
+    """record_id, status and leaf hash (binary(32)) of every record of a stored version,
+    in leaf order: what two versions are compared by."""
+    ids = pq.read_table(directory / "records.parquet", columns=["record_id", "status"])
+    levels = MerkleTree.open(directory / "tree.bin").levels
+    hashes = np.ascontiguousarray(levels[0]) if levels else np.zeros((0, 32), np.uint8)
+    leaf = pa.FixedSizeBinaryArray.from_buffers(pa.binary(32), len(hashes),
+                                                [None, pa.py_buffer(hashes.tobytes())])
+    return ids.append_column("leaf", leaf)
+
+
 def read_record(directory: Path, leaf_index: int) -> dict:
     pf = pq.ParquetFile(directory / "records.parquet")
     group, offset = divmod(leaf_index, ROW_GROUP)

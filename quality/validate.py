@@ -37,9 +37,6 @@ def quarantine_schema(raw_schema: pa.Schema) -> pa.Schema:
                       ("values", pa.string()), ("raw", pa.struct(list(raw_schema)))])
 
 
-_Gx = Gx   # older name
-
-
 @dataclass(frozen=True)
 class Outcome:
     extracted: int
@@ -76,34 +73,6 @@ def _version_wide(path: Path, suite, gx: Gx, params: dict) -> dict[int, list[str
         for i in r.result.get("unexpected_index_list") or []:
             failed[int(rows[i])].append(label(r.expectation_config))
     gx.keep(result, "whole-version")
-    return failed
-
-
-def validate(self, df, suite):
-        batch = self.batch_definition.get_batch(batch_parameters={"dataframe": df})
-        return batch.validate(suite, result_format=RESULT_FORMAT)
-
-
-def _to_pandas(batch: pa.RecordBatch | pa.Table):
-    return batch.to_pandas(date_as_object=False, types_mapper=None)
-
-
-def _duplicates(path: Path, fields: list[str], gx: _Gx) -> dict[int, list[str]]:
-    """Uniqueness within the whole version: one GX call over the key columns only."""
-    import great_expectations as gx_mod
-
-    if not fields:
-        return {}
-    table = pq.read_table(path, columns=[ROW, *fields])
-    suite = gx_mod.ExpectationSuite(name="unique_within_version")
-    for f in fields:
-        suite.add_expectation(gx_mod.expectations.ExpectColumnValuesToBeUnique(column=f))
-    result = gx.validate(_to_pandas(table), suite)
-    rows = table.column(ROW).to_numpy()
-    failed: dict[int, list[str]] = defaultdict(list)
-    for r in result.results:
-        for i in r.result.get("unexpected_index_list") or []:
-            failed[int(rows[i])].append(label(r.expectation_config))
     return failed
 
 

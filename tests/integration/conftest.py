@@ -39,7 +39,7 @@ def silo_rows():
 
 
 def _seeded(kind: str, silo_rows):
-    from demo.sql_silos import create_database, drop_database, seed
+    from demo.sql_silos import create_database, seed
 
     server = server_url(kind)
     name = f"t4_{kind[:2]}_{uuid.uuid4().hex[:8]}"

@@ -2,7 +2,6 @@
 kinds, and the faults: 5xx for a while, rate limits, malformed pages, dying mid-answer."""
 from __future__ import annotations
 
-import logging
 
 import pyarrow as pa
 import pytest

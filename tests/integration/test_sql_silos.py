@@ -3,7 +3,6 @@ credentials from Airflow connections kept out of messages, and the server dying 
 from __future__ import annotations
 
 import logging
-import threading
 
 import pyarrow as pa
 import pytest

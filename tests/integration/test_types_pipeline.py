@@ -4,7 +4,6 @@ right rule, derived licence identifiers, type versions recorded, and holders fou
 spelling through Catalog.lookup."""
 from __future__ import annotations
 
-import json
 from datetime import date
 
 import pyarrow.parquet as pq
