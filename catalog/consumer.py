@@ -21,7 +21,6 @@ PENDING: ContextVar[list | None] = ContextVar("pending_audit", default=None)
 RECORD_ID_RE = re.compile(r"^[0-9a-f]{32}$")
 SUMMARY_FIELDS = ("licence_number", "holder_name", "valid_to")
 MAX_HOLDER_TEXT = 64
-CYCLE_DAYS = {"hourly": 1 / 24, "daily": 1, "weekly": 7, "monthly": 30, "quarterly": 91, "yearly": 365}
 
 
 def holder_key(text: str | None) -> str:
@@ -137,20 +136,24 @@ class Consumer:
                 DatasetVersion, sa.and_(DatasetVersion.dataset_id == Dataset.id,
                                         DatasetVersion.version == Dataset.current_version))
                 .order_by(Dataset.id)).all()
+        from catalog.monitoring import freshness
+
+        fresh = {f["dataset"]: f for f in freshness(self.catalog, now)}
         out = []
         for ds, published, size, root in rows:
             age = None
             if published is not None:
                 published = published if published.tzinfo else published.replace(tzinfo=timezone.utc)
                 age = (now - published).total_seconds() / 86400
-            cycle = CYCLE_DAYS.get(ds.update_cycle)
+            f = fresh.get(ds.id, {})
             out.append({"dataset": ds.id, "title": ds.title, "certificate_type": ds.certificate_type,
                         "type_version": ds.type_version, "department": ds.department,
                         "sharing": ds.sharing, "steward": ds.steward, "update_cycle": ds.update_cycle,
                         "version": ds.current_version, "records": size or 0, "root_hash": root,
                         "published_at": published.isoformat() if published else None,
                         "age_days": round(age, 3) if age is not None else None,
-                        "fresh": (age <= cycle) if age is not None and cycle else False})
+                        "freshness": f.get("state", "never"), "last_refresh": f.get("last_refresh"),
+                        "due_at": f.get("due_at"), "fresh": f.get("state") == "fresh"})
         self._audit(caller, purpose, "catalogue", "allowed")
         return out
 

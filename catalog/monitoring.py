@@ -195,19 +195,20 @@ def scorecards(catalog, period: str = "month", now: datetime | None = None) -> l
 
 
 def _consumption(s, owner: dict, start: datetime, end: datetime) -> tuple[dict, dict]:
-    """Records handed to departments other than the owner, and materials applicants were
-    spared, per dataset, from the audit log (allowed requests only)."""
+    """Records handed to departments other than the owner (lookups, bundles, materials answered
+    with a record) and materials applicants were spared, per dataset, from the audit log."""
     consumed, saved = defaultdict(int), defaultdict(int)
     q = (sa.select(AuditEntry.department, AuditEntry.action, AuditEntry.datasets, AuditEntry.detail)
          .where(AuditEntry.at >= start, AuditEntry.at <= end, AuditEntry.outcome == "allowed",
                 AuditEntry.action.in_((*CONSUMING, "materials"))))
     for dept, action, datasets, detail in s.execute(q.execution_options(yield_per=5000)):
         detail = detail or {}
-        if action == "materials":
-            for ds, n in (detail.get("saved") or {}).items():
+        if action == "materials":      # each material answered "held" came with its record
+            counts = detail.get("saved") or {}
+            for ds, n in counts.items():
                 saved[ds] += n
-            continue
-        counts = detail.get("by_dataset") or dict.fromkeys(datasets or (), 1)
+        else:
+            counts = detail.get("by_dataset") or dict.fromkeys(datasets or (), 1)
         for ds, n in counts.items():
             if ds in owner and owner[ds].department != dept:
                 consumed[ds] += n

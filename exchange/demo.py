@@ -16,6 +16,7 @@ from exchange.settings import ROOT, get_settings
 
 SOURCE = "smr_business_licence"
 TEMPLATE = ROOT / "demo" / "registrations" / f"{SOURCE}.toml"
+CONSUMER, ITEM = "transport", "DJ-SCJG-0003"     # a consuming department and a service item it serves
 
 
 def airflow(args: list[str], log: Path, extra_env: dict | None = None) -> None:
@@ -90,10 +91,11 @@ def _wait_for_port(port: int, seconds: float = 20) -> None:
 def run_demo(rows: int = 10_000, as_json: bool = False, departments: bool = True) -> int:
     from rich.console import Console
 
+    from catalog import monitoring
     from catalog.service import Catalog
     from catalog.verify import verify_bundle
 
-    console = Console(stderr=as_json)
+    console = Console(stderr=as_json, width=None if sys.stdout.isatty() else 120)
     s = get_settings()
     s.key_passphrase()   # fail early, before any work, if the passphrase is missing
     log = s.home / "demo.log"
@@ -134,6 +136,7 @@ def run_demo(rows: int = 10_000, as_json: bool = False, departments: bool = True
     bundle = catalog.bundle(records[0]["record_id"]) if records else None
     jwks = json.loads(s.jwks_path.read_text(encoding="utf-8"))
     verified = verify_bundle(bundle, jwks) if bundle else None
+    check = _consume(catalog, sample) if sample else None
     summary = {
         "source": SOURCE, "dag_id": reg.dag_id, "airflow_run": main_run["run_key"],
         "state": main_run["state"], "extracted": main_run["extracted"],
@@ -143,12 +146,29 @@ def run_demo(rows: int = 10_000, as_json: bool = False, departments: bool = True
         "root_hash": ds["root_hash"], "sample_holder": sample, "sample_records": records,
         "sample_bundle_verified": verified is not None, "sources": sources,
         "notes": silos.notes if silos else [],
+        "materials_check": check,
+        "freshness": {f["dataset"]: f["state"] for f in monitoring.freshness(catalog)},
+        "scorecards": monitoring.scorecards(catalog, "month"),
     }
     if as_json:
         print(json.dumps(summary, ensure_ascii=False, indent=1))
         return 0
     _print_summary(console, summary)
     return 0
+
+
+def _consume(catalog, holder: str) -> dict:
+    """The transport bureau serves the sample holder: a materials check for registering a lift
+    (item DJ-SCJG-0003 needs the business licence) — a real, audited consumer request."""
+    from catalog.access import Access, Caller
+    from catalog.consumer import Consumer
+
+    access = Access(catalog.engine, ttl=0)
+    access.add_department(CONSUMER, "交通运输局", actor="demo")
+    check = Consumer(catalog, access).materials(Caller(CONSUMER, "consumer", "demo"), ITEM, ITEM,
+                                                holder, {})
+    return {"item": ITEM, "department": CONSUMER, "answers": {m["material"]: m["answer"]
+                                                              for m in check["materials"]}}
 
 
 @contextmanager
@@ -181,5 +201,18 @@ def _print_summary(console, s: dict) -> None:
                       f"{r['holder_name']}  status: {r['status']}", markup=False)
     console.print("its exported bundle verifies offline against the JWKS: "
                   + ("yes" if s["sample_bundle_verified"] else "NO"))
+    if s["materials_check"]:
+        m = s["materials_check"]
+        console.print(f"materials check by {m['department']} for item {m['item']}: "
+                      + ", ".join(f"{k} → {v}" for k, v in m["answers"].items()), markup=False)
+    t = Table(title="Monthly bulletin (exchange scorecard --period month)")
+    for c in ("department", "datasets on time", "rows passing", "backlog", "consumed by others",
+              "materials saved"):
+        t.add_column(c, justify="left" if c == "department" else "right")
+    for c in s["scorecards"]:
+        t.add_row(c["department_name"], f"{c['on_time']}/{c['datasets']}",
+                  "—" if c["quality_pass_share"] is None else f"{c['quality_pass_share']:.1%}",
+                  f"{c['backlog']:,}", f"{c['records_consumed']:,}", f"{c['materials_saved']:,}")
+    console.print(t)
     console.print("Try: ./run exchange lookup HOLDER_ID | export RECORD_ID -o b.json | "
-                  "verify b.json | datasets | items | audit-chain DATASET")
+                  "verify b.json | datasets | status | scorecard | items | audit-chain DATASET")

@@ -24,6 +24,7 @@ def test_catalogue_dcat_keys_and_input_checks(published):
     client, h, _ = _client(published)
     ds = client.get("/v1/datasets", params={"purpose": ITEM}, headers=h).json()
     assert ds[0]["sharing"] and ds[0]["steward"] and ds[0]["fresh"] is True and ds[0]["records"] > 0
+    assert ds[0]["freshness"] == "fresh" and ds[0]["due_at"] > ds[0]["last_refresh"]
     doc = client.get("/v1/catalogue.jsonld", params={"purpose": "case:CAT-0001"}, headers=h)
     assert doc.headers["content-type"].startswith("application/ld+json")
     d = doc.json()

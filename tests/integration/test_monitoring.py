@@ -78,16 +78,18 @@ def test_scorecard_counts_consumption_materials_quality_and_backlog(published):
     holder = cat.sample_holder(DATASET)
     got = consumer.lookup(Caller("transport", "consumer", "k1"), "XK-JT-0001", holder)["records"]
     consumer.lookup(Caller("market_regulation", "consumer", "k2"), "XK-JT-0001", holder)  # its own
-    check = consumer.materials(Caller("market_regulation", "consumer", "k2"), "DJ-SCJG-0003",
+    check = consumer.materials(Caller("transport", "consumer", "k1"), "DJ-SCJG-0003",
                                "DJ-SCJG-0003", holder, {})
+    consumer.materials(Caller("market_regulation", "consumer", "k2"), "DJ-SCJG-0003",
+                       "DJ-SCJG-0003", holder, {})
     held = sum(m["answer"] == "held" for m in check["materials"])
     assert got and held == 1
 
     card = _by(monitoring.scorecards(cat, "day"), "department", "market_regulation")
     run = cat.runs(SOURCE)[0]
     assert card["datasets"] == 1 and card["on_time"] == 1 and card["on_time_share"] == 1
-    assert card["records_consumed"] == len(got)       # its own lookups do not count
-    assert card["materials_saved"] == held
+    assert card["records_consumed"] == len(got) + held    # its own requests do not count
+    assert card["materials_saved"] == 2 * held
     assert card["quality_pass_share"] == round(run["accepted"] / run["extracted"], 4)
     assert card["backlog"] == len(cat.quarantine(DATASET)) and card["backlog_oldest_days"] == 0
     assert card["department_name"] == "市场监督管理局"
@@ -140,19 +142,20 @@ def test_run_command_shows_progress_on_a_terminal(published, tmp_path):
 
     env = {**os.environ}
     main, sub = pty.openpty()
-    proc = subprocess.run([sys.executable, "-m", "exchange.cli", "run", SOURCE, "--key", "tty1"],
-                          stdin=sub, stdout=sub, stderr=sub, env=env, timeout=300)
+    proc = subprocess.Popen([sys.executable, "-m", "exchange.cli", "run", SOURCE, "--key", "tty1"],
+                            stdin=sub, stdout=sub, stderr=sub, env=env)
     os.close(sub)
     seen = b""
-    while True:
+    while True:               # read as it draws, or the terminal's buffer fills and blocks it
         try:
             chunk = os.read(main, 65536)
-        except OSError:
+        except OSError:       # EIO: the child closed the terminal
             break
         if not chunk:
             break
         seen += chunk
     os.close(main)
+    proc.wait(timeout=60)
     text = seen.decode("utf-8", "replace")
     assert proc.returncode == 0, text
     assert "smr_business_licence: publish" in text and "4/4" in text
