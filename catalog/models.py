@@ -21,6 +21,8 @@ class Dataset(Base):
     sharing: Mapped[str] = mapped_column(String(32))
     update_cycle: Mapped[str] = mapped_column(String(32))
     steward: Mapped[str | None] = mapped_column(String(255))
+    description: Mapped[str | None] = mapped_column(Text)              # migration 0008
+    department_name: Mapped[str | None] = mapped_column(String(255))   # migration 0008
     current_version: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
@@ -227,3 +229,20 @@ class RunQuality(Base):
     approved_by: Mapped[str | None] = mapped_column(String(128))
     approved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     approval_note: Mapped[str | None] = mapped_column(Text)
+
+
+class MetadataChange(Base):
+    """One change of a dataset's stewarded metadata (title, steward, description, department,
+    sharing, update cycle), written by Catalog.register; the first registration records the
+    initial values (migration 0008)."""
+    __tablename__ = "dataset_metadata_changes"
+    __table_args__ = (Index("ix_metadata_changes_dataset", "dataset_id", "id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    dataset_id: Mapped[str] = mapped_column(String(128), ForeignKey("datasets.id"))
+    field: Mapped[str] = mapped_column(String(32))
+    old_value: Mapped[str | None] = mapped_column(Text)
+    new_value: Mapped[str | None] = mapped_column(Text)
+    changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    changed_by: Mapped[str | None] = mapped_column(String(255))
+    source_id: Mapped[str | None] = mapped_column(String(128))
+    source_file: Mapped[str | None] = mapped_column(Text)

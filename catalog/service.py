@@ -13,13 +13,17 @@ from sqlalchemy.orm import Session
 from catalog import status as statuses, store
 from catalog.db import engine_for
 from catalog.keys import KeyStore, head_hash, tree_head_payload
-from catalog.models import (Dataset, DatasetVersion, QuarantineEntry, Record, Run,
-                            RunQuality, Source, TakenFile, Watermark)
+from catalog.models import (Dataset, DatasetVersion, MetadataChange, QuarantineEntry, Record,
+                            Run, RunQuality, Source, TakenFile, Watermark)
 from catalog.verify import make_bundle
 from exchange.errors import NotFound, PublishError
 from exchange.registry import Registration
 
 FINAL = ("published", "unchanged")
+METADATA = ("title", "steward", "description", "department", "department_name", "sharing",
+            "update_cycle")     # a dataset's stewarded metadata: its changes are kept
+HISTORY_COLUMNS = ("changed_at", "field", "old_value", "new_value", "changed_by", "source_id",
+                   "source_file")
 
 
 def utcnow() -> datetime:
@@ -44,24 +48,53 @@ class Catalog:
         return Session(self.engine, expire_on_commit=False)
 
     # --- sources and runs -------------------------------------------------------------
-    def register(self, reg: Registration) -> None:
+    def register(self, reg: Registration, by: str | None = None) -> list[str]:
+        """Add or update a source and its dataset; every change of the stewarded metadata
+        (METADATA) is kept in dataset_metadata_changes, the first registration's values too.
+        Returns the metadata fields that changed."""
         now = utcnow()
         with self.session() as s, s.begin():
             ds = s.get(Dataset, reg.dataset)
-            attrs = dict(certificate_type=reg.certificate_type, type_version=reg.ctype.version,
-                         department=reg.department, title=reg.title, sharing=reg.sharing,
-                         update_cycle=reg.update_cycle, steward=reg.steward)
+            meta = {"title": reg.title, "steward": reg.steward, "description": reg.description or None,
+                    "department": reg.department, "department_name": reg.department_name or None,
+                    "sharing": reg.sharing, "update_cycle": reg.update_cycle}
+            attrs = dict(certificate_type=reg.certificate_type, type_version=reg.ctype.version, **meta)
+            old = dict.fromkeys(meta) if ds is None else {k: getattr(ds, k) for k in meta}
             if ds is None:
                 s.add(Dataset(id=reg.dataset, created_at=now, **attrs))
+                s.flush()
             else:
                 for k, v in attrs.items():
                     setattr(ds, k, v)
+            changed = [k for k, v in meta.items() if old[k] != v]
+            s.add_all(MetadataChange(dataset_id=reg.dataset, field=k, old_value=old[k], new_value=meta[k],
+                                     changed_at=now, changed_by=by, source_id=reg.id,
+                                     source_file=str(reg.path) if reg.path else None)
+                      for k in changed)
             src = s.get(Source, reg.id)
             if src is None:
                 s.add(Source(id=reg.id, dataset_id=reg.dataset, connector_kind=reg.connector["kind"],
                              registration=_jsonable(reg.as_dict()), registered_at=now))
             else:
                 src.registration = _jsonable(reg.as_dict())
+        return changed
+
+    def dataset(self, dataset: str) -> dict:
+        """A dataset's metadata, its sources and the history of its metadata changes."""
+        with self.session() as s:
+            ds = s.get(Dataset, dataset)
+            if ds is None:
+                known = s.scalars(sa.select(Dataset.id).order_by(Dataset.id)).all()
+                raise NotFound(f"no dataset {dataset!r}; known: {', '.join(known) or '(none)'}")
+            sources = s.execute(sa.select(Source.id, Source.connector_kind, Source.registered_at)
+                                .where(Source.dataset_id == dataset).order_by(Source.id)).all()
+            history = s.scalars(sa.select(MetadataChange).where(MetadataChange.dataset_id == dataset)
+                                .order_by(MetadataChange.id)).all()
+            return {"dataset": ds.id, "certificate_type": ds.certificate_type,
+                    "type_version": ds.type_version, "current_version": ds.current_version,
+                    "created_at": ds.created_at, **{k: getattr(ds, k) for k in METADATA},
+                    "sources": [{"source": i, "connector": k, "registered_at": t} for i, k, t in sources],
+                    "history": [{c: getattr(h, c) for c in HISTORY_COLUMNS} for h in history]}
 
     def start_run(self, source_id: str, run_key: str, dag_run_id: str | None = None) -> Run:
         with self.session() as s, s.begin():

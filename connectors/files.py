@@ -77,6 +77,7 @@ class FileDropConnector:
         self.drop = Path(settings.path)
         self.taken: set[str] = set()        # checksums already in the ledger (set by state)
         self.claims: list[Claim] = []
+        self.move_bad = True                # False: a preview (exchange register) moves nothing
 
     def pending(self) -> list[Path]:
         if not self.drop.is_dir():
@@ -109,6 +110,9 @@ class FileDropConnector:
         return list(self.settings.fields)
 
     def _reject(self, path: Path, bad: readers.BadFile) -> DataError:
+        if not self.move_bad:
+            return DataError(f"file {path.name} in {self.drop} cannot be read: {bad}",
+                             source=self.source_id, rule="files: readable whole")
         reject(path, str(bad))
         return DataError(f"file {path.name} was rejected: {bad}; it was moved to "
                          f"{self.drop / 'rejected'} with the reason beside it, nothing was "
