@@ -2,6 +2,7 @@
 a dataset's metadata and its history: `exchange dataset DATASET`."""
 from __future__ import annotations
 
+import contextlib
 import getpass
 import json
 import sys
@@ -35,8 +36,11 @@ def cmd_register(args) -> int:
                   ["expectation", "rows", "row", "key", "values"])
 
     try:
-        report = registering.register_file(args.file, dry_run=args.dry_run, by=args.by,
-                                           sample_rows=args.sample, on_step=show)
+        # with --json, stdout is the report alone: what libraries print (Airflow's logging,
+        # set up when a conn_id is read, writes to stdout) goes to stderr
+        with contextlib.redirect_stdout(sys.stderr if args.json else sys.stdout):
+            report = registering.register_file(args.file, dry_run=args.dry_run, by=args.by,
+                                               sample_rows=args.sample, on_step=show)
     except ExchangeError as exc:
         if args.json:
             partial = getattr(exc, "report", None)
