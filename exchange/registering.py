@@ -159,13 +159,14 @@ def _id_of(path: Path) -> str | None:
         return None
 
 
-def connector(reg: Registration, **changes):
-    """The registration's connector, with settings changed for a probe or a sample. A file
-    drop's unreadable file is reported, never moved to rejected/."""
+def connector(reg: Registration, **caps):
+    """The registration's connector, with settings capped for a probe or a sample (e.g.
+    batch_rows=N). A file drop's unreadable file is reported, never moved to rejected/."""
     from connectors import build
 
     conn = build(reg.connector, reg.id)
-    changes = {k: v for k, v in changes.items() if hasattr(conn.settings, k)}
+    changes = {k: min(getattr(conn.settings, k), cap) for k, cap in caps.items()
+               if hasattr(conn.settings, k)}
     if changes:
         conn = type(conn)(dataclasses.replace(conn.settings, **changes), reg.id)
     if hasattr(conn, "move_bad"):

@@ -202,3 +202,23 @@ def test_a_catalogue_that_fails_leaves_no_registration_file(home, silo_2k, tmp_p
     assert code == 1 and out["failed_step"] == 5
     assert "catalogue could not record it" in out["message"] and "nothing was registered" in out["message"]
     assert list((home / "sources").iterdir()) == []
+
+
+@pytest.mark.parametrize("silo", ["pg_silo", "maria_silo"])
+def test_server_silos_are_sampled_and_the_pull_stopped_early(request, home, tmp_path, capsys, silo):
+    """PostgreSQL (ADBC COPY) and MariaDB (unbuffered server-side cursor): the sample stops
+    the stream after N rows of 6,000 and leaves the server usable."""
+    import sqlalchemy as sa
+
+    url = request.getfixturevalue(silo)
+    f = registration(tmp_path / "s.toml", f"smr_{silo}", {
+        "kind": "sql", "url": url.render_as_string(hide_password=False), "table": "yyzz_djxx"})
+    code, out = register(capsys, f, "--dry-run", "--sample", 120)
+    assert code == 0, out
+    assert out["steps"][2]["detail"] == {"rows": 120, "limit": 120, "stopped_early": True}
+    assert out["validation"]["extracted"] == 120 and len(out["preview"]) == 20
+    engine = sa.create_engine(url, poolclass=sa.NullPool)
+    with engine.connect() as c:
+        assert c.exec_driver_sql("SELECT count(*) FROM yyzz_djxx").scalar() == 6_000
+    engine.dispose()
+    assert not home.exists()
