@@ -1,0 +1,80 @@
+"""Airflow's side of alerting: a BaseNotifier for a source DAG's on_failure_callback (runs in the
+DAG processor, or in-process under `dags test`) and for its deadline alert (runs in the
+triggerer), and the deadline itself: a run not finished one update cycle after it was queued."""
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from airflow.sdk import BaseNotifier
+from airflow.sdk.definitions.deadline import AsyncCallback, DeadlineAlert, DeadlineReference
+
+from exchange.alerts import Alert, log, send
+from exchange.registry import CYCLES
+
+
+def run_message(source: str, run_id: str | None) -> str | None:
+    """The catalogue's message for the run (what the failing stage recorded)."""
+    if not run_id:
+        return None
+    from catalog.service import Catalog
+    from exchange.settings import get_settings
+    from exchange.stages import run_key
+
+    s = get_settings()
+    try:
+        return Catalog(s.catalog_url, s.store_dir).get_run(source, run_key(run_id)).message
+    except Exception:
+        return None
+
+
+class ExchangeNotifier(BaseNotifier):
+    """Sends an exchange alert for one source's DAG; never raises into Airflow."""
+
+    def __init__(self, source: str, dataset: str, kind: str = "failed", context=None):
+        super().__init__(context)
+        self.source, self.dataset, self.kind = source, dataset, kind
+
+    def notify(self, context) -> None:
+        """on_failure_callback: the failed task and the run's error."""
+        try:
+            dag = context.get("dag")
+            ti = context.get("ti")
+            run_id = context.get("run_id")
+            message = run_message(self.source, run_id) or context.get("reason") or "the run failed"
+            send(Alert(self.kind, self.dataset, source=self.source,
+                       dag_id=getattr(dag, "dag_id", None), run_id=run_id,
+                       task=getattr(ti, "task_id", None), state="failed", message=message))
+        except Exception as exc:
+            log.error("alert for %s not sent: %s: %s", self.source, type(exc).__name__, exc)
+
+    def late_alert(self, context) -> Alert:
+        """A deadline missed: context is what the scheduler hands the triggerer."""
+        run = (context or {}).get("dag_run") or {}
+        deadline = (context or {}).get("deadline") or {}
+        return Alert(self.kind, self.dataset, source=self.source, dag_id=run.get("dag_id"),
+                     run_id=run.get("dag_run_id") or run.get("run_id"), state=run.get("state"),
+                     message=f"run not finished by its deadline {deadline.get('deadline_time')} "
+                             f"(queued {run.get('queued_at')}); state {run.get('state')}")
+
+    async def async_notify(self, context) -> None:
+        try:
+            alert = self.late_alert(context)
+            await asyncio.to_thread(send, alert)
+        except Exception as exc:
+            log.error("late-run alert for %s not sent: %s: %s", self.source, type(exc).__name__, exc)
+
+
+def deadline_interval(reg, settings) -> timedelta:
+    if settings.run_deadline:
+        return timedelta(seconds=settings.run_deadline)
+    return timedelta(days=CYCLES[reg.update_cycle])
+
+
+def deadline_for(reg, settings) -> DeadlineAlert:
+    """A run must finish within one update cycle (or EXCHANGE_RUN_DEADLINE) after it was queued."""
+    return DeadlineAlert(reference=DeadlineReference.DAGRUN_QUEUED_AT,
+                         interval=deadline_interval(reg, settings),
+                         callback=AsyncCallback(ExchangeNotifier, kwargs={
+                             "source": reg.id, "dataset": reg.dataset, "kind": "late_run"}),
+                         name=f"{reg.id} late")
