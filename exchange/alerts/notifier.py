@@ -35,6 +35,10 @@ class ExchangeNotifier(BaseNotifier):
         super().__init__(context)
         self.source, self.dataset, self.kind = source, dataset, kind
 
+    def render_template_fields(self, context, jinja_env=None) -> None:
+        """Nothing templated. (Under `dags test`, Airflow 3.3.2 passes a SerializedDAG that has
+        no get_template_env, so BaseNotifier's rendering would fail the callback.)"""
+
     def notify(self, context) -> None:
         """on_failure_callback: the failed task and the run's error."""
         try:
