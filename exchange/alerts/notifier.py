@@ -45,10 +45,13 @@ class ExchangeNotifier(BaseNotifier):
             dag = context.get("dag")
             ti = context.get("ti")
             run_id = context.get("run_id")
-            message = run_message(self.source, run_id) or context.get("reason") or "the run failed"
+            task = getattr(ti, "task_id", None)
+            message = run_message(self.source, run_id) or (
+                f"task {task} failed before the exchange recorded the run ({context.get('reason')}); "
+                "see the task's log in Airflow")
             send(Alert(self.kind, self.dataset, source=self.source,
                        dag_id=getattr(dag, "dag_id", None), run_id=run_id,
-                       task=getattr(ti, "task_id", None), state="failed", message=message))
+                       task=task, state="failed", message=message))
         except Exception as exc:
             log.error("alert for %s not sent: %s: %s", self.source, type(exc).__name__, exc)
 
