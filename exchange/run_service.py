@@ -40,6 +40,15 @@ def _port_free(host: str, port: int) -> bool:
             return False
 
 
+def _port_or_free(host: str, port: int) -> int:
+    """The component's usual port, or any free one when it is taken (another instance)."""
+    if _port_free(host, port):
+        return port
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
 def _jwt_secret(airflow_home: Path) -> str:
     """Scheduler and API server must sign task tokens with the same secret: keep one (mode 600)."""
     f = airflow_home / "jwt-secret"
@@ -61,6 +70,8 @@ def service_env(host: str, port: int, airflow_port: int) -> dict:
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor", "AIRFLOW__CORE__AUTH_MANAGER": SIMPLE_AUTH,
     })
+    for key, default in (("WORKER_LOG_SERVER_PORT", 8793), ("TRIGGER_LOG_SERVER_PORT", 8794)):
+        env.setdefault(f"AIRFLOW__LOGGING__{key}", str(_port_or_free("127.0.0.1", default)))
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"  # the `airflow` next to this python
     env.setdefault("AIRFLOW__API_AUTH__JWT_SECRET", _jwt_secret(home))
     env.setdefault("EXCHANGE_AIRFLOW_URL", f"http://127.0.0.1:{airflow_port}")

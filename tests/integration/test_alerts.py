@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from exchange.alerts import Alert, send
-from exchange.alerts.channels import EmailChannel, WebhookChannel, parse
+from exchange.alerts.channels import parse
 from exchange.alerts.watch import check, decide
 from exchange.errors import ConfigError, UnknownName
 from exchange.settings import get_settings, reset_settings
