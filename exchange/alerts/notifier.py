@@ -4,7 +4,9 @@ triggerer), and the deadline itself: a run not finished one update cycle after i
 from __future__ import annotations
 
 import asyncio
+import sys
 from datetime import timedelta
+from pathlib import Path
 
 from airflow.sdk import BaseNotifier
 from airflow.sdk.definitions.deadline import AsyncCallback, DeadlineAlert, DeadlineReference
@@ -78,8 +80,19 @@ def deadline_interval(reg, settings) -> timedelta:
     return timedelta(days=CYCLES[reg.update_cycle])
 
 
-def deadline_for(reg, settings) -> DeadlineAlert:
-    """A run must finish within one update cycle (or EXCHANGE_RUN_DEADLINE) after it was queued."""
+def under_dags_test(argv: list[str] | None = None) -> bool:
+    """`airflow dags test` in 3.3.2 fails every successful run of a DAG with a deadline: it
+    looks the deadline up by id in a DAG it deserialised itself, where it is still a dict
+    (DagRun.update_state -> DeadlineAlertModel.get_by_id). No scheduler there to check it anyway."""
+    argv = sys.argv if argv is None else argv
+    return len(argv) >= 3 and Path(argv[0]).name == "airflow" and argv[1:3] == ["dags", "test"]
+
+
+def deadline_for(reg, settings) -> DeadlineAlert | None:
+    """A run must finish within one update cycle (or EXCHANGE_RUN_DEADLINE) after it was queued.
+    None (no deadline) under `airflow dags test`, or with EXCHANGE_RUN_DEADLINE=0."""
+    if settings.run_deadline == 0 or under_dags_test():
+        return None
     return DeadlineAlert(reference=DeadlineReference.DAGRUN_QUEUED_AT,
                          interval=deadline_interval(reg, settings),
                          callback=AsyncCallback(ExchangeNotifier, kwargs={

@@ -47,3 +47,23 @@ def test_parsing_the_dag_file_imports_nothing_heavy(home, silo_2k):
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip().splitlines()[-1:] in ([""], []), out.stdout
+
+
+def test_no_deadline_under_dags_test_or_when_switched_off(monkeypatch):
+    """Airflow 3.3.2's `dags test` cannot finish a successful run of a DAG with a deadline."""
+    from exchange.alerts.notifier import deadline_for, under_dags_test
+    from exchange.settings import get_settings, reset_settings
+
+    assert under_dags_test(["/x/.venv/bin/airflow", "dags", "test", "source__a"])
+    assert not under_dags_test(["/x/.venv/bin/airflow", "standalone"])
+    assert not under_dags_test(["/x/.venv/bin/airflow", "dag-processor"])
+
+    class Reg:
+        id, dataset, update_cycle = "a", "t.a", "weekly"
+    monkeypatch.setenv("EXCHANGE_RUN_DEADLINE", "0")
+    reset_settings()
+    assert deadline_for(Reg, get_settings()) is None
+    monkeypatch.delenv("EXCHANGE_RUN_DEADLINE")
+    reset_settings()
+    assert deadline_for(Reg, get_settings()).interval.days == 7
+    reset_settings()
