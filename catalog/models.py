@@ -246,3 +246,21 @@ class MetadataChange(Base):
     changed_by: Mapped[str | None] = mapped_column(String(255))
     source_id: Mapped[str | None] = mapped_column(String(128))
     source_file: Mapped[str | None] = mapped_column(Text)
+
+
+class Alert(Base):
+    """An alert said to operators: a run failed or overran its deadline, a dataset turned late or
+    stale, or recovered. The watch reads the latest freshness alert so it says each thing once."""
+    __tablename__ = "alerts"
+    __table_args__ = (Index("ix_alerts_dataset_kind", "dataset_id", "kind"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    kind: Mapped[str] = mapped_column(String(16))       # failed | late_run | late | stale | recovered
+    dataset_id: Mapped[str | None] = mapped_column(String(128))
+    source_id: Mapped[str | None] = mapped_column(String(128))
+    dag_id: Mapped[str | None] = mapped_column(String(255))
+    dag_run_id: Mapped[str | None] = mapped_column(String(255))
+    task_id: Mapped[str | None] = mapped_column(String(255))
+    state: Mapped[str | None] = mapped_column(String(32))  # the run's or the dataset's state
+    message: Mapped[str] = mapped_column(Text)
+    delivered: Mapped[list | None] = mapped_column(JSON)   # per channel: ok, attempts, error

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from catalog import status as statuses, store
 from catalog.db import engine_for
 from catalog.keys import KeyStore, head_hash, tree_head_payload
+from catalog.models import Alert as AlertRow
 from catalog.models import (Dataset, DatasetVersion, MetadataChange, QuarantineEntry, Record,
                             Run, RunQuality, Source, TakenFile, Watermark)
 from catalog.verify import make_bundle
@@ -411,6 +412,37 @@ class Catalog:
             e.reviewed_by, e.review_note, e.reviewed_at = by, note, utcnow()
             return {"dataset": dataset, "key": key, "state": e.state, "reviewed_by": by,
                     "review_note": note}
+
+
+    # --- alerts: what operators were told (exchange/alerts) -------------------------------
+    FRESHNESS_ALERTS = ("late", "stale", "recovered")
+
+    def record_alert(self, alert: dict, delivered: list[dict] | None = None) -> int:
+        with self.session() as s, s.begin():
+            row = AlertRow(at=alert.get("at") or utcnow(), kind=alert["kind"],
+                           dataset_id=alert.get("dataset"), source_id=alert.get("source"),
+                           dag_id=alert.get("dag_id"), dag_run_id=alert.get("run_id"),
+                           task_id=alert.get("task"), state=alert.get("state"),
+                           message=alert.get("message") or "", delivered=delivered)
+            s.add(row)
+            s.flush()
+            return row.id
+
+    def alerts(self, limit: int = 50, dataset: str | None = None) -> list[dict]:
+        with self.session() as s:
+            q = sa.select(AlertRow).order_by(AlertRow.id.desc()).limit(limit)
+            if dataset:
+                q = q.where(AlertRow.dataset_id == dataset)
+            return [{c.name: getattr(a, c.name) for c in AlertRow.__table__.columns}
+                    for a in s.scalars(q)]
+
+    def said_freshness(self) -> dict[str, str]:
+        """Per dataset, the last freshness alert said (late, stale or recovered)."""
+        with self.session() as s:
+            newest = (sa.select(sa.func.max(AlertRow.id))
+                      .where(AlertRow.kind.in_(self.FRESHNESS_ALERTS)).group_by(AlertRow.dataset_id))
+            return dict(s.execute(sa.select(AlertRow.dataset_id, AlertRow.kind)
+                                  .where(AlertRow.id.in_(newest))).all())
 
 
 def _insert_index(s: Session, dataset: str, version: int, index_path: Path) -> None:

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta, timezone
 from airflow.sdk import DAG, Asset, get_current_context, task
 
 from exchange import registry
+from exchange.alerts.notifier import ExchangeNotifier, deadline_for
 from exchange.registry import Registration
 from exchange.settings import get_settings
 
@@ -30,7 +31,9 @@ def build_dag(reg: Registration) -> DAG:
     with DAG(dag_id=reg.dag_id, schedule=reg.schedule, start_date=START, catchup=False,
              description=reg.title, tags=["exchange", reg.department, reg.certificate_type],
              default_args={"retries": 0, "retry_delay": timedelta(seconds=30)},
-             max_active_runs=1) as dag:
+             max_active_runs=1,
+             on_failure_callback=ExchangeNotifier(source=reg.id, dataset=reg.dataset),
+             deadline=deadline_for(reg, get_settings())) as dag:
 
         @task
         def extract() -> dict:

@@ -33,6 +33,16 @@ class Settings:
     catalog_url: str
     sources_dir: Path          # registration files, one per source
     key_passphrase_env: str = "EXCHANGE_KEY_PASSPHRASE"
+    alerts: str = "log"                                # EXCHANGE_ALERTS: log, webhook:URL, email:ADDR
+    dashboard_url: str = "http://127.0.0.1:8000"       # links in alerts: /dashboard/datasets/{id}
+    airflow_url: str = "http://127.0.0.1:8080"         # links in alerts: the Airflow run
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 25
+    smtp_from: str = "exchange@localhost"
+    smtp_starttls: bool = False                        # user/password: EXCHANGE_SMTP_USER/_PASSWORD
+    alert_timeout: float = 5.0                         # seconds per webhook/SMTP attempt
+    alert_attempts: int = 3
+    run_deadline: float | None = None                  # seconds; default: the source's update cycle
 
     @property
     def staging_dir(self) -> Path:
@@ -67,7 +77,23 @@ def get_settings() -> Settings:
     home = Path(os.environ.get("EXCHANGE_HOME", ROOT / ".state")).resolve()
     url = os.environ.get("EXCHANGE_CATALOG_URL") or f"sqlite:///{home / 'catalog.db'}"
     sources = Path(os.environ.get("EXCHANGE_SOURCES_DIR", home / "sources"))
-    return Settings(home=home, catalog_url=url, sources_dir=sources)
+    env = os.environ.get
+    try:
+        alerting = dict(
+            alerts=env("EXCHANGE_ALERTS") or "log",
+            dashboard_url=(env("EXCHANGE_DASHBOARD_URL") or "http://127.0.0.1:8000").rstrip("/"),
+            airflow_url=(env("EXCHANGE_AIRFLOW_URL") or "http://127.0.0.1:8080").rstrip("/"),
+            smtp_host=env("EXCHANGE_SMTP_HOST") or "127.0.0.1",
+            smtp_port=int(env("EXCHANGE_SMTP_PORT") or 25),
+            smtp_from=env("EXCHANGE_SMTP_FROM") or "exchange@localhost",
+            smtp_starttls=(env("EXCHANGE_SMTP_STARTTLS") or "").lower() in ("1", "true", "yes"),
+            alert_timeout=float(env("EXCHANGE_ALERTS_TIMEOUT") or 5),
+            alert_attempts=max(1, int(env("EXCHANGE_ALERTS_ATTEMPTS") or 3)),
+            run_deadline=float(env("EXCHANGE_RUN_DEADLINE")) if env("EXCHANGE_RUN_DEADLINE") else None)
+    except ValueError as exc:
+        raise ConfigError(f"an alert setting is not a number ({exc}): check EXCHANGE_SMTP_PORT, "
+                          "EXCHANGE_ALERTS_TIMEOUT, EXCHANGE_ALERTS_ATTEMPTS, EXCHANGE_RUN_DEADLINE") from None
+    return Settings(home=home, catalog_url=url, sources_dir=sources, **alerting)
 
 
 def reset_settings() -> None:

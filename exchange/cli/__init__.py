@@ -13,7 +13,8 @@ from exchange.errors import ExchangeError
 
 GROUPS = ["exchange.cli.records", "exchange.cli.demo", "exchange.cli.items", "exchange.cli.keys",
           "exchange.cli.integrity", "exchange.cli.access", "exchange.cli.serve",
-          "exchange.cli.quality", "exchange.cli.watch", "exchange.cli.register"]
+          "exchange.cli.quality", "exchange.cli.watch", "exchange.cli.register",
+          "exchange.cli.alerts"]
 
 
 def catalog():

@@ -18,20 +18,52 @@ def test_dag_files_import_without_errors_and_quickly(home, silo_2k):
     bag = DagBag(dag_folder=str(ROOT / "dags"))
     elapsed = time.perf_counter() - started
     assert bag.import_errors == {}
-    assert set(bag.dag_ids) == {"source__smr_business_licence", "source__smr_business_licence_b"}
+    assert set(bag.dag_ids) == {"source__smr_business_licence", "source__smr_business_licence_b",
+                                "exchange_watch"}
     dag = bag.dags["source__smr_business_licence"]
     assert [t.task_id for t in dag.topological_sort()] == [
         "extract", "conform", "validate", "publish", "announce"]
     announce = dag.get_task("announce")
     assert [o.uri for o in announce.outlets] == ["exchange://datasets/business_licence.market_regulation"]
     assert elapsed < 10, f"parsing took {elapsed:.1f}s"
+    # alerts: a failure callback and a deadline of one update cycle (daily) after queueing
+    assert dag.on_failure_callback.source == "smr_business_licence"
+    [deadline] = dag.deadline
+    assert deadline.interval.total_seconds() == 86_400 and deadline.callback.kwargs["kind"] == "late_run"
+    assert deadline.callback.path == "exchange.alerts.notifier.ExchangeNotifier"
+    from airflow.serialization.serialized_objects import DagSerialization
+    again = DagSerialization.deserialize_dag(DagSerialization.serialize_dag(dag))
+    stored = again.deadline[0]          # what the scheduler reads back: plain serialized data
+    assert stored["reference"] == {"reference_type": "DagRunQueuedAtDeadline"}
+    assert stored["callback"]["__data__"]["kwargs"]["dataset"] == "business_licence.market_regulation"
+    assert [t.task_id for t in bag.dags["exchange_watch"].tasks] == ["check_freshness"]
 
 
 def test_parsing_the_dag_file_imports_nothing_heavy(home, silo_2k):
     register_demo_source(home, silo_2k[0])
-    code = ("import sys, runpy; runpy.run_path('dags/exchange_sources.py');"
+    code = ("import sys, runpy; runpy.run_path('dags/exchange_sources.py'); runpy.run_path('dags/exchange_watch.py');"
             "heavy=[m for m in ('great_expectations','pandas','pyarrow','connectors.sql',"
             "'catalog.service') if m in sys.modules]; print(','.join(heavy))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip().splitlines()[-1:] in ([""], []), out.stdout
+
+
+def test_no_deadline_under_dags_test_or_when_switched_off(monkeypatch):
+    """Airflow 3.3.2's `dags test` cannot finish a successful run of a DAG with a deadline."""
+    from exchange.alerts.notifier import deadline_for, under_dags_test
+    from exchange.settings import get_settings, reset_settings
+
+    assert under_dags_test(["/x/.venv/bin/airflow", "dags", "test", "source__a"])
+    assert not under_dags_test(["/x/.venv/bin/airflow", "standalone"])
+    assert not under_dags_test(["/x/.venv/bin/airflow", "dag-processor"])
+
+    class Reg:
+        id, dataset, update_cycle = "a", "t.a", "weekly"
+    monkeypatch.setenv("EXCHANGE_RUN_DEADLINE", "0")
+    reset_settings()
+    assert deadline_for(Reg, get_settings()) is None
+    monkeypatch.delenv("EXCHANGE_RUN_DEADLINE")
+    reset_settings()
+    assert deadline_for(Reg, get_settings()).interval.days == 7
+    reset_settings()

@@ -1,0 +1,16 @@
+"""Airflow DAG file: `exchange_watch` checks every dataset's freshness every 15 minutes and alerts
+when one turns late or stale, and when it recovers (exchange/alerts/watch.py)."""
+from datetime import datetime, timezone
+
+from airflow.sdk import DAG, task
+
+with DAG(dag_id="exchange_watch", schedule="*/15 * * * *", catchup=False, max_active_runs=1,
+         start_date=datetime(2026, 1, 1, tzinfo=timezone.utc), tags=["exchange", "watch"],
+         description="freshness of every dataset against its update cycle; alerts on change"):
+
+    @task
+    def check_freshness() -> list[dict]:
+        from exchange.alerts.watch import check
+        return [{k: a[k] for k in ("kind", "dataset", "message", "delivered")} for a in check()]
+
+    check_freshness()

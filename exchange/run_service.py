@@ -1,0 +1,219 @@
+"""`./run serve`: the exchange as a service on the embedded default.
+
+Runs what `airflow standalone` runs (API server and UI, scheduler, DAG processor, triggerer;
+SQLite metadata DB under AIRFLOW_HOME; LocalExecutor; SimpleAuthManager with a generated admin
+password) and `exchange serve` beside it, but in order: the scheduler starts only once the API
+server answers (standalone starts all at once, and on this machine the first scheduled task runs
+failed, unable to reach the execution API). Prints where to log in and what to look at; Ctrl-C
+or SIGTERM stops everything. Output goes to EXCHANGE_HOME/logs/.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+from exchange.airflow_env import airflow_env
+from exchange.errors import ConfigError, ExchangeError
+from exchange.settings import get_settings
+
+SOURCE_DAGS = "source__<id> (one per registration file) and exchange_watch"
+AFTER_API = ("dag-processor", "scheduler", "triggerer")
+SIMPLE_AUTH = "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+            return True
+        except OSError:
+            return False
+
+
+def _port_or_free(host: str, port: int) -> int:
+    """The component's usual port, or any free one when it is taken (another instance)."""
+    if _port_free(host, port):
+        return port
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def _jwt_secret(airflow_home: Path) -> str:
+    """Scheduler and API server must sign task tokens with the same secret: keep one (mode 600)."""
+    f = airflow_home / "jwt-secret"
+    if not f.exists():
+        airflow_home.mkdir(parents=True, exist_ok=True)
+        fd = os.open(f, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_urlsafe(32))
+    return f.read_text().strip()
+
+
+def service_env(host: str, port: int, airflow_port: int) -> dict:
+    env = airflow_env()
+    home = Path(env["AIRFLOW_HOME"])
+    env.update({
+        "AIRFLOW__API__HOST": host, "AIRFLOW__API__PORT": str(airflow_port),
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{airflow_port}/execution/",
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",   # every source runs on its schedule
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor", "AIRFLOW__CORE__AUTH_MANAGER": SIMPLE_AUTH,
+    })
+    for key, default in (("WORKER_LOG_SERVER_PORT", 8793), ("TRIGGER_LOG_SERVER_PORT", 8794)):
+        env.setdefault(f"AIRFLOW__LOGGING__{key}", str(_port_or_free("127.0.0.1", default)))
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"  # the `airflow` next to this python
+    env.setdefault("AIRFLOW__API_AUTH__JWT_SECRET", _jwt_secret(home))
+    env.setdefault("EXCHANGE_AIRFLOW_URL", f"http://127.0.0.1:{airflow_port}")
+    env.setdefault("EXCHANGE_DASHBOARD_URL", f"http://127.0.0.1:{port}")
+    return env
+
+
+def _healthy(url: str, need: tuple[str, ...] = ()) -> bool:
+    try:
+        r = requests.get(url, timeout=2)
+        if r.status_code != 200:
+            return False
+        body = r.json()
+        return all((body.get(k) or {}).get("status") == "healthy" for k in need)
+    except (requests.RequestException, ValueError):
+        return False
+
+
+class Service:
+    def __init__(self, host: str, port: int, airflow_port: int):
+        self.host, self.port, self.airflow_port = host, port, airflow_port
+        self.env = service_env(host, port, airflow_port)
+        self.logs = get_settings().home / "logs"
+        self.procs: dict[str, subprocess.Popen] = {}
+
+    def start(self) -> None:
+        for name, p in (("Airflow", self.airflow_port), ("exchange serve", self.port)):
+            if not _port_free(self.host, p):
+                raise ConfigError(f"port {p} on {self.host} is taken: stop what uses it or pass "
+                                  f"{'--airflow-port' if name == 'Airflow' else '--port'} (for {name})")
+        self.logs.mkdir(parents=True, exist_ok=True)
+        with open(self.logs / "airflow-db-migrate.log", "ab") as out:
+            if subprocess.run([self.airflow, "db", "migrate"], env=self.env, stdout=out,
+                              stderr=subprocess.STDOUT).returncode != 0:
+                raise ExchangeError(f"airflow db migrate failed; see {self.logs}/airflow-db-migrate.log")
+        self._spawn("airflow-api-server", [self.airflow, "api-server"])
+        self._spawn("exchange", [sys.executable, "-m", "exchange.cli", "serve", "--host", self.host,
+                                 "--port", str(self.port), "--access-log"])
+
+    @property
+    def airflow(self) -> str:
+        return str(Path(sys.executable).with_name("airflow"))
+
+    def _spawn(self, name: str, cmd: list[str]) -> None:
+        out = open(self.logs / f"{name}.log", "ab")
+        self.procs[name] = subprocess.Popen(cmd, env=self.env, stdout=out, stderr=subprocess.STDOUT,
+                                            stdin=subprocess.DEVNULL, start_new_session=True)
+
+    def step(self) -> bool:
+        """Start the scheduler and the rest once the API server answers; True when all is ready."""
+        health = f"http://127.0.0.1:{self.airflow_port}/api/v2/monitor/health"
+        if "airflow-scheduler" not in self.procs:
+            if _healthy(health, ("metadatabase",)):
+                for c in AFTER_API:
+                    self._spawn(f"airflow-{c}", [self.airflow, c])
+            return False
+        return (_healthy(health, ("metadatabase", "scheduler", "triggerer", "dag_processor"))
+                and _healthy(f"http://127.0.0.1:{self.port}/health"))
+
+    def dead(self) -> str | None:
+        return next((n for n, p in self.procs.items() if p.poll() is not None), None)
+
+    def stop(self, grace: float = 20) -> None:
+        """SIGTERM to each component's process group, the scheduler first; whatever is left
+        after `grace` seconds gets SIGKILL."""
+        for name, p in sorted(self.procs.items(), key=lambda kv: kv[0] != "airflow-scheduler"):
+            if p.poll() is None:
+                try:
+                    os.killpg(p.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        end = time.monotonic() + grace
+        for p in self.procs.values():
+            try:
+                p.wait(max(0.1, end - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
+        for p in self.procs.values():
+            try:
+                os.killpg(p.pid, signal.SIGKILL)     # stragglers in the group (task runners)
+            except (ProcessLookupError, PermissionError):
+                pass
+            p.wait()
+
+    def banner(self) -> str:
+        home = Path(self.env["AIRFLOW_HOME"])
+        pw = home / "simple_auth_manager_passwords.json.generated"
+        a, x = f"http://127.0.0.1:{self.airflow_port}", f"http://127.0.0.1:{self.port}"
+        return "\n".join([
+            "The exchange is running (Ctrl-C stops both).",
+            f"  Airflow UI     {a}   user: admin   password: in {pw}",
+            f"  Dashboard      {x}/dashboard/",
+            f"  Consumer API   {x}/docs",
+            f"  Logs           {self.logs}/airflow-*.log, {self.logs}/exchange.log",
+            f"  Alerts go to   {get_settings().alerts}  (EXCHANGE_ALERTS; list them: ./run exchange alerts)",
+            "What to look at:",
+            f"  Airflow: DAGs {SOURCE_DAGS}; each run's tasks extract → conform → validate → publish →",
+            "  announce, their logs, Assets (exchange://datasets/<dataset>), and a run's deadline.",
+            "  Dashboard: every dataset's freshness (fresh, late, stale), last run, quality, alerts.",
+        ])
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="./run serve", description=__doc__.splitlines()[0])
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000, help="exchange serve (API and dashboard)")
+    p.add_argument("--airflow-port", type=int, default=8080, help="Airflow's API server and UI")
+    p.add_argument("--ready-timeout", type=float, default=300, help="seconds to wait for both")
+    args = p.parse_args(argv)
+    stopping = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stopping.append(1))
+    svc = Service(args.host, args.port, args.airflow_port)
+    try:
+        svc.start()
+    except ExchangeError as exc:
+        svc.stop(grace=10)
+        print(f"serve: {exc}", file=sys.stderr)
+        return exc.exit_code
+    print(f"starting Airflow (port {args.airflow_port}) and exchange serve (port {args.port}); "
+          f"logs in {svc.logs}", flush=True)
+    started, shown, code = time.monotonic(), False, 0
+    try:
+        while not stopping:
+            if (gone := svc.dead()):
+                print(f"serve: {gone} stopped unexpectedly; see {svc.logs}/{gone}.log", file=sys.stderr)
+                code = 1
+                break
+            if not shown and svc.step():
+                print(svc.banner(), flush=True)
+                shown = True
+            elif not shown and time.monotonic() - started > args.ready_timeout:
+                print(f"serve: not ready after {args.ready_timeout:.0f} s; see {svc.logs}", file=sys.stderr)
+                code = 1
+                break
+            time.sleep(1)
+    finally:
+        print("stopping Airflow and exchange serve …", flush=True)
+        svc.stop()
+        print("stopped", flush=True)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
