@@ -43,14 +43,13 @@ class Gx:
         return result
 
     def keep(self, result, keep_as: str) -> None:
-        """Keep a result for this run's Data Docs, without its per-row lists (the
-        quarantine file holds the rows; counts and percentages stay)."""
+        """Keep a result for this run's Data Docs, without its full per-row lists (the
+        quarantine file holds the rows; counts, percentages and partial lists stay)."""
         if self.docs_dir is None:
             return
         for r in result.results:
-            for k in ("unexpected_list", "unexpected_index_list", "partial_unexpected_list",
-                      "partial_unexpected_index_list", "partial_unexpected_counts"):
-                r.result.pop(k, None)
+            for k in ("unexpected_list", "unexpected_index_list"):
+                (r.result or {}).pop(k, None)
         self._keep(result, result.suite_name, keep_as)
 
     def _keep(self, result, suite_name: str, batch_name: str) -> None:
