@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 PARTIAL = 20          # GX's default partial_unexpected_count
+SAMPLE = 200          # GX's MAX_RESULT_RECORDS: values its partial_unexpected_counts are over
 RESULT_FORMAT = {"result_format": "SUMMARY", "partial_unexpected_count": PARTIAL,
                  "include_unexpected_rows": False, "return_unexpected_index_query": False}
 
@@ -108,9 +109,9 @@ COLUMN = {   # GX map metric -> how a value meets it
     "column_values.not_in_set": Condition(lambda a, kw: pc.invert(_in_set(a, kw.get("value_set")))),
     "column_values.match_regex": Condition(lambda a, kw: _regex(a, kw["regex"])),
     "column_values.not_match_regex": Condition(lambda a, kw: pc.invert(_regex(a, kw["regex"]))),
-    "column_values.value_length_equals": Condition(
+    "column_values.value_length.equals": Condition(
         lambda a, kw: pc.equal(pc.utf8_length(_strings(a)), int(kw["value"]))),
-    "column_values.value_length_between": Condition(
+    "column_values.value_length.between": Condition(
         lambda a, kw: _between(pc.utf8_length(_strings(a)), kw)),
     "column_values.between": Condition(lambda a, kw: _between(_numbers(a), kw)),
     "column_values.valid_uscc": Condition(_uscc),
@@ -181,10 +182,10 @@ class Check:
         self.rows += len(bad)
         self.considered += int(pc.sum(domain).as_py() or 0)
         self.unexpected += n_bad
-        room = PARTIAL - len(self.index)
+        room = SAMPLE - len(self.values)
         if n_bad and room > 0:
             first = np.flatnonzero(bad)[:room]
-            self.index.extend(int(i) + offset for i in first)
+            self.index.extend(int(i) + offset for i in first[:PARTIAL - len(self.index)])
             cols = [table.column(c).take(pa.array(first)) for c in self.columns]
             as_pandas = [pa.chunked_array([c] if isinstance(c, pa.Array) else c.chunks, c.type)
                          .to_pandas(date_as_object=False) for c in cols]
@@ -198,9 +199,8 @@ class Check:
         self.rows += rows
         self.considered += considered
         self.unexpected += unexpected
-        room = PARTIAL - len(self.index)
-        self.values.extend(list(values or [])[:max(room, 0)])
-        self.index.extend(list(index or [])[:max(room, 0)])
+        self.values.extend(list(values or [])[:max(SAMPLE - len(self.values), 0)])
+        self.index.extend(list(index or [])[:max(PARTIAL - len(self.index), 0)])
 
     def result(self):
         """The GX ExpectationValidationResult, built by the expectation's own `_validate`."""
@@ -208,7 +208,7 @@ class Check:
         metrics = {"table.row_count": self.rows,
                    "column_values.nonnull.unexpected_count": self.rows - self.considered,
                    f"{m}.unexpected_count": self.unexpected,
-                   f"{m}.unexpected_values": self.values[:PARTIAL],
+                   f"{m}.unexpected_values": self.values,
                    f"{m}.unexpected_index_list": self.index[:PARTIAL],
                    f"{m}.filtered_row_count": self.considered}
         raw = self.expectation._validate(metrics=metrics,

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 RESULT_FORMAT = {"result_format": "COMPLETE", "include_unexpected_rows": False,
-                 "return_unexpected_index_query": False, "partial_unexpected_count": 0}
+                 "return_unexpected_index_query": False, "partial_unexpected_count": 20}
 SITE = "run"
 
 

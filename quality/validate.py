@@ -117,7 +117,7 @@ def _version_wide(path: Path, plan: _Plan, suite_name: str, gx: Gx, params: dict
         cols = [c for c in suite_columns(gx_suite) if c in pq.read_schema(path).names]
         table = pq.read_table(path, columns=cols or [ROW])
         result = gx.validate(_to_pandas(table), gx_suite, params)
-        for i, r in zip(plan.gx_version, result.results):
+        for i, r in zip(plan.gx_version, in_suite_order(result, gx_suite)):
             _raise_if_broken(r)
             for pos in r.result.get("unexpected_index_list") or []:
                 failed[int(pos)].append(plan.labels[i])
@@ -215,7 +215,7 @@ def validate(conformed: Path, extracted: Path, ctype: CertificateType, out_dir: 
 def _gx_rows(gx: Gx, row_suite, plan: _Plan, batch, offset: int, params: dict, reasons) -> None:
     """Row-level expectations with no Arrow form: GX on this batch, tallied into the version."""
     result = gx.validate(_to_pandas(batch, offset), row_suite, params)
-    for i, r in zip(plan.gx_rows, result.results):
+    for i, r in zip(plan.gx_rows, in_suite_order(result, row_suite)):
         _raise_if_broken(r)
         res = r.result or {}
         n, missing = res.get("element_count") or 0, res.get("missing_count") or 0
@@ -224,6 +224,18 @@ def _gx_rows(gx: Gx, row_suite, plan: _Plan, batch, offset: int, params: dict, r
                             res.get("unexpected_list"), idx)
         for pos in idx:
             reasons[int(pos) - offset].append(plan.labels[i])
+
+
+def in_suite_order(result, suite) -> list:
+    """GX's results in the order of the suite's expectations (GX does not keep it)."""
+    def key(config):
+        kwargs = {k: v for k, v in config.kwargs.items() if k != "batch_id"}
+        return config.type, json.dumps(kwargs, sort_keys=True, default=str)
+
+    by_key: dict[tuple, list] = defaultdict(list)
+    for r in result.results:
+        by_key[key(r.expectation_config)].append(r)
+    return [by_key[key(e.configuration)].pop(0) for e in suite.expectations]
 
 
 def suite_result(name: str, results: list):
