@@ -5,6 +5,7 @@ failed, the offending values and the raw silo row), and the counts must reconcil
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -314,8 +315,9 @@ def row_key(licence_number: str | None, raw: dict) -> str:
 _ENCODE = json.JSONEncoder(ensure_ascii=False, default=str).encode
 
 
-def _columns_of(reason: str) -> list[str]:
-    return [c for c in reason.split("(", 1)[1].rstrip(")").split(",") if c]
+@functools.lru_cache(maxsize=1024)
+def _columns_of(reason: str) -> tuple[str, ...]:
+    return tuple(c for c in reason.split("(", 1)[1].rstrip(")").split(",") if c)
 
 
 def _quarantine_rows(batch, raw, reasons: dict[int, list[str]], key_field: str | None,
@@ -326,7 +328,7 @@ def _quarantine_rows(batch, raw, reasons: dict[int, list[str]], key_field: str |
         return schema.empty_table()
     idx = sorted(reasons)
     take = pa.array(idx)
-    named = {c for rs in reasons.values() for r in set(rs) for c in _columns_of(r)}
+    named = {c for r in {r for rs in reasons.values() for r in rs} for c in _columns_of(r)}
     wanted = [c for c in batch.schema.names
               if c in named or c.removeprefix(UNPARSED) in named or c in (ROW, key_field)]
     conf = batch.select(wanted).take(take).to_pydict()
@@ -334,9 +336,12 @@ def _quarantine_rows(batch, raw, reasons: dict[int, list[str]], key_field: str |
     nulls = [None] * len(idx)
     # dates: the silo's own text says more than the (null) parsed value
     shown = {c: (conf.get(UNPARSED + c) or nulls, conf.get(c) or nulls) for c in named}
-    values = []
+    values, columns = [], {}
     for n, i in enumerate(idx):
-        cols = dict.fromkeys(c for r in reasons[i] for c in _columns_of(r))
+        rs = tuple(reasons[i])
+        cols = columns.get(rs)
+        if cols is None:
+            cols = columns[rs] = tuple(dict.fromkeys(c for r in rs for c in _columns_of(r)))
         values.append(_ENCODE({c: shown[c][0][n] or shown[c][1][n] for c in cols}))
     keys = list(conf[key_field]) if key_field else list(nulls)
     for n in (n for n, k in enumerate(keys) if not k):       # rare: hash the silo row
