@@ -297,9 +297,13 @@ def _prefetched(items):
 
 
 def _raise_if_broken(r) -> None:
-    if r.exception_info and r.exception_info.get("raised_exception"):
+    info = r.exception_info or {}
+    # GX gives {raised_exception, exception_message} or, per failed metric, {metric id: {...}}
+    infos = [info] if "raised_exception" in info else [v for v in info.values() if isinstance(v, dict)]
+    broken = next((i for i in infos if i.get("raised_exception")), None)
+    if broken:
         raise ConfigError(f"expectation {label(r.expectation_config)} could not run: "
-                          f"{r.exception_info.get('exception_message')}; check the suite file "
+                          f"{broken.get('exception_message')}; check the suite file "
                           "quality/suites/ or the registration's [[checks]]")
 
 

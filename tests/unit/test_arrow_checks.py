@@ -146,3 +146,16 @@ def _plain(v):
     """Values as JSON would carry them (NaN, NaT and None alike; numpy dates as text)."""
     from great_expectations.util import convert_to_json_serializable
     return json.loads(json.dumps(convert_to_json_serializable(v), default=str))
+
+
+def test_a_broken_regex_is_reported_by_gx_naming_the_expectation(tmp_path, suite_dir):
+    from exchange.errors import ConfigError
+
+    _planted(tmp_path, n=60)
+    suite_dir["expectations"].append({"type": "expect_column_values_to_match_regex",
+                                      "kwargs": {"column": "address", "regex": "(unclosed"}, "meta": {}})
+    suites.suite_path("business_licence").write_text(json.dumps(suite_dir, ensure_ascii=False), "utf-8")
+    with pytest.raises(ConfigError, match=r"expect_column_values_to_match_regex\(address\) could not run"):
+        validate(tmp_path / "conformed.parquet", tmp_path / "extracted.parquet", REG.ctype,
+                 tmp_path, TODAY, docs=False)
+    assert not list(tmp_path.glob("*.tmp")) and not (tmp_path / "accepted.parquet").exists()
