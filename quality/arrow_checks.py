@@ -267,5 +267,5 @@ def duplicated(values: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, pa.Array
     counts = pc.value_counts(values.drop_null())
     repeated = counts.field("values").filter(pc.greater(counts.field("counts"), 1))
     domain = pc.invert(_nulls(values))
-    bad = pc.fill_null(pc.is_in(values, value_set=repeated), False)
+    bad = pc.and_(domain, pc.fill_null(pc.is_in(values, value_set=repeated), False))
     return bad.to_numpy(zero_copy_only=False), domain
