@@ -1,5 +1,5 @@
-"""Validation rows/s for N rows: the project's quality step (batched GX, quarantine file and
-queue, Data Docs) beside stock GX validating the same suite on the same frame with COMPLETE
+"""Validation rows/s for N rows: the project's quality step (the suite's expectations in
+pyarrow.compute with GX building the results, quarantine file and queue, Data Docs) beside stock GX validating the same suite on the same frame with COMPLETE
 results, in the same run. Prints figures; asserts nothing."""
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
 """The catalogue's rules, in one place: DAG tasks, the CLI and the API all write through here."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from dataclasses import dataclass
@@ -367,24 +368,32 @@ class Catalog:
                 e["reasons"] = list(dict.fromkeys([*e["reasons"], *r["reasons"]]))
         T = QuarantineEntry.__table__
         with self.session() as s, s.begin():
-            known = dict(s.execute(sa.select(T.c.key, T.c.id).where(T.c.source_id == source_id)).all())
+            conn = s.connection()
+            # reasons compared as the stored JSON text: no decoding of every known entry
+            known = {k: (i, r, v) for k, i, r, v in conn.execute(
+                sa.select(T.c.key, T.c.id, sa.cast(T.c.reasons, sa.Text), T.c["values"])
+                .where(T.c.source_id == source_id))}
             new = [{"source_id": source_id, "dataset_id": dataset, "key": k, "state": "open",
                     "reasons": r["reasons"], "values": r["values"],
                     "first_run_id": run_id, "last_run_id": run_id, "first_seen": now, "last_seen": now}
                    for k, r in seen.items() if k not in known]
-            again = [{"b_id": known[k], "reasons": r["reasons"], "values": r["values"]}
-                     for k, r in seen.items() if k in known]
+            again = [known[k][0] for k in seen if k in known]
+            changed = [{"b_id": known[k][0], "reasons": r["reasons"], "values": r["values"]}
+                       for k, r in seen.items()
+                       if k in known and (json.dumps(r["reasons"]), r["values"]) != known[k][1:]]
             if new:
-                s.execute(sa.insert(T), new)
+                _executemany(conn, sa.insert(T), new)
+            if changed:          # only rows whose reasons or values differ are rewritten
+                conn.execute(T.update().where(T.c.id == sa.bindparam("b_id")).values(
+                    reasons=sa.bindparam("reasons"), values=sa.bindparam("values")), changed)
+            for at in range(0, len(again), 500):     # seen again: one statement per 500 ids
+                conn.execute(T.update().where(T.c.id.in_(again[at:at + 500]))
+                             .values(last_run_id=run_id, last_seen=now))
             if again:
-                s.connection().execute(
-                    T.update().where(T.c.id == sa.bindparam("b_id")).values(
-                        reasons=sa.bindparam("reasons"), values=sa.bindparam("values"),
-                        last_run_id=run_id, last_seen=now), again)
-                s.execute(T.update().where(T.c.source_id == source_id, T.c.last_run_id == run_id,
-                                           T.c.state == "resolved")
-                          .values(state="open", resolved_run_id=None, resolved_at=None))
-            resolved = s.execute(T.update().where(
+                conn.execute(T.update().where(T.c.source_id == source_id, T.c.last_run_id == run_id,
+                                              T.c.state == "resolved")
+                             .values(state="open", resolved_run_id=None, resolved_at=None))
+            resolved = conn.execute(T.update().where(
                 T.c.source_id == source_id, T.c.last_run_id != run_id, T.c.state != "resolved")
                 .values(state="resolved", resolved_run_id=run_id, resolved_at=now)).rowcount
         return {"new": len(new), "still": len(again), "resolved": resolved}
@@ -443,6 +452,19 @@ class Catalog:
                       .where(AlertRow.kind.in_(self.FRESHNESS_ALERTS)).group_by(AlertRow.dataset_id))
             return dict(s.execute(sa.select(AlertRow.dataset_id, AlertRow.kind)
                                   .where(AlertRow.id.in_(newest))).all())
+
+
+def _executemany(conn, stmt, rows: list[dict]) -> None:
+    """Many rows through the driver's executemany, values converted by the columns' own
+    SQLAlchemy types once each (per-row statement compilation would dominate)."""
+    cols = list(rows[0])
+    table = stmt.table
+    compiled = stmt.values({c: sa.bindparam(c) for c in cols}).compile(dialect=conn.dialect)
+    order = list(compiled.positiontup) if compiled.positional else cols
+    procs = [table.c[c].type.dialect_impl(conn.dialect).bind_processor(conn.dialect) for c in order]
+    out = [tuple(p(r[c]) if p else r[c] for c, p in zip(order, procs)) for r in rows]
+    conn.exec_driver_sql(str(compiled), out if compiled.positional else
+                         [dict(zip(order, r)) for r in out])
 
 
 def _insert_index(s: Session, dataset: str, version: int, index_path: Path) -> None:

@@ -138,8 +138,9 @@ def _queue_quarantine(catalog, reg, run_id: int, outcome) -> None:
     import pyarrow.parquet as pq
 
     cols = ["key", "reasons", "values"]     # the raw rows stay in the run's quarantine file
-    rows = (r for b in pq.ParquetFile(outcome.quarantine_path).iter_batches(columns=cols)
-            for r in b.to_pylist())
+    rows = ({"key": k, "reasons": r, "values": v}
+            for b in pq.ParquetFile(outcome.quarantine_path).iter_batches(columns=cols)
+            for k, r, v in zip(*(b.column(c).to_pylist() for c in cols)))
     catalog.sync_quarantine(run_id, reg.id, reg.dataset, rows)
     catalog.record_quality(run_id, data_docs=str(outcome.docs_path) if outcome.docs_path else None)
 

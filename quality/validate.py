@@ -5,6 +5,7 @@ failed, the offending values and the raw silo row), and the counts must reconcil
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -17,12 +18,11 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from exchange import staging
 from exchange.errors import ConfigError, ReconciliationError
-from quality import suites
+from quality import arrow_checks as ac, suites
 from quality.gx_context import Gx
 from quality.suites import suite_columns
 from schemas.conform import ROW, UNPARSED
@@ -47,6 +47,7 @@ class Outcome:
     quarantine_path: Path
     results_path: Path
     docs_path: Path | None = None      # the run's GX Data Docs (index.html)
+    result: object = None              # the GX ExpectationSuiteValidationResult of the version
 
 
 def label(config) -> str:
@@ -56,62 +57,121 @@ def label(config) -> str:
     return f"{config.type}({','.join(c.removeprefix(UNPARSED) for c in cols)})"
 
 
-def _to_pandas(batch: pa.RecordBatch | pa.Table):
-    return batch.to_pandas(date_as_object=False, types_mapper=None)
+def _to_pandas(batch: pa.RecordBatch | pa.Table, offset: int = 0):
+    frame = batch.to_pandas(date_as_object=False, types_mapper=None)
+    if offset:
+        frame.index = frame.index + offset      # GX's indexes are then positions in the version
+    return frame
 
 
-def _version_wide(path: Path, suite, gx: Gx, params: dict) -> dict[int, list[str]]:
-    """Uniqueness within the whole version: one GX call over the key columns only."""
-    if not suite.expectations:
-        return {}
-    table = pq.read_table(path, columns=[ROW, *suite_columns(suite)])
-    result = gx.validate(_to_pandas(table), suite, params)
-    rows = table.column(ROW).to_numpy()
+@dataclass
+class _Plan:
+    """The suite's expectations in order, each as an Arrow check or left to GX."""
+    fast: dict[int, ac.Check]                   # suite position -> Arrow check
+    gx_rows: dict[int, ac.Check]                # row-level, GX per batch, tallied like the fast ones
+    gx_version: list[int]                       # GX once over the whole version's columns
+    expectations: list                          # parameter-bound GX expectations
+    labels: list[str]
+
+
+def _plan(suite, params: dict, schema: pa.Schema) -> _Plan:
+    bound, fast, gx_rows, gx_version, labels = [], {}, {}, [], []
+    for i, exp in enumerate(suite.expectations):
+        config = exp.configuration
+        config.process_suite_parameters(params)
+        exp = config.to_domain_obj()
+        bound.append(exp)
+        labels.append(label(config))
+        try:
+            fast[i] = ac.fast_check(exp, labels[i], schema)
+            continue
+        except ac.Unsupported:
+            pass
+        if getattr(exp, "map_metric", None) and config.type not in suites.VERSION_WIDE:
+            gx_rows[i] = ac.Check(exp, labels[i], dict(config.kwargs), ac.columns_of(exp))
+        else:
+            gx_version.append(i)
+    return _Plan(fast, gx_rows, gx_version, bound, labels)
+
+
+def _gx_suite(plan: _Plan, picked: list[int], name: str):
+    import great_expectations as gx
+    return gx.ExpectationSuite(name=name, expectations=[
+        plan.expectations[i].configuration.get_raw_configuration().to_domain_obj() for i in picked])
+
+
+def _version_wide(path: Path, plan: _Plan, suite_name: str, gx: Gx, params: dict):
+    """Checks that need the whole version at once (uniqueness): the key columns only.
+    Returns {suite position: GX result} and failing positions -> labels."""
     failed: dict[int, list[str]] = defaultdict(list)
-    for r in result.results:
-        _raise_if_broken(r)
-        for i in r.result.get("unexpected_index_list") or []:
-            failed[int(rows[i])].append(label(r.expectation_config))
-    gx.keep(result, "whole-version")
-    return failed
+    results: dict[int, object] = {}
+    unique = [i for i, c in plan.fast.items() if c.metric == ac.UNIQUE]
+    for i in unique:
+        check = plan.fast[i]
+        column = pq.read_table(path, columns=list(check.columns)).column(0)
+        bad, domain = ac.duplicated(column)
+        check.tally(pa.table({check.columns[0]: column}), bad, domain, 0)
+        for pos in np.flatnonzero(bad):
+            failed[int(pos)].append(check.label)
+    if plan.gx_version:
+        gx_suite = _gx_suite(plan, plan.gx_version, suite_name + ".version")
+        cols = [c for c in suite_columns(gx_suite) if c in pq.read_schema(path).names]
+        table = pq.read_table(path, columns=cols or [ROW])
+        result = gx.validate(_to_pandas(table), gx_suite, params)
+        for i, r in zip(plan.gx_version, in_suite_order(result, gx_suite)):
+            _raise_if_broken(r)
+            for pos in r.result.get("unexpected_index_list") or []:
+                failed[int(pos)].append(plan.labels[i])
+            results[i] = r
+    return results, failed
 
 
 def validate(conformed: Path, extracted: Path, ctype: CertificateType, out_dir: Path,
              today: date, batch_rows: int = 250_000, checks: tuple | list = (),
              docs: bool = True) -> Outcome:
-    """Run the type's suite file (plus a source's own checks) and split the rows."""
+    """Run the type's suite file (plus a source's own checks) and split the rows.
+    Expectations with an Arrow form run in pyarrow.compute; the rest run in GX; either way
+    the results are GX result objects, one per expectation, over the whole version."""
     docs_dir = out_dir / "data_docs"
     shutil.rmtree(docs_dir, ignore_errors=True)
     gx = Gx(docs_dir if docs else None)
     data = suites.read(ctype.name, checks)
-    suite, wide = suites.to_gx(data, version_wide=False), suites.to_gx(data, version_wide=True)
+    suite = suites.to_gx(data)
     params = {"today": today.isoformat()}
-    columns = [c for c in suite_columns(suite) if c != ROW]
+    conf_file, raw_file = pq.ParquetFile(conformed), pq.ParquetFile(extracted)
+    plan = _plan(suite, params, conf_file.schema_arrow)
+    row_suite = _gx_suite(plan, list(plan.gx_rows), suite.name) if plan.gx_rows else None
+    row_columns = [c for c in suite_columns(row_suite) if c in conf_file.schema_arrow.names] if row_suite else []
     key_field = "licence_number" if "licence_number" in ctype.field_names else None
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {k: out_dir / f"{k}.parquet" for k in ("accepted", "quarantine")}
     tmp = {k: p.with_suffix(".parquet.tmp") for k, p in paths.items()}
-    dup = _version_wide(conformed, wide, gx, params)
+    version_results, wide = _version_wide(conformed, plan, suite.name, gx, params)
+    wide_pos = np.fromiter(sorted(wide), dtype=np.int64)
     counts: Counter[str] = Counter()
-    summary: dict[str, dict] = {}
     n_in = n_ok = n_bad = 0
-    conf_file, raw_file = pq.ParquetFile(conformed), pq.ParquetFile(extracted)
     # accepted.parquet lives until publish reads it once: plain pages write 3x faster than LZ4
     ok_writer = pq.ParquetWriter(tmp["accepted"], conf_file.schema_arrow, **TRANSIENT)
     q_schema = quarantine_schema(raw_file.schema_arrow)
     bad_writer = staging.writer(tmp["quarantine"], q_schema)
-    batches = ((b, r, _to_pandas(b.select(columns))) for b, r in
-               _aligned_batches(conf_file, raw_file, batch_rows))
     writes, pending = ThreadPoolExecutor(1), []
     try:
-        for n, (batch, raw, frame) in enumerate(_prefetched(batches), start=1):
-            result = gx.validate(frame, suite, params)
-            reasons = _batch_reasons(batch, result, dup, summary)
-            gx.keep(result, f"batch-{n:04d}")
+        for batch, raw in _prefetched(_aligned_batches(conf_file, raw_file, batch_rows)):
+            reasons: dict[int, list[str]] = defaultdict(list)
+            offset = n_in
+            for check in (c for c in plan.fast.values() if c.metric != ac.UNIQUE):
+                bad, domain = check.unexpected_mask(batch)
+                check.tally(batch, bad, domain, offset)
+                for p in np.flatnonzero(bad).tolist():
+                    reasons[p].append(check.label)
+            if row_suite is not None:
+                _gx_rows(gx, row_suite, plan, batch.select(row_columns), offset, params, reasons)
+            lo, hi = np.searchsorted(wide_pos, [offset, offset + batch.num_rows])
+            for pos in wide_pos[lo:hi].tolist():
+                reasons[pos - offset].extend(wide[pos])
             bad = np.zeros(batch.num_rows, dtype=bool)
             bad[list(reasons)] = True
-            mask = pa.array(bad)
-            pending.append(writes.submit(ok_writer.write_table, batch.filter(pc.invert(mask))))
+            pending.append(writes.submit(ok_writer.write_table, batch.filter(pa.array(~bad))))
             quarantined = _quarantine_rows(batch, raw, reasons, key_field, q_schema)
             pending.append(writes.submit(bad_writer.write_table, quarantined))
             for rs in reasons.values():
@@ -137,11 +197,63 @@ def validate(conformed: Path, extracted: Path, ctype: CertificateType, out_dir: 
     bad_writer.close()
     for k in paths:
         os.replace(tmp[k], paths[k])
+    result = suite_result(suite.name, [
+        version_results[i] if i in version_results else (plan.fast.get(i) or plan.gx_rows[i]).result()
+        for i in range(len(plan.expectations))])
+    summary: dict[str, dict] = {}
+    for r in result.results:
+        s = summary.setdefault(label(r.expectation_config),
+                               {"kwargs": r.expectation_config.kwargs, "unexpected": 0})
+        s["unexpected"] += (r.result or {}).get("unexpected_count") or 0
+    gx.keep(result, "version")
     results = out_dir / "validation.json"
     results.write_text(json.dumps({"suite": suite.name, "rows": n_in, "expectations": summary},
                                   ensure_ascii=False, indent=1, default=str), encoding="utf-8")
     return Outcome(n_in, n_ok, n_bad, dict(counts.most_common()), paths["accepted"],
-                   paths["quarantine"], results, gx.build_docs())
+                   paths["quarantine"], results, gx.build_docs(), result)
+
+
+def _gx_rows(gx: Gx, row_suite, plan: _Plan, batch, offset: int, params: dict, reasons) -> None:
+    """Row-level expectations with no Arrow form: GX on this batch, tallied into the version."""
+    result = gx.validate(_to_pandas(batch, offset), row_suite, params)
+    for i, r in zip(plan.gx_rows, in_suite_order(result, row_suite)):
+        _raise_if_broken(r)
+        res = r.result or {}
+        n, missing = res.get("element_count") or 0, res.get("missing_count") or 0
+        idx = res.get("unexpected_index_list") or []
+        plan.gx_rows[i].add(n, n - missing, res.get("unexpected_count") or 0,
+                            res.get("unexpected_list"), idx)
+        for pos in idx:
+            reasons[int(pos) - offset].append(plan.labels[i])
+
+
+def in_suite_order(result, suite) -> list:
+    """GX's results in the order of the suite's expectations (GX does not keep it)."""
+    def key(config):
+        kwargs = {k: v for k, v in config.kwargs.items() if k != "batch_id"}
+        return config.type, json.dumps(kwargs, sort_keys=True, default=str)
+
+    by_key: dict[tuple, list] = defaultdict(list)
+    for r in result.results:
+        by_key[key(r.expectation_config)].append(r)
+    return [by_key[key(e.configuration)].pop(0) for e in suite.expectations]
+
+
+def suite_result(name: str, results: list):
+    """GX's suite-level result from expectation results, with GX's own statistics."""
+    from great_expectations import __version__
+    from great_expectations.core.expectation_validation_result import (
+        ExpectationSuiteValidationResult)
+    from great_expectations.validator.validation_statistics import calc_validation_statistics
+
+    stats = calc_validation_statistics(results)
+    return ExpectationSuiteValidationResult(
+        results=results, success=stats.success, suite_name=name,
+        statistics={"evaluated_expectations": stats.evaluated_expectations,
+                    "successful_expectations": stats.successful_expectations,
+                    "unsuccessful_expectations": stats.unsuccessful_expectations,
+                    "success_percent": stats.success_percent},
+        meta={"great_expectations_version": __version__, "evaluated_by": "quality.arrow_checks"})
 
 
 def _aligned_batches(conf_file, raw_file, batch_rows: int):
@@ -184,27 +296,14 @@ def _prefetched(items):
             yield item
 
 
-def _batch_reasons(batch, result, dup, summary) -> dict[int, list[str]]:
-    reasons: dict[int, list[str]] = defaultdict(list)
-    for r in result.results:
-        name = label(r.expectation_config)
-        idx = r.result.get("unexpected_index_list") or []
-        s = summary.setdefault(name, {"kwargs": r.expectation_config.kwargs, "unexpected": 0})
-        s["unexpected"] += len(idx)
-        _raise_if_broken(r)
-        for i in idx:
-            reasons[int(i)].append(name)
-    if dup:
-        rows = batch.column(ROW).to_numpy()
-        for i in np.flatnonzero(np.isin(rows, np.fromiter(dup, dtype=np.int64))):
-            reasons[int(i)].extend(dup[int(rows[i])])
-    return reasons
-
-
 def _raise_if_broken(r) -> None:
-    if r.exception_info and r.exception_info.get("raised_exception"):
+    info = r.exception_info or {}
+    # GX gives {raised_exception, exception_message} or, per failed metric, {metric id: {...}}
+    infos = [info] if "raised_exception" in info else [v for v in info.values() if isinstance(v, dict)]
+    broken = next((i for i in infos if i.get("raised_exception")), None)
+    if broken:
         raise ConfigError(f"expectation {label(r.expectation_config)} could not run: "
-                          f"{r.exception_info.get('exception_message')}; check the suite file "
+                          f"{broken.get('exception_message')}; check the suite file "
                           "quality/suites/ or the registration's [[checks]]")
 
 
@@ -220,8 +319,9 @@ def row_key(licence_number: str | None, raw: dict) -> str:
 _ENCODE = json.JSONEncoder(ensure_ascii=False, default=str).encode
 
 
-def _columns_of(reason: str) -> list[str]:
-    return [c for c in reason.split("(", 1)[1].rstrip(")").split(",") if c]
+@functools.lru_cache(maxsize=1024)
+def _columns_of(reason: str) -> tuple[str, ...]:
+    return tuple(c for c in reason.split("(", 1)[1].rstrip(")").split(",") if c)
 
 
 def _quarantine_rows(batch, raw, reasons: dict[int, list[str]], key_field: str | None,
@@ -232,7 +332,7 @@ def _quarantine_rows(batch, raw, reasons: dict[int, list[str]], key_field: str |
         return schema.empty_table()
     idx = sorted(reasons)
     take = pa.array(idx)
-    named = {c for rs in reasons.values() for r in set(rs) for c in _columns_of(r)}
+    named = {c for r in {r for rs in reasons.values() for r in rs} for c in _columns_of(r)}
     wanted = [c for c in batch.schema.names
               if c in named or c.removeprefix(UNPARSED) in named or c in (ROW, key_field)]
     conf = batch.select(wanted).take(take).to_pydict()
@@ -240,9 +340,12 @@ def _quarantine_rows(batch, raw, reasons: dict[int, list[str]], key_field: str |
     nulls = [None] * len(idx)
     # dates: the silo's own text says more than the (null) parsed value
     shown = {c: (conf.get(UNPARSED + c) or nulls, conf.get(c) or nulls) for c in named}
-    values = []
+    values, columns = [], {}
     for n, i in enumerate(idx):
-        cols = dict.fromkeys(c for r in reasons[i] for c in _columns_of(r))
+        rs = tuple(reasons[i])
+        cols = columns.get(rs)
+        if cols is None:
+            cols = columns[rs] = tuple(dict.fromkeys(c for r in rs for c in _columns_of(r)))
         values.append(_ENCODE({c: shown[c][0][n] or shown[c][1][n] for c in cols}))
     keys = list(conf[key_field]) if key_field else list(nulls)
     for n in (n for n, k in enumerate(keys) if not k):       # rare: hash the silo row
