@@ -68,16 +68,16 @@ class Consumer:
     def lookup(self, caller: Caller, purpose: str, holder_id: str, today: date | None = None) -> dict:
         check_purpose(purpose)
         key = holder_key(holder_id)
-        out, seen = [], set()
+        out, seen = [], {}
         for r in self.catalog.lookup(key, today):
             d = self.access.decide(caller.department, r["dataset"], purpose)
             if not d.allowed:
                 continue          # datasets the caller may not see are not even mentioned
-            seen.add(r["dataset"])
+            seen[r["dataset"]] = seen.get(r["dataset"], 0) + 1
             out.append({k: v for k, v in r.items()
                         if k not in SUMMARY_FIELDS or d.fields is None or k in d.fields})
         self._audit(caller, purpose, "lookup", "allowed", holder=key, datasets=sorted(seen),
-                    detail={"records": len(out)})
+                    detail={"records": len(out), "by_dataset": seen})
         return {"holder": key, "records": out}
 
     def _record_dataset(self, record_id: str) -> tuple[str, str]:

@@ -34,7 +34,7 @@ def check_materials(consumer, caller, purpose: str, item_code: str, holder_id: s
     by_type: dict[str, list[str]] = {}
     for info in consumer.access.datasets().values():
         by_type.setdefault(info.certificate_type, []).append(info.id)
-    answers, holders, datasets = [], set(), set()
+    answers, holders, datasets, saved = [], set(), set(), {}
     for m in item.materials:
         a = {"material": m.name, "certificate": m.certificate, "whose": m.whose, "later": m.later}
         key = ids.get(m.whose or "applicant") if m.held else None
@@ -47,10 +47,13 @@ def check_materials(consumer, caller, purpose: str, item_code: str, holder_id: s
             a.update(_held(consumer, caller, purpose, key, by_type.get(m.certificate, []), m.later, today))
             holders.add(key)
             datasets.update(a.pop("_datasets", []))
+            if a["answer"] == "held":       # the applicant need not bring it
+                saved[a["dataset"]] = saved.get(a["dataset"], 0) + 1
         answers.append(a)
     consumer._audit(caller, purpose, "materials", "allowed", holder=ids["applicant"],
                     datasets=sorted(datasets), subject=item_code,
-                    detail={"other_holders": sorted(holders - {ids["applicant"]})} if len(holders) > 1 else None)
+                    detail={"saved": saved, **({"other_holders": sorted(holders - {ids["applicant"]})}
+                                                if len(holders) > 1 else {})})
     return {"item": item_code, "name": item.name, "holder": ids["applicant"], "materials": answers}
 
 
@@ -70,5 +73,6 @@ def _held(consumer, caller, purpose, key, datasets, later, today) -> dict:
     if best is None or best["status"] not in ANSWER:
         return {"answer": "may_supply_later" if later else "not_held", "_datasets": list(allowed)}
     bundle = disclose(consumer.catalog.bundle(best["record_id"], today), allowed[best["dataset"]].fields)
-    return {"answer": ANSWER[best["status"]], "record_id": best["record_id"], "bundle": bundle,
+    return {"answer": ANSWER[best["status"]], "record_id": best["record_id"],
+            "dataset": best["dataset"], "bundle": bundle,
             "_datasets": [best["dataset"]]}

@@ -66,6 +66,7 @@ class Run(Base):
     reasons: Mapped[dict | None] = mapped_column(JSON)      # expectation -> failing rows
     version: Mapped[int | None] = mapped_column(Integer)
     message: Mapped[str | None] = mapped_column(Text)
+    dag_run_id: Mapped[str | None] = mapped_column(String(255))   # Airflow's run id, for links
 
 
 class Record(Base):

@@ -63,11 +63,12 @@ class Catalog:
             else:
                 src.registration = _jsonable(reg.as_dict())
 
-    def start_run(self, source_id: str, run_key: str) -> Run:
+    def start_run(self, source_id: str, run_key: str, dag_run_id: str | None = None) -> Run:
         with self.session() as s, s.begin():
             run = s.scalar(sa.select(Run).where(Run.source_id == source_id, Run.run_key == run_key))
             if run is None:
-                run = Run(source_id=source_id, run_key=run_key, state="running", started_at=utcnow())
+                run = Run(source_id=source_id, run_key=run_key, state="running", started_at=utcnow(),
+                          dag_run_id=dag_run_id)
                 s.add(run)
             elif run.state not in FINAL:
                 run.state, run.message = "running", None

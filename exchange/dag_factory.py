@@ -35,7 +35,7 @@ def build_dag(reg: Registration) -> DAG:
         @task
         def extract() -> dict:
             from exchange import stages
-            return stages.extract(reg.id, _key())
+            return stages.extract(reg.id, _key(), get_current_context()["run_id"])
 
         @task
         def conform(extracted: dict) -> dict:

@@ -55,7 +55,7 @@ def _records_failure(stage):
 
 
 @_records_failure
-def extract(source_id: str, key: str) -> dict:
+def extract(source_id: str, key: str, dag_run_id: str | None = None) -> dict:
     import pyarrow as pa
 
     from connectors import state
@@ -63,7 +63,7 @@ def extract(source_id: str, key: str) -> dict:
 
     settings, reg, catalog, workdir = _context(source_id, key)
     catalog.register(reg)
-    run = catalog.start_run(source_id, key)
+    run = catalog.start_run(source_id, key, dag_run_id)
     conn = state.prepare(reg, catalog, workdir, settings.home)   # incremental: changes + mirror
     types = conn.column_types() if hasattr(conn, "column_types") else dict.fromkeys(conn.columns(), "")
     gone = missing_columns(reg, list(types))

@@ -1,0 +1,108 @@
+"""Freshness, source status, quality trend and scorecards, from real runs of the pipeline on a
+SQLite silo and real consumer requests (lookups, materials checks) written to the audit log."""
+from __future__ import annotations
+
+import shutil
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from catalog import monitoring
+from catalog.access import Access, Caller
+from catalog.consumer import Consumer
+from exchange import stages
+from exchange.errors import UnknownName
+from tests.conftest import catalog, register_demo_source, register_source
+
+SOURCE, DATASET = "smr_business_licence", "business_licence.market_regulation"
+H = timedelta(hours=1)
+
+
+@pytest.fixture
+def published(home, silo_2k, tmp_path):
+    silo = tmp_path / "silo.db"
+    shutil.copy(silo_2k[0], silo)
+    register_demo_source(home, silo)
+    result = stages.run_all(SOURCE, "r1")
+    assert result["version"] == 1
+    return catalog(), silo
+
+
+def _by(rows, key, value):
+    return next(r for r in rows if r[key] == value)
+
+
+def test_freshness_follows_the_update_cycle(published):
+    cat, _ = published
+    now = datetime.now(timezone.utc)
+    assert _by(monitoring.freshness(cat, now), "dataset", DATASET)["state"] == "fresh"
+    late = _by(monitoring.freshness(cat, now + 30 * H), "dataset", DATASET)
+    assert late["state"] == "late" and late["overdue_hours"] >= 5
+    assert _by(monitoring.freshness(cat, now + 60 * H), "dataset", DATASET)["state"] == "stale"
+    f = _by(monitoring.freshness(cat, now), "dataset", DATASET)
+    assert f["sources"] == [SOURCE] and f["last_run_state"] == "published"
+    assert f["backlog"] == len(cat.quarantine(DATASET)) > 0
+
+
+def test_a_source_never_run_is_never_fresh_and_a_failed_run_shows(published, home, tmp_path):
+    cat, silo = published
+    other = register_source(home, "tr_copy", {"kind": "sql", "url": f"sqlite:///{silo}",
+                                              "table": "yyzz_djxx"}, department="transport")
+    cat.register(other)
+    rows = monitoring.freshness(cat)
+    assert _by(rows, "dataset", other.dataset)["state"] == "never"
+    silo.unlink()                                     # the silo is gone: the next run fails
+    with pytest.raises(Exception):
+        stages.run_all(SOURCE, "r2")
+    st = _by(monitoring.source_status(cat), "source", SOURCE)
+    assert st["result"] == "failed" and st["last_run"] == "r2" and st["message"]
+    assert st["freshness"] == "fresh"                 # the published version is still current
+    assert _by(monitoring.freshness(cat), "dataset", DATASET)["last_run_state"] == "failed"
+
+
+def test_quality_trend_is_the_share_that_passed(published):
+    cat, _ = published
+    trend = monitoring.quality_trend(cat, DATASET)
+    run = cat.runs(SOURCE)[0]
+    assert [t["run_id"] for t in trend] == [run["id"]]
+    assert trend[0]["pass_share"] == round(run["accepted"] / run["extracted"], 4) < 1
+
+
+def test_scorecard_counts_consumption_materials_quality_and_backlog(published):
+    cat, _ = published
+    access = Access(cat.engine, ttl=0)
+    access.add_department("transport", "交通运输局")
+    access.add_department("market_regulation", "市场监督管理局")
+    consumer = Consumer(cat, access)
+    holder = cat.sample_holder(DATASET)
+    got = consumer.lookup(Caller("transport", "consumer", "k1"), "XK-JT-0001", holder)["records"]
+    consumer.lookup(Caller("market_regulation", "consumer", "k2"), "XK-JT-0001", holder)  # its own
+    check = consumer.materials(Caller("market_regulation", "consumer", "k2"), "DJ-SCJG-0003",
+                               "DJ-SCJG-0003", holder, {})
+    held = sum(m["answer"] == "held" for m in check["materials"])
+    assert got and held == 1
+
+    card = _by(monitoring.scorecards(cat, "day"), "department", "market_regulation")
+    run = cat.runs(SOURCE)[0]
+    assert card["datasets"] == 1 and card["on_time"] == 1 and card["on_time_share"] == 1
+    assert card["records_consumed"] == len(got)       # its own lookups do not count
+    assert card["materials_saved"] == held
+    assert card["quality_pass_share"] == round(run["accepted"] / run["extracted"], 4)
+    assert card["backlog"] == len(cat.quarantine(DATASET)) and card["backlog_oldest_days"] == 0
+    assert card["department_name"] == "市场监督管理局"
+    later = datetime.now(timezone.utc) + 60 * H       # no refresh since: not on time that day
+    assert _by(monitoring.scorecards(cat, "day", later), "department", "market_regulation")["on_time"] == 0
+    with pytest.raises(UnknownName, match="week"):
+        monitoring.scorecards(cat, "fortnight")
+
+
+def test_fresh_throughout_finds_gaps():
+    day = timedelta(days=1)
+    t0 = datetime(2026, 11, 1, tzinfo=timezone.utc)
+    steady = [t0 + i * day for i in range(10)]
+    assert monitoring._fresh_throughout(steady, "daily", t0 + 2 * day, t0 + 9 * day)
+    gap = [t for t in steady if t != t0 + 5 * day and t != t0 + 6 * day]
+    assert not monitoring._fresh_throughout(gap, "daily", t0 + 2 * day, t0 + 9 * day)
+    assert not monitoring._fresh_throughout(steady, "daily", t0 + 2 * day, t0 + 12 * day)
+    assert monitoring._fresh_throughout([t0 + 3 * H], "daily", t0, t0 + 20 * H, new=True)
+    assert not monitoring._fresh_throughout([t0 + 30 * H], "daily", t0, t0 + 40 * H, new=True)
