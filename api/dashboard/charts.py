@@ -9,13 +9,14 @@ def trend(points: list[dict], width: int = 640, height: int = 200) -> Markup:
     """Accepted share per run (points: run_id, at, pass_share in 0..1), oldest first."""
     if not points:
         return Markup('<p class="muted">No runs with counts yet.</p>')
-    left, right, top, bottom = 44, 12, 12, 28
+    left, right, top, bottom = 44, 16, 22, 28
     w, h = width - left - right, height - top - bottom
     n = len(points)
-    step = w / (n - 1) if n > 1 else 0
+    pad = 28                                     # keeps points and labels off the axis
+    step = (w - 2 * pad) / (n - 1) if n > 1 else 0
 
     def xy(i: int, share: float) -> tuple[float, float]:
-        return left + (i * step if n > 1 else w / 2), top + h * (1 - share)
+        return left + (pad + i * step if n > 1 else w / 2), top + h * (1 - share)
 
     parts = [f'<svg class="chart trend" viewBox="0 0 {width} {height}" width="100%" role="img" '
              f'aria-label="accepted share per run">']
@@ -31,9 +32,13 @@ def trend(points: list[dict], width: int = 640, height: int = 200) -> Markup:
         label = escape(f"run {p.get('run_id')} · {str(p.get('at') or '')[:16]} · {share:.1%} accepted")
         parts.append(f'<circle class="point{" low" if share < 0.9 else ""}" cx="{x:.1f}" cy="{y:.1f}" r="4" '
                      f'data-run="{escape(str(p.get("run_id")))}" data-share="{share:.4f}"><title>{label}</title></circle>')
+        if n <= 15:
+            parts.append(f'<text class="value" x="{x:.1f}" y="{y - 8:.1f}" '
+                         f'text-anchor="middle">{share:.1%}</text>')
     first, last = points[0].get("at"), points[-1].get("at")
-    parts.append(f'<text class="axis" x="{left}" y="{height - 8}">{escape(str(first or "")[:10])}</text>'
-                 f'<text class="axis" x="{left + w}" y="{height - 8}" text-anchor="end">{escape(str(last or "")[:10])}</text>')
+    parts.append(f'<text class="axis" x="{coords[0][0]:.1f}" y="{height - 8}" text-anchor="middle">{escape(str(first or "")[:10])}</text>')
+    if n > 1:
+        parts.append(f'<text class="axis" x="{coords[-1][0]:.1f}" y="{height - 8}" text-anchor="middle">{escape(str(last or "")[:10])}</text>')
     parts.append("</svg>")
     return Markup("".join(parts))
 

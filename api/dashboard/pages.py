@@ -71,7 +71,7 @@ async def dataset(request: Request, dataset_id: str, caller: AuditorDep):
                   key=lambda r: r["id"], reverse=True)[:20]
     for r in runs:
         r["airflow_url"] = airflow_url(r["source_id"], r.get("dag_run_id"))
-        r["docs_url"] = f"/dashboard/runs/{r['id']}/docs/index.html" if r.get("data_docs") else None
+        r["docs_url"] = f"/dashboard/runs/{r['id']}/docs/" if r.get("data_docs") else None
     trend = monitoring.quality_trend(catalog, dataset_id)
     return page(request, "dataset.html", {
         "d": d, "reg": reg, "ctype": ctype, "versions": catalog.versions(dataset_id),
@@ -123,13 +123,12 @@ async def _chain(request: Request) -> audit.ChainReport:
 @router.get("/audit")
 async def audit_search(request: Request, caller: AuditorDep, holder: str = "", department: str = "",
                        purpose: str = "", action: str = "", since: str = "", until: str = "",
-                       page_no: Annotated[int, Query(alias="page")] = 1):
+                       before: Annotated[int | None, Query(ge=1)] = None):
     from catalog.consumer import holder_key
 
     form = {"holder": holder.strip()[:64], "department": department.strip()[:128],
             "purpose": purpose.strip()[:255], "action": action.strip()[:64],
             "since": since.strip()[:10], "until": until.strip()[:10]}
-    page_no = max(1, min(page_no, 100_000))
     engine = request.app.state.consumer.engine
     message, total, rows, key = None, 0, [], None
     try:
@@ -138,16 +137,17 @@ async def audit_search(request: Request, caller: AuditorDep, holder: str = "", d
         total, rows = audit.search(engine, holder=key, department=form["department"] or None,
                                    purpose=form["purpose"] or None, action=form["action"] or None,
                                    since=start, until=end + timedelta(days=1) if end else None,
-                                   limit=PAGE_SIZE, offset=(page_no - 1) * PAGE_SIZE)
+                                   before=before, limit=PAGE_SIZE + 1)
     except InvalidRequest as exc:
         message = str(exc)
     record(request, "dashboard.audit_search", "refused:400" if message else "allowed", caller.department,
            holder=key, subject=caller.key_id,
-           detail={k: v for k, v in form.items() if v and k != "holder"} | {"page": page_no})
+           detail={k: v for k, v in form.items() if v and k != "holder"} | ({"before": before} if before else {}))
     chain = await _chain(request)
-    pages = max(1, -(-total // PAGE_SIZE))
     return page(request, "audit.html", {
-        "form": form, "rows": rows, "total": total, "page_no": page_no, "pages": pages,
+        "form": form, "total": total, "before": before,
+        "rows": rows[:PAGE_SIZE],
+        "older": rows[PAGE_SIZE - 1]["seq"] if len(rows) > PAGE_SIZE else None,
         "message": message, "chain": chain, "actions": audit.actions(engine),
         "departments": request.app.state.consumer.access.departments(),
         "query": {k: v for k, v in form.items() if v}}, 400 if message else 200)

@@ -1,5 +1,5 @@
 """Dashboard sessions: an HttpOnly, SameSite=Strict cookie naming an auditor's key id until a
-time, signed with HMAC-SHA256. The secret is EXCHANGE_DASHBOARD_SECRET, else random per
+time, signed with HMAC-SHA256; the same kind of token, scoped to one run, in Data Docs URLs. The secret is EXCHANGE_DASHBOARD_SECRET, else random per
 process (then sessions end when the server restarts, and every worker needs the variable)."""
 from __future__ import annotations
 
@@ -30,22 +30,24 @@ def _mac(secret: bytes, payload: bytes) -> str:
     return hmac.new(secret, payload, hashlib.sha256).hexdigest()
 
 
-def make(secret: bytes, key_id: str, now: float | None = None) -> str:
-    """The cookie value: base64url(key_id|expires) + "." + hex HMAC."""
-    expires = int((now or time.time()) + TTL)
-    payload = base64.urlsafe_b64encode(f"{key_id}|{expires}".encode()).decode().rstrip("=")
+def make(secret: bytes, key_id: str, scope: str = "session", ttl: int = TTL, now: float | None = None) -> str:
+    """base64url(scope|key_id|expires) + "." + hex HMAC. The scope keeps a token for one run's
+    Data Docs from passing as a session, and one run's from opening another's."""
+    expires = int((now or time.time()) + ttl)
+    payload = base64.urlsafe_b64encode(f"{scope}|{key_id}|{expires}".encode()).decode().rstrip("=")
     return f"{payload}.{_mac(secret, payload.encode())}"
 
 
-def read(secret: bytes, value: str | None, now: float | None = None) -> str | None:
-    """The key id of a genuine, unexpired cookie; else None."""
-    if not value or value.count(".") != 1 or len(value) > 200:
+def read(secret: bytes, value: str | None, scope: str = "session", now: float | None = None) -> str | None:
+    """The key id of a genuine, unexpired value made for `scope`; else None."""
+    if not value or value.count(".") != 1 or len(value) > 300:
         return None
     payload, mac = value.split(".")
     if not hmac.compare_digest(mac, _mac(secret, payload.encode())):
         return None
     try:
-        key_id, expires = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)).decode().split("|")
+        made_for, key_id, expires = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)).decode().split("|")
+        expires_at = int(expires)
     except ValueError:
         return None
-    return key_id if int(expires) > (now or time.time()) else None
+    return key_id if made_for == scope and expires_at > (now or time.time()) else None
