@@ -86,6 +86,7 @@ def seed(home: Path, silo_src: Path, work: Path) -> dict:
         holder = c.execute(sa.text("select holder_key from records where dataset_id = :d and status = 'valid' "
                                    "order by leaf_index limit 1"), {"d": SMR}).scalar_one()
     return {"auditor_key": access.issue_credential("audit-office")["key"],
+            "second_auditor_key": access.issue_credential("audit-office")["key"],
             "consumer_key": access.issue_credential("tax-bureau")["key"],
             "runs": runs, "holder": holder, "versions": cat.versions(SMR),
             "quarantine": cat.quarantine(SMR)}
@@ -109,7 +110,7 @@ def site(tmp_path_factory, silo_2k):
     reset_settings()
     port = _free_port()
     env = {**os.environ, "EXCHANGE_HOME": str(home), "EXCHANGE_KEY_PASSPHRASE": TEST_PASSPHRASE,
-           "EXCHANGE_AIRFLOW_URL": AIRFLOW, "EXCHANGE_DASHBOARD_SECRET": secrets.token_urlsafe(32)}
+           "EXCHANGE_AIRFLOW_URL": AIRFLOW, "EXCHANGE_API_CACHE_TTL": "0", "EXCHANGE_DASHBOARD_SECRET": secrets.token_urlsafe(32)}
     env.pop("EXCHANGE_CATALOG_URL", None)
     server = subprocess.Popen([sys.executable, "-m", "exchange.cli", "serve", "--port", str(port)],
                               cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -328,7 +329,7 @@ def test_freshness_board(page, site):
               for r in page.locator("#freshness tbody tr").all()}
     assert states == {SMR: "fresh", EDU: "stale", CA: "never"}
     smr = page.locator(f"#freshness tr[data-dataset='{SMR}']").inner_text()
-    assert "failed" in smr                                                 # its last run broke
+    assert "failed" in smr and "QYMC" in smr                               # its last run broke, and why
     backlog = sum(e["state"] != "resolved" for e in site["quarantine"])
     assert smr.rstrip().endswith(f"{backlog:,}")
     assert "fresh 1" in page.inner_text("#freshness-counts")
@@ -411,5 +412,21 @@ def test_logout_ends_the_session(browser, site):
     pg.wait_for_load_state()
     assert "/dashboard/login" in pg.url
     pg.goto(site["base"] + "/dashboard/")
+    assert "/dashboard/login" in pg.url
+    ctx.close()
+
+
+def test_a_revoked_key_ends_its_session(browser, site):
+    from catalog.access import Access
+    from catalog.service import Catalog
+
+    ctx = browser.new_context()
+    pg = ctx.new_page()
+    _login(pg, site, site["second_auditor_key"], "/dashboard/freshness")
+    assert pg.url.endswith("/dashboard/freshness")
+    key_id = site["second_auditor_key"][4:20]
+    cat = Catalog(f"sqlite:///{site['home'] / 'catalog.db'}", site["home"] / "store")
+    Access(cat.engine, ttl=0).revoke_credential(key_id, actor="test")
+    pg.goto(site["base"] + "/dashboard/freshness")
     assert "/dashboard/login" in pg.url
     ctx.close()
