@@ -115,8 +115,9 @@ class ChainReport:
         return self.__dict__.copy()
 
 
-def verify_chain(engine: Engine, batch: int = 10_000) -> ChainReport:
-    """Walk the log in seq order; report the first altered, missing or reordered entry."""
+def verify_chain(engine: Engine, batch: int = 10_000, progress=None) -> ChainReport:
+    """Walk the log in seq order; report the first altered, missing or reordered entry.
+    `progress(done, total)` is called after each batch."""
     prev, expected, n = GENESIS, 1, 0
     cols = [_log.c[k] for k in ("seq", "at", "department", "purpose", "action", "holder",
                                 "datasets", "fields", "subject", "outcome", "detail",
@@ -139,6 +140,8 @@ def verify_chain(engine: Engine, batch: int = 10_000) -> ChainReport:
                     return ChainReport(False, n, r["seq"], "its content was altered")
                 prev, expected, n = r["entry_hash"], expected + 1, n + 1
             last = rows[-1]["seq"]
+            if progress:
+                progress(n, head_seq)
     if n < head_seq:
         return ChainReport(False, n, n + 1, f"entries {n + 1}..{head_seq} are missing (deleted from the end)")
     if head_seq and prev != head_hash:

@@ -117,8 +117,8 @@ def _check_version(e: VersionEntry, expected: int, prev: tuple[str, dict] | None
 
 
 def audit_chain(dataset: str, entries: list[VersionEntry], jwks: dict,
-                key_status: str | None = None) -> ChainReport:
-    """Walk every version in order; stop at the first break."""
+                key_status: str | None = None, progress=None) -> ChainReport:
+    """Walk every version in order; stop at the first break. `progress()` after each version."""
     report, prev = ChainReport(dataset), None
     for expected, e in enumerate(entries, start=1):
         try:
@@ -132,6 +132,8 @@ def audit_chain(dataset: str, entries: list[VersionEntry], jwks: dict,
         report.heads.append({"version": e.version, "issued_at": head["issued_at"],
                              "tree_size": size, "head_hash": head_hash(e.signed_tree_head)})
         prev = (e.signed_tree_head, head)
+        if progress:
+            progress()
     return report
 
 

@@ -13,7 +13,7 @@ from exchange.errors import ExchangeError
 
 GROUPS = ["exchange.cli.records", "exchange.cli.demo", "exchange.cli.items", "exchange.cli.keys",
           "exchange.cli.integrity", "exchange.cli.access", "exchange.cli.serve",
-          "exchange.cli.quality"]
+          "exchange.cli.quality", "exchange.cli.watch"]
 
 
 def catalog():

@@ -84,7 +84,12 @@ def cmd_audit_verify(args) -> int:
     from catalog.audit import verify_chain
     from exchange.errors import VerificationError
 
-    report = verify_chain(catalog().engine)
+    from exchange.cli.progress import bar
+
+    with bar(args) as progress:
+        task = progress.add_task("verifying the audit chain", total=None)
+        report = verify_chain(catalog().engine,
+                              progress=lambda done, total: progress.update(task, completed=done, total=total))
     if not report.ok:
         raise VerificationError(0, "audit chain", f"entry {report.first_bad_seq}: {report.problem} "
                                                   f"({report.entries} entries verified before it)")

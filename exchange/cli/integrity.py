@@ -30,7 +30,12 @@ def cmd_audit_chain(args) -> int:
     if not entries:
         from exchange.errors import NotFound
         raise NotFound(f"dataset {args.dataset!r} has no published versions; see `exchange datasets`")
-    report = audit_chain(args.dataset, entries, jwks, read_key_status(s.jwks_path.with_name(KEY_STATUS_FILE)))
+    from exchange.cli.progress import bar
+
+    with bar(args) as progress:
+        task = progress.add_task(f"checking {args.dataset}", total=len(entries))
+        report = audit_chain(args.dataset, entries, jwks, read_key_status(s.jwks_path.with_name(KEY_STATUS_FILE)),
+                             progress=lambda: progress.advance(task))
     out = {"dataset": args.dataset, "ok": report.ok, "versions": len(entries),
            "versions_checked": report.versions_checked, "records_checked": report.records_checked,
            "first_break": report.first_break, "checks": [n for _, n in CHECKS]}

@@ -2,6 +2,7 @@
 SQLite silo and real consumer requests (lookups, materials checks) written to the audit log."""
 from __future__ import annotations
 
+import json
 import shutil
 from datetime import datetime, timedelta, timezone
 
@@ -106,3 +107,56 @@ def test_fresh_throughout_finds_gaps():
     assert not monitoring._fresh_throughout(steady, "daily", t0 + 2 * day, t0 + 12 * day)
     assert monitoring._fresh_throughout([t0 + 3 * H], "daily", t0, t0 + 20 * H, new=True)
     assert not monitoring._fresh_throughout([t0 + 30 * H], "daily", t0, t0 + 40 * H, new=True)
+
+
+def test_status_and_scorecard_commands(published, capsys, monkeypatch):
+    from exchange.cli import main as cli
+
+    monkeypatch.setenv("COLUMNS", "220")
+
+    assert cli(["status", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    st = _by(rows, "source", SOURCE)
+    assert st["freshness"] == "fresh" and st["result"] == "published" and st["backlog"] > 0
+    assert cli(["status"]) == 0
+    out = capsys.readouterr().out
+    assert SOURCE in out and "fresh" in out and "published" in out
+    assert cli(["status", "--source", "nope"]) == 7
+    assert cli(["scorecard", "--period", "week", "--json"]) == 0
+    card = _by(json.loads(capsys.readouterr().out), "department", "market_regulation")
+    assert card["period"] == "week" and card["datasets"] == 1
+    assert cli(["scorecard"]) == 0
+    out = capsys.readouterr().out
+    assert "Monthly bulletin" in out and "市场监督管理局" in out and "1/1 100.0%" in out
+    assert cli(["status", "--at", "yesterday"]) == 2
+
+
+def test_run_command_shows_progress_on_a_terminal(published, tmp_path):
+    """`exchange run` under a real pseudo-terminal draws its stage bar; piped, it prints none."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    env = {**os.environ}
+    main, sub = pty.openpty()
+    proc = subprocess.run([sys.executable, "-m", "exchange.cli", "run", SOURCE, "--key", "tty1"],
+                          stdin=sub, stdout=sub, stderr=sub, env=env, timeout=300)
+    os.close(sub)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(main, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(main)
+    text = seen.decode("utf-8", "replace")
+    assert proc.returncode == 0, text
+    assert "smr_business_licence: publish" in text and "4/4" in text
+    piped = subprocess.run([sys.executable, "-m", "exchange.cli", "run", SOURCE, "--key", "tty1"],
+                           capture_output=True, text=True, env=env, timeout=300)
+    assert piped.returncode == 0 and "4/4" not in piped.stderr
+    assert "unchanged" in piped.stdout or "published" in piped.stdout
