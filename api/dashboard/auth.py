@@ -35,7 +35,8 @@ def record(request: Request, action: str, outcome: str, department: str = "-", *
 
 def _safe_next(value: str | None) -> str:
     """Only a path inside the dashboard (no open redirect)."""
-    if value and value.startswith("/dashboard/") and not value.startswith("//") and "\\" not in value:
+    if (value and value.startswith("/dashboard/") and "\\" not in value
+            and not value.startswith(("/dashboard/login", "/dashboard/logout"))):
         return value
     return "/dashboard/"
 

@@ -90,3 +90,12 @@ def test_dashboard_is_hidden_from_the_openapi_schema(home):
 
     paths = create_app().openapi()["paths"]
     assert paths and not [p for p in paths if p.startswith("/dashboard")]
+
+
+def test_login_redirects_only_inside_the_dashboard():
+    from api.dashboard.auth import _safe_next
+
+    assert _safe_next("/dashboard/audit?holder=X") == "/dashboard/audit?holder=X"
+    for bad in (None, "", "https://evil.example/", "//evil.example/dashboard/", "/v1/datasets",
+                "/dashboard/logout", "/dashboard/login?next=x", "/dashboard/\\evil"):
+        assert _safe_next(bad) == "/dashboard/", bad
