@@ -5,7 +5,7 @@ import os
 
 from fastapi import FastAPI
 
-from api import problems
+from api import dashboard, problems
 from api.auditing import AuditMiddleware, AuditWriter
 from api.limits import BodyLimit, RateLimiter
 from api.routes import catalogue, holders, keys, materials, records
@@ -31,6 +31,7 @@ def create_app(settings=None, *, rate: float | None = None, burst: int | None = 
     problems.install(app)
     for module in (holders, records, materials, catalogue, keys):
         app.include_router(module.router)
+    dashboard.install(app)        # /dashboard: pages for people (hidden from the OpenAPI schema)
     inline = os.environ.get("EXCHANGE_API_AUDIT_INLINE")
     app.state.audit_writer = AuditWriter(cat.engine, None if inline is None else inline == "1")
     app.add_middleware(AuditMiddleware, writer_of=lambda scope: scope["app"].state.audit_writer)

@@ -120,6 +120,14 @@ class Access:
             raise Unauthenticated(f"exchange key {key_id} is revoked or expired; ask for a new one")
         return Caller(row["department_id"], row["role"], key_id)
 
+    def current(self, key_id: str) -> Caller:
+        """The caller of a key that authenticated earlier (a dashboard session), if the key is
+        still unrevoked, unexpired and its department active."""
+        row = self._cached(("cred", key_id), lambda: self._credential(key_id))
+        if row is None or row["revoked_at"] is not None or row["expires_at"] <= now_utc() or not row["active"]:
+            raise Unauthenticated(f"exchange key {key_id} is revoked or expired; log in again")
+        return Caller(row["department_id"], row["role"], key_id)
+
     def _credential(self, key_id: str) -> dict | None:
         c, d = Credential.__table__.c, Department.__table__.c
         with self.engine.connect() as conn:

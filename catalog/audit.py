@@ -159,3 +159,33 @@ def holder_report(engine: Engine, holder: str, limit: int = 500) -> list[dict]:
                          .where(_log.c.holder == holder).order_by(_log.c.seq.desc())
                          .limit(limit)).mappings().all()
     return [{**r, "at": _at_text(r["at"])} for r in rows]
+
+
+def search(engine: Engine, *, holder: str | None = None, department: str | None = None,
+           purpose: str | None = None, action: str | None = None, since: datetime | None = None,
+           until: datetime | None = None, before: int | None = None,
+           limit: int = 50) -> tuple[int, list[dict]]:
+    """Entries matching every given filter (exact values; `at` in [since, until)), newest
+    first: (how many match, the first `limit` of them with seq < `before`). Paging by seq keeps
+    pages stable while new entries arrive."""
+    where = [c == v for c, v in ((_log.c.holder, holder), (_log.c.department, department),
+                                 (_log.c.purpose, purpose), (_log.c.action, action)) if v]
+    if since is not None:
+        where.append(_log.c.at >= since)
+    if until is not None:
+        where.append(_log.c.at < until)
+    with engine.connect() as c:
+        total = c.scalar(sa.select(sa.func.count()).select_from(_log).where(*where))
+        if before is not None:
+            where.append(_log.c.seq < before)
+        rows = c.execute(sa.select(_log.c.seq, _log.c.at, _log.c.department, _log.c.purpose,
+                                   _log.c.action, _log.c.holder, _log.c.datasets, _log.c.subject,
+                                   _log.c.outcome, _log.c.detail)
+                         .where(*where).order_by(_log.c.id.desc()).limit(limit)).mappings().all()
+    return total, [{**r, "at": _at_text(r["at"])} for r in rows]
+
+
+def actions(engine: Engine) -> list[str]:
+    """The actions that occur in the log (for a search form)."""
+    with engine.connect() as c:
+        return sorted(c.scalars(sa.select(_log.c.action).distinct()))

@@ -235,6 +235,27 @@ class Catalog:
                      "published_at": v.published_at.isoformat() if v else None,
                      "root_hash": v.root_hash if v else None} for d, v in rows]
 
+    def dataset(self, dataset_id: str) -> dict:
+        """One dataset's metadata and its sources (with their registrations)."""
+        with self.session() as s:
+            d = s.get(Dataset, dataset_id)
+            if d is None:
+                raise NotFound(f"no dataset {dataset_id!r}; list them with `exchange datasets`")
+            sources = [{"id": x.id, "connector_kind": x.connector_kind, "registration": x.registration,
+                        "registered_at": x.registered_at}
+                       for x in s.scalars(sa.select(Source).where(Source.dataset_id == dataset_id)
+                                          .order_by(Source.id))]
+            return {**{c.name: getattr(d, c.name) for c in Dataset.__table__.columns}, "sources": sources}
+
+    def versions(self, dataset_id: str, limit: int = 50) -> list[dict]:
+        """A dataset's versions, newest first."""
+        with self.session() as s:
+            return [{"version": v.version, "records": v.tree_size, "root_hash": v.root_hash,
+                     "published_at": v.published_at, "kid": v.kid, "type_version": v.type_version,
+                     "run_id": v.run_id}
+                    for v in s.scalars(sa.select(DatasetVersion).where(DatasetVersion.dataset_id == dataset_id)
+                                       .order_by(DatasetVersion.version.desc()).limit(limit))]
+
     def lookup(self, holder_key: str, today: date | None = None) -> list[dict]:
         today = today or date.today()
         prefix = store.holder_prefix(holder_key)
@@ -408,6 +429,26 @@ class Catalog:
                 q = q.where(QuarantineEntry.state != "resolved")
             return [{**{c.name: getattr(e, c.name) for c in QuarantineEntry.__table__.columns},
                      "last_run_key": key} for e, key in s.execute(q.order_by(QuarantineEntry.id))]
+
+    def quarantine_summary(self, dataset: str, sample: int = 20) -> dict:
+        """The queue in brief: entries by state and by reason (unresolved), and the oldest open
+        entries. Streams the reasons column: a broken export can quarantine a million rows."""
+        T = QuarantineEntry.__table__
+        with self.session() as s:
+            states = dict(s.execute(sa.select(T.c.state, sa.func.count()).where(T.c.dataset_id == dataset)
+                                    .group_by(T.c.state)).all())
+            reasons: dict[str, int] = {}
+            for (rs,) in s.execute(sa.select(T.c.reasons).where(T.c.dataset_id == dataset,
+                                                               T.c.state != "resolved")
+                                   .execution_options(yield_per=10_000)):
+                for r in rs or ():
+                    reasons[r] = reasons.get(r, 0) + 1
+            rows = s.execute(sa.select(T.c.key, T.c.reasons, T.c["values"], T.c.first_seen, T.c.last_seen,
+                                       Run.run_key).join(Run, Run.id == T.c.last_run_id)
+                             .where(T.c.dataset_id == dataset, T.c.state == "open")
+                             .order_by(T.c.id).limit(sample)).mappings().all()
+        return {"states": states, "reasons": dict(sorted(reasons.items(), key=lambda kv: -kv[1])),
+                "open": [dict(r) for r in rows]}
 
     def review_quarantine(self, dataset: str, key: str, by: str, note: str) -> dict:
         with self.session() as s, s.begin():

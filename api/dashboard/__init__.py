@@ -1,0 +1,17 @@
+"""The web dashboard under /dashboard: server-rendered pages (Jinja2), charts as inline SVG,
+a login for auditor departments. Hidden from the OpenAPI schema."""
+from __future__ import annotations
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+
+def install(app: FastAPI) -> None:
+    from api.dashboard import auth, docs, pages, session
+    from api.dashboard.render import HERE
+
+    app.state.dashboard_secret = session.load_secret()
+    for module in (auth, pages, docs):
+        app.include_router(module.router)
+    app.mount("/dashboard/static", StaticFiles(directory=HERE / "static"), name="dashboard-static")
+    app.add_exception_handler(auth.LoginRequired, auth.to_login)

@@ -1,0 +1,153 @@
+"""The dashboard's pages: overview and catalogue search, a page per dataset, the freshness
+board, the audit search and the department scorecards."""
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import date, datetime, timedelta, timezone
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+
+from api.dashboard import charts
+from api.dashboard.auth import AuditorDep, record
+from api.dashboard.render import airflow_url, error, page
+from catalog import audit
+from exchange.errors import InvalidRequest, NotFound
+
+router = APIRouter(prefix="/dashboard", include_in_schema=False)
+PAGE_SIZE = 50
+PERIODS = ("day", "week", "month")
+CHAIN_CACHE_SECONDS = 30
+
+
+def _catalog(request: Request):
+    return request.app.state.consumer.catalog
+
+
+def _matches(d: dict, q: str) -> bool:
+    q = q.casefold()
+    return any(q in str(d.get(k) or "").casefold()
+               for k in ("dataset", "title", "certificate_type", "type_title", "department"))
+
+
+@router.get("/")
+async def overview(request: Request, caller: AuditorDep, q: str = ""):
+    from catalog import monitoring
+    from schemas.types import all_types
+
+    catalog = _catalog(request)
+    types = all_types()
+    fresh = {f["dataset"]: f for f in monitoring.freshness(catalog)}
+    datasets = []
+    for d in catalog.datasets():
+        t = types.get(d["certificate_type"])
+        datasets.append({**d, "type_title": t.title if t else "", "freshness": fresh.get(d["dataset"], {})})
+    q = q.strip()[:100]
+    shown = [d for d in datasets if _matches(d, q)] if q else datasets
+    runs = catalog.runs(limit=10)
+    tiles = {"datasets": len(datasets), "records": sum(d["records"] for d in datasets),
+             "late": sum(1 for f in fresh.values() if f.get("state") in ("late", "stale", "never")),
+             "backlog": sum(f.get("backlog") or 0 for f in fresh.values()),
+             "failed": sum(1 for r in runs if r["state"] == "failed")}
+    return page(request, "overview.html", {"q": q, "datasets": shown, "total": len(datasets),
+                                           "tiles": tiles, "runs": runs})
+
+
+@router.get("/datasets/{dataset_id}")
+async def dataset(request: Request, dataset_id: str, caller: AuditorDep):
+    from catalog import monitoring
+    from schemas.types import all_types
+
+    catalog = _catalog(request)
+    try:
+        d = catalog.dataset(dataset_id)
+    except NotFound as exc:
+        return error(request, 404, "No such dataset", str(exc))
+    ctype = all_types().get(d["certificate_type"])
+    reg = d["sources"][0]["registration"] if d["sources"] else {}
+    runs = sorted((r for s in d["sources"] for r in catalog.runs(s["id"], limit=20)),
+                  key=lambda r: r["id"], reverse=True)[:20]
+    for r in runs:
+        r["airflow_url"] = airflow_url(r["source_id"], r.get("dag_run_id"))
+        r["docs_url"] = f"/dashboard/runs/{r['id']}/docs/" if r.get("data_docs") else None
+    trend = monitoring.quality_trend(catalog, dataset_id)
+    return page(request, "dataset.html", {
+        "d": d, "reg": reg, "ctype": ctype, "versions": catalog.versions(dataset_id),
+        "runs": runs, "trend": trend, "trend_svg": charts.trend(trend),
+        "quarantine": catalog.quarantine_summary(dataset_id)})
+
+
+@router.get("/freshness")
+async def freshness(request: Request, caller: AuditorDep):
+    from catalog import monitoring
+
+    board = monitoring.freshness(_catalog(request))
+    counts = {s: sum(1 for b in board if b["state"] == s) for s in ("fresh", "late", "stale", "never")}
+    return page(request, "freshness.html", {"board": board, "counts": counts})
+
+
+@router.get("/scorecards")
+async def scorecards(request: Request, caller: AuditorDep, period: str = "week"):
+    from catalog import monitoring
+
+    if period not in PERIODS:
+        return error(request, 400, "Unknown period", f"period is one of {', '.join(PERIODS)}, not {period!r}")
+    cards = monitoring.scorecards(_catalog(request), period)
+    chart = charts.bars(cards, "department_name", [("on_time_share", "on time"),
+                                                   ("quality_pass_share", "quality pass")])
+    return page(request, "scorecards.html", {"cards": cards, "period": period, "periods": PERIODS,
+                                             "chart": chart})
+
+
+def _day(text: str, name: str) -> datetime | None:
+    if not text:
+        return None
+    try:
+        return datetime.combine(date.fromisoformat(text), datetime.min.time(), timezone.utc)
+    except ValueError:
+        raise InvalidRequest(f"{name} is a date as YYYY-MM-DD, not {text[:20]!r}") from None
+
+
+async def _chain(request: Request) -> audit.ChainReport:
+    """The audit chain's verification, at most CHAIN_CACHE_SECONDS old (it walks the whole log)."""
+    cached = getattr(request.app.state, "dashboard_chain", None)
+    if cached and time.monotonic() - cached[0] < CHAIN_CACHE_SECONDS:
+        return cached[1]
+    report = await asyncio.to_thread(audit.verify_chain, request.app.state.consumer.engine)
+    request.app.state.dashboard_chain = (time.monotonic(), report)
+    return report
+
+
+@router.get("/audit")
+async def audit_search(request: Request, caller: AuditorDep, holder: str = "", department: str = "",
+                       purpose: str = "", action: str = "", since: str = "", until: str = "",
+                       before: Annotated[int | None, Query(ge=1)] = None):
+    from catalog.consumer import holder_key
+
+    form = {"holder": holder.strip()[:64], "department": department.strip()[:128],
+            "purpose": purpose.strip()[:255], "action": action.strip()[:64],
+            "since": since.strip()[:10], "until": until.strip()[:10]}
+    engine = request.app.state.consumer.engine
+    message, total, rows, key = None, 0, [], None
+    try:
+        key = holder_key(form["holder"]) if form["holder"] else None
+        start, end = _day(form["since"], "from"), _day(form["until"], "to")
+        total, rows = audit.search(engine, holder=key, department=form["department"] or None,
+                                   purpose=form["purpose"] or None, action=form["action"] or None,
+                                   since=start, until=end + timedelta(days=1) if end else None,
+                                   before=before, limit=PAGE_SIZE + 1)
+    except InvalidRequest as exc:
+        message = str(exc)
+    record(request, "dashboard.audit_search", "refused:400" if message else "allowed", caller.department,
+           holder=key, subject=caller.key_id,
+           detail={k: v for k, v in form.items() if v and k != "holder"} | ({"before": before} if before else {}))
+    chain = await _chain(request)
+    return page(request, "audit.html", {
+        "form": form, "total": total, "before": before,
+        "rows": rows[:PAGE_SIZE],
+        "older": rows[PAGE_SIZE - 1]["seq"] if len(rows) > PAGE_SIZE else None,
+        "message": message, "chain": chain, "actions": audit.actions(engine),
+        "departments": request.app.state.consumer.access.departments(),
+        "query": {k: v for k, v in form.items() if v}}, 400 if message else 200)

@@ -1,0 +1,432 @@
+"""The dashboard in a real headless Chromium (Debian's package, driven by Playwright) against
+`exchange serve` on 127.0.0.1, over a catalogue made by really running the pipeline stages on
+small synthetic silos: one source published twice and then broken on purpose, one published
+long ago (stale), one registered and never run. Set DASHBOARD_SCREENSHOTS=DIR to keep a
+screenshot of every page."""
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shutil
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import requests
+import sqlalchemy as sa
+
+from tests.conftest import ROOT, TEST_PASSPHRASE
+
+pytestmark = pytest.mark.e2e
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+AIRFLOW = "http://127.0.0.1:18080"
+SMR, EDU, CA = ("business_licence.market_regulation", "diploma.education",
+                "marriage_certificate.civil_affairs")
+DAG_RUN = "manual__2026-11-20T08:00:00+00:00"
+ITEM = "DJ-SCJG-0003"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def seed(home: Path, silo_src: Path, work: Path) -> dict:
+    """Run the stages for real; return what the pages should show (read from the catalogue
+    and the stages' own results, not from the dashboard's queries)."""
+    from catalog.access import Access
+    from catalog.models import DatasetVersion, Run
+    from demo.synth_types import make_silo
+    from exchange import stages
+    from tests.conftest import catalog, register_demo_source, register_sample
+
+    silo = work / "market_regulation.db"
+    shutil.copy(silo_src, silo)
+    register_demo_source(home, silo)
+    sid = "smr_business_licence"
+    stages.extract(sid, "r1", dag_run_id=DAG_RUN)            # as an Airflow task would
+    stages.conform(sid, "r1")
+    stages.validate(sid, "r1")
+    stages.publish(sid, "r1")
+    with sqlite3.connect(silo) as c:      # a silo fault: bad check characters in every 12th row
+        c.execute("UPDATE yyzz_djxx SET TYSHXYDM = substr(TYSHXYDM, 1, 17) || CASE WHEN "
+                  "substr(TYSHXYDM, 18, 1) = '0' THEN '1' ELSE '0' END WHERE rowid % 12 = 0")
+    stages.run_all(sid, "r2")
+    with sqlite3.connect(silo) as c:      # broken on purpose: a mapped column is gone
+        c.execute("ALTER TABLE yyzz_djxx RENAME COLUMN QYMC TO QYMC_OLD")
+    with pytest.raises(Exception, match="QYMC"):
+        stages.run_all(sid, "r3")
+
+    make_silo("diploma", work / "diploma.db", 300, seed=3)
+    register_sample(home, "diploma", work / "diploma.db")
+    stages.run_all("edu_diploma", "d1")
+    cat = catalog()
+    with cat.session() as s, s.begin():  # as if published 70 days ago: past two monthly cycles
+        for run in s.scalars(sa.select(Run).where(Run.source_id == "edu_diploma")):
+            run.started_at -= timedelta(days=70)
+            run.finished_at -= timedelta(days=70)
+        for v in s.scalars(sa.select(DatasetVersion).where(DatasetVersion.dataset_id == EDU)):
+            v.published_at -= timedelta(days=70)
+    cat.register(register_sample(home, "marriage_certificate", work / "none.csv"))   # never run
+
+    access = Access(cat.engine, ttl=0)
+    access.add_department("audit-office", "审计局", role="auditor")
+    access.add_department("tax-bureau", "税务局")
+    runs = {r["run_key"]: r for r in cat.runs(limit=50)}
+    with cat.engine.connect() as c:
+        holder = c.execute(sa.text("select holder_key from records where dataset_id = :d and status = 'valid' "
+                                   "order by leaf_index limit 1"), {"d": SMR}).scalar_one()
+    return {"auditor_key": access.issue_credential("audit-office")["key"],
+            "second_auditor_key": access.issue_credential("audit-office")["key"],
+            "consumer_key": access.issue_credential("tax-bureau")["key"],
+            "runs": runs, "holder": holder, "versions": cat.versions(SMR),
+            "quarantine": cat.quarantine(SMR)}
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory, silo_2k):
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"Debian's chromium is not installed at {CHROMIUM} (apt-get install chromium)")
+    from exchange.settings import reset_settings
+
+    work = tmp_path_factory.mktemp("dash")
+    home = work / "home"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("EXCHANGE_HOME", str(home))
+        mp.delenv("EXCHANGE_CATALOG_URL", raising=False)
+        mp.delenv("EXCHANGE_SOURCES_DIR", raising=False)
+        mp.setenv("EXCHANGE_KEY_PASSPHRASE", TEST_PASSPHRASE)
+        reset_settings()
+        facts = seed(home, silo_2k[0], work)
+    reset_settings()
+    port = _free_port()
+    env = {**os.environ, "EXCHANGE_HOME": str(home), "EXCHANGE_KEY_PASSPHRASE": TEST_PASSPHRASE,
+           "EXCHANGE_AIRFLOW_URL": AIRFLOW, "EXCHANGE_API_CACHE_TTL": "0", "EXCHANGE_DASHBOARD_SECRET": secrets.token_urlsafe(32)}
+    env.pop("EXCHANGE_CATALOG_URL", None)
+    server = subprocess.Popen([sys.executable, "-m", "exchange.cli", "serve", "--port", str(port)],
+                              cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(150):
+            try:
+                if requests.get(f"{base}/dashboard/login", timeout=1).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                time.sleep(0.2)
+            if server.poll() is not None:
+                pytest.fail(f"exchange serve exited: {server.stdout.read().decode()[-2000:]}")
+        else:
+            pytest.fail("exchange serve did not answer within 30 s")
+        yield {"base": base, "home": home, **facts}
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+@pytest.fixture(scope="module")
+def browser(site):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+def _login(page, site, key: str, path: str = "/dashboard/"):
+    page.goto(site["base"] + path)
+    page.fill("#key", key)
+    page.click("button[type=submit]")
+    page.wait_for_load_state()
+
+
+@pytest.fixture(scope="module")
+def page(browser, site):
+    ctx = browser.new_context(viewport={"width": 1280, "height": 900})
+    pg = ctx.new_page()
+    _login(pg, site, site["auditor_key"])
+    assert pg.url == site["base"] + "/dashboard/"
+    yield pg
+    ctx.close()
+
+
+def shot(page, name: str) -> None:
+    target = os.environ.get("DASHBOARD_SCREENSHOTS")
+    if target:
+        Path(target).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(target) / f"{name}.png"), full_page=True)
+
+
+def _raw_get(base: str, path: str) -> tuple[int, bytes]:
+    import http.client
+
+    host, port = base.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        conn.request("GET", path)
+        r = conn.getresponse()
+        return r.status, r.read()
+    finally:
+        conn.close()
+
+
+def cells(page, selector: str) -> list[list[str]]:
+    return page.eval_on_selector_all(f"{selector} tbody tr", "rows => rows.map(r => "
+                                     "Array.from(r.cells).map(c => c.innerText.trim()))")
+
+
+def test_login_is_required_and_only_auditors_get_in(browser, site):
+    ctx = browser.new_context()
+    pg = ctx.new_page()
+    pg.goto(site["base"] + "/dashboard/freshness")
+    assert pg.url.startswith(site["base"] + "/dashboard/login?next=")      # redirected, nothing shown
+    assert pg.locator("#freshness").count() == 0
+    shot(pg, "login")
+    pg.fill("#key", "exk_0123456789abcdef." + "A" * 43)
+    pg.click("button[type=submit]")
+    assert "unknown exchange key" in pg.inner_text("#login-error")
+    pg.fill("#key", site["consumer_key"])
+    pg.click("button[type=submit]")
+    assert "only an auditor department" in pg.inner_text("#login-error")
+    pg.fill("#key", site["auditor_key"])
+    pg.click("button[type=submit]")
+    pg.wait_for_load_state()
+    assert pg.url == site["base"] + "/dashboard/freshness"                  # back where it was going
+    assert pg.inner_text("#who") == "audit-office"
+    cookie = next(c for c in ctx.cookies() if c["name"] == "exchange_dashboard")
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and cookie["path"] == "/dashboard"
+    forged = {**cookie, "value": cookie["value"][:-4] + "0000"}
+    ctx.add_cookies([forged])                                              # a tampered signature
+    pg.goto(site["base"] + "/dashboard/audit")
+    assert "/dashboard/login" in pg.url
+    ctx.close()
+    r = requests.get(site["base"] + "/dashboard/audit", params={"action": "dashboard.login"},
+                     allow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"].startswith("/dashboard/login")
+
+
+def test_overview_and_catalogue_search(page, site):
+    page.goto(site["base"] + "/dashboard/")
+    shot(page, "overview")
+    rows = cells(page, "#datasets")
+    assert [r[0].splitlines()[-1] for r in rows] == sorted([SMR, EDU, CA])
+    smr = next(r for r in rows if SMR in r[0])
+    assert smr[5] == "2" and smr[6] == f"{site['versions'][0]['records']:,}"
+    assert page.inner_text("#tile-datasets") == "3"
+    assert page.inner_text("#tile-failed") == "1"                          # the broken run
+    page.fill("input[name=q]", "毕业证书")                                     # the diploma type's title
+    page.click("form.search button")
+    rows = cells(page, "#datasets")
+    assert len(rows) == 1 and EDU in rows[0][0]
+    assert "1 of 3 datasets" in page.inner_text("#result-count")
+    page.click(f"#datasets a[href='/dashboard/datasets/{EDU}']")
+    assert page.url.endswith(f"/dashboard/datasets/{EDU}")
+    page.goto(site["base"] + "/dashboard/?q=education")
+    assert [EDU in r[0] for r in cells(page, "#datasets")] == [True]
+
+
+def test_dataset_page(page, site):
+    from schemas.types import get_type
+
+    page.goto(f"{site['base']}/dashboard/datasets/{SMR}")
+    shot(page, "dataset")
+    assert "营业执照" in page.inner_text("#dataset-title")
+    meta = page.inner_text("#metadata")
+    for text in ("市场监督管理局", "steward@smr.example.gov.cn", "unconditional", "daily"):
+        assert text in meta
+    assert "Business licences of every registered" in page.inner_text("#description")
+    fields = get_type("business_licence").fields
+    assert [(r[0], r[1], r[3] == "yes") for r in cells(page, "#schema")] == [
+        (f.name, f.type, f.required) for f in fields]
+    versions = cells(page, "#versions")
+    assert [(int(r[0]), r[2]) for r in versions] == [(v["version"], v["root_hash"]) for v in site["versions"]]
+    assert versions[0][1] == f"{site['versions'][0]['records']:,}"
+    # the trend: one point per run that counted rows, at accepted / extracted
+    runs = site["runs"]
+    counted = [runs[k] for k in ("r1", "r2")]
+    points = page.eval_on_selector_all("#trend svg circle", "cs => cs.map(c => [c.dataset.run, +c.dataset.share])")
+    assert points == [[str(r["id"]), round(r["accepted"] / r["extracted"], 4)] for r in counted]
+    assert points[1][1] < points[0][1]                                    # the planted fault shows
+    assert page.locator("#trend svg polyline").count() == 1
+    # recent runs: states, counts, the broken run's message, links
+    table = {r.get_attribute("data-run"): r for r in page.locator("#runs tbody tr").all()}
+    broken = table[str(runs["r3"]["id"])]
+    assert "failed" in broken.inner_text() and "QYMC" in broken.inner_text()
+    r2 = table[str(runs["r2"]["id"])].inner_text()
+    assert f"{runs['r2']['quarantined']:,}" in r2 and "published" in r2
+    r1_airflow = table[str(runs["r1"]["id"])].locator("a.airflow").get_attribute("href")
+    assert r1_airflow == f"{AIRFLOW}/dags/source__smr_business_licence/runs/manual__2026-11-20T08%3A00%3A00%2B00%3A00"
+    assert table[str(runs["r2"]["id"])].locator("a.airflow").get_attribute("href") == \
+        f"{AIRFLOW}/dags/source__smr_business_licence"
+    assert broken.locator("a.docs").count() == 0                           # failed before validation
+    # the quarantine queue: counts by reason as in the catalogue
+    open_rows = [e for e in site["quarantine"] if e["state"] != "resolved"]
+    expected = {}
+    for e in open_rows:
+        for reason in e["reasons"]:
+            expected[reason] = expected.get(reason, 0) + 1
+    shown = {r[0]: int(r[1].replace(",", "")) for r in cells(page, "#quarantine-reasons")}
+    assert shown == expected and shown
+    assert f"open {sum(e['state'] == 'open' for e in open_rows):,}" in page.inner_text("#quarantine-states")
+    # Data Docs of r2 open from the link: our list of its pages, then GX's own pages
+    with page.expect_navigation():
+        table[str(runs["r2"]["id"])].locator("a.docs").click()
+    assert page.url == f"{site['base']}/dashboard/runs/{runs['r2']['id']}/docs/"
+    shot(page, "docs_list")
+    assert page.locator("#docs a.validation").count() == 2                 # the batch and the whole version
+    with page.expect_navigation():
+        page.click("#gx-index")
+    assert page.title() == "Data Docs created by Great Expectations"
+    page.go_back()
+    with page.expect_navigation():
+        page.locator("#docs a.validation", has_text="batch-0001").click()
+    text = page.inner_text("body")
+    assert "Expectation Validation Result" in text and f"of {runs['r2']['extracted']} total rows" in text
+    shot(page, "data_docs")
+
+
+def test_data_docs_are_served_from_their_folder_only(page, site):
+    runs = site["runs"]
+    page.goto(f"{site['base']}/dashboard/runs/{runs['r2']['id']}/docs/")
+    index = page.get_attribute("#gx-index", "href")
+    token = index.split("/")[5]
+    # a sandboxed GX page sends no SameSite=Strict cookie: the token alone opens the run's pages
+    ok = requests.get(site["base"] + index, timeout=10, allow_redirects=False)
+    assert ok.status_code == 200 and "sandbox" in ok.headers["content-security-policy"]
+    assert ok.headers["referrer-policy"] == "no-referrer"
+    base = f"/dashboard/runs/{runs['r2']['id']}/docs/{token}/"
+    for bad in ("..%2F..%2F..%2Fcatalog.db", "%2E%2E/extracted.parquet", "..%2Fr1%2Fextracted.parquet",
+                "%2Fetc%2Fpasswd", "static/../../quarantine.parquet", "../../../../../../etc/passwd"):
+        status, body = _raw_get(site["base"], base + bad)     # sent as written: no client clean-up
+        assert status == 404, bad
+        assert b"SQLite" not in body and b"PAR1" not in body and b"root:" not in body
+    elsewhere = f"{site['base']}/dashboard/runs/{runs['r1']['id']}/docs/{token}/index.html"   # another run
+    forged = index.replace(token, token[:-4] + "0000")
+    for url in (elsewhere, site["base"] + forged):
+        r = requests.get(url, timeout=10, allow_redirects=False)
+        assert r.status_code == 303 and r.headers["location"].endswith("/docs/"), url
+    assert requests.get(f"{site['base']}/dashboard/runs/{runs['r2']['id']}/docs/", timeout=10,
+                        allow_redirects=False).status_code == 303               # the list needs the login
+    page.goto(f"{site['base']}/dashboard/runs/{runs['r3']['id']}/docs/")
+    assert "has no Data Docs" in page.inner_text("#error")
+    page.goto(f"{site['base']}/dashboard/datasets/no.such")
+    assert "no dataset" in page.inner_text("#error")
+
+
+def test_freshness_board(page, site):
+    page.goto(site["base"] + "/dashboard/freshness")
+    shot(page, "freshness")
+    states = {r.get_attribute("data-dataset"): r.locator(".state").first.inner_text()
+              for r in page.locator("#freshness tbody tr").all()}
+    assert states == {SMR: "fresh", EDU: "stale", CA: "never"}
+    smr = page.locator(f"#freshness tr[data-dataset='{SMR}']").inner_text()
+    assert "failed" in smr and "QYMC" in smr                               # its last run broke, and why
+    backlog = sum(e["state"] != "resolved" for e in site["quarantine"])
+    assert smr.rstrip().endswith(f"{backlog:,}")
+    assert "fresh 1" in page.inner_text("#freshness-counts")
+
+
+def test_audit_search_shows_a_lookup_and_is_itself_audited(page, site):
+    r = requests.post(f"{site['base']}/v1/holders/records", params={"purpose": ITEM},
+                      json={"holder_id": site["holder"]},
+                      headers={"Authorization": f"Bearer {site['consumer_key']}"}, timeout=10)
+    assert r.status_code == 200 and r.json()["records"]
+    page.goto(site["base"] + "/dashboard/audit")
+    page.fill("input[name=holder]", site["holder"].lower())                # any spelling
+    page.select_option("select[name=department]", "tax-bureau")
+    page.click("form.filters button")
+    shot(page, "audit")
+    rows = cells(page, "#audit")
+    assert len(rows) == 1
+    seq, _, dept, purpose, action, holder, datasets, outcome, _ = rows[0]
+    assert (dept, purpose, action, holder, outcome) == ("tax-bureau", ITEM, "lookup", site["holder"], "allowed")
+    assert SMR in datasets
+    assert "The hash chain verifies" in page.inner_text("#chain")
+    # the search above is in the log too, under the auditor and the holder searched for
+    page.goto(site["base"] + "/dashboard/audit?action=dashboard.audit_search&department=audit-office")
+    rows = cells(page, "#audit")
+    assert any(r[5] == site["holder"] and r[4] == "dashboard.audit_search" for r in rows)
+    page.goto(site["base"] + "/dashboard/audit?action=dashboard.login")
+    outcomes = [r[7] for r in cells(page, "#audit")]
+    assert {"refused:401", "refused:403", "allowed"} <= set(outcomes)
+    page.goto(site["base"] + "/dashboard/audit?since=yesterday")
+    assert "YYYY-MM-DD" in page.inner_text("#audit-error")
+
+
+def test_audit_pages(page, site):
+    with requests.Session() as http:                                       # 55 more entries
+        for _ in range(55):
+            assert http.post(f"{site['base']}/v1/holders/records", params={"purpose": ITEM},
+                             json={"holder_id": site["holder"]}, timeout=10,
+                             headers={"Authorization": f"Bearer {site['consumer_key']}"}).ok
+    page.goto(site["base"] + "/dashboard/audit")
+    total = int(re.match(r"([\d,]+) entries", page.inner_text("#audit-count")).group(1).replace(",", ""))
+    assert total > 55
+    first = cells(page, "#audit")
+    assert len(first) == 50
+    page.click("a[rel=next]")
+    second = cells(page, "#audit")
+    assert second and int(second[0][0]) == int(first[-1][0]) - 1          # no gap, no overlap
+    assert [int(r[0]) for r in second] == sorted((int(r[0]) for r in second), reverse=True)
+    page.goto(site["base"] + f"/dashboard/audit?department=tax-bureau&before={first[0][0]}")
+    assert {r[2] for r in cells(page, "#audit")} == {"tax-bureau"}
+
+
+def test_scorecards(page, site):
+    page.goto(site["base"] + "/dashboard/scorecards?period=week")
+    shot(page, "scorecards")
+    runs = [r for r in site["runs"].values() if r["source_id"] == "smr_business_licence" and r["extracted"]]
+    share = sum(r["accepted"] for r in runs) / sum(r["extracted"] for r in runs)
+    row = page.locator("#scorecards tr[data-department='market_regulation']")
+    c = row.locator("td").all_inner_texts()
+    assert "市场监督管理局" in c[0] and c[1] == "1"
+    assert c[2] == "100.0%" and c[3] == f"{share:.1%}"
+    assert c[4] == f"{sum(e['state'] != 'resolved' for e in site['quarantine']):,}"
+    assert int(c[6].replace(",", "")) >= 1                                 # tax-bureau's lookup
+    edu = page.locator("#scorecards tr[data-department='education']").locator("td").all_inner_texts()
+    assert edu[2] == "0.0%" and edu[3] == "–"                              # stale; no run this week
+    bar = page.locator("#scorecard-chart rect[data-department='market_regulation'][data-series='quality_pass_share']")
+    assert float(bar.get_attribute("data-value")) == pytest.approx(share, abs=1e-4)
+    assert page.locator("#scorecard-chart rect[data-series='on_time_share']").count() == 3
+    page.click(".periods a:text('month')")
+    assert page.url.endswith("period=month")
+    page.goto(site["base"] + "/dashboard/scorecards?period=year")
+    assert "period is one of" in page.inner_text("#error")
+
+
+def test_logout_ends_the_session(browser, site):
+    ctx = browser.new_context()
+    pg = ctx.new_page()
+    _login(pg, site, site["auditor_key"], "/dashboard/scorecards")
+    assert pg.url.endswith("/dashboard/scorecards")
+    pg.click("form.who button")
+    pg.wait_for_load_state()
+    assert "/dashboard/login" in pg.url
+    pg.goto(site["base"] + "/dashboard/")
+    assert "/dashboard/login" in pg.url
+    ctx.close()
+
+
+def test_a_revoked_key_ends_its_session(browser, site):
+    from catalog.access import Access
+    from catalog.service import Catalog
+
+    ctx = browser.new_context()
+    pg = ctx.new_page()
+    _login(pg, site, site["second_auditor_key"], "/dashboard/freshness")
+    assert pg.url.endswith("/dashboard/freshness")
+    key_id = site["second_auditor_key"][4:20]
+    cat = Catalog(f"sqlite:///{site['home'] / 'catalog.db'}", site["home"] / "store")
+    Access(cat.engine, ttl=0).revoke_credential(key_id, actor="test")
+    pg.goto(site["base"] + "/dashboard/freshness")
+    assert "/dashboard/login" in pg.url
+    ctx.close()
