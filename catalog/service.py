@@ -88,14 +88,16 @@ class Catalog:
             if ds is None:
                 known = s.scalars(sa.select(Dataset.id).order_by(Dataset.id)).all()
                 raise NotFound(f"no dataset {dataset!r}; known: {', '.join(known) or '(none)'}")
-            sources = s.execute(sa.select(Source.id, Source.connector_kind, Source.registered_at)
-                                .where(Source.dataset_id == dataset).order_by(Source.id)).all()
+            sources = s.scalars(sa.select(Source).where(Source.dataset_id == dataset)
+                                .order_by(Source.id)).all()
             history = s.scalars(sa.select(MetadataChange).where(MetadataChange.dataset_id == dataset)
                                 .order_by(MetadataChange.id)).all()
             return {"dataset": ds.id, "certificate_type": ds.certificate_type,
                     "type_version": ds.type_version, "current_version": ds.current_version,
                     "created_at": ds.created_at, **{k: getattr(ds, k) for k in METADATA},
-                    "sources": [{"source": i, "connector": k, "registered_at": t} for i, k, t in sources],
+                    "sources": [{"source": x.id, "connector": x.connector_kind,
+                                 "registered_at": x.registered_at, "registration": x.registration}
+                                for x in sources],
                     "history": [{c: getattr(h, c) for c in HISTORY_COLUMNS} for h in history]}
 
     def start_run(self, source_id: str, run_key: str, dag_run_id: str | None = None) -> Run:
@@ -234,18 +236,6 @@ class Catalog:
                      "records": v.tree_size if v else 0,
                      "published_at": v.published_at.isoformat() if v else None,
                      "root_hash": v.root_hash if v else None} for d, v in rows]
-
-    def dataset(self, dataset_id: str) -> dict:
-        """One dataset's metadata and its sources (with their registrations)."""
-        with self.session() as s:
-            d = s.get(Dataset, dataset_id)
-            if d is None:
-                raise NotFound(f"no dataset {dataset_id!r}; list them with `exchange datasets`")
-            sources = [{"id": x.id, "connector_kind": x.connector_kind, "registration": x.registration,
-                        "registered_at": x.registered_at}
-                       for x in s.scalars(sa.select(Source).where(Source.dataset_id == dataset_id)
-                                          .order_by(Source.id))]
-            return {**{c.name: getattr(d, c.name) for c in Dataset.__table__.columns}, "sources": sources}
 
     def versions(self, dataset_id: str, limit: int = 50) -> list[dict]:
         """A dataset's versions, newest first."""

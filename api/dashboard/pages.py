@@ -67,7 +67,7 @@ async def dataset(request: Request, dataset_id: str, caller: AuditorDep):
         return error(request, 404, "No such dataset", str(exc))
     ctype = all_types().get(d["certificate_type"])
     reg = d["sources"][0]["registration"] if d["sources"] else {}
-    runs = sorted((r for s in d["sources"] for r in catalog.runs(s["id"], limit=20)),
+    runs = sorted((r for s in d["sources"] for r in catalog.runs(s["source"], limit=20)),
                   key=lambda r: r["id"], reverse=True)[:20]
     for r in runs:
         r["airflow_url"] = airflow_url(r["source_id"], r.get("dag_run_id"))
