@@ -165,15 +165,18 @@ def scorecards(catalog, period: str = "month", now: datetime | None = None) -> l
             passed[ds] = [acc or 0, ext or 0]
         backlog = _backlog(s, end)
         consumed, saved = _consumption(s, owner, start, end)
-    cards = defaultdict(lambda: {"datasets": 0, "on_time": 0, "accepted": 0, "extracted": 0,
+    cards = defaultdict(lambda: {"datasets": 0, "on_time": 0, "not_due": 0, "accepted": 0, "extracted": 0,
                                  "backlog": 0, "oldest": None, "records_consumed": 0,
                                  "materials_saved": 0})
     for ds, d in owner.items():
         c = cards[d.department]
         c["datasets"] += 1
         created = _aware(d.created_at)
-        c["on_time"] += _fresh_throughout(refreshes[ds], d.update_cycle, max(start, created), end,
-                                          new=created > start)
+        if not refreshes[ds] and created + cycle(d.update_cycle) > end:
+            c["not_due"] += 1      # registered less than a cycle ago, never refreshed: not yet due
+        else:
+            c["on_time"] += _fresh_throughout(refreshes[ds], d.update_cycle, max(start, created),
+                                              end, new=created > start)
         c["accepted"] += passed[ds][0]
         c["extracted"] += passed[ds][1]
         n, oldest = backlog.get(ds, (0, None))
@@ -184,8 +187,9 @@ def scorecards(catalog, period: str = "month", now: datetime | None = None) -> l
         c["materials_saved"] += saved.get(ds, 0)
     return [{"department": dept, "department_name": names.get(dept) or dept,
              "period": period, "from": start.isoformat(), "to": end.isoformat(),
-             "datasets": c["datasets"], "on_time": c["on_time"],
-             "on_time_share": round(c["on_time"] / c["datasets"], 4) if c["datasets"] else None,
+             "datasets": c["datasets"], "on_time": c["on_time"], "not_yet_due": c["not_due"],
+             "on_time_share": (round(c["on_time"] / (c["datasets"] - c["not_due"]), 4)
+                               if c["datasets"] > c["not_due"] else None),
              "rows_checked": c["extracted"], "rows_passed": c["accepted"],
              "quality_pass_share": round(c["accepted"] / c["extracted"], 4) if c["extracted"] else None,
              "backlog": c["backlog"],

@@ -52,6 +52,11 @@ def test_a_source_never_run_is_never_fresh_and_a_failed_run_shows(published, hom
     cat.register(other)
     rows = monitoring.freshness(cat)
     assert _by(rows, "dataset", other.dataset)["state"] == "never"
+    card = _by(monitoring.scorecards(cat, "day"), "department", "transport")
+    assert card["not_yet_due"] == 1 and card["on_time_share"] is None   # registered just now
+    later = datetime.now(timezone.utc) + 30 * H                           # its first day is over
+    card = _by(monitoring.scorecards(cat, "day", later), "department", "transport")
+    assert card["not_yet_due"] == 0 and card["on_time_share"] == 0
     silo.unlink()                                     # the silo is gone: the next run fails
     with pytest.raises(Exception):
         stages.run_all(SOURCE, "r2")
