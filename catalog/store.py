@@ -16,8 +16,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from catalog.canonical import canonical_json, to_json_record
-from catalog.merkle import MerkleTree, leaf_hashes
+from catalog.digests import hex_strings, sha256_many
+from catalog.merkle import LEAF_PREFIX, MerkleTree, leaf_hashes
 from exchange import staging
+from exchange.parallel import ordered_map
 from schemas.types import CertificateType
 
 ROW_GROUP = 8_192            # small groups: reading one record decodes 8k rows, not 64k
@@ -45,51 +47,81 @@ def holder_prefix(holder_key: str) -> str:
     return hashlib.sha256(holder_key.encode()).hexdigest()[:HOLDER_PREFIX]
 
 
+def record_id_bytes(dataset: str, holder_keys: pa.Array, licence_numbers: pa.Array) -> np.ndarray:
+    """The 16 bytes a record id is the hex of: 6 of SHA-256(holder key) + 10 of
+    SHA-256(dataset ‖ 0x1f ‖ licence number); (n, 16) uint8."""
+    for name, values in (("holder_key", holder_keys), ("licence_number", licence_numbers)):
+        if values.null_count:
+            raise ValueError(f"{values.null_count} records have no {name}: a record id needs one")
+    holder = sha256_many(holder_keys)[:, :HOLDER_PREFIX // 2]
+    licence = sha256_many(licence_numbers, f"{dataset}\x1f".encode())[:, :10]
+    return np.concatenate([holder, licence], axis=1)
+
+
 def record_ids(dataset: str, holder_keys: pa.Array, licence_numbers: pa.Array) -> pa.Array:
     """12 hex of SHA-256(holder key) + 20 hex of SHA-256(dataset ‖ licence number)."""
-    sha, prefix = hashlib.sha256, f"{dataset}\x1f".encode()
-    return pa.array([sha(h.encode()).hexdigest()[:HOLDER_PREFIX] + sha(prefix + n.encode()).hexdigest()[:20]
-                     for h, n in zip(holder_keys.to_pylist(), licence_numbers.to_pylist())],
-                    pa.string())
+    return hex_strings(record_id_bytes(dataset, holder_keys, licence_numbers))
+
+
+def _key_order(keys: np.ndarray) -> np.ndarray:
+    """Indices that sort the rows of an (n, k) uint8 array bytewise (k a multiple of 8): on the
+    first 8 bytes, and on all of them (stably) only if those tie somewhere."""
+    words = np.ascontiguousarray(keys).view(">u8")
+    order = np.argsort(words[:, 0])
+    first = words[order, 0]
+    if len(first) > 1 and (first[1:] == first[:-1]).any():
+        order = np.lexsort(words.T[::-1])
+    return order
+
+
+def _stage_batch(batch: pa.RecordBatch, dataset: str, record_cols: list[str]):
+    """One batch: record ids, records, leaf hashes, index rows. Runs on a worker thread
+    (DataFusion and Arrow release the GIL)."""
+    raw = record_id_bytes(dataset, batch.column("holder_key"), batch.column("licence_number"))
+    table = pa.Table.from_batches([batch]).append_column("record_id", hex_strings(raw))
+    records = table.select(record_cols)
+    leaves = leaf_hashes(canonical_json(records, prefix=LEAF_PREFIX), prefixed=True)
+    return records, leaves, table.select(list(INDEX_COLUMNS)), raw
 
 
 def stage_version(accepted: Path, dataset: str, ctype: CertificateType, out_dir: Path) -> StagedVersion:
     out_dir.mkdir(parents=True, exist_ok=True)
     src = pq.ParquetFile(accepted)
     record_cols = [*ctype.field_names, "record_id"]
+    wanted = list(dict.fromkeys([*ctype.field_names, *INDEX_COLUMNS[1:]]))   # record_id is made here
     leaves: list[np.ndarray] = []
-    offset = 0
-    rec_writer = None
     index_parts: list[pa.Table] = []
+    id_parts: list[np.ndarray] = []
+    rec_writer = None
     try:
-        for batch in src.iter_batches(batch_size=BATCH):
-            batch = pa.Table.from_batches([batch])
-            batch = batch.append_column("record_id", record_ids(
-                dataset, batch.column("holder_key").combine_chunks(),
-                batch.column("licence_number").combine_chunks()))
-            records = batch.select(record_cols)
-            leaves.append(leaf_hashes(canonical_json(records)))
-            index = batch.select(list(INDEX_COLUMNS)).append_column(
-                "leaf_index", pa.array(np.arange(offset, offset + batch.num_rows, dtype=np.int64)))
-            rec_writer = rec_writer or staging.writer(out_dir / "records.parquet", records.schema)
+        batches = src.iter_batches(batch_size=BATCH, columns=wanted)
+        for records, hashes, index, raw in ordered_map(
+                lambda b: _stage_batch(b, dataset, record_cols), batches):
+            rec_writer = rec_writer or staging.writer(out_dir / "records.parquet", records.schema,
+                                                      staging.DATASET_FILES)
             rec_writer.write_table(records, row_group_size=ROW_GROUP)
+            leaves.append(hashes)
             index_parts.append(index)
-            offset += batch.num_rows
+            id_parts.append(raw)
     finally:
         if rec_writer is not None:
             rec_writer.close()
     if rec_writer is None:       # nothing accepted: an empty version is still a version
         schema = ctype.arrow_schema().append(pa.field("record_id", pa.string()))
-        staging.write_table(schema.empty_table(), out_dir / "records.parquet")
+        staging.write_table(schema.empty_table(), out_dir / "records.parquet", staging.DATASET_FILES)
         index_parts.append(pa.table({c: pa.array([], pa.string()) for c in INDEX_COLUMNS[:-1]}
-                                    | {"valid_to": pa.array([], pa.date32()),
-                                       "leaf_index": pa.array([], pa.int64())}))
-    # the index is inserted in key order: B-tree appends, not random page splits
-    staging.write_table(pa.concat_tables(index_parts).sort_by("record_id"), out_dir / "index.parquet")
+                                    | {"valid_to": pa.array([], pa.date32())}))
+        id_parts.append(np.zeros((0, 16), np.uint8))
+    # the index is inserted in key order (B-tree appends, not random page splits); hex keeps
+    # byte order, so the raw id bytes sort it without comparing strings
+    index = pa.concat_tables(index_parts)
+    index = index.append_column("leaf_index", pa.array(np.arange(index.num_rows, dtype=np.int64)))
+    staging.write_table(index.take(_key_order(np.concatenate(id_parts))), out_dir / "index.parquet",
+                        staging.DATASET_FILES)
     all_leaves = np.concatenate(leaves) if leaves else np.zeros((0, 32), np.uint8)
     tree = MerkleTree.build(all_leaves)
     tree.save(out_dir / "tree.bin")
-    ordered = np.sort(all_leaves.view("V32").ravel()) if len(all_leaves) else all_leaves
+    ordered = all_leaves[_key_order(all_leaves)]
     return StagedVersion(out_dir, tree.size, tree.root, hashlib.sha256(ordered.tobytes()).hexdigest())
 
 
