@@ -41,7 +41,11 @@ def _binary(values: pa.Array | pa.ChunkedArray) -> pa.Array:
 
 
 def _select(columns: dict[str, pa.Array], expr) -> pa.Array:
-    out = _context().from_arrow(pa.table(columns)).select(expr.alias("out")).to_arrow_table()
+    ctx = _context()
+    try:   # from_arrow registers the table in the session: deregistered, or it is kept for good
+        out = ctx.from_arrow(pa.table(columns), name="input").select(expr.alias("out")).to_arrow_table()
+    finally:
+        ctx.deregister_table("input")
     return out.column("out").combine_chunks()
 
 

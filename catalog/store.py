@@ -1,7 +1,8 @@
-"""Dataset versions on disk: records.parquet (leaf order), tree.bin, head.jws.
+"""Dataset versions on disk: records.parquet and index.parquet (leaf order), tree.bin, head.jws.
 
-Staging streams the accepted rows in batches: canonical bytes and leaf hashes per batch,
-records and index rows written as they come, so memory does not grow with the dataset.
+Staging streams the accepted rows in batches, on worker threads: record ids, canonical bytes
+and leaf hashes per batch (SHA-256 over whole arrays, catalog/digests.py), records and index
+rows written as they come, so memory grows only by the leaf hashes (32 bytes a record).
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from exchange.parallel import ordered_map
 from schemas.types import CertificateType
 
 ROW_GROUP = 8_192            # small groups: reading one record decodes 8k rows, not 64k
-BATCH = 16 * ROW_GROUP          # a multiple of ROW_GROUP: every row group but the last is full
+BATCH = 8 * ROW_GROUP           # a multiple of ROW_GROUP: every row group but the last is full
 INDEX_COLUMNS = ("record_id", "holder_key", "holder_code_type", "holder_name",
                  "licence_number", "status", "valid_to")
 
@@ -75,13 +76,13 @@ def _key_order(keys: np.ndarray) -> np.ndarray:
 
 
 def _stage_batch(batch: pa.RecordBatch, dataset: str, record_cols: list[str]):
-    """One batch: record ids, records, leaf hashes, index rows. Runs on a worker thread
+    """One batch: records (with their ids), leaf hashes, index rows. Runs on a worker thread
     (DataFusion and Arrow release the GIL)."""
-    raw = record_id_bytes(dataset, batch.column("holder_key"), batch.column("licence_number"))
-    table = pa.Table.from_batches([batch]).append_column("record_id", hex_strings(raw))
+    table = pa.Table.from_batches([batch]).append_column("record_id", record_ids(
+        dataset, batch.column("holder_key"), batch.column("licence_number")))
     records = table.select(record_cols)
     leaves = leaf_hashes(canonical_json(records, prefix=LEAF_PREFIX), prefixed=True)
-    return records, leaves, table.select(list(INDEX_COLUMNS)), raw
+    return records, leaves, table.select(list(INDEX_COLUMNS))
 
 
 def stage_version(accepted: Path, dataset: str, ctype: CertificateType, out_dir: Path) -> StagedVersion:
@@ -90,34 +91,31 @@ def stage_version(accepted: Path, dataset: str, ctype: CertificateType, out_dir:
     record_cols = [*ctype.field_names, "record_id"]
     wanted = list(dict.fromkeys([*ctype.field_names, *INDEX_COLUMNS[1:]]))   # record_id is made here
     leaves: list[np.ndarray] = []
-    index_parts: list[pa.Table] = []
-    id_parts: list[np.ndarray] = []
-    rec_writer = None
+    writers: dict[str, pq.ParquetWriter] = {}
+    offset = 0
     try:
         batches = src.iter_batches(batch_size=BATCH, columns=wanted)
-        for records, hashes, index, raw in ordered_map(
-                lambda b: _stage_batch(b, dataset, record_cols), batches):
-            rec_writer = rec_writer or staging.writer(out_dir / "records.parquet", records.schema,
-                                                      staging.DATASET_FILES)
-            rec_writer.write_table(records, row_group_size=ROW_GROUP)
+        for records, hashes, index in ordered_map(lambda b: _stage_batch(b, dataset, record_cols),
+                                                  batches):
+            index = index.append_column("leaf_index", pa.array(
+                np.arange(offset, offset + len(hashes), dtype=np.int64)))
+            for name, table in (("records", records), ("index", index)):
+                if name not in writers:
+                    writers[name] = staging.writer(out_dir / f"{name}.parquet", table.schema,
+                                                   staging.DATASET_FILES)
+                writers[name].write_table(table, row_group_size=ROW_GROUP if name == "records" else None)
             leaves.append(hashes)
-            index_parts.append(index)
-            id_parts.append(raw)
+            offset += len(hashes)
     finally:
-        if rec_writer is not None:
-            rec_writer.close()
-    if rec_writer is None:       # nothing accepted: an empty version is still a version
+        for w in writers.values():
+            w.close()
+    if not writers:              # nothing accepted: an empty version is still a version
         schema = ctype.arrow_schema().append(pa.field("record_id", pa.string()))
         staging.write_table(schema.empty_table(), out_dir / "records.parquet", staging.DATASET_FILES)
-        index_parts.append(pa.table({c: pa.array([], pa.string()) for c in INDEX_COLUMNS[:-1]}
-                                    | {"valid_to": pa.array([], pa.date32())}))
-        id_parts.append(np.zeros((0, 16), np.uint8))
-    # the index is inserted in key order (B-tree appends, not random page splits); hex keeps
-    # byte order, so the raw id bytes sort it without comparing strings
-    index = pa.concat_tables(index_parts)
-    index = index.append_column("leaf_index", pa.array(np.arange(index.num_rows, dtype=np.int64)))
-    staging.write_table(index.take(_key_order(np.concatenate(id_parts))), out_dir / "index.parquet",
-                        staging.DATASET_FILES)
+        staging.write_table(pa.table({c: pa.array([], pa.string()) for c in INDEX_COLUMNS[:-1]}
+                                     | {"valid_to": pa.array([], pa.date32()),
+                                        "leaf_index": pa.array([], pa.int64())}),
+                            out_dir / "index.parquet", staging.DATASET_FILES)
     all_leaves = np.concatenate(leaves) if leaves else np.zeros((0, 32), np.uint8)
     tree = MerkleTree.build(all_leaves)
     tree.save(out_dir / "tree.bin")
@@ -128,8 +126,11 @@ def stage_version(accepted: Path, dataset: str, ctype: CertificateType, out_dir:
 def iter_index(path: Path, order: list[str], fixed: dict, dates_as_text: bool,
                batch_rows: int = 50_000):
     """Index rows as tuples in `order` (index columns, or constants from `fixed`), a batch
-    at a time: the tuples are made by zip in C, not per row in Python."""
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_rows):
+    at a time, in record-id order (a B-tree fills by appending, not by random page splits).
+    The tuples are made by zip in C, not per row in Python."""
+    table = pq.read_table(path, columns=[c for c in order if c not in fixed])
+    table = table.take(pc.sort_indices(table.column("record_id")))
+    for batch in table.to_batches(max_chunksize=batch_rows):
         cols = []
         for c in order:
             if c in fixed:
