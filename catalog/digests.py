@@ -28,6 +28,16 @@ def _context():
     return ctx
 
 
+def warm() -> float:
+    """Import DataFusion and open this thread's session (about a second, once per process:
+    a long-running worker pays it once); returns the seconds it took."""
+    import time
+
+    t = time.perf_counter()
+    _context()
+    return time.perf_counter() - t
+
+
 def _binary(values: pa.Array | pa.ChunkedArray) -> pa.Array:
     if isinstance(values, pa.ChunkedArray):
         values = values.combine_chunks()

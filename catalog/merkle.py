@@ -15,6 +15,7 @@ import pyarrow as pa
 
 from catalog.digests import sha256_many, sha256_rows
 from exchange.files import atomic_writer
+from exchange.parallel import ordered_map
 
 _MAGIC = b"EXMRKL01"
 _HEAD = struct.Struct("<8sQQ")  # magic, tree size, number of levels; then one <Q offset per level
@@ -48,9 +49,15 @@ def leaf_hashes(canonical: pa.Array, prefixed: bool = False) -> np.ndarray:
     return sha256_many(canonical, b"" if prefixed else LEAF_PREFIX)
 
 
+_PAIRS_PER_TASK = 1 << 16    # the wide levels are hashed in pieces on worker threads
+
+
 def _parents(level: np.ndarray) -> np.ndarray:
     m = len(level) // 2
-    up = sha256_rows(np.ascontiguousarray(level[:2 * m]).reshape(m, 64), NODE_PREFIX)
+    pairs = np.ascontiguousarray(level[:2 * m]).reshape(m, 64)
+    pieces = (pairs[i:i + _PAIRS_PER_TASK] for i in range(0, m, _PAIRS_PER_TASK))
+    up = np.concatenate([*ordered_map(lambda p: sha256_rows(p, NODE_PREFIX), pieces),
+                         np.zeros((0, 32), np.uint8)])
     return np.concatenate([up, level[-1:]]) if len(level) % 2 else up
 
 
