@@ -131,7 +131,7 @@ def _bundles_and_verify(ours: dict, k: int) -> dict:
     from catalog.verify import make_bundle, verify_bundle
 
     staged, jwks = ours["staged"], ours["keys"].jwks()
-    idx = pq.read_table(staged.index_path, columns=["record_id", "status"])
+    idx = store.index_table(staged.index_path, ["record_id", "status"])   # leaf order
     leaves = random.Random(2).sample(range(staged.tree_size), min(k, staged.tree_size))
     build, bundles = [], []
     for i in leaves:

@@ -75,46 +75,43 @@ def _key_order(keys: np.ndarray) -> np.ndarray:
     return order
 
 
-def _stage_batch(batch: pa.RecordBatch, dataset: str, record_cols: list[str]):
-    """One batch: records (with their ids), leaf hashes, index rows. Runs on a worker thread
-    (DataFusion and Arrow release the GIL)."""
+def _stage_batch(batch: pa.RecordBatch, dataset: str, record_cols: list[str], index_cols: list[str]):
+    """One batch: records (with their ids), leaf hashes, index-only columns. Runs on a worker
+    thread (DataFusion and Arrow release the GIL)."""
     table = pa.Table.from_batches([batch]).append_column("record_id", record_ids(
         dataset, batch.column("holder_key"), batch.column("licence_number")))
     records = table.select(record_cols)
     leaves = leaf_hashes(canonical_json(records, prefix=LEAF_PREFIX), prefixed=True)
-    return records, leaves, table.select(list(INDEX_COLUMNS))
+    return records, leaves, table.select(index_cols)
 
 
 def stage_version(accepted: Path, dataset: str, ctype: CertificateType, out_dir: Path) -> StagedVersion:
+    """records.parquet, index.parquet (the index columns that are not record fields, in leaf
+    order: the rest are read from the records when the index is inserted) and tree.bin."""
     out_dir.mkdir(parents=True, exist_ok=True)
     src = pq.ParquetFile(accepted)
     record_cols = [*ctype.field_names, "record_id"]
-    wanted = list(dict.fromkeys([*ctype.field_names, *INDEX_COLUMNS[1:]]))   # record_id is made here
+    index_cols = [c for c in INDEX_COLUMNS if c not in record_cols]
+    wanted = list(dict.fromkeys([*ctype.field_names, *index_cols]))
     leaves: list[np.ndarray] = []
     writers: dict[str, pq.ParquetWriter] = {}
-    offset = 0
     try:
         batches = src.iter_batches(batch_size=BATCH, columns=wanted)
-        for records, hashes, index in ordered_map(lambda b: _stage_batch(b, dataset, record_cols),
-                                                  batches):
-            index = index.append_column("leaf_index", pa.array(
-                np.arange(offset, offset + len(hashes), dtype=np.int64)))
+        for records, hashes, index in ordered_map(
+                lambda b: _stage_batch(b, dataset, record_cols, index_cols), batches):
             for name, table in (("records", records), ("index", index)):
                 if name not in writers:
                     writers[name] = staging.writer(out_dir / f"{name}.parquet", table.schema,
                                                    staging.DATASET_FILES)
                 writers[name].write_table(table, row_group_size=ROW_GROUP if name == "records" else None)
             leaves.append(hashes)
-            offset += len(hashes)
     finally:
         for w in writers.values():
             w.close()
     if not writers:              # nothing accepted: an empty version is still a version
         schema = ctype.arrow_schema().append(pa.field("record_id", pa.string()))
         staging.write_table(schema.empty_table(), out_dir / "records.parquet", staging.DATASET_FILES)
-        staging.write_table(pa.table({c: pa.array([], pa.string()) for c in INDEX_COLUMNS[:-1]}
-                                     | {"valid_to": pa.array([], pa.date32()),
-                                        "leaf_index": pa.array([], pa.int64())}),
+        staging.write_table(pa.schema([src.schema_arrow.field(c) for c in index_cols]).empty_table(),
                             out_dir / "index.parquet", staging.DATASET_FILES)
     all_leaves = np.concatenate(leaves) if leaves else np.zeros((0, 32), np.uint8)
     tree = MerkleTree.build(all_leaves)
@@ -123,12 +120,27 @@ def stage_version(accepted: Path, dataset: str, ctype: CertificateType, out_dir:
     return StagedVersion(out_dir, tree.size, tree.root, hashlib.sha256(ordered.tobytes()).hexdigest())
 
 
+def index_table(path: Path, columns: list[str]) -> pa.Table:
+    """`columns` of a staged version's index in leaf order: from index.parquet where it has
+    them, else from records.parquet beside it; leaf_index is the row number."""
+    in_index = set(pq.read_schema(path).names)
+    records = path.parent / "records.parquet"
+    from_records = [c for c in columns if c not in in_index and c != "leaf_index"]
+    table = pq.read_table(path, columns=[c for c in columns if c in in_index])
+    for c in from_records:
+        table = table.append_column(c, pq.read_table(records, columns=[c]).column(c))
+    if "leaf_index" in columns and "leaf_index" not in in_index:
+        n = pq.ParquetFile(records).metadata.num_rows
+        table = table.append_column("leaf_index", pa.array(np.arange(n, dtype=np.int64)))
+    return table.select(columns)
+
+
 def iter_index(path: Path, order: list[str], fixed: dict, dates_as_text: bool,
                batch_rows: int = 50_000):
     """Index rows as tuples in `order` (index columns, or constants from `fixed`), a batch
     at a time, in record-id order (a B-tree fills by appending, not by random page splits).
     The tuples are made by zip in C, not per row in Python."""
-    table = pq.read_table(path, columns=[c for c in order if c not in fixed])
+    table = index_table(path, [c for c in order if c not in fixed])
     table = table.take(pc.sort_indices(table.column("record_id")))
     for batch in table.to_batches(max_chunksize=batch_rows):
         cols = []

@@ -61,16 +61,23 @@ def test_records_ids_and_tree(staged):
 
 def test_index_in_leaf_order_and_inserted_in_key_order(staged):
     n, version = staged
-    index = pq.read_table(version.index_path)
-    recs = pq.read_table(version.directory / "records.parquet", columns=["record_id", "status"])
+    assert pq.read_schema(version.index_path).names == ["holder_key"]   # the rest is in the records
+    index = store.index_table(version.index_path, list(store.INDEX_COLUMNS) + ["leaf_index"])
+    recs = pq.read_table(version.directory / "records.parquet")
     assert index.column("leaf_index").to_pylist() == list(range(n))
-    assert index.column("record_id").equals(recs.column("record_id"))
-    assert index.column("status").equals(recs.column("status"))
-    order = ["record_id", "leaf_index", "dataset_id"]
+    for c in store.INDEX_COLUMNS:
+        if c != "holder_key":
+            assert index.column(c).equals(recs.column(c)), c
+    order = ["record_id", "leaf_index", "dataset_id", "holder_key", "valid_to"]
     rows = [r for batch in store.iter_index(version.index_path, order, {"dataset_id": DATASET},
-                                            dates_as_text=False, batch_rows=7000) for r in batch]
+                                            dates_as_text=True, batch_rows=7000) for r in batch]
     assert [r[0] for r in rows] == sorted(recs.column("record_id").to_pylist())
     assert sorted(r[1] for r in rows) == list(range(n)) and {r[2] for r in rows} == {DATASET}
+    holders = pq.read_table(version.index_path).column("holder_key").to_pylist()
+    valid_to = recs.column("valid_to").to_pylist()
+    for rid, leaf, _, holder, vt in rows[:500]:
+        assert recs.column("record_id")[leaf].as_py() == rid and holders[leaf] == holder
+        assert vt == (valid_to[leaf].isoformat() if valid_to[leaf] else None)
 
 
 def test_same_records_same_version(staged, tmp_path):
@@ -81,3 +88,11 @@ def test_same_records_same_version(staged, tmp_path):
     again = store.stage_version(tmp_path / "accepted.parquet", DATASET, get_type("business_licence"),
                                 tmp_path / "v")
     assert (again.root, again.content_digest, again.tree_size) == (version.root, version.content_digest, n)
+
+
+def test_empty_version(tmp_path):
+    pq.write_table(records(0), tmp_path / "accepted.parquet", **ACCEPTED_FILE)
+    v = store.stage_version(tmp_path / "accepted.parquet", DATASET, get_type("business_licence"), tmp_path / "v")
+    assert v.tree_size == 0 and v.root == hashlib.sha256(b"").digest()
+    order = [*store.INDEX_COLUMNS, "leaf_index", "dataset_id"]
+    assert list(store.iter_index(v.index_path, order, {"dataset_id": DATASET}, dates_as_text=True)) == []
