@@ -20,7 +20,6 @@ _DATE_MAX = (dt.date(9999, 12, 31) - dt.date(1970, 1, 1)).days
 # RFC 8785 §3.2.2.2: short forms, then \u00xx (lowercase hex) for the other controls.
 _SHORT = {"\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 _CONTROLS = [(chr(i), _SHORT.get(chr(i), f"\\u{i:04x}")) for i in range(0x20)]
-_NEEDS_ESCAPE = r'[\x00-\x1f"\\]'
 
 
 def to_json_value(v):
@@ -61,27 +60,39 @@ def _utf8_bytes(chunk: pa.Array) -> np.ndarray:
     return np.frombuffer(data, np.uint8)[off[0]:off[-1]]
 
 
-def _needs_escape(col: pa.ChunkedArray) -> bool:
-    """Any '"', '\\' or control byte? (In UTF-8, bytes < 0x80 are ASCII characters only.)"""
+def _escape_mask(col: pa.ChunkedArray) -> np.ndarray | None:
+    """Which rows hold '"', '\\' or a control byte (None: no row does), from the raw bytes
+    (in UTF-8, bytes below 0x80 are ASCII characters only). A quick test first, usually all
+    that runs: memchr for the two characters, a minimum for the controls."""
+    rows, start = [], 0
     for chunk in col.chunks:
         b = _utf8_bytes(chunk)
-        if b.size and (b.min() < 0x20 or (b == 0x22).any() or (b == 0x5C).any()):
-            return True
-    return False
+        if b.size and (b.min() < 0x20 or b'"' in (raw := b.tobytes()) or b"\\" in raw):
+            width = np.int64 if pa.types.is_large_string(chunk.type) else np.int32
+            off = np.frombuffer(chunk.buffers()[1], width)[chunk.offset:chunk.offset + len(chunk) + 1]
+            hits = np.flatnonzero((b < 0x20) | (b == 0x22) | (b == 0x5C))
+            rows.append(start + np.searchsorted(off[1:] - off[0], hits, side="right"))
+        start += len(chunk)
+    if not rows:
+        return None
+    mask = np.zeros(len(col), bool)
+    mask[np.concatenate(rows)] = True
+    return mask
 
 
 def _escape(col: pa.ChunkedArray) -> pa.ChunkedArray:
-    """Escape only the rows that need it (usually none: checked on the raw bytes first)."""
-    if not _needs_escape(col):
+    """Escape only the rows that need it (usually none: found on the raw bytes first)."""
+    mask = _escape_mask(col)
+    if mask is None:
         return col
-    mask = pc.match_substring_regex(col, _NEEDS_ESCAPE)
+    mask = pa.array(mask)
     sub = pc.filter(col, mask)
     sub = pc.replace_substring(sub, "\\", "\\\\")
     sub = pc.replace_substring(sub, '"', '\\"')
     if pc.any(pc.match_substring_regex(sub, r"[\x00-\x1f]")).as_py():
         for ch, esc in _CONTROLS:
             sub = pc.replace_substring(sub, ch, esc)
-    return pc.replace_with_mask(col, mask.combine_chunks(), sub.combine_chunks())
+    return pc.replace_with_mask(col, mask, sub.combine_chunks())
 
 
 def _value_text(name: str, col: pa.ChunkedArray) -> tuple[str, pa.ChunkedArray]:
@@ -119,25 +130,43 @@ def _quoted(text) -> tuple[str, pa.ChunkedArray]:
     return "", _fill_null(pc.binary_join_element_wise(q, text, q, empty))
 
 
-def canonical_json(table: pa.Table) -> pa.Array:
-    """Canonical JSON bytes of every row: binary, or large_binary past 2 GiB."""
+def canonical_json(table: pa.Table, prefix: bytes = b"") -> pa.Array:
+    """Canonical JSON bytes of every row: binary, or large_binary past 2 GiB.
+    `prefix` (ASCII) goes before each row's bytes: the leaf hash's 0x00, without a second copy."""
     n = table.num_rows
     names = sort_keys(table.column_names)
     if len(set(names)) != len(names):
         raise ValueError("duplicate column names cannot be one JSON object")
+    start = prefix.decode("ascii")
     if not names:
-        return pa.array([b"{}"] * n, pa.binary())
-    parts, literal = [], "{"
+        return pa.array([(start + "{}").encode()] * n, pa.binary())
+    parts, literal = [], start + "{"
     for i, name in enumerate(names):
-        quote, text = _value_text(name, table.column(name))
-        parts += [literal + ("," if i else "") + rfc8785.dumps(name).decode() + ":" + quote, text]
+        col = table.column(name)
+        key = ("," if i else "") + rfc8785.dumps(name).decode() + ":"
+        if n and col.null_count == n and _supported(col.type):   # all null: a literal
+            literal += key + "null"
+            continue
+        quote, text = _value_text(name, col)
+        parts += [literal + key + quote, text]
         literal = quote
     parts.append(literal + "}")
+    if len(parts) == 1:
+        return pa.array([parts[0].encode()] * n, pa.binary())
     literals = sum(len(p.encode()) for p in parts[::2])
     large = (sum(t.nbytes for t in parts[1::2]) + n * literals > 2**31 - 1  # nbytes: an upper bound
              or any(pa.types.is_large_string(t.type) for t in parts[1::2]))
     typ = pa.large_string() if large else pa.string()
     parts = [pa.scalar(p, typ) if isinstance(p, str) else p.cast(typ) for p in parts]
     out = pc.binary_join_element_wise(*parts, pa.scalar("", typ))
-    out = out.combine_chunks() if isinstance(out, pa.ChunkedArray) else out
+    if isinstance(out, pa.ChunkedArray):   # one chunk: no copy
+        out = out.chunk(0) if out.num_chunks == 1 else out.combine_chunks()
     return out.cast(pa.large_binary() if large else pa.binary())
+
+
+def _supported(t: pa.DataType) -> bool:
+    """Types a column may have (an all-null column of another type is refused as before)."""
+    if pa.types.is_dictionary(t):
+        return pa.types.is_string(t.value_type) or pa.types.is_large_string(t.value_type)
+    return (pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_date32(t)
+            or pa.types.is_integer(t) or pa.types.is_boolean(t))

@@ -11,13 +11,16 @@ import struct
 from pathlib import Path
 
 import numpy as np
-
-from exchange.files import atomic_writer
 import pyarrow as pa
+
+from catalog.digests import sha256_many, sha256_rows
+from exchange.files import atomic_writer
+from exchange.parallel import ordered_map
 
 _MAGIC = b"EXMRKL01"
 _HEAD = struct.Struct("<8sQQ")  # magic, tree size, number of levels; then one <Q offset per level
 EMPTY_ROOT = hashlib.sha256(b"").digest()
+LEAF_PREFIX, NODE_PREFIX = b"\x00", b"\x01"
 
 
 def leaf_hash(data: bytes) -> bytes:
@@ -28,37 +31,33 @@ def node_hash(left: bytes, right: bytes) -> bytes:
     return hashlib.sha256(b"\x01" + left + right).digest()
 
 
-def _hash_all(prefix: bytes, data, bounds) -> np.ndarray:
-    """SHA-256(prefix ‖ data[s:e]) for each (s, e): an (n, 32) uint8 array."""
-    base, mv, out = hashlib.sha256(prefix), memoryview(data), bytearray()
-    for s, e in bounds:
-        h = base.copy()
-        h.update(mv[s:e])
-        out += h.digest()
-    return np.frombuffer(bytes(out), np.uint8).reshape(-1, 32)
-
-
-def leaf_hashes(canonical: pa.Array) -> np.ndarray:
-    """Leaf hash of every element of a binary / large_binary array: shape (n, 32) uint8."""
+def leaf_hashes(canonical: pa.Array, prefixed: bool = False) -> np.ndarray:
+    """Leaf hash of every element of a binary / large_binary array: shape (n, 32) uint8.
+    `prefixed`: the elements already start with the leaf prefix 0x00 (canonical_json's prefix)."""
     if isinstance(canonical, pa.ChunkedArray):
         canonical = canonical.combine_chunks()
     if not (pa.types.is_binary(canonical.type) or pa.types.is_large_binary(canonical.type)):
         raise ValueError(f"leaf_hashes needs a binary array, not {canonical.type}")
     if canonical.null_count:
         raise ValueError("leaf_hashes: the array holds nulls")
-    n = len(canonical)
-    if n == 0:
-        return np.empty((0, 32), np.uint8)
-    _, offsets, data = canonical.buffers()
-    width = np.int64 if pa.types.is_large_binary(canonical.type) else np.int32
-    off = np.frombuffer(offsets, width)[canonical.offset:canonical.offset + n + 1].tolist()
-    return _hash_all(b"\x00", data if data is not None else b"", zip(off, off[1:]))
+    if prefixed and len(canonical):
+        width = np.int64 if pa.types.is_large_binary(canonical.type) else np.int32
+        _, offsets, data = canonical.buffers()
+        off = np.frombuffer(offsets, width)[canonical.offset:canonical.offset + len(canonical) + 1]
+        if (np.diff(off) < 1).any() or np.frombuffer(data, np.uint8)[off[:-1]].any():
+            raise ValueError("leaf_hashes: an element does not start with the leaf prefix 0x00")
+    return sha256_many(canonical, b"" if prefixed else LEAF_PREFIX)
+
+
+_PAIRS_PER_TASK = 1 << 16    # the wide levels are hashed in pieces on worker threads
 
 
 def _parents(level: np.ndarray) -> np.ndarray:
     m = len(level) // 2
-    pairs = np.ascontiguousarray(level[:2 * m]).reshape(-1)
-    up = _hash_all(b"\x01", pairs, ((i, i + 64) for i in range(0, 64 * m, 64)))
+    pairs = np.ascontiguousarray(level[:2 * m]).reshape(m, 64)
+    pieces = (pairs[i:i + _PAIRS_PER_TASK] for i in range(0, m, _PAIRS_PER_TASK))
+    up = np.concatenate([*ordered_map(lambda p: sha256_rows(p, NODE_PREFIX), pieces),
+                         np.zeros((0, 32), np.uint8)])
     return np.concatenate([up, level[-1:]]) if len(level) % 2 else up
 
 

@@ -1,7 +1,8 @@
-"""Dataset versions on disk: records.parquet (leaf order), tree.bin, head.jws.
+"""Dataset versions on disk: records.parquet and index.parquet (leaf order), tree.bin, head.jws.
 
-Staging streams the accepted rows in batches: canonical bytes and leaf hashes per batch,
-records and index rows written as they come, so memory does not grow with the dataset.
+Staging streams the accepted rows in batches, on worker threads: record ids, canonical bytes
+and leaf hashes per batch (SHA-256 over whole arrays, catalog/digests.py), records and index
+rows written as they come, so memory grows only by the leaf hashes (32 bytes a record).
 """
 from __future__ import annotations
 
@@ -16,12 +17,14 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from catalog.canonical import canonical_json, to_json_record
-from catalog.merkle import MerkleTree, leaf_hashes
+from catalog.digests import hex_strings, sha256_many
+from catalog.merkle import LEAF_PREFIX, MerkleTree, leaf_hashes
 from exchange import staging
+from exchange.parallel import ordered_map
 from schemas.types import CertificateType
 
 ROW_GROUP = 8_192            # small groups: reading one record decodes 8k rows, not 64k
-BATCH = 16 * ROW_GROUP          # a multiple of ROW_GROUP: every row group but the last is full
+BATCH = 8 * ROW_GROUP           # a multiple of ROW_GROUP: every row group but the last is full
 INDEX_COLUMNS = ("record_id", "holder_key", "holder_code_type", "holder_name",
                  "licence_number", "status", "valid_to")
 
@@ -45,59 +48,101 @@ def holder_prefix(holder_key: str) -> str:
     return hashlib.sha256(holder_key.encode()).hexdigest()[:HOLDER_PREFIX]
 
 
+def record_id_bytes(dataset: str, holder_keys: pa.Array, licence_numbers: pa.Array) -> np.ndarray:
+    """The 16 bytes a record id is the hex of: 6 of SHA-256(holder key) + 10 of
+    SHA-256(dataset ‖ 0x1f ‖ licence number); (n, 16) uint8."""
+    for name, values in (("holder_key", holder_keys), ("licence_number", licence_numbers)):
+        if values.null_count:
+            raise ValueError(f"{values.null_count} records have no {name}: a record id needs one")
+    holder = sha256_many(holder_keys)[:, :HOLDER_PREFIX // 2]
+    licence = sha256_many(licence_numbers, f"{dataset}\x1f".encode())[:, :10]
+    return np.concatenate([holder, licence], axis=1)
+
+
 def record_ids(dataset: str, holder_keys: pa.Array, licence_numbers: pa.Array) -> pa.Array:
     """12 hex of SHA-256(holder key) + 20 hex of SHA-256(dataset ‖ licence number)."""
-    sha, prefix = hashlib.sha256, f"{dataset}\x1f".encode()
-    return pa.array([sha(h.encode()).hexdigest()[:HOLDER_PREFIX] + sha(prefix + n.encode()).hexdigest()[:20]
-                     for h, n in zip(holder_keys.to_pylist(), licence_numbers.to_pylist())],
-                    pa.string())
+    return hex_strings(record_id_bytes(dataset, holder_keys, licence_numbers))
+
+
+def _key_order(keys: np.ndarray) -> np.ndarray:
+    """Indices that sort the rows of an (n, k) uint8 array bytewise (k a multiple of 8): on the
+    first 8 bytes, and on all of them (stably) only if those tie somewhere."""
+    words = np.ascontiguousarray(keys).view(">u8")
+    order = np.argsort(words[:, 0])
+    first = words[order, 0]
+    if len(first) > 1 and (first[1:] == first[:-1]).any():
+        order = np.lexsort(words.T[::-1])
+    return order
+
+
+def _stage_batch(batch: pa.RecordBatch, dataset: str, record_cols: list[str], index_cols: list[str]):
+    """One batch: records (with their ids), leaf hashes, index-only columns. Runs on a worker
+    thread (DataFusion and Arrow release the GIL)."""
+    table = pa.Table.from_batches([batch]).append_column("record_id", record_ids(
+        dataset, batch.column("holder_key"), batch.column("licence_number")))
+    records = table.select(record_cols)
+    leaves = leaf_hashes(canonical_json(records, prefix=LEAF_PREFIX), prefixed=True)
+    return records, leaves, table.select(index_cols)
 
 
 def stage_version(accepted: Path, dataset: str, ctype: CertificateType, out_dir: Path) -> StagedVersion:
+    """records.parquet, index.parquet (the index columns that are not record fields, in leaf
+    order: the rest are read from the records when the index is inserted) and tree.bin."""
     out_dir.mkdir(parents=True, exist_ok=True)
     src = pq.ParquetFile(accepted)
     record_cols = [*ctype.field_names, "record_id"]
+    index_cols = [c for c in INDEX_COLUMNS if c not in record_cols]
+    wanted = list(dict.fromkeys([*ctype.field_names, *index_cols]))
     leaves: list[np.ndarray] = []
-    offset = 0
-    rec_writer = None
-    index_parts: list[pa.Table] = []
+    writers: dict[str, pq.ParquetWriter] = {}
     try:
-        for batch in src.iter_batches(batch_size=BATCH):
-            batch = pa.Table.from_batches([batch])
-            batch = batch.append_column("record_id", record_ids(
-                dataset, batch.column("holder_key").combine_chunks(),
-                batch.column("licence_number").combine_chunks()))
-            records = batch.select(record_cols)
-            leaves.append(leaf_hashes(canonical_json(records)))
-            index = batch.select(list(INDEX_COLUMNS)).append_column(
-                "leaf_index", pa.array(np.arange(offset, offset + batch.num_rows, dtype=np.int64)))
-            rec_writer = rec_writer or staging.writer(out_dir / "records.parquet", records.schema)
-            rec_writer.write_table(records, row_group_size=ROW_GROUP)
-            index_parts.append(index)
-            offset += batch.num_rows
+        batches = src.iter_batches(batch_size=BATCH, columns=wanted)
+        for records, hashes, index in ordered_map(
+                lambda b: _stage_batch(b, dataset, record_cols, index_cols), batches):
+            for name, table in (("records", records), ("index", index)):
+                if name not in writers:
+                    writers[name] = staging.writer(out_dir / f"{name}.parquet", table.schema,
+                                                   staging.DATASET_FILES)
+                writers[name].write_table(table, row_group_size=ROW_GROUP if name == "records" else None)
+            leaves.append(hashes)
     finally:
-        if rec_writer is not None:
-            rec_writer.close()
-    if rec_writer is None:       # nothing accepted: an empty version is still a version
+        for w in writers.values():
+            w.close()
+    if not writers:              # nothing accepted: an empty version is still a version
         schema = ctype.arrow_schema().append(pa.field("record_id", pa.string()))
-        staging.write_table(schema.empty_table(), out_dir / "records.parquet")
-        index_parts.append(pa.table({c: pa.array([], pa.string()) for c in INDEX_COLUMNS[:-1]}
-                                    | {"valid_to": pa.array([], pa.date32()),
-                                       "leaf_index": pa.array([], pa.int64())}))
-    # the index is inserted in key order: B-tree appends, not random page splits
-    staging.write_table(pa.concat_tables(index_parts).sort_by("record_id"), out_dir / "index.parquet")
+        staging.write_table(schema.empty_table(), out_dir / "records.parquet", staging.DATASET_FILES)
+        staging.write_table(pa.schema([src.schema_arrow.field(c) for c in index_cols]).empty_table(),
+                            out_dir / "index.parquet", staging.DATASET_FILES)
     all_leaves = np.concatenate(leaves) if leaves else np.zeros((0, 32), np.uint8)
     tree = MerkleTree.build(all_leaves)
     tree.save(out_dir / "tree.bin")
-    ordered = np.sort(all_leaves.view("V32").ravel()) if len(all_leaves) else all_leaves
+    ordered = all_leaves[_key_order(all_leaves)]
     return StagedVersion(out_dir, tree.size, tree.root, hashlib.sha256(ordered.tobytes()).hexdigest())
+
+
+def index_table(path: Path, columns: list[str]) -> pa.Table:
+    """`columns` of a staged version's index in leaf order: from index.parquet where it has
+    them, else from records.parquet beside it; leaf_index is the row number."""
+    in_index = set(pq.read_schema(path).names)
+    records = path.parent / "records.parquet"
+    from_records = [c for c in columns if c not in in_index and c != "leaf_index"]
+    table = pq.read_table(path, columns=[c for c in columns if c in in_index])
+    for c in from_records:
+        table = table.append_column(c, pq.read_table(records, columns=[c]).column(c))
+    if "leaf_index" in columns and "leaf_index" not in in_index:
+        n = pq.ParquetFile(records).metadata.num_rows
+        table = table.append_column("leaf_index", pa.array(np.arange(n, dtype=np.int64)))
+    return table.select(columns)
 
 
 def iter_index(path: Path, order: list[str], fixed: dict, dates_as_text: bool,
                batch_rows: int = 50_000):
     """Index rows as tuples in `order` (index columns, or constants from `fixed`), a batch
-    at a time: the tuples are made by zip in C, not per row in Python."""
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_rows):
+    at a time, in record-id order (a B-tree fills by appending, not by random page splits).
+    The tuples are made by zip in C, not per row in Python."""
+    table = index_table(path, [c for c in order if c not in fixed])
+    table = table.take(pc.sort_indices(table.column("record_id")))
+    for batch in table.to_batches(max_chunksize=batch_rows):
         cols = []
         for c in order:
             if c in fixed:

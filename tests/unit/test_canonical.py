@@ -159,3 +159,34 @@ def test_rfc8785_appendix_b_integers_that_apply():
             canonical_json(pa.table({"n": [n]}))
         with pytest.raises(ValueError):
             canonical_bytes({"n": n})
+
+
+@settings(max_examples=150, deadline=None)
+@given(tables(), st.integers(0, 12), st.integers(0, 12))
+def test_property_chunked_sliced_and_prefixed(table, cut, start):
+    """Tables as batches leave them (several chunks, offsets into buffers), with the leaf
+    prefix: each row is 0x00 + its RFC 8785 bytes."""
+    start = min(start, table.num_rows)
+    cut = min(cut, table.num_rows - start)
+    piece = table.slice(start)
+    chunked = pa.concat_tables([piece.slice(0, cut), piece.slice(cut)])
+    want = [b"\x00" + rfc8785.dumps(to_json_record(r)) for r in piece.to_pylist()]
+    assert canonical_json(chunked, prefix=b"\x00").to_pylist() == want
+
+
+def test_escapes_found_in_any_chunk_and_row():
+    rows = ["plain", 'a"b', "c\\d", "e\nf", "中文", "\x1f", ""] * 3
+    arr = pa.chunked_array([pa.array(rows[:5]), pa.array(rows[5:]).slice(1)])
+    table = pa.table({"s": arr})
+    assert canonical_json(table).to_pylist() == [rfc8785.dumps({"s": r}) for r in rows[:5] + rows[6:]]
+
+
+def test_all_null_columns_and_prefix():
+    table = pa.table({"a": pa.array([None, None], pa.string()), "b": [1, 2],
+                      "c": pa.array([None, None], pa.date32())})
+    assert canonical_json(table, prefix=b"\x00").to_pylist() == \
+        [b'\x00{"a":null,"b":1,"c":null}', b'\x00{"a":null,"b":2,"c":null}']
+    only_nulls = pa.table({"a": pa.array([None], pa.string())})
+    assert canonical_json(only_nulls).to_pylist() == [b'{"a":null}']
+    with pytest.raises(ValueError, match="float"):     # an all-null float column is still refused
+        canonical_json(pa.table({"f": pa.array([None], pa.float64())}))

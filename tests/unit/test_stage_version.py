@@ -1,0 +1,98 @@
+"""store.stage_version over several batches (worker threads, DataFusion hashing, a last batch
+small enough for hashlib) against a plain re-computation with hashlib and the rfc8785 package."""
+import hashlib
+import random
+
+import pyarrow.parquet as pq
+import pytest
+import rfc8785
+
+from bench.publish import ACCEPTED_FILE, records
+from catalog import store
+from catalog.canonical import to_json_record
+from catalog.merkle import MerkleTree, root_from_inclusion_proof
+from schemas.types import get_type
+
+DATASET = "business_licence.test"
+
+
+@pytest.fixture(scope="module")
+def staged(tmp_path_factory):
+    work = tmp_path_factory.mktemp("stage")
+    mp = pytest.MonkeyPatch()
+    mp.setattr(store, "BATCH", store.ROW_GROUP)       # four batches, the last of 77 rows
+    n = 3 * store.ROW_GROUP + 77
+    pq.write_table(records(n, seed=3), work / "accepted.parquet", row_group_size=5000, **ACCEPTED_FILE)
+    try:
+        yield n, store.stage_version(work / "accepted.parquet", DATASET, get_type("business_licence"),
+                                     work / "v1")
+    finally:
+        mp.undo()
+
+
+def _root(level):
+    while len(level) > 1:
+        up = [hashlib.sha256(b"\x01" + level[i] + level[i + 1]).digest() for i in range(0, len(level) - 1, 2)]
+        level = up + level[-1:] if len(level) % 2 else up
+    return level[0]
+
+
+def test_records_ids_and_tree(staged):
+    n, version = staged
+    recs = pq.read_table(version.directory / "records.parquet")
+    assert recs.num_rows == version.tree_size == n
+    ids = recs.column("record_id").to_pylist()
+    holders = pq.read_table(version.index_path, columns=["holder_key"]).column(0).to_pylist()
+    numbers = recs.column("licence_number").to_pylist()
+    assert ids == [hashlib.sha256(h.encode()).hexdigest()[:12]
+                   + hashlib.sha256(f"{DATASET}\x1f{x}".encode()).hexdigest()[:20]
+                   for h, x in zip(holders, numbers)]
+    tree = MerkleTree.open(version.directory / "tree.bin")
+    leaves = [tree.leaf(i) for i in range(n)]
+    assert tree.root == version.root == _root(leaves)
+    assert version.content_digest == hashlib.sha256(b"".join(sorted(leaves))).hexdigest()
+    for i in random.Random(5).sample(range(n), 300) + [0, n - 1]:   # every batch, both ends
+        rec = to_json_record(recs.slice(i, 1).to_pylist()[0])
+        leaf = hashlib.sha256(b"\x00" + rfc8785.dumps(rec)).digest()
+        assert leaves[i] == leaf
+        assert store.read_record(version.directory, i) == rec
+        assert root_from_inclusion_proof(i, n, leaf, store.inclusion_proof(version.directory, i)) == version.root
+
+
+def test_index_in_leaf_order_and_inserted_in_key_order(staged):
+    n, version = staged
+    assert pq.read_schema(version.index_path).names == ["holder_key"]   # the rest is in the records
+    index = store.index_table(version.index_path, list(store.INDEX_COLUMNS) + ["leaf_index"])
+    recs = pq.read_table(version.directory / "records.parquet")
+    assert index.column("leaf_index").to_pylist() == list(range(n))
+    for c in store.INDEX_COLUMNS:
+        if c != "holder_key":
+            assert index.column(c).equals(recs.column(c)), c
+    order = ["record_id", "leaf_index", "dataset_id", "holder_key", "valid_to"]
+    rows = [r for batch in store.iter_index(version.index_path, order, {"dataset_id": DATASET},
+                                            dates_as_text=True, batch_rows=7000) for r in batch]
+    assert [r[0] for r in rows] == sorted(recs.column("record_id").to_pylist())
+    assert sorted(r[1] for r in rows) == list(range(n)) and {r[2] for r in rows} == {DATASET}
+    holders = pq.read_table(version.index_path).column("holder_key").to_pylist()
+    valid_to = recs.column("valid_to").to_pylist()
+    for rid, leaf, _, holder, vt in rows[:500]:
+        assert recs.column("record_id")[leaf].as_py() == rid and holders[leaf] == holder
+        assert vt == (valid_to[leaf].isoformat() if valid_to[leaf] else None)
+
+
+def test_same_records_same_version(staged, tmp_path):
+    """Staging again (one batch, another thread layout) gives the same root and digest."""
+    n, version = staged
+    pq.write_table(pq.read_table(version.directory.parent / "accepted.parquet"),
+                   tmp_path / "accepted.parquet", **ACCEPTED_FILE)
+    again = store.stage_version(tmp_path / "accepted.parquet", DATASET, get_type("business_licence"),
+                                tmp_path / "v")
+    assert (again.root, again.content_digest, again.tree_size) == (version.root, version.content_digest, n)
+
+
+def test_empty_version(tmp_path):
+    pq.write_table(records(0), tmp_path / "accepted.parquet", **ACCEPTED_FILE)
+    v = store.stage_version(tmp_path / "accepted.parquet", DATASET, get_type("business_licence"), tmp_path / "v")
+    assert v.tree_size == 0 and v.root == hashlib.sha256(b"").digest()
+    order = [*store.INDEX_COLUMNS, "leaf_index", "dataset_id"]
+    assert list(store.iter_index(v.index_path, order, {"dataset_id": DATASET}, dates_as_text=True)) == []
