@@ -76,12 +76,13 @@ def extract(source_id: str, key: str, dag_run_id: str | None = None) -> dict:
     try:
         for batch in conn.batches():
             batch = batch.append_column(ROW, pa.array(range(rows + 1, rows + 1 + batch.num_rows), pa.int64()))
-            writer = writer or staging.writer(tmp, batch.schema)
+            writer = writer or staging.writer(tmp, batch.schema, staging.TRANSIENT)
             writer.write_batch(batch)
             rows += batch.num_rows
         if writer is None:
             cols = conn.columns()
-            writer = staging.writer(tmp, pa.schema([*((c, pa.string()) for c in cols), (ROW, pa.int64())]))
+            writer = staging.writer(tmp, pa.schema([*((c, pa.string()) for c in cols), (ROW, pa.int64())]),
+                                    staging.TRANSIENT)
     finally:
         if writer is not None:
             writer.close()
@@ -108,7 +109,7 @@ def conform(source_id: str, key: str) -> dict:
     src = pq.ParquetFile(workdir / "extracted.parquet")
     out, tmp = workdir / "conformed.parquet", workdir / "conformed.parquet.tmp"
     rows = 0
-    with staging.writer(tmp, conformed_schema(reg.ctype)) as writer:
+    with staging.writer(tmp, conformed_schema(reg.ctype), staging.TRANSIENT) as writer:
         batches = src.iter_batches(batch_size=65_536)
         for conformed in ordered_map(lambda b: conform_batch(b, reg), batches):
             writer.write_batch(conformed)

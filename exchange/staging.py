@@ -8,6 +8,9 @@ from __future__ import annotations
 from pathlib import Path
 
 PARQUET = {"compression": "lz4", "use_dictionary": False}
+# Files handed from one task to the next and deleted after publish (extracted, conformed,
+# accepted): no compression, no statistics (1M conformed rows: write 0.9 s against 1.8 s).
+TRANSIENT = {"compression": "none", "use_dictionary": False, "write_statistics": False}
 # A dataset version's files are read whole or by row group, never filtered on values:
 # no column statistics (they cost a quarter of writing 1M records).
 DATASET_FILES = {**PARQUET, "write_statistics": False}

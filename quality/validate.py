@@ -22,13 +22,12 @@ import pyarrow.parquet as pq
 
 from exchange import staging
 from exchange.errors import ConfigError, ReconciliationError
+from exchange.staging import TRANSIENT
 from quality import arrow_checks as ac, suites
 from quality.gx_context import Gx
 from quality.suites import suite_columns
 from schemas.conform import ROW, UNPARSED
 from schemas.types import CertificateType
-
-TRANSIENT = {"compression": "none", "use_dictionary": False, "write_statistics": False}
 
 
 def quarantine_schema(raw_schema: pa.Schema) -> pa.Schema:
