@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -33,6 +34,21 @@ def home(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("EXCHANGE_KEY_PASSPHRASE", TEST_PASSPHRASE)
     reset_settings()
     yield h
+    reset_settings()
+
+
+@contextmanager
+def home_env(home: Path):
+    """EXCHANGE_HOME = home for a block (module-scoped fixtures cannot use `monkeypatch`)."""
+    from exchange.settings import reset_settings
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("EXCHANGE_HOME", str(home))
+        mp.delenv("EXCHANGE_CATALOG_URL", raising=False)
+        mp.delenv("EXCHANGE_SOURCES_DIR", raising=False)
+        mp.setenv("EXCHANGE_KEY_PASSPHRASE", TEST_PASSPHRASE)
+        reset_settings()
+        yield
     reset_settings()
 
 

@@ -96,18 +96,12 @@ def seed(home: Path, silo_src: Path, work: Path) -> dict:
 def site(tmp_path_factory, silo_2k):
     if not Path(CHROMIUM).exists():
         pytest.skip(f"Debian's chromium is not installed at {CHROMIUM} (apt-get install chromium)")
-    from exchange.settings import reset_settings
+    from tests.conftest import home_env
 
     work = tmp_path_factory.mktemp("dash")
     home = work / "home"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("EXCHANGE_HOME", str(home))
-        mp.delenv("EXCHANGE_CATALOG_URL", raising=False)
-        mp.delenv("EXCHANGE_SOURCES_DIR", raising=False)
-        mp.setenv("EXCHANGE_KEY_PASSPHRASE", TEST_PASSPHRASE)
-        reset_settings()
+    with home_env(home):
         facts = seed(home, silo_2k[0], work)
-    reset_settings()
     port = _free_port()
     env = {**os.environ, "EXCHANGE_HOME": str(home), "EXCHANGE_KEY_PASSPHRASE": TEST_PASSPHRASE,
            "EXCHANGE_AIRFLOW_URL": AIRFLOW, "EXCHANGE_API_CACHE_TTL": "0", "EXCHANGE_DASHBOARD_SECRET": secrets.token_urlsafe(32)}
