@@ -20,6 +20,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from catalog.store import version_leaves
+from exchange import staging
 
 WITHDRAWN = "withdrawn"
 
@@ -39,9 +40,9 @@ class Changes:
 def publishable(accepted: Path, conformed: Path, previous: Path | None, out: Path) -> tuple[Path, int]:
     if previous is None:
         return accepted, 0
-    present = pq.read_table(conformed, columns=["licence_number"]).column(0).combine_chunks()
+    present = staging.read_table(conformed, ["licence_number"]).column(0).combine_chunks()
     prev = pq.ParquetFile(previous / "records.parquet")
-    schema = pq.read_schema(accepted)
+    schema = staging.read_schema(accepted)
     gone_batches, withdrawn_now = [], 0
     for batch in prev.iter_batches(batch_size=131_072):
         gone = pc.invert(pc.fill_null(pc.is_in(batch.column("licence_number"), value_set=present), False))
@@ -52,9 +53,8 @@ def publishable(accepted: Path, conformed: Path, previous: Path | None, out: Pat
             gone_batches.append(_as_accepted(batch, schema))
     if not gone_batches:
         return accepted, 0
-    with pq.ParquetWriter(out, schema) as writer:
-        for batch in pq.ParquetFile(accepted).iter_batches(batch_size=131_072):
-            writer.write_batch(batch)
+    with staging.transient_writer(out, schema) as writer:
+        writer.write_table(staging.read_table(accepted))
         for batch in gone_batches:
             writer.write_batch(batch)
     return out, withdrawn_now

@@ -89,14 +89,14 @@ def stage_version(accepted: Path, dataset: str, ctype: CertificateType, out_dir:
     """records.parquet, index.parquet (the index columns that are not record fields, in leaf
     order: the rest are read from the records when the index is inserted) and tree.bin."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    src = pq.ParquetFile(accepted)
+    src_schema = staging.read_schema(accepted)
     record_cols = [*ctype.field_names, "record_id"]
     index_cols = [c for c in INDEX_COLUMNS if c not in record_cols]
     wanted = list(dict.fromkeys([*ctype.field_names, *index_cols]))
     leaves: list[np.ndarray] = []
     writers: dict[str, pq.ParquetWriter] = {}
     try:
-        batches = src.iter_batches(batch_size=BATCH, columns=wanted)
+        batches = staging.iter_batches(accepted, BATCH, wanted)
         for records, hashes, index in ordered_map(
                 lambda b: _stage_batch(b, dataset, record_cols, index_cols), batches):
             for name, table in (("records", records), ("index", index)):
@@ -111,7 +111,7 @@ def stage_version(accepted: Path, dataset: str, ctype: CertificateType, out_dir:
     if not writers:              # nothing accepted: an empty version is still a version
         schema = ctype.arrow_schema().append(pa.field("record_id", pa.string()))
         staging.write_table(schema.empty_table(), out_dir / "records.parquet", staging.DATASET_FILES)
-        staging.write_table(pa.schema([src.schema_arrow.field(c) for c in index_cols]).empty_table(),
+        staging.write_table(pa.schema([src_schema.field(c) for c in index_cols]).empty_table(),
                             out_dir / "index.parquet", staging.DATASET_FILES)
     all_leaves = np.concatenate(leaves) if leaves else np.zeros((0, 32), np.uint8)
     tree = MerkleTree.build(all_leaves)

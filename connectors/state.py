@@ -1,6 +1,6 @@
 """What a source has already given us, advanced only after the version it fed is published.
 
-- the mirror: the silo's rows as last published (`$EXCHANGE_HOME/mirror/<source>.parquet`);
+- the mirror: the silo's rows as last published (`$EXCHANGE_HOME/mirror/<source>.arrow`);
 - the watermark (catalogue table source_watermarks) of an incremental source;
 - the ledger of dropped files taken (catalogue table taken_files).
 
@@ -19,10 +19,10 @@ from typing import Iterator
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 import connectors
 from connectors.files import Claim, FileDropConnector, mark_processed
+from exchange import staging
 from exchange.errors import SourceError
 
 PENDING = "pending.json"
@@ -30,7 +30,9 @@ ROW = "_row"
 
 
 def mirror_path(home: Path, source_id: str) -> Path:
-    return home / "mirror" / f"{source_id}.parquet"
+    path = (home / "mirror" / source_id).with_suffix(staging.TRANSIENT_SUFFIX)
+    legacy = path.with_suffix(".parquet")            # kept before hand-off files were Arrow IPC
+    return legacy if legacy.exists() and not path.exists() else path
 
 
 class Tracked:
@@ -46,7 +48,7 @@ class Tracked:
     def _mirror_columns(self) -> list[str] | None:
         if not self.mirror.exists():
             return None
-        return [n for n in pq.read_schema(self.mirror).names if n != ROW]
+        return [n for n in staging.read_schema(self.mirror).names if n != ROW]
 
     def _nothing_new(self) -> bool:
         return isinstance(self.conn, FileDropConnector) and not self.conn.pending()
@@ -86,7 +88,7 @@ class Tracked:
                               f"be merged: delete {self.mirror} and the source's watermark for a full pull")
         changed = pa.chunked_array(keys, pa.string()) if keys else None
         schema = pa.schema([(c, pa.string()) for c in columns])
-        for batch in pq.ParquetFile(self.mirror).iter_batches(batch_size=65_536, columns=columns):
+        for batch in staging.iter_batches(self.mirror, 65_536, columns):
             if changed is not None:
                 batch = batch.filter(pc.invert(pc.is_in(batch.column(self.key), value_set=changed.combine_chunks())))
             if batch.num_rows:
@@ -127,11 +129,13 @@ def commit(source_id: str, run_key: str, workdir: Path, catalog, home: Path) -> 
     if not path.exists():
         return None
     pending = json.loads(path.read_text(encoding="utf-8"))
-    extracted = workdir / "extracted.parquet"
+    extracted = staging.transient(workdir, "extracted")
     if extracted.exists():
         mirror = mirror_path(home, source_id)
         mirror.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(extracted, mirror)
+        os.replace(extracted, mirror.with_suffix(staging.TRANSIENT_SUFFIX))
+        if mirror.suffix != staging.TRANSIENT_SUFFIX:
+            mirror.unlink(missing_ok=True)
     claims = [Claim(**c) for c in pending["files"]]
     catalog.commit_pull(source_id, run_key, tuple(pending["watermark"]) if pending["watermark"] else None,
                         [(c.sha256, c.name) for c in claims])

@@ -220,36 +220,35 @@ def _first_batch(conn):
 # --- 3 sample pulled ---------------------------------------------------------------------
 def pull_sample(reg: Registration, n: int, workdir: Path):
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     from exchange import staging
     from schemas.conform import ROW, conform, conformed_schema
 
     conn = connector(reg, batch_rows=n)
-    extracted, conformed = workdir / "extracted.parquet", workdir / "conformed.parquet"
+    extracted, conformed = staging.transient(workdir, "extracted"), staging.transient(workdir, "conformed")
     rows, writer = 0, None
     batches = conn.batches()
     try:
         for batch in batches:
             batch = batch.slice(0, n - rows)
             batch = batch.append_column(ROW, pa.array(range(rows + 1, rows + 1 + batch.num_rows), pa.int64()))
-            writer = writer or staging.writer(extracted, batch.schema)
+            writer = writer or staging.transient_writer(extracted, batch.schema)
             writer.write_batch(batch)
             rows += batch.num_rows
             if rows >= n:
                 break                   # never the whole silo
         if writer is None:
-            writer = staging.writer(extracted, pa.schema([*((c, pa.string()) for c in conn.columns()),
+            writer = staging.transient_writer(extracted, pa.schema([*((c, pa.string()) for c in conn.columns()),
                                                           (ROW, pa.int64())]))
     finally:
         batches.close()
         if writer is not None:
             writer.close()
-    with staging.writer(conformed, conformed_schema(reg.ctype)) as out:
-        for batch in pq.ParquetFile(extracted).iter_batches(batch_size=65_536):
+    with staging.transient_writer(conformed, conformed_schema(reg.ctype)) as out:
+        for batch in staging.iter_batches(extracted, 65_536):
             out.write_batch(conform(batch, reg))
     shown = [ROW, *reg.ctype.field_names]
-    first = next(pq.ParquetFile(conformed).iter_batches(batch_size=PREVIEW_ROWS, columns=shown), None)
+    first = next(staging.iter_batches(conformed, PREVIEW_ROWS, shown), None)
     preview = first.to_pylist() if first is not None else []
     whole = "" if rows >= n else " (the whole silo)"
     return preview, f"{rows} rows{whole} conformed; showing the first {len(preview)}", {
@@ -260,13 +259,15 @@ def pull_sample(reg: Registration, n: int, workdir: Path):
 def validate_sample(reg: Registration, workdir: Path, today: date):
     import pyarrow.parquet as pq
 
+    from exchange import staging
     from quality.validate import validate   # imports Great Expectations lazily (in Gx)
     from schemas.conform import ROW
 
-    if pq.ParquetFile(workdir / "conformed.parquet").metadata.num_rows == 0:
+    conformed, extracted = staging.transient(workdir, "conformed"), staging.transient(workdir, "extracted")
+    if staging.num_rows(conformed) == 0:
         return {"extracted": 0, "accepted": 0, "quarantined": 0, "failing": []}, \
             "no rows to validate", {}
-    out = validate(workdir / "conformed.parquet", workdir / "extracted.parquet", reg.ctype,
+    out = validate(conformed, extracted, reg.ctype,
                    workdir / "quality", today, checks=reg.checks, docs=False)
     quarantined = pq.read_table(out.quarantine_path, columns=[ROW, "key", "reasons", "values"]).to_pylist()
     failing = []

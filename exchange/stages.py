@@ -71,18 +71,19 @@ def extract(source_id: str, key: str, dag_run_id: str | None = None) -> dict:
         raise DataError(f"the silo no longer has the mapped columns {gone}", source=source_id,
                         rule="schema drift: mapped column present")
     _check_drift(catalog, reg, run.id, types)
-    out, tmp = workdir / "extracted.parquet", workdir / "extracted.parquet.tmp"
+    out = staging.transient(workdir, "extracted")
+    tmp = out.with_name(out.name + ".tmp")
     rows, writer = 0, None
     try:
         for batch in conn.batches():
             batch = batch.append_column(ROW, pa.array(range(rows + 1, rows + 1 + batch.num_rows), pa.int64()))
-            writer = writer or staging.writer(tmp, batch.schema, staging.TRANSIENT)
+            writer = writer or staging.transient_writer(tmp, batch.schema)
             writer.write_batch(batch)
             rows += batch.num_rows
         if writer is None:
             cols = conn.columns()
-            writer = staging.writer(tmp, pa.schema([*((c, pa.string()) for c in cols), (ROW, pa.int64())]),
-                                    staging.TRANSIENT)
+            writer = staging.transient_writer(
+                tmp, pa.schema([*((c, pa.string()) for c in cols), (ROW, pa.int64())]))
     finally:
         if writer is not None:
             writer.close()
@@ -101,16 +102,14 @@ def _check_drift(catalog, reg, run_id: int, types: dict[str, str]) -> None:
 
 @_records_failure
 def conform(source_id: str, key: str) -> dict:
-    import pyarrow.parquet as pq
-
     from schemas.conform import conform as conform_batch, conformed_schema
 
     settings, reg, catalog, workdir = _context(source_id, key)
-    src = pq.ParquetFile(workdir / "extracted.parquet")
-    out, tmp = workdir / "conformed.parquet", workdir / "conformed.parquet.tmp"
+    out = staging.transient(workdir, "conformed")
+    tmp = out.with_name(out.name + ".tmp")
     rows = 0
-    with staging.writer(tmp, conformed_schema(reg.ctype), staging.TRANSIENT) as writer:
-        batches = src.iter_batches(batch_size=65_536)
+    with staging.transient_writer(tmp, conformed_schema(reg.ctype)) as writer:
+        batches = staging.iter_batches(staging.transient(workdir, "extracted"), 65_536)
         for conformed in ordered_map(lambda b: conform_batch(b, reg), batches):
             writer.write_batch(conformed)
             rows += conformed.num_rows
@@ -124,7 +123,7 @@ def validate(source_id: str, key: str, today: date | None = None) -> dict:
 
     settings, reg, catalog, workdir = _context(source_id, key)
     run = catalog.start_run(source_id, key)
-    outcome = run_validation(workdir / "conformed.parquet", workdir / "extracted.parquet",
+    outcome = run_validation(staging.transient(workdir, "conformed"), staging.transient(workdir, "extracted"),
                              reg.ctype, workdir, today or date.today(), checks=reg.checks)
     catalog.record_counts(run.id, outcome.extracted, outcome.accepted, outcome.quarantined,
                           outcome.reasons)
@@ -161,8 +160,8 @@ def publish(source_id: str, key: str) -> dict:
     staged_dir = workdir / "version"
     shutil.rmtree(staged_dir, ignore_errors=True)
     previous = catalog.current_version_path(reg.dataset)
-    records, _ = changes.publishable(workdir / "accepted.parquet", workdir / "conformed.parquet",
-                                     previous, workdir / "publishable.parquet")
+    records, _ = changes.publishable(*(staging.transient(workdir, n) for n in ("accepted", "conformed")),
+                                     previous, staging.transient(workdir, "publishable"))
     staged = store.stage_version(records, reg.dataset, reg.ctype, staged_dir)
     diff = changes.diff(previous, staged.directory)
     keys = KeyStore(settings.keys_dir, settings.key_passphrase())
@@ -170,8 +169,8 @@ def publish(source_id: str, key: str) -> dict:
     from catalog.key_status import write_key_material
     write_key_material(keys, catalog.engine, settings.jwks_path)
     state.commit(source_id, key, workdir, catalog, settings.home)   # watermark, mirror, files
-    for name in ("extracted.parquet", "conformed.parquet", "accepted.parquet", "publishable.parquet"):
-        (workdir / name).unlink(missing_ok=True)
+    for name in ("extracted", "conformed", "accepted", "publishable"):
+        staging.transient(workdir, name).unlink(missing_ok=True)
     shutil.rmtree(staged_dir, ignore_errors=True)
     return {"dataset": result.dataset, "version": result.version, "state": result.state,
             "tree_size": result.tree_size, "root_hash": result.root_hash, "changes": diff.as_dict()}

@@ -1,19 +1,26 @@
-"""How staging and dataset files are written: one place for Parquet settings.
+"""How staging and dataset files are written and read: one place for their formats.
 
-LZ4 without dictionary encoding, measured on a 1M-row silo: write 1.5 s, read 1.1 s,
-against 2.5 s and 4.3 s for the default snappy with dictionaries.
+Dataset files (a version's records and index) are Parquet: LZ4 without dictionary encoding,
+measured on a 1M-row silo: write 1.5 s, read 1.1 s, against 2.5 s and 4.3 s for the default
+snappy with dictionaries.
+
+Files handed from one task to the next (extracted, conformed, accepted, publishable; the
+extracted rows then become the source's mirror) are Arrow IPC files, uncompressed: written
+as Arrow holds them, read back memory-mapped without copying. 1M conformed rows (CPU): write
+0.6 s and read 0.003 s, against 0.8 s and 1.3 s as uncompressed Parquet. The readers here also
+take Parquet (files written by hand, by tests, or before this format), told apart by magic bytes.
 """
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Iterator
 
 PARQUET = {"compression": "lz4", "use_dictionary": False}
-# Files handed from one task to the next and deleted after publish (extracted, conformed,
-# accepted): no compression, no statistics (1M conformed rows: write 0.9 s against 1.8 s).
-TRANSIENT = {"compression": "none", "use_dictionary": False, "write_statistics": False}
 # A dataset version's files are read whole or by row group, never filtered on values:
 # no column statistics (they cost a quarter of writing 1M records).
 DATASET_FILES = {**PARQUET, "write_statistics": False}
+TRANSIENT_SUFFIX = ".arrow"
+_ARROW_MAGIC = b"ARROW1"
 
 
 def writer(path: Path, schema, options: dict = PARQUET):
@@ -24,3 +31,59 @@ def writer(path: Path, schema, options: dict = PARQUET):
 def write_table(table, path: Path, options: dict = PARQUET, **kwargs) -> None:
     import pyarrow.parquet as pq
     pq.write_table(table, path, **options, **kwargs)
+
+
+def transient(workdir: Path, name: str) -> Path:
+    """The path of a run's hand-off file `name` (extracted, conformed, accepted...)."""
+    return workdir / f"{name}{TRANSIENT_SUFFIX}"
+
+
+def transient_writer(path: Path, schema):
+    """An Arrow IPC file writer (write_batch, write_table, close; a context manager)."""
+    import pyarrow as pa
+    return pa.ipc.new_file(str(path), schema)
+
+
+def _is_arrow(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(len(_ARROW_MAGIC)) == _ARROW_MAGIC
+
+
+def read_table(path: Path, columns: list[str] | None = None):
+    """The whole file as a Table (Arrow IPC: memory-mapped, nothing copied)."""
+    import pyarrow as pa
+    if not _is_arrow(path):
+        import pyarrow.parquet as pq
+        return pq.read_table(path, columns=columns)
+    with pa.memory_map(str(path)) as source:   # the table's buffers keep the mapping alive
+        table = pa.ipc.open_file(source).read_all()
+    return table.select(columns) if columns is not None else table
+
+
+def iter_batches(path: Path, batch_size: int, columns: list[str] | None = None) -> Iterator:
+    """Record batches of exactly batch_size rows (the last may be shorter), in file order:
+    callers rely on it (a version's row groups are all full but the last)."""
+    if not _is_arrow(path):
+        import pyarrow.parquet as pq
+        yield from pq.ParquetFile(path).iter_batches(batch_size=batch_size, columns=columns)
+        return
+    table = read_table(path, columns)
+    for start in range(0, table.num_rows, batch_size):
+        part = table.slice(start, batch_size)
+        if part.column(0).num_chunks > 1:       # spans two written batches: copied once
+            part = part.combine_chunks()
+        yield from part.to_batches()
+
+
+def read_schema(path: Path):
+    if not _is_arrow(path):
+        import pyarrow.parquet as pq
+        return pq.read_schema(path)
+    return read_table(path).schema
+
+
+def num_rows(path: Path) -> int:
+    if not _is_arrow(path):
+        import pyarrow.parquet as pq
+        return pq.ParquetFile(path).metadata.num_rows
+    return read_table(path).num_rows

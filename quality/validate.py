@@ -18,11 +18,9 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from exchange import staging
 from exchange.errors import ConfigError, ReconciliationError
-from exchange.staging import TRANSIENT
 from quality import arrow_checks as ac, suites
 from quality.gx_context import Gx
 from quality.suites import suite_columns
@@ -99,7 +97,7 @@ def _gx_suite(plan: _Plan, picked: list[int], name: str):
         plan.expectations[i].configuration.get_raw_configuration().to_domain_obj() for i in picked])
 
 
-def _version_wide(path: Path, plan: _Plan, suite_name: str, gx: Gx, params: dict):
+def _version_wide(table: pa.Table, plan: _Plan, suite_name: str, gx: Gx, params: dict):
     """Checks that need the whole version at once (uniqueness): the key columns only.
     Returns {suite position: GX result} and failing positions -> labels."""
     failed: dict[int, list[str]] = defaultdict(list)
@@ -107,16 +105,15 @@ def _version_wide(path: Path, plan: _Plan, suite_name: str, gx: Gx, params: dict
     unique = [i for i, c in plan.fast.items() if c.metric == ac.UNIQUE]
     for i in unique:
         check = plan.fast[i]
-        column = pq.read_table(path, columns=list(check.columns)).column(0)
+        column = table.column(check.columns[0])
         bad, domain = ac.duplicated(column)
         check.tally(pa.table({check.columns[0]: column}), bad, domain, 0)
         for pos in np.flatnonzero(bad):
             failed[int(pos)].append(check.label)
     if plan.gx_version:
         gx_suite = _gx_suite(plan, plan.gx_version, suite_name + ".version")
-        cols = [c for c in suite_columns(gx_suite) if c in pq.read_schema(path).names]
-        table = pq.read_table(path, columns=cols or [ROW])
-        result = gx.validate(_to_pandas(table), gx_suite, params)
+        cols = [c for c in suite_columns(gx_suite) if c in table.schema.names]
+        result = gx.validate(_to_pandas(table.select(cols or [ROW])), gx_suite, params)
         for i, r in zip(plan.gx_version, in_suite_order(result, gx_suite)):
             _raise_if_broken(r)
             for pos in r.result.get("unexpected_index_list") or []:
@@ -137,25 +134,25 @@ def validate(conformed: Path, extracted: Path, ctype: CertificateType, out_dir: 
     data = suites.read(ctype.name, checks)
     suite = suites.to_gx(data)
     params = {"today": today.isoformat()}
-    conf_file, raw_file = pq.ParquetFile(conformed), pq.ParquetFile(extracted)
-    plan = _plan(suite, params, conf_file.schema_arrow)
+    conf_table, raw_table = staging.read_table(conformed), staging.read_table(extracted)
+    plan = _plan(suite, params, conf_table.schema)
     row_suite = _gx_suite(plan, list(plan.gx_rows), suite.name) if plan.gx_rows else None
-    row_columns = [c for c in suite_columns(row_suite) if c in conf_file.schema_arrow.names] if row_suite else []
+    row_columns = [c for c in suite_columns(row_suite) if c in conf_table.schema.names] if row_suite else []
     key_field = "licence_number" if "licence_number" in ctype.field_names else None
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {k: out_dir / f"{k}.parquet" for k in ("accepted", "quarantine")}
-    tmp = {k: p.with_suffix(".parquet.tmp") for k, p in paths.items()}
-    version_results, wide = _version_wide(conformed, plan, suite.name, gx, params)
+    # accepted: handed to publish (staging.transient); quarantine: kept for review (Parquet)
+    paths = {"accepted": staging.transient(out_dir, "accepted"), "quarantine": out_dir / "quarantine.parquet"}
+    tmp = {k: p.with_name(p.name + ".tmp") for k, p in paths.items()}
+    version_results, wide = _version_wide(conf_table, plan, suite.name, gx, params)
     wide_pos = np.fromiter(sorted(wide), dtype=np.int64)
     counts: Counter[str] = Counter()
     n_in = n_ok = n_bad = 0
-    # accepted.parquet lives until publish reads it once: plain pages write 3x faster than LZ4
-    ok_writer = pq.ParquetWriter(tmp["accepted"], conf_file.schema_arrow, **TRANSIENT)
-    q_schema = quarantine_schema(raw_file.schema_arrow)
+    ok_writer = staging.transient_writer(tmp["accepted"], conf_table.schema)
+    q_schema = quarantine_schema(raw_table.schema)
     bad_writer = staging.writer(tmp["quarantine"], q_schema)
     writes, pending = ThreadPoolExecutor(1), []
     try:
-        for batch, raw in _prefetched(_aligned_batches(conf_file, raw_file, batch_rows)):
+        for batch, raw in _aligned_batches(conf_table, raw_table, batch_rows):
             reasons: dict[int, list[str]] = defaultdict(list)
             offset = n_in
             for check in (c for c in plan.fast.values() if c.metric != ac.UNIQUE):
@@ -180,9 +177,9 @@ def validate(conformed: Path, extracted: Path, ctype: CertificateType, out_dir: 
             n_ok += batch.num_rows - int(bad.sum())
         for f in pending:
             f.result()
-        if n_in != raw_file.metadata.num_rows or n_in != n_ok + n_bad:
+        if n_in != raw_table.num_rows or n_in != n_ok + n_bad:
             raise ReconciliationError(
-                f"extracted {raw_file.metadata.num_rows} rows but accepted {n_ok} + quarantined "
+                f"extracted {raw_table.num_rows} rows but accepted {n_ok} + quarantined "
                 f"{n_bad}: rows were lost between stages; nothing will be published")
     except BaseException:
         writes.shutdown()
@@ -255,44 +252,13 @@ def suite_result(name: str, results: list):
         meta={"great_expectations_version": __version__, "evaluated_by": "quality.arrow_checks"})
 
 
-def _aligned_batches(conf_file, raw_file, batch_rows: int):
-    """(conformed, raw) tables of the same rows, read whole row groups at a time: slicing
-    row groups into other batch sizes costs Parquet readers three times as much."""
-    def groups(pf):
-        for i in range(pf.metadata.num_row_groups):
-            yield pf.read_row_group(i)
-
-    raw_groups, buffer = groups(raw_file), None
-    md, start = conf_file.metadata, 0
-    while start < md.num_row_groups:
-        stop, rows = start, 0
-        while stop < md.num_row_groups and (rows == 0 or rows + md.row_group(stop).num_rows <= batch_rows):
-            rows += md.row_group(stop).num_rows
-            stop += 1
-        conf = conf_file.read_row_groups(list(range(start, stop)))
-        start = stop
-        while buffer is None or buffer.num_rows < conf.num_rows:
-            more = next(raw_groups, None)
-            if more is None:
-                break
-            buffer = more if buffer is None else pa.concat_tables([buffer, more])
-        if buffer is None or buffer.num_rows < conf.num_rows:
-            raise ReconciliationError(
-                f"conforming made more rows than the {raw_file.metadata.num_rows} extracted; "
-                "nothing will be published")
-        yield conf, buffer.slice(0, conf.num_rows)
-        buffer = buffer.slice(conf.num_rows)
-
-
-def _prefetched(items):
-    """The next item is made on a thread while the caller works on this one: Parquet reads
-    and Arrow-to-pandas conversion release the GIL while GX works."""
-    items = iter(items)
-    with ThreadPoolExecutor(1) as pool:
-        nxt = pool.submit(next, items, None)
-        while (item := nxt.result()) is not None:
-            nxt = pool.submit(next, items, None)
-            yield item
+def _aligned_batches(conf: pa.Table, raw: pa.Table, batch_rows: int):
+    """(conformed, raw) slices of the same rows (conforming keeps rows in silo order)."""
+    if conf.num_rows > raw.num_rows:
+        raise ReconciliationError(
+            f"conforming made more rows than the {raw.num_rows} extracted; nothing will be published")
+    for start in range(0, conf.num_rows, batch_rows):
+        yield conf.slice(start, batch_rows), raw.slice(start, batch_rows)
 
 
 def _raise_if_broken(r) -> None:

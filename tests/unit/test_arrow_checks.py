@@ -158,4 +158,4 @@ def test_a_broken_regex_is_reported_by_gx_naming_the_expectation(tmp_path, suite
     with pytest.raises(ConfigError, match=r"expect_column_values_to_match_regex\(address\) could not run"):
         validate(tmp_path / "conformed.parquet", tmp_path / "extracted.parquet", REG.ctype,
                  tmp_path, TODAY, docs=False)
-    assert not list(tmp_path.glob("*.tmp")) and not (tmp_path / "accepted.parquet").exists()
+    assert not list(tmp_path.glob("*.tmp")) and not (tmp_path / "accepted.arrow").exists()

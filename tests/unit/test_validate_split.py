@@ -8,6 +8,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from exchange import staging
 from exchange.errors import ReconciliationError
 from quality.validate import validate
 from schemas.conform import conform
@@ -54,7 +55,7 @@ def test_each_defect_is_quarantined_with_its_rule_value_and_raw_row(tmp_path):
         assert q[row]["raw"]["ID"] == str(row), "the silo's own row is kept"
     assert json.loads(q[5]["values"])["issue_date"] == "2021-02-30"
     assert json.loads(q[7]["values"])["status"] == "歇业"
-    accepted = pq.read_table(out.accepted_path)
+    accepted = staging.read_table(out.accepted_path)
     assert accepted.column("_row").to_pylist() == [1]
     assert out.reasons["expect_column_values_to_be_valid_uscc(holder_code)"] == 1
     assert json.loads(out.results_path.read_text())["rows"] == len(CASES)
@@ -78,5 +79,5 @@ def test_rows_lost_between_stages_fail_reconciliation_and_write_no_outputs(tmp_p
     with pytest.raises(ReconciliationError, match="nothing will be published"):
         validate(tmp_path / "conformed.parquet", tmp_path / "extracted.parquet", REG.ctype,
                  tmp_path, TODAY)
-    assert not (tmp_path / "accepted.parquet").exists()
+    assert not (tmp_path / "accepted.arrow").exists()
     assert not list(tmp_path.glob("*.tmp"))
