@@ -6,6 +6,7 @@ SSCursor) and `yield_per`. Every value is cast to text in SQL: the original text
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -17,6 +18,7 @@ import sqlalchemy as sa
 from connectors.base import batch_from_rows, redact, string_schema
 from connectors.credentials import sql_url
 from exchange.errors import ConfigError, SourceError
+from exchange.parallel import ordered_map, workers
 
 CONNECT_TIMEOUT = 10
 
@@ -202,21 +204,55 @@ def _literal_sql(query: sa.Select, dialect: str) -> str:
 
 
 def _adbc_sqlite(path: str, s: SqlSettings, query: sa.Select, schema: pa.Schema):
-    """ADBC's SQLite driver infers types from the first batch, so a column NULL there
-    breaks later batches: a sentinel row of strings fixes every column as text."""
+    """A rowid table is read in rowid ranges, on one connection per worker thread at once
+    (SQLite steps while the driver holds no GIL), and yielded in order.
+    ADBC's SQLite driver infers types from the first batch, so a column NULL there breaks
+    later batches: a sentinel row of strings fixes every column as text."""
     import adbc_driver_sqlite.dbapi as adbc
 
+    uri = f"file:{path}?mode=ro"
     cols = schema.names
     sentinel = ", ".join(f"'' AS {_quote(c)}" for c in cols) + ", 0 AS __real"
     body = ", ".join(_quote(c) for c in cols) + ", 1"
-    sql = f"SELECT {sentinel} UNION ALL SELECT {body} FROM ({_literal_sql(query, 'sqlite')})"
-    with adbc.connect(f"file:{path}?mode=ro") as conn, conn.cursor() as cur:
-        cur.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": str(s.batch_rows)})
-        cur.execute(sql)
-        for batch in cur.fetch_record_batch():
-            batch = batch.filter(pc.equal(batch.column(len(cols)), 1))
-            if batch.num_rows:
-                yield pa.RecordBatch.from_arrays(batch.columns[:len(cols)], schema=schema)
+    local, opened = threading.local(), []
+
+    def read(part: sa.Select) -> list[pa.RecordBatch]:
+        if getattr(local, "conn", None) is None:
+            local.conn = adbc.connect(uri)
+            opened.append(local.conn)
+        with local.conn.cursor() as cur:
+            cur.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": str(s.batch_rows)})
+            cur.execute(f"SELECT {sentinel} UNION ALL SELECT {body} FROM ({_literal_sql(part, 'sqlite')})")
+            out = []
+            for batch in cur.fetch_record_batch():
+                batch = batch.filter(pc.equal(batch.column(len(cols)), 1))
+                if batch.num_rows:
+                    out.append(pa.RecordBatch.from_arrays(batch.columns[:len(cols)], schema=schema))
+            return out
+
+    parts = ordered_map(read, _rowid_parts(adbc, uri, s, query))
+    try:
+        for batches in parts:
+            yield from batches
+    finally:
+        parts.close()                  # waits for the workers before their connections close
+        for conn in opened:
+            conn.close()
+
+
+def _rowid_parts(adbc, uri: str, s: SqlSettings, query: sa.Select) -> list[sa.Select]:
+    """The query per range of batch_rows rowids; the query whole where the table has no
+    rowid (a view, WITHOUT ROWID) or one worker would read it all anyway."""
+    with adbc.connect(uri) as conn, conn.cursor() as cur:
+        try:
+            cur.execute(f"SELECT max(rowid) FROM {_quote(s.table)}")
+            top = cur.fetchone()[0]
+        except adbc.Error:
+            top = None
+    if not isinstance(top, int) or top <= s.batch_rows or workers() == 1:
+        return [query]
+    rowid = sa.literal_column("rowid")
+    return [query.where(rowid > lo, rowid <= lo + s.batch_rows) for lo in range(0, top, s.batch_rows)]
 
 
 def _adbc_postgresql(url: sa.URL, s: SqlSettings, query: sa.Select, schema: pa.Schema):

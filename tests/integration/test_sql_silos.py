@@ -24,6 +24,25 @@ def _pull(url, **kw) -> tuple[pa.Table, list[int]]:
     return pa.Table.from_batches(batches), sizes
 
 
+def test_a_sqlite_table_read_in_rowid_ranges_equals_one_plain_read(tmp_path, silo_rows):
+    """ADBC reads a rowid table in ranges on two threads: same rows, same order, same text as a
+    plain SQLAlchemy read, across rowid gaps and a range that is all NULL in a column."""
+    from demo.sql_silos import seed
+
+    url = sa.make_url(f"sqlite:///{tmp_path / 'silo.db'}")
+    seed(url, silo_rows[0])
+    engine = sa.create_engine(url)
+    with engine.begin() as c:
+        c.exec_driver_sql(f'DELETE FROM "{TABLE}" WHERE rowid BETWEEN 1200 AND 2600')   # a gap of whole ranges
+        c.exec_driver_sql(f'UPDATE "{TABLE}" SET "QYMC" = NULL WHERE rowid <= 500')    # the first range: NULL
+    engine.dispose()
+    ranged, sizes = _pull(url, batch_rows=500, adbc=True)
+    plain, _ = _pull(url, batch_rows=500, adbc=False)
+    assert ranged.num_rows == plain.num_rows == silo_rows[0].num_rows - 1401
+    assert ranged.equals(plain), "the same rows in the same order"
+    assert max(sizes) <= 500 and ranged.column("QYMC").null_count == 500
+
+
 @pytest.mark.parametrize("silo,adbc", [("pg_silo", True), ("pg_silo", False), ("maria_silo", False)])
 def test_full_pull_keeps_the_original_text(request, silo, adbc, silo_rows):
     url = request.getfixturevalue(silo)
