@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 
+from bench.memory import rss_mb
 from bench.path import silo
 from demo.synth import TABLE
 
@@ -58,7 +59,7 @@ def read(reader: str, url: str) -> dict:
     elif reader == "connectorx":
         import connectorx as cx
     import pyarrow  # noqa: F401
-    base = _rss_now()
+    base = rss_mb()
     t = time.perf_counter()
     backend = sa.make_url(url).get_backend_name()
     if reader == "ours":
@@ -73,7 +74,7 @@ def read(reader: str, url: str) -> dict:
                   else sa.make_url(url).set(drivername="postgresql").render_as_string(hide_password=False))
         rows = cx.read_sql(cx_url, f"SELECT * FROM {TABLE}", return_type="arrow").num_rows
     seconds = time.perf_counter() - t
-    peak = _rss_now("VmHWM:")
+    peak = rss_mb("VmHWM:")
     return {"rows": rows, "seconds": seconds, "peak_mb": peak, "base_mb": base}
 
 
@@ -89,15 +90,6 @@ def _adbc(url: str, backend: str) -> int:
     with conn, conn.cursor() as cur:
         cur.execute(f"SELECT * FROM {TABLE}")
         return sum(b.num_rows for b in cur.fetch_record_batch())
-
-
-def _rss_now(field: str = "VmRSS:") -> float:
-    """MB from /proc (VmHWM: the peak since exec; ru_maxrss would count the forking parent)."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field):
-                return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def _child(reader: str, url: str) -> dict | None:

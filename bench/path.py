@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -13,6 +12,7 @@ import time
 from datetime import date
 from pathlib import Path
 
+from bench.memory import peak_mb
 from exchange.settings import ROOT
 
 OUT = ROOT / "bench" / "out"
@@ -47,11 +47,11 @@ def project(silo_path: str) -> dict:
         t = time.perf_counter()
         result = fn("smr_business_licence", "bench")
         times[name] = time.perf_counter() - t
-        peaks[name] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        peaks[name] = peak_mb()
         if name == "validate":
             counts = result
     return {"times": times, "peaks": peaks, "rows": counts["extracted"], "accepted": counts["accepted"],
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+            "peak_rss_mb": peak_mb()}
 
 
 def naive(silo_path: str, sample: int) -> dict:
@@ -110,7 +110,7 @@ def naive(silo_path: str, sample: int) -> dict:
     t3 = time.perf_counter()
     return {"rows": len(df), "times": {"read_sql": t1 - t0, "gx_complete": t2 - t1,
                                        "sign_and_insert_per_row": t3 - t2},
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+            "peak_rss_mb": peak_mb()}
 
 
 def _mapping() -> dict:
@@ -169,4 +169,4 @@ if __name__ == "__main__":
         print(json.dumps(naive(args[0], int(args[1]))))
     elif kind == "baseline-interpreter":
         import pyarrow  # noqa: F401
-        print(json.dumps({"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+        print(json.dumps({"peak_rss_mb": peak_mb()}))

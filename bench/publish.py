@@ -7,7 +7,6 @@ import datetime as dt
 import gc
 import json
 import random
-import resource
 import statistics
 import tempfile
 import time
@@ -17,6 +16,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+
+from bench.memory import peak_mb
 
 DATASET = "business_licence.bench"
 # as quality/validate.py writes accepted.parquet (TRANSIENT there; importing it loads GX)
@@ -193,7 +194,7 @@ def main(rows: int, sample: int, bundles: int = 1000) -> int:
     print(f"RFC 8785: {checked:,} random stored records re-encoded by the rfc8785 package hash to their leaves")
     print(f"bundle (proof + record read from disk): median {b_med:.3f} ms, p99 {b_p99:.3f} ms over {len(timing['build']):,}")
     print(f"verify one bundle: median {v_med:.3f} ms, p99 {v_p99:.3f} ms over {len(timing['verify']):,} (target < 1 ms)")
-    print(f"peak memory: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB (generation included)")
+    print(f"peak memory: {peak_mb():.0f} MB (generation included)")
     print(json.dumps({"rows": rows, "publish_rows_per_s": round(ours_rate), "baseline_rows_per_s": round(base_rate),
                       "baseline_sample": base["rows"], "ratio": round(ours_rate / base_rate, 1),
                       "cpu_ratio": round(cpu_ratio, 1), "publish_cpu_s": round(ours["cpu"], 2),

@@ -493,6 +493,11 @@ def _executemany(conn, stmt, rows: list[dict]) -> None:
     compiled = stmt.values({c: sa.bindparam(c) for c in cols}).compile(dialect=conn.dialect)
     order = list(compiled.positiontup) if compiled.positional else cols
     procs = [table.c[c].type.dialect_impl(conn.dialect).bind_processor(conn.dialect) for c in order]
+    for n, c in enumerate(order):        # one value in every row (a run id, a time): processed once
+        first = rows[0][c]
+        if procs[n] and all(r[c] is first for r in rows):
+            done = procs[n](first)
+            procs[n] = lambda _v, done=done: done
     out = [tuple(p(r[c]) if p else r[c] for c, p in zip(order, procs)) for r in rows]
     conn.exec_driver_sql(str(compiled), out if compiled.positional else
                          [dict(zip(order, r)) for r in out])
