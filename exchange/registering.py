@@ -223,7 +223,7 @@ def pull_sample(reg: Registration, n: int, workdir: Path):
     import pyarrow.parquet as pq
 
     from exchange import staging
-    from schemas.conform import ROW, conform, conformed_schema
+    from schemas.conform import ROW, Conformer, conformed_schema
 
     conn = connector(reg, batch_rows=n)
     extracted, conformed = workdir / "extracted.parquet", workdir / "conformed.parquet"
@@ -246,8 +246,9 @@ def pull_sample(reg: Registration, n: int, workdir: Path):
         if writer is not None:
             writer.close()
     with staging.writer(conformed, conformed_schema(reg.ctype)) as out:
+        conform = Conformer(reg)
         for batch in pq.ParquetFile(extracted).iter_batches(batch_size=65_536):
-            out.write_batch(conform(batch, reg))
+            out.write_batch(conform(batch))
     shown = [ROW, *reg.ctype.field_names]
     first = next(pq.ParquetFile(conformed).iter_batches(batch_size=PREVIEW_ROWS, columns=shown), None)
     preview = first.to_pylist() if first is not None else []

@@ -103,7 +103,7 @@ def _check_drift(catalog, reg, run_id: int, types: dict[str, str]) -> None:
 def conform(source_id: str, key: str) -> dict:
     import pyarrow.parquet as pq
 
-    from schemas.conform import conform as conform_batch, conformed_schema
+    from schemas.conform import Conformer, conformed_schema
 
     settings, reg, catalog, workdir = _context(source_id, key)
     src = pq.ParquetFile(workdir / "extracted.parquet")
@@ -111,7 +111,7 @@ def conform(source_id: str, key: str) -> dict:
     rows = 0
     with staging.writer(tmp, conformed_schema(reg.ctype), staging.TRANSIENT) as writer:
         batches = src.iter_batches(batch_size=65_536)
-        for conformed in ordered_map(lambda b: conform_batch(b, reg), batches):
+        for conformed in ordered_map(Conformer(reg), batches):
             writer.write_batch(conformed)
             rows += conformed.num_rows
     os.replace(tmp, out)

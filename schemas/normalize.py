@@ -53,8 +53,34 @@ def as_string_array(arr) -> pa.Array:
     return arr
 
 
+# The first UTF-8 byte of each invisible character: a value with none of them has nothing
+# to strip, so the regex (the costly part) runs only on the values that have one.
+_INVISIBLE_LEADS = np.zeros(256, bool)
+_INVISIBLE_LEADS[[c.encode()[0] for c in _INVISIBLE]] = True
+
+
+def _rows_with_bytes(arr: pa.StringArray, table: np.ndarray) -> np.ndarray:
+    """Boolean per value: does it hold a byte marked in `table` (256 booleans)?"""
+    offsets = np.frombuffer(arr.buffers()[1], np.int32, len(arr) + 1, arr.offset * 4)
+    rows = np.zeros(len(arr), bool)
+    if arr.buffers()[2] is None or offsets[-1] == offsets[0]:
+        return rows
+    data = np.frombuffer(arr.buffers()[2], np.uint8, offsets[-1] - offsets[0], offsets[0])
+    at = np.flatnonzero(np.take(table, data)) + offsets[0]
+    rows[np.searchsorted(offsets, at, side="right") - 1] = True
+    return rows
+
+
 def _strip_invisible(arr: pa.Array) -> pa.Array:
-    return pc.replace_substring_regex(arr, _RE2_INVISIBLE, "")
+    arr = as_string_array(arr)
+    some = _rows_with_bytes(arr, _INVISIBLE_LEADS)
+    count = int(some.sum())
+    if count == 0:
+        return arr
+    if count > len(arr) // 4:
+        return pc.replace_substring_regex(arr, _RE2_INVISIBLE, "")
+    stripped = pc.replace_substring_regex(arr.filter(pa.array(some)), _RE2_INVISIBLE, "")
+    return pc.replace_with_mask(arr, pa.array(some), stripped)
 
 
 def code_key(arr) -> pa.StringArray:
