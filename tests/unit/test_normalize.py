@@ -96,3 +96,16 @@ def test_parse_dates_rejects_impossible_days(y, m, d):
 @given(st.lists(st.one_of(st.none(), st.text(alphabet="0123456789-/.年月日长期 ", max_size=12)), max_size=30))
 def test_date_problem_agrees_with_parse_dates(texts):
     assert parse_dates(texts).invalid.to_pylist() == [date_problem(t) is not None for t in texts]
+
+
+@settings(deadline=None)
+@given(st.lists(st.one_of(st.none(), st.text(alphabet="ab中國１ \t\n\u3000\u200b\ufeff\xa0\x85\u2028\u1680\u180e\u2060é€",
+                                             max_size=8)), max_size=40), st.integers(0, 3))
+def test_strip_invisible_regex_only_where_needed_changes_nothing(texts, cut):
+    import pyarrow.compute as pc
+
+    from schemas.normalize import _RE2_INVISIBLE, _strip_invisible
+    arr = pa.array(texts, pa.string())
+    arr = arr.slice(cut, max(0, len(arr) - 2 * cut))     # batches are slices of a file's data
+    want = pc.replace_substring_regex(arr, _RE2_INVISIBLE, "")
+    assert _strip_invisible(arr).equals(want)
