@@ -53,10 +53,13 @@ def as_string_array(arr) -> pa.Array:
     return arr
 
 
-# The first UTF-8 byte of each invisible character: a value with none of them has nothing
-# to strip, so the regex (the costly part) runs only on the values that have one.
-_INVISIBLE_LEADS = np.zeros(256, bool)
-_INVISIBLE_LEADS[[c.encode()[0] for c in _INVISIBLE]] = True
+# UTF-8 lead bytes after which NFKC or the removal of invisible characters may change a
+# value. ASCII and U+4000-U+9FFF (CJK ideographs, lead bytes E4-E9) are NFKC-stable and
+# compose with nothing, so a value of only those (the bulk of names, codes and dates) is
+# left alone and the costly kernels run only on the rest.
+_MAY_CHANGE = np.zeros(256, bool)
+_MAY_CHANGE[0xC0:0xE4] = _MAY_CHANGE[0xEA:] = True
+_MAY_CHANGE[[c.encode()[0] for c in _INVISIBLE]] = True
 
 
 def _rows_with_bytes(arr: pa.StringArray, table: np.ndarray) -> np.ndarray:
@@ -71,22 +74,27 @@ def _rows_with_bytes(arr: pa.StringArray, table: np.ndarray) -> np.ndarray:
     return rows
 
 
-def _strip_invisible(arr: pa.Array) -> pa.Array:
+def _visible_nfkc(arr: pa.StringArray) -> pa.StringArray:
+    return pc.replace_substring_regex(pc.utf8_normalize(arr, "NFKC"), _RE2_INVISIBLE, "")
+
+
+def nfkc_visible(arr) -> pa.StringArray:
+    """NFKC without whitespace or zero-width characters, computed only where it can change a value."""
     arr = as_string_array(arr)
-    some = _rows_with_bytes(arr, _INVISIBLE_LEADS)
+    some = _rows_with_bytes(arr, _MAY_CHANGE)
     count = int(some.sum())
     if count == 0:
         return arr
     if count > len(arr) // 4:
-        return pc.replace_substring_regex(arr, _RE2_INVISIBLE, "")
-    stripped = pc.replace_substring_regex(arr.filter(pa.array(some)), _RE2_INVISIBLE, "")
-    return pc.replace_with_mask(arr, pa.array(some), stripped)
+        return _visible_nfkc(arr)
+    mask = pa.array(some)
+    return pc.replace_with_mask(arr, mask, _visible_nfkc(arr.filter(mask)))
 
 
 def code_key(arr) -> pa.StringArray:
     """Key for codes: NFKC, no whitespace or zero-width characters, upper case."""
     arr = as_string_array(arr)
-    return pc.utf8_upper(_strip_invisible(pc.utf8_normalize(arr, "NFKC")))
+    return pc.utf8_upper(nfkc_visible(arr))
 
 
 def code_key_scalar(text: str | None) -> str | None:
@@ -125,7 +133,7 @@ def opencc_convert(arr, config: str = "t2s") -> pa.StringArray:
 def name_key(arr) -> pa.StringArray:
     """Key for names: NFKC, no whitespace or zero-width characters, simplified characters."""
     arr = as_string_array(arr)
-    return opencc_convert(_strip_invisible(pc.utf8_normalize(arr, "NFKC")), "t2s")
+    return opencc_convert(nfkc_visible(arr), "t2s")
 
 
 def name_key_scalar(text: str | None) -> str | None:
@@ -174,7 +182,7 @@ def parse_dates(arr) -> DateParse:
     (measured with pyarrow 26), so the calendar check is done in numpy.
     """
     arr = as_string_array(arr)
-    s = _strip_invisible(pc.utf8_normalize(arr, "NFKC"))
+    s = nfkc_visible(arr)
     blank = pc.fill_null(pc.equal(s, ""), True)
     open_ended = pc.fill_null(pc.is_in(s, pa.array(OPEN_ENDED)), False)
     matched = pc.fill_null(pc.match_substring_regex(s, DATE_PATTERN), False).to_numpy(zero_copy_only=False)
