@@ -5,8 +5,8 @@ column, 600 issuer codes, 5 statuses. `Distinct(fn)` maps a string array through
 elementwise `fn` by its distinct values (pc.dictionary_encode, fn over the values not seen
 before, then take by the indices) and keeps what it computed for the next batches of the
 same run. A batch whose values are nearly all new and distinct takes the direct path,
-fn(arr), and so does every later call: there is nothing to share. Either way the result is fn(arr):
-nulls are values like any other (fn sees them once), so whatever fn makes of null stays.
+fn(arr), and so does every later call: there is nothing to share. Either way the result is
+fn(arr): nulls are values like any other (fn sees them once), so what fn makes of null stays.
 
 `fn` returns an Arrow array or a NamedTuple of arrays, one element per input element.
 Safe to share between the threads of one stage (exchange/parallel.py).
@@ -73,7 +73,12 @@ class Distinct:
         template = self.fn(new)
         seen = 0 if keys is None else len(keys)
         known[fresh] = seen + np.arange(len(new))
-        parts = [pa.concat_arrays([v, p]) for v, p in zip(values, _parts(template))] or _parts(template)
+        if keys is None:
+            parts = _parts(template)
+        elif len(new):
+            parts = [pa.concat_arrays([v, p]) for v, p in zip(values, _parts(template))]
+        else:
+            parts = values                           # every value known: nothing to copy
         self._learn(keys, new, parts)
         at = pa.array(known[rows.to_numpy()])
         return _like(template, [p.take(at) for p in parts])
