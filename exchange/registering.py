@@ -222,7 +222,7 @@ def pull_sample(reg: Registration, n: int, workdir: Path):
     import pyarrow as pa
 
     from exchange import staging
-    from schemas.conform import ROW, conform, conformed_schema
+    from schemas.conform import ROW, Conformer, conformed_schema
 
     conn = connector(reg, batch_rows=n)
     extracted, conformed = staging.transient(workdir, "extracted"), staging.transient(workdir, "conformed")
@@ -245,8 +245,9 @@ def pull_sample(reg: Registration, n: int, workdir: Path):
         if writer is not None:
             writer.close()
     with staging.transient_writer(conformed, conformed_schema(reg.ctype)) as out:
+        conform = Conformer(reg)
         for batch in staging.iter_batches(extracted, 65_536):
-            out.write_batch(conform(batch, reg))
+            out.write_batch(conform(batch))
     shown = [ROW, *reg.ctype.field_names]
     first = next(staging.iter_batches(conformed, PREVIEW_ROWS, shown), None)
     preview = first.to_pylist() if first is not None else []

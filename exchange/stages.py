@@ -102,7 +102,7 @@ def _check_drift(catalog, reg, run_id: int, types: dict[str, str]) -> None:
 
 @_records_failure
 def conform(source_id: str, key: str) -> dict:
-    from schemas.conform import conform as conform_batch, conformed_schema
+    from schemas.conform import Conformer, conformed_schema
 
     settings, reg, catalog, workdir = _context(source_id, key)
     out = staging.transient(workdir, "conformed")
@@ -110,7 +110,7 @@ def conform(source_id: str, key: str) -> dict:
     rows = 0
     with staging.transient_writer(tmp, conformed_schema(reg.ctype)) as writer:
         batches = staging.iter_batches(staging.transient(workdir, "extracted"), 65_536)
-        for conformed in ordered_map(lambda b: conform_batch(b, reg), batches):
+        for conformed in ordered_map(Conformer(reg), batches):
             writer.write_batch(conformed)
             rows += conformed.num_rows
     os.replace(tmp, out)

@@ -8,12 +8,16 @@ quality step can name the row, the rule and the offending value.
 """
 from __future__ import annotations
 
+import functools
+from typing import NamedTuple
+
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from exchange.errors import DataError
 from exchange.registry import Registration
 from schemas import licence_id
+from schemas.distinct import Distinct
 from schemas.identifiers import holder_code_type
 from schemas.normalize import clean_text, code_key, name_key, parse_dates
 from schemas.types import CertificateType, Field
@@ -44,48 +48,82 @@ def missing_columns(reg: Registration, silo_columns: list[str]) -> list[str]:
     return [c for c in reg.mapping.values() if c not in silo_columns]
 
 
-def conform(batch: pa.RecordBatch, reg: Registration) -> pa.RecordBatch:
-    ctype = reg.ctype
-    n = batch.num_rows
-    names = batch.schema.names
-    gone = missing_columns(reg, names)
-    if gone:
-        raise DataError(f"mapped silo columns {gone} are missing (silo has {names})",
-                        source=reg.id, rule="schema: mapped column present")
-    out: dict[str, pa.Array] = {ROW: batch.column(ROW)}
-    unparsed: dict[str, pa.Array] = {}
-    for f in ctype.fields:
-        if f.name in reg.mapping:
-            col = batch.column(reg.mapping[f.name])
-        elif f.name in reg.constants:
-            col = pa.array([reg.constants[f.name]] * n, pa.string())
-        else:
-            col = pa.nulls(n, pa.string())
+class Dated(NamedTuple):
+    dates: pa.Date32Array
+    unparsed: pa.StringArray      # the cleaned text where it is not an acceptable date
+
+
+class Conformer:
+    """conform() for the batches of one run, shareable between threads.
+
+    Every normalisation here is elementwise, so each runs once per distinct value and is
+    remembered from batch to batch (schemas/distinct.py): the output is the same as the
+    direct path's, value for value.
+    """
+
+    def __init__(self, reg: Registration):
+        self.reg, self.ctype = reg, reg.ctype
+        self.fields = {f.name: self._normaliser(f) for f in self.ctype.fields}
+        self.holder_code_type = Distinct(holder_code_type)
+        self.name_key = Distinct(name_key)
+
+    def _normaliser(self, f: Field):
+        """The field's normalisation; the costly ones by distinct value (trimming is cheaper
+        than hashing)."""
         if f.type == "date":
-            parsed = parse_dates(col)
-            bad = parsed.invalid if not f.required else pc.or_(parsed.invalid, parsed.open_ended)
-            unparsed[f.name] = pc.if_else(bad, clean_text(col), pa.scalar(None, pa.string()))
-            out[f.name] = parsed.dates
-        elif f.name == "status":
-            out[f.name] = _map_status(clean_text(col), reg.status_map)
-        elif is_code(f):
-            out[f.name] = code_key(col)
-        else:
-            out[f.name] = clean_text(col)
-    if "licence_type_code" not in reg.mapping and "licence_type_code" not in reg.constants:
-        out["licence_type_code"] = pa.array([ctype.type_code] * n, pa.string())
-    if "licence_name" not in reg.mapping and "licence_name" not in reg.constants:
-        out["licence_name"] = pa.array([ctype.title] * n, pa.string())
-    if "holder_code_type" not in reg.mapping and "holder_code_type" not in reg.constants:
-        out["holder_code_type"] = holder_code_type(out["holder_code"])
-    derived = licence_id.derive(ctype.type_code, out["issuer_code"], out["licence_number"])
-    out["licence_id"] = pc.coalesce(out["licence_id"], derived)
-    out["holder_key"] = out["holder_code"]
-    out["holder_name_key"] = name_key(out["holder_name"])
-    for name, col in unparsed.items():
-        out[raw_name(name)] = col
-    schema = conformed_schema(ctype)
-    return pa.RecordBatch.from_arrays([out[f.name] for f in schema], schema=schema)
+            return Distinct(functools.partial(_dates, required=f.required))
+        if f.name == "status":
+            return lambda col: _map_status(clean_text(col), self.reg.status_map)
+        return Distinct(code_key) if is_code(f) else clean_text
+
+    def __call__(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        reg, ctype = self.reg, self.ctype
+        n = batch.num_rows
+        names = batch.schema.names
+        gone = missing_columns(reg, names)
+        if gone:
+            raise DataError(f"mapped silo columns {gone} are missing (silo has {names})",
+                            source=reg.id, rule="schema: mapped column present")
+        out: dict[str, pa.Array] = {ROW: batch.column(ROW)}
+        unparsed: dict[str, pa.Array] = {}
+        for f in ctype.fields:
+            if f.name in reg.mapping:
+                col = batch.column(reg.mapping[f.name])
+            elif f.name in reg.constants:
+                col = pa.repeat(pa.scalar(reg.constants[f.name], pa.string()), n)
+            else:
+                col = pa.nulls(n, pa.string())
+            value = self.fields[f.name](col)
+            if f.type == "date":
+                out[f.name], unparsed[f.name] = value
+            else:
+                out[f.name] = value
+        if "licence_type_code" not in reg.mapping and "licence_type_code" not in reg.constants:
+            out["licence_type_code"] = pa.repeat(pa.scalar(ctype.type_code, pa.string()), n)
+        if "licence_name" not in reg.mapping and "licence_name" not in reg.constants:
+            out["licence_name"] = pa.repeat(pa.scalar(ctype.title, pa.string()), n)
+        if "holder_code_type" not in reg.mapping and "holder_code_type" not in reg.constants:
+            out["holder_code_type"] = self.holder_code_type(out["holder_code"])
+        derived = licence_id.derive(ctype.type_code, out["issuer_code"], out["licence_number"])
+        out["licence_id"] = pc.coalesce(out["licence_id"], derived)
+        out["holder_key"] = out["holder_code"]
+        out["holder_name_key"] = self.name_key(out["holder_name"])
+        for name, col in unparsed.items():
+            out[raw_name(name)] = col
+        schema = conformed_schema(ctype)
+        return pa.RecordBatch.from_arrays([out[f.name] for f in schema], schema=schema)
+
+
+def conform(batch: pa.RecordBatch, reg: Registration) -> pa.RecordBatch:
+    """One batch on its own; a run's batches share a Conformer."""
+    return Conformer(reg)(batch)
+
+
+def _dates(col: pa.Array, required: bool) -> Dated:
+    """Parsed dates; the text where it is not a date ("长期" too where the field is required)."""
+    parsed = parse_dates(col)
+    bad = parsed.invalid if not required else pc.or_(parsed.invalid, parsed.open_ended)
+    return Dated(parsed.dates, pc.if_else(bad, clean_text(col), pa.scalar(None, pa.string())))
 
 
 def _map_status(col: pa.Array, status_map: dict[str, str]) -> pa.Array:

@@ -82,9 +82,9 @@ def uscc_problem(code: str | None) -> str | None:
     return None
 
 
-def _uscc_mask(arr) -> tuple[np.ndarray, np.ndarray]:
+def _uscc_mask(arr, fixed=None) -> tuple[np.ndarray, np.ndarray]:
     """(every character in the alphabet, check character right)."""
-    ok, mat = fixed_bytes(arr, 18)
+    ok, mat = fixed if fixed is not None else fixed_bytes(arr, 18)
     values = USCC_VALUES[mat]
     shape = ok & (values >= 0).all(axis=1)
     return shape, shape & (uscc_check_values(values[:, :17]) == values[:, 17])
@@ -150,16 +150,22 @@ def ric_region_note(code: str) -> str | None:
     return None
 
 
-def _ric_mask(arr, today: date | None) -> tuple[np.ndarray, np.ndarray]:
-    """(17 digits + digit or X, check character right and birth date real and plausible)."""
-    ok, mat = fixed_bytes(arr, 18)
+def _ric_mask(arr, today: date | None, fixed=None) -> tuple[np.ndarray, np.ndarray]:
+    """(17 digits + digit or X, check character right and birth date real and plausible).
+
+    `fixed`: fixed_bytes(arr, 18) when the caller has it already."""
+    ok, mat = fixed if fixed is not None else fixed_bytes(arr, 18)
     digits = mat.astype(np.int64) - 48
     last = np.where(mat[:, 17] == ord("X"), 10, digits[:, 17])
     shape = ok & ((digits[:, :17] >= 0) & (digits[:, :17] <= 9)).all(axis=1) & (last >= 0) & (last <= 10)
-    valid = shape & ((12 - (digits[:, :17] @ RIC_WEIGHTS) % 11) % 11 == last)
+    rows = np.flatnonzero(shape)                 # the rest cannot be valid: not read further
+    digits, last = digits[rows], last[rows]
+    valid = (12 - (digits[:, :17] @ RIC_WEIGHTS) % 11) % 11 == last
     y = digits[:, 6:10] @ np.array([1000, 100, 10, 1])
     real, days = ymd_days(y, digits[:, 10:12] @ [10, 1], digits[:, 12:14] @ [10, 1])
-    return shape, valid & real & (days >= _MIN_BIRTH) & (days <= _today_days(today))
+    out = np.zeros(len(shape), bool)
+    out[rows] = valid & real & (days >= _MIN_BIRTH) & (days <= _today_days(today))
+    return shape, out
 
 
 def ric_valid(arr, today: date | None = None) -> pa.BooleanArray:
@@ -168,8 +174,9 @@ def ric_valid(arr, today: date | None = None) -> pa.BooleanArray:
 
 def holder_code_type(arr) -> pa.StringArray:
     """"111" resident ID or "001" USCC by shape; a passing check decides when both shapes fit."""
-    ric_shape, ric_ok = _ric_mask(arr, None)
-    uscc_shape, uscc_ok = _uscc_mask(arr)
+    fixed = fixed_bytes(arr, 18)
+    ric_shape, ric_ok = _ric_mask(arr, None, fixed)
+    uscc_shape, uscc_ok = _uscc_mask(arr, fixed)
     is_ric = ric_ok | (ric_shape & ~uscc_ok)
     out = np.where(is_ric, 1, np.where(uscc_shape, 2, 0))
     return pa.array([None, CODE_TYPE_RIC, CODE_TYPE_USCC], pa.string()).take(pa.array(out))

@@ -46,22 +46,35 @@ def check_char(body: str) -> str:
     return mod_37_36.calc_check_digit(body.replace(".", ""))
 
 
+def _run(state: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """States after reading each row of `values` (alphabet values, _PAD for padding)."""
+    for col in np.asfortranarray(values).T:      # contiguous columns
+        state = _STEP[state, col]
+    return state
+
+
+def _last(state: np.ndarray) -> np.ndarray:
+    """The check character's value for each final state."""
+    return (1 - (np.where(state == 0, 36, state).astype(np.int64) * 2) % 37) % 36
+
+
+def _states(bodies: pa.Array, start: int) -> np.ndarray:
+    """State after each upper-case alphanumeric body (dots ignored), from state `start`."""
+    arr = pc.replace_substring(as_string_array(bodies), ".", "")
+    width = max(1, int(pc.max(pc.binary_length(arr)).as_py() or 1))
+    _, mat = fixed_bytes(pc.utf8_lpad(arr, width, " "), width)   # right-aligned, ' ' = padding
+    values = _VALUES[mat]
+    if (values == 255).any():
+        raise ValueError("licence identifier bodies must be 0-9 A-Z and dots")
+    return _run(np.full(len(arr), start, np.uint8), values)
+
+
 def check_chars(bodies, start: int = _START) -> pa.StringArray:
     """Vectorised check_char over upper-case alphanumeric bodies (dots ignored).
 
     `start` is the state after a common prefix (see `_state`), so the prefix is not re-read.
     """
-    arr = pc.replace_substring(as_string_array(bodies), ".", "")
-    width = max(1, int(pc.max(pc.binary_length(arr)).as_py() or 1))
-    _, mat = fixed_bytes(pc.utf8_lpad(arr, width, " "), width)   # right-aligned, ' ' = padding
-    values = np.asfortranarray(_VALUES[mat])      # contiguous columns for the loop below
-    if (values == 255).any():
-        raise ValueError("licence identifier bodies must be 0-9 A-Z and dots")
-    state = np.full(len(arr), start, np.uint8)
-    for col in values.T:
-        state = _STEP[state, col]
-    last = (1 - (np.where(state == 0, 36, state).astype(np.int64) * 2) % 37) % 36
-    return strings_from_bytes(_CHARS[last][:, None])
+    return strings_from_bytes(_CHARS[_last(_states(as_string_array(bodies), start))][:, None])
 
 
 def _state(prefix: str) -> int:
@@ -71,18 +84,23 @@ def _state(prefix: str) -> int:
     return state
 
 
-def serials(keys) -> pa.StringArray:
-    """13 base-36 characters of the SipHash of each (normalised) number; null stays null."""
+def _serial_digits(keys: pa.Array) -> np.ndarray:
+    """n x 13 base-36 digit values of the SipHash of each key (most significant first)."""
     import pandas as pd
 
-    keys = as_string_array(keys)
     h = pd.util.hash_array(pc.fill_null(keys, "").to_numpy(zero_copy_only=False).astype(object),
                            encoding="utf8", hash_key=HASH_KEY, categorize=False).astype(np.uint64)
     digits = np.empty((len(h), SERIAL_WIDTH), np.uint8)
-    for i in range(SERIAL_WIDTH - 1, -1, -1):    # base 36, most significant first
+    for i in range(SERIAL_WIDTH - 1, -1, -1):
         digits[:, i] = h % np.uint64(36)
         h //= np.uint64(36)
-    out = strings_from_bytes(_CHARS[digits])
+    return digits
+
+
+def serials(keys) -> pa.StringArray:
+    """13 base-36 characters of the SipHash of each (normalised) number; null stays null."""
+    keys = as_string_array(keys)
+    out = strings_from_bytes(_CHARS[_serial_digits(keys)])
     return pc.if_else(pc.is_null(keys), pa.scalar(None, pa.string()), out)
 
 
@@ -94,14 +112,26 @@ def issuer_part(issuer_codes) -> pa.StringArray:
 def derive(type_code: str, issuer_codes, licence_numbers) -> pa.StringArray:
     """GB/T 36904-shaped identifiers for whole arrays; null where the number is missing.
 
-    Takes codes as conforming leaves them (code_key: NFKC, no spaces, upper case).
+    Takes codes as conforming leaves them (code_key: NFKC, no spaces, upper case). The head
+    and issuer part (few distinct issuers) are read once per issuer; each row then reads only
+    its serial and version.
     """
-    serial = serials(licence_numbers)
-    n = len(serial)
+    numbers = as_string_array(licence_numbers)
+    issuers = pc.dictionary_encode(as_string_array(issuer_codes), null_encoding="encode")
     head = f"{PREFIX}.{type_code}."
-    tail = pc.binary_join_element_wise(issuer_part(issuer_codes), serial, pa.array([VERSION] * n), ".")
-    check = check_chars(pc.fill_null(tail, "0"), start=_state(head))
-    return pc.binary_join_element_wise(pa.array([head] * n), tail, pa.array(["."] * n), check, "")
+    part = issuer_part(issuers.dictionary)
+    prefixes = pc.binary_join_element_wise(head, part, ".", "")     # per distinct issuer
+    rows = issuers.indices.to_numpy()
+    digits = _serial_digits(numbers)
+    state = _run(_states(part, _state(head))[rows], digits)
+    state = _STEP[state, _VALUES[ord(VERSION)]]
+    n = len(numbers)
+    tail = np.empty((n, SERIAL_WIDTH + 4), np.uint8)       # serial . version . check
+    tail[:, :SERIAL_WIDTH] = _CHARS[digits]
+    tail[:, SERIAL_WIDTH:SERIAL_WIDTH + 3] = np.frombuffer(f".{VERSION}.".encode(), np.uint8)
+    tail[:, -1] = _CHARS[_last(state)]
+    tails = pc.if_else(pc.is_null(numbers), pa.scalar(None, pa.string()), strings_from_bytes(tail))
+    return pc.binary_join_element_wise(prefixes.take(issuers.indices), tails, "")
 
 
 def problem(identifier: str | None) -> str | None:

@@ -78,3 +78,34 @@ def test_a_missing_mapped_column_names_the_source_and_the_column():
     with pytest.raises(DataError, match="QYMC") as exc:
         conform(batch, REG)
     assert "smr_business_licence" in str(exc.value)
+
+
+def test_a_runs_memo_gives_what_the_direct_path_gives():
+    import random
+
+    from schemas.conform import Conformer
+    from schemas.distinct import Distinct
+
+    rng = random.Random(5)
+    dates = ["2020-02-30", "20200230", "２０２０年１月２日", "2020/1/2", " 2020 - 01 - 02 ", "长期",
+             "長期", "", " ", None, "abc", "2021-02-29", "2020-01-02 08:30:00", "2020\u200b0102"]
+    names = ["杭州示例科技有限公司（臺灣）", "杭州示例科技有限公司(台湾)", " 張　三\u3000", "", None, "\u200b"]
+    codes = [USCC, f" {USCC.lower()}\u200b".translate(str.maketrans("0123", "０１２３")), "", None,
+             "110101199003071234", "abc"]
+    pools = {"CLRQ": dates, "FZRQ": dates, "YYQXZ": dates, "YYQXZHI": dates, "QYMC": names,
+             "FDDBR": names, "TYSHXYDM": codes, "ZCH": codes + ["330106000123456"],
+             "DJJGDM": codes + ["330106001", " 330106001 "], "DJZT": ["存续", "吊销", "歇业", " 注销 ", None]}
+    memo, direct = Conformer(REG), Conformer(REG)
+    for d in [*direct.fields.values(), direct.holder_code_type, direct.name_key]:
+        if isinstance(d, Distinct):
+            d.direct = True
+    for size in (200, 1, 500, 50):
+        rows = [silo_batch(**{c: rng.choice(pool) for c, pool in pools.items()}) for _ in range(size)]
+        batch = pa.Table.from_batches(rows).combine_chunks().to_batches()[0]
+        batch = batch.set_column(batch.schema.get_field_index(ROW), ROW, pa.array(range(1, size + 1)))
+        got, want = memo(batch), direct(batch)
+        assert got.schema == want.schema == conformed_schema(REG.ctype)
+        for name in got.schema.names:
+            assert got.column(name).equals(want.column(name)), name
+        assert got.equals(conform(batch, REG))
+    assert any(d._keys is not None for d in memo.fields.values() if isinstance(d, Distinct))

@@ -91,3 +91,16 @@ def test_serials_keep_nulls_and_are_base36():
     out = serials(pa.array(["a", None, "b"])).to_pylist()
     assert out[1] is None and all(len(s) == licence_id.SERIAL_WIDTH and set(s) <= set(ALNUM)
                                   for s in (out[0], out[2]))
+
+
+@settings(deadline=None)
+@given(st.lists(st.tuples(st.one_of(st.none(), st.sampled_from(["330100001", "", " x-1 ", "91330106MA2B3C4D5E"]),
+                                    st.text(alphabet=ALNUM, max_size=12)),
+                          st.one_of(st.none(), st.text(max_size=20))), max_size=30))
+def test_derive_equals_the_identifier_assembled_one_by_one(rows):
+    issuers, numbers = [i for i, _ in rows], [n for _, n in rows]
+    serial = serials(pa.array(numbers, pa.string())).to_pylist()
+    parts = licence_id.issuer_part(pa.array(issuers, pa.string())).to_pylist()
+    want = [None if s is None else f"{PREFIX}.1001.{p}.{s}.1.{check_char(f'{PREFIX}.1001.{p}.{s}.1')}"
+            for p, s in zip(parts, serial)]
+    assert derive("1001", pa.array(issuers, pa.string()), pa.array(numbers, pa.string())).to_pylist() == want

@@ -96,3 +96,26 @@ def test_parse_dates_rejects_impossible_days(y, m, d):
 @given(st.lists(st.one_of(st.none(), st.text(alphabet="0123456789-/.年月日长期 ", max_size=12)), max_size=30))
 def test_date_problem_agrees_with_parse_dates(texts):
     assert parse_dates(texts).invalid.to_pylist() == [date_problem(t) is not None for t in texts]
+
+
+@settings(deadline=None)
+@given(st.lists(st.one_of(st.none(), st.text(alphabet="ab中國１（） \t\n\u3000\u200b\ufeff\xa0\x85\u2028\u1680"
+                                                      "\u180e\u2060é€e\u0301ㄱ\u1100\u1161가㈜ﬁ⑴가\uf900",
+                                             max_size=8)), max_size=40), st.integers(0, 3))
+def test_nfkc_visible_only_where_needed_changes_nothing(texts, cut):
+    import pyarrow.compute as pc
+
+    from schemas.normalize import _RE2_INVISIBLE, nfkc_visible
+    arr = pa.array(texts, pa.string())
+    arr = arr.slice(cut, max(0, len(arr) - 2 * cut))     # batches are slices of a file's data
+    want = pc.replace_substring_regex(pc.utf8_normalize(arr, "NFKC"), _RE2_INVISIBLE, "")
+    assert nfkc_visible(arr).equals(want)
+
+
+def test_ascii_and_cjk_ideographs_are_nfkc_stable():
+    import pyarrow.compute as pc
+    # what lets nfkc_visible skip values of only these: checked against Arrow's own NFKC
+    chars = [chr(c) for c in [*range(0x80), *range(0x4000, 0xA000)]]
+    assert pc.utf8_normalize(pa.array(chars), "NFKC").to_pylist() == chars
+    pairs = pa.array([a + b for a in "aZ0 中" for b in "\u4e00\u9fa5z9"])
+    assert pc.utf8_normalize(pairs, "NFKC").equals(pairs)
