@@ -109,7 +109,7 @@ def conform(source_id: str, key: str) -> dict:
     tmp = out.with_name(out.name + ".tmp")
     rows = 0
     with staging.transient_writer(tmp, conformed_schema(reg.ctype)) as writer:
-        batches = staging.iter_batches(staging.transient(workdir, "extracted"), 65_536)
+        batches = staging.iter_batches(staging.transient(workdir, "extracted"), None)   # as extracted
         for conformed in ordered_map(Conformer(reg), batches):
             writer.write_batch(conformed)
             rows += conformed.num_rows

@@ -60,14 +60,18 @@ def read_table(path: Path, columns: list[str] | None = None):
     return table.select(columns) if columns is not None else table
 
 
-def iter_batches(path: Path, batch_size: int, columns: list[str] | None = None) -> Iterator:
+def iter_batches(path: Path, batch_size: int | None, columns: list[str] | None = None) -> Iterator:
     """Record batches of exactly batch_size rows (the last may be shorter), in file order:
-    callers rely on it (a version's row groups are all full but the last)."""
+    callers rely on it (a version's row groups are all full but the last). batch_size None:
+    the batches as they were written, split at 65,536 rows (slices, no copies)."""
     if not _is_arrow(path):
         import pyarrow.parquet as pq
-        yield from pq.ParquetFile(path).iter_batches(batch_size=batch_size, columns=columns)
+        yield from pq.ParquetFile(path).iter_batches(batch_size=batch_size or 65_536, columns=columns)
         return
     table = read_table(path, columns)
+    if batch_size is None:
+        yield from table.to_batches(max_chunksize=65_536)
+        return
     for start in range(0, table.num_rows, batch_size):
         part = table.slice(start, batch_size)
         if part.column(0).num_chunks > 1:       # spans two written batches: copied once
