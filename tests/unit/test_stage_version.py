@@ -8,7 +8,7 @@ import pytest
 import rfc8785
 
 from bench.publish import ACCEPTED_FILE, records
-from catalog import store
+from catalog import index_load, store
 from catalog.canonical import to_json_record
 from catalog.merkle import MerkleTree, root_from_inclusion_proof
 from schemas.types import get_type
@@ -69,8 +69,8 @@ def test_index_in_leaf_order_and_inserted_in_key_order(staged):
         if c != "holder_key":
             assert index.column(c).equals(recs.column(c)), c
     order = ["record_id", "leaf_index", "dataset_id", "holder_key", "valid_to"]
-    rows = [r for batch in store.iter_index(version.index_path, order, {"dataset_id": DATASET},
-                                            dates_as_text=True, batch_rows=7000) for r in batch]
+    rows = [r for batch in index_load.iter_tuples(version.index_path, order, {"dataset_id": DATASET},
+                                                  dates_as_text=True, batch_rows=7000) for r in batch]
     assert [r[0] for r in rows] == sorted(recs.column("record_id").to_pylist())
     assert sorted(r[1] for r in rows) == list(range(n)) and {r[2] for r in rows} == {DATASET}
     holders = pq.read_table(version.index_path).column("holder_key").to_pylist()
@@ -95,4 +95,4 @@ def test_empty_version(tmp_path):
     v = store.stage_version(tmp_path / "accepted.parquet", DATASET, get_type("business_licence"), tmp_path / "v")
     assert v.tree_size == 0 and v.root == hashlib.sha256(b"").digest()
     order = [*store.INDEX_COLUMNS, "leaf_index", "dataset_id"]
-    assert list(store.iter_index(v.index_path, order, {"dataset_id": DATASET}, dates_as_text=True)) == []
+    assert list(index_load.iter_tuples(v.index_path, order, {"dataset_id": DATASET}, dates_as_text=True)) == []
