@@ -41,6 +41,12 @@ def loader(conn: Connection) -> "IndexLoader":
 def sorted_rows(index_path: Path, dates_as_text: bool = False, batch_rows: int = 65_536) -> pa.RecordBatchReader:
     """The version's index rows (COLUMNS) in record-id order, so that a B-tree fills by
     appending; gathered a batch at a time (memory: the index once, not twice)."""
+    return sorted_parts(index_path, 1, dates_as_text, batch_rows)[0]
+
+
+def sorted_parts(index_path: Path, parts: int, dates_as_text: bool = False,
+                 batch_rows: int = 65_536) -> list[pa.RecordBatchReader]:
+    """sorted_rows in `parts` consecutive runs of record ids."""
     table = store.index_table(index_path, [c for c in COLUMNS if c != "leaf_index"])
     table = pa.RecordBatch.from_arrays([c.combine_chunks() for c in table.columns], schema=table.schema)
     order = record_id_order(table.column("record_id"))
@@ -49,12 +55,12 @@ def sorted_rows(index_path: Path, dates_as_text: bool = False, batch_rows: int =
         table = table.set_column(i, "valid_to", pc.cast(table.column(i), pa.string()))
     schema = table.schema.append(pa.field("leaf_index", pa.int64()))
 
-    def batches():
-        for at in range(0, len(order), batch_rows):
-            part = order[at:at + batch_rows]      # leaf indexes: the index's row numbers
+    def batches(run: np.ndarray):
+        for at in range(0, len(run), batch_rows):
+            part = run[at:at + batch_rows]      # leaf indexes: the index's row numbers
             yield pa.RecordBatch.from_arrays([*table.take(part).columns, pa.array(part, pa.int64())],
                                              schema=schema)
-    return pa.RecordBatchReader.from_batches(schema, batches())
+    return [pa.RecordBatchReader.from_batches(schema, batches(run)) for run in np.array_split(order, parts)]
 
 
 def record_id_order(ids: pa.ChunkedArray | pa.Array) -> np.ndarray:
@@ -108,26 +114,35 @@ class IndexLoader:
 
 
 class SQLiteLoader(IndexLoader):
-    """ADBC ingest into a scratch file ATTACHed to the connection, then INSERT ... SELECT."""
+    """ADBC ingest into scratch files ATTACHed to the connection, then INSERT ... SELECT: in
+    PARTS runs of record ids, the next run ingested on a worker thread while this one is
+    copied (both release the GIL: two cores busy instead of one)."""
+    PARTS = 4
 
     def __init__(self, conn: Connection):
         super().__init__(conn)
         self.dir: Path | None = None
 
+    def _part(self, i: int) -> tuple[str, Path]:
+        return f"{SCRATCH}_{i}", self.dir / f"part{i}.db"
+
     def attach(self) -> None:
         db = self.conn.engine.url.database
         near = Path(db).parent if db and db != ":memory:" else None   # the catalogue's volume
         self.dir = Path(tempfile.mkdtemp(prefix=".index-scratch-", dir=near))
-        self.conn.exec_driver_sql(f"ATTACH DATABASE ? AS {SCRATCH}", (str(self.dir / "index.db"),))
+        for i in range(self.PARTS):
+            name, path = self._part(i)
+            self.conn.exec_driver_sql(f"ATTACH DATABASE ? AS {name}", (str(path),))
         self.conn.commit()            # ends SQLAlchemy's autobegun transaction (pysqlite began none)
 
     def detach(self) -> None:
         try:
             if self.conn.in_transaction():
                 self.conn.rollback()
-            self.conn.exec_driver_sql(f"DETACH DATABASE {SCRATCH}")
+            for i in range(self.PARTS):
+                self.conn.exec_driver_sql(f"DETACH DATABASE {self._part(i)[0]}")
             self.conn.commit()
-        except Exception:                 # never hand the pool a connection with it attached
+        except Exception:                 # never hand the pool a connection with them attached
             self.conn.invalidate()
         finally:
             if self.dir is not None:
@@ -135,28 +150,46 @@ class SQLiteLoader(IndexLoader):
                 self.dir = None
 
     def load(self, index_path: Path, dataset: str, version: int) -> None:
-        import adbc_driver_sqlite.dbapi as adbc
+        from concurrent.futures import ThreadPoolExecutor
 
-        rows = sorted_rows(index_path, dates_as_text=True)   # as SQLAlchemy's Date stores them
-        # The scratch file is written by its own connection; the catalogue connection reads its
-        # new schema when the statement below first names the table.
-        with adbc.connect(str(self.dir / "index.db"), autocommit=True) as scratch:
-            with scratch.cursor() as cur:
-                cur.execute("PRAGMA journal_mode=OFF")    # a scratch file: no journal, no syncs
-                cur.fetchall()
-                cur.execute("PRAGMA synchronous=OFF")
-                cur.fetchall()
-                cur.adbc_ingest("rows", rows, mode="create")
-        src = sa.table("rows", *(sa.column(c) for c in COLUMNS), schema=SCRATCH)
-        select = (sa.select(*(src.c[c] for c in COLUMNS), sa.literal(dataset), sa.literal(version))
-                  .order_by(sa.literal_column("rowid")))    # rowid order is record-id order
-        self.conn.execute(sa.insert(Record.__table__).from_select(
-            [*COLUMNS, "dataset_id", "version"], select))
+        runs = sorted_parts(index_path, self.PARTS, dates_as_text=True)  # dates as SQLAlchemy stores them
+        pool = ThreadPoolExecutor(max_workers=1)
+        try:
+            ingested = [pool.submit(_ingest, self._part(i)[1], rows) for i, rows in enumerate(runs)]
+            for i, done in enumerate(ingested):
+                done.result()
+                # the catalogue connection reads the part's new schema when this names its table
+                src = sa.table("rows", *(sa.column(c) for c in COLUMNS), schema=self._part(i)[0])
+                select = (sa.select(*(src.c[c] for c in COLUMNS), sa.literal(dataset), sa.literal(version))
+                          .order_by(sa.literal_column("rowid")))    # rowid order is record-id order
+                self.conn.execute(sa.insert(Record.__table__).from_select(
+                    [*COLUMNS, "dataset_id", "version"], select))
+        finally:
+            pool.shutdown(cancel_futures=True)
+
+
+def _ingest(path: Path, rows: pa.RecordBatchReader) -> None:
+    """Rows into a new scratch SQLite file through ADBC (its own connection and SQLite)."""
+    import adbc_driver_sqlite.dbapi as adbc
+
+    with adbc.connect(str(path), autocommit=True) as scratch, scratch.cursor() as cur:
+        # a scratch file: no journal, no syncs; large pages, fewer writes and reads
+        for pragma in ("page_size=65536", "journal_mode=OFF", "synchronous=OFF"):
+            cur.execute(f"PRAGMA {pragma}")
+            cur.fetchall()
+        cur.adbc_ingest("rows", rows, mode="create")
 
 
 class PostgresLoader(IndexLoader):
     """COPY records FROM STDIN (CSV: strings quoted, nulls unquoted and empty) in the
-    transaction, on the psycopg connection underneath SQLAlchemy's."""
+    transaction, on the psycopg connection underneath SQLAlchemy's.
+
+    The foreign key records.dataset_id -> datasets checks each row with a trigger: two thirds
+    of the COPY's server time for 1M rows. Every row here carries the one dataset id whose row
+    the publishing transaction holds FOR UPDATE (Catalog.publish), so the key holds by
+    construction: where the role may, the COPY alone runs with triggers off
+    (session_replication_role = replica, as pg_restore --disable-triggers does), set back
+    right after it within the transaction. Other roles COPY with the checks."""
 
     def load(self, index_path: Path, dataset: str, version: int) -> None:
         import pyarrow.csv as csv
@@ -171,6 +204,9 @@ class PostgresLoader(IndexLoader):
         with dbapi.cursor() as cur:
             if dbapi.info.encoding != "utf-8":       # pyarrow writes UTF-8
                 cur.execute("SET LOCAL client_encoding TO 'UTF8'")
+            unchecked, role = _replication_role(cur)
+            if unchecked:
+                cur.execute("SET LOCAL session_replication_role = replica")
             with cur.copy(copy) as out:
                 for batch in rows:
                     n = batch.num_rows
@@ -180,3 +216,17 @@ class PostgresLoader(IndexLoader):
                     sink = pa.BufferOutputStream()
                     csv.write_csv(batch, sink, options)
                     out.write(memoryview(sink.getvalue()))
+            if unchecked:       # the rest of the transaction is checked as usual
+                cur.execute("SELECT set_config('session_replication_role', %s, true)", (role,))
+
+
+def _replication_role(cur) -> tuple[bool, str]:
+    """(may this role set session_replication_role: superusers, and since PostgreSQL 15 roles
+    granted SET on it; its current value)."""
+    granted = (" OR has_parameter_privilege('session_replication_role', 'SET')"
+               if cur.connection.info.server_version >= 150000 else "")
+    cur.execute(f"SELECT current_setting('is_superuser') = 'on'{granted}, "
+                "current_setting('session_replication_role')")
+    may, role = cur.fetchone()
+    return bool(may), role
+

@@ -27,26 +27,33 @@ SOURCE = "smr_business_licence"
 COLUMNS = [*index_load.COLUMNS, "dataset_id", "version"]
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", "postgresql", "postgresql-role"])
 def backend(request, home, monkeypatch):
-    """The catalogue on SQLite (the default) or on a fresh PostgreSQL database."""
+    """The catalogue on SQLite (the default) or on a fresh PostgreSQL database, reached as the
+    server's superuser (COPY without the per-row foreign-key trigger) or as a plain role that
+    owns the database (COPY with it)."""
     if request.param == "sqlite":
         yield "sqlite"
         return
     server = server_url("postgresql")          # skips, saying why, when the server is absent
     admin = sa.create_engine(server, isolation_level="AUTOCOMMIT", poolclass=sa.NullPool)
     name = f"t_index_{uuid.uuid4().hex[:8]}"
+    url = sa.make_url(server).set(database=name)
     with admin.connect() as c:
-        c.exec_driver_sql(f'create database "{name}"')
-    monkeypatch.setenv("EXCHANGE_CATALOG_URL", sa.make_url(server).set(database=name).render_as_string(False))
+        if request.param == "postgresql-role":
+            c.exec_driver_sql(f'create role "{name}" login nosuperuser')
+            url = url.set(username=name, password=None)
+        c.exec_driver_sql(f'create database "{name}" owner "{url.username}"')
+    monkeypatch.setenv("EXCHANGE_CATALOG_URL", url.render_as_string(False))
     reset_settings()
     try:
-        yield "postgresql"
+        yield request.param
     finally:
         from catalog.db import engine_for
         engine_for.cache_clear()
         with admin.connect() as c:
             c.exec_driver_sql(f'drop database if exists "{name}" with (force)')
+            c.exec_driver_sql(f'drop role if exists "{name}"')
         admin.dispose()
 
 
@@ -145,6 +152,8 @@ def test_a_failure_after_the_bulk_insert_leaves_nothing(backend, home, silo, mon
                                  {"v": version}).scalar_one()
         if backend == "sqlite":
             seen["scratch"] = [p for p in home.glob(".index-scratch-*")]
+        else:       # foreign keys are checked again after the COPY
+            seen["role"] = s.execute(sa.text("select current_setting('session_replication_role')")).scalar_one()
         raise RuntimeError("power cut after the index was written")
 
     with monkeypatch.context() as m:
@@ -164,9 +173,15 @@ def test_a_failure_after_the_bulk_insert_leaves_nothing(backend, home, silo, mon
         assert seen["scratch"], "the scratch file lives beside the catalogue while publishing"
         assert not list(home.glob(".index-scratch-*"))
         assert _attached(engine) == set()
+    else:
+        assert seen["role"] == "origin"
 
     again = stages.publish(SOURCE, "r1")
     assert again["version"] == 1
     assert _stored(1) == _expected(_version_dir(1), again["dataset"], 1)
     if backend == "sqlite":
         assert not list(home.glob(".index-scratch-*")) and _attached(engine) == set()
+    with engine.connect() as c, pytest.raises(sa.exc.IntegrityError):   # the key is still enforced
+        c.execute(sa.insert(Record).values(record_id="0" * 32, version=1, dataset_id="no.such.dataset",
+                                           leaf_index=0, holder_key="x", holder_code_type="001",
+                                           holder_name="x", licence_number="x", status="valid"))
