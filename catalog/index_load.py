@@ -34,8 +34,8 @@ _CSV_BATCH = 65_536
 def loader(conn: Connection) -> "IndexLoader":
     """The loader for the connection's dialect, a context manager around the publishing
     transaction: it attaches before the transaction begins and detaches after it ends."""
-    kind = {"sqlite": SQLiteLoader, "postgresql": PostgresLoader}.get(conn.dialect.name, IndexLoader)
-    return kind(conn)
+    kind = {("sqlite", "pysqlite"): SQLiteLoader, ("postgresql", "psycopg"): PostgresLoader}
+    return kind.get((conn.dialect.name, conn.dialect.driver), IndexLoader)(conn)
 
 
 def sorted_rows(index_path: Path, dates_as_text: bool = False, batch_rows: int = 65_536) -> pa.RecordBatchReader:

@@ -88,18 +88,21 @@ def _stage_batch(batch: pa.RecordBatch, dataset: str, record_cols: list[str], in
     return records, leaves, table.select(index_cols)
 
 
-def stage_version(accepted: Path, dataset: str, ctype: CertificateType, out_dir: Path) -> StagedVersion:
+def stage_version(accepted: Path | list[Path], dataset: str, ctype: CertificateType,
+                  out_dir: Path) -> StagedVersion:
     """records.parquet, index.parquet (the index columns that are not record fields, in leaf
-    order: the rest are read from the records when the index is inserted) and tree.bin."""
+    order: the rest are read from the records when the index is inserted) and tree.bin.
+    `accepted`: a file of records, or several (changes.publishable), in leaf order."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    src = pq.ParquetFile(accepted)
+    sources = [pq.ParquetFile(p) for p in ([accepted] if isinstance(accepted, Path) else accepted)]
+    src = sources[0]
     record_cols = [*ctype.field_names, "record_id"]
     index_cols = [c for c in INDEX_COLUMNS if c not in record_cols]
     wanted = list(dict.fromkeys([*ctype.field_names, *index_cols]))
     leaves: list[np.ndarray] = []
     writers: dict[str, pq.ParquetWriter] = {}
     try:
-        batches = src.iter_batches(batch_size=BATCH, columns=wanted)
+        batches = _exactly(BATCH, (b for f in sources for b in f.iter_batches(batch_size=BATCH, columns=wanted)))
         for records, hashes, index in ordered_map(
                 lambda b: _stage_batch(b, dataset, record_cols, index_cols), batches):
             for name, table in (("records", records), ("index", index)):
@@ -121,6 +124,26 @@ def stage_version(accepted: Path, dataset: str, ctype: CertificateType, out_dir:
     tree.save(out_dir / "tree.bin")
     ordered = all_leaves[key_order(all_leaves)]
     return StagedVersion(out_dir, tree.size, tree.root, hashlib.sha256(ordered.tobytes()).hexdigest())
+
+
+def _exactly(size: int, batches):
+    """Batches of `size` rows (the last may be shorter) from batches of any size: every row
+    group of records.parquet but the last must be full (read_record finds a leaf by division)."""
+    held: list[pa.RecordBatch] = []
+    n = 0
+    for batch in batches:
+        if not held and batch.num_rows == size:     # one file's batches: passed on as they are
+            yield batch
+            continue
+        held.append(batch)
+        n += batch.num_rows
+        if n >= size:
+            table = pa.Table.from_batches(held).combine_chunks()
+            cut = n - n % size
+            yield from table.slice(0, cut).to_batches(max_chunksize=size)
+            held, n = table.slice(cut).to_batches(), n % size
+    if n:
+        yield pa.Table.from_batches(held).combine_chunks().to_batches()[0]
 
 
 def index_table(path: Path, columns: list[str]) -> pa.Table:
