@@ -10,6 +10,7 @@ BENCHES = {  # name -> (module, what it measures)
     "extract": ("bench.extract", "extraction vs pandas.read_sql and Arrow-native readers (issue 4)"),
     "validate": ("bench.validate", "the quality step vs stock GX with COMPLETE results (issue 5)"),
     "publish": ("bench.publish", "publishing vs json.dumps + a signature per record (issue 6)"),
+    "publish-stage": ("bench.publish_stage", "the publish stage alone into SQLite and PostgreSQL catalogues"),
     "api": ("bench.api", "lookups over HTTP with auth, purpose check and audit (issue 7)"),
 }
 
@@ -25,12 +26,18 @@ def main(argv=None) -> int:
     p.add_argument("--workers", type=int, default=1, help="api: uvicorn worker processes")
     p.add_argument("--conns", type=int, default=8, help="api: concurrent keep-alive connections")
     p.add_argument("--backend", choices=["sqlite", "postgresql"], action="append",
-                   help="api: catalogue backends (default: both)")
+                   help="api, publish-stage: catalogue backends (default: both)")
+    p.add_argument("--trials", type=int, default=3, help="publish-stage: trials per backend (min taken)")
+    p.add_argument("--code", action="append",
+                   help="publish-stage: checkouts to time, interleaved (default: this one)")
     args = p.parse_args(argv)
     module = importlib.import_module(BENCHES[args.name][0])
     if args.name == "api":
         return module.main(args.rows, args.seconds, args.workers, conns=args.conns,
                            backends=args.backend or ("sqlite", "postgresql"))
+    if args.name == "publish-stage":
+        return module.main(args.rows, args.trials, args.backend or ("sqlite", "postgresql"),
+                           args.code or (str(module.ROOT),))
     if args.name in ("extract", "validate"):
         return module.main(args.rows)
     if args.name == "publish":

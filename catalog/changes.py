@@ -3,10 +3,11 @@
 A record that disappears from its authoritative source is not kept as valid: it is carried
 into the next version with status "withdrawn" (and stays withdrawn while it stays gone).
 
-    publishable(accepted, conformed, previous_dir, out) -> (path, withdrawn_now)
-        The records to publish: the accepted ones, plus every record of the current version
-        whose licence number is nowhere in this pull (neither accepted nor quarantined), with
-        status "withdrawn". A record present but quarantined is not "gone".
+    publishable(accepted, conformed, previous_dir, out) -> (paths, withdrawn_now)
+        The records to publish, in order: the accepted ones, then (written to `out`) every
+        record of the current version whose licence number is nowhere in this pull (neither
+        accepted nor quarantined), with status "withdrawn". A record present but quarantined
+        is not "gone".
     diff(previous_dir, staged_dir) -> Changes
         Counts by record id and leaf hash (same canonical bytes: unchanged).
 """
@@ -37,27 +38,26 @@ class Changes:
         return asdict(self)
 
 
-def publishable(accepted: Path, conformed: Path, previous: Path | None, out: Path) -> tuple[Path, int]:
+def publishable(accepted: Path, conformed: Path, previous: Path | None, out: Path) -> tuple[list[Path], int]:
     if previous is None:
-        return accepted, 0
+        return [accepted], 0
     present = staging.read_table(conformed, ["licence_number"]).column(0).combine_chunks()
     prev = pq.ParquetFile(previous / "records.parquet")
+    # one membership test over the whole column (is_in hashes its value set on every call)
+    gone = pc.invert(pc.fill_null(pc.is_in(prev.read(columns=["licence_number"]).column(0),
+                                          value_set=present), False)).combine_chunks()
+    if not pc.any(gone).as_py():
+        return [accepted], 0
     schema = staging.read_schema(accepted)
-    gone_batches, withdrawn_now = [], 0
-    for batch in prev.iter_batches(batch_size=131_072):
-        gone = pc.invert(pc.fill_null(pc.is_in(batch.column("licence_number"), value_set=present), False))
-        batch = batch.filter(gone)
-        if batch.num_rows:
-            withdrawn_now += int(pc.sum(pc.cast(pc.not_equal(batch.column("status"), WITHDRAWN),
-                                                pa.int64())).as_py() or 0)
-            gone_batches.append(_as_accepted(batch, schema))
-    if not gone_batches:
-        return accepted, 0
-    with staging.transient_writer(out, schema) as writer:
-        writer.write_table(staging.read_table(accepted))
-        for batch in gone_batches:
-            writer.write_batch(batch)
-    return out, withdrawn_now
+    withdrawn_now, at = 0, 0
+    with staging.transient_writer(out, schema) as writer:   # the gone rows only
+        for batch in prev.iter_batches(batch_size=131_072):
+            batch, at = batch.filter(gone.slice(at, batch.num_rows)), at + batch.num_rows
+            if batch.num_rows:
+                withdrawn_now += int(pc.sum(pc.cast(pc.not_equal(batch.column("status"), WITHDRAWN),
+                                                    pa.int64())).as_py() or 0)
+                writer.write_batch(_as_accepted(batch, schema))
+    return [accepted, out], withdrawn_now
 
 
 def _as_accepted(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:

@@ -113,3 +113,24 @@ def hex_strings(matrix: np.ndarray) -> pa.Array:
     chars = np.ascontiguousarray(_HEX[matrix])
     offsets = np.arange(0, 2 * k * (n + 1), 2 * k, dtype=np.int32)
     return pa.Array.from_buffers(pa.string(), n, [None, pa.py_buffer(offsets), pa.py_buffer(chars)])
+
+
+_NIBBLE = np.full(256, 255, np.uint8)
+_NIBBLE[np.frombuffer(b"0123456789abcdef", np.uint8)] = np.arange(16, dtype=np.uint8)
+
+
+def from_hex(strings: pa.Array, width: int) -> np.ndarray | None:
+    """An array of lowercase hex strings of `width` characters -> (n, width/2) uint8; None if
+    any is null, of another length or not lowercase hex."""
+    n = len(strings)
+    if strings.null_count or not pa.types.is_string(strings.type) or width % 2:
+        return None
+    _, offsets, data = strings.buffers()
+    off = np.frombuffer(offsets, np.int32)[strings.offset:strings.offset + n + 1]
+    if n == 0 or not (np.diff(off) == width).all():
+        return None if n else np.zeros((0, width // 2), np.uint8)
+    nibbles = _NIBBLE[np.frombuffer(data, np.uint8)[off[0]:off[-1]].reshape(n, width)]
+    if (nibbles == 255).any():
+        return None
+    return (nibbles[:, 0::2] << 4) | nibbles[:, 1::2]
+

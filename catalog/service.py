@@ -11,7 +11,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from catalog import status as statuses, store
+from catalog import index_load, status as statuses, store
 from catalog.db import engine_for
 from catalog.keys import KeyStore, head_hash, tree_head_payload
 from catalog.models import Alert as AlertRow
@@ -139,7 +139,9 @@ class Catalog:
         now = now or utcnow()
         root_hex = staged.root.hex()
         final_dir: Path | None = None
-        with self.session() as s:
+        # the loader attaches its scratch file (SQLite) before the transaction, detaches it after
+        with self.engine.connect() as conn, index_load.loader(conn) as loader, \
+                Session(conn, expire_on_commit=False) as s:
             try:
                 with s.begin():
                     run = s.get(Run, run_id)
@@ -170,9 +172,9 @@ class Catalog:
                         type_version=reg.ctype.version, path=str(final_dir), run_id=run.id,
                         published_at=now))
                     s.flush()
-                    _insert_index(s, ds.id, version, final_dir / "index.parquet")
+                    _insert_index(loader, ds.id, version, final_dir / "index.parquet")
                     statuses.record_changes(s, ds.id, version, Path(prev.path) if prev else None,
-                                                 final_dir, now)
+                                            final_dir, now)
                     ds.current_version = version
                     run.state, run.finished_at, run.version = "published", now, version
                 return PublishResult(ds.id, version, "published", staged.tree_size, root_hex)
@@ -503,18 +505,10 @@ def _executemany(conn, stmt, rows: list[dict]) -> None:
                          [dict(zip(order, r)) for r in out])
 
 
-def _insert_index(s: Session, dataset: str, version: int, index_path: Path) -> None:
-    """Bulk insert through the driver's executemany: per-row ORM work would dominate publish.
-    The statement is compiled by SQLAlchemy from the table; values are bound, never inlined."""
-    conn = s.connection()
-    cols = [*store.INDEX_COLUMNS, "leaf_index", "dataset_id", "version"]
-    compiled = sa.insert(Record.__table__).values({c: sa.bindparam(c) for c in cols}).compile(
-        dialect=conn.dialect)
-    order = list(compiled.positiontup) if compiled.positional else cols
-    fixed = {"dataset_id": dataset, "version": version}
-    for rows in store.iter_index(index_path, order, fixed, dates_as_text=conn.dialect.name == "sqlite"):
-        conn.exec_driver_sql(str(compiled), rows if compiled.positional else
-                             [dict(zip(order, r)) for r in rows])
+def _insert_index(loader: index_load.IndexLoader, dataset: str, version: int, index_path: Path) -> None:
+    """The version's index rows into `records`, in bulk, in the publishing transaction
+    (catalog/index_load.py: ADBC and ATTACH on SQLite, COPY on PostgreSQL)."""
+    loader.load(index_path, dataset, version)
 
 
 _r = Record.__table__.c

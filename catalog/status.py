@@ -73,9 +73,9 @@ def record_changes(s: Session, dataset: str, version: int, prev_dir: Path | None
     """Store the events of a new version (called by Catalog.publish in its transaction).
     Returns how many records changed."""
     events = diff_versions(prev_dir, new_dir)
-    if events:
-        s.execute(sa.insert(RecordEvent), [{**e, "dataset_id": dataset, "version": version, "at": at}
-                                           for e in events])
+    if events:          # Core's executemany: the ORM's bulk insert costs ~50 µs a row more
+        s.connection().execute(RecordEvent.__table__.insert(),
+                               [{**e, "dataset_id": dataset, "version": version, "at": at} for e in events])
     return len(events)
 
 

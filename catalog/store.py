@@ -7,7 +7,6 @@ rows written as they come, so memory grows only by the leaf hashes (32 bytes a r
 from __future__ import annotations
 
 import hashlib
-import itertools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,14 +63,18 @@ def record_ids(dataset: str, holder_keys: pa.Array, licence_numbers: pa.Array) -
     return hex_strings(record_id_bytes(dataset, holder_keys, licence_numbers))
 
 
-def _key_order(keys: np.ndarray) -> np.ndarray:
+def key_order(keys: np.ndarray) -> np.ndarray:
     """Indices that sort the rows of an (n, k) uint8 array bytewise (k a multiple of 8): on the
-    first 8 bytes, and on all of them (stably) only if those tie somewhere."""
+    first 8 bytes, then the rows whose first 8 bytes tie (usually few) on all of them."""
     words = np.ascontiguousarray(keys).view(">u8")
-    order = np.argsort(words[:, 0])
-    first = words[order, 0]
-    if len(first) > 1 and (first[1:] == first[:-1]).any():
-        order = np.lexsort(words.T[::-1])
+    first = words[:, 0].astype(np.uint64)     # native byte order: a faster sort
+    order = np.argsort(first)
+    first = first[order]
+    tied = np.flatnonzero(first[1:] == first[:-1])
+    if len(tied) and words.shape[1] > 1:
+        at = np.union1d(tied, tied + 1)       # positions of whole tie groups, in sorted order
+        rows = order[at]
+        order[at] = rows[np.lexsort(words[rows].T[::-1])]
     return order
 
 
@@ -85,18 +88,21 @@ def _stage_batch(batch: pa.RecordBatch, dataset: str, record_cols: list[str], in
     return records, leaves, table.select(index_cols)
 
 
-def stage_version(accepted: Path, dataset: str, ctype: CertificateType, out_dir: Path) -> StagedVersion:
+def stage_version(accepted: Path | list[Path], dataset: str, ctype: CertificateType,
+                  out_dir: Path) -> StagedVersion:
     """records.parquet, index.parquet (the index columns that are not record fields, in leaf
-    order: the rest are read from the records when the index is inserted) and tree.bin."""
+    order: the rest are read from the records when the index is inserted) and tree.bin.
+    `accepted`: a file of records, or several (changes.publishable), in leaf order."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    src_schema = staging.read_schema(accepted)
+    sources = [accepted] if isinstance(accepted, Path) else list(accepted)
+    src_schema = staging.read_schema(sources[0])
     record_cols = [*ctype.field_names, "record_id"]
     index_cols = [c for c in INDEX_COLUMNS if c not in record_cols]
     wanted = list(dict.fromkeys([*ctype.field_names, *index_cols]))
     leaves: list[np.ndarray] = []
     writers: dict[str, pq.ParquetWriter] = {}
     try:
-        batches = staging.iter_batches(accepted, BATCH, wanted)
+        batches = _exactly(BATCH, (b for p in sources for b in staging.iter_batches(p, BATCH, wanted)))
         for records, hashes, index in ordered_map(
                 lambda b: _stage_batch(b, dataset, record_cols, index_cols), batches):
             for name, table in (("records", records), ("index", index)):
@@ -116,8 +122,28 @@ def stage_version(accepted: Path, dataset: str, ctype: CertificateType, out_dir:
     all_leaves = np.concatenate(leaves) if leaves else np.zeros((0, 32), np.uint8)
     tree = MerkleTree.build(all_leaves)
     tree.save(out_dir / "tree.bin")
-    ordered = all_leaves[_key_order(all_leaves)]
+    ordered = all_leaves[key_order(all_leaves)]
     return StagedVersion(out_dir, tree.size, tree.root, hashlib.sha256(ordered.tobytes()).hexdigest())
+
+
+def _exactly(size: int, batches):
+    """Batches of `size` rows (the last may be shorter) from batches of any size: every row
+    group of records.parquet but the last must be full (read_record finds a leaf by division)."""
+    held: list[pa.RecordBatch] = []
+    n = 0
+    for batch in batches:
+        if not held and batch.num_rows == size:     # one file's batches: passed on as they are
+            yield batch
+            continue
+        held.append(batch)
+        n += batch.num_rows
+        if n >= size:
+            table = pa.Table.from_batches(held).combine_chunks()
+            cut = n - n % size
+            yield from table.slice(0, cut).to_batches(max_chunksize=size)
+            held, n = table.slice(cut).to_batches(), n % size
+    if n:
+        yield pa.Table.from_batches(held).combine_chunks().to_batches()[0]
 
 
 def index_table(path: Path, columns: list[str]) -> pa.Table:
@@ -133,26 +159,6 @@ def index_table(path: Path, columns: list[str]) -> pa.Table:
         n = pq.ParquetFile(records).metadata.num_rows
         table = table.append_column("leaf_index", pa.array(np.arange(n, dtype=np.int64)))
     return table.select(columns)
-
-
-def iter_index(path: Path, order: list[str], fixed: dict, dates_as_text: bool,
-               batch_rows: int = 50_000):
-    """Index rows as tuples in `order` (index columns, or constants from `fixed`), a batch
-    at a time, in record-id order (a B-tree fills by appending, not by random page splits).
-    The tuples are made by zip in C, not per row in Python."""
-    table = index_table(path, [c for c in order if c not in fixed])
-    table = table.take(pc.sort_indices(table.column("record_id")))
-    for batch in table.to_batches(max_chunksize=batch_rows):
-        cols = []
-        for c in order:
-            if c in fixed:
-                cols.append(itertools.repeat(fixed[c]))
-                continue
-            col = batch.column(c)
-            if dates_as_text and pa.types.is_date32(col.type):
-                col = pc.cast(col, pa.string())
-            cols.append(col.to_pylist())
-        yield list(zip(*cols))
 
 
 def version_leaves(directory: Path) -> pa.Table:

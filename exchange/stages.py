@@ -161,7 +161,7 @@ def publish(source_id: str, key: str) -> dict:
     shutil.rmtree(staged_dir, ignore_errors=True)
     previous = catalog.current_version_path(reg.dataset)
     records, _ = changes.publishable(*(staging.transient(workdir, n) for n in ("accepted", "conformed")),
-                                     previous, staging.transient(workdir, "publishable"))
+                                     previous, staging.transient(workdir, "withdrawn"))
     staged = store.stage_version(records, reg.dataset, reg.ctype, staged_dir)
     diff = changes.diff(previous, staged.directory)
     keys = KeyStore(settings.keys_dir, settings.key_passphrase())
@@ -169,7 +169,7 @@ def publish(source_id: str, key: str) -> dict:
     from catalog.key_status import write_key_material
     write_key_material(keys, catalog.engine, settings.jwks_path)
     state.commit(source_id, key, workdir, catalog, settings.home)   # watermark, mirror, files
-    for name in ("extracted", "conformed", "accepted", "publishable"):
+    for name in ("extracted", "conformed", "accepted", "withdrawn"):
         staging.transient(workdir, name).unlink(missing_ok=True)
     shutil.rmtree(staged_dir, ignore_errors=True)
     return {"dataset": result.dataset, "version": result.version, "state": result.state,

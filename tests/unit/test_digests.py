@@ -136,3 +136,29 @@ def test_tree_on_the_native_path(n):
     leaves = [hashlib.sha256(b"\x00" + i.to_bytes(4, "big")).digest() for i in range(n)]
     tree = MerkleTree.build(np.frombuffer(b"".join(leaves), np.uint8).reshape(n, 32))
     assert tree.root == _root(leaves)
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 5_000])
+def test_record_ids_sorted_as_bytes_like_strings(n):
+    """index_load.record_id_order (hex parsed, numpy key order with ties resolved) equals
+    sorting the strings, with many ids sharing a holder prefix and first 8 bytes."""
+    from catalog import index_load
+
+    rng = np.random.default_rng(n)
+    raw = rng.integers(0, 256, (n, 16), dtype=np.uint8)
+    raw[: n // 2, :6] = raw[0, :6] if n else 0              # one holder with half the records
+    raw[: n // 4, 6:8] = 7                                  # ... and ties on the first 8 bytes
+    raw[n // 4: n // 4 + 3] = raw[n // 4] if n else 0        # duplicates too
+    ids = digests.hex_strings(raw)
+    assert np.array_equal(digests.from_hex(ids, 32), raw)
+    order = index_load.record_id_order(ids)
+    assert ids.take(pa.array(order)).to_pylist() == sorted(ids.to_pylist())
+
+
+def test_ids_that_are_not_lowercase_hex_are_sorted_as_strings():
+    from catalog import index_load
+
+    for ids in (pa.array(["b" * 32, "A" * 32, "a" * 32]), pa.array(["bb", "a", "ab"]),
+                pa.array(["g" * 32, "0" * 32])):
+        assert digests.from_hex(ids, 32) is None
+        assert ids.take(pa.array(index_load.record_id_order(ids))).to_pylist() == sorted(ids.to_pylist())

@@ -8,7 +8,7 @@ import pytest
 import rfc8785
 
 from bench.publish import ACCEPTED_FILE, records
-from catalog import store
+from catalog import index_load, store
 from catalog.canonical import to_json_record
 from catalog.merkle import MerkleTree, root_from_inclusion_proof
 from schemas.types import get_type
@@ -69,8 +69,8 @@ def test_index_in_leaf_order_and_inserted_in_key_order(staged):
         if c != "holder_key":
             assert index.column(c).equals(recs.column(c)), c
     order = ["record_id", "leaf_index", "dataset_id", "holder_key", "valid_to"]
-    rows = [r for batch in store.iter_index(version.index_path, order, {"dataset_id": DATASET},
-                                            dates_as_text=True, batch_rows=7000) for r in batch]
+    rows = [r for batch in index_load.iter_tuples(version.index_path, order, {"dataset_id": DATASET},
+                                                  dates_as_text=True, batch_rows=7000) for r in batch]
     assert [r[0] for r in rows] == sorted(recs.column("record_id").to_pylist())
     assert sorted(r[1] for r in rows) == list(range(n)) and {r[2] for r in rows} == {DATASET}
     holders = pq.read_table(version.index_path).column("holder_key").to_pylist()
@@ -95,4 +95,37 @@ def test_empty_version(tmp_path):
     v = store.stage_version(tmp_path / "accepted.parquet", DATASET, get_type("business_licence"), tmp_path / "v")
     assert v.tree_size == 0 and v.root == hashlib.sha256(b"").digest()
     order = [*store.INDEX_COLUMNS, "leaf_index", "dataset_id"]
-    assert list(store.iter_index(v.index_path, order, {"dataset_id": DATASET}, dates_as_text=True)) == []
+    assert list(index_load.iter_tuples(v.index_path, order, {"dataset_id": DATASET}, dates_as_text=True)) == []
+
+
+def test_several_files_stage_as_their_concatenation(staged, tmp_path):
+    """changes.publishable hands stage_version the accepted file and the withdrawn rows' file:
+    the version equals staging both as one file, and every row group but the last is full."""
+    n, version = staged
+    whole = pq.read_table(version.directory.parent / "accepted.parquet")
+    cut = store.ROW_GROUP + 1000                 # neither part a whole number of batches
+    pq.write_table(whole.slice(0, cut), tmp_path / "a.parquet", **ACCEPTED_FILE)
+    pq.write_table(whole.slice(cut), tmp_path / "b.parquet", row_group_size=3000, **ACCEPTED_FILE)
+    mp = pytest.MonkeyPatch()
+    mp.setattr(store, "BATCH", store.ROW_GROUP)
+    try:
+        parts = store.stage_version([tmp_path / "a.parquet", tmp_path / "b.parquet"], DATASET,
+                                    get_type("business_licence"), tmp_path / "v")
+    finally:
+        mp.undo()
+    assert (parts.root, parts.content_digest, parts.tree_size) == (version.root, version.content_digest, n)
+    meta = pq.ParquetFile(parts.directory / "records.parquet").metadata
+    sizes = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
+    assert set(sizes[:-1]) == {store.ROW_GROUP} and sum(sizes) == n
+    for i in (0, cut - 1, cut, n - 1):
+        assert store.read_record(parts.directory, i) == store.read_record(version.directory, i)
+
+
+def test_exactly_rebatches_any_sizes():
+    import pyarrow as pa
+    batches = [pa.record_batch({"x": pa.array(range(a, b), pa.int64())}) for a, b in
+               [(0, 5), (5, 5), (5, 13), (13, 21), (21, 22), (22, 40)]]
+    out = list(store._exactly(8, iter(batches)))
+    assert [b.num_rows for b in out] == [8, 8, 8, 8, 8]
+    assert [v for b in out for v in b.column(0).to_pylist()] == list(range(40))
+    assert list(store._exactly(8, iter([]))) == []

@@ -1,0 +1,182 @@
+"""The records index is loaded in bulk (catalog/index_load.py: ADBC + ATTACH on SQLite, COPY on
+PostgreSQL) and stays part of the publishing transaction: the rows equal the published
+version's, on a first version and on one published over it; a failure after the bulk insert
+leaves no row, no version and, on SQLite, no scratch file attached or on disk."""
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import uuid
+from datetime import date
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from catalog import index_load, store
+from catalog.models import DatasetVersion, Record
+from demo.synth import TABLE
+from exchange import stages
+from exchange.errors import PublishError
+from exchange.settings import get_settings, reset_settings
+from tests.conftest import catalog, register_demo_source
+from tests.integration.conftest import server_url
+
+pytestmark = pytest.mark.integration
+SOURCE = "smr_business_licence"
+COLUMNS = [*index_load.COLUMNS, "dataset_id", "version"]
+
+
+@pytest.fixture(params=["sqlite", "postgresql", "postgresql-role"])
+def backend(request, home, monkeypatch):
+    """The catalogue on SQLite (the default) or on a fresh PostgreSQL database, reached as the
+    server's superuser or as a plain role that owns the database."""
+    if request.param == "sqlite":
+        yield "sqlite"
+        return
+    server = server_url("postgresql")          # skips, saying why, when the server is absent
+    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT", poolclass=sa.NullPool)
+    name = f"t_index_{uuid.uuid4().hex[:8]}"
+    url = sa.make_url(server).set(database=name)
+    with admin.connect() as c:
+        if request.param == "postgresql-role":
+            c.exec_driver_sql(f'create role "{name}" login nosuperuser')
+            url = url.set(username=name, password=None)
+        c.exec_driver_sql(f'create database "{name}" owner "{url.username}"')
+    monkeypatch.setenv("EXCHANGE_CATALOG_URL", url.render_as_string(False))
+    reset_settings()
+    try:
+        yield request.param
+    finally:
+        from catalog.db import engine_for
+        engine_for.cache_clear()
+        with admin.connect() as c:
+            c.exec_driver_sql(f'drop database if exists "{name}" with (force)')
+            c.exec_driver_sql(f'drop role if exists "{name}"')
+        admin.dispose()
+
+
+@pytest.fixture
+def silo(silo_2k, tmp_path):
+    """A copy of the 2,000-row silo this test may change."""
+    path = tmp_path / "silo.db"
+    shutil.copy(silo_2k[0], path)
+    return path
+
+
+def _expected(version_dir, dataset: str, version: int) -> list[tuple]:
+    """The index rows the version's files describe, in record-id order."""
+    index = store.index_table(version_dir / "index.parquet", list(index_load.COLUMNS)).to_pylist()
+    rows = [tuple(r[c] for c in index_load.COLUMNS) + (dataset, version) for r in index]
+    return sorted(rows)
+
+
+def _stored(version: int) -> list[tuple]:
+    """The records rows of a version as the catalogue reads them (SQLAlchemy's types)."""
+    r = Record.__table__.c
+    with catalog().engine.connect() as c:
+        rows = c.execute(sa.select(*(r[x] for x in COLUMNS)).where(r.version == version)
+                         .order_by(r.record_id)).all()
+    return [tuple(row) for row in rows]
+
+
+def _version_dir(version: int) -> Path:
+    with catalog().session() as s:
+        return Path(s.scalar(sa.select(DatasetVersion.path).where(DatasetVersion.version == version)))
+
+
+def test_index_rows_equal_the_published_versions(backend, home, silo):
+    register_demo_source(home, silo)
+    first = stages.run_all(SOURCE, "r1", date(2026, 11, 21))
+    dataset = first["dataset"]
+    v1 = _expected(_version_dir(1), dataset, 1)
+    assert len(v1) == first["tree_size"] > 1_900
+    assert _stored(1) == v1
+    assert any(r[6] is None for r in v1) and any(isinstance(r[6], date) for r in v1)   # valid_to both ways
+
+    # a second version over the first: rows land among the first version's (same record ids)
+    with sqlite3.connect(silo) as c:
+        c.execute(f'update {TABLE} set "QYMC" = "QYMC" || \'（变更）\' where "ID" % 50 = 0')
+        c.execute(f'update {TABLE} set "DJZT" = \'吊销\' where "ID" % 77 = 0')
+        c.execute(f'delete from {TABLE} where "ID" % 97 = 0')          # gone: carried as withdrawn
+    second = stages.run_all(SOURCE, "r2", date(2026, 11, 22))
+    assert second["version"] == 2 and second["changes"]["withdrawn"] > 0
+    v2 = _expected(_version_dir(2), dataset, 2)
+    assert _stored(2) == v2 and _stored(1) == v1
+    assert {r[5] for r in v2} >= {"valid", "revoked", "withdrawn"}
+    assert len({r[0] for r in v2} & {r[0] for r in v1}) > 1_850    # the same records, again
+    assert sum(r[3].endswith("（变更）") for r in v2) >= 35
+
+
+def test_the_bulk_path_stores_what_executemany_stores(home, silo, tmp_path, monkeypatch):
+    """SQLite: byte for byte the rows (and SQLite storage classes) of the generic path."""
+    register_demo_source(home, silo)
+    stages.run_all(SOURCE, "r1", date(2026, 11, 21))
+    bulk_db = get_settings().home / "catalog.db"
+    query = ("select record_id, version, dataset_id, leaf_index, holder_key, holder_code_type, holder_name, "
+             "licence_number, status, valid_to, typeof(valid_to), typeof(leaf_index) from records order by 1, 2")
+    with sqlite3.connect(bulk_db) as c:
+        bulk = c.execute(query).fetchall()
+
+    other = tmp_path / "home2"
+    monkeypatch.setenv("EXCHANGE_HOME", str(other))
+    reset_settings()
+    monkeypatch.setattr(index_load, "loader", index_load.IndexLoader)   # the generic executemany
+    register_demo_source(other, silo)
+    stages.run_all(SOURCE, "r1", date(2026, 11, 21))
+    with sqlite3.connect(other / "catalog.db") as c:
+        generic = c.execute(query).fetchall()
+    assert len(bulk) > 1_900 and bulk == generic
+
+
+def _attached(engine) -> set[str]:
+    """Databases attached to any pooled connection besides main (and temp)."""
+    conns = [engine.connect() for _ in range(max(1, engine.pool.checkedin()))]
+    try:
+        return {row[1] for c in conns for row in c.exec_driver_sql("PRAGMA database_list")} - {"main", "temp"}
+    finally:
+        for c in conns:
+            c.close()
+
+
+def test_a_failure_after_the_bulk_insert_leaves_nothing(backend, home, silo, monkeypatch):
+    register_demo_source(home, silo)
+    from catalog import status
+
+    seen = {}
+
+    def fail_after_insert(s, dataset, version, *args):
+        # inside the transaction: the bulk insert has happened
+        seen["rows"] = s.execute(sa.text("select count(*) from records where version = :v"),
+                                 {"v": version}).scalar_one()
+        if backend == "sqlite":
+            seen["scratch"] = [p for p in home.glob(".index-scratch-*")]
+        raise RuntimeError("power cut after the index was written")
+
+    with monkeypatch.context() as m:
+        m.setattr(status, "record_changes", fail_after_insert)
+        with pytest.raises(PublishError, match="nothing of it was kept"):
+            stages.run_all(SOURCE, "r1", date(2026, 11, 21))
+    assert seen["rows"] > 1_900
+    engine = catalog().engine
+    with engine.connect() as c:
+        assert c.scalar(sa.text("select count(*) from records")) == 0
+        assert c.scalar(sa.text("select count(*) from dataset_versions")) == 0
+        assert c.scalar(sa.text("select current_version from datasets")) is None
+        assert c.scalar(sa.text("select state from runs")) == "failed"
+    store_dir = get_settings().store_dir / "business_licence.market_regulation"
+    assert not store_dir.exists() or not any(store_dir.iterdir())
+    if backend == "sqlite":
+        assert seen["scratch"], "the scratch file lives beside the catalogue while publishing"
+        assert not list(home.glob(".index-scratch-*"))
+        assert _attached(engine) == set()
+
+    again = stages.publish(SOURCE, "r1")
+    assert again["version"] == 1
+    assert _stored(1) == _expected(_version_dir(1), again["dataset"], 1)
+    if backend == "sqlite":
+        assert not list(home.glob(".index-scratch-*")) and _attached(engine) == set()
+    with engine.connect() as c, pytest.raises(sa.exc.IntegrityError):   # the key is still enforced
+        c.execute(sa.insert(Record).values(record_id="0" * 32, version=1, dataset_id="no.such.dataset",
+                                           leaf_index=0, holder_key="x", holder_code_type="001",
+                                           holder_name="x", licence_number="x", status="valid"))
