@@ -225,7 +225,9 @@ def _adbc_sqlite(path: str, s: SqlSettings, query: sa.Select, schema: pa.Schema)
             cur.execute(f"SELECT {sentinel} UNION ALL SELECT {body} FROM ({_literal_sql(part, 'sqlite')})")
             out = []
             for batch in cur.fetch_record_batch():
-                batch = batch.filter(pc.equal(batch.column(len(cols)), 1))
+                real = pc.equal(batch.column(len(cols)), 1)
+                if not pc.all(real).as_py():     # the sentinel (first, as a rule): no copy then
+                    batch = batch.slice(1) if pc.all(real.slice(1)).as_py() else batch.filter(real)
                 if batch.num_rows:
                     out.append(pa.RecordBatch.from_arrays(batch.columns[:len(cols)], schema=schema))
             return out
