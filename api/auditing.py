@@ -21,12 +21,12 @@ class AuditWriter:
     """Group commit. On SQLite (commits are quick, no fsync) the batch is written on the event
     loop itself: a worker thread running Python beside the loop costs more in GIL hand-offs
     than it saves. On PostgreSQL (a commit waits for fsync) it is written through an async
-    connection while the loop serves others, and the next batch gathers meanwhile."""
+    psycopg connection while the loop serves others, and the next batch gathers meanwhile."""
 
     def __init__(self, engine, inline: bool | None = None):
         self.engine = engine
         self.inline = engine.dialect.name == "sqlite" if inline is None else inline
-        self._async_engine = None
+        self._aconn = None
         self._queue: list[tuple[list[dict], asyncio.Future]] = []
         self._running = False
 
@@ -67,10 +67,17 @@ class AuditWriter:
     async def _write_async(self, rows: list[dict]) -> None:
         if self.engine.dialect.name != "postgresql":
             return await asyncio.to_thread(audit.append_many, self.engine, rows)
-        if self._async_engine is None:
-            from sqlalchemy.ext.asyncio import create_async_engine
-            self._async_engine = create_async_engine(self.engine.url, pool_size=2)
-        await audit.append_many_async(self._async_engine, rows)
+        import psycopg
+
+        from catalog.rawdb import raw
+        if self._aconn is None or self._aconn.closed:
+            cargs, cparams = self.engine.dialect.create_connect_args(self.engine.url)
+            self._aconn = await psycopg.AsyncConnection.connect(*cargs, **cparams, autocommit=True)
+        try:
+            await audit.append_many_async(raw(self.engine), self._aconn, rows)
+        except psycopg.OperationalError:
+            await self._aconn.close()       # reconnect for the next batch
+            raise
 
     async def _drain(self) -> None:
         try:

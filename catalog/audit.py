@@ -65,8 +65,16 @@ def append(engine: Engine, **kw) -> int:
     return append_many(engine, [entry(**kw)])[-1]
 
 
-_TAKE = lambda n: (sa.update(_head).where(_head.c.id == 1)  # noqa: E731
-                   .values(seq=_head.c.seq + n).returning(_head.c.seq, _head.c.hash))
+# The append, as three statements run on the driver (catalog/rawdb.py): take n numbers from the
+# head (its row lock / the write lock serialises appends), insert the chained rows, set the hash.
+_COLS = ("at", "department", "purpose", "action", "holder", "datasets", "fields", "subject",
+         "outcome", "detail", "seq", "prev_hash", "entry_hash")
+_JSON_COLS = ("datasets", "fields", "detail")
+_ONE = sa.literal_column("1")    # the head row (literal: the statements take only named values)
+_TAKE = (sa.update(_head).where(_head.c.id == _ONE).values(seq=_head.c.seq + sa.bindparam("n"))
+         .returning(_head.c.seq, _head.c.hash))
+_INSERT = sa.insert(_log).values({k: sa.bindparam(k) for k in _COLS})
+_SET_HASH = sa.update(_head).where(_head.c.id == _ONE).values(hash=sa.bindparam("hash"))
 
 
 def _chain(rows: list[dict], last: int, prev: str) -> tuple[list[dict], str]:
@@ -82,26 +90,58 @@ def _chain(rows: list[dict], last: int, prev: str) -> tuple[list[dict], str]:
     return out, prev
 
 
+def _driver_values(rows: list[dict], sqlite: bool) -> list[dict]:
+    """Column values as SQLAlchemy's types would bind them: JSON as json.dumps text (None as
+    JSON null), and on SQLite the time as naive UTC text."""
+    out = []
+    for r in rows:
+        v = {k: r.get(k) for k in _COLS}
+        for k in _JSON_COLS:
+            v[k] = json.dumps(v[k])
+        if sqlite:
+            at = v["at"]
+            at = at.astimezone(timezone.utc) if at.tzinfo else at
+            v["at"] = at.strftime("%Y-%m-%d %H:%M:%S.%f")
+        out.append(v)
+    return out
+
+
+def _statements(r, rows: list[dict]):
+    """(take, insert, set hash) as (SQL, parameters) for the raw connections `r`."""
+    return r.args(_TAKE, {"n": len(rows)}), r.compiled(_INSERT), r.compiled(_SET_HASH)
+
+
 def append_many(engine: Engine, rows: list[dict]) -> list[int]:
     """Chain and write entries in one transaction (the API's group commit); returns their seqs."""
+    from catalog.rawdb import raw
+
     if not rows:
         return []
-    with engine.begin() as c:
-        out, prev = _chain(rows, *c.execute(_TAKE(len(rows))).one())
-        c.execute(sa.insert(_log), out)
-        c.execute(sa.update(_head).where(_head.c.id == 1).values(hash=prev))
-    return [r["seq"] for r in out]
+    r = raw(engine)
+    (take, take_args), (insert, order), (set_hash, hash_order) = _statements(r, rows)
+    with r.transaction() as c:
+        cur = c.cursor()
+        cur.execute(take, take_args)
+        out, prev = _chain(rows, *cur.fetchone())
+        values = _driver_values(out, r.dialect == "sqlite")
+        cur.executemany(insert, [tuple(v[k] for k in order) for v in values] if order else values)
+        cur.execute(set_hash, (prev,) if hash_order else {"hash": prev})
+    return [x["seq"] for x in out]
 
 
-async def append_many_async(engine, rows: list[dict]) -> list[int]:
-    """The same through an AsyncEngine (the API on PostgreSQL: no thread beside the loop)."""
+async def append_many_async(r, conn, rows: list[dict]) -> list[int]:
+    """The same on a psycopg AsyncConnection (the API on PostgreSQL: the loop keeps serving
+    while the commit waits for the disk); `r` is `raw(engine)` of the same database."""
     if not rows:
         return []
-    async with engine.begin() as c:
-        out, prev = _chain(rows, *(await c.execute(_TAKE(len(rows)))).one())
-        await c.execute(sa.insert(_log), out)
-        await c.execute(sa.update(_head).where(_head.c.id == 1).values(hash=prev))
-    return [r["seq"] for r in out]
+    (take, take_args), (insert, _), (set_hash, _) = _statements(r, rows)
+    async with conn.transaction():
+        cur = conn.cursor()
+        await cur.execute(take, take_args)
+        out, prev = _chain(rows, *(await cur.fetchone()))
+        await cur.executemany(insert, _driver_values(out, False))
+        await cur.execute(set_hash, {"hash": prev})
+    return [x["seq"] for x in out]
 
 
 @dataclass(frozen=True)
