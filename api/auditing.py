@@ -13,15 +13,21 @@ import logging
 
 from catalog import audit
 from catalog.consumer import PENDING
+from catalog.rawdb import Busy
 
 log = logging.getLogger("exchange.api")
+RETRY_BUSY = 0.0005      # seconds before a batch that found SQLite's write lock taken tries again
+BUSY_LIMIT = 2.0
 
 
 class AuditWriter:
     """Group commit. On SQLite (commits are quick, no fsync) the batch is written on the event
     loop itself: a worker thread running Python beside the loop costs more in GIL hand-offs
-    than it saves. On PostgreSQL (a commit waits for fsync) it is written through an async
-    psycopg connection while the loop serves others, and the next batch gathers meanwhile."""
+    than it saves. If another process (a second worker) holds the write lock, the batch is
+    retried a moment later rather than blocking the loop in SQLite's busy wait; after
+    BUSY_LIMIT seconds it waits like any writer (and fails with 503 if the lock stays taken).
+    On PostgreSQL (a commit waits for fsync) it is written through an async psycopg
+    connection while the loop serves others, and the next batch gathers meanwhile."""
 
     def __init__(self, engine, inline: bool | None = None):
         self.engine = engine
@@ -29,6 +35,7 @@ class AuditWriter:
         self._aconn = None
         self._queue: list[tuple[list[dict], asyncio.Future]] = []
         self._running = False
+        self._busy_since: float | None = None
 
     async def write(self, rows: list[dict]) -> None:
         loop = asyncio.get_running_loop()
@@ -56,12 +63,21 @@ class AuditWriter:
 
     def _flush(self) -> None:
         batch, rows = self._take()
-        self._running = False
+        loop = asyncio.get_running_loop()
+        waited = loop.time() - self._busy_since if self._busy_since is not None else 0.0
         try:
-            audit.append_many(self.engine, rows)
+            audit.append_many(self.engine, rows, wait=waited > BUSY_LIMIT)
+        except Busy:
+            if self._busy_since is None:
+                self._busy_since = loop.time()
+            self._queue[:0] = batch       # in front of what came meanwhile: the order is kept
+            loop.call_later(RETRY_BUSY, self._flush)
+            return
         except Exception as exc:
+            self._busy_since, self._running = None, False
             log.exception("audit write failed")
             return self._settle(batch, exc)
+        self._busy_since, self._running = None, False
         self._settle(batch, None)
 
     async def _write_async(self, rows: list[dict]) -> None:

@@ -24,9 +24,10 @@ _log, _head = AuditEntry.__table__, AuditHead.__table__
 
 
 def _at_text(at: datetime) -> str:
-    if at.tzinfo is None:            # SQLite gives back naive UTC
-        at = at.replace(tzinfo=timezone.utc)
-    return at.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """YYYY-MM-DDTHH:MM:SS.ffffffZ in UTC."""
+    if at.tzinfo is not None:        # SQLite gives back naive UTC
+        at = at.astimezone(timezone.utc).replace(tzinfo=None)
+    return at.isoformat(timespec="microseconds") + "Z"
 
 
 BODY_KEYS = ("at", "department", "purpose", "action", "holder", "datasets", "fields", "subject",
@@ -48,14 +49,20 @@ def entry_hash(seq: int, prev_hash: str, body: bytes) -> str:
     return hashlib.sha256(f"{prev_hash}\n{seq}\n".encode() + body).hexdigest()
 
 
+def _text(value: str | None) -> str | None:
+    return value.replace("\x00", "\ufffd") if value and "\x00" in value else value
+
+
 def entry(*, department: str, purpose: str, action: str, outcome: str, holder: str | None = None,
           datasets: list[str] | None = None, fields: list[str] | None = None,
           subject: str | None = None, detail: dict | None = None, at: datetime | None = None) -> dict:
-    """An entry's row before it is chained (seq and hashes are set when it is written)."""
-    row = {"at": at or datetime.now(timezone.utc), "department": department[:128],
-           "purpose": purpose[:255], "action": action, "holder": holder, "datasets": datasets,
-           "fields": fields, "subject": subject[:128] if subject else None, "outcome": outcome,
-           "detail": detail}
+    """An entry's row before it is chained (seq and hashes are set when it is written). Text
+    a caller sent (a refused purpose) may hold NUL, which PostgreSQL cannot store: it is kept
+    as U+FFFD, so that one such request cannot fail its group's commit."""
+    row = {"at": at or datetime.now(timezone.utc), "department": _text(department[:128]),
+           "purpose": _text(purpose[:255]), "action": action, "holder": _text(holder),
+           "datasets": datasets, "fields": fields, "subject": _text(subject[:128]) if subject else None,
+           "outcome": outcome, "detail": detail}
     row["_body"] = body_bytes(row)
     return row
 
@@ -111,15 +118,16 @@ def _statements(r, rows: list[dict]):
     return r.args(_TAKE, {"n": len(rows)}), r.compiled(_INSERT), r.compiled(_SET_HASH)
 
 
-def append_many(engine: Engine, rows: list[dict]) -> list[int]:
-    """Chain and write entries in one transaction (the API's group commit); returns their seqs."""
+def append_many(engine: Engine, rows: list[dict], wait: bool = True) -> list[int]:
+    """Chain and write entries in one transaction (the API's group commit); returns their seqs.
+    wait=False: raise rawdb.Busy at once if another process holds SQLite's write lock."""
     from catalog.rawdb import raw
 
     if not rows:
         return []
     r = raw(engine)
     (take, take_args), (insert, order), (set_hash, hash_order) = _statements(r, rows)
-    with r.transaction() as c:
+    with r.transaction(wait) as c:
         cur = c.cursor()
         cur.execute(take, take_args)
         out, prev = _chain(rows, *cur.fetchone())

@@ -16,6 +16,10 @@ from weakref import WeakKeyDictionary
 from sqlalchemy import Engine, event
 
 _registry: WeakKeyDictionary = WeakKeyDictionary()
+
+
+class Busy(Exception):
+    """Another connection holds SQLite's write lock (only from `transaction(wait=False)`)."""
 _registry_lock = threading.Lock()
 
 
@@ -62,11 +66,13 @@ class Raw:
             raise
 
     @contextmanager
-    def transaction(self):
-        """A write transaction; on SQLite it takes the write lock at once (BEGIN IMMEDIATE)."""
+    def transaction(self, wait: bool = True):
+        """A write transaction; on SQLite it takes the write lock at once (BEGIN IMMEDIATE),
+        waiting for it up to the busy timeout, or with wait=False raising Busy if it is taken."""
         with self.connection() as conn:
             if self.dialect == "sqlite":
-                conn.execute("BEGIN IMMEDIATE")
+                if not self._begin(conn, wait):
+                    raise Busy("the catalogue's write lock is taken")
                 try:
                     yield conn
                 except BaseException:
@@ -76,6 +82,22 @@ class Raw:
             else:
                 with conn.transaction():
                     yield conn
+
+    def _begin(self, conn, wait: bool) -> bool:
+        if wait:
+            conn.execute("BEGIN IMMEDIATE")
+            return True
+        timeout = conn.execute("PRAGMA busy_timeout").fetchone()[0]
+        conn.execute("PRAGMA busy_timeout = 0")
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            return True
+        except self.engine.dialect.loaded_dbapi.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+            return False
+        finally:
+            conn.execute(f"PRAGMA busy_timeout = {int(timeout)}")
 
     def _drop(self, conn) -> None:
         if getattr(self._local, "conn", None) is conn:

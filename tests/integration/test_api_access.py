@@ -31,9 +31,10 @@ PURPOSES = {"item": ITEM, "case": CASE, "missing": None, "unknown": "XX-YY-9999"
 
 
 @pytest.fixture(scope="module")
-def env(published):
+def env(api_settings):
     from api.app import create_app
 
+    published = api_settings
     app = create_app(published, rate=10_000, burst=10_000, cache_ttl=0)
     consumer = app.state.consumer
     engine = consumer.engine
