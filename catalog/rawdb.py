@@ -79,8 +79,8 @@ class Raw:
                     conn.rollback()
                     raise
                 conn.commit()
-            else:
-                with conn.transaction():
+            else:            # pipelined: statements go out together until a fetch needs results
+                with conn.pipeline(), conn.transaction():
                     yield conn
 
     def _begin(self, conn, wait: bool) -> bool:
