@@ -13,7 +13,7 @@ import logging
 
 from catalog import audit
 from catalog.consumer import PENDING
-from catalog.rawdb import Busy
+from catalog.rawdb import Busy, raw
 
 log = logging.getLogger("exchange.api")
 RETRY_BUSY = 0.0005      # seconds before a batch that found SQLite's write lock taken tries again
@@ -33,6 +33,7 @@ class AuditWriter:
         self.engine = engine
         self.inline = engine.dialect.name == "sqlite" if inline is None else inline
         self._aconn = None
+        self._checkpoints_aside = False
         self._queue: list[tuple[list[dict], asyncio.Future]] = []
         self._running = False
         self._busy_since: float | None = None
@@ -62,6 +63,9 @@ class AuditWriter:
                 fut.set_exception(exc)
 
     def _flush(self) -> None:
+        if not self._checkpoints_aside and self.engine.dialect.name == "sqlite":
+            raw(self.engine).checkpoint_aside()      # no checkpoint stalls on the loop
+            self._checkpoints_aside = True
         batch, rows = self._take()
         loop = asyncio.get_running_loop()
         waited = loop.time() - self._busy_since if self._busy_since is not None else 0.0
@@ -85,7 +89,6 @@ class AuditWriter:
             return await asyncio.to_thread(audit.append_many, self.engine, rows)
         import psycopg
 
-        from catalog.rawdb import raw
         if self._aconn is None or self._aconn.closed:
             cargs, cparams = self.engine.dialect.create_connect_args(self.engine.url)
             self._aconn = await psycopg.AsyncConnection.connect(*cargs, **cparams, autocommit=True)

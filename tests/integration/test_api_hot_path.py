@@ -149,3 +149,26 @@ def test_a_refused_purpose_with_nul_is_audited(api_settings):
         last = c.execute(sa.text("select department, purpose, outcome from audit_log order by seq desc limit 1")).one()
     assert tuple(last) == ("nul-dept", "DJ\ufffdSCJG", "refused:400")
     assert audit.verify_chain(engine).ok
+
+
+def test_sqlite_checkpoints_run_beside_the_commits(tmp_path):
+    """The API's writer connection does not checkpoint in its commits; a thread does, so the
+    WAL is copied back into the database file without the writer paying for it."""
+    from catalog.db import engine_for
+    from catalog.rawdb import raw
+
+    db = tmp_path / "c.db"
+    engine = engine_for(f"sqlite:///{db}")
+    r = raw(engine)
+    r.checkpoint_aside(every=0.1)
+    with r.connection() as c:
+        assert c.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+    size = db.stat().st_size
+    for i in range(300):        # some 1,200 WAL frames: the writer would have checkpointed itself
+        audit.append_many(engine, [audit.entry(department="d", purpose=ITEM, action="lookup",
+                                               outcome="allowed", detail={"pad": "x" * 2000, "i": i})])
+    deadline = time.monotonic() + 5
+    while db.stat().st_size <= size and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert db.stat().st_size > size          # the checkpointer copied the new pages back
+    assert r._checkpointer.is_alive() and audit.verify_chain(engine).ok
