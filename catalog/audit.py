@@ -99,16 +99,16 @@ def _chain(rows: list[dict], last: int, prev: str) -> tuple[list[dict], str]:
 
 def _driver_values(rows: list[dict], sqlite: bool) -> list[dict]:
     """Column values as SQLAlchemy's types would bind them: JSON as json.dumps text (None as
-    JSON null), and on SQLite the time as naive UTC text."""
+    JSON null), and on SQLite the time as naive UTC text (YYYY-MM-DD HH:MM:SS.ffffff)."""
     out = []
     for r in rows:
         v = {k: r.get(k) for k in _COLS}
         for k in _JSON_COLS:
-            v[k] = json.dumps(v[k])
+            v[k] = "null" if v[k] is None else json.dumps(v[k])
         if sqlite:
             at = v["at"]
-            at = at.astimezone(timezone.utc) if at.tzinfo else at
-            v["at"] = at.strftime("%Y-%m-%d %H:%M:%S.%f")
+            at = at.astimezone(timezone.utc).replace(tzinfo=None) if at.tzinfo else at
+            v["at"] = at.isoformat(sep=" ", timespec="microseconds")
         out.append(v)
     return out
 
