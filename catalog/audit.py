@@ -137,12 +137,38 @@ def append_many(engine: Engine, rows: list[dict], wait: bool = True) -> list[int
     return [x["seq"] for x in out]
 
 
-async def append_many_async(r, conn, rows: list[dict]) -> list[int]:
+# PostgreSQL, when the writer knows the head it wrote last: one statement that moves the head
+# only if it is still that one, and inserts the rows only if it moved (a data-modifying WITH
+# always runs to completion). If another process appended meanwhile, nothing is written and
+# the writer takes the head under its lock instead.
+_PG_TYPES = {"at": "timestamptz", "seq": "int8", "datasets": "json", "fields": "json", "detail": "json"}
+_APPEND_AT_HEAD = (
+    "WITH head AS (UPDATE audit_head SET seq = %(new_seq)s, hash = %(new_hash)s "
+    "WHERE id = 1 AND seq = %(old_seq)s AND hash = %(old_hash)s RETURNING seq) "
+    f"INSERT INTO audit_log ({', '.join(_COLS)}) SELECT * FROM unnest("
+    + ", ".join(f"%({k})s::{_PG_TYPES.get(k, 'text')}[]" for k in _COLS)
+    + ") WHERE EXISTS (SELECT 1 FROM head)")
+
+
+async def append_many_async(r, conn, rows: list[dict],
+                            head: tuple[int, str] | None = None) -> tuple[list[int], tuple[int, str]]:
     """The same on a psycopg AsyncConnection (the API on PostgreSQL: the loop keeps serving
-    while the commit waits for the disk); `r` is `raw(engine)` of the same database. In
-    pipeline mode: two round trips (BEGIN + take; insert + hash + COMMIT), not five."""
+    while the commit waits for the disk); `r` is `raw(engine)` of the same database. Returns
+    the seqs and the new head (seq, hash). With `head`, the head this writer left: one round
+    trip if it is still the head; else, and without it, two (pipelined: BEGIN + take; insert
+    + hash + COMMIT)."""
     if not rows:
-        return []
+        return [], head
+    if head is not None:
+        out, prev = _chain(rows, head[0] + len(rows), head[1])
+        values = _driver_values(out, False)
+        params = {k: [v[k] for v in values] for k in _COLS}
+        params.update(new_seq=out[-1]["seq"], new_hash=prev, old_seq=head[0], old_hash=head[1])
+        async with conn.pipeline(), conn.transaction():
+            cur = conn.cursor()
+            await cur.execute(_APPEND_AT_HEAD, params)
+        if cur.rowcount == len(rows):
+            return [x["seq"] for x in out], (out[-1]["seq"], prev)
     (take, take_args), (insert, _), (set_hash, _) = _statements(r, rows)
     async with conn.pipeline(), conn.transaction():
         cur = conn.cursor()
@@ -150,7 +176,7 @@ async def append_many_async(r, conn, rows: list[dict]) -> list[int]:
         out, prev = _chain(rows, *(await cur.fetchone()))
         await cur.executemany(insert, _driver_values(out, False))
         await cur.execute(set_hash, {"hash": prev})
-    return [x["seq"] for x in out]
+    return [x["seq"] for x in out], (out[-1]["seq"], prev)
 
 
 @dataclass(frozen=True)

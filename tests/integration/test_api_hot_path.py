@@ -172,3 +172,44 @@ def test_sqlite_checkpoints_run_beside_the_commits(tmp_path):
         time.sleep(0.05)
     assert db.stat().st_size > size          # the checkpointer copied the new pages back
     assert r._checkpointer.is_alive() and audit.verify_chain(engine).ok
+
+
+def test_postgresql_appends_at_the_head_it_knows_or_takes_the_head(published_pg):
+    """The API's writer on PostgreSQL appends in one round trip at the head it wrote last; if
+    another process appended meanwhile (or the head is not what it thinks), nothing is written
+    that way and it takes the head under its lock: the chain stays whole either way."""
+    import asyncio
+
+    import psycopg
+
+    from catalog.db import engine_for
+    from catalog.rawdb import raw
+
+    engine = engine_for(published_pg.catalog_url, False)
+    r = raw(engine)
+
+    def rows(n):
+        return [audit.entry(department="writer", purpose=ITEM, action="lookup", outcome="allowed",
+                            holder="H", datasets=["d"], detail={"n": n}) for _ in range(n)]
+
+    async def run():
+        cargs, cparams = engine.dialect.create_connect_args(engine.url)
+        conn = await psycopg.AsyncConnection.connect(*cargs, **cparams, autocommit=True)
+        try:
+            s1, head = await audit.append_many_async(r, conn, rows(2))          # takes the head
+            s2, head = await audit.append_many_async(r, conn, rows(3), head)    # at the head
+            assert s2 == [s1[-1] + 1, s1[-1] + 2, s1[-1] + 3] and head[0] == s2[-1]
+            other = audit.append_many(engine, rows(1))                           # someone else
+            s3, head = await audit.append_many_async(r, conn, rows(2), head)
+            assert s3 == [other[0] + 1, other[0] + 2] and head[0] == s3[-1]
+            s4, _ = await audit.append_many_async(r, conn, rows(1), (head[0], "f" * 64))
+            assert s4 == [head[0] + 1]
+        finally:
+            await conn.close()
+        return s1[0], s4[-1]
+
+    first, last = asyncio.run(run())
+    with engine.connect() as c:
+        seqs = c.execute(sa.text("select seq from audit_log where seq >= :a order by seq"), {"a": first}).scalars().all()
+    assert seqs == list(range(first, last + 1))
+    assert audit.verify_chain(engine).ok
