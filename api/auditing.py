@@ -2,8 +2,8 @@
 
 The ASGI middleware gives each request a list (catalog.consumer.PENDING) that the consumer
 service fills; when the response is about to start, the entries are handed to one writer that
-chains and commits all entries waiting at that moment in one transaction (group commit) in a
-thread, so the event loop keeps serving. If the write fails, the client gets 503, not data.
+chains and commits all entries waiting at that moment in one transaction (group commit). If
+the write fails, the client gets 503, not data.
 """
 from __future__ import annotations
 
@@ -22,13 +22,13 @@ BUSY_LIMIT = 2.0
 
 class AuditWriter:
     """Group commit. On SQLite (commits are quick, no fsync) the batch is written on the event
-    loop itself: a worker thread running Python beside the loop costs more in GIL hand-offs
-    than it saves. If another process (a second worker) holds the write lock, the batch is
-    retried a moment later rather than blocking the loop in SQLite's busy wait; after
-    BUSY_LIMIT seconds it waits like any writer (and fails with 503 if the lock stays taken).
-    On PostgreSQL (a commit waits for fsync) it is written through an async psycopg
-    connection while the loop serves others, and the next batch gathers meanwhile; knowing the
-    head it wrote last, the writer needs one round trip (each costs a turn of the busy loop)."""
+    loop itself (a writer thread measured no better: GIL hand-offs). If another process (a
+    second worker) holds the write lock, the batch is retried a moment later rather than
+    blocking the loop in SQLite's busy wait; after BUSY_LIMIT seconds it waits like any
+    writer (and fails with 503 if the lock stays taken). On PostgreSQL (a commit waits for
+    fsync) it is written through an async psycopg connection while the loop serves others,
+    and the next batch gathers meanwhile; knowing the head it wrote last, the writer needs one
+    round trip (each costs a turn of the busy loop)."""
 
     def __init__(self, engine, inline: bool | None = None):
         self.engine = engine

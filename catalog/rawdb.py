@@ -19,11 +19,11 @@ from sqlalchemy import Engine, event
 
 log = logging.getLogger("exchange.catalog")
 _registry: WeakKeyDictionary = WeakKeyDictionary()
+_registry_lock = threading.Lock()
 
 
 class Busy(Exception):
     """Another connection holds SQLite's write lock (only from `transaction(wait=False)`)."""
-_registry_lock = threading.Lock()
 
 
 class Raw:
