@@ -2,8 +2,8 @@
 
 The ASGI middleware gives each request a list (catalog.consumer.PENDING) that the consumer
 service fills; when the response is about to start, the entries are handed to one writer that
-chains and commits all entries waiting at that moment in one transaction (group commit) in a
-thread, so the event loop keeps serving. If the write fails, the client gets 503, not data.
+chains and commits all entries waiting at that moment in one transaction (group commit). If
+the write fails, the client gets 503, not data.
 """
 from __future__ import annotations
 
@@ -13,22 +13,32 @@ import logging
 
 from catalog import audit
 from catalog.consumer import PENDING
+from catalog.rawdb import Busy, raw
 
 log = logging.getLogger("exchange.api")
+RETRY_BUSY = 0.0005      # seconds before a batch that found SQLite's write lock taken tries again
+BUSY_LIMIT = 2.0
 
 
 class AuditWriter:
     """Group commit. On SQLite (commits are quick, no fsync) the batch is written on the event
-    loop itself: a worker thread running Python beside the loop costs more in GIL hand-offs
-    than it saves. On PostgreSQL (a commit waits for fsync) it is written through an async
-    connection while the loop serves others, and the next batch gathers meanwhile."""
+    loop itself (a writer thread measured no better: GIL hand-offs). If another process (a
+    second worker) holds the write lock, the batch is retried a moment later rather than
+    blocking the loop in SQLite's busy wait; after BUSY_LIMIT seconds it waits like any
+    writer (and fails with 503 if the lock stays taken). On PostgreSQL (a commit waits for
+    fsync) it is written through an async psycopg connection while the loop serves others,
+    and the next batch gathers meanwhile; knowing the head it wrote last, the writer needs one
+    round trip (each costs a turn of the busy loop)."""
 
     def __init__(self, engine, inline: bool | None = None):
         self.engine = engine
         self.inline = engine.dialect.name == "sqlite" if inline is None else inline
-        self._async_engine = None
+        self._aconn = None
+        self._head: tuple[int, str] | None = None     # the audit head this writer left (PostgreSQL)
+        self._checkpoints_aside = False
         self._queue: list[tuple[list[dict], asyncio.Future]] = []
         self._running = False
+        self._busy_since: float | None = None
 
     async def write(self, rows: list[dict]) -> None:
         loop = asyncio.get_running_loop()
@@ -55,22 +65,41 @@ class AuditWriter:
                 fut.set_exception(exc)
 
     def _flush(self) -> None:
+        if not self._checkpoints_aside and self.engine.dialect.name == "sqlite":
+            raw(self.engine).checkpoint_aside()      # no checkpoint stalls on the loop
+            self._checkpoints_aside = True
         batch, rows = self._take()
-        self._running = False
+        loop = asyncio.get_running_loop()
+        waited = loop.time() - self._busy_since if self._busy_since is not None else 0.0
         try:
-            audit.append_many(self.engine, rows)
+            audit.append_many(self.engine, rows, wait=waited > BUSY_LIMIT)
+        except Busy:
+            if self._busy_since is None:
+                self._busy_since = loop.time()
+            self._queue[:0] = batch       # in front of what came meanwhile: the order is kept
+            loop.call_later(RETRY_BUSY, self._flush)
+            return
         except Exception as exc:
+            self._busy_since, self._running = None, False
             log.exception("audit write failed")
             return self._settle(batch, exc)
+        self._busy_since, self._running = None, False
         self._settle(batch, None)
 
     async def _write_async(self, rows: list[dict]) -> None:
         if self.engine.dialect.name != "postgresql":
             return await asyncio.to_thread(audit.append_many, self.engine, rows)
-        if self._async_engine is None:
-            from sqlalchemy.ext.asyncio import create_async_engine
-            self._async_engine = create_async_engine(self.engine.url, pool_size=2)
-        await audit.append_many_async(self._async_engine, rows)
+        import psycopg
+
+        if self._aconn is None or self._aconn.closed:
+            cargs, cparams = self.engine.dialect.create_connect_args(self.engine.url)
+            self._aconn = await psycopg.AsyncConnection.connect(*cargs, **cparams, autocommit=True)
+        head, self._head = self._head, None
+        try:
+            _, self._head = await audit.append_many_async(raw(self.engine), self._aconn, rows, head)
+        except psycopg.OperationalError:
+            await self._aconn.close()       # reconnect for the next batch
+            raise
 
     async def _drain(self) -> None:
         try:

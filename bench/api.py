@@ -131,19 +131,25 @@ print(json.dumps(out))
 
 
 def _client(port: int, key: str, holders: list[str], seconds: float, conns: int, q) -> None:
-    """Keep-alive connections on asyncio streams with prepared request bytes: a light client,
-    so that the 2 cores go to the server."""
+    """Keep-alive connections on asyncio streams (uvloop) with request bytes prepared before
+    the clock starts: a light client, so that the 2 cores go to the server."""
     import asyncio
+
+    import uvloop
+
+    def request(holder: str) -> bytes:
+        body = json.dumps({"holder_id": holder}).encode()
+        return (f"POST /v1/holders/records?purpose={PURPOSE} HTTP/1.1\r\nHost: bench\r\n"
+                f"Authorization: Bearer {key}\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+    requests = [request(h) for h in holders]
 
     async def one(seed, lat, errors):
         rnd = random.Random(seed)
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         stop = time.perf_counter() + seconds
         while time.perf_counter() < stop:
-            body = json.dumps({"holder_id": rnd.choice(holders)}).encode()
-            req = (f"POST /v1/holders/records?purpose={PURPOSE} HTTP/1.1\r\nHost: bench\r\n"
-                   f"Authorization: Bearer {key}\r\nContent-Type: application/json\r\n"
-                   f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+            req = rnd.choice(requests)
             t = time.perf_counter()
             writer.write(req)
             head = await reader.readuntil(b"\r\n\r\n")
@@ -156,9 +162,29 @@ def _client(port: int, key: str, holders: list[str], seconds: float, conns: int,
 
     async def run():
         lat, errors = [], [0]
+        cpu = time.process_time()
         await asyncio.gather(*(one(i, lat, errors) for i in range(conns)))
-        return lat, errors[0]
-    q.put(asyncio.run(run()))
+        return lat, errors[0], time.process_time() - cpu
+    q.put(uvloop.run(run()))
+
+
+def _cpu_seconds(root: int) -> float:
+    """utime+stime of a process and its live descendants (uvicorn workers), from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    stats = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                f = (d / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            stats[int(d.name)] = (int(f[1]), int(f[11]) + int(f[12]))   # ppid, utime + stime
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        total += stats.get(pid, (0, 0))[1]
+        todo += [c for c, (ppid, _) in stats.items() if ppid == pid]
+    return total / tick
 
 
 def over_http(env: dict, key: str, holders: list[str], seconds: float, workers: int,
@@ -180,20 +206,22 @@ def over_http(env: dict, key: str, holders: list[str], seconds: float, workers: 
                 time.sleep(0.1)
         q = mp.Queue()
         procs = [mp.Process(target=_client, args=(port, key, holders, seconds, conns, q)) for _ in range(clients)]
-        t0 = time.perf_counter()
+        cpu0, t0 = _cpu_seconds(server.pid), time.perf_counter()
         for p in procs:
             p.start()
         results = [q.get() for _ in procs]
-        elapsed = time.perf_counter() - t0
+        elapsed, cpu = time.perf_counter() - t0, _cpu_seconds(server.pid) - cpu0
         for p in procs:
             p.join()
     finally:
         server.terminate()
         server.wait(10)
-    lat = sorted(x for r, _ in results for x in r)
-    return {"requests": len(lat), "errors": sum(e for _, e in results), "seconds": round(elapsed, 1),
+    lat = sorted(x for r, _, _ in results for x in r)
+    return {"requests": len(lat), "errors": sum(e for _, e, _ in results), "seconds": round(elapsed, 1),
             "per_second": round(len(lat) / elapsed), "p50_ms": round(lat[len(lat) // 2] * 1e3, 2),
-            "p99_ms": round(lat[int(len(lat) * .99)] * 1e3, 2)}
+            "p99_ms": round(lat[int(len(lat) * .99)] * 1e3, 2),
+            "server_cpu_s_per_1000": round(cpu / len(lat) * 1000, 3),
+            "client_cpu_s_per_1000": round(sum(c for _, _, c in results) / len(lat) * 1000, 3)}
 
 
 def main(rows: int, seconds: float = 15, workers: int = 1, clients: int = 1, conns: int = 8,
@@ -207,5 +235,7 @@ def main(rows: int, seconds: float = 15, workers: int = 1, clients: int = 1, con
         r = over_http(env, key, holders, seconds, workers, clients, conns)
         print(f"  HTTP ({workers} uvicorn workers, {clients}x{conns} keep-alive connections): "
               f"{r['per_second']:,} lookups/s, p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms, "
-              f"{r['requests']:,} requests, {r['errors']} non-200")
+              f"{r['requests']:,} requests, {r['errors']} non-200; "
+              f"CPU per 1000 requests: server {r['server_cpu_s_per_1000']} s, "
+              f"client {r['client_cpu_s_per_1000']} s")
     return 0

@@ -3,8 +3,11 @@
 Sharing attribute of a dataset: unconditional (any registered department), conditional (an
 explicit, unexpired grant for department x dataset x purpose; optionally limited to fields),
 not_shared (never leaves). The API and the CLI both decide through `Access`.
-Credential, dataset and grant reads are cached for `ttl` seconds (revocation takes effect
-within that time; 0 disables the cache).
+Credential, dataset and grant reads are cached for `ttl` seconds (the API: EXCHANGE_API_CACHE_TTL,
+default 2; 0 disables the cache). Keys are compared by their SHA-256 on every request. How
+promptly a key stops working: revoked through this `Access`, at once (every change clears the
+cache); revoked elsewhere (the CLI, another worker), within `ttl` seconds; expired, at once (the
+expiry is compared with the clock on every request). tests/integration/test_api_hot_path.py.
 """
 from __future__ import annotations
 

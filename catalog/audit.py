@@ -24,9 +24,10 @@ _log, _head = AuditEntry.__table__, AuditHead.__table__
 
 
 def _at_text(at: datetime) -> str:
-    if at.tzinfo is None:            # SQLite gives back naive UTC
-        at = at.replace(tzinfo=timezone.utc)
-    return at.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """YYYY-MM-DDTHH:MM:SS.ffffffZ in UTC."""
+    if at.tzinfo is not None:        # SQLite gives back naive UTC
+        at = at.astimezone(timezone.utc).replace(tzinfo=None)
+    return at.isoformat(timespec="microseconds") + "Z"
 
 
 BODY_KEYS = ("at", "department", "purpose", "action", "holder", "datasets", "fields", "subject",
@@ -48,14 +49,20 @@ def entry_hash(seq: int, prev_hash: str, body: bytes) -> str:
     return hashlib.sha256(f"{prev_hash}\n{seq}\n".encode() + body).hexdigest()
 
 
+def _text(value: str | None) -> str | None:
+    return value.replace("\x00", "\ufffd") if value and "\x00" in value else value
+
+
 def entry(*, department: str, purpose: str, action: str, outcome: str, holder: str | None = None,
           datasets: list[str] | None = None, fields: list[str] | None = None,
           subject: str | None = None, detail: dict | None = None, at: datetime | None = None) -> dict:
-    """An entry's row before it is chained (seq and hashes are set when it is written)."""
-    row = {"at": at or datetime.now(timezone.utc), "department": department[:128],
-           "purpose": purpose[:255], "action": action, "holder": holder, "datasets": datasets,
-           "fields": fields, "subject": subject[:128] if subject else None, "outcome": outcome,
-           "detail": detail}
+    """An entry's row before it is chained (seq and hashes are set when it is written). Text
+    a caller sent (a refused purpose) may hold NUL, which PostgreSQL cannot store: it is kept
+    as U+FFFD, so that one such request cannot fail its group's commit."""
+    row = {"at": at or datetime.now(timezone.utc), "department": _text(department[:128]),
+           "purpose": _text(purpose[:255]), "action": action, "holder": _text(holder),
+           "datasets": datasets, "fields": fields, "subject": _text(subject[:128]) if subject else None,
+           "outcome": outcome, "detail": detail}
     row["_body"] = body_bytes(row)
     return row
 
@@ -65,8 +72,16 @@ def append(engine: Engine, **kw) -> int:
     return append_many(engine, [entry(**kw)])[-1]
 
 
-_TAKE = lambda n: (sa.update(_head).where(_head.c.id == 1)  # noqa: E731
-                   .values(seq=_head.c.seq + n).returning(_head.c.seq, _head.c.hash))
+# The append, as three statements run on the driver (catalog/rawdb.py): take n numbers from the
+# head (its row lock / the write lock serialises appends), insert the chained rows, set the hash.
+_COLS = ("at", "department", "purpose", "action", "holder", "datasets", "fields", "subject",
+         "outcome", "detail", "seq", "prev_hash", "entry_hash")
+_JSON_COLS = ("datasets", "fields", "detail")
+_ONE = sa.literal_column("1")    # the head row (literal: the statements take only named values)
+_TAKE = (sa.update(_head).where(_head.c.id == _ONE).values(seq=_head.c.seq + sa.bindparam("n"))
+         .returning(_head.c.seq, _head.c.hash))
+_INSERT = sa.insert(_log).values({k: sa.bindparam(k) for k in _COLS})
+_SET_HASH = sa.update(_head).where(_head.c.id == _ONE).values(hash=sa.bindparam("hash"))
 
 
 def _chain(rows: list[dict], last: int, prev: str) -> tuple[list[dict], str]:
@@ -82,26 +97,86 @@ def _chain(rows: list[dict], last: int, prev: str) -> tuple[list[dict], str]:
     return out, prev
 
 
-def append_many(engine: Engine, rows: list[dict]) -> list[int]:
-    """Chain and write entries in one transaction (the API's group commit); returns their seqs."""
-    if not rows:
-        return []
-    with engine.begin() as c:
-        out, prev = _chain(rows, *c.execute(_TAKE(len(rows))).one())
-        c.execute(sa.insert(_log), out)
-        c.execute(sa.update(_head).where(_head.c.id == 1).values(hash=prev))
-    return [r["seq"] for r in out]
+def _driver_values(rows: list[dict], sqlite: bool) -> list[dict]:
+    """Column values as SQLAlchemy's types would bind them: JSON as json.dumps text (None as
+    JSON null), and on SQLite the time as naive UTC text (YYYY-MM-DD HH:MM:SS.ffffff)."""
+    out = []
+    for r in rows:
+        v = {k: r.get(k) for k in _COLS}
+        for k in _JSON_COLS:
+            v[k] = "null" if v[k] is None else json.dumps(v[k])
+        if sqlite:
+            at = v["at"]
+            at = at.astimezone(timezone.utc).replace(tzinfo=None) if at.tzinfo else at
+            v["at"] = at.isoformat(sep=" ", timespec="microseconds")
+        out.append(v)
+    return out
 
 
-async def append_many_async(engine, rows: list[dict]) -> list[int]:
-    """The same through an AsyncEngine (the API on PostgreSQL: no thread beside the loop)."""
+def _statements(r, rows: list[dict]):
+    """(take, insert, set hash) as (SQL, parameters) for the raw connections `r`."""
+    return r.args(_TAKE, {"n": len(rows)}), r.compiled(_INSERT), r.compiled(_SET_HASH)
+
+
+def append_many(engine: Engine, rows: list[dict], wait: bool = True) -> list[int]:
+    """Chain and write entries in one transaction (the API's group commit); returns their seqs.
+    wait=False: raise rawdb.Busy at once if another process holds SQLite's write lock."""
+    from catalog.rawdb import raw
+
     if not rows:
         return []
-    async with engine.begin() as c:
-        out, prev = _chain(rows, *(await c.execute(_TAKE(len(rows)))).one())
-        await c.execute(sa.insert(_log), out)
-        await c.execute(sa.update(_head).where(_head.c.id == 1).values(hash=prev))
-    return [r["seq"] for r in out]
+    r = raw(engine)
+    (take, take_args), (insert, order), (set_hash, hash_order) = _statements(r, rows)
+    with r.transaction(wait) as c:
+        cur = c.cursor()
+        cur.execute(take, take_args)
+        out, prev = _chain(rows, *cur.fetchone())
+        values = _driver_values(out, r.dialect == "sqlite")
+        cur.executemany(insert, [tuple(v[k] for k in order) for v in values] if order else values)
+        cur.execute(set_hash, (prev,) if hash_order else {"hash": prev})
+    return [x["seq"] for x in out]
+
+
+# PostgreSQL, when the writer knows the head it wrote last: one statement that moves the head
+# only if it is still that one, and inserts the rows only if it moved (a data-modifying WITH
+# always runs to completion). If another process appended meanwhile, nothing is written and
+# the writer takes the head under its lock instead.
+_PG_TYPES = {"at": "timestamptz", "seq": "int8", "datasets": "json", "fields": "json", "detail": "json"}
+_APPEND_AT_HEAD = (
+    "WITH head AS (UPDATE audit_head SET seq = %(new_seq)s, hash = %(new_hash)s "
+    "WHERE id = 1 AND seq = %(old_seq)s AND hash = %(old_hash)s RETURNING seq) "
+    f"INSERT INTO audit_log ({', '.join(_COLS)}) SELECT * FROM unnest("
+    + ", ".join(f"%({k})s::{_PG_TYPES.get(k, 'text')}[]" for k in _COLS)
+    + ") WHERE EXISTS (SELECT 1 FROM head)")
+
+
+async def append_many_async(r, conn, rows: list[dict],
+                            head: tuple[int, str] | None = None) -> tuple[list[int], tuple[int, str]]:
+    """The same on a psycopg AsyncConnection (the API on PostgreSQL: the loop keeps serving
+    while the commit waits for the disk); `r` is `raw(engine)` of the same database. Returns
+    the seqs and the new head (seq, hash). With `head`, the head this writer left: one round
+    trip if it is still the head; else, and without it, two (pipelined: BEGIN + take; insert
+    + hash + COMMIT)."""
+    if not rows:
+        return [], head
+    if head is not None:
+        out, prev = _chain(rows, head[0] + len(rows), head[1])
+        values = _driver_values(out, False)
+        params = {k: [v[k] for v in values] for k in _COLS}
+        params.update(new_seq=out[-1]["seq"], new_hash=prev, old_seq=head[0], old_hash=head[1])
+        async with conn.pipeline(), conn.transaction():
+            cur = conn.cursor()
+            await cur.execute(_APPEND_AT_HEAD, params)
+        if cur.rowcount == len(rows):
+            return [x["seq"] for x in out], (out[-1]["seq"], prev)
+    (take, take_args), (insert, _), (set_hash, _) = _statements(r, rows)
+    async with conn.pipeline(), conn.transaction():
+        cur = conn.cursor()
+        await cur.execute(take, take_args)
+        out, prev = _chain(rows, *(await cur.fetchone()))
+        await cur.executemany(insert, _driver_values(out, False))
+        await cur.execute(set_hash, {"hash": prev})
+    return [x["seq"] for x in out], (out[-1]["seq"], prev)
 
 
 @dataclass(frozen=True)

@@ -249,19 +249,25 @@ class Catalog:
                                        .order_by(DatasetVersion.version.desc()).limit(limit))]
 
     def lookup(self, holder_key: str, today: date | None = None) -> list[dict]:
+        """A holder's current records. The API's hot path: a prebuilt statement on the driver
+        (catalog/rawdb.py), in autocommit."""
+        from catalog.rawdb import raw
+
         today = today or date.today()
         prefix = store.holder_prefix(holder_key)
-        # Core, a prebuilt statement; on servers autocommit (no BEGIN/ROLLBACK round trips;
-        # on SQLite the isolation switch costs a PRAGMA): the API's hot path
-        opts = {} if self.engine.dialect.name == "sqlite" else {"isolation_level": "AUTOCOMMIT"}
-        with self.engine.connect().execution_options(**opts) as c:
-            rows = c.execute(_LOOKUP, {"lo": prefix, "hi": prefix + "g", "holder": holder_key}).all()
-        return [{"record_id": x.record_id, "dataset": x.dataset_id, "title": x.title,
-                 "version": x.version, "licence_number": x.licence_number,
-                 "holder_name": x.holder_name,
-                 "status": statuses.standing(x.status, x.valid_to, today),
-                 "valid_to": x.valid_to.isoformat() if x.valid_to else None}
-                for x in rows]
+        r = raw(self.engine)
+        sql, args = r.args(_LOOKUP, {"lo": prefix, "hi": prefix + "g", "holder": holder_key})
+        with r.connection() as c:
+            rows = c.execute(sql, args).fetchall()
+        out = []
+        for record_id, dataset, title, version, number, name, status, valid_to in rows:
+            if isinstance(valid_to, str):          # SQLite keeps dates as ISO text
+                valid_to = date.fromisoformat(valid_to)
+            out.append({"record_id": record_id, "dataset": dataset, "title": title,
+                        "version": version, "licence_number": number, "holder_name": name,
+                        "status": statuses.standing(status, valid_to, today),
+                        "valid_to": valid_to.isoformat() if valid_to else None})
+        return out
 
     def bundle(self, record_id: str, today: date | None = None) -> dict:
         today = today or date.today()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import CallerDep, ConsumerDep, PurposeDep
@@ -15,9 +16,12 @@ class HolderQuery(BaseModel):
     holder_id: str = Field(min_length=1, max_length=64, description="USCC or resident ID, any spelling")
 
 
-@router.post("/records", summary="records held for a holder (only datasets you may see)")
-async def holder_records(q: HolderQuery, caller: CallerDep, purpose: PurposeDep, consumer: ConsumerDep) -> dict:
-    return consumer.lookup(caller, purpose, q.holder_id)
+@router.post("/records", summary="records held for a holder (only datasets you may see)",
+             response_model=dict)
+async def holder_records(q: HolderQuery, caller: CallerDep, purpose: PurposeDep,
+                         consumer: ConsumerDep) -> JSONResponse:
+    # the hot path: plain JSON values, rendered once (no response-model pass over them)
+    return JSONResponse(consumer.lookup(caller, purpose, q.holder_id))
 
 
 @router.post("/access-report", summary="who looked at this holder's records, when and why (auditors)")

@@ -78,3 +78,36 @@ def published(tmp_path_factory, silo_2k):
         register_demo_source(home, silo_2k[0])
         stages.run_all("smr_business_licence", "api-r1")
     return Settings(home=home, catalog_url=f"sqlite:///{home / 'catalog.db'}", sources_dir=home / "sources")
+
+
+@pytest.fixture(scope="session")
+def published_pg(tmp_path_factory, silo_2k):
+    """`published` with its catalogue on PostgreSQL (a database of its own, dropped afterwards)."""
+    from catalog.db import engine_for
+    from exchange import stages
+    from exchange.settings import Settings, reset_settings
+    from tests.conftest import home_env, register_demo_source
+
+    server = sa.make_url(server_url("postgresql"))
+    name = f"exchange_api_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT", poolclass=sa.NullPool)
+    with admin.connect() as c:
+        c.exec_driver_sql(f'create database "{name}"')
+    url = server.set(database=name).render_as_string(hide_password=False)
+    home = tmp_path_factory.mktemp("api-pg") / "home"
+    with home_env(home), pytest.MonkeyPatch.context() as mp:
+        mp.setenv("EXCHANGE_CATALOG_URL", url)
+        reset_settings()
+        register_demo_source(home, silo_2k[0])
+        stages.run_all("smr_business_licence", "api-r1")
+    reset_settings()
+    yield Settings(home=home, catalog_url=url, sources_dir=home / "sources")
+    engine_for.cache_clear()
+    with admin.connect() as c:
+        c.exec_driver_sql(f'drop database if exists "{name}" with (force)')
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def api_settings(request):
+    """The published catalogue on each backend the API serves from."""
+    return request.getfixturevalue("published" if request.param == "sqlite" else "published_pg")

@@ -31,9 +31,10 @@ PURPOSES = {"item": ITEM, "case": CASE, "missing": None, "unknown": "XX-YY-9999"
 
 
 @pytest.fixture(scope="module")
-def env(published):
+def env(api_settings):
     from api.app import create_app
 
+    published = api_settings
     app = create_app(published, rate=10_000, burst=10_000, cache_ttl=0)
     consumer = app.state.consumer
     engine = consumer.engine
@@ -179,12 +180,15 @@ def test_rate_limit_per_department(published):
 
 
 def test_tampering_with_the_audit_log_is_detected(published, tmp_path):
-    import shutil
+    import sqlite3
 
     from catalog.db import engine_for
 
     db = tmp_path / "copy.db"
-    shutil.copy(published.home / "catalog.db", db)
+    # SQLite's backup API: a consistent copy with what is still in the WAL (a file copy of
+    # catalog.db alone could catch a checkpoint half-way)
+    with sqlite3.connect(published.home / "catalog.db") as src, sqlite3.connect(db) as dst:
+        src.backup(dst)
     engine = engine_for(f"sqlite:///{db}")
     for i in range(5):
         audit.append(engine, department="d", purpose=ITEM, action="lookup", outcome="allowed", holder=f"H{i}")

@@ -12,10 +12,10 @@ from schemathesis.generation import GenerationMode  # noqa: E402
 PER_OPERATION = 70
 
 
-def test_no_server_errors(published):
+def test_no_server_errors(api_settings):
     from api.app import create_app
 
-    app = create_app(published, rate=1e6, burst=10**6, cache_ttl=0)
+    app = create_app(api_settings, rate=1e6, burst=10**6, cache_ttl=0)
     access = app.state.consumer.access
     access.add_department("fuzzer", "Fuzzing department")
     key = access.issue_credential("fuzzer")["key"]
