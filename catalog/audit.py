@@ -191,8 +191,9 @@ class ChainReport:
 
 
 def verify_chain(engine: Engine, batch: int = 10_000, progress=None) -> ChainReport:
-    """Walk the log in seq order; report the first altered, missing or reordered entry.
-    `progress(done, total)` is called after each batch."""
+    """Walk the log in seq order up to the head read first; report the first altered, missing
+    or reordered entry. Entries appended while the walk runs are past that head: the next
+    check covers them. `progress(done, total)` is called after each batch."""
     prev, expected, n = GENESIS, 1, 0
     cols = [_log.c[k] for k in ("seq", "at", "department", "purpose", "action", "holder",
                                 "datasets", "fields", "subject", "outcome", "detail",
@@ -202,8 +203,8 @@ def verify_chain(engine: Engine, batch: int = 10_000, progress=None) -> ChainRep
         unchained = c.scalar(sa.select(sa.func.count()).select_from(_log).where(_log.c.seq.is_(None)))
         last = 0
         while True:
-            rows = c.execute(sa.select(*cols).where(_log.c.seq > last).order_by(_log.c.seq)
-                             .limit(batch)).mappings().all()
+            rows = c.execute(sa.select(*cols).where(_log.c.seq > last, _log.c.seq <= head_seq)
+                             .order_by(_log.c.seq).limit(batch)).mappings().all()
             if not rows:
                 break
             for r in rows:

@@ -36,3 +36,27 @@ def test_group_append_and_tampering(tmp_path):
         c.execute(sa.text("delete from audit_log where seq = 5"))
     r = audit.verify_chain(engine)
     assert (r.ok, r.first_bad_seq) == (False, 5) and "deleted from the end" in r.problem
+
+
+def test_entries_appended_while_the_chain_is_checked_are_left_for_the_next_check(tmp_path):
+    """The walk stops at the head it read first: an API writing meanwhile is no false alarm."""
+    from catalog.db import engine_for
+
+    engine = engine_for(f"sqlite:///{tmp_path / 'c.db'}")
+    kw = {"purpose": "case:X-1", "action": "lookup", "outcome": "allowed"}
+    for i in range(3):
+        audit.append(engine, department=f"d{i}", **kw)
+    appended = []
+
+    def write_meanwhile(done, total):
+        if len(appended) < 3:
+            appended.append(audit.append(engine, department=f"late{done}", **kw))
+
+    r = audit.verify_chain(engine, batch=1, progress=write_meanwhile)
+    assert appended == [4, 5, 6] and (r.ok, r.entries) == (True, 3), r
+    r = audit.verify_chain(engine)
+    assert (r.ok, r.entries) == (True, 6)
+    with engine.begin() as c:        # still caught: the newest entry altered after the head was read
+        c.execute(sa.text("update audit_log set department = 'x' where seq = 6"))
+    r = audit.verify_chain(engine)
+    assert (r.ok, r.first_bad_seq) == (False, 6)
