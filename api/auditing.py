@@ -27,14 +27,13 @@ class AuditWriter:
     blocking the loop in SQLite's busy wait; after BUSY_LIMIT seconds it waits like any
     writer (and fails with 503 if the lock stays taken). On PostgreSQL (a commit waits for
     fsync) it is written through an async psycopg connection while the loop serves others,
-    and the next batch gathers meanwhile; knowing the head it wrote last, the writer needs one
-    round trip (each costs a turn of the busy loop)."""
+    and the next batch gathers meanwhile: one statement, the database chaining the entries under
+    the head's lock, so workers in other processes append just as cheaply."""
 
     def __init__(self, engine, inline: bool | None = None):
         self.engine = engine
         self.inline = engine.dialect.name == "sqlite" if inline is None else inline
         self._aconn = None
-        self._head: tuple[int, str] | None = None     # the audit head this writer left (PostgreSQL)
         self._checkpoints_aside = False
         self._queue: list[tuple[list[dict], asyncio.Future]] = []
         self._running = False
@@ -94,9 +93,8 @@ class AuditWriter:
         if self._aconn is None or self._aconn.closed:
             cargs, cparams = self.engine.dialect.create_connect_args(self.engine.url)
             self._aconn = await psycopg.AsyncConnection.connect(*cargs, **cparams, autocommit=True)
-        head, self._head = self._head, None
         try:
-            _, self._head = await audit.append_many_async(raw(self.engine), self._aconn, rows, head)
+            await audit.append_many_async(self._aconn, rows)
         except psycopg.OperationalError:
             await self._aconn.close()       # reconnect for the next batch
             raise

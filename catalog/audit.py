@@ -3,9 +3,10 @@
 entry_hash = SHA-256(prev_hash ‖ "\n" ‖ seq ‖ "\n" ‖ canonical JSON of {at, department, purpose,
 action, holder, datasets, fields, subject, outcome, detail}); prev_hash is the previous
 entry's entry_hash (64 zeros for the first). The one-row `audit_head` table holds the newest seq and
-hash: an append first updates it (a row lock on PostgreSQL, the write lock on SQLite), so
+hash: an append first takes it (a row lock on PostgreSQL, the write lock on SQLite), so
 appends are serialised and the chain has no forks. Deleting the newest entries is caught by
-comparing the walk's end with the head.
+comparing the walk's end with the head. On PostgreSQL the database computes the hashes (function
+audit_append, migration 0010) from the body serialised here; verify_chain checks them in Python.
 """
 from __future__ import annotations
 
@@ -72,8 +73,9 @@ def append(engine: Engine, **kw) -> int:
     return append_many(engine, [entry(**kw)])[-1]
 
 
-# The append, as three statements run on the driver (catalog/rawdb.py): take n numbers from the
-# head (its row lock / the write lock serialises appends), insert the chained rows, set the hash.
+# The append on SQLite (and other databases), as three statements run on the driver
+# (catalog/rawdb.py): take n numbers from the head (the write lock serialises appends), insert
+# the chained rows, set the hash.
 _COLS = ("at", "department", "purpose", "action", "holder", "datasets", "fields", "subject",
          "outcome", "detail", "seq", "prev_hash", "entry_hash")
 _JSON_COLS = ("datasets", "fields", "detail")
@@ -126,6 +128,9 @@ def append_many(engine: Engine, rows: list[dict], wait: bool = True) -> list[int
     if not rows:
         return []
     r = raw(engine)
+    if r.dialect == "postgresql":
+        with r.connection() as c:
+            return _seqs(rows, c.execute(_PG_APPEND, (_pg_entries(rows),), prepare=True).fetchone()[0])
     (take, take_args), (insert, order), (set_hash, hash_order) = _statements(r, rows)
     with r.transaction(wait) as c:
         cur = c.cursor()
@@ -137,46 +142,32 @@ def append_many(engine: Engine, rows: list[dict], wait: bool = True) -> list[int
     return [x["seq"] for x in out]
 
 
-# PostgreSQL, when the writer knows the head it wrote last: one statement that moves the head
-# only if it is still that one, and inserts the rows only if it moved (a data-modifying WITH
-# always runs to completion). If another process appended meanwhile, nothing is written and
-# the writer takes the head under its lock instead.
-_PG_TYPES = {"at": "timestamptz", "seq": "int8", "datasets": "json", "fields": "json", "detail": "json"}
-_APPEND_AT_HEAD = (
-    "WITH head AS (UPDATE audit_head SET seq = %(new_seq)s, hash = %(new_hash)s "
-    "WHERE id = 1 AND seq = %(old_seq)s AND hash = %(old_hash)s RETURNING seq) "
-    f"INSERT INTO audit_log ({', '.join(_COLS)}) SELECT * FROM unnest("
-    + ", ".join(f"%({k})s::{_PG_TYPES.get(k, 'text')}[]" for k in _COLS)
-    + ") WHERE EXISTS (SELECT 1 FROM head)")
+# PostgreSQL: the database chains the entries (function audit_append, migration 0010) under the
+# head's row lock, with the hash above computed from the body serialised here: one statement,
+# its own transaction in autocommit, one round trip whichever process appends.
+_PG_APPEND = "SELECT audit_append(%s::json)"
 
 
-async def append_many_async(r, conn, rows: list[dict],
-                            head: tuple[int, str] | None = None) -> tuple[list[int], tuple[int, str]]:
-    """The same on a psycopg AsyncConnection (the API on PostgreSQL: the loop keeps serving
-    while the commit waits for the disk); `r` is `raw(engine)` of the same database. Returns
-    the seqs and the new head (seq, hash). With `head`, the head this writer left: one round
-    trip if it is still the head; else, and without it, two (pipelined: BEGIN + take; insert
-    + hash + COMMIT)."""
+def _pg_entries(rows: list[dict]) -> str:
+    """The entries as audit_append takes them: a JSON array of columns (the JSON ones as JSON
+    text) plus each entry's body."""
+    return json.dumps([{"at": _at_text(r["at"]), **{k: r.get(k) for k in BODY_KEYS[1:]},
+                        **{k: json.dumps(r.get(k)) for k in _JSON_COLS},
+                        "body": (r.get("_body") or body_bytes(r)).decode()} for r in rows],
+                      ensure_ascii=False, separators=(",", ":"))
+
+
+def _seqs(rows: list[dict], last: int) -> list[int]:
+    return list(range(last - len(rows) + 1, last + 1))
+
+
+async def append_many_async(conn, rows: list[dict]) -> list[int]:
+    """The same on a psycopg AsyncConnection in autocommit (the API on PostgreSQL: the loop
+    keeps serving while the commit waits for the disk)."""
     if not rows:
-        return [], head
-    if head is not None:
-        out, prev = _chain(rows, head[0] + len(rows), head[1])
-        values = _driver_values(out, False)
-        params = {k: [v[k] for v in values] for k in _COLS}
-        params.update(new_seq=out[-1]["seq"], new_hash=prev, old_seq=head[0], old_hash=head[1])
-        async with conn.pipeline(), conn.transaction():
-            cur = conn.cursor()
-            await cur.execute(_APPEND_AT_HEAD, params)
-        if cur.rowcount == len(rows):
-            return [x["seq"] for x in out], (out[-1]["seq"], prev)
-    (take, take_args), (insert, _), (set_hash, _) = _statements(r, rows)
-    async with conn.pipeline(), conn.transaction():
-        cur = conn.cursor()
-        await cur.execute(take, take_args)
-        out, prev = _chain(rows, *(await cur.fetchone()))
-        await cur.executemany(insert, _driver_values(out, False))
-        await cur.execute(set_hash, {"hash": prev})
-    return [x["seq"] for x in out], (out[-1]["seq"], prev)
+        return []
+    cur = await conn.execute(_PG_APPEND, (_pg_entries(rows),), prepare=True)
+    return _seqs(rows, (await cur.fetchone())[0])
 
 
 @dataclass(frozen=True)

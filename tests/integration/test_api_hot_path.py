@@ -174,42 +174,59 @@ def test_sqlite_checkpoints_run_beside_the_commits(tmp_path):
     assert r._checkpointer.is_alive() and audit.verify_chain(engine).ok
 
 
-def test_postgresql_appends_at_the_head_it_knows_or_takes_the_head(published_pg):
-    """The API's writer on PostgreSQL appends in one round trip at the head it wrote last; if
-    another process appended meanwhile (or the head is not what it thinks), nothing is written
-    that way and it takes the head under its lock: the chain stays whole either way."""
+def test_postgresql_chains_in_the_database_for_every_writer_at_once(published_pg):
+    """On PostgreSQL the database chains the entries (migration 0010): sync appends from four
+    threads and an async group-commit writer, all at once, give one gapless chain whose hashes
+    verify_chain recomputes in Python, and each append gets back the seqs it was given."""
     import asyncio
 
     import psycopg
 
     from catalog.db import engine_for
-    from catalog.rawdb import raw
 
     engine = engine_for(published_pg.catalog_url, False)
-    r = raw(engine)
+    with engine.connect() as c:
+        start = c.scalar(sa.text("select seq from audit_head where id = 1"))
 
-    def rows(n):
-        return [audit.entry(department="writer", purpose=ITEM, action="lookup", outcome="allowed",
-                            holder="H", datasets=["d"], detail={"n": n}) for _ in range(n)]
+    def rows(who, n):
+        return [audit.entry(department=who, purpose=ITEM, action="lookup", outcome="allowed",
+                            holder="H", datasets=["d"], fields=["holder_name"] if n % 2 else None,
+                            subject=None if n % 3 else "s", detail={"n": n, "名": "张三", "nul": "a\x00b", "q": "\"\\"}) for _ in range(n)]
 
-    async def run():
+    got: dict[str, list[int]] = {}
+
+    def sync_writer(who):
+        got[who] = [s for i in range(40) for s in audit.append_many(engine, rows(who, 1 + i % 4))]
+
+    async def async_writer():
         cargs, cparams = engine.dialect.create_connect_args(engine.url)
         conn = await psycopg.AsyncConnection.connect(*cargs, **cparams, autocommit=True)
         try:
-            s1, head = await audit.append_many_async(r, conn, rows(2))          # takes the head
-            s2, head = await audit.append_many_async(r, conn, rows(3), head)    # at the head
-            assert s2 == [s1[-1] + 1, s1[-1] + 2, s1[-1] + 3] and head[0] == s2[-1]
-            other = audit.append_many(engine, rows(1))                           # someone else
-            s3, head = await audit.append_many_async(r, conn, rows(2), head)
-            assert s3 == [other[0] + 1, other[0] + 2] and head[0] == s3[-1]
-            s4, _ = await audit.append_many_async(r, conn, rows(1), (head[0], "f" * 64))
-            assert s4 == [head[0] + 1]
+            got["async"] = [s for i in range(40) for s in await audit.append_many_async(conn, rows("async", 1 + i % 3))]
         finally:
             await conn.close()
-        return s1[0], s4[-1]
 
-    first, last = asyncio.run(run())
+    threads = [threading.Thread(target=sync_writer, args=(f"t{i}",)) for i in range(4)]
+    for t in threads:
+        t.start()
+    asyncio.run(async_writer())
+    for t in threads:
+        t.join()
     with engine.connect() as c:
-        seqs = c.execute(sa.text("select seq from audit_log where seq >= :a order by seq"), {"a": first}).scalars().all()
-    assert seqs == list(range(first, last + 1))
+        mine = dict(c.execute(sa.text("select seq, department from audit_log where seq > :a"), {"a": start}).all())
+    assert sorted(mine) == list(range(start + 1, start + 1 + len(mine)))
+    assert len(mine) == sum(len(v) for v in got.values()) == 4 * 100 + sum(1 + i % 3 for i in range(40))
+    for who, seqs in got.items():
+        assert {mine[s] for s in seqs} == {who}, who
+    assert audit.verify_chain(engine).ok
+    victim = start + 57                      # an entry the database hashed: altering it shows
+    with engine.begin() as c:
+        was = c.scalar(sa.text("select purpose from audit_log where seq = :s"), {"s": victim})
+        c.execute(sa.text("update audit_log set purpose = 'altered' where seq = :s"), {"s": victim})
+    try:
+        report = audit.verify_chain(engine)
+        assert not report.ok and report.first_bad_seq == victim, report
+    finally:
+        with engine.begin() as c:
+            c.execute(sa.text("update audit_log set purpose = :p where seq = :s"), {"p": was, "s": victim})
     assert audit.verify_chain(engine).ok

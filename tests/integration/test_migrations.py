@@ -15,6 +15,13 @@ from catalog.models import Base
 from tests.integration.conftest import server_url
 
 
+def _functions(conn) -> set[str]:
+    if conn.dialect.name != "postgresql":
+        return set()
+    return set(conn.execute(sa.text("select proname from pg_proc p join pg_namespace n on "
+                                    "n.oid = p.pronamespace where nspname = 'public'")).scalars())
+
+
 def _diff(url: str) -> list:
     engine = sa.create_engine(url, poolclass=sa.NullPool)
     with engine.begin() as conn:
@@ -26,9 +33,12 @@ def _diff(url: str) -> list:
         diff = compare_metadata(ctx, Base.metadata)
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
+        functions = _functions(conn)
         command.downgrade(cfg, "base")
         left = set(sa.inspect(conn).get_table_names()) - {"alembic_version"}
+        left |= _functions(conn)
     engine.dispose()
+    assert functions == ({"audit_append"} if url.startswith("postgresql") else set()), functions
     return diff, left
 
 
