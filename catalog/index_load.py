@@ -5,7 +5,8 @@ version. Here the rows go from Arrow to the database without it:
 - SQLite: ADBC bulk ingest writes them to a scratch SQLite file, which the catalogue connection
   ATTACHed before its transaction began (SQLite refuses ATTACH inside one); one
   INSERT ... SELECT copies them into `records` in record-id order. The scratch file is detached
-  and removed after the commit or rollback.
+  and removed after the commit or rollback; one left by a killed publish is swept by the next
+  (catalog/scratch_dirs.py).
 - PostgreSQL: COPY ... FROM STDIN on the transaction's connection, fed CSV written by pyarrow.
 - Any other dialect: the driver's executemany, a batch of tuples at a time.
 Either way the rows belong to the caller's transaction: a rollback leaves none.
@@ -13,8 +14,6 @@ Either way the rows belong to the caller's transaction: a rollback leaves none.
 from __future__ import annotations
 
 import itertools
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +24,7 @@ from sqlalchemy.engine import Connection
 
 from catalog import digests, store
 from catalog.models import Record
+from catalog.scratch_dirs import Scratch
 
 COLUMNS = (*store.INDEX_COLUMNS, "leaf_index")   # from the staged version; dataset_id, version are constants
 SCRATCH = "index_scratch"                        # the scratch file's schema name on the connection
@@ -121,15 +121,15 @@ class SQLiteLoader(IndexLoader):
 
     def __init__(self, conn: Connection):
         super().__init__(conn)
-        self.dir: Path | None = None
+        self.scratch: Scratch | None = None
 
     def _part(self, i: int) -> tuple[str, Path]:
-        return f"{SCRATCH}_{i}", self.dir / f"part{i}.db"
+        return f"{SCRATCH}_{i}", self.scratch.path / f"part{i}.db"
 
     def attach(self) -> None:
         db = self.conn.engine.url.database
         near = Path(db).parent if db and db != ":memory:" else None   # the catalogue's volume
-        self.dir = Path(tempfile.mkdtemp(prefix=".index-scratch-", dir=near))
+        self.scratch = Scratch.make(near, ".index-scratch-")
         for i in range(self.PARTS):
             name, path = self._part(i)
             self.conn.exec_driver_sql(f"ATTACH DATABASE ? AS {name}", (str(path),))
@@ -145,9 +145,9 @@ class SQLiteLoader(IndexLoader):
         except Exception:                 # never hand the pool a connection with them attached
             self.conn.invalidate()
         finally:
-            if self.dir is not None:
-                shutil.rmtree(self.dir, ignore_errors=True)
-                self.dir = None
+            if self.scratch is not None:
+                self.scratch.remove()
+                self.scratch = None
 
     def load(self, index_path: Path, dataset: str, version: int) -> None:
         from concurrent.futures import ThreadPoolExecutor

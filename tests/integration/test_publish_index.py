@@ -180,3 +180,46 @@ def test_a_failure_after_the_bulk_insert_leaves_nothing(backend, home, silo, mon
         c.execute(sa.insert(Record).values(record_id="0" * 32, version=1, dataset_id="no.such.dataset",
                                            leaf_index=0, holder_key="x", holder_code_type="001",
                                            holder_name="x", licence_number="x", status="valid"))
+
+
+def test_a_killed_publish_leaves_scratch_that_the_next_one_sweeps(home, silo):
+    """SIGKILL in the middle of publishing (the index ingested, its scratch files attached):
+    the catalogue keeps nothing of the version and the scratch directory stays behind; the next
+    publish removes it, but not the one a live process is still using."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from catalog.scratch_dirs import Scratch
+
+    register_demo_source(home, silo)
+    killed = subprocess.run([sys.executable, "-c", (
+        "import os, signal\nfrom datetime import date\nfrom catalog import status\n"
+        "from exchange import stages\n"
+        "status.record_changes = lambda *a: os.kill(os.getpid(), signal.SIGKILL)\n"
+        f"stages.run_all({SOURCE!r}, 'r1', date(2026, 11, 21))\n")], env=os.environ.copy())
+    assert killed.returncode == -9
+    left = list(home.glob(".index-scratch-*"))
+    assert len(left) == 1 and list(left[0].glob("part*.db"))
+    with catalog().engine.connect() as c:
+        assert c.scalar(sa.text("select count(*) from records")) == 0
+    live = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time\nfrom catalog.scratch_dirs import Scratch\n"
+        f"s = Scratch.make({str(home)!r}, '.index-scratch-')\nprint(s.path, flush=True)\ntime.sleep(60)\n")],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        in_use = Path(live.stdout.readline().strip())
+        young = Scratch.make(home, ".index-scratch-")      # made, then its process "died"
+        os.close(young._fd)
+        old = time.time() - 3_600
+        for p in (left[0], in_use):
+            os.utime(p, (old, old))
+
+        again = stages.publish(SOURCE, "r1")
+        assert again["version"] == 1 and _stored(1) == _expected(_version_dir(1), again["dataset"], 1)
+        assert not left[0].exists()                       # dead owner, old: swept
+        assert in_use.exists() and young.path.exists()    # live owner; or too young to judge
+    finally:
+        live.kill()
+        live.wait()
