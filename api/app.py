@@ -27,7 +27,8 @@ def create_app(settings=None, *, rate: float | None = None, burst: int | None = 
     app.state.settings = settings
     app.state.consumer = Consumer(cat, Access(cat.engine, ttl))
     app.state.limiter = RateLimiter(rate or float(os.environ.get("EXCHANGE_API_RATE", "50")),
-                                    burst or int(os.environ.get("EXCHANGE_API_BURST", "100")))
+                                    burst or int(os.environ.get("EXCHANGE_API_BURST", "100")),
+                                    os.environ.get("EXCHANGE_API_BUCKETS"))   # set by `serve --workers N`
     problems.install(app)
     for module in (holders, records, materials, catalogue, keys):
         app.include_router(module.router)

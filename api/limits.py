@@ -48,18 +48,31 @@ async def _too_large(send, limit: int) -> None:
 
 
 class RateLimiter:
-    """`rate` requests per second per department, bursts up to `burst`."""
+    """`rate` requests per second per department, bursts up to `burst`; the buckets live in
+    this process, or with `shared` (a table file, api/shared_buckets.py) in every worker of the
+    server at once."""
 
-    def __init__(self, rate: float, burst: int):
+    def __init__(self, rate: float, burst: int, shared: str | None = None):
         self.rate, self.burst = rate, burst
         self._buckets: dict[str, tuple[float, float]] = {}
+        self._shared = None
+        if shared:
+            from api.shared_buckets import SharedBuckets
+            self._shared = SharedBuckets(shared)
 
     def take(self, key: str) -> None:
-        now = time.monotonic()
-        tokens, last = self._buckets.get(key, (self.burst, now))
-        tokens = min(self.burst, tokens + (now - last) * self.rate)
+        now = time.monotonic()        # CLOCK_MONOTONIC: one clock for every process on the host
+
+        def update(tokens, last):
+            if tokens is None:
+                tokens, last = self.burst, now
+            tokens = min(self.burst, tokens + (now - last) * self.rate)
+            return ((tokens, now), tokens) if tokens < 1 else ((tokens - 1, now), tokens)
+
+        if self._shared is not None:
+            tokens = self._shared.exchange(key, now, self.burst / self.rate, update)
+        else:
+            (self._buckets[key], tokens) = update(*self._buckets.get(key, (None, None)))
         if tokens < 1:
-            self._buckets[key] = (tokens, now)
             raise RateLimited(f"more than {self.rate:g} requests per second from department {key}; "
                               "slow down", (1 - tokens) / self.rate)
-        self._buckets[key] = (tokens - 1, now)

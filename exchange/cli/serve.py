@@ -3,11 +3,28 @@ from __future__ import annotations
 
 
 def cmd_serve(args) -> int:
+    import os
+    import tempfile
+    from pathlib import Path
+
     import uvicorn
 
-    uvicorn.run("api.app:create_app", factory=True, host=args.host, port=args.port,
-                workers=args.workers, log_level=args.log_level, access_log=args.access_log,
-                loop=args.loop)
+    buckets = None
+    if args.workers > 1:        # one rate limit per department for all workers together
+        from api.shared_buckets import create
+
+        fd, name = tempfile.mkstemp(prefix="exchange-api-buckets-")
+        os.close(fd)
+        buckets = create(Path(name))
+        os.environ["EXCHANGE_API_BUCKETS"] = str(buckets)
+    try:
+        uvicorn.run("api.app:create_app", factory=True, host=args.host, port=args.port,
+                    workers=args.workers, log_level=args.log_level, access_log=args.access_log,
+                    loop=args.loop)
+    finally:
+        if buckets is not None:
+            buckets.unlink(missing_ok=True)
+            os.environ.pop("EXCHANGE_API_BUCKETS", None)
     return 0
 
 
