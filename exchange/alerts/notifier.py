@@ -15,18 +15,31 @@ from exchange.alerts import Alert, log, send
 from exchange.registry import CYCLES
 
 
-def run_message(source: str, run_id: str | None) -> str | None:
-    """The catalogue's message for the run (what the failing stage recorded)."""
+def settle_run(source: str, run_id: str | None, task: str | None, reason) -> str | None:
+    """The catalogue's message for the failed run: what the failing stage recorded, or, when
+    the task died without recording anything (killed, out of memory), the run is marked failed
+    here, so that it does not stay "running" in the catalogue for ever."""
     if not run_id:
         return None
-    from catalog.service import Catalog
+    from catalog.service import FINAL, Catalog
+    from exchange.errors import NotFound
     from exchange.settings import get_settings
     from exchange.stages import run_key
 
     s = get_settings()
     try:
-        return Catalog(s.catalog_url, s.store_dir).get_run(source, run_key(run_id)).message
-    except Exception:
+        cat = Catalog(s.catalog_url, s.store_dir)
+        run = cat.get_run(source, run_key(run_id))
+        if run.state in FINAL or run.message:
+            return run.message
+        message = (f"task {task} failed before the exchange recorded the outcome ({reason}); "
+                   "see the task's log in Airflow")
+        cat.fail_run(run.id, message)
+        return message
+    except NotFound:
+        return None
+    except Exception as exc:
+        log.error("run %s of %s not settled: %s: %s", run_id, source, type(exc).__name__, exc)
         return None
 
 
@@ -48,7 +61,7 @@ class ExchangeNotifier(BaseNotifier):
             ti = context.get("ti")
             run_id = context.get("run_id")
             task = getattr(ti, "task_id", None)
-            message = run_message(self.source, run_id) or (
+            message = settle_run(self.source, run_id, task, context.get("reason")) or (
                 f"task {task} failed before the exchange recorded the run ({context.get('reason')}); "
                 "see the task's log in Airflow")
             send(Alert(self.kind, self.dataset, source=self.source,

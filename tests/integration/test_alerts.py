@@ -190,3 +190,39 @@ def test_cli_lists_alerts_and_runs_the_watch(home, hook, monkeypatch, capsys):
     assert main(["watch", "--json"]) == 0 and json.loads(capsys.readouterr().out) == []
     configure(monkeypatch, "pager:1")
     assert main(["watch"]) == 2 and "unknown alert channel 'pager'" in capsys.readouterr().err
+
+
+def test_a_task_that_died_leaves_no_run_running(home, silo_2k, tmp_path, hook, monkeypatch):
+    """A task killed before the exchange could record anything (SIGKILL, out of memory): the
+    failure callback marks the catalogue's run failed and says so; a run whose stage recorded
+    its own error keeps that error."""
+    from types import SimpleNamespace
+
+    from exchange.alerts.notifier import ExchangeNotifier
+    from exchange.stages import run_key
+
+    configure(monkeypatch, f"webhook:{hook.url}")
+    silo = tmp_path / "silo.db"
+    shutil.copy(silo_2k[0], silo)
+    register_demo_source(home, silo)
+    from exchange import stages
+    stages.run_all(SOURCE, "r1")                              # the source is known to the catalogue
+    cat = catalog()
+
+    def context(run_id, task):
+        return {"dag": SimpleNamespace(dag_id=f"source__{SOURCE}"), "ti": SimpleNamespace(task_id=task),
+                "run_id": run_id, "reason": "Task was killed externally"}
+
+    died = "manual__2026-11-22T01:00:00+00:00"
+    run = cat.start_run(SOURCE, run_key(died), died)         # the task began, then was killed
+    ExchangeNotifier(source=SOURCE, dataset=DATASET).notify(context(died, "publish"))
+    settled = cat.get_run(SOURCE, run_key(died))
+    assert settled.id == run.id and settled.state == "failed" and settled.finished_at is not None
+    assert "task publish failed" in settled.message and "killed externally" in settled.message
+    assert hook.received[-1]["message"] == settled.message and hook.received[-1]["task"] == "publish"
+
+    recorded = "manual__2026-11-22T02:00:00+00:00"
+    cat.fail_run(cat.start_run(SOURCE, run_key(recorded), recorded).id, "extract: the silo cannot be opened")
+    ExchangeNotifier(source=SOURCE, dataset=DATASET).notify(context(recorded, "extract"))
+    assert cat.get_run(SOURCE, run_key(recorded)).message == "extract: the silo cannot be opened"
+    assert hook.received[-1]["message"] == "extract: the silo cannot be opened"
