@@ -40,24 +40,25 @@ class SharedBuckets:
         start = int.from_bytes(digest[:8], "little") % SLOTS
         fcntl.flock(self._fd, fcntl.LOCK_EX)
         try:
-            free = oldest = None
-            for i in range(PROBES):
-                at = (start + i) % SLOTS * SLOT.size
-                h, tokens, last = SLOT.unpack_from(self._map, at)
-                if h == digest:
-                    break
-                if h == EMPTY or now - last >= refill_s:
-                    free = at if free is None else free
-                    if h == EMPTY:
-                        break
-                elif oldest is None or last < oldest[1]:
-                    oldest = (at, last)
-            else:
-                at = None
-            if h != digest:
-                at, tokens, last = (free if free is not None else oldest[0]), None, None
+            at, tokens, last = self._slot(digest, start, now, refill_s)
             (tokens, last), result = update(tokens, last)
             SLOT.pack_into(self._map, at, digest, tokens, last)
             return result
         finally:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def _slot(self, digest: bytes, start: int, now: float, refill_s: float):
+        """(offset, tokens, last) of the key's slot, or (offset of a slot to take, None, None)."""
+        free = oldest = None
+        for i in range(PROBES):
+            at = (start + i) % SLOTS * SLOT.size
+            h, tokens, last = SLOT.unpack_from(self._map, at)
+            if h == digest:
+                return at, tokens, last
+            if h == EMPTY or now - last >= refill_s:
+                free = at if free is None else free
+                if h == EMPTY:
+                    break
+            elif oldest is None or last < oldest[1]:
+                oldest = (at, last)
+        return (free if free is not None else oldest[0]), None, None

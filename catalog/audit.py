@@ -73,9 +73,8 @@ def append(engine: Engine, **kw) -> int:
     return append_many(engine, [entry(**kw)])[-1]
 
 
-# The append on SQLite (and other databases), as three statements run on the driver
-# (catalog/rawdb.py): take n numbers from the head (the write lock serialises appends), insert
-# the chained rows, set the hash.
+# The append on SQLite, as three statements run on the driver (catalog/rawdb.py): take n
+# numbers from the head (the write lock serialises appends), insert the chained rows, set the hash.
 _COLS = ("at", "department", "purpose", "action", "holder", "datasets", "fields", "subject",
          "outcome", "detail", "seq", "prev_hash", "entry_hash")
 _JSON_COLS = ("datasets", "fields", "detail")
@@ -151,9 +150,9 @@ _PG_APPEND = "SELECT audit_append(%s::json)"
 def _pg_entries(rows: list[dict]) -> str:
     """The entries as audit_append takes them: a JSON array of columns (the JSON ones as JSON
     text) plus each entry's body."""
-    return json.dumps([{"at": _at_text(r["at"]), **{k: r.get(k) for k in BODY_KEYS[1:]},
-                        **{k: json.dumps(r.get(k)) for k in _JSON_COLS},
-                        "body": (r.get("_body") or body_bytes(r)).decode()} for r in rows],
+    return json.dumps([{**{k: v[k] for k in BODY_KEYS}, "at": _at_text(r["at"]),
+                        "body": (r.get("_body") or body_bytes(r)).decode()}
+                       for r, v in zip(rows, _driver_values(rows, False))],
                       ensure_ascii=False, separators=(",", ":"))
 
 

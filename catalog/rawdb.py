@@ -83,8 +83,8 @@ class Raw:
                     conn.rollback()
                     raise
                 conn.commit()
-            else:            # pipelined: statements go out together until a fetch needs results
-                with conn.pipeline(), conn.transaction():
+            else:
+                with conn.transaction():
                     yield conn
 
     def _begin(self, conn, wait: bool) -> bool:
