@@ -3,7 +3,6 @@ generated records, beside the baseline of json.dumps plus one Ed25519 signature 
 sample) in the same run; then the time to verify one bundle (median and p99)."""
 from __future__ import annotations
 
-import datetime as dt
 import gc
 import json
 import random
@@ -18,7 +17,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from bench.memory import peak_mb
-from exchange import staging
+from exchange import clock, staging
 
 DATASET = "business_licence.bench"
 # Parquet test inputs for stage_version (the staging readers take Parquet too)
@@ -87,7 +86,7 @@ def _ours(accepted: Path, work: Path) -> dict:
     staged = store.stage_version(accepted, DATASET, get_type("business_licence"), work / "v1")
     t1 = time.perf_counter()
     head = keys.sign_tree_head(tree_head_payload(DATASET, 1, staged.tree_size, staged.root,
-                                                 dt.datetime.now(dt.timezone.utc), None))
+                                                 clock.now(), None))
     (staged.directory / "head.jws").write_text(head, encoding="ascii")
     t2, c2 = time.perf_counter(), time.process_time()
     tree = MerkleTree.open(staged.directory / "tree.bin")

@@ -23,6 +23,7 @@ from functools import lru_cache
 import sqlalchemy as sa
 from sqlalchemy import Engine
 
+from exchange import clock
 from catalog import audit
 from catalog.models import Credential, Dataset, Department, Grant
 from exchange.errors import AccessDenied, InvalidRequest, NotFound, Unauthenticated, UnknownName
@@ -35,7 +36,7 @@ TOKEN_RE = re.compile(r"^exk_([0-9a-f]{16})\.([A-Za-z0-9_-]{43})$")
 
 
 def now_utc() -> datetime:
-    return datetime.now(timezone.utc)
+    return clock.now()
 
 
 def _aware(t: datetime | None) -> datetime | None:

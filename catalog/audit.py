@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 import sqlalchemy as sa
 from sqlalchemy import Engine
 
+from exchange import clock
 from catalog.models import AuditEntry, AuditHead
 
 GENESIS = "0" * 64
@@ -60,7 +61,7 @@ def entry(*, department: str, purpose: str, action: str, outcome: str, holder: s
     """An entry's row before it is chained (seq and hashes are set when it is written). Text
     a caller sent (a refused purpose) may hold NUL, which PostgreSQL cannot store: it is kept
     as U+FFFD, so that one such request cannot fail its group's commit."""
-    row = {"at": at or datetime.now(timezone.utc), "department": _text(department[:128]),
+    row = {"at": at or clock.now(), "department": _text(department[:128]),
            "purpose": _text(purpose[:255]), "action": action, "holder": _text(holder),
            "datasets": datasets, "fields": fields, "subject": _text(subject[:128]) if subject else None,
            "outcome": outcome, "detail": detail}

@@ -11,6 +11,7 @@ from datetime import date, datetime, timezone
 
 import sqlalchemy as sa
 
+from exchange import clock
 from catalog import audit
 from catalog.access import Access, Caller, check_purpose, disclose
 from catalog.models import Dataset, DatasetVersion, Record
@@ -129,7 +130,7 @@ class Consumer:
     # --- catalogue ------------------------------------------------------------------------
     def datasets(self, caller: Caller, purpose: str, now: datetime | None = None) -> list[dict]:
         check_purpose(purpose)
-        now = now or datetime.now(timezone.utc)
+        now = now or clock.now()
         with self.catalog.session() as c:
             rows = c.execute(sa.select(Dataset, DatasetVersion.published_at, DatasetVersion.tree_size,
                                        DatasetVersion.root_hash).outerjoin(

@@ -25,6 +25,7 @@ from joserfc import jws
 from joserfc.errors import SecurityWarning
 from joserfc.jwk import OKPKey
 
+from exchange import clock
 from exchange.files import atomic_write  # noqa: F401  (re-exported)
 from exchange.errors import ConfigError
 
@@ -38,7 +39,7 @@ STATUSES = ("active", "retired", "compromised")
 def rfc3339(t: dt.datetime) -> str:
     """RFC 3339 UTC to the second, like 2026-11-21T20:00:00Z. Naive datetimes are refused."""
     if t.tzinfo is None or t.utcoffset() is None:
-        raise ValueError("a timestamp needs a time zone (use datetime.now(timezone.utc))")
+        raise ValueError("a timestamp needs a time zone (use exchange.clock.now())")
     return t.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -135,7 +136,7 @@ class KeyStore:
         with os.fdopen(fd, "wb") as f:
             f.write(pem)
             os.fsync(f.fileno())
-        return {"kid": kid, "created_at": rfc3339(dt.datetime.now(dt.timezone.utc)),
+        return {"kid": kid, "created_at": rfc3339(clock.now()),
                 "status": "active", "compromised_at": None}
 
     def signer(self) -> OKPKey:
@@ -172,7 +173,7 @@ class KeyStore:
             if entry is None:
                 raise ConfigError(f"no key {kid!r} in {self.directory}; known: "
                                   f"{', '.join(e['kid'] for e in entries) or '(none)'}")
-            when = rfc3339(at or dt.datetime.now(dt.timezone.utc))
+            when = rfc3339(at or clock.now())
             if entry["status"] == "compromised" and when >= entry["compromised_at"]:
                 return  # already compromised from an earlier time: never vouch for more heads
             if entry["status"] == "active":
@@ -201,7 +202,7 @@ class KeyStore:
                 item.update(compromised_at=e["compromised_at"], jwk=public_jwk(self._load(e["kid"])),
                             heads_before_compromise=sorted(heads_before.get(e["kid"], [])))
             entries.append(item)
-        payload = {"issued_at": rfc3339(now or dt.datetime.now(dt.timezone.utc)), "keys": entries}
+        payload = {"issued_at": rfc3339(now or clock.now()), "keys": entries}
         key = self.signer()
         header = {"alg": ALG, "kid": key.kid, "typ": KEY_STATUS_TYP}
         with eddsa_allowed():

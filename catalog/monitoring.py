@@ -7,6 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 import sqlalchemy as sa
 
+from exchange import clock
 from catalog.models import AuditEntry, Dataset, QuarantineEntry, Run, Source
 from exchange.errors import UnknownName
 from exchange.registry import CYCLES
@@ -17,7 +18,7 @@ CONSUMING = ("lookup", "bundle")              # actions that hand records to a d
 
 
 def _now(now: datetime | None) -> datetime:
-    return _aware(now) if now else datetime.now(timezone.utc)
+    return _aware(now) if now else clock.now()
 
 
 def _aware(t: datetime | None) -> datetime | None:

@@ -5,12 +5,13 @@ import json
 import os
 import shutil
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import date, datetime
 from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from exchange import clock
 from catalog import index_load, status as statuses, store
 from catalog.db import engine_for
 from catalog.keys import KeyStore, head_hash, tree_head_payload
@@ -29,7 +30,7 @@ HISTORY_COLUMNS = ("changed_at", "field", "old_value", "new_value", "changed_by"
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return clock.now()
 
 
 @dataclass(frozen=True)
@@ -253,7 +254,7 @@ class Catalog:
         (catalog/rawdb.py), in autocommit."""
         from catalog.rawdb import raw
 
-        today = today or date.today()
+        today = today or clock.today()
         prefix = store.holder_prefix(holder_key)
         r = raw(self.engine)
         sql, args = r.args(_LOOKUP, {"lo": prefix, "hi": prefix + "g", "holder": holder_key})
@@ -270,7 +271,7 @@ class Catalog:
         return out
 
     def bundle(self, record_id: str, today: date | None = None) -> dict:
-        today = today or date.today()
+        today = today or clock.today()
         with self.session() as s:
             hit = s.execute(sa.select(Record, DatasetVersion).join(
                 DatasetVersion, sa.and_(DatasetVersion.dataset_id == Record.dataset_id,

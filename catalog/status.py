@@ -18,6 +18,7 @@ import pyarrow.compute as pc
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from exchange import clock
 from catalog.merkle import MerkleTree
 from catalog.store import version_leaves
 from catalog.models import Dataset, DatasetVersion, Record, RecordEvent
@@ -87,7 +88,7 @@ def record_status(s: Session, record_id: str, version: int | None = None,
                   leaf_hash: str | None = None, today: date | None = None) -> dict | None:
     """Status of a record (of the copy at `version` with `leaf_hash`, if given), since when and why,
     with its history. None if the record was never published."""
-    today = today or date.today()
+    today = today or clock.today()
     hit = s.execute(sa.select(Record, DatasetVersion, Dataset.current_version).join(
         DatasetVersion, sa.and_(DatasetVersion.dataset_id == Record.dataset_id,
                                 DatasetVersion.version == Record.version))

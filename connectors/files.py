@@ -13,12 +13,12 @@ import hashlib
 import shutil
 import time
 from dataclasses import dataclass, fields as dc_fields
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
 
 import pyarrow as pa
 
+from exchange import clock
 from connectors import readers
 from exchange.errors import ConfigError, DataError, UnknownName
 
@@ -162,7 +162,7 @@ def _move(path: Path, folder: Path) -> Path:
     folder.mkdir(exist_ok=True)
     target = folder / path.name
     if target.exists():
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f")
+        stamp = clock.now().strftime("%Y%m%dT%H%M%S%f")
         target = folder / f"{path.stem}.{stamp}{path.suffix}"
     shutil.move(path, target)
     side = path.with_name(path.name + ".sha256")
@@ -174,7 +174,7 @@ def _move(path: Path, folder: Path) -> Path:
 def reject(path: Path, reason: str) -> Path:
     target = _move(path, path.parent / "rejected")
     target.with_name(target.name + ".reason.txt").write_text(
-        f"{datetime.now(timezone.utc).isoformat()} rejected {path.name}: {reason}\n", encoding="utf-8")
+        f"{clock.now().isoformat()} rejected {path.name}: {reason}\n", encoding="utf-8")
     return target
 
 

@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from exchange import clock
 from schemas.identifiers import USCC_VALUES, USCC_ALPHABET, strings_from_bytes, uscc_check_values
 from schemas.normalize import name_key, opencc_convert
 
@@ -305,7 +306,7 @@ def business_licences(n: int, seed: int = 7, defect_rate: float = 0.05, today: d
     if n < 1 or not 0 <= defect_rate <= 1 or not 0 <= cosmetic_rate <= 1:
         raise ValueError(f"need n >= 1 and rates between 0 and 1; got n={n}, "
                          f"defect_rate={defect_rate}, cosmetic_rate={cosmetic_rate}")
-    today = today or date.today()
+    today = today or clock.today()
     cols, extra = _base(n, seed, today)
     defects = _split_defects(np.random.default_rng([seed, 1]), n, defect_rate)
     _apply_defects(cols, extra, defects, np.random.default_rng([seed, 2]), today)

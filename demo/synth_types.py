@@ -20,6 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from exchange import clock
 from demo.synth import (_atomic_target, _date_text, _fmt_dates, _fsync_replace, _full_width, _put,
                         _spaced, _traditional, _uscc, write_sqlite)
 from exchange import registry
@@ -197,7 +198,7 @@ def silo_table(type_name: str, n: int, seed: int = 5, defect_rate: float = 0.05,
     The manifest maps each planted defect kind (and "cosmetic") to the silo IDs it touched.
     """
     ctype, reg = get_type(type_name), sample_registration(type_name)
-    today = today or date.today()
+    today = today or clock.today()
     vals = _clean(ctype, reg, n, seed, today)
     rng = np.random.default_rng([seed, 2])
     inverted_ok = any(r.kind == "ordered" and (r.first, r.then) == ("valid_from", "valid_to")

@@ -24,6 +24,7 @@ from datetime import date
 from pathlib import Path
 from typing import Callable
 
+from exchange import clock
 from exchange import registry
 from exchange.errors import ConfigError, ExchangeError, SourceError
 from exchange.registry import Registration
@@ -101,7 +102,7 @@ def register_file(path: Path, *, dry_run: bool = False, by: str | None = None,
     step(2, probe_connection, reg)
     with tempfile.TemporaryDirectory(prefix=f"exchange-register-{reg.id}-") as tmp:
         step(3, pull_sample, reg, sample_rows, Path(tmp), keep="preview")
-        step(4, validate_sample, reg, Path(tmp), today or date.today(), keep="validation")
+        step(4, validate_sample, reg, Path(tmp), today or clock.today(), keep="validation")
     if dry_run:
         report.steps.append(Step(5, STEPS[5], "skipped", f"--dry-run: nothing written ({plan.action} "
                                  f"registration would go to {plan.target})"))

@@ -13,6 +13,7 @@ from datetime import date
 from functools import wraps
 from pathlib import Path
 
+from exchange import clock
 from exchange import registry, staging
 from exchange.errors import DataError, GateHeld
 from exchange.parallel import ordered_map
@@ -124,7 +125,7 @@ def validate(source_id: str, key: str, today: date | None = None) -> dict:
     settings, reg, catalog, workdir = _context(source_id, key)
     run = catalog.start_run(source_id, key)
     outcome = run_validation(staging.transient(workdir, "conformed"), staging.transient(workdir, "extracted"),
-                             reg.ctype, workdir, today or date.today(), checks=reg.checks)
+                             reg.ctype, workdir, today or clock.today(), checks=reg.checks)
     catalog.record_counts(run.id, outcome.extracted, outcome.accepted, outcome.quarantined,
                           outcome.reasons)
     _queue_quarantine(catalog, reg, run.id, outcome)

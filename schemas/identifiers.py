@@ -18,6 +18,7 @@ import pyarrow.compute as pc
 from stdnum.cn import ric as _stdnum_ric
 from stdnum.cn import uscc as _stdnum_uscc
 
+from exchange import clock
 from exchange.errors import DataError
 from schemas.normalize import as_string_array, ymd_days
 
@@ -113,7 +114,7 @@ def ric_check_char(first17: str) -> str:
 
 
 def _today_days(today: date | None) -> int:
-    return ((today or date.today()) - date(1970, 1, 1)).days
+    return ((today or clock.today()) - date(1970, 1, 1)).days
 
 
 def ric_problem(code: str | None, today: date | None = None) -> str | None:

@@ -22,6 +22,14 @@ os.environ.update({
 })
 TEST_PASSPHRASE = "correct horse battery staple"
 
+from exchange import clock  # noqa: E402  (light: no Airflow, no database)
+
+# One notion of "today" for the whole session, read once: every fixture that makes data "as of
+# today" and every stage that checks "as of" a date (here, in subprocesses and in Airflow tasks)
+# shares it, even across midnight. CI also runs the suite under a clock moved forward.
+TODAY = clock.today()
+os.environ[clock.TODAY_ENV] = TODAY.isoformat()
+
 
 @pytest.fixture
 def home(tmp_path, monkeypatch) -> Path:

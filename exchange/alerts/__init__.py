@@ -10,8 +10,10 @@ import logging
 import os
 import re
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from urllib.parse import quote
+
+from exchange import clock
 
 log = logging.getLogger("exchange.alerts")
 
@@ -42,7 +44,7 @@ class Alert:
     state: str | None = None       # the run's state, or the dataset's freshness state
     freshness: str | None = None
     message: str = ""
-    at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    at: datetime = field(default_factory=clock.now)
 
     def __post_init__(self):
         if self.kind not in KINDS:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 
+from exchange import clock
 from exchange.cli import catalog, table
 from exchange.errors import ConfigError
 
@@ -89,7 +90,7 @@ def cmd_run(args) -> int:
     from exchange import stages
     from exchange.cli.progress import bar
 
-    key = args.key or "manual_" + datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+    key = args.key or "manual_" + clock.now().strftime("%Y%m%dT%H%M%S")
     steps = [("extract", stages.extract), ("conform", stages.conform),
              ("validate", stages.validate), ("publish", stages.publish)]
     out = {}

@@ -31,11 +31,10 @@ def server_url(kind: str) -> str:
 
 @pytest.fixture(scope="module")
 def silo_rows():
-    from datetime import date
-
     from demo.synth import business_licences
+    from tests.conftest import TODAY
 
-    return business_licences(6_000, seed=5, today=date(2026, 11, 21))
+    return business_licences(6_000, seed=5, today=TODAY)
 
 
 def _seeded(kind: str, silo_rows):

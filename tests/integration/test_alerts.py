@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -15,6 +15,7 @@ from exchange.alerts.channels import parse
 from exchange.alerts.watch import check, decide
 from exchange.errors import ConfigError, UnknownName
 from exchange.settings import get_settings, reset_settings
+from exchange import clock
 from tests.alertsinks import SMTPReceiver, WebhookReceiver
 from tests.conftest import TEST_PASSPHRASE, catalog, register_demo_source
 
@@ -146,7 +147,7 @@ def test_watch_decides_once_per_change():
 def _backdate(hours: float) -> None:
     """Make the last refresh `hours` old (the catalogue's runs, as if time had passed)."""
     cat = catalog()
-    old = datetime.now(timezone.utc) - timedelta(hours=hours)
+    old = clock.now() - timedelta(hours=hours)
     with cat.engine.begin() as c:
         c.execute(sa.text("UPDATE runs SET finished_at = :t, started_at = :t"), {"t": old})
 

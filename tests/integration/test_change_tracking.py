@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import shutil
 import sqlite3
-from datetime import date
 
 import pytest
 import sqlalchemy as sa
@@ -14,11 +13,10 @@ from demo.synth import TABLE
 from exchange import stages
 from exchange.errors import SourceError
 from exchange.settings import get_settings
-from tests.conftest import catalog, register_source
+from tests.conftest import TODAY, catalog, register_source
 from tests.faultproxy import FaultProxy
 
 pytestmark = pytest.mark.integration
-TODAY = date(2026, 11, 21)
 STATUS = {"存续": "valid", "在业": "valid", "吊销": "revoked", "注销": "cancelled", "迁出": "cancelled",
           "停业": "suspended"}
 

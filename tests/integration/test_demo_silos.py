@@ -2,14 +2,13 @@
 with traditional characters, XLSX) run the whole path."""
 from __future__ import annotations
 
-from datetime import date
 
 import pytest
 
 from demo import silos
 from exchange import registry, stages
 from exchange.settings import get_settings
-from tests.conftest import catalog
+from tests.conftest import TODAY, catalog
 
 pytestmark = pytest.mark.integration
 
@@ -34,7 +33,7 @@ def test_demo_silos_make_five_departments_and_the_drops_publish(home, monkeypatc
     assert {r.connector["kind"] for r in regs} == {"sql", "http", "files"}
     csv = next((home / "drops" / "civil_affairs").glob("*.csv")).read_bytes()
     assert "臺".encode("gbk") in csv or "區".encode("gbk") in csv, "traditional characters, GBK bytes"
-    today = date.today()
+    today = TODAY
     for sid in ("civil_business_licence", "housing_business_licence"):
         result = stages.run_all(sid, "demo", today)
         assert result["state"] == "published" and result["tree_size"] > 250

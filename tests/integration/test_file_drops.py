@@ -3,7 +3,6 @@ truncated or undecodable files rejected with a reason, and the pipeline around t
 from __future__ import annotations
 
 import json
-from datetime import date
 from pathlib import Path
 
 import pyarrow as pa
@@ -14,10 +13,9 @@ from connectors.files import FileDropConnector, FileDropSettings
 from demo.synth import business_licences
 from exchange import stages
 from exchange.errors import DataError
-from tests.conftest import catalog, register_source
+from tests.conftest import TODAY, catalog, register_source
 
 pytestmark = pytest.mark.integration
-TODAY = date(2026, 11, 21)
 TRAD = "臺灣新竹縣張偉貿易有限公司"
 
 

@@ -13,6 +13,7 @@ from catalog.access import Access, Caller
 from catalog.consumer import Consumer
 from exchange import stages
 from exchange.errors import UnknownName
+from exchange import clock
 from tests.conftest import catalog, register_demo_source, register_source
 
 SOURCE, DATASET = "smr_business_licence", "business_licence.market_regulation"
@@ -35,7 +36,7 @@ def _by(rows, key, value):
 
 def test_freshness_follows_the_update_cycle(published):
     cat, _ = published
-    now = datetime.now(timezone.utc)
+    now = clock.now()
     assert _by(monitoring.freshness(cat, now), "dataset", DATASET)["state"] == "fresh"
     late = _by(monitoring.freshness(cat, now + 30 * H), "dataset", DATASET)
     assert late["state"] == "late" and late["overdue_hours"] >= 5
@@ -54,7 +55,7 @@ def test_a_source_never_run_is_never_fresh_and_a_failed_run_shows(published, hom
     assert _by(rows, "dataset", other.dataset)["state"] == "never"
     card = _by(monitoring.scorecards(cat, "day"), "department", "transport")
     assert card["not_yet_due"] == 1 and card["on_time_share"] is None   # registered just now
-    later = datetime.now(timezone.utc) + 30 * H                           # its first day is over
+    later = clock.now() + 30 * H                           # its first day is over
     card = _by(monitoring.scorecards(cat, "day", later), "department", "transport")
     assert card["not_yet_due"] == 0 and card["on_time_share"] == 0
     silo.unlink()                                     # the silo is gone: the next run fails
@@ -98,7 +99,7 @@ def test_scorecard_counts_consumption_materials_quality_and_backlog(published):
     assert card["quality_pass_share"] == round(run["accepted"] / run["extracted"], 4)
     assert card["backlog"] == len(cat.quarantine(DATASET)) and card["backlog_oldest_days"] == 0
     assert card["department_name"] == "市场监督管理局"
-    later = datetime.now(timezone.utc) + 60 * H       # no refresh since: not on time that day
+    later = clock.now() + 60 * H       # no refresh since: not on time that day
     assert _by(monitoring.scorecards(cat, "day", later), "department", "market_regulation")["on_time"] == 0
     with pytest.raises(UnknownName, match="week"):
         monitoring.scorecards(cat, "fortnight")

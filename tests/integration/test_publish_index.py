@@ -7,7 +7,7 @@ from __future__ import annotations
 import shutil
 import sqlite3
 import uuid
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
@@ -19,7 +19,7 @@ from demo.synth import TABLE
 from exchange import stages
 from exchange.errors import PublishError
 from exchange.settings import get_settings, reset_settings
-from tests.conftest import catalog, register_demo_source
+from tests.conftest import TODAY, catalog, register_demo_source
 from tests.integration.conftest import server_url
 
 pytestmark = pytest.mark.integration
@@ -87,7 +87,7 @@ def _version_dir(version: int) -> Path:
 
 def test_index_rows_equal_the_published_versions(backend, home, silo):
     register_demo_source(home, silo)
-    first = stages.run_all(SOURCE, "r1", date(2026, 11, 21))
+    first = stages.run_all(SOURCE, "r1", TODAY)
     dataset = first["dataset"]
     v1 = _expected(_version_dir(1), dataset, 1)
     assert len(v1) == first["tree_size"] > 1_900
@@ -99,7 +99,7 @@ def test_index_rows_equal_the_published_versions(backend, home, silo):
         c.execute(f'update {TABLE} set "QYMC" = "QYMC" || \'（变更）\' where "ID" % 50 = 0')
         c.execute(f'update {TABLE} set "DJZT" = \'吊销\' where "ID" % 77 = 0')
         c.execute(f'delete from {TABLE} where "ID" % 97 = 0')          # gone: carried as withdrawn
-    second = stages.run_all(SOURCE, "r2", date(2026, 11, 22))
+    second = stages.run_all(SOURCE, "r2", TODAY + timedelta(days=1))
     assert second["version"] == 2 and second["changes"]["withdrawn"] > 0
     v2 = _expected(_version_dir(2), dataset, 2)
     assert _stored(2) == v2 and _stored(1) == v1
@@ -111,7 +111,7 @@ def test_index_rows_equal_the_published_versions(backend, home, silo):
 def test_the_bulk_path_stores_what_executemany_stores(home, silo, tmp_path, monkeypatch):
     """SQLite: byte for byte the rows (and SQLite storage classes) of the generic path."""
     register_demo_source(home, silo)
-    stages.run_all(SOURCE, "r1", date(2026, 11, 21))
+    stages.run_all(SOURCE, "r1", TODAY)
     bulk_db = get_settings().home / "catalog.db"
     query = ("select record_id, version, dataset_id, leaf_index, holder_key, holder_code_type, holder_name, "
              "licence_number, status, valid_to, typeof(valid_to), typeof(leaf_index) from records order by 1, 2")
@@ -123,7 +123,7 @@ def test_the_bulk_path_stores_what_executemany_stores(home, silo, tmp_path, monk
     reset_settings()
     monkeypatch.setattr(index_load, "loader", index_load.IndexLoader)   # the generic executemany
     register_demo_source(other, silo)
-    stages.run_all(SOURCE, "r1", date(2026, 11, 21))
+    stages.run_all(SOURCE, "r1", TODAY)
     with sqlite3.connect(other / "catalog.db") as c:
         generic = c.execute(query).fetchall()
     assert len(bulk) > 1_900 and bulk == generic
@@ -156,7 +156,7 @@ def test_a_failure_after_the_bulk_insert_leaves_nothing(backend, home, silo, mon
     with monkeypatch.context() as m:
         m.setattr(status, "record_changes", fail_after_insert)
         with pytest.raises(PublishError, match="nothing of it was kept"):
-            stages.run_all(SOURCE, "r1", date(2026, 11, 21))
+            stages.run_all(SOURCE, "r1", TODAY)
     assert seen["rows"] > 1_900
     engine = catalog().engine
     with engine.connect() as c:
@@ -195,10 +195,10 @@ def test_a_killed_publish_leaves_scratch_that_the_next_one_sweeps(home, silo):
 
     register_demo_source(home, silo)
     killed = subprocess.run([sys.executable, "-c", (
-        "import os, signal\nfrom datetime import date\nfrom catalog import status\n"
+        "import os, signal\nfrom catalog import status\n"
         "from exchange import stages\n"
         "status.record_changes = lambda *a: os.kill(os.getpid(), signal.SIGKILL)\n"
-        f"stages.run_all({SOURCE!r}, 'r1', date(2026, 11, 21))\n")], env=os.environ.copy())
+        f"stages.run_all({SOURCE!r}, 'r1')\n")], env=os.environ.copy())
     assert killed.returncode == -9
     left = list(home.glob(".index-scratch-*"))
     assert len(left) == 1 and list(left[0].glob("part*.db"))

@@ -4,7 +4,6 @@ with everything or fails with a clear reason publishing nothing; a re-run comple
 record is published twice."""
 from __future__ import annotations
 
-from datetime import date
 
 import pytest
 import sqlalchemy as sa
@@ -13,11 +12,10 @@ from demo.silo_server import SiloServer
 from demo.synth import COLUMNS, TABLE
 from exchange import stages
 from exchange.errors import DataError, SourceError
-from tests.conftest import catalog, register_source
+from tests.conftest import TODAY, catalog, register_source
 from tests.faultproxy import FaultProxy
 
 pytestmark = pytest.mark.integration
-TODAY = date(2026, 11, 21)
 
 
 def _counts() -> tuple[int, int, int]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import tempfile
-from datetime import date
 from pathlib import Path
 
 import pytest
@@ -14,7 +13,7 @@ from demo.silo_server import SiloServer, licence_rows
 from demo.synth import COLUMNS, business_licences
 from exchange.cli import main
 from schemas.normalize import code_key_scalar
-from tests.conftest import ROOT, catalog, toml_value
+from tests.conftest import ROOT, TODAY, catalog, toml_value
 
 pytestmark = pytest.mark.integration
 TEMPLATE = (ROOT / "demo" / "registrations" / "smr_business_licence.toml").read_text("utf-8")
@@ -134,7 +133,7 @@ def test_file_drop_source_is_sampled_without_moving_files(home, tmp_path, capsys
 
     drop = tmp_path / "drop"
     drop.mkdir()
-    table = business_licences(400, seed=9, today=date(2026, 11, 21), defect_rate=0.0,
+    table = business_licences(400, seed=9, today=TODAY, defect_rate=0.0,
                               cosmetic_rate=0.0)[0]
     write_csv(table, drop / "export.csv", "gbk")
     f = registration(tmp_path / "drop.toml", "ca_drop", {"kind": "files", "path": str(drop),

@@ -22,7 +22,8 @@ from exchange import stages
 from exchange.cli import main as cli
 from exchange.errors import VerificationError
 from exchange.settings import get_settings
-from tests.conftest import register_demo_source
+from exchange import clock
+from tests.conftest import TODAY, register_demo_source
 
 SOURCE, DATASET = "smr_business_licence", "business_licence.market_regulation"
 
@@ -47,7 +48,7 @@ def _valid_records(cat, n):
         return c.execute(sa.text(
             "select record_id, licence_number from records where version = 1 and status = 'valid' "
             "and (valid_to is null or valid_to > :d) order by leaf_index limit :n"),
-            {"d": dt.date.today() + dt.timedelta(days=30), "n": n}).all()
+            {"d": TODAY + dt.timedelta(days=30), "n": n}).all()
 
 
 @pytest.fixture
@@ -183,7 +184,7 @@ def test_broken_chain_link_is_found(two_versions):
     head = head_payload_unverified(entries[1].signed_tree_head)
     resigned = KeyStore(s.keys_dir, s.key_passphrase()).sign_tree_head(tree_head_payload(
         DATASET, 2, head["tree_size"], bytes.fromhex(head["root_hash"]),
-        dt.datetime.now(dt.timezone.utc), "not.the.previous"))
+        clock.now(), "not.the.previous"))
     (entries[1].path / "head.jws").write_text(resigned, encoding="ascii")
     br = _audit([entries[0], dataclasses.replace(entries[1], signed_tree_head=resigned)]).first_break
     assert (br["version"], br["check"], br["name"]) == (2, 4, "chain link")

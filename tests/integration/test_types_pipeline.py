@@ -4,7 +4,6 @@ right rule, derived licence identifiers, type versions recorded, and holders fou
 spelling through Catalog.lookup."""
 from __future__ import annotations
 
-from datetime import date
 
 import pyarrow.parquet as pq
 import pytest
@@ -16,10 +15,9 @@ from exchange.settings import get_settings
 from schemas.licence_id import problem
 from schemas.normalize import code_key_scalar
 from schemas.types import get_type
-from tests.conftest import register_sample
+from tests.conftest import TODAY, register_sample
 
 TYPES = ("food_business_licence", "diploma", "marriage_certificate", "social_insurance_record")
-TODAY = date.today()
 N = 1_500
 
 
