@@ -352,7 +352,8 @@ def test_malformed_bundles_fail_at_step_1(published, change):
 
 
 def test_outsider_verifies_with_jwcrypto_hashlib_and_rfc8785_only(published):
-    """What a consumer does without our code: the contract of docs/verification.md."""
+    """What a consumer does without our code, with another JOSE library than the doc's recipe
+    (PyJWT: tests/integration/test_verification_doc.py runs the doc itself)."""
     bundle = json.loads(json.dumps(published["bundles"][1]))
     keyset = jc_jwk.JWKSet.from_json(json.dumps(published["jwks"]))
 
@@ -363,6 +364,7 @@ def test_outsider_verifies_with_jwcrypto_hashlib_and_rfc8785_only(published):
     head = json.loads(token.payload)
     assert (head["dataset"], head["version"], head["tree_size"]) == \
         (bundle["dataset"], bundle["version"], bundle["tree_size"])
+    assert bundle["record_id"] == bundle["record"]["record_id"]
 
     r = hashlib.sha256(b"\x00" + rfc8785.dumps(bundle["record"])).digest()
     fn, sn = bundle["leaf_index"], bundle["tree_size"] - 1
