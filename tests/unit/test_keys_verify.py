@@ -202,6 +202,17 @@ def test_status_step_runs_only_online(published):
     assert (exc.value.step, exc.value.step_name) == (7, "record still valid (online only)")
 
 
+def test_status_step_says_when_the_exchange_does_not_know_the_copy(published):
+    from exchange.errors import UnknownCopy
+
+    def status_of(_):
+        raise UnknownCopy("unknown copy: version 3 holds record rec-0 with another leaf hash")
+
+    with pytest.raises(VerificationError, match="does not know this copy.*unknown copy") as exc:
+        verify_bundle(published["bundles"][0], published["jwks"], status_of=status_of)
+    assert exc.value.step == 7
+
+
 # -- verification --------------------------------------------------------------------------
 def test_every_bundle_verifies(published):
     assert [n for n, _ in VERIFY_STEPS] == [1, 2, 3, 4, 5, 6, 7]
