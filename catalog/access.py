@@ -26,6 +26,7 @@ from sqlalchemy import Engine
 from exchange import clock
 from catalog import audit
 from catalog.models import Credential, Dataset, Department, Grant
+from catalog.verify import label_unsigned
 from exchange.errors import AccessDenied, InvalidRequest, NotFound, Unauthenticated, UnknownName
 
 DEPT_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{1,63}$")
@@ -298,17 +299,24 @@ class Access:
         return info
 
 
+# A bundle's status is made of these record fields (an expired record's status_since is the day
+# after its valid_to): a partial bundle gives it only when none of them is withheld.
+STATUS_SOURCES = frozenset({"status", "valid_to"})
+
+
 def disclose(bundle: dict, fields: frozenset[str] | None) -> dict:
     """The full verifiable bundle when every field is granted; otherwise only the granted
     fields, marked unverifiable (the signature covers the whole record: see docs/consumer-api.md)."""
     record = bundle["record"]
     withheld = sorted(k for k in record if k != "record_id" and fields is not None and k not in fields)
     if not withheld:
-        return {**bundle, "disclosure": "full", "verifiable": True}
-    return {"format": "exchange-record-partial/1", "record_id": bundle["record_id"],
-            "dataset": bundle["dataset"], "version": bundle["version"],
-            "record": {k: v for k, v in record.items() if k == "record_id" or k in fields},
-            "disclosure": "partial", "verifiable": False, "withheld": withheld,
-            "status": bundle.get("status"), "status_since": bundle.get("status_since"),
-            "note": "only the granted fields are returned; the signature covers the whole record, "
-                    "so this partial record cannot be verified offline"}
+        return label_unsigned({**bundle, "disclosure": "full", "verifiable": True})
+    partial = {"format": "exchange-record-partial/1", "record_id": bundle["record_id"],
+               "dataset": bundle["dataset"], "version": bundle["version"],
+               "record": {k: v for k, v in record.items() if k == "record_id" or k in fields},
+               "disclosure": "partial", "verifiable": False, "withheld": withheld,
+               "note": "only the granted fields are returned; the signature covers the whole record, "
+                       "so this partial record cannot be verified offline"}
+    if not STATUS_SOURCES & set(withheld):
+        partial.update(status=bundle.get("status"), status_since=bundle.get("status_since"))
+    return partial

@@ -18,7 +18,7 @@ from catalog.keys import KeyStore, head_hash, tree_head_payload
 from catalog.models import Alert as AlertRow
 from catalog.models import (Dataset, DatasetVersion, MetadataChange, QuarantineEntry, Record,
                             Run, RunQuality, Source, TakenFile, Watermark)
-from catalog.verify import make_bundle
+from catalog.verify import label_unsigned, make_bundle
 from exchange.errors import NotFound, PublishError
 from exchange.registry import Registration
 
@@ -290,7 +290,7 @@ class Catalog:
             record=store.read_record(directory, rec.leaf_index),
             signed_tree_head=ver.signed_tree_head,
             status=st["status"])
-        return {**bundle, "status_since": st["since"], "status_reason": st["reason"]}
+        return label_unsigned({**bundle, "status_since": st["since"], "status_reason": st["reason"]})
 
     def record_status(self, record_id: str, version: int | None = None,
                       leaf_hash: str | None = None, today: date | None = None) -> dict:

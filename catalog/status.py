@@ -6,6 +6,7 @@ Status of a copy of a record (a bundle), first match wins:
   expired     valid, but its current valid_to is past
   superseded  valid, but the copy's content differs from the current version's (a newer version)
   valid
+A copy (version, leaf hash) the exchange never published is refused: UnknownCopy (404).
 The publish path calls `record_changes` inside the version's transaction: it diffs the new
 version against the previous one and stores one `record_events` row per changed record.
 """
@@ -22,6 +23,7 @@ from exchange import clock
 from catalog.merkle import MerkleTree
 from catalog.store import version_leaves
 from catalog.models import Dataset, DatasetVersion, Record, RecordEvent
+from exchange.errors import UnknownCopy
 
 STATUSES = ("valid", "expired", "revoked", "withdrawn", "superseded")
 CHANGES = ("added", "amended", "revoked", "reinstated", "withdrawn")
@@ -102,7 +104,8 @@ def record_status(s: Session, record_id: str, version: int | None = None,
     first = s.scalar(sa.select(sa.func.min(Record.version)).where(Record.record_id == record_id))
     first_at = s.scalar(sa.select(DatasetVersion.published_at).where(
         DatasetVersion.dataset_id == rec.dataset_id, DatasetVersion.version == first))
-    current_leaf = MerkleTree.open(Path(ver.path) / "tree.bin").leaf(rec.leaf_index).hex()
+    current_leaf = _leaf(ver.path, rec.leaf_index)
+    copy_version, copy_leaf = _copy(s, rec, first, events, version, leaf_hash, current_leaf)
     history = [{"version": first, "change": "added", "status": standing(_first_status(rec, events), None, date.min),
                 "at": _iso(first_at)}] if not any(e.change == "added" and e.version == first for e in events) else []
     history += [{"version": e.version, "change": e.change, "status": e.status, "reason": e.reason,
@@ -122,13 +125,49 @@ def record_status(s: Session, record_id: str, version: int | None = None,
         out.update(status="revoked", since=since({"added", "revoked"}), reason=rec.status)
     elif st == "expired":
         out.update(status="expired", since=(rec.valid_to + timedelta(days=1)).isoformat())
-    elif leaf_hash is not None and leaf_hash != current_leaf:
-        later = [e for e in events if e.version > (version or 0) and e.leaf_hash != leaf_hash]
+    elif copy_leaf != current_leaf:
+        later = [e for e in events if e.version > copy_version]
         out.update(status="superseded", since=_iso(later[0].at) if later else None,
                    reason=f"version {rec.version} holds a newer copy of this record")
     else:
         out.update(status="valid", since=since({"added", "reinstated"}))
     return out
+
+
+def _leaf(path: str, leaf_index: int) -> str:
+    return MerkleTree.open(Path(path) / "tree.bin").leaf(leaf_index).hex()
+
+
+def _leaf_at(s: Session, record_id: str, version: int) -> str | None:
+    """The record's leaf hash in `version`, None if that version does not hold it."""
+    hit = s.execute(sa.select(Record.leaf_index, DatasetVersion.path).join(
+        DatasetVersion, sa.and_(DatasetVersion.dataset_id == Record.dataset_id,
+                                DatasetVersion.version == Record.version))
+        .where(Record.record_id == record_id, Record.version == version)).first()
+    return None if hit is None else _leaf(hit.path, hit.leaf_index)
+
+
+def _copy(s: Session, rec: Record, first: int, events, version: int | None, leaf_hash: str | None,
+          current_leaf: str) -> tuple[int, str]:
+    """(version, leaf hash) of the copy asked about: one the exchange published, else UnknownCopy.
+    No version and no leaf hash: the current copy. A leaf hash alone: the latest version that
+    made it the record's content (every content change is an event, so only those are read)."""
+    if version is None and leaf_hash is None:
+        return rec.version, current_leaf
+    if version is not None:
+        leaf = _leaf_at(s, rec.record_id, version)
+        if leaf is None:
+            raise UnknownCopy(f"unknown copy: version {version} of {rec.dataset_id} does not hold record "
+                              f"{rec.record_id} (it is in versions {first} to {rec.version})")
+        if leaf_hash is not None and leaf_hash != leaf:
+            raise UnknownCopy(f"unknown copy: version {version} holds record {rec.record_id} with leaf hash "
+                              f"{leaf}, not {leaf_hash}: the exchange never published that copy")
+        return version, leaf
+    for v in sorted({first, *(e.version for e in events)}, reverse=True):
+        if _leaf_at(s, rec.record_id, v) == leaf_hash:
+            return v, leaf_hash
+    raise UnknownCopy(f"unknown copy: the exchange never published record {rec.record_id} with leaf "
+                      f"hash {leaf_hash}")
 
 
 def _first_status(rec: Record, events) -> str:

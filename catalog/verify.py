@@ -2,6 +2,10 @@
 
 A bundle carries one record, its leaf index and audit path, and the signed tree head of the
 dataset version. Anyone with the JWKS can check it; this module is one way to do so.
+What is signed: the tree head (dataset, version, tree_size, root_hash, …) and, through the
+Merkle path, the record with its own record_id. The bundle's other fields are labels: step 4
+refuses a bundle whose labels contradict what is signed, and `VerifiedBundle.unsigned` holds
+the fields nothing vouches for (status, status_since, …).
 """
 from __future__ import annotations
 
@@ -20,14 +24,14 @@ from joserfc.jwk import OKPKey
 from catalog.canonical import canonical_bytes, to_json_record
 from catalog.keys import ALG, KEY_STATUS_TYP, STH_TYP, eddsa_allowed, head_hash
 from catalog.merkle import leaf_hash, root_from_inclusion_proof
-from exchange.errors import VerificationError
+from exchange.errors import NotFound, VerificationError
 
 FORMAT = "exchange-record-bundle/1"
 VERIFY_STEPS = [
     (1, "bundle well-formed"),
     (2, "signing key known and not compromised"),
     (3, "tree head signature valid"),
-    (4, "tree head matches the bundle"),
+    (4, "the bundle's fields match what is signed"),
     (5, "record matches its leaf hash"),
     (6, "audit path leads to the signed root"),
     (7, "record still valid (online only)"),
@@ -39,19 +43,22 @@ _COMPACT = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+")
 _FIELDS = {"format": str, "record_id": str, "dataset": str, "version": int, "leaf_index": int,
            "tree_size": int, "audit_path": list, "leaf_hash": str, "record": dict,
            "signed_tree_head": str}
+CHECKED_FIELDS = frozenset(_FIELDS)   # any other field of a bundle is unsigned and unchecked
 _HEAD_FIELDS = {"dataset": str, "version": int, "tree_size": int, "root_hash": str,
                 "issued_at": str, "previous_head_hash": (str, type(None))}
 
 
 @dataclass(frozen=True)
 class VerifiedBundle:
-    record_id: str
+    record_id: str                    # the signed one: the record_id inside the record
     record: dict
     head: dict  # the signed tree head payload
     kid: str
     steps: tuple[int, ...]            # the steps that ran: 1-6, and 7 when online
     status: dict | None = None        # step 7's answer: status, since, reason
     compromised_key: dict | None = None  # the key status entry, if the key is compromised now
+    leaf_index: int | None = None     # bound to the signed root by the audit path (step 6)
+    unsigned: dict | None = None      # the bundle's fields that nothing signed vouches for
 
 
 def make_bundle(record_id: str, dataset: str, version: int, leaf_index: int, tree_size: int,
@@ -199,11 +206,19 @@ def _step3_signature(signed_head: str, key: OKPKey) -> dict:
     return head
 
 
-def _step4_head_matches(b: dict, head: dict) -> None:
+def _step4_fields_match(b: dict, head: dict) -> None:
+    """The bundle's labels against what is signed: dataset, version and tree_size against the
+    tree head; record_id against the record's own (steps 5-6 prove that record is in the tree)."""
     for name in ("dataset", "version", "tree_size"):
         if b[name] != head[name]:
             _fail(4, f"the bundle says {name} {b[name]!r} but the signed tree head says "
                      f"{head[name]!r}: the bundle was put together wrongly or altered")
+    if "record_id" not in b["record"]:
+        _fail(4, "the signed record has no record_id: nothing signed says which record this is")
+    if b["record_id"] != b["record"]["record_id"]:
+        _fail(4, f"the bundle says record_id {b['record_id']!r} but the signed record is "
+                 f"{b['record']['record_id']!r}: the bundle's label was altered; trust neither it nor "
+                 "the bundle, and ask the exchange for the record again")
 
 
 def _step5_leaf(b: dict) -> bytes:
@@ -225,7 +240,13 @@ def _step6_inclusion(b: dict, leaf: bytes, head: dict) -> None:
 
 
 def _step7_status(b: dict, status_of: Callable[[dict], dict]) -> dict:
-    st = status_of(b)
+    """`status_of` gets the bundle after steps 1-6: its record_id, version and leaf_hash are then
+    the signed ones."""
+    try:
+        st = status_of(b)
+    except NotFound as e:
+        _fail(7, f"the exchange does not know this copy of the record ({e}): it was not published "
+                 "by the exchange whose status you asked")
     if st.get("status") != "valid":
         since = f" since {st['since']}" if st.get("since") else ""
         why = f" ({st['reason']})" if st.get("reason") else ""
@@ -256,9 +277,22 @@ def verify_bundle(bundle: dict, jwks: dict, key_status: str | None = None,
     header = _step1_well_formed(bundle)
     key, compromised = _step2_key_known(header, jwks, bundle["signed_tree_head"], key_status)
     head = _step3_signature(bundle["signed_tree_head"], key)
-    _step4_head_matches(bundle, head)
+    _step4_fields_match(bundle, head)
     leaf = _step5_leaf(bundle)
     _step6_inclusion(bundle, leaf, head)
     status = _step7_status(bundle, status_of) if status_of else None
-    return VerifiedBundle(bundle["record_id"], bundle["record"], head, header["kid"],
-                          OFFLINE_STEPS + ((7,) if status_of else ()), status, compromised)
+    return VerifiedBundle(bundle["record"]["record_id"], bundle["record"], head, header["kid"],
+                          OFFLINE_STEPS + ((7,) if status_of else ()), status, compromised,
+                          bundle["leaf_index"], unsigned_fields(bundle))
+
+
+def label_unsigned(bundle: dict) -> dict:
+    """The bundle with `unsigned`: the names of its fields no signature covers (itself among them).
+    A reader's aid only: verifiers work the list out themselves (unsigned_fields)."""
+    rest = {k: v for k, v in bundle.items() if k != "unsigned"}
+    return {**rest, "unsigned": sorted({*unsigned_fields(rest), "unsigned"})}
+
+
+def unsigned_fields(bundle: dict) -> dict:
+    """The fields of a bundle that no signature covers and no step checks (status, …)."""
+    return {k: v for k, v in bundle.items() if k not in CHECKED_FIELDS}

@@ -64,6 +64,10 @@ class NotFound(ExchangeError):
     exit_code = 7
 
 
+class UnknownCopy(NotFound):
+    """A copy of a record (version, leaf hash) the exchange never published."""
+
+
 class VerificationError(ExchangeError):
     """A bundle failed verification at a numbered step."""
     status = 400

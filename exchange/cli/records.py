@@ -68,23 +68,32 @@ def cmd_verify(args) -> int:
     status_of = None
     if args.online:
         cat = catalog()
+        # called after steps 1-6: record_id, version and leaf_hash are then the signed ones
         status_of = lambda b: cat.record_status(b["record_id"], b["version"], b["leaf_hash"])  # noqa: E731
     result = verify_bundle(bundle, jwks, key_status, status_of)
     ran = [(n, name) for n, name in VERIFY_STEPS if n in result.steps]
+    head, licence = result.head, result.record.get("licence_number")
     if args.json:
-        print(json.dumps({"verified": True, "record_id": bundle.get("record_id"),
-                          "dataset": result.head["dataset"], "version": result.head["version"],
-                          "kid": result.kid, "steps": [name for _, name in ran],
-                          "status": result.status, "key_compromised": result.compromised_key is not None}))
+        print(json.dumps({"verified": True, "record_id": result.record_id, "licence_number": licence,
+                          "leaf_index": result.leaf_index, "dataset": head["dataset"],
+                          "version": head["version"], "kid": result.kid,
+                          "steps": [name for _, name in ran], "status": result.status,
+                          "key_compromised": result.compromised_key is not None,
+                          "unsigned": result.unsigned}, ensure_ascii=False))
+        return 0
+    for number, name in ran:
+        print(f"  step {number}: {name} ... ok")
+    note = (f" (compromised from {result.compromised_key['compromised_at']}; this head predates it)"
+            if result.compromised_key else "")
+    print(f"verified: the signed record {result.record_id} (licence {licence}) is leaf {result.leaf_index} "
+          f"of {head['dataset']} version {head['version']}, signed by key {result.kid}{note}")
+    if result.unsigned:
+        fields = ", ".join(f"{k}={v!r}" for k, v in result.unsigned.items() if k != "unsigned")
+        print(f"  unsigned (not covered by the signature, not checked): {fields}")
+    if result.status:
+        print(f"  the exchange says now: {result.status['status']} since {result.status.get('since')}")
     else:
-        for number, name in ran:
-            print(f"  step {number}: {name} ... ok")
-        note = (f" (compromised from {result.compromised_key['compromised_at']}; this head predates it)"
-                if result.compromised_key else "")
-        print(f"verified: record {bundle.get('record_id')} is in {result.head['dataset']} "
-              f"version {result.head['version']}, signed by key {result.kid}{note}")
-        if not args.online:
-            print("  step 7 (record still valid) was not run: add --online to ask the exchange")
+        print("  step 7 (record still valid) was not run: add --online to ask the exchange")
     return 0
 
 

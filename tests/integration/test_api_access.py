@@ -105,6 +105,8 @@ def test_access_matrix(env):
             else:
                 assert b["verifiable"] is False and "signed_tree_head" not in b
                 assert set(b["record"]) == {*SOME, "record_id"}
+                # status is withheld: the bundle's status (and since when) must not tell it
+                assert "status" in b["withheld"] and "status" not in b and "status_since" not in b
         # the holder lookup lists the record exactly when the bundle is allowed
         r = client.post("/v1/holders/records", params=params, headers=headers, json={"holder_id": holder.lower()})
         if purpose in ("missing", "unknown"):
@@ -118,6 +120,33 @@ def test_access_matrix(env):
     with engine.begin() as c:
         c.execute(sa.text("update datasets set sharing = 'unconditional' where id = :d"), {"d": DATASET})
     assert audit.verify_chain(engine).ok
+
+
+def test_partial_bundle_tells_no_withheld_field_through_its_status(env):
+    """The bundle's status is made of the record's status and valid_to: it is given only when
+    the grant covers both (an expired record's status_since is the day after its valid_to)."""
+    app, consumer, engine, rid, holder, _ = env
+    client = TestClient(app)
+    access = consumer.access
+    with engine.begin() as c:
+        c.execute(sa.text("update datasets set sharing = 'conditional' where id = :d"), {"d": DATASET})
+    try:
+        for i, (fields, shown) in enumerate(((["licence_number", "status", "valid_to"], True),
+                                            (["licence_number", "valid_to"], False),
+                                            (["licence_number", "status"], False))):
+            dept = f"partial-{i}"
+            access.add_department(dept, f"Partial department {i}")
+            access.add_grant(dept, DATASET, [ITEM], fields)
+            h = {"Authorization": f"Bearer {access.issue_credential(dept)['key']}"}
+            b = client.get(f"/v1/records/{rid}/bundle", params={"purpose": ITEM}, headers=h).json()
+            assert b["disclosure"] == "partial", b
+            assert ("status" in b, "status_since" in b) == (shown, shown), (fields, b)
+            if shown:
+                assert b["status"] == "valid" and b["status_since"]
+    finally:
+        with engine.begin() as c:
+            c.execute(sa.text("update datasets set sharing = 'unconditional' where id = :d"), {"d": DATASET})
+        access.clear()
 
 
 def test_unauthenticated_and_revoked_refused_and_audited(env):

@@ -41,6 +41,32 @@ def test_catalogue_dcat_keys_and_input_checks(published):
     assert client.get("/v1/records/" + "0" * 32 + "/bundle", params={"purpose": ITEM}, headers=h).status_code == 404
 
 
+def test_status_of_a_copy_never_published_is_unknown(published):
+    """A leaf hash or a version the exchange never published for the record: 404, not an answer
+    about some other copy ("superseded") or about the record in general ("valid")."""
+    client, h, _ = _client(published, "status-reader")
+    engine = sa.create_engine(published.catalog_url)
+    with engine.connect() as c:
+        rid = c.execute(sa.text("select record_id from records where status = 'valid' "
+                                "and valid_to is null order by leaf_index limit 1")).scalar_one()
+    engine.dispose()
+    b = client.get(f"/v1/records/{rid}/bundle", params={"purpose": ITEM}, headers=h).json()
+
+    def status(**q):
+        return client.get(f"/v1/records/{rid}/status", params={"purpose": ITEM, **q}, headers=h)
+
+    for q in ({"version": 1, "leaf_hash": b["leaf_hash"]}, {"version": 1}, {"leaf_hash": b["leaf_hash"]}, {}):
+        r = status(**q)
+        assert (r.status_code, r.json()["status"]) == (200, "valid"), (q, r.text)
+    never = ("ab" if b["leaf_hash"][:2] != "ab" else "cd") + b["leaf_hash"][2:]
+    for q in ({"leaf_hash": never}, {"version": 1, "leaf_hash": never}, {"version": 2},
+              {"version": 2, "leaf_hash": b["leaf_hash"]}):
+        r = status(**q)
+        assert r.status_code == 404, (q, r.text)
+        body = r.json()
+        assert body["type"] == "urn:exchange:problem:UnknownCopy" and "unknown" in body["detail"], body
+
+
 @pytest.fixture
 def pg_url():
     admin = sa.create_engine("postgresql+psycopg://postgres@127.0.0.1:5432/postgres", isolation_level="AUTOCOMMIT")

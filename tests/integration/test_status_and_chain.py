@@ -20,7 +20,7 @@ from catalog.key_status import KEY_STATUS_FILE, read_key_status
 from catalog.verify import verify_bundle
 from exchange import stages
 from exchange.cli import main as cli
-from exchange.errors import VerificationError
+from exchange.errors import UnknownCopy, VerificationError
 from exchange.settings import get_settings
 from exchange import clock
 from tests.conftest import TODAY, register_demo_source
@@ -102,6 +102,23 @@ def test_a_silo_change_reaches_the_catalogue_in_the_next_run(two_versions):
     assert st["status"] == "valid" and st["history"] == [st["history"][0]] and st["history"][0]["version"] == 1
     with cat.engine.connect() as c:  # only the three changed records have events
         assert c.scalar(sa.text("select count(*) from record_events")) == 3
+
+
+def test_status_of_a_copy_is_that_of_a_published_copy_or_unknown(two_versions):
+    cat, ids, old = two_versions["cat"], two_versions["ids"], two_versions["old"]
+    v2_at = cat.datasets()[0]["published_at"]
+    amended, new = old["amended"], cat.bundle(ids["amended"])
+    rid = ids["amended"]
+    for version, leaf in ((1, amended["leaf_hash"]), (None, amended["leaf_hash"]), (1, None)):
+        st = cat.record_status(rid, version, leaf)
+        assert (st["status"], st["since"]) == ("superseded", v2_at), (version, leaf)
+    for version, leaf in ((2, new["leaf_hash"]), (None, new["leaf_hash"]), (2, None)):
+        assert cat.record_status(rid, version, leaf)["status"] == "valid", (version, leaf)
+    for version, leaf in ((2, amended["leaf_hash"]), (1, new["leaf_hash"]), (3, None), (None, "ab" * 32),
+                          (1, "ab" * 32)):
+        with pytest.raises(UnknownCopy, match="unknown"):
+            cat.record_status(rid, version, leaf)
+    assert cli(["record", rid, "--version", "3"]) == 7
 
 
 def test_verify_online_names_the_status_step(two_versions):

@@ -5,6 +5,7 @@ import hashlib
 import json
 import stat
 
+import numpy as np
 import pyarrow as pa
 import pytest
 import rfc8785
@@ -37,6 +38,7 @@ def published(store, tmp_path):
         "valid_to": pa.array([None, dt.date(2031, 3, 3), None, None], pa.date32()),
         "revoked": [False, True, None, False],
         "seq": [1, 2, 3, 2**53 - 1],
+        "record_id": [f"rec-{i}" for i in range(4)],   # as in the exchange: the id is a signed field
     })
     tree = MerkleTree.build(leaf_hashes(canonical_json(table)))
     head = store.sign_tree_head(tree_head_payload("business_licence.smr", 3, tree.size, tree.root, ISSUED, None))
@@ -200,6 +202,17 @@ def test_status_step_runs_only_online(published):
     assert (exc.value.step, exc.value.step_name) == (7, "record still valid (online only)")
 
 
+def test_status_step_says_when_the_exchange_does_not_know_the_copy(published):
+    from exchange.errors import UnknownCopy
+
+    def status_of(_):
+        raise UnknownCopy("unknown copy: version 3 holds record rec-0 with another leaf hash")
+
+    with pytest.raises(VerificationError, match="does not know this copy.*unknown copy") as exc:
+        verify_bundle(published["bundles"][0], published["jwks"], status_of=status_of)
+    assert exc.value.step == 7
+
+
 # -- verification --------------------------------------------------------------------------
 def test_every_bundle_verifies(published):
     assert [n for n, _ in VERIFY_STEPS] == [1, 2, 3, 4, 5, 6, 7]
@@ -253,7 +266,81 @@ def test_bundle_claiming_another_version_fails_at_step_4(published):
     for field, value in (("version", 4), ("dataset", "other"), ("tree_size", 5)):
         b = copy.deepcopy(published["bundles"][0])
         b[field] = value
-        assert step_of(b, published["jwks"]) == 4
+        with pytest.raises(VerificationError, match=f"the bundle says {field} ") as exc:
+            verify_bundle(b, published["jwks"])
+        assert exc.value.step == 4
+
+
+def test_outer_record_id_must_be_the_signed_one(published):
+    """The bundle's own record_id is a label: another record's id there is refused, naming the
+    step and the field, though the record, the path and the head are all genuine."""
+    b = copy.deepcopy(published["bundles"][0])
+    b["record_id"] = published["bundles"][1]["record_id"]
+    with pytest.raises(VerificationError, match=r"record_id 'rec-1'.*signed record is 'rec-0'") as exc:
+        verify_bundle(b, published["jwks"])
+    assert (exc.value.step, exc.value.step_name) == (4, "the bundle's fields match what is signed")
+    b["record_id"] = "0" * 32
+    assert step_of(b, published["jwks"]) == 4
+    del b["record"]["record_id"]     # a record that does not name itself cannot be told apart
+    b["leaf_hash"] = hashlib.sha256(b"\0" + rfc8785.dumps(b["record"])).hexdigest()
+    with pytest.raises(VerificationError, match="the signed record has no record_id") as exc:
+        verify_bundle(b, published["jwks"])
+    assert exc.value.step == 4
+
+
+def test_verified_names_the_signed_record_and_lists_unsigned_fields(published):
+    b = copy.deepcopy(published["bundles"][2])
+    b.update(status_since="2026-01-01T00:00:00+00:00", status_reason=None, note="hello")
+    v = verify_bundle(b, published["jwks"])
+    assert (v.record_id, v.leaf_index) == (b["record"]["record_id"], 2)
+    assert v.unsigned == {"note": "hello", "status": "valid", "status_since": "2026-01-01T00:00:00+00:00",
+                          "status_reason": None}
+
+
+def _flip_signature(signed: str) -> str:
+    h, p, sig = signed.split(".")
+    raw = bytearray(base64.urlsafe_b64decode(sig + "=="))
+    raw[10] ^= 0x01
+    return f"{h}.{p}.{base64.urlsafe_b64encode(bytes(raw)).rstrip(b'=').decode()}"
+
+
+def _resign_with_another_key(signed: str) -> str:
+    """The same header (same kid) and payload, signed by an Ed25519 key that is not the kid's."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    h, p, _ = signed.split(".")
+    sig = Ed25519PrivateKey.generate().sign(f"{h}.{p}".encode())
+    return f"{h}.{p}.{base64.urlsafe_b64encode(sig).rstrip(b'=').decode()}"
+
+
+@pytest.mark.parametrize("tamper", [_flip_signature, _resign_with_another_key])
+def test_signature_only_tamper_fails_at_step_3(published, tamper):
+    """The payload is intact, so steps 4-6 would pass: only the signature check stands in the way."""
+    b = copy.deepcopy(published["bundles"][1])
+    b["signed_tree_head"] = tamper(b["signed_tree_head"])
+    assert b["signed_tree_head"].split(".")[:2] == published["head"].split(".")[:2]
+    assert b["signed_tree_head"] != published["head"]
+    with pytest.raises(VerificationError, match="signature is not valid") as exc:
+        verify_bundle(b, published["jwks"])
+    assert (exc.value.step, exc.value.step_name) == (3, "tree head signature valid")
+
+
+def test_leaf_index_is_bound_by_the_audit_path():
+    """Why the bundle's leaf_index needs no signature of its own: RFC 9162's path from any other
+    index of the same tree does not lead to the root (step 6)."""
+    from catalog.merkle import root_from_inclusion_proof
+
+    for size in range(1, 18):
+        tree = MerkleTree.build(np.frombuffer(hashlib.sha256(bytes([size])).digest() * size, np.uint8)
+                                .reshape(size, 32) ^ np.arange(size, dtype=np.uint8)[:, None])
+        for i in range(size):
+            proof, leaf = tree.inclusion_proof(i), tree.leaf(i)
+            assert root_from_inclusion_proof(i, size, leaf, proof) == tree.root
+            for j in set(range(size)) - {i}:
+                try:
+                    assert root_from_inclusion_proof(j, size, leaf, proof) != tree.root, (size, i, j)
+                except ValueError:
+                    pass
 
 
 @pytest.mark.parametrize("change", [
@@ -276,7 +363,8 @@ def test_malformed_bundles_fail_at_step_1(published, change):
 
 
 def test_outsider_verifies_with_jwcrypto_hashlib_and_rfc8785_only(published):
-    """What a consumer does without our code: the contract of docs/verification.md."""
+    """What a consumer does without our code, with another JOSE library than the doc's recipe
+    (PyJWT: tests/integration/test_verification_doc.py runs the doc itself)."""
     bundle = json.loads(json.dumps(published["bundles"][1]))
     keyset = jc_jwk.JWKSet.from_json(json.dumps(published["jwks"]))
 
@@ -287,6 +375,7 @@ def test_outsider_verifies_with_jwcrypto_hashlib_and_rfc8785_only(published):
     head = json.loads(token.payload)
     assert (head["dataset"], head["version"], head["tree_size"]) == \
         (bundle["dataset"], bundle["version"], bundle["tree_size"])
+    assert bundle["record_id"] == bundle["record"]["record_id"]
 
     r = hashlib.sha256(b"\x00" + rfc8785.dumps(bundle["record"])).digest()
     fn, sn = bundle["leaf_index"], bundle["tree_size"] - 1
