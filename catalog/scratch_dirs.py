@@ -12,7 +12,6 @@ import logging
 import os
 import shutil
 import tempfile
-import time
 from pathlib import Path
 
 log = logging.getLogger("exchange.catalog")
@@ -41,12 +40,20 @@ class Scratch:
         self._fd = None
 
 
+def fs_now(base: Path) -> float:
+    """Now on the clock that stamps files in `base`: ages are file time against file time, so a
+    network share's clock (or this host's, moved) never makes a live directory look old."""
+    with tempfile.NamedTemporaryFile(dir=base, prefix=".clock-") as probe:
+        return os.fstat(probe.fileno()).st_mtime
+
+
 def sweep(base: Path, prefix: str, grace: float = GRACE) -> list[Path]:
     """Remove `base/prefix*` directories left by processes that died; returns them."""
-    gone = []
+    gone, now = [], None
     for path in base.glob(f"{prefix}*"):
         try:
-            if not path.is_dir() or time.time() - path.stat().st_mtime < grace:
+            now = fs_now(base) if now is None else now
+            if not path.is_dir() or now - path.stat().st_mtime < grace:
                 continue
             fd = os.open(path / LOCK, os.O_RDWR) if (path / LOCK).exists() else None
         except OSError:

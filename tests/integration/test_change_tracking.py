@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import sqlite3
+from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -49,9 +50,9 @@ def test_incremental_pulls_take_only_changes_and_advance_only_after_publish(home
             wanted = c.scalar(sa.text(f'select max("GXSJ")::text from {TABLE}'))
             holder, qymc = c.execute(sa.text(f'select "TYSHXYDM", "QYMC" from {TABLE} where "ID" = 7')).one()
             c.execute(sa.text(f'update {TABLE} set "DJZT" = \'停业\', "GXSJ" = :t where "ID" = 7'),
-                      {"t": "2027-01-01 10:00:00"})
+                      {"t": f"{TODAY + timedelta(days=1)} 10:00:00"})
             c.execute(sa.text(f'update {TABLE} set "GXSJ" = :t where "ID" between 10 and 14'),
-                      {"t": "2027-01-01 11:00:00"})
+                      {"t": f"{TODAY + timedelta(days=1)} 11:00:00"})
         assert wm1 == ("GXSJ", wanted)
         # a run that fails (the database is down) leaves the watermark where it was
         proxy.refuse = True
@@ -66,7 +67,7 @@ def test_incremental_pulls_take_only_changes_and_advance_only_after_publish(home
             c.execute(sa.text(f'update {TABLE} set "DJZT" = \'存续\' where "ID" = 7'))
         engine.dispose()
     assert first["state"] == "published" and second["version"] == 2
-    assert catalog().watermark("pg_inc") == ("GXSJ", "2027-01-01 11:00:00")
+    assert catalog().watermark("pg_inc") == ("GXSJ", f"{TODAY + timedelta(days=1)} 11:00:00")
     runs = catalog().runs("pg_inc")
     assert runs[0]["extracted"] == silo_rows[0].num_rows, "changes merged onto the last pull"
     assert second["changes"]["changed"] == 1 and second["changes"]["new"] == 0

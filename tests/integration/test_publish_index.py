@@ -189,9 +189,8 @@ def test_a_killed_publish_leaves_scratch_that_the_next_one_sweeps(home, silo):
     import os
     import subprocess
     import sys
-    import time
 
-    from catalog.scratch_dirs import Scratch
+    from catalog.scratch_dirs import Scratch, fs_now
 
     register_demo_source(home, silo)
     killed = subprocess.run([sys.executable, "-c", (
@@ -212,7 +211,7 @@ def test_a_killed_publish_leaves_scratch_that_the_next_one_sweeps(home, silo):
         in_use = Path(live.stdout.readline().strip())
         young = Scratch.make(home, ".index-scratch-")      # made, then its process "died"
         os.close(young._fd)
-        old = time.time() - 3_600
+        old = fs_now(home) - 3_600                          # on the file system's clock
         for p in (left[0], in_use):
             os.utime(p, (old, old))
 
