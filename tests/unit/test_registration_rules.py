@@ -367,3 +367,17 @@ def test_the_store_writes_nothing_outside_itself_whatever_name_it_is_handed(tmp_
     (store / "business_licence.linked").symlink_to(tmp_path / "elsewhere")
     with pytest.raises(PublishError):
         version_dir(store, "business_licence.linked", 1)
+
+
+def test_a_run_key_never_leads_out_of_the_staging_folder(home):
+    from exchange import stages
+
+    assert stages.workdir_for("smr_x", "manual__2026-11-21T09_00_00_00_00") == \
+        home / "staging" / "smr_x" / "manual__2026-11-21T09_00_00_00_00"
+    assert stages.workdir_for("smr_x", stages.run_key("scheduled__2026-11-21T00:00:00+00:00")).parent == \
+        home / "staging" / "smr_x"
+    for key in ("../../x", "..", ".", "a/b", "/tmp", "", "x" * 201):
+        with pytest.raises(ConfigError, match="run key"):
+            stages.workdir_for("smr_x", key)
+    with pytest.raises(ConfigError):
+        stages.workdir_for("../smr", "r1")
