@@ -67,7 +67,3 @@ def value(v) -> str:
 
 def to_toml(d: dict) -> str:
     return "\n".join(f"{key(k)} = {value(v)}" for k, v in d.items()) + "\n"
-
-
-def roundtrips(d: dict) -> bool:
-    return tomllib.loads(to_toml(d)) == d
