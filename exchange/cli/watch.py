@@ -56,7 +56,7 @@ def cmd_status(args) -> int:
                             "result", "counts", "backlog", "message"])
     if unloaded:
         table("Registration files not loaded (no DAG until mended)",
-              [{"file": r["registration_file"], "source": r["source"],
+              [{"file": escape(r["registration_file"] or ""), "source": r["source"],
                 "reason": escape(r["registration_error"])} for r in unloaded],
               ["file", "source", "reason"])
     return 0
