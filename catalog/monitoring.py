@@ -222,3 +222,28 @@ def _consumption(s, owner: dict, start: datetime, end: datetime) -> tuple[dict, 
 
 def _hours(delta: timedelta) -> float:
     return round(delta.total_seconds() / 3600, 1)
+
+
+STATUS_KEYS = ("source", "dataset", "connector", "department", "update_cycle", "freshness",
+               "last_refresh", "due_at", "last_run", "result", "started_at", "finished_at",
+               "extracted", "accepted", "quarantined", "version", "message", "backlog",
+               "backlog_oldest")
+
+
+def with_registrations(rows: list[dict], scan) -> list[dict]:
+    """Source rows (`source_status`) with their registration file and, for a file that could
+    not be loaded (exchange.registry.scan), why: on the row of its source when the catalogue
+    knows the source and no other file registers it, else on a row of its own."""
+    problems = {p.source: p for p in scan.problems if p.source and p.source not in scan.registrations}
+    known = {r["source"] for r in rows}
+    for r in rows:
+        reg, p = scan.registrations.get(r["source"]), problems.get(r["source"])
+        r["registration_file"] = str(reg.path) if reg else p.path if p else None
+        r["registration_error"] = p.reason if p and not reg else None
+    blank = dict.fromkeys(rows[0] if rows else STATUS_KEYS)
+    for p in scan.problems:
+        if p.source in known and p is problems.get(p.source):
+            continue
+        rows.append({**blank, "source": p.source, "registration_file": p.path,
+                     "registration_error": p.reason})
+    return rows

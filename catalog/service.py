@@ -160,7 +160,7 @@ class Catalog:
                         ds.id, version, staged.tree_size, staged.root, now,
                         prev.signed_tree_head if prev else None))
                     (staged.directory / "head.jws").write_text(jws, encoding="ascii")
-                    final_dir = self.store_dir / ds.id / f"v{version:06d}"
+                    final_dir = store.version_dir(self.store_dir, ds.id, version)
                     if final_dir.exists():       # left by a crash before its commit: not published
                         shutil.rmtree(final_dir)
                     final_dir.parent.mkdir(parents=True, exist_ok=True)

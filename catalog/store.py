@@ -7,6 +7,7 @@ rows written as they come, so memory grows only by the leaf hashes (32 bytes a r
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,9 +20,11 @@ from catalog.canonical import canonical_json, to_json_record
 from catalog.digests import hex_strings, sha256_many
 from catalog.merkle import LEAF_PREFIX, MerkleTree, leaf_hashes
 from exchange import staging
+from exchange.errors import PublishError
 from exchange.parallel import ordered_map
 from schemas.types import CertificateType
 
+DATASET_NAME = re.compile(r"(?=.{2,128}\Z)[a-z][a-z0-9_]{0,62}(\.[a-z][a-z0-9_]{0,62})?")
 ROW_GROUP = 8_192            # small groups: reading one record decodes 8k rows, not 64k
 BATCH = 8 * ROW_GROUP           # a multiple of ROW_GROUP: every row group but the last is full
 INDEX_COLUMNS = ("record_id", "holder_key", "holder_code_type", "holder_name",
@@ -38,6 +41,17 @@ class StagedVersion:
     @property
     def index_path(self) -> Path:
         return self.directory / "index.parquet"
+
+
+def version_dir(store_dir: Path, dataset: str, version: int) -> Path:
+    """Where a dataset version lives: inside the store, whatever name it is handed (the
+    registration refuses such names first; this is the second lock)."""
+    root = Path(store_dir).resolve()
+    target = Path(store_dir) / dataset / f"v{version:06d}"
+    if not DATASET_NAME.fullmatch(dataset) or target.resolve().parent.parent != root:
+        raise PublishError(f"dataset {dataset!r}: the store writes only inside {root}, under a "
+                           "dataset name of lower-case letters, digits, _ and one dot; nothing was written")
+    return target
 
 
 HOLDER_PREFIX = 12

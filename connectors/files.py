@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 import time
-from dataclasses import dataclass, fields as dc_fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -20,48 +20,10 @@ import pyarrow as pa
 
 from exchange import clock
 from connectors import readers
-from exchange.errors import ConfigError, DataError, UnknownName
+from connectors.settings import FORMATS, MODES, FileDropSettings, silo_path  # noqa: F401
+from exchange.errors import DataError
 
-FORMATS = {".csv": "csv", ".txt": "csv", ".xlsx": "xlsx", ".jsonl": "jsonl", ".ndjson": "jsonl"}
-MODES = ("snapshot", "delta")
 SIDECARS = (".sha256", ".reason.txt", ".part", ".tmp")
-
-
-@dataclass(frozen=True)
-class FileDropSettings:
-    path: str                          # the drop folder
-    pattern: str = "*"
-    format: str | None = None          # csv | xlsx | jsonl; default: by extension
-    encoding: str | None = None        # declared; default: detected
-    delimiter: str = ","
-    sheet: str | None = None
-    fields: tuple[str, ...] = ()       # expected columns (checked when given)
-    mode: str = "snapshot"             # snapshot: new files are the whole silo; delta: upserts by key
-    key: str | None = None
-    batch_rows: int = 65_536
-    settle_seconds: float = 0.0        # skip files modified more recently (still being written)
-
-    @classmethod
-    def from_registration(cls, cfg: dict) -> "FileDropSettings":
-        known = {f.name for f in dc_fields(cls)} | {"kind"}
-        unknown = set(cfg) - known
-        if unknown:
-            raise ConfigError(f"unknown connector keys {sorted(unknown)}; known: {sorted(known)}")
-        if "path" not in cfg:
-            raise ConfigError("a files connector needs 'path', the drop folder")
-        if cfg.get("mode", "snapshot") not in MODES:
-            raise UnknownName("file drop mode", cfg["mode"], MODES)
-        if cfg.get("format") and cfg["format"] not in set(FORMATS.values()):
-            raise UnknownName("file format", cfg["format"], set(FORMATS.values()))
-        if cfg.get("mode") == "delta" and not cfg.get("key"):
-            raise ConfigError("a files connector in delta mode needs 'key', the silo's primary key")
-        values = {k: v for k, v in cfg.items() if k != "kind"}
-        values["fields"] = tuple(values.get("fields", ()))
-        return cls(**values)
-
-    @property
-    def watermark(self) -> str | None:      # files are never pulled by watermark
-        return None
 
 
 @dataclass(frozen=True)
@@ -74,7 +36,7 @@ class Claim:
 class FileDropConnector:
     def __init__(self, settings: FileDropSettings, source_id: str):
         self.settings, self.source_id = settings, source_id
-        self.drop = Path(settings.path)
+        self.drop = silo_path(settings.path, "connector.path", f"source {source_id}")
         self.taken: set[str] = set()        # checksums already in the ledger (set by state)
         self.claims: list[Claim] = []
         self.move_bad = True                # False: a preview (exchange register) moves nothing

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass, field, fields as dc_fields
 from typing import Callable, Iterator
 
 import pyarrow as pa
@@ -17,68 +16,12 @@ import requests
 
 from connectors.base import as_text, batch_from_rows, redact, string_schema
 from connectors.credentials import secret_from
-from connectors.http_auth import AUTH_KINDS, make_auth
-from connectors.retry import RETRY_STATUS, RetryPolicy, retry_after_seconds
-from exchange.errors import ConfigError, DataError, SourceError, UnknownName
+from connectors.http_auth import make_auth
+from connectors.retry import RETRY_STATUS, retry_after_seconds
+from connectors.settings import PAGINATION, HttpSettings  # noqa: F401 - where they were
+from exchange.errors import ConfigError, DataError, SourceError
 
 log = logging.getLogger(__name__)
-PAGINATION = ("page", "offset", "cursor")
-
-
-@dataclass(frozen=True)
-class HttpSettings:
-    fields: tuple[str, ...]            # the silo's field names: the shape every record must have
-    url: str | None = None             # base URL (development); else the connection's host
-    conn_id: str | None = None         # Airflow connection: host = base URL, password = secret
-    path: str = ""
-    method: str = "GET"                # POST sends the paging parameters as a JSON body
-    params: dict = field(default_factory=dict)
-    records: str = "data"              # dotted path of the record list in each page
-    pagination: str = "page"
-    page_param: str = "page"
-    size_param: str = "page_size"
-    first_page: int = 1
-    offset_param: str = "offset"
-    limit_param: str = "limit"
-    cursor_param: str = "cursor"
-    next_cursor: str = "next_cursor"   # dotted path of the next cursor (null/"" at the end)
-    page_size: int = 500
-    auth: str = "none"
-    auth_header: str | None = None     # header for api_key / hmac
-    secret_env: str | None = None      # development: an environment variable with the secret
-    connect_timeout: float = 5.0
-    read_timeout: float = 30.0
-    attempts: int = 6
-    backoff: float = 0.5
-    max_backoff: float = 30.0
-    max_retry_after: float = 120.0
-    max_pages: int = 100_000
-    watermark: str | None = None       # ISO-8601 text field: incremental pulls
-    since_param: str = "updated_since"
-    key: str | None = None
-    since: str | None = None
-
-    @classmethod
-    def from_registration(cls, cfg: dict) -> "HttpSettings":
-        known = {f.name for f in dc_fields(cls)} - {"since"} | {"kind"}
-        unknown = set(cfg) - known
-        if unknown:
-            raise ConfigError(f"unknown connector keys {sorted(unknown)}; known: {sorted(known)}")
-        if not cfg.get("fields") or not (cfg.get("url") or cfg.get("conn_id")):
-            raise ConfigError("an http connector needs 'fields' and 'conn_id' (or 'url' for development)")
-        if cfg.get("pagination", "page") not in PAGINATION:
-            raise UnknownName("pagination", cfg["pagination"], PAGINATION)
-        if cfg.get("auth", "none") not in AUTH_KINDS:
-            raise UnknownName("auth", cfg["auth"], AUTH_KINDS)
-        if cfg.get("watermark") and not cfg.get("key"):
-            raise ConfigError("an incremental http connector (watermark) also needs 'key'")
-        values = {k: v for k, v in cfg.items() if k != "kind"}
-        values["fields"] = tuple(values["fields"])
-        return cls(**values)
-
-    @property
-    def policy(self) -> RetryPolicy:
-        return RetryPolicy(self.attempts, self.backoff, self.max_backoff, self.max_retry_after)
 
 
 class HttpConnector:

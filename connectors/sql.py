@@ -7,7 +7,6 @@ SSCursor) and `yield_per`. Every value is cast to text in SQL: the original text
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -17,35 +16,11 @@ import sqlalchemy as sa
 
 from connectors.base import batch_from_rows, redact, string_schema
 from connectors.credentials import sql_url
-from exchange.errors import ConfigError, SourceError
+from connectors.settings import SqlSettings, sqlite_file
+from exchange.errors import SourceError
 from exchange.parallel import ordered_map, workers
 
 CONNECT_TIMEOUT = 10
-
-
-@dataclass(frozen=True)
-class SqlSettings:
-    table: str
-    url: str | None = None          # development only; real silos use conn_id
-    conn_id: str | None = None      # an Airflow connection
-    batch_rows: int = 65_536
-    watermark: str | None = None    # a change-timestamp column: incremental pulls
-    key: str | None = None          # the silo's primary key (merging incremental pulls)
-    since: str | None = None        # the committed watermark, set per run
-    adbc: bool = True               # use an ADBC driver where installed
-
-    KNOWN = ("kind", "url", "conn_id", "table", "batch_rows", "watermark", "key", "adbc")
-
-    @classmethod
-    def from_registration(cls, cfg: dict) -> "SqlSettings":
-        unknown = set(cfg) - set(cls.KNOWN)
-        if unknown:
-            raise ConfigError(f"unknown connector keys {sorted(unknown)}; known: {sorted(cls.KNOWN)}")
-        if "table" not in cfg or not (cfg.get("url") or cfg.get("conn_id")):
-            raise ConfigError("a sql connector needs 'table' and 'conn_id' (or 'url' for development)")
-        if cfg.get("watermark") and not cfg.get("key"):
-            raise ConfigError("an incremental sql connector (watermark) also needs 'key', the primary key")
-        return cls(**{k: v for k, v in cfg.items() if k != "kind"})
 
 
 class SqlConnector:
@@ -56,8 +31,13 @@ class SqlConnector:
 
     @property
     def url(self) -> sa.URL:
+        """The silo's URL; a SQLite file resolved under the silo roots (and refused outside)."""
         if self._url is None:
-            self._url = sql_url(self.settings.conn_id, self.settings.url, self.source_id)
+            url = sql_url(self.settings.conn_id, self.settings.url, self.source_id)
+            if url.get_backend_name() == "sqlite":
+                key = f"connection {self.settings.conn_id!r}" if self.settings.conn_id and not self.settings.url else "connector.url"
+                url = url.set(database=str(sqlite_file(url, key, f"source {self.source_id}")))
+            self._url = url
         return self._url
 
     @property

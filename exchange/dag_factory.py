@@ -5,6 +5,7 @@ Parse-time cost is reading the registration files; nothing heavy is imported.
 """
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta, timezone
 
 from airflow.sdk import DAG, Asset, get_current_context, task
@@ -15,6 +16,7 @@ from exchange.registry import Registration
 from exchange.settings import get_settings
 
 START = datetime(2026, 1, 1, tzinfo=timezone.utc)
+log = logging.getLogger(__name__)
 
 
 def asset_for(reg: Registration) -> Asset:
@@ -68,5 +70,13 @@ def build_dag(reg: Registration) -> DAG:
 
 
 def build_all() -> dict[str, DAG]:
-    regs = registry.load_all(get_settings().sources_dir)
-    return {reg.dag_id: build_dag(reg) for reg in regs.values()}
+    """A DAG per registration that loads; a file that does not is skipped and logged (and
+    listed by `exchange status` and the dashboard), hiding no other source's DAG."""
+    dags = {}
+    for reg in registry.load_all(get_settings().sources_dir).values():
+        try:
+            dags[reg.dag_id] = build_dag(reg)
+        except Exception as exc:  # noqa: BLE001 - one source's DAG, never every other's
+            log.error("registration file not loaded: %s: source %s: its DAG could not be built (%s: %s)",
+                      reg.path, reg.id, type(exc).__name__, exc)
+    return dags

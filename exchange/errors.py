@@ -19,9 +19,10 @@ class ConfigError(ExchangeError):
 class UnknownName(ConfigError):
     """A name (source, certificate type, connector kind …) that is not known."""
 
-    def __init__(self, kind: str, name: str, known):
+    def __init__(self, kind: str, name: str, known, where: str | None = None):
         known = sorted(known)
-        super().__init__(f"unknown {kind} {name!r}; known: {', '.join(map(str, known)) or '(none)'}")
+        at = f"{where}: " if where else ""
+        super().__init__(f"{at}unknown {kind} {name!r}; known: {', '.join(map(str, known)) or '(none)'}")
         self.kind, self.name, self.known = kind, name, known
 
 

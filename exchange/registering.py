@@ -118,12 +118,8 @@ def register_file(path: Path, *, dry_run: bool = False, by: str | None = None,
 def check_file(path: Path, sources_dir: Path):
     if not path.is_file():
         raise ConfigError(f"{path}: no such registration file")
-    try:
-        reg = registry.load(path)
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: a registration file must be UTF-8 ({exc.reason} at byte "
-                          f"{exc.start})") from None
-    connector(reg)                      # connector keys, kinds and modes are checked here
+    reg = registry.load(path)           # every key's type, identifiers, paths under their roots
+    connector(reg)                      # the connector itself is built here
     plan = plan_target(reg, sources_dir)
     detail = {"source": reg.id, "dataset": reg.dataset, "dag_id": reg.dag_id,
               "certificate_type": reg.certificate_type, "connector": reg.connector["kind"],

@@ -43,6 +43,11 @@ class Settings:
     alert_timeout: float = 5.0                         # seconds per webhook/SMTP attempt
     alert_attempts: int = 3
     run_deadline: float | None = None                  # seconds; default: the source's update cycle
+    silo_roots: tuple[Path, ...] = ()                  # where file silos may be; default home/drops, home/silos
+
+    def __post_init__(self):
+        roots = self.silo_roots or (self.home / "drops", self.home / "silos")
+        object.__setattr__(self, "silo_roots", tuple(Path(r).resolve() for r in roots))
 
     @property
     def staging_dir(self) -> Path:
@@ -93,7 +98,8 @@ def get_settings() -> Settings:
     except ValueError as exc:
         raise ConfigError(f"an alert setting is not a number ({exc}): check EXCHANGE_SMTP_PORT, "
                           "EXCHANGE_ALERTS_TIMEOUT, EXCHANGE_ALERTS_ATTEMPTS, EXCHANGE_RUN_DEADLINE") from None
-    return Settings(home=home, catalog_url=url, sources_dir=sources, **alerting)
+    roots = tuple(Path(r).expanduser() for r in (env("EXCHANGE_SILO_ROOTS") or "").split(os.pathsep) if r.strip())
+    return Settings(home=home, catalog_url=url, sources_dir=sources, silo_roots=roots, **alerting)
 
 
 def reset_settings() -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from exchange import clock
 from exchange import registry, staging
-from exchange.errors import DataError, GateHeld
+from exchange.errors import ConfigError, DataError, GateHeld
 from exchange.parallel import ordered_map
 from exchange.settings import get_settings
 
@@ -30,7 +30,7 @@ def _context(source_id: str, key: str):
     settings = get_settings()
     reg = registry.get(source_id, settings.sources_dir)
     catalog = Catalog(settings.catalog_url, settings.store_dir)
-    workdir = settings.staging_dir / source_id / key
+    workdir = workdir_for(source_id, key)
     workdir.mkdir(parents=True, exist_ok=True)
     return settings, reg, catalog, workdir
 
@@ -197,5 +197,12 @@ def run_all(source_id: str, key: str, today: date | None = None) -> dict:
     return publish(source_id, key)
 
 
+RUN_KEY = re.compile(r"(?!\.+\Z)[A-Za-z0-9._-]{1,200}")
+
+
 def workdir_for(source_id: str, key: str) -> Path:
+    """staging/<source>/<run>: a run key (run_key(), or --key) never leads out of it."""
+    if not RUN_KEY.fullmatch(key) or not registry.ID_RE.fullmatch(source_id):
+        raise ConfigError(f"source {source_id!r}, run key {key!r}: a run key is letters, digits, "
+                          "'.', '_' and '-' (at most 200), and a source id as registered")
     return get_settings().staging_dir / source_id / key

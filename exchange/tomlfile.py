@@ -1,25 +1,139 @@
-"""Declarative files (types, items, registrations): TOML read with its keys checked."""
+"""Declarative files (types, items, registrations): TOML read with its keys and types checked.
+
+Every refusal is one line naming the file, the key (dotted: `connector.batch_rows`,
+`checks[2].column`, `status_map."存续"`), what was expected and what was found.
+"""
 from __future__ import annotations
 
+import json
+import math
+import re
 import tomllib
+from datetime import date, datetime, time
 from pathlib import Path
 
 from exchange.errors import ConfigError
+
+BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+# kind -> its test
+KINDS = {
+    "string": lambda v: isinstance(v, str),
+    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v),
+    "boolean": lambda v: isinstance(v, bool),
+    "table": lambda v: isinstance(v, dict),
+    "array": lambda v: isinstance(v, list),
+}
 
 
 def load(path: Path, where: str, known: set[str], required: set[str] = frozenset()) -> dict:
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{where}: not valid TOML: {exc}") from None
+        raise ConfigError(f"{where}: not valid TOML: {one_line(str(exc))}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{where}: the file must be UTF-8 ({exc.reason} at byte {exc.start})") from None
+    except OSError as exc:
+        raise ConfigError(f"{where}: cannot be read ({exc.strerror or type(exc).__name__})") from None
     return check_keys(raw, where, known, required)
 
 
-def check_keys(raw: dict, where: str, known: set[str], required: set[str] = frozenset()) -> dict:
-    unknown = set(raw) - known
+def check_keys(raw: dict, where: str, known: set[str], required: set[str] = frozenset(),
+               table: str = "") -> dict:
+    """Unknown keys refused with the known ones; missing ones named. `table`: the dotted key
+    of a nested table ("connector"), "" for the top level."""
+    inside = f" in {table}" if table else ""
+    unknown = set(raw) - set(known)
     if unknown:
-        raise ConfigError(f"{where}: unknown keys {sorted(unknown)}; known: {sorted(known)}")
+        raise ConfigError(f"{where}: unknown keys{inside} {sorted(unknown)}; known: {sorted(known)}")
     missing = set(required) - set(raw)
     if missing:
-        raise ConfigError(f"{where}: missing keys {sorted(missing)}")
+        raise ConfigError(f"{where}: missing keys{inside} {sorted(missing)}")
     return raw
+
+
+def one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def key_of(parent: str, name: str | int) -> str:
+    """The dotted key of `name` under `parent`: a.b, a."quoted key", a[2] (1-based)."""
+    if isinstance(name, int):
+        return f"{parent}[{name + 1}]"
+    part = name if BARE_KEY.fullmatch(name) else "".join(
+        c if c.isprintable() else f"\\u{ord(c):04x}" for c in json.dumps(name, ensure_ascii=False))
+    return f"{parent}.{part}" if parent else part
+
+
+def found(value) -> str:
+    """What a value is, for a message: `an integer (5)`, `a string ('many')`."""
+    if isinstance(value, bool):
+        kind = "a boolean"
+    elif isinstance(value, int):
+        kind = "an integer"
+    elif isinstance(value, float):
+        kind = "a float"
+    elif isinstance(value, str):
+        kind = "a string"
+    elif isinstance(value, dict):
+        kind = "a table"
+    elif isinstance(value, list):
+        kind = "an array"
+    elif isinstance(value, datetime):
+        kind = "a date-time"
+    elif isinstance(value, date):
+        kind = "a date"
+    elif isinstance(value, time):
+        kind = "a time"
+    else:
+        kind = f"a {type(value).__name__}"
+    text = repr(value)
+    return f"{kind} ({text if len(text) <= 60 else text[:57] + '...'})"
+
+
+def _article(kind: str) -> str:
+    return f"an {kind}" if kind[0] in "aeiou" else f"a {kind}"
+
+
+def wrong(where: str, key: str, expected: str, value) -> ConfigError:
+    return ConfigError(f"{where}: {key} must be {expected}, not {found(value)}")
+
+
+def typed(value, kind: str, key: str, where: str):
+    """`value` if it is of `kind` (see KINDS), else a ConfigError naming the key and both types.
+    "number" takes an integer or a finite float; "array of K" / "table of K" check each item."""
+    if kind.startswith(("array of ", "table of ")):
+        outer, inner = kind.split(" of ", 1)
+        inner = inner.removesuffix("s") if inner != "tables" else "table"
+        if not KINDS[outer](value):
+            raise wrong(where, key, _article(kind), value)
+        items = enumerate(value) if outer == "array" else value.items()
+        for name, item in items:
+            typed(item, inner, key_of(key, name), where)
+        return value
+    if not KINDS[kind](value):
+        raise wrong(where, key, _article(kind), value)
+    return value
+
+
+def text(value, key: str, where: str, longest: int) -> str:
+    """A string of at most `longest` characters."""
+    typed(value, "string", key, where)
+    if len(value) > longest:
+        raise ConfigError(f"{where}: {key} is {len(value)} characters long; at most {longest}")
+    return value
+
+
+def matching(value, pattern: re.Pattern, key: str, where: str, rule: str) -> str:
+    """A string the whole of which matches `pattern`; `rule` says in words what is allowed."""
+    typed(value, "string", key, where)
+    if not pattern.fullmatch(value):
+        raise ConfigError(f"{where}: {key} {value!r} is not allowed: {rule}")
+    return value
+
+
+def between(value, lo, hi, key: str, where: str, kind: str = "integer"):
+    typed(value, kind, key, where)
+    if not lo <= value <= hi:
+        raise ConfigError(f"{where}: {key} must be between {lo} and {hi}, not {value!r}")
+    return value

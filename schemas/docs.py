@@ -31,6 +31,15 @@ def _checks(f) -> str:
     return "; ".join(out)
 
 
+def _silo(connector: dict) -> str:
+    """Where a sample registration reads from, whatever its connector kind."""
+    if connector["kind"] == "sql":
+        return f"table `{connector['table']}`"
+    if connector["kind"] == "files":
+        return f"file drop `{connector['path']}` (`{connector.get('pattern', '*')}`)"
+    return f"HTTP API `{connector.get('path') or '/'}`"
+
+
 def render_type(ctype: CertificateType) -> str:
     from demo.synth_types import sample_registration
 
@@ -46,7 +55,7 @@ def render_type(ctype: CertificateType) -> str:
              f"{'USCC, code type 001' if ctype.holder_kind == 'organisation' else 'resident ID, code type 111'}) |",
              f"| quality suite | `{ctype.name}.v{ctype.version}` (quality/suites.py) |",
              f"| API model | `schemas.api_models.record_model(\"{ctype.name}\")` |",
-             f"| sample registration | [`{reg.id}`](../../demo/registrations/{reg.path.name}) (table `{reg.connector['table']}`) |",
+             f"| sample registration | [`{reg.id}`](../../demo/registrations/{reg.path.name}) ({_silo(reg.connector)}) |",
              "", "## Fields", "",
              "| field | type | title | silo column (sample) | checks |", "|---|---|---|---|---|"]
     for f in ctype.fields:

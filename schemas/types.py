@@ -11,8 +11,8 @@ a new version. Loading refuses a definition that breaks its recorded version.
 """
 from __future__ import annotations
 
+import logging
 import re
-import tomllib
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -28,7 +28,8 @@ HOLDER_KINDS = {"organisation": ("uscc", "001"), "person": ("ric", "111")}
 OVERRIDABLE = {"title", "required", "not_future"}
 TYPE_KEYS = {"name", "title", "title_en", "type_code", "version", "department", "department_name",
              "holder_kind", "fields", "rules", "history", "overrides", "sample", "description"}
-NAME_RE = re.compile(r"^[a-z][a-z0-9_]{1,40}$")
+NAME_RE = re.compile(r"[a-z][a-z0-9_]{1,40}")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -112,24 +113,62 @@ class CertificateType:
         return pa.schema([pa.field(f.name, types[f.type]) for f in self.fields])
 
 
-def _field(raw: dict, common: bool) -> Field:
+FIELD_KEYS = {"name": "string", "type": "string", "title": "string", "required": "boolean",
+              "unique": "boolean", "check": "string", "in_set": "array of strings",
+              "not_future": "boolean", "sample": None}
+FIELD_RE = re.compile(r"[a-z][a-z0-9_]{0,62}")
+RULE_KINDS = ("ordered",)
+
+
+def _field(raw, common: bool, key: str, where: str) -> Field:
+    tomlfile.typed(raw, "table", key, where)
+    tomlfile.check_keys(raw, where, set(FIELD_KEYS), {"name", "type"}, table=key)
     raw = dict(raw)
-    for key in ("in_set", "sample"):
-        if isinstance(raw.get(key), list):
-            raw[key] = tuple(raw[key])
+    for name, kind in FIELD_KEYS.items():
+        if kind and name in raw:
+            tomlfile.typed(raw[name], kind, tomlfile.key_of(key, name), where)
+    tomlfile.matching(raw["name"], FIELD_RE, tomlfile.key_of(key, "name"), where,
+                      "lower-case letters, digits and _, starting with a letter")
+    sample = raw.get("sample")
+    if sample is not None and not isinstance(sample, str):
+        tomlfile.typed(sample, "array of strings", tomlfile.key_of(key, "sample"), where)
+    for name in ("in_set", "sample"):
+        if isinstance(raw.get(name), list):
+            raw[name] = tuple(raw[name])
     return Field(**raw, common=common)
+
+
+def _rule(raw, key: str, where: str) -> Rule:
+    tomlfile.typed(raw, "table", key, where)
+    tomlfile.check_keys(raw, where, {"kind", "first", "then", "title"}, {"kind", "first", "then"}, table=key)
+    for name, value in raw.items():
+        tomlfile.typed(value, "string", tomlfile.key_of(key, name), where)
+    if raw["kind"] not in RULE_KINDS:
+        raise UnknownName("rule kind", raw["kind"], RULE_KINDS, where=f"{where}: {key}.kind")
+    return Rule(**raw)
 
 
 @lru_cache(maxsize=1)
 def common_fields() -> tuple[Field, ...]:
-    raw = tomllib.loads(COMMON_PATH.read_text(encoding="utf-8"))
-    return tuple(_field(f, True) for f in raw["fields"])
+    where = COMMON_PATH.name
+    raw = tomlfile.load(COMMON_PATH, where, {"fields"}, {"fields"})
+    tomlfile.typed(raw["fields"], "array of tables", "fields", where)
+    return tuple(_field(f, True, tomlfile.key_of("fields", i), where) for i, f in enumerate(raw["fields"]))
 
 
 def _holder_fields(holder_kind: str, overrides: dict, where: str) -> list[Field]:
     if holder_kind not in HOLDER_KINDS:
-        raise UnknownName(f"holder_kind in {where}", holder_kind, HOLDER_KINDS)
+        raise UnknownName("holder_kind", holder_kind, HOLDER_KINDS, where=f"{where}: holder_kind")
     check, code_type = HOLDER_KINDS[holder_kind]
+    names = [f.name for f in common_fields()]
+    for name, change in overrides.items():
+        key = tomlfile.key_of("overrides", name)
+        if name not in names:
+            raise UnknownName("common field", name, names, where=f"{where}: {key}")
+        tomlfile.typed(change, "table", key, where)
+        for attr, value in change.items():
+            if attr in OVERRIDABLE:
+                tomlfile.typed(value, "string" if attr == "title" else "boolean", tomlfile.key_of(key, attr), where)
     out = []
     for f in common_fields():
         attrs = dict(f.__dict__)
@@ -169,22 +208,43 @@ def check_history(ctype: CertificateType, where: str) -> None:
             f"version = {ctype.version + 1} and record its fields under [history]")
 
 
+TYPE_TEXTS = {"title": 255, "title_en": 255, "department_name": 255, "description": 10_000}
+TYPE_CODE_RE = re.compile(r"[0-9A-Z]{1,16}")
+
+
 def _load(path: Path) -> CertificateType:
     where = f"certificate type file {path.name}"
     raw = tomlfile.load(path, where, TYPE_KEYS)
-    if raw.get("name") != path.stem or not NAME_RE.match(path.stem):
-        raise ConfigError(f"{where}: name must be the file's stem {path.stem!r} (lower-case, digits, _)")
-    try:
-        holder_kind = raw.pop("holder_kind", "")
-        common = _holder_fields(holder_kind, raw.pop("overrides", {}), where)
-        own = [_field(f, False) for f in raw.pop("fields", [])]
-        rules = tuple(Rule(**r) for r in raw.pop("rules", []))
-        history = tuple(sorted((int(v), tuple(sigs)) for v, sigs in raw.pop("history", {}).items()))
-        sample = tuple(sorted(raw.pop("sample", {}).items()))
-        ctype = CertificateType(fields=tuple(common + own), rules=rules, history=history,
-                                sample=sample, path=path, holder_kind=holder_kind, **raw)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{where}: {exc}") from None
+    name = raw.get("name")
+    if name != path.stem or not NAME_RE.fullmatch(path.stem):
+        raise ConfigError(f"{where}: name must be the file's stem {path.stem!r} (lower-case, digits, _), "
+                          f"not {tomlfile.found(name) if name is not None else 'missing'}")
+    tomlfile.check_keys(raw, where, TYPE_KEYS, {"title", "title_en", "type_code", "version",
+                                                "department", "holder_kind"})
+    for key, longest in TYPE_TEXTS.items():
+        if key in raw:
+            tomlfile.text(raw[key], key, where, longest)
+    tomlfile.matching(raw["type_code"], TYPE_CODE_RE, "type_code", where, "digits and capital letters")
+    tomlfile.between(raw["version"], 1, 10_000, "version", where)
+    tomlfile.matching(raw["department"], NAME_RE, "department", where, "lower-case letters, digits and _")
+    tomlfile.typed(raw["holder_kind"], "string", "holder_kind", where)
+    for key, kind in (("fields", "array of tables"), ("rules", "array of tables"), ("history", "table"),
+                      ("overrides", "table"), ("sample", "table")):
+        if key in raw:
+            tomlfile.typed(raw[key], kind, key, where)
+    for v, sigs in raw.get("history", {}).items():
+        key = tomlfile.key_of("history", v)
+        if not re.fullmatch(r"[1-9][0-9]{0,4}", v):
+            raise ConfigError(f"{where}: {key} is not allowed: a version number such as 1")
+        tomlfile.typed(sigs, "array of strings", key, where)
+    holder_kind = raw.pop("holder_kind")
+    common = _holder_fields(holder_kind, raw.pop("overrides", {}), where)
+    own = [_field(f, False, tomlfile.key_of("fields", i), where) for i, f in enumerate(raw.pop("fields", []))]
+    rules = tuple(_rule(r, tomlfile.key_of("rules", i), where) for i, r in enumerate(raw.pop("rules", [])))
+    history = tuple(sorted((int(v), tuple(sigs)) for v, sigs in raw.pop("history", {}).items()))
+    sample = tuple(sorted(raw.pop("sample", {}).items()))
+    ctype = CertificateType(fields=tuple(common + own), rules=rules, history=history,
+                            sample=sample, path=path, holder_kind=holder_kind, **raw)
     seen = set()
     for f in ctype.fields:
         if f.name in seen:
@@ -192,11 +252,13 @@ def _load(path: Path) -> CertificateType:
                               "included already; change it under [overrides.FIELD])")
         seen.add(f.name)
         if f.type not in FIELD_TYPES:
-            raise UnknownName(f"field type in {path.name}", f.type, FIELD_TYPES)
+            raise UnknownName("field type", f.type, FIELD_TYPES, where=f"{where}: field {f.name}")
         if f.check and f.check not in CHECKS:
-            raise UnknownName(f"identifier check in {path.name}", f.check, CHECKS)
-    for r in ctype.rules:
-        ctype.field(r.first), ctype.field(r.then)
+            raise UnknownName("identifier check", f.check, CHECKS, where=f"{where}: field {f.name}")
+    for i, r in enumerate(ctype.rules):
+        for name in (r.first, r.then):
+            if name not in ctype.field_names:
+                raise UnknownName("field", name, ctype.field_names, where=f"{where}: rules[{i + 1}]")
     check_history(ctype, where)
     return ctype
 
@@ -205,13 +267,49 @@ def load_type(path: Path) -> CertificateType:
     return _load(Path(path))
 
 
+class TypeSet(dict):
+    """The certificate types that load, by name; `problems`: the files that do not, with why."""
+    problems: dict[str, str]
+
+
+def load_dir(directory: Path) -> TypeSet:
+    """Every type file of a folder: a broken file is skipped and reported, hiding no other; a
+    type code used twice is a problem of the later file."""
+    out, problems, codes = TypeSet(), {}, {}
+    for path in sorted(Path(directory).glob("*.toml")):
+        try:
+            ctype = _load(path)
+        except ConfigError as exc:
+            problems[str(path)] = tomlfile.one_line(str(exc))
+            continue
+        if ctype.type_code in codes:
+            problems[str(path)] = (f"certificate type file {path.name}: type_code {ctype.type_code!r} "
+                                   f"is already the code of {codes[ctype.type_code]}; each type has its own")
+            continue
+        codes[ctype.type_code] = ctype.name
+        out[ctype.name] = ctype
+    out.problems = problems
+    return out
+
+
 @lru_cache(maxsize=None)
-def all_types() -> dict[str, CertificateType]:
-    return {p.stem: _load(p) for p in sorted(TYPES_DIR.glob("*.toml"))}
+def all_types() -> TypeSet:
+    types = load_dir(TYPES_DIR)
+    for reason in types.problems.values():
+        log.warning("certificate type file not loaded: %s", reason)
+    return types
 
 
-def get_type(name: str) -> CertificateType:
+def type_problems() -> dict[str, str]:
+    """path -> one-line reason of every type file in schemas/types that does not load."""
+    return all_types().problems
+
+
+def get_type(name: str, where: str | None = None) -> CertificateType:
     types = all_types()
     if name not in types:
-        raise UnknownName("certificate type", name, types)
+        for path, reason in types.problems.items():
+            if Path(path).stem == name:
+                raise ConfigError(f"{where}: {reason}" if where else reason)
+        raise UnknownName("certificate type", name, types, where=where)
     return types[name]

@@ -31,6 +31,16 @@ TODAY = clock.today()
 os.environ[clock.TODAY_ENV] = TODAY.isoformat()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def silo_roots(tmp_path_factory):
+    """File silos (drops, SQLite) of the tests live under pytest's temporary folder: the one
+    root they may be read from (EXCHANGE_SILO_ROOTS), as a deployment lists its own."""
+    root = tmp_path_factory.getbasetemp().resolve()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("EXCHANGE_SILO_ROOTS", str(root))
+        yield root
+
+
 @pytest.fixture
 def home(tmp_path, monkeypatch) -> Path:
     from exchange.settings import reset_settings

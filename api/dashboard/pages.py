@@ -26,6 +26,14 @@ def _catalog(request: Request):
     return request.app.state.consumer.catalog
 
 
+async def _unloaded(request: Request) -> list:
+    """Registration files in the sources folder that could not be loaded, with why."""
+    from exchange import registry
+
+    scan = await asyncio.to_thread(registry.scan, request.app.state.settings.sources_dir)
+    return scan.problems
+
+
 def _matches(d: dict, q: str) -> bool:
     q = q.casefold()
     return any(q in str(d.get(k) or "").casefold()
@@ -52,7 +60,8 @@ async def overview(request: Request, caller: AuditorDep, q: str = ""):
              "backlog": sum(f.get("backlog") or 0 for f in fresh.values()),
              "failed": sum(1 for r in runs if r["state"] == "failed")}
     return page(request, "overview.html", {"q": q, "datasets": shown, "total": len(datasets),
-                                           "tiles": tiles, "runs": runs})
+                                           "tiles": tiles, "runs": runs,
+                                           "unloaded": await _unloaded(request)})
 
 
 @router.get("/datasets/{dataset_id}")
@@ -85,7 +94,8 @@ async def freshness(request: Request, caller: AuditorDep):
 
     board = monitoring.freshness(_catalog(request))
     counts = {s: sum(1 for b in board if b["state"] == s) for s in ("fresh", "late", "stale", "never")}
-    return page(request, "freshness.html", {"board": board, "counts": counts})
+    return page(request, "freshness.html", {"board": board, "counts": counts,
+                                            "unloaded": await _unloaded(request)})
 
 
 @router.get("/scorecards")

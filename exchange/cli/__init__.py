@@ -14,7 +14,7 @@ from exchange.errors import ExchangeError
 GROUPS = ["exchange.cli.records", "exchange.cli.demo", "exchange.cli.items", "exchange.cli.keys",
           "exchange.cli.integrity", "exchange.cli.access", "exchange.cli.serve",
           "exchange.cli.quality", "exchange.cli.watch", "exchange.cli.register",
-          "exchange.cli.alerts"]
+          "exchange.cli.alerts", "exchange.cli.types"]
 
 
 def catalog():

@@ -31,7 +31,11 @@ def cmd_status(args) -> int:
     from catalog import monitoring
     from rich.markup import escape
 
-    rows = monitoring.source_status(catalog(), _at(args.at))
+    from exchange import registry
+    from exchange.settings import get_settings
+
+    scan = registry.scan(get_settings().sources_dir)
+    rows = monitoring.with_registrations(monitoring.source_status(catalog(), _at(args.at)), scan)
     if args.source:
         rows = [r for r in rows if r["source"] == args.source]
         if not rows:
@@ -40,6 +44,8 @@ def cmd_status(args) -> int:
     if args.json:
         print(json.dumps(rows, ensure_ascii=False, indent=1))
         return 0
+    unloaded = [r for r in rows if r["registration_error"]]
+    rows = [r for r in rows if r["dataset"] is not None]          # the catalogue's sources
     for r in rows:
         r["counts"] = ("" if r["extracted"] is None else
                        f"{r['extracted']:,} → {r['accepted'] or 0:,} ✓ {r['quarantined'] or 0:,} ✗")
@@ -49,6 +55,11 @@ def cmd_status(args) -> int:
         r["message"] = escape((r["message"] or "")[:80])
     table("Sources", rows, ["source", "update_cycle", "freshness", "due", "last_run_at",
                             "result", "counts", "backlog", "message"])
+    if unloaded:
+        table("Registration files not loaded (no DAG until mended)",
+              [{"file": escape(r["registration_file"] or ""), "source": r["source"],
+                "reason": escape(r["registration_error"])} for r in unloaded],
+              ["file", "source", "reason"])
     return 0
 
 

@@ -67,3 +67,35 @@ def test_no_deadline_under_dags_test_or_when_switched_off(monkeypatch):
     reset_settings()
     assert deadline_for(Reg, get_settings()).interval.days == 7
     reset_settings()
+
+
+def test_one_bad_file_hides_no_other_dag(home, silo_2k, tmp_path, monkeypatch):
+    """A malformed registration file, one with a wrong type, one that escapes its room and one
+    whose certificate-type file is broken: each is skipped and logged; the good DAGs stay."""
+    import shutil
+
+    from schemas import types as types_mod
+    from tests.conftest import register_sample
+
+    good = register_demo_source(home, silo_2k[0])
+    register_sample(home, "diploma", tmp_path / "diploma.db")
+    sources = good.path.parent
+    (sources / "junk.toml").write_text("id = ", "utf-8")
+    (sources / "typed.toml").write_text(good.path.read_text("utf-8").replace(
+        'id = "smr_business_licence"', "id = 5"), "utf-8")
+    (sources / "escape.toml").write_text(good.path.read_text("utf-8").replace(
+        'id = "smr_business_licence"', 'id = "smr_escape"\ndataset = "../../../tmp/x"'), "utf-8")
+    register_sample(home, "marriage_certificate", tmp_path / "marriage.db")
+    types = tmp_path / "types"
+    shutil.copytree(types_mod.TYPES_DIR, types)
+    (types / "marriage_certificate.toml").write_text("name = ", "utf-8")
+    monkeypatch.setattr(types_mod, "TYPES_DIR", types)
+    types_mod.all_types.cache_clear()
+    from airflow.dag_processing.dagbag import DagBag
+
+    try:
+        bag = DagBag(dag_folder=str(ROOT / "dags"))
+    finally:
+        types_mod.all_types.cache_clear()
+    assert bag.import_errors == {}
+    assert set(bag.dag_ids) == {"source__smr_business_licence", "source__edu_diploma", "exchange_watch"}

@@ -118,7 +118,8 @@ def test_docs_index_and_items_page_are_current():
 
 def test_a_type_without_its_artifacts_is_caught(tmp_path, monkeypatch):
     src = types_mod.TYPES_DIR / "diploma.toml"
-    text = src.read_text("utf-8").replace('name = "diploma"', 'name = "fishing_permit"')
+    text = src.read_text("utf-8").replace('name = "diploma"', 'name = "fishing_permit"').replace(
+        'type_code = "5001"', 'type_code = "9901"')          # a type code of its own
     shutil.copytree(types_mod.TYPES_DIR, tmp_path / "types")
     (tmp_path / "types" / "fishing_permit.toml").write_text(text, "utf-8")
     monkeypatch.setattr(types_mod, "TYPES_DIR", tmp_path / "types")

@@ -14,7 +14,7 @@ from tests.conftest import ROOT
 TEMPLATE = (ROOT / "demo" / "registrations" / "smr_business_licence.toml").read_text("utf-8")
 
 
-def reg_file(path, silo="/nowhere/silo.db", **replace):
+def reg_file(path, silo="nowhere/silo.db", **replace):     # under the silo roots
     text = TEMPLATE.replace("{silo}", str(silo))
     for old, new in replace.items():
         assert old in text, old

@@ -54,5 +54,6 @@ def test_duplicate_source_ids_are_refused(tmp_path):
         lines += ["[connector]", 'kind = "sql"', 'url = "sqlite:///x.db"', 'table = "t"',
                   "[mapping]", 'licence_number = "ZCH"']
         (tmp_path / f"{name}.toml").write_text("\n".join(lines), encoding="utf-8")
+    assert registry.load_all(tmp_path) == {}, "neither file of an id registered twice is loaded"
     with pytest.raises(ConfigError, match="registered twice"):
-        registry.load_all(tmp_path)
+        registry.get("smr_x", tmp_path)
