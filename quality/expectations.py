@@ -62,7 +62,8 @@ class ExpectColumnValuesToBeValidRic(ColumnMapExpectation):
 
 
 class ExpectColumnValuesToBeParsableDates(gx_expectations.ExpectColumnValuesToBeNull):
-    """Dates in a form silos use (20200102, 2020-01-02, 2020/1/2, 2020年1月2日) and real.
+    """Dates in a form silos use (schemas.normalize.FORMS: 20200102, 2020-01-02, 2020/1/2,
+    2020年1月2日, 二〇二〇年一月二日) and real.
     Runs on `_unparsed_<field>`, where conforming kept the text it could not parse."""
 
 

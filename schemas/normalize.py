@@ -33,6 +33,12 @@ DATE_PATTERN = (r"^(?P<y>\d{4})(?:(?P<m1>\d{2})(?P<d1>\d{2})"
                 r"|年(?P<m5>\d{1,2})月(?P<d5>\d{1,2})日?)"
                 r"(?:T?\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?$")  # a time of day is ignored
 _PY_DATE = re.compile(DATE_PATTERN, re.ASCII)
+# Dates in Chinese numerals, an ordinary form in older registers (二〇一八年三月九日, 二零一八年
+# 十二月三十一日, 廿 for 二十): rewritten to the 年月日 form above, value by value (cn2an).
+_CN_NUMERAL = "[〇零一二三四五六七八九十廿卅]"       # RE2 (Arrow) and Python re alike
+_PY_CN_DATE = re.compile("^([0-9〇零一二三四五六七八九]{4})年([〇零一二三四五六七八九十]{1,3})月"
+                         "([〇零一二三四五六七八九十廿卅]{1,3})日?$")
+FORMS = "20200102, 2020-01-02, 2020/1/2, 2020年1月2日, 二〇二〇年一月二日"
 _OPENCC_ROWS = 1_000_000  # values per OpenCC call (keeps the joined text well under 2 GiB)
 
 
@@ -174,8 +180,35 @@ def _int_field(parts, name: str) -> np.ndarray:
     return pc.fill_null(pc.cast(pc.struct_field(parts, name), pa.int64()), 0).to_numpy()
 
 
+def chinese_date(text: str) -> str | None:
+    """'二〇一八年三月九日' -> '2018年3月9日' (the calendar is checked later); None if `text`
+    (NFKC, no whitespace) is not a date written in Chinese numerals."""
+    m = _PY_CN_DATE.match(text)
+    if m is None:
+        return None
+    import cn2an
+
+    y, mo, d = m.groups()
+    try:
+        year = y if y.isascii() else cn2an.cn2an(y, "direct")       # digit by digit
+        month, day = (cn2an.cn2an(p.replace("廿", "二十").replace("卅", "三十"), "normal")
+                      for p in (mo, d))
+    except ValueError:            # 十十 and the like: no number
+        return None
+    return f"{year}年{month}月{day}日" if str(year).isdigit() else None
+
+
+def _with_chinese_dates(s: pa.StringArray) -> pa.StringArray:
+    """Values written in Chinese numerals rewritten to the 年月日 form (the rest untouched)."""
+    cn = pc.fill_null(pc.match_substring_regex(s, _CN_NUMERAL), False)
+    if not pc.any(cn).as_py():
+        return s
+    texts = s.filter(cn).to_pylist()
+    return pc.replace_with_mask(s, cn, pa.array([chinese_date(t) or t for t in texts], pa.string()))
+
+
 def parse_dates(arr) -> DateParse:
-    """Parse the date forms silos use; "长期" and the like are open-ended.
+    """Parse the date forms silos use (FORMS); "长期" and the like are open-ended.
 
     The strict form check is one regex match (no captures: cheap); the parts are then read
     from a separator-unified copy. Arrow's strptime rolls 2020-02-30 over to 2020-03-01
@@ -185,6 +218,7 @@ def parse_dates(arr) -> DateParse:
     s = nfkc_visible(arr)
     blank = pc.fill_null(pc.equal(s, ""), True)
     open_ended = pc.fill_null(pc.is_in(s, pa.array(OPEN_ENDED)), False)
+    s = _with_chinese_dates(s)
     matched = pc.fill_null(pc.match_substring_regex(s, DATE_PATTERN), False).to_numpy(zero_copy_only=False)
     timed = pc.any(pc.match_substring(s, ":")).as_py()            # a time needs a colon
     u = pc.replace_substring_regex(s, _TIME, "") if timed else s
@@ -206,10 +240,9 @@ def date_problem(text: str | None) -> str | None:
     s = _PY_INVISIBLE.sub("", unicodedata.normalize("NFKC", text))
     if s == "" or s in OPEN_ENDED:
         return None
-    m = _PY_DATE.match(s)
+    m = _PY_DATE.match(chinese_date(s) or s)
     if m is None:
-        return (f"{text!r} is not a date; expected a form like 20200102, 2020-01-02, "
-                "2020/1/2, 2020年1月2日, or 长期 for open-ended")
+        return f"{text!r} is not a date; expected a form like {FORMS}, or 长期 for open-ended"
     g = m.groupdict()
     y = int(g["y"])
     mo = int(next(g[f"m{i}"] for i in range(1, 6) if g[f"m{i}"]))

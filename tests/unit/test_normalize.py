@@ -119,3 +119,39 @@ def test_ascii_and_cjk_ideographs_are_nfkc_stable():
     assert pc.utf8_normalize(pa.array(chars), "NFKC").to_pylist() == chars
     pairs = pa.array([a + b for a in "aZ0 中" for b in "\u4e00\u9fa5z9"])
     assert pc.utf8_normalize(pairs, "NFKC").equals(pairs)
+
+
+CHINESE = {   # dates written in Chinese numerals, as older registers have them
+    "二〇一八年三月九日": date(2018, 3, 9),
+    "二零一八年三月九日": date(2018, 3, 9),
+    "二〇一八年十二月三十一日": date(2018, 12, 31),
+    "二〇一八年十月十日": date(2018, 10, 10),
+    "二〇一八年十一月二十日": date(2018, 11, 20),
+    "二〇〇九年二月廿八日": date(2009, 2, 28),
+    "二〇二〇年二月廿九日": date(2020, 2, 29),
+    "一九九九年一月一日": date(1999, 1, 1),
+    "二〇一八年三月九": date(2018, 3, 9),
+    "二〇一八年一〇月〇九日": date(2018, 10, 9),
+    " 二〇一八年 三月 九日 ": date(2018, 3, 9),
+    "二〇一八年十二月卅一日": date(2018, 12, 31),
+    "2018年三月九日": date(2018, 3, 9),
+}
+NOT_DATES = ["二〇一八年二月三十日", "二〇一九年二月廿九日", "二〇一八年十三月一日", "二〇一八年三月三十二日",
+             "二〇一八年〇月一日", "二〇一八年三月〇日", "二〇一八年三月", "二〇一八年", "一八年三月九日",
+             "二〇一八年三月九日九", "二〇一八年十十月一日", "三月九日"]
+
+
+def test_parse_dates_in_chinese_numerals():
+    raw = list(CHINESE) + ["2020-01-02"]
+    got = parse_dates(raw)
+    assert got.dates.to_pylist() == list(CHINESE.values()) + [date(2020, 1, 2)]
+    assert not any(got.invalid.to_pylist())
+    assert all(date_problem(t) is None for t in CHINESE)
+
+
+def test_impossible_dates_in_chinese_numerals_are_refused():
+    got = parse_dates(NOT_DATES)
+    assert got.dates.to_pylist() == [None] * len(NOT_DATES)
+    assert got.invalid.to_pylist() == [True] * len(NOT_DATES)
+    assert "day 30 does not exist" in date_problem("二〇一八年二月三十日")
+    assert all(date_problem(t) for t in NOT_DATES), [t for t in NOT_DATES if not date_problem(t)]
