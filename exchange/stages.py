@@ -157,6 +157,8 @@ def publish(source_id: str, key: str) -> dict:
         state.commit(source_id, key, workdir, catalog, settings.home)   # if a crash stopped it
         return {"dataset": reg.dataset, "version": run.version, "state": run.state}
     _size_gate(catalog, reg, run)
+    from quality.gates import refuse_blank_licence_numbers
+    refuse_blank_licence_numbers(staging.transient(workdir, "accepted"), reg.id, reg.certificate_type)
     staged_dir = workdir / "version"
     shutil.rmtree(staged_dir, ignore_errors=True)
     previous = catalog.current_version_path(reg.dataset)

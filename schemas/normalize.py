@@ -146,6 +146,48 @@ def name_key_scalar(text: str | None) -> str | None:
     return None if text is None else name_key([text])[0].as_py()
 
 
+# "Blank", defined once for every required field: null, empty or only whitespace and zero-width
+# characters; a null marker that databases and spreadsheets export (compared after NFKC,
+# whitespace removal and lower-casing); or text with no letter or digit at all (CJK ideographs
+# are letters).
+NULL_MARKERS = ("null", "none", "nil", "nan", "nat", "na", "n/a", "#n/a", "<na>", "(null)", "\\n",
+                "#null!", "undefined", "-", "--", "—", "/", "无", "無", "空", "暂无", "暫無", "不详",
+                "不詳", "未知")
+_LETTER_OR_DIGIT = r"[\p{L}\p{N}]"
+
+
+def _not_in_any_marker() -> str:
+    """RE2 class of NFKC-stable letters and digits no null marker holds: a value with one of
+    them is not blank (most names and codes are answered by this one cheap match)."""
+    used = set("".join(NULL_MARKERS))
+    ascii_ = [c for c in "0123456789abcdefghijklmnopqrstuvwxyz" if c not in used]
+    ascii_ += [c.upper() for c in ascii_ if c.isalpha()]
+    cjk, start = [], 0x4E00
+    for cut in sorted(ord(c) for c in used if 0x4E00 <= ord(c) <= 0x9FFF) + [0xA000]:
+        if cut > start:
+            cjk.append(f"\\x{{{start:04X}}}-\\x{{{cut - 1:04X}}}")
+        start = cut + 1
+    return "[" + "".join(ascii_) + "".join(cjk) + "]"
+
+
+_SURELY_NOT_BLANK = _not_in_any_marker()
+
+
+def is_blank(arr) -> pa.BooleanArray:
+    """Per value: is it blank (see NULL_MARKERS above)? Null is blank. Normalises only the
+    values that hold no letter or digit outside the markers' (a handful)."""
+    arr = as_string_array(arr)
+    sure = pc.fill_null(pc.match_substring_regex(arr, _SURELY_NOT_BLANK), False).to_numpy(zero_copy_only=False)
+    out = ~sure
+    rest = np.flatnonzero(out)
+    if len(rest):
+        key = pc.utf8_lower(nfkc_visible(arr.take(pa.array(rest))))
+        blank = pc.or_(pc.is_in(key, value_set=pa.array(NULL_MARKERS)),
+                       pc.invert(pc.match_substring_regex(key, _LETTER_OR_DIGIT)))
+        out[rest] = pc.fill_null(blank, True).to_numpy(zero_copy_only=False)
+    return pa.array(out)
+
+
 def clean_text(arr) -> pa.StringArray:
     """Trim whitespace and zero-width characters at both ends; blank becomes null."""
     out = pc.utf8_trim(as_string_array(arr), _INVISIBLE)

@@ -155,3 +155,41 @@ def test_impossible_dates_in_chinese_numerals_are_refused():
     assert got.invalid.to_pylist() == [True] * len(NOT_DATES)
     assert "day 30 does not exist" in date_problem("二〇一八年二月三十日")
     assert all(date_problem(t) for t in NOT_DATES), [t for t in NOT_DATES if not date_problem(t)]
+
+
+def _blank_by_definition(text: str | None) -> bool:
+    """The definition, written plainly: null, a null marker, or no letter or digit."""
+    import re
+    import unicodedata
+
+    from schemas.normalize import NULL_MARKERS, WHITESPACE, ZERO_WIDTH
+    if text is None:
+        return True
+    key = re.sub("[" + re.escape(WHITESPACE + ZERO_WIDTH) + "]", "", unicodedata.normalize("NFKC", text)).lower()
+    return key in NULL_MARKERS or not any(unicodedata.category(c)[0] in "LN" for c in key)
+
+
+def test_blank_values():
+    from schemas.normalize import is_blank
+
+    blank = ["", " ", "\u3000", "\u200b\ufeff", "\t\u00a0\n", "NULL", "null", "None", "N/A", "NA", "n/a",
+             "#N/A", "-", "--", "—", "无", "空", "/", "\\N", "nan", "NaN", "ＮＵＬＬ", " n / a ", "***",
+             "？？", "（）", "……", "暂无", None]
+    kept = ["张三", "无锡市XX公司", "空港物流有限公司", "Dana", "0", "001", "valid", "A", "Ⅻ", "一", "null1",
+            "NA-1", "Nan Jing", "9133010", "ｘ", "未知数科技"]
+    assert is_blank(blank).to_pylist() == [True] * len(blank)
+    assert is_blank(kept).to_pylist() == [False] * len(kept)
+
+
+MARKERISH = st.sampled_from(["null", "NULL", "Ｎｕｌｌ", "n/a", "N/A", "#N/A", "无", "空", "-", "—", "nan",
+                             "None", "undefined", "\\N", "na", "暂无", "不詳", "未知"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.text(max_size=8), MARKERISH,
+                          st.builds(lambda a, m, b: a + m + b, st.sampled_from(["", " ", "\u3000", "\u200b"]),
+                                    MARKERISH, st.sampled_from(["", " ", "\t", "\ufeff"]))), max_size=30))
+def test_is_blank_is_the_definition(values):
+    from schemas.normalize import is_blank
+
+    assert is_blank(values).to_pylist() == [_blank_by_definition(v) for v in values]
