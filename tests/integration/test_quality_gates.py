@@ -199,3 +199,41 @@ def test_a_suite_without_the_licence_number_checks_still_publishes_no_blank_lice
         stages.run_all(SOURCE, "r1")
     assert _catalog().datasets()[0]["version"] is None, "nothing was published"
     assert _catalog().get_run(SOURCE, "r1").state == "failed"
+
+
+def test_every_quarantined_row_is_in_the_queue_conflicting_duplicates_too(silo, capsys):
+    path, manifest = silo
+    a, b = _clean_ids(manifest, 2)
+    cols = [r[1] for r in sqlite3.connect(path).execute(f"PRAGMA table_info({TABLE})")]
+    _sql(path,   # b now has a's licence number (different content); a's row again but for its ID
+         f"UPDATE {TABLE} SET ZCH = (SELECT ZCH FROM {TABLE} WHERE ID = {a}) WHERE ID = {b}",
+         f"INSERT INTO {TABLE} SELECT {', '.join('900000' if c == 'ID' else c for c in cols)} "
+         f"FROM {TABLE} WHERE ID = {a}")
+    stages.run_all(SOURCE, "r1")
+    run = _catalog().runs(SOURCE)[0]
+    queue = _cli_json(capsys, "quarantine", DATASET)
+    assert queue["rows"] == len(queue["entries"]) == run["quarantined"], "one entry per quarantined row"
+    assert len(manifest["duplicate_licence_number"]) > 0
+    con = sqlite3.connect(path)
+    number = con.execute(f"SELECT ZCH FROM {TABLE} WHERE ID = ?", (a,)).fetchone()[0]
+    con.close()
+    conflicting = [e for e in queue["entries"] if e["key"] == number]
+    assert sorted(e["raw"]["ID"] for e in conflicting) == sorted([a, b, "900000"]), "each with its raw row"
+    assert len({e["row_hash"] for e in conflicting}) == 3
+
+    stages.run_all(SOURCE, "r2")                     # the same rows again: the same entries
+    again = _cli_json(capsys, "quarantine", DATASET)
+    assert again["rows"] == _catalog().runs(SOURCE)[0]["quarantined"] == run["quarantined"]
+    assert {e["id"] for e in again["entries"]} == {e["id"] for e in queue["entries"]}
+
+    out = _cli_json(capsys, "quarantine", "review", DATASET, number, "--by", "steward", "--note", "same number twice")
+    assert out["state"] == "reviewed" and out["entries"] == 3
+    states = [e["state"] for e in _cli_json(capsys, "quarantine", DATASET)["entries"] if e["key"] == number]
+    assert states == ["reviewed"] * 3
+    # one of them changes but still conflicts: its entry (and the review) carries on
+    _sql(path, (f"UPDATE {TABLE} SET ZS = '另一个住所' WHERE ID = ?", (b,)))
+    stages.run_all(SOURCE, "r3")
+    after = [e for e in _cli_json(capsys, "quarantine", DATASET)["entries"] if e["key"] == number]
+    assert sorted(e["id"] for e in after) == sorted(e["id"] for e in conflicting)
+    assert [e["state"] for e in after] == ["reviewed"] * 3
+    assert next(e for e in after if e["raw"]["ID"] == b)["raw"]["ZS"] == "另一个住所"
