@@ -180,6 +180,10 @@ def test_a_published_record_whose_rows_are_all_quarantined_is_held_disputed_not_
     assert cli(["record", rec["record_id"], "--json"]) == 0
     shown = json.loads(capsys.readouterr().out)
     assert shown["current_version"] == 2 and shown["disputed"] is True and shown["status"] != "withdrawn"
+    assert cli(["record", rec["record_id"]]) == 0 and cli(["quarantine", "business_licence.market_regulation"]) == 0
+    said = capsys.readouterr().out
+    assert "current version 2" in said and "disputed: held as published: 2 row(s)" in said
+    assert "3 open rows hold a published record back" in said
     # the dashboard's queue says which entries hold a published record back
     summary = catalog().quarantine_summary("business_licence.market_regulation", sample=500)
     held = [e for e in summary["open"] if e["key"] == number]
