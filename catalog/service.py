@@ -442,7 +442,8 @@ class Catalog:
 
     def quarantine_summary(self, dataset: str, sample: int = 20) -> dict:
         """The queue in brief: entries by state and by reason (unresolved), how many open ones
-        hold a published record back (disputed), and the open entries, those first, then oldest. Streams the reasons column: a broken export can quarantine a million rows."""
+        hold a published record back (disputed), and the open entries, those first, then the
+        oldest. Streams the reasons column: a broken export can quarantine a million rows."""
         T = QuarantineEntry.__table__
         with self.session() as s:
             states = dict(s.execute(sa.select(T.c.state, sa.func.count()).where(T.c.dataset_id == dataset)
