@@ -194,15 +194,22 @@ class TakenFile(Base):
 
 
 class QuarantineEntry(Base):
-    """A quarantined silo row, identified across runs by `key` (quality/validate.py::row_key).
+    """A quarantined silo row, identified across runs by `key` (quality/validate.py::row_key: the
+    licence number) and `row_hash` (the row's content; migration 0011): rows sharing a licence
+    number are entries of their own.
     open -> reviewed (a steward's note) -> resolved (a later run accepted it or no longer saw it)."""
     __tablename__ = "quarantine_entries"
-    __table_args__ = (Index("ix_quarantine_source_key", "source_id", "key", unique=True),
+    __table_args__ = (Index("ix_quarantine_source_key_row", "source_id", "key", "row_hash", unique=True),
+                      Index("ix_quarantine_dataset_key", "dataset_id", "key"),
+                      Index("ix_quarantine_held_record", "held_record_id"),
                       Index("ix_quarantine_dataset_state", "dataset_id", "state"))
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     source_id: Mapped[str] = mapped_column(String(128), ForeignKey("sources.id"))
     dataset_id: Mapped[str] = mapped_column(String(128), ForeignKey("datasets.id"))
     key: Mapped[str] = mapped_column(String(128))
+    row_hash: Mapped[str] = mapped_column(String(40), server_default="")
+    # the current version's record with this licence number, held back (disputed) by this row
+    held_record_id: Mapped[str | None] = mapped_column(String(32))
     state: Mapped[str] = mapped_column(String(16))
     reasons: Mapped[list] = mapped_column(JSON)
     values: Mapped[str | None] = mapped_column(Text)              # the raw row: the run's quarantine file

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -261,13 +262,14 @@ class Catalog:
         with r.connection() as c:
             rows = c.execute(sql, args).fetchall()
         out = []
-        for record_id, dataset, title, version, number, name, status, valid_to in rows:
+        for record_id, dataset, title, version, number, name, status, valid_to, disputed in rows:
             if isinstance(valid_to, str):          # SQLite keeps dates as ISO text
                 valid_to = date.fromisoformat(valid_to)
             out.append({"record_id": record_id, "dataset": dataset, "title": title,
                         "version": version, "licence_number": number, "holder_name": name,
                         "status": statuses.standing(status, valid_to, today),
-                        "valid_to": valid_to.isoformat() if valid_to else None})
+                        "valid_to": valid_to.isoformat() if valid_to else None,
+                        "disputed": bool(disputed)})
         return out
 
     def bundle(self, record_id: str, today: date | None = None) -> dict:
@@ -375,37 +377,46 @@ class Catalog:
         self.record_quality(run.id, approved_by=by, approved_at=utcnow(), approval_note=note)
         return run
 
-    def sync_quarantine(self, run_id: int, source_id: str, dataset: str, rows) -> dict:
-        """This run's quarantined rows (dicts with key, reasons, values) into the queue.
-        Rows seen again stay (a review is kept); entries this run did not quarantine leave.
+    def sync_quarantine(self, run_id: int, source_id: str, dataset: str, rows,
+                        held: dict[str, str] | None = None) -> dict:
+        """This run's quarantined rows (dicts with key, row_hash, reasons, values) into the queue:
+        one entry per row, found again next run by (key, row_hash); a key's one row whose content
+        changed keeps its key's one entry (and its review). Rows seen again stay (a review is
+        kept); entries this run did not quarantine leave. `held`: licence number -> the current
+        version's record the row holds back (disputed while the entry is open).
         Bulk statements: a broken export can quarantine a million rows."""
-        now, seen = utcnow(), {}
+        now, seen, held = utcnow(), {}, held or {}
         for r in rows:
-            e = seen.get(r["key"])
+            e = seen.get((r["key"], r.get("row_hash") or ""))
             if e is None:
-                seen[r["key"]] = {**r, "reasons": list(r["reasons"])}
+                seen[(r["key"], r.get("row_hash") or "")] = {**r, "reasons": list(r["reasons"])}
             else:
                 e["reasons"] = list(dict.fromkeys([*e["reasons"], *r["reasons"]]))
         T = QuarantineEntry.__table__
         with self.session() as s, s.begin():
             conn = s.connection()
             # reasons compared as the stored JSON text: no decoding of every known entry
-            known = {k: (i, r, v) for k, i, r, v in conn.execute(
-                sa.select(T.c.key, T.c.id, sa.cast(T.c.reasons, sa.Text), T.c["values"])
-                .where(T.c.source_id == source_id))}
-            new = [{"source_id": source_id, "dataset_id": dataset, "key": k, "state": "open",
-                    "reasons": r["reasons"], "values": r["values"],
+            known = {(k, h): (i, r, v, held_id) for k, h, i, r, v, held_id in conn.execute(
+                sa.select(T.c.key, T.c.row_hash, T.c.id, sa.cast(T.c.reasons, sa.Text), T.c["values"],
+                          T.c.held_record_id).where(T.c.source_id == source_id))}
+            match = {kh: kh for kh in seen if kh in known}
+            match.update(_changed_rows(seen, known))
+            new = [{"source_id": source_id, "dataset_id": dataset, "key": k, "row_hash": h, "state": "open",
+                    "reasons": r["reasons"], "values": r["values"], "held_record_id": held.get(k),
                     "first_run_id": run_id, "last_run_id": run_id, "first_seen": now, "last_seen": now}
-                   for k, r in seen.items() if k not in known]
-            again = [known[k][0] for k in seen if k in known]
-            changed = [{"b_id": known[k][0], "reasons": r["reasons"], "values": r["values"]}
-                       for k, r in seen.items()
-                       if k in known and (json.dumps(r["reasons"]), r["values"]) != known[k][1:]]
+                   for (k, h), r in seen.items() if (k, h) not in match]
+            again = [known[match[kh]][0] for kh in seen if kh in match]
+            changed = [{"b_id": known[match[kh]][0], "row_hash": kh[1], "reasons": r["reasons"],
+                        "values": r["values"], "held_record_id": held.get(kh[0])}
+                       for kh, r in seen.items() if kh in match
+                       and (match[kh] != kh or (json.dumps(r["reasons"]), r["values"], held.get(kh[0]))
+                            != known[kh][1:])]
             if new:
                 _executemany(conn, sa.insert(T), new)
-            if changed:          # only rows whose reasons or values differ are rewritten
+            if changed:          # only rows whose content, reasons, values or hold differ are rewritten
                 conn.execute(T.update().where(T.c.id == sa.bindparam("b_id")).values(
-                    reasons=sa.bindparam("reasons"), values=sa.bindparam("values")), changed)
+                    row_hash=sa.bindparam("row_hash"), reasons=sa.bindparam("reasons"),
+                    values=sa.bindparam("values"), held_record_id=sa.bindparam("held_record_id")), changed)
             for at in range(0, len(again), 500):     # seen again: one statement per 500 ids
                 conn.execute(T.update().where(T.c.id.in_(again[at:at + 500]))
                              .values(last_run_id=run_id, last_seen=now))
@@ -415,7 +426,8 @@ class Catalog:
                              .values(state="open", resolved_run_id=None, resolved_at=None))
             resolved = conn.execute(T.update().where(
                 T.c.source_id == source_id, T.c.last_run_id != run_id, T.c.state != "resolved")
-                .values(state="resolved", resolved_run_id=run_id, resolved_at=now)).rowcount
+                .values(state="resolved", resolved_run_id=run_id, resolved_at=now,
+                        held_record_id=None)).rowcount
         return {"new": len(new), "still": len(again), "resolved": resolved}
 
     def quarantine(self, dataset: str, include_resolved: bool = False) -> list[dict]:
@@ -430,8 +442,9 @@ class Catalog:
                      "last_run_key": key} for e, key in s.execute(q.order_by(QuarantineEntry.id))]
 
     def quarantine_summary(self, dataset: str, sample: int = 20) -> dict:
-        """The queue in brief: entries by state and by reason (unresolved), and the oldest open
-        entries. Streams the reasons column: a broken export can quarantine a million rows."""
+        """The queue in brief: entries by state and by reason (unresolved), how many open ones
+        hold a published record back (disputed), and the open entries, those first, then the
+        oldest. Streams the reasons column: a broken export can quarantine a million rows."""
         T = QuarantineEntry.__table__
         with self.session() as s:
             states = dict(s.execute(sa.select(T.c.state, sa.func.count()).where(T.c.dataset_id == dataset)
@@ -442,25 +455,38 @@ class Catalog:
                                    .execution_options(yield_per=10_000)):
                 for r in rs or ():
                     reasons[r] = reasons.get(r, 0) + 1
-            rows = s.execute(sa.select(T.c.key, T.c.reasons, T.c["values"], T.c.first_seen, T.c.last_seen,
+            holding = s.scalar(sa.select(sa.func.count()).where(
+                T.c.dataset_id == dataset, T.c.state == "open", T.c.held_record_id.is_not(None)))
+            rows = s.execute(sa.select(T.c.key, T.c.row_hash, T.c.reasons, T.c["values"], T.c.first_seen,
+                                       T.c.last_seen, T.c.held_record_id.label("holds_record"),
                                        Run.run_key).join(Run, Run.id == T.c.last_run_id)
                              .where(T.c.dataset_id == dataset, T.c.state == "open")
-                             .order_by(T.c.id).limit(sample)).mappings().all()
+                             .order_by(T.c.held_record_id.is_(None), T.c.id).limit(sample)).mappings().all()
         return {"states": states, "reasons": dict(sorted(reasons.items(), key=lambda kv: -kv[1])),
-                "open": [dict(r) for r in rows]}
+                "holding": holding or 0, "open": [dict(r) for r in rows]}
 
-    def review_quarantine(self, dataset: str, key: str, by: str, note: str) -> dict:
+    def review_quarantine(self, dataset: str, key: str, by: str, note: str,
+                          row_hash: str | None = None) -> dict:
+        """A steward's review of the rows quarantined under `key` (all of them, or the one whose
+        row hash starts with `row_hash`); a record they held back is no longer disputed."""
         with self.session() as s, s.begin():
-            e = s.scalar(sa.select(QuarantineEntry).where(QuarantineEntry.dataset_id == dataset,
-                                                          QuarantineEntry.key == key))
-            if e is None:
-                raise NotFound(f"no quarantined row {key!r} in {dataset!r}; "
-                               f"list them with `exchange quarantine {dataset}`")
-            if e.state == "open":
-                e.state = "reviewed"
-            e.reviewed_by, e.review_note, e.reviewed_at = by, note, utcnow()
-            return {"dataset": dataset, "key": key, "state": e.state, "reviewed_by": by,
-                    "review_note": note}
+            q = sa.select(QuarantineEntry).where(QuarantineEntry.dataset_id == dataset,
+                                                 QuarantineEntry.key == key)
+            if row_hash:
+                q = q.where(QuarantineEntry.row_hash.startswith(row_hash, autoescape=True))
+            entries = s.scalars(q.order_by(QuarantineEntry.id)).all()
+            if not entries:
+                raise NotFound(f"no quarantined row {key!r}{f' with row hash {row_hash}…' if row_hash else ''} "
+                               f"in {dataset!r}; list them with `exchange quarantine {dataset}`")
+            now = utcnow()
+            for e in entries:
+                if e.state == "open":
+                    e.state = "reviewed"
+                e.reviewed_by, e.review_note, e.reviewed_at = by, note, now
+            states = {e.state for e in entries}
+            return {"dataset": dataset, "key": key, "state": states.pop() if len(states) == 1 else "reviewed",
+                    "reviewed_by": by, "review_note": note, "entries": len(entries),
+                    "row_hashes": [e.row_hash for e in entries]}
 
 
     # --- alerts: what operators were told (exchange/alerts) -------------------------------
@@ -494,6 +520,20 @@ class Catalog:
                                   .where(AlertRow.id.in_(newest))).all())
 
 
+def _changed_rows(seen: dict, known: dict) -> dict:
+    """(key, row_hash) of this run -> the known entry it continues though its content changed:
+    where a key has exactly one unmatched row and one unmatched entry (a fixed typo keeps its
+    review; entries kept from before migration 0011 have row_hash '')."""
+    rows, entries = defaultdict(list), defaultdict(list)
+    for kh in seen:
+        if kh not in known:
+            rows[kh[0]].append(kh)
+    for kh in known:
+        if kh not in seen and kh[0] in rows:
+            entries[kh[0]].append(kh)
+    return {rows[k][0]: entries[k][0] for k in entries if len(rows[k]) == len(entries[k]) == 1}
+
+
 def _executemany(conn, stmt, rows: list[dict]) -> None:
     """Many rows through the driver's executemany, values converted by the columns' own
     SQLAlchemy types once each (per-row statement compilation would dominate)."""
@@ -519,8 +559,11 @@ def _insert_index(loader: index_load.IndexLoader, dataset: str, version: int, in
 
 
 _r = Record.__table__.c
+_q = QuarantineEntry.__table__.c
+_DISPUTED = sa.exists().where(_q.held_record_id == _r.record_id,   # catalog.status.dispute
+                               _q.state == sa.literal_column("'open'"))   # no parameter: rawdb
 _LOOKUP = (sa.select(_r.record_id, _r.dataset_id, Dataset.title, _r.version, _r.licence_number,
-                     _r.holder_name, _r.status, _r.valid_to)
+                     _r.holder_name, _r.status, _r.valid_to, _DISPUTED.label("disputed"))
            .join(Dataset, sa.and_(Dataset.id == _r.dataset_id, Dataset.current_version == _r.version))
            .where(_r.record_id >= sa.bindparam("lo"), _r.record_id < sa.bindparam("hi"),
                   _r.holder_key == sa.bindparam("holder"))

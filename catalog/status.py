@@ -6,6 +6,9 @@ Status of a copy of a record (a bundle), first match wins:
   expired     valid, but its current valid_to is past
   superseded  valid, but the copy's content differs from the current version's (a newer version)
   valid
+and, beside the status, `disputed`: the source still has the record but its rows were all
+quarantined, so the published state was carried into the new version unchanged; it stays
+disputed until a steward reviews the quarantined rows.
 A copy (version, leaf hash) the exchange never published is refused: UnknownCopy (404).
 The publish path calls `record_changes` inside the version's transaction: it diffs the new
 version against the previous one and stores one `record_events` row per changed record.
@@ -22,7 +25,7 @@ from sqlalchemy.orm import Session
 from exchange import clock
 from catalog.merkle import MerkleTree
 from catalog.store import version_leaves
-from catalog.models import Dataset, DatasetVersion, Record, RecordEvent
+from catalog.models import Dataset, DatasetVersion, QuarantineEntry, Record, RecordEvent
 from exchange.errors import UnknownCopy
 
 STATUSES = ("valid", "expired", "revoked", "withdrawn", "superseded")
@@ -116,7 +119,7 @@ def record_status(s: Session, record_id: str, version: int | None = None,
         return hits[-1]["at"] if hits else history[0]["at"]
 
     out = {"record_id": record_id, "dataset": rec.dataset_id, "current_version": rec.version,
-           "reason": None, "history": history}
+           "reason": None, **dispute(s, record_id, rec.dataset_id), "history": history}
     if rec.version < (current or 0) or rec.status == WITHDRAWN:
         out.update(status="withdrawn", since=since({"withdrawn"}), reason="gone from the source")
         return out
@@ -168,6 +171,19 @@ def _copy(s: Session, rec: Record, first: int, events, version: int | None, leaf
             return v, leaf_hash
     raise UnknownCopy(f"unknown copy: the exchange never published record {rec.record_id} with leaf "
                       f"hash {leaf_hash}")
+
+
+def dispute(s: Session, record_id: str, dataset: str) -> dict:
+    """disputed: the source still has the record, but every row of it was quarantined, so the
+    published state was carried unchanged (catalog/changes.py) until a steward reviews the rows."""
+    rows = s.execute(sa.select(QuarantineEntry.key, QuarantineEntry.reasons).where(
+        QuarantineEntry.held_record_id == record_id, QuarantineEntry.state == "open")).all()
+    if not rows:
+        return {"disputed": False, "dispute": None}
+    reasons = sorted({r for _, rs in rows for r in rs or ()})
+    return {"disputed": True, "dispute": (
+        f"held as published: {len(rows)} row(s) of the source with licence number {rows[0][0]} are "
+        f"in quarantine ({', '.join(reasons)}); a steward decides: `exchange quarantine {dataset}`")}
 
 
 def _first_status(rec: Record, events) -> str:

@@ -138,11 +138,15 @@ def validate(source_id: str, key: str, today: date | None = None) -> dict:
 def _queue_quarantine(catalog, reg, run_id: int, outcome) -> None:
     import pyarrow.parquet as pq
 
-    cols = ["key", "reasons", "values"]     # the raw rows stay in the run's quarantine file
-    rows = ({"key": k, "reasons": r, "values": v}
+    from catalog.changes import held_records
+
+    cols = ["key", "row_hash", "reasons", "values"]     # the raw rows stay in the run's quarantine file
+    rows = ({"key": k, "row_hash": h, "reasons": r, "values": v}
             for b in pq.ParquetFile(outcome.quarantine_path).iter_batches(columns=cols)
-            for k, r, v in zip(*(b.column(c).to_pylist() for c in cols)))
-    catalog.sync_quarantine(run_id, reg.id, reg.dataset, rows)
+            for k, h, r, v in zip(*(b.column(c).to_pylist() for c in cols)))
+    keys = pq.read_table(outcome.quarantine_path, columns=["key"]).column(0).combine_chunks()
+    held = held_records(catalog.current_version_path(reg.dataset), outcome.accepted_path, keys)
+    catalog.sync_quarantine(run_id, reg.id, reg.dataset, rows, held)
     catalog.record_quality(run_id, data_docs=str(outcome.docs_path) if outcome.docs_path else None)
 
 
@@ -158,10 +162,12 @@ def publish(source_id: str, key: str) -> dict:
         state.commit(source_id, key, workdir, catalog, settings.home)   # if a crash stopped it
         return {"dataset": reg.dataset, "version": run.version, "state": run.state}
     _size_gate(catalog, reg, run)
+    from quality.gates import refuse_blank_licence_numbers
+    refuse_blank_licence_numbers(staging.transient(workdir, "accepted"), reg.id, reg.certificate_type)
     staged_dir = workdir / "version"
     shutil.rmtree(staged_dir, ignore_errors=True)
     previous = catalog.current_version_path(reg.dataset)
-    records, _ = changes.publishable(*(staging.transient(workdir, n) for n in ("accepted", "conformed")),
+    records, carried = changes.publishable(*(staging.transient(workdir, n) for n in ("accepted", "conformed")),
                                      previous, staging.transient(workdir, "withdrawn"))
     staged = store.stage_version(records, reg.dataset, reg.ctype, staged_dir)
     diff = changes.diff(previous, staged.directory)
@@ -174,7 +180,8 @@ def publish(source_id: str, key: str) -> dict:
         staging.transient(workdir, name).unlink(missing_ok=True)
     shutil.rmtree(staged_dir, ignore_errors=True)
     return {"dataset": result.dataset, "version": result.version, "state": result.state,
-            "tree_size": result.tree_size, "root_hash": result.root_hash, "changes": diff.as_dict()}
+            "tree_size": result.tree_size, "root_hash": result.root_hash,
+            "changes": {**diff.as_dict(), "held": carried.held}}
 
 
 def _size_gate(catalog, reg, run) -> None:

@@ -92,16 +92,9 @@ def _ric(a, kw):
 
 
 def _not_blank(a, kw):
-    """code_key(name) != "". A name with a CJK ideograph or an ASCII letter or digit keeps it
-    through NFKC, so only the others are normalised (same answer, a fraction of the work)."""
-    from schemas.normalize import code_key
-    sure = pc.match_substring_regex(_strings(a), r"[0-9A-Za-z\x{4E00}-\x{9FFF}]")
-    ok = pc.fill_null(sure, False).to_numpy(zero_copy_only=False).copy()
-    rest = np.flatnonzero(~ok)
-    if len(rest):
-        ok[rest] = pc.fill_null(pc.not_equal(code_key(a.take(pa.array(rest))), ""), True).to_numpy(
-            zero_copy_only=False)
-    return pa.array(ok)
+    """Not blank as schemas.normalize.is_blank defines it (whitespace, null markers, no letter)."""
+    from schemas.normalize import is_blank
+    return pc.invert(is_blank(_strings(a)))
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from great_expectations.expectations.metrics import (  # noqa: E402
 )
 
 from schemas.identifiers import ric_valid, uscc_valid  # noqa: E402
-from schemas.normalize import code_key  # noqa: E402
+from schemas.normalize import is_blank  # noqa: E402
 
 
 def _mask(values: pa.BooleanArray, index) -> pd.Series:
@@ -62,7 +62,8 @@ class ExpectColumnValuesToBeValidRic(ColumnMapExpectation):
 
 
 class ExpectColumnValuesToBeParsableDates(gx_expectations.ExpectColumnValuesToBeNull):
-    """Dates in a form silos use (20200102, 2020-01-02, 2020/1/2, 2020年1月2日) and real.
+    """Dates in a form silos use (schemas.normalize.FORMS: 20200102, 2020-01-02, 2020/1/2,
+    2020年1月2日, 二〇二〇年一月二日) and real.
     Runs on `_unparsed_<field>`, where conforming kept the text it could not parse."""
 
 
@@ -87,10 +88,12 @@ class ColumnValuesNotBlankNormalised(ColumnMapMetricProvider):
 
     @column_condition_partial(engine=PandasExecutionEngine)
     def _pandas(cls, column, **kwargs):
-        return _mask(pa.compute.not_equal(code_key(_strings(column)), ""), column.index)
+        return _mask(pa.compute.invert(is_blank(_strings(column))), column.index)
 
 
 class ExpectColumnValuesToNotBeBlankWhenNormalised(ColumnMapExpectation):
-    """A name that is more than spaces and invisible characters once NFKC-normalised."""
+    """A required value that is not blank once NFKC-normalised: not only whitespace or
+    invisible characters, not a null marker (NULL, N/A, #N/A, 无, 空 …), not without any letter
+    or digit (schemas.normalize.is_blank)."""
     map_metric = "column_values.not_blank_normalised"
     success_keys = ("mostly",)

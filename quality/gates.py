@@ -62,3 +62,24 @@ def refuse_retyped(d: Drift, source: str) -> None:
                           f"{f' (and {len(d.retyped) - 1} more)' if len(d.retyped) > 1 else ''}; "
                           "fix the silo export or the registration's mapping, then re-run",
                           source=source, rule="schema drift: mapped column type")
+
+
+def refuse_blank_licence_numbers(accepted, source: str, type_name: str) -> None:
+    """A row without its licence number is never published, whatever a steward left in the
+    suite: the accepted rows are checked once more before they are signed."""
+    from exchange import staging
+    from schemas.conform import ROW
+    from schemas.normalize import is_blank
+
+    if "licence_number" not in staging.read_schema(accepted).names:
+        return
+    table = staging.read_table(accepted, [ROW, "licence_number"])
+    blank = is_blank(table.column("licence_number"))
+    if blank.true_count:
+        row = table.column(ROW).filter(blank)[0].as_py()
+        raise DataError(f"{blank.true_count} accepted rows have a blank licence number (first: silo row "
+                        f"{row}); quality/suites/{type_name}.json must keep "
+                        "expect_column_values_to_not_be_null and "
+                        "expect_column_values_to_not_be_blank_when_normalised on licence_number "
+                        "(`python -m quality.suites` writes them); nothing was published",
+                        source=source, row=row, rule="licence number present")

@@ -5,8 +5,9 @@ from collections import defaultdict
 from pathlib import Path
 
 
-def raw_rows(staging_dir: Path, entries: list[dict]) -> dict[tuple[str, str], dict]:
-    """(source, key) -> the silo's raw row, from the run that last quarantined each entry."""
+def raw_rows(staging_dir: Path, entries: list[dict]) -> dict[tuple[str, str, str], dict]:
+    """(source, key, row_hash) -> the silo's raw row, from the run that last quarantined each
+    entry (a file written before row hashes: by key alone)."""
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
@@ -18,10 +19,13 @@ def raw_rows(staging_dir: Path, entries: list[dict]) -> dict[tuple[str, str], di
         path = staging_dir / source / run_key / "quarantine.parquet"
         if not path.exists():
             continue
-        table = pq.read_table(path, columns=["key", "raw"])
+        hashed = "row_hash" in pq.read_schema(path).names
+        table = pq.read_table(path, columns=["key", "row_hash", "raw"] if hashed else ["key", "raw"])
         table = table.filter(pc.is_in(table.column("key"), value_set=pa_strings(keys)))
-        for key, raw in zip(table.column("key").to_pylist(), table.column("raw").to_pylist()):
-            out.setdefault((source, key), raw)
+        hashes = table.column("row_hash").to_pylist() if hashed else [""] * table.num_rows
+        for key, h, raw in zip(table.column("key").to_pylist(), hashes, table.column("raw").to_pylist()):
+            out.setdefault((source, key, h), raw)
+            out.setdefault((source, key, ""), raw)
     return out
 
 

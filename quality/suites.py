@@ -31,7 +31,7 @@ def generate(ctype: CertificateType) -> dict:
             exps.append(("expect_column_values_to_be_parsable_dates", {"column": raw_name(f.name)}))
         if f.required:
             exps.append(("expect_column_values_to_not_be_null", {"column": f.name}))
-        if f.name == "holder_name":
+        if f.required and f.type == "string":     # blank: schemas.normalize.is_blank
             exps.append(("expect_column_values_to_not_be_blank_when_normalised", {"column": f.name}))
         if f.check == "uscc":
             exps.append(("expect_column_values_to_be_valid_uscc", {"column": f.name}))

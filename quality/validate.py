@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from exchange import staging
 from exchange.errors import ConfigError, ReconciliationError
@@ -30,8 +31,9 @@ from schemas.types import CertificateType
 
 def quarantine_schema(raw_schema: pa.Schema) -> pa.Schema:
     """One row per failing silo row: `raw` keeps the silo's own row as it was extracted."""
-    return pa.schema([(ROW, pa.int64()), ("key", pa.string()), ("reasons", pa.list_(pa.string())),
-                      ("values", pa.string()), ("raw", pa.struct(list(raw_schema)))])
+    return pa.schema([(ROW, pa.int64()), ("key", pa.string()), ("row_hash", pa.string()),
+                      ("reasons", pa.list_(pa.string())), ("values", pa.string()),
+                      ("raw", pa.struct(list(raw_schema)))])
 
 
 @dataclass(frozen=True)
@@ -151,6 +153,7 @@ def validate(conformed: Path, extracted: Path, ctype: CertificateType, out_dir: 
     q_schema = quarantine_schema(raw_table.schema)
     bad_writer = staging.writer(tmp["quarantine"], q_schema)
     writes, pending = ThreadPoolExecutor(1), []
+    copies: Counter[tuple[str, str]] = Counter()      # (key, row hash) -> rows so far
     try:
         for batch, raw in _aligned_batches(conf_table, raw_table, batch_rows):
             reasons: dict[int, list[str]] = defaultdict(list)
@@ -168,7 +171,7 @@ def validate(conformed: Path, extracted: Path, ctype: CertificateType, out_dir: 
             bad = np.zeros(batch.num_rows, dtype=bool)
             bad[list(reasons)] = True
             pending.append(writes.submit(ok_writer.write_table, batch.filter(pa.array(~bad))))
-            quarantined = _quarantine_rows(batch, raw, reasons, key_field, q_schema)
+            quarantined = _quarantine_rows(batch, raw, reasons, key_field, q_schema, copies)
             pending.append(writes.submit(bad_writer.write_table, quarantined))
             for rs in reasons.values():
                 counts.update(set(rs))
@@ -289,10 +292,29 @@ def _columns_of(reason: str) -> tuple[str, ...]:
     return tuple(c for c in reason.split("(", 1)[1].rstrip(")").split(",") if c)
 
 
+def row_hashes(raw: pa.Table) -> list[str]:
+    """A hash of each silo row's content (every column but the row number): with its key, it
+    tells the quarantined rows that share a licence number apart, and finds them again next run."""
+    cols = [pc.fill_null(pc.utf8_replace_slice(_as_text(raw.column(c)), 0, 0, "="), "\x00")
+            for c in raw.column_names if c != ROW]
+    if not cols:
+        return [""] * raw.num_rows
+    joined = pc.binary_join_element_wise(*cols, "\x1f") if len(cols) > 1 else cols[0]
+    return [hashlib.sha256(t.encode()).hexdigest()[:32] for t in joined.to_pylist()]
+
+
+def _as_text(column) -> pa.ChunkedArray | pa.Array:
+    try:
+        return column.cast(pa.string())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return pa.array([None if v is None else _ENCODE(v) for v in column.to_pylist()], pa.string())
+
+
 def _quarantine_rows(batch, raw, reasons: dict[int, list[str]], key_field: str | None,
-                     schema: pa.Schema) -> pa.Table:
+                     schema: pa.Schema, copies: Counter) -> pa.Table:
     """The failing rows: reasons, the offending values (the silo's own text for dates) and
-    the raw silo row (kept as Arrow, not re-encoded row by row)."""
+    the raw silo row (kept as Arrow, not re-encoded row by row). A row's hash gets "/2", "/3" …
+    for the second, third … row of the run with the same key and content."""
     if not reasons:
         return schema.empty_table()
     idx = sorted(reasons)
@@ -315,8 +337,13 @@ def _quarantine_rows(batch, raw, reasons: dict[int, list[str]], key_field: str |
     keys = list(conf[key_field]) if key_field else list(nulls)
     for n in (n for n, k in enumerate(keys) if not k):       # rare: hash the silo row
         keys[n] = row_key(None, raw_rows.slice(n, 1).to_pylist()[0])
+    hashes = row_hashes(raw_rows)
+    for n, (k, h) in enumerate(zip(keys, hashes)):
+        copies[(k, h)] += 1
+        if copies[(k, h)] > 1:
+            hashes[n] = f"{h}/{copies[(k, h)]}"
     raw_struct = pa.StructArray.from_arrays(
         [c.combine_chunks() if isinstance(c, pa.ChunkedArray) else c for c in raw_rows.columns],
         fields=list(raw_rows.schema))
-    return pa.table({ROW: conf[ROW], "key": keys, "reasons": [reasons[i] for i in idx],
+    return pa.table({ROW: conf[ROW], "key": keys, "row_hash": hashes, "reasons": [reasons[i] for i in idx],
                      "values": values, "raw": raw_struct}, schema=schema)

@@ -19,7 +19,7 @@ from exchange.registry import Registration
 from schemas import licence_id
 from schemas.distinct import Distinct
 from schemas.identifiers import holder_code_type
-from schemas.normalize import clean_text, code_key, name_key, parse_dates
+from schemas.normalize import clean_text, code_key, is_blank, name_key, parse_dates
 from schemas.types import CertificateType, Field
 
 ROW = "_row"               # 1-based row number in extraction order
@@ -120,9 +120,11 @@ def conform(batch: pa.RecordBatch, reg: Registration) -> pa.RecordBatch:
 
 
 def _dates(col: pa.Array, required: bool) -> Dated:
-    """Parsed dates; the text where it is not a date ("长期" too where the field is required)."""
+    """Parsed dates; the text where it is not a date ("长期" too where the field is required).
+    A required date that is blank (NULL, N/A, - …: is_blank) is missing, not malformed."""
     parsed = parse_dates(col)
-    bad = parsed.invalid if not required else pc.or_(parsed.invalid, parsed.open_ended)
+    bad = parsed.invalid if not required else pc.and_not(pc.or_(parsed.invalid, parsed.open_ended),
+                                                          is_blank(col))
     return Dated(parsed.dates, pc.if_else(bad, clean_text(col), pa.scalar(None, pa.string())))
 
 

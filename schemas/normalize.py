@@ -33,6 +33,12 @@ DATE_PATTERN = (r"^(?P<y>\d{4})(?:(?P<m1>\d{2})(?P<d1>\d{2})"
                 r"|年(?P<m5>\d{1,2})月(?P<d5>\d{1,2})日?)"
                 r"(?:T?\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?$")  # a time of day is ignored
 _PY_DATE = re.compile(DATE_PATTERN, re.ASCII)
+# Dates in Chinese numerals, an ordinary form in older registers (二〇一八年三月九日, 二零一八年
+# 十二月三十一日, 廿 for 二十): rewritten to the 年月日 form above, value by value (cn2an).
+_CN_NUMERAL = "[〇零一二三四五六七八九十廿卅]"       # RE2 (Arrow) and Python re alike
+_PY_CN_DATE = re.compile("^([0-9〇零一二三四五六七八九]{4})年([〇零一二三四五六七八九十]{1,3})月"
+                         "([〇零一二三四五六七八九十廿卅]{1,3})日?$")
+FORMS = "20200102, 2020-01-02, 2020/1/2, 2020年1月2日, 二〇二〇年一月二日"
 _OPENCC_ROWS = 1_000_000  # values per OpenCC call (keeps the joined text well under 2 GiB)
 
 
@@ -140,6 +146,48 @@ def name_key_scalar(text: str | None) -> str | None:
     return None if text is None else name_key([text])[0].as_py()
 
 
+# "Blank", defined once for every required field: null, empty or only whitespace and zero-width
+# characters; a null marker that databases and spreadsheets export (compared after NFKC,
+# whitespace removal and lower-casing); or text with no letter or digit at all (CJK ideographs
+# are letters).
+NULL_MARKERS = ("null", "none", "nil", "nan", "nat", "na", "n/a", "#n/a", "<na>", "(null)", "\\n",
+                "#null!", "undefined", "-", "--", "—", "/", "无", "無", "空", "暂无", "暫無", "不详",
+                "不詳", "未知")
+_LETTER_OR_DIGIT = r"[\p{L}\p{N}]"
+
+
+def _not_in_any_marker() -> str:
+    """RE2 class of NFKC-stable letters and digits no null marker holds: a value with one of
+    them is not blank (most names and codes are answered by this one cheap match)."""
+    used = set("".join(NULL_MARKERS))
+    ascii_ = [c for c in "0123456789abcdefghijklmnopqrstuvwxyz" if c not in used]
+    ascii_ += [c.upper() for c in ascii_ if c.isalpha()]
+    cjk, start = [], 0x4E00
+    for cut in sorted(ord(c) for c in used if 0x4E00 <= ord(c) <= 0x9FFF) + [0xA000]:
+        if cut > start:
+            cjk.append(f"\\x{{{start:04X}}}-\\x{{{cut - 1:04X}}}")
+        start = cut + 1
+    return "[" + "".join(ascii_) + "".join(cjk) + "]"
+
+
+_SURELY_NOT_BLANK = _not_in_any_marker()
+
+
+def is_blank(arr) -> pa.BooleanArray:
+    """Per value: is it blank (see NULL_MARKERS above)? Null is blank. Normalises only the
+    values that hold no letter or digit outside the markers' (a handful)."""
+    arr = as_string_array(arr)
+    sure = pc.fill_null(pc.match_substring_regex(arr, _SURELY_NOT_BLANK), False).to_numpy(zero_copy_only=False)
+    out = ~sure
+    rest = np.flatnonzero(out)
+    if len(rest):
+        key = pc.utf8_lower(nfkc_visible(arr.take(pa.array(rest))))
+        blank = pc.or_(pc.is_in(key, value_set=pa.array(NULL_MARKERS)),
+                       pc.invert(pc.match_substring_regex(key, _LETTER_OR_DIGIT)))
+        out[rest] = pc.fill_null(blank, True).to_numpy(zero_copy_only=False)
+    return pa.array(out)
+
+
 def clean_text(arr) -> pa.StringArray:
     """Trim whitespace and zero-width characters at both ends; blank becomes null."""
     out = pc.utf8_trim(as_string_array(arr), _INVISIBLE)
@@ -174,8 +222,35 @@ def _int_field(parts, name: str) -> np.ndarray:
     return pc.fill_null(pc.cast(pc.struct_field(parts, name), pa.int64()), 0).to_numpy()
 
 
+def chinese_date(text: str) -> str | None:
+    """'二〇一八年三月九日' -> '2018年3月9日' (the calendar is checked later); None if `text`
+    (NFKC, no whitespace) is not a date written in Chinese numerals."""
+    m = _PY_CN_DATE.match(text)
+    if m is None:
+        return None
+    import cn2an
+
+    y, mo, d = m.groups()
+    try:
+        year = y if y.isascii() else cn2an.cn2an(y, "direct")       # digit by digit
+        month, day = (cn2an.cn2an(p.replace("廿", "二十").replace("卅", "三十"), "normal")
+                      for p in (mo, d))
+    except ValueError:            # 十十 and the like: no number
+        return None
+    return f"{year}年{month}月{day}日" if str(year).isdigit() else None
+
+
+def _with_chinese_dates(s: pa.StringArray) -> pa.StringArray:
+    """Values written in Chinese numerals rewritten to the 年月日 form (the rest untouched)."""
+    cn = pc.fill_null(pc.match_substring_regex(s, _CN_NUMERAL), False)
+    if not pc.any(cn).as_py():
+        return s
+    texts = s.filter(cn).to_pylist()
+    return pc.replace_with_mask(s, cn, pa.array([chinese_date(t) or t for t in texts], pa.string()))
+
+
 def parse_dates(arr) -> DateParse:
-    """Parse the date forms silos use; "长期" and the like are open-ended.
+    """Parse the date forms silos use (FORMS); "长期" and the like are open-ended.
 
     The strict form check is one regex match (no captures: cheap); the parts are then read
     from a separator-unified copy. Arrow's strptime rolls 2020-02-30 over to 2020-03-01
@@ -185,6 +260,7 @@ def parse_dates(arr) -> DateParse:
     s = nfkc_visible(arr)
     blank = pc.fill_null(pc.equal(s, ""), True)
     open_ended = pc.fill_null(pc.is_in(s, pa.array(OPEN_ENDED)), False)
+    s = _with_chinese_dates(s)
     matched = pc.fill_null(pc.match_substring_regex(s, DATE_PATTERN), False).to_numpy(zero_copy_only=False)
     timed = pc.any(pc.match_substring(s, ":")).as_py()            # a time needs a colon
     u = pc.replace_substring_regex(s, _TIME, "") if timed else s
@@ -206,10 +282,9 @@ def date_problem(text: str | None) -> str | None:
     s = _PY_INVISIBLE.sub("", unicodedata.normalize("NFKC", text))
     if s == "" or s in OPEN_ENDED:
         return None
-    m = _PY_DATE.match(s)
+    m = _PY_DATE.match(chinese_date(s) or s)
     if m is None:
-        return (f"{text!r} is not a date; expected a form like 20200102, 2020-01-02, "
-                "2020/1/2, 2020年1月2日, or 长期 for open-ended")
+        return f"{text!r} is not a date; expected a form like {FORMS}, or 长期 for open-ended"
     g = m.groupdict()
     y = int(g["y"])
     mo = int(next(g[f"m{i}"] for i in range(1, 6) if g[f"m{i}"]))

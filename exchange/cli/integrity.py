@@ -15,6 +15,8 @@ def cmd_record(args) -> int:
     why = f" ({st['reason']})" if st.get("reason") else ""
     print(f"record {st['record_id']} in {st['dataset']}: {st['status']} since {st['since']}{why}; "
           f"current version {st['current_version']}")
+    if st.get("disputed"):
+        print(f"disputed: {st['dispute']}")
     table("History", st["history"], ["version", "change", "status", "reason", "at"])
     return 0
 

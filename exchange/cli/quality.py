@@ -13,7 +13,8 @@ from exchange.errors import ConfigError
 def queue_summary(entries: list[dict], samples: int) -> dict:
     by_reason = Counter(r for e in entries for r in e["reasons"])
     by_state = Counter(e["state"] for e in entries)
-    return {"rows": len(entries), "by_state": dict(by_state),
+    holding = sum(1 for e in entries if e["state"] == "open" and e.get("held_record_id"))
+    return {"rows": len(entries), "by_state": dict(by_state), "holding_published_records": holding,
             "by_reason": dict(by_reason.most_common()),
             "samples": {reason: [e["key"] for e in entries if reason in e["reasons"]][:samples]
                         for reason in by_reason}}
@@ -34,12 +35,15 @@ def cmd_quarantine(args) -> int:
                          ensure_ascii=False, indent=1, default=str))
         return 0
     print(f"{dataset}: {summary['rows']} rows in quarantine {summary['by_state']}")
+    if summary["holding_published_records"]:
+        print(f"{summary['holding_published_records']} open rows hold a published record back: it stays "
+              "as published, shown as disputed, until a steward reviews the row")
     table("By reason", [{"reason": r, "rows": n} for r, n in summary["by_reason"].items()],
           ["reason", "rows"])
     picked = {k for keys in summary["samples"].values() for k in keys}
     table("Sample rows", [{**e, "reasons": ", ".join(e["reasons"])}
                           for e in entries if e["key"] in picked],
-          ["key", "state", "reasons", "values", "review_note"])
+          ["key", "row_hash", "state", "reasons", "values", "held_record_id", "review_note"])
     return 0
 
 
@@ -50,15 +54,16 @@ def _with_raw_rows(entries: list[dict]) -> None:
 
     raws = raw_rows(get_settings().staging_dir, entries)
     for e in entries:
-        e["raw"] = raws.get((e["source_id"], e["key"]))
+        e["raw"] = raws.get((e["source_id"], e["key"], e["row_hash"]))
 
 
 def _review(args) -> int:
     if len(args.words) != 3 or not args.by or not args.note:
         raise ConfigError("usage: exchange quarantine review DATASET KEY --by NAME --note TEXT")
     _, dataset, key = args.words
-    out = catalog().review_quarantine(dataset, key, args.by, args.note)
-    emit(args, out if args.json else f"{key} in {dataset}: {out['state']} ({args.note})")
+    out = catalog().review_quarantine(dataset, key, args.by, args.note, args.row)
+    emit(args, out if args.json else
+         f"{key} in {dataset}: {out['state']}, {out['entries']} row(s) ({args.note})")
     return 0
 
 
@@ -83,6 +88,8 @@ def register(add) -> None:
     p.add_argument("--samples", type=int, default=3, help="sample rows per reason")
     p.add_argument("--by", help="review: who reviewed")
     p.add_argument("--note", help="review: the steward's note")
+    p.add_argument("--row", metavar="ROW_HASH", help="review: only the row whose hash starts so "
+                   "(rows sharing a licence number are reviewed together without it)")
     p = add("approve", cmd_approve, "let a run held by a quality gate publish")
     p.add_argument("source")
     p.add_argument("run_key")

@@ -30,7 +30,7 @@ def cmd_lookup(args) -> int:
         print(json.dumps({"holder": key, "records": rows}, ensure_ascii=False, indent=1))
     elif rows:
         table(f"Records held for {key}", rows, ["record_id", "title", "licence_number",
-                                                 "holder_name", "status", "valid_to", "version"])
+                                                 "holder_name", "status", "disputed", "valid_to", "version"])
     else:
         print(f"no records held for {key}")
     return 0

@@ -110,8 +110,114 @@ def test_records_gone_from_a_snapshot_silo_are_withdrawn_not_kept_valid(home, tm
     v2 = stages.run_all("snap", "r2", TODAY)
     assert v2["version"] == 2 and v2["tree_size"] == v1["tree_size"]
     assert v2["changes"] == {"new": 0, "changed": 1, "unchanged": v1["tree_size"] - 4,
-                             "withdrawn": 3, "still_withdrawn": 0}
+                             "withdrawn": 3, "still_withdrawn": 0, "held": 0}
     for h in holders:
         assert _record(h)["status"] == "withdrawn"
     v3 = stages.run_all("snap", "r3", TODAY)
     assert v3["state"] == "unchanged", "still gone: still withdrawn, nothing new to publish"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def catalogue_on(request, home, monkeypatch):
+    """The catalogue on SQLite (the home's default) or on a PostgreSQL database of its own."""
+    if request.param == "sqlite":
+        yield request.param
+        return
+    import uuid
+
+    from catalog.db import engine_for
+    from demo.sql_silos import create_database, drop_database
+    from exchange.settings import reset_settings
+    from tests.integration.conftest import server_url
+
+    server, name = server_url("postgresql"), f"t_cat_{uuid.uuid4().hex[:8]}"
+    monkeypatch.setenv("EXCHANGE_CATALOG_URL", create_database(server, name).render_as_string(hide_password=False))
+    reset_settings()
+    yield request.param
+    engine_for.cache_clear()
+    drop_database(server, name)
+
+
+def test_a_published_record_whose_rows_are_all_quarantined_is_held_disputed_not_withdrawn(
+        home, catalogue_on, tmp_path, silo_2k, capsys):
+    from exchange.cli import main as cli
+
+    silo, manifest = silo_2k
+    copy = tmp_path / "silo.db"
+    shutil.copy(silo, copy)
+    register_source(home, "snap", {"kind": "sql", "url": f"sqlite:///{copy}", "table": TABLE})
+    v1 = stages.run_all("snap", "r1", TODAY)
+    bad = {i for k, ids in manifest.items() if k != "cosmetic" for i in ids}
+    x, other, bad_code = [i for i in range(1, 80) if i not in bad][:3]
+    with sqlite3.connect(copy) as c:
+        cols = [r[1] for r in c.execute(f"PRAGMA table_info({TABLE})")]
+        number, holder = c.execute(f'select "ZCH", "TYSHXYDM" from {TABLE} where "ID" = ?', (x,)).fetchone()
+        code_holder = c.execute(f'select "TYSHXYDM" from {TABLE} where "ID" = ?', (bad_code,)).fetchone()[0]
+        # a second row with x's licence number and other content: both rows are quarantined
+        c.execute(f'insert into {TABLE} select {", ".join(chr(39) + "900001" + chr(39) if k == "ID" else k for k in cols)} '
+                  f'from {TABLE} where "ID" = ?', (x,))
+        c.execute(f'update {TABLE} set "ZS" = \'另一个地址\' where "ID" = \'900001\'')
+        # another published record's only row now fails a check (a wrong USCC check character)
+        wrong = code_holder[:17] + ("0" if code_holder[17] != "0" else "1")
+        c.execute(f'update {TABLE} set "TYSHXYDM" = ? where "ID" = ?', (wrong, bad_code))
+        c.execute(f'update {TABLE} set "DJZT" = \'吊销\' where "ID" = ?', (other,))   # a real change
+    before = {h: _record(h) for h in (holder, code_holder)}
+    assert {r["status"] for r in before.values()} <= {"valid", "expired"}
+    v2 = stages.run_all("snap", "r2", TODAY)
+    assert v2["version"] == 2
+    assert v2["changes"]["withdrawn"] == 0 and v2["changes"]["changed"] == 1
+    for h in (holder, code_holder):
+        rec = _record(h)     # still looked up, as published, flagged
+        assert (rec["record_id"], rec["status"]) == (before[h]["record_id"], before[h]["status"])
+        assert rec["version"] == 2 and rec["disputed"] is True
+        st = catalog().record_status(rec["record_id"], today=TODAY)
+        assert (st["status"], st["current_version"], st["disputed"]) == (before[h]["status"], 2, True)
+        assert "quarantine" in st["dispute"]
+    assert v2["changes"]["held"] == 2 and v2["tree_size"] == v1["tree_size"]
+    capsys.readouterr()
+    rec = _record(holder)
+    assert cli(["record", rec["record_id"], "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["current_version"] == 2 and shown["disputed"] is True and shown["status"] != "withdrawn"
+    assert cli(["record", rec["record_id"]]) == 0 and cli(["quarantine", "business_licence.market_regulation"]) == 0
+    said = capsys.readouterr().out
+    assert "current version 2" in said and "disputed: held as published: 2 row(s)" in said
+    assert "3 open rows hold a published record back" in said
+    # the dashboard's queue says which entries hold a published record back
+    summary = catalog().quarantine_summary("business_licence.market_regulation", sample=500)
+    held = [e for e in summary["open"] if e["key"] == number]
+    assert len(held) == 2 and all(e["holds_record"] == rec["record_id"] for e in held)
+    assert summary["holding"] == 3
+    page = _dashboard_dataset_page("business_licence.market_regulation")
+    assert "3 open rows hold a published record back" in page and rec["record_id"] in page
+
+    # a steward reviews the entry: the record is no longer flagged, and still valid
+    assert cli(["quarantine", "review", "business_licence.market_regulation", number,
+                "--by", "steward", "--note", "asked the registry which row is right", "--json"]) == 0
+    assert _record(holder)["disputed"] is False
+    assert catalog().record_status(rec["record_id"], today=TODAY)["disputed"] is False
+    # the silo is put right: the row is accepted again, nothing is disputed, nothing withdrawn
+    with sqlite3.connect(copy) as c:
+        c.execute(f'delete from {TABLE} where "ID" = \'900001\'')
+        c.execute(f'update {TABLE} set "TYSHXYDM" = ? where "ID" = ?', (code_holder, bad_code))
+    v3 = stages.run_all("snap", "r3", TODAY)
+    assert v3["state"] == "unchanged"
+    assert _record(code_holder)["disputed"] is False
+    assert _record(code_holder)["status"] == before[code_holder]["status"]
+
+
+def _dashboard_dataset_page(dataset: str) -> str:
+    """The dataset's dashboard page, as an auditor sees it (FastAPI's test client)."""
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+    from catalog.access import Access
+
+    access = Access(catalog().engine, ttl=0)
+    access.add_department("audit-office", "审计局", role="auditor")
+    key = access.issue_credential("audit-office")["key"]
+    client = TestClient(create_app())
+    assert client.post("/dashboard/login", data={"key": key}, follow_redirects=False).status_code == 303
+    r = client.get(f"/dashboard/datasets/{dataset}")
+    assert r.status_code == 200
+    return r.text

@@ -1,7 +1,8 @@
 """The whole path (exchange.stages.run_all) against silos that fail: a database or API going
 down mid-pull, 500s for a while, rate limits, a malformed page. Each run either completes
 with everything or fails with a clear reason publishing nothing; a re-run completes, and no
-record is published twice."""
+record is published twice. A publish that fails commits nothing of the pull (watermark,
+mirror, file ledger), so the next run sees the same rows again."""
 from __future__ import annotations
 
 
@@ -102,3 +103,111 @@ def test_a_malformed_page_fails_the_run_and_the_rerun_completes(home, api_rows):
         result = stages.run_all("api_silo", "r1", TODAY)
     assert result["version"] == 1
     assert _counts() == (1, result["tree_size"], result["tree_size"])
+
+
+# --- a publish that fails commits nothing of the pull (issue 14, item 8) -------------------
+# The watermark, the mirror and the file ledger move only after the version is published:
+# `state.commit` runs after `Catalog.publish` (exchange/stages.py). Publish itself fails here.
+
+def _failing_publish(monkeypatch):
+    from catalog.service import Catalog
+    from exchange.errors import PublishError
+
+    def boom(self, run_id, reg, *args, **kwargs):
+        raise PublishError(f"dataset {reg.dataset}: signing failed (injected by the test)")
+
+    monkeypatch.setattr(Catalog, "publish", boom)
+
+
+def _mirror(source_id: str):
+    import pyarrow.compute as pc
+
+    from connectors.state import mirror_path
+    from exchange import staging
+    from exchange.settings import get_settings
+
+    path = mirror_path(get_settings().home, source_id)
+    if not path.exists():
+        return None
+    t = staging.read_table(path)
+    return t.num_rows, sorted(pc.unique(t.column("ID")).to_pylist())
+
+
+def _pulled(source_id: str, key: str) -> dict:
+    import json
+
+    from exchange.settings import get_settings
+    return json.loads((get_settings().staging_dir / source_id / key / "pending.json").read_text())
+
+
+def _publish_fails(monkeypatch, source_id: str, key: str) -> None:
+    from exchange.errors import PublishError
+
+    with monkeypatch.context() as mp:
+        _failing_publish(mp)
+        with pytest.raises(PublishError, match="injected"):
+            stages.run_all(source_id, key, TODAY)
+    assert catalog().get_run(source_id, key).state == "failed"
+
+
+def test_a_failed_publish_leaves_the_watermark_and_mirror_where_they_were(home, tmp_path, silo_2k, monkeypatch):
+    import shutil
+    import sqlite3
+
+    copy = tmp_path / "silo.db"
+    shutil.copy(silo_2k[0], copy)
+    register_source(home, "wm", {"kind": "sql", "url": f"sqlite:///{copy}", "table": TABLE,
+                                 "watermark": "GXSJ", "key": "ID"})
+    stages.run_all("wm", "r1", TODAY)
+    wm1, mirror1 = catalog().watermark("wm"), _mirror("wm")
+    with sqlite3.connect(copy) as c:
+        c.execute(f'update {TABLE} set "GXSJ" = \'2099-01-01T00:00:00\', "ZS" = "ZS" || \'一号\' '
+                  'where "ID" in (3, 4, 5)')
+    _publish_fails(monkeypatch, "wm", "r2")
+    assert catalog().watermark("wm") == wm1, "the watermark moved past rows never published"
+    assert _mirror("wm") == mirror1
+    stages.extract("wm", "r3")
+    assert _pulled("wm", "r3")["counts"] == {"pulled": 3, "kept": 1_997}, "the same changes again"
+    result = stages.run_all("wm", "r3", TODAY)
+    assert result["version"] == 2 and result["changes"]["changed"] >= 1
+    assert catalog().watermark("wm")[1] == "2099-01-01T00:00:00"
+
+
+def test_a_failed_publish_leaves_a_snapshot_sources_mirror_where_it_was(home, tmp_path, silo_2k, monkeypatch):
+    import shutil
+    import sqlite3
+
+    copy = tmp_path / "silo.db"
+    shutil.copy(silo_2k[0], copy)
+    register_source(home, "snap", {"kind": "sql", "url": f"sqlite:///{copy}", "table": TABLE})
+    stages.run_all("snap", "r1", TODAY)
+    mirror1 = _mirror("snap")
+    assert mirror1[0] == 2_000
+    with sqlite3.connect(copy) as c:
+        c.execute(f'delete from {TABLE} where "ID" in (\'7\', \'8\')')
+    _publish_fails(monkeypatch, "snap", "r2")
+    assert _mirror("snap") == mirror1, "the mirror took rows that were never published"
+    result = stages.run_all("snap", "r3", TODAY)
+    assert result["version"] == 2 and result["changes"]["withdrawn"] == 2
+    assert _mirror("snap")[0] == 1_998
+
+
+def test_a_failed_publish_leaves_the_dropped_file_untaken(home, tmp_path, monkeypatch):
+    import sqlalchemy as sa
+
+    from demo.drops import write_csv
+    from demo.synth import business_licences
+
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    register_source(home, "drop_silo", {"kind": "files", "path": str(drop)}, department="civil_affairs")
+    table = business_licences(300, seed=4, today=TODAY, defect_rate=0.0, cosmetic_rate=0.0)[0]
+    write_csv(table, drop / "day1.csv", "gbk")
+    _publish_fails(monkeypatch, "drop_silo", "r1")
+    with catalog().engine.connect() as c:
+        assert c.scalar(sa.text("select count(*) from taken_files")) == 0, "the ledger took the file"
+    assert (drop / "day1.csv").exists() and not (drop / "processed").exists()
+    assert _mirror("drop_silo") is None
+    result = stages.run_all("drop_silo", "r2", TODAY)
+    assert result["state"] == "published" and result["tree_size"] == 300, "the same rows again"
+    assert (drop / "processed" / "day1.csv").exists()

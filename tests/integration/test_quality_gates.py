@@ -151,3 +151,89 @@ def test_a_registrations_own_checks_quarantine_rows_and_every_run_has_data_docs(
     page = next(p for p in pages if p.name == "version.html").read_text("utf-8")
     assert "values must match this regular expression" in page
     assert f"{run['reasons'][rule]} unexpected" in page or str(run["reasons"][rule]) in page
+
+
+def _clean_ids(manifest, n: int) -> list[str]:
+    bad = {i for k, ids in manifest.items() if k != "cosmetic" for i in ids}
+    return [str(i) for i in range(1, 200) if i not in bad][:n]
+
+
+BLANK_RULE = "expect_column_values_to_not_be_blank_when_normalised"
+
+
+def test_blank_licence_numbers_and_null_marker_names_are_quarantined_not_published(silo, capsys):
+    path, manifest = silo
+    ids = _clean_ids(manifest, 4)
+    _sql(path, (f"UPDATE {TABLE} SET ZCH = '' WHERE ID = ?", (ids[0],)),
+         (f"UPDATE {TABLE} SET ZCH = ' \u3000' WHERE ID = ?", (ids[1],)),
+         (f"UPDATE {TABLE} SET QYMC = 'NULL' WHERE ID = ?", (ids[2],)),
+         (f"UPDATE {TABLE} SET QYMC = '---' WHERE ID = ?", (ids[3],)))
+    stages.run_all(SOURCE, "r1")
+    entries = {e["raw"]["ID"]: e for e in _cli_json(capsys, "quarantine", DATASET)["entries"]}
+    assert f"{BLANK_RULE}(licence_number)" in entries[ids[0]]["reasons"]
+    assert f"{BLANK_RULE}(licence_number)" in entries[ids[1]]["reasons"]
+    assert entries[ids[2]]["reasons"] == [f"{BLANK_RULE}(holder_name)"]
+    assert entries[ids[3]]["reasons"] == [f"{BLANK_RULE}(holder_name)"]
+    import sqlalchemy as sa
+    with _catalog().engine.connect() as c:
+        published = c.execute(sa.text("select licence_number, holder_name from records")).all()
+    assert published and not [r for r in published if r[0].strip() == "" or r[1] in ("NULL", "---")]
+
+
+def test_a_suite_without_the_licence_number_checks_still_publishes_no_blank_licence_number(
+        silo, tmp_path, monkeypatch):
+    from exchange.errors import DataError
+    from quality import suites
+
+    path, manifest = silo
+    edited = tmp_path / "suites"
+    edited.mkdir()
+    data = json.loads(suites.suite_path("business_licence").read_text("utf-8"))
+    data["expectations"] = [e for e in data["expectations"]
+                            if e["kwargs"].get("column") != "licence_number"]
+    (edited / "business_licence.json").write_text(json.dumps(data, ensure_ascii=False), "utf-8")
+    monkeypatch.setattr(suites, "SUITES_DIR", edited)
+    row = _clean_ids(manifest, 1)[0]
+    _sql(path, (f"UPDATE {TABLE} SET ZCH = 'N/A' WHERE ID = ?", (row,)))
+    with pytest.raises(DataError, match=f"blank licence number \\(first: silo row {row}\\)"):
+        stages.run_all(SOURCE, "r1")
+    assert _catalog().datasets()[0]["version"] is None, "nothing was published"
+    assert _catalog().get_run(SOURCE, "r1").state == "failed"
+
+
+def test_every_quarantined_row_is_in_the_queue_conflicting_duplicates_too(silo, capsys):
+    path, manifest = silo
+    a, b = _clean_ids(manifest, 2)
+    cols = [r[1] for r in sqlite3.connect(path).execute(f"PRAGMA table_info({TABLE})")]
+    _sql(path,   # b now has a's licence number (different content); a's row again but for its ID
+         f"UPDATE {TABLE} SET ZCH = (SELECT ZCH FROM {TABLE} WHERE ID = {a}) WHERE ID = {b}",
+         f"INSERT INTO {TABLE} SELECT {', '.join('900000' if c == 'ID' else c for c in cols)} "
+         f"FROM {TABLE} WHERE ID = {a}")
+    stages.run_all(SOURCE, "r1")
+    run = _catalog().runs(SOURCE)[0]
+    queue = _cli_json(capsys, "quarantine", DATASET)
+    assert queue["rows"] == len(queue["entries"]) == run["quarantined"], "one entry per quarantined row"
+    assert len(manifest["duplicate_licence_number"]) > 0
+    con = sqlite3.connect(path)
+    number = con.execute(f"SELECT ZCH FROM {TABLE} WHERE ID = ?", (a,)).fetchone()[0]
+    con.close()
+    conflicting = [e for e in queue["entries"] if e["key"] == number]
+    assert sorted(e["raw"]["ID"] for e in conflicting) == sorted([a, b, "900000"]), "each with its raw row"
+    assert len({e["row_hash"] for e in conflicting}) == 3
+
+    stages.run_all(SOURCE, "r2")                     # the same rows again: the same entries
+    again = _cli_json(capsys, "quarantine", DATASET)
+    assert again["rows"] == _catalog().runs(SOURCE)[0]["quarantined"] == run["quarantined"]
+    assert {e["id"] for e in again["entries"]} == {e["id"] for e in queue["entries"]}
+
+    out = _cli_json(capsys, "quarantine", "review", DATASET, number, "--by", "steward", "--note", "same number twice")
+    assert out["state"] == "reviewed" and out["entries"] == 3
+    states = [e["state"] for e in _cli_json(capsys, "quarantine", DATASET)["entries"] if e["key"] == number]
+    assert states == ["reviewed"] * 3
+    # one of them changes but still conflicts: its entry (and the review) carries on
+    _sql(path, (f"UPDATE {TABLE} SET ZS = '另一个住所' WHERE ID = ?", (b,)))
+    stages.run_all(SOURCE, "r3")
+    after = [e for e in _cli_json(capsys, "quarantine", DATASET)["entries"] if e["key"] == number]
+    assert sorted(e["id"] for e in after) == sorted(e["id"] for e in conflicting)
+    assert [e["state"] for e in after] == ["reviewed"] * 3
+    assert next(e for e in after if e["raw"]["ID"] == b)["raw"]["ZS"] == "另一个住所"

@@ -66,6 +66,18 @@ def test_unparsable_dates_keep_their_text_for_the_quality_step():
     assert one(silo_batch(CLRQ="长期"))["_unparsed_established_date"] is None
 
 
+def test_dates_in_chinese_numerals_are_dates_not_quarantined():
+    from datetime import date
+
+    out = one(silo_batch(FZRQ="二〇一八年三月九日", YYQXZ="二零一八年三月九日", YYQXZHI="二〇三八年十二月三十一日",
+                         CLRQ="二〇一七年二月廿八日"))
+    assert (out["issue_date"], out["valid_from"], out["valid_to"], out["established_date"]) == (
+        date(2018, 3, 9), date(2018, 3, 9), date(2038, 12, 31), date(2017, 2, 28))
+    assert out["_unparsed_issue_date"] is None and out["_unparsed_valid_to"] is None
+    bad = one(silo_batch(FZRQ="二〇一八年二月三十日"))
+    assert bad["issue_date"] is None and bad["_unparsed_issue_date"] == "二〇一八年二月三十日"
+
+
 def test_unmapped_status_codes_are_kept_as_written():
     assert one(silo_batch(DJZT="吊销"))["status"] == "revoked"
     assert one(silo_batch(DJZT="歇业"))["status"] == "歇业"
@@ -88,7 +100,8 @@ def test_a_runs_memo_gives_what_the_direct_path_gives():
 
     rng = random.Random(5)
     dates = ["2020-02-30", "20200230", "２０２０年１月２日", "2020/1/2", " 2020 - 01 - 02 ", "长期",
-             "長期", "", " ", None, "abc", "2021-02-29", "2020-01-02 08:30:00", "2020\u200b0102"]
+             "長期", "", " ", None, "abc", "2021-02-29", "2020-01-02 08:30:00", "2020\u200b0102",
+             "二〇一八年三月九日", "二〇一八年二月三十日", "二零二〇年十二月廿一日"]
     names = ["杭州示例科技有限公司（臺灣）", "杭州示例科技有限公司(台湾)", " 張　三\u3000", "", None, "\u200b"]
     codes = [USCC, f" {USCC.lower()}\u200b".translate(str.maketrans("0123", "０１２３")), "", None,
              "110101199003071234", "abc"]

@@ -119,3 +119,77 @@ def test_ascii_and_cjk_ideographs_are_nfkc_stable():
     assert pc.utf8_normalize(pa.array(chars), "NFKC").to_pylist() == chars
     pairs = pa.array([a + b for a in "aZ0 中" for b in "\u4e00\u9fa5z9"])
     assert pc.utf8_normalize(pairs, "NFKC").equals(pairs)
+
+
+CHINESE = {   # dates written in Chinese numerals, as older registers have them
+    "二〇一八年三月九日": date(2018, 3, 9),
+    "二零一八年三月九日": date(2018, 3, 9),
+    "二〇一八年十二月三十一日": date(2018, 12, 31),
+    "二〇一八年十月十日": date(2018, 10, 10),
+    "二〇一八年十一月二十日": date(2018, 11, 20),
+    "二〇〇九年二月廿八日": date(2009, 2, 28),
+    "二〇二〇年二月廿九日": date(2020, 2, 29),
+    "一九九九年一月一日": date(1999, 1, 1),
+    "二〇一八年三月九": date(2018, 3, 9),
+    "二〇一八年一〇月〇九日": date(2018, 10, 9),
+    " 二〇一八年 三月 九日 ": date(2018, 3, 9),
+    "二〇一八年十二月卅一日": date(2018, 12, 31),
+    "2018年三月九日": date(2018, 3, 9),
+}
+NOT_DATES = ["二〇一八年二月三十日", "二〇一九年二月廿九日", "二〇一八年十三月一日", "二〇一八年三月三十二日",
+             "二〇一八年〇月一日", "二〇一八年三月〇日", "二〇一八年三月", "二〇一八年", "一八年三月九日",
+             "二〇一八年三月九日九", "二〇一八年十十月一日", "三月九日"]
+
+
+def test_parse_dates_in_chinese_numerals():
+    raw = list(CHINESE) + ["2020-01-02"]
+    got = parse_dates(raw)
+    assert got.dates.to_pylist() == list(CHINESE.values()) + [date(2020, 1, 2)]
+    assert not any(got.invalid.to_pylist())
+    assert all(date_problem(t) is None for t in CHINESE)
+
+
+def test_impossible_dates_in_chinese_numerals_are_refused():
+    got = parse_dates(NOT_DATES)
+    assert got.dates.to_pylist() == [None] * len(NOT_DATES)
+    assert got.invalid.to_pylist() == [True] * len(NOT_DATES)
+    assert "day 30 does not exist" in date_problem("二〇一八年二月三十日")
+    assert all(date_problem(t) for t in NOT_DATES), [t for t in NOT_DATES if not date_problem(t)]
+
+
+def _blank_by_definition(text: str | None) -> bool:
+    """The definition, written plainly: null, a null marker, or no letter or digit."""
+    import re
+    import unicodedata
+
+    from schemas.normalize import NULL_MARKERS, WHITESPACE, ZERO_WIDTH
+    if text is None:
+        return True
+    key = re.sub("[" + re.escape(WHITESPACE + ZERO_WIDTH) + "]", "", unicodedata.normalize("NFKC", text)).lower()
+    return key in NULL_MARKERS or not any(unicodedata.category(c)[0] in "LN" for c in key)
+
+
+def test_blank_values():
+    from schemas.normalize import is_blank
+
+    blank = ["", " ", "\u3000", "\u200b\ufeff", "\t\u00a0\n", "NULL", "null", "None", "N/A", "NA", "n/a",
+             "#N/A", "-", "--", "—", "无", "空", "/", "\\N", "nan", "NaN", "ＮＵＬＬ", " n / a ", "***",
+             "？？", "（）", "……", "暂无", None]
+    kept = ["张三", "无锡市XX公司", "空港物流有限公司", "Dana", "0", "001", "valid", "A", "Ⅻ", "一", "null1",
+            "NA-1", "Nan Jing", "9133010", "ｘ", "未知数科技"]
+    assert is_blank(blank).to_pylist() == [True] * len(blank)
+    assert is_blank(kept).to_pylist() == [False] * len(kept)
+
+
+MARKERISH = st.sampled_from(["null", "NULL", "Ｎｕｌｌ", "n/a", "N/A", "#N/A", "无", "空", "-", "—", "nan",
+                             "None", "undefined", "\\N", "na", "暂无", "不詳", "未知"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.text(max_size=8), MARKERISH,
+                          st.builds(lambda a, m, b: a + m + b, st.sampled_from(["", " ", "\u3000", "\u200b"]),
+                                    MARKERISH, st.sampled_from(["", " ", "\t", "\ufeff"]))), max_size=30))
+def test_is_blank_is_the_definition(values):
+    from schemas.normalize import is_blank
+
+    assert is_blank(values).to_pylist() == [_blank_by_definition(v) for v in values]

@@ -81,3 +81,19 @@ def test_rows_lost_between_stages_fail_reconciliation_and_write_no_outputs(tmp_p
                  tmp_path, TODAY)
     assert not (tmp_path / "accepted.arrow").exists()
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_quarantined_rows_sharing_a_licence_number_are_told_apart_by_their_content(tmp_path):
+    same = "330106000999999"
+    rows = [silo_batch(ID=i, ZCH=same, ZS=addr) for i, addr in (("1", "甲"), ("2", "乙"), ("1", "甲"))]
+    rows = [b.set_column(b.schema.get_field_index("_row"), "_row", pa.array([n], pa.int64()))
+            for n, b in enumerate(rows, start=1)]
+    pq.write_table(pa.Table.from_batches(rows), tmp_path / "extracted.parquet")
+    pq.write_table(pa.Table.from_batches([conform(b, REG) for b in rows]), tmp_path / "conformed.parquet")
+    out = validate(tmp_path / "conformed.parquet", tmp_path / "extracted.parquet", REG.ctype,
+                   tmp_path, TODAY, batch_rows=2)
+    q = pq.read_table(out.quarantine_path).to_pylist()
+    assert [r["key"] for r in q] == [same] * 3
+    first, other, copy = (r["row_hash"] for r in q)
+    assert len({first, other, copy}) == 3 and copy == f"{first}/2", "a copy word for word: /2"
+    assert len(first) == 32
