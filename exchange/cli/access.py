@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from exchange.cli import catalog, emit
 
@@ -91,7 +92,8 @@ def cmd_audit_verify(args) -> int:
         report = verify_chain(catalog().engine,
                               progress=lambda done, total: progress.update(task, completed=done, total=total))
     if not report.ok:
-        raise VerificationError(0, "audit chain", f"entry {report.first_bad_seq}: {report.problem} "
+        where = f"entry {report.first_bad_seq}: " if report.first_bad_seq is not None else ""
+        raise VerificationError(0, "audit chain", f"{where}{report.problem} "
                                                   f"({report.entries} entries verified before it)")
     emit(args, report.as_dict() if args.json else
          f"audit chain intact: {report.entries} entries" + (f" ({report.problem})" if report.problem else ""))
@@ -103,9 +105,15 @@ def cmd_access_report(args) -> int:
     from catalog.consumer import holder_key
 
     key = holder_key(args.holder_id)
-    rows = holder_report(catalog().engine, key)
+    if not 1 <= args.limit <= 10_000:
+        from exchange.errors import InvalidRequest
+        raise InvalidRequest(f"--limit {args.limit}: give 1 to 10000 entries a page")
+    rows, more = holder_report(catalog().engine, key, args.limit, args.before)
     emit(args, rows, f"Accesses to the records of {key}",
          ["seq", "at", "department", "purpose", "action", "datasets", "outcome"])
+    if more:         # stderr: --json stays the list of entries
+        print(f"more: older entries remain; next page: exchange access-report {key} "
+              f"--limit {args.limit} --before {rows[-1]['seq']}", file=sys.stderr)
     return 0
 
 
@@ -130,5 +138,8 @@ def register(add) -> None:
         ("revoke", cmd_grant_revoke, "revoke a grant", [(("grant_id",), {"type": int}), actor]),
         ("list", cmd_grant_list, "list grants", [(("--department",), {})])])
     add("audit-verify", cmd_audit_verify, "verify the access audit log's hash chain (exit 8 at the first break)")
-    add("access-report", cmd_access_report, "who looked at a holder's records, when and why"
-        ).add_argument("holder_id")
+    sp = add("access-report", cmd_access_report, "who looked at a holder's records, when and why "
+             "(newest first, a page at a time)")
+    sp.add_argument("holder_id")
+    sp.add_argument("--limit", type=int, default=500, help="entries a page (default 500)")
+    sp.add_argument("--before", type=int, help="only entries older than this seq (the next page)")
