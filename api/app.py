@@ -7,7 +7,7 @@ from fastapi import FastAPI
 
 from api import auditing, dashboard, problems
 from api.limits import BodyLimit, RateLimiter
-from api.routes import catalogue, holders, keys, materials, records
+from api.routes import audit, catalogue, holders, keys, materials, records
 
 
 def create_app(settings=None, *, rate: float | None = None, burst: int | None = None,
@@ -29,7 +29,7 @@ def create_app(settings=None, *, rate: float | None = None, burst: int | None = 
                                     burst or int(os.environ.get("EXCHANGE_API_BURST", "100")),
                                     os.environ.get("EXCHANGE_API_BUCKETS"))   # set by `serve --workers N`
     problems.install(app)
-    for module in (holders, records, materials, catalogue, keys):
+    for module in (holders, records, materials, catalogue, keys, audit):
         app.include_router(module.router)
     dashboard.install(app)        # /dashboard: pages for people (hidden from the OpenAPI schema)
     _install_auditing(app, cat.engine)

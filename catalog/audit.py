@@ -175,22 +175,33 @@ class ChainReport:
     entries: int
     first_bad_seq: int | None = None
     problem: str | None = None
+    size: int = 0                 # the head walked to: its seq and hash
+    head_hash: str = GENESIS
 
     def as_dict(self) -> dict:
         return self.__dict__.copy()
 
 
-def verify_chain(engine: Engine, batch: int = 10_000, progress=None) -> ChainReport:
+def verify_chain(engine: Engine, batch: int = 10_000, progress=None,
+                 start: tuple[int, str] | None = None) -> ChainReport:
     """Walk the log in seq order up to the head read first; report the first altered, missing
-    or reordered entry. Entries appended while the walk runs are past that head: the next
-    check covers them. `progress(done, total)` is called after each batch."""
-    prev, expected, n = GENESIS, 1, 0
+    or reordered entry, or an entry outside the chain. Entries appended while the walk runs are
+    past that head: the next check covers them. `progress(done, total)` is called after each
+    batch. `start` = (size, head hash) of a checkpoint already verified: the entry at that size
+    must still have that hash, and the walk goes on from there."""
+    last, prev = start or (0, GENESIS)
+    expected, n = last + 1, 0
     cols = [_log.c[k] for k in ("seq", "at", "department", "purpose", "action", "holder",
                                 "datasets", "fields", "subject", "outcome", "detail",
                                 "prev_hash", "entry_hash")]
     with engine.connect() as c:
         head_seq, head_hash = c.execute(sa.select(_head.c.seq, _head.c.hash)).one()
-        last = 0
+        if last > head_seq:
+            return ChainReport(False, 0, head_seq + 1, f"the chain has {head_seq} entries, fewer than the "
+                                                       f"checkpoint's {last}: entries were deleted")
+        if last and c.scalar(sa.select(_log.c.entry_hash).where(_log.c.seq == last)) != prev:
+            return ChainReport(False, 0, last, f"entry {last} does not have the hash of the checkpoint of "
+                                               f"size {last}: the log was rewritten below it")
         while True:
             rows = c.execute(sa.select(*cols).where(_log.c.seq > last, _log.c.seq <= head_seq)
                              .order_by(_log.c.seq).limit(batch)).mappings().all()
@@ -207,8 +218,8 @@ def verify_chain(engine: Engine, batch: int = 10_000, progress=None) -> ChainRep
             last = rows[-1]["seq"]
             if progress:
                 progress(n, head_seq)
-    if n < head_seq:
-        return ChainReport(False, n, n + 1, f"entries {n + 1}..{head_seq} are missing (deleted from the end)")
+    if expected - 1 < head_seq:
+        return ChainReport(False, n, expected, f"entries {expected}..{head_seq} are missing (deleted from the end)")
     if head_seq and prev != head_hash:
         return ChainReport(False, n, head_seq, "the newest entry does not match the chain head")
     with engine.connect() as c:   # one statement: the head it compares with is this snapshot's
@@ -216,7 +227,7 @@ def verify_chain(engine: Engine, batch: int = 10_000, progress=None) -> ChainRep
     if outside:
         return ChainReport(False, n, None, f"{outside} entries are outside the chain (no chain position, "
                                            "or one past its head): they were written around it")
-    return ChainReport(True, n)
+    return ChainReport(True, n, size=head_seq, head_hash=prev)
 
 
 def _head_seq():
