@@ -58,7 +58,7 @@ def make(engine: Engine, keys, now: datetime) -> dict:
     that does not verify (VerificationError)."""
     jwks = keys.jwks()
     start = None
-    last = newest(engine)
+    last = newest(engine, kids=[k["kid"] for k in jwks["keys"]])   # not one of a compromised key
     if last is not None:
         p = verify_signed(last["signed"], jwks, 4)
         start = (p["size"], p["head_hash"])
@@ -75,9 +75,13 @@ def make(engine: Engine, keys, now: datetime) -> dict:
     return document(row)
 
 
-def newest(engine: Engine) -> dict | None:
+def newest(engine: Engine, kids: list[str] | None = None) -> dict | None:
+    """The newest stored checkpoint (of one of `kids`, if given)."""
+    q = sa.select(_cp).order_by(_cp.c.id.desc()).limit(1)
+    if kids is not None:
+        q = q.where(_cp.c.kid.in_(kids))
     with engine.connect() as c:
-        r = c.execute(sa.select(_cp).order_by(_cp.c.id.desc()).limit(1)).mappings().first()
+        r = c.execute(q).mappings().first()
     return dict(r) if r else None
 
 

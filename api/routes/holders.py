@@ -31,5 +31,5 @@ async def holder_records(q: HolderQuery, caller: CallerDep, purpose: PurposeDep,
              "before=next_before")
 async def access_report(q: HolderQuery, caller: CallerDep, purpose: PurposeDep, consumer: ConsumerDep,
                         limit: Annotated[int, Query(ge=1, le=500)] = 500,
-                        before: Annotated[int | None, Query(ge=1)] = None) -> dict:
+                        before: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None) -> dict:
     return consumer.access_report(caller, purpose, q.holder_id, limit, before)

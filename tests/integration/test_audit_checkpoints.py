@@ -132,3 +132,19 @@ def test_checkpoints_are_published_like_the_jwks(home, tmp_path, capsys):
         p = verify_signed(c["signed"], jwks)
         assert (p["size"], p["head_hash"], p["issued_at"]) == (c["size"], c["head_hash"], c["issued_at"])
     assert audit.verify_chain(engine).size == before      # public: not audited
+
+
+def test_checkpoints_go_on_after_their_key_is_compromised(home, tmp_path, capsys):
+    """A compromised key leaves the JWKS: its checkpoints are no longer counted (a note says
+    so), one held is refused, and the next checkpoint is signed by the new key."""
+    _admin(2)
+    old = _checkpoint(capsys, tmp_path / "old.json")
+    assert cli(["keys", "compromise", old["kid"]]) == 0
+    _admin(1, 2)
+    new = _checkpoint(capsys, tmp_path / "new.json")
+    assert new["kid"] != old["kid"] and new["size"] == old["size"] + 1
+    assert cli(["audit-verify", "--checkpoint", str(tmp_path / "new.json"), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["checkpoints_verified"] == 1 and "not in the JWKS were not counted" in report["problem"]
+    assert cli(["audit-verify", "--checkpoint", str(tmp_path / "old.json")]) == 8
+    assert "not signed by a key of the JWKS" in capsys.readouterr().err
