@@ -142,3 +142,35 @@ def test_the_wal_shrinks_back_once_readers_let_go(tmp_path, monkeypatch):
         time.sleep(0.05)
     assert _wal_size(db) <= rawdb.WAL_LIMIT, f"the WAL stayed at {_wal_size(db):,} bytes (from {grown:,})"
     assert audit.verify_chain(engine).ok
+
+
+def test_a_window_that_closes_while_serving_writes_its_count(published):
+    """The summary is written when the window closes, not only when the server stops; the
+    next refusal after it opens a new window (written at once)."""
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+
+    app = create_app(published, cache_ttl=0)
+    app.state.audit_refusals.counter.window = 0.3
+    engine = app.state.consumer.engine
+    log = audit._log.c
+
+    def since(seq):
+        with engine.connect() as c:
+            return c.execute(sa.select(log.action, log.outcome, log.detail).where(log.seq > seq)
+                             .order_by(log.seq)).all()
+
+    with engine.connect() as c:
+        start = c.scalar(sa.text("select seq from audit_head"))
+    with TestClient(app, client=("203.0.113.9", 1)) as client:
+        for _ in range(5):
+            assert client.get("/v1/items", params={"purpose": PURPOSE}).status_code == 401
+        deadline = time.monotonic() + 5
+        while len(since(start)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        rows = since(start)
+        assert [(r.action, r.detail["count"]) for r in rows] == [("items", 1), ("refusals", 4)]
+        assert client.get("/v1/items", params={"purpose": PURPOSE}).status_code == 401
+        assert [(r.action, r.detail["count"]) for r in since(start)][2:] == [("items", 1)]
+    assert audit.verify_chain(engine).ok
