@@ -5,7 +5,9 @@ action, holder, datasets, fields, subject, outcome, detail}); prev_hash is the p
 entry's entry_hash (64 zeros for the first). The one-row `audit_head` table holds the newest seq and
 hash: an append first takes it (a row lock on PostgreSQL, the write lock on SQLite), so
 appends are serialised and the chain has no forks. Deleting the newest entries is caught by
-comparing the walk's end with the head. On PostgreSQL the database computes the hashes (function
+comparing the walk's end with the head; a row outside the chain (no seq, or one past the head)
+fails verification too. Rewriting the tail together with the head is caught against a signed
+checkpoint taken before (catalog/audit_checkpoints.py). On PostgreSQL the database computes the hashes (function
 audit_append, migration 0010) from the body serialised here; verify_chain checks them in Python.
 """
 from __future__ import annotations
