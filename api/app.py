@@ -5,10 +5,9 @@ import os
 
 from fastapi import FastAPI
 
-from api import dashboard, problems
-from api.auditing import AuditMiddleware, AuditWriter
+from api import auditing, dashboard, problems
 from api.limits import BodyLimit, RateLimiter
-from api.routes import catalogue, holders, keys, materials, records
+from api.routes import audit, catalogue, holders, keys, materials, records
 
 
 def create_app(settings=None, *, rate: float | None = None, burst: int | None = None,
@@ -30,11 +29,15 @@ def create_app(settings=None, *, rate: float | None = None, burst: int | None = 
                                     burst or int(os.environ.get("EXCHANGE_API_BURST", "100")),
                                     os.environ.get("EXCHANGE_API_BUCKETS"))   # set by `serve --workers N`
     problems.install(app)
-    for module in (holders, records, materials, catalogue, keys):
+    for module in (holders, records, materials, catalogue, keys, audit):
         app.include_router(module.router)
     dashboard.install(app)        # /dashboard: pages for people (hidden from the OpenAPI schema)
-    inline = os.environ.get("EXCHANGE_API_AUDIT_INLINE")
-    app.state.audit_writer = AuditWriter(cat.engine, None if inline is None else inline == "1")
-    app.add_middleware(AuditMiddleware, writer_of=lambda scope: scope["app"].state.audit_writer)
-    app.add_middleware(BodyLimit)
+    _install_auditing(app, cat.engine)
     return app
+
+
+def _install_auditing(app: FastAPI, engine) -> None:
+    """The body cap inside the audit middleware, so that a 413 is audited too."""
+    app.add_middleware(BodyLimit)
+    inline = os.environ.get("EXCHANGE_API_AUDIT_INLINE")
+    auditing.install(app, engine, None if inline is None else inline == "1")

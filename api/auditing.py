@@ -3,14 +3,21 @@
 The ASGI middleware gives each request a list (catalog.consumer.PENDING) that the consumer
 service fills; when the response is about to start, the entries are handed to one writer that
 chains and commits all entries waiting at that moment in one transaction (group commit). If
-the write fails, the client gets 503, not data.
+the write fails, the client gets 503, not data. A request under /v1/ (but the public key and
+checkpoint documents) that left no entry (an unknown path, a method not allowed, a body too
+large, an unaudited route) gets one from its response status. Refusals anyone can cause at any
+rate are counted per client (api/refusals.py).
 """
 from __future__ import annotations
 
 import asyncio
 import json
 import logging
+from contextlib import asynccontextmanager
+from urllib.parse import parse_qs
 
+from api.problems import TITLES
+from api.refusals import WINDOW, RefusalCounter, counted
 from catalog import audit
 from catalog.consumer import PENDING
 from catalog.rawdb import Busy, raw
@@ -114,26 +121,124 @@ class AuditWriter:
             self._running = False
 
 
+PUBLIC = ("/v1/keys/", "/v1/audit/checkpoints")      # documents anyone may fetch: not audited
+ROUTE_ACTIONS = {"/v1/holders/records": "lookup", "/v1/holders/access-report": "access_report",
+                 "/v1/records/{record_id}/bundle": "bundle", "/v1/records/{record_id}/status": "status",
+                 "/v1/items/{code}/materials-check": "materials", "/v1/datasets": "catalogue",
+                 "/v1/catalogue.jsonld": "catalogue", "/v1/items": "items"}
+
+
+def action_of(scope) -> str:
+    """The audit action of a request: its route's (as the consumer service names it), the
+    route's path for others, `unknown_path` when no route matched."""
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    return "unknown_path" if path is None else ROUTE_ACTIONS.get(path, path)
+
+
+def client_of(scope) -> str:
+    client = scope.get("client")
+    return client[0] if client else "-"
+
+
+def _unaudited(scope, status: int) -> dict:
+    """The entry of a request that left none, from its response status."""
+    caller = (scope.get("state") or {}).get("caller")
+    purpose = (parse_qs(scope.get("query_string", b"").decode("latin-1")).get("purpose") or ["-"])[0]
+    refused = status >= 400
+    return audit.entry(department=caller.department if caller else "-", purpose=purpose or "-",
+                       action=action_of(scope), outcome=f"refused:{status}" if refused else "allowed",
+                       detail={"reason": TITLES.get(status, "Error"), "method": scope.get("method"),
+                               "path": scope["path"][:200]} if refused else None)
+
+
+class Refusals:
+    """The counter of one process and its summaries: written as each window closes (a timer
+    on the loop), and every open one when the server stops (the app's lifespan)."""
+
+    def __init__(self, state, counter: RefusalCounter):
+        self.state, self.counter = state, counter
+        self._timer, self._timer_loop = None, None
+        self._unwritten: list[dict] = []
+        self._tasks: set = set()
+
+    def admit(self, rows: list[dict], client: str) -> list[dict]:
+        """The entries to write now: counted refusals only as the first of their window."""
+        out = []
+        for r in rows:
+            if not counted(r):
+                out.append(r)
+            elif (first := self.counter.admit(r, client)) is not None:
+                out.append(first)
+        self._arm()
+        return out
+
+    def _arm(self, delay: float | None = None) -> None:
+        loop = asyncio.get_running_loop()
+        if self._timer is not None and self._timer_loop is loop:
+            return
+        delay = self.counter.next_close() if delay is None else delay
+        if delay is not None:
+            self._timer, self._timer_loop = loop.call_later(delay + 0.01, self._fire), loop
+
+    def _fire(self) -> None:
+        self._timer = None
+        rows, self._unwritten = self._unwritten + self.counter.closed(), []
+        if rows:
+            task = asyncio.create_task(self._write(rows))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        self._arm()
+
+    async def _write(self, rows: list[dict]) -> None:
+        try:
+            await self.state.audit_writer.write(rows)
+        except Exception:        # kept, and tried again: counted refusals are not lost
+            log.exception("could not write %d refusal summaries; trying again", len(rows))
+            self._unwritten.extend(rows)
+            self._arm(5.0)
+
+    async def close(self) -> None:
+        """Write every summary, open windows too (the server is stopping)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        rows, self._unwritten = self._unwritten + self.counter.closed(everything=True), []
+        if rows:
+            await self.state.audit_writer.write(rows)
+
+
 class AuditMiddleware:
-    def __init__(self, app, writer_of):
-        self.app, self.writer_of = app, writer_of
+    def __init__(self, app, state_of):
+        self.app, self.state_of = app, state_of
+
+    def _admit(self, scope, rows: list[dict]) -> list[dict]:
+        return self.state_of(scope).audit_refusals.admit(rows, client_of(scope))
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         pending: list[dict] = []
         token = PENDING.set(pending)
-        failed = False
+        failed, entered = False, False
+        path = scope["path"]
+        must_audit = path.startswith("/v1/") and not path.startswith(PUBLIC)
 
         async def send_after_audit(message):
-            nonlocal failed
+            nonlocal failed, entered
             if failed:
                 return
+            if message["type"] == "http.response.start" and must_audit and not entered and not pending:
+                pending.append(_unaudited(scope, message["status"]))
             if message["type"] == "http.response.start" and pending:
-                rows = pending[:]
+                entered = True
+                rows = self._admit(scope, pending[:])
                 pending.clear()
                 try:
-                    await self.writer_of(scope).write(rows)
+                    if rows:
+                        await self.state_of(scope).audit_writer.write(rows)
                 except Exception:
                     failed = True
                     body = json.dumps({"type": "about:blank", "title": "Service unavailable", "status": 503,
@@ -150,4 +255,24 @@ class AuditMiddleware:
         finally:
             PENDING.reset(token)
             if pending:       # no response was started (an unexpected error): still audited
-                await self.writer_of(scope).write(pending[:])
+                rows = self._admit(scope, pending[:])
+                if rows:
+                    await self.state_of(scope).audit_writer.write(rows)
+
+
+def install(app, engine, inline: bool | None = None, window: float = WINDOW) -> None:
+    """The audit middleware (outermost: it sees every response, 413 included), its writer,
+    and the refusal counter, whose summaries are written when the server stops."""
+    app.state.audit_writer = AuditWriter(engine, inline)
+    app.state.audit_refusals = Refusals(app.state, RefusalCounter(window))
+    app.add_middleware(AuditMiddleware, state_of=lambda scope: scope["app"].state)
+    inner = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(a):
+        async with inner(a) as state:
+            try:
+                yield state
+            finally:
+                await app.state.audit_refusals.close()
+    app.router.lifespan_context = lifespan

@@ -2,6 +2,7 @@
 (exchange/errors.py), never showing internals. Refused consumer requests are audited here."""
 from __future__ import annotations
 
+import json
 import logging
 
 from fastapi import FastAPI, Request
@@ -24,15 +25,36 @@ def problem(status: int, detail: str, headers: dict | None = None, kind: str | N
     return JSONResponse(body, status_code=status, media_type=MEDIA, headers=headers)
 
 
-def _audit_refusal(request: Request, exc: ExchangeError) -> None:
+HOLDER_BODIES = ("lookup", "access_report", "materials")     # actions whose body names a holder
+
+
+async def _holder(request: Request, action: str) -> str | None:
+    """The holder a refused request asked about (so it is in the holder's access report)."""
+    if action not in HOLDER_BODIES:
+        return None
+    from catalog.consumer import holder_key
+
+    try:
+        return holder_key(json.loads(await request.body()).get("holder_id"))
+    except Exception:       # no body, not JSON, not a valid holder id: none to name
+        return None
+
+
+async def _audit_refusal(request: Request, exc: ExchangeError, status: int | None = None) -> None:
     if getattr(exc, "audited", False) or not request.url.path.startswith("/v1/"):
         return
     consumer = getattr(request.app.state, "consumer", None)
     if consumer is None:
         return
+    from api.auditing import action_of
+
+    if status is not None:
+        exc.status = status       # as answered (a request that fails validation: 422)
+    caller = getattr(request.state, "caller", None)
+    action = action_of(request.scope)
     try:
-        consumer.refused(getattr(request.state, "caller", None), request.query_params.get("purpose"),
-                         request.url.path.split("/")[2] if request.url.path.count("/") > 1 else "?", exc)
+        consumer.refused(caller, request.query_params.get("purpose"), action, exc,
+                         holder=await _holder(request, action) if caller else None)
     except Exception:          # never turn a refusal into a 500; the log says why
         log.exception("could not audit a refused request")
 
@@ -40,7 +62,7 @@ def _audit_refusal(request: Request, exc: ExchangeError) -> None:
 def install(app: FastAPI) -> None:
     @app.exception_handler(ExchangeError)
     async def exchange_error(request: Request, exc: ExchangeError):
-        _audit_refusal(request, exc)
+        await _audit_refusal(request, exc)
         if exc.status >= 500:
             log.error("request failed: %s", exc)
             return problem(exc.status, "the exchange could not answer; try again later", kind=type(exc).__name__)
@@ -53,7 +75,7 @@ def install(app: FastAPI) -> None:
     async def invalid(request: Request, exc: RequestValidationError):
         where = "; ".join(f"{'.'.join(map(str, e.get('loc', ())))}: {e.get('msg', '')}"
                           for e in exc.errors()[:5])
-        _audit_refusal(request, InvalidRequest(where))
+        await _audit_refusal(request, InvalidRequest(where), 422)
         return problem(422, where[:1000], kind="InvalidRequest")
 
     @app.exception_handler(HTTPException)

@@ -5,7 +5,9 @@ action, holder, datasets, fields, subject, outcome, detail}); prev_hash is the p
 entry's entry_hash (64 zeros for the first). The one-row `audit_head` table holds the newest seq and
 hash: an append first takes it (a row lock on PostgreSQL, the write lock on SQLite), so
 appends are serialised and the chain has no forks. Deleting the newest entries is caught by
-comparing the walk's end with the head. On PostgreSQL the database computes the hashes (function
+comparing the walk's end with the head; a row outside the chain (no seq, or one past the head)
+fails verification too. Rewriting the tail together with the head is caught against a signed
+checkpoint taken before (catalog/audit_checkpoints.py). On PostgreSQL the database computes the hashes (function
 audit_append, migration 0010) from the body serialised here; verify_chain checks them in Python.
 """
 from __future__ import annotations
@@ -176,23 +178,33 @@ class ChainReport:
     entries: int
     first_bad_seq: int | None = None
     problem: str | None = None
+    size: int = 0                 # the head walked to: its seq and hash
+    head_hash: str = GENESIS
 
     def as_dict(self) -> dict:
         return self.__dict__.copy()
 
 
-def verify_chain(engine: Engine, batch: int = 10_000, progress=None) -> ChainReport:
+def verify_chain(engine: Engine, batch: int = 10_000, progress=None,
+                 start: tuple[int, str] | None = None) -> ChainReport:
     """Walk the log in seq order up to the head read first; report the first altered, missing
-    or reordered entry. Entries appended while the walk runs are past that head: the next
-    check covers them. `progress(done, total)` is called after each batch."""
-    prev, expected, n = GENESIS, 1, 0
+    or reordered entry, or an entry outside the chain. Entries appended while the walk runs are
+    past that head: the next check covers them. `progress(done, total)` is called after each
+    batch. `start` = (size, head hash) of a checkpoint already verified: the entry at that size
+    must still have that hash, and the walk goes on from there."""
+    last, prev = start or (0, GENESIS)
+    expected, n = last + 1, 0
     cols = [_log.c[k] for k in ("seq", "at", "department", "purpose", "action", "holder",
                                 "datasets", "fields", "subject", "outcome", "detail",
                                 "prev_hash", "entry_hash")]
     with engine.connect() as c:
         head_seq, head_hash = c.execute(sa.select(_head.c.seq, _head.c.hash)).one()
-        unchained = c.scalar(sa.select(sa.func.count()).select_from(_log).where(_log.c.seq.is_(None)))
-        last = 0
+        if last > head_seq:
+            return ChainReport(False, 0, head_seq + 1, f"the chain has {head_seq} entries, fewer than the "
+                                                       f"checkpoint's {last}: entries were deleted")
+        if last and c.scalar(sa.select(_log.c.entry_hash).where(_log.c.seq == last)) != prev:
+            return ChainReport(False, 0, last, f"entry {last} does not have the hash of the checkpoint of "
+                                               f"size {last}: the log was rewritten below it")
         while True:
             rows = c.execute(sa.select(*cols).where(_log.c.seq > last, _log.c.seq <= head_seq)
                              .order_by(_log.c.seq).limit(batch)).mappings().all()
@@ -209,23 +221,48 @@ def verify_chain(engine: Engine, batch: int = 10_000, progress=None) -> ChainRep
             last = rows[-1]["seq"]
             if progress:
                 progress(n, head_seq)
-    if n < head_seq:
-        return ChainReport(False, n, n + 1, f"entries {n + 1}..{head_seq} are missing (deleted from the end)")
+    if expected - 1 < head_seq:
+        return ChainReport(False, n, expected, f"entries {expected}..{head_seq} are missing (deleted from the end)")
     if head_seq and prev != head_hash:
         return ChainReport(False, n, head_seq, "the newest entry does not match the chain head")
-    if unchained:
-        return ChainReport(True, n, None, f"{unchained} entries from before the chain (migration 0007) are not covered")
-    return ChainReport(True, n)
+    with engine.connect() as c:   # one statement: the head it compares with is this snapshot's
+        outside = c.scalar(sa.select(sa.func.count()).select_from(_log).where(_outside_chain()))
+    if outside:
+        return ChainReport(False, n, None, f"{outside} entries are outside the chain (no chain position, "
+                                           "or one past its head): they were written around it")
+    return ChainReport(True, n, size=head_seq, head_hash=prev)
 
 
-def holder_report(engine: Engine, holder: str, limit: int = 500) -> list[dict]:
-    """Who looked at this holder's records, when and why."""
+def _head_seq():
+    return sa.select(_head.c.seq).where(_head.c.id == _ONE).scalar_subquery()
+
+
+def _outside_chain():
+    """Rows that are not entries of the chain: no position, or one outside 1..head."""
+    return sa.or_(_log.c.seq.is_(None), _log.c.seq < 1, _log.c.seq > _head_seq())
+
+
+def _in_chain():
+    return sa.and_(_log.c.seq >= 1, _log.c.seq <= _head_seq())
+
+
+REPORT_LIMIT = 500
+
+
+def holder_report(engine: Engine, holder: str, limit: int = REPORT_LIMIT,
+                  before: int | None = None) -> tuple[list[dict], bool]:
+    """Who looked at this holder's records, when and why: entries of the chain, newest first,
+    at most `limit` with seq < `before`; and whether older ones remain (page on with
+    before = the last seq)."""
+    where = [_log.c.holder == holder, _in_chain()]
+    if before is not None:
+        where.append(_log.c.seq < before)
     with engine.connect() as c:
         rows = c.execute(sa.select(_log.c.seq, _log.c.at, _log.c.department, _log.c.purpose,
                                    _log.c.action, _log.c.datasets, _log.c.fields, _log.c.outcome)
-                         .where(_log.c.holder == holder).order_by(_log.c.seq.desc())
-                         .limit(limit)).mappings().all()
-    return [{**r, "at": _at_text(r["at"])} for r in rows]
+                         .where(*where).order_by(_log.c.seq.desc())
+                         .limit(limit + 1)).mappings().all()
+    return [{**r, "at": _at_text(r["at"])} for r in rows[:limit]], len(rows) > limit
 
 
 def search(engine: Engine, *, holder: str | None = None, department: str | None = None,
@@ -237,6 +274,7 @@ def search(engine: Engine, *, holder: str | None = None, department: str | None 
     pages stable while new entries arrive."""
     where = [c == v for c, v in ((_log.c.holder, holder), (_log.c.department, department),
                                  (_log.c.purpose, purpose), (_log.c.action, action)) if v]
+    where.append(_in_chain())
     if since is not None:
         where.append(_log.c.at >= since)
     if until is not None:

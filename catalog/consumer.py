@@ -159,13 +159,18 @@ class Consumer:
         return out
 
     # --- access report --------------------------------------------------------------------
-    def access_report(self, caller: Caller, purpose: str, holder_id: str) -> dict:
+    def access_report(self, caller: Caller, purpose: str, holder_id: str,
+                      limit: int = audit.REPORT_LIMIT, before: int | None = None) -> dict:
+        """A page of the holder's accesses, newest first; `more`: older ones remain (ask again
+        with before = next_before)."""
         check_purpose(purpose)
         key = holder_key(holder_id)
         if caller.role != "auditor":
             exc = AccessDenied("only an auditor department may read access reports")
             self.refused(caller, purpose, "access_report", exc, holder=key)
             raise exc
-        rows = audit.holder_report(self.engine, key)
-        self._audit(caller, purpose, "access_report", "allowed", holder=key)
-        return {"holder": key, "accesses": rows}
+        rows, more = audit.holder_report(self.engine, key, limit, before)
+        self._audit(caller, purpose, "access_report", "allowed", holder=key,
+                    detail={"before": before} if before else None)
+        return {"holder": key, "accesses": rows, "more": more,
+                "next_before": rows[-1]["seq"] if more else None}

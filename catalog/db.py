@@ -8,6 +8,8 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
 
+from catalog import rawdb
+
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
@@ -23,6 +25,7 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute(f"PRAGMA journal_size_limit={int(rawdb.WAL_LIMIT)}")   # the WAL shrinks back when restarted
     cur.execute("PRAGMA cache_size=-262144")   # 256 MB: bulk index inserts touch random pages
     cur.close()
 

@@ -32,6 +32,7 @@ from exchange.errors import ConfigError
 ALG = "EdDSA"
 STH_TYP = "exchange-sth+jws"
 KEY_STATUS_TYP = "exchange-key-status+jws"
+CHECKPOINT_TYP = "exchange-audit-checkpoint+jws"
 MANIFEST = "keys.json"
 STATUSES = ("active", "retired", "compromised")
 
@@ -186,8 +187,12 @@ class KeyStore:
     # -- signing and publishing -------------------------------------------------------------
     def sign_tree_head(self, payload: dict) -> str:
         """Compact JWS over the RFC 8785 bytes of `payload`."""
+        return self.sign(payload, STH_TYP)
+
+    def sign(self, payload: dict, typ: str) -> str:
+        """Compact JWS (header alg, kid, typ) over the RFC 8785 bytes of `payload`."""
         key = self.signer()
-        header = {"alg": ALG, "kid": key.kid, "typ": STH_TYP}
+        header = {"alg": ALG, "kid": key.kid, "typ": typ}
         with eddsa_allowed():
             return jws.serialize_compact(header, rfc8785.dumps(payload), key, algorithms=[ALG])
 

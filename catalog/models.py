@@ -122,6 +122,19 @@ class AuditHead(Base):
     hash: Mapped[str] = mapped_column(String(64))
 
 
+class AuditCheckpoint(Base):
+    """A signed checkpoint of the audit chain (catalog/audit_checkpoints.py; migration 0012):
+    its size and head hash at a time, as a compact JWS of the exchange's signing key."""
+    __tablename__ = "audit_checkpoints"
+    __table_args__ = (Index("ix_audit_checkpoints_size", "size"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    head_hash: Mapped[str] = mapped_column(String(64))
+    issued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    kid: Mapped[str] = mapped_column(String(64))
+    signed: Mapped[str] = mapped_column(Text)
+
+
 class Department(Base):
     """A consuming department known to the exchange; role consumer | auditor."""
     __tablename__ = "departments"

@@ -10,6 +10,7 @@ transaction (`transaction()`). A connection that failed is closed and reopened o
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from contextlib import contextmanager
@@ -19,6 +20,10 @@ from sqlalchemy import Engine, event
 
 log = logging.getLogger("exchange.catalog")
 _registry: WeakKeyDictionary = WeakKeyDictionary()
+# SQLite's WAL file is kept under this size: journal_size_limit (catalog/db.py) truncates it when
+# a writer starts it over, and the checkpoint thread truncates it (TRUNCATE) when it is larger
+WAL_LIMIT = 16 * 2**20
+TRUNCATE_WAIT_MS = 100     # how long a TRUNCATE checkpoint waits for readers (writers retry meanwhile)
 _registry_lock = threading.Lock()
 
 
@@ -125,13 +130,28 @@ class Raw:
                 self._checkpointer.start()
 
     def _checkpoints(self, every: float) -> None:
+        db = self.engine.url.database
+        wal = f"{db}-wal" if db and db != ":memory:" else None
         while True:
             time.sleep(every)
             try:
                 with self.connection() as conn:
                     conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                    if wal and os.path.exists(wal) and os.path.getsize(wal) > WAL_LIMIT:
+                        self._truncate(conn)
             except Exception:   # noqa: BLE001 - the next round tries again; commits still work
                 log.warning("WAL checkpoint failed", exc_info=True)
+
+    @staticmethod
+    def _truncate(conn) -> None:
+        """A TRUNCATE checkpoint (the WAL file to zero bytes) that waits for readers at most
+        TRUNCATE_WAIT_MS; if they are still reading, the next round tries again."""
+        timeout = conn.execute("PRAGMA busy_timeout").fetchone()[0]
+        conn.execute(f"PRAGMA busy_timeout = {TRUNCATE_WAIT_MS}")
+        try:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        finally:
+            conn.execute(f"PRAGMA busy_timeout = {int(timeout)}")
 
     def dispose(self) -> None:
         """Forget every thread's connection (each closes when it is garbage-collected)."""

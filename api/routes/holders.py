@@ -2,7 +2,9 @@
 (URLs end up in access logs)."""
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -24,6 +26,10 @@ async def holder_records(q: HolderQuery, caller: CallerDep, purpose: PurposeDep,
     return JSONResponse(consumer.lookup(caller, purpose, q.holder_id))
 
 
-@router.post("/access-report", summary="who looked at this holder's records, when and why (auditors)")
-async def access_report(q: HolderQuery, caller: CallerDep, purpose: PurposeDep, consumer: ConsumerDep) -> dict:
-    return consumer.access_report(caller, purpose, q.holder_id)
+@router.post("/access-report", summary="who looked at this holder's records, when and why (auditors); "
+             "newest first, a page at a time: `more` says older entries remain, ask again with "
+             "before=next_before")
+async def access_report(q: HolderQuery, caller: CallerDep, purpose: PurposeDep, consumer: ConsumerDep,
+                        limit: Annotated[int, Query(ge=1, le=500)] = 500,
+                        before: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None) -> dict:
+    return consumer.access_report(caller, purpose, q.holder_id, limit, before)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from exchange.cli import catalog, emit
 
@@ -81,20 +82,51 @@ def cmd_grant_list(args) -> int:
 
 
 def cmd_audit_verify(args) -> int:
-    from catalog.audit import verify_chain
-    from exchange.errors import VerificationError
+    from catalog.audit_checkpoints import read_held, verify_log
+    from exchange.settings import get_settings
 
     from exchange.cli.progress import bar
 
+    held = [read_held(_read(path, "checkpoint")) for path in args.checkpoint or ()]
+    jwks_path = args.jwks or get_settings().jwks_path
+    jwks = json.loads(_read(jwks_path, "JWKS")) if args.jwks or jwks_path.exists() else {"keys": []}
     with bar(args) as progress:
         task = progress.add_task("verifying the audit chain", total=None)
-        report = verify_chain(catalog().engine,
-                              progress=lambda done, total: progress.update(task, completed=done, total=total))
-    if not report.ok:
-        raise VerificationError(0, "audit chain", f"entry {report.first_bad_seq}: {report.problem} "
-                                                  f"({report.entries} entries verified before it)")
-    emit(args, report.as_dict() if args.json else
-         f"audit chain intact: {report.entries} entries" + (f" ({report.problem})" if report.problem else ""))
+        report = verify_log(catalog().engine, jwks, held,
+                            progress=lambda done, total: progress.update(task, completed=done, total=total))
+    newest = report["newest_checkpoint"]
+    emit(args, report if args.json else
+         f"audit chain intact: {report['entries']} entries; {report['checkpoints_verified']} signed "
+         f"checkpoints verified" + (f", the newest of size {newest['size']} at {newest['issued_at']}" if newest else "")
+         + (f"; it extends the {len(held)} checkpoint(s) given" if held else "")
+         + (f" ({report['problem']})" if report.get("problem") else ""))
+    return 0
+
+
+def _read(path, what: str) -> str:
+    from pathlib import Path
+
+    from exchange.errors import InvalidRequest
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidRequest(f"cannot read the {what} file {path}: {exc.strerror or exc}") from None
+
+
+def cmd_audit_checkpoint(args) -> int:
+    from exchange import clock
+    from exchange.audit_checkpoint import make_checkpoint
+    from exchange.files import atomic_write
+
+    doc = make_checkpoint(clock.now())      # the time it is signed
+    text = json.dumps(doc, indent=1) + "\n"
+    if args.output:
+        atomic_write(args.output, text.encode(), mode=0o644)
+    if args.json:
+        print(text, end="")
+    else:
+        print(f"audit checkpoint: size {doc['size']}, head {doc['head_hash'][:16]}…, {doc['issued_at']}, "
+              f"key {doc['kid']}" + (f"; written to {args.output}" if args.output else ""))
     return 0
 
 
@@ -103,9 +135,15 @@ def cmd_access_report(args) -> int:
     from catalog.consumer import holder_key
 
     key = holder_key(args.holder_id)
-    rows = holder_report(catalog().engine, key)
+    if not 1 <= args.limit <= 10_000:
+        from exchange.errors import InvalidRequest
+        raise InvalidRequest(f"--limit {args.limit}: give 1 to 10000 entries a page")
+    rows, more = holder_report(catalog().engine, key, args.limit, args.before)
     emit(args, rows, f"Accesses to the records of {key}",
          ["seq", "at", "department", "purpose", "action", "datasets", "outcome"])
+    if more:         # stderr: --json stays the list of entries
+        print(f"more: older entries remain; next page: exchange access-report {key} "
+              f"--limit {args.limit} --before {rows[-1]['seq']}", file=sys.stderr)
     return 0
 
 
@@ -129,6 +167,17 @@ def register(add) -> None:
           (("--days",), {"type": int, "default": 365}), actor]),
         ("revoke", cmd_grant_revoke, "revoke a grant", [(("grant_id",), {"type": int}), actor]),
         ("list", cmd_grant_list, "list grants", [(("--department",), {})])])
-    add("audit-verify", cmd_audit_verify, "verify the access audit log's hash chain (exit 8 at the first break)")
-    add("access-report", cmd_access_report, "who looked at a holder's records, when and why"
-        ).add_argument("holder_id")
+    sp = add("audit-verify", cmd_audit_verify, "verify the access audit log's hash chain and its signed "
+             "checkpoints (exit 8 at the first break)")
+    sp.add_argument("--checkpoint", action="append", metavar="FILE",
+                    help="a checkpoint you hold (from audit-checkpoint or GET /v1/audit/checkpoints): "
+                         "the log must extend it (repeat for several)")
+    sp.add_argument("--jwks", metavar="FILE", help="the exchange's JWKS (default: the published jwks.json)")
+    sp = add("audit-checkpoint", cmd_audit_checkpoint, "sign a checkpoint of the audit chain's head "
+             "(size, hash, time) and store it; publish it to whoever should hold it")
+    sp.add_argument("-o", "--output", metavar="FILE", help="also write the checkpoint to FILE")
+    sp = add("access-report", cmd_access_report, "who looked at a holder's records, when and why "
+             "(newest first, a page at a time)")
+    sp.add_argument("holder_id")
+    sp.add_argument("--limit", type=int, default=500, help="entries a page (default 500)")
+    sp.add_argument("--before", type=int, help="only entries older than this seq (the next page)")

@@ -17,7 +17,10 @@ from catalog.verify import verify_bundle
 
 DATASET = "business_licence.market_regulation"
 ITEM, OTHER_ITEM, CASE = "DJ-SCJG-0003", "GG-JY-0001", "case:2026-SZ-000123"
-SOME = ["holder_name", "licence_number", "valid_to"]
+# a partial grant that leaves out a summary field (valid_to) and names a non-summary one: the
+# holder lookup must drop valid_to, which it returns for full grants
+SOME = ["address", "holder_name", "licence_number"]
+LEFT_OUT = "valid_to"
 GRANTS = {   # name -> (purposes, fields, expired, revoked)
     "none": None,
     "all_fields": ([ITEM], None, False, False),
@@ -68,6 +71,16 @@ def test_access_matrix(env):
     client = TestClient(app)
     access = consumer.access
     cases = list(itertools.product(("unconditional", "conditional", "not_shared"), GRANTS, PURPOSES))
+    try:
+        _matrix(client, access, engine, rid, holder, jwks, key_status, cases)
+    finally:        # the dataset is shared with the other tests: restore it even on failure
+        with engine.begin() as c:
+            c.execute(sa.text("update datasets set sharing = 'unconditional' where id = :d"), {"d": DATASET})
+        access.clear()
+    assert audit.verify_chain(engine).ok
+
+
+def _matrix(client, access, engine, rid, holder, jwks, key_status, cases):
     for i, (sharing, grant, purpose) in enumerate(cases):
         dept = f"dept-{i}"
         access.add_department(dept, f"Department {i}")
@@ -107,6 +120,7 @@ def test_access_matrix(env):
                 assert set(b["record"]) == {*SOME, "record_id"}
                 # status is withheld: the bundle's status (and since when) must not tell it
                 assert "status" in b["withheld"] and "status" not in b and "status_since" not in b
+                assert LEFT_OUT not in b["record"] and LEFT_OUT in b["withheld"], where
         # the holder lookup lists the record exactly when the bundle is allowed
         r = client.post("/v1/holders/records", params=params, headers=headers, json={"holder_id": holder.lower()})
         if purpose in ("missing", "unknown"):
@@ -116,10 +130,22 @@ def test_access_matrix(env):
         listed = [x for x in r.json()["records"] if x["record_id"] == rid]
         assert bool(listed) == (want == 200), where
         if listed and disclosure == "partial":
-            assert "licence_number" in listed[0]
-    with engine.begin() as c:
-        c.execute(sa.text("update datasets set sharing = 'unconditional' where id = :d"), {"d": DATASET})
-    assert audit.verify_chain(engine).ok
+            assert "licence_number" in listed[0] and "holder_name" in listed[0], where
+            assert LEFT_OUT not in listed[0], (where, listed[0])
+        elif listed:
+            assert LEFT_OUT in listed[0], (where, listed[0])
+
+
+def _since(engine, seq: int) -> list[tuple]:
+    log = audit._log.c
+    with engine.connect() as c:
+        return [tuple(r) for r in c.execute(sa.select(log.department, log.action, log.outcome, log.holder,
+                                                      log.detail).where(log.seq > seq).order_by(log.seq))]
+
+
+def _head(engine) -> int:
+    with engine.connect() as c:
+        return c.scalar(sa.text("select seq from audit_head"))
 
 
 def test_partial_bundle_tells_no_withheld_field_through_its_status(env):
@@ -150,21 +176,77 @@ def test_partial_bundle_tells_no_withheld_field_through_its_status(env):
 
 
 def test_unauthenticated_and_revoked_refused_and_audited(env):
+    """Unauthenticated refusals are counted per client: the first written at once, the rest as
+    one entry with their count when the window closes or the server stops."""
     app, consumer, engine, rid, holder, _ = env
-    client = TestClient(app)
     access = consumer.access
     access.add_department("revoker", "Revoked department")
     cred = access.issue_credential("revoker")
-    r = client.get(f"/v1/records/{rid}/bundle", params={"purpose": ITEM})
-    assert r.status_code == 401 and r.headers["content-type"] == "application/problem+json"
     access.revoke_credential(cred["key_id"])
-    r = client.get(f"/v1/records/{rid}/bundle", params={"purpose": ITEM},
-                   headers={"Authorization": f"Bearer {cred['key']}"})
-    assert r.status_code == 401
-    with engine.connect() as c:
-        last = c.execute(sa.text("select department, action, outcome from audit_log order by seq desc limit 3")).all()
-    assert [tuple(x) for x in last] == [("-", "records", "refused:401"), ("operator", "credential.revoke", "done"),
-                                        ("-", "records", "refused:401")]
+    start = _head(engine)
+    with TestClient(app, client=("192.0.2.7", 50000)) as client:     # its lifespan: stopped at the end
+        r = client.get(f"/v1/records/{rid}/bundle", params={"purpose": ITEM})
+        assert r.status_code == 401 and r.headers["content-type"] == "application/problem+json"
+        for _ in range(3):
+            r = client.get(f"/v1/records/{rid}/bundle", params={"purpose": ITEM},
+                           headers={"Authorization": f"Bearer {cred['key']}"})
+            assert r.status_code == 401
+        first = _since(engine, start)
+    assert [e[:3] for e in first] == [("-", "bundle", "refused:401")]
+    assert first[0][4]["count"] == 1 and first[0][4]["client"] == "192.0.2.7"
+    rows = _since(engine, start)
+    assert [e[:3] for e in rows] == [("-", "bundle", "refused:401"), ("-", "refusals", "refused:401")]
+    summary = rows[1][4]
+    assert summary["count"] == 3 and summary["actions"] == {"bundle": 3} and summary["client"] == "192.0.2.7"
+    assert any(f"{cred['key_id']} is revoked" in reason for reason in summary["reasons"])
+    assert audit.verify_chain(engine).ok
+
+
+def test_unknown_paths_methods_not_allowed_and_large_bodies_are_audited(env):
+    """Every /v1/ request leaves an entry, also those no route handles."""
+    app, consumer, engine, rid, holder, _ = env
+    access = consumer.access
+    access.add_department("asker", "Asking department")
+    h = {"Authorization": f"Bearer {access.issue_credential('asker')['key']}"}
+    for i, (method, path, kw, status) in enumerate([
+            ("GET", "/v1/no-such-thing", {}, 404),
+            ("DELETE", "/v1/datasets", {}, 405),
+            ("POST", "/v1/holders/records", {"content": b"x" * 20_000}, 413)]):
+        start = _head(engine)
+        r = TestClient(app, client=(f"198.51.100.{i}", 1)).request(method, path, params={"purpose": ITEM},
+                                                                   headers=h, **kw)
+        assert r.status_code == status, (path, r.text)
+        rows = _since(engine, start)
+        assert [e[2] for e in rows] == [f"refused:{status}"], (path, rows)
+        assert rows[0][4]["path"] == path and rows[0][4]["client"] == f"198.51.100.{i}"
+    assert audit.verify_chain(engine).ok
+
+
+def test_refused_lookups_are_recorded_as_answered_and_name_the_holder(env):
+    """A request that fails validation is recorded as the 422 it was answered with, under the
+    route's action; refused lookups name the holder, so they are in the holder's access report."""
+    app, consumer, engine, rid, holder, _ = env
+    access = consumer.access
+    access.add_department("asker-2", "Asking department")
+    h = {"Authorization": f"Bearer {access.issue_credential('asker-2')['key']}"}
+    access.add_department("auditor-2", "Auditor", role="auditor")
+    ah = {"Authorization": f"Bearer {access.issue_credential('auditor-2')['key']}"}
+    client = TestClient(app)
+    start = _head(engine)
+    r = client.post("/v1/holders/records", headers=h, json={"holder_id": holder})   # no purpose
+    assert r.status_code == 422
+    r = client.post("/v1/holders/records", params={"purpose": "XX-YY-9999"}, headers=h, json={"holder_id": holder})
+    assert r.status_code == 400
+    r = client.get("/v1/items", params={"purpose": ITEM}, headers=h)
+    assert r.status_code == 200
+    assert [e[:4] for e in _since(engine, start)] == [
+        ("asker-2", "lookup", "refused:422", holder), ("asker-2", "lookup", "refused:400", holder),
+        ("asker-2", "items", "allowed", None)]
+    r = client.post("/v1/holders/access-report", params={"purpose": "case:audit-2"}, headers=ah,
+                    json={"holder_id": holder})
+    seen = [(a["department"], a["action"], a["outcome"]) for a in r.json()["accesses"]]
+    assert ("asker-2", "lookup", "refused:422") in seen and ("asker-2", "lookup", "refused:400") in seen
+    assert audit.verify_chain(engine).ok
 
 
 def test_materials_check_and_access_report(env):
@@ -190,8 +272,22 @@ def test_materials_check_and_access_report(env):
     r = client.post("/v1/holders/access-report", params={"purpose": "case:audit-1"},
                     headers={"Authorization": f"Bearer {ak}"}, json={"holder_id": holder})
     assert r.status_code == 200
-    seen = {(a["department"], a["action"], a["purpose"]) for a in r.json()["accesses"]}
+    report = r.json()
+    seen = {(a["department"], a["action"], a["purpose"]) for a in report["accesses"]}
     assert ("lift-office", "materials", ITEM) in seen and ("lift-office", "access_report", "case:audit-1") in seen
+    # a page at a time: `more` and the cursor to the next page
+    pages, before = [], None
+    while True:
+        r = client.post("/v1/holders/access-report", headers={"Authorization": f"Bearer {ak}"},
+                        params={"purpose": "case:audit-1", "limit": 2, **({"before": before} if before else {})},
+                        json={"holder_id": holder})
+        page = r.json()
+        pages += [a["seq"] for a in page["accesses"]]
+        assert len(page["accesses"]) <= 2 and page["more"] == (page["next_before"] is not None)
+        if not page["more"]:
+            break
+        before = page["next_before"]
+    assert pages[1:] == [a["seq"] for a in report["accesses"]] and not report["more"]
 
 
 def test_rate_limit_per_department(published):

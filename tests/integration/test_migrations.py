@@ -63,3 +63,32 @@ def test_postgresql_migrations_match_models():
     finally:
         drop_database(server, name)
     assert diff == [] and left == set()
+
+
+def test_entries_from_before_the_chain_are_joined_to_it(tmp_path):
+    """Migration 0012: entries written before the chain (migration 0007) had no position; they
+    are appended to the chain, content unchanged, so that every entry is in it."""
+    from catalog import audit
+
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    engine = sa.create_engine(url, poolclass=sa.NullPool)
+    cfg = _alembic_config(url)
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0010")
+    audit.append(engine, department="chained", purpose="DJ-SCJG-0003", action="lookup", outcome="allowed")
+    with engine.begin() as conn:
+        for i in range(2):
+            conn.execute(sa.text("insert into audit_log (at, department, purpose, action, outcome, detail) "
+                                 "values ('2026-01-02 03:04:05.000000', :d, 'case:old-1', 'lookup', 'allowed', "
+                                 "'{\"records\": 1}')"), {"d": f"legacy-{i}"})
+    assert not audit.verify_chain(engine).ok
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+    r = audit.verify_chain(engine)
+    assert (r.ok, r.entries) == (True, 3), r
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("select department from audit_log order by seq")).scalars().all() == [
+            "chained", "legacy-0", "legacy-1"]
+    engine.dispose()
