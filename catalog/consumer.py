@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from exchange import clock
 from catalog import audit
-from catalog.access import Access, Caller, check_purpose, disclose
+from catalog.access import STATUS_SOURCES, Access, Caller, check_purpose, disclose
 from catalog.models import Dataset, DatasetVersion, Record
 from catalog.service import Catalog
 from exchange.errors import AccessDenied, ExchangeError, InvalidRequest, NotFound
@@ -42,6 +42,14 @@ def record_id_ok(record_id: str) -> str:
     if not RECORD_ID_RE.match(record_id or ""):
         raise InvalidRequest("a record id is 32 lower-case hex characters (from a holder lookup)")
     return record_id
+
+
+def _shown(key: str, fields: frozenset[str]) -> bool:
+    """A lookup's summary key under a partial grant: its own field granted; the status only when
+    the grant covers both the record's status and valid_to (an expired status tells valid_to)."""
+    if key == "status":
+        return STATUS_SOURCES <= fields
+    return key not in SUMMARY_FIELDS or key in fields
 
 
 class Consumer:
@@ -74,8 +82,7 @@ class Consumer:
             if not d.allowed:
                 continue          # datasets the caller may not see are not even mentioned
             seen[r["dataset"]] = seen.get(r["dataset"], 0) + 1
-            out.append({k: v for k, v in r.items()
-                        if k not in SUMMARY_FIELDS or d.fields is None or k in d.fields})
+            out.append({k: v for k, v in r.items() if d.fields is None or _shown(k, d.fields)})
         self._audit(caller, purpose, "lookup", "allowed", holder=key, datasets=sorted(seen),
                     detail={"records": len(out), "by_dataset": seen})
         return {"holder": key, "records": out}
@@ -111,7 +118,12 @@ class Consumer:
             raise InvalidRequest("leaf_hash is 64 lower-case hex characters")
         dataset, holder = self._record_dataset(record_id)
         try:
-            self.access.require(caller.department, dataset, purpose)
+            d = self.access.require(caller.department, dataset, purpose)
+            if d.fields is not None and not STATUS_SOURCES <= d.fields:
+                raise AccessDenied(
+                    f"the grant of {caller.department} on {dataset} does not cover the record's "
+                    f"{' and '.join(sorted(STATUS_SOURCES - d.fields))} (a status tells both); ask the "
+                    "dataset's steward for a grant that includes status and valid_to")
         except AccessDenied as exc:
             self.refused(caller, purpose, "status", exc, holder=holder, datasets=[dataset], subject=record_id)
             raise

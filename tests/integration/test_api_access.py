@@ -169,6 +169,15 @@ def test_partial_bundle_tells_no_withheld_field_through_its_status(env):
             assert ("status" in b, "status_since" in b) == (shown, shown), (fields, b)
             if shown:
                 assert b["status"] == "valid" and b["status_since"]
+            # the holder lookup and the status route tell the status on the same terms
+            found = client.post("/v1/holders/records", params={"purpose": ITEM}, headers=h,
+                                json={"holder_id": holder}).json()["records"]
+            mine = [x for x in found if x["record_id"] == rid]
+            assert len(mine) == 1 and ("status" in mine[0]) == shown, (fields, mine)
+            st = client.get(f"/v1/records/{rid}/status", params={"purpose": ITEM}, headers=h)
+            assert st.status_code == (200 if shown else 403), (fields, st.text)
+            if not shown:
+                assert "history" not in st.json() and "does not cover" in st.json()["detail"], st.json()
     finally:
         with engine.begin() as c:
             c.execute(sa.text("update datasets set sharing = 'unconditional' where id = :d"), {"d": DATASET})
