@@ -214,5 +214,7 @@ def _print_summary(console, s: dict) -> None:
                   "—" if c["quality_pass_share"] is None else f"{c['quality_pass_share']:.1%}",
                   f"{c['backlog']:,}", f"{c['records_consumed']:,}", f"{c['materials_saved']:,}")
     console.print(t)
-    console.print("Try: ./run exchange lookup HOLDER_ID | export RECORD_ID -o b.json | "
+    console.print("Try (lookup/export ask as a department: EXCHANGE_API_KEY=<its key from `exchange "
+                  "credentials issue`>): ./run exchange lookup HOLDER_ID --purpose DJ-SCJG-0003 | "
+                  "export RECORD_ID --purpose DJ-SCJG-0003 -o b.json | "
                   "verify b.json | datasets | status | scorecard | items | audit-chain DATASET")

@@ -184,8 +184,9 @@ def _size_gate(catalog, reg, run) -> None:
     approved = catalog.run_quality(run.id).get("approved_by")
     catalog.record_quality(run.id, size_gate=gate.as_dict())
     if gate.holds and not approved:
-        catalog.hold_run(run.id, gate.reason())
-        raise GateHeld(gate.reason(), source=reg.id, rule="size gate")
+        reason = gate.reason(reg.id, run.run_key)
+        catalog.hold_run(run.id, reason)
+        raise GateHeld(reason, source=reg.id, rule="size gate")
 
 
 def run_all(source_id: str, key: str, today: date | None = None) -> dict:

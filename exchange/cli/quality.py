@@ -26,7 +26,9 @@ def cmd_quarantine(args) -> int:
         raise ConfigError("usage: exchange quarantine DATASET | quarantine review DATASET KEY "
                           "--by NAME --note TEXT")
     dataset = args.words[0]
-    entries = catalog().quarantine(dataset, include_resolved=args.all)
+    cat = catalog()
+    cat.dataset(dataset)                 # NotFound (exit 7) naming the known datasets
+    entries = cat.quarantine(dataset, include_resolved=args.all)
     summary = queue_summary(entries, args.samples)
     _with_raw_rows(entries)
     if args.json:
