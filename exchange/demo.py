@@ -100,6 +100,9 @@ def run_demo(rows: int = 10_000, as_json: bool = False, departments: bool = True
     s.key_passphrase()   # fail early, before any work, if the passphrase is missing
     log = s.home / "demo.log"
     log.parent.mkdir(parents=True, exist_ok=True)
+    from exchange.cli.keys import create_signing_key
+    if (kid := create_signing_key(exist_ok=True)) is not None:   # as `exchange keys create` does
+        console.print(f"made the signing key {kid} (exchange keys create)", markup=False)
     with console.status("making the market-regulation silo"):
         reg = prepare(rows)
     silos = None

@@ -156,6 +156,8 @@ def publish(source_id: str, key: str) -> dict:
     if run.state in ("published", "unchanged"):
         state.commit(source_id, key, workdir, catalog, settings.home)   # if a crash stopped it
         return {"dataset": reg.dataset, "version": run.version, "state": run.state}
+    keys = KeyStore(settings.keys_dir, settings.key_passphrase())
+    keys.signer()          # no key, or a wrong passphrase: fail now (exit 2), before any work
     _size_gate(catalog, reg, run)
     staged_dir = workdir / "version"
     shutil.rmtree(staged_dir, ignore_errors=True)
@@ -164,7 +166,6 @@ def publish(source_id: str, key: str) -> dict:
                                      previous, staging.transient(workdir, "withdrawn"))
     staged = store.stage_version(records, reg.dataset, reg.ctype, staged_dir)
     diff = changes.diff(previous, staged.directory)
-    keys = KeyStore(settings.keys_dir, settings.key_passphrase())
     result = catalog.publish(run.id, reg, staged, keys)
     from catalog.key_status import write_key_material
     write_key_material(keys, catalog.engine, settings.jwks_path)

@@ -33,8 +33,19 @@ def home(tmp_path, monkeypatch) -> Path:
     monkeypatch.delenv("EXCHANGE_SOURCES_DIR", raising=False)
     monkeypatch.setenv("EXCHANGE_KEY_PASSPHRASE", TEST_PASSPHRASE)
     reset_settings()
+    make_signing_key()
     yield h
     reset_settings()
+
+
+def make_signing_key() -> str | None:
+    """The home's first signing key, made as `exchange keys create` makes it (signing never
+    makes one)."""
+    from catalog.keys import KeyStore
+    from exchange.settings import get_settings
+
+    s = get_settings()
+    return KeyStore(s.keys_dir, s.key_passphrase()).create(exist_ok=True)
 
 
 @contextmanager
@@ -48,6 +59,7 @@ def home_env(home: Path):
         mp.delenv("EXCHANGE_SOURCES_DIR", raising=False)
         mp.setenv("EXCHANGE_KEY_PASSPHRASE", TEST_PASSPHRASE)
         reset_settings()
+        make_signing_key()
         yield
     reset_settings()
 
