@@ -27,12 +27,25 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.close()
 
 
+def _private_sqlite(path: Path) -> None:
+    """The catalogue file 0600 before SQLite opens it (its -wal and -shm files take its mode);
+    a directory made for it is 0700."""
+    from exchange.files import private_dir, private_file
+
+    if not path.parent.exists():
+        private_dir(path.parent)
+    private_file(path)
+    for extra in (path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        if extra.exists() and extra.stat().st_mode & 0o077:
+            extra.chmod(0o600)
+
+
 @lru_cache(maxsize=8)
 def engine_for(url: str, pre_ping: bool = True) -> Engine:
     """An engine whose schema is at the newest migration. pre_ping=False saves a round trip
     per checkout (the API's hot path); a dropped connection then fails one request."""
-    if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+        _private_sqlite(Path(url.removeprefix("sqlite:///").split("?")[0]))
     engine = create_engine(url, pool_pre_ping=pre_ping)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)

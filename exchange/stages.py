@@ -26,7 +26,7 @@ def run_key(airflow_run_id: str) -> str:
 def _context(source_id: str, key: str):
     from catalog.service import Catalog
 
-    settings = get_settings()
+    settings = get_settings().private_home()
     reg = registry.get(source_id, settings.sources_dir)
     catalog = Catalog(settings.catalog_url, settings.store_dir)
     workdir = settings.staging_dir / source_id / key
