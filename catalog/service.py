@@ -32,6 +32,23 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+ANY_BASE = object()       # Catalog.publish without a base version to check
+
+
+class BaseMoved(PublishError):
+    """Another publish of the dataset committed while this version was built on the one before."""
+
+
+def _lock_dataset(s: Session, dataset: str) -> Dataset:
+    """The dataset's row, locked for the rest of the transaction: FOR UPDATE, and on SQLite
+    (which has no row locks and reads outside a transaction until its first write) a no-op
+    write first, which takes the database's write lock before the row is read."""
+    if s.get_bind().dialect.name == "sqlite":
+        s.execute(sa.update(Dataset.__table__).where(Dataset.id == dataset)
+                  .values(current_version=Dataset.__table__.c.current_version))
+    return s.get(Dataset, dataset, with_for_update=True, populate_existing=True)
+
+
 @dataclass(frozen=True)
 class PublishResult:
     dataset: str
@@ -134,8 +151,11 @@ class Catalog:
 
     # --- publishing -------------------------------------------------------------------
     def publish(self, run_id: int, reg: Registration, staged: store.StagedVersion,
-                keys: KeyStore, now: datetime | None = None) -> PublishResult:
-        """One transaction: the version, its records index and the run's state, or nothing."""
+                keys: KeyStore, now: datetime | None = None, *, base_version=ANY_BASE) -> PublishResult:
+        """One transaction: the version, its records index and the run's state, or nothing.
+        `base_version`: the current version `staged` was built on (its withdrawals are computed
+        against it); if another publish moved the dataset on meanwhile, BaseMoved is raised
+        under the dataset's lock, before anything is written, and the caller builds again."""
         now = now or utcnow()
         root_hex = staged.root.hex()
         final_dir: Path | None = None
@@ -144,11 +164,14 @@ class Catalog:
                 Session(conn, expire_on_commit=False) as s:
             try:
                 with s.begin():
+                    ds = _lock_dataset(s, reg.dataset)   # publishes of one dataset: one at a time
                     run = s.get(Run, run_id)
                     if run.state in FINAL:       # the same run again: publish nothing twice
                         return PublishResult(reg.dataset, run.version, run.state,
                                              run.accepted or 0, "")
-                    ds = s.get(Dataset, reg.dataset, with_for_update=True)
+                    if base_version is not ANY_BASE and ds.current_version != base_version:
+                        raise BaseMoved(f"dataset {ds.id} moved from version {base_version} to "
+                                        f"{ds.current_version} while this version was built")
                     prev = (s.get(DatasetVersion, (ds.id, ds.current_version))
                             if ds.current_version else None)
                     if prev and prev.content_digest == staged.content_digest:
@@ -196,12 +219,19 @@ class Catalog:
 
     def current_version_path(self, dataset: str) -> Path | None:
         """The directory of the dataset's current version (the snapshot diff reads it)."""
+        return self.current_version(dataset)[1]
+
+    def current_version(self, dataset: str) -> tuple[int | None, Path | None]:
+        """The dataset's current version and its directory, read together (None, None before
+        the first). A publish built on them passes the version as `base_version`."""
         with self.session() as s:
-            path = s.scalar(sa.select(DatasetVersion.path).join(
-                Dataset, sa.and_(Dataset.id == DatasetVersion.dataset_id,
-                                 Dataset.current_version == DatasetVersion.version))
-                .where(Dataset.id == dataset))
-            return Path(path) if path else None
+            row = s.execute(sa.select(Dataset.current_version, DatasetVersion.path).outerjoin(
+                DatasetVersion, sa.and_(Dataset.id == DatasetVersion.dataset_id,
+                                        Dataset.current_version == DatasetVersion.version))
+                .where(Dataset.id == dataset)).first()
+            if row is None or row[0] is None:
+                return None, None
+            return row[0], Path(row[1])
 
     def taken_files(self, source_id: str) -> set[str]:
         with self.session() as s:

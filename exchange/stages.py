@@ -149,6 +149,7 @@ def _queue_quarantine(catalog, reg, run_id: int, outcome) -> None:
 def publish(source_id: str, key: str) -> dict:
     from catalog import changes, store
     from catalog.keys import KeyStore
+    from catalog.service import BaseMoved
     from connectors import state
 
     settings, reg, catalog, workdir = _context(source_id, key)
@@ -160,13 +161,19 @@ def publish(source_id: str, key: str) -> dict:
     keys.signer()          # no key, or a wrong passphrase: fail now (exit 2), before any work
     _size_gate(catalog, reg, run)
     staged_dir = workdir / "version"
-    shutil.rmtree(staged_dir, ignore_errors=True)
-    previous = catalog.current_version_path(reg.dataset)
-    records, _ = changes.publishable(*(staging.transient(workdir, n) for n in ("accepted", "conformed")),
-                                     previous, staging.transient(workdir, "withdrawn"))
-    staged = store.stage_version(records, reg.dataset, reg.ctype, staged_dir)
-    diff = changes.diff(previous, staged.directory)
-    result = catalog.publish(run.id, reg, staged, keys)
+    for attempt in range(1, PUBLISH_ATTEMPTS + 1):
+        shutil.rmtree(staged_dir, ignore_errors=True)
+        base, previous = catalog.current_version(reg.dataset)
+        records, _ = changes.publishable(*(staging.transient(workdir, n) for n in ("accepted", "conformed")),
+                                         previous, staging.transient(workdir, "withdrawn"))
+        staged = store.stage_version(records, reg.dataset, reg.ctype, staged_dir)
+        diff = changes.diff(previous, staged.directory)
+        try:     # committed only if the dataset is still at `base` under its lock
+            result = catalog.publish(run.id, reg, staged, keys, base_version=base)
+            break
+        except BaseMoved:        # another source of the dataset published meanwhile: build on it
+            if attempt == PUBLISH_ATTEMPTS:
+                raise
     from catalog.key_status import write_key_material
     write_key_material(keys, catalog.engine, settings.jwks_path)
     state.commit(source_id, key, workdir, catalog, settings.home)   # watermark, mirror, files
@@ -175,6 +182,9 @@ def publish(source_id: str, key: str) -> dict:
     shutil.rmtree(staged_dir, ignore_errors=True)
     return {"dataset": result.dataset, "version": result.version, "state": result.state,
             "tree_size": result.tree_size, "root_hash": result.root_hash, "changes": diff.as_dict()}
+
+
+PUBLISH_ATTEMPTS = 5       # builds of a version when other publishes of its dataset keep landing
 
 
 def _size_gate(catalog, reg, run) -> None:
