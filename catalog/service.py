@@ -118,6 +118,12 @@ class Catalog:
                     "history": [{c: getattr(h, c) for c in HISTORY_COLUMNS} for h in history]}
 
     def start_run(self, source_id: str, run_key: str, dag_run_id: str | None = None) -> Run:
+        """The run, running (made if new); its owner is this process inside run_owner.owning()
+        (`exchange run`, `approve`), else none (Airflow). Other runs of the source whose owner
+        is gone are failed first."""
+        from catalog import run_owner
+
+        owner = run_owner.current()
         with self.session() as s, s.begin():
             run = s.scalar(sa.select(Run).where(Run.source_id == source_id, Run.run_key == run_key))
             if run is None:
@@ -126,8 +132,38 @@ class Catalog:
                 s.add(run)
             elif run.state not in FINAL:
                 run.state, run.message = "running", None
+            if run.state == "running":
+                run.owner_host, run.owner_pid, run.owner_start = (
+                    (owner["host"], owner["pid"], owner["start"]) if owner else (None, None, None))
             s.flush()
-            return run
+        self.reap_orphans(source_id, keep=run.id)
+        return run
+
+    def reap_orphans(self, source_id: str | None = None, keep: int | None = None) -> list[int]:
+        """Fail every running run (of the source) whose owner process on this host is gone;
+        returns their ids. Runs without an owner (Airflow's) are not judged here."""
+        from catalog import run_owner
+
+        q = sa.select(Run.id, Run.source_id, Run.run_key, Run.owner_host, Run.owner_pid, Run.owner_start).where(
+            Run.state == "running", Run.owner_host.is_not(None))
+        if source_id:
+            q = q.where(Run.source_id == source_id)
+        with self.session() as s:
+            candidates = s.execute(q).all()
+        reaped = []
+        for rid, source, key, host, pid, start in candidates:
+            if rid == keep or not run_owner.gone({"host": host, "pid": pid, "start": start}):
+                continue
+            message = (f"the process that ran it (pid {pid} on {host}, `exchange run` or "
+                       "`exchange approve`) is gone: killed or crashed outside Airflow; nothing of "
+                       f"the run was published. Run it again (`exchange run {source} --key {key}`)")
+            with self.session() as s, s.begin():     # only if still running under that owner
+                n = s.execute(sa.update(Run.__table__).where(
+                    Run.id == rid, Run.state == "running", Run.owner_pid == pid, Run.owner_host == host)
+                    .values(state="failed", message=message, finished_at=utcnow())).rowcount
+            if n:
+                reaped.append(rid)
+        return reaped
 
     def get_run(self, source_id: str, run_key: str) -> Run:
         with self.session() as s:

@@ -137,7 +137,9 @@ def cmd_verify(args) -> int:
 
 
 def cmd_runs(args) -> int:
-    rows = catalog().runs(args.source, args.limit)
+    cat = catalog()
+    cat.reap_orphans(args.source)     # runs whose `exchange run` process is gone: failed
+    rows = cat.runs(args.source, args.limit)
     if args.json:
         print(json.dumps(rows, ensure_ascii=False, indent=1, default=str))
     else:
