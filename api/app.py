@@ -5,7 +5,7 @@ import os
 
 from fastapi import FastAPI
 
-from api import dashboard, problems
+from api import dashboard, problems, security
 from api.auditing import AuditMiddleware, AuditWriter
 from api.limits import BodyLimit, RateLimiter
 from api.routes import catalogue, holders, keys, materials, records
@@ -37,4 +37,5 @@ def create_app(settings=None, *, rate: float | None = None, burst: int | None = 
     app.state.audit_writer = AuditWriter(cat.engine, None if inline is None else inline == "1")
     app.add_middleware(AuditMiddleware, writer_of=lambda scope: scope["app"].state.audit_writer)
     app.add_middleware(BodyLimit)
+    security.install(app)         # private state; security headers on every response
     return app
