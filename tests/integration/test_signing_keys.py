@@ -14,8 +14,8 @@ SOURCE = "smr_business_licence"
 
 def test_a_run_without_a_signing_key_fails_and_mints_none(home, silo_2k, capsys):
     keys_dir = get_settings().keys_dir
-    shutil.rmtree(keys_dir)                      # the fixture made one: this machine has none
     register_demo_source(home, silo_2k[0])
+    shutil.rmtree(keys_dir)                      # the helper made one: this machine has none
     assert cli(["run", SOURCE, "--key", "r1"]) == 2
     err = capsys.readouterr().err
     assert "no signing key in" in err and "run `exchange keys create`" in err
@@ -35,7 +35,6 @@ def test_a_run_without_a_signing_key_fails_and_mints_none(home, silo_2k, capsys)
 
 
 def test_keys_list_makes_no_key(home, capsys):
-    shutil.rmtree(get_settings().keys_dir)
     assert cli(["keys", "list", "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == []
     assert not list(get_settings().keys_dir.glob("*.pem"))
