@@ -41,9 +41,9 @@ def encrypt(key, passphrase: bytes, rounds: int = ROUNDS) -> bytes:
     padder = padding.PKCS7(128).padder()
     enc = Cipher(algorithms.AES(secret), modes.CBC(iv)).encryptor()
     data = enc.update(padder.update(plain) + padder.finalize()) + enc.finalize()
-    kdf = _der(_SEQ, _der(_OID, _PBKDF2) + _der(_SEQ, _der(_OCTETS, salt)
-                                                 + _der(_INT, rounds.to_bytes((rounds.bit_length() + 8) // 8, "big"))
-                                                 + _der(_SEQ, _der(_OID, _HMAC_SHA256) + _der(_NULL, b""))))
+    count = rounds.to_bytes((rounds.bit_length() + 8) // 8, "big")          # a positive INTEGER
+    prf = _der(_SEQ, _der(_OID, _HMAC_SHA256) + _der(_NULL, b""))
+    kdf = _der(_SEQ, _der(_OID, _PBKDF2) + _der(_SEQ, _der(_OCTETS, salt) + _der(_INT, count) + prf))
     scheme = _der(_SEQ, _der(_OID, _AES256_CBC) + _der(_OCTETS, iv))
     der = _der(_SEQ, _der(_SEQ, _der(_OID, _PBES2) + _der(_SEQ, kdf + scheme)) + _der(_OCTETS, data))
     b64 = base64.b64encode(der).decode()
@@ -69,7 +69,8 @@ def rounds_of(pem: bytes) -> int | None:
     """The PBKDF2-HMAC-SHA256 round count of an encrypted PKCS#8 PEM; None for any other
     protection (then it is not current and is re-encrypted)."""
     try:
-        der = base64.b64decode(b"".join(line for line in pem.strip().splitlines() if not line.startswith(b"-----")))
+        body = [line for line in pem.strip().splitlines() if not line.startswith(b"-----")]
+        der = base64.b64decode(b"".join(body))
         [(_, a, b)] = list(_children(der, 0, len(der)))
         (_, a, b), _ = list(_children(der, a, b))                       # encryptionAlgorithm
         (_, oa, ob), (_, a, b) = list(_children(der, a, b))             # PBES2, its parameters

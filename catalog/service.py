@@ -144,8 +144,8 @@ class Catalog:
         returns their ids. Runs without an owner (Airflow's) are not judged here."""
         from catalog import run_owner
 
-        q = sa.select(Run.id, Run.source_id, Run.run_key, Run.owner_host, Run.owner_pid, Run.owner_start).where(
-            Run.state == "running", Run.owner_host.is_not(None))
+        q = (sa.select(Run.id, Run.source_id, Run.run_key, Run.owner_host, Run.owner_pid, Run.owner_start)
+             .where(Run.state == "running", Run.owner_host.is_not(None)))
         if source_id:
             q = q.where(Run.source_id == source_id)
         with self.session() as s:
