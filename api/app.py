@@ -5,7 +5,7 @@ import os
 
 from fastapi import FastAPI
 
-from api import auditing, dashboard, problems
+from api import auditing, dashboard, problems, security
 from api.limits import BodyLimit, RateLimiter
 from api.routes import audit, catalogue, holders, keys, materials, records
 
@@ -33,6 +33,7 @@ def create_app(settings=None, *, rate: float | None = None, burst: int | None = 
         app.include_router(module.router)
     dashboard.install(app)        # /dashboard: pages for people (hidden from the OpenAPI schema)
     _install_auditing(app, cat.engine)
+    security.install(app)         # private state; security headers on every response
     return app
 
 

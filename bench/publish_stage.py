@@ -73,7 +73,7 @@ def _validate(silo_path: str) -> None:
     stages.extract(SOURCE, KEY)
     stages.conform(SOURCE, KEY)
     stages.validate(SOURCE, KEY, TODAY)
-    KeyStore(s.keys_dir, s.key_passphrase()).signer()
+    KeyStore(s.keys_dir, s.key_passphrase()).create(exist_ok=True)
 
 
 # run in a trial's process, from the checkout being timed (which may predate this file)

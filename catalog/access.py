@@ -34,6 +34,7 @@ CASE_RE = re.compile(r"^case:[A-Za-z0-9][A-Za-z0-9._/-]{3,63}$")
 ANY_CASE = "case:*"
 ROLES = ("consumer", "auditor")
 TOKEN_RE = re.compile(r"^exk_([0-9a-f]{16})\.([A-Za-z0-9_-]{43})$")
+MAX_DAYS = 730          # the longest a credential or a grant lives
 
 
 def now_utc() -> datetime:
@@ -65,6 +66,11 @@ def check_department_id(dept: str) -> str:
     if not DEPT_RE.match(dept or ""):
         raise InvalidRequest("a department id is 2-64 of a-z 0-9 _ . - starting with a letter or digit")
     return dept
+
+
+def _check_days(what: str, days: int) -> None:
+    if not 1 <= days <= MAX_DAYS:
+        raise InvalidRequest(f"{what} lives 1 to {MAX_DAYS} days, not {days}")
 
 
 def _secret_hash(secret: str) -> str:
@@ -215,8 +221,7 @@ class Access:
 
     def issue_credential(self, dept: str, days: int = 90, actor: str = "operator") -> dict:
         self._department(dept)
-        if not 1 <= days <= 730:
-            raise InvalidRequest("a credential lives 1 to 730 days")
+        _check_days("a credential", days)
         key_id, secret = secrets.token_hex(8), secrets.token_urlsafe(32)
         expires = now_utc() + timedelta(days=days)
         with self.engine.begin() as c:
@@ -248,6 +253,7 @@ class Access:
                   days: int = 365, actor: str = "operator") -> int:
         from schemas.types import all_types
 
+        _check_days("a grant", days)
         self._department(dept)
         info = self.datasets().get(dataset) or self._fresh_dataset(dataset)
         for p in purposes:

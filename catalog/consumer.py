@@ -53,10 +53,16 @@ def _shown(key: str, fields: frozenset[str]) -> bool:
 
 
 class Consumer:
-    def __init__(self, catalog: Catalog, access: Access):
+    """`operator`: who is at the terminal when the CLI asks for a department (its OS account
+    and host); written into every audit entry's detail with `via: cli`. None for the API."""
+
+    def __init__(self, catalog: Catalog, access: Access, operator: str | None = None):
         self.catalog, self.access, self.engine = catalog, access, catalog.engine
+        self.operator = operator
 
     def _audit(self, caller: Caller | None, purpose: str, action: str, outcome: str, **kw) -> None:
+        if self.operator is not None:
+            kw["detail"] = {**(kw.get("detail") or {}), "via": "cli", "operator": self.operator}
         row = audit.entry(department=caller.department if caller else "-", purpose=purpose or "-",
                           action=action, outcome=outcome, **kw)
         pending = PENDING.get()

@@ -1,6 +1,15 @@
-"""Engines and schema upgrades for the catalogue (Alembic owns the tables)."""
+"""Engines and schema upgrades for the catalogue (Alembic owns the tables).
+
+Processes that start together on an empty catalogue (the API's workers, Airflow's tasks) take
+turns to upgrade it: PostgreSQL an advisory lock held by the upgrade's transaction, MariaDB
+GET_LOCK, SQLite an exclusive lock on a file beside the database. The first migrates; the
+others then find the schema at head and do nothing.
+"""
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -11,6 +20,8 @@ from sqlalchemy import Engine, create_engine, event
 from catalog import rawdb
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+MIGRATION_LOCK = 0x65786368616E6765     # "exchange": the advisory lock key on PostgreSQL
+MIGRATION_WAIT = 300                    # seconds MariaDB waits for another process's upgrade
 
 
 def _alembic_config(url: str) -> Config:
@@ -30,17 +41,59 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.close()
 
 
+def _private_sqlite(path: Path) -> None:
+    """The catalogue file 0600 before SQLite opens it (its -wal and -shm files take its mode);
+    a directory made for it is 0700."""
+    from exchange.files import private_dir, private_file
+
+    if not path.parent.exists():
+        private_dir(path.parent)
+    private_file(path)
+    for extra in (path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        if extra.exists() and extra.stat().st_mode & 0o077:
+            extra.chmod(0o600)
+
+
 @lru_cache(maxsize=8)
 def engine_for(url: str, pre_ping: bool = True) -> Engine:
     """An engine whose schema is at the newest migration. pre_ping=False saves a round trip
     per checkout (the API's hot path); a dropped connection then fails one request."""
-    if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+        _private_sqlite(Path(url.removeprefix("sqlite:///").split("?")[0]))
     engine = create_engine(url, pool_pre_ping=pre_ping)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
-    with engine.begin() as conn:
+    with engine.begin() as conn, _migration_lock(conn, url):
         cfg = _alembic_config(url)
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
     return engine
+
+
+@contextlib.contextmanager
+def _migration_lock(conn, url: str):
+    """One upgrade at a time across processes (see the module's doc)."""
+    dialect = conn.dialect.name
+    if dialect == "postgresql":
+        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")   # until commit
+        yield
+    elif dialect in ("mysql", "mariadb"):
+        got = conn.exec_driver_sql(f"SELECT GET_LOCK('exchange_migrations', {MIGRATION_WAIT})").scalar()
+        if got != 1:
+            from exchange.errors import ConfigError
+            raise ConfigError(f"another process has been upgrading the catalogue's schema for "
+                              f"{MIGRATION_WAIT} s; check it, then start again")
+        try:
+            yield
+        finally:
+            conn.exec_driver_sql("SELECT RELEASE_LOCK('exchange_migrations')")
+    elif dialect == "sqlite" and url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+        path = Path(url.removeprefix("sqlite:///").split("?")[0])
+        fd = os.open(path.with_name(path.name + ".migrate-lock"), os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+    else:
+        yield

@@ -1,8 +1,11 @@
 """Ed25519 signing keys, the JWKS (RFC 7517) and signed tree heads (JWS, RFC 7515, alg EdDSA).
 
 Layout of the key directory (0700):
-  {kid}.pem   PKCS#8 private key encrypted with the passphrase (0600); kid = RFC 7638 thumbprint
+  {kid}.pem   PKCS#8 private key encrypted with the passphrase (0600; PBKDF2-HMAC-SHA256 at
+              600,000 rounds, AES-256-CBC: catalog/key_files.py); kid = RFC 7638 thumbprint
   keys.json   manifest: [{kid, created_at, status, compromised_at}], exactly one "active"
+Keys are made only on purpose: `exchange keys create` (the first), `rotate`, `compromise`.
+Signing never makes one (two machines would each sign with their own).
 Statuses: active (signs), retired (still in the JWKS), compromised (left out of the JWKS, so
 stock verifiers fail closed; listed in the signed key status document instead, with the heads
 it signed before its compromise time: see docs/verification.md, "Key status").
@@ -25,6 +28,7 @@ from joserfc import jws
 from joserfc.errors import SecurityWarning
 from joserfc.jwk import OKPKey
 
+from catalog import key_files
 from exchange import clock
 from exchange.files import atomic_write  # noqa: F401  (re-exported)
 from exchange.errors import ConfigError
@@ -131,36 +135,68 @@ class KeyStore:
     def _new_key(self) -> dict:
         raw = Ed25519PrivateKey.generate()
         kid = OKPKey.import_key(raw).thumbprint()
-        pem = raw.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.BestAvailableEncryption(self._passphrase))
         fd = os.open(self.directory / f"{kid}.pem", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as f:
-            f.write(pem)
+            f.write(key_files.encrypt(raw, self._passphrase))
             os.fsync(f.fileno())
         return {"kid": kid, "created_at": rfc3339(clock.now()),
                 "status": "active", "compromised_at": None}
 
-    def signer(self) -> OKPKey:
-        """The active private key (its `kid` is set), generated on first use."""
+    def _active(self) -> str:
         entries = self.manifest()
         if not entries:
-            with self._locked():
-                entries = self.manifest()
-                if not entries:
-                    entries = [self._new_key()]
-                    self._write_manifest(entries)
-        kid = next(e["kid"] for e in entries if e["status"] == "active")
+            raise ConfigError(f"no signing key in {self.directory}: run `exchange keys create` once, "
+                              "where the keys are kept (every machine that signs must share that key "
+                              "directory, or versions are signed by different keys)")
+        return next(e["kid"] for e in entries if e["status"] == "active")
+
+    def create(self, exist_ok: bool = False) -> str | None:
+        """The first signing key (`exchange keys create`); returns its kid. A store that has keys
+        is refused (None with exist_ok): a new key replaces the active one only by `rotate`."""
+        with self._locked():
+            entries = self.manifest()
+            if entries:
+                if exist_ok:
+                    return None
+                raise ConfigError(f"{self.directory} already has a signing key "
+                                  f"({self._active()}): use `exchange keys rotate` for a new one")
+            entries = [self._new_key()]
+            self._write_manifest(entries)
+            return entries[0]["kid"]
+
+    def signer(self) -> OKPKey:
+        """The active private key (its `kid` is set). Never makes one: ConfigError if none."""
+        kid = self._active()
         key = self._load(kid)
         return OKPKey.import_key(key.raw_value, {"kid": kid})
 
+    def reencrypt(self) -> list[str]:
+        """Rewrite every key file not protected at key_files.ROUNDS (written by an older
+        exchange) with the current KDF; returns their kids."""
+        with self._locked():
+            return self._reencrypt_locked()
+
+    def _reencrypt_locked(self) -> list[str]:
+        done = []
+        for e in self.manifest():
+            path = self.directory / f"{e['kid']}.pem"
+            if path.exists() and (key_files.rounds_of(path.read_bytes()) or 0) >= key_files.ROUNDS:
+                continue
+            raw = self._load(e["kid"]).private_key
+            atomic_write(path, key_files.encrypt(raw, self._passphrase), mode=0o600)
+            done.append(e["kid"])
+        return done
+
     def rotate(self) -> str:
-        """A new active key; the old one is retired (it stays in the JWKS). Returns the new kid."""
+        """A new active key; the old one is retired (it stays in the JWKS), and older keys
+        are re-encrypted with the current KDF. Returns the new kid."""
         with self._locked():
             entries = self.manifest()
             for e in entries:
                 if e["status"] == "active":
                     self._load(e["kid"])  # refuse to rotate with a wrong passphrase
                     e["status"] = "retired"
+            self._reencrypt_locked()
             entries.append(self._new_key())
             self._write_manifest(entries)
             return entries[-1]["kid"]
@@ -215,6 +251,7 @@ class KeyStore:
 
     def jwks(self) -> dict:
         """Public keys of the active and retired keys (standard JWKs only)."""
+        self._active()                   # no key: refused, never an empty JWKS
         entries = self.manifest()[::-1]  # newest first, the active key at the head
         kids = [e["kid"] for e in entries if e["status"] == "active"]
         kids += [e["kid"] for e in entries if e["status"] == "retired"]

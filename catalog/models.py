@@ -69,6 +69,11 @@ class Run(Base):
     version: Mapped[int | None] = mapped_column(Integer)
     message: Mapped[str | None] = mapped_column(Text)
     dag_run_id: Mapped[str | None] = mapped_column(String(255))   # Airflow's run id, for links
+    # the process running it outside Airflow (`exchange run`/`approve`; catalog/run_owner.py),
+    # migration 0013; None for Airflow's tasks (their failure callback answers for them)
+    owner_host: Mapped[str | None] = mapped_column(String(255))
+    owner_pid: Mapped[int | None] = mapped_column(Integer)
+    owner_start: Mapped[str | None] = mapped_column(String(64))  # boot id and start time of the pid
 
 
 class Record(Base):
@@ -154,6 +159,17 @@ class Credential(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class DashboardSession(Base):
+    """A dashboard login (api/dashboard/session.py), migration 0013. `id` is the SHA-256 of the
+    cookie's random token; a logout sets ended_at, which every worker process sees."""
+    __tablename__ = "dashboard_sessions"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key_id: Mapped[str] = mapped_column(ForeignKey("credentials.key_id"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class Grant(Base):

@@ -34,6 +34,23 @@ def utcnow() -> datetime:
     return clock.now()
 
 
+ANY_BASE = object()       # Catalog.publish without a base version to check
+
+
+class BaseMoved(PublishError):
+    """Another publish of the dataset committed while this version was built on the one before."""
+
+
+def _lock_dataset(s: Session, dataset: str) -> Dataset:
+    """The dataset's row, locked for the rest of the transaction: FOR UPDATE, and on SQLite
+    (which has no row locks and reads outside a transaction until its first write) a no-op
+    write first, which takes the database's write lock before the row is read."""
+    if s.get_bind().dialect.name == "sqlite":
+        s.execute(sa.update(Dataset.__table__).where(Dataset.id == dataset)
+                  .values(current_version=Dataset.__table__.c.current_version))
+    return s.get(Dataset, dataset, with_for_update=True, populate_existing=True)
+
+
 @dataclass(frozen=True)
 class PublishResult:
     dataset: str
@@ -103,6 +120,12 @@ class Catalog:
                     "history": [{c: getattr(h, c) for c in HISTORY_COLUMNS} for h in history]}
 
     def start_run(self, source_id: str, run_key: str, dag_run_id: str | None = None) -> Run:
+        """The run, running (made if new); its owner is this process inside run_owner.owning()
+        (`exchange run`, `approve`), else none (Airflow). Other runs of the source whose owner
+        is gone are failed first."""
+        from catalog import run_owner
+
+        owner = run_owner.current()
         with self.session() as s, s.begin():
             run = s.scalar(sa.select(Run).where(Run.source_id == source_id, Run.run_key == run_key))
             if run is None:
@@ -111,8 +134,38 @@ class Catalog:
                 s.add(run)
             elif run.state not in FINAL:
                 run.state, run.message = "running", None
+            if run.state == "running":
+                run.owner_host, run.owner_pid, run.owner_start = (
+                    (owner["host"], owner["pid"], owner["start"]) if owner else (None, None, None))
             s.flush()
-            return run
+        self.reap_orphans(source_id, keep=run.id)
+        return run
+
+    def reap_orphans(self, source_id: str | None = None, keep: int | None = None) -> list[int]:
+        """Fail every running run (of the source) whose owner process on this host is gone;
+        returns their ids. Runs without an owner (Airflow's) are not judged here."""
+        from catalog import run_owner
+
+        q = (sa.select(Run.id, Run.source_id, Run.run_key, Run.owner_host, Run.owner_pid, Run.owner_start)
+             .where(Run.state == "running", Run.owner_host.is_not(None)))
+        if source_id:
+            q = q.where(Run.source_id == source_id)
+        with self.session() as s:
+            candidates = s.execute(q).all()
+        reaped = []
+        for rid, source, key, host, pid, start in candidates:
+            if rid == keep or not run_owner.gone({"host": host, "pid": pid, "start": start}):
+                continue
+            message = (f"the process that ran it (pid {pid} on {host}, `exchange run` or "
+                       "`exchange approve`) is gone: killed or crashed outside Airflow; nothing of "
+                       f"the run was published. Run it again (`exchange run {source} --key {key}`)")
+            with self.session() as s, s.begin():     # only if still running under that owner
+                n = s.execute(sa.update(Run.__table__).where(
+                    Run.id == rid, Run.state == "running", Run.owner_pid == pid, Run.owner_host == host)
+                    .values(state="failed", message=message, finished_at=utcnow())).rowcount
+            if n:
+                reaped.append(rid)
+        return reaped
 
     def get_run(self, source_id: str, run_key: str) -> Run:
         with self.session() as s:
@@ -136,8 +189,11 @@ class Catalog:
 
     # --- publishing -------------------------------------------------------------------
     def publish(self, run_id: int, reg: Registration, staged: store.StagedVersion,
-                keys: KeyStore, now: datetime | None = None) -> PublishResult:
-        """One transaction: the version, its records index and the run's state, or nothing."""
+                keys: KeyStore, now: datetime | None = None, *, base_version=ANY_BASE) -> PublishResult:
+        """One transaction: the version, its records index and the run's state, or nothing.
+        `base_version`: the current version `staged` was built on (its withdrawals are computed
+        against it); if another publish moved the dataset on meanwhile, BaseMoved is raised
+        under the dataset's lock, before anything is written, and the caller builds again."""
         now = now or utcnow()
         root_hex = staged.root.hex()
         final_dir: Path | None = None
@@ -146,11 +202,14 @@ class Catalog:
                 Session(conn, expire_on_commit=False) as s:
             try:
                 with s.begin():
+                    ds = _lock_dataset(s, reg.dataset)   # publishes of one dataset: one at a time
                     run = s.get(Run, run_id)
                     if run.state in FINAL:       # the same run again: publish nothing twice
                         return PublishResult(reg.dataset, run.version, run.state,
                                              run.accepted or 0, "")
-                    ds = s.get(Dataset, reg.dataset, with_for_update=True)
+                    if base_version is not ANY_BASE and ds.current_version != base_version:
+                        raise BaseMoved(f"dataset {ds.id} moved from version {base_version} to "
+                                        f"{ds.current_version} while this version was built")
                     prev = (s.get(DatasetVersion, (ds.id, ds.current_version))
                             if ds.current_version else None)
                     if prev and prev.content_digest == staged.content_digest:
@@ -198,12 +257,19 @@ class Catalog:
 
     def current_version_path(self, dataset: str) -> Path | None:
         """The directory of the dataset's current version (the snapshot diff reads it)."""
+        return self.current_version(dataset)[1]
+
+    def current_version(self, dataset: str) -> tuple[int | None, Path | None]:
+        """The dataset's current version and its directory, read together (None, None before
+        the first). A publish built on them passes the version as `base_version`."""
         with self.session() as s:
-            path = s.scalar(sa.select(DatasetVersion.path).join(
-                Dataset, sa.and_(Dataset.id == DatasetVersion.dataset_id,
-                                 Dataset.current_version == DatasetVersion.version))
-                .where(Dataset.id == dataset))
-            return Path(path) if path else None
+            row = s.execute(sa.select(Dataset.current_version, DatasetVersion.path).outerjoin(
+                DatasetVersion, sa.and_(Dataset.id == DatasetVersion.dataset_id,
+                                        Dataset.current_version == DatasetVersion.version))
+                .where(Dataset.id == dataset)).first()
+            if row is None or row[0] is None:
+                return None, None
+            return row[0], Path(row[1])
 
     def taken_files(self, source_id: str) -> set[str]:
         with self.session() as s:

@@ -100,6 +100,9 @@ def run_demo(rows: int = 10_000, as_json: bool = False, departments: bool = True
     s.key_passphrase()   # fail early, before any work, if the passphrase is missing
     log = s.home / "demo.log"
     log.parent.mkdir(parents=True, exist_ok=True)
+    from exchange.cli.keys import create_signing_key
+    if (kid := create_signing_key(exist_ok=True)) is not None:   # as `exchange keys create` does
+        console.print(f"made the signing key {kid} (exchange keys create)", markup=False)
     with console.status("making the market-regulation silo"):
         reg = prepare(rows)
     silos = None
@@ -214,5 +217,7 @@ def _print_summary(console, s: dict) -> None:
                   "—" if c["quality_pass_share"] is None else f"{c['quality_pass_share']:.1%}",
                   f"{c['backlog']:,}", f"{c['records_consumed']:,}", f"{c['materials_saved']:,}")
     console.print(t)
-    console.print("Try: ./run exchange lookup HOLDER_ID | export RECORD_ID -o b.json | "
+    console.print("Try (lookup/export ask as a department: EXCHANGE_API_KEY=<its key from `exchange "
+                  "credentials issue`>): ./run exchange lookup HOLDER_ID --purpose DJ-SCJG-0003 | "
+                  "export RECORD_ID --purpose DJ-SCJG-0003 -o b.json | "
                   "verify b.json | datasets | status | scorecard | items | audit-chain DATASET")

@@ -65,6 +65,15 @@ class Settings:
     def jwks_path(self) -> Path:
         return self.keys_dir / "jwks.json"
 
+    def private_home(self) -> "Settings":
+        """Make (or tighten) the home, staging, store and key directories 0700: records,
+        quarantined rows and keys are for the exchange's OS account only."""
+        from exchange.files import private_dir
+
+        for d in (self.home, self.staging_dir, self.store_dir, self.keys_dir):
+            private_dir(d)
+        return self
+
     def key_passphrase(self) -> bytes:
         """From the environment, else (inside Airflow tasks) from Airflow's secrets backends
         as the Variable `exchange_key_passphrase` (env AIRFLOW_VAR_…, Vault, metastore …)."""

@@ -27,7 +27,7 @@ def run_key(airflow_run_id: str) -> str:
 def _context(source_id: str, key: str):
     from catalog.service import Catalog
 
-    settings = get_settings()
+    settings = get_settings().private_home()
     reg = registry.get(source_id, settings.sources_dir)
     catalog = Catalog(settings.catalog_url, settings.store_dir)
     workdir = workdir_for(source_id, key)
@@ -154,6 +154,7 @@ def _queue_quarantine(catalog, reg, run_id: int, outcome) -> None:
 def publish(source_id: str, key: str) -> dict:
     from catalog import changes, store
     from catalog.keys import KeyStore
+    from catalog.service import BaseMoved
     from connectors import state
 
     settings, reg, catalog, workdir = _context(source_id, key)
@@ -161,18 +162,25 @@ def publish(source_id: str, key: str) -> dict:
     if run.state in ("published", "unchanged"):
         state.commit(source_id, key, workdir, catalog, settings.home)   # if a crash stopped it
         return {"dataset": reg.dataset, "version": run.version, "state": run.state}
+    keys = KeyStore(settings.keys_dir, settings.key_passphrase())
+    keys.signer()          # no key, or a wrong passphrase: fail now (exit 2), before any work
     _size_gate(catalog, reg, run)
     from quality.gates import refuse_blank_licence_numbers
     refuse_blank_licence_numbers(staging.transient(workdir, "accepted"), reg.id, reg.certificate_type)
     staged_dir = workdir / "version"
-    shutil.rmtree(staged_dir, ignore_errors=True)
-    previous = catalog.current_version_path(reg.dataset)
-    records, carried = changes.publishable(*(staging.transient(workdir, n) for n in ("accepted", "conformed")),
-                                     previous, staging.transient(workdir, "withdrawn"))
-    staged = store.stage_version(records, reg.dataset, reg.ctype, staged_dir)
-    diff = changes.diff(previous, staged.directory)
-    keys = KeyStore(settings.keys_dir, settings.key_passphrase())
-    result = catalog.publish(run.id, reg, staged, keys)
+    for attempt in range(1, PUBLISH_ATTEMPTS + 1):
+        shutil.rmtree(staged_dir, ignore_errors=True)
+        base, previous = catalog.current_version(reg.dataset)
+        records, carried = changes.publishable(*(staging.transient(workdir, n) for n in ("accepted", "conformed")),
+                                               previous, staging.transient(workdir, "withdrawn"))
+        staged = store.stage_version(records, reg.dataset, reg.ctype, staged_dir)
+        diff = changes.diff(previous, staged.directory)
+        try:     # committed only if the dataset is still at `base` under its lock
+            result = catalog.publish(run.id, reg, staged, keys, base_version=base)
+            break
+        except BaseMoved:        # another source of the dataset published meanwhile: build on it
+            if attempt == PUBLISH_ATTEMPTS:
+                raise
     from catalog.key_status import write_key_material
     write_key_material(keys, catalog.engine, settings.jwks_path)
     state.commit(source_id, key, workdir, catalog, settings.home)   # watermark, mirror, files
@@ -184,6 +192,9 @@ def publish(source_id: str, key: str) -> dict:
             "changes": {**diff.as_dict(), "held": carried.held}}
 
 
+PUBLISH_ATTEMPTS = 5       # builds of a version when other publishes of its dataset keep landing
+
+
 def _size_gate(catalog, reg, run) -> None:
     """A version far larger or smaller than the current one waits for a steward's approval."""
     from quality.gates import SizeGate
@@ -192,8 +203,9 @@ def _size_gate(catalog, reg, run) -> None:
     approved = catalog.run_quality(run.id).get("approved_by")
     catalog.record_quality(run.id, size_gate=gate.as_dict())
     if gate.holds and not approved:
-        catalog.hold_run(run.id, gate.reason())
-        raise GateHeld(gate.reason(), source=reg.id, rule="size gate")
+        reason = gate.reason(reg.id, run.run_key)
+        catalog.hold_run(run.id, reason)
+        raise GateHeld(reason, source=reg.id, rule="size gate")
 
 
 def run_all(source_id: str, key: str, today: date | None = None) -> dict:

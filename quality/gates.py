@@ -22,11 +22,15 @@ class SizeGate:
     def holds(self) -> bool:
         return self.change is not None and abs(self.change) > self.limit
 
-    def reason(self) -> str:
+    def reason(self, source: str, run_key: str) -> str:
+        """What held the run and the exact command that lets it publish."""
+        import shlex
+
         return (f"size gate: {self.accepted} records against {self.previous} in the current "
                 f"version ({self.change:+.1%}, limit ±{self.limit:.0%}); a broken silo export "
                 "may be the cause. Check the silo, then approve with "
-                "`exchange approve SOURCE RUN_KEY --by NAME --note TEXT` or re-run")
+                f"`exchange approve {shlex.quote(source)} {shlex.quote(run_key)} --by NAME --note TEXT` "
+                "or re-run")
 
     def as_dict(self) -> dict:
         return {"previous": self.previous, "accepted": self.accepted, "change": self.change,

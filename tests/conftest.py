@@ -55,6 +55,17 @@ def home(tmp_path, monkeypatch) -> Path:
     reset_settings()
 
 
+def make_signing_key() -> str | None:
+    """The home's first signing key, made as `exchange keys create` makes it (signing never
+    makes one). The helpers that register a source to publish call it; a test that publishes
+    otherwise calls it itself."""
+    from catalog.keys import KeyStore
+    from exchange.settings import get_settings
+
+    s = get_settings()
+    return KeyStore(s.keys_dir, s.key_passphrase()).create(exist_ok=True)
+
+
 @contextmanager
 def home_env(home: Path):
     """EXCHANGE_HOME = home for a block (module-scoped fixtures cannot use `monkeypatch`)."""
@@ -84,6 +95,7 @@ def register_demo_source(home: Path, silo: Path, source_id: str = "smr_business_
     from exchange import registry
     from exchange.settings import get_settings
 
+    make_signing_key()
     template = (ROOT / "demo" / "registrations" / "smr_business_licence.toml").read_text("utf-8")
     text = template.replace("{silo}", str(silo)).replace('id = "smr_business_licence"', f'id = "{source_id}"')
     sources = get_settings().sources_dir
@@ -98,6 +110,7 @@ def register_sample(home: Path, type_name: str, silo: Path):
     from exchange import registry
     from exchange.settings import get_settings
 
+    make_signing_key()
     reg = sample_registration(type_name)
     text = reg.path.read_text("utf-8").replace("{silo}", str(silo))
     sources = get_settings().sources_dir
@@ -121,6 +134,7 @@ def register_source(home: Path, source_id: str, connector: dict, status_map: dic
     from exchange import registry
     from exchange.settings import get_settings
 
+    make_signing_key()
     text = (ROOT / "demo" / "registrations" / "smr_business_licence.toml").read_text("utf-8")
     head, rest = text.split("[connector]", 1)
     rest = rest[rest.index("[mapping]"):]

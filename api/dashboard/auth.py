@@ -1,15 +1,18 @@
-"""Login with an auditor department's exchange key; a signed session cookie after that.
-Logins (allowed or refused) and logouts are written to the access audit log."""
+"""Login with an auditor department's exchange key; a session kept in the catalogue after that,
+named by a signed cookie, ended by logout in every worker. Both forms carry a CSRF token and
+must post from this dashboard's own origin (api/dashboard/session.py). Logins (allowed or
+refused) and logouts are written to the access audit log."""
 from __future__ import annotations
 
+import secrets
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse
 
 from api.dashboard import session
-from api.dashboard.render import page
-from catalog import audit
+from api.dashboard.render import error, page
+from catalog import audit, dashboard_sessions
 from catalog.access import Caller
 from catalog.consumer import PENDING
 from exchange.errors import RateLimited, Unauthenticated
@@ -41,10 +44,18 @@ def _safe_next(value: str | None) -> str:
     return "/dashboard/"
 
 
+def _session_row(request: Request) -> str | None:
+    """The catalogue's id of the session in the request's cookie, if the cookie is genuine."""
+    token = session.read(request.app.state.dashboard_secret, request.cookies.get(session.COOKIE))
+    return dashboard_sessions.row(token) if token else None
+
+
 async def auditor(request: Request) -> Caller:
-    """The dependency of every page but the login: the session's auditor, else a redirect."""
-    key_id = session.read(request.app.state.dashboard_secret, request.cookies.get(session.COOKIE))
+    """The dependency of every page but the login: the session's auditor, else a redirect.
+    The session must be live in the catalogue (not logged out, not expired)."""
+    row = _session_row(request)
     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    key_id = dashboard_sessions.key_of(request.app.state.consumer.engine, row) if row else None
     if key_id is None:
         raise LoginRequired(target)
     try:
@@ -54,6 +65,8 @@ async def auditor(request: Request) -> Caller:
     if caller.role != "auditor":
         raise LoginRequired(target)
     request.state.dashboard_caller = caller
+    request.state.dashboard_session = row
+    request.state.dashboard_csrf = session.csrf_token(request.app.state.dashboard_secret, row)
     return caller
 
 
@@ -65,17 +78,46 @@ def to_login(request: Request, exc: LoginRequired):
     return RedirectResponse(f"/dashboard/login?{urlencode({'next': exc.next_url})}", status_code=303)
 
 
+def _cookie(resp, name: str, value: str, max_age: int, request: Request) -> None:
+    resp.set_cookie(name, value, max_age=max_age, path="/dashboard", httponly=True, samesite="strict",
+                    secure=request.url.scheme == "https")
+
+
+FORGED = ("the form did not come from this dashboard, or it expired: open the login page again "
+          "and log in from there")
+
+
 @router.get("/login")
 async def login_form(request: Request, next: str | None = None):
-    return page(request, "login.html", {"next": _safe_next(next), "message": None})
+    """The form, with a token bound to a pre-session cookie (made here if there is none)."""
+    secret = request.app.state.dashboard_secret
+    pre_cookie = request.cookies.get(session.LOGIN_COOKIE)
+    fresh = session.read(secret, pre_cookie, "login") is None
+    if fresh:
+        pre_cookie = session.make(secret, secrets.token_urlsafe(32), "login", session.LOGIN_TTL)
+    resp = page(request, "login.html", {"next": _safe_next(next), "message": None,
+                                        "csrf": session.csrf_token(secret, pre_cookie)})
+    if fresh:
+        _cookie(resp, session.LOGIN_COOKIE, pre_cookie, session.LOGIN_TTL, request)
+    return resp
 
 
 @router.post("/login")
 async def login(request: Request, key: Annotated[str, Form(max_length=200)] = "",
-                next: Annotated[str, Form(max_length=500)] = "/dashboard/"):
+                next: Annotated[str, Form(max_length=500)] = "/dashboard/",
+                csrf: Annotated[str, Form(max_length=100)] = ""):
     access = request.app.state.consumer.access
     host = request.client.host if request.client else "-"
+    secret = request.app.state.dashboard_secret
     ctx = {"next": _safe_next(next)}
+    pre_cookie = request.cookies.get(session.LOGIN_COOKIE)
+    if (not session.same_origin(request) or session.read(secret, pre_cookie, "login") is None
+            or not session.csrf_ok(secret, pre_cookie, csrf)):
+        record(request, "dashboard.login", "refused:403",
+               detail={"reason": "cross-site or forged login form", "client": host,
+                       "origin": (request.headers.get("origin") or "")[:100]})
+        return page(request, "login.html", {**ctx, "message": FORGED, "csrf": None}, 403)
+    ctx["csrf"] = session.csrf_token(secret, pre_cookie)
     try:
         caller = access.authenticate(key.strip())
     except Unauthenticated as exc:
@@ -92,15 +134,22 @@ async def login(request: Request, key: Annotated[str, Form(max_length=200)] = ""
                     f"{caller.role}; the dashboard shows the access audit, so only an auditor "
                     "department's key may log in"}, 403)
     record(request, "dashboard.login", "allowed", caller.department, subject=caller.key_id)
+    token = dashboard_sessions.open_session(request.app.state.consumer.engine, caller.key_id, session.TTL)
     resp = RedirectResponse(ctx["next"], status_code=303)
-    resp.set_cookie(session.COOKIE, session.make(request.app.state.dashboard_secret, caller.key_id),
-                    max_age=session.TTL, path="/dashboard", httponly=True, samesite="strict",
-                    secure=request.url.scheme == "https")
+    _cookie(resp, session.COOKIE, session.make(secret, token), session.TTL, request)
+    resp.delete_cookie(session.LOGIN_COOKIE, path="/dashboard", httponly=True, samesite="strict")
     return resp
 
 
 @router.post("/logout")
-async def logout(request: Request, caller: AuditorDep):
+async def logout(request: Request, caller: AuditorDep, csrf: Annotated[str, Form(max_length=100)] = ""):
+    row = request.state.dashboard_session
+    if not session.same_origin(request) or not session.csrf_ok(request.app.state.dashboard_secret, row, csrf):
+        record(request, "dashboard.logout", "refused:403", caller.department, subject=caller.key_id,
+               detail={"reason": "cross-site or forged logout form"})
+        return error(request, 403, "Not logged out", "the logout did not come from this dashboard's "
+                                                     "own page: use the Log out button")
+    dashboard_sessions.end(request.app.state.consumer.engine, row)      # in every worker, at once
     record(request, "dashboard.logout", "done", caller.department, subject=caller.key_id)
     resp = RedirectResponse("/dashboard/login", status_code=303)
     resp.delete_cookie(session.COOKIE, path="/dashboard", httponly=True, samesite="strict")

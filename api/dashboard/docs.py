@@ -3,8 +3,8 @@
 GX's pages run their own scripts and pull styles from CDNs, so they are served sandboxed
 (an opaque origin: they cannot act as the dashboard). A sandboxed page's requests carry no
 SameSite=Strict cookie, so its URLs carry a token instead: signed, for one run, bound to the
-auditor's key (checked on every request) and expiring with the session; never sent onwards
-as a Referer."""
+session (its catalogue id, not its secret; checked live on every request, so a logout ends it
+too) and expiring with it; never sent onwards as a Referer."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -15,6 +15,7 @@ from fastapi.responses import FileResponse, RedirectResponse
 from api.dashboard import session
 from api.dashboard.auth import AuditorDep
 from api.dashboard.render import error, page
+from catalog import dashboard_sessions
 from exchange.errors import Unauthenticated
 
 router = APIRouter(prefix="/dashboard", include_in_schema=False)
@@ -54,7 +55,7 @@ async def run_docs_list(request: Request, run_id: int, caller: AuditorDep):
     if docs_file(request.app.state.settings.staging_dir, index, "index.html") is None:
         return _missing(request, run_id)
     root = Path(index).parent
-    token = session.make(request.app.state.dashboard_secret, caller.key_id, f"docs:{run_id}")
+    token = session.make(request.app.state.dashboard_secret, request.state.dashboard_session, f"docs:{run_id}")
     base = f"/dashboard/runs/{run_id}/docs/{token}/"
     pages = [{"name": p.relative_to(root / "validations").parts, "url": base + p.relative_to(root).as_posix()}
              for p in sorted((root / "validations").rglob("*.html"))]
@@ -63,7 +64,8 @@ async def run_docs_list(request: Request, run_id: int, caller: AuditorDep):
 
 @router.get("/runs/{run_id}/docs/{token}/{sub:path}")
 async def run_docs(request: Request, run_id: int, token: str, sub: str):
-    key_id = session.read(request.app.state.dashboard_secret, token, f"docs:{run_id}")
+    row = session.read(request.app.state.dashboard_secret, token, f"docs:{run_id}")
+    key_id = dashboard_sessions.key_of(request.app.state.consumer.engine, row) if row else None
     try:
         if key_id is None or request.app.state.consumer.access.current(key_id).role != "auditor":
             raise Unauthenticated("bad docs token")

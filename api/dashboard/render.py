@@ -11,11 +11,14 @@ from fastapi.templating import Jinja2Templates
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
-# no script, no inline style, nothing from elsewhere; forms post only here
+# no script, no inline style, nothing from elsewhere; forms post only here. Referrer-Policy
+# same-origin, not no-referrer: under no-referrer a browser sends `Origin: null` with a form's
+# POST, and the dashboard's POSTs are refused unless their Origin is its own (CSRF).
 PAGE_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self' data:; "
                                "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
     "X-Content-Type-Options": "nosniff", "Referrer-Policy": "same-origin", "Cache-Control": "no-store",
+    "X-Frame-Options": "DENY",
 }
 
 
@@ -53,7 +56,8 @@ def airflow_url(source_id: str, dag_run_id: str | None = None) -> str:
 
 
 def page(request: Request, name: str, context: dict, status_code: int = 200):
-    ctx = {"caller": getattr(request.state, "dashboard_caller", None), **context}
+    ctx = {"caller": getattr(request.state, "dashboard_caller", None),
+           "session_csrf": getattr(request.state, "dashboard_csrf", None), **context}
     return templates.TemplateResponse(request, name, ctx, status_code=status_code, headers=PAGE_HEADERS)
 
 

@@ -1,6 +1,12 @@
-"""Dashboard sessions: an HttpOnly, SameSite=Strict cookie naming an auditor's key id until a
-time, signed with HMAC-SHA256; the same kind of token, scoped to one run, in Data Docs URLs. The secret is EXCHANGE_DASHBOARD_SECRET, else random per
-process (then sessions end when the server restarts, and every worker needs the variable)."""
+"""Dashboard sessions: an HttpOnly, SameSite=Strict cookie holding a session token until a
+time, signed with HMAC-SHA256; the session itself lives in the catalogue
+(catalog/dashboard_sessions.py), so a logout ends it in every worker. The same kind of signed
+value, scoped to one run and bound to the session, goes in Data Docs URLs; and a pre-session
+cookie binds the login form's CSRF token. The secret is EXCHANGE_DASHBOARD_SECRET, else random
+per process (then sessions end when the server restarts; `serve --workers N` makes one for all).
+
+CSRF: every form that posts (login, logout) carries a token, an HMAC of the (pre-)session, and a
+POST is refused unless its Origin (or, without one, its Referer) is the dashboard's own."""
 from __future__ import annotations
 
 import base64
@@ -9,11 +15,14 @@ import hmac
 import os
 import secrets
 import time
+from urllib.parse import urlsplit
 
 from exchange.errors import ConfigError
 
 COOKIE = "exchange_dashboard"
+LOGIN_COOKIE = "exchange_dashboard_login"     # the pre-session: binds the login form's token
 TTL = 8 * 3600
+LOGIN_TTL = 3600
 
 
 def load_secret() -> bytes:
@@ -51,3 +60,28 @@ def read(secret: bytes, value: str | None, scope: str = "session", now: float | 
     except ValueError:
         return None
     return key_id if made_for == scope and expires_at > (now or time.time()) else None
+
+
+def csrf_token(secret: bytes, bound_to: str) -> str:
+    """The token a form carries, bound to one (pre-)session value."""
+    return _mac(secret, f"csrf|{bound_to}".encode())
+
+
+def csrf_ok(secret: bytes, bound_to: str | None, given: str | None) -> bool:
+    return bool(bound_to and given) and hmac.compare_digest(csrf_token(secret, bound_to), given)
+
+
+def _origin(scheme: str, netloc: str) -> str:
+    default = {"http": ":80", "https": ":443"}.get(scheme, "")
+    return f"{scheme}://{netloc.lower().removesuffix(default) if default else netloc.lower()}"
+
+
+def same_origin(request) -> bool:
+    """The POST came from a page of this dashboard: its Origin, or without one its Referer."""
+    own = _origin(request.url.scheme, request.url.netloc)
+    origin = request.headers.get("origin")
+    if origin is not None:
+        parts = urlsplit(origin)
+        return origin != "null" and _origin(parts.scheme, parts.netloc) == own
+    referer = urlsplit(request.headers.get("referer") or "")
+    return bool(referer.netloc) and _origin(referer.scheme, referer.netloc) == own

@@ -21,7 +21,7 @@ def catalog():
     from catalog.service import Catalog
     from exchange.settings import get_settings
 
-    s = get_settings()
+    s = get_settings().private_home()
     return Catalog(s.catalog_url, s.store_dir)
 
 
@@ -29,7 +29,7 @@ def keystore():
     from catalog.keys import KeyStore
     from exchange.settings import get_settings
 
-    s = get_settings()
+    s = get_settings().private_home()
     return KeyStore(s.keys_dir, s.key_passphrase())
 
 

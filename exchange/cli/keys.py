@@ -1,4 +1,5 @@
-"""Signing keys: `exchange keys list | rotate | compromise KID [--at TIME]`."""
+"""Signing keys: `exchange keys create | list | rotate | reencrypt | compromise KID [--at TIME]`.
+Only these commands make keys: a run without one fails (exit 2) and says to run `keys create`."""
 from __future__ import annotations
 
 import argparse
@@ -17,11 +18,36 @@ def _publish(keys) -> None:
     write_key_material(keys, catalog().engine, get_settings().jwks_path)
 
 
+def create_signing_key(exist_ok: bool = False) -> str | None:
+    """The first signing key in EXCHANGE_HOME's key directory, and the JWKS that publishes it
+    (`exchange keys create`; the demo and the test fixtures make theirs through this too)."""
+    keys = keystore()
+    kid = keys.create(exist_ok=exist_ok)
+    if kid is not None:
+        _publish(keys)
+    return kid
+
+
+def cmd_create(args) -> int:
+    kid = create_signing_key()
+    print(json.dumps({"active": kid}) if args.json else
+          f"key {kid} now signs; back up the key directory with its passphrase, and give every "
+          "machine that publishes the same key directory")
+    return 0
+
+
+def cmd_reencrypt(args) -> int:
+    done = keystore().reencrypt()
+    print(json.dumps({"reencrypted": done}) if args.json else
+          f"re-encrypted {len(done)} key file(s) with PBKDF2-HMAC-SHA256 at 600,000 rounds"
+          + (f": {', '.join(done)}" if done else " (all were already)"))
+    return 0
+
+
 def cmd_list(args) -> int:
     from catalog.key_status import summary
 
     keys = keystore()
-    keys.signer()  # the first key is made on first use
     rows = summary(keys, catalog().engine)
     if args.json:
         print(json.dumps(rows, indent=1))
@@ -64,10 +90,13 @@ def cmd_compromise(args) -> int:
 
 
 def register(add) -> None:
-    sp = add("keys", lambda a: a.keys_func(a), "signing keys: list, rotate, compromise")
+    sp = add("keys", lambda a: a.keys_func(a), "signing keys: create, list, rotate, reencrypt, compromise")
     sub = sp.add_subparsers(dest="keys_command", required=True)
-    for name, func, help in (("list", cmd_list, "keys, their status and heads signed"),
+    for name, func, help in (("create", cmd_create, "the first signing key (once; refused if there is one)"),
+                             ("list", cmd_list, "keys, their status and heads signed"),
                              ("rotate", cmd_rotate, "a new key signs every later version"),
+                             ("reencrypt", cmd_reencrypt, "rewrite key files of an older exchange "
+                                                          "with the current KDF"),
                              ("compromise", cmd_compromise, "stop trusting a key from a given time")):
         p = sub.add_parser(name, help=help)
         p.add_argument("--json", action="store_true", default=argparse.SUPPRESS)

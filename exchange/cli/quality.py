@@ -27,7 +27,9 @@ def cmd_quarantine(args) -> int:
         raise ConfigError("usage: exchange quarantine DATASET | quarantine review DATASET KEY "
                           "--by NAME --note TEXT")
     dataset = args.words[0]
-    entries = catalog().quarantine(dataset, include_resolved=args.all)
+    cat = catalog()
+    cat.dataset(dataset)                 # NotFound (exit 7) naming the known datasets
+    entries = cat.quarantine(dataset, include_resolved=args.all)
     summary = queue_summary(entries, args.samples)
     _with_raw_rows(entries)
     if args.json:
@@ -70,11 +72,14 @@ def _review(args) -> int:
 def cmd_approve(args) -> int:
     from exchange import stages
 
+    from catalog.run_owner import owning
+
     run = catalog().approve_run(args.source, args.run_key, args.by, args.note)
     result = {"source": args.source, "run_key": args.run_key, "approved_by": args.by,
               "held_because": run.message}
     if not args.no_publish:
-        result.update(stages.publish(args.source, args.run_key))
+        with owning():                        # the run is this process's while it publishes
+            result.update(stages.publish(args.source, args.run_key))
     emit(args, result if args.json else
          f"approved run {args.run_key} of {args.source}"
          + (f": {result['state']} version {result.get('version')}" if not args.no_publish else ""))

@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from exchange.cli import catalog, table
-from exchange.errors import ConfigError
+from exchange.errors import AccessDenied, ConfigError, ExchangeError, Unauthenticated
 
 
 def cmd_datasets(args) -> int:
@@ -18,33 +19,80 @@ def cmd_datasets(args) -> int:
     return 0
 
 
-def cmd_lookup(args) -> int:
-    from schemas.normalize import code_key_scalar
+def _operator() -> str:
+    """The OS account at the terminal (from the process's uid, not $USER) and the host."""
+    import pwd
+    import socket
 
-    key = code_key_scalar(args.holder_id) or ""
+    try:
+        user = pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        user = f"uid {os.getuid()}"
+    return f"{user}@{socket.gethostname()}"
+
+
+def _consumer():
+    from catalog.access import Access
+    from catalog.consumer import Consumer
+
     cat = catalog()
-    rows = cat.lookup(key)
-    cat.audit(args.department, args.purpose, "lookup", key, "found" if rows else "none",
-                  {"records": len(rows)})
+    return Consumer(cat, Access(cat.engine, ttl=0), operator=_operator())
+
+
+def _caller(consumer, args):
+    """The department whose exchange key is given, authenticated as the API does."""
+    token = args.key or os.environ.get("EXCHANGE_API_KEY")
+    if not token:
+        raise Unauthenticated(
+            "the CLI asks for a department under the API's rules: give that department's exchange "
+            "key with --key or (better: not in the process list) EXCHANGE_API_KEY; the operator "
+            "issues one with `exchange credentials issue DEPARTMENT`. Your OS account is audited")
+    caller = consumer.access.authenticate(token.strip())
+    if args.department and args.department != caller.department:
+        raise AccessDenied(f"the exchange key {caller.key_id} belongs to department {caller.department}, "
+                           f"not {args.department}: a key acts only for its own department")
+    return caller
+
+
+def _as_department(args, action: str, ask):
+    """ask(consumer, caller) for the key's department; a refusal is audited as the API's are."""
+    from catalog.access import check_purpose
+
+    consumer, caller = _consumer(), None
+    try:
+        check_purpose(args.purpose)
+        caller = _caller(consumer, args)
+        return ask(consumer, caller)
+    except ExchangeError as exc:
+        if not getattr(exc, "audited", False):
+            consumer.refused(caller, args.purpose, action, exc)
+        raise
+
+
+def cmd_lookup(args) -> int:
+    from catalog.consumer import holder_key
+
+    holder_key(args.holder_id)                  # bad input (exit 4) before anything else
+    out = _as_department(args, "lookup", lambda c, caller: c.lookup(caller, args.purpose, args.holder_id))
+    key, rows = out["holder"], out["records"]
     if args.json:
-        print(json.dumps({"holder": key, "records": rows}, ensure_ascii=False, indent=1))
+        print(json.dumps(out, ensure_ascii=False, indent=1))
     elif rows:
         table(f"Records held for {key}", rows, ["record_id", "title", "licence_number",
                                                  "holder_name", "status", "disputed", "valid_to", "version"])
     else:
-        print(f"no records held for {key}")
+        print(f"no records held for {key} that department may see for this purpose")
     return 0
 
 
 def cmd_export(args) -> int:
-    cat = catalog()
-    bundle = cat.bundle(args.record_id)
-    cat.audit(args.department, args.purpose, "export", args.record_id, "exported")
+    bundle = _as_department(args, "bundle", lambda c, caller: c.bundle(caller, args.purpose, args.record_id))
     text = json.dumps(bundle, ensure_ascii=False, indent=1)
     if args.output:
         Path(args.output).write_text(text + "\n", encoding="utf-8")
-        msg = {"record_id": args.record_id, "written": args.output}
-        print(json.dumps(msg) if args.json else f"wrote the bundle of {args.record_id} to {args.output}")
+        msg = {"record_id": args.record_id, "written": args.output, "disclosure": bundle.get("disclosure")}
+        print(json.dumps(msg) if args.json else f"wrote the bundle of {args.record_id} to {args.output}"
+              + ("" if bundle.get("verifiable", True) else " (only the granted fields: not verifiable)"))
     else:
         print(text)
     return 0
@@ -98,7 +146,9 @@ def cmd_verify(args) -> int:
 
 
 def cmd_runs(args) -> int:
-    rows = catalog().runs(args.source, args.limit)
+    cat = catalog()
+    cat.reap_orphans(args.source)     # runs whose `exchange run` process is gone: failed
+    rows = cat.runs(args.source, args.limit)
     if args.json:
         print(json.dumps(rows, ensure_ascii=False, indent=1, default=str))
     else:
@@ -108,9 +158,11 @@ def cmd_runs(args) -> int:
 
 
 def consumer(sp):
-    sp.add_argument("--department", default="operator-cli", help="who is asking")
-    sp.add_argument("--purpose", default="operator lookup",
-                    help="why: a service-item code or case number")
+    """Asks as a department, under the API's rules (catalog/consumer.py), audited with the OS account."""
+    sp.add_argument("--key", help="the department's exchange key exk_… (default: $EXCHANGE_API_KEY, "
+                                  "which keeps it out of the process list)")
+    sp.add_argument("--department", help="the department asking; must be the key's own")
+    sp.add_argument("--purpose", help="why: a service-item code (exchange items) or case:NUMBER")
     return sp
 
 

@@ -9,7 +9,7 @@ def cmd_serve(args) -> int:
 
     import uvicorn
 
-    buckets = None
+    buckets, secret_made = None, False
     if args.workers > 1:        # one rate limit per department for all workers together
         from api.shared_buckets import create
 
@@ -17,6 +17,10 @@ def cmd_serve(args) -> int:
         os.close(fd)
         buckets = create(Path(name))
         os.environ["EXCHANGE_API_BUCKETS"] = str(buckets)
+        if not os.environ.get("EXCHANGE_DASHBOARD_SECRET"):   # one dashboard secret for all workers
+            import secrets
+            os.environ["EXCHANGE_DASHBOARD_SECRET"] = secrets.token_urlsafe(32)
+            secret_made = True
     try:
         uvicorn.run("api.app:create_app", factory=True, host=args.host, port=args.port,
                     workers=args.workers, log_level=args.log_level, access_log=args.access_log,
@@ -25,6 +29,8 @@ def cmd_serve(args) -> int:
         if buckets is not None:
             buckets.unlink(missing_ok=True)
             os.environ.pop("EXCHANGE_API_BUCKETS", None)
+        if secret_made:
+            os.environ.pop("EXCHANGE_DASHBOARD_SECRET", None)
     return 0
 
 

@@ -34,8 +34,10 @@ def cmd_status(args) -> int:
     from exchange import registry
     from exchange.settings import get_settings
 
+    cat = catalog()
+    cat.reap_orphans()       # runs whose `exchange run` process is gone: failed, not running
     scan = registry.scan(get_settings().sources_dir)
-    rows = monitoring.with_registrations(monitoring.source_status(catalog(), _at(args.at)), scan)
+    rows = monitoring.with_registrations(monitoring.source_status(cat, _at(args.at)), scan)
     if args.source:
         rows = [r for r in rows if r["source"] == args.source]
         if not rows:
@@ -98,6 +100,7 @@ def _share(x) -> str:
 def cmd_run(args) -> int:
     """Run a source's whole path now, in this process (a steward's check; Airflow runs it on
     its schedule): a bar per stage."""
+    from catalog.run_owner import owning
     from exchange import stages
     from exchange.cli.progress import bar
 
@@ -105,7 +108,7 @@ def cmd_run(args) -> int:
     steps = [("extract", stages.extract), ("conform", stages.conform),
              ("validate", stages.validate), ("publish", stages.publish)]
     out = {}
-    with bar(args, transient=False) as progress:
+    with owning(), bar(args, transient=False) as progress:     # the run is this process's
         task = progress.add_task(f"{args.source}: extract", total=len(steps))
         for name, step in steps:
             progress.update(task, description=f"{args.source}: {name}")

@@ -81,12 +81,16 @@ def test_dag_runs_under_airflow_and_publishes_a_verifiable_version(home, silo_2k
     from exchange.settings import get_settings
     s = get_settings()
     holder = Catalog(s.catalog_url, s.store_dir).sample_holder(reg.dataset)
-    found = json.loads(subprocess.run([*cli, "lookup", holder, "--json"], env=env,
-                                      capture_output=True, text=True, check=True).stdout)
+    subprocess.run([*cli, "departments", "add", "transport", "交通运输局"], env=env, check=True)
+    issued = subprocess.run([*cli, "credentials", "issue", "transport", "--json"], env=env,
+                            capture_output=True, text=True, check=True).stdout
+    asking = {**env, "EXCHANGE_API_KEY": json.loads(issued)["key"]}     # the CLI asks as a department
+    found = json.loads(subprocess.run([*cli, "lookup", holder, "--purpose", "DJ-SCJG-0003", "--json"],
+                                      env=asking, capture_output=True, text=True, check=True).stdout)
     record_id = found["records"][0]["record_id"]
     out = tmp_path / "bundle.json"
-    subprocess.run([*cli, "export", record_id, "-o", str(out)], env=env, check=True,
-                   capture_output=True)
+    subprocess.run([*cli, "export", record_id, "--purpose", "DJ-SCJG-0003", "-o", str(out)], env=asking,
+                   check=True, capture_output=True)
     bundle = json.loads(out.read_text())
     _verify_with_jwcrypto(bundle, json.loads(s.jwks_path.read_text()))
     ok = subprocess.run([*cli, "verify", str(out), "--json"], env=env, capture_output=True, text=True)

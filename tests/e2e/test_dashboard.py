@@ -429,3 +429,22 @@ def test_a_revoked_key_ends_its_session(browser, site):
     pg.goto(site["base"] + "/dashboard/freshness")
     assert "/dashboard/login" in pg.url
     ctx.close()
+
+
+def test_pages_and_api_docs_run_under_their_csp(browser, site):
+    """Nothing a page of its own needs is refused by its Content-Security-Policy (Chromium logs
+    every refusal): the dashboard's pages, and /docs and /redoc with their inline scripts
+    admitted by hash. (Their CDN scripts need a network; where there is none they fail to load,
+    which is no CSP refusal.)"""
+    ctx = browser.new_context()
+    pg = ctx.new_page()
+    refused = []
+    pg.on("console", lambda m: refused.append(m.text) if "Content Security Policy" in m.text else None)
+    for path in ("/docs", "/redoc"):
+        pg.goto(site["base"] + path)
+        pg.wait_for_load_state("load")
+    _login(pg, site, site["auditor_key"], "/dashboard/audit")
+    for path in ("/dashboard/", "/dashboard/freshness", "/dashboard/scorecards"):
+        pg.goto(site["base"] + path)
+    ctx.close()
+    assert refused == []

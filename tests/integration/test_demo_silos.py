@@ -8,7 +8,7 @@ import pytest
 from demo import silos
 from exchange import registry, stages
 from exchange.settings import get_settings
-from tests.conftest import TODAY, catalog
+from tests.conftest import TODAY, catalog, make_signing_key
 
 pytestmark = pytest.mark.integration
 
@@ -25,6 +25,7 @@ def test_demo_silos_make_five_departments_and_the_drops_publish(home, monkeypatc
         monkeypatch.setenv(k, v)
     sources = get_settings().sources_dir
     sources.mkdir(parents=True, exist_ok=True)
+    make_signing_key()
     regs = []
     for t in silos.TEMPLATES:
         (sources / f"{t}.toml").write_text(silos.render(t, made["substitutions"]), encoding="utf-8")

@@ -19,7 +19,7 @@ from demo.synth import TABLE
 from exchange import stages
 from exchange.errors import PublishError
 from exchange.settings import get_settings, reset_settings
-from tests.conftest import TODAY, catalog, register_demo_source
+from tests.conftest import TODAY, catalog, make_signing_key, register_demo_source
 from tests.integration.conftest import server_url
 
 pytestmark = pytest.mark.integration
@@ -121,6 +121,7 @@ def test_the_bulk_path_stores_what_executemany_stores(home, silo, tmp_path, monk
     other = tmp_path / "home2"
     monkeypatch.setenv("EXCHANGE_HOME", str(other))
     reset_settings()
+    make_signing_key()
     monkeypatch.setattr(index_load, "loader", index_load.IndexLoader)   # the generic executemany
     register_demo_source(other, silo)
     stages.run_all(SOURCE, "r1", TODAY)

@@ -87,7 +87,8 @@ def test_a_shrunken_export_is_held_until_a_steward_approves_it(silo, capsys):
     with pytest.raises(GateHeld, match=r"size gate: \d+ records against .*limit ±30%"):
         stages.run_all(SOURCE, "r2")
     held = _catalog().get_run(SOURCE, "r2")
-    assert held.state == "held" and "exchange approve" in held.message
+    assert held.state == "held"
+    assert f"`exchange approve {SOURCE} r2 --by NAME --note TEXT`" in held.message   # the exact command
     assert _catalog().datasets()[0]["version"] == first["version"] == 1, "nothing was published"
     gate = _catalog().run_quality(held.id)["size_gate"]
     assert gate["held"] and gate["change"] < -0.3

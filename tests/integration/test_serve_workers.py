@@ -93,3 +93,83 @@ def _written(pid: int) -> int:
     """Bytes the process has written through system calls (responses on its sockets)."""
     with open(f"/proc/{pid}/io") as f:
         return next(int(line.split()[1]) for line in f if line.startswith("wchar:"))
+
+
+def test_a_logged_out_dashboard_session_is_refused_by_both_workers(tmp_path):
+    """Sessions live in the catalogue: after a logout, the same cookie opens nothing in either
+    worker (and before it, either worker honours it: `serve --workers` gives both one secret)."""
+    import re
+    from urllib.parse import urlencode
+
+    from catalog.access import Access
+    from catalog.db import engine_for
+
+    home = tmp_path / "home"
+    url = f"sqlite:///{home / 'catalog.db'}"
+    access = Access(engine_for(url), 0)
+    access.add_department("audit-w", "审计局", role="auditor")
+    key = access.issue_credential("audit-w")["key"]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "EXCHANGE_HOME": str(home), "EXCHANGE_CATALOG_URL": url}
+    env.pop("EXCHANGE_DASHBOARD_SECRET", None)
+    origin = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen([sys.executable, "-m", "exchange.cli", "serve", "--port", str(port),
+                               "--workers", "2"], cwd=ROOT, env=env)
+
+    def call(method, path, cookies=None, form=None):
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)     # a new connection each
+        headers = {"Origin": origin} if method == "POST" else {}
+        if cookies:
+            headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in cookies.items())
+        if form is not None:
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+        try:
+            c.request(method, path, body=urlencode(form) if form is not None else None, headers=headers)
+            r = c.getresponse()
+            got = {m.group(1): m.group(2) for h in r.headers.get_all("set-cookie") or []
+                   if (m := re.match(r"([^=]+)=([^;]*)", h))}
+            return r.status, got, r.read().decode()
+        finally:
+            c.close()
+
+    def token(html):
+        m = re.search(r'name="csrf" value="([^"]+)"', html)
+        return {"csrf": m.group(1)} if m else {}
+
+    def from_both(cookie):
+        """Status codes of /dashboard/audit with the cookie, until both workers have answered."""
+        workers = _children(server.pid)
+        before = {w: _written(w) for w in workers}
+        codes = []
+        with ThreadPoolExecutor(12) as pool:
+            for _ in range(30):
+                codes += [s for s, _, _ in pool.map(
+                    lambda _: call("GET", "/dashboard/audit", {"exchange_dashboard": cookie}), range(24))]
+                if all(_written(w) > before[w] + 500 for w in workers):
+                    return codes
+        raise AssertionError("one worker never answered")
+
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if call("GET", "/health")[0] == 200 and len(_children(server.pid)) == 2:
+                    break
+            except OSError:
+                pass
+            assert server.poll() is None and time.monotonic() < deadline, "serve did not come up"
+            time.sleep(0.2)
+        status, pre, html = call("GET", "/dashboard/login")
+        status, got, _ = call("POST", "/dashboard/login", pre,
+                              {"key": key, "next": "/dashboard/audit", **token(html)})
+        assert status == 303, status
+        cookie = got["exchange_dashboard"]
+        assert set(from_both(cookie)) == {200}
+        _, _, page = call("GET", "/dashboard/audit", {"exchange_dashboard": cookie})
+        assert call("POST", "/dashboard/logout", {"exchange_dashboard": cookie}, token(page))[0] == 303
+        assert set(from_both(cookie)) == {303}, "a worker still honours the logged-out cookie"
+    finally:
+        server.terminate()
+        server.wait(20)

@@ -25,7 +25,9 @@ ISSUED = dt.datetime(2026, 11, 21, 20, 0, 0, 123, tzinfo=dt.timezone.utc)
 
 @pytest.fixture
 def store(tmp_path):
-    return KeyStore(tmp_path / "keys", PASS)
+    keys = KeyStore(tmp_path / "keys", PASS)
+    keys.create()                 # keys are made only on purpose (`exchange keys create`)
+    return keys
 
 
 @pytest.fixture
@@ -69,6 +71,76 @@ def test_key_file_is_encrypted_and_private(store):
     assert stat.S_IMODE(store.directory.stat().st_mode) == 0o700
     [entry] = json.loads(files["keys.json"].read_text())
     assert entry == {"kid": key.kid, "created_at": entry["created_at"], "status": "active", "compromised_at": None}
+
+
+def _kdf(pem_path) -> str:
+    """What `openssl asn1parse` says of an encrypted PKCS#8 file (independent of our code)."""
+    import subprocess
+    return subprocess.run(["openssl", "asn1parse", "-in", str(pem_path)], capture_output=True,
+                          text=True, check=True).stdout
+
+
+def test_key_file_kdf_is_pbkdf2_sha256_at_600000_rounds(store):
+    kid = store.signer().kid
+    parsed = _kdf(store.directory / f"{kid}.pem")
+    assert ":PBES2" in parsed and ":PBKDF2" in parsed and ":hmacWithSHA256" in parsed
+    assert ":aes-256-cbc" in parsed
+    rounds = [int(line.rsplit(":", 1)[1], 16) for line in parsed.splitlines() if "prim: INTEGER" in line]
+    assert rounds == [600_000]
+
+
+def test_signing_never_mints_a_key(tmp_path):
+    empty = KeyStore(tmp_path / "keys", PASS)
+    for act in (empty.signer, lambda: empty.sign_tree_head(tree_head_payload("d", 1, 0, b"\0" * 32, ISSUED, None)),
+                empty.jwks):
+        with pytest.raises(ConfigError, match=r"^no signing key in .*: run `exchange keys create`"):
+            act()
+    assert not list((tmp_path / "keys").glob("*.pem")) and empty.manifest() == []
+
+
+def test_create_makes_the_first_key_once(tmp_path):
+    keys = KeyStore(tmp_path / "keys", PASS)
+    kid = keys.create()
+    assert keys.signer().kid == kid and [e["kid"] for e in keys.manifest()] == [kid]
+    with pytest.raises(ConfigError, match="already has a signing key.*rotate"):
+        keys.create()
+    assert keys.create(exist_ok=True) is None and len(keys.manifest()) == 1
+
+
+def _weak_key(directory) -> str:
+    """A key as the exchange wrote them before: PKCS#8 with BestAvailableEncryption (2,048 rounds)."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from joserfc.jwk import OKPKey
+
+    raw = Ed25519PrivateKey.generate()
+    kid = OKPKey.import_key(raw).thumbprint()
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    (directory / f"{kid}.pem").write_bytes(raw.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.BestAvailableEncryption(PASS)))
+    (directory / "keys.json").write_text(json.dumps([{"kid": kid, "created_at": "2025-01-01T00:00:00Z",
+                                                      "status": "active", "compromised_at": None}]))
+    return kid
+
+
+def test_old_keys_stay_readable_and_are_reencrypted(tmp_path):
+    kid = _weak_key(tmp_path / "keys")
+    assert "INTEGER           :0800" in _kdf(tmp_path / "keys" / f"{kid}.pem")      # 2,048 rounds
+    keys = KeyStore(tmp_path / "keys", PASS)
+    head = keys.sign_tree_head(tree_head_payload("d", 1, 0, b"\0" * 32, ISSUED, None))
+    assert keys.reencrypt() == [kid]
+    assert "INTEGER           :0927C0" in _kdf(tmp_path / "keys" / f"{kid}.pem")    # 600,000
+    assert stat.S_IMODE((tmp_path / "keys" / f"{kid}.pem").stat().st_mode) == 0o600
+    again = KeyStore(tmp_path / "keys", PASS)
+    assert again.signer().kid == kid and again.reencrypt() == []
+    token = jc_jws.JWS()
+    token.deserialize(head)                                     # the same key: old heads still verify
+    token.verify(jc_jwk.JWK(**again.jwks()["keys"][0]), alg="EdDSA")
+
+    rotated = tmp_path / "rotated"
+    old = _weak_key(rotated)
+    new = KeyStore(rotated, PASS).rotate()                     # a rotation re-encrypts the old keys too
+    for k in (old, new):
+        assert "INTEGER           :0927C0" in _kdf(rotated / f"{k}.pem")
 
 
 def test_kid_is_the_rfc7638_thumbprint(store):
@@ -172,6 +244,7 @@ def test_key_status_document_must_be_signed_by_a_jwks_key(store, published, tmp_
         verify_bundle(published["bundles"][0], store.jwks(), tampered)
     assert exc.value.step == 2
     other = KeyStore(tmp_path / "other", PASS)
+    other.create()
     with pytest.raises(VerificationError, match="key status document"):
         verify_bundle(published["bundles"][0], store.jwks(), other.sign_key_status({}))
 
@@ -244,7 +317,7 @@ def test_tampered_tree_head_payload_fails_at_step_3(published):
 
 def test_unknown_kid_fails_at_step_2(published, tmp_path):
     other = KeyStore(tmp_path / "other", PASS)
-    other.signer()
+    other.create()
     with pytest.raises(VerificationError, match="fetch the current JWKS") as exc:
         verify_bundle(published["bundles"][0], other.jwks())
     assert exc.value.step == 2 and exc.value.step_name == "signing key known and not compromised"

@@ -1,0 +1,111 @@
+"""Two sources feed one dataset and publish at the same moment (two threads, each past reading
+the current version before either commits): the later version is built on the earlier one, so
+no record of it vanishes unwithdrawn. SQLite and PostgreSQL."""
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import threading
+import uuid
+
+import pytest
+import sqlalchemy as sa
+
+from demo.synth import make_business_licence_silo
+
+DATASET = "business_licence.market_regulation"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request, home, monkeypatch):
+    from exchange.settings import reset_settings
+
+    if request.param == "sqlite":
+        yield
+        return
+    from catalog.db import engine_for
+    from tests.integration.conftest import server_url
+
+    server = sa.make_url(server_url("postgresql"))
+    name = f"t_race_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT", poolclass=sa.NullPool)
+    with admin.connect() as c:
+        c.exec_driver_sql(f'create database "{name}"')
+    monkeypatch.setenv("EXCHANGE_CATALOG_URL", server.set(database=name).render_as_string(hide_password=False))
+    reset_settings()
+    yield
+    engine_for.cache_clear()
+    with admin.connect() as c:
+        c.exec_driver_sql(f'drop database if exists "{name}" with (force)')
+    admin.dispose()
+
+
+def _ids(engine, version: int) -> set[str]:
+    with engine.connect() as c:
+        return set(c.execute(sa.text("select record_id from records where dataset_id = :d and version = :v"),
+                             {"d": DATASET, "v": version}).scalars())
+
+
+def test_two_sources_publishing_at_once_lose_no_record(backend, home, silo_2k, tmp_path, monkeypatch):
+    from catalog import changes
+    from exchange import stages
+    from tests.conftest import catalog, register_demo_source
+
+    full, first = tmp_path / "a_full.db", tmp_path / "a_first.db"
+    shutil.copy(silo_2k[0], full)
+    with sqlite3.connect(full) as c:    # no planted duplicates: a licence quarantined as one would
+        c.execute("DELETE FROM yyzz_djxx WHERE ZCH IN "   # leave a version unwithdrawn by design
+                  "(SELECT ZCH FROM yyzz_djxx GROUP BY ZCH HAVING count(*) > 1)")
+    shutil.copy(full, first)
+    with sqlite3.connect(first) as c:                  # source A's first pull lacks 500 licences
+        c.execute("DELETE FROM yyzz_djxx WHERE rowid > 1500")
+    silo_a = tmp_path / "a.db"
+    shutil.copy(first, silo_a)
+    make_business_licence_silo(tmp_path / "b.db", 300, seed=99)
+    for source, silo in (("smr_a", silo_a), ("smr_b", tmp_path / "b.db")):   # one department: one dataset
+        reg = register_demo_source(home, silo, source)
+        with open(reg.path, "a", encoding="utf-8") as f:
+            f.write("\n[gates]\nsize_change = 100\n")       # the size gate is not what is tested
+
+    assert stages.run_all("smr_a", "a1")["version"] == 1
+    shutil.copy(full, silo_a)                          # A's next pull adds those 500
+    for source, key in (("smr_a", "a2"), ("smr_b", "b1")):
+        stages.extract(source, key)
+        stages.conform(source, key)
+        stages.validate(source, key)
+
+    both_read = threading.Barrier(2, timeout=60)
+    waited = set()
+    original = changes.publishable
+
+    def publishable(*args):
+        out = original(*args)                          # the current version has been read
+        me = threading.get_ident()
+        if me not in waited:
+            waited.add(me)
+            both_read.wait()                           # ...by both, before either publishes
+        return out
+
+    monkeypatch.setattr(changes, "publishable", publishable)
+    results, errors = {}, []
+
+    def publish(source, key):
+        try:
+            results[source] = stages.publish(source, key)
+        except Exception as exc:      # noqa: BLE001 — reported below
+            errors.append(f"{source}: {type(exc).__name__}: {exc}")
+
+    threads = [threading.Thread(target=publish, args=a) for a in (("smr_a", "a2"), ("smr_b", "b1"))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors, errors
+    assert sorted(r["version"] for r in results.values()) == [2, 3]
+    assert {r["state"] for r in results.values()} == {"published"}
+
+    engine = catalog().engine
+    v1, v2, v3 = (_ids(engine, v) for v in (1, 2, 3))
+    assert v1 <= v2, f"{len(v1 - v2)} records of version 1 vanished from version 2"
+    assert v2 <= v3, f"{len(v2 - v3)} records of version 2 vanished from version 3: it was built on version 1"
+    assert len(v3) == len(v2 | v3) and len(v1) < len(v3)
