@@ -172,7 +172,7 @@ def run_demo(rows: int = 10_000, as_json: bool = False, departments: bool = True
             store_connections(silos)
     regs = registry.load_all(s.sources_dir)
     ours = [SOURCE, *(silos.registrations if silos else [])]
-    console.print(f"{len(ours)} silos made; running their DAGs under Airflow one after another "
+    console.print(f"silos made: {len(ours)}; running their DAGs under Airflow one after another "
                   f"(log: {log})", markup=False, soft_wrap=True)
     with silo_api(silos, log) if silos else _nothing():
         run_sources(ours, regs, silos, console, log)
