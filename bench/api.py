@@ -13,23 +13,24 @@ import sys
 import time
 from pathlib import Path
 
-from bench.path import OUT, silo
+from bench.path import DB_PREFIX, OUT, silo
 from exchange.settings import ROOT
 
-PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+PG_ADMIN = os.environ.get("EXCHANGE_BENCH_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 PURPOSE = "DJ-SCJG-0003"
 GROUPED, COMMIT = "lookup, audit entry group-committed apart", "group commit of 64, per entry"
 DURABLE = "lookup committing its own audit entry"
 
 
 def _db(rows: int) -> str:
-    return f"exchange_bench_api_{rows}"
+    return f"{DB_PREFIX}_api_{rows}"
 
 
 def _url(backend: str, home: Path, rows: int) -> str:
     if backend == "sqlite":
         return f"sqlite:///{home / 'catalog.db'}"
-    return f"postgresql+psycopg://postgres@127.0.0.1:5432/{_db(rows)}"
+    import sqlalchemy as sa
+    return sa.make_url(PG_ADMIN).set(database=_db(rows)).render_as_string(hide_password=False)
 
 
 def _env(backend: str, rows: int) -> dict:
@@ -261,6 +262,7 @@ def over_http(env: dict, key: str, holders: list[str], seconds: float, workers: 
 
 def main(rows: int, seconds: float = 15, workers: int = 1, clients: int = 1, conns: int = 8,
          backends=("sqlite", "postgresql")) -> int:
+    results = {}
     for backend in backends:
         env = seed(backend, rows)
         key, holders = _setup_consumer(env)
@@ -280,4 +282,7 @@ def main(rows: int, seconds: float = 15, workers: int = 1, clients: int = 1, con
         print(f"  target: HTTP >= 1,000 lookups/s at p99 < 50 ms: {'met' if http_met else 'MISSED'}; "
               f"in-process lookup p99 < 1 ms: {lookup:.3f} ms {'met' if lookup < 1 else 'MISSED'} "
               f"(its audit entry group-committed, as the API does; committing it alone: {alone:.3f} ms)")
+        results[backend] = {"http": r, "in_process_p99_ms": round(lookup, 3),
+                            "in_process_durable_p99_ms": round(alone, 3), "target_met": http_met and lookup < 1}
+    print(json.dumps(results))
     return 0

@@ -11,11 +11,11 @@ import sys
 import time
 
 from bench.memory import rss_mb
-from bench.path import silo
+from bench.path import DB_PREFIX, silo
 from demo.synth import TABLE
 
 PG_SERVER = os.environ.get("EXCHANGE_BENCH_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
-PG_DB = "exchange_bench_extract"
+PG_DB = f"{DB_PREFIX}_extract"
 READERS = ("ours", "pandas", "adbc", "connectorx")
 
 

@@ -17,7 +17,10 @@ from pathlib import Path
 from bench.memory import peak_mb
 from exchange.settings import ROOT
 
-OUT = ROOT / "bench" / "out"
+# where generated silos and prepared homes are cached, and the prefix of the PostgreSQL
+# databases the benches make (tests point both elsewhere)
+OUT = Path(os.environ.get("EXCHANGE_BENCH_OUT") or ROOT / "bench" / "out")
+DB_PREFIX = os.environ.get("EXCHANGE_BENCH_DB_PREFIX", "exchange_bench")
 TODAY = date(2026, 11, 21)
 
 

@@ -15,10 +15,10 @@ import sys
 import time
 from pathlib import Path
 
-from bench.path import OUT, TODAY, silo
+from bench.path import DB_PREFIX, OUT, TODAY, silo
 from exchange.settings import ROOT
 
-PG_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+PG_SERVER = os.environ.get("EXCHANGE_BENCH_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 SOURCE, KEY = "smr_business_licence", "bench"
 PASSPHRASE = "bench passphrase, not a secret"
 
@@ -44,7 +44,7 @@ def _env(home: Path, url: str, code: Path = ROOT) -> dict:
 def _prepared(backend: str, rows: int) -> tuple[Path, str]:
     """A home where the run `bench` has been validated (and a signing key made), not published."""
     home = OUT / f"publish_stage_{backend}_{rows}"
-    db = f"exchange_bench_publish_{rows}"
+    db = f"{DB_PREFIX}_publish_{rows}"
     url = f"sqlite:///{home / 'catalog.db'}" if backend == "sqlite" else _pg(db)
     if (home / "ready").exists():
         return home, url

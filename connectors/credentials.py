@@ -1,4 +1,6 @@
 """Credentials come from Airflow Connections (`conn_id`); a URL is allowed for local development.
+Inside a task through the Task SDK; outside one (CLI, demo silo server) also from the metadata
+database, where `airflow connections add` and the demo keep them.
 
 Airflow is imported only when a conn_id is used, never at import or DAG-parse time. Airflow's
 secrets masker also learns the password, so task logs mask it.
@@ -35,11 +37,24 @@ def airflow_connection(conn_id: str, source_id: str) -> Connection:
     except ImportError as exc:  # pragma: no cover - Airflow is a dependency
         raise ConfigError(f"source {source_id}: conn_id needs Airflow installed ({exc})") from None
     except Exception as exc:
-        raise ConfigError(f"source {source_id}: Airflow connection {conn_id!r} not found "
-                          f"({type(exc).__name__}); add it with `airflow connections add` or "
-                          f"an AIRFLOW_CONN_{conn_id.upper()} variable") from None
+        c = _from_metadata_db(conn_id)
+        if c is None:
+            raise ConfigError(f"source {source_id}: Airflow connection {conn_id!r} not found "
+                              f"({type(exc).__name__}); add it with `airflow connections add` or "
+                              f"an AIRFLOW_CONN_{conn_id.upper()} variable") from None
     return Connection(conn_type=(c.conn_type or "").lower(), host=c.host, login=c.login,
                       password=c.password, schema=c.schema, port=c.port, extra=c.extra_dejson or {})
+
+
+def _from_metadata_db(conn_id: str):
+    """Outside a task (a CLI, a silo server) the Task SDK looks only at AIRFLOW_CONN_*; the
+    connections `airflow connections add` stored are in the metadata database."""
+    try:
+        from airflow.models.connection import Connection as Stored
+
+        return Stored.get_connection_from_secrets(conn_id)
+    except Exception:       # not there, no database, or inside a task (no direct DB access)
+        return None
 
 
 def sql_url(conn_id: str | None, url: str | None, source_id: str) -> sa.URL:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+from datetime import datetime
 from pathlib import Path
 
 import pyarrow as pa
@@ -21,13 +22,16 @@ def write_csv(table: pa.Table, path, encoding: str = "utf-8") -> Path:
     return path
 
 
-def write_xlsx(table: pa.Table, path) -> Path:
-    """An Excel export: numbers stay numbers (as Excel keeps them), text stays text."""
+def write_xlsx(table: pa.Table, path, created: datetime | None = None) -> Path:
+    """An Excel export: numbers stay numbers (as Excel keeps them), text stays text. With
+    `created` (the document's creation time) the same table gives the same bytes."""
     import xlsxwriter
 
     path = Path(path)
     tmp = path.with_name(f".{path.name}.part")
     wb = xlsxwriter.Workbook(str(tmp), {"constant_memory": True, "strings_to_numbers": False})
+    if created is not None:
+        wb.set_properties({"created": created})
     ws = wb.add_worksheet("证照")
     ws.write_row(0, 0, table.column_names)
     r = 1

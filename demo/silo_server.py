@@ -1,6 +1,7 @@
 """A department's licence API, for tests and the demo, with faults that can be switched on.
 
     python -m demo.silo_server --rows 2000 --port 8765 --auth bearer --secret-env SILO_SECRET
+    python -m demo.silo_server --rows-file rows.parquet --conn-id silo_hrss_api --auth bearer
 
 GET /licences with ?page=&page_size=, ?offset=&limit= or ?cursor=&limit=, optional
 ?updated_since= (on GXSJ); POST /licences takes the same parameters as a JSON body.
@@ -197,6 +198,16 @@ def licence_rows(n: int, seed: int = 7) -> list[dict]:
     return business_licences(n, seed=seed)[0].to_pylist()
 
 
+def _from_connection(conn_id: str) -> tuple[int, str | None]:
+    from connectors.credentials import airflow_connection
+
+    c = airflow_connection(conn_id, f"silo server ({conn_id})")
+    port = urlsplit(c.host or "").port or c.port
+    if not port:
+        raise SystemExit(f"silo_server: connection {conn_id!r} names no port (host {c.host!r})")
+    return port, c.password
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="silo_server", description=__doc__.split("\n\n")[0])
     p.add_argument("--rows", type=int, default=2_000)
@@ -205,11 +216,15 @@ def main(argv=None) -> int:
     p.add_argument("--port", type=int, default=8765)
     p.add_argument("--auth", choices=["none", "bearer", "api_key", "hmac"], default="none")
     p.add_argument("--secret-env", help="environment variable holding the token/key/HMAC secret")
+    p.add_argument("--conn-id", help="take the port (from its host URL) and the secret (its password) "
+                                     "from this Airflow connection, as the source's runs do")
     for name, typ in (("error-at-page", int), ("error-times", int), ("rate-limit-every", int),
                       ("slow", float), ("bad-json-at-page", int), ("drop-at-page", int)):
         p.add_argument(f"--{name}", type=typ)
     args = p.parse_args(argv)
     secret = os.environ.get(args.secret_env) if args.secret_env else None
+    if args.conn_id:
+        args.port, secret = _from_connection(args.conn_id)
     if args.rows_file:
         import pyarrow.parquet as pq
         rows = pq.read_table(args.rows_file).to_pylist()

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from contextlib import contextmanager
+from datetime import date
 from pathlib import Path
 
 from exchange import registry
@@ -29,7 +30,7 @@ def airflow(args: list[str], log: Path, extra_env: dict | None = None) -> None:
         raise ExchangeError(f"`airflow {' '.join(args)}` failed (exit {proc.returncode}); see {log}")
 
 
-def prepare(rows: int, seed: int = 7) -> registry.Registration:
+def prepare(rows: int, seed: int = 7, today: date | None = None) -> registry.Registration:
     """The market-regulation SQLite silo and its registration (the first department)."""
     from catalog.service import Catalog
     from demo.synth import make_business_licence_silo
@@ -37,7 +38,7 @@ def prepare(rows: int, seed: int = 7) -> registry.Registration:
     s = get_settings()
     silo = s.home / "silos" / "market_regulation.db"
     silo.parent.mkdir(parents=True, exist_ok=True)
-    make_business_licence_silo(silo, rows, seed=seed)
+    make_business_licence_silo(silo, rows, seed=seed, today=today)
     s.sources_dir.mkdir(parents=True, exist_ok=True)
     path = s.sources_dir / f"{SOURCE}.toml"
     path.write_text(TEMPLATE.read_text(encoding="utf-8").replace("{silo}", str(silo)), encoding="utf-8")
@@ -46,49 +47,106 @@ def prepare(rows: int, seed: int = 7) -> registry.Registration:
     return reg
 
 
-def prepare_departments(rows: int):
-    """The other departments' silos (PostgreSQL, MariaDB, HTTP API, GBK CSV, XLSX)."""
+def prepare_departments(rows: int, today: date | None = None):
+    """The other departments' silos (PostgreSQL, MariaDB, HTTP API, GBK CSV, XLSX). A drop
+    export the exchange already took is not delivered again (made again, it is the same)."""
+    from catalog.service import Catalog
     from demo.departments import make
 
     s = get_settings()
-    silos = make(s.home, rows)
+    catalog = Catalog(s.catalog_url, s.store_dir)
+    silos = make(s.home, rows, taken=catalog.taken_files, today=today)
     for source_id, text in silos.registrations.items():
         (s.sources_dir / f"{source_id}.toml").write_text(text, encoding="utf-8")
     return silos
 
 
+def store_connections(silos) -> None:
+    """The silos' connections in Airflow's metadata database, not only in this process's
+    environment: they outlive the demo, and `./run serve`'s scheduled runs find them."""
+    from exchange import airflow_connections
+
+    airflow_connections.put(silos.connections)
+
+
 @contextmanager
 def silo_api(silos, log: Path):
-    """The human-resources silo's HTTP API, as its own process, for the length of the runs."""
-    if not silos.api:
+    """The human-resources silo's HTTP API, as its own process, for the length of the runs;
+    started as `./run serve` starts it (port and token from its Airflow connection). One
+    already answering there with the demo's token (`./run serve`'s) is used as it is."""
+    from demo import http_silo
+    from demo.departments import api_token
+
+    s = get_settings()
+    made = http_silo.command(s.home, s.sources_dir) if silos.api else None
+    if not made:
         yield
         return
-    from demo.departments import TOKEN_ENV
-    env = {**airflow_env(), TOKEN_ENV: silos.environment[TOKEN_ENV]}
-    cmd = [sys.executable, "-m", "demo.silo_server", "--rows-file", silos.api["rows_file"],
-           "--port", str(silos.api["port"]), "--auth", "bearer", "--secret-env", TOKEN_ENV]
+    port = silos.api["port"]
+    if _listening(port):
+        if not _answers_as_demo_silo(port, api_token(s.home)):
+            raise ExchangeError(f"port {port} on 127.0.0.1 is taken by something other than the demo's "
+                                "silo API: stop it or set EXCHANGE_DEMO_API_PORT")
+        yield
+        return
     with log.open("a", encoding="utf-8") as out:
-        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(made[1], env=airflow_env(), stdout=out, stderr=subprocess.STDOUT)
     try:
-        _wait_for_port(silos.api["port"])
+        _wait_for_port(port, proc, log)
         yield
     finally:
         proc.terminate()
         proc.wait(timeout=10)
 
 
-def _wait_for_port(port: int, seconds: float = 20) -> None:
+def _listening(port: int) -> bool:
     import socket
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _answers_as_demo_silo(port: int, token: str) -> bool:
+    import requests
+    try:
+        return requests.get(f"http://127.0.0.1:{port}/licences", params={"limit": 1}, timeout=5,
+                            headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def _wait_for_port(port: int, proc, log: Path, seconds: float = 60) -> None:
     deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
+    while time.monotonic() < deadline and proc.poll() is None:
+        if _listening(port):
+            return
         time.sleep(0.2)
-    raise ExchangeError(f"the demo silo API did not start on 127.0.0.1:{port}")
+    raise ExchangeError(f"the demo silo API did not start on 127.0.0.1:{port}; see {log}")
 
 
-def run_demo(rows: int = 10_000, as_json: bool = False, departments: bool = True) -> int:
+def run_sources(source_ids: list[str], regs: dict, silos, console, log: Path) -> None:
+    """Each source's DAG under Airflow, one after the other; a line as each finishes (flushed,
+    so a log or a pipe sees progress, not three silent minutes)."""
+    from catalog.service import Catalog
+
+    s = get_settings()
+    catalog = Catalog(s.catalog_url, s.store_dir)
+    for source_id in source_ids:
+        kind = (silos.kinds.get(source_id) if silos else None) or "sqlite"
+        with console.status(f"running DAG {regs[source_id].dag_id} under Airflow (log: {log})"):
+            try:
+                airflow(["dags", "test", regs[source_id].dag_id], log)
+            except ExchangeError:
+                console.print(f"{source_id} ({kind}): failed — see {log}", markup=False, soft_wrap=True)
+                raise
+        run = catalog.runs(source_id, limit=1)[0]
+        console.print(f"{source_id} ({kind}): {run['state']} v{run['version']} — "
+                      f"{run['extracted'] or 0:,} extracted = {run['accepted'] or 0:,} accepted + "
+                      f"{run['quarantined'] or 0:,} quarantined", markup=False, soft_wrap=True)
+
+
+def run_demo(rows: int = 10_000, as_json: bool = False, departments: bool = True,
+             today: date | None = None) -> int:
+    """today: the date the silos' synthetic data are made as of (default: the generators')."""
     from rich.console import Console
 
     from catalog import monitoring
@@ -104,22 +162,23 @@ def run_demo(rows: int = 10_000, as_json: bool = False, departments: bool = True
     if (kid := create_signing_key(exist_ok=True)) is not None:   # as `exchange keys create` does
         console.print(f"made the signing key {kid} (exchange keys create)", markup=False)
     with console.status("making the market-regulation silo"):
-        reg = prepare(rows)
+        reg = prepare(rows, today=today)
     silos = None
     if departments:
         with console.status("making the other departments' silos"):
-            silos = prepare_departments(max(1_000, rows // 5))
+            silos = prepare_departments(max(1_000, rows // 5), today)
         for note in silos.notes:
             console.print(f"note: {note}", markup=False)
     with console.status("preparing Airflow's metadata database"):
         airflow(["db", "migrate"], log)
+        if silos:
+            store_connections(silos)
     regs = registry.load_all(s.sources_dir)
     ours = [SOURCE, *(silos.registrations if silos else [])]
-    env = silos.environment if silos else {}
+    console.print(f"silos made: {len(ours)}; running their DAGs under Airflow one after another "
+                  f"(log: {log})", markup=False, soft_wrap=True)
     with silo_api(silos, log) if silos else _nothing():
-        for source_id in ours:
-            with console.status(f"running DAG {regs[source_id].dag_id} under Airflow (log: {log})"):
-                airflow(["dags", "test", regs[source_id].dag_id], log, env)
+        run_sources(ours, regs, silos, console, log)
     catalog = Catalog(s.catalog_url, s.store_dir)
     datasets = {d["dataset"]: d for d in catalog.datasets()}
     sources = []
@@ -190,6 +249,9 @@ def _print_summary(console, s: dict) -> None:
         t.add_row(r["department"], r["silo"], r["certificate_type"], r["state"],
                   f"{r['extracted']:,}", f"{r['accepted']:,}", f"{r['quarantined']:,}", str(r["version"]))
     console.print(t)
+    if s["sources"] and all(r["state"] == "unchanged" for r in s["sources"]):
+        console.print("Nothing new since the last run: every silo is as it was, so no source "
+                      "published a new version (the versions above stand).")
     t = Table(title=f"Top quarantine reasons, {s['source']}")
     t.add_column("expectation")
     t.add_column("rows", justify="right")

@@ -5,7 +5,8 @@ SQLite metadata DB under AIRFLOW_HOME; LocalExecutor; SimpleAuthManager with a g
 password) and `exchange serve` beside it, but in order: the scheduler starts only once the API
 server answers (standalone starts all at once, and on this machine the first scheduled task runs
 failed, unable to reach the execution API). Prints where to log in and what to look at; Ctrl-C
-or SIGTERM stops everything. Output goes to EXCHANGE_HOME/logs/.
+or SIGTERM stops everything. Output goes to EXCHANGE_HOME/logs/. After `./run demo`, it also
+runs the demo's HTTP silo while the demo's HTTP source is registered (demo/http_silo.py).
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from exchange.settings import get_settings
 
 SOURCE_DAGS = "source__<id> (one per registration file) and exchange_watch"
 AFTER_API = ("dag-processor", "scheduler", "triggerer")
+DEMO_SILO = "demo-http-silo"
 SIMPLE_AUTH = "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
 
 
@@ -96,6 +98,7 @@ class Service:
         self.env = service_env(host, port, airflow_port)
         self.logs = get_settings().home / "logs"
         self.procs: dict[str, subprocess.Popen] = {}
+        self.helpers: dict[str, str] = {}     # not the service itself: name -> the source it serves
 
     def start(self) -> None:
         for name, p in (("Airflow", self.airflow_port), ("exchange serve", self.port)):
@@ -110,6 +113,21 @@ class Service:
         self._spawn("airflow-api-server", [self.airflow, "api-server"])
         self._spawn("exchange", [sys.executable, "-m", "exchange.cli", "serve", "--host", self.host,
                                  "--port", str(self.port), "--access-log"])
+        self.start_demo_silo()
+
+    def start_demo_silo(self) -> str | None:
+        """The demo's HTTP silo, while the demo's HTTP source is registered: its scheduled runs
+        need it (port and token from its Airflow connection, as the runs read them). Returns
+        the source's id if started."""
+        from demo import http_silo
+
+        s = get_settings()
+        made = http_silo.command(s.home, s.sources_dir)
+        if made is None:
+            return None
+        self.helpers[DEMO_SILO] = made[0]
+        self._spawn(DEMO_SILO, made[1])
+        return made[0]
 
     @property
     def airflow(self) -> str:
@@ -132,7 +150,16 @@ class Service:
                 and _healthy(f"http://127.0.0.1:{self.port}/health"))
 
     def dead(self) -> str | None:
-        return next((n for n, p in self.procs.items() if p.poll() is not None), None)
+        return next((n for n, p in self.procs.items()
+                     if n not in self.helpers and p.poll() is not None), None)
+
+    def helpers_gone(self) -> list[str]:
+        """Helpers that stopped (each said once): the service goes on, their source's runs fail."""
+        gone = [n for n in self.helpers if self.procs[n].poll() is not None]
+        for n in gone:
+            print(f"serve: {n} stopped (see {self.logs}/{n}.log): runs of source "
+                  f"{self.helpers.pop(n)} will fail until it runs again", file=sys.stderr, flush=True)
+        return gone
 
     def stop(self, grace: float = 20) -> None:
         """SIGTERM to each component's process group, the scheduler first; whatever is left
@@ -166,6 +193,8 @@ class Service:
             f"  Dashboard      {x}/dashboard/",
             f"  Consumer API   {x}/docs",
             f"  Logs           {self.logs}/airflow-*.log, {self.logs}/exchange.log",
+            *([f"  Demo silo API  for source {self.helpers[DEMO_SILO]} (log: {self.logs}/{DEMO_SILO}.log)"]
+              if DEMO_SILO in self.helpers else []),
             f"  Alerts go to   {get_settings().alerts}  (EXCHANGE_ALERTS; list them: ./run exchange alerts)",
             "What to look at:",
             f"  Airflow: DAGs {SOURCE_DAGS}; each run's tasks extract → conform → validate → publish →",
@@ -196,6 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     started, shown, code = time.monotonic(), False, 0
     try:
         while not stopping:
+            svc.helpers_gone()
             if (gone := svc.dead()):
                 print(f"serve: {gone} stopped unexpectedly; see {svc.logs}/{gone}.log", file=sys.stderr)
                 code = 1

@@ -1,0 +1,136 @@
+"""Every benchmark runs at a tiny size and prints its result line, so that none rots unseen.
+
+Each runs as `./run bench` runs it (`python -m bench NAME`) with 2,000 rows, its cache in this
+test's tmp dir (EXCHANGE_BENCH_OUT, never bench/out/ in the repo) and its PostgreSQL databases
+under a prefix of its own (EXCHANGE_BENCH_DB_PREFIX), dropped afterwards. The figures mean
+nothing at this size; the test checks that each bench completes and says what it measured."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import uuid
+
+import pytest
+import sqlalchemy as sa
+
+from tests.conftest import ROOT, TEST_PASSPHRASE
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
+PG = os.environ.get("EXCHANGE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+NUMBER = r"[\d,]+(?:\.\d+)?"
+
+
+def _pg_reachable() -> bool:
+    engine = sa.create_engine(PG, poolclass=sa.NullPool, connect_args={"connect_timeout": 3})
+    try:
+        with engine.connect() as c:
+            c.exec_driver_sql("SELECT 1")
+        return True
+    except Exception:
+        return False
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def pg() -> bool:
+    return _pg_reachable()
+
+
+@pytest.fixture
+def bench(tmp_path, pg):
+    prefix = f"t_bench_{uuid.uuid4().hex[:6]}"
+    repo_out = ROOT / "bench" / "out"
+    before = sorted(repo_out.rglob("*")) if repo_out.exists() else []
+    (tmp_path / "tmp").mkdir()
+    env = {**os.environ, "EXCHANGE_BENCH_OUT": str(tmp_path / "out"), "EXCHANGE_BENCH_DB_PREFIX": prefix,
+           "EXCHANGE_BENCH_PG": PG, "TMPDIR": str(tmp_path / "tmp"), "EXCHANGE_KEY_PASSPHRASE": TEST_PASSPHRASE}
+    env.pop("EXCHANGE_HOME", None)
+
+    def run(*args: str, timeout: float = 600) -> list[str]:
+        out = subprocess.run([sys.executable, "-m", "bench", *args], cwd=ROOT, env=env,
+                             capture_output=True, text=True, timeout=timeout)
+        assert out.returncode == 0, f"bench {' '.join(args)} exited {out.returncode}:\n{out.stderr[-4000:]}"
+        return out.stdout.splitlines()
+
+    yield run
+    after = sorted(repo_out.rglob("*")) if repo_out.exists() else []
+    if pg:
+        engine = sa.create_engine(PG, isolation_level="AUTOCOMMIT", poolclass=sa.NullPool)
+        with engine.connect() as c:
+            for (name,) in c.exec_driver_sql(
+                    "select datname from pg_database where datname like %(p)s", {"p": f"{prefix}%"}):
+                c.exec_driver_sql(f'drop database if exists "{name}" with (force)')
+        engine.dispose()
+    assert after == before, "a benchmark wrote into bench/out/ in the repo"
+
+
+def _backends(pg: bool) -> list[str]:
+    return ["--backend", "sqlite", *(["--backend", "postgresql"] if pg else [])]
+
+
+def _result(lines: list[str]) -> dict:
+    """The last line: the bench's figures as JSON (its machine form)."""
+    return json.loads(lines[-1])
+
+
+def _line(lines: list[str], pattern: str) -> re.Match:
+    found = [m for line in lines if (m := re.search(pattern, line))]
+    assert found, f"no line matching {pattern!r} in:\n" + "\n".join(lines[-30:])
+    return found[-1]
+
+
+def test_bench_path(bench):
+    lines = bench("path", "--rows", "2000", "--sample", "500")
+    r = _result(lines)
+    assert r["rows"] == 2000 and r["project_rows_per_s"] > 0 and r["naive_rows_per_s"] > 0 and r["ratio"] > 0
+    assert set(r["stages_rows_per_s"]) == {"extract", "conform", "validate", "publish"}
+    _line(lines, rf"ratio whole path / naive baseline: {NUMBER}x .*in CPU time: {NUMBER}x")
+
+
+def test_bench_extract(bench, pg):
+    lines = bench("extract", "--rows", "2000")
+    r = _result(lines)
+    for name in ("SQLite", *(["PostgreSQL"] if pg else [])):
+        assert r[name]["ours_rows_per_s"] > 0 and r[name]["vs_pandas"] > 0, r
+        _line(lines, rf"{name}: ours / pandas.read_sql = {NUMBER}x")
+
+
+def test_bench_validate(bench):
+    lines = bench("validate", "--rows", "2000")
+    r = _result(lines)
+    assert r["rows"] == 2000 and r["project_rows_per_s"] > 0 and r["stock_gx_rows_per_s"] > 0
+    assert r["ratio"] > 0 and r["quarantined"] > 0
+    _line(lines, rf"ratio: {NUMBER}x wall .*{NUMBER}x in CPU time")
+
+
+def test_bench_publish(bench):
+    lines = bench("publish", "--rows", "2000", "--sample", "500", "--bundles", "50")
+    r = _result(lines)
+    assert r["rows"] == 2000 and r["publish_rows_per_s"] > 0 and r["baseline_rows_per_s"] > 0
+    _line(lines, rf"ratio publish / baseline: {NUMBER}x")
+    _line(lines, rf"verify one bundle: median {NUMBER} ms, p99 {NUMBER} ms")
+
+
+def test_bench_publish_stage(bench, pg):
+    lines = bench("publish-stage", "--rows", "2000", "--trials", "1", *_backends(pg))
+    r = _result(lines)
+    assert len(r) == (2 if pg else 1)
+    for v in r.values():
+        assert v["wall_min"] > 0 and v["cpu_min"] > 0 and v["tree_size"] > 1000, r
+    _line(lines, rf"sqlite .*: publish min of 1: wall {NUMBER} s, cpu {NUMBER} s")
+
+
+def test_bench_api(bench, pg):
+    lines = bench("api", "--rows", "2000", "--seconds", "2", "--conns", "2", *_backends(pg))
+    r = _result(lines)
+    assert set(r) == {"sqlite", *(["postgresql"] if pg else [])}
+    for v in r.values():
+        assert v["http"]["per_second"] > 0 and v["http"]["errors"] == 0 and v["http"]["p99_ms"] > 0, r
+        assert v["in_process_p99_ms"] > 0, r
+    _line(lines, rf"HTTP \(1 uvicorn workers, 1x2 keep-alive connections\): {NUMBER} lookups/s, "
+                 rf"p50 {NUMBER} ms, p99 {NUMBER} ms")
+    _line(lines, r"target: HTTP >= 1,000 lookups/s at p99 < 50 ms: (met|MISSED)")
