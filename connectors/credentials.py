@@ -50,6 +50,9 @@ def _from_metadata_db(conn_id: str):
     """Outside a task (a CLI, a silo server) the Task SDK looks only at AIRFLOW_CONN_*; the
     connections `airflow connections add` stored are in the metadata database."""
     try:
+        from exchange.airflow_env import use_fernet_key
+
+        use_fernet_key()                # stored passwords are encrypted with the home's key
         from airflow.models.connection import Connection as Stored
 
         return Stored.get_connection_from_secrets(conn_id)

@@ -3,6 +3,7 @@ summarised, with one verified sample lookup."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -10,7 +11,7 @@ from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 
-from exchange import registry
+from exchange import clock, registry
 from exchange.airflow_env import airflow_env
 from exchange.errors import ExchangeError
 from exchange.settings import ROOT, get_settings
@@ -146,8 +147,11 @@ def run_sources(source_ids: list[str], regs: dict, silos, console, log: Path) ->
 
 def run_demo(rows: int = 10_000, as_json: bool = False, departments: bool = True,
              today: date | None = None) -> int:
-    """today: the date the silos' synthetic data are made as of (default: the generators')."""
+    """today: the date the silos' data are made as of and checked as of (default: the clock's)."""
     from rich.console import Console
+
+    today = today or clock.today()              # read once: the silos and their DAG runs share it
+    os.environ[clock.TODAY_ENV] = today.isoformat()   # inherited by `airflow dags test`
 
     from catalog import monitoring
     from catalog.service import Catalog

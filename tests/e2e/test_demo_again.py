@@ -53,13 +53,17 @@ def _demo(env: dict) -> tuple[int, dict | None, list[tuple[float, str]], str]:
 
 
 def _airflow_connection_ids(env: dict) -> set[str]:
-    """conn_ids stored in Airflow's metadata database (no AIRFLOW_CONN_* in the environment)."""
+    """conn_ids stored in Airflow's metadata database (no AIRFLOW_CONN_* in the environment),
+    their passwords encrypted with the home's fernet key."""
     code = ("import json\nfrom airflow.models import Connection\nfrom airflow.utils.session import create_session\n"
-            "with create_session() as s:\n    print(json.dumps([c.conn_id for c in s.query(Connection)]))\n")
+            "with create_session() as s:\n    print(json.dumps([[c.conn_id, c.is_encrypted] "
+            "for c in s.query(Connection)]))\n")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
                          timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
-    return set(json.loads(out.stdout.strip().splitlines()[-1]))
+    found = json.loads(out.stdout.strip().splitlines()[-1])
+    assert all(encrypted for _, encrypted in found), f"passwords stored in clear: {found}"
+    return {conn_id for conn_id, _ in found}
 
 
 def _counts(summary: dict) -> dict:
