@@ -14,12 +14,13 @@ import sqlalchemy as sa
 from sqlalchemy import Engine
 
 from catalog.models import DashboardSession
+from exchange import clock
 
 _T = DashboardSession.__table__
 
 
 def _now(now: datetime | None) -> datetime:
-    return now or datetime.now(timezone.utc)
+    return now or clock.now()
 
 
 def row(token: str) -> str:

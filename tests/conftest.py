@@ -158,3 +158,15 @@ def catalog():
 
     s = get_settings()
     return Catalog(s.catalog_url, s.store_dir)
+
+
+def dashboard_login(client, key: str, next_page: str = "/dashboard/"):
+    """Log a FastAPI TestClient in to the dashboard as a browser does: the login form's CSRF
+    token, posted from the dashboard's own origin."""
+    import re
+
+    form = client.get("/dashboard/login").text
+    token = re.search(r'name="csrf" value="([^"]+)"', form).group(1)
+    return client.post("/dashboard/login", data={"key": key, "next": next_page, "csrf": token},
+                       headers={"Origin": str(client.base_url).rstrip("/")}, follow_redirects=False)
+

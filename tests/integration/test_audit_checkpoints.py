@@ -5,11 +5,18 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from catalog import audit
 from exchange.cli import main as cli
+from tests.conftest import make_signing_key
+
+
+@pytest.fixture(autouse=True)
+def _signing_key(home):
+    make_signing_key()          # checkpoints are signed with the exchange's key: it must exist
 
 
 def _admin(n: int, start: int = 0) -> None:

@@ -14,7 +14,7 @@ from demo.synth import TABLE
 from exchange import stages
 from exchange.errors import SourceError
 from exchange.settings import get_settings
-from tests.conftest import TODAY, catalog, register_source
+from tests.conftest import TODAY, catalog, dashboard_login, register_source
 from tests.faultproxy import FaultProxy
 
 pytestmark = pytest.mark.integration
@@ -217,7 +217,7 @@ def _dashboard_dataset_page(dataset: str) -> str:
     access.add_department("audit-office", "审计局", role="auditor")
     key = access.issue_credential("audit-office")["key"]
     client = TestClient(create_app())
-    assert client.post("/dashboard/login", data={"key": key}, follow_redirects=False).status_code == 303
+    assert dashboard_login(client, key).status_code == 303
     r = client.get(f"/dashboard/datasets/{dataset}")
     assert r.status_code == 200
     return r.text

@@ -11,7 +11,7 @@ import re
 import pytest
 
 from exchange.cli import main
-from tests.conftest import catalog, register_demo_source
+from tests.conftest import catalog, dashboard_login, register_demo_source
 from tests.regdocs import doc, to_toml
 
 pytestmark = pytest.mark.integration
@@ -145,8 +145,7 @@ def test_status_and_dashboard_list_the_files_that_could_not_be_loaded(home, silo
     access.add_department("audit-office", "审计局", role="auditor")
     key = access.issue_credential("audit-office")["key"]
     with TestClient(create_app()) as client:
-        r = client.post("/dashboard/login", data={"key": key, "next": "/dashboard/"})
-        assert r.status_code == 200
+        assert dashboard_login(client, key).status_code == 303
         for page in ("/dashboard/", "/dashboard/freshness"):
             html = client.get(page).text
             section = re.search(r'<section id="unloaded-registrations".*?</section>', html, re.S)

@@ -118,6 +118,6 @@ def test_the_recipe_refuses_a_key_it_does_not_know(material, tmp_path):
     from catalog.keys import KeyStore
 
     other = KeyStore(tmp_path / "other-keys", b"another passphrase here")
-    other.signer()
+    other.create()
     done = run(tmp_path, material["bundle"], json.dumps(other.jwks()).encode())
     assert done.returncode == 1 and "NOT verified: no key" in done.stderr, done.stderr

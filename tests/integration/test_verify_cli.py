@@ -11,6 +11,7 @@ from exchange.cli import main as cli
 from tests.conftest import home_env
 
 DATASET = "business_licence.market_regulation"
+PURPOSE = "DJ-SCJG-0003"          # a service item that needs a business licence
 
 
 @pytest.fixture(scope="module")
@@ -23,8 +24,14 @@ def exported(published, tmp_path_factory):
     engine.dispose()
     out = tmp_path_factory.mktemp("bundles")
     with home_env(published.home):
+        from catalog.access import Access
+        from catalog.db import engine_for
+
+        access = Access(engine_for(published.catalog_url), 0)     # an operator acts with a key
+        access.add_department("verify-cli", "Verifying department")
+        key = access.issue_credential("verify-cli")["key"]
         for rid in ids:
-            assert cli(["export", rid, "-o", str(out / f"{rid}.json")]) == 0
+            assert cli(["export", rid, "--key", key, "--purpose", PURPOSE, "-o", str(out / f"{rid}.json")]) == 0
     return published, [(rid, out / f"{rid}.json") for rid in ids]
 
 
