@@ -65,28 +65,14 @@ def key_of(parent: str, name: str | int) -> str:
     return f"{parent}.{part}" if parent else part
 
 
+_FOUND = ((bool, "a boolean"), (int, "an integer"), (float, "a float"), (str, "a string"),
+          (dict, "a table"), (list, "an array"), (datetime, "a date-time"), (date, "a date"),
+          (time, "a time"))          # bool before int, datetime before date: subclasses first
+
+
 def found(value) -> str:
     """What a value is, for a message: `an integer (5)`, `a string ('many')`."""
-    if isinstance(value, bool):
-        kind = "a boolean"
-    elif isinstance(value, int):
-        kind = "an integer"
-    elif isinstance(value, float):
-        kind = "a float"
-    elif isinstance(value, str):
-        kind = "a string"
-    elif isinstance(value, dict):
-        kind = "a table"
-    elif isinstance(value, list):
-        kind = "an array"
-    elif isinstance(value, datetime):
-        kind = "a date-time"
-    elif isinstance(value, date):
-        kind = "a date"
-    elif isinstance(value, time):
-        kind = "a time"
-    else:
-        kind = f"a {type(value).__name__}"
+    kind = next((k for t, k in _FOUND if isinstance(value, t)), f"a {type(value).__name__}")
     text = repr(value)
     return f"{kind} ({text if len(text) <= 60 else text[:57] + '...'})"
 

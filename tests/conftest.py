@@ -170,3 +170,22 @@ def dashboard_login(client, key: str, next_page: str = "/dashboard/"):
     return client.post("/dashboard/login", data={"key": key, "next": next_page, "csrf": token},
                        headers={"Origin": str(client.base_url).rstrip("/")}, follow_redirects=False)
 
+
+def free_port() -> int:
+    """A port free on 127.0.0.1 now (the OS picks it)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def reachable(url: str) -> bool:
+    """Whether a database server answers at this SQLAlchemy URL."""
+    import sqlalchemy as sa
+
+    try:
+        sa.create_engine(url, poolclass=sa.pool.NullPool).connect().close()
+        return True
+    except Exception:
+        return False

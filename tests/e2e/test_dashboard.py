@@ -9,7 +9,6 @@ import os
 import re
 import secrets
 import shutil
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -21,7 +20,7 @@ import pytest
 import requests
 import sqlalchemy as sa
 
-from tests.conftest import ROOT, TEST_PASSPHRASE
+from tests.conftest import ROOT, TEST_PASSPHRASE, free_port
 
 pytestmark = pytest.mark.e2e
 CHROMIUM = "/usr/bin/chromium"
@@ -32,12 +31,6 @@ SMR, EDU, CA = ("business_licence.market_regulation", "diploma.education",
                 "marriage_certificate.civil_affairs")
 DAG_RUN = "manual__2026-11-20T08:00:00+00:00"
 ITEM = "DJ-SCJG-0003"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def seed(home: Path, silo_src: Path, work: Path) -> dict:
@@ -102,7 +95,7 @@ def site(tmp_path_factory, silo_2k):
     home = work / "home"
     with home_env(home):
         facts = seed(home, silo_2k[0], work)
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "EXCHANGE_HOME": str(home), "EXCHANGE_KEY_PASSPHRASE": TEST_PASSPHRASE,
            "EXCHANGE_AIRFLOW_URL": AIRFLOW, "EXCHANGE_API_CACHE_TTL": "0", "EXCHANGE_DASHBOARD_SECRET": secrets.token_urlsafe(32)}
     env.pop("EXCHANGE_CATALOG_URL", None)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import threading
@@ -15,26 +14,11 @@ import time
 import uuid
 
 import pytest
-import sqlalchemy as sa
 
-from tests.conftest import ROOT, TEST_PASSPHRASE
+from tests.conftest import ROOT, TEST_PASSPHRASE, free_port, reachable
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1500)]
 LINE = re.compile(r"^(?P<source>\w+) \((?P<silo>\w+)\): (?P<state>\w+)")
-
-
-def _reachable(url: str) -> bool:
-    try:
-        sa.create_engine(url, poolclass=sa.pool.NullPool).connect().close()
-        return True
-    except Exception:
-        return False
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _demo(env: dict) -> tuple[int, dict | None, list[tuple[float, str]], str]:
@@ -75,14 +59,14 @@ def test_the_demo_runs_twice_and_the_second_run_publishes_nothing_new(home, tmp_
     from demo.departments import MARIADB, PG
     from demo.sql_silos import drop_database
 
-    missing = [u for u in (PG, MARIADB) if not _reachable(u)]
+    missing = [u for u in (PG, MARIADB) if not reachable(u)]
     if missing:
         pytest.skip(f"database servers not reachable on this machine: {missing}")
     prefix = f"t_again_{uuid.uuid4().hex[:6]}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW_CONN_")}
     env.update({"EXCHANGE_HOME": str(home), "AIRFLOW_HOME": str(tmp_path / "airflow"),
                 "EXCHANGE_KEY_PASSPHRASE": TEST_PASSPHRASE, "EXCHANGE_DEMO_DB_PREFIX": prefix,
-                "EXCHANGE_DEMO_API_PORT": str(_free_port())})
+                "EXCHANGE_DEMO_API_PORT": str(free_port())})
     try:
         code, first, lines, err = _demo(env)
         assert code == 0, err[-3000:]

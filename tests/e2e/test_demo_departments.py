@@ -5,40 +5,24 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 
 import pytest
-import sqlalchemy as sa
 
-from tests.conftest import ROOT, TEST_PASSPHRASE
+from tests.conftest import ROOT, TEST_PASSPHRASE, free_port, reachable
 
 pytestmark = pytest.mark.e2e
 
 
-def _reachable(url: str) -> bool:
-    try:
-        sa.create_engine(url, poolclass=sa.pool.NullPool).connect().close()
-        return True
-    except Exception:
-        return False
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_the_demo_runs_every_department_under_airflow(home, tmp_path):
     from demo.departments import MARIADB, PG
-    missing = [u for u in (PG, MARIADB) if not _reachable(u)]
+    missing = [u for u in (PG, MARIADB) if not reachable(u)]
     if missing:
         pytest.skip(f"database servers not reachable on this machine: {missing}")
     env = {**os.environ, "EXCHANGE_HOME": str(home), "AIRFLOW_HOME": str(tmp_path / "airflow"),
            "EXCHANGE_KEY_PASSPHRASE": TEST_PASSPHRASE, "EXCHANGE_DEMO_DB_PREFIX": "t_demo",
-           "EXCHANGE_DEMO_API_PORT": str(_free_port())}
+           "EXCHANGE_DEMO_API_PORT": str(free_port())}
     out = subprocess.run([sys.executable, "-m", "exchange.cli", "demo", "--rows", "2000", "--json"],
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stderr[-3000:]

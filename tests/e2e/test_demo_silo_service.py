@@ -15,16 +15,10 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 TODAY = date(2026, 11, 21)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _listening(port: int) -> bool:
@@ -53,7 +47,7 @@ def test_serve_runs_the_demo_http_silo_from_its_stored_connection(home, airflow_
     from exchange.run_service import DEMO_SILO, Service
     from exchange.settings import get_settings
 
-    port = _free_port()
+    port = free_port()
     silos = departments.make(home, rows=60, api_port=port, today=TODAY, kinds=("http",))
     assert list(silos.connections) == ["silo_hrss_api"]
     (source_id, text), = silos.registrations.items()
@@ -71,7 +65,7 @@ def test_serve_runs_the_demo_http_silo_from_its_stored_connection(home, airflow_
     assert out.returncode == 0, out.stderr[-2000:]
     assert json.loads(out.stdout.strip().splitlines()[-1]) == [f"http://127.0.0.1:{port}", True]
 
-    svc = Service("127.0.0.1", _free_port(), _free_port())
+    svc = Service("127.0.0.1", free_port(), free_port())
     svc.logs.mkdir(parents=True, exist_ok=True)
     try:
         assert svc.start_demo_silo() == source_id
@@ -92,4 +86,4 @@ def test_serve_runs_the_demo_http_silo_from_its_stored_connection(home, airflow_
 
     # not registered (any more): nothing to serve
     (sources / f"{source_id}.toml").unlink()
-    assert Service("127.0.0.1", _free_port(), _free_port()).start_demo_silo() is None
+    assert Service("127.0.0.1", free_port(), free_port()).start_demo_silo() is None

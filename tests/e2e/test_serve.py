@@ -18,19 +18,10 @@ import pytest
 import requests
 
 from tests.alertsinks import WebhookReceiver
-from tests.conftest import ROOT, TEST_PASSPHRASE, catalog, register_demo_source
+from tests.conftest import ROOT, TEST_PASSPHRASE, catalog, free_port, register_demo_source
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 SOURCE = "smr_business_licence"
-
-
-def _free_port() -> int:
-    try:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            return s.getsockname()[1]
-    except OSError as exc:
-        pytest.skip(f"no free port on 127.0.0.1 ({exc})")
 
 
 def _until(predicate, timeout: float, what: str, proc, out: list[str]):
@@ -44,7 +35,7 @@ def _until(predicate, timeout: float, what: str, proc, out: list[str]):
 
 
 def test_serve_starts_airflow_and_the_exchange_runs_the_source_and_stops(home, silo_2k, tmp_path):
-    port, airflow_port = _free_port(), _free_port()
+    port, airflow_port = free_port(), free_port()
     silo = tmp_path / "silo.db"
     shutil.copy(silo_2k[0], silo)
     register_demo_source(home, silo)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import http.client
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -16,17 +15,11 @@ from concurrent.futures import ThreadPoolExecutor
 import sqlalchemy as sa
 
 from catalog import audit
-from tests.conftest import ROOT
+from tests.conftest import ROOT, free_port
 
 PURPOSE = "DJ-SCJG-0003"
 REQUESTS, CONNECTIONS = 3_000, 6
 WAL_BOUND = 4 * 2**20
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wal_size(db) -> int:
@@ -45,7 +38,7 @@ def test_a_flood_of_unauthenticated_requests_leaves_a_few_counted_entries(tmp_pa
     engine = engine_for(url)
     with engine.connect() as c:
         start = c.scalar(sa.text("select seq from audit_head"))
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "EXCHANGE_HOME": str(home), "EXCHANGE_CATALOG_URL": url}
     server = subprocess.Popen([sys.executable, "-m", "exchange.cli", "serve", "--port", str(port)],
                               cwd=ROOT, env=env)
