@@ -53,7 +53,8 @@ def seed(home: Path, silo_src: Path, work: Path) -> dict:
     with sqlite3.connect(silo) as c:      # a silo fault: bad check characters in every 12th row
         c.execute("UPDATE yyzz_djxx SET TYSHXYDM = substr(TYSHXYDM, 1, 17) || CASE WHEN "
                   "substr(TYSHXYDM, 18, 1) = '0' THEN '1' ELSE '0' END WHERE rowid % 12 = 0")
-    stages.run_all(sid, "r2")
+        c.execute("UPDATE yyzz_djxx SET QYMC = QYMC || '分公司' WHERE rowid % 12 = 5")   # and a change
+    stages.run_all(sid, "r2")        # version 2: the renamed; the quarantined held as published
     with sqlite3.connect(silo) as c:      # broken on purpose: a mapped column is gone
         c.execute("ALTER TABLE yyzz_djxx RENAME COLUMN QYMC TO QYMC_OLD")
     with pytest.raises(Exception, match="QYMC"):
