@@ -26,7 +26,7 @@ from sqlalchemy import Engine
 from exchange import clock
 from catalog import audit
 from catalog.models import Credential, Dataset, Department, Grant
-from catalog.verify import label_unsigned
+from trust.verify import label_unsigned
 from exchange.errors import AccessDenied, InvalidRequest, NotFound, Unauthenticated, UnknownName
 
 DEPT_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{1,63}$")

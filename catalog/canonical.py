@@ -1,4 +1,4 @@
-"""RFC 8785 (JCS) canonical JSON of records, one row at a time or a whole table at once.
+"""RFC 8785 (JCS) canonical JSON of a whole table at once (one record: trust/canonical.py).
 
 `canonical_json(table)[i] == canonical_bytes(table.slice(i, 1).to_pylist()[0])`, built with
 pyarrow.compute (no per-row Python). Records are flat: strings, integers, dates, booleans, null.
@@ -12,42 +12,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import rfc8785
 
-MAX_SAFE_INT = 2**53 - 1
-_FLOAT_MSG = "floats are not allowed in records; use integers or decimal strings"
+from trust.canonical import FLOAT_MSG as _FLOAT_MSG
+from trust.canonical import (MAX_SAFE_INT, canonical_bytes, sort_keys, to_json_record,  # noqa: F401
+                             to_json_value)
+
 _DATE_MIN = (dt.date(1, 1, 1) - dt.date(1970, 1, 1)).days  # what Python's date can hold
 _DATE_MAX = (dt.date(9999, 12, 31) - dt.date(1970, 1, 1)).days
 
 # RFC 8785 §3.2.2.2: short forms, then \u00xx (lowercase hex) for the other controls.
 _SHORT = {"\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 _CONTROLS = [(chr(i), _SHORT.get(chr(i), f"\\u{i:04x}")) for i in range(0x20)]
-
-
-def to_json_value(v):
-    """One value as pyarrow's to_pylist gives it -> a JSON value."""
-    if v is None or isinstance(v, (bool, str)):
-        return v
-    if isinstance(v, int):
-        if abs(v) > MAX_SAFE_INT:
-            raise ValueError(f"integer {v} is outside ±(2**53-1); store it as a decimal string")
-        return v
-    if isinstance(v, float):
-        raise ValueError(_FLOAT_MSG)
-    if isinstance(v, dt.date) and not isinstance(v, dt.datetime):
-        return v.isoformat()
-    raise ValueError(f"unsupported value type {type(v).__name__} in a record")
-
-
-def to_json_record(row: dict) -> dict:
-    return {str(k): to_json_value(v) for k, v in row.items()}
-
-
-def canonical_bytes(record: dict) -> bytes:
-    return rfc8785.dumps(to_json_record(record))
-
-
-def sort_keys(names) -> list[str]:
-    """RFC 8785 §3.2.3: by UTF-16 code units."""
-    return sorted(names, key=lambda k: k.encode("utf-16-be"))
 
 
 def _utf8_bytes(chunk: pa.Array) -> np.ndarray:

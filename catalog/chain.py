@@ -25,7 +25,7 @@ from catalog.canonical import canonical_json
 from catalog.keys import head_hash
 from catalog.merkle import MerkleTree, leaf_hashes
 from catalog.models import DatasetVersion, Record
-from catalog.verify import verify_tree_head
+from trust.verify import verify_tree_head
 from exchange.errors import VerificationError
 
 CHECKS = [

@@ -13,9 +13,7 @@ from sqlalchemy import Engine
 
 from catalog.keys import KeyStore, atomic_write
 from catalog.models import DatasetVersion
-from catalog.verify import head_payload_unverified
-
-KEY_STATUS_FILE = "key-status.jws"
+from trust.verify import KEY_STATUS_FILE, head_payload_unverified, read_key_status  # noqa: F401  (re-exported)
 
 
 def heads_before_compromise(engine: Engine, keys: KeyStore) -> dict[str, list[str]]:
@@ -43,11 +41,6 @@ def write_key_material(keys: KeyStore, engine: Engine, jwks_path: Path) -> Path:
     doc = keys.sign_key_status(heads_before_compromise(engine, keys))
     atomic_write(status_path, doc.encode("ascii") + b"\n", mode=0o644)
     return status_path
-
-
-def read_key_status(path: Path) -> str | None:
-    path = Path(path)
-    return path.read_text(encoding="ascii").strip() if path.exists() else None
 
 
 def summary(keys: KeyStore, engine: Engine) -> list[dict]:

@@ -15,42 +15,25 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import fcntl
-import hashlib
 import json
 import os
-import warnings
 from pathlib import Path
 
 import rfc8785
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from joserfc import jws
-from joserfc.errors import SecurityWarning
 from joserfc.jwk import OKPKey
 
 from catalog import key_files
 from exchange import clock
 from exchange.files import atomic_write  # noqa: F401  (re-exported)
 from exchange.errors import ConfigError
+from trust.heads import (ALG, CHECKPOINT_TYP, KEY_STATUS_TYP, STH_TYP, eddsa_allowed,  # noqa: F401
+                         head_hash, rfc3339)
 
-ALG = "EdDSA"
-STH_TYP = "exchange-sth+jws"
-KEY_STATUS_TYP = "exchange-key-status+jws"
-CHECKPOINT_TYP = "exchange-audit-checkpoint+jws"
 MANIFEST = "keys.json"
 STATUSES = ("active", "retired", "compromised")
-
-
-def rfc3339(t: dt.datetime) -> str:
-    """RFC 3339 UTC to the second, like 2026-11-21T20:00:00Z. Naive datetimes are refused."""
-    if t.tzinfo is None or t.utcoffset() is None:
-        raise ValueError("a timestamp needs a time zone (use exchange.clock.now())")
-    return t.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def head_hash(signed_head: str) -> str:
-    """Hex SHA-256 of a compact JWS tree head (its ASCII bytes)."""
-    return hashlib.sha256(signed_head.encode("ascii")).hexdigest()
 
 
 def tree_head_payload(dataset: str, version: int, tree_size: int, root: bytes,
@@ -60,14 +43,6 @@ def tree_head_payload(dataset: str, version: int, tree_size: int, root: bytes,
     return {"dataset": dataset, "version": int(version), "tree_size": int(tree_size),
             "root_hash": bytes(root).hex(), "issued_at": rfc3339(issued_at),
             "previous_head_hash": head_hash(previous_head) if previous_head else None}
-
-
-@contextlib.contextmanager
-def eddsa_allowed():
-    """joserfc 1.8 warns that RFC 9864 deprecates "EdDSA"; our contract names it (RFC 8037)."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=SecurityWarning)
-        yield
 
 
 def public_jwk(key: OKPKey) -> dict:

@@ -1,4 +1,4 @@
-"""Merkle tree of RFC 9162 §2.1: leaf = SHA-256(0x00 ‖ d), node = SHA-256(0x01 ‖ l ‖ r).
+"""Merkle tree of RFC 9162 §2.1, built and stored (the hashes and proof checks: trust/merkle.py).
 
 Built level by level; an odd last node is promoted unchanged to the next level, which gives
 the same tree as RFC 9162's recursive MTH (split at the largest power of two below n).
@@ -6,7 +6,6 @@ Saved as one file (header + every level) that `open` maps, so proofs read only w
 """
 from __future__ import annotations
 
-import hashlib
 import struct
 from pathlib import Path
 
@@ -16,19 +15,11 @@ import pyarrow as pa
 from catalog.digests import sha256_many, sha256_rows
 from exchange.files import atomic_writer
 from exchange.parallel import ordered_map
+from trust.merkle import (EMPTY_ROOT, LEAF_PREFIX, NODE_PREFIX, leaf_hash, node_hash,  # noqa: F401
+                          root_from_inclusion_proof)
 
 _MAGIC = b"EXMRKL01"
 _HEAD = struct.Struct("<8sQQ")  # magic, tree size, number of levels; then one <Q offset per level
-EMPTY_ROOT = hashlib.sha256(b"").digest()
-LEAF_PREFIX, NODE_PREFIX = b"\x00", b"\x01"
-
-
-def leaf_hash(data: bytes) -> bytes:
-    return hashlib.sha256(b"\x00" + data).digest()
-
-
-def node_hash(left: bytes, right: bytes) -> bytes:
-    return hashlib.sha256(b"\x01" + left + right).digest()
 
 
 def leaf_hashes(canonical: pa.Array, prefixed: bool = False) -> np.ndarray:
@@ -131,27 +122,3 @@ class MerkleTree:
             raise ValueError(f"{path} is truncated or damaged")
         return cls(levels)
 
-
-def root_from_inclusion_proof(index: int, size: int, leaf: bytes, proof: list[bytes]) -> bytes:
-    """RFC 9162 §2.1.3.2, literally: the root that `proof` leads to from leaf hash `leaf`."""
-    if not 0 <= index < size:
-        raise ValueError(f"leaf index {index} is not below the tree size {size}")
-    if len(leaf) != 32 or any(len(p) != 32 for p in proof):
-        raise ValueError("hashes in an inclusion proof are 32 bytes")
-    fn, sn, r = index, size - 1, leaf
-    for p in proof:
-        if sn == 0:
-            raise ValueError("the inclusion proof is too long for this index and tree size")
-        if fn & 1 or fn == sn:
-            r = node_hash(p, r)
-            if not fn & 1:
-                while not fn & 1 and fn != 0:
-                    fn >>= 1
-                    sn >>= 1
-        else:
-            r = node_hash(r, p)
-        fn >>= 1
-        sn >>= 1
-    if sn != 0:
-        raise ValueError("the inclusion proof is too short for this index and tree size")
-    return r

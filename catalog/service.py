@@ -19,7 +19,7 @@ from catalog.keys import KeyStore, head_hash, tree_head_payload
 from catalog.models import Alert as AlertRow
 from catalog.models import (Dataset, DatasetVersion, MetadataChange, QuarantineEntry, Record,
                             Run, RunQuality, Source, TakenFile, Watermark)
-from catalog.verify import label_unsigned, make_bundle
+from trust.verify import label_unsigned, make_bundle
 from exchange.errors import NotFound, PublishError
 from exchange.registry import Registration
 

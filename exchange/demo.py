@@ -155,7 +155,7 @@ def run_demo(rows: int = 10_000, as_json: bool = False, departments: bool = True
 
     from catalog import monitoring
     from catalog.service import Catalog
-    from catalog.verify import verify_bundle
+    from trust.verify import verify_bundle
 
     console = Console(stderr=as_json, width=None if sys.stdout.isatty() else 120)
     s = get_settings()

@@ -4,10 +4,8 @@
 """
 from __future__ import annotations
 
-
-class ExchangeError(Exception):
-    status = 500
-    exit_code = 1
+# the root, NotFound and VerificationError live with the verifier, which ships alone (trust/)
+from trust.errors import ExchangeError, NotFound, VerificationError  # noqa: F401  (re-exported)
 
 
 class ConfigError(ExchangeError):
@@ -60,23 +58,8 @@ class PublishError(ExchangeError):
     exit_code = 6
 
 
-class NotFound(ExchangeError):
-    status = 404
-    exit_code = 7
-
-
 class UnknownCopy(NotFound):
     """A copy of a record (version, leaf hash) the exchange never published."""
-
-
-class VerificationError(ExchangeError):
-    """A bundle failed verification at a numbered step."""
-    status = 400
-    exit_code = 8
-
-    def __init__(self, step: int, name: str, message: str):
-        super().__init__(f"step {step} ({name}) failed: {message}")
-        self.step, self.step_name, self.detail = step, name, message
 
 
 class Unauthenticated(ExchangeError):

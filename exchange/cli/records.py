@@ -99,49 +99,22 @@ def cmd_export(args) -> int:
 
 
 def cmd_verify(args) -> int:
-    from catalog.key_status import KEY_STATUS_FILE, read_key_status
-    from catalog.verify import VERIFY_STEPS, verify_bundle
     from exchange.settings import get_settings
+    from trust.cli import load, report
+    from trust.errors import InputError
+    from trust.verify import verify_bundle
 
-    jwks_path = Path(args.jwks) if args.jwks else get_settings().jwks_path
-    status_path = Path(args.key_status) if args.key_status else jwks_path.with_name(KEY_STATUS_FILE)
     try:
-        bundle = json.loads(Path(args.file).read_text(encoding="utf-8"))
-        jwks = json.loads(jwks_path.read_text(encoding="utf-8"))
-        key_status = read_key_status(status_path)
-    except FileNotFoundError as exc:
-        raise ConfigError(f"cannot read {exc.filename}: give the bundle file and --jwks PATH") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"not JSON: {exc}") from None
+        bundle, jwks, key_status = load(args.file, args.jwks or get_settings().jwks_path, args.key_status)
+    except InputError as exc:
+        raise ConfigError(str(exc)) from None
     status_of = None
     if args.online:
         cat = catalog()
         # called after steps 1-6: record_id, version and leaf_hash are then the signed ones
         status_of = lambda b: cat.record_status(b["record_id"], b["version"], b["leaf_hash"])  # noqa: E731
-    result = verify_bundle(bundle, jwks, key_status, status_of)
-    ran = [(n, name) for n, name in VERIFY_STEPS if n in result.steps]
-    head, licence = result.head, result.record.get("licence_number")
-    if args.json:
-        print(json.dumps({"verified": True, "record_id": result.record_id, "licence_number": licence,
-                          "leaf_index": result.leaf_index, "dataset": head["dataset"],
-                          "version": head["version"], "kid": result.kid,
-                          "steps": [name for _, name in ran], "status": result.status,
-                          "key_compromised": result.compromised_key is not None,
-                          "unsigned": result.unsigned}, ensure_ascii=False))
-        return 0
-    for number, name in ran:
-        print(f"  step {number}: {name} ... ok")
-    note = (f" (compromised from {result.compromised_key['compromised_at']}; this head predates it)"
-            if result.compromised_key else "")
-    print(f"verified: the signed record {result.record_id} (licence {licence}) is leaf {result.leaf_index} "
-          f"of {head['dataset']} version {head['version']}, signed by key {result.kid}{note}")
-    if result.unsigned:
-        fields = ", ".join(f"{k}={v!r}" for k, v in result.unsigned.items() if k != "unsigned")
-        print(f"  unsigned (not covered by the signature, not checked): {fields}")
-    if result.status:
-        print(f"  the exchange says now: {result.status['status']} since {result.status.get('since')}")
-    else:
-        print("  step 7 (record still valid) was not run: add --online to ask the exchange")
+    report(verify_bundle(bundle, jwks, key_status, status_of), args.json,
+           "step 7 (record still valid) was not run: add --online to ask the exchange")
     return 0
 
 
