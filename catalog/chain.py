@@ -2,7 +2,7 @@
 
 For each version, in order, the first failing check is the chain's first break:
   1. version numbering: versions are 1, 2, 3 … without gaps, and the head says the same
-  2. head signature: signing key known and not compromised (catalog.verify steps 2-3)
+  2. head signature: signing key known and not compromised (trust.verify steps 2-3)
   3. head matches the catalogue: dataset, version, tree size and root as recorded, head.jws
      on disk identical to the catalogue's
   4. chain link: previous_head_hash is the hash of the previous version's head (null for 1)
