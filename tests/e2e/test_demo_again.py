@@ -39,15 +39,17 @@ def _demo(env: dict) -> tuple[int, dict | None, list[tuple[float, str]], str]:
 def _airflow_connection_ids(env: dict) -> set[str]:
     """conn_ids stored in Airflow's metadata database (no AIRFLOW_CONN_* in the environment),
     their passwords encrypted with the home's fernet key."""
-    code = ("import json\nfrom airflow.models import Connection\nfrom airflow.utils.session import create_session\n"
-            "with create_session() as s:\n    print(json.dumps([[c.conn_id, c.is_encrypted] "
+    code = ("import json\nfrom exchange.airflow_env import use_fernet_key\nuse_fernet_key()\n"
+            "from airflow.models import Connection\nfrom airflow.utils.session import create_session\n"
+            "with create_session() as s:\n    print(json.dumps([[c.conn_id, c.is_encrypted, c._password is not None] "
             "for c in s.query(Connection)]))\n")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
                          timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     found = json.loads(out.stdout.strip().splitlines()[-1])
-    assert all(encrypted for _, encrypted in found), f"passwords stored in clear: {found}"
-    return {conn_id for conn_id, _ in found}
+    with_secret = [(conn_id, encrypted) for conn_id, encrypted, has_secret in found if has_secret]
+    assert with_secret and all(encrypted for _, encrypted in with_secret), f"secrets stored in clear: {found}"
+    return {conn_id for conn_id, _, _ in found}
 
 
 def _counts(summary: dict) -> dict:
