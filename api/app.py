@@ -15,7 +15,7 @@ def create_app(settings=None, *, rate: float | None = None, burst: int | None = 
     from catalog.access import Access
     from catalog.consumer import Consumer
     from catalog.service import Catalog
-    from exchange.settings import get_settings
+    from base.settings import get_settings
 
     settings = settings or get_settings()
     app = FastAPI(title="Exchange consumer API", version="1",

@@ -8,7 +8,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from catalog.access import Caller, check_purpose
 from catalog.consumer import Consumer
-from exchange.errors import Unauthenticated
+from base.errors import Unauthenticated
 
 bearer = HTTPBearer(auto_error=False, description="an exchange key: `exk_<key id>.<secret>`")
 

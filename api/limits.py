@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import time
 
-from exchange.errors import RateLimited
+from base.errors import RateLimited
 
 MAX_BODY = 16 * 1024
 

@@ -1,5 +1,5 @@
 """Errors as RFC 9457 problem details: one handler maps the domain errors by their `status`
-(exchange/errors.py), never showing internals. Refused consumer requests are audited here."""
+(base/errors.py), never showing internals. Refused consumer requests are audited here."""
 from __future__ import annotations
 
 import json
@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from exchange.errors import ExchangeError, InvalidRequest, RateLimited
+from base.errors import ExchangeError, InvalidRequest, RateLimited
 
 log = logging.getLogger("exchange.api")
 MEDIA = "application/problem+json"

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from bench.path import DB_PREFIX, OUT, silo
-from exchange.settings import ROOT
+from base.settings import ROOT
 
 PG_ADMIN = os.environ.get("EXCHANGE_BENCH_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 PURPOSE = "DJ-SCJG-0003"
@@ -109,7 +109,7 @@ def _in_process(key: str, holders: list[str], n: int) -> None:
     from catalog.access import Access
     from catalog.consumer import PENDING, Consumer
     from catalog.service import Catalog
-    from exchange.settings import get_settings
+    from base.settings import get_settings
 
     s = get_settings()
     cat = Catalog(s.catalog_url, s.store_dir, pre_ping=False)

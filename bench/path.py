@@ -15,7 +15,7 @@ from datetime import date
 from pathlib import Path
 
 from bench.memory import peak_mb
-from exchange.settings import ROOT
+from base.settings import ROOT
 
 # where generated silos and prepared homes are cached, and the prefix of the PostgreSQL
 # databases the benches make (tests point both elsewhere)
@@ -39,7 +39,7 @@ def silo(rows: int) -> Path:
 def project(silo_path: str) -> dict:
     imports = _libraries()
     from exchange import registry, stages
-    from exchange.settings import get_settings
+    from base.settings import get_settings
 
     s = get_settings()
     s.sources_dir.mkdir(parents=True, exist_ok=True)

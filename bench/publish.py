@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from bench.memory import peak_mb
-from exchange import clock, staging
+from base import clock, staging
 
 DATASET = "business_licence.bench"
 # Parquet test inputs for stage_version (the staging readers take Parquet too)
@@ -161,7 +161,7 @@ def main(rows: int, sample: int, bundles: int = 1000) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from exchange.parallel import workers
+    from base.parallel import workers
 
     work = Path(tempfile.mkdtemp(prefix="bench-publish-"))
     t = time.perf_counter()

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from bench.path import DB_PREFIX, OUT, TODAY, silo
-from exchange.settings import ROOT
+from base.settings import ROOT
 
 PG_SERVER = os.environ.get("EXCHANGE_BENCH_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 SOURCE, KEY = "smr_business_licence", "bench"
@@ -63,7 +63,7 @@ def _prepared(backend: str, rows: int) -> tuple[Path, str]:
 def _validate(silo_path: str) -> None:
     from catalog.keys import KeyStore
     from exchange import registry, stages
-    from exchange.settings import get_settings
+    from base.settings import get_settings
 
     s = get_settings()
     s.sources_dir.mkdir(parents=True, exist_ok=True)
@@ -81,7 +81,7 @@ _TIMED_PUBLISH = f"""
 import json, time
 from catalog.service import Catalog
 from exchange import stages
-from exchange.settings import get_settings
+from base.settings import get_settings
 s = get_settings()
 Catalog(s.catalog_url, s.store_dir)          # the engine and its migrations check: not timed
 t, c = time.perf_counter(), time.process_time()

@@ -12,14 +12,14 @@ import tempfile
 import time
 
 from bench.path import TODAY, silo
-from exchange.settings import ROOT
+from base.settings import ROOT
 
 SOURCE = "smr_business_licence"
 
 
 def _prepare(silo_path) -> None:
     from exchange import registry, stages
-    from exchange.settings import get_settings
+    from base.settings import get_settings
 
     s = get_settings()
     s.sources_dir.mkdir(parents=True, exist_ok=True)
@@ -34,8 +34,9 @@ def _ours(key: str) -> dict:
     """stages.validate on a copy of the staged run: the split (GX, accepted and quarantine
     files, Data Docs) and the catalogue's quarantine queue and counts."""
     import quality.validate as qv
-    from exchange import stages, staging
-    from exchange.settings import get_settings
+    from base import staging
+    from exchange import stages
+    from base.settings import get_settings
 
     runs = get_settings().staging_dir / SOURCE
     (runs / key).mkdir(exist_ok=True)
@@ -63,7 +64,7 @@ def _stock(conformed) -> dict:
     """Stock GX: a fresh ephemeral context, default settings, one call, COMPLETE results."""
     import great_expectations as gx
 
-    from exchange import staging
+    from base import staging
     from quality import suites
 
     frame = staging.read_table(conformed).to_pandas(date_as_object=False)
@@ -82,7 +83,7 @@ def _stock(conformed) -> dict:
 def main(rows: int, rounds: int = 2) -> int:
     os.environ["EXCHANGE_HOME"] = tempfile.mkdtemp(prefix="bench-validate-")
     os.environ.setdefault("EXCHANGE_KEY_PASSPHRASE", "bench passphrase, not a secret")
-    from exchange.settings import get_settings, reset_settings
+    from base.settings import get_settings, reset_settings
 
     reset_settings()
     path = silo(rows)
@@ -90,7 +91,7 @@ def main(rows: int, rounds: int = 2) -> int:
     _prepare(path)
     print(f"extract + conform of {rows:,} rows: {time.perf_counter() - t:.1f}s (not timed below)",
           file=sys.stderr)
-    from exchange import staging
+    from base import staging
     conformed = staging.transient(get_settings().staging_dir / SOURCE / "bench", "conformed")
     stocks, ourss = [], []
     for r in range(rounds):          # interleaved; the best of each (the machine may be shared)

@@ -23,11 +23,11 @@ from functools import lru_cache
 import sqlalchemy as sa
 from sqlalchemy import Engine
 
-from exchange import clock
+from base import clock
 from catalog import audit
 from catalog.models import Credential, Dataset, Department, Grant
 from trust.verify import label_unsigned
-from exchange.errors import AccessDenied, InvalidRequest, NotFound, Unauthenticated, UnknownName
+from base.errors import AccessDenied, InvalidRequest, NotFound, Unauthenticated, UnknownName
 
 DEPT_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{1,63}$")
 CASE_RE = re.compile(r"^case:[A-Za-z0-9][A-Za-z0-9._/-]{3,63}$")

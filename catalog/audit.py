@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 import sqlalchemy as sa
 from sqlalchemy import Engine
 
-from exchange import clock
+from base import clock
 from catalog.models import AuditEntry, AuditHead
 
 GENESIS = "0" * 64

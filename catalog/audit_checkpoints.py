@@ -25,7 +25,7 @@ from sqlalchemy import Engine
 from catalog import audit
 from catalog.keys import ALG, CHECKPOINT_TYP, eddsa_allowed, rfc3339
 from catalog.models import AuditCheckpoint
-from exchange.errors import VerificationError
+from base.errors import VerificationError
 
 LOG = "exchange-audit"
 FORMAT = "exchange-audit-checkpoint/1"

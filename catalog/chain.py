@@ -26,7 +26,7 @@ from catalog.keys import head_hash
 from catalog.merkle import MerkleTree, leaf_hashes
 from catalog.models import DatasetVersion, Record
 from trust.verify import verify_tree_head
-from exchange.errors import VerificationError
+from base.errors import VerificationError
 
 CHECKS = [
     (1, "version numbering"),

@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from catalog.store import version_leaves
-from exchange import staging
+from base import staging
 
 WITHDRAWN = "withdrawn"
 

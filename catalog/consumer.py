@@ -11,12 +11,12 @@ from datetime import date, datetime, timezone
 
 import sqlalchemy as sa
 
-from exchange import clock
+from base import clock
 from catalog import audit
 from catalog.access import STATUS_SOURCES, Access, Caller, check_purpose, disclose
 from catalog.models import Dataset, DatasetVersion, Record
 from catalog.service import Catalog
-from exchange.errors import AccessDenied, ExchangeError, InvalidRequest, NotFound
+from base.errors import AccessDenied, ExchangeError, InvalidRequest, NotFound
 
 PENDING: ContextVar[list | None] = ContextVar("pending_audit", default=None)
 RECORD_ID_RE = re.compile(r"^[0-9a-f]{32}$")

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy import Engine
 
 from catalog.models import DashboardSession
-from exchange import clock
+from base import clock
 
 _T = DashboardSession.__table__
 

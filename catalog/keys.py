@@ -26,9 +26,9 @@ from joserfc import jws
 from joserfc.jwk import OKPKey
 
 from catalog import key_files
-from exchange import clock
-from exchange.files import atomic_write  # noqa: F401  (re-exported)
-from exchange.errors import ConfigError
+from base import clock
+from base.files import atomic_write  # noqa: F401  (re-exported)
+from base.errors import ConfigError
 from trust.heads import (ALG, CHECKPOINT_TYP, KEY_STATUS_TYP, STH_TYP, eddsa_allowed,  # noqa: F401
                          head_hash, rfc3339)
 

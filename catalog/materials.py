@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import date
 
 from catalog.access import disclose
-from exchange.errors import InvalidRequest, NotFound
+from base.errors import InvalidRequest, NotFound
 
 RANK = {"valid": 0, "expired": 1, "revoked": 2}
 ANSWER = {"valid": "held", "expired": "held_expired", "revoked": "revoked"}

@@ -13,8 +13,8 @@ import numpy as np
 import pyarrow as pa
 
 from catalog.digests import sha256_many, sha256_rows
-from exchange.files import atomic_writer
-from exchange.parallel import ordered_map
+from base.files import atomic_writer
+from base.parallel import ordered_map
 from trust.merkle import (EMPTY_ROOT, LEAF_PREFIX, NODE_PREFIX, leaf_hash, node_hash,  # noqa: F401
                           root_from_inclusion_proof)
 

@@ -7,9 +7,9 @@ from datetime import datetime, timedelta, timezone
 
 import sqlalchemy as sa
 
-from exchange import clock
+from base import clock
 from catalog.models import AuditEntry, Dataset, QuarantineEntry, Run, Source
-from exchange.errors import UnknownName
+from base.errors import UnknownName
 from exchange.registry import CYCLES
 
 REFRESHED = ("published", "unchanged")       # a run that brought the dataset up to date

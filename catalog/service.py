@@ -12,7 +12,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from exchange import clock
+from base import clock
 from catalog import index_load, status as statuses, store
 from catalog.db import engine_for
 from catalog.keys import KeyStore, head_hash, tree_head_payload
@@ -20,7 +20,7 @@ from catalog.models import Alert as AlertRow
 from catalog.models import (Dataset, DatasetVersion, MetadataChange, QuarantineEntry, Record,
                             Run, RunQuality, Source, TakenFile, Watermark)
 from trust.verify import label_unsigned, make_bundle
-from exchange.errors import NotFound, PublishError
+from base.errors import NotFound, PublishError
 from exchange.registry import Registration
 
 FINAL = ("published", "unchanged")

@@ -22,11 +22,11 @@ import pyarrow.compute as pc
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from exchange import clock
+from base import clock
 from catalog.merkle import MerkleTree
 from catalog.store import version_leaves
 from catalog.models import Dataset, DatasetVersion, QuarantineEntry, Record, RecordEvent
-from exchange.errors import UnknownCopy
+from base.errors import UnknownCopy
 
 STATUSES = ("valid", "expired", "revoked", "withdrawn", "superseded")
 CHANGES = ("added", "amended", "revoked", "reinstated", "withdrawn")

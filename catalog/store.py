@@ -19,9 +19,9 @@ import pyarrow.parquet as pq
 from catalog.canonical import canonical_json, to_json_record
 from catalog.digests import hex_strings, sha256_many
 from catalog.merkle import LEAF_PREFIX, MerkleTree, leaf_hashes
-from exchange import staging
-from exchange.errors import PublishError
-from exchange.parallel import ordered_map
+from base import staging
+from base.errors import PublishError
+from base.parallel import ordered_map
 from schemas.types import CertificateType
 
 DATASET_NAME = re.compile(r"(?=.{2,128}\Z)[a-z][a-z0-9_]{0,62}(\.[a-z][a-z0-9_]{0,62})?")

@@ -18,10 +18,10 @@ from typing import Iterator
 
 import pyarrow as pa
 
-from exchange import clock
+from base import clock
 from connectors import readers
 from connectors.settings import FORMATS, MODES, FileDropSettings, silo_path  # noqa: F401
-from exchange.errors import DataError
+from base.errors import DataError
 
 SIDECARS = (".sha256", ".reason.txt", ".part", ".tmp")
 

@@ -19,7 +19,7 @@ from connectors.credentials import secret_from
 from connectors.http_auth import make_auth
 from connectors.retry import RETRY_STATUS, retry_after_seconds
 from connectors.settings import PAGINATION, HttpSettings  # noqa: F401 - where they were
-from exchange.errors import ConfigError, DataError, SourceError
+from base.errors import ConfigError, DataError, SourceError
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 
-from exchange import clock
+from base import clock
 
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 

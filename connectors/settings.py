@@ -12,8 +12,8 @@ import re
 from dataclasses import dataclass, field, fields as dc_fields
 from pathlib import Path
 
-from exchange import tomlfile
-from exchange.errors import ConfigError, UnknownName
+from base import tomlfile
+from base.errors import ConfigError, UnknownName
 
 AUTH_KINDS = ("none", "bearer", "api_key", "hmac")
 PAGINATION = ("page", "offset", "cursor")
@@ -53,7 +53,7 @@ def _values(cls, cfg: dict, where: str, skip: set[str] = frozenset()) -> dict:
 
 def silo_path(value: str, key: str, where: str) -> Path:
     """The resolved path of a file silo, which must lie under one of the silo roots."""
-    from exchange.settings import get_settings
+    from base.settings import get_settings
 
     roots = get_settings().silo_roots
     try:

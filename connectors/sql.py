@@ -17,8 +17,8 @@ import sqlalchemy as sa
 from connectors.base import batch_from_rows, redact, string_schema
 from connectors.credentials import sql_url
 from connectors.settings import SqlSettings, sqlite_file
-from exchange.errors import SourceError
-from exchange.parallel import ordered_map, workers
+from base.errors import SourceError
+from base.parallel import ordered_map, workers
 
 CONNECT_TIMEOUT = 10
 

@@ -22,8 +22,8 @@ import pyarrow.compute as pc
 
 import connectors
 from connectors.files import Claim, FileDropConnector, mark_processed
-from exchange import staging
-from exchange.errors import SourceError
+from base import staging
+from base.errors import SourceError
 
 PENDING = "pending.json"
 ROW = "_row"

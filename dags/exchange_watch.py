@@ -17,7 +17,7 @@ with DAG(dag_id="exchange_watch", schedule="*/15 * * * *", catchup=False, max_ac
 
     @task
     def checkpoint_audit() -> dict:
-        from exchange import clock
+        from base import clock
         from exchange.audit_checkpoint import make_checkpoint
         doc = make_checkpoint(clock.now())
         return {k: doc[k] for k in ("size", "head_hash", "issued_at", "kid")}

@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from exchange import clock
+from base import clock
 from schemas.identifiers import USCC_VALUES, USCC_ALPHABET, strings_from_bytes, uscc_check_values
 from schemas.normalize import name_key, opencc_convert
 

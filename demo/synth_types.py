@@ -20,11 +20,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from exchange import clock
+from base import clock
 from demo.synth import (_atomic_target, _date_text, _fmt_dates, _fsync_replace, _full_width, _put,
                         _spaced, _traditional, _uscc, write_sqlite)
 from exchange import registry
-from exchange.errors import UnknownName
+from base.errors import UnknownName
 from schemas.identifiers import USCC_VALUES, _USCC_CHARS, strings_from_bytes, uscc_check_values
 from schemas.types import CertificateType, get_type
 

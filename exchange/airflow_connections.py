@@ -12,7 +12,7 @@ import subprocess
 import sys
 
 from exchange.airflow_env import airflow_env
-from exchange.errors import ConfigError
+from base.errors import ConfigError
 
 
 def put(connections: dict[str, str], env: dict | None = None) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from exchange.settings import ROOT, get_settings
+from base.settings import ROOT, get_settings
 
 
 def airflow_env(base: dict | None = None) -> dict:

@@ -12,7 +12,7 @@ def make_checkpoint(now: datetime, settings=None) -> dict:
     from catalog.key_status import write_key_material
     from catalog.keys import KeyStore
     from catalog.service import Catalog
-    from exchange.settings import get_settings
+    from base.settings import get_settings
 
     s = settings or get_settings()
     engine = Catalog(s.catalog_url, s.store_dir).engine

@@ -13,7 +13,7 @@ from airflow.sdk import DAG, Asset, get_current_context, task
 from exchange import registry
 from exchange.alerts.notifier import ExchangeNotifier, deadline_for
 from exchange.registry import Registration
-from exchange.settings import get_settings
+from base.settings import get_settings
 
 START = datetime(2026, 1, 1, tzinfo=timezone.utc)
 log = logging.getLogger(__name__)

@@ -11,10 +11,10 @@ from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 
-from exchange import clock, registry
+from base import clock, registry
 from exchange.airflow_env import airflow_env
-from exchange.errors import ExchangeError
-from exchange.settings import ROOT, get_settings
+from base.errors import ExchangeError
+from base.settings import ROOT, get_settings
 
 SOURCE = "smr_business_licence"
 TEMPLATE = ROOT / "demo" / "registrations" / f"{SOURCE}.toml"

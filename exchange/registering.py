@@ -24,9 +24,9 @@ from datetime import date
 from pathlib import Path
 from typing import Callable
 
-from exchange import clock
+from base import clock
 from exchange import registry
-from exchange.errors import ConfigError, ExchangeError, SourceError
+from base.errors import ConfigError, ExchangeError, SourceError
 from exchange.registry import Registration
 
 STEPS = {1: "file valid", 2: "connection tested", 3: "sample pulled", 4: "sample validated",
@@ -74,7 +74,7 @@ def register_file(path: Path, *, dry_run: bool = False, by: str | None = None,
                   on_step: Callable[[Step, Report], None] | None = None) -> Report:
     """Run the steps in order; the first that fails raises its ExchangeError, carrying
     `step` (its number) and `report` (the steps so far)."""
-    from exchange.settings import get_settings
+    from base.settings import get_settings
 
     if not 0 < sample_rows <= MAX_SAMPLE_ROWS:
         raise ConfigError(f"--sample must be between 1 and {MAX_SAMPLE_ROWS:,} rows, not {sample_rows}")
@@ -218,7 +218,7 @@ def _first_batch(conn):
 def pull_sample(reg: Registration, n: int, workdir: Path):
     import pyarrow as pa
 
-    from exchange import staging
+    from base import staging
     from schemas.conform import ROW, Conformer, conformed_schema
 
     conn = connector(reg, batch_rows=n)
@@ -257,7 +257,7 @@ def pull_sample(reg: Registration, n: int, workdir: Path):
 def validate_sample(reg: Registration, workdir: Path, today: date):
     import pyarrow.parquet as pq
 
-    from exchange import staging
+    from base import staging
     from quality.validate import validate   # imports Great Expectations lazily (in Gx)
     from schemas.conform import ROW
 
@@ -283,8 +283,8 @@ def validate_sample(reg: Registration, workdir: Path, today: date):
 def add(reg: Registration, path: Path, plan: Plan, by: str | None):
     """Copy the file atomically, then the catalogue; if the catalogue fails the file goes back."""
     from catalog.service import Catalog
-    from exchange.files import atomic_write
-    from exchange.settings import get_settings
+    from base.files import atomic_write
+    from base.settings import get_settings
 
     settings = get_settings()
     data = path.read_bytes()

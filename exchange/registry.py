@@ -13,8 +13,8 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from exchange import tomlfile
-from exchange.errors import ConfigError, UnknownName
+from base import tomlfile
+from base.errors import ConfigError, UnknownName
 from schemas.types import CertificateType, get_type
 
 log = logging.getLogger(__name__)

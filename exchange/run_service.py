@@ -23,8 +23,8 @@ from pathlib import Path
 import requests
 
 from exchange.airflow_env import airflow_env
-from exchange.errors import ConfigError, ExchangeError
-from exchange.settings import get_settings
+from base.errors import ConfigError, ExchangeError
+from base.settings import get_settings
 
 SOURCE_DAGS = "source__<id> (one per registration file) and exchange_watch"
 AFTER_API = ("dag-processor", "scheduler", "triggerer")

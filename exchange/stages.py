@@ -13,11 +13,12 @@ from datetime import date
 from functools import wraps
 from pathlib import Path
 
-from exchange import clock
-from exchange import registry, staging
-from exchange.errors import ConfigError, DataError, GateHeld
-from exchange.parallel import ordered_map
-from exchange.settings import get_settings
+from base import clock
+from base import staging
+from exchange import registry
+from base.errors import ConfigError, DataError, GateHeld
+from base.parallel import ordered_map
+from base.settings import get_settings
 
 
 def run_key(airflow_run_id: str) -> str:

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import re
 
-from exchange import tomlfile
-from exchange.errors import ConfigError, UnknownName
+from base import tomlfile
+from base.errors import ConfigError, UnknownName
 
 # expectation type -> (required arguments, optional arguments)
 KNOWN = {
@@ -34,7 +34,7 @@ KNOWN = {
 }
 
 
-# argument -> the kind of TOML value it takes (exchange/tomlfile.py)
+# argument -> the kind of TOML value it takes (base/tomlfile.py)
 ARGUMENTS = {"column": "string", "regex": "string", "value_set": "array", "value": "integer",
              "min_value": "number", "max_value": "number", "mostly": "number",
              "column_list": "array of strings"}

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from exchange.errors import DataError
+from base.errors import DataError
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,7 @@ def refuse_retyped(d: Drift, source: str) -> None:
 def refuse_blank_licence_numbers(accepted, source: str, type_name: str) -> None:
     """A row without its licence number is never published, whatever a steward left in the
     suite: the accepted rows are checked once more before they are signed."""
-    from exchange import staging
+    from base import staging
     from schemas.conform import ROW
     from schemas.normalize import is_blank
 

@@ -61,7 +61,7 @@ def read(type_name: str, extra: list[dict] | tuple = ()) -> dict:
     """The checked-in suite (as a steward left it) plus a source's own checks."""
     path = suite_path(type_name)
     if not path.exists():
-        from exchange.errors import ConfigError
+        from base.errors import ConfigError
         raise ConfigError(f"no quality suite {path}; write it with `python -m quality.suites`")
     data = json.loads(path.read_text(encoding="utf-8"))
     data["expectations"] = [*data["expectations"],

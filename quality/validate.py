@@ -20,8 +20,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from exchange import staging
-from exchange.errors import ConfigError, ReconciliationError
+from base import staging
+from base.errors import ConfigError, ReconciliationError
 from quality import arrow_checks as ac, suites
 from quality.gx_context import Gx
 from quality.suites import suite_columns

@@ -14,7 +14,7 @@ from typing import NamedTuple
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from exchange.errors import DataError
+from base.errors import DataError
 from exchange.registry import Registration
 from schemas import licence_id
 from schemas.distinct import Distinct

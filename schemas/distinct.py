@@ -9,7 +9,7 @@ fn(arr), and so does every later call: there is nothing to share. Either way the
 fn(arr): nulls are values like any other (fn sees them once), so what fn makes of null stays.
 
 `fn` returns an Arrow array or a NamedTuple of arrays, one element per input element.
-Safe to share between the threads of one stage (exchange/parallel.py).
+Safe to share between the threads of one stage (base/parallel.py).
 """
 from __future__ import annotations
 

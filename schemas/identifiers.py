@@ -18,8 +18,8 @@ import pyarrow.compute as pc
 from stdnum.cn import ric as _stdnum_ric
 from stdnum.cn import uscc as _stdnum_uscc
 
-from exchange import clock
-from exchange.errors import DataError
+from base import clock
+from base.errors import DataError
 from schemas.normalize import as_string_array, ymd_days
 
 USCC_ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"

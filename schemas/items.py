@@ -16,8 +16,8 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from exchange import tomlfile
-from exchange.errors import ConfigError, NotFound, UnknownName
+from base import tomlfile
+from base.errors import ConfigError, NotFound, UnknownName
 from schemas.types import all_types
 
 ITEMS_DIR = Path(__file__).with_name("items")

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-from exchange import tomlfile
-from exchange.errors import ConfigError, UnknownName
+from base import tomlfile
+from base.errors import ConfigError, UnknownName
 
 TYPES_DIR = Path(__file__).with_name("types")
 COMMON_PATH = Path(__file__).with_name("common_metadata.toml")

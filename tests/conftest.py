@@ -22,7 +22,7 @@ os.environ.update({
 })
 TEST_PASSPHRASE = "correct horse battery staple"
 
-from exchange import clock  # noqa: E402  (light: no Airflow, no database)
+from base import clock  # noqa: E402  (light: no Airflow, no database)
 
 # One notion of "today" for the whole session, read once: every fixture that makes data "as of
 # today" and every stage that checks "as of" a date (here, in subprocesses and in Airflow tasks)
@@ -43,7 +43,7 @@ def silo_roots(tmp_path_factory):
 
 @pytest.fixture
 def home(tmp_path, monkeypatch) -> Path:
-    from exchange.settings import reset_settings
+    from base.settings import reset_settings
 
     h = tmp_path / "home"
     monkeypatch.setenv("EXCHANGE_HOME", str(h))
@@ -60,7 +60,7 @@ def make_signing_key() -> str | None:
     makes one). The helpers that register a source to publish call it; a test that publishes
     otherwise calls it itself."""
     from catalog.keys import KeyStore
-    from exchange.settings import get_settings
+    from base.settings import get_settings
 
     s = get_settings()
     return KeyStore(s.keys_dir, s.key_passphrase()).create(exist_ok=True)
@@ -69,7 +69,7 @@ def make_signing_key() -> str | None:
 @contextmanager
 def home_env(home: Path):
     """EXCHANGE_HOME = home for a block (module-scoped fixtures cannot use `monkeypatch`)."""
-    from exchange.settings import reset_settings
+    from base.settings import reset_settings
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("EXCHANGE_HOME", str(home))
@@ -93,7 +93,7 @@ def silo_2k(tmp_path_factory):
 
 def register_demo_source(home: Path, silo: Path, source_id: str = "smr_business_licence"):
     from exchange import registry
-    from exchange.settings import get_settings
+    from base.settings import get_settings
 
     make_signing_key()
     template = (ROOT / "demo" / "registrations" / "smr_business_licence.toml").read_text("utf-8")
@@ -108,7 +108,7 @@ def register_sample(home: Path, type_name: str, silo: Path):
     """Register the sample registration of `type_name` against a silo file."""
     from demo.synth_types import sample_registration
     from exchange import registry
-    from exchange.settings import get_settings
+    from base.settings import get_settings
 
     make_signing_key()
     reg = sample_registration(type_name)
@@ -132,7 +132,7 @@ def register_source(home: Path, source_id: str, connector: dict, status_map: dic
                     department: str | None = None):
     """The demo registration with another connector section (and id)."""
     from exchange import registry
-    from exchange.settings import get_settings
+    from base.settings import get_settings
 
     make_signing_key()
     text = (ROOT / "demo" / "registrations" / "smr_business_licence.toml").read_text("utf-8")
@@ -154,7 +154,7 @@ def register_source(home: Path, source_id: str, connector: dict, status_map: dic
 
 def catalog():
     from catalog.service import Catalog
-    from exchange.settings import get_settings
+    from base.settings import get_settings
 
     s = get_settings()
     return Catalog(s.catalog_url, s.store_dir)

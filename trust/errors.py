@@ -1,4 +1,4 @@
-"""The root of the exchange's errors and the two the verifier raises (exchange/errors.py builds on them).
+"""The root of the exchange's errors and the two the verifier raises (base/errors.py builds on them).
 
 `status` is the HTTP status the API maps an error to; `exit_code` is what a CLI exits with.
 """

@@ -18,7 +18,7 @@ CHECKPOINT_TYP = "exchange-audit-checkpoint+jws"
 def rfc3339(t: dt.datetime) -> str:
     """RFC 3339 UTC to the second, like 2026-11-21T20:00:00Z. Naive datetimes are refused."""
     if t.tzinfo is None or t.utcoffset() is None:
-        raise ValueError("a timestamp needs a time zone (use exchange.clock.now())")
+        raise ValueError("a timestamp needs a time zone (use base.clock.now())")
     return t.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 

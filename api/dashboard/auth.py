@@ -15,7 +15,7 @@ from api.dashboard.render import error, page
 from catalog import audit, dashboard_sessions
 from catalog.access import Caller
 from catalog.consumer import PENDING
-from exchange.errors import RateLimited, Unauthenticated
+from base.errors import RateLimited, Unauthenticated
 
 router = APIRouter(prefix="/dashboard", include_in_schema=False)
 PURPOSE = "dashboard"

@@ -16,7 +16,7 @@ from api.dashboard import session
 from api.dashboard.auth import AuditorDep
 from api.dashboard.render import error, page
 from catalog import dashboard_sessions
-from exchange.errors import Unauthenticated
+from base.errors import Unauthenticated
 
 router = APIRouter(prefix="/dashboard", include_in_schema=False)
 DOCS_HEADERS = {"Content-Security-Policy": "sandbox allow-scripts allow-popups; frame-ancestors 'none'",

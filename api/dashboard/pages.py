@@ -14,7 +14,7 @@ from api.dashboard import charts
 from api.dashboard.auth import AuditorDep, record
 from api.dashboard.render import airflow_url, error, page
 from catalog import audit
-from exchange.errors import InvalidRequest, NotFound
+from base.errors import InvalidRequest, NotFound
 
 router = APIRouter(prefix="/dashboard", include_in_schema=False)
 PAGE_SIZE = 50

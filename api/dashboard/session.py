@@ -17,7 +17,7 @@ import secrets
 import time
 from urllib.parse import urlsplit
 
-from exchange.errors import ConfigError
+from base.errors import ConfigError
 
 COOKIE = "exchange_dashboard"
 LOGIN_COOKIE = "exchange_dashboard_login"     # the pre-session: binds the login form's token

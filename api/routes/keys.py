@@ -4,7 +4,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from exchange.errors import NotFound
+from base.errors import NotFound
 
 router = APIRouter(tags=["keys"])
 

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from urllib.parse import quote
 
-from exchange import clock
+from base import clock
 
 log = logging.getLogger("exchange.alerts")
 
@@ -48,7 +48,7 @@ class Alert:
 
     def __post_init__(self):
         if self.kind not in KINDS:
-            from exchange.errors import UnknownName
+            from base.errors import UnknownName
             raise UnknownName("alert kind", self.kind, KINDS)
         object.__setattr__(self, "message", redact(self.message))
 
@@ -83,7 +83,7 @@ def send(alert: Alert, settings=None, catalog=None, record: bool = True) -> list
 
     try:
         if settings is None:
-            from exchange.settings import get_settings
+            from base.settings import get_settings
             settings = get_settings()
         targets = channels(settings)
     except Exception as exc:          # a bad EXCHANGE_ALERTS must not hide the alert itself

@@ -12,7 +12,7 @@ from email.message import EmailMessage
 from urllib.parse import urlsplit
 
 from exchange.alerts import Alert, log, redact
-from exchange.errors import ConfigError, UnknownName
+from base.errors import ConfigError, UnknownName
 
 RETRY_STATUS = {429, 500, 502, 503, 504}
 

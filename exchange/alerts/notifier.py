@@ -22,8 +22,8 @@ def settle_run(source: str, run_id: str | None, task: str | None, reason) -> str
     if not run_id:
         return None
     from catalog.service import FINAL, Catalog
-    from exchange.errors import NotFound
-    from exchange.settings import get_settings
+    from base.errors import NotFound
+    from base.settings import get_settings
     from exchange.stages import run_key
 
     s = get_settings()

@@ -34,7 +34,7 @@ def check(catalog=None, settings=None, now: datetime | None = None) -> list[dict
     from catalog import monitoring
 
     if settings is None:
-        from exchange.settings import get_settings
+        from base.settings import get_settings
         settings = get_settings()
     if catalog is None:
         from catalog.service import Catalog

@@ -1,6 +1,6 @@
 """The `exchange` command: tables for people, --json for programs.
 
-Exit codes: 0 ok; otherwise the error's exit_code (see exchange/errors.py) and a one-line reason.
+Exit codes: 0 ok; otherwise the error's exit_code (see base/errors.py) and a one-line reason.
 Each command group lives in its own module with a `register(add)` function.
 """
 from __future__ import annotations
@@ -9,7 +9,7 @@ import argparse
 import json
 import sys
 
-from exchange.errors import ExchangeError
+from base.errors import ExchangeError
 
 GROUPS = ["exchange.cli.records", "exchange.cli.demo", "exchange.cli.items", "exchange.cli.keys",
           "exchange.cli.integrity", "exchange.cli.access", "exchange.cli.serve",
@@ -19,7 +19,7 @@ GROUPS = ["exchange.cli.records", "exchange.cli.demo", "exchange.cli.items", "ex
 
 def catalog():
     from catalog.service import Catalog
-    from exchange.settings import get_settings
+    from base.settings import get_settings
 
     s = get_settings().private_home()
     return Catalog(s.catalog_url, s.store_dir)
@@ -27,7 +27,7 @@ def catalog():
 
 def keystore():
     from catalog.keys import KeyStore
-    from exchange.settings import get_settings
+    from base.settings import get_settings
 
     s = get_settings().private_home()
     return KeyStore(s.keys_dir, s.key_passphrase())

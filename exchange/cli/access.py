@@ -83,7 +83,7 @@ def cmd_grant_list(args) -> int:
 
 def cmd_audit_verify(args) -> int:
     from catalog.audit_checkpoints import read_held, verify_log
-    from exchange.settings import get_settings
+    from base.settings import get_settings
 
     from exchange.cli.progress import bar
 
@@ -106,7 +106,7 @@ def cmd_audit_verify(args) -> int:
 def _read(path, what: str) -> str:
     from pathlib import Path
 
-    from exchange.errors import InvalidRequest
+    from base.errors import InvalidRequest
     try:
         return Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -114,9 +114,9 @@ def _read(path, what: str) -> str:
 
 
 def cmd_audit_checkpoint(args) -> int:
-    from exchange import clock
+    from base import clock
     from exchange.audit_checkpoint import make_checkpoint
-    from exchange.files import atomic_write
+    from base.files import atomic_write
 
     doc = make_checkpoint(clock.now())      # the time it is signed
     text = json.dumps(doc, indent=1) + "\n"
@@ -136,7 +136,7 @@ def cmd_access_report(args) -> int:
 
     key = holder_key(args.holder_id)
     if not 1 <= args.limit <= 10_000:
-        from exchange.errors import InvalidRequest
+        from base.errors import InvalidRequest
         raise InvalidRequest(f"--limit {args.limit}: give 1 to 10000 entries a page")
     rows, more = holder_report(catalog().engine, key, args.limit, args.before)
     emit(args, rows, f"Accesses to the records of {key}",

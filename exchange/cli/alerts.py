@@ -20,7 +20,7 @@ def cmd_alerts(args) -> int:
 def cmd_watch(args) -> int:
     from exchange.alerts.channels import channels
     from exchange.alerts.watch import check
-    from exchange.settings import get_settings
+    from base.settings import get_settings
 
     channels(get_settings())          # a bad EXCHANGE_ALERTS is a configuration error here
     raised = check(catalog())

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 
 from exchange.cli import catalog, table
-from exchange.errors import VerificationError
+from base.errors import VerificationError
 
 
 def cmd_record(args) -> int:
@@ -24,13 +24,13 @@ def cmd_record(args) -> int:
 def cmd_audit_chain(args) -> int:
     from catalog.chain import CHECKS, audit_chain, catalogue_entries
     from catalog.key_status import KEY_STATUS_FILE, read_key_status
-    from exchange.settings import get_settings
+    from base.settings import get_settings
 
     s = get_settings()
     jwks = json.loads(s.jwks_path.read_text(encoding="utf-8")) if s.jwks_path.exists() else {"keys": []}
     entries = catalogue_entries(catalog().engine, args.dataset)
     if not entries:
-        from exchange.errors import NotFound
+        from base.errors import NotFound
         raise NotFound(f"dataset {args.dataset!r} has no published versions; see `exchange datasets`")
     from exchange.cli.progress import bar
 

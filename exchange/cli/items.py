@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from exchange.cli import table
-from exchange.errors import DataError
+from base.errors import DataError
 
 
 def _dir(args) -> Path:

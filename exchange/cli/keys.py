@@ -7,13 +7,13 @@ import datetime as dt
 import json
 
 from exchange.cli import catalog, keystore, table
-from exchange.errors import ConfigError
+from base.errors import ConfigError
 
 
 def _publish(keys) -> None:
     """Rewrite jwks.json and key-status.jws after any change."""
     from catalog.key_status import write_key_material
-    from exchange.settings import get_settings
+    from base.settings import get_settings
 
     write_key_material(keys, catalog().engine, get_settings().jwks_path)
 

@@ -7,7 +7,7 @@ import json
 from collections import Counter
 
 from exchange.cli import catalog, emit, table
-from exchange.errors import ConfigError
+from base.errors import ConfigError
 
 
 def queue_summary(entries: list[dict], samples: int) -> dict:
@@ -51,7 +51,7 @@ def cmd_quarantine(args) -> int:
 
 def _with_raw_rows(entries: list[dict]) -> None:
     """Each entry's raw silo row, from the quarantine file of the run that last saw it."""
-    from exchange.settings import get_settings
+    from base.settings import get_settings
     from quality.quarantine_store import raw_rows
 
     raws = raw_rows(get_settings().staging_dir, entries)

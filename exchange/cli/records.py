@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from exchange.cli import catalog, table
-from exchange.errors import AccessDenied, ConfigError, ExchangeError, Unauthenticated
+from base.errors import AccessDenied, ConfigError, ExchangeError, Unauthenticated
 
 
 def cmd_datasets(args) -> int:
@@ -99,7 +99,7 @@ def cmd_export(args) -> int:
 
 
 def cmd_verify(args) -> int:
-    from exchange.settings import get_settings
+    from base.settings import get_settings
     from trust.cli import load, report
     from trust.errors import InputError
     from trust.verify import verify_bundle

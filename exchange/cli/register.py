@@ -8,7 +8,7 @@ import json
 import sys
 
 from exchange.cli import catalog, table
-from exchange.errors import ExchangeError
+from base.errors import ExchangeError
 
 PREVIEW_COLUMNS = ["_row", "licence_number", "holder_name", "holder_code", "issuer_name",
                    "issue_date", "valid_to", "status"]

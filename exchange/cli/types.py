@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from exchange.cli import table
-from exchange.errors import ConfigError
+from base.errors import ConfigError
 
 
 def cmd_types(args) -> int:

@@ -4,9 +4,9 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 
-from exchange import clock
+from base import clock
 from exchange.cli import catalog, table
-from exchange.errors import ConfigError
+from base.errors import ConfigError
 
 COLOURS = {"fresh": "green", "late": "yellow", "stale": "red", "never": "magenta",
            "failed": "red", "held": "yellow", "published": "green", "unchanged": "green"}
@@ -32,7 +32,7 @@ def cmd_status(args) -> int:
     from rich.markup import escape
 
     from exchange import registry
-    from exchange.settings import get_settings
+    from base.settings import get_settings
 
     cat = catalog()
     cat.reap_orphans()       # runs whose `exchange run` process is gone: failed, not running
@@ -41,7 +41,7 @@ def cmd_status(args) -> int:
     if args.source:
         rows = [r for r in rows if r["source"] == args.source]
         if not rows:
-            from exchange.errors import NotFound
+            from base.errors import NotFound
             raise NotFound(f"no source {args.source!r}; `exchange status` lists them")
     if args.json:
         print(json.dumps(rows, ensure_ascii=False, indent=1))

@@ -78,7 +78,7 @@ def test_dag_runs_under_airflow_and_publishes_a_verifiable_version(home, silo_2k
     assert "expect_column_values_to_be_valid_uscc(holder_code)" in run["reasons"]
 
     from catalog.service import Catalog
-    from exchange.settings import get_settings
+    from base.settings import get_settings
     s = get_settings()
     holder = Catalog(s.catalog_url, s.store_dir).sample_holder(reg.dataset)
     subprocess.run([*cli, "departments", "add", "transport", "交通运输局"], env=env, check=True)

@@ -45,7 +45,7 @@ def test_serve_runs_the_demo_http_silo_from_its_stored_connection(home, airflow_
     from demo import departments
     from exchange import airflow_connections
     from exchange.run_service import DEMO_SILO, Service
-    from exchange.settings import get_settings
+    from base.settings import get_settings
 
     port = free_port()
     silos = departments.make(home, rows=60, api_port=port, today=TODAY, kinds=("http",))

@@ -69,7 +69,7 @@ def maria_silo(silo_rows):
 def published(tmp_path_factory, silo_2k):
     """Settings of a home with one published business-licence dataset."""
     from exchange import stages
-    from exchange.settings import Settings
+    from base.settings import Settings
     from tests.conftest import home_env, register_demo_source
 
     home = tmp_path_factory.mktemp("api") / "home"
@@ -84,7 +84,7 @@ def published_pg(tmp_path_factory, silo_2k):
     """`published` with its catalogue on PostgreSQL (a database of its own, dropped afterwards)."""
     from catalog.db import engine_for
     from exchange import stages
-    from exchange.settings import Settings, reset_settings
+    from base.settings import Settings, reset_settings
     from tests.conftest import home_env, register_demo_source
 
     server = sa.make_url(server_url("postgresql"))

@@ -13,9 +13,9 @@ import sqlalchemy as sa
 from exchange.alerts import Alert, send
 from exchange.alerts.channels import parse
 from exchange.alerts.watch import check, decide
-from exchange.errors import ConfigError, UnknownName
-from exchange.settings import get_settings, reset_settings
-from exchange import clock
+from base.errors import ConfigError, UnknownName
+from base.settings import get_settings, reset_settings
+from base import clock
 from tests.alertsinks import SMTPReceiver, WebhookReceiver
 from tests.conftest import TEST_PASSPHRASE, catalog, register_demo_source
 

@@ -87,7 +87,7 @@ def pg_url():
 def test_api_on_postgresql(home, silo_2k, pg_url, monkeypatch):
     from catalog import audit
     from exchange import stages
-    from exchange.settings import get_settings, reset_settings
+    from base.settings import get_settings, reset_settings
     from tests.conftest import register_demo_source
 
     monkeypatch.setenv("EXCHANGE_CATALOG_URL", pg_url)

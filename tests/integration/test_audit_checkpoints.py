@@ -122,7 +122,7 @@ def test_checkpoints_are_published_like_the_jwks(home, tmp_path, capsys):
     the published JWKS and is the checkpoint the CLI made."""
     from api.app import create_app
     from catalog.audit_checkpoints import verify_signed
-    from exchange.settings import get_settings
+    from base.settings import get_settings
 
     _admin(2)
     made = [_checkpoint(capsys, tmp_path / f"cp{i}.json") for i in range(3)]

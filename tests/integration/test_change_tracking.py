@@ -12,8 +12,8 @@ import sqlalchemy as sa
 
 from demo.synth import TABLE
 from exchange import stages
-from exchange.errors import SourceError
-from exchange.settings import get_settings
+from base.errors import SourceError
+from base.settings import get_settings
 from tests.conftest import TODAY, catalog, dashboard_login, register_source
 from tests.faultproxy import FaultProxy
 
@@ -127,7 +127,7 @@ def catalogue_on(request, home, monkeypatch):
 
     from catalog.db import engine_for
     from demo.sql_silos import create_database, drop_database
-    from exchange.settings import reset_settings
+    from base.settings import reset_settings
     from tests.integration.conftest import server_url
 
     server, name = server_url("postgresql"), f"t_cat_{uuid.uuid4().hex[:8]}"

@@ -18,7 +18,7 @@ DATASET = "business_licence.market_regulation"
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def backend(request, home, monkeypatch):
-    from exchange.settings import reset_settings
+    from base.settings import reset_settings
 
     if request.param == "sqlite":
         yield

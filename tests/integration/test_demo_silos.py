@@ -7,7 +7,7 @@ import pytest
 
 from demo import silos
 from exchange import registry, stages
-from exchange.settings import get_settings
+from base.settings import get_settings
 from tests.conftest import TODAY, catalog, make_signing_key
 
 pytestmark = pytest.mark.integration

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from connectors.files import FileDropConnector, FileDropSettings
 from demo.synth import business_licences
 from exchange import stages
-from exchange.errors import DataError
+from base.errors import DataError
 from tests.conftest import TODAY, catalog, register_source
 
 pytestmark = pytest.mark.integration

@@ -9,7 +9,7 @@ import pytest
 from connectors.http import HttpConnector, HttpSettings
 from demo.silo_server import SiloServer, licence_rows
 from demo.synth import COLUMNS
-from exchange.errors import DataError, SourceError
+from base.errors import DataError, SourceError
 
 pytestmark = pytest.mark.integration
 SECRET = "hmac-secret-0f3a9c"

@@ -12,8 +12,8 @@ from catalog import monitoring
 from catalog.access import Access, Caller
 from catalog.consumer import Consumer
 from exchange import stages
-from exchange.errors import UnknownName
-from exchange import clock
+from base.errors import UnknownName
+from base import clock
 from tests.conftest import catalog, register_demo_source, register_source
 
 SOURCE, DATASET = "smr_business_licence", "business_licence.market_regulation"

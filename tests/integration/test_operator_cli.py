@@ -32,7 +32,7 @@ def published_home(tmp_path_factory, silo_2k):
 @pytest.fixture
 def op(published_home, monkeypatch, capsys):
     """The published home as this test's environment; sharing back to conditional, no grants."""
-    from exchange.settings import reset_settings
+    from base.settings import reset_settings
     from tests.conftest import TEST_PASSPHRASE, catalog
 
     monkeypatch.setenv("EXCHANGE_HOME", str(published_home))

@@ -11,8 +11,8 @@ import sqlalchemy as sa
 
 from catalog.verify import verify_bundle
 from exchange import stages
-from exchange.errors import PublishError, SourceError
-from exchange.settings import get_settings
+from base.errors import PublishError, SourceError
+from base.settings import get_settings
 from tests.conftest import register_demo_source
 
 EXPECTED_REASON = {

@@ -20,7 +20,7 @@ def _mode(path) -> int:
 
 @pytest.fixture
 def fresh_home(tmp_path, monkeypatch):
-    from exchange.settings import reset_settings
+    from base.settings import reset_settings
 
     home = tmp_path / "state" / "home"
     monkeypatch.setenv("EXCHANGE_HOME", str(home))

@@ -17,8 +17,8 @@ from catalog import index_load, store
 from catalog.models import DatasetVersion, Record
 from demo.synth import TABLE
 from exchange import stages
-from exchange.errors import PublishError
-from exchange.settings import get_settings, reset_settings
+from base.errors import PublishError
+from base.settings import get_settings, reset_settings
 from tests.conftest import TODAY, catalog, make_signing_key, register_demo_source
 from tests.integration.conftest import server_url
 

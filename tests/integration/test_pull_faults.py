@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from demo.silo_server import SiloServer
 from demo.synth import COLUMNS, TABLE
 from exchange import stages
-from exchange.errors import DataError, SourceError
+from base.errors import DataError, SourceError
 from tests.conftest import TODAY, catalog, register_source
 from tests.faultproxy import FaultProxy
 
@@ -111,7 +111,7 @@ def test_a_malformed_page_fails_the_run_and_the_rerun_completes(home, api_rows):
 
 def _failing_publish(monkeypatch):
     from catalog.service import Catalog
-    from exchange.errors import PublishError
+    from base.errors import PublishError
 
     def boom(self, run_id, reg, *args, **kwargs):
         raise PublishError(f"dataset {reg.dataset}: signing failed (injected by the test)")
@@ -123,8 +123,8 @@ def _mirror(source_id: str):
     import pyarrow.compute as pc
 
     from connectors.state import mirror_path
-    from exchange import staging
-    from exchange.settings import get_settings
+    from base import staging
+    from base.settings import get_settings
 
     path = mirror_path(get_settings().home, source_id)
     if not path.exists():
@@ -136,12 +136,12 @@ def _mirror(source_id: str):
 def _pulled(source_id: str, key: str) -> dict:
     import json
 
-    from exchange.settings import get_settings
+    from base.settings import get_settings
     return json.loads((get_settings().staging_dir / source_id / key / "pending.json").read_text())
 
 
 def _publish_fails(monkeypatch, source_id: str, key: str) -> None:
-    from exchange.errors import PublishError
+    from base.errors import PublishError
 
     with monkeypatch.context() as mp:
         _failing_publish(mp)

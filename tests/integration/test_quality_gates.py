@@ -10,8 +10,8 @@ import pytest
 
 from exchange import stages
 from exchange.cli import main as cli
-from exchange.errors import GateHeld
-from exchange.settings import get_settings
+from base.errors import GateHeld
+from base.settings import get_settings
 from quality.gates import SchemaDrift
 from tests.conftest import register_demo_source
 
@@ -183,7 +183,7 @@ def test_blank_licence_numbers_and_null_marker_names_are_quarantined_not_publish
 
 def test_a_suite_without_the_licence_number_checks_still_publishes_no_blank_licence_number(
         silo, tmp_path, monkeypatch):
-    from exchange.errors import DataError
+    from base.errors import DataError
     from quality import suites
 
     path, manifest = silo

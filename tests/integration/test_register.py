@@ -191,7 +191,7 @@ def test_mapped_columns_missing_from_the_silo_are_named(home, silo_2k, tmp_path,
 
 
 def test_a_catalogue_that_fails_leaves_no_registration_file(home, silo_2k, tmp_path, capsys, monkeypatch):
-    from exchange.settings import reset_settings
+    from base.settings import reset_settings
 
     monkeypatch.setenv("EXCHANGE_CATALOG_URL", "postgresql+psycopg://postgres@127.0.0.1:1/nowhere")
     reset_settings()

@@ -78,7 +78,7 @@ def test_a_drop_outside_its_root_is_refused_and_not_read(home, tmp_path, capsys,
     from demo.drops import write_csv
     from demo.synth import business_licences
     from datetime import date
-    from exchange.settings import reset_settings
+    from base.settings import reset_settings
 
     drops, elsewhere = tmp_path / "drops", tmp_path / "elsewhere"
     drops.mkdir()

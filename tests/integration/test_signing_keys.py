@@ -6,7 +6,7 @@ import json
 import shutil
 
 from exchange.cli import main as cli
-from exchange.settings import get_settings
+from base.settings import get_settings
 from tests.conftest import catalog, register_demo_source
 
 SOURCE = "smr_business_licence"

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from connectors.sql import SqlConnector, SqlSettings
 from demo.synth import TABLE
-from exchange.errors import SourceError
+from base.errors import SourceError
 
 pytestmark = pytest.mark.integration
 
@@ -148,7 +148,7 @@ def test_conn_id_comes_from_airflow_and_its_password_never_shows(pg_silo, monkey
 
 
 def test_a_missing_connection_is_named_with_the_fix(monkeypatch):
-    from exchange.errors import ConfigError
+    from base.errors import ConfigError
 
     conn = SqlConnector(SqlSettings(table=TABLE, conn_id="no_such_conn_t4"), "smr_pg")
     with pytest.raises(ConfigError, match="AIRFLOW_CONN_NO_SUCH_CONN_T4"):

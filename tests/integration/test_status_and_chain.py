@@ -20,9 +20,9 @@ from catalog.key_status import KEY_STATUS_FILE, read_key_status
 from catalog.verify import verify_bundle
 from exchange import stages
 from exchange.cli import main as cli
-from exchange.errors import UnknownCopy, VerificationError
-from exchange.settings import get_settings
-from exchange import clock
+from base.errors import UnknownCopy, VerificationError
+from base.settings import get_settings
+from base import clock
 from tests.conftest import TODAY, register_demo_source
 
 SOURCE, DATASET = "smr_business_licence", "business_licence.market_regulation"

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from demo.synth_types import make_silo
 from exchange import stages
-from exchange.settings import get_settings
+from base.settings import get_settings
 from schemas.licence_id import problem
 from schemas.normalize import code_key_scalar
 from schemas.types import get_type

@@ -149,7 +149,7 @@ def _plain(v):
 
 
 def test_a_broken_regex_is_reported_by_gx_naming_the_expectation(tmp_path, suite_dir):
-    from exchange.errors import ConfigError
+    from base.errors import ConfigError
 
     _planted(tmp_path, n=60)
     suite_dir["expectations"].append({"type": "expect_column_values_to_match_regex",

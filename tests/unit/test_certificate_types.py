@@ -10,7 +10,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from exchange.errors import ConfigError, UnknownName
+from base.errors import ConfigError, UnknownName
 from schemas import types as types_mod
 from schemas.types import all_types, load_type
 

@@ -1,4 +1,4 @@
-"""One clock (exchange/clock.py): nothing else reads the wall clock's date or time, "today" is
+"""One clock (base/clock.py): nothing else reads the wall clock's date or time, "today" is
 the Beijing date unless pinned, and a pinned today is what every stage defaults to."""
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from datetime import date, datetime, timezone
 
 import pytest
 
-from exchange import clock
-from exchange.errors import ConfigError
+from base import clock
+from base.errors import ConfigError
 from tests.conftest import ROOT, TODAY
 
 WALL_CLOCK = re.compile(r"\b(date\.today|datetime\.now|datetime\.utcnow|datetime\.datetime\.now|"
@@ -21,13 +21,13 @@ def test_nothing_but_the_clock_reads_the_date_or_time():
     offenders = []
     for folder in FOLDERS:
         for path in sorted((ROOT / folder).rglob("*.py")):
-            if path == ROOT / "exchange" / "clock.py" or path == ROOT / "tests" / "unit" / "test_clock.py":
+            if path == ROOT / "base" / "clock.py" or path == ROOT / "tests" / "unit" / "test_clock.py":
                 continue
             for n, line in enumerate(path.read_text("utf-8").splitlines(), 1):
                 code = line.split("#", 1)[0]
                 if WALL_CLOCK.search(code):
                     offenders.append(f"{path.relative_to(ROOT)}:{n}: {line.strip()}")
-    assert not offenders, "use exchange.clock.now()/today() instead:\n" + "\n".join(offenders)
+    assert not offenders, "use base.clock.now()/today() instead:\n" + "\n".join(offenders)
 
 
 def test_today_is_the_beijing_date(monkeypatch):

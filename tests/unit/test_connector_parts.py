@@ -11,7 +11,7 @@ import connectors
 from connectors.base import as_text, redact
 from connectors.http_auth import Hmac, signature, signed_message
 from connectors.retry import RetryPolicy, retry_after_seconds
-from exchange.errors import ConfigError, UnknownName
+from base.errors import ConfigError, UnknownName
 
 
 def test_backoff_is_exponential_with_full_jitter_and_capped():

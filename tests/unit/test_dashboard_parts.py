@@ -28,7 +28,7 @@ def test_session_tokens_are_signed_scoped_and_expire():
 
 
 def test_dashboard_secret_refuses_short_values(monkeypatch):
-    from exchange.errors import ConfigError
+    from base.errors import ConfigError
 
     monkeypatch.setenv("EXCHANGE_DASHBOARD_SECRET", "changeme")
     with pytest.raises(ConfigError, match="32 random characters"):

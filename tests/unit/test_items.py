@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from exchange.cli import main
-from exchange.errors import ConfigError, NotFound, UnknownName
+from base.errors import ConfigError, NotFound, UnknownName
 from schemas.items import LEVELS, catalogue, get_item, load_item, mismatches
 from schemas.types import all_types
 

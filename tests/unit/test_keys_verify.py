@@ -17,7 +17,7 @@ from catalog.canonical import canonical_json
 from catalog.keys import STH_TYP, KeyStore, head_hash, tree_head_payload
 from catalog.merkle import MerkleTree, leaf_hashes
 from catalog.verify import VERIFY_STEPS, make_bundle, verify_bundle
-from exchange.errors import ConfigError, VerificationError
+from base.errors import ConfigError, VerificationError
 
 PASS = b"correct horse battery staple"
 ISSUED = dt.datetime(2026, 11, 21, 20, 0, 0, 123, tzinfo=dt.timezone.utc)
@@ -276,7 +276,7 @@ def test_status_step_runs_only_online(published):
 
 
 def test_status_step_says_when_the_exchange_does_not_know_the_copy(published):
-    from exchange.errors import UnknownCopy
+    from base.errors import UnknownCopy
 
     def status_of(_):
         raise UnknownCopy("unknown copy: version 3 holds record rec-0 with another leaf hash")

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exchange.errors import DataError
+from base.errors import DataError
 from schemas.normalize import (clean_text, code_key, code_key_scalar, date_problem, name_key,
                                name_key_scalar, opencc_convert, parse_dates)
 

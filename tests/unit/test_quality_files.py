@@ -8,7 +8,7 @@ import shutil
 import pyarrow.parquet as pq
 import pytest
 
-from exchange.errors import ConfigError, UnknownName
+from base.errors import ConfigError, UnknownName
 from quality import checks, suites
 from quality.gates import SchemaDrift, SizeGate, drift, refuse_retyped
 from quality.validate import validate

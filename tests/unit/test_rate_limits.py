@@ -8,7 +8,7 @@ import pytest
 
 from api.limits import RateLimiter
 from api.shared_buckets import SharedBuckets, create
-from exchange.errors import RateLimited
+from base.errors import RateLimited
 
 
 def _hammer(shared: str | None, n: int, q) -> None:

@@ -8,7 +8,7 @@ import pytest
 
 from exchange import registering
 from exchange.cli import main
-from exchange.errors import ConfigError
+from base.errors import ConfigError
 from tests.conftest import ROOT
 
 TEMPLATE = (ROOT / "demo" / "registrations" / "smr_business_licence.toml").read_text("utf-8")

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from exchange import registry
-from exchange.errors import ConfigError
+from base.errors import ConfigError
 from tests.conftest import ROOT
 from tests.regdocs import doc, to_toml
 
@@ -145,7 +145,7 @@ def test_a_missing_or_unknown_key_is_named():
 # --- paths stay under their roots ---------------------------------------------------------
 @pytest.fixture
 def roots(tmp_path, monkeypatch):
-    from exchange.settings import reset_settings
+    from base.settings import reset_settings
 
     drops, silos = tmp_path / "drops", tmp_path / "silos"
     drops.mkdir()
@@ -357,7 +357,7 @@ def test_the_generated_documents_are_what_tomllib_reads():
 
 def test_the_store_writes_nothing_outside_itself_whatever_name_it_is_handed(tmp_path):
     from catalog.store import version_dir
-    from exchange.errors import PublishError
+    from base.errors import PublishError
 
     store = tmp_path / "store"
     assert version_dir(store, "business_licence.market_regulation", 3) == \

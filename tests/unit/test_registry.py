@@ -1,7 +1,7 @@
 import pytest
 
 from exchange import registry
-from exchange.errors import ConfigError, UnknownName
+from base.errors import ConfigError, UnknownName
 from tests.conftest import ROOT
 
 BASE = {"id": "smr_x", "department": "market_regulation", "certificate_type": "business_licence",

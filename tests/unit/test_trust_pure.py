@@ -31,7 +31,7 @@ def test_importing_the_verifier_loads_nothing_of_the_exchange():
 
 
 def test_exchange_and_trust_share_one_verification_error():
-    from exchange.errors import ExchangeError, NotFound, VerificationError
+    from base.errors import ExchangeError, NotFound, VerificationError
     from trust import errors
 
     assert VerificationError is errors.VerificationError and NotFound is errors.NotFound

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from exchange.cli import main
-from exchange.errors import ConfigError
+from base.errors import ConfigError
 from schemas import types as types_mod
 
 # file name -> (edit of diploma.toml, what its one-line reason must say)

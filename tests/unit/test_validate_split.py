@@ -8,8 +8,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from exchange import staging
-from exchange.errors import ReconciliationError
+from base import staging
+from base.errors import ReconciliationError
 from quality.validate import validate
 from schemas.conform import conform
 from tests.unit.test_conform import REG, USCC, silo_batch

@@ -12,7 +12,7 @@ import tomllib
 from datetime import date, datetime, time
 from pathlib import Path
 
-from exchange.errors import ConfigError
+from base.errors import ConfigError
 
 BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 # kind -> its test

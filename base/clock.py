@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from datetime import date, datetime, timedelta, timezone
 
-from exchange.errors import ConfigError
+from base.errors import ConfigError
 
 BEIJING = timezone(timedelta(hours=8), "Asia/Shanghai")   # China keeps no daylight saving
 TODAY_ENV = "EXCHANGE_TODAY"

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from exchange.errors import ConfigError
+from base.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "password", "secret", "passphrase", "test", "xxx"}
@@ -68,7 +68,7 @@ class Settings:
     def private_home(self) -> "Settings":
         """Make (or tighten) the home, staging, store and key directories 0700: records,
         quarantined rows and keys are for the exchange's OS account only."""
-        from exchange.files import private_dir
+        from base.files import private_dir
 
         for d in (self.home, self.staging_dir, self.store_dir, self.keys_dir):
             private_dir(d)

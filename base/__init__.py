@@ -1,0 +1,5 @@
+"""The ground floor: errors, settings, files, staging, parallel work, TOML reading and the clock.
+
+Nothing here imports anything else of the project (import-linter checks it), so every other
+room may import from here.
+"""
