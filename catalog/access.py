@@ -7,7 +7,7 @@ Credential, dataset and grant reads are cached for `ttl` seconds (the API: EXCHA
 default 2; 0 disables the cache). Keys are compared by their SHA-256 on every request. How
 promptly a key stops working: revoked through this `Access`, at once (every change clears the
 cache); revoked elsewhere (the CLI, another worker), within `ttl` seconds; expired, at once (the
-expiry is compared with the clock on every request). tests/integration/test_api_hot_path.py.
+expiry is compared with the clock on every request). tests/integration/api/test_api_hot_path.py.
 """
 from __future__ import annotations
 

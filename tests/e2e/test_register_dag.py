@@ -7,7 +7,7 @@ from demo.silo_server import SiloServer
 from demo.synth import COLUMNS
 from exchange.cli import main
 from tests.conftest import ROOT
-from tests.integration.test_register import registration
+from tests.integration.exchange.test_register import registration
 
 
 def test_registered_sources_appear_in_the_dagbag(home, silo_2k, tmp_path, capsys):

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 HEAVY = ("sqlalchemy", "airflow", "great_expectations", "pyarrow", "numpy", "pandas", "exchange", "catalog")
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]

@@ -16,7 +16,7 @@ import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
-DOC = Path(__file__).resolve().parents[2] / "docs" / "verification.md"
+DOC = Path(__file__).resolve().parents[3] / "docs" / "verification.md"
 DATASET, ITEM = "business_licence.market_regulation", "DJ-SCJG-0003"
 
 

@@ -21,7 +21,7 @@ def test_nothing_but_the_clock_reads_the_date_or_time():
     offenders = []
     for folder in FOLDERS:
         for path in sorted((ROOT / folder).rglob("*.py")):
-            if path == ROOT / "base" / "clock.py" or path == ROOT / "tests" / "unit" / "test_clock.py":
+            if path == ROOT / "base" / "clock.py" or path.samefile(__file__):
                 continue
             for n, line in enumerate(path.read_text("utf-8").splitlines(), 1):
                 code = line.split("#", 1)[0]

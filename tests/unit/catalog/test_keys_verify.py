@@ -437,7 +437,7 @@ def test_malformed_bundles_fail_at_step_1(published, change):
 
 def test_outsider_verifies_with_jwcrypto_hashlib_and_rfc8785_only(published):
     """What a consumer does without our code, with another JOSE library than the doc's recipe
-    (PyJWT: tests/integration/test_verification_doc.py runs the doc itself)."""
+    (PyJWT: tests/integration/trust/test_verification_doc.py runs the doc itself)."""
     bundle = json.loads(json.dumps(published["bundles"][1]))
     keyset = jc_jwk.JWKSet.from_json(json.dumps(published["jwks"]))
 

@@ -1,5 +1,5 @@
 """exchange register, step 1 (the file) and where a registration goes; the catalogue's
-metadata history. Silos, samples and validation: tests/integration/test_register.py."""
+metadata history. Silos, samples and validation: tests/integration/exchange/test_register.py."""
 from __future__ import annotations
 
 import json

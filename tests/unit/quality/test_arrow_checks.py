@@ -18,7 +18,7 @@ from demo.synth import business_licences
 from quality import arrow_checks, suites
 from quality.validate import label, validate
 from schemas.conform import ROW, conform
-from tests.unit.test_conform import REG
+from tests.unit.schemas.test_conform import REG
 
 TODAY = date(2026, 11, 21)
 EXTRA = [   # beyond the type's suite: every fast kind, and some only GX runs

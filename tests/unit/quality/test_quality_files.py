@@ -12,8 +12,8 @@ from base.errors import ConfigError, UnknownName
 from quality import checks, suites
 from quality.gates import SchemaDrift, SizeGate, drift, refuse_retyped
 from quality.validate import validate
-from tests.unit.test_conform import REG
-from tests.unit.test_validate_split import CASES, TODAY, _write
+from tests.unit.schemas.test_conform import REG
+from tests.unit.quality.test_validate_split import CASES, TODAY, _write
 
 IN_SET = "expect_column_values_to_be_in_set(status)"
 

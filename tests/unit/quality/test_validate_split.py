@@ -12,7 +12,7 @@ from base import staging
 from base.errors import ReconciliationError
 from quality.validate import validate
 from schemas.conform import conform
-from tests.unit.test_conform import REG, USCC, silo_batch
+from tests.unit.schemas.test_conform import REG, USCC, silo_batch
 
 TODAY = date(2026, 11, 21)
 CASES = {   # silo overrides -> the expectation that must catch it (None: accepted)

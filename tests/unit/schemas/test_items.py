@@ -11,7 +11,7 @@ from base.errors import ConfigError, NotFound, UnknownName
 from schemas.items import LEVELS, catalogue, get_item, load_item, mismatches
 from schemas.types import all_types
 
-FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "items_mismatch"
+FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "items_mismatch"
 BASE = '''code = "XK-TEST-0001"
 name = "测试事项"
 power_type = "行政许可"

@@ -98,7 +98,7 @@ def test_a_broken_type_file_hides_only_itself(tmp_path, monkeypatch):
         src = tmp_path / "sources"
         src.mkdir()
         (src / "smr.toml").write_text(to_toml(doc()), "utf-8")
-        edu = tomllib.loads((Path(__file__).parents[2] / "demo/registrations/edu_diploma.toml").read_text("utf-8"))
+        edu = tomllib.loads((Path(__file__).parents[3] / "demo/registrations/edu_diploma.toml").read_text("utf-8"))
         (src / "edu.toml").write_text(to_toml(edu), "utf-8")
         scan = registry.scan(src)
         assert list(scan.registrations) == ["smr_business_licence"]

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-TRUST = Path(__file__).resolve().parents[2] / "trust"
+TRUST = Path(__file__).resolve().parents[3] / "trust"
 ALLOWED = {"rfc8785", "joserfc", "cryptography", "trust"}
 
 
