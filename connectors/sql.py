@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from connectors.base import batch_from_rows, redact, string_schema
 from connectors.credentials import sql_url
-from connectors.settings import SqlSettings, sqlite_file
+from registration.connector import SqlSettings, sqlite_file
 from base.errors import SourceError
 from base.parallel import ordered_map, workers
 
