@@ -11,12 +11,11 @@ from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 
-import registration
-
 from base import clock
 from base.airflow_env import airflow_env
 from base.errors import ExchangeError
 from base.settings import ROOT, get_settings
+import registration
 
 SOURCE = "smr_business_licence"
 TEMPLATE = ROOT / "demo" / "registrations" / f"{SOURCE}.toml"
