@@ -18,7 +18,7 @@ from connectors.base import as_text, batch_from_rows, redact, string_schema
 from connectors.credentials import secret_from
 from connectors.http_auth import make_auth
 from connectors.retry import RETRY_STATUS, RetryPolicy, retry_after_seconds
-from registration.connector import PAGINATION, HttpSettings  # noqa: F401 - where they were
+from registration.connector import HttpSettings
 from base.errors import ConfigError, DataError, SourceError
 
 log = logging.getLogger(__name__)

@@ -196,7 +196,8 @@ def test_sqlite_silos_are_files_under_the_roots(roots, tmp_path):
 
 
 def test_a_sqlite_silo_from_an_airflow_connection_is_held_to_the_roots(roots, tmp_path, monkeypatch):
-    from connectors.sql import SqlConnector, SqlSettings
+    from connectors.sql import SqlConnector
+    from registration.connector import SqlSettings
 
     monkeypatch.setenv("AIRFLOW_CONN_SILO_OUTSIDE", f'{{"conn_type": "sqlite", "host": "{tmp_path / "x.db"}"}}')
     conn = SqlConnector(SqlSettings(table="t", conn_id="silo_outside"), "s")
