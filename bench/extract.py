@@ -50,7 +50,8 @@ def read(reader: str, url: str) -> dict:
     """Runs in the child: read the whole table, count rows."""
     import sqlalchemy as sa
     if reader == "ours":
-        from connectors.sql import SqlConnector, SqlSettings
+        from connectors.sql import SqlConnector
+        from registration.connector import SqlSettings
     elif reader == "pandas":
         import pandas as pd
     elif reader == "adbc":

@@ -38,14 +38,15 @@ def silo(rows: int) -> Path:
 
 def project(silo_path: str) -> dict:
     imports = _libraries()
-    from exchange import registry, stages
+    import registration
+    from exchange import stages
     from base.settings import get_settings
 
     s = get_settings()
     s.sources_dir.mkdir(parents=True, exist_ok=True)
     template = (ROOT / "demo/registrations/smr_business_licence.toml").read_text("utf-8")
     (s.sources_dir / "smr.toml").write_text(template.replace("{silo}", silo_path), "utf-8")
-    registry.load(s.sources_dir / "smr.toml")
+    registration.load(s.sources_dir / "smr.toml")
     from catalog.keys import KeyStore
     KeyStore(s.keys_dir, s.key_passphrase()).create(exist_ok=True)   # as `exchange keys create`
     times, cpu, peaks = {}, {}, {}

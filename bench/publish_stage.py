@@ -62,14 +62,15 @@ def _prepared(backend: str, rows: int) -> tuple[Path, str]:
 
 def _validate(silo_path: str) -> None:
     from catalog.keys import KeyStore
-    from exchange import registry, stages
+    import registration
+    from exchange import stages
     from base.settings import get_settings
 
     s = get_settings()
     s.sources_dir.mkdir(parents=True, exist_ok=True)
     template = (ROOT / "demo/registrations/smr_business_licence.toml").read_text("utf-8")
     (s.sources_dir / "smr.toml").write_text(template.replace("{silo}", silo_path), "utf-8")
-    registry.load(s.sources_dir / "smr.toml")
+    registration.load(s.sources_dir / "smr.toml")
     stages.extract(SOURCE, KEY)
     stages.conform(SOURCE, KEY)
     stages.validate(SOURCE, KEY, TODAY)

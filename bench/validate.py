@@ -18,14 +18,15 @@ SOURCE = "smr_business_licence"
 
 
 def _prepare(silo_path) -> None:
-    from exchange import registry, stages
+    import registration
+    from exchange import stages
     from base.settings import get_settings
 
     s = get_settings()
     s.sources_dir.mkdir(parents=True, exist_ok=True)
     template = (ROOT / "demo/registrations/smr_business_licence.toml").read_text("utf-8")
     (s.sources_dir / "smr.toml").write_text(template.replace("{silo}", str(silo_path)), "utf-8")
-    registry.load(s.sources_dir / "smr.toml")
+    registration.load(s.sources_dir / "smr.toml")
     stages.extract(SOURCE, "bench")
     stages.conform(SOURCE, "bench")
 

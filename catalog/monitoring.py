@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from base import clock
 from catalog.models import AuditEntry, Dataset, QuarantineEntry, Run, Source
 from base.errors import UnknownName
-from exchange.registry import CYCLES
+from registration import CYCLES
 
 REFRESHED = ("published", "unchanged")       # a run that brought the dataset up to date
 PERIODS = {"day": timedelta(days=1), "week": timedelta(days=7), "month": timedelta(days=30)}
@@ -232,7 +232,7 @@ STATUS_KEYS = ("source", "dataset", "connector", "department", "update_cycle", "
 
 def with_registrations(rows: list[dict], scan) -> list[dict]:
     """Source rows (`source_status`) with their registration file and, for a file that could
-    not be loaded (exchange.registry.scan), why: on the row of its source when the catalogue
+    not be loaded (registration.scan), why: on the row of its source when the catalogue
     knows the source and no other file registers it, else on a row of its own."""
     problems = {p.source: p for p in scan.problems if p.source and p.source not in scan.registrations}
     known = {r["source"] for r in rows}

@@ -21,7 +21,7 @@ from catalog.models import (Dataset, DatasetVersion, MetadataChange, QuarantineE
                             Run, RunQuality, Source, TakenFile, Watermark)
 from trust.verify import label_unsigned, make_bundle
 from base.errors import NotFound, PublishError
-from exchange.registry import Registration
+from registration import Registration
 
 FINAL = ("published", "unchanged")
 METADATA = ("title", "steward", "description", "department", "department_name", "sharing",

@@ -1,7 +1,7 @@
 """Pulling from silos. `build` makes the connector a registration asks for.
 
 kinds: sql (SQLAlchemy; ADBC bulk reads), http (requests), files (a drop folder). The settings
-of each kind (connectors/settings.py) are checked without importing a driver.
+of each kind (registration/connector.py) are checked without importing a driver.
 `since` is the committed watermark of an incremental source (see connectors/state.py).
 """
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING
 
-from connectors.settings import KINDS, settings_for
+from registration.connector import KINDS, settings_for
 
 if TYPE_CHECKING:
     from connectors.base import Connector
@@ -17,12 +17,12 @@ if TYPE_CHECKING:
 
 def _connector_class(kind: str):
     if kind == "sql":
-        from connectors.sql import SqlConnector
+        from connectors.sql import SqlConnector     # lazy: drivers only when pulling
         return SqlConnector
     if kind == "http":
-        from connectors.http import HttpConnector
+        from connectors.http import HttpConnector   # lazy: as above
         return HttpConnector
-    from connectors.files import FileDropConnector
+    from connectors.files import FileDropConnector  # lazy: as above
     return FileDropConnector
 
 

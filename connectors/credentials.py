@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
+from base.airflow_env import use_fernet_key
 from base.errors import ConfigError
 
 SQL_DRIVERS = {"postgres": "postgresql+psycopg", "postgresql": "postgresql+psycopg",
@@ -31,7 +32,7 @@ class Connection:
 
 def airflow_connection(conn_id: str, source_id: str) -> Connection:
     try:
-        from airflow.sdk import BaseHook
+        from airflow.sdk import BaseHook   # lazy: Airflow only when a conn_id is used
 
         c = BaseHook.get_connection(conn_id)
     except ImportError as exc:  # pragma: no cover - Airflow is a dependency
@@ -50,10 +51,8 @@ def _from_metadata_db(conn_id: str):
     """Outside a task (a CLI, a silo server) the Task SDK looks only at AIRFLOW_CONN_*; the
     connections `airflow connections add` stored are in the metadata database."""
     try:
-        from exchange.airflow_env import use_fernet_key
-
         use_fernet_key()                # stored passwords are encrypted with the home's key
-        from airflow.models.connection import Connection as Stored
+        from airflow.models.connection import Connection as Stored   # lazy: as above
 
         return Stored.get_connection_from_secrets(conn_id)
     except Exception:       # not there, no database, or inside a task (no direct DB access)

@@ -20,7 +20,7 @@ import pyarrow as pa
 
 from base import clock
 from connectors import readers
-from connectors.settings import FORMATS, MODES, FileDropSettings, silo_path  # noqa: F401
+from registration.connector import FORMATS, FileDropSettings, silo_path
 from base.errors import DataError
 
 SIDECARS = (".sha256", ".reason.txt", ".part", ".tmp")

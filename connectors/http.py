@@ -17,8 +17,8 @@ import requests
 from connectors.base import as_text, batch_from_rows, redact, string_schema
 from connectors.credentials import secret_from
 from connectors.http_auth import make_auth
-from connectors.retry import RETRY_STATUS, retry_after_seconds
-from connectors.settings import PAGINATION, HttpSettings  # noqa: F401 - where they were
+from connectors.retry import RETRY_STATUS, RetryPolicy, retry_after_seconds
+from registration.connector import HttpSettings
 from base.errors import ConfigError, DataError, SourceError
 
 log = logging.getLogger(__name__)
@@ -99,7 +99,8 @@ class HttpConnector:
 
     def _page(self, session: requests.Session, url: str, n: int, params: dict):
         """One page, retried on connection errors, 5xx and 429; the decoded JSON."""
-        s, policy = self.settings, self.settings.policy
+        s = self.settings
+        policy = RetryPolicy(s.attempts, s.backoff, s.max_backoff, s.max_retry_after)
         where = f"source {self.source_id}: page {n} of {s.method} {url}"
         last = ""
         for attempt in range(policy.attempts):

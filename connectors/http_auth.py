@@ -11,8 +11,6 @@ from urllib.parse import urlsplit
 
 import requests
 
-from connectors.settings import AUTH_KINDS  # noqa: F401 - defined with the settings
-
 
 def signed_message(method: str, url: str, body: bytes | str | None) -> bytes:
     if body:

@@ -10,6 +10,9 @@ from pathlib import Path
 from typing import Iterator
 
 import pyarrow as pa
+import pyarrow.csv as pcsv
+from charset_normalizer import from_bytes
+from python_calamine import CalamineWorkbook
 
 from connectors.base import as_text, batch_from_rows, string_schema
 
@@ -44,8 +47,6 @@ def detect_encoding(path: Path) -> str:
                               "(truncated); drop the whole file again") from None
         f.seek(0)
         sample = f.read(SAMPLE)
-    from charset_normalizer import from_bytes
-
     best = from_bytes(sample).best()
     if best is None:
         raise BadFile("its encoding is not declared and could not be detected; declare "
@@ -74,8 +75,6 @@ def check_decodes(path: Path, encoding: str) -> None:
 
 
 def read_csv(path: Path, encoding: str, delimiter: str, batch_rows: int) -> tuple[list[str], Iterator[pa.RecordBatch]]:
-    import pyarrow.csv as pcsv
-
     check_decodes(path, encoding)
     with path.open("r", encoding=encoding, newline="") as f:
         header = next(csv.reader(io.StringIO(f.readline()), delimiter=delimiter), None)
@@ -138,8 +137,6 @@ def read_jsonl(path: Path, encoding: str, fields: tuple[str, ...], batch_rows: i
 
 
 def read_xlsx(path: Path, sheet: str | int | None, batch_rows: int):
-    from python_calamine import CalamineWorkbook
-
     try:
         wb = CalamineWorkbook.from_path(str(path))
         ws = wb.get_sheet_by_name(sheet) if isinstance(sheet, str) else wb.get_sheet_by_index(sheet or 0)

@@ -13,12 +13,13 @@ from typing import Iterator
 import pyarrow as pa
 import pyarrow.compute as pc
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 
 from connectors.base import batch_from_rows, redact, string_schema
-from connectors.credentials import sql_url
-from connectors.settings import SqlSettings, sqlite_file
 from base.errors import SourceError
 from base.parallel import ordered_map, workers
+from connectors.credentials import sql_url
+from registration.connector import SqlSettings, sqlite_file
 
 CONNECT_TIMEOUT = 10
 
@@ -177,8 +178,6 @@ def _has(module: str) -> bool:
 
 
 def _literal_sql(query: sa.Select, dialect: str) -> str:
-    from sqlalchemy.dialects import postgresql, sqlite
-
     d = {"sqlite": sqlite.dialect(), "postgresql": postgresql.dialect()}[dialect]
     return str(query.compile(dialect=d, compile_kwargs={"literal_binds": True}))
 
@@ -188,7 +187,7 @@ def _adbc_sqlite(path: str, s: SqlSettings, query: sa.Select, schema: pa.Schema)
     (SQLite steps while the driver holds no GIL), and yielded in order.
     ADBC's SQLite driver infers types from the first batch, so a column NULL there breaks
     later batches: a sentinel row of strings fixes every column as text."""
-    import adbc_driver_sqlite.dbapi as adbc
+    import adbc_driver_sqlite.dbapi as adbc   # lazy: ADBC is used where installed (_has)
 
     uri = f"file:{path}?mode=ro"
     cols = schema.names
@@ -239,7 +238,7 @@ def _rowid_parts(adbc, uri: str, s: SqlSettings, query: sa.Select) -> list[sa.Se
 
 def _adbc_postgresql(url: sa.URL, s: SqlSettings, query: sa.Select, schema: pa.Schema):
     """COPY (binary) into Arrow batches: no per-row Python work."""
-    import adbc_driver_postgresql.dbapi as adbc
+    import adbc_driver_postgresql.dbapi as adbc   # lazy: as above
 
     uri = url.set(drivername="postgresql").render_as_string(hide_password=False)
     uri += ("&" if "?" in uri else "?") + f"connect_timeout={CONNECT_TIMEOUT}"

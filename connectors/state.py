@@ -107,18 +107,18 @@ class Tracked:
         os.replace(tmp, self.workdir / PENDING)
 
 
-def prepare(reg, catalog, workdir: Path, home: Path) -> Tracked:
-    """The connector for this run, wrapped: incremental from the committed watermark."""
-    cfg = reg.connector
-    mirror = mirror_path(home, reg.id)
+def prepare(source_id: str, cfg: dict, catalog, workdir: Path, home: Path) -> Tracked:
+    """The connector for this run (`cfg`: the registration's [connector] table), wrapped:
+    incremental from the committed watermark."""
+    mirror = mirror_path(home, source_id)
     column = cfg.get("watermark")
-    committed = catalog.watermark(reg.id) if column else None
+    committed = catalog.watermark(source_id) if column else None
     since = committed[1] if committed and committed[0] == column and mirror.exists() else None
-    conn = connectors.build(cfg, reg.id, since=since)
+    conn = connectors.build(cfg, source_id, since=since)
     if isinstance(conn, FileDropConnector):
-        conn.taken = catalog.taken_files(reg.id)
+        conn.taken = catalog.taken_files(source_id)
     merge = (column and since is not None) or cfg.get("mode") == "delta"
-    return Tracked(conn, reg.id, mirror, workdir, column, cfg.get("key") if merge else None)
+    return Tracked(conn, source_id, mirror, workdir, column, cfg.get("key") if merge else None)
 
 
 def commit(source_id: str, run_key: str, workdir: Path, catalog, home: Path) -> dict | None:

@@ -104,10 +104,10 @@ def make(home: Path, rows: int = 2_000, api_port: int = API_PORT, taken=None,
 
 def _samples():
     from demo.synth_types import REGISTRATIONS
-    from exchange import registry
+    import registration
     import tomllib
 
-    return [registry.parse(tomllib.loads(p.read_text("utf-8")), str(p))
+    return [registration.parse(tomllib.loads(p.read_text("utf-8")), str(p))
             for p in sorted(REGISTRATIONS.glob("*.toml"))]
 
 

@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 from base import clock
 from demo.synth import (_atomic_target, _date_text, _fmt_dates, _fsync_replace, _full_width, _put,
                         _spaced, _traditional, _uscc, write_sqlite)
-from exchange import registry
+import registration
 from base.errors import UnknownName
 from schemas.identifiers import USCC_VALUES, _USCC_CHARS, strings_from_bytes, uscc_check_values
 from schemas.types import CertificateType, get_type
@@ -36,12 +36,12 @@ _EPOCH = date(1970, 1, 1)
 _TEMPLATE = re.compile(r"\{(region|year|serial)(?::0?(\d+))?\}")
 
 
-def sample_registration(type_name: str) -> registry.Registration:
+def sample_registration(type_name: str) -> registration.Registration:
     """The registration in demo/registrations/ whose certificate type is `type_name`."""
     found = []
     for path in sorted(REGISTRATIONS.glob("*.toml")):
         if tomllib.loads(path.read_text("utf-8")).get("certificate_type") == type_name:
-            found.append(registry.load(path))
+            found.append(registration.load(path))
     if len(found) != 1:
         raise UnknownName(f"sample registration ({len(found)} found) for certificate type",
                           type_name, [p.stem for p in REGISTRATIONS.glob("*.toml")])

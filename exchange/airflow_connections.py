@@ -11,7 +11,7 @@ import json
 import subprocess
 import sys
 
-from exchange.airflow_env import airflow_env
+from base.airflow_env import airflow_env
 from base.errors import ConfigError
 
 

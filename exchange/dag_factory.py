@@ -10,9 +10,9 @@ from datetime import datetime, timedelta, timezone
 
 from airflow.sdk import DAG, Asset, get_current_context, task
 
-from exchange import registry
+import registration
 from exchange.alerts.notifier import ExchangeNotifier, deadline_for
-from exchange.registry import Registration
+from registration import Registration
 from base.settings import get_settings
 
 START = datetime(2026, 1, 1, tzinfo=timezone.utc)
@@ -73,7 +73,7 @@ def build_all() -> dict[str, DAG]:
     """A DAG per registration that loads; a file that does not is skipped and logged (and
     listed by `exchange status` and the dashboard), hiding no other source's DAG."""
     dags = {}
-    for reg in registry.load_all(get_settings().sources_dir).values():
+    for reg in registration.load_all(get_settings().sources_dir).values():
         try:
             dags[reg.dag_id] = build_dag(reg)
         except Exception as exc:  # noqa: BLE001 - one source's DAG, never every other's

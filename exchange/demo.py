@@ -11,10 +11,11 @@ from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 
-from base import clock, registry
-from exchange.airflow_env import airflow_env
+from base import clock
+from base.airflow_env import airflow_env
 from base.errors import ExchangeError
 from base.settings import ROOT, get_settings
+import registration
 
 SOURCE = "smr_business_licence"
 TEMPLATE = ROOT / "demo" / "registrations" / f"{SOURCE}.toml"
@@ -31,7 +32,7 @@ def airflow(args: list[str], log: Path, extra_env: dict | None = None) -> None:
         raise ExchangeError(f"`airflow {' '.join(args)}` failed (exit {proc.returncode}); see {log}")
 
 
-def prepare(rows: int, seed: int = 7, today: date | None = None) -> registry.Registration:
+def prepare(rows: int, seed: int = 7, today: date | None = None) -> registration.Registration:
     """The market-regulation SQLite silo and its registration (the first department)."""
     from catalog.service import Catalog
     from demo.synth import make_business_licence_silo
@@ -43,7 +44,7 @@ def prepare(rows: int, seed: int = 7, today: date | None = None) -> registry.Reg
     s.sources_dir.mkdir(parents=True, exist_ok=True)
     path = s.sources_dir / f"{SOURCE}.toml"
     path.write_text(TEMPLATE.read_text(encoding="utf-8").replace("{silo}", str(silo)), encoding="utf-8")
-    reg = registry.load(path)
+    reg = registration.load(path)
     Catalog(s.catalog_url, s.store_dir).register(reg)
     return reg
 
@@ -177,7 +178,7 @@ def run_demo(rows: int = 10_000, as_json: bool = False, departments: bool = True
         airflow(["db", "migrate"], log)
         if silos:
             store_connections(silos)
-    regs = registry.load_all(s.sources_dir)
+    regs = registration.load_all(s.sources_dir)
     ours = [SOURCE, *(silos.registrations if silos else [])]
     console.print(f"silos made: {len(ours)}; running their DAGs under Airflow one after another "
                   f"(log: {log})", markup=False, soft_wrap=True)

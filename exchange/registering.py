@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Callable
 
 from base import clock
-from exchange import registry
+import registration
 from base.errors import ConfigError, ExchangeError, SourceError
-from exchange.registry import Registration
+from registration import Registration
 
 STEPS = {1: "file valid", 2: "connection tested", 3: "sample pulled", 4: "sample validated",
          5: "registered"}
@@ -118,7 +118,7 @@ def register_file(path: Path, *, dry_run: bool = False, by: str | None = None,
 def check_file(path: Path, sources_dir: Path):
     if not path.is_file():
         raise ConfigError(f"{path}: no such registration file")
-    reg = registry.load(path)           # every key's type, identifiers, paths under their roots
+    reg = registration.load(path)           # every key's type, identifiers, paths under their roots
     connector(reg)                      # the connector itself is built here
     plan = plan_target(reg, sources_dir)
     detail = {"source": reg.id, "dataset": reg.dataset, "dag_id": reg.dag_id,
@@ -135,7 +135,7 @@ def plan_target(reg: Registration, sources_dir: Path) -> Plan:
         if _id_of(other) != reg.id:
             continue
         try:
-            before = registry.load(other).dataset
+            before = registration.load(other).dataset
         except (ExchangeError, UnicodeDecodeError):
             before = None               # a broken file of the same id: the update mends it
         if before and before != reg.dataset:
@@ -242,7 +242,7 @@ def pull_sample(reg: Registration, n: int, workdir: Path):
         if writer is not None:
             writer.close()
     with staging.transient_writer(conformed, conformed_schema(reg.ctype)) as out:
-        conform = Conformer(reg)
+        conform = Conformer(reg.source_map)
         for batch in staging.iter_batches(extracted, 65_536):
             out.write_batch(conform(batch))
     shown = [ROW, *reg.ctype.field_names]

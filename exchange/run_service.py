@@ -22,7 +22,7 @@ from pathlib import Path
 
 import requests
 
-from exchange.airflow_env import airflow_env
+from base.airflow_env import airflow_env
 from base.errors import ConfigError, ExchangeError
 from base.settings import get_settings
 

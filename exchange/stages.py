@@ -15,7 +15,7 @@ from pathlib import Path
 
 from base import clock
 from base import staging
-from exchange import registry
+import registration
 from base.errors import ConfigError, DataError, GateHeld
 from base.parallel import ordered_map
 from base.settings import get_settings
@@ -29,7 +29,7 @@ def _context(source_id: str, key: str):
     from catalog.service import Catalog
 
     settings = get_settings().private_home()
-    reg = registry.get(source_id, settings.sources_dir)
+    reg = registration.get(source_id, settings.sources_dir)
     catalog = Catalog(settings.catalog_url, settings.store_dir)
     workdir = workdir_for(source_id, key)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -66,9 +66,9 @@ def extract(source_id: str, key: str, dag_run_id: str | None = None) -> dict:
     settings, reg, catalog, workdir = _context(source_id, key)
     catalog.register(reg)
     run = catalog.start_run(source_id, key, dag_run_id)
-    conn = state.prepare(reg, catalog, workdir, settings.home)   # incremental: changes + mirror
+    conn = state.prepare(reg.id, reg.connector, catalog, workdir, settings.home)   # incremental: changes + mirror
     types = conn.column_types() if hasattr(conn, "column_types") else dict.fromkeys(conn.columns(), "")
-    gone = missing_columns(reg, list(types))
+    gone = missing_columns(reg.mapping, list(types))
     if gone:
         raise DataError(f"the silo no longer has the mapped columns {gone}", source=source_id,
                         rule="schema drift: mapped column present")
@@ -112,7 +112,7 @@ def conform(source_id: str, key: str) -> dict:
     rows = 0
     with staging.transient_writer(tmp, conformed_schema(reg.ctype)) as writer:
         batches = staging.iter_batches(staging.transient(workdir, "extracted"), None)   # as extracted
-        for conformed in ordered_map(Conformer(reg), batches):
+        for conformed in ordered_map(Conformer(reg.source_map), batches):
             writer.write_batch(conformed)
             rows += conformed.num_rows
     os.replace(tmp, out)
@@ -222,7 +222,7 @@ RUN_KEY = re.compile(r"(?!\.+\Z)[A-Za-z0-9._-]{1,200}")
 
 def workdir_for(source_id: str, key: str) -> Path:
     """staging/<source>/<run>: a run key (run_key(), or --key) never leads out of it."""
-    if not RUN_KEY.fullmatch(key) or not registry.ID_RE.fullmatch(source_id):
+    if not RUN_KEY.fullmatch(key) or not registration.ID_RE.fullmatch(source_id):
         raise ConfigError(f"source {source_id!r}, run key {key!r}: a run key is letters, digits, "
                           "'.', '_' and '-' (at most 200), and a source id as registered")
     return get_settings().staging_dir / source_id / key

@@ -16,6 +16,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from schemas.identifiers import ric_valid, uscc_valid
+from schemas.normalize import is_blank
+
 PARTIAL = 20          # GX's default partial_unexpected_count
 SAMPLE = 200          # GX's MAX_RESULT_RECORDS: values its partial_unexpected_counts are over
 RESULT_FORMAT = {"result_format": "SUMMARY", "partial_unexpected_count": PARTIAL,
@@ -82,18 +85,15 @@ def _not_in_future(a, kw):
 
 
 def _uscc(a, kw):
-    from schemas.identifiers import uscc_valid
     return uscc_valid(_strings(a))
 
 
 def _ric(a, kw):
-    from schemas.identifiers import ric_valid
     return ric_valid(_strings(a))
 
 
 def _not_blank(a, kw):
     """Not blank as schemas.normalize.is_blank defines it (whitespace, null markers, no letter)."""
-    from schemas.normalize import is_blank
     return pc.invert(is_blank(_strings(a)))
 
 

@@ -1,9 +1,13 @@
 """Run-level gates: a version's size against the previous one, and schema drift in the silo."""
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 
+from base import staging
 from base.errors import DataError
+from schemas.conform import ROW
+from schemas.normalize import is_blank
 
 
 @dataclass(frozen=True)
@@ -24,8 +28,6 @@ class SizeGate:
 
     def reason(self, source: str, run_key: str) -> str:
         """What held the run and the exact command that lets it publish."""
-        import shlex
-
         return (f"size gate: {self.accepted} records against {self.previous} in the current "
                 f"version ({self.change:+.1%}, limit ±{self.limit:.0%}); a broken silo export "
                 "may be the cause. Check the silo, then approve with "
@@ -71,10 +73,6 @@ def refuse_retyped(d: Drift, source: str) -> None:
 def refuse_blank_licence_numbers(accepted, source: str, type_name: str) -> None:
     """A row without its licence number is never published, whatever a steward left in the
     suite: the accepted rows are checked once more before they are signed."""
-    from base import staging
-    from schemas.conform import ROW
-    from schemas.normalize import is_blank
-
     if "licence_number" not in staging.read_schema(accepted).names:
         return
     table = staging.read_table(accepted, [ROW, "licence_number"])

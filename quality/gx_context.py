@@ -13,7 +13,7 @@ SITE = "run"
 def _keep_templates_compiled() -> None:
     """GX's Data Docs views compile their Jinja templates afresh on every build (about 0.7 s);
     Jinja's own bytecode cache (per user, in the temp directory) keeps them compiled."""
-    from great_expectations.render.view import view
+    from great_expectations.render.view import view  # lazy: GX takes seconds to import
     from jinja2 import FileSystemBytecodeCache
 
     cls = view.DefaultJinjaView
@@ -31,7 +31,7 @@ def _keep_templates_compiled() -> None:
 class Gx:
     def __init__(self, docs_dir: Path | None = None):
         os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
-        import great_expectations as gx
+        import great_expectations as gx  # lazy: GX takes seconds to import (after the env above)
         from great_expectations.data_context.types.base import (
             DataContextConfig, InMemoryStoreBackendDefaults, ProgressBarsConfig)
         from great_expectations.execution_engine import pandas_execution_engine
@@ -72,7 +72,7 @@ class Gx:
         self._keep(result, result.suite_name, keep_as)
 
     def _keep(self, result, suite_name: str, batch_name: str) -> None:
-        from great_expectations.core.run_identifier import RunIdentifier
+        from great_expectations.core.run_identifier import RunIdentifier  # lazy: GX takes seconds to import
         from great_expectations.data_context.types.resource_identifiers import (
             ExpectationSuiteIdentifier, ValidationResultIdentifier)
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
 
 def raw_rows(staging_dir: Path, entries: list[dict]) -> dict[tuple[str, str, str], dict]:
     """(source, key, row_hash) -> the silo's raw row, from the run that last quarantined each
     entry (a file written before row hashes: by key alone)."""
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
     wanted: dict[tuple[str, str], set[str]] = defaultdict(set)
     for e in entries:
         wanted[(e["source_id"], e["last_run_key"])].add(e["key"])
@@ -30,5 +31,4 @@ def raw_rows(staging_dir: Path, entries: list[dict]) -> dict[tuple[str, str, str
 
 
 def pa_strings(values):
-    import pyarrow as pa
     return pa.array(sorted(values), pa.string())

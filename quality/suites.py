@@ -10,8 +10,9 @@ import json
 import sys
 from pathlib import Path
 
+from base.errors import ConfigError
 from schemas.conform import raw_name
-from schemas.types import CertificateType
+from schemas.types import CertificateType, all_types
 
 SUITES_DIR = Path(__file__).with_name("suites")
 TODAY = {"$PARAMETER": "today"}          # bound per run: expectation_parameters={"today": ...}
@@ -61,7 +62,6 @@ def read(type_name: str, extra: list[dict] | tuple = ()) -> dict:
     """The checked-in suite (as a steward left it) plus a source's own checks."""
     path = suite_path(type_name)
     if not path.exists():
-        from base.errors import ConfigError
         raise ConfigError(f"no quality suite {path}; write it with `python -m quality.suites`")
     data = json.loads(path.read_text(encoding="utf-8"))
     data["expectations"] = [*data["expectations"],
@@ -73,9 +73,9 @@ def read(type_name: str, extra: list[dict] | tuple = ()) -> dict:
 def to_gx(data: dict, *, version_wide: bool | None = None):
     """A GX ExpectationSuite with the row-level (or the version-wide, or None: all)
     expectations of `data`."""
-    import great_expectations as gx
+    import great_expectations as gx  # lazy: GX takes seconds to import
 
-    from quality import expectations as _custom  # noqa: F401  registers the custom types
+    from quality import expectations as _custom  # noqa: F401 - lazy: registers GX's custom types
 
     picked = [{"type": e["type"], "kwargs": e["kwargs"], "meta": e.get("meta") or {}}
               for e in data["expectations"]
@@ -99,7 +99,6 @@ def suite_columns(suite) -> list[str]:
 
 
 def write_all() -> list[Path]:
-    from schemas.types import all_types
     SUITES_DIR.mkdir(exist_ok=True)
     out = []
     for ctype in all_types().values():

@@ -94,7 +94,7 @@ def _plan(suite, params: dict, schema: pa.Schema) -> _Plan:
 
 
 def _gx_suite(plan: _Plan, picked: list[int], name: str):
-    import great_expectations as gx
+    import great_expectations as gx  # lazy: GX takes seconds to import
     return gx.ExpectationSuite(name=name, expectations=[
         plan.expectations[i].configuration.get_raw_configuration().to_domain_obj() for i in picked])
 
@@ -240,7 +240,7 @@ def in_suite_order(result, suite) -> list:
 
 def suite_result(name: str, results: list):
     """GX's suite-level result from expectation results, with GX's own statistics."""
-    from great_expectations import __version__
+    from great_expectations import __version__  # lazy: GX takes seconds to import
     from great_expectations.core.expectation_validation_result import (
         ExpectationSuiteValidationResult)
     from great_expectations.validator.validation_statistics import calc_validation_statistics

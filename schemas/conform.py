@@ -15,11 +15,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from base.errors import DataError
-from exchange.registry import Registration
 from schemas import licence_id
 from schemas.distinct import Distinct
 from schemas.identifiers import holder_code_type
 from schemas.normalize import clean_text, code_key, is_blank, name_key, parse_dates
+from schemas.source_map import SourceMap
 from schemas.types import CertificateType, Field
 
 ROW = "_row"               # 1-based row number in extraction order
@@ -44,8 +44,8 @@ def conformed_schema(ctype: CertificateType) -> pa.Schema:
     return pa.schema([*extra, *schema])
 
 
-def missing_columns(reg: Registration, silo_columns: list[str]) -> list[str]:
-    return [c for c in reg.mapping.values() if c not in silo_columns]
+def missing_columns(mapping: dict[str, str], silo_columns: list[str]) -> list[str]:
+    return [c for c in mapping.values() if c not in silo_columns]
 
 
 class Dated(NamedTuple):
@@ -61,8 +61,8 @@ class Conformer:
     direct path's, value for value.
     """
 
-    def __init__(self, reg: Registration):
-        self.reg, self.ctype = reg, reg.ctype
+    def __init__(self, source: SourceMap):
+        self.src, self.ctype = source, source.ctype
         self.fields = {f.name: self._normaliser(f) for f in self.ctype.fields}
         self.holder_code_type = Distinct(holder_code_type)
         self.name_key = Distinct(name_key)
@@ -73,24 +73,24 @@ class Conformer:
         if f.type == "date":
             return Distinct(functools.partial(_dates, required=f.required))
         if f.name == "status":
-            return lambda col: _map_status(clean_text(col), self.reg.status_map)
+            return lambda col: _map_status(clean_text(col), self.src.status_map)
         return Distinct(code_key) if is_code(f) else clean_text
 
     def __call__(self, batch: pa.RecordBatch) -> pa.RecordBatch:
-        reg, ctype = self.reg, self.ctype
+        src, ctype = self.src, self.ctype
         n = batch.num_rows
         names = batch.schema.names
-        gone = missing_columns(reg, names)
+        gone = missing_columns(src.mapping, names)
         if gone:
             raise DataError(f"mapped silo columns {gone} are missing (silo has {names})",
-                            source=reg.id, rule="schema: mapped column present")
+                            source=src.source, rule="schema: mapped column present")
         out: dict[str, pa.Array] = {ROW: batch.column(ROW)}
         unparsed: dict[str, pa.Array] = {}
         for f in ctype.fields:
-            if f.name in reg.mapping:
-                col = batch.column(reg.mapping[f.name])
-            elif f.name in reg.constants:
-                col = pa.repeat(pa.scalar(reg.constants[f.name], pa.string()), n)
+            if f.name in src.mapping:
+                col = batch.column(src.mapping[f.name])
+            elif f.name in src.constants:
+                col = pa.repeat(pa.scalar(src.constants[f.name], pa.string()), n)
             else:
                 col = pa.nulls(n, pa.string())
             value = self.fields[f.name](col)
@@ -98,11 +98,11 @@ class Conformer:
                 out[f.name], unparsed[f.name] = value
             else:
                 out[f.name] = value
-        if "licence_type_code" not in reg.mapping and "licence_type_code" not in reg.constants:
+        if "licence_type_code" not in src.mapping and "licence_type_code" not in src.constants:
             out["licence_type_code"] = pa.repeat(pa.scalar(ctype.type_code, pa.string()), n)
-        if "licence_name" not in reg.mapping and "licence_name" not in reg.constants:
+        if "licence_name" not in src.mapping and "licence_name" not in src.constants:
             out["licence_name"] = pa.repeat(pa.scalar(ctype.title, pa.string()), n)
-        if "holder_code_type" not in reg.mapping and "holder_code_type" not in reg.constants:
+        if "holder_code_type" not in src.mapping and "holder_code_type" not in src.constants:
             out["holder_code_type"] = self.holder_code_type(out["holder_code"])
         derived = licence_id.derive(ctype.type_code, out["issuer_code"], out["licence_number"])
         out["licence_id"] = pc.coalesce(out["licence_id"], derived)
@@ -114,9 +114,9 @@ class Conformer:
         return pa.RecordBatch.from_arrays([out[f.name] for f in schema], schema=schema)
 
 
-def conform(batch: pa.RecordBatch, reg: Registration) -> pa.RecordBatch:
+def conform(batch: pa.RecordBatch, source: SourceMap) -> pa.RecordBatch:
     """One batch on its own; a run's batches share a Conformer."""
-    return Conformer(reg)(batch)
+    return Conformer(source)(batch)
 
 
 def _dates(col: pa.Array, required: bool) -> Dated:

@@ -107,7 +107,7 @@ class CertificateType:
 
     def arrow_schema(self):
         """Conformed rows: every field nullable, since rows are checked after conforming."""
-        import pyarrow as pa  # not at DAG parse time
+        import pyarrow as pa  # lazy: not at DAG parse time (registrations read types)
 
         types = {"string": pa.string(), "date": pa.date32(), "int": pa.int64(), "bool": pa.bool_()}
         return pa.schema([pa.field(f.name, types[f.type]) for f in self.fields])

@@ -92,7 +92,7 @@ def silo_2k(tmp_path_factory):
 
 
 def register_demo_source(home: Path, silo: Path, source_id: str = "smr_business_licence"):
-    from exchange import registry
+    import registration
     from base.settings import get_settings
 
     make_signing_key()
@@ -101,13 +101,13 @@ def register_demo_source(home: Path, silo: Path, source_id: str = "smr_business_
     sources = get_settings().sources_dir
     sources.mkdir(parents=True, exist_ok=True)
     (sources / f"{source_id}.toml").write_text(text, encoding="utf-8")
-    return registry.load(sources / f"{source_id}.toml")
+    return registration.load(sources / f"{source_id}.toml")
 
 
 def register_sample(home: Path, type_name: str, silo: Path):
     """Register the sample registration of `type_name` against a silo file."""
     from demo.synth_types import sample_registration
-    from exchange import registry
+    import registration
     from base.settings import get_settings
 
     make_signing_key()
@@ -116,7 +116,7 @@ def register_sample(home: Path, type_name: str, silo: Path):
     sources = get_settings().sources_dir
     sources.mkdir(parents=True, exist_ok=True)
     (sources / f"{reg.id}.toml").write_text(text, encoding="utf-8")
-    return registry.load(sources / f"{reg.id}.toml")
+    return registration.load(sources / f"{reg.id}.toml")
 
 
 def toml_value(v) -> str:
@@ -131,7 +131,7 @@ def toml_value(v) -> str:
 def register_source(home: Path, source_id: str, connector: dict, status_map: dict | None = None,
                     department: str | None = None):
     """The demo registration with another connector section (and id)."""
-    from exchange import registry
+    import registration
     from base.settings import get_settings
 
     make_signing_key()
@@ -149,7 +149,7 @@ def register_source(home: Path, source_id: str, connector: dict, status_map: dic
     sources.mkdir(parents=True, exist_ok=True)
     path = sources / f"{source_id}.toml"
     path.write_text(f"{head}[connector]\n{conn}\n\n{rest}", encoding="utf-8")
-    return registry.load(path)
+    return registration.load(path)
 
 
 def catalog():

@@ -28,9 +28,9 @@ def _catalog(request: Request):
 
 async def _unloaded(request: Request) -> list:
     """Registration files in the sources folder that could not be loaded, with why."""
-    from exchange import registry
+    import registration
 
-    scan = await asyncio.to_thread(registry.scan, request.app.state.settings.sources_dir)
+    scan = await asyncio.to_thread(registration.scan, request.app.state.settings.sources_dir)
     return scan.problems
 
 

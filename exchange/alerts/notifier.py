@@ -12,7 +12,7 @@ from airflow.sdk import BaseNotifier
 from airflow.sdk.definitions.deadline import AsyncCallback, DeadlineAlert, DeadlineReference
 
 from exchange.alerts import Alert, log, send
-from exchange.registry import CYCLES
+from registration import CYCLES
 
 
 def settle_run(source: str, run_id: str | None, task: str | None, reason) -> str | None:

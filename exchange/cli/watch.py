@@ -31,12 +31,12 @@ def cmd_status(args) -> int:
     from catalog import monitoring
     from rich.markup import escape
 
-    from exchange import registry
+    import registration
     from base.settings import get_settings
 
     cat = catalog()
     cat.reap_orphans()       # runs whose `exchange run` process is gone: failed, not running
-    scan = registry.scan(get_settings().sources_dir)
+    scan = registration.scan(get_settings().sources_dir)
     rows = monitoring.with_registrations(monitoring.source_status(cat, _at(args.at)), scan)
     if args.source:
         rows = [r for r in rows if r["source"] == args.source]

@@ -39,7 +39,7 @@ def _demo(env: dict) -> tuple[int, dict | None, list[tuple[float, str]], str]:
 def _airflow_connection_ids(env: dict) -> set[str]:
     """conn_ids stored in Airflow's metadata database (no AIRFLOW_CONN_* in the environment),
     their passwords encrypted with the home's fernet key."""
-    code = ("import json\nfrom exchange.airflow_env import use_fernet_key\nuse_fernet_key()\n"
+    code = ("import json\nfrom base.airflow_env import use_fernet_key\nuse_fernet_key()\n"
             "from airflow.models import Connection\nfrom airflow.utils.session import create_session\n"
             "with create_session() as s:\n    print(json.dumps([[c.conn_id, c.is_encrypted, c._password is not None] "
             "for c in s.query(Connection)]))\n")

@@ -33,7 +33,7 @@ def airflow_home(home, tmp_path, monkeypatch) -> Path:
         monkeypatch.delenv(k)
     path = tmp_path / "airflow"
     monkeypatch.setenv("AIRFLOW_HOME", str(path))
-    from exchange.airflow_env import airflow_env
+    from base.airflow_env import airflow_env
     airflow = str(Path(sys.executable).with_name("airflow"))
     out = subprocess.run([airflow, "db", "migrate"], env=airflow_env(), capture_output=True, text=True,
                          timeout=300)
@@ -59,7 +59,7 @@ def test_serve_runs_the_demo_http_silo_from_its_stored_connection(home, airflow_
     # the connection is read from the metadata database by a process outside any task
     code = ("import json\nfrom connectors.credentials import airflow_connection\n"
             "c = airflow_connection('silo_hrss_api', 't')\nprint(json.dumps([c.host, bool(c.password)]))\n")
-    from exchange.airflow_env import airflow_env
+    from base.airflow_env import airflow_env
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=airflow_env(), capture_output=True,
                          text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]

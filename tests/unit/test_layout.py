@@ -10,16 +10,11 @@ from pathlib import Path
 from tests.conftest import ROOT
 
 TIERS = ("unit", "integration")
-# Rooms not on the repository's top floor yet: `registration` (issue #15) is being split out of
-# exchange/; drop it from here once registration/__init__.py exists.
-PENDING = {"registration"}
-
-
 def rooms() -> set[str]:
     found = {p.name for p in ROOT.iterdir() if (p / "__init__.py").is_file()} - {"tests"}
     if (ROOT / "exchange" / "cli" / "__init__.py").is_file():
         found.add("cli")
-    return found | PENDING
+    return found
 
 
 def _test_files() -> list[Path]:

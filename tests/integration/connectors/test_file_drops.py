@@ -9,7 +9,8 @@ import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 
-from connectors.files import FileDropConnector, FileDropSettings
+from connectors.files import FileDropConnector
+from registration.connector import FileDropSettings
 from demo.synth import business_licences
 from exchange import stages
 from base.errors import DataError

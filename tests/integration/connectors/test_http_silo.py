@@ -6,7 +6,8 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
-from connectors.http import HttpConnector, HttpSettings
+from connectors.http import HttpConnector
+from registration.connector import HttpSettings
 from demo.silo_server import SiloServer, licence_rows
 from demo.synth import COLUMNS
 from base.errors import DataError, SourceError

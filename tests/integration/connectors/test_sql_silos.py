@@ -8,7 +8,8 @@ import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 
-from connectors.sql import SqlConnector, SqlSettings
+from connectors.sql import SqlConnector
+from registration.connector import SqlSettings
 from demo.synth import TABLE
 from base.errors import SourceError
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from demo import silos
-from exchange import registry, stages
+import registration
+from exchange import stages
 from base.settings import get_settings
 from tests.conftest import TODAY, catalog, make_signing_key
 
@@ -29,7 +30,7 @@ def test_demo_silos_make_five_departments_and_the_drops_publish(home, monkeypatc
     regs = []
     for t in silos.TEMPLATES:
         (sources / f"{t}.toml").write_text(silos.render(t, made["substitutions"]), encoding="utf-8")
-        regs.append(registry.load(sources / f"{t}.toml"))
+        regs.append(registration.load(sources / f"{t}.toml"))
     assert len({r.department for r in regs}) == 5
     assert {r.connector["kind"] for r in regs} == {"sql", "http", "files"}
     csv = next((home / "drops" / "civil_affairs").glob("*.csv")).read_bytes()

@@ -55,10 +55,10 @@ def test_a_sigkilled_exchange_run_is_marked_failed(home, silo_2k, capsys):
 
 def test_the_next_start_of_the_source_fails_a_run_whose_process_is_gone(home, silo_2k):
     register_demo_source(home, silo_2k[0])
-    code = ("import os\nfrom catalog import run_owner\nfrom exchange import registry\n"
+    code = ("import os\nfrom catalog import run_owner\nimport registration\n"
             "from base.settings import get_settings\nfrom catalog.service import Catalog\n"
             "s = get_settings()\nc = Catalog(s.catalog_url, s.store_dir)\n"
-            f"c.register(registry.get({SOURCE!r}, s.sources_dir))\n"
+            f"c.register(registration.get({SOURCE!r}, s.sources_dir))\n"
             f"with run_owner.owning():\n    c.start_run({SOURCE!r}, 'gone')\n"
             "os._exit(0)\n")                             # exits without finishing the run
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=dict(os.environ), check=True)

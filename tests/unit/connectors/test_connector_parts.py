@@ -87,7 +87,8 @@ def test_since_is_given_only_to_incremental_connectors():
 
 def test_incremental_query_reads_a_closed_window():
     import sqlalchemy as sa
-    from connectors.sql import SqlConnector, SqlSettings
+    from connectors.sql import SqlConnector
+    from registration.connector import SqlSettings
 
     c = SqlConnector(SqlSettings(table="t", url="sqlite:///x", watermark="w", key="id", since="a"), "s")
     c.high_water = "b"

@@ -69,38 +69,38 @@ def test_a_missing_file_and_a_sample_size_out_of_range_are_refused(home, tmp_pat
 
 
 def test_a_new_source_goes_to_its_id_file(tmp_path):
-    from exchange import registry
+    import registration
 
-    reg = registry.load(reg_file(tmp_path / "r.toml"))
+    reg = registration.load(reg_file(tmp_path / "r.toml"))
     plan = registering.plan_target(reg, tmp_path / "sources")
     assert (plan.action, plan.target) == ("new", tmp_path / "sources" / "smr_business_licence.toml")
 
 
 def test_the_file_registering_the_same_id_is_the_one_updated(tmp_path):
-    from exchange import registry
+    import registration
 
     sources = tmp_path / "sources"
     sources.mkdir()
     reg_file(sources / "hand_named.toml")             # put there by hand, another file name
     reg_file(sources / "other.toml", **{'id = "smr_business_licence"': 'id = "smr_other"'})
-    reg = registry.load(reg_file(tmp_path / "r.toml"))
+    reg = registration.load(reg_file(tmp_path / "r.toml"))
     plan = registering.plan_target(reg, sources)
     assert (plan.action, plan.target) == ("update", sources / "hand_named.toml")
 
 
 def test_an_id_file_holding_another_source_is_not_overwritten(tmp_path):
-    from exchange import registry
+    import registration
 
     sources = tmp_path / "sources"
     sources.mkdir()
     reg_file(sources / "smr_business_licence.toml", **{'id = "smr_business_licence"': 'id = "smr_other"'})
-    reg = registry.load(reg_file(tmp_path / "r.toml"))
+    reg = registration.load(reg_file(tmp_path / "r.toml"))
     with pytest.raises(ConfigError, match="already registers another source \\('smr_other'\\)"):
         registering.plan_target(reg, sources)
 
 
 def test_an_update_cannot_move_a_source_to_another_dataset(tmp_path):
-    from exchange import registry
+    import registration
 
     sources = tmp_path / "sources"
     sources.mkdir()
@@ -108,16 +108,16 @@ def test_an_update_cannot_move_a_source_to_another_dataset(tmp_path):
     moved = reg_file(tmp_path / "r.toml", **{'department = "market_regulation"': 'department = "commerce"'})
     with pytest.raises(ConfigError, match="registered for dataset business_licence.market_regulation.*"
                                           "cannot move it to business_licence.commerce"):
-        registering.plan_target(registry.load(moved), sources)
+        registering.plan_target(registration.load(moved), sources)
 
 
 def test_catalogue_keeps_initial_metadata_and_each_change(home, tmp_path):
     import dataclasses
 
-    from exchange import registry
+    import registration
     from tests.conftest import catalog
 
-    reg = registry.load(reg_file(tmp_path / "r.toml"))
+    reg = registration.load(reg_file(tmp_path / "r.toml"))
     cat = catalog()
     first = cat.register(reg, by="alice")
     assert first == ["title", "steward", "description", "department", "department_name",
@@ -138,10 +138,10 @@ def test_catalogue_keeps_initial_metadata_and_each_change(home, tmp_path):
 
 
 def test_dataset_command_shows_metadata_and_history_and_refuses_unknown(home, tmp_path, capsys):
-    from exchange import registry
+    import registration
     from tests.conftest import catalog
 
-    reg = registry.load(reg_file(tmp_path / "r.toml"))
+    reg = registration.load(reg_file(tmp_path / "r.toml"))
     catalog().register(reg, by="alice")
     assert main(["dataset", reg.dataset, "--json"]) == 0
     out = json.loads(capsys.readouterr().out)

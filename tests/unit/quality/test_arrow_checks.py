@@ -50,7 +50,7 @@ def _planted(tmp_path, n=400):
     silo, manifest = business_licences(n, seed=11, defect_rate=0.25, today=TODAY)
     silo = silo.append_column(ROW, pa.array(np.arange(1, n + 1), pa.int64()))
     rng = np.random.default_rng(5)
-    conformed = pa.Table.from_batches([conform(b, REG) for b in silo.to_batches(max_chunksize=64)])
+    conformed = pa.Table.from_batches([conform(b, REG.source_map) for b in silo.to_batches(max_chunksize=64)])
     capital = pa.array(rng.uniform(0, 6000, n))
     capital = pc.if_else(pa.array(rng.random(n) < 0.05), pa.scalar(None, pa.float64()), capital)
     capital = pc.if_else(pa.array(rng.random(n) < 0.03), pa.scalar(float("nan")), capital)

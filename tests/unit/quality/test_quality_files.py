@@ -9,7 +9,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from base.errors import ConfigError, UnknownName
-from quality import checks, suites
+from quality import suites
+from registration import checks
 from quality.gates import SchemaDrift, SizeGate, drift, refuse_retyped
 from quality.validate import validate
 from tests.unit.schemas.test_conform import REG

@@ -34,7 +34,7 @@ def _write(tmp_path, extra_raw_rows=0):
         b = silo_batch(ID=str(i), ZCH=f"33010600012{i:04d}", **overrides)
         rows.append(b.set_column(b.schema.get_field_index("_row"), "_row", pa.array([i], pa.int64())))
     raw = pa.Table.from_batches(rows)
-    conformed = pa.Table.from_batches([conform(b, REG) for b in rows])
+    conformed = pa.Table.from_batches([conform(b, REG.source_map) for b in rows])
     if extra_raw_rows:
         raw = pa.concat_tables([raw, raw.slice(0, extra_raw_rows)])
     pq.write_table(raw, tmp_path / "extracted.parquet")
@@ -67,7 +67,7 @@ def test_duplicated_licence_numbers_quarantine_every_copy(tmp_path):
     rows = [b.set_column(b.schema.get_field_index("_row"), "_row", pa.array([i + 1], pa.int64()))
             for i, b in enumerate(rows)]
     pq.write_table(pa.Table.from_batches(rows), tmp_path / "extracted.parquet")
-    pq.write_table(pa.Table.from_batches([conform(b, REG) for b in rows]), tmp_path / "conformed.parquet")
+    pq.write_table(pa.Table.from_batches([conform(b, REG.source_map) for b in rows]), tmp_path / "conformed.parquet")
     out = validate(tmp_path / "conformed.parquet", tmp_path / "extracted.parquet", REG.ctype,
                    tmp_path, TODAY)
     assert out.quarantined == 2 and out.accepted == 1
@@ -89,7 +89,7 @@ def test_quarantined_rows_sharing_a_licence_number_are_told_apart_by_their_conte
     rows = [b.set_column(b.schema.get_field_index("_row"), "_row", pa.array([n], pa.int64()))
             for n, b in enumerate(rows, start=1)]
     pq.write_table(pa.Table.from_batches(rows), tmp_path / "extracted.parquet")
-    pq.write_table(pa.Table.from_batches([conform(b, REG) for b in rows]), tmp_path / "conformed.parquet")
+    pq.write_table(pa.Table.from_batches([conform(b, REG.source_map) for b in rows]), tmp_path / "conformed.parquet")
     out = validate(tmp_path / "conformed.parquet", tmp_path / "extracted.parquet", REG.ctype,
                    tmp_path, TODAY, batch_rows=2)
     q = pq.read_table(out.quarantine_path).to_pylist()

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from exchange import registry
+import registration
 from base.errors import ConfigError
 from tests.conftest import ROOT
 from tests.regdocs import doc, to_toml
@@ -23,7 +23,7 @@ WHERE = "r.toml"
 
 
 def parse(d: dict):
-    return registry.parse(tomllib.loads(to_toml(d)), WHERE)     # through real TOML text
+    return registration.parse(tomllib.loads(to_toml(d)), WHERE)     # through real TOML text
 
 
 def changed(kind: str, path: tuple, new) -> dict:
@@ -60,7 +60,7 @@ def test_valid_documents_of_each_connector_kind_parse(kind):
 
 def test_every_demo_registration_stays_valid():
     for path in sorted((ROOT / "demo" / "registrations").glob("*.toml")):
-        reg = registry.load(path)
+        reg = registration.load(path)
         assert reg.dataset == f"{reg.certificate_type}.{reg.department}", path
 
 
@@ -196,7 +196,8 @@ def test_sqlite_silos_are_files_under_the_roots(roots, tmp_path):
 
 
 def test_a_sqlite_silo_from_an_airflow_connection_is_held_to_the_roots(roots, tmp_path, monkeypatch):
-    from connectors.sql import SqlConnector, SqlSettings
+    from connectors.sql import SqlConnector
+    from registration.connector import SqlSettings
 
     monkeypatch.setenv("AIRFLOW_CONN_SILO_OUTSIDE", f'{{"conn_type": "sqlite", "host": "{tmp_path / "x.db"}"}}')
     conn = SqlConnector(SqlSettings(table="t", conn_id="silo_outside"), "s")
@@ -219,7 +220,7 @@ def test_a_bad_file_is_skipped_and_reported_and_the_others_load(tmp_path, caplog
     write(src, "escape.toml", {**doc(), "id": "smr_escape", "dataset": "../../../tmp/x"})
     write(src, "broken.toml", 'id = "smr_broken"\nthis is not TOML')
     (src / "latin1.toml").write_bytes(b'id = "smr_latin"\ntitle = "\xe9"\n')
-    scan = registry.scan(src)
+    scan = registration.scan(src)
     assert list(scan.registrations) == ["smr_business_licence"]
     problems = {Path(p.path).name: p for p in scan.problems}
     assert set(problems) == {"typed.toml", "escape.toml", "broken.toml", "latin1.toml"}
@@ -228,14 +229,14 @@ def test_a_bad_file_is_skipped_and_reported_and_the_others_load(tmp_path, caplog
     assert problems["broken.toml"].source is None and "not valid TOML" in problems["broken.toml"].reason
     assert "UTF-8" in problems["latin1.toml"].reason
     assert all("\n" not in p.reason for p in scan.problems)
-    with caplog.at_level("WARNING", logger="exchange.registry"):
-        assert list(registry.load_all(src)) == ["smr_business_licence"]
-    logged = [r.getMessage() for r in caplog.records if r.name == "exchange.registry"]
+    with caplog.at_level("WARNING", logger="registration.files"):
+        assert list(registration.load_all(src)) == ["smr_business_licence"]
+    logged = [r.getMessage() for r in caplog.records if r.name == "registration.files"]
     assert len(logged) == 4 and all(m.startswith("registration file not loaded: ") for m in logged)
     assert any("typed.toml: id must be a string" in m for m in logged)
-    assert registry.get("smr_business_licence", src).connector["kind"] == "files"
+    assert registration.get("smr_business_licence", src).connector["kind"] == "files"
     with pytest.raises(ConfigError, match="dataset '../../../tmp/x' is not allowed"):
-        registry.get("smr_escape", src)          # the broken file's own reason, not "unknown"
+        registration.get("smr_escape", src)          # the broken file's own reason, not "unknown"
 
 
 def test_two_files_with_one_id_are_both_refused_and_the_others_load(tmp_path):
@@ -243,13 +244,13 @@ def test_two_files_with_one_id_are_both_refused_and_the_others_load(tmp_path):
     write(src, "a.toml", doc())
     write(src, "b.toml", doc("http"))
     write(src, "c.toml", {**doc("files"), "id": "smr_files"})
-    scan = registry.scan(src)
+    scan = registration.scan(src)
     assert list(scan.registrations) == ["smr_files"]
     assert [(Path(p.path).name, p.source) for p in scan.problems] == [
         ("a.toml", "smr_business_licence"), ("b.toml", "smr_business_licence")]
     assert all("registered twice" in p.reason for p in scan.problems)
     with pytest.raises(ConfigError, match="registered twice"):
-        registry.get("smr_business_licence", src)
+        registration.get("smr_business_licence", src)
 
 
 # --- property tests: generated TOML documents ---------------------------------------------
@@ -329,7 +330,7 @@ def test_any_mutated_document_parses_or_is_refused_in_one_line(d):
     except ConfigError as exc:
         one_line(exc)
     else:
-        assert registry.ID_RE.fullmatch(reg.id) and registry.DATASET_RE.fullmatch(reg.dataset)
+        assert registration.ID_RE.fullmatch(reg.id) and registration.DATASET_RE.fullmatch(reg.dataset)
 
 
 @PROPERTY
@@ -343,7 +344,7 @@ def test_corrupted_text_and_bytes_never_give_a_traceback(kind, data):
         path = Path(tmp) / "r.toml"
         path.write_bytes(text)
         try:
-            registry.load(path)
+            registration.load(path)
         except ConfigError as exc:
             msg = str(exc)
             assert msg.splitlines() == [msg] and msg.startswith(str(path)), msg

@@ -41,7 +41,7 @@ def _silo(type_name: str):
     n = len(cases) + 5
     table, _, reg = silo_table(type_name, n, seed=8, defect_rate=0.0, cosmetic_rate=0.0, today=TODAY)
     # the required fields a registration fills by constant or derivation get a column too
-    clean = Conformer(reg)(table.append_column(ROW, pa.array(range(1, n + 1), pa.int64()))
+    clean = Conformer(reg.source_map)(table.append_column(ROW, pa.array(range(1, n + 1), pa.int64()))
                            .combine_chunks().to_batches()[0])
     mapping, constants = dict(reg.mapping), dict(reg.constants)
     for f in _required(ctype):
@@ -64,7 +64,7 @@ def test_blank_variants_in_every_required_field_are_quarantined_naming_field_and
     from quality.validate import validate
 
     raw, reg, cases = _silo(type_name)
-    conformed = pa.Table.from_batches([Conformer(reg)(b) for b in raw.combine_chunks().to_batches()])
+    conformed = pa.Table.from_batches([Conformer(reg.source_map)(b) for b in raw.combine_chunks().to_batches()])
     pq.write_table(raw, tmp_path / "extracted.parquet")
     pq.write_table(conformed, tmp_path / "conformed.parquet")
     out = validate(tmp_path / "conformed.parquet", tmp_path / "extracted.parquet", reg.ctype,

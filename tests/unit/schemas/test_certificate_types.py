@@ -202,7 +202,7 @@ def test_conformed_synthetic_rows_match_the_arrow_schema():
     for name in TYPES:
         table, _, reg = silo_table(name, 200, seed=4, today=TODAY)
         batch = table.append_column(ROW, pa.array(range(1, 201), pa.int64())).to_batches()[0]
-        out = conform(batch, reg)
+        out = conform(batch, reg.source_map)
         for f in types_mod.get_type(name).arrow_schema():
             assert out.schema.field(f.name).type == f.type
         assert out.column("licence_id").null_count == 0

@@ -6,12 +6,12 @@ from datetime import date
 
 import pyarrow as pa
 
-from exchange import registry
+import registration
 from schemas.conform import ROW, conform, conformed_schema
 from schemas.identifiers import uscc_check_char
 from tests.conftest import ROOT
 
-REG = registry.parse(tomllib.loads(
+REG = registration.parse(tomllib.loads(
     (ROOT / "demo/registrations/smr_business_licence.toml").read_text("utf-8")), "demo")
 USCC = "91330106" + "MA2B3C4D5"
 USCC += uscc_check_char(USCC)
@@ -30,12 +30,12 @@ def silo_batch(**overrides) -> pa.RecordBatch:
 
 
 def one(batch) -> dict:
-    return conform(batch, REG).to_pylist()[0]
+    return conform(batch, REG.source_map).to_pylist()[0]
 
 
 def test_maps_columns_and_fills_type_constants():
     out = one(silo_batch())
-    assert conform(silo_batch(), REG).schema == conformed_schema(REG.ctype)
+    assert conform(silo_batch(), REG.source_map).schema == conformed_schema(REG.ctype)
     assert out["licence_number"] == "330106000123456"
     assert out["holder_code"] == out["holder_key"] == USCC
     assert out["holder_code_type"] == "001"
@@ -88,7 +88,7 @@ def test_a_missing_mapped_column_names_the_source_and_the_column():
     from base.errors import DataError
     batch = silo_batch().drop_columns(["QYMC"])
     with pytest.raises(DataError, match="QYMC") as exc:
-        conform(batch, REG)
+        conform(batch, REG.source_map)
     assert "smr_business_licence" in str(exc.value)
 
 
@@ -108,7 +108,7 @@ def test_a_runs_memo_gives_what_the_direct_path_gives():
     pools = {"CLRQ": dates, "FZRQ": dates, "YYQXZ": dates, "YYQXZHI": dates, "QYMC": names,
              "FDDBR": names, "TYSHXYDM": codes, "ZCH": codes + ["330106000123456"],
              "DJJGDM": codes + ["330106001", " 330106001 "], "DJZT": ["存续", "吊销", "歇业", " 注销 ", None]}
-    memo, direct = Conformer(REG), Conformer(REG)
+    memo, direct = Conformer(REG.source_map), Conformer(REG.source_map)
     for d in [*direct.fields.values(), direct.holder_code_type, direct.name_key]:
         if isinstance(d, Distinct):
             d.direct = True
@@ -120,5 +120,5 @@ def test_a_runs_memo_gives_what_the_direct_path_gives():
         assert got.schema == want.schema == conformed_schema(REG.ctype)
         for name in got.schema.names:
             assert got.column(name).equals(want.column(name)), name
-        assert got.equals(conform(batch, REG))
+        assert got.equals(conform(batch, REG.source_map))
     assert any(d._keys is not None for d in memo.fields.values() if isinstance(d, Distinct))

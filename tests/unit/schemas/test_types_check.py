@@ -82,7 +82,7 @@ def test_a_duplicate_type_code_is_a_problem(tmp_path, capsys):
 
 
 def test_a_broken_type_file_hides_only_itself(tmp_path, monkeypatch):
-    from exchange import registry
+    import registration
     from tests.regdocs import doc, to_toml
 
     d = tmp_path / "types"
@@ -100,7 +100,7 @@ def test_a_broken_type_file_hides_only_itself(tmp_path, monkeypatch):
         (src / "smr.toml").write_text(to_toml(doc()), "utf-8")
         edu = tomllib.loads((Path(__file__).parents[3] / "demo/registrations/edu_diploma.toml").read_text("utf-8"))
         (src / "edu.toml").write_text(to_toml(edu), "utf-8")
-        scan = registry.scan(src)
+        scan = registration.scan(src)
         assert list(scan.registrations) == ["smr_business_licence"]
         [problem] = scan.problems
         assert problem.source == "edu_diploma" and "diploma.toml: not valid TOML" in problem.reason
@@ -109,18 +109,17 @@ def test_a_broken_type_file_hides_only_itself(tmp_path, monkeypatch):
 
 
 def test_type_docs_render_a_files_connector_sample(tmp_path, monkeypatch):
-    from demo import synth_types
     from schemas import docs
 
     regs = tmp_path / "registrations"
-    shutil.copytree(synth_types.REGISTRATIONS, regs)
+    shutil.copytree(docs.SAMPLES, regs)
     path = regs / "ca_marriage_certificate.toml"
     text = path.read_text("utf-8")
     head, rest = text.split("[connector]", 1)
     path.write_text(head + '[connector]\nkind = "files"\npath = "civil_affairs"\npattern = "*.csv"\n\n'
                     + rest[rest.index("[mapping]"):], "utf-8")
-    monkeypatch.setattr(synth_types, "REGISTRATIONS", regs)
-    page = docs.render_type(types_mod.get_type("marriage_certificate"))
+    page = docs.render_type(types_mod.get_type("marriage_certificate"),
+                            docs.sample_for("marriage_certificate", regs))
     assert "file drop `civil_affairs` (`*.csv`)" in page
-    sql = docs.render_type(types_mod.get_type("diploma"))
+    sql = docs.render_type(types_mod.get_type("diploma"), docs.sample_for("diploma", regs))
     assert "table `xl_byzs`" in sql

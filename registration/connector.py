@@ -14,6 +14,7 @@ from pathlib import Path
 
 from base import tomlfile
 from base.errors import ConfigError, UnknownName
+from base.settings import get_settings
 
 AUTH_KINDS = ("none", "bearer", "api_key", "hmac")
 PAGINATION = ("page", "offset", "cursor")
@@ -53,8 +54,6 @@ def _values(cls, cfg: dict, where: str, skip: set[str] = frozenset()) -> dict:
 
 def silo_path(value: str, key: str, where: str) -> Path:
     """The resolved path of a file silo, which must lie under one of the silo roots."""
-    from base.settings import get_settings
-
     roots = get_settings().silo_roots
     try:
         path = Path(value)
@@ -79,7 +78,7 @@ def sqlite_file(url, key: str, where: str) -> Path:
 
 
 def _sqlite_url(text: str, where: str) -> str:
-    from sqlalchemy.engine import make_url    # Airflow imports SQLAlchemy anyway
+    from sqlalchemy.engine import make_url    # lazy: only a sqlite URL needs SQLAlchemy
 
     try:
         url = make_url(text)
@@ -176,12 +175,6 @@ class HttpSettings:
                                   "Airflow's own variables are no silo's secret; name the silo's own "
                                   "variable, or use conn_id")
         return cls(**values)
-
-    @property
-    def policy(self):
-        from connectors.retry import RetryPolicy
-
-        return RetryPolicy(self.attempts, self.backoff, self.max_backoff, self.max_retry_after)
 
 
 @dataclass(frozen=True)

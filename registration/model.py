@@ -1,0 +1,46 @@
+"""A source's registration, as read from its file (registration/parse.py)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from schemas.source_map import SourceMap
+from schemas.types import CertificateType, get_type
+
+
+@dataclass(frozen=True)
+class Registration:
+    id: str
+    department: str
+    certificate_type: str
+    connector: dict
+    mapping: dict[str, str]
+    dataset: str = ""
+    department_name: str = ""
+    title: str = ""
+    sharing: str = "conditional"
+    update_cycle: str = "daily"
+    schedule: str | None = None
+    steward: str | None = None
+    description: str = ""
+    constants: dict[str, str] = field(default_factory=dict)
+    status_map: dict[str, str] = field(default_factory=dict)
+    checks: tuple[dict, ...] = ()           # a source's own expectations (registration/checks.py)
+    gates: dict = field(default_factory=lambda: {"size_change": 0.30})
+    path: Path | None = None
+
+    @property
+    def ctype(self) -> CertificateType:
+        return get_type(self.certificate_type)
+
+    @property
+    def dag_id(self) -> str:
+        return f"source__{self.id}"
+
+    @property
+    def source_map(self) -> SourceMap:
+        """What conforming its batches needs (schemas/conform.py)."""
+        return SourceMap(self.id, self.ctype, self.mapping, self.constants, self.status_map)
+
+    def as_dict(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "path"}
