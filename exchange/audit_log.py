@@ -18,7 +18,7 @@ def read_file(path: str | Path, what: str) -> str:
     try:
         return Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise InvalidRequest(f"cannot read the {what} file {path}: {exc.strerror or exc}") from None
+        raise InvalidRequest(f"cannot read the {what} file {path}: {getattr(exc, 'strerror', None) or exc}") from None
 
 
 def held_checkpoints(paths: list[str]) -> list[str]:

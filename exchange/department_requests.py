@@ -38,13 +38,14 @@ def caller(consumer: Consumer, token: str | None, department: str | None) -> Cal
 
 
 def as_department(token: str | None, department: str | None, purpose: str | None, action: str,
-                  ask: Callable[[Consumer, Caller], Any]) -> Any:
-    """ask(consumer, caller) for the key's department; a refusal is audited as the API's are."""
+                  ask: Callable[[Consumer, Caller, str], Any]) -> Any:
+    """ask(consumer, caller, purpose) for the key's department, the purpose checked first; a
+    refusal is audited as the API's are."""
     consumer, who = open_consumer(operator()), None
     try:
-        check_purpose(purpose)
+        checked = check_purpose(purpose)
         who = caller(consumer, token, department)
-        return ask(consumer, who)
+        return ask(consumer, who, checked)
     except ExchangeError as exc:
         if not getattr(exc, "audited", False):
             consumer.refused(who, purpose, action, exc)
@@ -55,10 +56,10 @@ def lookup(token: str | None, department: str | None, purpose: str | None, holde
     """The records held for a holder that the department may see for this purpose."""
     holder_key(holder_id)                  # bad input (exit 4) before anything else
     return as_department(token, department, purpose, "lookup",
-                         lambda c, who: c.lookup(who, purpose, holder_id))
+                         lambda c, who, why: c.lookup(who, why, holder_id))
 
 
 def bundle(token: str | None, department: str | None, purpose: str | None, record_id: str) -> dict:
     """A record's verifiable bundle (only the granted fields where the grant limits them)."""
     return as_department(token, department, purpose, "bundle",
-                         lambda c, who: c.bundle(who, purpose, record_id))
+                         lambda c, who, why: c.bundle(who, why, record_id))

@@ -40,7 +40,7 @@ def key_list() -> list[dict]:
     return summary(keystore(), open_catalog().engine)
 
 
-def rotate() -> tuple[str, str]:
+def rotate() -> tuple[str, str | None]:
     """A new key signs from now on; returns (new kid, retired kid)."""
     keys = keystore()
     old = keys.signer().kid
@@ -49,7 +49,7 @@ def rotate() -> tuple[str, str]:
     return new, old
 
 
-def compromise(kid: str, at: dt.datetime | None) -> tuple[dict, str]:
+def compromise(kid: str, at: dt.datetime | None) -> tuple[dict, str | None]:
     """Stop trusting kid from `at` (default now); returns its manifest entry and the active kid."""
     keys = keystore()
     keys.mark_compromised(kid, at)
