@@ -4,6 +4,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from cryptography.fernet import Fernet
+
 from base.settings import ROOT, get_settings
 
 
@@ -34,8 +36,6 @@ def fernet_key(airflow_home: Path) -> str:
     """The key Airflow encrypts stored connections with (the silos' passwords): one per Airflow
     home, made once, kept private beside its metadata database. Set AIRFLOW__CORE__FERNET_KEY
     (or a secrets backend) anywhere real."""
-    from cryptography.fernet import Fernet
-
     path = airflow_home / "fernet.key"
     if not path.exists():
         airflow_home.mkdir(parents=True, exist_ok=True)

@@ -4,8 +4,11 @@
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 # the root, NotFound and VerificationError live with the verifier, which ships alone (trust/)
-from trust.errors import ExchangeError, NotFound, VerificationError  # noqa: F401  (re-exported)
+from trust.errors import ExchangeError as ExchangeError, NotFound as NotFound  # re-exported
+from trust.errors import VerificationError as VerificationError  # re-exported
 
 
 class ConfigError(ExchangeError):
@@ -17,7 +20,7 @@ class ConfigError(ExchangeError):
 class UnknownName(ConfigError):
     """A name (source, certificate type, connector kind …) that is not known."""
 
-    def __init__(self, kind: str, name: str, known, where: str | None = None):
+    def __init__(self, kind: str, name: str, known: Iterable[str], where: str | None = None):
         known = sorted(known)
         at = f"{where}: " if where else ""
         super().__init__(f"{at}unknown {kind} {name!r}; known: {', '.join(map(str, known)) or '(none)'}")

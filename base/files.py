@@ -6,10 +6,11 @@ import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO, Iterator
 
 
 @contextmanager
-def atomic_writer(path: Path, mode: int = 0o644):
+def atomic_writer(path: Path, mode: int = 0o644) -> Iterator[BinaryIO]:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable, Iterable, Iterator, TypeVar
 
 T = TypeVar("T")
@@ -22,7 +22,7 @@ def ordered_map(fn: Callable[[T], R], items: Iterable[T], ahead: int | None = No
         return
     ahead = ahead or n + 1
     with ThreadPoolExecutor(max_workers=n) as pool:
-        pending = deque()
+        pending: deque[Future[R]] = deque()
         for item in items:
             pending.append(pool.submit(fn, item))
             if len(pending) >= ahead:

@@ -6,6 +6,7 @@ import sys
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from base.errors import ConfigError
 
@@ -22,7 +23,8 @@ def _airflow_secret(name: str) -> str | None:
         return None
     try:
         from airflow.sdk import Variable
-        return Variable.get(name, default=None)
+        value: str | None = Variable.get(name, default=None)
+        return value
     except Exception:
         return None
 
@@ -45,7 +47,7 @@ class Settings:
     run_deadline: float | None = None                  # seconds; default: the source's update cycle
     silo_roots: tuple[Path, ...] = ()                  # where file silos may be; default home/drops, home/silos
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         roots = self.silo_roots or (self.home / "drops", self.home / "silos")
         object.__setattr__(self, "silo_roots", tuple(Path(r).resolve() for r in roots))
 
@@ -93,7 +95,7 @@ def get_settings() -> Settings:
     sources = Path(os.environ.get("EXCHANGE_SOURCES_DIR", home / "sources"))
     env = os.environ.get
     try:
-        alerting = dict(
+        alerting: dict[str, Any] = dict(
             alerts=env("EXCHANGE_ALERTS") or "log",
             dashboard_url=(env("EXCHANGE_DASHBOARD_URL") or "http://127.0.0.1:8000").rstrip("/"),
             airflow_url=(env("EXCHANGE_AIRFLOW_URL") or "http://127.0.0.1:8080").rstrip("/"),
@@ -103,7 +105,7 @@ def get_settings() -> Settings:
             smtp_starttls=(env("EXCHANGE_SMTP_STARTTLS") or "").lower() in ("1", "true", "yes"),
             alert_timeout=float(env("EXCHANGE_ALERTS_TIMEOUT") or 5),
             alert_attempts=max(1, int(env("EXCHANGE_ALERTS_ATTEMPTS") or 3)),
-            run_deadline=float(env("EXCHANGE_RUN_DEADLINE")) if env("EXCHANGE_RUN_DEADLINE") else None)
+            run_deadline=float(d) if (d := env("EXCHANGE_RUN_DEADLINE")) else None)
     except ValueError as exc:
         raise ConfigError(f"an alert setting is not a number ({exc}): check EXCHANGE_SMTP_PORT, "
                           "EXCHANGE_ALERTS_TIMEOUT, EXCHANGE_ALERTS_ATTEMPTS, EXCHANGE_RUN_DEADLINE") from None

@@ -13,22 +13,26 @@ take Parquet (files written by hand, by tests, or before this format), told apar
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
-PARQUET = {"compression": "lz4", "use_dictionary": False}
+if TYPE_CHECKING:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+PARQUET: dict[str, Any] = {"compression": "lz4", "use_dictionary": False}
 # A dataset version's files are read whole or by row group, never filtered on values:
 # no column statistics (they cost a quarter of writing 1M records).
-DATASET_FILES = {**PARQUET, "write_statistics": False}
+DATASET_FILES: dict[str, Any] = {**PARQUET, "write_statistics": False}
 TRANSIENT_SUFFIX = ".arrow"
 _ARROW_MAGIC = b"ARROW1"
 
 
-def writer(path: Path, schema, options: dict = PARQUET):
+def writer(path: Path, schema: pa.Schema, options: dict[str, Any] = PARQUET) -> pq.ParquetWriter:
     import pyarrow.parquet as pq
     return pq.ParquetWriter(path, schema, **options)
 
 
-def write_table(table, path: Path, options: dict = PARQUET, **kwargs) -> None:
+def write_table(table: pa.Table, path: Path, options: dict[str, Any] = PARQUET, **kwargs: Any) -> None:
     import pyarrow.parquet as pq
     pq.write_table(table, path, **options, **kwargs)
 
@@ -38,7 +42,7 @@ def transient(workdir: Path, name: str) -> Path:
     return workdir / f"{name}{TRANSIENT_SUFFIX}"
 
 
-def transient_writer(path: Path, schema):
+def transient_writer(path: Path, schema: pa.Schema) -> pa.ipc.RecordBatchFileWriter:
     """An Arrow IPC file writer (write_batch, write_table, close; a context manager)."""
     import pyarrow as pa
     return pa.ipc.new_file(str(path), schema)
@@ -49,7 +53,7 @@ def _is_arrow(path: Path) -> bool:
         return f.read(len(_ARROW_MAGIC)) == _ARROW_MAGIC
 
 
-def read_table(path: Path, columns: list[str] | None = None):
+def read_table(path: Path, columns: list[str] | None = None) -> pa.Table:
     """The whole file as a Table (Arrow IPC: memory-mapped, nothing copied)."""
     import pyarrow as pa
     if not _is_arrow(path):
@@ -60,7 +64,7 @@ def read_table(path: Path, columns: list[str] | None = None):
     return table.select(columns) if columns is not None else table
 
 
-def iter_batches(path: Path, batch_size: int | None, columns: list[str] | None = None) -> Iterator:
+def iter_batches(path: Path, batch_size: int | None, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
     """Record batches of exactly batch_size rows (the last may be shorter), in file order:
     callers rely on it (a version's row groups are all full but the last). batch_size None:
     the batches as they were written, split at 65,536 rows (slices, no copies)."""
@@ -79,7 +83,7 @@ def iter_batches(path: Path, batch_size: int | None, columns: list[str] | None =
         yield from part.to_batches()
 
 
-def read_schema(path: Path):
+def read_schema(path: Path) -> pa.Schema:
     if not _is_arrow(path):
         import pyarrow.parquet as pq
         return pq.read_schema(path)
@@ -89,5 +93,5 @@ def read_schema(path: Path):
 def num_rows(path: Path) -> int:
     if not _is_arrow(path):
         import pyarrow.parquet as pq
-        return pq.ParquetFile(path).metadata.num_rows
-    return read_table(path).num_rows
+        return int(pq.ParquetFile(path).metadata.num_rows)
+    return int(read_table(path).num_rows)

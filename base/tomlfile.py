@@ -10,13 +10,15 @@ import math
 import re
 import tomllib
 from datetime import date, datetime, time
+from collections.abc import Callable, Collection
 from pathlib import Path
+from typing import Any
 
 from base.errors import ConfigError
 
 BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 # kind -> its test
-KINDS = {
+KINDS: dict[str, Callable[[Any], bool]] = {
     "string": lambda v: isinstance(v, str),
     "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
     "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v),
@@ -26,7 +28,8 @@ KINDS = {
 }
 
 
-def load(path: Path, where: str, known: set[str], required: set[str] = frozenset()) -> dict:
+def load(path: Path, where: str, known: Collection[str],
+         required: Collection[str] = frozenset()) -> dict[str, Any]:
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
@@ -38,8 +41,8 @@ def load(path: Path, where: str, known: set[str], required: set[str] = frozenset
     return check_keys(raw, where, known, required)
 
 
-def check_keys(raw: dict, where: str, known: set[str], required: set[str] = frozenset(),
-               table: str = "") -> dict:
+def check_keys(raw: dict[str, Any], where: str, known: Collection[str],
+               required: Collection[str] = frozenset(), table: str = "") -> dict[str, Any]:
     """Unknown keys refused with the known ones; missing ones named. `table`: the dotted key
     of a nested table ("connector"), "" for the top level."""
     inside = f" in {table}" if table else ""
@@ -70,7 +73,7 @@ _FOUND = ((bool, "a boolean"), (int, "an integer"), (float, "a float"), (str, "a
           (time, "a time"))          # bool before int, datetime before date: subclasses first
 
 
-def found(value) -> str:
+def found(value: object) -> str:
     """What a value is, for a message: `an integer (5)`, `a string ('many')`."""
     kind = next((k for t, k in _FOUND if isinstance(value, t)), f"a {type(value).__name__}")
     text = repr(value)
@@ -81,11 +84,11 @@ def _article(kind: str) -> str:
     return f"an {kind}" if kind[0] in "aeiou" else f"a {kind}"
 
 
-def wrong(where: str, key: str, expected: str, value) -> ConfigError:
+def wrong(where: str, key: str, expected: str, value: object) -> ConfigError:
     return ConfigError(f"{where}: {key} must be {expected}, not {found(value)}")
 
 
-def typed(value, kind: str, key: str, where: str):
+def typed(value: Any, kind: str, key: str, where: str) -> Any:
     """`value` if it is of `kind` (see KINDS), else a ConfigError naming the key and both types.
     "number" takes an integer or a finite float; "array of K" / "table of K" check each item."""
     if kind.startswith(("array of ", "table of ")):
@@ -102,23 +105,23 @@ def typed(value, kind: str, key: str, where: str):
     return value
 
 
-def text(value, key: str, where: str, longest: int) -> str:
+def text(value: Any, key: str, where: str, longest: int) -> str:
     """A string of at most `longest` characters."""
     typed(value, "string", key, where)
     if len(value) > longest:
         raise ConfigError(f"{where}: {key} is {len(value)} characters long; at most {longest}")
-    return value
+    return str(value)
 
 
-def matching(value, pattern: re.Pattern, key: str, where: str, rule: str) -> str:
+def matching(value: Any, pattern: re.Pattern[str], key: str, where: str, rule: str) -> str:
     """A string the whole of which matches `pattern`; `rule` says in words what is allowed."""
     typed(value, "string", key, where)
     if not pattern.fullmatch(value):
         raise ConfigError(f"{where}: {key} {value!r} is not allowed: {rule}")
-    return value
+    return str(value)
 
 
-def between(value, lo, hi, key: str, where: str, kind: str = "integer"):
+def between(value: Any, lo: float, hi: float, key: str, where: str, kind: str = "integer") -> Any:
     typed(value, kind, key, where)
     if not lo <= value <= hi:
         raise ConfigError(f"{where}: {key} must be between {lo} and {hi}, not {value!r}")

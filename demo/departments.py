@@ -23,11 +23,20 @@ import json
 import os
 import re
 import secrets
+import tomllib
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
+
+from connectors.files import sha256_of
+from demo import http_silo, sql_silos
+from demo.drops import write_csv, write_xlsx
+from demo.synth_types import REGISTRATIONS, sample_registration, silo_table
+import registration
+from schemas.normalize import opencc_convert
 
 PG = os.environ.get("EXCHANGE_DEMO_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 MARIADB = os.environ.get("EXCHANGE_DEMO_MARIADB", "mysql+pymysql://root@127.0.0.1:3306/mysql")
@@ -66,7 +75,6 @@ def with_connector(sample_text: str, connector: dict) -> str:
 
 
 def traditional(table: pa.Table, columns) -> pa.Table:
-    from schemas.normalize import opencc_convert
 
     for c in columns:
         i = table.column_names.index(c)
@@ -83,7 +91,6 @@ def make(home: Path, rows: int = 2_000, api_port: int = API_PORT, taken=None,
          today: date | None = None, kinds: tuple[str, ...] | None = None) -> Silos:
     """taken(source_id) -> the SHA-256 of the files the exchange already took from that drop;
     kinds: only these silo kinds (default: all)."""
-    from demo.synth_types import sample_registration, silo_table
 
     out = Silos()
     for seed, (sample_id, kind) in enumerate(KINDS.items(), start=31):
@@ -103,10 +110,6 @@ def make(home: Path, rows: int = 2_000, api_port: int = API_PORT, taken=None,
 
 
 def _samples():
-    from demo.synth_types import REGISTRATIONS
-    import registration
-    import tomllib
-
     return [registration.parse(tomllib.loads(p.read_text("utf-8")), str(p))
             for p in sorted(REGISTRATIONS.glob("*.toml"))]
 
@@ -114,22 +117,17 @@ def _samples():
 def _place(kind, reg, table, home, api_port, out: Silos, taken: set[str]) -> dict:
     silo_table_name = reg.connector["table"]
     if kind in ("postgresql", "mariadb"):
-        from demo.sql_silos import create_database, seed
-
-        url = create_database(PG if kind == "postgresql" else MARIADB, f"{DB_PREFIX}_{reg.department}")
-        seed(url, table, name=silo_table_name)
+        url = sql_silos.create_database(PG if kind == "postgresql" else MARIADB, f"{DB_PREFIX}_{reg.department}")
+        sql_silos.seed(url, table, name=silo_table_name)
         conn_id = f"silo_{reg.department}_{kind}"
         out.connections[conn_id] = _conn_uri(url)
         return {"kind": "sql", "conn_id": conn_id, "table": silo_table_name}
     if kind == "http":
-        from demo import http_silo
-
         conn_id = "silo_hrss_api"
         out.connections[conn_id] = json.dumps(
             {"conn_type": "http", "host": f"http://127.0.0.1:{api_port}", "password": api_token(home)})
         rows_file = home / "silos" / f"{reg.id}.parquet"
         rows_file.parent.mkdir(parents=True, exist_ok=True)
-        import pyarrow.parquet as pq
         pq.write_table(table, rows_file)
         http_silo.record(home, reg.id, conn_id, rows_file, "bearer")
         out.api = {"source": reg.id, "port": api_port}
@@ -141,14 +139,12 @@ def _place(kind, reg, table, home, api_port, out: Silos, taken: set[str]) -> dic
         names = [c for f, c in reg.mapping.items() if f.endswith("name") or f == "address"]
         deliver(drop, f"{reg.department}_导出.csv", lambda p: _write_gbk(traditional(table, names), p), taken)
         return {"kind": "files", "path": str(drop), "pattern": "*.csv"}
-    from demo.drops import write_xlsx
     deliver(drop, f"{reg.department}_导出.xlsx",
             lambda p: write_xlsx(table, p, created=EXPORTED), taken)
     return {"kind": "files", "path": str(drop), "pattern": "*.xlsx"}
 
 
 def _write_gbk(table: pa.Table, path: Path) -> None:
-    from demo.drops import write_csv
     try:
         write_csv(table, path, "gbk")
     except UnicodeEncodeError:   # a character outside GBK: GB18030 holds them all
@@ -159,8 +155,6 @@ def deliver(drop: Path, name: str, write, taken: set[str]) -> bool:
     """The department's export, made beside the drop folder, is put into it unless its content
     was already taken (the run then finds nothing new). Earlier exports not yet taken are
     replaced: the drop holds the department's latest export only. True if delivered."""
-    from connectors.files import sha256_of
-
     drop.mkdir(parents=True, exist_ok=True)
     export = drop.parent / f".{drop.name}.export"
     export.mkdir(exist_ok=True)

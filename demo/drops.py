@@ -6,6 +6,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pyarrow as pa
+import xlsxwriter
 
 
 def write_csv(table: pa.Table, path, encoding: str = "utf-8") -> Path:
@@ -25,7 +26,6 @@ def write_csv(table: pa.Table, path, encoding: str = "utf-8") -> Path:
 def write_xlsx(table: pa.Table, path, created: datetime | None = None) -> Path:
     """An Excel export: numbers stay numbers (as Excel keeps them), text stays text. With
     `created` (the document's creation time) the same table gives the same bytes."""
-    import xlsxwriter
 
     path = Path(path)
     tmp = path.with_name(f".{path.name}.part")

@@ -20,7 +20,11 @@ from dataclasses import asdict, dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
 
+import pyarrow.parquet as pq
+
+from connectors.credentials import airflow_connection
 from connectors.http_auth import signature, signed_message
+from demo.synth import business_licences
 
 
 @dataclass
@@ -193,14 +197,10 @@ def _handler(silo: SiloServer):
 
 def licence_rows(n: int, seed: int = 7) -> list[dict]:
     """Rows of demo/synth.py's business licences, ID as a number (APIs send numbers)."""
-    from demo.synth import business_licences
-
     return business_licences(n, seed=seed)[0].to_pylist()
 
 
 def _from_connection(conn_id: str) -> tuple[int, str | None]:
-    from connectors.credentials import airflow_connection
-
     c = airflow_connection(conn_id, f"silo server ({conn_id})")
     port = urlsplit(c.host or "").port or c.port
     if not port:
@@ -226,7 +226,6 @@ def main(argv=None) -> int:
     if args.conn_id:
         args.port, secret = _from_connection(args.conn_id)
     if args.rows_file:
-        import pyarrow.parquet as pq
         rows = pq.read_table(args.rows_file).to_pylist()
     else:
         rows = licence_rows(args.rows, args.seed)

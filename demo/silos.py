@@ -20,7 +20,9 @@ from pathlib import Path
 import pyarrow as pa
 
 from demo.drops import write_csv, write_xlsx
+from demo.sql_silos import create_database, seed as fill
 from demo.synth import business_licences
+from schemas.normalize import opencc_convert
 
 TEMPLATES = ("transport_business_licence", "culture_business_licence", "hrss_business_licence",
              "civil_business_licence", "housing_business_licence")
@@ -30,8 +32,6 @@ MARIADB = os.environ.get("EXCHANGE_DEMO_MARIADB", "mysql+pymysql://root@127.0.0.
 
 def traditional(table: pa.Table, columns=("QYMC", "FDDBR", "ZS")) -> pa.Table:
     """Names and addresses as a department in traditional characters writes them."""
-    from schemas.normalize import opencc_convert
-
     for c in columns:
         table = table.set_column(table.column_names.index(c), c, opencc_convert(table.column(c), "s2t"))
     return table
@@ -53,7 +53,6 @@ def make(home: Path, rows: int = 2_000, api_port: int = 8765, db_prefix: str = "
     for name, server, db, seed in (("silo_transport_pg", PG, f"{db_prefix}_transport", 23),
                                    ("silo_culture_mariadb", MARIADB, f"{db_prefix}_culture", 24)):
         try:
-            from demo.sql_silos import create_database, seed as fill
             url = create_database(server, db)
             fill(url, business_licences(rows, seed=seed)[0])
             conns[f"AIRFLOW_CONN_{name.upper()}"] = url.set(

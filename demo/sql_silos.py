@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import sqlalchemy as sa
 
-from demo.synth import TABLE
+from demo.synth import TABLE, business_licences
 
 
 def database_url(server_url: str, name: str) -> sa.URL:
@@ -101,7 +101,6 @@ def _copy_postgresql(engine: sa.Engine, name: str, table: pa.Table) -> bool:
 
 
 def main(argv: list[str]) -> int:
-    from demo.synth import business_licences
 
     server, name, rows = argv[0], argv[1], int(argv[2]) if len(argv) > 2 else 10_000
     url = create_database(server, name)

@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from faker import Faker
+from faker.providers.ssn.zh_CN import Provider as SsnProvider
 
 from base import clock
 from schemas.identifiers import USCC_VALUES, USCC_ALPHABET, strings_from_bytes, uscc_check_values
@@ -59,9 +61,6 @@ def _weights(pairs) -> np.ndarray:
 @functools.lru_cache(maxsize=4)
 def _pools(seed: int) -> dict[str, pa.Array]:
     """Faker pools: a few thousand values each."""
-    from faker import Faker
-    from faker.providers.ssn.zh_CN import Provider as SsnProvider
-
     fake = Faker("zh_CN")
     fake.seed_instance(seed)
     rnd = np.random.default_rng([seed, 99])

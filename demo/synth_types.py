@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from faker import Faker
+from faker.providers.ssn.zh_CN import Provider as SsnProvider
 
 from base import clock
 from demo.synth import (_atomic_target, _date_text, _fmt_dates, _fsync_replace, _full_width, _put,
@@ -50,9 +52,6 @@ def sample_registration(type_name: str) -> registration.Registration:
 
 @functools.lru_cache(maxsize=4)
 def _pools(seed: int) -> dict[str, np.ndarray]:
-    from faker import Faker
-    from faker.providers.ssn.zh_CN import Provider as SsnProvider
-
     fake = Faker("zh_CN")
     fake.seed_instance(seed)
     rnd = np.random.default_rng([seed, 7])

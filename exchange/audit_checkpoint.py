@@ -6,14 +6,14 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
+from base.settings import get_settings
+from catalog.audit_checkpoints import make
+from catalog.key_status import write_key_material
+from catalog.keys import KeyStore
+from catalog.service import Catalog
+
 
 def make_checkpoint(now: datetime, settings=None) -> dict:
-    from catalog.audit_checkpoints import make
-    from catalog.key_status import write_key_material
-    from catalog.keys import KeyStore
-    from catalog.service import Catalog
-    from base.settings import get_settings
-
     s = settings or get_settings()
     engine = Catalog(s.catalog_url, s.store_dir).engine
     keys = KeyStore(s.keys_dir, s.key_passphrase())

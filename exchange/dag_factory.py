@@ -9,6 +9,7 @@ import logging
 from datetime import datetime, timedelta, timezone
 
 from airflow.sdk import DAG, Asset, get_current_context, task
+from airflow.sdk.exceptions import AirflowSkipException
 
 import registration
 from exchange.alerts.notifier import ExchangeNotifier, deadline_for
@@ -24,7 +25,7 @@ def asset_for(reg: Registration) -> Asset:
 
 
 def _key() -> str:
-    from exchange.stages import run_key
+    from exchange.stages import run_key   # lazy: DAG parse (stages import pyarrow, GX, the catalogue)
     return run_key(get_current_context()["run_id"])
 
 
@@ -39,27 +40,26 @@ def build_dag(reg: Registration) -> DAG:
 
         @task
         def extract() -> dict:
-            from exchange import stages
+            from exchange import stages   # lazy: DAG parse
             return stages.extract(reg.id, _key(), get_current_context()["run_id"])
 
         @task
         def conform(extracted: dict) -> dict:
-            from exchange import stages
+            from exchange import stages   # lazy: DAG parse
             return stages.conform(reg.id, _key())
 
         @task
         def validate(conformed: dict) -> dict:
-            from exchange import stages
+            from exchange import stages   # lazy: DAG parse
             return stages.validate(reg.id, _key())
 
         @task
         def publish(validated: dict) -> dict:
-            from exchange import stages
+            from exchange import stages   # lazy: DAG parse
             return stages.publish(reg.id, _key())
 
         @task(outlets=[asset])
         def announce(published: dict, *, outlet_events=None) -> dict:
-            from airflow.sdk.exceptions import AirflowSkipException
             if published["state"] != "published":
                 raise AirflowSkipException(f"dataset {reg.dataset} unchanged: no new version")
             outlet_events[asset].extra = published

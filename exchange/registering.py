@@ -24,10 +24,19 @@ from datetime import date
 from pathlib import Path
 from typing import Callable
 
-from base import clock
-import registration
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from base import clock, staging
 from base.errors import ConfigError, ExchangeError, SourceError
+from base.files import atomic_write
+from base.settings import get_settings
+from catalog.service import Catalog
+from connectors import build
+import registration
 from registration import Registration
+from quality.validate import validate   # imports Great Expectations lazily (in Gx)
+from schemas.conform import ROW, Conformer, conformed_schema
 
 STEPS = {1: "file valid", 2: "connection tested", 3: "sample pulled", 4: "sample validated",
          5: "registered"}
@@ -74,8 +83,6 @@ def register_file(path: Path, *, dry_run: bool = False, by: str | None = None,
                   on_step: Callable[[Step, Report], None] | None = None) -> Report:
     """Run the steps in order; the first that fails raises its ExchangeError, carrying
     `step` (its number) and `report` (the steps so far)."""
-    from base.settings import get_settings
-
     if not 0 < sample_rows <= MAX_SAMPLE_ROWS:
         raise ConfigError(f"--sample must be between 1 and {MAX_SAMPLE_ROWS:,} rows, not {sample_rows}")
     path, sources_dir = Path(path), get_settings().sources_dir
@@ -159,8 +166,6 @@ def _id_of(path: Path) -> str | None:
 def connector(reg: Registration, **caps):
     """The registration's connector, with settings capped for a probe or a sample (e.g.
     batch_rows=N). A file drop's unreadable file is reported, never moved to rejected/."""
-    from connectors import build
-
     conn = build(reg.connector, reg.id)
     changes = {k: min(getattr(conn.settings, k), cap) for k, cap in caps.items()
                if hasattr(conn.settings, k)}
@@ -216,11 +221,6 @@ def _first_batch(conn):
 
 # --- 3 sample pulled ---------------------------------------------------------------------
 def pull_sample(reg: Registration, n: int, workdir: Path):
-    import pyarrow as pa
-
-    from base import staging
-    from schemas.conform import ROW, Conformer, conformed_schema
-
     conn = connector(reg, batch_rows=n)
     extracted, conformed = staging.transient(workdir, "extracted"), staging.transient(workdir, "conformed")
     rows, writer = 0, None
@@ -255,12 +255,6 @@ def pull_sample(reg: Registration, n: int, workdir: Path):
 
 # --- 4 sample validated ------------------------------------------------------------------
 def validate_sample(reg: Registration, workdir: Path, today: date):
-    import pyarrow.parquet as pq
-
-    from base import staging
-    from quality.validate import validate   # imports Great Expectations lazily (in Gx)
-    from schemas.conform import ROW
-
     conformed, extracted = staging.transient(workdir, "conformed"), staging.transient(workdir, "extracted")
     if staging.num_rows(conformed) == 0:
         return {"extracted": 0, "accepted": 0, "quarantined": 0, "failing": []}, \
@@ -282,10 +276,6 @@ def validate_sample(reg: Registration, workdir: Path, today: date):
 # --- 5 registered ------------------------------------------------------------------------
 def add(reg: Registration, path: Path, plan: Plan, by: str | None):
     """Copy the file atomically, then the catalogue; if the catalogue fails the file goes back."""
-    from catalog.service import Catalog
-    from base.files import atomic_write
-    from base.settings import get_settings
-
     settings = get_settings()
     data = path.read_bytes()
     previous = plan.target.read_bytes() if plan.target.exists() else None

@@ -13,12 +13,24 @@ from datetime import date
 from functools import wraps
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
+
 from base import clock
 from base import staging
-import registration
 from base.errors import ConfigError, DataError, GateHeld
 from base.parallel import ordered_map
 from base.settings import get_settings
+from catalog import changes, store
+from catalog.changes import held_records
+from catalog.key_status import write_key_material
+from catalog.keys import KeyStore
+from catalog.service import BaseMoved, Catalog
+from connectors import state
+import registration
+from quality.gates import SizeGate, drift, refuse_blank_licence_numbers, refuse_retyped
+from quality.validate import validate as run_validation
+from schemas.conform import ROW, Conformer, conformed_schema, missing_columns
 
 
 def run_key(airflow_run_id: str) -> str:
@@ -26,8 +38,6 @@ def run_key(airflow_run_id: str) -> str:
 
 
 def _context(source_id: str, key: str):
-    from catalog.service import Catalog
-
     settings = get_settings().private_home()
     reg = registration.get(source_id, settings.sources_dir)
     catalog = Catalog(settings.catalog_url, settings.store_dir)
@@ -45,8 +55,6 @@ def _records_failure(stage):
             raise
         except Exception as exc:
             try:
-                from catalog.service import Catalog
-
                 settings = get_settings()
                 catalog = Catalog(settings.catalog_url, settings.store_dir)
                 catalog.fail_run(catalog.start_run(source_id, key).id, f"{stage.__name__}: {exc}")
@@ -58,11 +66,6 @@ def _records_failure(stage):
 
 @_records_failure
 def extract(source_id: str, key: str, dag_run_id: str | None = None) -> dict:
-    import pyarrow as pa
-
-    from connectors import state
-    from schemas.conform import ROW, missing_columns
-
     settings, reg, catalog, workdir = _context(source_id, key)
     catalog.register(reg)
     run = catalog.start_run(source_id, key, dag_run_id)
@@ -95,7 +98,6 @@ def extract(source_id: str, key: str, dag_run_id: str | None = None) -> dict:
 
 def _check_drift(catalog, reg, run_id: int, types: dict[str, str]) -> None:
     """Retyped mapped columns fail the run; new unmapped columns are recorded on it."""
-    from quality.gates import drift, refuse_retyped
 
     d = drift(catalog.last_silo_columns(reg.id, run_id), types, set(reg.mapping.values()))
     catalog.record_quality(run_id, silo_columns=types, unmapped_columns=d.unmapped, new_columns=d.new)
@@ -104,8 +106,6 @@ def _check_drift(catalog, reg, run_id: int, types: dict[str, str]) -> None:
 
 @_records_failure
 def conform(source_id: str, key: str) -> dict:
-    from schemas.conform import Conformer, conformed_schema
-
     settings, reg, catalog, workdir = _context(source_id, key)
     out = staging.transient(workdir, "conformed")
     tmp = out.with_name(out.name + ".tmp")
@@ -121,8 +121,6 @@ def conform(source_id: str, key: str) -> dict:
 
 @_records_failure
 def validate(source_id: str, key: str, today: date | None = None) -> dict:
-    from quality.validate import validate as run_validation
-
     settings, reg, catalog, workdir = _context(source_id, key)
     run = catalog.start_run(source_id, key)
     outcome = run_validation(staging.transient(workdir, "conformed"), staging.transient(workdir, "extracted"),
@@ -137,10 +135,6 @@ def validate(source_id: str, key: str, today: date | None = None) -> dict:
 
 
 def _queue_quarantine(catalog, reg, run_id: int, outcome) -> None:
-    import pyarrow.parquet as pq
-
-    from catalog.changes import held_records
-
     cols = ["key", "row_hash", "reasons", "values"]     # the raw rows stay in the run's quarantine file
     rows = ({"key": k, "row_hash": h, "reasons": r, "values": v}
             for b in pq.ParquetFile(outcome.quarantine_path).iter_batches(columns=cols)
@@ -153,11 +147,6 @@ def _queue_quarantine(catalog, reg, run_id: int, outcome) -> None:
 
 @_records_failure
 def publish(source_id: str, key: str) -> dict:
-    from catalog import changes, store
-    from catalog.keys import KeyStore
-    from catalog.service import BaseMoved
-    from connectors import state
-
     settings, reg, catalog, workdir = _context(source_id, key)
     run = catalog.start_run(source_id, key)
     if run.state in ("published", "unchanged"):
@@ -166,7 +155,6 @@ def publish(source_id: str, key: str) -> dict:
     keys = KeyStore(settings.keys_dir, settings.key_passphrase())
     keys.signer()          # no key, or a wrong passphrase: fail now (exit 2), before any work
     _size_gate(catalog, reg, run)
-    from quality.gates import refuse_blank_licence_numbers
     refuse_blank_licence_numbers(staging.transient(workdir, "accepted"), reg.id, reg.certificate_type)
     staged_dir = workdir / "version"
     for attempt in range(1, PUBLISH_ATTEMPTS + 1):
@@ -182,7 +170,6 @@ def publish(source_id: str, key: str) -> dict:
         except BaseMoved:        # another source of the dataset published meanwhile: build on it
             if attempt == PUBLISH_ATTEMPTS:
                 raise
-    from catalog.key_status import write_key_material
     write_key_material(keys, catalog.engine, settings.jwks_path)
     state.commit(source_id, key, workdir, catalog, settings.home)   # watermark, mirror, files
     for name in ("extracted", "conformed", "accepted", "withdrawn"):
@@ -198,7 +185,6 @@ PUBLISH_ATTEMPTS = 5       # builds of a version when other publishes of its dat
 
 def _size_gate(catalog, reg, run) -> None:
     """A version far larger or smaller than the current one waits for a steward's approval."""
-    from quality.gates import SizeGate
 
     gate = SizeGate(catalog.current_size(reg.dataset), run.accepted or 0, reg.gates["size_change"])
     approved = catalog.run_quality(run.id).get("approved_by")

@@ -3,6 +3,8 @@ booleans, null (the whole-table form is catalog/canonical.py)."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import rfc8785
 
@@ -10,7 +12,7 @@ MAX_SAFE_INT = 2**53 - 1
 FLOAT_MSG = "floats are not allowed in records; use integers or decimal strings"
 
 
-def to_json_value(v):
+def to_json_value(v: object) -> str | int | bool | None:
     """One value as pyarrow's to_pylist gives it -> a JSON value."""
     if v is None or isinstance(v, (bool, str)):
         return v
@@ -25,14 +27,14 @@ def to_json_value(v):
     raise ValueError(f"unsupported value type {type(v).__name__} in a record")
 
 
-def to_json_record(row: dict) -> dict:
+def to_json_record(row: Mapping[Any, object]) -> dict[str, str | int | bool | None]:
     return {str(k): to_json_value(v) for k, v in row.items()}
 
 
-def canonical_bytes(record: dict) -> bytes:
+def canonical_bytes(record: Mapping[Any, object]) -> bytes:
     return rfc8785.dumps(to_json_record(record))
 
 
-def sort_keys(names) -> list[str]:
+def sort_keys(names: Iterable[str]) -> list[str]:
     """RFC 8785 §3.2.3: by UTF-16 code units."""
     return sorted(names, key=lambda k: k.encode("utf-16-be"))

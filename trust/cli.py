@@ -9,12 +9,13 @@ import sys
 from pathlib import Path
 
 from trust.errors import ExchangeError, InputError
-from trust.verify import KEY_STATUS_FILE, VERIFY_STEPS, VerifiedBundle, read_key_status, verify_bundle
+from trust.verify import KEY_STATUS_FILE, VERIFY_STEPS, Json, VerifiedBundle, read_key_status, verify_bundle
 
 OFFLINE_HINT = "step 7 (record still valid) was not run: ask the exchange (GET /v1/records/{id}/status)"
 
 
-def load(bundle_path, jwks_path, status_path=None) -> tuple[dict, dict, str | None]:
+def load(bundle_path: str | Path, jwks_path: str | Path,
+         status_path: str | Path | None = None) -> tuple[Json, Json, str | None]:
     """The bundle, the JWKS and the key status document (default: key-status.jws beside the JWKS)."""
     jwks_path = Path(jwks_path)
     status_path = Path(status_path) if status_path else jwks_path.with_name(KEY_STATUS_FILE)

@@ -6,6 +6,7 @@ import contextlib
 import datetime as dt
 import hashlib
 import warnings
+from collections.abc import Iterator
 
 from joserfc.errors import SecurityWarning
 
@@ -28,7 +29,7 @@ def head_hash(signed_head: str) -> str:
 
 
 @contextlib.contextmanager
-def eddsa_allowed():
+def eddsa_allowed() -> Iterator[None]:
     """joserfc 1.8 warns that RFC 9864 deprecates "EdDSA"; our contract names it (RFC 8037)."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=SecurityWarning)

@@ -15,7 +15,8 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from collections.abc import Mapping
+from typing import Any, Callable, NoReturn
 
 import rfc8785
 from joserfc import jws
@@ -26,6 +27,8 @@ from trust.canonical import canonical_bytes, to_json_record
 from trust.errors import NotFound, VerificationError
 from trust.heads import ALG, KEY_STATUS_TYP, STH_TYP, eddsa_allowed, head_hash
 from trust.merkle import leaf_hash, root_from_inclusion_proof
+
+Json = dict[str, Any]                # a JSON object as json.loads gives it
 
 FORMAT = "exchange-record-bundle/1"
 KEY_STATUS_FILE = "key-status.jws"   # published beside jwks.json
@@ -42,29 +45,29 @@ OFFLINE_STEPS = (1, 2, 3, 4, 5, 6)
 _NAMES = dict(VERIFY_STEPS)
 _HEX32 = re.compile(r"[0-9a-f]{64}")
 _COMPACT = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+")
-_FIELDS = {"format": str, "record_id": str, "dataset": str, "version": int, "leaf_index": int,
+_FIELDS: dict[str, type] = {"format": str, "record_id": str, "dataset": str, "version": int, "leaf_index": int,
            "tree_size": int, "audit_path": list, "leaf_hash": str, "record": dict,
            "signed_tree_head": str}
 CHECKED_FIELDS = frozenset(_FIELDS)   # any other field of a bundle is unsigned and unchecked
-_HEAD_FIELDS = {"dataset": str, "version": int, "tree_size": int, "root_hash": str,
+_HEAD_FIELDS: dict[str, type | tuple[type, ...]] = {"dataset": str, "version": int, "tree_size": int, "root_hash": str,
                 "issued_at": str, "previous_head_hash": (str, type(None))}
 
 
 @dataclass(frozen=True)
 class VerifiedBundle:
     record_id: str                    # the signed one: the record_id inside the record
-    record: dict
-    head: dict  # the signed tree head payload
+    record: Json
+    head: Json  # the signed tree head payload
     kid: str
     steps: tuple[int, ...]            # the steps that ran: 1-6, and 7 when online
-    status: dict | None = None        # step 7's answer: status, since, reason
-    compromised_key: dict | None = None  # the key status entry, if the key is compromised now
+    status: Json | None = None        # step 7's answer: status, since, reason
+    compromised_key: Json | None = None  # the key status entry, if the key is compromised now
     leaf_index: int | None = None     # bound to the signed root by the audit path (step 6)
-    unsigned: dict | None = None      # the bundle's fields that nothing signed vouches for
+    unsigned: Json | None = None      # the bundle's fields that nothing signed vouches for
 
 
 def make_bundle(record_id: str, dataset: str, version: int, leaf_index: int, tree_size: int,
-                audit_path: list[bytes], record: dict, signed_tree_head: str, status: str) -> dict:
+                audit_path: list[bytes], record: Json, signed_tree_head: str, status: str) -> Json:
     record = to_json_record(record)
     return {"format": FORMAT, "record_id": record_id, "dataset": dataset, "version": version,
             "leaf_index": leaf_index, "tree_size": tree_size,
@@ -73,11 +76,11 @@ def make_bundle(record_id: str, dataset: str, version: int, leaf_index: int, tre
             "signed_tree_head": signed_tree_head, "status": status}
 
 
-def _fail(step: int, message: str):
+def _fail(step: int, message: str) -> NoReturn:
     raise VerificationError(step, _NAMES[step], message)
 
 
-def _typed(obj: dict, fields: dict, what: str, step: int) -> None:
+def _typed(obj: Json, fields: Mapping[str, type | tuple[type, ...]], what: str, step: int) -> None:
     for name, typ in fields.items():
         if name not in obj:
             _fail(step, f"{what} has no {name!r}")
@@ -86,11 +89,11 @@ def _typed(obj: dict, fields: dict, what: str, step: int) -> None:
             _fail(step, f"{what}: {name!r} has the wrong type ({type(value).__name__})")
 
 
-def _b64json(segment: str):
+def _b64json(segment: str) -> Any:
     return json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
 
 
-def _step1_well_formed(b) -> dict:
+def _step1_well_formed(b: object) -> Json:
     if not isinstance(b, dict):
         _fail(1, "a bundle is a JSON object")
     if b.get("format") != FORMAT:
@@ -119,7 +122,7 @@ def _step1_well_formed(b) -> dict:
     return header
 
 
-def head_payload_unverified(signed: str) -> dict:
+def head_payload_unverified(signed: str) -> Json:
     """The payload of a compact JWS, NOT verified: for bookkeeping, never for trust."""
     try:
         payload = _b64json(signed.split(".")[1])
@@ -128,7 +131,7 @@ def head_payload_unverified(signed: str) -> dict:
     return payload if isinstance(payload, dict) else {}
 
 
-def _import_jwk(jwk, kid, where: str) -> OKPKey:
+def _import_jwk(jwk: object, kid: object, where: str) -> OKPKey:
     if not isinstance(jwk, dict) or jwk.get("alg", ALG) != ALG or jwk.get("kty") != "OKP" \
             or jwk.get("crv") != "Ed25519":
         _fail(2, f"the {where} entry {kid!r} is not an Ed25519 key for {ALG}")
@@ -138,7 +141,7 @@ def _import_jwk(jwk, kid, where: str) -> OKPKey:
         _fail(2, f"the {where} entry {kid!r} is not a valid key")
 
 
-def _jwks_key(jwks, kid) -> OKPKey | None:
+def _jwks_key(jwks: object, kid: object) -> OKPKey | None:
     keys = jwks.get("keys") if isinstance(jwks, dict) else None
     if not isinstance(keys, list):
         _fail(2, "the JWKS has no 'keys' list: fetch the current JWKS")
@@ -146,20 +149,23 @@ def _jwks_key(jwks, kid) -> OKPKey | None:
     return None if jwk is None else _import_jwk(jwk, kid, "JWKS")
 
 
-def read_key_status(path) -> str | None:
+def read_key_status(path: str | Path) -> str | None:
     """The key status document at `path`, or None if there is none."""
     path = Path(path)
     return path.read_text(encoding="ascii").strip() if path.exists() else None
 
 
-def compromised_keys(key_status: str | None, jwks) -> dict[str, dict]:
+def compromised_keys(key_status: str | None, jwks: object) -> dict[str, Json]:
     """kid -> entry of every compromised key in a key status document (a JWS signed by a key of
     the JWKS, typ exchange-key-status+jws). No document: no compromised keys known."""
     if key_status is None:
         return {}
     try:
-        header = _b64json(key_status.split(".")[0]) if _COMPACT.fullmatch(key_status) else None
-        key = _jwks_key(jwks, header.get("kid")) if isinstance(header, dict) else None
+        parsed = _b64json(key_status.split(".")[0]) if _COMPACT.fullmatch(key_status) else None
+        if not isinstance(parsed, dict):
+            raise ValueError
+        header: Json = parsed
+        key = _jwks_key(jwks, header.get("kid"))
         if key is None or header.get("typ") != KEY_STATUS_TYP:
             raise ValueError
         with eddsa_allowed():
@@ -176,10 +182,11 @@ def compromised_keys(key_status: str | None, jwks) -> dict[str, dict]:
     return entries
 
 
-def _step2_key_known(header: dict, jwks, signed_head: str, key_status: str | None):
+def _step2_key_known(header: Json, jwks: object, signed_head: str,
+                     key_status: str | None) -> tuple[OKPKey, Json | None]:
     if header.get("alg") != ALG:
         _fail(2, f"the tree head is signed with alg {header.get('alg')!r}; only {ALG} is accepted")
-    kid = header.get("kid")
+    kid: Any = header.get("kid")
     bad = compromised_keys(key_status, jwks).get(kid)
     if bad is not None:
         if head_hash(signed_head) not in bad["heads_before_compromise"]:
@@ -194,7 +201,7 @@ def _step2_key_known(header: dict, jwks, signed_head: str, key_status: str | Non
     return key, None
 
 
-def _step3_signature(signed_head: str, key: OKPKey) -> dict:
+def _step3_signature(signed_head: str, key: OKPKey) -> Json:
     try:
         with eddsa_allowed():
             obj = jws.deserialize_compact(signed_head, key, algorithms=[ALG])
@@ -214,7 +221,7 @@ def _step3_signature(signed_head: str, key: OKPKey) -> dict:
     return head
 
 
-def _step4_fields_match(b: dict, head: dict) -> None:
+def _step4_fields_match(b: Json, head: Json) -> None:
     """The bundle's labels against what is signed: dataset, version and tree_size against the
     tree head; record_id against the record's own (steps 5-6 prove that record is in the tree)."""
     for name in ("dataset", "version", "tree_size"):
@@ -229,14 +236,14 @@ def _step4_fields_match(b: dict, head: dict) -> None:
                  "the bundle, and ask the exchange for the record again")
 
 
-def _step5_leaf(b: dict) -> bytes:
+def _step5_leaf(b: Json) -> bytes:
     leaf = leaf_hash(rfc8785.dumps(b["record"]))
     if leaf.hex() != b["leaf_hash"]:
         _fail(5, "the record's hash differs from the bundle's leaf hash: the record may have been altered")
     return leaf
 
 
-def _step6_inclusion(b: dict, leaf: bytes, head: dict) -> None:
+def _step6_inclusion(b: Json, leaf: bytes, head: Json) -> None:
     path = [bytes.fromhex(h) for h in b["audit_path"]]
     try:
         root = root_from_inclusion_proof(b["leaf_index"], b["tree_size"], leaf, path)
@@ -247,7 +254,7 @@ def _step6_inclusion(b: dict, leaf: bytes, head: dict) -> None:
                  "the record is not in this version, or leaf_index or audit_path were altered")
 
 
-def _step7_status(b: dict, status_of: Callable[[dict], dict]) -> dict:
+def _step7_status(b: Json, status_of: Callable[[Json], Json]) -> Json:
     """`status_of` gets the bundle after steps 1-6: its record_id, version and leaf_hash are then
     the signed ones."""
     try:
@@ -263,7 +270,7 @@ def _step7_status(b: dict, status_of: Callable[[dict], dict]) -> dict:
     return st
 
 
-def verify_tree_head(signed_head: str, jwks: dict, key_status: str | None = None) -> tuple[dict, str]:
+def verify_tree_head(signed_head: str, jwks: Json, key_status: str | None = None) -> tuple[Json, str]:
     """Steps 2-3 alone, for a tree head without a record: its verified payload and its kid."""
     header = None
     if isinstance(signed_head, str) and _COMPACT.fullmatch(signed_head):
@@ -277,8 +284,8 @@ def verify_tree_head(signed_head: str, jwks: dict, key_status: str | None = None
     return _step3_signature(signed_head, key), header["kid"]
 
 
-def verify_bundle(bundle: dict, jwks: dict, key_status: str | None = None,
-                  status_of: Callable[[dict], dict] | None = None) -> VerifiedBundle:
+def verify_bundle(bundle: Json, jwks: Json, key_status: str | None = None,
+                  status_of: Callable[[Json], Json] | None = None) -> VerifiedBundle:
     """Run steps 1-6, and 7 if `status_of` (an online status look-up) is given; the first
     failure raises VerificationError(step, name, message). `key_status` is the exchange's
     signed key status document (compact JWS), needed to trust heads of a compromised key."""
@@ -294,13 +301,13 @@ def verify_bundle(bundle: dict, jwks: dict, key_status: str | None = None,
                           bundle["leaf_index"], unsigned_fields(bundle))
 
 
-def label_unsigned(bundle: dict) -> dict:
+def label_unsigned(bundle: Json) -> Json:
     """The bundle with `unsigned`: the names of its fields no signature covers (itself among them).
     A reader's aid only: verifiers work the list out themselves (unsigned_fields)."""
     rest = {k: v for k, v in bundle.items() if k != "unsigned"}
     return {**rest, "unsigned": sorted({*unsigned_fields(rest), "unsigned"})}
 
 
-def unsigned_fields(bundle: dict) -> dict:
+def unsigned_fields(bundle: Json) -> Json:
     """The fields of a bundle that no signature covers and no step checks (status, …)."""
     return {k: v for k, v in bundle.items() if k not in CHECKED_FIELDS}

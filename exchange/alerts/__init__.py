@@ -14,6 +14,8 @@ from datetime import datetime
 from urllib.parse import quote
 
 from base import clock
+from base.errors import UnknownName
+from base.settings import get_settings
 
 log = logging.getLogger("exchange.alerts")
 
@@ -48,7 +50,6 @@ class Alert:
 
     def __post_init__(self):
         if self.kind not in KINDS:
-            from base.errors import UnknownName
             raise UnknownName("alert kind", self.kind, KINDS)
         object.__setattr__(self, "message", redact(self.message))
 
@@ -79,11 +80,10 @@ class Alert:
 def send(alert: Alert, settings=None, catalog=None, record: bool = True) -> list[dict]:
     """Deliver to every configured channel, then record the alert with each delivery's outcome.
     Never raises: whatever goes wrong is logged."""
-    from exchange.alerts.channels import channels
+    from exchange.alerts.channels import channels   # lazy: cycle (channels imports this module)
 
     try:
         if settings is None:
-            from base.settings import get_settings
             settings = get_settings()
         targets = channels(settings)
     except Exception as exc:          # a bad EXCHANGE_ALERTS must not hide the alert itself
@@ -100,7 +100,7 @@ def send(alert: Alert, settings=None, catalog=None, record: bool = True) -> list
     if record and settings is not None:
         try:
             if catalog is None:
-                from catalog.service import Catalog
+                from catalog.service import Catalog   # lazy: DAG parse (the notifier loads with each DAG)
                 catalog = Catalog(settings.catalog_url, settings.store_dir)
             catalog.record_alert(alert.payload(settings) | {"at": alert.at}, delivered)
         except Exception as exc:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
+import smtplib
 import time
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -44,7 +45,7 @@ class WebhookChannel:
         return f"{u.scheme}://{u.hostname}{f':{u.port}' if u.port else ''}{u.path}"
 
     def deliver(self, alert: Alert, settings) -> dict:
-        import requests
+        import requests   # lazy: DAG parse (the notifier reaches this module)
 
         error = None
         for attempt in range(1, settings.alert_attempts + 1):
@@ -86,8 +87,6 @@ class EmailChannel:
         return m
 
     def deliver(self, alert: Alert, settings) -> dict:
-        import smtplib
-
         error, msg = None, self.message(alert, settings)
         user, password = os.environ.get("EXCHANGE_SMTP_USER"), os.environ.get("EXCHANGE_SMTP_PASSWORD")
         for attempt in range(1, settings.alert_attempts + 1):

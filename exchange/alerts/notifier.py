@@ -11,6 +11,8 @@ from pathlib import Path
 from airflow.sdk import BaseNotifier
 from airflow.sdk.definitions.deadline import AsyncCallback, DeadlineAlert, DeadlineReference
 
+from base.errors import NotFound
+from base.settings import get_settings
 from exchange.alerts import Alert, log, send
 from registration import CYCLES
 
@@ -21,10 +23,8 @@ def settle_run(source: str, run_id: str | None, task: str | None, reason) -> str
     here, so that it does not stay "running" in the catalogue for ever."""
     if not run_id:
         return None
-    from catalog.service import FINAL, Catalog
-    from base.errors import NotFound
-    from base.settings import get_settings
-    from exchange.stages import run_key
+    from catalog.service import FINAL, Catalog   # lazy: DAG parse (the notifier loads with each DAG)
+    from exchange.stages import run_key            # lazy: DAG parse
 
     s = get_settings()
     try:

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from base.settings import get_settings
+from catalog import monitoring
+from catalog.service import Catalog
 from exchange.alerts import Alert, send
 
 TURNS = ("late", "stale")
@@ -31,13 +34,9 @@ def _message(f: dict, kind: str) -> str:
 
 def check(catalog=None, settings=None, now: datetime | None = None) -> list[dict]:
     """Compute freshness, alert on every change of state, return the alerts raised."""
-    from catalog import monitoring
-
     if settings is None:
-        from base.settings import get_settings
         settings = get_settings()
     if catalog is None:
-        from catalog.service import Catalog
         catalog = Catalog(settings.catalog_url, settings.store_dir)
     said = catalog.said_freshness()
     raised = []

@@ -6,8 +6,12 @@ Each command group lives in its own module with a `register(add)` function.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
+
+from rich.console import Console
+from rich.table import Table
 
 from base.errors import ExchangeError
 
@@ -18,24 +22,11 @@ GROUPS = ["exchange.cli.records", "exchange.cli.demo", "exchange.cli.items", "ex
 
 
 def catalog():
-    from catalog.service import Catalog
-    from base.settings import get_settings
-
-    s = get_settings().private_home()
-    return Catalog(s.catalog_url, s.store_dir)
-
-
-def keystore():
-    from catalog.keys import KeyStore
-    from base.settings import get_settings
-
-    s = get_settings().private_home()
-    return KeyStore(s.keys_dir, s.key_passphrase())
+    from exchange.catalogue import open_catalog   # lazy: CLI start (the catalogue imports pyarrow)
+    return open_catalog()
 
 
 def table(title: str, rows: list[dict], columns: list[str]) -> None:
-    from rich.console import Console
-    from rich.table import Table
 
     t = Table(title=title)
     for c in columns:
@@ -56,8 +47,6 @@ def emit(args, data, title: str = "", columns: list[str] | None = None) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
-    import importlib
-
     p = argparse.ArgumentParser(prog="exchange", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
 

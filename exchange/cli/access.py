@@ -6,12 +6,15 @@ import argparse
 import json
 import sys
 
-from exchange.cli import catalog, emit
+from base import clock
+from base.files import atomic_write
+from exchange.cli import emit
+from exchange.cli.progress import bar
 
 
 def _access():
-    from catalog.access import Access
-    return Access(catalog().engine, ttl=0)
+    from exchange.catalogue import open_access   # lazy: CLI start (the catalogue imports pyarrow)
+    return open_access()
 
 
 def _out(args, data: dict, text: str) -> None:
@@ -82,18 +85,14 @@ def cmd_grant_list(args) -> int:
 
 
 def cmd_audit_verify(args) -> int:
-    from catalog.audit_checkpoints import read_held, verify_log
-    from base.settings import get_settings
+    from exchange import audit_log   # lazy: CLI start (the catalogue imports pyarrow)
 
-    from exchange.cli.progress import bar
-
-    held = [read_held(_read(path, "checkpoint")) for path in args.checkpoint or ()]
-    jwks_path = args.jwks or get_settings().jwks_path
-    jwks = json.loads(_read(jwks_path, "JWKS")) if args.jwks or jwks_path.exists() else {"keys": []}
+    held = audit_log.held_checkpoints(args.checkpoint or [])
+    jwks = audit_log.published_jwks(args.jwks)
     with bar(args) as progress:
         task = progress.add_task("verifying the audit chain", total=None)
-        report = verify_log(catalog().engine, jwks, held,
-                            progress=lambda done, total: progress.update(task, completed=done, total=total))
+        report = audit_log.verify(jwks, held, progress=lambda done, total: progress.update(
+            task, completed=done, total=total))
     newest = report["newest_checkpoint"]
     emit(args, report if args.json else
          f"audit chain intact: {report['entries']} entries; {report['checkpoints_verified']} signed "
@@ -103,20 +102,8 @@ def cmd_audit_verify(args) -> int:
     return 0
 
 
-def _read(path, what: str) -> str:
-    from pathlib import Path
-
-    from base.errors import InvalidRequest
-    try:
-        return Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InvalidRequest(f"cannot read the {what} file {path}: {exc.strerror or exc}") from None
-
-
 def cmd_audit_checkpoint(args) -> int:
-    from base import clock
-    from exchange.audit_checkpoint import make_checkpoint
-    from base.files import atomic_write
+    from exchange.audit_checkpoint import make_checkpoint   # lazy: CLI start (the catalogue)
 
     doc = make_checkpoint(clock.now())      # the time it is signed
     text = json.dumps(doc, indent=1) + "\n"
@@ -131,14 +118,9 @@ def cmd_audit_checkpoint(args) -> int:
 
 
 def cmd_access_report(args) -> int:
-    from catalog.audit import holder_report
-    from catalog.consumer import holder_key
+    from exchange.audit_log import holder_accesses   # lazy: CLI start (the catalogue)
 
-    key = holder_key(args.holder_id)
-    if not 1 <= args.limit <= 10_000:
-        from base.errors import InvalidRequest
-        raise InvalidRequest(f"--limit {args.limit}: give 1 to 10000 entries a page")
-    rows, more = holder_report(catalog().engine, key, args.limit, args.before)
+    key, rows, more = holder_accesses(args.holder_id, args.limit, args.before)
     emit(args, rows, f"Accesses to the records of {key}",
          ["seq", "at", "department", "purpose", "action", "datasets", "outcome"])
     if more:         # stderr: --json stays the list of entries

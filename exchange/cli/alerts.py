@@ -1,6 +1,8 @@
 """`exchange alerts`: recent alerts; `exchange watch`: check freshness once and alert on changes."""
 from __future__ import annotations
 
+from base.settings import get_settings
+from exchange.alerts.channels import channels
 from exchange.cli import catalog, emit
 
 
@@ -18,9 +20,7 @@ def cmd_alerts(args) -> int:
 
 
 def cmd_watch(args) -> int:
-    from exchange.alerts.channels import channels
-    from exchange.alerts.watch import check
-    from base.settings import get_settings
+    from exchange.alerts.watch import check   # lazy: CLI start (the catalogue imports pyarrow)
 
     channels(get_settings())          # a bad EXCHANGE_ALERTS is a configuration error here
     raised = check(catalog())

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 from exchange.cli import catalog, table
+from exchange.cli.progress import bar
 from base.errors import VerificationError
 
 
@@ -22,32 +23,20 @@ def cmd_record(args) -> int:
 
 
 def cmd_audit_chain(args) -> int:
-    from catalog.chain import CHECKS, audit_chain, catalogue_entries
-    from catalog.key_status import KEY_STATUS_FILE, read_key_status
-    from base.settings import get_settings
+    from exchange import chain_audit   # lazy: CLI start (the catalogue imports pyarrow)
 
-    s = get_settings()
-    jwks = json.loads(s.jwks_path.read_text(encoding="utf-8")) if s.jwks_path.exists() else {"keys": []}
-    entries = catalogue_entries(catalog().engine, args.dataset)
-    if not entries:
-        from base.errors import NotFound
-        raise NotFound(f"dataset {args.dataset!r} has no published versions; see `exchange datasets`")
-    from exchange.cli.progress import bar
-
+    entries, jwks, key_status = chain_audit.published_versions(args.dataset)
     with bar(args) as progress:
         task = progress.add_task(f"checking {args.dataset}", total=len(entries))
-        report = audit_chain(args.dataset, entries, jwks, read_key_status(s.jwks_path.with_name(KEY_STATUS_FILE)),
-                             progress=lambda: progress.advance(task))
-    out = {"dataset": args.dataset, "ok": report.ok, "versions": len(entries),
-           "versions_checked": report.versions_checked, "records_checked": report.records_checked,
-           "first_break": report.first_break, "checks": [n for _, n in CHECKS]}
+        out = chain_audit.check(args.dataset, entries, jwks, key_status,
+                                progress=lambda: progress.advance(task))
     if args.json:
         print(json.dumps(out, indent=1))
-    elif report.ok:
-        print(f"{args.dataset}: {report.versions_checked} versions, {report.records_checked:,} records: "
-              "chain intact (" + ", ".join(n for _, n in CHECKS) + ")")
-    if not report.ok:
-        b = report.first_break
+    elif out["ok"]:
+        print(f"{args.dataset}: {out['versions_checked']} versions, {out['records_checked']:,} records: "
+              "chain intact (" + ", ".join(out["checks"]) + ")")
+    if not out["ok"]:
+        b = out["first_break"]
         raise VerificationError(b["check"], b["name"], f"version {b['version']}: {b['message']}")
     return 0
 

@@ -5,18 +5,17 @@ import json
 import sys
 from pathlib import Path
 
-from exchange.cli import table
 from base.errors import DataError
+from exchange.cli import table
+from schemas.items import ITEMS_DIR, LEVELS, catalogue, get_item, mismatches
+from schemas.types import get_type
 
 
 def _dir(args) -> Path:
-    from schemas.items import ITEMS_DIR
     return Path(args.dir) if args.dir else ITEMS_DIR
 
 
 def cmd_items(args) -> int:
-    from schemas.items import catalogue
-
     items = [i for i in catalogue(_dir(args)).values() if not args.level or args.level in i.levels]
     if args.json:
         print(json.dumps([i.as_dict() for i in items], ensure_ascii=False, indent=1))
@@ -30,9 +29,6 @@ def cmd_items(args) -> int:
 
 
 def cmd_item(args) -> int:
-    from schemas.items import get_item
-    from schemas.types import get_type
-
     item = get_item(args.code, _dir(args))
     if args.json:
         print(json.dumps(item.as_dict(), ensure_ascii=False, indent=1))
@@ -49,8 +45,6 @@ def cmd_item(args) -> int:
 
 
 def cmd_items_check(args) -> int:
-    from schemas.items import mismatches
-
     found = mismatches(_dir(args))
     if args.json:
         print(json.dumps({"mismatches": found}, ensure_ascii=False, indent=1))
@@ -70,8 +64,6 @@ def cmd_items_check(args) -> int:
 
 
 def register(add) -> None:
-    from schemas.items import LEVELS
-
     sp = add("items", cmd_items, "service items (事项) and their required materials")
     sp.add_argument("--level", choices=LEVELS, help="only items offered at this level")
     sp.add_argument("--dir", help="a directory of item files (default: schemas/items)")

@@ -6,30 +6,17 @@ import argparse
 import datetime as dt
 import json
 
-from exchange.cli import catalog, keystore, table
+from exchange.cli import table
 from base.errors import ConfigError
 
 
-def _publish(keys) -> None:
-    """Rewrite jwks.json and key-status.jws after any change."""
-    from catalog.key_status import write_key_material
-    from base.settings import get_settings
-
-    write_key_material(keys, catalog().engine, get_settings().jwks_path)
-
-
-def create_signing_key(exist_ok: bool = False) -> str | None:
-    """The first signing key in EXCHANGE_HOME's key directory, and the JWKS that publishes it
-    (`exchange keys create`; the demo and the test fixtures make theirs through this too)."""
-    keys = keystore()
-    kid = keys.create(exist_ok=exist_ok)
-    if kid is not None:
-        _publish(keys)
-    return kid
+def _keys():
+    from exchange import signing_keys   # lazy: CLI start (the catalogue imports pyarrow)
+    return signing_keys
 
 
 def cmd_create(args) -> int:
-    kid = create_signing_key()
+    kid = _keys().create_signing_key()
     print(json.dumps({"active": kid}) if args.json else
           f"key {kid} now signs; back up the key directory with its passphrase, and give every "
           "machine that publishes the same key directory")
@@ -37,7 +24,7 @@ def cmd_create(args) -> int:
 
 
 def cmd_reencrypt(args) -> int:
-    done = keystore().reencrypt()
+    done = _keys().reencrypt()
     print(json.dumps({"reencrypted": done}) if args.json else
           f"re-encrypted {len(done)} key file(s) with PBKDF2-HMAC-SHA256 at 600,000 rounds"
           + (f": {', '.join(done)}" if done else " (all were already)"))
@@ -45,10 +32,7 @@ def cmd_reencrypt(args) -> int:
 
 
 def cmd_list(args) -> int:
-    from catalog.key_status import summary
-
-    keys = keystore()
-    rows = summary(keys, catalog().engine)
+    rows = _keys().key_list()
     if args.json:
         print(json.dumps(rows, indent=1))
     else:
@@ -57,10 +41,7 @@ def cmd_list(args) -> int:
 
 
 def cmd_rotate(args) -> int:
-    keys = keystore()
-    old = keys.signer().kid
-    new = keys.rotate()
-    _publish(keys)
+    new, old = _keys().rotate()
     print(json.dumps({"active": new, "retired": old}) if args.json
           else f"key {new} now signs; {old} is retired and stays in the JWKS for verification")
     return 0
@@ -79,13 +60,10 @@ def _when(text: str | None) -> dt.datetime | None:
 
 
 def cmd_compromise(args) -> int:
-    keys = keystore()
-    keys.mark_compromised(args.kid, _when(args.at))
-    _publish(keys)
-    entry = next(e for e in keys.manifest() if e["kid"] == args.kid)
+    entry, active = _keys().compromise(args.kid, _when(args.at))
     print(json.dumps(entry) if args.json else
           f"key {args.kid} is compromised from {entry['compromised_at']}: heads it signed before then still "
-          f"verify (listed in key-status.jws); later ones do not. Active key: {keys.signer().kid}")
+          f"verify (listed in key-status.jws); later ones do not. Active key: {active}")
     return 0
 
 

@@ -4,20 +4,9 @@
 from __future__ import annotations
 
 import json
-from collections import Counter
 
-from exchange.cli import catalog, emit, table
+from exchange.cli import emit, table
 from base.errors import ConfigError
-
-
-def queue_summary(entries: list[dict], samples: int) -> dict:
-    by_reason = Counter(r for e in entries for r in e["reasons"])
-    by_state = Counter(e["state"] for e in entries)
-    holding = sum(1 for e in entries if e["state"] == "open" and e.get("held_record_id"))
-    return {"rows": len(entries), "by_state": dict(by_state), "holding_published_records": holding,
-            "by_reason": dict(by_reason.most_common()),
-            "samples": {reason: [e["key"] for e in entries if reason in e["reasons"]][:samples]
-                        for reason in by_reason}}
 
 
 def cmd_quarantine(args) -> int:
@@ -26,12 +15,10 @@ def cmd_quarantine(args) -> int:
     if len(args.words) != 1:
         raise ConfigError("usage: exchange quarantine DATASET | quarantine review DATASET KEY "
                           "--by NAME --note TEXT")
+    from exchange import quarantine   # lazy: CLI start (the catalogue imports pyarrow)
+
     dataset = args.words[0]
-    cat = catalog()
-    cat.dataset(dataset)                 # NotFound (exit 7) naming the known datasets
-    entries = cat.quarantine(dataset, include_resolved=args.all)
-    summary = queue_summary(entries, args.samples)
-    _with_raw_rows(entries)
+    entries, summary = quarantine.queue(dataset, args.all, args.samples)
     if args.json:
         print(json.dumps({"dataset": dataset, **summary, "entries": entries},
                          ensure_ascii=False, indent=1, default=str))
@@ -49,37 +36,22 @@ def cmd_quarantine(args) -> int:
     return 0
 
 
-def _with_raw_rows(entries: list[dict]) -> None:
-    """Each entry's raw silo row, from the quarantine file of the run that last saw it."""
-    from base.settings import get_settings
-    from quality.quarantine_store import raw_rows
-
-    raws = raw_rows(get_settings().staging_dir, entries)
-    for e in entries:
-        e["raw"] = raws.get((e["source_id"], e["key"], e["row_hash"]))
-
-
 def _review(args) -> int:
     if len(args.words) != 3 or not args.by or not args.note:
         raise ConfigError("usage: exchange quarantine review DATASET KEY --by NAME --note TEXT")
     _, dataset, key = args.words
-    out = catalog().review_quarantine(dataset, key, args.by, args.note, args.row)
+    from exchange import quarantine   # lazy: CLI start (the catalogue imports pyarrow)
+
+    out = quarantine.review(dataset, key, args.by, args.note, args.row)
     emit(args, out if args.json else
          f"{key} in {dataset}: {out['state']}, {out['entries']} row(s) ({args.note})")
     return 0
 
 
 def cmd_approve(args) -> int:
-    from exchange import stages
+    from exchange import quarantine   # lazy: CLI start (the catalogue imports pyarrow)
 
-    from catalog.run_owner import owning
-
-    run = catalog().approve_run(args.source, args.run_key, args.by, args.note)
-    result = {"source": args.source, "run_key": args.run_key, "approved_by": args.by,
-              "held_because": run.message}
-    if not args.no_publish:
-        with owning():                        # the run is this process's while it publishes
-            result.update(stages.publish(args.source, args.run_key))
+    result = quarantine.approve(args.source, args.run_key, args.by, args.note, publish=not args.no_publish)
     emit(args, result if args.json else
          f"approved run {args.run_key} of {args.source}"
          + (f": {result['state']} version {result.get('version')}" if not args.no_publish else ""))

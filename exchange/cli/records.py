@@ -5,8 +5,12 @@ import json
 import os
 from pathlib import Path
 
+from base.errors import ConfigError
+from base.settings import get_settings
 from exchange.cli import catalog, table
-from base.errors import AccessDenied, ConfigError, ExchangeError, Unauthenticated
+from trust.cli import load, report
+from trust.errors import InputError
+from trust.verify import verify_bundle
 
 
 def cmd_datasets(args) -> int:
@@ -19,61 +23,17 @@ def cmd_datasets(args) -> int:
     return 0
 
 
-def _operator() -> str:
-    """The OS account at the terminal (from the process's uid, not $USER) and the host."""
-    import pwd
-    import socket
-
-    try:
-        user = pwd.getpwuid(os.getuid()).pw_name
-    except KeyError:
-        user = f"uid {os.getuid()}"
-    return f"{user}@{socket.gethostname()}"
+def _requests():
+    from exchange import department_requests   # lazy: CLI start (the catalogue imports pyarrow)
+    return department_requests
 
 
-def _consumer():
-    from catalog.access import Access
-    from catalog.consumer import Consumer
-
-    cat = catalog()
-    return Consumer(cat, Access(cat.engine, ttl=0), operator=_operator())
-
-
-def _caller(consumer, args):
-    """The department whose exchange key is given, authenticated as the API does."""
-    token = args.key or os.environ.get("EXCHANGE_API_KEY")
-    if not token:
-        raise Unauthenticated(
-            "the CLI asks for a department under the API's rules: give that department's exchange "
-            "key with --key or (better: not in the process list) EXCHANGE_API_KEY; the operator "
-            "issues one with `exchange credentials issue DEPARTMENT`. Your OS account is audited")
-    caller = consumer.access.authenticate(token.strip())
-    if args.department and args.department != caller.department:
-        raise AccessDenied(f"the exchange key {caller.key_id} belongs to department {caller.department}, "
-                           f"not {args.department}: a key acts only for its own department")
-    return caller
-
-
-def _as_department(args, action: str, ask):
-    """ask(consumer, caller) for the key's department; a refusal is audited as the API's are."""
-    from catalog.access import check_purpose
-
-    consumer, caller = _consumer(), None
-    try:
-        check_purpose(args.purpose)
-        caller = _caller(consumer, args)
-        return ask(consumer, caller)
-    except ExchangeError as exc:
-        if not getattr(exc, "audited", False):
-            consumer.refused(caller, args.purpose, action, exc)
-        raise
+def _token(args) -> str | None:
+    return args.key or os.environ.get("EXCHANGE_API_KEY")
 
 
 def cmd_lookup(args) -> int:
-    from catalog.consumer import holder_key
-
-    holder_key(args.holder_id)                  # bad input (exit 4) before anything else
-    out = _as_department(args, "lookup", lambda c, caller: c.lookup(caller, args.purpose, args.holder_id))
+    out = _requests().lookup(_token(args), args.department, args.purpose, args.holder_id)
     key, rows = out["holder"], out["records"]
     if args.json:
         print(json.dumps(out, ensure_ascii=False, indent=1))
@@ -86,7 +46,7 @@ def cmd_lookup(args) -> int:
 
 
 def cmd_export(args) -> int:
-    bundle = _as_department(args, "bundle", lambda c, caller: c.bundle(caller, args.purpose, args.record_id))
+    bundle = _requests().bundle(_token(args), args.department, args.purpose, args.record_id)
     text = json.dumps(bundle, ensure_ascii=False, indent=1)
     if args.output:
         Path(args.output).write_text(text + "\n", encoding="utf-8")
@@ -99,11 +59,6 @@ def cmd_export(args) -> int:
 
 
 def cmd_verify(args) -> int:
-    from base.settings import get_settings
-    from trust.cli import load, report
-    from trust.errors import InputError
-    from trust.verify import verify_bundle
-
     try:
         bundle, jwks, key_status = load(args.file, args.jwks or get_settings().jwks_path, args.key_status)
     except InputError as exc:

@@ -7,6 +7,9 @@ import getpass
 import json
 import sys
 
+from rich.console import Console
+from rich.markup import escape
+
 from exchange.cli import catalog, table
 from base.errors import ExchangeError
 
@@ -16,10 +19,7 @@ MARK = {"ok": "[green]✓[/green]", "failed": "[red]✗[/red]", "skipped": "[yel
 
 
 def cmd_register(args) -> int:
-    from rich.console import Console
-    from rich.markup import escape
-
-    from exchange import registering
+    from exchange import registering   # lazy: CLI start (registering imports pyarrow, the catalogue)
 
     console = Console(highlight=False)
 

@@ -1,24 +1,24 @@
 """`exchange serve`: the consumer API under uvicorn (OpenAPI at /docs and /openapi.json)."""
 from __future__ import annotations
 
+import os
+import secrets
+import tempfile
+from pathlib import Path
+
+from api.shared_buckets import create
+
 
 def cmd_serve(args) -> int:
-    import os
-    import tempfile
-    from pathlib import Path
-
-    import uvicorn
+    import uvicorn   # lazy: CLI start (the web server)
 
     buckets, secret_made = None, False
     if args.workers > 1:        # one rate limit per department for all workers together
-        from api.shared_buckets import create
-
         fd, name = tempfile.mkstemp(prefix="exchange-api-buckets-")
         os.close(fd)
         buckets = create(Path(name))
         os.environ["EXCHANGE_API_BUCKETS"] = str(buckets)
         if not os.environ.get("EXCHANGE_DASHBOARD_SECRET"):   # one dashboard secret for all workers
-            import secrets
             os.environ["EXCHANGE_DASHBOARD_SECRET"] = secrets.token_urlsafe(32)
             secret_made = True
     try:

@@ -6,13 +6,12 @@ import json
 import sys
 from pathlib import Path
 
-from exchange.cli import table
 from base.errors import ConfigError
+from exchange.cli import table
+from schemas import types
 
 
 def cmd_types(args) -> int:
-    from schemas import types
-
     directory = Path(args.dir) if args.dir else types.TYPES_DIR
     if not directory.is_dir():
         raise ConfigError(f"--dir {directory}: no such folder of certificate type files")

@@ -4,9 +4,12 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 
-from base import clock
-from exchange.cli import catalog, table
+from rich.console import Console
+from rich.markup import escape
+
 from base.errors import ConfigError
+from exchange.cli import table
+from exchange.cli.progress import bar
 
 COLOURS = {"fresh": "green", "late": "yellow", "stale": "red", "never": "magenta",
            "failed": "red", "held": "yellow", "published": "green", "unchanged": "green"}
@@ -28,21 +31,9 @@ def _paint(value) -> str:
 
 
 def cmd_status(args) -> int:
-    from catalog import monitoring
-    from rich.markup import escape
+    from exchange.source_status import source_status   # lazy: CLI start (the catalogue)
 
-    import registration
-    from base.settings import get_settings
-
-    cat = catalog()
-    cat.reap_orphans()       # runs whose `exchange run` process is gone: failed, not running
-    scan = registration.scan(get_settings().sources_dir)
-    rows = monitoring.with_registrations(monitoring.source_status(cat, _at(args.at)), scan)
-    if args.source:
-        rows = [r for r in rows if r["source"] == args.source]
-        if not rows:
-            from base.errors import NotFound
-            raise NotFound(f"no source {args.source!r}; `exchange status` lists them")
+    rows = source_status(_at(args.at), args.source)
     if args.json:
         print(json.dumps(rows, ensure_ascii=False, indent=1))
         return 0
@@ -66,10 +57,9 @@ def cmd_status(args) -> int:
 
 
 def cmd_scorecard(args) -> int:
-    from catalog import monitoring
-    from rich.console import Console
+    from exchange.source_status import scorecards   # lazy: CLI start (the catalogue)
 
-    cards = monitoring.scorecards(catalog(), args.period, _at(args.at))
+    cards = scorecards(args.period, _at(args.at))
     if args.json:
         print(json.dumps(cards, ensure_ascii=False, indent=1))
         return 0
@@ -100,21 +90,14 @@ def _share(x) -> str:
 def cmd_run(args) -> int:
     """Run a source's whole path now, in this process (a steward's check; Airflow runs it on
     its schedule): a bar per stage."""
-    from catalog.run_owner import owning
-    from exchange import stages
-    from exchange.cli.progress import bar
+    from exchange import manual_run   # lazy: CLI start (stages reach pyarrow and GX)
 
-    key = args.key or "manual_" + clock.now().strftime("%Y%m%dT%H%M%S")
-    steps = [("extract", stages.extract), ("conform", stages.conform),
-             ("validate", stages.validate), ("publish", stages.publish)]
-    out = {}
-    with owning(), bar(args, transient=False) as progress:     # the run is this process's
-        task = progress.add_task(f"{args.source}: extract", total=len(steps))
-        for name, step in steps:
-            progress.update(task, description=f"{args.source}: {name}")
-            out[name] = step(args.source, key)
-            progress.advance(task)
-    result = {"source": args.source, "run_key": key, **out["publish"]}
+    key = args.key or manual_run.manual_key()
+    with bar(args, transient=False) as progress:
+        task = progress.add_task(f"{args.source}: extract", total=len(manual_run.STEPS))
+        result = manual_run.run_source(
+            args.source, key, before=lambda name: progress.update(task, description=f"{args.source}: {name}"),
+            after=lambda name: progress.advance(task))
     if args.json:
         print(json.dumps(result, ensure_ascii=False, indent=1, default=str))
     else:

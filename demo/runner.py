@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -11,11 +12,25 @@ from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 
+import requests
+from rich.console import Console
+from rich.table import Table
+
 from base import clock
-from base.airflow_env import airflow_env
 from base.errors import ExchangeError
 from base.settings import ROOT, get_settings
+from catalog import monitoring
+from catalog.access import Caller
+from catalog.consumer import Consumer
+from demo import http_silo
+from demo.departments import api_token, make
+from demo.synth import make_business_licence_silo
 import registration
+from exchange import airflow_connections
+from base.airflow_env import airflow_env
+from exchange.catalogue import open_access, open_catalog
+from exchange.signing_keys import create_signing_key
+from trust.verify import verify_bundle
 
 SOURCE = "smr_business_licence"
 TEMPLATE = ROOT / "demo" / "registrations" / f"{SOURCE}.toml"
@@ -34,9 +49,6 @@ def airflow(args: list[str], log: Path, extra_env: dict | None = None) -> None:
 
 def prepare(rows: int, seed: int = 7, today: date | None = None) -> registration.Registration:
     """The market-regulation SQLite silo and its registration (the first department)."""
-    from catalog.service import Catalog
-    from demo.synth import make_business_licence_silo
-
     s = get_settings()
     silo = s.home / "silos" / "market_regulation.db"
     silo.parent.mkdir(parents=True, exist_ok=True)
@@ -45,18 +57,15 @@ def prepare(rows: int, seed: int = 7, today: date | None = None) -> registration
     path = s.sources_dir / f"{SOURCE}.toml"
     path.write_text(TEMPLATE.read_text(encoding="utf-8").replace("{silo}", str(silo)), encoding="utf-8")
     reg = registration.load(path)
-    Catalog(s.catalog_url, s.store_dir).register(reg)
+    open_catalog().register(reg)
     return reg
 
 
 def prepare_departments(rows: int, today: date | None = None):
     """The other departments' silos (PostgreSQL, MariaDB, HTTP API, GBK CSV, XLSX). A drop
     export the exchange already took is not delivered again (made again, it is the same)."""
-    from catalog.service import Catalog
-    from demo.departments import make
-
     s = get_settings()
-    catalog = Catalog(s.catalog_url, s.store_dir)
+    catalog = open_catalog()
     silos = make(s.home, rows, taken=catalog.taken_files, today=today)
     for source_id, text in silos.registrations.items():
         (s.sources_dir / f"{source_id}.toml").write_text(text, encoding="utf-8")
@@ -66,8 +75,6 @@ def prepare_departments(rows: int, today: date | None = None):
 def store_connections(silos) -> None:
     """The silos' connections in Airflow's metadata database, not only in this process's
     environment: they outlive the demo, and `./run serve`'s scheduled runs find them."""
-    from exchange import airflow_connections
-
     airflow_connections.put(silos.connections)
 
 
@@ -76,9 +83,6 @@ def silo_api(silos, log: Path):
     """The human-resources silo's HTTP API, as its own process, for the length of the runs;
     started as `./run serve` starts it (port and token from its Airflow connection). One
     already answering there with the demo's token (`./run serve`'s) is used as it is."""
-    from demo import http_silo
-    from demo.departments import api_token
-
     s = get_settings()
     made = http_silo.command(s.home, s.sources_dir) if silos.api else None
     if not made:
@@ -102,13 +106,11 @@ def silo_api(silos, log: Path):
 
 
 def _listening(port: int) -> bool:
-    import socket
     with socket.socket() as s:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 def _answers_as_demo_silo(port: int, token: str) -> bool:
-    import requests
     try:
         return requests.get(f"http://127.0.0.1:{port}/licences", params={"limit": 1}, timeout=5,
                             headers={"Authorization": f"Bearer {token}"}).status_code == 200
@@ -128,10 +130,7 @@ def _wait_for_port(port: int, proc, log: Path, seconds: float = 60) -> None:
 def run_sources(source_ids: list[str], regs: dict, silos, console, log: Path) -> None:
     """Each source's DAG under Airflow, one after the other; a line as each finishes (flushed,
     so a log or a pipe sees progress, not three silent minutes)."""
-    from catalog.service import Catalog
-
-    s = get_settings()
-    catalog = Catalog(s.catalog_url, s.store_dir)
+    catalog = open_catalog()
     for source_id in source_ids:
         kind = (silos.kinds.get(source_id) if silos else None) or "sqlite"
         with console.status(f"running DAG {regs[source_id].dag_id} under Airflow (log: {log})"):
@@ -149,21 +148,14 @@ def run_sources(source_ids: list[str], regs: dict, silos, console, log: Path) ->
 def run_demo(rows: int = 10_000, as_json: bool = False, departments: bool = True,
              today: date | None = None) -> int:
     """today: the date the silos' data are made as of and checked as of (default: the clock's)."""
-    from rich.console import Console
-
     today = today or clock.today()              # read once: the silos and their DAG runs share it
     os.environ[clock.TODAY_ENV] = today.isoformat()   # inherited by `airflow dags test`
-
-    from catalog import monitoring
-    from catalog.service import Catalog
-    from trust.verify import verify_bundle
 
     console = Console(stderr=as_json, width=None if sys.stdout.isatty() else 120)
     s = get_settings()
     s.key_passphrase()   # fail early, before any work, if the passphrase is missing
     log = s.home / "demo.log"
     log.parent.mkdir(parents=True, exist_ok=True)
-    from exchange.cli.keys import create_signing_key
     if (kid := create_signing_key(exist_ok=True)) is not None:   # as `exchange keys create` does
         console.print(f"made the signing key {kid} (exchange keys create)", markup=False)
     with console.status("making the market-regulation silo"):
@@ -184,7 +176,7 @@ def run_demo(rows: int = 10_000, as_json: bool = False, departments: bool = True
                   f"(log: {log})", markup=False, soft_wrap=True)
     with silo_api(silos, log) if silos else _nothing():
         run_sources(ours, regs, silos, console, log)
-    catalog = Catalog(s.catalog_url, s.store_dir)
+    catalog = open_catalog()
     datasets = {d["dataset"]: d for d in catalog.datasets()}
     sources = []
     for source_id in ours:
@@ -227,10 +219,7 @@ def run_demo(rows: int = 10_000, as_json: bool = False, departments: bool = True
 def _consume(catalog, holder: str) -> dict:
     """The transport bureau serves the sample holder: a materials check for registering a lift
     (item DJ-SCJG-0003 needs the business licence) — a real, audited consumer request."""
-    from catalog.access import Access, Caller
-    from catalog.consumer import Consumer
-
-    access = Access(catalog.engine, ttl=0)
+    access = open_access(catalog)
     access.add_department(CONSUMER, "交通运输局", actor="demo")
     check = Consumer(catalog, access).materials(Caller(CONSUMER, "consumer", "demo"), ITEM, ITEM,
                                                 holder, {})
@@ -244,8 +233,6 @@ def _nothing():
 
 
 def _print_summary(console, s: dict) -> None:
-    from rich.table import Table
-
     t = Table(title="Sources run under Airflow (extracted = accepted + quarantined)")
     for c in ("department", "silo", "certificate type", "run", "extracted", "accepted",
               "quarantined", "version"):

@@ -1,0 +1,24 @@
+"""The catalogue of this exchange's private home (EXCHANGE_HOME's settings), opened for the
+CLI, the demo and the services below them."""
+from __future__ import annotations
+
+from catalog.access import Access
+from catalog.consumer import Consumer
+from catalog.service import Catalog
+from base.settings import Settings, get_settings
+
+
+def open_catalog(settings: Settings | None = None) -> Catalog:
+    s = settings or get_settings().private_home()
+    return Catalog(s.catalog_url, s.store_dir)
+
+
+def open_access(catalog: Catalog | None = None) -> Access:
+    """Departments, credentials and grants, read fresh on every call (no cache)."""
+    return Access((catalog or open_catalog()).engine, ttl=0)
+
+
+def open_consumer(operator: str | None = None) -> Consumer:
+    """Requests as a department, under the API's rules; audited with the operator's account."""
+    cat = open_catalog()
+    return Consumer(cat, open_access(cat), operator=operator)

@@ -1,0 +1,33 @@
+"""`exchange audit-chain DATASET`: every published version of a dataset checked against the
+public key material, to the first break."""
+from __future__ import annotations
+
+import json
+from typing import Callable
+
+from base.errors import NotFound
+from base.settings import get_settings
+from catalog.chain import CHECKS, audit_chain, catalogue_entries
+from catalog.key_status import KEY_STATUS_FILE, read_key_status
+from exchange.catalogue import open_catalog
+
+CHECK_NAMES = [n for _, n in CHECKS]
+
+
+def published_versions(dataset: str) -> tuple[list, dict, str | None]:
+    """(the dataset's catalogue entries, the published JWKS, the key status document)."""
+    s = get_settings()
+    jwks = json.loads(s.jwks_path.read_text(encoding="utf-8")) if s.jwks_path.exists() else {"keys": []}
+    entries = catalogue_entries(open_catalog().engine, dataset)
+    if not entries:
+        raise NotFound(f"dataset {dataset!r} has no published versions; see `exchange datasets`")
+    return entries, jwks, read_key_status(s.jwks_path.with_name(KEY_STATUS_FILE))
+
+
+def check(dataset: str, entries: list, jwks: dict, key_status: str | None,
+          progress: Callable[[], None] | None = None) -> dict:
+    """The report: ok, versions and records checked, the first break (None when intact)."""
+    report = audit_chain(dataset, entries, jwks, key_status, progress=progress)
+    return {"dataset": dataset, "ok": report.ok, "versions": len(entries),
+            "versions_checked": report.versions_checked, "records_checked": report.records_checked,
+            "first_break": report.first_break, "checks": CHECK_NAMES}
