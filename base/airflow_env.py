@@ -9,7 +9,7 @@ from cryptography.fernet import Fernet
 from base.settings import ROOT, get_settings
 
 
-def airflow_env(base: dict | None = None) -> dict:
+def airflow_env(base: dict[str, str] | None = None) -> dict[str, str]:
     env = dict(os.environ if base is None else base)
     home = get_settings().home
     env.setdefault("EXCHANGE_ROOT", str(ROOT))
