@@ -8,9 +8,9 @@ from datetime import datetime
 
 
 def make_checkpoint(now: datetime, settings=None) -> dict:
-    from catalog.audit_checkpoints import make
-    from catalog.key_status import write_key_material
-    from catalog.keys import KeyStore
+    from catalog.serving.audit_checkpoints import make
+    from catalog.publish.key_status import write_key_material
+    from catalog.signing.keys import KeyStore
     from catalog.service import Catalog
     from base.settings import get_settings
 

@@ -35,6 +35,7 @@ def prepare(rows: int, seed: int = 7, today: date | None = None) -> registry.Reg
     """The market-regulation SQLite silo and its registration (the first department)."""
     from catalog.service import Catalog
     from demo.synth import make_business_licence_silo
+    from exchange.listing import source_listing
 
     s = get_settings()
     silo = s.home / "silos" / "market_regulation.db"
@@ -44,19 +45,18 @@ def prepare(rows: int, seed: int = 7, today: date | None = None) -> registry.Reg
     path = s.sources_dir / f"{SOURCE}.toml"
     path.write_text(TEMPLATE.read_text(encoding="utf-8").replace("{silo}", str(silo)), encoding="utf-8")
     reg = registry.load(path)
-    Catalog(s.catalog_url, s.store_dir).register(reg)
+    Catalog(s.catalog_url, s.store_dir).register(source_listing(reg))
     return reg
 
 
 def prepare_departments(rows: int, today: date | None = None):
     """The other departments' silos (PostgreSQL, MariaDB, HTTP API, GBK CSV, XLSX). A drop
     export the exchange already took is not delivered again (made again, it is the same)."""
-    from catalog.service import Catalog
+    from catalog.ledger.service import Ledger
     from demo.departments import make
 
     s = get_settings()
-    catalog = Catalog(s.catalog_url, s.store_dir)
-    silos = make(s.home, rows, taken=catalog.taken_files, today=today)
+    silos = make(s.home, rows, taken=Ledger(s.catalog_url).taken_files, today=today)
     for source_id, text in silos.registrations.items():
         (s.sources_dir / f"{source_id}.toml").write_text(text, encoding="utf-8")
     return silos
@@ -127,10 +127,10 @@ def _wait_for_port(port: int, proc, log: Path, seconds: float = 60) -> None:
 def run_sources(source_ids: list[str], regs: dict, silos, console, log: Path) -> None:
     """Each source's DAG under Airflow, one after the other; a line as each finishes (flushed,
     so a log or a pipe sees progress, not three silent minutes)."""
-    from catalog.service import Catalog
+    from catalog.ledger.service import Ledger
 
     s = get_settings()
-    catalog = Catalog(s.catalog_url, s.store_dir)
+    ledger = Ledger(s.catalog_url)
     for source_id in source_ids:
         kind = (silos.kinds.get(source_id) if silos else None) or "sqlite"
         with console.status(f"running DAG {regs[source_id].dag_id} under Airflow (log: {log})"):
@@ -139,7 +139,7 @@ def run_sources(source_ids: list[str], regs: dict, silos, console, log: Path) ->
             except ExchangeError:
                 console.print(f"{source_id} ({kind}): failed — see {log}", markup=False, soft_wrap=True)
                 raise
-        run = catalog.runs(source_id, limit=1)[0]
+        run = ledger.runs(source_id, limit=1)[0]
         console.print(f"{source_id} ({kind}): {run['state']} v{run['version']} — "
                       f"{run['extracted'] or 0:,} extracted = {run['accepted'] or 0:,} accepted + "
                       f"{run['quarantined'] or 0:,} quarantined", markup=False, soft_wrap=True)
@@ -153,7 +153,8 @@ def run_demo(rows: int = 10_000, as_json: bool = False, departments: bool = True
     today = today or clock.today()              # read once: the silos and their DAG runs share it
     os.environ[clock.TODAY_ENV] = today.isoformat()   # inherited by `airflow dags test`
 
-    from catalog import monitoring
+    from catalog.ledger import monitoring
+    from catalog.ledger.service import Ledger
     from catalog.service import Catalog
     from trust.verify import verify_bundle
 
@@ -184,10 +185,11 @@ def run_demo(rows: int = 10_000, as_json: bool = False, departments: bool = True
     with silo_api(silos, log) if silos else _nothing():
         run_sources(ours, regs, silos, console, log)
     catalog = Catalog(s.catalog_url, s.store_dir)
+    ledger = Ledger(s.catalog_url)
     datasets = {d["dataset"]: d for d in catalog.datasets()}
     sources = []
     for source_id in ours:
-        run = catalog.runs(source_id, limit=1)[0]
+        run = ledger.runs(source_id, limit=1)[0]
         r = regs[source_id]
         sources.append({"source": source_id, "department": r.department_name or r.department,
                         "silo": (silos.kinds.get(source_id) if silos else None) or "sqlite",
@@ -195,7 +197,7 @@ def run_demo(rows: int = 10_000, as_json: bool = False, departments: bool = True
                         "extracted": run["extracted"], "accepted": run["accepted"],
                         "quarantined": run["quarantined"], "dataset": r.dataset,
                         "version": datasets[r.dataset]["version"]})
-    main_run = catalog.runs(SOURCE, limit=1)[0]
+    main_run = ledger.runs(SOURCE, limit=1)[0]
     ds = datasets[reg.dataset]
     sample = catalog.sample_holder(reg.dataset)
     records = catalog.lookup(sample) if sample else []
@@ -226,8 +228,8 @@ def run_demo(rows: int = 10_000, as_json: bool = False, departments: bool = True
 def _consume(catalog, holder: str) -> dict:
     """The transport bureau serves the sample holder: a materials check for registering a lift
     (item DJ-SCJG-0003 needs the business licence) — a real, audited consumer request."""
-    from catalog.access import Access, Caller
-    from catalog.consumer import Consumer
+    from catalog.serving.access import Access, Caller
+    from catalog.serving.consumer import Consumer
 
     access = Access(catalog.engine, ttl=0)
     access.add_department(CONSUMER, "交通运输局", actor="demo")

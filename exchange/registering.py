@@ -284,6 +284,7 @@ def add(reg: Registration, path: Path, plan: Plan, by: str | None):
     """Copy the file atomically, then the catalogue; if the catalogue fails the file goes back."""
     from catalog.service import Catalog
     from base.files import atomic_write
+    from exchange.listing import source_listing
     from base.settings import get_settings
 
     settings = get_settings()
@@ -293,7 +294,7 @@ def add(reg: Registration, path: Path, plan: Plan, by: str | None):
     atomic_write(plan.target, data, mode=0o644)
     try:
         changed = Catalog(settings.catalog_url, settings.store_dir).register(
-            dataclasses.replace(reg, path=plan.target), by=by)
+            source_listing(dataclasses.replace(reg, path=plan.target)), by=by)
     except BaseException as exc:
         if previous is None:
             plan.target.unlink(missing_ok=True)

@@ -21,14 +21,14 @@ def settle_run(source: str, run_id: str | None, task: str | None, reason) -> str
     here, so that it does not stay "running" in the catalogue for ever."""
     if not run_id:
         return None
-    from catalog.service import FINAL, Catalog
+    from catalog.ledger.service import FINAL, Ledger
     from base.errors import NotFound
     from base.settings import get_settings
     from exchange.stages import run_key
 
     s = get_settings()
     try:
-        cat = Catalog(s.catalog_url, s.store_dir)
+        cat = Ledger(s.catalog_url)
         run = cat.get_run(source, run_key(run_id))
         if run.state in FINAL or run.message:
             return run.message

@@ -25,8 +25,15 @@ def catalog():
     return Catalog(s.catalog_url, s.store_dir)
 
 
+def ledger():
+    from catalog.ledger.service import Ledger
+    from base.settings import get_settings
+
+    return Ledger(get_settings().private_home().catalog_url)
+
+
 def keystore():
-    from catalog.keys import KeyStore
+    from catalog.signing.keys import KeyStore
     from base.settings import get_settings
 
     s = get_settings().private_home()

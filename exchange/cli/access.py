@@ -10,7 +10,7 @@ from exchange.cli import catalog, emit
 
 
 def _access():
-    from catalog.access import Access
+    from catalog.serving.access import Access
     return Access(catalog().engine, ttl=0)
 
 
@@ -82,7 +82,7 @@ def cmd_grant_list(args) -> int:
 
 
 def cmd_audit_verify(args) -> int:
-    from catalog.audit_checkpoints import read_held, verify_log
+    from catalog.serving.audit_checkpoints import read_held, verify_log
     from base.settings import get_settings
 
     from exchange.cli.progress import bar
@@ -131,8 +131,8 @@ def cmd_audit_checkpoint(args) -> int:
 
 
 def cmd_access_report(args) -> int:
-    from catalog.audit import holder_report
-    from catalog.consumer import holder_key
+    from catalog.serving.audit import holder_report
+    from catalog.serving.consumer import holder_key
 
     key = holder_key(args.holder_id)
     if not 1 <= args.limit <= 10_000:

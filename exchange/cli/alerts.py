@@ -1,11 +1,11 @@
 """`exchange alerts`: recent alerts; `exchange watch`: check freshness once and alert on changes."""
 from __future__ import annotations
 
-from exchange.cli import catalog, emit
+from exchange.cli import emit, ledger
 
 
 def cmd_alerts(args) -> int:
-    rows = catalog().alerts(limit=args.limit, dataset=args.dataset)
+    rows = ledger().alerts(limit=args.limit, dataset=args.dataset)
     for r in rows:
         r["at"] = r["at"].isoformat(timespec="seconds") if r["at"] else None
     if not args.json:
@@ -23,7 +23,7 @@ def cmd_watch(args) -> int:
     from base.settings import get_settings
 
     channels(get_settings())          # a bad EXCHANGE_ALERTS is a configuration error here
-    raised = check(catalog())
+    raised = check(ledger())
     emit(args, raised, "Freshness alerts raised now (none: nothing changed)",
          ["kind", "dataset", "source", "freshness", "message"])
     return 0

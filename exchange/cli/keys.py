@@ -12,7 +12,7 @@ from base.errors import ConfigError
 
 def _publish(keys) -> None:
     """Rewrite jwks.json and key-status.jws after any change."""
-    from catalog.key_status import write_key_material
+    from catalog.publish.key_status import write_key_material
     from base.settings import get_settings
 
     write_key_material(keys, catalog().engine, get_settings().jwks_path)
@@ -45,7 +45,7 @@ def cmd_reencrypt(args) -> int:
 
 
 def cmd_list(args) -> int:
-    from catalog.key_status import summary
+    from catalog.publish.key_status import summary
 
     keys = keystore()
     rows = summary(keys, catalog().engine)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 
-from exchange.cli import catalog, emit, table
+from exchange.cli import catalog, emit, ledger, table
 from base.errors import ConfigError
 
 
@@ -27,9 +27,8 @@ def cmd_quarantine(args) -> int:
         raise ConfigError("usage: exchange quarantine DATASET | quarantine review DATASET KEY "
                           "--by NAME --note TEXT")
     dataset = args.words[0]
-    cat = catalog()
-    cat.dataset(dataset)                 # NotFound (exit 7) naming the known datasets
-    entries = cat.quarantine(dataset, include_resolved=args.all)
+    catalog().dataset(dataset)           # NotFound (exit 7) naming the known datasets
+    entries = ledger().quarantine(dataset, include_resolved=args.all)
     summary = queue_summary(entries, args.samples)
     _with_raw_rows(entries)
     if args.json:
@@ -63,7 +62,7 @@ def _review(args) -> int:
     if len(args.words) != 3 or not args.by or not args.note:
         raise ConfigError("usage: exchange quarantine review DATASET KEY --by NAME --note TEXT")
     _, dataset, key = args.words
-    out = catalog().review_quarantine(dataset, key, args.by, args.note, args.row)
+    out = ledger().review_quarantine(dataset, key, args.by, args.note, args.row)
     emit(args, out if args.json else
          f"{key} in {dataset}: {out['state']}, {out['entries']} row(s) ({args.note})")
     return 0
@@ -72,9 +71,9 @@ def _review(args) -> int:
 def cmd_approve(args) -> int:
     from exchange import stages
 
-    from catalog.run_owner import owning
+    from catalog.ledger.run_owner import owning
 
-    run = catalog().approve_run(args.source, args.run_key, args.by, args.note)
+    run = ledger().approve_run(args.source, args.run_key, args.by, args.note)
     result = {"source": args.source, "run_key": args.run_key, "approved_by": args.by,
               "held_because": run.message}
     if not args.no_publish:

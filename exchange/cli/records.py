@@ -5,7 +5,7 @@ import json
 import os
 from pathlib import Path
 
-from exchange.cli import catalog, table
+from exchange.cli import catalog, ledger, table
 from base.errors import AccessDenied, ConfigError, ExchangeError, Unauthenticated
 
 
@@ -32,8 +32,8 @@ def _operator() -> str:
 
 
 def _consumer():
-    from catalog.access import Access
-    from catalog.consumer import Consumer
+    from catalog.serving.access import Access
+    from catalog.serving.consumer import Consumer
 
     cat = catalog()
     return Consumer(cat, Access(cat.engine, ttl=0), operator=_operator())
@@ -56,7 +56,7 @@ def _caller(consumer, args):
 
 def _as_department(args, action: str, ask):
     """ask(consumer, caller) for the key's department; a refusal is audited as the API's are."""
-    from catalog.access import check_purpose
+    from catalog.serving.access import check_purpose
 
     consumer, caller = _consumer(), None
     try:
@@ -70,7 +70,7 @@ def _as_department(args, action: str, ask):
 
 
 def cmd_lookup(args) -> int:
-    from catalog.consumer import holder_key
+    from catalog.serving.consumer import holder_key
 
     holder_key(args.holder_id)                  # bad input (exit 4) before anything else
     out = _as_department(args, "lookup", lambda c, caller: c.lookup(caller, args.purpose, args.holder_id))
@@ -119,9 +119,9 @@ def cmd_verify(args) -> int:
 
 
 def cmd_runs(args) -> int:
-    cat = catalog()
-    cat.reap_orphans(args.source)     # runs whose `exchange run` process is gone: failed
-    rows = cat.runs(args.source, args.limit)
+    led = ledger()
+    led.reap_orphans(args.source)     # runs whose `exchange run` process is gone: failed
+    rows = led.runs(args.source, args.limit)
     if args.json:
         print(json.dumps(rows, ensure_ascii=False, indent=1, default=str))
     else:
@@ -131,7 +131,7 @@ def cmd_runs(args) -> int:
 
 
 def consumer(sp):
-    """Asks as a department, under the API's rules (catalog/consumer.py), audited with the OS account."""
+    """Asks as a department, under the API's rules (catalog/serving/consumer.py), audited with the OS account."""
     sp.add_argument("--key", help="the department's exchange key exk_… (default: $EXCHANGE_API_KEY, "
                                   "which keeps it out of the process list)")
     sp.add_argument("--department", help="the department asking; must be the key's own")

@@ -5,7 +5,7 @@ import json
 from datetime import datetime, timezone
 
 from base import clock
-from exchange.cli import catalog, table
+from exchange.cli import ledger, table
 from base.errors import ConfigError
 
 COLOURS = {"fresh": "green", "late": "yellow", "stale": "red", "never": "magenta",
@@ -28,13 +28,13 @@ def _paint(value) -> str:
 
 
 def cmd_status(args) -> int:
-    from catalog import monitoring
+    from catalog.ledger import monitoring
     from rich.markup import escape
 
     from exchange import registry
     from base.settings import get_settings
 
-    cat = catalog()
+    cat = ledger()
     cat.reap_orphans()       # runs whose `exchange run` process is gone: failed, not running
     scan = registry.scan(get_settings().sources_dir)
     rows = monitoring.with_registrations(monitoring.source_status(cat, _at(args.at)), scan)
@@ -66,10 +66,10 @@ def cmd_status(args) -> int:
 
 
 def cmd_scorecard(args) -> int:
-    from catalog import monitoring
+    from catalog.ledger import monitoring
     from rich.console import Console
 
-    cards = monitoring.scorecards(catalog(), args.period, _at(args.at))
+    cards = monitoring.scorecards(ledger(), args.period, _at(args.at))
     if args.json:
         print(json.dumps(cards, ensure_ascii=False, indent=1))
         return 0
@@ -100,7 +100,7 @@ def _share(x) -> str:
 def cmd_run(args) -> int:
     """Run a source's whole path now, in this process (a steward's check; Airflow runs it on
     its schedule): a bar per stage."""
-    from catalog.run_owner import owning
+    from catalog.ledger.run_owner import owning
     from exchange import stages
     from exchange.cli.progress import bar
 

@@ -7,7 +7,7 @@ import rfc8785
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from catalog.canonical import canonical_bytes, canonical_json, sort_keys, to_json_record, to_json_value
+from catalog.signing.canonical import canonical_bytes, canonical_json, sort_keys, to_json_record, to_json_value
 
 
 def rows_of(table):

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from catalog.merkle import (MerkleTree, leaf_hash, leaf_hashes, node_hash,
+from catalog.signing.merkle import (MerkleTree, leaf_hash, leaf_hashes, node_hash,
                             root_from_inclusion_proof)
 
 

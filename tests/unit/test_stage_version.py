@@ -8,9 +8,9 @@ import pytest
 import rfc8785
 
 from bench.publish import ACCEPTED_FILE, records
-from catalog import index_load, store
-from catalog.canonical import to_json_record
-from catalog.merkle import MerkleTree, root_from_inclusion_proof
+from catalog.publish import index_load, store
+from catalog.signing.canonical import to_json_record
+from catalog.signing.merkle import MerkleTree, root_from_inclusion_proof
 from schemas.types import get_type
 
 DATASET = "business_licence.test"

@@ -24,8 +24,8 @@ import sqlalchemy as sa
 from sqlalchemy import Engine
 
 from base import clock
-from catalog import audit
-from catalog.models import Credential, Dataset, Department, Grant
+from catalog.serving import audit
+from catalog.db.models import Credential, Dataset, Department, Grant
 from trust.verify import label_unsigned
 from base.errors import AccessDenied, InvalidRequest, NotFound, Unauthenticated, UnknownName
 

@@ -22,9 +22,9 @@ from joserfc.errors import JoseError
 from joserfc.jwk import OKPKey
 from sqlalchemy import Engine
 
-from catalog import audit
-from catalog.keys import ALG, CHECKPOINT_TYP, eddsa_allowed, rfc3339
-from catalog.models import AuditCheckpoint
+from catalog.serving import audit
+from catalog.signing.keys import ALG, CHECKPOINT_TYP, eddsa_allowed, rfc3339
+from catalog.db.models import AuditCheckpoint
 from base.errors import VerificationError
 
 LOG = "exchange-audit"

@@ -1,7 +1,7 @@
 """What a consuming department may ask, each answer audited (allowed or refused).
 
-The API routes and the CLI call these; access rules are in catalog/access.py, the audit chain
-in catalog/audit.py, the catalogue reads in catalog/service.py.
+The API routes and the CLI call these; access rules are in catalog/serving/access.py, the audit chain
+in catalog/serving/audit.py, the catalogue reads in catalog/service.py.
 """
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from datetime import date, datetime, timezone
 import sqlalchemy as sa
 
 from base import clock
-from catalog import audit
-from catalog.access import STATUS_SOURCES, Access, Caller, check_purpose, disclose
-from catalog.models import Dataset, DatasetVersion, Record
+from catalog.serving import audit
+from catalog.serving.access import STATUS_SOURCES, Access, Caller, check_purpose, disclose
+from catalog.db.models import Dataset, DatasetVersion, Record
 from catalog.service import Catalog
 from base.errors import AccessDenied, ExchangeError, InvalidRequest, NotFound
 
@@ -140,7 +140,7 @@ class Consumer:
     # --- materials check ------------------------------------------------------------------
     def materials(self, caller: Caller, purpose: str, item_code: str, holder_id: str,
                   others: dict[str, str] | None = None, today: date | None = None) -> dict:
-        from catalog.materials import check_materials
+        from catalog.serving.materials import check_materials
 
         check_purpose(purpose)
         return check_materials(self, caller, purpose, item_code, holder_id, others or {}, today)
@@ -155,7 +155,7 @@ class Consumer:
                 DatasetVersion, sa.and_(DatasetVersion.dataset_id == Dataset.id,
                                         DatasetVersion.version == Dataset.current_version))
                 .order_by(Dataset.id)).all()
-        from catalog.monitoring import freshness
+        from catalog.ledger.monitoring import freshness
 
         fresh = {f["dataset"]: f for f in freshness(self.catalog, now)}
         out = []

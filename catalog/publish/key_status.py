@@ -11,8 +11,8 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy import Engine
 
-from catalog.keys import KeyStore, atomic_write
-from catalog.models import DatasetVersion
+from catalog.signing.keys import KeyStore, atomic_write
+from catalog.db.models import DatasetVersion
 from trust.verify import KEY_STATUS_FILE, head_payload_unverified, read_key_status  # noqa: F401  (re-exported)
 
 

@@ -6,7 +6,7 @@ version. Here the rows go from Arrow to the database without it:
   ATTACHed before its transaction began (SQLite refuses ATTACH inside one); one
   INSERT ... SELECT copies them into `records` in record-id order. The scratch file is detached
   and removed after the commit or rollback; one left by a killed publish is swept by the next
-  (catalog/scratch_dirs.py).
+  (catalog/publish/scratch_dirs.py).
 - PostgreSQL: COPY ... FROM STDIN on the transaction's connection, fed CSV written by pyarrow.
 - Any other dialect: the driver's executemany, a batch of tuples at a time.
 Either way the rows belong to the caller's transaction: a rollback leaves none.
@@ -22,9 +22,11 @@ import pyarrow.compute as pc
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from catalog import digests, store
-from catalog.models import Record
-from catalog.scratch_dirs import Scratch
+from catalog.signing import digests
+
+from catalog.publish import store
+from catalog.db.models import Record
+from catalog.publish.scratch_dirs import Scratch
 
 COLUMNS = (*store.INDEX_COLUMNS, "leaf_index")   # from the staged version; dataset_id, version are constants
 SCRATCH = "index_scratch"                        # the scratch file's schema name on the connection

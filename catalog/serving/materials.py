@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from catalog.access import disclose
+from catalog.serving.access import disclose
 from base.errors import InvalidRequest, NotFound
 
 RANK = {"valid": 0, "expired": 1, "revoked": 2}
@@ -18,7 +18,7 @@ MAX_OTHERS = 8
 
 def check_materials(consumer, caller, purpose: str, item_code: str, holder_id: str,
                     others: dict[str, str], today: date | None) -> dict:
-    from catalog.consumer import holder_key
+    from catalog.serving.consumer import holder_key
     from schemas.items import WHOSE, catalogue
 
     if len(others) > MAX_OTHERS:
