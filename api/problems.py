@@ -12,7 +12,7 @@ from starlette.exceptions import HTTPException
 
 from api.actions import action_of
 from base.errors import ExchangeError, InvalidRequest, RateLimited
-from catalog.serving.consumer import holder_key
+from catalog.serving.holders import holder_key
 
 log = logging.getLogger("exchange.api")
 MEDIA = "application/problem+json"

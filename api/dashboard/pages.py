@@ -16,7 +16,7 @@ from api.dashboard.render import airflow_url, error, page
 from base.errors import InvalidRequest, NotFound
 from catalog.ledger import monitoring
 from catalog.serving import audit
-from catalog.serving.consumer import holder_key
+from catalog.serving.holders import holder_key
 from exchange import registry
 from schemas.types import all_types
 

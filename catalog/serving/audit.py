@@ -22,6 +22,7 @@ from sqlalchemy import Engine
 
 from base import clock
 from catalog.db.models import AuditEntry, AuditHead
+from catalog.db.rawdb import raw
 
 GENESIS = "0" * 64
 _log, _head = AuditEntry.__table__, AuditHead.__table__
@@ -125,8 +126,6 @@ def _statements(r, rows: list[dict]):
 def append_many(engine: Engine, rows: list[dict], wait: bool = True) -> list[int]:
     """Chain and write entries in one transaction (the API's group commit); returns their seqs.
     wait=False: raise rawdb.Busy at once if another process holds SQLite's write lock."""
-    from catalog.db.rawdb import raw
-
     if not rows:
         return []
     r = raw(engine)

@@ -132,7 +132,7 @@ def cmd_audit_checkpoint(args) -> int:
 
 def cmd_access_report(args) -> int:
     from catalog.serving.audit import holder_report
-    from catalog.serving.consumer import holder_key
+    from catalog.serving.holders import holder_key
 
     key = holder_key(args.holder_id)
     if not 1 <= args.limit <= 10_000:

@@ -70,7 +70,7 @@ def _as_department(args, action: str, ask):
 
 
 def cmd_lookup(args) -> int:
-    from catalog.serving.consumer import holder_key
+    from catalog.serving.holders import holder_key
 
     holder_key(args.holder_id)                  # bad input (exit 4) before anything else
     out = _as_department(args, "lookup", lambda c, caller: c.lookup(caller, args.purpose, args.holder_id))
