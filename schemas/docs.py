@@ -54,7 +54,7 @@ def render_type(ctype: CertificateType) -> str:
              f"| holder | {ctype.holder_kind} (`holder_code`: "
              f"{'USCC, code type 001' if ctype.holder_kind == 'organisation' else 'resident ID, code type 111'}) |",
              f"| quality suite | `{ctype.name}.v{ctype.version}` (quality/suites.py) |",
-             f"| API model | `schemas.api_models.record_model(\"{ctype.name}\")` |",
+             f"| API model | `api.models.record_model(\"{ctype.name}\")` |",
              f"| sample registration | [`{reg.id}`](../../demo/registrations/{reg.path.name}) ({_silo(reg.connector)}) |",
              "", "## Fields", "",
              "| field | type | title | silo column (sample) | checks |", "|---|---|---|---|---|"]

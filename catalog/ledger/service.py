@@ -30,6 +30,7 @@ class Ledger:
     def session(self) -> Session:
         return Session(self.engine, expire_on_commit=False)
 
+    # --- runs ----------------------------------------------------------------------------------
     def start_run(self, source_id: str, run_key: str, dag_run_id: str | None = None) -> Run:
         """The run, running (made if new); its owner is this process inside run_owner.owning()
         (`exchange run`, `approve`), else none (Airflow). Other runs of the source whose owner
@@ -94,6 +95,7 @@ class Ledger:
             if run.state not in FINAL:
                 run.state, run.message, run.finished_at = "failed", message[:2000], utcnow()
 
+    # --- pull state (connectors/state.py): advanced only after a publish -----------------------
     def watermark(self, source_id: str) -> tuple[str, str] | None:
         """(column, value) of the source's committed watermark, if any."""
         with self.session() as s:
@@ -135,6 +137,7 @@ class Ledger:
                 r["data_docs"] = docs.get(r["id"])
             return runs
 
+    # --- quality gates: quarantine queue, drift, Data Docs, size gate --------------------------
     def record_quality(self, run_id: int, **fields) -> None:
         """Upsert what the quality gates saw in a run (catalog.db.models.RunQuality)."""
         with self.session() as s, s.begin():
@@ -281,6 +284,7 @@ class Ledger:
                     "reviewed_by": by, "review_note": note, "entries": len(entries),
                     "row_hashes": [e.row_hash for e in entries]}
 
+    # --- alerts: what operators were told (exchange/alerts) ------------------------------------
     FRESHNESS_ALERTS = ("late", "stale", "recovered")
 
     def record_alert(self, alert: dict, delivered: list[dict] | None = None) -> int:
