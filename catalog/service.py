@@ -314,11 +314,5 @@ _LOOKUP = (sa.select(_r.record_id, _r.dataset_id, Dataset.title, _r.version, _r.
            .order_by(_r.dataset_id, _r.licence_number))   # a holder's records: a primary-key range
 
 
-def _holder_range(holder_key: str):
-    """A holder's records share a record-id prefix: a range on the primary key."""
-    prefix = store.holder_prefix(holder_key)
-    return Record.record_id >= prefix, Record.record_id < prefix + "g"   # 'g' sorts after hex
-
-
 def _jsonable(d: dict) -> dict:
     return json.loads(json.dumps(d, default=str))
