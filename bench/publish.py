@@ -116,8 +116,9 @@ def _check_rfc8785(accepted: Path, staged, k: int = 2000) -> int:
     to the tree's leaves."""
     import rfc8785
 
-    from catalog.signing.canonical import to_json_record
-    from catalog.signing.merkle import MerkleTree, leaf_hash
+    from trust.canonical import to_json_record
+    from catalog.signing.merkle import MerkleTree
+    from trust.merkle import leaf_hash
 
     tree = MerkleTree.open(staged.directory / "tree.bin")
     table = pq.read_table(staged.directory / "records.parquet")

@@ -22,7 +22,8 @@ from catalog.ledger.service import FINAL
 from catalog.listing import SourceListing
 from catalog.publish import index_load, store
 from catalog.serving import audit, status as statuses
-from catalog.signing.keys import KeyStore, head_hash, tree_head_payload
+from catalog.signing.keys import KeyStore, tree_head_payload
+from trust.heads import head_hash
 from trust.verify import label_unsigned, make_bundle
 
 METADATA = ("title", "steward", "description", "department", "department_name", "sharing",

@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy import Engine
 
 from catalog.signing.canonical import canonical_json
-from catalog.signing.keys import head_hash
+from trust.heads import head_hash
 from catalog.signing.merkle import MerkleTree, leaf_hashes
 from catalog.db.models import DatasetVersion, Record
 from trust.verify import verify_tree_head

@@ -16,9 +16,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from catalog.signing.canonical import canonical_json, to_json_record
+from catalog.signing.canonical import canonical_json
+from trust.canonical import to_json_record
 from catalog.signing.digests import hex_strings, sha256_many
-from catalog.signing.merkle import LEAF_PREFIX, MerkleTree, leaf_hashes
+from trust.merkle import LEAF_PREFIX
+from catalog.signing.merkle import MerkleTree, leaf_hashes
 from base import staging
 from base.errors import PublishError
 from base.parallel import ordered_map

@@ -24,7 +24,7 @@ from joserfc.jwk import OKPKey
 from sqlalchemy import Engine
 
 from catalog.serving import audit
-from catalog.signing.keys import ALG, CHECKPOINT_TYP, eddsa_allowed, rfc3339
+from trust.heads import ALG, CHECKPOINT_TYP, eddsa_allowed, rfc3339
 from catalog.db.models import AuditCheckpoint
 from base.errors import VerificationError
 

@@ -27,10 +27,9 @@ from joserfc.jwk import OKPKey
 
 from catalog.signing import key_files
 from base import clock
-from base.files import atomic_write  # noqa: F401  (re-exported)
+from base.files import atomic_write
 from base.errors import ConfigError
-from trust.heads import (ALG, CHECKPOINT_TYP, KEY_STATUS_TYP, STH_TYP, eddsa_allowed,  # noqa: F401
-                         head_hash, rfc3339)
+from trust.heads import ALG, KEY_STATUS_TYP, STH_TYP, eddsa_allowed, head_hash, rfc3339
 
 MANIFEST = "keys.json"
 STATUSES = ("active", "retired", "compromised")

@@ -23,7 +23,7 @@ def cmd_record(args) -> int:
 
 def cmd_audit_chain(args) -> int:
     from catalog.publish.chain import CHECKS, audit_chain, catalogue_entries
-    from catalog.publish.key_status import KEY_STATUS_FILE, read_key_status
+    from trust.verify import KEY_STATUS_FILE, read_key_status
     from base.settings import get_settings
 
     s = get_settings()

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 
 from catalog.serving import audit
 from catalog.serving.access import now_utc
-from catalog.publish.key_status import read_key_status
+from trust.verify import read_key_status
 from trust.verify import verify_bundle
 
 DATASET = "business_licence.market_regulation"

@@ -16,7 +16,7 @@ import pytest
 import sqlalchemy as sa
 
 from catalog.publish.chain import audit_chain, catalogue_entries
-from catalog.publish.key_status import KEY_STATUS_FILE, read_key_status
+from trust.verify import KEY_STATUS_FILE, read_key_status
 from trust.verify import verify_bundle
 from exchange import stages
 from exchange.cli import main as cli

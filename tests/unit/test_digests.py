@@ -10,7 +10,8 @@ import pytest
 from catalog.signing import digests
 
 from catalog.publish import store
-from catalog.signing.merkle import MerkleTree, leaf_hash, leaf_hashes
+from catalog.signing.merkle import MerkleTree, leaf_hashes
+from trust.merkle import leaf_hash
 
 SIZES = [0, 1, 7, digests.SMALL - 1, digests.SMALL, 3 * digests.SMALL + 5]
 

@@ -9,8 +9,9 @@ import rfc8785
 
 from bench.publish import ACCEPTED_FILE, records
 from catalog.publish import index_load, store
-from catalog.signing.canonical import to_json_record
-from catalog.signing.merkle import MerkleTree, root_from_inclusion_proof
+from trust.canonical import to_json_record
+from catalog.signing.merkle import MerkleTree
+from trust.merkle import root_from_inclusion_proof
 from schemas.types import get_type
 
 DATASET = "business_licence.test"
