@@ -1,6 +1,6 @@
 """Every request's audit entries are written before its response starts.
 
-The ASGI middleware gives each request a list (catalog.consumer.PENDING) that the consumer
+The ASGI middleware gives each request a list (catalog.serving.consumer.PENDING) that the consumer
 service fills; when the response is about to start, the entries are handed to one writer that
 chains and commits all entries waiting at that moment in one transaction (group commit). If
 the write fails, the client gets 503, not data. A request under /v1/ (but the public key and
@@ -16,126 +16,17 @@ import logging
 from contextlib import asynccontextmanager
 from urllib.parse import parse_qs
 
+from api.actions import action_of
 from api.problems import TITLES
-from api.refusals import WINDOW, RefusalCounter, counted
-from catalog import audit
-from catalog.consumer import PENDING
-from catalog.rawdb import Busy, raw
+from api.refusals import RefusalCounter, counted
+from catalog.serving import audit
+from catalog.serving.audit_writer import AuditWriter
+from catalog.serving.consumer import PENDING
 
 log = logging.getLogger("exchange.api")
-RETRY_BUSY = 0.0005      # seconds before a batch that found SQLite's write lock taken tries again
-BUSY_LIMIT = 2.0
-
-
-class AuditWriter:
-    """Group commit. On SQLite (commits are quick, no fsync) the batch is written on the event
-    loop itself (a writer thread measured no better: GIL hand-offs). If another process (a
-    second worker) holds the write lock, the batch is retried a moment later rather than
-    blocking the loop in SQLite's busy wait; after BUSY_LIMIT seconds it waits like any
-    writer (and fails with 503 if the lock stays taken). On PostgreSQL (a commit waits for
-    fsync) it is written through an async psycopg connection while the loop serves others,
-    and the next batch gathers meanwhile: one statement, the database chaining the entries under
-    the head's lock, so workers in other processes append just as cheaply."""
-
-    def __init__(self, engine, inline: bool | None = None):
-        self.engine = engine
-        self.inline = engine.dialect.name == "sqlite" if inline is None else inline
-        self._aconn = None
-        self._checkpoints_aside = False
-        self._queue: list[tuple[list[dict], asyncio.Future]] = []
-        self._running = False
-        self._busy_since: float | None = None
-
-    async def write(self, rows: list[dict]) -> None:
-        loop = asyncio.get_running_loop()
-        fut = loop.create_future()
-        self._queue.append((rows, fut))
-        if not self._running:
-            self._running = True
-            if self.inline:
-                loop.call_soon(self._flush)
-            else:
-                asyncio.create_task(self._drain())
-        await fut
-
-    def _take(self):
-        batch, self._queue = self._queue, []
-        return batch, [r for rows, _ in batch for r in rows]
-
-    @staticmethod
-    def _settle(batch, exc: Exception | None) -> None:
-        for _, fut in batch:
-            if exc is None:
-                fut.set_result(None)
-            else:
-                fut.set_exception(exc)
-
-    def _flush(self) -> None:
-        if not self._checkpoints_aside and self.engine.dialect.name == "sqlite":
-            raw(self.engine).checkpoint_aside()      # no checkpoint stalls on the loop
-            self._checkpoints_aside = True
-        batch, rows = self._take()
-        loop = asyncio.get_running_loop()
-        waited = loop.time() - self._busy_since if self._busy_since is not None else 0.0
-        try:
-            audit.append_many(self.engine, rows, wait=waited > BUSY_LIMIT)
-        except Busy:
-            if self._busy_since is None:
-                self._busy_since = loop.time()
-            self._queue[:0] = batch       # in front of what came meanwhile: the order is kept
-            loop.call_later(RETRY_BUSY, self._flush)
-            return
-        except Exception as exc:
-            self._busy_since, self._running = None, False
-            log.exception("audit write failed")
-            return self._settle(batch, exc)
-        self._busy_since, self._running = None, False
-        self._settle(batch, None)
-
-    async def _write_async(self, rows: list[dict]) -> None:
-        if self.engine.dialect.name != "postgresql":
-            return await asyncio.to_thread(audit.append_many, self.engine, rows)
-        import psycopg
-
-        if self._aconn is None or self._aconn.closed:
-            cargs, cparams = self.engine.dialect.create_connect_args(self.engine.url)
-            self._aconn = await psycopg.AsyncConnection.connect(*cargs, **cparams, autocommit=True)
-        try:
-            await audit.append_many_async(self._aconn, rows)
-        except psycopg.OperationalError:
-            await self._aconn.close()       # reconnect for the next batch
-            raise
-
-    async def _drain(self) -> None:
-        try:
-            while self._queue:
-                batch, rows = self._take()
-                try:
-                    await self._write_async(rows)
-                except Exception as exc:
-                    log.exception("audit write failed")
-                    self._settle(batch, exc)
-                else:
-                    self._settle(batch, None)
-        finally:
-            self._running = False
 
 
 PUBLIC = ("/v1/keys/", "/v1/audit/checkpoints")      # documents anyone may fetch: not audited
-ROUTE_ACTIONS = {"/v1/holders/records": "lookup", "/v1/holders/access-report": "access_report",
-                 "/v1/records/{record_id}/bundle": "bundle", "/v1/records/{record_id}/status": "status",
-                 "/v1/items/{code}/materials-check": "materials", "/v1/datasets": "catalogue",
-                 "/v1/catalogue.jsonld": "catalogue", "/v1/items": "items"}
-
-
-def action_of(scope) -> str:
-    """The audit action of a request: its route's (as the consumer service names it), the
-    route's path for others, `unknown_path` when no route matched."""
-    route = scope.get("route")
-    path = getattr(route, "path", None)
-    return "unknown_path" if path is None else ROUTE_ACTIONS.get(path, path)
-
-
 def client_of(scope) -> str:
     client = scope.get("client")
     return client[0] if client else "-"
@@ -260,7 +151,7 @@ class AuditMiddleware:
                     await self.state_of(scope).audit_writer.write(rows)
 
 
-def install(app, engine, inline: bool | None = None, window: float = WINDOW) -> None:
+def install(app, engine, inline: bool | None = None, window: float = 60.0) -> None:
     """The audit middleware (outermost: it sees every response, 413 included), its writer,
     and the refusal counter, whose summaries are written when the server stops."""
     app.state.audit_writer = AuditWriter(engine, inline)

@@ -1,8 +1,10 @@
 """Request size cap (ASGI middleware) and a token bucket per department."""
 from __future__ import annotations
 
+import json
 import time
 
+from api.shared_buckets import SharedBuckets
 from base.errors import RateLimited
 
 MAX_BODY = 16 * 1024
@@ -38,7 +40,6 @@ class _TooLarge(Exception):
 
 
 async def _too_large(send, limit: int) -> None:
-    import json
     body = json.dumps({"type": "about:blank", "title": "Request too large", "status": 413,
                        "detail": f"request bodies are at most {limit} bytes"}).encode()
     await send({"type": "http.response.start", "status": 413,
@@ -57,7 +58,6 @@ class RateLimiter:
         self._buckets: dict[str, tuple[float, float]] = {}
         self._shared = None
         if shared:
-            from api.shared_buckets import SharedBuckets
             self._shared = SharedBuckets(shared)
 
     def take(self, key: str) -> None:

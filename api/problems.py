@@ -10,7 +10,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
+from api.actions import action_of
 from base.errors import ExchangeError, InvalidRequest, RateLimited
+from catalog.serving.holders import holder_key
 
 log = logging.getLogger("exchange.api")
 MEDIA = "application/problem+json"
@@ -32,8 +34,6 @@ async def _holder(request: Request, action: str) -> str | None:
     """The holder a refused request asked about (so it is in the holder's access report)."""
     if action not in HOLDER_BODIES:
         return None
-    from catalog.consumer import holder_key
-
     try:
         return holder_key(json.loads(await request.body()).get("holder_id"))
     except Exception:       # no body, not JSON, not a valid holder id: none to name
@@ -46,8 +46,6 @@ async def _audit_refusal(request: Request, exc: ExchangeError, status: int | Non
     consumer = getattr(request.app.state, "consumer", None)
     if consumer is None:
         return
-    from api.auditing import action_of
-
     if status is not None:
         exc.status = status       # as answered (a request that fails validation: 422)
     caller = getattr(request.state, "caller", None)

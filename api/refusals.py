@@ -2,8 +2,8 @@
 
 A refusal of a client that is not identified (department `-`: no valid key, an unknown path, a
 body too large) or that is throttled (429) is keyed by client address, outcome and department.
-The first of a key in a window of WINDOW seconds is written at once (its detail has the client
-and `count: 1`); the rest are counted and written as one entry (action `refusals`, `count`: how
+The first of a key in a window (EXCHANGE_API_REFUSAL_WINDOW seconds) is written at once (its
+detail has the client and `count: 1`); the rest are counted and written as one entry (action `refusals`, `count`: how
 many, `from`/`to`, the actions and reasons) when the window closes or the server stops. One
 client sending thousands of requests a second thus writes two entries a minute, and the counts
 add up to its requests. Refusals of identified departments (400, 403, 404, 422) are written
@@ -11,15 +11,13 @@ each, as they are.
 """
 from __future__ import annotations
 
-import os
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from catalog import audit
+from catalog.serving import audit
 
-WINDOW = float(os.environ.get("EXCHANGE_API_REFUSAL_WINDOW", "60"))
 MAX_REASONS = 8        # distinct reasons kept in a summary (a revoked key's id is in its reason)
 
 
@@ -48,7 +46,7 @@ class _Window:
 class RefusalCounter:
     """In one process (each worker of `serve --workers N` counts its own)."""
 
-    def __init__(self, window: float = WINDOW, clock=time.monotonic):
+    def __init__(self, window: float = 60.0, clock=time.monotonic):
         self.window, self.clock = window, clock
         self._open: dict[tuple[str, str, str], _Window] = {}
 

@@ -46,6 +46,14 @@ class Settings:
     alert_attempts: int = 3
     run_deadline: float | None = None                  # seconds; default: the source's update cycle
     silo_roots: tuple[Path, ...] = ()                  # where file silos may be; default home/drops, home/silos
+    # the API and dashboard (`exchange serve`)
+    api_cache_ttl: float = 2.0                         # EXCHANGE_API_CACHE_TTL: seconds credentials are cached
+    api_rate: float = 50.0                             # EXCHANGE_API_RATE: requests/s per department
+    api_burst: int = 100                               # EXCHANGE_API_BURST
+    api_buckets: str | None = None                     # EXCHANGE_API_BUCKETS: set by `serve --workers N`
+    api_audit_inline: bool | None = None               # EXCHANGE_API_AUDIT_INLINE=1|0; default: SQLite only
+    api_refusal_window: float = 60.0                   # EXCHANGE_API_REFUSAL_WINDOW: seconds
+    dashboard_secret: str | None = None                # EXCHANGE_DASHBOARD_SECRET; default random per process
 
     def __post_init__(self) -> None:
         roots = self.silo_roots or (self.home / "drops", self.home / "silos")
@@ -110,7 +118,24 @@ def get_settings() -> Settings:
         raise ConfigError(f"an alert setting is not a number ({exc}): check EXCHANGE_SMTP_PORT, "
                           "EXCHANGE_ALERTS_TIMEOUT, EXCHANGE_ALERTS_ATTEMPTS, EXCHANGE_RUN_DEADLINE") from None
     roots = tuple(Path(r).expanduser() for r in (env("EXCHANGE_SILO_ROOTS") or "").split(os.pathsep) if r.strip())
-    return Settings(home=home, catalog_url=url, sources_dir=sources, silo_roots=roots, **alerting)
+    return Settings(home=home, catalog_url=url, sources_dir=sources, silo_roots=roots, **alerting,
+                    **_api_settings(env))
+
+
+def _api_settings(env) -> dict:
+    inline = env("EXCHANGE_API_AUDIT_INLINE")
+    try:
+        return dict(
+            api_cache_ttl=float(env("EXCHANGE_API_CACHE_TTL", "2")),
+            api_rate=float(env("EXCHANGE_API_RATE", "50")),
+            api_burst=int(env("EXCHANGE_API_BURST", "100")),
+            api_buckets=env("EXCHANGE_API_BUCKETS"),
+            api_audit_inline=None if inline is None else inline == "1",
+            api_refusal_window=float(env("EXCHANGE_API_REFUSAL_WINDOW", "60")),
+            dashboard_secret=env("EXCHANGE_DASHBOARD_SECRET"))
+    except ValueError as exc:
+        raise ConfigError(f"an API setting is not a number ({exc}): check EXCHANGE_API_CACHE_TTL, "
+                          "EXCHANGE_API_RATE, EXCHANGE_API_BURST, EXCHANGE_API_REFUSAL_WINDOW") from None
 
 
 def reset_settings() -> None:

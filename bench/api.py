@@ -82,7 +82,7 @@ def _publish(silo_path: str) -> None:
 def _setup_consumer(env: dict) -> tuple[str, list[str]]:
     """A department with a key, and holders to look up (sampled across the catalogue)."""
     code = ("import json,sqlalchemy as sa\n"
-            "from catalog.access import Access\nfrom catalog.db import engine_for\n"
+            "from catalog.serving.access import Access\nfrom catalog.db.engine import engine_for\n"
             "import os\ne=engine_for(os.environ['EXCHANGE_CATALOG_URL'])\na=Access(e,0)\n"
             "a.add_department('bench-dept','Benchmark department')\nk=a.issue_credential('bench-dept')['key']\n"
             "with e.connect() as c:\n"
@@ -105,9 +105,9 @@ def _in_process(key: str, holders: list[str], n: int) -> None:
     purpose, access decision, query, audit entry) with its entry left for a group commit of 64,
     timed apart; and the lookup that commits its own entry before it returns (the durable whole,
     what the in-process target is about)."""
-    from catalog import audit
-    from catalog.access import Access
-    from catalog.consumer import PENDING, Consumer
+    from catalog.serving import audit
+    from catalog.serving.access import Access
+    from catalog.serving.consumer import PENDING, Consumer
     from catalog.service import Catalog
     from base.settings import get_settings
 

@@ -47,7 +47,7 @@ def project(silo_path: str) -> dict:
     template = (ROOT / "demo/registrations/smr_business_licence.toml").read_text("utf-8")
     (s.sources_dir / "smr.toml").write_text(template.replace("{silo}", silo_path), "utf-8")
     registration.load(s.sources_dir / "smr.toml")
-    from catalog.keys import KeyStore
+    from catalog.signing.keys import KeyStore
     KeyStore(s.keys_dir, s.key_passphrase()).create(exist_ok=True)   # as `exchange keys create`
     times, cpu, peaks = {}, {}, {}
     for name, fn in (("extract", stages.extract), ("conform", stages.conform),

@@ -74,9 +74,10 @@ def records(n: int, seed: int = 7) -> pa.Table:
 
 
 def _ours(accepted: Path, work: Path) -> dict:
-    from catalog import digests, store
-    from catalog.keys import KeyStore, tree_head_payload
-    from catalog.merkle import MerkleTree
+    from catalog.signing import digests
+    from catalog.publish import store
+    from catalog.signing.keys import KeyStore, tree_head_payload
+    from catalog.signing.merkle import MerkleTree
     from schemas.types import get_type
 
     keys = KeyStore(work / "keys", b"bench passphrase, not a secret")
@@ -115,8 +116,9 @@ def _check_rfc8785(accepted: Path, staged, k: int = 2000) -> int:
     to the tree's leaves."""
     import rfc8785
 
-    from catalog.canonical import to_json_record
-    from catalog.merkle import MerkleTree, leaf_hash
+    from trust.canonical import to_json_record
+    from catalog.signing.merkle import MerkleTree
+    from trust.merkle import leaf_hash
 
     tree = MerkleTree.open(staged.directory / "tree.bin")
     table = pq.read_table(staged.directory / "records.parquet")
@@ -128,8 +130,8 @@ def _check_rfc8785(accepted: Path, staged, k: int = 2000) -> int:
 
 
 def _bundles_and_verify(ours: dict, k: int) -> dict:
-    from catalog import store
-    from catalog.verify import make_bundle, verify_bundle
+    from catalog.publish import store
+    from trust.verify import make_bundle, verify_bundle
 
     staged, jwks = ours["staged"], ours["keys"].jwks()
     idx = store.index_table(staged.index_path, ["record_id", "status"])   # leaf order

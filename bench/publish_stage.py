@@ -61,7 +61,7 @@ def _prepared(backend: str, rows: int) -> tuple[Path, str]:
 
 
 def _validate(silo_path: str) -> None:
-    from catalog.keys import KeyStore
+    from catalog.signing.keys import KeyStore
     import registration
     from exchange import stages
     from base.settings import get_settings

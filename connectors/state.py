@@ -107,21 +107,21 @@ class Tracked:
         os.replace(tmp, self.workdir / PENDING)
 
 
-def prepare(source_id: str, cfg: dict, catalog, workdir: Path, home: Path) -> Tracked:
+def prepare(source_id: str, cfg: dict, ledger, workdir: Path, home: Path) -> Tracked:
     """The connector for this run (`cfg`: the registration's [connector] table), wrapped:
     incremental from the committed watermark."""
     mirror = mirror_path(home, source_id)
     column = cfg.get("watermark")
-    committed = catalog.watermark(source_id) if column else None
+    committed = ledger.watermark(source_id) if column else None
     since = committed[1] if committed and committed[0] == column and mirror.exists() else None
     conn = connectors.build(cfg, source_id, since=since)
     if isinstance(conn, FileDropConnector):
-        conn.taken = catalog.taken_files(source_id)
+        conn.taken = ledger.taken_files(source_id)
     merge = (column and since is not None) or cfg.get("mode") == "delta"
     return Tracked(conn, source_id, mirror, workdir, column, cfg.get("key") if merge else None)
 
 
-def commit(source_id: str, run_key: str, workdir: Path, catalog, home: Path) -> dict | None:
+def commit(source_id: str, run_key: str, workdir: Path, ledger, home: Path) -> dict | None:
     """After publish: the mirror, then the watermark and ledger, then the files' move.
     Each step is idempotent, in an order where a crash between two steps is repaired by
     running the same run again (an incremental pull merged twice is the same pull)."""
@@ -137,7 +137,7 @@ def commit(source_id: str, run_key: str, workdir: Path, catalog, home: Path) -> 
         if mirror.suffix != staging.TRANSIENT_SUFFIX:
             mirror.unlink(missing_ok=True)
     claims = [Claim(**c) for c in pending["files"]]
-    catalog.commit_pull(source_id, run_key, tuple(pending["watermark"]) if pending["watermark"] else None,
+    ledger.commit_pull(source_id, run_key, tuple(pending["watermark"]) if pending["watermark"] else None,
                         [(c.sha256, c.name) for c in claims])
     for c in claims:
         mark_processed(c)

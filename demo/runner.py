@@ -19,16 +19,17 @@ from rich.table import Table
 from base import clock
 from base.errors import ExchangeError
 from base.settings import ROOT, get_settings
-from catalog import monitoring
-from catalog.access import Caller
-from catalog.consumer import Consumer
+from catalog.ledger import monitoring
+from catalog.serving.access import Caller
+from catalog.serving.consumer import Consumer
 from demo import http_silo
 from demo.departments import api_token, make
 from demo.synth import make_business_licence_silo
 import registration
 from exchange import airflow_connections
 from base.airflow_env import airflow_env
-from exchange.catalogue import open_access, open_catalog
+from exchange.catalogue import open_access, open_catalog, open_ledger
+from exchange.listing import source_listing
 from exchange.signing_keys import create_signing_key
 from trust.verify import verify_bundle
 
@@ -57,7 +58,7 @@ def prepare(rows: int, seed: int = 7, today: date | None = None) -> registration
     path = s.sources_dir / f"{SOURCE}.toml"
     path.write_text(TEMPLATE.read_text(encoding="utf-8").replace("{silo}", str(silo)), encoding="utf-8")
     reg = registration.load(path)
-    open_catalog().register(reg)
+    open_catalog().register(source_listing(reg))
     return reg
 
 
@@ -65,8 +66,7 @@ def prepare_departments(rows: int, today: date | None = None):
     """The other departments' silos (PostgreSQL, MariaDB, HTTP API, GBK CSV, XLSX). A drop
     export the exchange already took is not delivered again (made again, it is the same)."""
     s = get_settings()
-    catalog = open_catalog()
-    silos = make(s.home, rows, taken=catalog.taken_files, today=today)
+    silos = make(s.home, rows, taken=open_ledger().taken_files, today=today)
     for source_id, text in silos.registrations.items():
         (s.sources_dir / f"{source_id}.toml").write_text(text, encoding="utf-8")
     return silos
@@ -130,7 +130,7 @@ def _wait_for_port(port: int, proc, log: Path, seconds: float = 60) -> None:
 def run_sources(source_ids: list[str], regs: dict, silos, console, log: Path) -> None:
     """Each source's DAG under Airflow, one after the other; a line as each finishes (flushed,
     so a log or a pipe sees progress, not three silent minutes)."""
-    catalog = open_catalog()
+    ledger = open_ledger()
     for source_id in source_ids:
         kind = (silos.kinds.get(source_id) if silos else None) or "sqlite"
         with console.status(f"running DAG {regs[source_id].dag_id} under Airflow (log: {log})"):
@@ -139,7 +139,7 @@ def run_sources(source_ids: list[str], regs: dict, silos, console, log: Path) ->
             except ExchangeError:
                 console.print(f"{source_id} ({kind}): failed — see {log}", markup=False, soft_wrap=True)
                 raise
-        run = catalog.runs(source_id, limit=1)[0]
+        run = ledger.runs(source_id, limit=1)[0]
         console.print(f"{source_id} ({kind}): {run['state']} v{run['version']} — "
                       f"{run['extracted'] or 0:,} extracted = {run['accepted'] or 0:,} accepted + "
                       f"{run['quarantined'] or 0:,} quarantined", markup=False, soft_wrap=True)
@@ -176,11 +176,11 @@ def run_demo(rows: int = 10_000, as_json: bool = False, departments: bool = True
                   f"(log: {log})", markup=False, soft_wrap=True)
     with silo_api(silos, log) if silos else _nothing():
         run_sources(ours, regs, silos, console, log)
-    catalog = open_catalog()
+    catalog, ledger = open_catalog(), open_ledger()
     datasets = {d["dataset"]: d for d in catalog.datasets()}
     sources = []
     for source_id in ours:
-        run = catalog.runs(source_id, limit=1)[0]
+        run = ledger.runs(source_id, limit=1)[0]
         r = regs[source_id]
         sources.append({"source": source_id, "department": r.department_name or r.department,
                         "silo": (silos.kinds.get(source_id) if silos else None) or "sqlite",
@@ -188,7 +188,7 @@ def run_demo(rows: int = 10_000, as_json: bool = False, departments: bool = True
                         "extracted": run["extracted"], "accepted": run["accepted"],
                         "quarantined": run["quarantined"], "dataset": r.dataset,
                         "version": datasets[r.dataset]["version"]})
-    main_run = catalog.runs(SOURCE, limit=1)[0]
+    main_run = ledger.runs(SOURCE, limit=1)[0]
     ds = datasets[reg.dataset]
     sample = catalog.sample_holder(reg.dataset)
     records = catalog.lookup(sample) if sample else []

@@ -7,9 +7,9 @@ import json
 from datetime import datetime
 
 from base.settings import get_settings
-from catalog.audit_checkpoints import make
-from catalog.key_status import write_key_material
-from catalog.keys import KeyStore
+from catalog.serving.audit_checkpoints import make
+from catalog.publish.key_status import write_key_material
+from catalog.signing.keys import KeyStore
 from catalog.service import Catalog
 
 

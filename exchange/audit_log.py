@@ -8,9 +8,9 @@ from typing import Callable
 
 from base.errors import InvalidRequest
 from base.settings import get_settings
-from catalog.audit import holder_report
-from catalog.audit_checkpoints import read_held, verify_log
-from catalog.consumer import holder_key
+from catalog.serving.audit import holder_report
+from catalog.serving.audit_checkpoints import read_held, verify_log
+from catalog.serving.consumer import holder_key
 from exchange.catalogue import open_catalog
 
 

@@ -2,8 +2,9 @@
 CLI, the demo and the services below them."""
 from __future__ import annotations
 
-from catalog.access import Access
-from catalog.consumer import Consumer
+from catalog.serving.access import Access
+from catalog.serving.consumer import Consumer
+from catalog.ledger.service import Ledger
 from catalog.service import Catalog
 from base.settings import Settings, get_settings
 
@@ -11,6 +12,11 @@ from base.settings import Settings, get_settings
 def open_catalog(settings: Settings | None = None) -> Catalog:
     s = settings or get_settings().private_home()
     return Catalog(s.catalog_url, s.store_dir)
+
+
+def open_ledger(settings: Settings | None = None) -> Ledger:
+    """Runs, quarantine, pull state and alerts: the run ledger."""
+    return Ledger((settings or get_settings().private_home()).catalog_url)
 
 
 def open_access(catalog: Catalog | None = None) -> Access:

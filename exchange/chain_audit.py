@@ -7,8 +7,8 @@ from typing import Callable
 
 from base.errors import NotFound
 from base.settings import get_settings
-from catalog.chain import CHECKS, audit_chain, catalogue_entries
-from catalog.key_status import KEY_STATUS_FILE, read_key_status
+from catalog.publish.chain import CHECKS, audit_chain, catalogue_entries
+from catalog.publish.key_status import KEY_STATUS_FILE, read_key_status
 from exchange.catalogue import open_catalog
 
 CHECK_NAMES = [n for _, n in CHECKS]

@@ -1,4 +1,4 @@
-"""Requests made from the CLI as a department, under the API's rules (catalog/consumer.py):
+"""Requests made from the CLI as a department, under the API's rules (catalog/serving/consumer.py):
 authenticated by that department's exchange key, audited with the operator's OS account, and a
 refusal audited as the API audits its refusals."""
 from __future__ import annotations
@@ -9,8 +9,9 @@ import socket
 from typing import Any, Callable
 
 from base.errors import AccessDenied, ExchangeError, Unauthenticated
-from catalog.access import Caller, check_purpose
-from catalog.consumer import Consumer, holder_key
+from catalog.serving.access import Caller, check_purpose
+from catalog.serving.consumer import Consumer
+from catalog.serving.holders import holder_key
 from exchange.catalogue import open_consumer
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Callable
 
 from base import clock
-from catalog.run_owner import owning
+from catalog.ledger.run_owner import owning
 from exchange import stages
 
 STEPS = [("extract", stages.extract), ("conform", stages.conform),

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections import Counter
 
 from base.settings import get_settings
-from catalog.run_owner import owning
+from catalog.ledger.run_owner import owning
 from exchange import stages
-from exchange.catalogue import open_catalog
+from exchange.catalogue import open_catalog, open_ledger
 from quality.quarantine_store import raw_rows
 
 
@@ -30,21 +30,20 @@ def with_raw_rows(entries: list[dict]) -> None:
 
 def queue(dataset: str, include_resolved: bool, samples: int) -> tuple[list[dict], dict]:
     """(the queue's entries with their raw rows, its summary); NotFound for an unknown dataset."""
-    cat = open_catalog()
-    cat.dataset(dataset)                 # NotFound (exit 7) naming the known datasets
-    entries = cat.quarantine(dataset, include_resolved=include_resolved)
+    open_catalog().dataset(dataset)      # NotFound (exit 7) naming the known datasets
+    entries = open_ledger().quarantine(dataset, include_resolved=include_resolved)
     summary = queue_summary(entries, samples)
     with_raw_rows(entries)
     return entries, summary
 
 
 def review(dataset: str, key: str, by: str, note: str, row: str | None) -> dict:
-    return open_catalog().review_quarantine(dataset, key, by, note, row)
+    return open_ledger().review_quarantine(dataset, key, by, note, row)
 
 
 def approve(source: str, run_key: str, by: str, note: str, publish: bool = True) -> dict:
     """Let a held run publish (recorded as approved by `by`); publish it now unless told not to."""
-    run = open_catalog().approve_run(source, run_key, by, note)
+    run = open_ledger().approve_run(source, run_key, by, note)
     result = {"source": source, "run_key": run_key, "approved_by": by, "held_because": run.message}
     if publish:
         with owning():                        # the run is this process's while it publishes

@@ -33,6 +33,7 @@ from base.files import atomic_write
 from base.settings import get_settings
 from catalog.service import Catalog
 from connectors import build
+from exchange.listing import source_listing
 import registration
 from registration import Registration
 from quality.validate import validate   # imports Great Expectations lazily (in Gx)
@@ -283,7 +284,7 @@ def add(reg: Registration, path: Path, plan: Plan, by: str | None):
     atomic_write(plan.target, data, mode=0o644)
     try:
         changed = Catalog(settings.catalog_url, settings.store_dir).register(
-            dataclasses.replace(reg, path=plan.target), by=by)
+            source_listing(dataclasses.replace(reg, path=plan.target)), by=by)
     except BaseException as exc:
         if previous is None:
             plan.target.unlink(missing_ok=True)

@@ -6,18 +6,18 @@ from datetime import datetime
 
 from base.errors import NotFound
 from base.settings import get_settings
-from catalog import monitoring
+from catalog.ledger import monitoring
 import registration
-from exchange.catalogue import open_catalog
+from exchange.catalogue import open_ledger
 
 
 def source_status(at: datetime | None = None, source: str | None = None) -> list[dict]:
     """Each source's last run, result, counts, freshness and backlog, with the registration
     files that do not load; only `source` when given (NotFound if there is none)."""
-    cat = open_catalog()
-    cat.reap_orphans()       # runs whose `exchange run` process is gone: failed, not running
+    ledger = open_ledger()
+    ledger.reap_orphans()       # runs whose `exchange run` process is gone: failed, not running
     scan = registration.scan(get_settings().sources_dir)
-    rows = monitoring.with_registrations(monitoring.source_status(cat, at), scan)
+    rows = monitoring.with_registrations(monitoring.source_status(ledger, at), scan)
     if source:
         rows = [r for r in rows if r["source"] == source]
         if not rows:
@@ -27,4 +27,4 @@ def source_status(at: datetime | None = None, source: str | None = None) -> list
 
 def scorecards(period: str, at: datetime | None = None) -> list[dict]:
     """Per-department scorecards for the day, week or month ending at `at` (default now)."""
-    return monitoring.scorecards(open_catalog(), period, at)
+    return monitoring.scorecards(open_ledger(), period, at)

@@ -16,18 +16,19 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from base import clock
-from base import staging
+import registration
+from base import clock, staging
 from base.errors import ConfigError, DataError, GateHeld
 from base.parallel import ordered_map
 from base.settings import get_settings
-from catalog import changes, store
-from catalog.changes import held_records
-from catalog.key_status import write_key_material
-from catalog.keys import KeyStore
+from catalog.ledger.service import Ledger
+from catalog.publish import changes, store
+from catalog.publish.changes import held_records
+from catalog.publish.key_status import write_key_material
 from catalog.service import BaseMoved, Catalog
+from catalog.signing.keys import KeyStore
 from connectors import state
-import registration
+from exchange.listing import source_listing
 from quality.gates import SizeGate, drift, refuse_blank_licence_numbers, refuse_retyped
 from quality.validate import validate as run_validation
 from schemas.conform import ROW, Conformer, conformed_schema, missing_columns
@@ -41,9 +42,10 @@ def _context(source_id: str, key: str):
     settings = get_settings().private_home()
     reg = registration.get(source_id, settings.sources_dir)
     catalog = Catalog(settings.catalog_url, settings.store_dir)
+    ledger = Ledger(settings.catalog_url)
     workdir = workdir_for(source_id, key)
     workdir.mkdir(parents=True, exist_ok=True)
-    return settings, reg, catalog, workdir
+    return settings, reg, catalog, ledger, workdir
 
 
 def _records_failure(stage):
@@ -55,9 +57,8 @@ def _records_failure(stage):
             raise
         except Exception as exc:
             try:
-                settings = get_settings()
-                catalog = Catalog(settings.catalog_url, settings.store_dir)
-                catalog.fail_run(catalog.start_run(source_id, key).id, f"{stage.__name__}: {exc}")
+                ledger = Ledger(get_settings().catalog_url)
+                ledger.fail_run(ledger.start_run(source_id, key).id, f"{stage.__name__}: {exc}")
             except Exception:  # the source may not even be registered: keep the first error
                 pass
             raise
@@ -66,16 +67,16 @@ def _records_failure(stage):
 
 @_records_failure
 def extract(source_id: str, key: str, dag_run_id: str | None = None) -> dict:
-    settings, reg, catalog, workdir = _context(source_id, key)
-    catalog.register(reg)
-    run = catalog.start_run(source_id, key, dag_run_id)
-    conn = state.prepare(reg.id, reg.connector, catalog, workdir, settings.home)   # incremental: changes + mirror
+    settings, reg, catalog, ledger, workdir = _context(source_id, key)
+    catalog.register(source_listing(reg))
+    run = ledger.start_run(source_id, key, dag_run_id)
+    conn = state.prepare(reg.id, reg.connector, ledger, workdir, settings.home)   # incremental: changes + mirror
     types = conn.column_types() if hasattr(conn, "column_types") else dict.fromkeys(conn.columns(), "")
     gone = missing_columns(reg.mapping, list(types))
     if gone:
         raise DataError(f"the silo no longer has the mapped columns {gone}", source=source_id,
                         rule="schema drift: mapped column present")
-    _check_drift(catalog, reg, run.id, types)
+    _check_drift(ledger, reg, run.id, types)
     out = staging.transient(workdir, "extracted")
     tmp = out.with_name(out.name + ".tmp")
     rows, writer = 0, None
@@ -96,17 +97,17 @@ def extract(source_id: str, key: str, dag_run_id: str | None = None) -> dict:
     return {"run_id": run.id, "path": str(out), "rows": rows}
 
 
-def _check_drift(catalog, reg, run_id: int, types: dict[str, str]) -> None:
+def _check_drift(ledger, reg, run_id: int, types: dict[str, str]) -> None:
     """Retyped mapped columns fail the run; new unmapped columns are recorded on it."""
 
-    d = drift(catalog.last_silo_columns(reg.id, run_id), types, set(reg.mapping.values()))
-    catalog.record_quality(run_id, silo_columns=types, unmapped_columns=d.unmapped, new_columns=d.new)
+    d = drift(ledger.last_silo_columns(reg.id, run_id), types, set(reg.mapping.values()))
+    ledger.record_quality(run_id, silo_columns=types, unmapped_columns=d.unmapped, new_columns=d.new)
     refuse_retyped(d, reg.id)
 
 
 @_records_failure
 def conform(source_id: str, key: str) -> dict:
-    settings, reg, catalog, workdir = _context(source_id, key)
+    settings, reg, catalog, ledger, workdir = _context(source_id, key)
     out = staging.transient(workdir, "conformed")
     tmp = out.with_name(out.name + ".tmp")
     rows = 0
@@ -121,40 +122,40 @@ def conform(source_id: str, key: str) -> dict:
 
 @_records_failure
 def validate(source_id: str, key: str, today: date | None = None) -> dict:
-    settings, reg, catalog, workdir = _context(source_id, key)
-    run = catalog.start_run(source_id, key)
+    settings, reg, catalog, ledger, workdir = _context(source_id, key)
+    run = ledger.start_run(source_id, key)
     outcome = run_validation(staging.transient(workdir, "conformed"), staging.transient(workdir, "extracted"),
                              reg.ctype, workdir, today or clock.today(), checks=reg.checks)
-    catalog.record_counts(run.id, outcome.extracted, outcome.accepted, outcome.quarantined,
-                          outcome.reasons)
-    _queue_quarantine(catalog, reg, run.id, outcome)
+    ledger.record_counts(run.id, outcome.extracted, outcome.accepted, outcome.quarantined,
+                         outcome.reasons)
+    _queue_quarantine(catalog, ledger, reg, run.id, outcome)
     return {"run_id": run.id, "extracted": outcome.extracted, "accepted": outcome.accepted,
             "quarantined": outcome.quarantined, "accepted_path": str(outcome.accepted_path),
             "quarantine_path": str(outcome.quarantine_path),
             "data_docs": str(outcome.docs_path) if outcome.docs_path else None}
 
 
-def _queue_quarantine(catalog, reg, run_id: int, outcome) -> None:
+def _queue_quarantine(catalog, ledger, reg, run_id: int, outcome) -> None:
     cols = ["key", "row_hash", "reasons", "values"]     # the raw rows stay in the run's quarantine file
     rows = ({"key": k, "row_hash": h, "reasons": r, "values": v}
             for b in pq.ParquetFile(outcome.quarantine_path).iter_batches(columns=cols)
             for k, h, r, v in zip(*(b.column(c).to_pylist() for c in cols)))
     keys = pq.read_table(outcome.quarantine_path, columns=["key"]).column(0).combine_chunks()
     held = held_records(catalog.current_version_path(reg.dataset), outcome.accepted_path, keys)
-    catalog.sync_quarantine(run_id, reg.id, reg.dataset, rows, held)
-    catalog.record_quality(run_id, data_docs=str(outcome.docs_path) if outcome.docs_path else None)
+    ledger.sync_quarantine(run_id, reg.id, reg.dataset, rows, held)
+    ledger.record_quality(run_id, data_docs=str(outcome.docs_path) if outcome.docs_path else None)
 
 
 @_records_failure
 def publish(source_id: str, key: str) -> dict:
-    settings, reg, catalog, workdir = _context(source_id, key)
-    run = catalog.start_run(source_id, key)
+    settings, reg, catalog, ledger, workdir = _context(source_id, key)
+    run = ledger.start_run(source_id, key)
     if run.state in ("published", "unchanged"):
-        state.commit(source_id, key, workdir, catalog, settings.home)   # if a crash stopped it
+        state.commit(source_id, key, workdir, ledger, settings.home)   # if a crash stopped it
         return {"dataset": reg.dataset, "version": run.version, "state": run.state}
     keys = KeyStore(settings.keys_dir, settings.key_passphrase())
     keys.signer()          # no key, or a wrong passphrase: fail now (exit 2), before any work
-    _size_gate(catalog, reg, run)
+    _size_gate(catalog, ledger, reg, run)
     refuse_blank_licence_numbers(staging.transient(workdir, "accepted"), reg.id, reg.certificate_type)
     staged_dir = workdir / "version"
     for attempt in range(1, PUBLISH_ATTEMPTS + 1):
@@ -165,13 +166,13 @@ def publish(source_id: str, key: str) -> dict:
         staged = store.stage_version(records, reg.dataset, reg.ctype, staged_dir)
         diff = changes.diff(previous, staged.directory)
         try:     # committed only if the dataset is still at `base` under its lock
-            result = catalog.publish(run.id, reg, staged, keys, base_version=base)
+            result = catalog.publish(run.id, source_listing(reg), staged, keys, base_version=base)
             break
         except BaseMoved:        # another source of the dataset published meanwhile: build on it
             if attempt == PUBLISH_ATTEMPTS:
                 raise
     write_key_material(keys, catalog.engine, settings.jwks_path)
-    state.commit(source_id, key, workdir, catalog, settings.home)   # watermark, mirror, files
+    state.commit(source_id, key, workdir, ledger, settings.home)   # watermark, mirror, files
     for name in ("extracted", "conformed", "accepted", "withdrawn"):
         staging.transient(workdir, name).unlink(missing_ok=True)
     shutil.rmtree(staged_dir, ignore_errors=True)
@@ -183,15 +184,15 @@ def publish(source_id: str, key: str) -> dict:
 PUBLISH_ATTEMPTS = 5       # builds of a version when other publishes of its dataset keep landing
 
 
-def _size_gate(catalog, reg, run) -> None:
+def _size_gate(catalog, ledger, reg, run) -> None:
     """A version far larger or smaller than the current one waits for a steward's approval."""
 
     gate = SizeGate(catalog.current_size(reg.dataset), run.accepted or 0, reg.gates["size_change"])
-    approved = catalog.run_quality(run.id).get("approved_by")
-    catalog.record_quality(run.id, size_gate=gate.as_dict())
+    approved = ledger.run_quality(run.id).get("approved_by")
+    ledger.record_quality(run.id, size_gate=gate.as_dict())
     if gate.holds and not approved:
         reason = gate.reason(reg.id, run.run_key)
-        catalog.hold_run(run.id, reason)
+        ledger.hold_run(run.id, reason)
         raise GateHeld(reason, source=reg.id, rule="size gate")
 
 

@@ -76,7 +76,7 @@ def render_type(ctype: CertificateType, sample: Sample | None = None) -> str:
              f"| holder | {ctype.holder_kind} (`holder_code`: "
              f"{'USCC, code type 001' if ctype.holder_kind == 'organisation' else 'resident ID, code type 111'}) |",
              f"| quality suite | `{ctype.name}.v{ctype.version}` (quality/suites.py) |",
-             f"| API model | `schemas.api_models.record_model(\"{ctype.name}\")` |",
+             f"| API model | `api.models.record_model(\"{ctype.name}\")` |",
              f"| sample registration | [`{reg.id}`](../../demo/registrations/{reg.file}) ({_silo(reg.connector)}) |",
              "", "## Fields", "",
              "| field | type | title | silo column (sample) | checks |", "|---|---|---|---|---|"]

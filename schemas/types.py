@@ -2,7 +2,7 @@
 
 A type file holds the type's own fields; the GB/T 36903 common metadata every type shares is
 in schemas/common_metadata.toml. The Arrow schema, the quality suite (quality/suites.py), the
-API model (schemas/api_models.py), the documentation (schemas/docs.py) and the synthetic
+API model (api/models.py), the documentation (schemas/docs.py) and the synthetic
 silo (demo/synth_types.py) all derive from the definition.
 
 Versions: `[history]` in the type file records each version's fields as "name:type". Adding

@@ -59,7 +59,7 @@ def make_signing_key() -> str | None:
     """The home's first signing key, made as `exchange keys create` makes it (signing never
     makes one). The helpers that register a source to publish call it; a test that publishes
     otherwise calls it itself."""
-    from catalog.keys import KeyStore
+    from catalog.signing.keys import KeyStore
     from base.settings import get_settings
 
     s = get_settings()
@@ -158,6 +158,13 @@ def catalog():
 
     s = get_settings()
     return Catalog(s.catalog_url, s.store_dir)
+
+
+def ledger():
+    from catalog.ledger.service import Ledger
+    from base.settings import get_settings
+
+    return Ledger(get_settings().catalog_url)
 
 
 def dashboard_login(client, key: str, next_page: str = "/dashboard/"):

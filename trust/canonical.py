@@ -1,5 +1,5 @@
 """RFC 8785 (JCS) canonical JSON of one record. Records are flat: strings, integers, dates,
-booleans, null (the whole-table form is catalog/canonical.py)."""
+booleans, null (the whole-table form is catalog/signing/canonical.py)."""
 from __future__ import annotations
 
 import datetime as dt

@@ -1,5 +1,5 @@
 """What a verifier needs to know of signed tree heads and key status documents (JWS, alg EdDSA);
-signing is catalog/keys.py."""
+signing is catalog/signing/keys.py."""
 from __future__ import annotations
 
 import contextlib

@@ -1,5 +1,5 @@
 """RFC 9162 §2.1 hashes: leaf = SHA-256(0x00 ‖ d), node = SHA-256(0x01 ‖ l ‖ r), and the root an
-inclusion proof leads to (building and storing trees: catalog/merkle.py)."""
+inclusion proof leads to (building and storing trees: catalog/signing/merkle.py)."""
 from __future__ import annotations
 
 import hashlib

@@ -5,12 +5,12 @@ from __future__ import annotations
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
+from api.dashboard import auth, docs, pages, session
+from api.dashboard.render import HERE
+
 
 def install(app: FastAPI) -> None:
-    from api.dashboard import auth, docs, pages, session
-    from api.dashboard.render import HERE
-
-    app.state.dashboard_secret = session.load_secret()
+    app.state.dashboard_secret = session.load_secret(app.state.settings.dashboard_secret)
     for module in (auth, pages, docs):
         app.include_router(module.router)
     app.mount("/dashboard/static", StaticFiles(directory=HERE / "static"), name="dashboard-static")

@@ -6,15 +6,16 @@ from __future__ import annotations
 
 import secrets
 from typing import Annotated
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse
 
 from api.dashboard import session
 from api.dashboard.render import error, page
-from catalog import audit, dashboard_sessions
-from catalog.access import Caller
-from catalog.consumer import PENDING
+from catalog.serving import audit, dashboard_sessions
+from catalog.serving.access import Caller
+from catalog.serving.consumer import PENDING
 from base.errors import RateLimited, Unauthenticated
 
 router = APIRouter(prefix="/dashboard", include_in_schema=False)
@@ -74,7 +75,6 @@ AuditorDep = Annotated[Caller, Depends(auditor)]
 
 
 def to_login(request: Request, exc: LoginRequired):
-    from urllib.parse import urlencode
     return RedirectResponse(f"/dashboard/login?{urlencode({'next': exc.next_url})}", status_code=303)
 
 

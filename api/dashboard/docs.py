@@ -15,7 +15,7 @@ from fastapi.responses import FileResponse, RedirectResponse
 from api.dashboard import session
 from api.dashboard.auth import AuditorDep
 from api.dashboard.render import error, page
-from catalog import dashboard_sessions
+from catalog.serving import dashboard_sessions
 from base.errors import Unauthenticated
 
 router = APIRouter(prefix="/dashboard", include_in_schema=False)
@@ -39,7 +39,7 @@ def docs_file(staging: Path, index: str | None, sub: str) -> Path | None:
 
 
 def _index(request: Request, run_id: int) -> str | None:
-    return request.app.state.consumer.catalog.run_quality(run_id).get("data_docs")
+    return request.app.state.ledger.run_quality(run_id).get("data_docs")
 
 
 def _missing(request: Request, run_id: int, sub: str = ""):

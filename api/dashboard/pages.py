@@ -13,8 +13,12 @@ from fastapi import APIRouter, Query, Request
 from api.dashboard import charts
 from api.dashboard.auth import AuditorDep, record
 from api.dashboard.render import airflow_url, error, page
-from catalog import audit
 from base.errors import InvalidRequest, NotFound
+from catalog.ledger import monitoring
+from catalog.serving import audit
+from catalog.serving.holders import holder_key
+import registration
+from schemas.types import all_types
 
 router = APIRouter(prefix="/dashboard", include_in_schema=False)
 PAGE_SIZE = 50
@@ -26,10 +30,12 @@ def _catalog(request: Request):
     return request.app.state.consumer.catalog
 
 
+def _ledger(request: Request):
+    return request.app.state.ledger
+
+
 async def _unloaded(request: Request) -> list:
     """Registration files in the sources folder that could not be loaded, with why."""
-    import registration
-
     scan = await asyncio.to_thread(registration.scan, request.app.state.settings.sources_dir)
     return scan.problems
 
@@ -42,9 +48,6 @@ def _matches(d: dict, q: str) -> bool:
 
 @router.get("/")
 async def overview(request: Request, caller: AuditorDep, q: str = ""):
-    from catalog import monitoring
-    from schemas.types import all_types
-
     catalog = _catalog(request)
     types = all_types()
     fresh = {f["dataset"]: f for f in monitoring.freshness(catalog)}
@@ -54,7 +57,7 @@ async def overview(request: Request, caller: AuditorDep, q: str = ""):
         datasets.append({**d, "type_title": t.title if t else "", "freshness": fresh.get(d["dataset"], {})})
     q = q.strip()[:100]
     shown = [d for d in datasets if _matches(d, q)] if q else datasets
-    runs = catalog.runs(limit=10)
+    runs = _ledger(request).runs(limit=10)
     tiles = {"datasets": len(datasets), "records": sum(d["records"] for d in datasets),
              "late": sum(1 for f in fresh.values() if f.get("state") in ("late", "stale", "never")),
              "backlog": sum(f.get("backlog") or 0 for f in fresh.values()),
@@ -66,9 +69,6 @@ async def overview(request: Request, caller: AuditorDep, q: str = ""):
 
 @router.get("/datasets/{dataset_id}")
 async def dataset(request: Request, dataset_id: str, caller: AuditorDep):
-    from catalog import monitoring
-    from schemas.types import all_types
-
     catalog = _catalog(request)
     try:
         d = catalog.dataset(dataset_id)
@@ -76,22 +76,21 @@ async def dataset(request: Request, dataset_id: str, caller: AuditorDep):
         return error(request, 404, "No such dataset", str(exc))
     ctype = all_types().get(d["certificate_type"])
     reg = d["sources"][0]["registration"] if d["sources"] else {}
-    runs = sorted((r for s in d["sources"] for r in catalog.runs(s["source"], limit=20)),
+    runs = sorted((r for s in d["sources"] for r in _ledger(request).runs(s["source"], limit=20)),
                   key=lambda r: r["id"], reverse=True)[:20]
     for r in runs:
-        r["airflow_url"] = airflow_url(r["source_id"], r.get("dag_run_id"))
+        r["airflow_url"] = airflow_url(request.app.state.settings.airflow_url, r["source_id"],
+                                       r.get("dag_run_id"))
         r["docs_url"] = f"/dashboard/runs/{r['id']}/docs/" if r.get("data_docs") else None
     trend = monitoring.quality_trend(catalog, dataset_id)
     return page(request, "dataset.html", {
         "d": d, "reg": reg, "ctype": ctype, "versions": catalog.versions(dataset_id),
         "runs": runs, "trend": trend, "trend_svg": charts.trend(trend),
-        "quarantine": catalog.quarantine_summary(dataset_id)})
+        "quarantine": _ledger(request).quarantine_summary(dataset_id)})
 
 
 @router.get("/freshness")
 async def freshness(request: Request, caller: AuditorDep):
-    from catalog import monitoring
-
     board = monitoring.freshness(_catalog(request))
     counts = {s: sum(1 for b in board if b["state"] == s) for s in ("fresh", "late", "stale", "never")}
     return page(request, "freshness.html", {"board": board, "counts": counts,
@@ -100,8 +99,6 @@ async def freshness(request: Request, caller: AuditorDep):
 
 @router.get("/scorecards")
 async def scorecards(request: Request, caller: AuditorDep, period: str = "week"):
-    from catalog import monitoring
-
     if period not in PERIODS:
         return error(request, 400, "Unknown period", f"period is one of {', '.join(PERIODS)}, not {period!r}")
     cards = monitoring.scorecards(_catalog(request), period)
@@ -134,8 +131,6 @@ async def _chain(request: Request) -> audit.ChainReport:
 async def audit_search(request: Request, caller: AuditorDep, holder: str = "", department: str = "",
                        purpose: str = "", action: str = "", since: str = "", until: str = "",
                        before: Annotated[int | None, Query(ge=1)] = None):
-    from catalog.consumer import holder_key
-
     form = {"holder": holder.strip()[:64], "department": department.strip()[:128],
             "purpose": purpose.strip()[:255], "action": action.strip()[:64],
             "since": since.strip()[:10], "until": until.strip()[:10]}

@@ -1,7 +1,6 @@
 """Templates, their filters, and the headers every dashboard page carries."""
 from __future__ import annotations
 
-import os
 from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import quote
@@ -48,9 +47,10 @@ def num(value) -> str:
 templates.env.filters.update(when=when, pct=pct, num=num)
 
 
-def airflow_url(source_id: str, dag_run_id: str | None = None) -> str:
-    """The run's page in Airflow 3's UI, else its DAG's (dag ids: Registration.dag_id)."""
-    base = os.environ.get("EXCHANGE_AIRFLOW_URL", "http://127.0.0.1:8080").rstrip("/")
+def airflow_url(base: str, source_id: str, dag_run_id: str | None = None) -> str:
+    """The run's page in Airflow 3's UI (`base`: Settings.airflow_url), else its DAG's (dag ids:
+    Registration.dag_id)."""
+    base = base.rstrip("/")
     dag = f"{base}/dags/{quote(f'source__{source_id}', safe='')}"
     return f"{dag}/runs/{quote(dag_run_id, safe='')}" if dag_run_id else dag
 

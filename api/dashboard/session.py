@@ -1,6 +1,6 @@
 """Dashboard sessions: an HttpOnly, SameSite=Strict cookie holding a session token until a
 time, signed with HMAC-SHA256; the session itself lives in the catalogue
-(catalog/dashboard_sessions.py), so a logout ends it in every worker. The same kind of signed
+(catalog/serving/dashboard_sessions.py), so a logout ends it in every worker. The same kind of signed
 value, scoped to one run and bound to the session, goes in Data Docs URLs; and a pre-session
 cookie binds the login form's CSRF token. The secret is EXCHANGE_DASHBOARD_SECRET, else random
 per process (then sessions end when the server restarts; `serve --workers N` makes one for all).
@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import os
 import secrets
 import time
 from urllib.parse import urlsplit
@@ -25,8 +24,9 @@ TTL = 8 * 3600
 LOGIN_TTL = 3600
 
 
-def load_secret() -> bytes:
-    value = os.environ.get("EXCHANGE_DASHBOARD_SECRET")
+def load_secret(value: str | None) -> bytes:
+    """The signing secret from EXCHANGE_DASHBOARD_SECRET (Settings.dashboard_secret), else a
+    random one for this process."""
     if value is None:
         return secrets.token_bytes(32)
     if len(value) < 32 or value.strip().lower() in {"changeme", "secret", "password"}:

@@ -6,6 +6,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
+from catalog.serving.audit_checkpoints import published
+
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
 
 
@@ -13,6 +15,4 @@ router = APIRouter(prefix="/v1/audit", tags=["audit"])
             "(size, head hash, time, JWS); `more` says older ones remain: ask again with before=next_before")
 async def checkpoints(request: Request, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
                       before: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None) -> dict:
-    from catalog.audit_checkpoints import published
-
     return published(request.app.state.consumer.engine, limit, before)

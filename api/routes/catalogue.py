@@ -5,6 +5,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from api.deps import CallerDep, ConsumerDep, PurposeDep
+from catalog.serving.dcat import catalogue_jsonld
+from schemas.items import catalogue
 
 router = APIRouter(prefix="/v1", tags=["catalogue"])
 
@@ -17,14 +19,10 @@ async def datasets(caller: CallerDep, purpose: PurposeDep, consumer: ConsumerDep
 @router.get("/catalogue.jsonld", summary="the catalogue as DCAT-AP JSON-LD",
             response_class=JSONResponse, responses={200: {"content": {"application/ld+json": {}}}})
 async def dcat(request: Request, caller: CallerDep, purpose: PurposeDep, consumer: ConsumerDep):
-    from catalog.dcat import catalogue_jsonld
-
     doc = catalogue_jsonld(consumer.datasets(caller, purpose), str(request.base_url).rstrip("/"))
     return JSONResponse(doc, media_type="application/ld+json")
 
 
 @router.get("/items", summary="service items and their materials")
 async def items(caller: CallerDep, purpose: PurposeDep) -> list[dict]:
-    from schemas.items import catalogue
-
     return [{k: v for k, v in i.as_dict().items()} for i in catalogue().values()]

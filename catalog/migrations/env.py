@@ -1,7 +1,7 @@
 from alembic import context
 from sqlalchemy import engine_from_config, pool
 
-from catalog.models import Base
+from catalog.db.models import Base
 
 config = context.config
 connectable = config.attributes.get("connection")

@@ -77,7 +77,7 @@ class Alert:
         return d
 
 
-def send(alert: Alert, settings=None, catalog=None, record: bool = True) -> list[dict]:
+def send(alert: Alert, settings=None, ledger=None, record: bool = True) -> list[dict]:
     """Deliver to every configured channel, then record the alert with each delivery's outcome.
     Never raises: whatever goes wrong is logged."""
     from exchange.alerts.channels import channels   # lazy: cycle (channels imports this module)
@@ -99,10 +99,10 @@ def send(alert: Alert, settings=None, catalog=None, record: bool = True) -> list
             log.error("alert channel %s failed: %s", ch.name, delivered[-1]["error"])
     if record and settings is not None:
         try:
-            if catalog is None:
-                from catalog.service import Catalog   # lazy: DAG parse (the notifier loads with each DAG)
-                catalog = Catalog(settings.catalog_url, settings.store_dir)
-            catalog.record_alert(alert.payload(settings) | {"at": alert.at}, delivered)
+            if ledger is None:
+                from catalog.ledger.service import Ledger
+                ledger = Ledger(settings.catalog_url)
+            ledger.record_alert(alert.payload(settings) | {"at": alert.at}, delivered)
         except Exception as exc:
             log.error("alert not recorded in the catalogue (%s: %s): %s", type(exc).__name__,
                       redact(str(exc)), alert.summary())

@@ -23,12 +23,12 @@ def settle_run(source: str, run_id: str | None, task: str | None, reason) -> str
     here, so that it does not stay "running" in the catalogue for ever."""
     if not run_id:
         return None
-    from catalog.service import FINAL, Catalog   # lazy: DAG parse (the notifier loads with each DAG)
+    from catalog.ledger.service import FINAL, Ledger   # lazy: DAG parse (the notifier loads with each DAG)
     from exchange.stages import run_key            # lazy: DAG parse
 
     s = get_settings()
     try:
-        cat = Catalog(s.catalog_url, s.store_dir)
+        cat = Ledger(s.catalog_url)
         run = cat.get_run(source, run_key(run_id))
         if run.state in FINAL or run.message:
             return run.message

@@ -6,8 +6,8 @@ from __future__ import annotations
 from datetime import datetime
 
 from base.settings import get_settings
-from catalog import monitoring
-from catalog.service import Catalog
+from catalog.ledger import monitoring
+from catalog.ledger.service import Ledger
 from exchange.alerts import Alert, send
 
 TURNS = ("late", "stale")
@@ -32,15 +32,15 @@ def _message(f: dict, kind: str) -> str:
     return text
 
 
-def check(catalog=None, settings=None, now: datetime | None = None) -> list[dict]:
+def check(ledger=None, settings=None, now: datetime | None = None) -> list[dict]:
     """Compute freshness, alert on every change of state, return the alerts raised."""
     if settings is None:
         settings = get_settings()
-    if catalog is None:
-        catalog = Catalog(settings.catalog_url, settings.store_dir)
-    said = catalog.said_freshness()
+    if ledger is None:
+        ledger = Ledger(settings.catalog_url)
+    said = ledger.said_freshness()
     raised = []
-    for f in monitoring.freshness(catalog, now):
+    for f in monitoring.freshness(ledger, now):
         kind = decide(f["state"], said.get(f["dataset"]))
         if kind is None:
             continue
@@ -48,6 +48,6 @@ def check(catalog=None, settings=None, now: datetime | None = None) -> list[dict
         alert = Alert(kind, f["dataset"], source=sources[0] if len(sources) == 1 else None,
                       dag_id=f"source__{sources[0]}" if len(sources) == 1 else None,
                       state=f["state"], freshness=f["state"], message=_message(f, kind))
-        delivered = send(alert, settings, catalog)
+        delivered = send(alert, settings, ledger)
         raised.append({**alert.payload(settings), "delivered": delivered})
     return raised

@@ -26,6 +26,11 @@ def catalog():
     return open_catalog()
 
 
+def ledger():
+    from exchange.catalogue import open_ledger   # lazy: CLI start (the catalogue imports pyarrow)
+    return open_ledger()
+
+
 def table(title: str, rows: list[dict], columns: list[str]) -> None:
 
     t = Table(title=title)

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from base.settings import get_settings
 from exchange.alerts.channels import channels
-from exchange.cli import catalog, emit
+from exchange.cli import emit, ledger
 
 
 def cmd_alerts(args) -> int:
-    rows = catalog().alerts(limit=args.limit, dataset=args.dataset)
+    rows = ledger().alerts(limit=args.limit, dataset=args.dataset)
     for r in rows:
         r["at"] = r["at"].isoformat(timespec="seconds") if r["at"] else None
     if not args.json:
@@ -23,7 +23,7 @@ def cmd_watch(args) -> int:
     from exchange.alerts.watch import check   # lazy: CLI start (the catalogue imports pyarrow)
 
     channels(get_settings())          # a bad EXCHANGE_ALERTS is a configuration error here
-    raised = check(catalog())
+    raised = check(ledger())
     emit(args, raised, "Freshness alerts raised now (none: nothing changed)",
          ["kind", "dataset", "source", "freshness", "message"])
     return 0

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from base.errors import ConfigError
 from base.settings import get_settings
-from exchange.cli import catalog, table
+from exchange.cli import catalog, ledger, table
 from trust.cli import load, report
 from trust.errors import InputError
 from trust.verify import verify_bundle
@@ -74,9 +74,9 @@ def cmd_verify(args) -> int:
 
 
 def cmd_runs(args) -> int:
-    cat = catalog()
-    cat.reap_orphans(args.source)     # runs whose `exchange run` process is gone: failed
-    rows = cat.runs(args.source, args.limit)
+    led = ledger()
+    led.reap_orphans(args.source)     # runs whose `exchange run` process is gone: failed
+    rows = led.runs(args.source, args.limit)
     if args.json:
         print(json.dumps(rows, ensure_ascii=False, indent=1, default=str))
     else:
@@ -86,7 +86,7 @@ def cmd_runs(args) -> int:
 
 
 def consumer(sp):
-    """Asks as a department, under the API's rules (catalog/consumer.py), audited with the OS account."""
+    """Asks as a department, under the API's rules (catalog/serving/consumer.py), audited with the OS account."""
     sp.add_argument("--key", help="the department's exchange key exk_… (default: $EXCHANGE_API_KEY, "
                                   "which keeps it out of the process list)")
     sp.add_argument("--department", help="the department asking; must be the key's own")

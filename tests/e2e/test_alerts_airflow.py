@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from tests.alertsinks import WebhookReceiver
-from tests.conftest import ROOT, TEST_PASSPHRASE, catalog, register_demo_source
-from tests.integration.exchange.test_alerts import DATASET, SOURCE, _backdate
+from tests.conftest import ROOT, TEST_PASSPHRASE, catalog, ledger, register_demo_source
+from tests.integration.test_alerts import DATASET, SOURCE, _backdate
 
 pytestmark = pytest.mark.e2e
 
@@ -42,8 +42,8 @@ def test_watch_dag_and_failure_callback_alert_through_airflow(home, silo_2k, tmp
         assert watch.returncode == 0, watch.stdout[-3000:] + watch.stderr[-3000:]
         [late] = hook.received
         assert (late["kind"], late["dataset"], late["freshness"]) == ("late", DATASET, "late")
-        from catalog.audit_checkpoints import published     # and it signed an audit checkpoint
-        from catalog.audit import verify_chain
+        from catalog.serving.audit_checkpoints import published     # and it signed an audit checkpoint
+        from catalog.serving.audit import verify_chain
         [checkpoint] = published(catalog().engine)["checkpoints"]
         assert checkpoint["size"] == verify_chain(catalog().engine).size and checkpoint["signed"].count(".") == 2
 
@@ -54,13 +54,13 @@ def test_watch_dag_and_failure_callback_alert_through_airflow(home, silo_2k, tmp
         alert = failed[0]
         assert (alert["source"], alert["dataset"], alert["task"], alert["state"]) == (
             SOURCE, DATASET, "extract", "failed")
-        recorded = catalog().runs(SOURCE)[0]
+        recorded = ledger().runs(SOURCE)[0]
         assert recorded["state"] == "failed" and alert["message"] == recorded["message"]
         assert alert["message"].startswith("extract: ") and alert["run_id"] == recorded["dag_run_id"]
         assert alert["links"]["airflow"].endswith(alert["run_id"].replace(":", "%3A").replace("+", "%2B"))
         db = sqlite3.connect(tmp_path / "airflow" / "airflow.db")
         states = dict(db.execute("select dag_id, state from dag_run").fetchall())
         assert states == {"exchange_watch": "success", f"source__{SOURCE}": "failed"}
-        assert [a["kind"] for a in catalog().alerts()] == ["failed", "late"]
+        assert [a["kind"] for a in ledger().alerts()] == ["failed", "late"]
     finally:
         hook.close()

@@ -20,7 +20,8 @@ import pytest
 import requests
 import sqlalchemy as sa
 
-from tests.conftest import ROOT, TEST_PASSPHRASE, free_port
+from tests.conftest import ROOT, TEST_PASSPHRASE, free_port, ledger
+from exchange.listing import source_listing
 
 pytestmark = pytest.mark.e2e
 CHROMIUM = "/usr/bin/chromium"
@@ -36,8 +37,8 @@ ITEM = "DJ-SCJG-0003"
 def seed(home: Path, silo_src: Path, work: Path) -> dict:
     """Run the stages for real; return what the pages should show (read from the catalogue
     and the stages' own results, not from the dashboard's queries)."""
-    from catalog.access import Access
-    from catalog.models import DatasetVersion, Run
+    from catalog.serving.access import Access
+    from catalog.db.models import DatasetVersion, Run
     from demo.synth_types import make_silo
     from exchange import stages
     from tests.conftest import catalog, register_demo_source, register_sample
@@ -70,12 +71,12 @@ def seed(home: Path, silo_src: Path, work: Path) -> dict:
             run.finished_at -= timedelta(days=70)
         for v in s.scalars(sa.select(DatasetVersion).where(DatasetVersion.dataset_id == EDU)):
             v.published_at -= timedelta(days=70)
-    cat.register(register_sample(home, "marriage_certificate", work / "none.csv"))   # never run
+    cat.register(source_listing(register_sample(home, "marriage_certificate", work / "none.csv")))   # never run
 
     access = Access(cat.engine, ttl=0)
     access.add_department("audit-office", "审计局", role="auditor")
     access.add_department("tax-bureau", "税务局")
-    runs = {r["run_key"]: r for r in cat.runs(limit=50)}
+    runs = {r["run_key"]: r for r in ledger().runs(limit=50)}
     with cat.engine.connect() as c:
         holder = c.execute(sa.text("select holder_key from records where dataset_id = :d and status = 'valid' "
                                    "order by leaf_index limit 1"), {"d": SMR}).scalar_one()
@@ -83,7 +84,7 @@ def seed(home: Path, silo_src: Path, work: Path) -> dict:
             "second_auditor_key": access.issue_credential("audit-office")["key"],
             "consumer_key": access.issue_credential("tax-bureau")["key"],
             "runs": runs, "holder": holder, "versions": cat.versions(SMR),
-            "quarantine": cat.quarantine(SMR)}
+            "quarantine": ledger().quarantine(SMR)}
 
 
 @pytest.fixture(scope="module")
@@ -410,7 +411,7 @@ def test_logout_ends_the_session(browser, site):
 
 
 def test_a_revoked_key_ends_its_session(browser, site):
-    from catalog.access import Access
+    from catalog.serving.access import Access
     from catalog.service import Catalog
 
     ctx = browser.new_context()

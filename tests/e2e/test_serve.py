@@ -18,7 +18,7 @@ import pytest
 import requests
 
 from tests.alertsinks import WebhookReceiver
-from tests.conftest import ROOT, TEST_PASSPHRASE, catalog, free_port, register_demo_source
+from tests.conftest import ROOT, TEST_PASSPHRASE, free_port, ledger, register_demo_source
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 SOURCE = "smr_business_licence"
@@ -60,7 +60,7 @@ def test_serve_starts_airflow_and_the_exchange_runs_the_source_and_stops(home, s
         assert requests.get(f"http://127.0.0.1:{port}/health", timeout=5).json() == {"ok": True}
 
         # the source runs on its own schedule (unpaused at creation) and publishes
-        runs = _until(lambda: [r for r in catalog().runs(SOURCE) if r["state"] == "published"],
+        runs = _until(lambda: [r for r in ledger().runs(SOURCE) if r["state"] == "published"],
                       400, "published run", proc, out)
         assert runs[0]["version"] == 1 and runs[0]["dag_run_id"].startswith("scheduled__")
         late = _until(lambda: hook.received and [h for h in hook.received if h["kind"] == "late_run"],

@@ -82,7 +82,7 @@ def published(tmp_path_factory, silo_2k):
 @pytest.fixture(scope="session")
 def published_pg(tmp_path_factory, silo_2k):
     """`published` with its catalogue on PostgreSQL (a database of its own, dropped afterwards)."""
-    from catalog.db import engine_for
+    from catalog.db.engine import engine_for
     from exchange import stages
     from base.settings import Settings, reset_settings
     from tests.conftest import home_env, register_demo_source

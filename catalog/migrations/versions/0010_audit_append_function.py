@@ -1,7 +1,7 @@
 """audit_append: on PostgreSQL the audit chain is extended by the database in one statement
 
 The function takes the head under its row lock, numbers and hashes the given entries exactly as
-catalog/audit.py does (SHA-256 of prev_hash, seq and the entry's canonical JSON, which the
+catalog/serving/audit.py does (SHA-256 of prev_hash, seq and the entry's canonical JSON, which the
 caller serialises and sends as `body`), inserts them and moves the head: one round trip per
 append, whichever process appends. The entries come as one JSON array (json_to_recordset), its
 JSON columns as JSON text (json_to_recordset refuses \u0000 in a json field, the json type

@@ -1,6 +1,6 @@
 """audit_checkpoints: signed checkpoints of the audit chain; entries from before the chain joined to it
 
-Checkpoints (catalog/audit_checkpoints.py) hold the chain's size and head hash at a time, signed
+Checkpoints (catalog/serving/audit_checkpoints.py) hold the chain's size and head hash at a time, signed
 as a compact JWS with the exchange's Ed25519 key, so that anyone holding one can check later
 that the log only grew. Entries written before migration 0007 had no chain position; audit-verify
 now fails on any entry outside the chain, so they are appended to the chain here (in id order,
@@ -33,7 +33,7 @@ def upgrade() -> None:
 
 
 def _chain_legacy_entries(conn) -> None:
-    from catalog import audit
+    from catalog.serving import audit
 
     log, head = audit._log, audit._head
     cols = [log.c[k] for k in ("id", *audit.BODY_KEYS)]

@@ -10,10 +10,10 @@ import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
-from catalog import audit
-from catalog.access import now_utc
-from catalog.key_status import read_key_status
-from catalog.verify import verify_bundle
+from catalog.serving import audit
+from catalog.serving.access import now_utc
+from trust.verify import read_key_status
+from trust.verify import verify_bundle
 
 DATASET = "business_licence.market_regulation"
 ITEM, OTHER_ITEM, CASE = "DJ-SCJG-0003", "GG-JY-0001", "case:2026-SZ-000123"
@@ -316,7 +316,7 @@ def test_rate_limit_per_department(published):
 def test_tampering_with_the_audit_log_is_detected(published, tmp_path):
     import sqlite3
 
-    from catalog.db import engine_for
+    from catalog.db.engine import engine_for
 
     db = tmp_path / "copy.db"
     # SQLite's backup API: a consistent copy with what is still in the WAL (a file copy of

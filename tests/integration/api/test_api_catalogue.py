@@ -77,7 +77,7 @@ def pg_url():
     except Exception as exc:   # noqa: BLE001
         pytest.skip(f"PostgreSQL on 127.0.0.1:5432 not reachable: {exc}")
     yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    from catalog.db import engine_for
+    from catalog.db.engine import engine_for
     engine_for.cache_clear()
     with admin.connect() as c:
         c.execute(sa.text(f'drop database if exists "{name}" with (force)'))
@@ -85,7 +85,7 @@ def pg_url():
 
 @pytest.mark.integration
 def test_api_on_postgresql(home, silo_2k, pg_url, monkeypatch):
-    from catalog import audit
+    from catalog.serving import audit
     from exchange import stages
     from base.settings import get_settings, reset_settings
     from tests.conftest import register_demo_source

@@ -11,8 +11,8 @@ import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
-from catalog import audit
-from catalog.access import now_utc
+from catalog.serving import audit
+from catalog.serving.access import now_utc
 
 ITEM = "DJ-SCJG-0003"
 
@@ -30,8 +30,8 @@ def _app(settings, dept, **kw):
 def test_lookup_on_the_driver_matches_the_catalogue(api_settings):
     """Catalog.lookup (a compiled statement on the driver) against the same rows read through
     the ORM, on a day that makes some of them expired."""
-    from catalog import status as statuses
-    from catalog.models import Dataset, Record
+    from catalog.serving import status as statuses
+    from catalog.db.models import Dataset, Record
     from catalog.service import Catalog
 
     cat = Catalog(api_settings.catalog_url, api_settings.store_dir)
@@ -72,9 +72,9 @@ def test_audit_waits_for_a_taken_sqlite_write_lock(published, monkeypatch, busy_
     """A second worker holding the write lock delays the response until its entry is
     committed: retried off the loop's back (busy_limit 10 s), or after busy_limit by waiting
     in SQLite like any writer. Either way the entry is written before the response."""
-    import api.auditing
+    from catalog.serving import audit_writer
 
-    monkeypatch.setattr(api.auditing, "BUSY_LIMIT", busy_limit)
+    monkeypatch.setattr(audit_writer, "BUSY_LIMIT", busy_limit)
     waits = []
     real = audit.append_many
     monkeypatch.setattr(audit, "append_many", lambda e, rows, wait=True: (waits.append(wait), real(e, rows, wait))[1])
@@ -104,8 +104,8 @@ def test_cached_credentials_stop_working_promptly(api_settings):
     """With credentials cached for `cache_ttl` seconds: a revocation through the service
     applies at once, one made elsewhere (another process) within cache_ttl, and an expiry at
     once (it is compared with the clock on every request)."""
-    from catalog.access import Access
-    from catalog.models import Credential
+    from catalog.serving.access import Access
+    from catalog.db.models import Credential
 
     ttl = 0.5
     app, access, cred = _app(api_settings, "cache-dept", cache_ttl=ttl)
@@ -155,8 +155,8 @@ def test_a_refused_purpose_with_nul_is_audited(api_settings):
 def test_sqlite_checkpoints_run_beside_the_commits(tmp_path):
     """The API's writer connection does not checkpoint in its commits; a thread does, so the
     WAL is copied back into the database file without the writer paying for it."""
-    from catalog.db import engine_for
-    from catalog.rawdb import raw
+    from catalog.db.engine import engine_for
+    from catalog.db.rawdb import raw
 
     db = tmp_path / "c.db"
     engine = engine_for(f"sqlite:///{db}")
@@ -183,7 +183,7 @@ def test_postgresql_chains_in_the_database_for_every_writer_at_once(published_pg
 
     import psycopg
 
-    from catalog.db import engine_for
+    from catalog.db.engine import engine_for
 
     engine = engine_for(published_pg.catalog_url, False)
     with engine.connect() as c:

@@ -47,5 +47,5 @@ def test_no_server_errors(api_settings):
                 pass
     assert not failures, failures[:5]
     assert sent[0] >= 1000, sent[0]
-    from catalog.audit import verify_chain
+    from catalog.serving.audit import verify_chain
     assert verify_chain(app.state.consumer.engine).ok

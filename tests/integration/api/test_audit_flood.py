@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import sqlalchemy as sa
 
-from catalog import audit
+from catalog.serving import audit
 from tests.conftest import ROOT, free_port
 
 PURPOSE = "DJ-SCJG-0003"
@@ -30,7 +30,7 @@ def _wal_size(db) -> int:
 
 
 def test_a_flood_of_unauthenticated_requests_leaves_a_few_counted_entries(tmp_path):
-    from catalog.db import engine_for
+    from catalog.db.engine import engine_for
 
     home = tmp_path / "home"
     db = home / "catalog.db"
@@ -112,8 +112,8 @@ def test_the_wal_shrinks_back_once_readers_let_go(tmp_path, monkeypatch):
     """A reader holding an old snapshot keeps the WAL from starting over, so it grows; once the
     reader is done, the checkpoint thread brings the file back under the limit (it used to stay
     at its largest size for good)."""
-    from catalog import rawdb
-    from catalog.db import engine_for
+    from catalog.db import rawdb
+    from catalog.db.engine import engine_for
 
     monkeypatch.setattr(rawdb, "WAL_LIMIT", 256 * 1024, raising=False)
     db = tmp_path / "c.db"

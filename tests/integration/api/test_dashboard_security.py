@@ -4,6 +4,7 @@ origin; API JSON, /docs and the dashboard carry security headers."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import re
 import secrets
@@ -18,8 +19,8 @@ ITEM = "DJ-SCJG-0003"
 
 @pytest.fixture(scope="module")
 def keys(published):
-    from catalog.access import Access
-    from catalog.db import engine_for
+    from catalog.serving.access import Access
+    from catalog.db.engine import engine_for
 
     access = Access(engine_for(published.catalog_url), 0)
     access.add_department("audit-sec", "审计局", role="auditor")
@@ -33,8 +34,8 @@ def apps(published, monkeypatch):
     """Two instances of the app on one catalogue, as two worker processes are."""
     from api.app import create_app
 
-    monkeypatch.setenv("EXCHANGE_DASHBOARD_SECRET", secrets.token_urlsafe(32))
-    made = [create_app(published, rate=10_000, burst=10_000, cache_ttl=0) for _ in range(2)]
+    shared = dataclasses.replace(published, dashboard_secret=secrets.token_urlsafe(32))
+    made = [create_app(shared, rate=10_000, burst=10_000, cache_ttl=0) for _ in range(2)]
     clients = [TestClient(a) for a in made]
     for c in clients:
         c.__enter__()

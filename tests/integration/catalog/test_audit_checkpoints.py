@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
-from catalog import audit
+from catalog.serving import audit
 from exchange.cli import main as cli
 from tests.conftest import make_signing_key
 
@@ -121,7 +121,7 @@ def test_checkpoints_are_published_like_the_jwks(home, tmp_path, capsys):
     """GET /v1/audit/checkpoints needs no key and leaves no entry; what it serves verifies with
     the published JWKS and is the checkpoint the CLI made."""
     from api.app import create_app
-    from catalog.audit_checkpoints import verify_signed
+    from catalog.serving.audit_checkpoints import verify_signed
     from base.settings import get_settings
 
     _admin(2)

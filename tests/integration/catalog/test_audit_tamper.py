@@ -1,6 +1,6 @@
 """Every field of an audit entry is covered by its hash: altering any one of them, on SQLite and
 on PostgreSQL, makes the chain fail verification at that entry. The fields are listed here by
-hand (not taken from catalog/audit.py), and checked against the table's own columns."""
+hand (not taken from catalog/serving/audit.py), and checked against the table's own columns."""
 from __future__ import annotations
 
 import uuid
@@ -9,12 +9,12 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import sqlalchemy as sa
 
-from catalog import audit
+from catalog.serving import audit
 from tests.integration.conftest import server_url
 
 AT = datetime(2026, 11, 21, 9, 30, tzinfo=timezone.utc)
 # column -> a different value to put in its place (written by hand: a field left out of the
-# hashed body is then caught below, whatever catalog/audit.py's own key list says)
+# hashed body is then caught below, whatever catalog/serving/audit.py's own key list says)
 TAMPER = {
     "at": AT + timedelta(minutes=5),
     "department": "someone-else",
@@ -32,7 +32,7 @@ CHAIN_COLUMNS = {"id", "seq", "prev_hash", "entry_hash"}   # the chain itself, n
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def engine(request, tmp_path_factory):
-    from catalog.db import engine_for
+    from catalog.db.engine import engine_for
 
     if request.param == "sqlite":
         yield engine_for(f"sqlite:///{tmp_path_factory.mktemp('tamper') / 'c.db'}")
@@ -66,7 +66,7 @@ def test_the_hand_written_list_is_every_content_column(engine):
 @pytest.mark.parametrize("field", list(TAMPER))
 def test_altering_any_field_fails_verification(engine, field):
     _entries(engine)
-    from catalog.models import AuditEntry
+    from catalog.db.models import AuditEntry
 
     col = AuditEntry.__table__.c[field]
     with engine.connect() as c:

@@ -23,7 +23,7 @@ def backend(request, home, monkeypatch):
     if request.param == "sqlite":
         yield
         return
-    from catalog.db import engine_for
+    from catalog.db.engine import engine_for
     from tests.integration.conftest import server_url
 
     server = sa.make_url(server_url("postgresql"))
@@ -47,7 +47,7 @@ def _ids(engine, version: int) -> set[str]:
 
 
 def test_two_sources_publishing_at_once_lose_no_record(backend, home, silo_2k, tmp_path, monkeypatch):
-    from catalog import changes
+    from catalog.publish import changes
     from exchange import stages
     from tests.conftest import catalog, register_demo_source
 

@@ -16,7 +16,7 @@ from tests.integration.conftest import server_url
 STARTERS = 4
 CODE = """
 import sys, time
-from catalog.db import engine_for
+from catalog.db.engine import engine_for
 at = float(sys.argv[2])
 time.sleep(max(0.0, at - time.time()))      # every process starts its upgrade at the same moment
 engine_for(sys.argv[1])
@@ -34,7 +34,7 @@ def _start_together(url: str) -> list[subprocess.CompletedProcess]:
 def _head(url: str) -> list[str]:
     from alembic.script import ScriptDirectory
 
-    from catalog.db import _alembic_config
+    from catalog.db.engine import _alembic_config
 
     engine = sa.create_engine(url, poolclass=sa.NullPool)
     with engine.connect() as c:

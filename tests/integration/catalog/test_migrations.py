@@ -10,8 +10,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-from catalog.db import _alembic_config
-from catalog.models import Base
+from catalog.db.engine import _alembic_config
+from catalog.db.models import Base
 from tests.integration.conftest import server_url
 
 
@@ -68,7 +68,7 @@ def test_postgresql_migrations_match_models():
 def test_entries_from_before_the_chain_are_joined_to_it(tmp_path):
     """Migration 0012: entries written before the chain (migration 0007) had no position; they
     are appended to the chain, content unchanged, so that every entry is in it."""
-    from catalog import audit
+    from catalog.serving import audit
 
     url = f"sqlite:///{tmp_path / 'c.db'}"
     engine = sa.create_engine(url, poolclass=sa.NullPool)

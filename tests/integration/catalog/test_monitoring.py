@@ -8,13 +8,14 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from catalog import monitoring
-from catalog.access import Access, Caller
-from catalog.consumer import Consumer
+from catalog.ledger import monitoring
+from catalog.serving.access import Access, Caller
+from catalog.serving.consumer import Consumer
 from exchange import stages
 from base.errors import UnknownName
 from base import clock
-from tests.conftest import catalog, register_demo_source, register_source
+from tests.conftest import catalog, ledger, register_demo_source, register_source
+from exchange.listing import source_listing
 
 SOURCE, DATASET = "smr_business_licence", "business_licence.market_regulation"
 H = timedelta(hours=1)
@@ -43,14 +44,14 @@ def test_freshness_follows_the_update_cycle(published):
     assert _by(monitoring.freshness(cat, now + 60 * H), "dataset", DATASET)["state"] == "stale"
     f = _by(monitoring.freshness(cat, now), "dataset", DATASET)
     assert f["sources"] == [SOURCE] and f["last_run_state"] == "published"
-    assert f["backlog"] == len(cat.quarantine(DATASET)) > 0
+    assert f["backlog"] == len(ledger().quarantine(DATASET)) > 0
 
 
 def test_a_source_never_run_is_never_fresh_and_a_failed_run_shows(published, home, tmp_path):
     cat, silo = published
     other = register_source(home, "tr_copy", {"kind": "sql", "url": f"sqlite:///{silo}",
                                               "table": "yyzz_djxx"}, department="transport")
-    cat.register(other)
+    cat.register(source_listing(other))
     rows = monitoring.freshness(cat)
     assert _by(rows, "dataset", other.dataset)["state"] == "never"
     card = _by(monitoring.scorecards(cat, "day"), "department", "transport")
@@ -70,7 +71,7 @@ def test_a_source_never_run_is_never_fresh_and_a_failed_run_shows(published, hom
 def test_quality_trend_is_the_share_that_passed(published):
     cat, _ = published
     trend = monitoring.quality_trend(cat, DATASET)
-    run = cat.runs(SOURCE)[0]
+    run = ledger().runs(SOURCE)[0]
     assert [t["run_id"] for t in trend] == [run["id"]]
     assert trend[0]["pass_share"] == round(run["accepted"] / run["extracted"], 4) < 1
 
@@ -92,12 +93,12 @@ def test_scorecard_counts_consumption_materials_quality_and_backlog(published):
     assert got and held == 1
 
     card = _by(monitoring.scorecards(cat, "day"), "department", "market_regulation")
-    run = cat.runs(SOURCE)[0]
+    run = ledger().runs(SOURCE)[0]
     assert card["datasets"] == 1 and card["on_time"] == 1 and card["on_time_share"] == 1
     assert card["records_consumed"] == len(got) + held    # its own requests do not count
     assert card["materials_saved"] == 2 * held
     assert card["quality_pass_share"] == round(run["accepted"] / run["extracted"], 4)
-    assert card["backlog"] == len(cat.quarantine(DATASET)) and card["backlog_oldest_days"] == 0
+    assert card["backlog"] == len(ledger().quarantine(DATASET)) and card["backlog_oldest_days"] == 0
     assert card["department_name"] == "市场监督管理局"
     later = clock.now() + 60 * H       # no refresh since: not on time that day
     assert _by(monitoring.scorecards(cat, "day", later), "department", "market_regulation")["on_time"] == 0

@@ -1,4 +1,4 @@
-"""The records index is loaded in bulk (catalog/index_load.py: ADBC + ATTACH on SQLite, COPY on
+"""The records index is loaded in bulk (catalog/publish/index_load.py: ADBC + ATTACH on SQLite, COPY on
 PostgreSQL) and stays part of the publishing transaction: the rows equal the published
 version's, on a first version and on one published over it; a failure after the bulk insert
 leaves no row, no version and, on SQLite, no scratch file attached or on disk."""
@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from catalog import index_load, store
-from catalog.models import DatasetVersion, Record
+from catalog.publish import index_load, store
+from catalog.db.models import DatasetVersion, Record
 from demo.synth import TABLE
 from exchange import stages
 from base.errors import PublishError
@@ -48,7 +48,7 @@ def backend(request, home, monkeypatch):
     try:
         yield request.param
     finally:
-        from catalog.db import engine_for
+        from catalog.db.engine import engine_for
         engine_for.cache_clear()
         with admin.connect() as c:
             c.exec_driver_sql(f'drop database if exists "{name}" with (force)')
@@ -142,7 +142,7 @@ def _attached(engine) -> set[str]:
 
 def test_a_failure_after_the_bulk_insert_leaves_nothing(backend, home, silo, monkeypatch):
     register_demo_source(home, silo)
-    from catalog import status
+    from catalog.serving import status
 
     seen = {}
 
@@ -191,11 +191,11 @@ def test_a_killed_publish_leaves_scratch_that_the_next_one_sweeps(home, silo):
     import subprocess
     import sys
 
-    from catalog.scratch_dirs import Scratch, fs_now
+    from catalog.publish.scratch_dirs import Scratch, fs_now
 
     register_demo_source(home, silo)
     killed = subprocess.run([sys.executable, "-c", (
-        "import os, signal\nfrom catalog import status\n"
+        "import os, signal\nfrom catalog.serving import status\n"
         "from exchange import stages\n"
         "status.record_changes = lambda *a: os.kill(os.getpid(), signal.SIGKILL)\n"
         f"stages.run_all({SOURCE!r}, 'r1')\n")], env=os.environ.copy())
@@ -205,7 +205,7 @@ def test_a_killed_publish_leaves_scratch_that_the_next_one_sweeps(home, silo):
     with catalog().engine.connect() as c:
         assert c.scalar(sa.text("select count(*) from records")) == 0
     live = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time\nfrom catalog.scratch_dirs import Scratch\n"
+        "import sys, time\nfrom catalog.publish.scratch_dirs import Scratch\n"
         f"s = Scratch.make({str(home)!r}, '.index-scratch-')\nprint(s.path, flush=True)\ntime.sleep(60)\n")],
         stdout=subprocess.PIPE, text=True)
     try:

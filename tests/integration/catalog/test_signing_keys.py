@@ -7,7 +7,7 @@ import shutil
 
 from exchange.cli import main as cli
 from base.settings import get_settings
-from tests.conftest import catalog, register_demo_source
+from tests.conftest import catalog, ledger, register_demo_source
 
 SOURCE = "smr_business_licence"
 
@@ -20,7 +20,7 @@ def test_a_run_without_a_signing_key_fails_and_mints_none(home, silo_2k, capsys)
     err = capsys.readouterr().err
     assert "no signing key in" in err and "run `exchange keys create`" in err
     assert not list(keys_dir.glob("*.pem")) if keys_dir.exists() else True
-    run = catalog().get_run(SOURCE, "r1")
+    run = ledger().get_run(SOURCE, "r1")
     assert run.state == "failed" and "exchange keys create" in run.message
     assert catalog().datasets()[0]["version"] is None                  # nothing published
 

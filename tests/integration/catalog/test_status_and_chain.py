@@ -15,9 +15,9 @@ import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
 
-from catalog.chain import audit_chain, catalogue_entries
-from catalog.key_status import KEY_STATUS_FILE, read_key_status
-from catalog.verify import verify_bundle
+from catalog.publish.chain import audit_chain, catalogue_entries
+from trust.verify import KEY_STATUS_FILE, read_key_status
+from trust.verify import verify_bundle
 from exchange import stages
 from exchange.cli import main as cli
 from base.errors import UnknownCopy, VerificationError
@@ -193,8 +193,8 @@ def test_audit_chain_passes_then_finds_each_kind_of_break(two_versions, tmp_path
 
 def test_broken_chain_link_is_found(two_versions):
     """A version 2 head, validly signed, that does not point at version 1's head."""
-    from catalog.keys import KeyStore, tree_head_payload
-    from catalog.verify import head_payload_unverified
+    from catalog.signing.keys import KeyStore, tree_head_payload
+    from trust.verify import head_payload_unverified
 
     s = get_settings()
     entries = catalogue_entries(_catalog().engine, DATASET)
@@ -224,7 +224,7 @@ def test_rotation_and_compromise_through_the_cli(two_versions, capsys):
     assert _audit().ok  # versions 1-2 under the retired key, 3 under the new one
 
     # The first key turns out to have been stolen between versions 1 and 2.
-    from catalog.verify import head_payload_unverified
+    from trust.verify import head_payload_unverified
     v1, v2 = (head_payload_unverified(e.signed_tree_head)["issued_at"]
               for e in catalogue_entries(cat.engine, DATASET)[:2])
     assert v1 < v2

@@ -1,5 +1,5 @@
 """The operator's CLI under the same rules as the API: `lookup` and `export` act for a
-department only with its exchange key, through catalog/consumer.py, audited with the OS account
+department only with its exchange key, through catalog/serving/consumer.py, audited with the OS account
 that asked; grants are bounded like credentials; exit codes (4 bad input, 7 not found)."""
 from __future__ import annotations
 

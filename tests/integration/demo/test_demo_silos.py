@@ -9,7 +9,7 @@ from demo import silos
 import registration
 from exchange import stages
 from base.settings import get_settings
-from tests.conftest import TODAY, catalog, make_signing_key
+from tests.conftest import TODAY, ledger, make_signing_key
 
 pytestmark = pytest.mark.integration
 
@@ -39,7 +39,7 @@ def test_demo_silos_make_five_departments_and_the_drops_publish(home, monkeypatc
     for sid in ("civil_business_licence", "housing_business_licence"):
         result = stages.run_all(sid, "demo", today)
         assert result["state"] == "published" and result["tree_size"] > 250
-        run = catalog().runs(sid)[0]
+        run = ledger().runs(sid)[0]
         assert run["extracted"] == 300 == run["accepted"] + run["quarantined"]
     for server, db in request_cleanup:
         try:

@@ -17,7 +17,7 @@ from base.errors import ConfigError, UnknownName
 from base.settings import get_settings, reset_settings
 from base import clock
 from tests.alertsinks import SMTPReceiver, WebhookReceiver
-from tests.conftest import TEST_PASSPHRASE, catalog, register_demo_source
+from tests.conftest import TEST_PASSPHRASE, catalog, ledger, register_demo_source
 
 SOURCE, DATASET = "smr_business_licence", "business_licence.market_regulation"
 
@@ -75,7 +75,7 @@ def test_webhook_gets_the_alert_with_links_and_it_is_recorded(home, hook, monkey
     assert got["links"]["dashboard"] == f"http://dash.example:8000/dashboard/datasets/{DATASET}"
     assert got["links"]["airflow"] == (f"{s.airflow_url}/dags/source__{SOURCE}/runs/"
                                        "manual__2026-11-21T10%3A00%3A00%2B00%3A00")
-    [row] = catalog().alerts()
+    [row] = ledger().alerts()
     assert row["kind"] == "failed" and row["task_id"] == "extract" and row["delivered"][0]["ok"]
 
 
@@ -91,8 +91,8 @@ def test_webhook_retries_then_gives_up_without_raising(home, hook, monkeypatch, 
     hook.server.fail_first, hook.server.fail_status = 1, 400     # a 4xx is not retried
     [d] = send(failure())
     assert not d["ok"] and d["attempts"] == 1 and d["error"] == "HTTP 400"
-    assert "s3cr3t-token" not in caplog.text and "s3cr3t-token" not in str(catalog().alerts())
-    assert [a["delivered"][0]["ok"] for a in catalog().alerts()] == [False, False, True]
+    assert "s3cr3t-token" not in caplog.text and "s3cr3t-token" not in str(ledger().alerts())
+    assert [a["delivered"][0]["ok"] for a in ledger().alerts()] == [False, False, True]
 
 
 def test_a_slow_or_absent_webhook_is_bounded_by_the_timeout(home, hook, monkeypatch):
@@ -133,7 +133,7 @@ def test_a_misconfigured_channel_list_still_logs_and_records(home, monkeypatch, 
     configure(monkeypatch, "pager:123")
     assert send(failure()) == []
     assert "misconfigured" in caplog.text and "cannot be opened" in caplog.text
-    assert catalog().alerts()[0]["kind"] == "failed"
+    assert ledger().alerts()[0]["kind"] == "failed"
 
 
 def test_watch_decides_once_per_change():
@@ -174,7 +174,7 @@ def test_watch_alerts_once_when_late_then_stale_then_recovered(home, silo_2k, tm
     assert back["kind"] == "recovered" and back["freshness"] == "fresh"
     assert check() == []
     assert [h["kind"] for h in hook.received] == ["late", "stale", "recovered"]
-    assert [a["kind"] for a in catalog().alerts()] == ["recovered", "stale", "late"]
+    assert [a["kind"] for a in ledger().alerts()] == ["recovered", "stale", "late"]
 
 
 def test_cli_lists_alerts_and_runs_the_watch(home, hook, monkeypatch, capsys):
@@ -208,22 +208,21 @@ def test_a_task_that_died_leaves_no_run_running(home, silo_2k, tmp_path, hook, m
     register_demo_source(home, silo)
     from exchange import stages
     stages.run_all(SOURCE, "r1")                              # the source is known to the catalogue
-    cat = catalog()
 
     def context(run_id, task):
         return {"dag": SimpleNamespace(dag_id=f"source__{SOURCE}"), "ti": SimpleNamespace(task_id=task),
                 "run_id": run_id, "reason": "Task was killed externally"}
 
     died = "manual__2026-11-22T01:00:00+00:00"
-    run = cat.start_run(SOURCE, run_key(died), died)         # the task began, then was killed
+    run = ledger().start_run(SOURCE, run_key(died), died)         # the task began, then was killed
     ExchangeNotifier(source=SOURCE, dataset=DATASET).notify(context(died, "publish"))
-    settled = cat.get_run(SOURCE, run_key(died))
+    settled = ledger().get_run(SOURCE, run_key(died))
     assert settled.id == run.id and settled.state == "failed" and settled.finished_at is not None
     assert "task publish failed" in settled.message and "killed externally" in settled.message
     assert hook.received[-1]["message"] == settled.message and hook.received[-1]["task"] == "publish"
 
     recorded = "manual__2026-11-22T02:00:00+00:00"
-    cat.fail_run(cat.start_run(SOURCE, run_key(recorded), recorded).id, "extract: the silo cannot be opened")
+    ledger().fail_run(ledger().start_run(SOURCE, run_key(recorded), recorded).id, "extract: the silo cannot be opened")
     ExchangeNotifier(source=SOURCE, dataset=DATASET).notify(context(recorded, "extract"))
-    assert cat.get_run(SOURCE, run_key(recorded)).message == "extract: the silo cannot be opened"
+    assert ledger().get_run(SOURCE, run_key(recorded)).message == "extract: the silo cannot be opened"
     assert hook.received[-1]["message"] == "extract: the silo cannot be opened"

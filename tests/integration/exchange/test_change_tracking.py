@@ -14,7 +14,7 @@ from demo.synth import TABLE
 from exchange import stages
 from base.errors import SourceError
 from base.settings import get_settings
-from tests.conftest import TODAY, catalog, dashboard_login, register_source
+from tests.conftest import TODAY, catalog, dashboard_login, ledger, register_source
 from tests.faultproxy import FaultProxy
 
 pytestmark = pytest.mark.integration
@@ -45,7 +45,7 @@ def test_incremental_pulls_take_only_changes_and_advance_only_after_publish(home
     engine = sa.create_engine(pg_silo, poolclass=sa.NullPool)
     try:
         first = stages.run_all("pg_inc", "r1", TODAY)
-        wm1 = catalog().watermark("pg_inc")
+        wm1 = ledger().watermark("pg_inc")
         with engine.begin() as c:
             wanted = c.scalar(sa.text(f'select max("GXSJ")::text from {TABLE}'))
             holder, qymc = c.execute(sa.text(f'select "TYSHXYDM", "QYMC" from {TABLE} where "ID" = 7')).one()
@@ -58,7 +58,7 @@ def test_incremental_pulls_take_only_changes_and_advance_only_after_publish(home
         proxy.refuse = True
         with pytest.raises(SourceError, match="source pg_inc"):
             stages.run_all("pg_inc", "r2", TODAY)
-        assert catalog().watermark("pg_inc") == wm1
+        assert ledger().watermark("pg_inc") == wm1
         proxy.refuse = False
         second = stages.run_all("pg_inc", "r2", TODAY)
     finally:
@@ -67,8 +67,8 @@ def test_incremental_pulls_take_only_changes_and_advance_only_after_publish(home
             c.execute(sa.text(f'update {TABLE} set "DJZT" = \'存续\' where "ID" = 7'))
         engine.dispose()
     assert first["state"] == "published" and second["version"] == 2
-    assert catalog().watermark("pg_inc") == ("GXSJ", f"{TODAY + timedelta(days=1)} 11:00:00")
-    runs = catalog().runs("pg_inc")
+    assert ledger().watermark("pg_inc") == ("GXSJ", f"{TODAY + timedelta(days=1)} 11:00:00")
+    runs = ledger().runs("pg_inc")
     assert runs[0]["extracted"] == silo_rows[0].num_rows, "changes merged onto the last pull"
     assert second["changes"]["changed"] == 1 and second["changes"]["new"] == 0
     rec = _record(holder)
@@ -91,7 +91,7 @@ def test_incremental_pull_counts_only_the_changed_rows(home, tmp_path, silo_2k):
     stages.extract("inc", "r2")
     assert _pulled("inc", "r2")["counts"] == {"pulled": 3, "kept": 1_997}
     assert stages.run_all("inc", "r2", TODAY)["state"] == "unchanged", "only timestamps changed"
-    assert catalog().watermark("inc")[1] == "2099-01-01T00:00:00"
+    assert ledger().watermark("inc")[1] == "2099-01-01T00:00:00"
 
 
 def test_records_gone_from_a_snapshot_silo_are_withdrawn_not_kept_valid(home, tmp_path, silo_2k):
@@ -125,7 +125,7 @@ def catalogue_on(request, home, monkeypatch):
         return
     import uuid
 
-    from catalog.db import engine_for
+    from catalog.db.engine import engine_for
     from demo.sql_silos import create_database, drop_database
     from base.settings import reset_settings
     from tests.integration.conftest import server_url
@@ -184,7 +184,7 @@ def test_a_published_record_whose_rows_are_all_quarantined_is_held_disputed_not_
     assert "current version 2" in said and "disputed: held as published: 2 row(s)" in said
     assert "3 open rows hold a published record back" in said
     # the dashboard's queue says which entries hold a published record back
-    summary = catalog().quarantine_summary("business_licence.market_regulation", sample=500)
+    summary = ledger().quarantine_summary("business_licence.market_regulation", sample=500)
     held = [e for e in summary["open"] if e["key"] == number]
     assert len(held) == 2 and all(e["holds_record"] == rec["record_id"] for e in held)
     assert summary["holding"] == 3
@@ -211,7 +211,7 @@ def _dashboard_dataset_page(dataset: str) -> str:
     from fastapi.testclient import TestClient
 
     from api.app import create_app
-    from catalog.access import Access
+    from catalog.serving.access import Access
 
     access = Access(catalog().engine, ttl=0)
     access.add_department("audit-office", "审计局", role="auditor")

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
 
-from catalog.verify import verify_bundle
+from trust.verify import verify_bundle
 from exchange import stages
 from base.errors import PublishError, SourceError
 from base.settings import get_settings
@@ -23,6 +23,13 @@ EXPECTED_REASON = {
     "bad_date": "expect_column_values_to_be_parsable_dates(issue_date)",
     "issue_date_future": "expect_column_values_to_not_be_in_the_future(issue_date)",
 }
+
+
+def _ledger():
+    from catalog.ledger.service import Ledger
+    from base.settings import get_settings
+
+    return Ledger(get_settings().catalog_url)
 
 
 def _catalog():
@@ -62,7 +69,7 @@ def test_run_reconciles_and_quarantines_every_planted_defect(home, silo_2k):
     result = stages.publish("smr_business_licence", "r1")
     assert result["state"] == "published" and result["version"] == 1
     assert result["tree_size"] == validated["accepted"]
-    run = _catalog().runs("smr_business_licence")[0]
+    run = _ledger().runs("smr_business_licence")[0]
     assert (run["extracted"], run["accepted"], run["quarantined"]) == (
         2_000, validated["accepted"], validated["quarantined"])
     assert run["reasons"][EXPECTED_REASON["bad_uscc_check"]] == len(manifest["bad_uscc_check"])
@@ -130,4 +137,4 @@ def test_a_silo_that_goes_away_fails_the_run_and_publishes_nothing(home, silo_2k
     with pytest.raises(SourceError, match="smr_business_licence"):
         stages.run_all("smr_business_licence", "r1")
     assert _catalog().datasets()[0]["version"] is None
-    assert _catalog().runs()[0]["state"] == "failed"
+    assert _ledger().runs()[0]["state"] == "failed"

@@ -13,7 +13,7 @@ from demo.silo_server import SiloServer
 from demo.synth import COLUMNS, TABLE
 from exchange import stages
 from base.errors import DataError, SourceError
-from tests.conftest import TODAY, catalog, register_source
+from tests.conftest import TODAY, catalog, ledger, register_source
 from tests.faultproxy import FaultProxy
 
 pytestmark = pytest.mark.integration
@@ -29,7 +29,7 @@ def _counts() -> tuple[int, int, int]:
 
 def _nothing_published(source_id: str) -> None:
     assert _counts() == (0, 0, 0)
-    run = catalog().runs(source_id)[0]
+    run = ledger().runs(source_id)[0]
     assert run["state"] == "failed" and run["message"]
 
 
@@ -52,7 +52,7 @@ def test_a_database_going_down_mid_pull_publishes_nothing_and_a_rerun_completes(
         proxy.close()
     assert first["state"] == "published" and first["version"] == 1
     assert again["version"] == 1 and later["state"] == "unchanged"
-    run = catalog().runs("db_silo")[1]
+    run = ledger().runs("db_silo")[1]
     assert run["extracted"] == silo_rows[0].num_rows
     assert _counts() == (1, first["tree_size"], first["tree_size"])
 
@@ -77,7 +77,7 @@ def test_an_api_answering_500_too_long_fails_then_the_rerun_completes(home, api_
         _nothing_published("api_silo")
         result = stages.run_all("api_silo", "r1", TODAY)   # 2 errors left: retried away
     assert result["state"] == "published"
-    assert catalog().runs("api_silo")[0]["extracted"] == 3_000
+    assert ledger().runs("api_silo")[0]["extracted"] == 3_000
     assert _counts() == (1, result["tree_size"], result["tree_size"])
 
 
@@ -89,7 +89,7 @@ def test_rate_limits_and_a_dropped_answer_still_complete_in_one_run(home, api_ro
         result = stages.run_all("api_silo", "r1", TODAY)
         statuses = [r[2] for r in silo.log.requests]
     assert result["state"] == "published" and 429 in statuses and "cut" in statuses
-    assert catalog().runs("api_silo")[0]["extracted"] == 3_000
+    assert ledger().runs("api_silo")[0]["extracted"] == 3_000
 
 
 def test_a_malformed_page_fails_the_run_and_the_rerun_completes(home, api_rows):
@@ -99,7 +99,7 @@ def test_a_malformed_page_fails_the_run_and_the_rerun_completes(home, api_rows):
         with pytest.raises(DataError, match="source api_silo.*page 3 is not valid JSON"):
             stages.run_all("api_silo", "r1", TODAY)
         _nothing_published("api_silo")
-        assert "page 3 is not valid JSON" in catalog().runs("api_silo")[0]["message"]
+        assert "page 3 is not valid JSON" in ledger().runs("api_silo")[0]["message"]
         result = stages.run_all("api_silo", "r1", TODAY)
     assert result["version"] == 1
     assert _counts() == (1, result["tree_size"], result["tree_size"])
@@ -147,7 +147,7 @@ def _publish_fails(monkeypatch, source_id: str, key: str) -> None:
         _failing_publish(mp)
         with pytest.raises(PublishError, match="injected"):
             stages.run_all(source_id, key, TODAY)
-    assert catalog().get_run(source_id, key).state == "failed"
+    assert ledger().get_run(source_id, key).state == "failed"
 
 
 def test_a_failed_publish_leaves_the_watermark_and_mirror_where_they_were(home, tmp_path, silo_2k, monkeypatch):
@@ -159,18 +159,18 @@ def test_a_failed_publish_leaves_the_watermark_and_mirror_where_they_were(home, 
     register_source(home, "wm", {"kind": "sql", "url": f"sqlite:///{copy}", "table": TABLE,
                                  "watermark": "GXSJ", "key": "ID"})
     stages.run_all("wm", "r1", TODAY)
-    wm1, mirror1 = catalog().watermark("wm"), _mirror("wm")
+    wm1, mirror1 = ledger().watermark("wm"), _mirror("wm")
     with sqlite3.connect(copy) as c:
         c.execute(f'update {TABLE} set "GXSJ" = \'2099-01-01T00:00:00\', "ZS" = "ZS" || \'一号\' '
                   'where "ID" in (3, 4, 5)')
     _publish_fails(monkeypatch, "wm", "r2")
-    assert catalog().watermark("wm") == wm1, "the watermark moved past rows never published"
+    assert ledger().watermark("wm") == wm1, "the watermark moved past rows never published"
     assert _mirror("wm") == mirror1
     stages.extract("wm", "r3")
     assert _pulled("wm", "r3")["counts"] == {"pulled": 3, "kept": 1_997}, "the same changes again"
     result = stages.run_all("wm", "r3", TODAY)
     assert result["version"] == 2 and result["changes"]["changed"] >= 1
-    assert catalog().watermark("wm")[1] == "2099-01-01T00:00:00"
+    assert ledger().watermark("wm")[1] == "2099-01-01T00:00:00"
 
 
 def test_a_failed_publish_leaves_a_snapshot_sources_mirror_where_it_was(home, tmp_path, silo_2k, monkeypatch):

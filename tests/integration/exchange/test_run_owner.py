@@ -12,13 +12,13 @@ import sys
 import time
 
 from exchange.cli import main as cli
-from tests.conftest import ROOT, catalog, register_demo_source
+from tests.conftest import ROOT, ledger, register_demo_source
 
 SOURCE = "smr_business_licence"
 
 
 def _state(key: str) -> tuple[str, str | None]:
-    run = catalog().get_run(SOURCE, key)
+    run = ledger().get_run(SOURCE, key)
     return run.state, run.message
 
 
@@ -29,7 +29,7 @@ def test_a_sigkilled_exchange_run_is_marked_failed(home, silo_2k, capsys):
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:            # until the run is recorded, still at work
-            runs = [r for r in catalog().runs(SOURCE) if r["run_key"] == "k1"]
+            runs = [r for r in ledger().runs(SOURCE) if r["run_key"] == "k1"]
             if runs and runs[0]["state"] == "running":
                 break
             assert proc.poll() is None, proc.stderr.read().decode()
@@ -55,15 +55,16 @@ def test_a_sigkilled_exchange_run_is_marked_failed(home, silo_2k, capsys):
 
 def test_the_next_start_of_the_source_fails_a_run_whose_process_is_gone(home, silo_2k):
     register_demo_source(home, silo_2k[0])
-    code = ("import os\nfrom catalog import run_owner\nimport registration\n"
+    code = ("import os\nfrom catalog.ledger import run_owner\nimport registration\n"
             "from base.settings import get_settings\nfrom catalog.service import Catalog\n"
+            "from catalog.ledger.service import Ledger\nfrom exchange.listing import source_listing\n"
             "s = get_settings()\nc = Catalog(s.catalog_url, s.store_dir)\n"
-            f"c.register(registration.get({SOURCE!r}, s.sources_dir))\n"
-            f"with run_owner.owning():\n    c.start_run({SOURCE!r}, 'gone')\n"
+            f"c.register(source_listing(registration.get({SOURCE!r}, s.sources_dir)))\n"
+            f"with run_owner.owning():\n    Ledger(s.catalog_url).start_run({SOURCE!r}, 'gone')\n"
             "os._exit(0)\n")                             # exits without finishing the run
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=dict(os.environ), check=True)
     assert _state("gone")[0] == "running"
-    catalog().start_run(SOURCE, "airflow-run")           # the source starts again (an Airflow task)
+    ledger().start_run(SOURCE, "airflow-run")           # the source starts again (an Airflow task)
     state, message = _state("gone")
     assert state == "failed" and "is gone" in message
     assert cli(["runs", "--json"]) == 0
@@ -71,7 +72,7 @@ def test_the_next_start_of_the_source_fails_a_run_whose_process_is_gone(home, si
 
 
 def test_a_live_owner_is_left_alone_and_a_reused_pid_is_not(home):
-    from catalog import run_owner
+    from catalog.ledger import run_owner
 
     me = run_owner.this_process()
     assert run_owner.gone(me) is False

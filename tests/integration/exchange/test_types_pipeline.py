@@ -39,6 +39,13 @@ def silos(tmp_path_factory):
     return {t: (d / f"{t}.db", make_silo(t, d / f"{t}.db", N, seed=21, today=TODAY)) for t in TYPES}
 
 
+def _ledger():
+    from catalog.ledger.service import Ledger
+    from base.settings import get_settings
+
+    return Ledger(get_settings().catalog_url)
+
+
 def _catalog():
     from catalog.service import Catalog
     s = get_settings()
@@ -50,7 +57,7 @@ def test_types_run_reconcile_and_quarantine_exactly_the_planted_defects(home, si
         silo, manifest = silos[name]
         ctype, reg = get_type(name), register_sample(home, name, silo)
         result = stages.run_all(reg.id, "r1", TODAY)
-        run = _catalog().runs(reg.id)[0]
+        run = _ledger().runs(reg.id)[0]
         assert run["extracted"] == N == run["accepted"] + run["quarantined"], name
         assert result["state"] == "published" and result["tree_size"] == run["accepted"]
         q = pq.read_table(stages.workdir_for(reg.id, "r1") / "quarantine.parquet").to_pylist()

@@ -19,6 +19,13 @@ SOURCE, DATASET, TABLE = "smr_business_licence", "business_licence.market_regula
 NOT_NULL_NAME = "expect_column_values_to_not_be_null(holder_name)"
 
 
+def _ledger():
+    from catalog.ledger.service import Ledger
+    from base.settings import get_settings
+
+    return Ledger(get_settings().catalog_url)
+
+
 def _catalog():
     from catalog.service import Catalog
     s = get_settings()
@@ -52,7 +59,7 @@ def test_quarantine_queue_lists_reasons_keeps_reviews_and_lets_fixed_rows_leave(
     path, manifest = silo
     first = stages.run_all(SOURCE, "r1")
     assert first["state"] == "published"
-    run1 = _catalog().runs(SOURCE)[0]
+    run1 = _ledger().runs(SOURCE)[0]
     queue = _cli_json(capsys, "quarantine", DATASET)
     assert queue["rows"] == len(queue["entries"]) > 0
     assert queue["by_reason"][NOT_NULL_NAME] == len(manifest["blank_holder_name"])
@@ -77,7 +84,7 @@ def test_quarantine_queue_lists_reasons_keeps_reviews_and_lets_fixed_rows_leave(
     assert set(after) == set(entries) - {fixed_id}
     everything = _cli_json(capsys, "quarantine", DATASET, "--all")["entries"]
     gone = next(e for e in everything if e["raw"]["ID"] == fixed_id)
-    assert gone["state"] == "resolved" and gone["resolved_run_id"] == _catalog().runs(SOURCE)[0]["id"]
+    assert gone["state"] == "resolved" and gone["resolved_run_id"] == _ledger().runs(SOURCE)[0]["id"]
 
 
 def test_a_shrunken_export_is_held_until_a_steward_approves_it(silo, capsys):
@@ -86,18 +93,18 @@ def test_a_shrunken_export_is_held_until_a_steward_approves_it(silo, capsys):
     _sql(path, f"DELETE FROM {TABLE} WHERE rowid % 2 = 0")
     with pytest.raises(GateHeld, match=r"size gate: \d+ records against .*limit ±30%"):
         stages.run_all(SOURCE, "r2")
-    held = _catalog().get_run(SOURCE, "r2")
+    held = _ledger().get_run(SOURCE, "r2")
     assert held.state == "held"
     assert f"`exchange approve {SOURCE} r2 --by NAME --note TEXT`" in held.message   # the exact command
     assert _catalog().datasets()[0]["version"] == first["version"] == 1, "nothing was published"
-    gate = _catalog().run_quality(held.id)["size_gate"]
+    gate = _ledger().run_quality(held.id)["size_gate"]
     assert gate["held"] and gate["change"] < -0.3
 
     with pytest.raises(GateHeld):                   # running it again does not slip through
         stages.publish(SOURCE, "r2")
     out = _cli_json(capsys, "approve", SOURCE, "r2", "--by", "steward", "--note", "half were merged")
     assert out["state"] == "published" and out["version"] == 2
-    assert _catalog().run_quality(held.id)["approved_by"] == "steward"
+    assert _ledger().run_quality(held.id)["approved_by"] == "steward"
     # the records gone from the silo stay in the version, signed, as withdrawn (issue 4)
     assert _catalog().datasets()[0]["records"] == out["tree_size"] > held.accepted
     assert _catalog().current_size(DATASET) == held.accepted
@@ -115,9 +122,9 @@ def test_a_retyped_mapped_column_fails_naming_it_and_new_columns_are_recorded(si
     stages.run_all(SOURCE, "r1")
     _sql(path, f"ALTER TABLE {TABLE} ADD COLUMN LXDH TEXT")
     stages.extract(SOURCE, "r2")
-    r2 = _catalog().get_run(SOURCE, "r2")
-    assert _catalog().run_quality(r2.id)["new_columns"] == ["LXDH"]
-    assert "LXDH" in _catalog().run_quality(r2.id)["unmapped_columns"]
+    r2 = _ledger().get_run(SOURCE, "r2")
+    assert _ledger().run_quality(r2.id)["new_columns"] == ["LXDH"]
+    assert "LXDH" in _ledger().run_quality(r2.id)["unmapped_columns"]
 
     con = sqlite3.connect(path)
     create = con.execute("SELECT sql FROM sqlite_master WHERE name = ?", (TABLE,)).fetchone()[0]
@@ -128,7 +135,7 @@ def test_a_retyped_mapped_column_fails_naming_it_and_new_columns_are_recorded(si
          f"ALTER TABLE t2 RENAME TO {TABLE}")
     with pytest.raises(SchemaDrift, match="'ZCZB' changed type from TEXT to REAL"):
         stages.extract(SOURCE, "r3")
-    assert _catalog().get_run(SOURCE, "r3").state == "failed"
+    assert _ledger().get_run(SOURCE, "r3").state == "failed"
 
 
 def test_a_registrations_own_checks_quarantine_rows_and_every_run_has_data_docs(silo):
@@ -140,7 +147,7 @@ def test_a_registrations_own_checks_quarantine_rows_and_every_run_has_data_docs(
     stages.extract(SOURCE, "r1")
     stages.conform(SOURCE, "r1")
     out = stages.validate(SOURCE, "r1")
-    run = _catalog().runs(SOURCE)[0]
+    run = _ledger().runs(SOURCE)[0]
     rule = "expect_column_values_to_match_regex(licence_number)"
     assert 0 < run["reasons"][rule] < out["extracted"]
     assert out["extracted"] == out["accepted"] + out["quarantined"]
@@ -199,7 +206,7 @@ def test_a_suite_without_the_licence_number_checks_still_publishes_no_blank_lice
     with pytest.raises(DataError, match=f"blank licence number \\(first: silo row {row}\\)"):
         stages.run_all(SOURCE, "r1")
     assert _catalog().datasets()[0]["version"] is None, "nothing was published"
-    assert _catalog().get_run(SOURCE, "r1").state == "failed"
+    assert _ledger().get_run(SOURCE, "r1").state == "failed"
 
 
 def test_every_quarantined_row_is_in_the_queue_conflicting_duplicates_too(silo, capsys):
@@ -211,7 +218,7 @@ def test_every_quarantined_row_is_in_the_queue_conflicting_duplicates_too(silo, 
          f"INSERT INTO {TABLE} SELECT {', '.join('900000' if c == 'ID' else c for c in cols)} "
          f"FROM {TABLE} WHERE ID = {a}")
     stages.run_all(SOURCE, "r1")
-    run = _catalog().runs(SOURCE)[0]
+    run = _ledger().runs(SOURCE)[0]
     queue = _cli_json(capsys, "quarantine", DATASET)
     assert queue["rows"] == len(queue["entries"]) == run["quarantined"], "one entry per quarantined row"
     assert len(manifest["duplicate_licence_number"]) > 0
@@ -224,7 +231,7 @@ def test_every_quarantined_row_is_in_the_queue_conflicting_duplicates_too(silo, 
 
     stages.run_all(SOURCE, "r2")                     # the same rows again: the same entries
     again = _cli_json(capsys, "quarantine", DATASET)
-    assert again["rows"] == _catalog().runs(SOURCE)[0]["quarantined"] == run["quarantined"]
+    assert again["rows"] == _ledger().runs(SOURCE)[0]["quarantined"] == run["quarantined"]
     assert {e["id"] for e in again["entries"]} == {e["id"] for e in queue["entries"]}
 
     out = _cli_json(capsys, "quarantine", "review", DATASET, number, "--by", "steward", "--note", "same number twice")

@@ -13,6 +13,7 @@ import pytest
 from exchange.cli import main
 from tests.conftest import catalog, dashboard_login, register_demo_source
 from tests.regdocs import doc, to_toml
+from exchange.listing import source_listing
 
 pytestmark = pytest.mark.integration
 
@@ -104,12 +105,12 @@ def test_status_and_dashboard_list_the_files_that_could_not_be_loaded(home, silo
     from fastapi.testclient import TestClient
 
     from api.app import create_app
-    from catalog.access import Access
+    from catalog.serving.access import Access
 
     good = register_demo_source(home, silo_2k[0])
-    catalog().register(good)
+    catalog().register(source_listing(good))
     broken = register_demo_source(home, silo_2k[0], source_id="smr_b")
-    catalog().register(broken)                  # in the catalogue; then its file is spoilt
+    catalog().register(source_listing(broken))                 # in the catalogue; then its file is spoilt
     broken.path.write_text(broken.path.read_text("utf-8").replace('title = "营业执照', 'title = 5\n#'), "utf-8")
     sources = good.path.parent
     (sources / "typed.toml").write_text(to_toml({**doc(), "id": "smr_typed", "batch_rows": 1}), "utf-8")

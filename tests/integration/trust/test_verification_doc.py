@@ -115,7 +115,7 @@ def test_the_recipe_refuses_a_tampered_bundle(material, tmp_path, tamper, says):
 
 
 def test_the_recipe_refuses_a_key_it_does_not_know(material, tmp_path):
-    from catalog.keys import KeyStore
+    from catalog.signing.keys import KeyStore
 
     other = KeyStore(tmp_path / "other-keys", b"another passphrase here")
     other.create()

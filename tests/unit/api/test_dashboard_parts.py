@@ -30,11 +30,9 @@ def test_session_tokens_are_signed_scoped_and_expire():
 def test_dashboard_secret_refuses_short_values(monkeypatch):
     from base.errors import ConfigError
 
-    monkeypatch.setenv("EXCHANGE_DASHBOARD_SECRET", "changeme")
     with pytest.raises(ConfigError, match="32 random characters"):
-        session.load_secret()
-    monkeypatch.delenv("EXCHANGE_DASHBOARD_SECRET")
-    assert session.load_secret() != session.load_secret()                        # random per process
+        session.load_secret("changeme")
+    assert session.load_secret(None) != session.load_secret(None)                       # random per process
 
 
 def test_docs_file_stays_inside_the_runs_docs(tmp_path):

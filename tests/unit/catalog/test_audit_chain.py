@@ -4,7 +4,7 @@ from __future__ import annotations
 import rfc8785
 import sqlalchemy as sa
 
-from catalog import audit
+from catalog.serving import audit
 
 
 def test_entry_bytes_are_rfc8785():
@@ -16,7 +16,7 @@ def test_entry_bytes_are_rfc8785():
 
 
 def test_group_append_and_tampering(tmp_path):
-    from catalog.db import engine_for
+    from catalog.db.engine import engine_for
 
     engine = engine_for(f"sqlite:///{tmp_path / 'c.db'}")
     rows = [audit.entry(department=f"d{i}", purpose="case:X-1", action="lookup", outcome="allowed")
@@ -40,7 +40,7 @@ def test_group_append_and_tampering(tmp_path):
 
 def test_entries_appended_while_the_chain_is_checked_are_left_for_the_next_check(tmp_path):
     """The walk stops at the head it read first: an API writing meanwhile is no false alarm."""
-    from catalog.db import engine_for
+    from catalog.db.engine import engine_for
 
     engine = engine_for(f"sqlite:///{tmp_path / 'c.db'}")
     kw = {"purpose": "case:X-1", "action": "lookup", "outcome": "allowed"}

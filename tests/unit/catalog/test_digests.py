@@ -1,4 +1,4 @@
-"""SHA-256 over whole arrays (catalog/digests.py) against hashlib, on both of its paths
+"""SHA-256 over whole arrays (catalog/signing/digests.py) against hashlib, on both of its paths
 (hashlib below SMALL values, DataFusion above), and record ids against their definition."""
 import hashlib
 import threading
@@ -7,8 +7,11 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from catalog import digests, store
-from catalog.merkle import MerkleTree, leaf_hash, leaf_hashes
+from catalog.signing import digests
+
+from catalog.publish import store
+from catalog.signing.merkle import MerkleTree, leaf_hashes
+from trust.merkle import leaf_hash
 
 SIZES = [0, 1, 7, digests.SMALL - 1, digests.SMALL, 3 * digests.SMALL + 5]
 
@@ -89,7 +92,7 @@ def test_threads_get_right_answers():
         assert [bytes(r) for r in results[k]] == [leaf_hash(v) for v in values[k]]
 
 
-# -- record ids and leaves, as catalog/models.py Record and RFC 9162 define them -----------
+# -- record ids and leaves, as catalog/db/models.py Record and RFC 9162 define them -----------
 def test_record_ids_follow_their_definition():
     n = digests.SMALL * 2 + 3
     holders = [f"91310000MA{i:08d}" for i in range(n)]
@@ -142,7 +145,7 @@ def test_tree_on_the_native_path(n):
 def test_record_ids_sorted_as_bytes_like_strings(n):
     """index_load.record_id_order (hex parsed, numpy key order with ties resolved) equals
     sorting the strings, with many ids sharing a holder prefix and first 8 bytes."""
-    from catalog import index_load
+    from catalog.publish import index_load
 
     rng = np.random.default_rng(n)
     raw = rng.integers(0, 256, (n, 16), dtype=np.uint8)
@@ -156,7 +159,7 @@ def test_record_ids_sorted_as_bytes_like_strings(n):
 
 
 def test_ids_that_are_not_lowercase_hex_are_sorted_as_strings():
-    from catalog import index_load
+    from catalog.publish import index_load
 
     for ids in (pa.array(["b" * 32, "A" * 32, "a" * 32]), pa.array(["bb", "a", "ab"]),
                 pa.array(["g" * 32, "0" * 32])):

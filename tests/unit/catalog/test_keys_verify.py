@@ -13,10 +13,11 @@ from cryptography.hazmat.primitives import serialization
 from jwcrypto import jwk as jc_jwk
 from jwcrypto import jws as jc_jws
 
-from catalog.canonical import canonical_json
-from catalog.keys import STH_TYP, KeyStore, head_hash, tree_head_payload
-from catalog.merkle import MerkleTree, leaf_hashes
-from catalog.verify import VERIFY_STEPS, make_bundle, verify_bundle
+from catalog.signing.canonical import canonical_json
+from trust.heads import STH_TYP, head_hash
+from catalog.signing.keys import KeyStore, tree_head_payload
+from catalog.signing.merkle import MerkleTree, leaf_hashes
+from trust.verify import VERIFY_STEPS, make_bundle, verify_bundle
 from base.errors import ConfigError, VerificationError
 
 PASS = b"correct horse battery staple"
@@ -401,7 +402,7 @@ def test_signature_only_tamper_fails_at_step_3(published, tamper):
 def test_leaf_index_is_bound_by_the_audit_path():
     """Why the bundle's leaf_index needs no signature of its own: RFC 9162's path from any other
     index of the same tree does not lead to the root (step 6)."""
-    from catalog.merkle import root_from_inclusion_proof
+    from trust.merkle import root_from_inclusion_proof
 
     for size in range(1, 18):
         tree = MerkleTree.build(np.frombuffer(hashlib.sha256(bytes([size])).digest() * size, np.uint8)

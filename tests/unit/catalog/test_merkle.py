@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from catalog.merkle import (MerkleTree, leaf_hash, leaf_hashes, node_hash,
-                            root_from_inclusion_proof)
+from catalog.signing.merkle import MerkleTree, leaf_hashes
+from trust.merkle import leaf_hash, node_hash, root_from_inclusion_proof
 
 
 # -- RFC 9162 §2.1.1 and §2.1.3.1, written straight from the definitions ---------------------

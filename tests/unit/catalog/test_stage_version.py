@@ -8,9 +8,10 @@ import pytest
 import rfc8785
 
 from bench.publish import ACCEPTED_FILE, records
-from catalog import index_load, store
-from catalog.canonical import to_json_record
-from catalog.merkle import MerkleTree, root_from_inclusion_proof
+from catalog.publish import index_load, store
+from trust.canonical import to_json_record
+from catalog.signing.merkle import MerkleTree
+from trust.merkle import root_from_inclusion_proof
 from schemas.types import get_type
 
 DATASET = "business_licence.test"

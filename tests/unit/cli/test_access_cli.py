@@ -54,7 +54,7 @@ def test_an_entry_outside_the_chain_fails_verification_and_stays_out_of_reports(
 
 def test_the_access_report_comes_a_page_at_a_time(home, capsys):
     """No silent cap: a page says when older entries remain, and the next page starts there."""
-    from catalog import audit
+    from catalog.serving import audit
     from exchange.cli import catalog
 
     holder, engine = "91350100M000100Y43", catalog().engine

@@ -10,6 +10,7 @@ from exchange import registering
 from exchange.cli import main
 from base.errors import ConfigError
 from tests.conftest import ROOT
+from exchange.listing import source_listing
 
 TEMPLATE = (ROOT / "demo" / "registrations" / "smr_business_licence.toml").read_text("utf-8")
 
@@ -119,11 +120,11 @@ def test_catalogue_keeps_initial_metadata_and_each_change(home, tmp_path):
 
     reg = registration.load(reg_file(tmp_path / "r.toml"))
     cat = catalog()
-    first = cat.register(reg, by="alice")
+    first = cat.register(source_listing(reg), by="alice")
     assert first == ["title", "steward", "description", "department", "department_name",
                      "sharing", "update_cycle"]
-    assert cat.register(reg) == [], "registering the same metadata again records nothing"
-    cat.register(dataclasses.replace(reg, steward="王芳", sharing="conditional"), by="bob")
+    assert cat.register(source_listing(reg)) == [], "registering the same metadata again records nothing"
+    cat.register(source_listing(dataclasses.replace(reg, steward="王芳", sharing="conditional")), by="bob")
     info = cat.dataset(reg.dataset)
     assert info["steward"] == "王芳" and info["sharing"] == "conditional"
     assert info["description"] == reg.description and info["department_name"] == "市场监督管理局"
@@ -142,7 +143,7 @@ def test_dataset_command_shows_metadata_and_history_and_refuses_unknown(home, tm
     from tests.conftest import catalog
 
     reg = registration.load(reg_file(tmp_path / "r.toml"))
-    catalog().register(reg, by="alice")
+    catalog().register(source_listing(reg), by="alice")
     assert main(["dataset", reg.dataset, "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["steward"] == reg.steward and len(out["history"]) == 7

@@ -357,7 +357,7 @@ def test_the_generated_documents_are_what_tomllib_reads():
 
 
 def test_the_store_writes_nothing_outside_itself_whatever_name_it_is_handed(tmp_path):
-    from catalog.store import version_dir
+    from catalog.publish.store import version_dir
     from base.errors import PublishError
 
     store = tmp_path / "store"

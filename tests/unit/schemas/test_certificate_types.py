@@ -23,7 +23,7 @@ def missing_artifacts(name: str) -> list[str]:
     """What a type lacks of: suite, sample registration, synthetic data, API model, docs page."""
     from demo.synth_types import sample_registration, silo_table
     from schemas import docs
-    from schemas.api_models import record_model
+    from api.models import record_model
 
     ctype, missing = types_mod.get_type(name), []
     try:
@@ -183,7 +183,7 @@ def test_unknown_keys_and_holder_kinds_are_refused_with_the_known_ones(tmp_path)
 def test_api_model_accepts_a_record_and_refuses_a_bad_status():
     from pydantic import ValidationError
 
-    from schemas.api_models import record_model
+    from api.models import record_model
 
     model = record_model("marriage_certificate")
     row = {"licence_name": "结婚证", "licence_type_code": "4001", "licence_number": "J1-2020-1",

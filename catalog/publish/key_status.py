@@ -11,9 +11,10 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy import Engine
 
-from catalog.keys import KeyStore, atomic_write
-from catalog.models import DatasetVersion
-from trust.verify import KEY_STATUS_FILE, head_payload_unverified, read_key_status  # noqa: F401  (re-exported)
+from catalog.signing.keys import KeyStore
+from base.files import atomic_write
+from catalog.db.models import DatasetVersion
+from trust.verify import KEY_STATUS_FILE, head_payload_unverified
 
 
 def heads_before_compromise(engine: Engine, keys: KeyStore) -> dict[str, list[str]]:

@@ -1,11 +1,11 @@
 """Who runs a run outside Airflow, and whether that process is still there.
 
 `exchange run` and `exchange approve` drive a run in their own process, `with owning():`; every
-`Catalog.start_run` inside records this process as the run's owner: host, pid, and the pid's
+`Ledger.start_run` inside records this process as the run's owner: host, pid, and the pid's
 start (Linux: the boot id and the start time in clock ticks from /proc, so a reboot or a pid
 reused by another process does not pass as the owner). Outside `owning()` (Airflow's tasks) the
 owner is cleared: Airflow's failure callback answers for those runs. A run whose owner on this
-host is gone is failed by `Catalog.reap_orphans` (`exchange status`, `exchange runs`, the next
+host is gone is failed by `Ledger.reap_orphans` (`exchange status`, `exchange runs`, the next
 start of the source). An owner on another host is left to that host's commands.
 """
 from __future__ import annotations

@@ -20,7 +20,7 @@ from sqlalchemy import Engine, event
 
 log = logging.getLogger("exchange.catalog")
 _registry: WeakKeyDictionary = WeakKeyDictionary()
-# SQLite's WAL file is kept under this size: journal_size_limit (catalog/db.py) truncates it when
+# SQLite's WAL file is kept under this size: journal_size_limit (catalog/db/engine.py) truncates it when
 # a writer starts it over, and the checkpoint thread truncates it (TRUNCATE) when it is larger
 WAL_LIMIT = 16 * 2**20
 TRUNCATE_WAIT_MS = 100     # how long a TRUNCATE checkpoint waits for readers (writers retry meanwhile)

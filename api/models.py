@@ -1,4 +1,5 @@
-"""API models (pydantic) of certificate types, derived from their one definition."""
+"""API models (pydantic) of certificate types, derived from their one definition (schemas/types.py).
+No route declares one: a route answers records of any type, wrapped (a bundle, a lookup)."""
 from __future__ import annotations
 
 import datetime

@@ -1,7 +1,7 @@
 """What a consuming department may ask, each answer audited (allowed or refused).
 
-The API routes and the CLI call these; access rules are in catalog/access.py, the audit chain
-in catalog/audit.py, the catalogue reads in catalog/service.py.
+The API routes and the CLI call these; access rules are in catalog/serving/access.py, the audit chain
+in catalog/serving/audit.py, the catalogue reads in catalog/service.py.
 """
 from __future__ import annotations
 
@@ -12,36 +12,17 @@ from datetime import date, datetime, timezone
 import sqlalchemy as sa
 
 from base import clock
-from catalog import audit
-from catalog.access import STATUS_SOURCES, Access, Caller, check_purpose, disclose
-from catalog.models import Dataset, DatasetVersion, Record
-from catalog.service import Catalog
 from base.errors import AccessDenied, ExchangeError, InvalidRequest, NotFound
+from catalog.db.models import Dataset, DatasetVersion, Record
+from catalog.ledger.monitoring import freshness
+from catalog.service import Catalog
+from catalog.serving import audit
+from catalog.serving.access import STATUS_SOURCES, Access, Caller, check_purpose, disclose
+from catalog.serving.holders import holder_key, record_id_ok
+from catalog.serving.materials import check_materials
 
 PENDING: ContextVar[list | None] = ContextVar("pending_audit", default=None)
-RECORD_ID_RE = re.compile(r"^[0-9a-f]{32}$")
 SUMMARY_FIELDS = ("licence_number", "holder_name", "valid_to")
-MAX_HOLDER_TEXT = 64
-
-
-def holder_key(text: str | None) -> str:
-    """A USCC or resident ID in any spelling, normalised and checked before any query."""
-    from schemas.identifiers import ric_problem, uscc_problem
-    from schemas.normalize import code_key_scalar
-
-    if not text or len(text) > MAX_HOLDER_TEXT:
-        raise InvalidRequest("give a holder id: an 18-character USCC or resident ID")
-    key = code_key_scalar(text) or ""
-    if len(key) != 18 or not key.isascii() or not key.isalnum() or (uscc_problem(key) and ric_problem(key)):
-        raise InvalidRequest("the holder id is neither a valid USCC (GB 32100) nor a valid "
-                             "resident ID (GB 11643): check its characters and check digit")
-    return key
-
-
-def record_id_ok(record_id: str) -> str:
-    if not RECORD_ID_RE.match(record_id or ""):
-        raise InvalidRequest("a record id is 32 lower-case hex characters (from a holder lookup)")
-    return record_id
 
 
 def _shown(key: str, fields: frozenset[str]) -> bool:
@@ -140,10 +121,11 @@ class Consumer:
     # --- materials check ------------------------------------------------------------------
     def materials(self, caller: Caller, purpose: str, item_code: str, holder_id: str,
                   others: dict[str, str] | None = None, today: date | None = None) -> dict:
-        from catalog.materials import check_materials
-
         check_purpose(purpose)
-        return check_materials(self, caller, purpose, item_code, holder_id, others or {}, today)
+        answer, audited = check_materials(self.access, self.catalog, caller, purpose, item_code,
+                                          holder_id, others or {}, today)
+        self._audit(caller, purpose, "materials", "allowed", **audited)
+        return answer
 
     # --- catalogue ------------------------------------------------------------------------
     def datasets(self, caller: Caller, purpose: str, now: datetime | None = None) -> list[dict]:
@@ -155,8 +137,6 @@ class Consumer:
                 DatasetVersion, sa.and_(DatasetVersion.dataset_id == Dataset.id,
                                         DatasetVersion.version == Dataset.current_version))
                 .order_by(Dataset.id)).all()
-        from catalog.monitoring import freshness
-
         fresh = {f["dataset"]: f for f in freshness(self.catalog, now)}
         out = []
         for ds, published, size, root in rows:

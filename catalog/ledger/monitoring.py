@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 import sqlalchemy as sa
 
 from base import clock
-from catalog.models import AuditEntry, Dataset, QuarantineEntry, Run, Source
+from catalog.db.models import AuditEntry, Dataset, QuarantineEntry, Run, Source
 from base.errors import UnknownName
 from registration import CYCLES
 

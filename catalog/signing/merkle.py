@@ -12,11 +12,10 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from catalog.digests import sha256_many, sha256_rows
+from catalog.signing.digests import sha256_many, sha256_rows
 from base.files import atomic_writer
 from base.parallel import ordered_map
-from trust.merkle import (EMPTY_ROOT, LEAF_PREFIX, NODE_PREFIX, leaf_hash, node_hash,  # noqa: F401
-                          root_from_inclusion_proof)
+from trust.merkle import EMPTY_ROOT, LEAF_PREFIX, NODE_PREFIX
 
 _MAGIC = b"EXMRKL01"
 _HEAD = struct.Struct("<8sQQ")  # magic, tree size, number of levels; then one <Q offset per level

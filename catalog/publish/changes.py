@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from catalog.store import version_leaves
+from catalog.publish.store import version_leaves
 from base import staging
 
 WITHDRAWN = "withdrawn"

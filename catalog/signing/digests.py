@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import time
 
 import numpy as np
 import pyarrow as pa
@@ -21,7 +22,7 @@ def _context():
     """One DataFusion session per thread, one partition (callers parallelise by batch)."""
     ctx = getattr(_local, "ctx", None)
     if ctx is None:
-        from datafusion import SessionConfig, SessionContext
+        from datafusion import SessionConfig, SessionContext   # lazy: about a second to import
 
         ctx = SessionContext(SessionConfig().with_target_partitions(1).with_batch_size(1 << 20))
         _local.ctx = ctx
@@ -31,8 +32,6 @@ def _context():
 def warm() -> float:
     """Import DataFusion and open this thread's session (about a second, once per process:
     a long-running worker pays it once); returns the seconds it took."""
-    import time
-
     t = time.perf_counter()
     _context()
     return time.perf_counter() - t
@@ -82,7 +81,7 @@ def sha256_many(values: pa.Array | pa.ChunkedArray, prefix: bytes = b"") -> np.n
             h.update(v)
             out += h.digest()
         return np.frombuffer(bytes(out), np.uint8).reshape(n, 32)
-    from datafusion import col, functions as f, lit
+    from datafusion import col, functions as f, lit   # lazy: about a second to import
 
     expr = col("v") if not prefix else f.concat(lit(pa.scalar(prefix, pa.binary())), col("v"))
     if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):

@@ -21,10 +21,10 @@ import pyarrow.parquet as pq
 import sqlalchemy as sa
 from sqlalchemy import Engine
 
-from catalog.canonical import canonical_json
-from catalog.keys import head_hash
-from catalog.merkle import MerkleTree, leaf_hashes
-from catalog.models import DatasetVersion, Record
+from catalog.signing.canonical import canonical_json
+from trust.heads import head_hash
+from catalog.signing.merkle import MerkleTree, leaf_hashes
+from catalog.db.models import DatasetVersion, Record
 from trust.verify import verify_tree_head
 from base.errors import VerificationError
 

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta, timezone
 import sqlalchemy as sa
 from sqlalchemy import Engine
 
-from catalog.models import DashboardSession
+from catalog.db.models import DashboardSession
 from base import clock
 
 _T = DashboardSession.__table__

@@ -69,7 +69,7 @@ class Run(Base):
     version: Mapped[int | None] = mapped_column(Integer)
     message: Mapped[str | None] = mapped_column(Text)
     dag_run_id: Mapped[str | None] = mapped_column(String(255))   # Airflow's run id, for links
-    # the process running it outside Airflow (`exchange run`/`approve`; catalog/run_owner.py),
+    # the process running it outside Airflow (`exchange run`/`approve`; catalog/ledger/run_owner.py),
     # migration 0013; None for Airflow's tasks (their failure callback answers for them)
     owner_host: Mapped[str | None] = mapped_column(String(255))
     owner_pid: Mapped[int | None] = mapped_column(Integer)
@@ -110,7 +110,7 @@ class AuditEntry(Base):
     subject: Mapped[str | None] = mapped_column(String(128))
     outcome: Mapped[str] = mapped_column(String(32))
     detail: Mapped[dict | None] = mapped_column(JSON)
-    # hash chain (catalog/audit.py; migration 0007)
+    # hash chain (catalog/serving/audit.py; migration 0007)
     seq: Mapped[int | None] = mapped_column(BigInteger)
     holder: Mapped[str | None] = mapped_column(String(64))
     datasets: Mapped[list | None] = mapped_column(JSON)
@@ -128,7 +128,7 @@ class AuditHead(Base):
 
 
 class AuditCheckpoint(Base):
-    """A signed checkpoint of the audit chain (catalog/audit_checkpoints.py; migration 0012):
+    """A signed checkpoint of the audit chain (catalog/serving/audit_checkpoints.py; migration 0012):
     its size and head hash at a time, as a compact JWS of the exchange's signing key."""
     __tablename__ = "audit_checkpoints"
     __table_args__ = (Index("ix_audit_checkpoints_size", "size"),)
@@ -187,7 +187,7 @@ class Grant(Base):
 
 
 class RecordEvent(Base):
-    """A change in a record between two consecutive versions of its dataset (catalog/status.py).
+    """A change in a record between two consecutive versions of its dataset (catalog/serving/status.py).
     A record's first appearance in version 1 has no event; it is read from `records`."""
     __tablename__ = "record_events"
     __table_args__ = (Index("ix_record_events_record", "record_id", "version"),)

@@ -8,19 +8,19 @@ from __future__ import annotations
 
 from datetime import date
 
-from catalog.access import disclose
 from base.errors import InvalidRequest, NotFound
+from catalog.serving.access import disclose
+from catalog.serving.holders import holder_key
+from schemas.items import WHOSE, catalogue
 
 RANK = {"valid": 0, "expired": 1, "revoked": 2}
 ANSWER = {"valid": "held", "expired": "held_expired", "revoked": "revoked"}
 MAX_OTHERS = 8
 
 
-def check_materials(consumer, caller, purpose: str, item_code: str, holder_id: str,
-                    others: dict[str, str], today: date | None) -> dict:
-    from catalog.consumer import holder_key
-    from schemas.items import WHOSE, catalogue
-
+def check_materials(access, catalog, caller, purpose: str, item_code: str, holder_id: str,
+                    others: dict[str, str], today: date | None) -> tuple[dict, dict]:
+    """The answer, and what its audit entry records (the caller writes it)."""
     if len(others) > MAX_OTHERS:
         raise InvalidRequest(f"at most {MAX_OTHERS} extra holder ids")
     unknown = set(others) - set(WHOSE)
@@ -32,7 +32,7 @@ def check_materials(consumer, caller, purpose: str, item_code: str, holder_id: s
     item = items[item_code]
     ids = {"applicant": holder_key(holder_id), **{k: holder_key(v) for k, v in others.items()}}
     by_type: dict[str, list[str]] = {}
-    for info in consumer.access.datasets().values():
+    for info in access.datasets().values():
         by_type.setdefault(info.certificate_type, []).append(info.id)
     answers, holders, datasets, saved = [], set(), set(), {}
     for m in item.materials:
@@ -44,35 +44,34 @@ def check_materials(consumer, caller, purpose: str, item_code: str, holder_id: s
             a["answer"] = "may_supply_later" if m.later else "must_submit"
             a["note"] = f"no holder id given for {m.whose}"
         else:
-            a.update(_held(consumer, caller, purpose, key, by_type.get(m.certificate, []), m.later, today))
+            a.update(_held(access, catalog, caller, purpose, key, by_type.get(m.certificate, []), m.later, today))
             holders.add(key)
             datasets.update(a.pop("_datasets", []))
             if a["answer"] == "held":       # the applicant need not bring it
                 saved[a["dataset"]] = saved.get(a["dataset"], 0) + 1
         answers.append(a)
-    consumer._audit(caller, purpose, "materials", "allowed", holder=ids["applicant"],
-                    datasets=sorted(datasets), subject=item_code,
-                    detail={"saved": saved, **({"other_holders": sorted(holders - {ids["applicant"]})}
-                                                if len(holders) > 1 else {})})
-    return {"item": item_code, "name": item.name, "holder": ids["applicant"], "materials": answers}
+    audited = dict(holder=ids["applicant"], datasets=sorted(datasets), subject=item_code,
+                   detail={"saved": saved, **({"other_holders": sorted(holders - {ids["applicant"]})}
+                                               if len(holders) > 1 else {})})
+    return {"item": item_code, "name": item.name, "holder": ids["applicant"], "materials": answers}, audited
 
 
-def _held(consumer, caller, purpose, key, datasets, later, today) -> dict:
+def _held(access, catalog, caller, purpose, key, datasets, later, today) -> dict:
     allowed = {}
     for ds in datasets:
-        d = consumer.access.decide(caller.department, ds, purpose)
+        d = access.decide(caller.department, ds, purpose)
         if d.allowed:
             allowed[ds] = d
     if datasets and not allowed:
         return {"answer": "may_supply_later" if later else "must_submit",
                 "note": "this certificate type is not shared with your department for this purpose"}
     best = None
-    for r in consumer.catalog.lookup(key, today):
+    for r in catalog.lookup(key, today):
         if r["dataset"] in allowed and (best is None or RANK.get(r["status"], 9) < RANK.get(best["status"], 9)):
             best = r
     if best is None or best["status"] not in ANSWER:
         return {"answer": "may_supply_later" if later else "not_held", "_datasets": list(allowed)}
-    bundle = disclose(consumer.catalog.bundle(best["record_id"], today), allowed[best["dataset"]].fields)
+    bundle = disclose(catalog.bundle(best["record_id"], today), allowed[best["dataset"]].fields)
     return {"answer": ANSWER[best["status"]], "record_id": best["record_id"],
             "dataset": best["dataset"], "bundle": bundle,
             "_datasets": [best["dataset"]]}

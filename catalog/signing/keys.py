@@ -2,7 +2,7 @@
 
 Layout of the key directory (0700):
   {kid}.pem   PKCS#8 private key encrypted with the passphrase (0600; PBKDF2-HMAC-SHA256 at
-              600,000 rounds, AES-256-CBC: catalog/key_files.py); kid = RFC 7638 thumbprint
+              600,000 rounds, AES-256-CBC: catalog/signing/key_files.py); kid = RFC 7638 thumbprint
   keys.json   manifest: [{kid, created_at, status, compromised_at}], exactly one "active"
 Keys are made only on purpose: `exchange keys create` (the first), `rotate`, `compromise`.
 Signing never makes one (two machines would each sign with their own).
@@ -25,12 +25,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from joserfc import jws
 from joserfc.jwk import OKPKey
 
-from catalog import key_files
+from catalog.signing import key_files
 from base import clock
-from base.files import atomic_write  # noqa: F401  (re-exported)
+from base.files import atomic_write
 from base.errors import ConfigError
-from trust.heads import (ALG, CHECKPOINT_TYP, KEY_STATUS_TYP, STH_TYP, eddsa_allowed,  # noqa: F401
-                         head_hash, rfc3339)
+from trust.heads import ALG, KEY_STATUS_TYP, STH_TYP, eddsa_allowed, head_hash, rfc3339
 
 MANIFEST = "keys.json"
 STATUSES = ("active", "retired", "compromised")

@@ -7,7 +7,7 @@ hash: an append first takes it (a row lock on PostgreSQL, the write lock on SQLi
 appends are serialised and the chain has no forks. Deleting the newest entries is caught by
 comparing the walk's end with the head; a row outside the chain (no seq, or one past the head)
 fails verification too. Rewriting the tail together with the head is caught against a signed
-checkpoint taken before (catalog/audit_checkpoints.py). On PostgreSQL the database computes the hashes (function
+checkpoint taken before (catalog/serving/audit_checkpoints.py). On PostgreSQL the database computes the hashes (function
 audit_append, migration 0010) from the body serialised here; verify_chain checks them in Python.
 """
 from __future__ import annotations
@@ -21,7 +21,8 @@ import sqlalchemy as sa
 from sqlalchemy import Engine
 
 from base import clock
-from catalog.models import AuditEntry, AuditHead
+from catalog.db.models import AuditEntry, AuditHead
+from catalog.db.rawdb import raw
 
 GENESIS = "0" * 64
 _log, _head = AuditEntry.__table__, AuditHead.__table__
@@ -76,7 +77,7 @@ def append(engine: Engine, **kw) -> int:
     return append_many(engine, [entry(**kw)])[-1]
 
 
-# The append on SQLite, as three statements run on the driver (catalog/rawdb.py): take n
+# The append on SQLite, as three statements run on the driver (catalog/db/rawdb.py): take n
 # numbers from the head (the write lock serialises appends), insert the chained rows, set the hash.
 _COLS = ("at", "department", "purpose", "action", "holder", "datasets", "fields", "subject",
          "outcome", "detail", "seq", "prev_hash", "entry_hash")
@@ -125,8 +126,6 @@ def _statements(r, rows: list[dict]):
 def append_many(engine: Engine, rows: list[dict], wait: bool = True) -> list[int]:
     """Chain and write entries in one transaction (the API's group commit); returns their seqs.
     wait=False: raise rawdb.Busy at once if another process holds SQLite's write lock."""
-    from catalog.rawdb import raw
-
     if not rows:
         return []
     r = raw(engine)

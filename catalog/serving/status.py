@@ -23,16 +23,16 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from base import clock
-from catalog.merkle import MerkleTree
-from catalog.store import version_leaves
-from catalog.models import Dataset, DatasetVersion, QuarantineEntry, Record, RecordEvent
+from catalog.signing.merkle import MerkleTree
+from catalog.publish.store import version_leaves
+from catalog.db.models import Dataset, DatasetVersion, QuarantineEntry, Record, RecordEvent
 from base.errors import UnknownCopy
 
 STATUSES = ("valid", "expired", "revoked", "withdrawn", "superseded")
 CHANGES = ("added", "amended", "revoked", "reinstated", "withdrawn")
 
 
-WITHDRAWN = "withdrawn"   # carried into a version by the snapshot diff (catalog/changes.py)
+WITHDRAWN = "withdrawn"   # carried into a version by the snapshot diff (catalog/publish/changes.py)
 
 
 def standing(source_status: str, valid_to: date | None, today: date) -> str:
@@ -175,7 +175,7 @@ def _copy(s: Session, rec: Record, first: int, events, version: int | None, leaf
 
 def dispute(s: Session, record_id: str, dataset: str) -> dict:
     """disputed: the source still has the record, but every row of it was quarantined, so the
-    published state was carried unchanged (catalog/changes.py) until a steward reviews the rows."""
+    published state was carried unchanged (catalog/publish/changes.py) until a steward reviews the rows."""
     rows = s.execute(sa.select(QuarantineEntry.key, QuarantineEntry.reasons).where(
         QuarantineEntry.held_record_id == record_id, QuarantineEntry.state == "open")).all()
     if not rows:

@@ -6,7 +6,7 @@ version. Here the rows go from Arrow to the database without it:
   ATTACHed before its transaction began (SQLite refuses ATTACH inside one); one
   INSERT ... SELECT copies them into `records` in record-id order. The scratch file is detached
   and removed after the commit or rollback; one left by a killed publish is swept by the next
-  (catalog/scratch_dirs.py).
+  (catalog/publish/scratch_dirs.py).
 - PostgreSQL: COPY ... FROM STDIN on the transaction's connection, fed CSV written by pyarrow.
 - Any other dialect: the driver's executemany, a batch of tuples at a time.
 Either way the rows belong to the caller's transaction: a rollback leaves none.
@@ -14,6 +14,7 @@ Either way the rows belong to the caller's transaction: a rollback leaves none.
 from __future__ import annotations
 
 import itertools
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -22,9 +23,11 @@ import pyarrow.compute as pc
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from catalog import digests, store
-from catalog.models import Record
-from catalog.scratch_dirs import Scratch
+from catalog.signing import digests
+
+from catalog.publish import store
+from catalog.db.models import Record
+from catalog.publish.scratch_dirs import Scratch
 
 COLUMNS = (*store.INDEX_COLUMNS, "leaf_index")   # from the staged version; dataset_id, version are constants
 SCRATCH = "index_scratch"                        # the scratch file's schema name on the connection
@@ -150,8 +153,6 @@ class SQLiteLoader(IndexLoader):
                 self.scratch = None
 
     def load(self, index_path: Path, dataset: str, version: int) -> None:
-        from concurrent.futures import ThreadPoolExecutor
-
         runs = sorted_parts(index_path, self.PARTS, dates_as_text=True)  # dates as SQLAlchemy stores them
         pool = ThreadPoolExecutor(max_workers=1)
         try:
@@ -170,7 +171,7 @@ class SQLiteLoader(IndexLoader):
 
 def _ingest(path: Path, rows: pa.RecordBatchReader) -> None:
     """Rows into a new scratch SQLite file through ADBC (its own connection and SQLite)."""
-    import adbc_driver_sqlite.dbapi as adbc
+    import adbc_driver_sqlite.dbapi as adbc   # lazy: the SQLite loader's alone
 
     with adbc.connect(str(path), autocommit=True) as scratch, scratch.cursor() as cur:
         # a scratch file: no journal, no syncs; large pages, fewer writes and reads
@@ -187,8 +188,8 @@ class PostgresLoader(IndexLoader):
     for 1M rows); it stays on: integrity is not traded for speed."""
 
     def load(self, index_path: Path, dataset: str, version: int) -> None:
-        import pyarrow.csv as csv
-        from psycopg import sql
+        import pyarrow.csv as csv   # lazy: the PostgreSQL loader's alone
+        from psycopg import sql     # lazy: likewise
 
         rows = sorted_rows(index_path, batch_rows=_CSV_BATCH)
         names = [*rows.schema.names, "dataset_id", "version"]

@@ -13,8 +13,7 @@ import pyarrow.compute as pc
 import rfc8785
 
 from trust.canonical import FLOAT_MSG as _FLOAT_MSG
-from trust.canonical import (MAX_SAFE_INT, canonical_bytes, sort_keys, to_json_record,  # noqa: F401
-                             to_json_value)
+from trust.canonical import MAX_SAFE_INT, sort_keys
 
 _DATE_MIN = (dt.date(1, 1, 1) - dt.date(1970, 1, 1)).days  # what Python's date can hold
 _DATE_MAX = (dt.date(9999, 12, 31) - dt.date(1970, 1, 1)).days

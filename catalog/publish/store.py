@@ -1,7 +1,7 @@
 """Dataset versions on disk: records.parquet and index.parquet (leaf order), tree.bin, head.jws.
 
 Staging streams the accepted rows in batches, on worker threads: record ids, canonical bytes
-and leaf hashes per batch (SHA-256 over whole arrays, catalog/digests.py), records and index
+and leaf hashes per batch (SHA-256 over whole arrays, catalog/signing/digests.py), records and index
 rows written as they come, so memory grows only by the leaf hashes (32 bytes a record).
 """
 from __future__ import annotations
@@ -16,9 +16,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from catalog.canonical import canonical_json, to_json_record
-from catalog.digests import hex_strings, sha256_many
-from catalog.merkle import LEAF_PREFIX, MerkleTree, leaf_hashes
+from catalog.signing.canonical import canonical_json
+from trust.canonical import to_json_record
+from catalog.signing.digests import hex_strings, sha256_many
+from trust.merkle import LEAF_PREFIX
+from catalog.signing.merkle import MerkleTree, leaf_hashes
 from base import staging
 from base.errors import PublishError
 from base.parallel import ordered_map

@@ -24,10 +24,12 @@ import sqlalchemy as sa
 from sqlalchemy import Engine
 
 from base import clock
-from catalog import audit
-from catalog.models import Credential, Dataset, Department, Grant
-from trust.verify import label_unsigned
 from base.errors import AccessDenied, InvalidRequest, NotFound, Unauthenticated, UnknownName
+from catalog.db.models import Credential, Dataset, Department, Grant
+from catalog.serving import audit
+from schemas.items import catalogue
+from schemas.types import all_types
+from trust.verify import label_unsigned
 
 DEPT_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{1,63}$")
 CASE_RE = re.compile(r"^case:[A-Za-z0-9][A-Za-z0-9._/-]{3,63}$")
@@ -47,7 +49,6 @@ def _aware(t: datetime | None) -> datetime | None:
 
 @lru_cache(maxsize=1)
 def item_codes() -> frozenset[str]:
-    from schemas.items import catalogue
     return frozenset(catalogue())
 
 
@@ -251,8 +252,6 @@ class Access:
 
     def add_grant(self, dept: str, dataset: str, purposes: list[str], fields: list[str] | None,
                   days: int = 365, actor: str = "operator") -> int:
-        from schemas.types import all_types
-
         _check_days("a grant", days)
         self._department(dept)
         info = self.datasets().get(dataset) or self._fresh_dataset(dataset)

@@ -17,9 +17,11 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
 
-from catalog import rawdb
+from base.errors import ConfigError
+from base.files import private_dir, private_file
+from catalog.db import rawdb
 
-MIGRATIONS = Path(__file__).with_name("migrations")
+MIGRATIONS = Path(__file__).parent.parent / "migrations"
 MIGRATION_LOCK = 0x65786368616E6765     # "exchange": the advisory lock key on PostgreSQL
 MIGRATION_WAIT = 300                    # seconds MariaDB waits for another process's upgrade
 
@@ -44,8 +46,6 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
 def _private_sqlite(path: Path) -> None:
     """The catalogue file 0600 before SQLite opens it (its -wal and -shm files take its mode);
     a directory made for it is 0700."""
-    from base.files import private_dir, private_file
-
     if not path.parent.exists():
         private_dir(path.parent)
     private_file(path)
@@ -80,7 +80,6 @@ def _migration_lock(conn, url: str):
     elif dialect in ("mysql", "mariadb"):
         got = conn.exec_driver_sql(f"SELECT GET_LOCK('exchange_migrations', {MIGRATION_WAIT})").scalar()
         if got != 1:
-            from base.errors import ConfigError
             raise ConfigError(f"another process has been upgrading the catalogue's schema for "
                               f"{MIGRATION_WAIT} s; check it, then start again")
         try:

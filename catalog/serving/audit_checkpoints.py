@@ -11,10 +11,11 @@ checkpoint taken before the rewrite.
 """
 from __future__ import annotations
 
+import base64
 import binascii
 import json
 import re
-from datetime import datetime
+from datetime import datetime, timezone
 
 import sqlalchemy as sa
 from joserfc import jws
@@ -22,9 +23,9 @@ from joserfc.errors import JoseError
 from joserfc.jwk import OKPKey
 from sqlalchemy import Engine
 
-from catalog import audit
-from catalog.keys import ALG, CHECKPOINT_TYP, eddsa_allowed, rfc3339
-from catalog.models import AuditCheckpoint
+from catalog.serving import audit
+from trust.heads import ALG, CHECKPOINT_TYP, eddsa_allowed, rfc3339
+from catalog.db.models import AuditCheckpoint
 from base.errors import VerificationError
 
 LOG = "exchange-audit"
@@ -48,7 +49,6 @@ def document(row) -> dict:
 
 
 def _aware(t: datetime) -> datetime:
-    from datetime import timezone
     return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
 
 
@@ -99,7 +99,6 @@ def published(engine: Engine, limit: int = 100, before: int | None = None) -> di
 
 
 def _b64json(segment: str):
-    import base64
     return json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
 
 

@@ -1,0 +1,1 @@
+"""The run ledger: runs and their owners, pull state, quarantine, quality gates, alerts, monitoring."""

@@ -1,0 +1,39 @@
+"""The quarantine queue's bulk work: matching this run's rows to known entries, and inserting
+many rows at once (a broken export can quarantine a million rows)."""
+from __future__ import annotations
+
+from collections import defaultdict
+
+import sqlalchemy as sa
+
+
+def changed_rows(seen: dict, known: dict) -> dict:
+    """(key, row_hash) of this run -> the known entry it continues though its content changed:
+    where a key has exactly one unmatched row and one unmatched entry (a fixed typo keeps its
+    review; entries kept from before migration 0011 have row_hash '')."""
+    rows, entries = defaultdict(list), defaultdict(list)
+    for kh in seen:
+        if kh not in known:
+            rows[kh[0]].append(kh)
+    for kh in known:
+        if kh not in seen and kh[0] in rows:
+            entries[kh[0]].append(kh)
+    return {rows[k][0]: entries[k][0] for k in entries if len(rows[k]) == len(entries[k]) == 1}
+
+
+def executemany(conn, stmt, rows: list[dict]) -> None:
+    """Many rows through the driver's executemany, values converted by the columns' own
+    SQLAlchemy types once each (per-row statement compilation would dominate)."""
+    cols = list(rows[0])
+    table = stmt.table
+    compiled = stmt.values({c: sa.bindparam(c) for c in cols}).compile(dialect=conn.dialect)
+    order = list(compiled.positiontup) if compiled.positional else cols
+    procs = [table.c[c].type.dialect_impl(conn.dialect).bind_processor(conn.dialect) for c in order]
+    for n, c in enumerate(order):        # one value in every row (a run id, a time): processed once
+        first = rows[0][c]
+        if procs[n] and all(r[c] is first for r in rows):
+            done = procs[n](first)
+            procs[n] = lambda _v, done=done: done
+    out = [tuple(p(r[c]) if p else r[c] for c, p in zip(order, procs)) for r in rows]
+    conn.exec_driver_sql(str(compiled), out if compiled.positional else
+                         [dict(zip(order, r)) for r in out])
