@@ -6,9 +6,10 @@ import sys
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from base.errors import ConfigError
+from base.files import private_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "password", "secret", "passphrase", "test", "xxx"}
@@ -78,8 +79,6 @@ class Settings:
     def private_home(self) -> "Settings":
         """Make (or tighten) the home, staging, store and key directories 0700: records,
         quarantined rows and keys are for the exchange's OS account only."""
-        from base.files import private_dir
-
         for d in (self.home, self.staging_dir, self.store_dir, self.keys_dir):
             private_dir(d)
         return self
@@ -122,16 +121,16 @@ def get_settings() -> Settings:
                     **_api_settings(env))
 
 
-def _api_settings(env) -> dict:
+def _api_settings(env: Callable[..., str | None]) -> dict[str, Any]:
     inline = env("EXCHANGE_API_AUDIT_INLINE")
     try:
         return dict(
-            api_cache_ttl=float(env("EXCHANGE_API_CACHE_TTL", "2")),
-            api_rate=float(env("EXCHANGE_API_RATE", "50")),
-            api_burst=int(env("EXCHANGE_API_BURST", "100")),
+            api_cache_ttl=float(env("EXCHANGE_API_CACHE_TTL") or "2"),
+            api_rate=float(env("EXCHANGE_API_RATE") or "50"),
+            api_burst=int(env("EXCHANGE_API_BURST") or "100"),
             api_buckets=env("EXCHANGE_API_BUCKETS"),
             api_audit_inline=None if inline is None else inline == "1",
-            api_refusal_window=float(env("EXCHANGE_API_REFUSAL_WINDOW", "60")),
+            api_refusal_window=float(env("EXCHANGE_API_REFUSAL_WINDOW") or "60"),
             dashboard_secret=env("EXCHANGE_DASHBOARD_SECRET"))
     except ValueError as exc:
         raise ConfigError(f"an API setting is not a number ({exc}): check EXCHANGE_API_CACHE_TTL, "

@@ -13,11 +13,10 @@ take Parquet (files written by hand, by tests, or before this format), told apar
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import Any, Iterator
 
-if TYPE_CHECKING:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 PARQUET: dict[str, Any] = {"compression": "lz4", "use_dictionary": False}
 # A dataset version's files are read whole or by row group, never filtered on values:
@@ -28,12 +27,10 @@ _ARROW_MAGIC = b"ARROW1"
 
 
 def writer(path: Path, schema: pa.Schema, options: dict[str, Any] = PARQUET) -> pq.ParquetWriter:
-    import pyarrow.parquet as pq
     return pq.ParquetWriter(path, schema, **options)
 
 
 def write_table(table: pa.Table, path: Path, options: dict[str, Any] = PARQUET, **kwargs: Any) -> None:
-    import pyarrow.parquet as pq
     pq.write_table(table, path, **options, **kwargs)
 
 
@@ -57,7 +54,6 @@ def read_table(path: Path, columns: list[str] | None = None) -> pa.Table:
     """The whole file as a Table (Arrow IPC: memory-mapped, nothing copied)."""
     import pyarrow as pa
     if not _is_arrow(path):
-        import pyarrow.parquet as pq
         return pq.read_table(path, columns=columns)
     with pa.memory_map(str(path)) as source:   # the table's buffers keep the mapping alive
         table = pa.ipc.open_file(source).read_all()
@@ -69,7 +65,6 @@ def iter_batches(path: Path, batch_size: int | None, columns: list[str] | None =
     callers rely on it (a version's row groups are all full but the last). batch_size None:
     the batches as they were written, split at 65,536 rows (slices, no copies)."""
     if not _is_arrow(path):
-        import pyarrow.parquet as pq
         yield from pq.ParquetFile(path).iter_batches(batch_size=batch_size or 65_536, columns=columns)
         return
     table = read_table(path, columns)
@@ -85,13 +80,11 @@ def iter_batches(path: Path, batch_size: int | None, columns: list[str] | None =
 
 def read_schema(path: Path) -> pa.Schema:
     if not _is_arrow(path):
-        import pyarrow.parquet as pq
         return pq.read_schema(path)
     return read_table(path).schema
 
 
 def num_rows(path: Path) -> int:
     if not _is_arrow(path):
-        import pyarrow.parquet as pq
         return int(pq.ParquetFile(path).metadata.num_rows)
     return int(read_table(path).num_rows)

@@ -226,7 +226,7 @@ def over_http(env: dict, key: str, holders: list[str], seconds: float, workers: 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "exchange.cli", "serve", "--port", str(port), "--loop", os.environ.get("BENCH_LOOP", "auto"),
+    server = subprocess.Popen([sys.executable, "-m", "cli", "serve", "--port", str(port), "--loop", os.environ.get("BENCH_LOOP", "auto"),
                                "--workers", str(workers)], env=env, cwd=ROOT)
     try:
         import http.client

@@ -21,7 +21,7 @@ from catalog.db.rawdb import raw
 from catalog.ledger.service import FINAL
 from catalog.listing import SourceListing
 from catalog.publish import index_load, store
-from catalog.serving import audit, status as statuses
+from catalog.publish import status as statuses
 from catalog.signing.keys import KeyStore, tree_head_payload
 from trust.heads import head_hash
 from trust.verify import label_unsigned, make_bundle
@@ -280,12 +280,6 @@ class Catalog:
                 .where(Record.dataset_id == dataset, Record.status == "valid")
                 .order_by(Record.leaf_index).limit(1))
 
-    def audit(self, department: str, purpose: str, action: str, subject: str | None,
-              outcome: str, detail: dict | None = None) -> None:
-        audit.append(self.engine, department=department, purpose=purpose, action=action,
-                     subject=subject, outcome=outcome, detail=detail,
-                     holder=subject if action == "lookup" else None)
-
     def current_size(self, dataset: str) -> int | None:
         """Live records (not withdrawn) of the current version; None before the first."""
         with self.session() as s:
@@ -305,7 +299,7 @@ def _insert_index(loader: index_load.IndexLoader, dataset: str, version: int, in
 
 _r = Record.__table__.c
 _q = QuarantineEntry.__table__.c
-_DISPUTED = sa.exists().where(_q.held_record_id == _r.record_id,   # catalog.serving.status.dispute
+_DISPUTED = sa.exists().where(_q.held_record_id == _r.record_id,   # catalog.publish.status.dispute
                                _q.state == sa.literal_column("'open'"))   # no parameter: rawdb
 _LOOKUP = (sa.select(_r.record_id, _r.dataset_id, Dataset.title, _r.version, _r.licence_number,
                      _r.holder_name, _r.status, _r.valid_to, _DISPUTED.label("disputed"))

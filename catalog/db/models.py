@@ -187,7 +187,7 @@ class Grant(Base):
 
 
 class RecordEvent(Base):
-    """A change in a record between two consecutive versions of its dataset (catalog/serving/status.py).
+    """A change in a record between two consecutive versions of its dataset (catalog/publish/status.py).
     A record's first appearance in version 1 has no event; it is read from `records`."""
     __tablename__ = "record_events"
     __table_args__ = (Index("ix_record_events_record", "record_id", "version"),)

@@ -100,7 +100,7 @@ def send(alert: Alert, settings=None, ledger=None, record: bool = True) -> list[
     if record and settings is not None:
         try:
             if ledger is None:
-                from catalog.ledger.service import Ledger
+                from catalog.ledger.service import Ledger   # lazy: DAG parse (the notifier loads with each DAG)
                 ledger = Ledger(settings.catalog_url)
             ledger.record_alert(alert.payload(settings) | {"at": alert.at}, delivered)
         except Exception as exc:

@@ -69,7 +69,7 @@ def test_dag_runs_under_airflow_and_publishes_a_verifiable_version(home, silo_2k
     assert [u for u, _ in events] == [f"exchange://datasets/{reg.dataset}"]
     assert json.loads(events[0][1])["version"] == 1
 
-    cli = [sys.executable, "-m", "exchange.cli"]
+    cli = [sys.executable, "-m", "cli"]
     run = json.loads(subprocess.run([*cli, "runs", "--json"], env=env, capture_output=True,
                                     text=True, check=True).stdout)[0]
     assert run["extracted"] == 2_000 == run["accepted"] + run["quarantined"]

@@ -23,7 +23,7 @@ LINE = re.compile(r"^(?P<source>\w+) \((?P<silo>\w+)\): (?P<state>\w+)")
 
 def _demo(env: dict) -> tuple[int, dict | None, list[tuple[float, str]], str]:
     """Run the demo with its output on pipes; (exit code, summary, timed stderr lines, stderr)."""
-    proc = subprocess.Popen([sys.executable, "-m", "exchange.cli", "demo", "--rows", "2000", "--json"],
+    proc = subprocess.Popen([sys.executable, "-m", "cli", "demo", "--rows", "2000", "--json"],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lines: list[tuple[float, str]] = []
     reader = threading.Thread(target=lambda: lines.extend(

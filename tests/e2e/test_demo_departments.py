@@ -23,7 +23,7 @@ def test_the_demo_runs_every_department_under_airflow(home, tmp_path):
     env = {**os.environ, "EXCHANGE_HOME": str(home), "AIRFLOW_HOME": str(tmp_path / "airflow"),
            "EXCHANGE_KEY_PASSPHRASE": TEST_PASSPHRASE, "EXCHANGE_DEMO_DB_PREFIX": "t_demo",
            "EXCHANGE_DEMO_API_PORT": str(free_port())}
-    out = subprocess.run([sys.executable, "-m", "exchange.cli", "demo", "--rows", "2000", "--json"],
+    out = subprocess.run([sys.executable, "-m", "cli", "demo", "--rows", "2000", "--json"],
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stderr[-3000:]
     summary = json.loads(out.stdout)

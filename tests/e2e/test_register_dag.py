@@ -5,7 +5,7 @@ import json
 
 from demo.silo_server import SiloServer
 from demo.synth import COLUMNS
-from exchange.cli import main
+from cli import main
 from tests.conftest import ROOT
 from tests.integration.exchange.test_register import registration
 

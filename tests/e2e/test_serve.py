@@ -1,4 +1,4 @@
-"""`./run serve` (exchange.run_service) really comes up here: Airflow's API server, scheduler,
+"""`./run serve` (cli.run_service) really comes up here: Airflow's API server, scheduler,
 DAG processor and triggerer, and `exchange serve`, on free ports of 127.0.0.1. The registered
 source's DAG runs on its schedule and publishes; its deadline (EXCHANGE_RUN_DEADLINE=3 s, so the
 run overruns it) raises a late_run alert through the triggerer to a real webhook; SIGTERM stops
@@ -43,7 +43,7 @@ def test_serve_starts_airflow_and_the_exchange_runs_the_source_and_stops(home, s
     env = {**os.environ, "EXCHANGE_HOME": str(home), "AIRFLOW_HOME": str(home / "airflow"),
            "EXCHANGE_KEY_PASSPHRASE": TEST_PASSPHRASE, "EXCHANGE_RUN_DEADLINE": "3",
            "EXCHANGE_ALERTS": f"log,webhook:{hook.url}"}
-    proc = subprocess.Popen([sys.executable, "-m", "exchange.run_service", "--port", str(port),
+    proc = subprocess.Popen([sys.executable, "-m", "cli.run_service", "--port", str(port),
                              "--airflow-port", str(airflow_port), "--ready-timeout", "400"],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     out: list[str] = []

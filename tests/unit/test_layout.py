@@ -1,6 +1,5 @@
 """The tests mirror the source tree: in tests/unit and tests/integration every test file sits in
-a folder named for the room (top-level package) it mainly tests, `cli` meaning exchange/cli, and
-every folder on the way is a package (`from tests.conftest import ...`). This file, a test of the
+a folder named for the room (top-level package) it mainly tests, and every folder on the way is a package (`from tests.conftest import ...`). This file, a test of the
 tests themselves, is the one test at a tier's top. tests/e2e stays flat: its tests run the whole
 pipeline under Airflow, not one room."""
 from __future__ import annotations
@@ -10,11 +9,10 @@ from pathlib import Path
 from tests.conftest import ROOT
 
 TIERS = ("unit", "integration")
+
+
 def rooms() -> set[str]:
-    found = {p.name for p in ROOT.iterdir() if (p / "__init__.py").is_file()} - {"tests"}
-    if (ROOT / "exchange" / "cli" / "__init__.py").is_file():
-        found.add("cli")
-    return found
+    return {p.name for p in ROOT.iterdir() if (p / "__init__.py").is_file()} - {"tests"}
 
 
 def _test_files() -> list[Path]:

@@ -30,7 +30,7 @@ def _app(settings, dept, **kw):
 def test_lookup_on_the_driver_matches_the_catalogue(api_settings):
     """Catalog.lookup (a compiled statement on the driver) against the same rows read through
     the ORM, on a day that makes some of them expired."""
-    from catalog.serving import status as statuses
+    from catalog.publish import status as statuses
     from catalog.db.models import Dataset, Record
     from catalog.service import Catalog
 

@@ -40,7 +40,7 @@ def test_a_flood_of_unauthenticated_requests_leaves_a_few_counted_entries(tmp_pa
         start = c.scalar(sa.text("select seq from audit_head"))
     port = free_port()
     env = {**os.environ, "EXCHANGE_HOME": str(home), "EXCHANGE_CATALOG_URL": url}
-    server = subprocess.Popen([sys.executable, "-m", "exchange.cli", "serve", "--port", str(port)],
+    server = subprocess.Popen([sys.executable, "-m", "cli", "serve", "--port", str(port)],
                               cwd=ROOT, env=env)
     wal, stop = [0], threading.Event()
 

@@ -29,7 +29,7 @@ def test_two_workers_share_the_rate_limit(tmp_path):
         port = s.getsockname()[1]
     env = {**os.environ, "EXCHANGE_HOME": str(home), "EXCHANGE_CATALOG_URL": url,
            "EXCHANGE_API_RATE": "0.001", "EXCHANGE_API_BURST": "20", "TMPDIR": str(tmp_path)}
-    server = subprocess.Popen([sys.executable, "-m", "exchange.cli", "serve", "--port", str(port),
+    server = subprocess.Popen([sys.executable, "-m", "cli", "serve", "--port", str(port),
                                "--workers", "2"], cwd=ROOT, env=env)
     try:
         def get(path, headers=None):
@@ -115,7 +115,7 @@ def test_a_logged_out_dashboard_session_is_refused_by_both_workers(tmp_path):
     env = {**os.environ, "EXCHANGE_HOME": str(home), "EXCHANGE_CATALOG_URL": url}
     env.pop("EXCHANGE_DASHBOARD_SECRET", None)
     origin = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen([sys.executable, "-m", "exchange.cli", "serve", "--port", str(port),
+    server = subprocess.Popen([sys.executable, "-m", "cli", "serve", "--port", str(port),
                                "--workers", "2"], cwd=ROOT, env=env)
 
     def call(method, path, cookies=None, form=None):

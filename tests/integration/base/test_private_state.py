@@ -8,7 +8,7 @@ import stat
 
 import pytest
 
-from exchange.cli import main as cli
+from cli import main as cli
 from tests.conftest import TEST_PASSPHRASE, register_demo_source
 
 SOURCE = "smr_business_licence"

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from catalog.serving import audit
-from exchange.cli import main as cli
+from cli import main as cli
 from tests.conftest import make_signing_key
 
 
@@ -51,7 +51,7 @@ def _rewrite_from(engine, seq: int, department: str) -> None:
 
 
 def test_a_rewritten_tail_fails_against_a_checkpoint_held_from_before(home, tmp_path, capsys):
-    from exchange.cli import catalog
+    from cli import catalog
 
     engine = catalog().engine
     _admin(3)
@@ -80,7 +80,7 @@ def test_a_rewritten_tail_fails_against_a_checkpoint_held_from_before(home, tmp_
 
 
 def test_a_truncated_log_and_a_forged_checkpoint_fail(home, tmp_path, capsys):
-    from exchange.cli import catalog
+    from cli import catalog
 
     engine = catalog().engine
     _admin(4)
@@ -106,7 +106,7 @@ def test_a_truncated_log_and_a_forged_checkpoint_fail(home, tmp_path, capsys):
 
 
 def test_no_checkpoint_is_signed_over_a_broken_chain(home, tmp_path, capsys):
-    from exchange.cli import catalog
+    from cli import catalog
 
     _admin(3)
     with catalog().engine.begin() as c:

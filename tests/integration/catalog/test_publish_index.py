@@ -142,7 +142,7 @@ def _attached(engine) -> set[str]:
 
 def test_a_failure_after_the_bulk_insert_leaves_nothing(backend, home, silo, monkeypatch):
     register_demo_source(home, silo)
-    from catalog.serving import status
+    from catalog.publish import status
 
     seen = {}
 
@@ -195,7 +195,7 @@ def test_a_killed_publish_leaves_scratch_that_the_next_one_sweeps(home, silo):
 
     register_demo_source(home, silo)
     killed = subprocess.run([sys.executable, "-c", (
-        "import os, signal\nfrom catalog.serving import status\n"
+        "import os, signal\nfrom catalog.publish import status\n"
         "from exchange import stages\n"
         "status.record_changes = lambda *a: os.kill(os.getpid(), signal.SIGKILL)\n"
         f"stages.run_all({SOURCE!r}, 'r1')\n")], env=os.environ.copy())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 
-from exchange.cli import main as cli
+from cli import main as cli
 from base.settings import get_settings
 from tests.conftest import catalog, ledger, register_demo_source
 

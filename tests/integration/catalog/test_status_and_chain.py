@@ -19,7 +19,7 @@ from catalog.publish.chain import audit_chain, catalogue_entries
 from trust.verify import KEY_STATUS_FILE, read_key_status
 from trust.verify import verify_bundle
 from exchange import stages
-from exchange.cli import main as cli
+from cli import main as cli
 from base.errors import UnknownCopy, VerificationError
 from base.settings import get_settings
 from base import clock

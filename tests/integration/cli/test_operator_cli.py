@@ -10,7 +10,7 @@ import os
 import pytest
 import sqlalchemy as sa
 
-from exchange.cli import main as cli
+from cli import main as cli
 
 DATASET = "business_licence.market_regulation"
 ITEM = "DJ-SCJG-0003"

@@ -7,7 +7,7 @@ import json
 import pytest
 import sqlalchemy as sa
 
-from exchange.cli import main as cli
+from cli import main as cli
 from tests.conftest import home_env
 
 DATASET = "business_licence.market_regulation"

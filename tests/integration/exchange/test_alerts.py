@@ -180,7 +180,7 @@ def test_watch_alerts_once_when_late_then_stale_then_recovered(home, silo_2k, tm
 def test_cli_lists_alerts_and_runs_the_watch(home, hook, monkeypatch, capsys):
     import json
 
-    from exchange.cli import main
+    from cli import main
 
     configure(monkeypatch, f"webhook:{hook.url}")
     send(failure())

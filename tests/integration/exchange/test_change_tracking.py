@@ -140,7 +140,7 @@ def catalogue_on(request, home, monkeypatch):
 
 def test_a_published_record_whose_rows_are_all_quarantined_is_held_disputed_not_withdrawn(
         home, catalogue_on, tmp_path, silo_2k, capsys):
-    from exchange.cli import main as cli
+    from cli import main as cli
 
     silo, manifest = silo_2k
     copy = tmp_path / "silo.db"

@@ -11,7 +11,7 @@ import pytest
 
 from demo.silo_server import SiloServer, licence_rows
 from demo.synth import COLUMNS, business_licences
-from exchange.cli import main
+from cli import main
 from schemas.normalize import code_key_scalar
 from tests.conftest import ROOT, TODAY, catalog, toml_value
 

@@ -9,7 +9,7 @@ import sqlite3
 import pytest
 
 from exchange import stages
-from exchange.cli import main as cli
+from cli import main as cli
 from base.errors import GateHeld
 from base.settings import get_settings
 from quality.gates import SchemaDrift

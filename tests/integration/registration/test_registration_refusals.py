@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-from exchange.cli import main
+from cli import main
 from tests.conftest import catalog, dashboard_login, register_demo_source
 from tests.regdocs import doc, to_toml
 from exchange.listing import source_listing

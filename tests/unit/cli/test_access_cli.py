@@ -5,7 +5,7 @@ import json
 
 import sqlalchemy as sa
 
-from exchange.cli import main as cli
+from cli import main as cli
 
 
 def test_admin_commands_are_audited_and_chain_verifies(home, capsys):
@@ -20,7 +20,7 @@ def test_admin_commands_are_audited_and_chain_verifies(home, capsys):
     assert cli(["audit-verify", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["ok"] and report["entries"] == 3
-    from exchange.cli import catalog
+    from cli import catalog
     with catalog().engine.begin() as c:
         stored = c.execute(sa.text("select secret_hash from credentials")).scalar_one()
         assert cred["key"].split(".")[1] not in stored                 # only the hash is kept
@@ -32,7 +32,7 @@ def test_admin_commands_are_audited_and_chain_verifies(home, capsys):
 def test_an_entry_outside_the_chain_fails_verification_and_stays_out_of_reports(home, capsys):
     """A row inserted without a chain position (or with one past the head) is not an entry of
     the log: audit-verify fails (exit 8) and the holder's access report does not list it."""
-    from exchange.cli import catalog
+    from cli import catalog
 
     holder = "91350100M000100Y43"
     assert cli(["departments", "add", "smr-lift", "Lift office"]) == 0
@@ -55,7 +55,7 @@ def test_an_entry_outside_the_chain_fails_verification_and_stays_out_of_reports(
 def test_the_access_report_comes_a_page_at_a_time(home, capsys):
     """No silent cap: a page says when older entries remain, and the next page starts there."""
     from catalog.serving import audit
-    from exchange.cli import catalog
+    from cli import catalog
 
     holder, engine = "91350100M000100Y43", catalog().engine
     audit.append_many(engine, [audit.entry(department=f"d{i}", purpose="DJ-SCJG-0003", action="lookup",

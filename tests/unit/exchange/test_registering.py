@@ -7,7 +7,7 @@ import json
 import pytest
 
 from exchange import registering
-from exchange.cli import main
+from cli import main
 from base.errors import ConfigError
 from tests.conftest import ROOT
 from exchange.listing import source_listing

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from exchange.cli import main
+from cli import main
 from base.errors import ConfigError, NotFound, UnknownName
 from schemas.items import LEVELS, catalogue, get_item, load_item, mismatches
 from schemas.types import all_types

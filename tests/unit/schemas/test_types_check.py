@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from exchange.cli import main
+from cli import main
 from base.errors import ConfigError
 from schemas import types as types_mod
 

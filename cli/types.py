@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from base.errors import ConfigError
-from exchange.cli import table
+from cli import table
 from schemas import types
 
 

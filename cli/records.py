@@ -7,7 +7,7 @@ from pathlib import Path
 
 from base.errors import ConfigError
 from base.settings import get_settings
-from exchange.cli import catalog, ledger, table
+from cli import catalog, ledger, table
 from trust.cli import load, report
 from trust.errors import InputError
 from trust.verify import verify_bundle

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from base.settings import get_settings
 from exchange.alerts.channels import channels
-from exchange.cli import emit, ledger
+from cli import emit, ledger
 
 
 def cmd_alerts(args) -> int:

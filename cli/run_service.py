@@ -25,6 +25,7 @@ import requests
 from base.airflow_env import airflow_env
 from base.errors import ConfigError, ExchangeError
 from base.settings import get_settings
+from demo import http_silo
 
 SOURCE_DAGS = "source__<id> (one per registration file) and exchange_watch"
 AFTER_API = ("dag-processor", "scheduler", "triggerer")
@@ -111,7 +112,7 @@ class Service:
                               stderr=subprocess.STDOUT).returncode != 0:
                 raise ExchangeError(f"airflow db migrate failed; see {self.logs}/airflow-db-migrate.log")
         self._spawn("airflow-api-server", [self.airflow, "api-server"])
-        self._spawn("exchange", [sys.executable, "-m", "exchange.cli", "serve", "--host", self.host,
+        self._spawn("exchange", [sys.executable, "-m", "cli", "serve", "--host", self.host,
                                  "--port", str(self.port), "--access-log"])
         self.start_demo_silo()
 
@@ -119,8 +120,6 @@ class Service:
         """The demo's HTTP silo, while the demo's HTTP source is registered: its scheduled runs
         need it (port and token from its Airflow connection, as the runs read them). Returns
         the source's id if started."""
-        from demo import http_silo
-
         s = get_settings()
         made = http_silo.command(s.home, s.sources_dir)
         if made is None:

@@ -6,7 +6,7 @@ import argparse
 import datetime as dt
 import json
 
-from exchange.cli import table
+from cli import table
 from base.errors import ConfigError
 
 

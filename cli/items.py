@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from base.errors import DataError
-from exchange.cli import table
+from cli import table
 from schemas.items import ITEMS_DIR, LEVELS, catalogue, get_item, mismatches
 from schemas.types import get_type
 

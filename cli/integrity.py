@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import json
 
-from exchange.cli import catalog, table
-from exchange.cli.progress import bar
+from cli import catalog, table
+from cli.progress import bar
 from base.errors import VerificationError
 
 

@@ -8,8 +8,8 @@ from rich.console import Console
 from rich.markup import escape
 
 from base.errors import ConfigError
-from exchange.cli import table
-from exchange.cli.progress import bar
+from cli import table
+from cli.progress import bar
 
 COLOURS = {"fresh": "green", "late": "yellow", "stale": "red", "never": "magenta",
            "failed": "red", "held": "yellow", "published": "green", "unchanged": "green"}

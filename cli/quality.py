@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from exchange.cli import emit, table
+from cli import emit, table
 from base.errors import ConfigError
 
 

@@ -15,10 +15,10 @@ from rich.table import Table
 
 from base.errors import ExchangeError
 
-GROUPS = ["exchange.cli.records", "exchange.cli.demo", "exchange.cli.items", "exchange.cli.keys",
-          "exchange.cli.integrity", "exchange.cli.access", "exchange.cli.serve",
-          "exchange.cli.quality", "exchange.cli.watch", "exchange.cli.register",
-          "exchange.cli.alerts", "exchange.cli.types"]
+GROUPS = ["cli.records", "cli.demo", "cli.items", "cli.keys",
+          "cli.integrity", "cli.access", "cli.serve",
+          "cli.quality", "cli.watch", "cli.register",
+          "cli.alerts", "cli.types"]
 
 
 def catalog():

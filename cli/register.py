@@ -10,7 +10,7 @@ import sys
 from rich.console import Console
 from rich.markup import escape
 
-from exchange.cli import catalog, table
+from cli import catalog, table
 from base.errors import ExchangeError
 
 PREVIEW_COLUMNS = ["_row", "licence_number", "holder_name", "holder_code", "issuer_name",

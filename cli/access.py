@@ -8,8 +8,8 @@ import sys
 
 from base import clock
 from base.files import atomic_write
-from exchange.cli import emit
-from exchange.cli.progress import bar
+from cli import emit
+from cli.progress import bar
 
 
 def _access():
