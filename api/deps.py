@@ -6,9 +6,9 @@ from typing import Annotated
 from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from base.errors import Unauthenticated
 from catalog.serving.access import Caller, check_purpose
 from catalog.serving.consumer import Consumer
-from base.errors import Unauthenticated
 
 bearer = HTTPBearer(auto_error=False, description="an exchange key: `exk_<key id>.<secret>`")
 

@@ -3,7 +3,7 @@ No route declares one: a route answers records of any type, wrapped (a bundle, a
 from __future__ import annotations
 
 import datetime
-from functools import lru_cache
+from functools import cache
 from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
@@ -13,7 +13,7 @@ from schemas.types import CertificateType, get_type
 _PY = {"string": str, "date": datetime.date, "int": int, "bool": bool}
 
 
-@lru_cache(maxsize=None)
+@cache
 def record_model(type_name: str) -> type[BaseModel]:
     """The model of a published record of `type_name` (its fields plus record_id)."""
     ctype: CertificateType = get_type(type_name)

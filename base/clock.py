@@ -12,7 +12,7 @@ of time and can be moved together.
 from __future__ import annotations
 
 import os
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 
 from base.errors import ConfigError
 
@@ -21,7 +21,7 @@ TODAY_ENV = "EXCHANGE_TODAY"
 
 
 def now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def today() -> date:
@@ -36,4 +36,4 @@ def today() -> date:
 
 def beijing(t: datetime) -> datetime:
     """A stored instant in Beijing time (SQLite hands back naive datetimes, all UTC)."""
-    return (t if t.tzinfo else t.replace(tzinfo=timezone.utc)).astimezone(BEIJING)
+    return (t if t.tzinfo else t.replace(tzinfo=UTC)).astimezone(BEIJING)

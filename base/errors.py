@@ -7,7 +7,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 # the root, NotFound and VerificationError live with the verifier, which ships alone (trust/)
-from trust.errors import ExchangeError as ExchangeError, NotFound as NotFound  # re-exported
+from trust.errors import ExchangeError as ExchangeError  # re-exported
+from trust.errors import NotFound as NotFound
 from trust.errors import VerificationError as VerificationError  # re-exported
 
 

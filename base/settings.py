@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from base.errors import ConfigError
 from base.files import private_dir
@@ -76,7 +77,7 @@ class Settings:
     def jwks_path(self) -> Path:
         return self.keys_dir / "jwks.json"
 
-    def private_home(self) -> "Settings":
+    def private_home(self) -> Settings:
         """Make (or tighten) the home, staging, store and key directories 0700: records,
         quarantined rows and keys are for the exchange's OS account only."""
         for d in (self.home, self.staging_dir, self.store_dir, self.keys_dir):

@@ -12,8 +12,9 @@ take Parquet (files written by hand, by tests, or before this format), told apar
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq

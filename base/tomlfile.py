@@ -9,8 +9,8 @@ import json
 import math
 import re
 import tomllib
-from datetime import date, datetime, time
 from collections.abc import Callable, Collection
+from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any
 

@@ -13,8 +13,8 @@ import sys
 import time
 from pathlib import Path
 
-from bench.path import DB_PREFIX, OUT, silo
 from base.settings import ROOT
+from bench.path import DB_PREFIX, OUT, silo
 
 PG_ADMIN = os.environ.get("EXCHANGE_BENCH_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 PURPOSE = "DJ-SCJG-0003"
@@ -105,11 +105,11 @@ def _in_process(key: str, holders: list[str], n: int) -> None:
     purpose, access decision, query, audit entry) with its entry left for a group commit of 64,
     timed apart; and the lookup that commits its own entry before it returns (the durable whole,
     what the in-process target is about)."""
+    from base.settings import get_settings
+    from catalog.service import Catalog
     from catalog.serving import audit
     from catalog.serving.access import Access
     from catalog.serving.consumer import PENDING, Consumer
-    from catalog.service import Catalog
-    from base.settings import get_settings
 
     s = get_settings()
     cat = Catalog(s.catalog_url, s.store_dir, pre_ping=False)

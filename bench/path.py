@@ -14,8 +14,8 @@ import time
 from datetime import date
 from pathlib import Path
 
-from bench.memory import peak_mb
 from base.settings import ROOT
+from bench.memory import peak_mb
 
 # where generated silos and prepared homes are cached, and the prefix of the PostgreSQL
 # databases the benches make (tests point both elsewhere)
@@ -39,8 +39,8 @@ def silo(rows: int) -> Path:
 def project(silo_path: str) -> dict:
     imports = _libraries()
     import registration
-    from exchange import stages
     from base.settings import get_settings
+    from exchange import stages
 
     s = get_settings()
     s.sources_dir.mkdir(parents=True, exist_ok=True)
@@ -70,21 +70,19 @@ def _libraries() -> float:
     t = time.perf_counter()
     import adbc_driver_sqlite.dbapi  # noqa: F401
     import datafusion  # noqa: F401
+    import great_expectations  # noqa: F401
     import pandas  # noqa: F401
     import sqlalchemy  # noqa: F401
-
-    import great_expectations  # noqa: F401
     return time.perf_counter() - t
 
 
 def naive(silo_path: str, sample: int) -> dict:
     imports = _libraries()
+    import great_expectations as gx
     import pandas as pd
     import sqlalchemy as sa
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
     from sqlalchemy.orm import DeclarativeBase, Session
-
-    import great_expectations as gx
 
     from quality import suites
     from schemas.types import get_type

@@ -16,8 +16,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from bench.memory import peak_mb
 from base import clock, staging
+from bench.memory import peak_mb
 
 DATASET = "business_licence.bench"
 # Parquet test inputs for stage_version (the staging readers take Parquet too)
@@ -74,8 +74,8 @@ def records(n: int, seed: int = 7) -> pa.Table:
 
 
 def _ours(accepted: Path, work: Path) -> dict:
-    from catalog.signing import digests
     from catalog.publish import store
+    from catalog.signing import digests
     from catalog.signing.keys import KeyStore, tree_head_payload
     from catalog.signing.merkle import MerkleTree
     from schemas.types import get_type
@@ -116,8 +116,8 @@ def _check_rfc8785(accepted: Path, staged, k: int = 2000) -> int:
     to the tree's leaves."""
     import rfc8785
 
-    from trust.canonical import to_json_record
     from catalog.signing.merkle import MerkleTree
+    from trust.canonical import to_json_record
     from trust.merkle import leaf_hash
 
     tree = MerkleTree.open(staged.directory / "tree.bin")

@@ -15,8 +15,8 @@ import sys
 import time
 from pathlib import Path
 
-from bench.path import DB_PREFIX, OUT, TODAY, silo
 from base.settings import ROOT
+from bench.path import DB_PREFIX, OUT, TODAY, silo
 
 PG_SERVER = os.environ.get("EXCHANGE_BENCH_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 SOURCE, KEY = "smr_business_licence", "bench"
@@ -61,10 +61,10 @@ def _prepared(backend: str, rows: int) -> tuple[Path, str]:
 
 
 def _validate(silo_path: str) -> None:
-    from catalog.signing.keys import KeyStore
     import registration
-    from exchange import stages
     from base.settings import get_settings
+    from catalog.signing.keys import KeyStore
+    from exchange import stages
 
     s = get_settings()
     s.sources_dir.mkdir(parents=True, exist_ok=True)

@@ -11,16 +11,16 @@ import sys
 import tempfile
 import time
 
-from bench.path import TODAY, silo
 from base.settings import ROOT
+from bench.path import TODAY, silo
 
 SOURCE = "smr_business_licence"
 
 
 def _prepare(silo_path) -> None:
     import registration
-    from exchange import stages
     from base.settings import get_settings
+    from exchange import stages
 
     s = get_settings()
     s.sources_dir.mkdir(parents=True, exist_ok=True)
@@ -35,8 +35,8 @@ def _ours(key: str) -> dict:
     """stages.validate on a copy of the staged run: the split (GX, accepted and quarantine
     files, Data Docs) and the catalogue's quarantine queue and counts."""
     from base import staging
-    from exchange import stages
     from base.settings import get_settings
+    from exchange import stages
 
     runs = get_settings().staging_dir / SOURCE
     (runs / key).mkdir(exist_ok=True)

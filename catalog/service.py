@@ -15,8 +15,7 @@ from sqlalchemy.orm import Session
 from base import clock
 from base.errors import NotFound, PublishError
 from catalog.db.engine import engine_for
-from catalog.db.models import (Dataset, DatasetVersion, MetadataChange, QuarantineEntry, Record,
-                               Run, Source)
+from catalog.db.models import Dataset, DatasetVersion, MetadataChange, QuarantineEntry, Record, Run, Source
 from catalog.db.rawdb import raw
 from catalog.ledger.service import FINAL
 from catalog.listing import SourceListing

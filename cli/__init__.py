@@ -22,12 +22,12 @@ GROUPS = ["cli.records", "cli.demo", "cli.items", "cli.keys",
 
 
 def catalog():
-    from exchange.catalogue import open_catalog   # lazy: CLI start (the catalogue imports pyarrow)
+    from exchange.catalogue import open_catalog  # lazy: CLI start (the catalogue imports pyarrow)
     return open_catalog()
 
 
 def ledger():
-    from exchange.catalogue import open_ledger   # lazy: CLI start (the catalogue imports pyarrow)
+    from exchange.catalogue import open_ledger  # lazy: CLI start (the catalogue imports pyarrow)
     return open_ledger()
 
 

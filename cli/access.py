@@ -13,7 +13,7 @@ from cli.progress import bar
 
 
 def _access():
-    from exchange.catalogue import open_access   # lazy: CLI start (the catalogue imports pyarrow)
+    from exchange.catalogue import open_access  # lazy: CLI start (the catalogue imports pyarrow)
     return open_access()
 
 
@@ -85,7 +85,7 @@ def cmd_grant_list(args) -> int:
 
 
 def cmd_audit_verify(args) -> int:
-    from exchange import audit_log   # lazy: CLI start (the catalogue imports pyarrow)
+    from exchange import audit_log  # lazy: CLI start (the catalogue imports pyarrow)
 
     held = audit_log.held_checkpoints(args.checkpoint or [])
     jwks = audit_log.published_jwks(args.jwks)
@@ -103,7 +103,7 @@ def cmd_audit_verify(args) -> int:
 
 
 def cmd_audit_checkpoint(args) -> int:
-    from exchange.audit_checkpoint import make_checkpoint   # lazy: CLI start (the catalogue)
+    from exchange.audit_checkpoint import make_checkpoint  # lazy: CLI start (the catalogue)
 
     doc = make_checkpoint(clock.now())      # the time it is signed
     text = json.dumps(doc, indent=1) + "\n"
@@ -118,7 +118,7 @@ def cmd_audit_checkpoint(args) -> int:
 
 
 def cmd_access_report(args) -> int:
-    from exchange.audit_log import holder_accesses   # lazy: CLI start (the catalogue)
+    from exchange.audit_log import holder_accesses  # lazy: CLI start (the catalogue)
 
     key, rows, more = holder_accesses(args.holder_id, args.limit, args.before)
     emit(args, rows, f"Accesses to the records of {key}",

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 from base.settings import get_settings
-from exchange.alerts.channels import channels
 from cli import emit, ledger
+from exchange.alerts.channels import channels
 
 
 def cmd_alerts(args) -> int:
@@ -20,7 +20,7 @@ def cmd_alerts(args) -> int:
 
 
 def cmd_watch(args) -> int:
-    from exchange.alerts.watch import check   # lazy: CLI start (the catalogue imports pyarrow)
+    from exchange.alerts.watch import check  # lazy: CLI start (the catalogue imports pyarrow)
 
     channels(get_settings())          # a bad EXCHANGE_ALERTS is a configuration error here
     raised = check(ledger())

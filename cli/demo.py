@@ -3,7 +3,7 @@ from __future__ import annotations
 
 
 def cmd_demo(args) -> int:
-    from demo.runner import run_demo   # lazy: CLI start (the demo imports pyarrow, the catalogue)
+    from demo.runner import run_demo  # lazy: CLI start (the demo imports pyarrow, the catalogue)
     return run_demo(rows=args.rows, as_json=args.json, departments=not args.only_sqlite)
 
 

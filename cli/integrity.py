@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import json
 
+from base.errors import VerificationError
 from cli import catalog, table
 from cli.progress import bar
-from base.errors import VerificationError
 
 
 def cmd_record(args) -> int:
@@ -23,7 +23,7 @@ def cmd_record(args) -> int:
 
 
 def cmd_audit_chain(args) -> int:
-    from exchange import chain_audit   # lazy: CLI start (the catalogue imports pyarrow)
+    from exchange import chain_audit  # lazy: CLI start (the catalogue imports pyarrow)
 
     entries, jwks, key_status = chain_audit.published_versions(args.dataset)
     with bar(args) as progress:

@@ -6,12 +6,12 @@ import argparse
 import datetime as dt
 import json
 
-from cli import table
 from base.errors import ConfigError
+from cli import table
 
 
 def _keys():
-    from exchange import signing_keys   # lazy: CLI start (the catalogue imports pyarrow)
+    from exchange import signing_keys  # lazy: CLI start (the catalogue imports pyarrow)
     return signing_keys
 
 

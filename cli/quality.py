@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 
-from cli import emit, table
 from base.errors import ConfigError
+from cli import emit, table
 
 
 def cmd_quarantine(args) -> int:
@@ -15,7 +15,7 @@ def cmd_quarantine(args) -> int:
     if len(args.words) != 1:
         raise ConfigError("usage: exchange quarantine DATASET | quarantine review DATASET KEY "
                           "--by NAME --note TEXT")
-    from exchange import quarantine   # lazy: CLI start (the catalogue imports pyarrow)
+    from exchange import quarantine  # lazy: CLI start (the catalogue imports pyarrow)
 
     dataset = args.words[0]
     entries, summary = quarantine.queue(dataset, args.all, args.samples)
@@ -40,7 +40,7 @@ def _review(args) -> int:
     if len(args.words) != 3 or not args.by or not args.note:
         raise ConfigError("usage: exchange quarantine review DATASET KEY --by NAME --note TEXT")
     _, dataset, key = args.words
-    from exchange import quarantine   # lazy: CLI start (the catalogue imports pyarrow)
+    from exchange import quarantine  # lazy: CLI start (the catalogue imports pyarrow)
 
     out = quarantine.review(dataset, key, args.by, args.note, args.row)
     emit(args, out if args.json else
@@ -49,7 +49,7 @@ def _review(args) -> int:
 
 
 def cmd_approve(args) -> int:
-    from exchange import quarantine   # lazy: CLI start (the catalogue imports pyarrow)
+    from exchange import quarantine  # lazy: CLI start (the catalogue imports pyarrow)
 
     result = quarantine.approve(args.source, args.run_key, args.by, args.note, publish=not args.no_publish)
     emit(args, result if args.json else

@@ -24,7 +24,7 @@ def cmd_datasets(args) -> int:
 
 
 def _requests():
-    from exchange import department_requests   # lazy: CLI start (the catalogue imports pyarrow)
+    from exchange import department_requests  # lazy: CLI start (the catalogue imports pyarrow)
     return department_requests
 
 

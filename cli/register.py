@@ -10,8 +10,8 @@ import sys
 from rich.console import Console
 from rich.markup import escape
 
-from cli import catalog, table
 from base.errors import ExchangeError
+from cli import catalog, table
 
 PREVIEW_COLUMNS = ["_row", "licence_number", "holder_name", "holder_code", "issuer_name",
                    "issue_date", "valid_to", "status"]
@@ -19,7 +19,7 @@ MARK = {"ok": "[green]✓[/green]", "failed": "[red]✗[/red]", "skipped": "[yel
 
 
 def cmd_register(args) -> int:
-    from exchange import registering   # lazy: CLI start (registering imports pyarrow, the catalogue)
+    from exchange import registering  # lazy: CLI start (registering imports pyarrow, the catalogue)
 
     console = Console(highlight=False)
 

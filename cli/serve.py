@@ -10,7 +10,7 @@ from api.shared_buckets import create
 
 
 def cmd_serve(args) -> int:
-    import uvicorn   # lazy: CLI start (the web server)
+    import uvicorn  # lazy: CLI start (the web server)
 
     buckets, secret_made = None, False
     if args.workers > 1:        # one rate limit per department for all workers together

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from rich.console import Console
 from rich.markup import escape
@@ -22,7 +22,7 @@ def _at(text: str | None) -> datetime | None:
         t = datetime.fromisoformat(text)
     except ValueError:
         raise ConfigError(f"--at {text!r} is not an ISO time such as 2026-11-21T09:00:00+08:00") from None
-    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
 def _paint(value) -> str:
@@ -31,7 +31,7 @@ def _paint(value) -> str:
 
 
 def cmd_status(args) -> int:
-    from exchange.source_status import source_status   # lazy: CLI start (the catalogue)
+    from exchange.source_status import source_status  # lazy: CLI start (the catalogue)
 
     rows = source_status(_at(args.at), args.source)
     if args.json:
@@ -57,7 +57,7 @@ def cmd_status(args) -> int:
 
 
 def cmd_scorecard(args) -> int:
-    from exchange.source_status import scorecards   # lazy: CLI start (the catalogue)
+    from exchange.source_status import scorecards  # lazy: CLI start (the catalogue)
 
     cards = scorecards(args.period, _at(args.at))
     if args.json:
@@ -90,7 +90,7 @@ def _share(x) -> str:
 def cmd_run(args) -> int:
     """Run a source's whole path now, in this process (a steward's check; Airflow runs it on
     its schedule): a bar per stage."""
-    from exchange import manual_run   # lazy: CLI start (stages reach pyarrow and GX)
+    from exchange import manual_run  # lazy: CLI start (stages reach pyarrow and GX)
 
     key = args.key or manual_run.manual_key()
     with bar(args, transient=False) as progress:

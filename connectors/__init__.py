@@ -17,16 +17,16 @@ if TYPE_CHECKING:
 
 def _connector_class(kind: str):
     if kind == "sql":
-        from connectors.sql import SqlConnector     # lazy: drivers only when pulling
+        from connectors.sql import SqlConnector  # lazy: drivers only when pulling
         return SqlConnector
     if kind == "http":
-        from connectors.http import HttpConnector   # lazy: as above
+        from connectors.http import HttpConnector  # lazy: as above
         return HttpConnector
     from connectors.files import FileDropConnector  # lazy: as above
     return FileDropConnector
 
 
-def build(cfg: dict, source_id: str, since: str | None = None, where: str | None = None) -> "Connector":
+def build(cfg: dict, source_id: str, since: str | None = None, where: str | None = None) -> Connector:
     settings = settings_for(cfg, where or f"source {source_id}")
     if since is not None and getattr(settings, "watermark", None):
         settings = dataclasses.replace(settings, since=since)

@@ -5,7 +5,8 @@ watermark, set by connectors.state) and `high_water` (the newest value seen, aft
 """
 from __future__ import annotations
 
-from typing import Iterable, Iterator, Protocol
+from collections.abc import Iterable, Iterator
+from typing import Protocol
 
 import pyarrow as pa
 

@@ -32,7 +32,7 @@ class Connection:
 
 def airflow_connection(conn_id: str, source_id: str) -> Connection:
     try:
-        from airflow.sdk import BaseHook   # lazy: Airflow only when a conn_id is used
+        from airflow.sdk import BaseHook  # lazy: Airflow only when a conn_id is used
 
         c = BaseHook.get_connection(conn_id)
     except ImportError as exc:  # pragma: no cover - Airflow is a dependency
@@ -52,7 +52,7 @@ def _from_metadata_db(conn_id: str):
     connections `airflow connections add` stored are in the metadata database."""
     try:
         use_fernet_key()                # stored passwords are encrypted with the home's key
-        from airflow.models.connection import Connection as Stored   # lazy: as above
+        from airflow.models.connection import Connection as Stored  # lazy: as above
 
         return Stored.get_connection_from_secrets(conn_id)
     except Exception:       # not there, no database, or inside a task (no direct DB access)

@@ -12,16 +12,16 @@ from __future__ import annotations
 import hashlib
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import pyarrow as pa
 
 from base import clock
+from base.errors import DataError
 from connectors import readers
 from registration.connector import FORMATS, FileDropSettings, silo_path
-from base.errors import DataError
 
 SIDECARS = (".sha256", ".reason.txt", ".part", ".tmp")
 

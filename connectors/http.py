@@ -9,17 +9,17 @@ from __future__ import annotations
 import json
 import logging
 import time
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import pyarrow as pa
 import requests
 
+from base.errors import ConfigError, DataError, SourceError
 from connectors.base import as_text, batch_from_rows, redact, string_schema
 from connectors.credentials import secret_from
 from connectors.http_auth import make_auth
 from connectors.retry import RETRY_STATUS, RetryPolicy, retry_after_seconds
 from registration.connector import HttpSettings
-from base.errors import ConfigError, DataError, SourceError
 
 log = logging.getLogger(__name__)
 

@@ -7,17 +7,17 @@ SSCursor) and `yield_per`. Every value is cast to text in SQL: the original text
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from connectors.base import batch_from_rows, redact, string_schema
 from base.errors import SourceError
 from base.parallel import ordered_map, workers
+from connectors.base import batch_from_rows, redact, string_schema
 from connectors.credentials import sql_url
 from registration.connector import SqlSettings, sqlite_file
 
@@ -187,7 +187,7 @@ def _adbc_sqlite(path: str, s: SqlSettings, query: sa.Select, schema: pa.Schema)
     (SQLite steps while the driver holds no GIL), and yielded in order.
     ADBC's SQLite driver infers types from the first batch, so a column NULL there breaks
     later batches: a sentinel row of strings fixes every column as text."""
-    import adbc_driver_sqlite.dbapi as adbc   # lazy: ADBC is used where installed (_has)
+    import adbc_driver_sqlite.dbapi as adbc  # lazy: ADBC is used where installed (_has)
 
     uri = f"file:{path}?mode=ro"
     cols = schema.names
@@ -238,7 +238,7 @@ def _rowid_parts(adbc, uri: str, s: SqlSettings, query: sa.Select) -> list[sa.Se
 
 def _adbc_postgresql(url: sa.URL, s: SqlSettings, query: sa.Select, schema: pa.Schema):
     """COPY (binary) into Arrow batches: no per-row Python work."""
-    import adbc_driver_postgresql.dbapi as adbc   # lazy: as above
+    import adbc_driver_postgresql.dbapi as adbc  # lazy: as above
 
     uri = url.set(drivername="postgresql").render_as_string(hide_password=False)
     uri += ("&" if "?" in uri else "?") + f"connect_timeout={CONNECT_TIMEOUT}"

@@ -14,16 +14,16 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 import connectors
-from connectors.files import Claim, FileDropConnector, mark_processed
 from base import staging
 from base.errors import SourceError
+from connectors.files import Claim, FileDropConnector, mark_processed
 
 PENDING = "pending.json"
 ROW = "_row"

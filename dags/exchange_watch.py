@@ -1,25 +1,25 @@
 """Airflow DAG file: `exchange_watch` checks every dataset's freshness every 15 minutes and alerts
 when one turns late or stale, and when it recovers (exchange/alerts/watch.py); and signs a
 checkpoint of the access audit chain (exchange/audit_checkpoint.py)."""
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from airflow.sdk import DAG, task
 
 from base import clock
 
 with DAG(dag_id="exchange_watch", schedule="*/15 * * * *", catchup=False, max_active_runs=1,
-         start_date=datetime(2026, 1, 1, tzinfo=timezone.utc), tags=["exchange", "watch"],
+         start_date=datetime(2026, 1, 1, tzinfo=UTC), tags=["exchange", "watch"],
          description="freshness of every dataset against its update cycle; alerts on change; "
                      "a signed checkpoint of the audit log"):
 
     @task
     def check_freshness() -> list[dict]:
-        from exchange.alerts.watch import check   # lazy: DAG parse (the catalogue)
+        from exchange.alerts.watch import check  # lazy: DAG parse (the catalogue)
         return [{k: a[k] for k in ("kind", "dataset", "message", "delivered")} for a in check()]
 
     @task
     def checkpoint_audit() -> dict:
-        from exchange.audit_checkpoint import make_checkpoint   # lazy: DAG parse (the catalogue)
+        from exchange.audit_checkpoint import make_checkpoint  # lazy: DAG parse (the catalogue)
         doc = make_checkpoint(clock.now())
         return {k: doc[k] for k in ("size", "head_hash", "issued_at", "kid")}
 

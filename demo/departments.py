@@ -31,11 +31,11 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+import registration
 from connectors.files import sha256_of
 from demo import http_silo, sql_silos
 from demo.drops import write_csv, write_xlsx
 from demo.synth_types import REGISTRATIONS, sample_registration, silo_table
-import registration
 from schemas.normalize import opencc_convert
 
 PG = os.environ.get("EXCHANGE_DEMO_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")

@@ -16,7 +16,9 @@ import requests
 from rich.console import Console
 from rich.table import Table
 
+import registration
 from base import clock
+from base.airflow_env import airflow_env
 from base.errors import ExchangeError
 from base.settings import ROOT, get_settings
 from catalog.ledger import monitoring
@@ -25,9 +27,7 @@ from catalog.serving.consumer import Consumer
 from demo import http_silo
 from demo.departments import api_token, make
 from demo.synth import make_business_licence_silo
-import registration
 from exchange import airflow_connections
-from base.airflow_env import airflow_env
 from exchange.catalogue import open_access, open_catalog, open_ledger
 from exchange.listing import source_listing
 from exchange.signing_keys import create_signing_key

@@ -61,7 +61,7 @@ class SiloServer:
         self.url = f"http://127.0.0.1:{self.port}"
         self._thread: threading.Thread | None = None
 
-    def start(self) -> "SiloServer":
+    def start(self) -> SiloServer:
         self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self._thread.start()
         return self

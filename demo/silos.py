@@ -20,7 +20,8 @@ from pathlib import Path
 import pyarrow as pa
 
 from demo.drops import write_csv, write_xlsx
-from demo.sql_silos import create_database, seed as fill
+from demo.sql_silos import create_database
+from demo.sql_silos import seed as fill
 from demo.synth import business_licences
 from schemas.normalize import opencc_convert
 

@@ -20,7 +20,7 @@ from faker import Faker
 from faker.providers.ssn.zh_CN import Provider as SsnProvider
 
 from base import clock
-from schemas.identifiers import USCC_VALUES, USCC_ALPHABET, strings_from_bytes, uscc_check_values
+from schemas.identifiers import USCC_ALPHABET, USCC_VALUES, strings_from_bytes, uscc_check_values
 from schemas.normalize import name_key, opencc_convert
 
 TABLE = "yyzz_djxx"

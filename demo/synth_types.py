@@ -22,12 +22,22 @@ import pyarrow.compute as pc
 from faker import Faker
 from faker.providers.ssn.zh_CN import Provider as SsnProvider
 
-from base import clock
-from demo.synth import (_atomic_target, _date_text, _fmt_dates, _fsync_replace, _full_width, _put,
-                        _spaced, _traditional, _uscc, write_sqlite)
 import registration
+from base import clock
 from base.errors import UnknownName
-from schemas.identifiers import USCC_VALUES, _USCC_CHARS, strings_from_bytes, uscc_check_values
+from demo.synth import (
+    _atomic_target,
+    _date_text,
+    _fmt_dates,
+    _fsync_replace,
+    _full_width,
+    _put,
+    _spaced,
+    _traditional,
+    _uscc,
+    write_sqlite,
+)
+from schemas.identifiers import _USCC_CHARS, USCC_VALUES, strings_from_bytes, uscc_check_values
 from schemas.types import CertificateType, get_type
 
 REGISTRATIONS = Path(__file__).with_name("registrations")

@@ -30,8 +30,8 @@ def put(connections: dict[str, str], env: dict | None = None) -> None:
 
 
 def _store(connections: dict[str, str]) -> None:
-    from airflow.models import Connection   # lazy: Airflow loads its config and ORM on import
-    from airflow.utils.session import create_session   # lazy: as above
+    from airflow.models import Connection  # lazy: Airflow loads its config and ORM on import
+    from airflow.utils.session import create_session  # lazy: as above
 
     with create_session() as s:
         for conn_id, value in connections.items():

@@ -7,10 +7,10 @@ import json
 from datetime import datetime
 
 from base.settings import get_settings
-from catalog.serving.audit_checkpoints import make
 from catalog.publish.key_status import write_key_material
-from catalog.signing.keys import KeyStore
 from catalog.service import Catalog
+from catalog.serving.audit_checkpoints import make
+from catalog.signing.keys import KeyStore
 
 
 def make_checkpoint(now: datetime, settings=None) -> dict:

@@ -2,11 +2,11 @@
 CLI, the demo and the services below them."""
 from __future__ import annotations
 
-from catalog.serving.access import Access
-from catalog.serving.consumer import Consumer
+from base.settings import Settings, get_settings
 from catalog.ledger.service import Ledger
 from catalog.service import Catalog
-from base.settings import Settings, get_settings
+from catalog.serving.access import Access
+from catalog.serving.consumer import Consumer
 
 
 def open_catalog(settings: Settings | None = None) -> Catalog:

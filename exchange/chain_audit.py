@@ -3,7 +3,7 @@ public key material, to the first break."""
 from __future__ import annotations
 
 import json
-from typing import Callable
+from collections.abc import Callable
 
 from base.errors import NotFound
 from base.settings import get_settings

@@ -6,17 +6,17 @@ Parse-time cost is reading the registration files; nothing heavy is imported.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from airflow.sdk import DAG, Asset, get_current_context, task
 from airflow.sdk.exceptions import AirflowSkipException
 
 import registration
+from base.settings import get_settings
 from exchange.alerts.notifier import ExchangeNotifier, deadline_for
 from registration import Registration
-from base.settings import get_settings
 
-START = datetime(2026, 1, 1, tzinfo=timezone.utc)
+START = datetime(2026, 1, 1, tzinfo=UTC)
 log = logging.getLogger(__name__)
 
 
@@ -25,7 +25,7 @@ def asset_for(reg: Registration) -> Asset:
 
 
 def _key() -> str:
-    from exchange.stages import run_key   # lazy: DAG parse (stages import pyarrow, GX, the catalogue)
+    from exchange.stages import run_key  # lazy: DAG parse (stages import pyarrow, GX, the catalogue)
     return run_key(get_current_context()["run_id"])
 
 
@@ -40,22 +40,22 @@ def build_dag(reg: Registration) -> DAG:
 
         @task
         def extract() -> dict:
-            from exchange import stages   # lazy: DAG parse
+            from exchange import stages  # lazy: DAG parse
             return stages.extract(reg.id, _key(), get_current_context()["run_id"])
 
         @task
         def conform(extracted: dict) -> dict:
-            from exchange import stages   # lazy: DAG parse
+            from exchange import stages  # lazy: DAG parse
             return stages.conform(reg.id, _key())
 
         @task
         def validate(conformed: dict) -> dict:
-            from exchange import stages   # lazy: DAG parse
+            from exchange import stages  # lazy: DAG parse
             return stages.validate(reg.id, _key())
 
         @task
         def publish(validated: dict) -> dict:
-            from exchange import stages   # lazy: DAG parse
+            from exchange import stages  # lazy: DAG parse
             return stages.publish(reg.id, _key())
 
         @task(outlets=[asset])

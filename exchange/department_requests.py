@@ -6,7 +6,8 @@ from __future__ import annotations
 import os
 import pwd
 import socket
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from base.errors import AccessDenied, ExchangeError, Unauthenticated
 from catalog.serving.access import Caller, check_purpose

@@ -2,7 +2,7 @@
 Airflow runs it on its schedule)."""
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from base import clock
 from catalog.ledger.run_owner import owning

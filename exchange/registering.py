@@ -19,14 +19,15 @@ import dataclasses
 import os
 import tempfile
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Callable
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+import registration
 from base import clock, staging
 from base.errors import ConfigError, ExchangeError, SourceError
 from base.files import atomic_write
@@ -34,9 +35,8 @@ from base.settings import get_settings
 from catalog.service import Catalog
 from connectors import build
 from exchange.listing import source_listing
-import registration
+from quality.validate import validate  # imports Great Expectations lazily (in Gx)
 from registration import Registration
-from quality.validate import validate   # imports Great Expectations lazily (in Gx)
 from schemas.conform import ROW, Conformer, conformed_schema
 
 STEPS = {1: "file valid", 2: "connection tested", 3: "sample pulled", 4: "sample validated",

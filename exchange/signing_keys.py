@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 
+from base.settings import get_settings
 from catalog.publish.key_status import summary, write_key_material
 from catalog.signing.keys import KeyStore
-from base.settings import get_settings
 from exchange.catalogue import open_catalog
 
 

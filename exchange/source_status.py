@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
+import registration
 from base.errors import NotFound
 from base.settings import get_settings
 from catalog.ledger import monitoring
-import registration
 from exchange.catalogue import open_ledger
 
 

@@ -5,7 +5,6 @@ Imported only inside tasks (GX takes seconds to import), never at DAG parse time
 from __future__ import annotations
 
 import os
-from typing import Union
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
@@ -80,7 +79,7 @@ class ExpectColumnValuesToNotBeInTheFuture(ColumnMapExpectation):
     """A date (issue date, birth date …) no later than the run's day."""
     map_metric = "column_values.not_in_future"
     success_keys = ("mostly", "today")
-    today: Union[str, SuiteParameterDict]   # usually {"$PARAMETER": "today"}, bound per run
+    today: str | SuiteParameterDict   # usually {"$PARAMETER": "today"}, bound per run
 
 
 class ColumnValuesNotBlankNormalised(ColumnMapMetricProvider):

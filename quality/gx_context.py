@@ -33,7 +33,10 @@ class Gx:
         os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
         import great_expectations as gx  # lazy: GX takes seconds to import (after the env above)
         from great_expectations.data_context.types.base import (
-            DataContextConfig, InMemoryStoreBackendDefaults, ProgressBarsConfig)
+            DataContextConfig,
+            InMemoryStoreBackendDefaults,
+            ProgressBarsConfig,
+        )
         from great_expectations.execution_engine import pandas_execution_engine
 
         # GX fingerprints every in-memory frame by hashing it whole (0.9 s per 200k rows);
@@ -74,7 +77,9 @@ class Gx:
     def _keep(self, result, suite_name: str, batch_name: str) -> None:
         from great_expectations.core.run_identifier import RunIdentifier  # lazy: GX takes seconds to import
         from great_expectations.data_context.types.resource_identifiers import (
-            ExpectationSuiteIdentifier, ValidationResultIdentifier)
+            ExpectationSuiteIdentifier,
+            ValidationResultIdentifier,
+        )
 
         key = ValidationResultIdentifier(ExpectationSuiteIdentifier(suite_name),
                                          RunIdentifier(run_name="run"), batch_identifier=batch_name)

@@ -22,7 +22,8 @@ import pyarrow.compute as pc
 
 from base import staging
 from base.errors import ConfigError, ReconciliationError
-from quality import arrow_checks as ac, suites
+from quality import arrow_checks as ac
+from quality import suites
 from quality.gx_context import Gx
 from quality.suites import suite_columns
 from schemas.conform import ROW, UNPARSED
@@ -241,8 +242,7 @@ def in_suite_order(result, suite) -> list:
 def suite_result(name: str, results: list):
     """GX's suite-level result from expectation results, with GX's own statistics."""
     from great_expectations import __version__  # lazy: GX takes seconds to import
-    from great_expectations.core.expectation_validation_result import (
-        ExpectationSuiteValidationResult)
+    from great_expectations.core.expectation_validation_result import ExpectationSuiteValidationResult
     from great_expectations.validator.validation_statistics import calc_validation_statistics
 
     stats = calc_validation_statistics(results)

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import codecs
 import re
-from dataclasses import dataclass, field, fields as dc_fields
+from dataclasses import dataclass, field
+from dataclasses import fields as dc_fields
 from pathlib import Path
 
 from base import tomlfile
@@ -78,7 +79,7 @@ def sqlite_file(url, key: str, where: str) -> Path:
 
 
 def _sqlite_url(text: str, where: str) -> str:
-    from sqlalchemy.engine import make_url    # lazy: only a sqlite URL needs SQLAlchemy
+    from sqlalchemy.engine import make_url  # lazy: only a sqlite URL needs SQLAlchemy
 
     try:
         url = make_url(text)
@@ -102,7 +103,7 @@ class SqlSettings:
     KNOWN = ("kind", "url", "conn_id", "table", "batch_rows", "watermark", "key", "adbc")
 
     @classmethod
-    def from_registration(cls, cfg: dict, where: str = "registration") -> "SqlSettings":
+    def from_registration(cls, cfg: dict, where: str = "registration") -> SqlSettings:
         values = _values(cls, cfg, where, skip={"since"})
         if "table" not in values or not (values.get("url") or values.get("conn_id")):
             raise ConfigError(f"{where}: a sql connector needs 'table' and 'conn_id' (or 'url' for development)")
@@ -148,7 +149,7 @@ class HttpSettings:
     since: str | None = None
 
     @classmethod
-    def from_registration(cls, cfg: dict, where: str = "registration") -> "HttpSettings":
+    def from_registration(cls, cfg: dict, where: str = "registration") -> HttpSettings:
         values = _values(cls, cfg, where, skip={"since"})
         if not values.get("fields") or not (values.get("url") or values.get("conn_id")):
             raise ConfigError(f"{where}: an http connector needs 'fields' and 'conn_id' (or 'url' for development)")
@@ -192,7 +193,7 @@ class FileDropSettings:
     settle_seconds: float = 0.0        # skip files modified more recently (still being written)
 
     @classmethod
-    def from_registration(cls, cfg: dict, where: str = "registration") -> "FileDropSettings":
+    def from_registration(cls, cfg: dict, where: str = "registration") -> FileDropSettings:
         values = _values(cls, cfg, where)
         if "path" not in values:
             raise ConfigError(f"{where}: a files connector needs 'path', the drop folder")

@@ -5,15 +5,26 @@ found (ConfigError, exit 2).
 """
 from __future__ import annotations
 
-from croniter import croniter      # what Airflow's cron timetables parse with
+from croniter import croniter  # what Airflow's cron timetables parse with
 
 from base import tomlfile
 from base.errors import ConfigError, UnknownName
 from registration import checks
 from registration.connector import settings_for
 from registration.model import Registration
-from registration.rules import (CYCLES, DATASET_RE, DATASET_RULE, ID_RE, ID_RULE, PRESETS, REQUIRED,
-                                SHARING, TABLES, TEXTS, TOP_KEYS)
+from registration.rules import (
+    CYCLES,
+    DATASET_RE,
+    DATASET_RULE,
+    ID_RE,
+    ID_RULE,
+    PRESETS,
+    REQUIRED,
+    SHARING,
+    TABLES,
+    TEXTS,
+    TOP_KEYS,
+)
 from schemas.types import get_type
 
 

@@ -14,7 +14,7 @@ Safe to share between the threads of one stage (base/parallel.py).
 from __future__ import annotations
 
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import pyarrow as pa

@@ -160,7 +160,7 @@ def mismatches(directory: Path = ITEMS_DIR) -> list[dict]:
 
     Same code: name, power type and materials must agree. Same name: the code must agree.
     """
-    from schemas.normalize import name_key_scalar   # lazy: pyarrow only for this check
+    from schemas.normalize import name_key_scalar  # lazy: pyarrow only for this check
 
     entries = load_entries(directory)
     out = []

@@ -86,7 +86,7 @@ def _state(prefix: str) -> int:
 
 def _serial_digits(keys: pa.Array) -> np.ndarray:
     """n x 13 base-36 digit values of the SipHash of each key (most significant first)."""
-    import pandas as pd   # lazy: 0.3 s to import, only to hash serials
+    import pandas as pd  # lazy: 0.3 s to import, only to hash serials
 
     h = pd.util.hash_array(pc.fill_null(keys, "").to_numpy(zero_copy_only=False).astype(object),
                            encoding="utf8", hash_key=HASH_KEY, categorize=False).astype(np.uint64)

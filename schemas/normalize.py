@@ -228,7 +228,7 @@ def chinese_date(text: str) -> str | None:
     m = _PY_CN_DATE.match(text)
     if m is None:
         return None
-    import cn2an   # lazy: 0.2 s to import, only for dates in Chinese numerals
+    import cn2an  # lazy: 0.2 s to import, only for dates in Chinese numerals
 
     y, mo, d = m.groups()
     try:

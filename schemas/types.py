@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 from base import tomlfile
@@ -292,7 +292,7 @@ def load_dir(directory: Path) -> TypeSet:
     return out
 
 
-@lru_cache(maxsize=None)
+@cache
 def all_types() -> TypeSet:
     types = load_dir(TYPES_DIR)
     for reason in types.problems.values():

@@ -59,8 +59,8 @@ def make_signing_key() -> str | None:
     """The home's first signing key, made as `exchange keys create` makes it (signing never
     makes one). The helpers that register a source to publish call it; a test that publishes
     otherwise calls it itself."""
-    from catalog.signing.keys import KeyStore
     from base.settings import get_settings
+    from catalog.signing.keys import KeyStore
 
     s = get_settings()
     return KeyStore(s.keys_dir, s.key_passphrase()).create(exist_ok=True)
@@ -106,9 +106,9 @@ def register_demo_source(home: Path, silo: Path, source_id: str = "smr_business_
 
 def register_sample(home: Path, type_name: str, silo: Path):
     """Register the sample registration of `type_name` against a silo file."""
-    from demo.synth_types import sample_registration
     import registration
     from base.settings import get_settings
+    from demo.synth_types import sample_registration
 
     make_signing_key()
     reg = sample_registration(type_name)
@@ -153,16 +153,16 @@ def register_source(home: Path, source_id: str, connector: dict, status_map: dic
 
 
 def catalog():
-    from catalog.service import Catalog
     from base.settings import get_settings
+    from catalog.service import Catalog
 
     s = get_settings()
     return Catalog(s.catalog_url, s.store_dir)
 
 
 def ledger():
-    from catalog.ledger.service import Ledger
     from base.settings import get_settings
+    from catalog.ledger.service import Ledger
 
     return Ledger(get_settings().catalog_url)
 

@@ -20,7 +20,7 @@ def rfc3339(t: dt.datetime) -> str:
     """RFC 3339 UTC to the second, like 2026-11-21T20:00:00Z. Naive datetimes are refused."""
     if t.tzinfo is None or t.utcoffset() is None:
         raise ValueError("a timestamp needs a time zone (use base.clock.now())")
-    return t.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return t.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def head_hash(signed_head: str) -> str:

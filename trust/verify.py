@@ -13,10 +13,10 @@ import base64
 import binascii
 import json
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Mapping
-from typing import Any, Callable, NoReturn
+from typing import Any, NoReturn
 
 import rfc8785
 from joserfc import jws

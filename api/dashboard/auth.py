@@ -13,10 +13,10 @@ from fastapi.responses import RedirectResponse
 
 from api.dashboard import session
 from api.dashboard.render import error, page
+from base.errors import RateLimited, Unauthenticated
 from catalog.serving import audit, dashboard_sessions
 from catalog.serving.access import Caller
 from catalog.serving.consumer import PENDING
-from base.errors import RateLimited, Unauthenticated
 
 router = APIRouter(prefix="/dashboard", include_in_schema=False)
 PURPOSE = "dashboard"

@@ -15,8 +15,8 @@ from fastapi.responses import FileResponse, RedirectResponse
 from api.dashboard import session
 from api.dashboard.auth import AuditorDep
 from api.dashboard.render import error, page
-from catalog.serving import dashboard_sessions
 from base.errors import Unauthenticated
+from catalog.serving import dashboard_sessions
 
 router = APIRouter(prefix="/dashboard", include_in_schema=False)
 DOCS_HEADERS = {"Content-Security-Policy": "sandbox allow-scripts allow-popups; frame-ancestors 'none'",

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import date, datetime, timedelta, timezone
-
+from datetime import UTC, date, datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
+import registration
 from api.dashboard import charts
 from api.dashboard.auth import AuditorDep, record
 from api.dashboard.render import airflow_url, error, page
@@ -17,7 +17,6 @@ from base.errors import InvalidRequest, NotFound
 from catalog.ledger import monitoring
 from catalog.serving import audit
 from catalog.serving.holders import holder_key
-import registration
 from schemas.types import all_types
 
 router = APIRouter(prefix="/dashboard", include_in_schema=False)
@@ -112,7 +111,7 @@ def _day(text: str, name: str) -> datetime | None:
     if not text:
         return None
     try:
-        return datetime.combine(date.fromisoformat(text), datetime.min.time(), timezone.utc)
+        return datetime.combine(date.fromisoformat(text), datetime.min.time(), UTC)
     except ValueError:
         raise InvalidRequest(f"{name} is a date as YYYY-MM-DD, not {text[:20]!r}") from None
 

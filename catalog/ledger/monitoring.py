@@ -3,13 +3,13 @@ trends and per-department scorecards. Read-only queries over the catalogue."""
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 
 from base import clock
-from catalog.db.models import AuditEntry, Dataset, QuarantineEntry, Run, Source
 from base.errors import UnknownName
+from catalog.db.models import AuditEntry, Dataset, QuarantineEntry, Run, Source
 from registration import CYCLES
 
 REFRESHED = ("published", "unchanged")       # a run that brought the dataset up to date
@@ -23,7 +23,7 @@ def _now(now: datetime | None) -> datetime:
 
 def _aware(t: datetime | None) -> datetime | None:
     """SQLite hands back naive datetimes: every stored time is UTC."""
-    return t.replace(tzinfo=timezone.utc) if t is not None and t.tzinfo is None else t
+    return t.replace(tzinfo=UTC) if t is not None and t.tzinfo is None else t
 
 
 def cycle(update_cycle: str) -> timedelta:

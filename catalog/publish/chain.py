@@ -21,12 +21,12 @@ import pyarrow.parquet as pq
 import sqlalchemy as sa
 from sqlalchemy import Engine
 
-from catalog.signing.canonical import canonical_json
-from trust.heads import head_hash
-from catalog.signing.merkle import MerkleTree, leaf_hashes
-from catalog.db.models import DatasetVersion, Record
-from trust.verify import verify_tree_head
 from base.errors import VerificationError
+from catalog.db.models import DatasetVersion, Record
+from catalog.signing.canonical import canonical_json
+from catalog.signing.merkle import MerkleTree, leaf_hashes
+from trust.heads import head_hash
+from trust.verify import verify_tree_head
 
 CHECKS = [
     (1, "version numbering"),

@@ -24,8 +24,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from catalog.publish.store import version_leaves
 from base import staging
+from catalog.publish.store import version_leaves
 
 WITHDRAWN = "withdrawn"
 

@@ -23,18 +23,17 @@ import pyarrow.compute as pc
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from catalog.signing import digests
-
-from catalog.publish import store
 from catalog.db.models import Record
+from catalog.publish import store
 from catalog.publish.scratch_dirs import Scratch
+from catalog.signing import digests
 
 COLUMNS = (*store.INDEX_COLUMNS, "leaf_index")   # from the staged version; dataset_id, version are constants
 SCRATCH = "index_scratch"                        # the scratch file's schema name on the connection
 _CSV_BATCH = 65_536
 
 
-def loader(conn: Connection) -> "IndexLoader":
+def loader(conn: Connection) -> IndexLoader:
     """The loader for the connection's dialect, a context manager around the publishing
     transaction: it attaches before the transaction begins and detaches after it ends."""
     kind = {("sqlite", "pysqlite"): SQLiteLoader, ("postgresql", "psycopg"): PostgresLoader}
@@ -91,7 +90,7 @@ class IndexLoader:
     def __init__(self, conn: Connection):
         self.conn = conn
 
-    def __enter__(self) -> "IndexLoader":
+    def __enter__(self) -> IndexLoader:
         self.attach()
         return self
 
@@ -171,7 +170,7 @@ class SQLiteLoader(IndexLoader):
 
 def _ingest(path: Path, rows: pa.RecordBatchReader) -> None:
     """Rows into a new scratch SQLite file through ADBC (its own connection and SQLite)."""
-    import adbc_driver_sqlite.dbapi as adbc   # lazy: the SQLite loader's alone
+    import adbc_driver_sqlite.dbapi as adbc  # lazy: the SQLite loader's alone
 
     with adbc.connect(str(path), autocommit=True) as scratch, scratch.cursor() as cur:
         # a scratch file: no journal, no syncs; large pages, fewer writes and reads
@@ -188,8 +187,8 @@ class PostgresLoader(IndexLoader):
     for 1M rows); it stays on: integrity is not traded for speed."""
 
     def load(self, index_path: Path, dataset: str, version: int) -> None:
-        import pyarrow.csv as csv   # lazy: the PostgreSQL loader's alone
-        from psycopg import sql     # lazy: likewise
+        import pyarrow.csv as csv  # lazy: the PostgreSQL loader's alone
+        from psycopg import sql  # lazy: likewise
 
         rows = sorted_rows(index_path, batch_rows=_CSV_BATCH)
         names = [*rows.schema.names, "dataset_id", "version"]

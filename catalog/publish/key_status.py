@@ -11,9 +11,9 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy import Engine
 
-from catalog.signing.keys import KeyStore
 from base.files import atomic_write
 from catalog.db.models import DatasetVersion
+from catalog.signing.keys import KeyStore
 from trust.verify import KEY_STATUS_FILE, head_payload_unverified
 
 

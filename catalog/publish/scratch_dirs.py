@@ -24,7 +24,7 @@ class Scratch:
         self.path, self._fd = path, fd
 
     @classmethod
-    def make(cls, near: Path | None, prefix: str) -> "Scratch":
+    def make(cls, near: Path | None, prefix: str) -> Scratch:
         base = Path(near) if near is not None else Path(tempfile.gettempdir())
         sweep(base, prefix)
         path = Path(tempfile.mkdtemp(prefix=prefix, dir=base))

@@ -23,10 +23,10 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from base import clock
-from catalog.signing.merkle import MerkleTree
-from catalog.publish.store import version_leaves
-from catalog.db.models import Dataset, DatasetVersion, QuarantineEntry, Record, RecordEvent
 from base.errors import UnknownCopy
+from catalog.db.models import Dataset, DatasetVersion, QuarantineEntry, Record, RecordEvent
+from catalog.publish.store import version_leaves
+from catalog.signing.merkle import MerkleTree
 
 STATUSES = ("valid", "expired", "revoked", "withdrawn", "superseded")
 CHANGES = ("added", "amended", "revoked", "reinstated", "withdrawn")

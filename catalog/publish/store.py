@@ -16,15 +16,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from catalog.signing.canonical import canonical_json
-from trust.canonical import to_json_record
-from catalog.signing.digests import hex_strings, sha256_many
-from trust.merkle import LEAF_PREFIX
-from catalog.signing.merkle import MerkleTree, leaf_hashes
 from base import staging
 from base.errors import PublishError
 from base.parallel import ordered_map
+from catalog.signing.canonical import canonical_json
+from catalog.signing.digests import hex_strings, sha256_many
+from catalog.signing.merkle import MerkleTree, leaf_hashes
 from schemas.types import CertificateType
+from trust.canonical import to_json_record
+from trust.merkle import LEAF_PREFIX
 
 DATASET_NAME = re.compile(r"(?=.{2,128}\Z)[a-z][a-z0-9_]{0,62}(\.[a-z][a-z0-9_]{0,62})?")
 ROW_GROUP = 8_192            # small groups: reading one record decodes 8k rows, not 64k

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from sqlalchemy import Engine
@@ -31,7 +31,7 @@ _log, _head = AuditEntry.__table__, AuditHead.__table__
 def _at_text(at: datetime) -> str:
     """YYYY-MM-DDTHH:MM:SS.ffffffZ in UTC."""
     if at.tzinfo is not None:        # SQLite gives back naive UTC
-        at = at.astimezone(timezone.utc).replace(tzinfo=None)
+        at = at.astimezone(UTC).replace(tzinfo=None)
     return at.isoformat(timespec="microseconds") + "Z"
 
 
@@ -112,7 +112,7 @@ def _driver_values(rows: list[dict], sqlite: bool) -> list[dict]:
             v[k] = "null" if v[k] is None else json.dumps(v[k])
         if sqlite:
             at = v["at"]
-            at = at.astimezone(timezone.utc).replace(tzinfo=None) if at.tzinfo else at
+            at = at.astimezone(UTC).replace(tzinfo=None) if at.tzinfo else at
             v["at"] = at.isoformat(sep=" ", timespec="microseconds")
         out.append(v)
     return out

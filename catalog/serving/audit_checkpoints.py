@@ -15,7 +15,7 @@ import base64
 import binascii
 import json
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from joserfc import jws
@@ -23,10 +23,10 @@ from joserfc.errors import JoseError
 from joserfc.jwk import OKPKey
 from sqlalchemy import Engine
 
+from base.errors import VerificationError
+from catalog.db.models import AuditCheckpoint
 from catalog.serving import audit
 from trust.heads import ALG, CHECKPOINT_TYP, eddsa_allowed, rfc3339
-from catalog.db.models import AuditCheckpoint
-from base.errors import VerificationError
 
 LOG = "exchange-audit"
 FORMAT = "exchange-audit-checkpoint/1"
@@ -49,7 +49,7 @@ def document(row) -> dict:
 
 
 def _aware(t: datetime) -> datetime:
-    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
 def make(engine: Engine, keys, now: datetime) -> dict:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from contextvars import ContextVar
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import sqlalchemy as sa
 
@@ -142,7 +142,7 @@ class Consumer:
         for ds, published, size, root in rows:
             age = None
             if published is not None:
-                published = published if published.tzinfo else published.replace(tzinfo=timezone.utc)
+                published = published if published.tzinfo else published.replace(tzinfo=UTC)
                 age = (now - published).total_seconds() / 86400
             f = fresh.get(ds.id, {})
             out.append({"dataset": ds.id, "title": ds.title, "certificate_type": ds.certificate_type,

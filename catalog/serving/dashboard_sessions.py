@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy import Engine
 
-from catalog.db.models import DashboardSession
 from base import clock
+from catalog.db.models import DashboardSession
 
 _T = DashboardSession.__table__
 
@@ -48,7 +48,7 @@ def key_of(engine: Engine, session_row: str, now: datetime | None = None) -> str
             _T.c.id == session_row, _T.c.ended_at.is_(None))).first()
     if r is None:
         return None
-    expires = r.expires_at if r.expires_at.tzinfo else r.expires_at.replace(tzinfo=timezone.utc)
+    expires = r.expires_at if r.expires_at.tzinfo else r.expires_at.replace(tzinfo=UTC)
     return r.key_id if expires > _now(now) else None
 
 

@@ -22,7 +22,7 @@ def _context():
     """One DataFusion session per thread, one partition (callers parallelise by batch)."""
     ctx = getattr(_local, "ctx", None)
     if ctx is None:
-        from datafusion import SessionConfig, SessionContext   # lazy: about a second to import
+        from datafusion import SessionConfig, SessionContext  # lazy: about a second to import
 
         ctx = SessionContext(SessionConfig().with_target_partitions(1).with_batch_size(1 << 20))
         _local.ctx = ctx
@@ -81,7 +81,8 @@ def sha256_many(values: pa.Array | pa.ChunkedArray, prefix: bytes = b"") -> np.n
             h.update(v)
             out += h.digest()
         return np.frombuffer(bytes(out), np.uint8).reshape(n, 32)
-    from datafusion import col, functions as f, lit   # lazy: about a second to import
+    from datafusion import col, lit  # lazy: about a second to import
+    from datafusion import functions as f
 
     expr = col("v") if not prefix else f.concat(lit(pa.scalar(prefix, pa.binary())), col("v"))
     if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):

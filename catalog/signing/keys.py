@@ -25,10 +25,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from joserfc import jws
 from joserfc.jwk import OKPKey
 
-from catalog.signing import key_files
 from base import clock
-from base.files import atomic_write
 from base.errors import ConfigError
+from base.files import atomic_write
+from catalog.signing import key_files
 from trust.heads import ALG, KEY_STATUS_TYP, STH_TYP, eddsa_allowed, head_hash, rfc3339
 
 MANIFEST = "keys.json"

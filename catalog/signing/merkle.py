@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from catalog.signing.digests import sha256_many, sha256_rows
 from base.files import atomic_writer
 from base.parallel import ordered_map
+from catalog.signing.digests import sha256_many, sha256_rows
 from trust.merkle import EMPTY_ROOT, LEAF_PREFIX, NODE_PREFIX
 
 _MAGIC = b"EXMRKL01"
@@ -56,7 +56,7 @@ class MerkleTree:
         self.levels = levels  # levels[0] = leaf hashes, levels[-1] = [root]
 
     @classmethod
-    def build(cls, leaves: np.ndarray) -> "MerkleTree":
+    def build(cls, leaves: np.ndarray) -> MerkleTree:
         leaves = np.asarray(leaves, dtype=np.uint8)
         if leaves.ndim != 2 or leaves.shape[1] != 32:
             raise ValueError(f"leaves must have shape (n, 32), not {leaves.shape}")
@@ -106,7 +106,7 @@ class MerkleTree:
                 f.write(np.ascontiguousarray(level).data)
 
     @classmethod
-    def open(cls, path) -> "MerkleTree":
+    def open(cls, path) -> MerkleTree:
         """Map a saved tree; levels are read from disk only as proofs touch them."""
         mm = np.memmap(path, dtype=np.uint8, mode="r")
         magic, size, count = _HEAD.unpack(mm[:_HEAD.size].tobytes())

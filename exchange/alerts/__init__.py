@@ -80,7 +80,7 @@ class Alert:
 def send(alert: Alert, settings=None, ledger=None, record: bool = True) -> list[dict]:
     """Deliver to every configured channel, then record the alert with each delivery's outcome.
     Never raises: whatever goes wrong is logged."""
-    from exchange.alerts.channels import channels   # lazy: cycle (channels imports this module)
+    from exchange.alerts.channels import channels  # lazy: cycle (channels imports this module)
 
     try:
         if settings is None:
@@ -100,7 +100,7 @@ def send(alert: Alert, settings=None, ledger=None, record: bool = True) -> list[
     if record and settings is not None:
         try:
             if ledger is None:
-                from catalog.ledger.service import Ledger   # lazy: DAG parse (the notifier loads with each DAG)
+                from catalog.ledger.service import Ledger  # lazy: DAG parse (the notifier loads with each DAG)
                 ledger = Ledger(settings.catalog_url)
             ledger.record_alert(alert.payload(settings) | {"at": alert.at}, delivered)
         except Exception as exc:

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from urllib.parse import urlsplit
 
-from exchange.alerts import Alert, log, redact
 from base.errors import ConfigError, UnknownName
+from exchange.alerts import Alert, log, redact
 
 RETRY_STATUS = {429, 500, 502, 503, 504}
 
@@ -45,7 +45,7 @@ class WebhookChannel:
         return f"{u.scheme}://{u.hostname}{f':{u.port}' if u.port else ''}{u.path}"
 
     def deliver(self, alert: Alert, settings) -> dict:
-        import requests   # lazy: DAG parse (the notifier reaches this module)
+        import requests  # lazy: DAG parse (the notifier reaches this module)
 
         error = None
         for attempt in range(1, settings.alert_attempts + 1):

@@ -23,8 +23,8 @@ def settle_run(source: str, run_id: str | None, task: str | None, reason) -> str
     here, so that it does not stay "running" in the catalogue for ever."""
     if not run_id:
         return None
-    from catalog.ledger.service import FINAL, Ledger   # lazy: DAG parse (the notifier loads with each DAG)
-    from exchange.stages import run_key            # lazy: DAG parse
+    from catalog.ledger.service import FINAL, Ledger  # lazy: DAG parse (the notifier loads with each DAG)
+    from exchange.stages import run_key  # lazy: DAG parse
 
     s = get_settings()
     try:

@@ -77,8 +77,8 @@ def test_dag_runs_under_airflow_and_publishes_a_verifiable_version(home, silo_2k
     assert run["quarantined"] == len(planted)
     assert "expect_column_values_to_be_valid_uscc(holder_code)" in run["reasons"]
 
-    from catalog.service import Catalog
     from base.settings import get_settings
+    from catalog.service import Catalog
     s = get_settings()
     holder = Catalog(s.catalog_url, s.store_dir).sample_holder(reg.dataset)
     subprocess.run([*cli, "departments", "add", "transport", "交通运输局"], env=env, check=True)

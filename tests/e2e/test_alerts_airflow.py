@@ -42,8 +42,8 @@ def test_watch_dag_and_failure_callback_alert_through_airflow(home, silo_2k, tmp
         assert watch.returncode == 0, watch.stdout[-3000:] + watch.stderr[-3000:]
         [late] = hook.received
         assert (late["kind"], late["dataset"], late["freshness"]) == ("late", DATASET, "late")
-        from catalog.serving.audit_checkpoints import published     # and it signed an audit checkpoint
         from catalog.serving.audit import verify_chain
+        from catalog.serving.audit_checkpoints import published  # and it signed an audit checkpoint
         [checkpoint] = published(catalog().engine)["checkpoints"]
         assert checkpoint["size"] == verify_chain(catalog().engine).size and checkpoint["signed"].count(".") == 2
 

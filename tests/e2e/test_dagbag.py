@@ -51,8 +51,8 @@ def test_parsing_the_dag_file_imports_nothing_heavy(home, silo_2k):
 
 def test_no_deadline_under_dags_test_or_when_switched_off(monkeypatch):
     """Airflow 3.3.2's `dags test` cannot finish a successful run of a DAG with a deadline."""
-    from exchange.alerts.notifier import deadline_for, under_dags_test
     from base.settings import get_settings, reset_settings
+    from exchange.alerts.notifier import deadline_for, under_dags_test
 
     assert under_dags_test(["/x/.venv/bin/airflow", "dags", "test", "source__a"])
     assert not under_dags_test(["/x/.venv/bin/airflow", "standalone"])

@@ -20,8 +20,8 @@ import pytest
 import requests
 import sqlalchemy as sa
 
-from tests.conftest import ROOT, TEST_PASSPHRASE, free_port, ledger
 from exchange.listing import source_listing
+from tests.conftest import ROOT, TEST_PASSPHRASE, free_port, ledger
 
 pytestmark = pytest.mark.e2e
 CHROMIUM = "/usr/bin/chromium"
@@ -37,8 +37,8 @@ ITEM = "DJ-SCJG-0003"
 def seed(home: Path, silo_src: Path, work: Path) -> dict:
     """Run the stages for real; return what the pages should show (read from the catalogue
     and the stages' own results, not from the dashboard's queries)."""
-    from catalog.serving.access import Access
     from catalog.db.models import DatasetVersion, Run
+    from catalog.serving.access import Access
     from demo.synth_types import make_silo
     from exchange import stages
     from tests.conftest import catalog, register_demo_source, register_sample
@@ -411,8 +411,8 @@ def test_logout_ends_the_session(browser, site):
 
 
 def test_a_revoked_key_ends_its_session(browser, site):
-    from catalog.serving.access import Access
     from catalog.service import Catalog
+    from catalog.serving.access import Access
 
     ctx = browser.new_context()
     pg = ctx.new_page()

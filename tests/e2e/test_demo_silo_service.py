@@ -42,10 +42,10 @@ def airflow_home(home, tmp_path, monkeypatch) -> Path:
 
 
 def test_serve_runs_the_demo_http_silo_from_its_stored_connection(home, airflow_home):
+    from base.settings import get_settings
+    from cli.run_service import DEMO_SILO, Service
     from demo import departments
     from exchange import airflow_connections
-    from cli.run_service import DEMO_SILO, Service
-    from base.settings import get_settings
 
     port = free_port()
     silos = departments.make(home, rows=60, api_port=port, today=TODAY, kinds=("http",))

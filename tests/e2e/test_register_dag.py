@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import json
 
+from cli import main
 from demo.silo_server import SiloServer
 from demo.synth import COLUMNS
-from cli import main
 from tests.conftest import ROOT
 from tests.integration.exchange.test_register import registration
 
@@ -22,7 +22,7 @@ def test_registered_sources_appear_in_the_dagbag(home, silo_2k, tmp_path, capsys
     out = json.loads(capsys.readouterr().out)
     assert out["source"] == "hrss_dag" and out["validation"]["extracted"] == 0 and out["preview"] == []
 
-    from airflow.dag_processing.dagbag import DagBag   # after: Airflow's logging writes to stdout
+    from airflow.dag_processing.dagbag import DagBag  # after: Airflow's logging writes to stdout
 
     bag = DagBag(dag_folder=str(ROOT / "dags"))
     assert bag.import_errors == {}

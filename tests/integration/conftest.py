@@ -68,8 +68,8 @@ def maria_silo(silo_rows):
 @pytest.fixture(scope="session")
 def published(tmp_path_factory, silo_2k):
     """Settings of a home with one published business-licence dataset."""
-    from exchange import stages
     from base.settings import Settings
+    from exchange import stages
     from tests.conftest import home_env, register_demo_source
 
     home = tmp_path_factory.mktemp("api") / "home"
@@ -82,9 +82,9 @@ def published(tmp_path_factory, silo_2k):
 @pytest.fixture(scope="session")
 def published_pg(tmp_path_factory, silo_2k):
     """`published` with its catalogue on PostgreSQL (a database of its own, dropped afterwards)."""
+    from base.settings import Settings, reset_settings
     from catalog.db.engine import engine_for
     from exchange import stages
-    from base.settings import Settings, reset_settings
     from tests.conftest import home_env, register_demo_source
 
     server = sa.make_url(server_url("postgresql"))

@@ -10,9 +10,8 @@ Entries kept from before get row_hash '' and take the row's hash when next seen.
 Revision ID: 0011_quarantine_rows
 Revises: 0010
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = "0011_quarantine_rows"
 down_revision = "0010"

@@ -33,7 +33,7 @@ def upgrade() -> None:
 
 
 def _chain_legacy_entries(conn) -> None:
-    from catalog.serving import audit   # lazy: only while this migration runs
+    from catalog.serving import audit  # lazy: only while this migration runs
 
     log, head = audit._log, audit._head
     cols = [log.c[k] for k in ("id", *audit.BODY_KEYS)]

@@ -4,9 +4,8 @@ of a run started outside Airflow (host, pid, process start), so a killed one can
 Revision ID: 0013_sessions_and_run_owner
 Revises: 0010
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = "0013_sessions_and_run_owner"
 down_revision = "0012_audit_checkpoints"

@@ -12,8 +12,7 @@ from fastapi.testclient import TestClient
 
 from catalog.serving import audit
 from catalog.serving.access import now_utc
-from trust.verify import read_key_status
-from trust.verify import verify_bundle
+from trust.verify import read_key_status, verify_bundle
 
 DATASET = "business_licence.market_regulation"
 ITEM, OTHER_ITEM, CASE = "DJ-SCJG-0003", "GG-JY-0001", "case:2026-SZ-000123"

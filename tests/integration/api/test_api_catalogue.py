@@ -85,9 +85,9 @@ def pg_url():
 
 @pytest.mark.integration
 def test_api_on_postgresql(home, silo_2k, pg_url, monkeypatch):
+    from base.settings import get_settings, reset_settings
     from catalog.serving import audit
     from exchange import stages
-    from base.settings import get_settings, reset_settings
     from tests.conftest import register_demo_source
 
     monkeypatch.setenv("EXCHANGE_CATALOG_URL", pg_url)

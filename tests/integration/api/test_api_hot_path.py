@@ -30,8 +30,8 @@ def _app(settings, dept, **kw):
 def test_lookup_on_the_driver_matches_the_catalogue(api_settings):
     """Catalog.lookup (a compiled statement on the driver) against the same rows read through
     the ORM, on a day that makes some of them expired."""
-    from catalog.publish import status as statuses
     from catalog.db.models import Dataset, Record
+    from catalog.publish import status as statuses
     from catalog.service import Catalog
 
     cat = Catalog(api_settings.catalog_url, api_settings.store_dir)
@@ -104,8 +104,8 @@ def test_cached_credentials_stop_working_promptly(api_settings):
     """With credentials cached for `cache_ttl` seconds: a revocation through the service
     applies at once, one made elsewhere (another process) within cache_ttl, and an expiry at
     once (it is compared with the clock on every request)."""
-    from catalog.serving.access import Access
     from catalog.db.models import Credential
+    from catalog.serving.access import Access
 
     ttl = 0.5
     app, access, cred = _app(api_settings, "cache-dept", cache_ttl=ttl)

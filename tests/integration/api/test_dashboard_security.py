@@ -19,8 +19,8 @@ ITEM = "DJ-SCJG-0003"
 
 @pytest.fixture(scope="module")
 def keys(published):
-    from catalog.serving.access import Access
     from catalog.db.engine import engine_for
+    from catalog.serving.access import Access
 
     access = Access(engine_for(published.catalog_url), 0)
     access.add_department("audit-sec", "审计局", role="auditor")

@@ -16,8 +16,8 @@ PURPOSE = "DJ-SCJG-0003"
 
 
 def test_two_workers_share_the_rate_limit(tmp_path):
-    from catalog.serving.access import Access
     from catalog.db.engine import engine_for
+    from catalog.serving.access import Access
 
     home = tmp_path / "home"
     url = f"sqlite:///{home / 'catalog.db'}"
@@ -101,8 +101,8 @@ def test_a_logged_out_dashboard_session_is_refused_by_both_workers(tmp_path):
     import re
     from urllib.parse import urlencode
 
-    from catalog.serving.access import Access
     from catalog.db.engine import engine_for
+    from catalog.serving.access import Access
 
     home = tmp_path / "home"
     url = f"sqlite:///{home / 'catalog.db'}"

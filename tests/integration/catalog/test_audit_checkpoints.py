@@ -121,8 +121,8 @@ def test_checkpoints_are_published_like_the_jwks(home, tmp_path, capsys):
     """GET /v1/audit/checkpoints needs no key and leaves no entry; what it serves verifies with
     the published JWKS and is the checkpoint the CLI made."""
     from api.app import create_app
-    from catalog.serving.audit_checkpoints import verify_signed
     from base.settings import get_settings
+    from catalog.serving.audit_checkpoints import verify_signed
 
     _admin(2)
     made = [_checkpoint(capsys, tmp_path / f"cp{i}.json") for i in range(3)]

@@ -4,7 +4,7 @@ hand (not taken from catalog/serving/audit.py), and checked against the table's 
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from catalog.serving import audit
 from tests.integration.conftest import server_url
 
-AT = datetime(2026, 11, 21, 9, 30, tzinfo=timezone.utc)
+AT = datetime(2026, 11, 21, 9, 30, tzinfo=UTC)
 # column -> a different value to put in its place (written by hand: a field left out of the
 # hashed body is then caught below, whatever catalog/serving/audit.py's own key list says)
 TAMPER = {

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import json
 import shutil
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from base import clock
+from base.errors import UnknownName
 from catalog.ledger import monitoring
 from catalog.serving.access import Access, Caller
 from catalog.serving.consumer import Consumer
 from exchange import stages
-from base.errors import UnknownName
-from base import clock
-from tests.conftest import catalog, ledger, register_demo_source, register_source
 from exchange.listing import source_listing
+from tests.conftest import catalog, ledger, register_demo_source, register_source
 
 SOURCE, DATASET = "smr_business_licence", "business_licence.market_regulation"
 H = timedelta(hours=1)
@@ -108,7 +108,7 @@ def test_scorecard_counts_consumption_materials_quality_and_backlog(published):
 
 def test_fresh_throughout_finds_gaps():
     day = timedelta(days=1)
-    t0 = datetime(2026, 11, 1, tzinfo=timezone.utc)
+    t0 = datetime(2026, 11, 1, tzinfo=UTC)
     steady = [t0 + i * day for i in range(10)]
     assert monitoring._fresh_throughout(steady, "daily", t0 + 2 * day, t0 + 9 * day)
     gap = [t for t in steady if t != t0 + 5 * day and t != t0 + 6 * day]

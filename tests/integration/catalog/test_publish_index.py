@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from catalog.publish import index_load, store
-from catalog.db.models import DatasetVersion, Record
-from demo.synth import TABLE
-from exchange import stages
 from base.errors import PublishError
 from base.settings import get_settings, reset_settings
+from catalog.db.models import DatasetVersion, Record
+from catalog.publish import index_load, store
+from demo.synth import TABLE
+from exchange import stages
 from tests.conftest import TODAY, catalog, make_signing_key, register_demo_source
 from tests.integration.conftest import server_url
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import shutil
 
-from cli import main as cli
 from base.settings import get_settings
+from cli import main as cli
 from tests.conftest import catalog, ledger, register_demo_source
 
 SOURCE = "smr_business_licence"

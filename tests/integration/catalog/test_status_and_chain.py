@@ -15,15 +15,14 @@ import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
 
-from catalog.publish.chain import audit_chain, catalogue_entries
-from trust.verify import KEY_STATUS_FILE, read_key_status
-from trust.verify import verify_bundle
-from exchange import stages
-from cli import main as cli
+from base import clock
 from base.errors import UnknownCopy, VerificationError
 from base.settings import get_settings
-from base import clock
+from catalog.publish.chain import audit_chain, catalogue_entries
+from cli import main as cli
+from exchange import stages
 from tests.conftest import TODAY, register_demo_source
+from trust.verify import KEY_STATUS_FILE, read_key_status, verify_bundle
 
 SOURCE, DATASET = "smr_business_licence", "business_licence.market_regulation"
 

@@ -4,8 +4,8 @@ that asked; grants are bounded like credentials; exit codes (4 bad input, 7 not 
 from __future__ import annotations
 
 import json
-import pwd
 import os
+import pwd
 
 import pytest
 import sqlalchemy as sa

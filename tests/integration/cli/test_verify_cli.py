@@ -24,8 +24,8 @@ def exported(published, tmp_path_factory):
     engine.dispose()
     out = tmp_path_factory.mktemp("bundles")
     with home_env(published.home):
-        from catalog.serving.access import Access
         from catalog.db.engine import engine_for
+        from catalog.serving.access import Access
 
         access = Access(engine_for(published.catalog_url), 0)     # an operator acts with a key
         access.add_department("verify-cli", "Verifying department")

@@ -9,11 +9,11 @@ import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 
+from base.errors import DataError
 from connectors.files import FileDropConnector
-from registration.connector import FileDropSettings
 from demo.synth import business_licences
 from exchange import stages
-from base.errors import DataError
+from registration.connector import FileDropSettings
 from tests.conftest import TODAY, catalog, register_source
 
 pytestmark = pytest.mark.integration

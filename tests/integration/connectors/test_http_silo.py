@@ -2,15 +2,14 @@
 kinds, and the faults: 5xx for a while, rate limits, malformed pages, dying mid-answer."""
 from __future__ import annotations
 
-
 import pyarrow as pa
 import pytest
 
+from base.errors import DataError, SourceError
 from connectors.http import HttpConnector
-from registration.connector import HttpSettings
 from demo.silo_server import SiloServer, licence_rows
 from demo.synth import COLUMNS
-from base.errors import DataError, SourceError
+from registration.connector import HttpSettings
 
 pytestmark = pytest.mark.integration
 SECRET = "hmac-secret-0f3a9c"

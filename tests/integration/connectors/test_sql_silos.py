@@ -8,10 +8,10 @@ import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 
-from connectors.sql import SqlConnector
-from registration.connector import SqlSettings
-from demo.synth import TABLE
 from base.errors import SourceError
+from connectors.sql import SqlConnector
+from demo.synth import TABLE
+from registration.connector import SqlSettings
 
 pytestmark = pytest.mark.integration
 

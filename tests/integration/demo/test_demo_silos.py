@@ -2,13 +2,12 @@
 with traditional characters, XLSX) run the whole path."""
 from __future__ import annotations
 
-
 import pytest
 
-from demo import silos
 import registration
-from exchange import stages
 from base.settings import get_settings
+from demo import silos
+from exchange import stages
 from tests.conftest import TODAY, ledger, make_signing_key
 
 pytestmark = pytest.mark.integration

@@ -10,12 +10,12 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
+from base import clock
+from base.errors import ConfigError, UnknownName
+from base.settings import get_settings, reset_settings
 from exchange.alerts import Alert, send
 from exchange.alerts.channels import parse
 from exchange.alerts.watch import check, decide
-from base.errors import ConfigError, UnknownName
-from base.settings import get_settings, reset_settings
-from base import clock
 from tests.alertsinks import SMTPReceiver, WebhookReceiver
 from tests.conftest import TEST_PASSPHRASE, catalog, ledger, register_demo_source
 

@@ -10,10 +10,10 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from demo.synth import TABLE
-from exchange import stages
 from base.errors import SourceError
 from base.settings import get_settings
+from demo.synth import TABLE
+from exchange import stages
 from tests.conftest import TODAY, catalog, dashboard_login, ledger, register_source
 from tests.faultproxy import FaultProxy
 
@@ -23,8 +23,9 @@ STATUS = {"存续": "valid", "在业": "valid", "吊销": "revoked", "注销": "
 
 
 def _record(holder_code: str) -> dict:
-    from schemas.normalize import code_key
     import pyarrow as pa
+
+    from schemas.normalize import code_key
 
     key = code_key(pa.array([holder_code])).to_pylist()[0]
     found = catalog().lookup(key, today=TODAY)
@@ -125,9 +126,9 @@ def catalogue_on(request, home, monkeypatch):
         return
     import uuid
 
+    from base.settings import reset_settings
     from catalog.db.engine import engine_for
     from demo.sql_silos import create_database, drop_database
-    from base.settings import reset_settings
     from tests.integration.conftest import server_url
 
     server, name = server_url("postgresql"), f"t_cat_{uuid.uuid4().hex[:8]}"

@@ -9,11 +9,11 @@ import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
 
-from trust.verify import verify_bundle
-from exchange import stages
 from base.errors import PublishError, SourceError
 from base.settings import get_settings
+from exchange import stages
 from tests.conftest import register_demo_source
+from trust.verify import verify_bundle
 
 EXPECTED_REASON = {
     "bad_uscc_check": "expect_column_values_to_be_valid_uscc(holder_code)",
@@ -26,8 +26,8 @@ EXPECTED_REASON = {
 
 
 def _ledger():
-    from catalog.ledger.service import Ledger
     from base.settings import get_settings
+    from catalog.ledger.service import Ledger
 
     return Ledger(get_settings().catalog_url)
 
@@ -83,8 +83,9 @@ def test_published_records_are_found_by_any_spelling_and_verify(home, silo_2k):
     holder = catalog.sample_holder("business_licence.market_regulation")
     found = catalog.lookup(holder)
     assert found and all(r["holder_name"] for r in found)
-    from schemas.normalize import code_key
     import pyarrow as pa
+
+    from schemas.normalize import code_key
     spelled = " " + holder.lower().translate(str.maketrans("0123456789", "０１２３４５６７８９"))
     assert code_key(pa.array([spelled])).to_pylist()[0] == holder
     bundle = catalog.bundle(found[0]["record_id"])

@@ -5,14 +5,13 @@ record is published twice. A publish that fails commits nothing of the pull (wat
 mirror, file ledger), so the next run sees the same rows again."""
 from __future__ import annotations
 
-
 import pytest
 import sqlalchemy as sa
 
+from base.errors import DataError, SourceError
 from demo.silo_server import SiloServer
 from demo.synth import COLUMNS, TABLE
 from exchange import stages
-from base.errors import DataError, SourceError
 from tests.conftest import TODAY, catalog, ledger, register_source
 from tests.faultproxy import FaultProxy
 
@@ -110,8 +109,8 @@ def test_a_malformed_page_fails_the_run_and_the_rerun_completes(home, api_rows):
 # `state.commit` runs after `Catalog.publish` (exchange/stages.py). Publish itself fails here.
 
 def _failing_publish(monkeypatch):
-    from catalog.service import Catalog
     from base.errors import PublishError
+    from catalog.service import Catalog
 
     def boom(self, run_id, reg, *args, **kwargs):
         raise PublishError(f"dataset {reg.dataset}: signing failed (injected by the test)")
@@ -122,9 +121,9 @@ def _failing_publish(monkeypatch):
 def _mirror(source_id: str):
     import pyarrow.compute as pc
 
-    from connectors.state import mirror_path
     from base import staging
     from base.settings import get_settings
+    from connectors.state import mirror_path
 
     path = mirror_path(get_settings().home, source_id)
     if not path.exists():

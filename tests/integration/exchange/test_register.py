@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from cli import main
 from demo.silo_server import SiloServer, licence_rows
 from demo.synth import COLUMNS, business_licences
-from cli import main
 from schemas.normalize import code_key_scalar
 from tests.conftest import ROOT, TODAY, catalog, toml_value
 

@@ -4,14 +4,13 @@ right rule, derived licence identifiers, type versions recorded, and holders fou
 spelling through Catalog.lookup."""
 from __future__ import annotations
 
-
 import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
 
+from base.settings import get_settings
 from demo.synth_types import make_silo
 from exchange import stages
-from base.settings import get_settings
 from schemas.licence_id import problem
 from schemas.normalize import code_key_scalar
 from schemas.types import get_type
@@ -40,8 +39,8 @@ def silos(tmp_path_factory):
 
 
 def _ledger():
-    from catalog.ledger.service import Ledger
     from base.settings import get_settings
+    from catalog.ledger.service import Ledger
 
     return Ledger(get_settings().catalog_url)
 

@@ -8,10 +8,10 @@ import sqlite3
 
 import pytest
 
-from exchange import stages
-from cli import main as cli
 from base.errors import GateHeld
 from base.settings import get_settings
+from cli import main as cli
+from exchange import stages
 from quality.gates import SchemaDrift
 from tests.conftest import register_demo_source
 
@@ -20,8 +20,8 @@ NOT_NULL_NAME = "expect_column_values_to_not_be_null(holder_name)"
 
 
 def _ledger():
-    from catalog.ledger.service import Ledger
     from base.settings import get_settings
+    from catalog.ledger.service import Ledger
 
     return Ledger(get_settings().catalog_url)
 

@@ -11,9 +11,9 @@ import re
 import pytest
 
 from cli import main
+from exchange.listing import source_listing
 from tests.conftest import catalog, dashboard_login, register_demo_source
 from tests.regdocs import doc, to_toml
-from exchange.listing import source_listing
 
 pytestmark = pytest.mark.integration
 
@@ -76,10 +76,11 @@ def test_a_dataset_name_never_writes_outside_the_store(home, silo_2k, tmp_path, 
 
 
 def test_a_drop_outside_its_root_is_refused_and_not_read(home, tmp_path, capsys, monkeypatch):
+    from datetime import date
+
+    from base.settings import reset_settings
     from demo.drops import write_csv
     from demo.synth import business_licences
-    from datetime import date
-    from base.settings import reset_settings
 
     drops, elsewhere = tmp_path / "drops", tmp_path / "elsewhere"
     drops.mkdir()

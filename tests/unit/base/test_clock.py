@@ -3,7 +3,7 @@ the Beijing date unless pinned, and a pinned today is what every stage defaults 
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import pytest
 
@@ -32,9 +32,9 @@ def test_nothing_but_the_clock_reads_the_date_or_time():
 
 def test_today_is_the_beijing_date(monkeypatch):
     monkeypatch.delenv(clock.TODAY_ENV)
-    monkeypatch.setattr(clock, "now", lambda: datetime(2026, 12, 5, 16, 30, tzinfo=timezone.utc))
+    monkeypatch.setattr(clock, "now", lambda: datetime(2026, 12, 5, 16, 30, tzinfo=UTC))
     assert clock.today() == date(2026, 12, 6)            # 00:30 the next day in Beijing
-    monkeypatch.setattr(clock, "now", lambda: datetime(2026, 12, 5, 15, 59, tzinfo=timezone.utc))
+    monkeypatch.setattr(clock, "now", lambda: datetime(2026, 12, 5, 15, 59, tzinfo=UTC))
     assert clock.today() == date(2026, 12, 5)
 
 

@@ -7,8 +7,8 @@ import rfc8785
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trust.canonical import canonical_bytes, sort_keys, to_json_record, to_json_value
 from catalog.signing.canonical import canonical_json
+from trust.canonical import canonical_bytes, sort_keys, to_json_record, to_json_value
 
 
 def rows_of(table):

@@ -7,9 +7,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from catalog.signing import digests
-
 from catalog.publish import store
+from catalog.signing import digests
 from catalog.signing.merkle import MerkleTree, leaf_hashes
 from trust.merkle import leaf_hash
 

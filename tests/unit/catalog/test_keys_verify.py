@@ -13,15 +13,15 @@ from cryptography.hazmat.primitives import serialization
 from jwcrypto import jwk as jc_jwk
 from jwcrypto import jws as jc_jws
 
+from base.errors import ConfigError, VerificationError
 from catalog.signing.canonical import canonical_json
-from trust.heads import STH_TYP, head_hash
 from catalog.signing.keys import KeyStore, tree_head_payload
 from catalog.signing.merkle import MerkleTree, leaf_hashes
+from trust.heads import STH_TYP, head_hash
 from trust.verify import VERIFY_STEPS, make_bundle, verify_bundle
-from base.errors import ConfigError, VerificationError
 
 PASS = b"correct horse battery staple"
-ISSUED = dt.datetime(2026, 11, 21, 20, 0, 0, 123, tzinfo=dt.timezone.utc)
+ISSUED = dt.datetime(2026, 11, 21, 20, 0, 0, 123, tzinfo=dt.UTC)
 
 
 @pytest.fixture

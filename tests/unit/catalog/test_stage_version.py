@@ -9,10 +9,10 @@ import rfc8785
 
 from bench.publish import ACCEPTED_FILE, records
 from catalog.publish import index_load, store
-from trust.canonical import to_json_record
 from catalog.signing.merkle import MerkleTree
-from trust.merkle import root_from_inclusion_proof
 from schemas.types import get_type
+from trust.canonical import to_json_record
+from trust.merkle import root_from_inclusion_proof
 
 DATASET = "business_licence.test"
 

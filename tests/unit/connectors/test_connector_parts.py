@@ -2,16 +2,16 @@
 from __future__ import annotations
 
 import random
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
 import pytest
 
 import connectors
+from base.errors import ConfigError, UnknownName
 from connectors.base import as_text, redact
 from connectors.http_auth import Hmac, signature, signed_message
 from connectors.retry import RetryPolicy, retry_after_seconds
-from base.errors import ConfigError, UnknownName
 
 
 def test_backoff_is_exponential_with_full_jitter_and_capped():
@@ -25,7 +25,7 @@ def test_backoff_is_exponential_with_full_jitter_and_capped():
 
 
 def test_retry_after_seconds_and_http_dates():
-    now = datetime(2026, 11, 21, 12, 0, tzinfo=timezone.utc)
+    now = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
     assert retry_after_seconds("7") == 7.0
     assert retry_after_seconds(format_datetime(now + timedelta(seconds=30), usegmt=True), now) == 30.0
     assert retry_after_seconds(format_datetime(now - timedelta(seconds=30), usegmt=True), now) == 0.0
@@ -50,7 +50,8 @@ def test_values_become_text(value, text):
 
 
 def test_dates_become_iso_text():
-    from datetime import date, datetime as dt
+    from datetime import date
+    from datetime import datetime as dt
     assert as_text(date(2020, 1, 2)) == "2020-01-02"
     assert as_text(dt(2020, 1, 2)) == "2020-01-02"
     assert as_text(dt(2020, 1, 2, 3, 4, 5)) == "2020-01-02T03:04:05"
@@ -87,6 +88,7 @@ def test_since_is_given_only_to_incremental_connectors():
 
 def test_incremental_query_reads_a_closed_window():
     import sqlalchemy as sa
+
     from connectors.sql import SqlConnector
     from registration.connector import SqlSettings
 

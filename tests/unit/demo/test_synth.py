@@ -8,8 +8,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from demo.synth import (COLUMNS, DATE_COLUMNS, DEFECTS, business_licences, make_business_licence_silo,
-                        write_sqlite)
+from demo.synth import COLUMNS, DATE_COLUMNS, DEFECTS, business_licences, make_business_licence_silo, write_sqlite
 from schemas.identifiers import uscc_valid
 from schemas.normalize import clean_text, code_key, name_key, parse_dates
 

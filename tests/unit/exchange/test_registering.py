@@ -6,11 +6,11 @@ import json
 
 import pytest
 
-from exchange import registering
-from cli import main
 from base.errors import ConfigError
-from tests.conftest import ROOT
+from cli import main
+from exchange import registering
 from exchange.listing import source_listing
+from tests.conftest import ROOT
 
 TEMPLATE = (ROOT / "demo" / "registrations" / "smr_business_licence.toml").read_text("utf-8")
 

@@ -10,11 +10,11 @@ import pytest
 
 from base.errors import ConfigError, UnknownName
 from quality import suites
-from registration import checks
 from quality.gates import SchemaDrift, SizeGate, drift, refuse_retyped
 from quality.validate import validate
-from tests.unit.schemas.test_conform import REG
+from registration import checks
 from tests.unit.quality.test_validate_split import CASES, TODAY, _write
+from tests.unit.schemas.test_conform import REG
 
 IN_SET = "expect_column_values_to_be_in_set(status)"
 

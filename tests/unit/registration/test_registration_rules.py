@@ -11,7 +11,8 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import registration
 from base.errors import ConfigError
@@ -357,8 +358,8 @@ def test_the_generated_documents_are_what_tomllib_reads():
 
 
 def test_the_store_writes_nothing_outside_itself_whatever_name_it_is_handed(tmp_path):
-    from catalog.publish.store import version_dir
     from base.errors import PublishError
+    from catalog.publish.store import version_dir
 
     store = tmp_path / "store"
     assert version_dir(store, "business_licence.market_regulation", 3) == \

@@ -21,9 +21,9 @@ DERIVED = {"licence_name", "licence_type_code", "holder_code_type", "licence_id"
 
 def missing_artifacts(name: str) -> list[str]:
     """What a type lacks of: suite, sample registration, synthetic data, API model, docs page."""
+    from api.models import record_model
     from demo.synth_types import sample_registration, silo_table
     from schemas import docs
-    from api.models import record_model
 
     ctype, missing = types_mod.get_type(name), []
     try:

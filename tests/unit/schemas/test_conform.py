@@ -85,6 +85,7 @@ def test_unmapped_status_codes_are_kept_as_written():
 
 def test_a_missing_mapped_column_names_the_source_and_the_column():
     import pytest
+
     from base.errors import DataError
     batch = silo_batch().drop_columns(["QYMC"])
     with pytest.raises(DataError, match="QYMC") as exc:

@@ -8,9 +8,17 @@ from stdnum.cn import ric as stdnum_ric
 from stdnum.cn import uscc as stdnum_uscc
 
 from base.errors import DataError
-from schemas.identifiers import (holder_code_type, ric_check_char, ric_problem, ric_region_note,
-                                 ric_valid, uscc_check_char, uscc_check_chars, uscc_problem,
-                                 uscc_valid)
+from schemas.identifiers import (
+    holder_code_type,
+    ric_check_char,
+    ric_problem,
+    ric_region_note,
+    ric_valid,
+    uscc_check_char,
+    uscc_check_chars,
+    uscc_problem,
+    uscc_valid,
+)
 from schemas.normalize import code_key
 
 ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"

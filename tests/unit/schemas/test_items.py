@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from cli import main
 from base.errors import ConfigError, NotFound, UnknownName
+from cli import main
 from schemas.items import LEVELS, catalogue, get_item, load_item, mismatches
 from schemas.types import all_types
 

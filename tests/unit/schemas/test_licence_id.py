@@ -7,8 +7,8 @@ from hypothesis import strategies as st
 from stdnum.iso7064 import mod_37_36
 
 from schemas import licence_id
-from schemas.normalize import code_key
 from schemas.licence_id import PREFIX, check_char, check_chars, derive, problem, serials
+from schemas.normalize import code_key
 
 ALNUM = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 

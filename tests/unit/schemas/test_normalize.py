@@ -6,8 +6,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from base.errors import DataError
-from schemas.normalize import (clean_text, code_key, code_key_scalar, date_problem, name_key,
-                               name_key_scalar, opencc_convert, parse_dates)
+from schemas.normalize import (
+    clean_text,
+    code_key,
+    code_key_scalar,
+    date_problem,
+    name_key,
+    name_key_scalar,
+    opencc_convert,
+    parse_dates,
+)
 
 FW = str.maketrans("0123456789", "０１２３４５６７８９")
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from cli import main
 from base.errors import ConfigError
+from cli import main
 from schemas import types as types_mod
 
 # file name -> (edit of diploma.toml, what its one-line reason must say)
