@@ -203,7 +203,7 @@ def test_a_sqlite_silo_from_an_airflow_connection_is_held_to_the_roots(roots, tm
     monkeypatch.setenv("AIRFLOW_CONN_SILO_OUTSIDE", f'{{"conn_type": "sqlite", "host": "{tmp_path / "x.db"}"}}')
     conn = SqlConnector(SqlSettings(table="t", conn_id="silo_outside"), "s")
     with pytest.raises(ConfigError, match="EXCHANGE_SILO_ROOTS"):
-        conn.url
+        _ = conn.url
 
 
 # --- one bad file hides nothing else ------------------------------------------------------
