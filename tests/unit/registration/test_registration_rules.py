@@ -121,12 +121,14 @@ REFUSED = [
     ("files", ("connector", "pattern"), "../*.csv", "connector.pattern '../*.csv' is not allowed"),
     ("files", ("connector", "encoding"), "klingon", "connector.encoding 'klingon'"),
     ("files", ("connector", "delimiter"), ";;", "connector.delimiter ';;'"),
-    ("files", ("connector", "settle_seconds"), "soon", "connector.settle_seconds must be a number, not a string ('soon')"),
+    ("files", ("connector", "settle_seconds"), "soon",
+     "connector.settle_seconds must be a number, not a string ('soon')"),
     ("files", ("connector", "fields"), [1], "connector.fields[1] must be a string, not an integer (1)"),
 ]
 
 
-@pytest.mark.parametrize("kind,path,new,says", REFUSED, ids=[f"{k}:{'.'.join(map(str, p))}={v!r:.20}" for k, p, v, _ in REFUSED])
+@pytest.mark.parametrize("kind,path,new,says", REFUSED,
+                         ids=[f"{k}:{'.'.join(map(str, p))}={v!r:.20}" for k, p, v, _ in REFUSED])
 def test_malformed_keys_are_refused_in_one_line_naming_key_and_types(kind, path, new, says):
     with pytest.raises(ConfigError) as exc:
         parse(changed(kind, path, new))
