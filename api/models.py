@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime
 from functools import cache
-from typing import Literal, Optional
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
@@ -23,7 +23,7 @@ def record_model(type_name: str) -> type[BaseModel]:
         if f.required:
             fields[f.name] = (typ, Field(description=f.title))
         else:
-            fields[f.name] = (Optional[typ], Field(default=None, description=f.title))
+            fields[f.name] = (typ | None, Field(default=None, description=f.title))
     fields["record_id"] = (str, Field(description="the exchange's record id"))
     name = "".join(p.title() for p in ctype.name.split("_")) + f"V{ctype.version}"
     return create_model(name, __config__=ConfigDict(extra="forbid", title=f"{ctype.title_en} ({ctype.title})"),

@@ -95,7 +95,8 @@ def _setup_consumer(env: dict) -> tuple[str, list[str]]:
 
 
 def in_process(env: dict, key: str, holders: list[str], n: int = 10000) -> dict:
-    out = subprocess.run([sys.executable, "-c", f"from bench.api import _in_process; _in_process({key!r}, {holders!r}, {n})"],
+    code = f"from bench.api import _in_process; _in_process({key!r}, {holders!r}, {n})"
+    out = subprocess.run([sys.executable, "-c", code],
                          env=env, check=True, cwd=ROOT, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -226,8 +227,9 @@ def over_http(env: dict, key: str, holders: list[str], seconds: float, workers: 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "cli", "serve", "--port", str(port), "--loop", os.environ.get("BENCH_LOOP", "auto"),
-                               "--workers", str(workers)], env=env, cwd=ROOT)
+    server = subprocess.Popen([sys.executable, "-m", "cli", "serve", "--port", str(port),
+                               "--loop", os.environ.get("BENCH_LOOP", "auto"), "--workers", str(workers)],
+                              env=env, cwd=ROOT)
     try:
         import http.client
         for _ in range(200):

@@ -59,8 +59,8 @@ def project(silo_path: str) -> dict:
         peaks[name] = peak_mb()
         if name == "validate":
             counts = result
-    return {"times": times, "cpu": cpu, "imports": imports, "peaks": peaks, "rows": counts["extracted"], "accepted": counts["accepted"],
-            "peak_rss_mb": peak_mb()}
+    return {"times": times, "cpu": cpu, "imports": imports, "peaks": peaks, "rows": counts["extracted"],
+            "accepted": counts["accepted"], "peak_rss_mb": peak_mb()}
 
 
 def _libraries() -> float:
@@ -130,8 +130,8 @@ def naive(silo_path: str, sample: int) -> dict:
             s.flush()
         s.commit()
     t3 = time.perf_counter()
-    return {"rows": len(df), "cpu": time.process_time() - c0, "imports": imports, "times": {"read_sql": t1 - t0, "gx_complete": t2 - t1,
-                                       "sign_and_insert_per_row": t3 - t2},
+    return {"rows": len(df), "cpu": time.process_time() - c0, "imports": imports,
+            "times": {"read_sql": t1 - t0, "gx_complete": t2 - t1, "sign_and_insert_per_row": t3 - t2},
             "peak_rss_mb": peak_mb()}
 
 

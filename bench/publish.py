@@ -196,8 +196,10 @@ def main(rows: int, sample: int, bundles: int = 1000) -> int:
           f"in CPU seconds (all threads; steadier on a shared machine): {cpu_ratio:.1f}x")
     print(f"once per process, not in the rate: importing DataFusion {ours['start_up']:.2f} s")
     print(f"RFC 8785: {checked:,} random stored records re-encoded by the rfc8785 package hash to their leaves")
-    print(f"bundle (proof + record read from disk): median {b_med:.3f} ms, p99 {b_p99:.3f} ms over {len(timing['build']):,}")
-    print(f"verify one bundle: median {v_med:.3f} ms, p99 {v_p99:.3f} ms over {len(timing['verify']):,} (target < 1 ms)")
+    print(f"bundle (proof + record read from disk): median {b_med:.3f} ms, p99 {b_p99:.3f} ms "
+          f"over {len(timing['build']):,}")
+    print(f"verify one bundle: median {v_med:.3f} ms, p99 {v_p99:.3f} ms "
+          f"over {len(timing['verify']):,} (target < 1 ms)")
     print(f"peak memory: {peak_mb():.0f} MB (generation included)")
     print(json.dumps({"rows": rows, "publish_rows_per_s": round(ours_rate), "baseline_rows_per_s": round(base_rate),
                       "baseline_sample": base["rows"], "ratio": round(ours_rate / base_rate, 1),

@@ -1,6 +1,7 @@
 """Validation rows/s for N rows: the project's quality step (the suite's expectations in
-pyarrow.compute with GX building the results, quarantine file and queue, Data Docs) beside stock GX validating the same suite on the same frame with COMPLETE
-results, in the same run. Prints figures; asserts nothing."""
+pyarrow.compute with GX building the results, quarantine file and queue, Data Docs) beside
+stock GX validating the same suite on the same frame with COMPLETE results, in the same run.
+Prints figures; asserts nothing."""
 from __future__ import annotations
 
 import gc
@@ -76,8 +77,8 @@ def _stock(conformed) -> dict:
     result = batch.validate(suite, result_format="COMPLETE",
                             expectation_parameters={"today": TODAY.isoformat()})
     bad = {i for r in result.results for i in (r.result.get("unexpected_index_list") or [])}
-    return {"seconds": time.perf_counter() - t, "cpu": time.process_time() - cpu, "rows": len(frame), "failing_rows": len(bad),
-            "expectations": len(result.results)}
+    return {"seconds": time.perf_counter() - t, "cpu": time.process_time() - cpu, "rows": len(frame),
+            "failing_rows": len(bad), "expectations": len(result.results)}
 
 
 def main(rows: int, rounds: int = 2) -> int:

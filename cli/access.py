@@ -133,7 +133,8 @@ def register(add) -> None:
     actor = (("--actor",), {"default": "operator", "help": "who makes the change (audited)"})
     _sub(add, "departments", "consuming departments", [
         ("add", cmd_dept_add, "add or update a department",
-         [(("id",), {}), (("name",), {}), (("--role",), {"default": "consumer", "choices": ["consumer", "auditor"]}), actor]),
+         [(("id",), {}), (("name",), {}),
+          (("--role",), {"default": "consumer", "choices": ["consumer", "auditor"]}), actor]),
         ("list", cmd_dept_list, "list departments", [])])
     _sub(add, "credentials", "API keys of departments (stored as hashes)", [
         ("issue", cmd_cred_issue, "issue a key (printed once)",

@@ -69,8 +69,8 @@ def cmd_dataset(args) -> int:
           ["field", "value"])
     table("Sources", [{k: _when(v) for k, v in r.items()} for r in data["sources"]],
           ["source", "connector", "registered_at"])
-    table("Metadata history", [{k: _when(v) for k, v in r.items()} for r in data["history"]], ["changed_at", "field", "old_value", "new_value",
-                                                 "changed_by", "source_id", "source_file"])
+    table("Metadata history", [{k: _when(v) for k, v in r.items()} for r in data["history"]],
+          ["changed_at", "field", "old_value", "new_value", "changed_by", "source_id", "source_file"])
     return 0
 
 

@@ -163,7 +163,7 @@ class Service:
     def stop(self, grace: float = 20) -> None:
         """SIGTERM to each component's process group, the scheduler first; whatever is left
         after `grace` seconds gets SIGKILL."""
-        for name, p in sorted(self.procs.items(), key=lambda kv: kv[0] != "airflow-scheduler"):
+        for _name, p in sorted(self.procs.items(), key=lambda kv: kv[0] != "airflow-scheduler"):
             if p.poll() is None:
                 try:
                     os.killpg(p.pid, signal.SIGTERM)

@@ -36,7 +36,8 @@ class SqlConnector:
         if self._url is None:
             url = sql_url(self.settings.conn_id, self.settings.url, self.source_id)
             if url.get_backend_name() == "sqlite":
-                key = f"connection {self.settings.conn_id!r}" if self.settings.conn_id and not self.settings.url else "connector.url"
+                key = (f"connection {self.settings.conn_id!r}" if self.settings.conn_id and not self.settings.url
+                       else "connector.url")
                 url = url.set(database=str(sqlite_file(url, key, f"source {self.source_id}")))
             self._url = url
         return self._url

@@ -42,7 +42,7 @@ def make(home: Path, rows: int = 2_000, api_port: int = 8765, db_prefix: str = "
     home = Path(home)
     subs = {"drop_civil": str(home / "drops" / "civil_affairs"),
             "drop_housing": str(home / "drops" / "housing")}
-    for seed, key in ((21, "drop_civil"), (22, "drop_housing")):
+    for key in ("drop_civil", "drop_housing"):
         Path(subs[key]).mkdir(parents=True, exist_ok=True)
     civil = traditional(business_licences(rows, seed=21, cosmetic_rate=0.0)[0])
     try:

@@ -191,7 +191,8 @@ def probe_connection(reg: Registration):
         columns = conn.columns()
         detail = {"url": reg.connector.get("url") or f"conn_id {reg.connector.get('conn_id')}",
                   "path": conn.settings.path, "first_page_records": first.num_rows if first else 0}
-        summary = f"first page of {detail['url']}{conn.settings.path}: {detail['first_page_records']} records of the registered shape"
+        summary = (f"first page of {detail['url']}{conn.settings.path}: {detail['first_page_records']} records "
+                   "of the registered shape")
     else:
         conn = connector(reg)
         drop = conn.drop

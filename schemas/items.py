@@ -184,7 +184,7 @@ def mismatches(directory: Path = ITEMS_DIR) -> list[dict]:
     by_name = defaultdict(list)
     for e in entries:
         by_name[name_key_scalar(e.name)].append(e)
-    for name, group in sorted(by_name.items()):
+    for _name, group in sorted(by_name.items()):
         values = {where(e): e.code for e in group}
         if len(set(values.values())) > 1:
             out.append({"code": group[0].code, "name": group[0].name, "attribute": "code", "values": values})

@@ -4,9 +4,10 @@
 
 - type code: the certificate type's `type_code`.
 - issuer code: the issuing body's code (normalised, letters and digits only); "0" if unknown.
-- serial: the licence number (as conforming normalised it: schemas.normalize.code_key) hashed with pandas' SipHash-2-4 (`hash_array`, fixed
-  key) and written as 13 base-36 characters. Same type, issuer and number: same identifier,
-  run after run; the number itself (which may hold Chinese text) never has to fit the form.
+- serial: the licence number (as conforming normalised it: schemas.normalize.code_key) hashed
+  with pandas' SipHash-2-4 (`hash_array`, fixed key) and written as 13 base-36 characters.
+  Same type, issuer and number: same identifier, run after run; the number itself (which may
+  hold Chinese text) never has to fit the form.
 - version: "1" (the licence's own version; a silo that tracks versions maps `licence_id`).
 - check: ISO 7064 MOD 37,36 (hybrid system, alphabet 0-9A-Z) over every character of the
   identifier before it, dots removed. python-stdnum's `iso7064.mod_37_36` is the scalar

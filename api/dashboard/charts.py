@@ -31,14 +31,17 @@ def trend(points: list[dict], width: int = 640, height: int = 200) -> Markup:
         share = _share(p)
         label = escape(f"run {p.get('run_id')} · {str(p.get('at') or '')[:16]} · {share:.1%} accepted")
         parts.append(f'<circle class="point{" low" if share < 0.9 else ""}" cx="{x:.1f}" cy="{y:.1f}" r="4" '
-                     f'data-run="{escape(str(p.get("run_id")))}" data-share="{share:.4f}"><title>{label}</title></circle>')
+                     f'data-run="{escape(str(p.get("run_id")))}" data-share="{share:.4f}">'
+                     f'<title>{label}</title></circle>')
         if n <= 15:
             parts.append(f'<text class="value" x="{x:.1f}" y="{y - 8:.1f}" '
                          f'text-anchor="middle">{share:.1%}</text>')
     first, last = points[0].get("at"), points[-1].get("at")
-    parts.append(f'<text class="axis" x="{coords[0][0]:.1f}" y="{height - 8}" text-anchor="middle">{escape(str(first or "")[:10])}</text>')
+    parts.append(f'<text class="axis" x="{coords[0][0]:.1f}" y="{height - 8}" text-anchor="middle">'
+                 f'{escape(str(first or "")[:10])}</text>')
     if n > 1:
-        parts.append(f'<text class="axis" x="{coords[-1][0]:.1f}" y="{height - 8}" text-anchor="middle">{escape(str(last or "")[:10])}</text>')
+        parts.append(f'<text class="axis" x="{coords[-1][0]:.1f}" y="{height - 8}" text-anchor="middle">'
+                     f'{escape(str(last or "")[:10])}</text>')
     parts.append("</svg>")
     return Markup("".join(parts))
 

@@ -17,7 +17,8 @@ async def record_bundle(record_id: RecordId, caller: CallerDep, purpose: Purpose
     return consumer.bundle(caller, purpose, record_id)
 
 
-@router.get("/{record_id}/status", summary="valid, expired, revoked, withdrawn or superseded, since when; disputed while its silo rows are in quarantine")
+@router.get("/{record_id}/status", summary="valid, expired, revoked, withdrawn or superseded, since when; "
+                                           "disputed while its silo rows are in quarantine")
 async def record_status(record_id: RecordId, caller: CallerDep, purpose: PurposeDep, consumer: ConsumerDep,
                         version: Annotated[int | None, Query(ge=1, le=10**9)] = None,
                         leaf_hash: Annotated[str | None, Query(pattern=r"^[0-9a-f]{64}$")] = None) -> dict:

@@ -83,13 +83,15 @@ def _records_root(directory: Path) -> tuple[int, bytes, list[str]]:
 
 def _check_version(e: VersionEntry, expected: int, prev: tuple[str, dict] | None, jwks, key_status) -> tuple[dict, int]:
     if e.version != expected:
-        raise _Break(1, f"expected version {expected} next, found version {e.version}: a version is missing or out of order")
+        raise _Break(1, f"expected version {expected} next, found version {e.version}: "
+                        "a version is missing or out of order")
     try:
         head, _ = verify_tree_head(e.signed_tree_head, jwks, key_status)
     except VerificationError as exc:
         raise _Break(2, exc.detail) from None
     if head["version"] != expected:
-        raise _Break(1, f"the head signed for version {head['version']} sits at version {expected}: the chain was reordered")
+        raise _Break(1, f"the head signed for version {head['version']} sits at version {expected}: "
+                        "the chain was reordered")
     claimed = {"dataset": e.dataset, "version": e.version, "tree_size": e.tree_size, "root_hash": e.root_hash}
     for name, value in claimed.items():
         if head[name] != value:
@@ -109,7 +111,8 @@ def _check_version(e: VersionEntry, expected: int, prev: tuple[str, dict] | None
         raise _Break(6, f"the stored records cannot be read ({exc})") from None
     if size != head["tree_size"] or root.hex() != head["root_hash"]:
         raise _Break(6, f"the {size} stored records hash to root {root.hex()[:16]}…, the head signs "
-                        f"{head['tree_size']} records with root {head['root_hash'][:16]}…: the stored records were altered")
+                        f"{head['tree_size']} records with root {head['root_hash'][:16]}…: "
+                        "the stored records were altered")
     if e.index_record_ids is not None and e.index_record_ids() != ids:
         raise _Break(7, "the catalogue's index does not list the version's records at their leaf indexes: "
                         "a record was moved, added or removed in the index")

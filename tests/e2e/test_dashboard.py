@@ -99,7 +99,8 @@ def site(tmp_path_factory, silo_2k):
         facts = seed(home, silo_2k[0], work)
     port = free_port()
     env = {**os.environ, "EXCHANGE_HOME": str(home), "EXCHANGE_KEY_PASSPHRASE": TEST_PASSPHRASE,
-           "EXCHANGE_AIRFLOW_URL": AIRFLOW, "EXCHANGE_API_CACHE_TTL": "0", "EXCHANGE_DASHBOARD_SECRET": secrets.token_urlsafe(32)}
+           "EXCHANGE_AIRFLOW_URL": AIRFLOW, "EXCHANGE_API_CACHE_TTL": "0",
+           "EXCHANGE_DASHBOARD_SECRET": secrets.token_urlsafe(32)}
     env.pop("EXCHANGE_CATALOG_URL", None)
     server = subprocess.Popen([sys.executable, "-m", "cli", "serve", "--port", str(port)],
                               cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)

@@ -1,6 +1,7 @@
 """The tests mirror the source tree: in tests/unit and tests/integration every test file sits in
-a folder named for the room (top-level package) it mainly tests, and every folder on the way is a package (`from tests.conftest import ...`). This file, a test of the
-tests themselves, is the one test at a tier's top. tests/e2e stays flat: its tests run the whole
+a folder named for the room (top-level package) it mainly tests, and every folder on the way is
+a package (`from tests.conftest import ...`). This file, a test of the tests themselves, is the
+one test at a tier's top. tests/e2e stays flat: its tests run the whole
 pipeline under Airflow, not one room."""
 from __future__ import annotations
 

@@ -192,7 +192,8 @@ def test_postgresql_chains_in_the_database_for_every_writer_at_once(published_pg
     def rows(who, n):
         return [audit.entry(department=who, purpose=ITEM, action="lookup", outcome="allowed",
                             holder="H", datasets=["d"], fields=["holder_name"] if n % 2 else None,
-                            subject=None if n % 3 else "s", detail={"n": n, "名": "张三", "nul": "a\x00b", "q": "\"\\"}) for _ in range(n)]
+                            subject=None if n % 3 else "s",
+                            detail={"n": n, "名": "张三", "nul": "a\x00b", "q": "\"\\"}) for _ in range(n)]
 
     got: dict[str, list[int]] = {}
 

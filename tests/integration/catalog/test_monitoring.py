@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from base import clock
-from base.errors import UnknownName
+from base.errors import SourceError, UnknownName
 from catalog.ledger import monitoring
 from catalog.serving.access import Access, Caller
 from catalog.serving.consumer import Consumer
@@ -60,7 +60,7 @@ def test_a_source_never_run_is_never_fresh_and_a_failed_run_shows(published, hom
     card = _by(monitoring.scorecards(cat, "day", later), "department", "transport")
     assert card["not_yet_due"] == 0 and card["on_time_share"] == 0
     silo.unlink()                                     # the silo is gone: the next run fails
-    with pytest.raises(Exception):
+    with pytest.raises(SourceError, match="does not exist"):
         stages.run_all(SOURCE, "r2")
     st = _by(monitoring.source_status(cat), "source", SOURCE)
     assert st["result"] == "failed" and st["last_run"] == "r2" and st["message"]

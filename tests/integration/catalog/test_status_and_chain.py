@@ -142,7 +142,8 @@ def test_a_record_moved_to_another_version_fails(two_versions):
     assert exc.value.step == 4
     moved["version"] = 2
     new = cat.bundle(two_versions["ids"]["amended"])
-    moved["tree_size"], moved["leaf_index"], moved["audit_path"] = new["tree_size"], new["leaf_index"], new["audit_path"]
+    for k in ("tree_size", "leaf_index", "audit_path"):
+        moved[k] = new[k]
     with pytest.raises(VerificationError) as exc:
         verify_bundle(moved, _jwks())
     assert exc.value.step == 6

@@ -164,7 +164,7 @@ def test_memory_stays_flat_while_streaming(pg_silo):
                                     batch_rows=500, adbc=False), "t")
     tracemalloc.start()
     peaks = []
-    for i, _ in enumerate(conn.batches()):
+    for _ in conn.batches():
         peaks.append(tracemalloc.get_traced_memory()[0])
     tracemalloc.stop()
     assert len(peaks) == 12

@@ -155,8 +155,8 @@ def test_a_published_record_whose_rows_are_all_quarantined_is_held_disputed_not_
         number, holder = c.execute(f'select "ZCH", "TYSHXYDM" from {TABLE} where "ID" = ?', (x,)).fetchone()
         code_holder = c.execute(f'select "TYSHXYDM" from {TABLE} where "ID" = ?', (bad_code,)).fetchone()[0]
         # a second row with x's licence number and other content: both rows are quarantined
-        c.execute(f'insert into {TABLE} select {", ".join(chr(39) + "900001" + chr(39) if k == "ID" else k for k in cols)} '
-                  f'from {TABLE} where "ID" = ?', (x,))
+        picked = ", ".join(chr(39) + "900001" + chr(39) if k == "ID" else k for k in cols)
+        c.execute(f'insert into {TABLE} select {picked} from {TABLE} where "ID" = ?', (x,))
         c.execute(f'update {TABLE} set "ZS" = \'另一个地址\' where "ID" = \'900001\'')
         # another published record's only row now fails a check (a wrong USCC check character)
         wrong = code_holder[:17] + ("0" if code_holder[17] != "0" else "1")

@@ -43,7 +43,8 @@ def test_unknown_key_is_refused_with_the_known_keys_and_nothing_is_written(home,
 
 
 def test_unknown_certificate_type_is_refused_with_the_known_types(home, tmp_path, capsys):
-    f = reg_file(tmp_path / "r.toml", **{'certificate_type = "business_licence"': 'certificate_type = "fishing_permit"'})
+    f = reg_file(tmp_path / "r.toml",
+                 **{'certificate_type = "business_licence"': 'certificate_type = "fishing_permit"'})
     code, out = run_json(capsys, f)
     assert code == 2 and out["error"] == "UnknownName" and out["failed_step"] == 1
     assert "'fishing_permit'" in out["message"]

@@ -47,7 +47,7 @@ def test_each_defect_is_quarantined_with_its_rule_value_and_raw_row(tmp_path):
                    tmp_path, TODAY)
     assert (out.extracted, out.accepted, out.quarantined) == (len(CASES), 1, len(CASES) - 1)
     q = {r["_row"]: r for r in pq.read_table(out.quarantine_path).to_pylist()}
-    for row, (name, (overrides, reason)) in enumerate(CASES.items(), start=1):
+    for row, (name, (_overrides, reason)) in enumerate(CASES.items(), start=1):
         if reason is None:
             assert row not in q, name
             continue

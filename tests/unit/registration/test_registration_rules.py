@@ -121,12 +121,14 @@ REFUSED = [
     ("files", ("connector", "pattern"), "../*.csv", "connector.pattern '../*.csv' is not allowed"),
     ("files", ("connector", "encoding"), "klingon", "connector.encoding 'klingon'"),
     ("files", ("connector", "delimiter"), ";;", "connector.delimiter ';;'"),
-    ("files", ("connector", "settle_seconds"), "soon", "connector.settle_seconds must be a number, not a string ('soon')"),
+    ("files", ("connector", "settle_seconds"), "soon",
+     "connector.settle_seconds must be a number, not a string ('soon')"),
     ("files", ("connector", "fields"), [1], "connector.fields[1] must be a string, not an integer (1)"),
 ]
 
 
-@pytest.mark.parametrize("kind,path,new,says", REFUSED, ids=[f"{k}:{'.'.join(map(str, p))}={v!r:.20}" for k, p, v, _ in REFUSED])
+@pytest.mark.parametrize("kind,path,new,says", REFUSED,
+                         ids=[f"{k}:{'.'.join(map(str, p))}={v!r:.20}" for k, p, v, _ in REFUSED])
 def test_malformed_keys_are_refused_in_one_line_naming_key_and_types(kind, path, new, says):
     with pytest.raises(ConfigError) as exc:
         parse(changed(kind, path, new))
@@ -203,7 +205,7 @@ def test_a_sqlite_silo_from_an_airflow_connection_is_held_to_the_roots(roots, tm
     monkeypatch.setenv("AIRFLOW_CONN_SILO_OUTSIDE", f'{{"conn_type": "sqlite", "host": "{tmp_path / "x.db"}"}}')
     conn = SqlConnector(SqlSettings(table="t", conn_id="silo_outside"), "s")
     with pytest.raises(ConfigError, match="EXCHANGE_SILO_ROOTS"):
-        conn.url
+        _ = conn.url
 
 
 # --- one bad file hides nothing else ------------------------------------------------------

@@ -39,7 +39,8 @@ def test_shipped_catalogue():
 
 
 def test_unknown_certificate_type_is_refused_with_the_known_ones(tmp_path):
-    path = write(tmp_path, BASE + '[[materials]]\nname = "渔业许可证"\ncertificate = "fishing_permit"\nwhose = "applicant"\n')
+    path = write(tmp_path, BASE + '[[materials]]\nname = "渔业许可证"\ncertificate = "fishing_permit"\n'
+                                  'whose = "applicant"\n')
     with pytest.raises(UnknownName) as exc:
         load_item(path)
     assert "fishing_permit" in str(exc.value) and "business_licence" in str(exc.value)
