@@ -8,8 +8,8 @@ from collections.abc import Callable
 from base.errors import NotFound
 from base.settings import get_settings
 from catalog.publish.chain import CHECKS, audit_chain, catalogue_entries
-from catalog.publish.key_status import KEY_STATUS_FILE, read_key_status
 from exchange.catalogue import open_catalog
+from trust.verify import KEY_STATUS_FILE, read_key_status
 
 CHECK_NAMES = [n for _, n in CHECKS]
 

@@ -14,7 +14,7 @@ import pytest
 
 from tests.alertsinks import WebhookReceiver
 from tests.conftest import ROOT, TEST_PASSPHRASE, catalog, ledger, register_demo_source
-from tests.integration.test_alerts import DATASET, SOURCE, _backdate
+from tests.integration.exchange.test_alerts import DATASET, SOURCE, _backdate
 
 pytestmark = pytest.mark.e2e
 
