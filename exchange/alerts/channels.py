@@ -13,7 +13,7 @@ from email.message import EmailMessage
 from urllib.parse import urlsplit
 
 from base.errors import ConfigError, UnknownName
-from exchange.alerts import Alert, log, redact
+from exchange.alerts.alert import Alert, log, redact
 
 RETRY_STATUS = {429, 500, 502, 503, 504}
 
