@@ -3,8 +3,9 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from api import auditing, dashboard, problems, security
+from api import auditing, dashboard, problems, rate_store, security
 from api.limits import BodyLimit, RateLimiter
+from api.rate_store import RedisBuckets
 from api.routes import audit, catalogue, holders, keys, materials, records
 from base.settings import get_settings
 from catalog.ledger.service import Ledger
@@ -24,8 +25,7 @@ def create_app(settings=None, *, rate: float | None = None, burst: int | None = 
     app.state.settings = settings
     app.state.consumer = Consumer(cat, Access(cat.engine, ttl))
     app.state.ledger = Ledger(settings.catalog_url, pre_ping=False)     # the dashboard's runs
-    app.state.limiter = RateLimiter(rate or settings.api_rate, burst or settings.api_burst,
-                                    settings.api_buckets)   # set by `serve --workers N`
+    app.state.limiter = _limiter(settings, rate or settings.api_rate, burst or settings.api_burst)
     problems.install(app)
     for module in (holders, records, materials, catalogue, keys, audit):
         app.include_router(module.router)
@@ -33,6 +33,15 @@ def create_app(settings=None, *, rate: float | None = None, burst: int | None = 
     _install_auditing(app, cat.engine, settings)
     security.install(app)         # private state; security headers on every response
     return app
+
+
+def _limiter(settings, rate: float, burst: int) -> RateLimiter:
+    """Buckets in Redis shared by every API host (EXCHANGE_API_RATE_STORE), else this host's own
+    (across the workers of `serve --workers N`: EXCHANGE_API_BUCKETS, which `serve` sets)."""
+    store = None
+    if settings.api_rate_store:
+        store = RedisBuckets(rate_store.client(settings.api_rate_store), settings.api_rate_prefix, rate, burst)
+    return RateLimiter(rate, burst, settings.api_buckets, store)
 
 
 def _install_auditing(app: FastAPI, engine, settings) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import time
 
+from api.rate_store import Failover, RedisBuckets
 from api.shared_buckets import SharedBuckets
 from base.errors import RateLimited
 
@@ -51,16 +52,26 @@ async def _too_large(send, limit: int) -> None:
 class RateLimiter:
     """`rate` requests per second per department, bursts up to `burst`; the buckets live in
     this process, or with `shared` (a table file, api/shared_buckets.py) in every worker of the
-    server at once."""
+    server at once, or with `store` (Redis, api/rate_store.py) in every API host at once, the
+    host's own buckets standing in while Redis does not answer."""
 
-    def __init__(self, rate: float, burst: int, shared: str | None = None):
+    def __init__(self, rate: float, burst: int, shared: str | None = None,
+                 store: RedisBuckets | None = None):
         self.rate, self.burst = rate, burst
         self._buckets: dict[str, tuple[float, float]] = {}
         self._shared = None
         if shared:
             self._shared = SharedBuckets(shared)
+        self.failover = Failover(store, self._take_here) if store is not None else None
 
     def take(self, key: str) -> None:
+        tokens = self.failover.take(key) if self.failover is not None else self._take_here(key)
+        if tokens < 1:
+            raise RateLimited(f"more than {self.rate:g} requests per second from department {key}; "
+                              "slow down", (1 - tokens) / self.rate)
+
+    def _take_here(self, key: str) -> float:
+        """The key's tokens on this host before this take (one taken if ≥ 1)."""
         now = time.monotonic()        # CLOCK_MONOTONIC: one clock for every process on the host
 
         def update(tokens, last):
@@ -70,9 +81,6 @@ class RateLimiter:
             return ((tokens, now), tokens) if tokens < 1 else ((tokens - 1, now), tokens)
 
         if self._shared is not None:
-            tokens = self._shared.exchange(key, now, self.burst / self.rate, update)
-        else:
-            (self._buckets[key], tokens) = update(*self._buckets.get(key, (None, None)))
-        if tokens < 1:
-            raise RateLimited(f"more than {self.rate:g} requests per second from department {key}; "
-                              "slow down", (1 - tokens) / self.rate)
+            return self._shared.exchange(key, now, self.burst / self.rate, update)
+        (self._buckets[key], tokens) = update(*self._buckets.get(key, (None, None)))
+        return tokens

@@ -53,6 +53,8 @@ class Settings:
     api_rate: float = 50.0                             # EXCHANGE_API_RATE: requests/s per department
     api_burst: int = 100                               # EXCHANGE_API_BURST
     api_buckets: str | None = None                     # EXCHANGE_API_BUCKETS: set by `serve --workers N`
+    api_rate_store: str | None = None                  # EXCHANGE_API_RATE_STORE: redis://… shared by API hosts
+    api_rate_prefix: str = "exchange:rate:"            # EXCHANGE_API_RATE_PREFIX: its keys' prefix
     api_audit_inline: bool | None = None               # EXCHANGE_API_AUDIT_INLINE=1|0; default: SQLite only
     api_refusal_window: float = 60.0                   # EXCHANGE_API_REFUSAL_WINDOW: seconds
     dashboard_secret: str | None = None                # EXCHANGE_DASHBOARD_SECRET; default random per process
@@ -130,12 +132,27 @@ def _api_settings(env: Callable[..., str | None]) -> dict[str, Any]:
             api_rate=float(env("EXCHANGE_API_RATE") or "50"),
             api_burst=int(env("EXCHANGE_API_BURST") or "100"),
             api_buckets=env("EXCHANGE_API_BUCKETS"),
+            api_rate_store=_rate_store(env("EXCHANGE_API_RATE_STORE")),
+            api_rate_prefix=env("EXCHANGE_API_RATE_PREFIX") or "exchange:rate:",
             api_audit_inline=None if inline is None else inline == "1",
             api_refusal_window=float(env("EXCHANGE_API_REFUSAL_WINDOW") or "60"),
             dashboard_secret=env("EXCHANGE_DASHBOARD_SECRET"))
     except ValueError as exc:
         raise ConfigError(f"an API setting is not a number ({exc}): check EXCHANGE_API_CACHE_TTL, "
                           "EXCHANGE_API_RATE, EXCHANGE_API_BURST, EXCHANGE_API_REFUSAL_WINDOW") from None
+
+
+RATE_STORES = ("redis://", "rediss://", "unix://")
+
+
+def _rate_store(url: str | None) -> str | None:
+    """EXCHANGE_API_RATE_STORE: empty for this host's own buckets, else a Redis URL."""
+    if not url or not url.strip():
+        return None
+    if not url.strip().startswith(RATE_STORES):
+        raise ConfigError(f"EXCHANGE_API_RATE_STORE must be a Redis URL ({', '.join(RATE_STORES)}…) "
+                          "or empty for this host's own rate limits")
+    return url.strip()
 
 
 def reset_settings() -> None:
