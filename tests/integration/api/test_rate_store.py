@@ -16,7 +16,7 @@ import redis
 
 from api import rate_store
 from api.limits import RateLimiter
-from api.rate_store import Failover, RedisBuckets
+from api.rate_store import RedisBuckets
 from base.errors import RateLimited
 
 URL = "redis://127.0.0.1:6379/0"
