@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.client
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -65,12 +66,14 @@ def department(tmp_path):
     return url, access.issue_credential("dept-h")["key"]
 
 
-def _serve(tmp_path, name: str, catalog_url: str, store: str, prefix: str, **popen):
+def _serve(tmp_path, name: str, catalog_url: str, store: str, prefix: str, clock: str = "", **popen):
+    """An API host; `clock`: its clock moved by libfaketime (e.g. "+1h"), where it is installed."""
     port = _port()
+    moved = ["faketime", "-f", clock] if clock and shutil.which("faketime") else []
     env = {**os.environ, "EXCHANGE_HOME": str(tmp_path / name), "EXCHANGE_CATALOG_URL": catalog_url,
            "EXCHANGE_API_RATE": str(RATE), "EXCHANGE_API_BURST": str(BURST),
            "EXCHANGE_API_RATE_STORE": store, "EXCHANGE_API_RATE_PREFIX": prefix}
-    server = subprocess.Popen([sys.executable, "-m", "cli", "serve", "--port", str(port)],
+    server = subprocess.Popen([*moved, sys.executable, "-m", "cli", "serve", "--port", str(port)],
                               cwd=ROOT, env=env, **popen)
     return server, port
 
@@ -84,7 +87,9 @@ def test_two_hosts_share_one_burst_that_refills(tmp_path, department):
                     "`redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save ''`")
     catalog_url, key = department
     prefix = f"test:hosts:{uuid.uuid4().hex}:"
-    hosts = [_serve(tmp_path, name, catalog_url, URL, prefix) for name in ("host-a", "host-b")]
+    # host b's clock an hour ahead: the buckets run on the Redis server's clock, not the hosts'
+    hosts = [_serve(tmp_path, "host-a", catalog_url, URL, prefix),
+             _serve(tmp_path, "host-b", catalog_url, URL, prefix, clock="+1h")]
     ports = [port for _, port in hosts]
     try:
         for server, port in hosts:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing as mp
+import os
 import shutil
 import socket
 import subprocess
@@ -133,13 +134,16 @@ def test_a_dead_redis_falls_back_to_the_hosts_own_limit(prefix, caplog):
 def test_redis_stopped_mid_flight_and_back(prefix, tmp_path, caplog):
     port = _free_port()
 
+    # a server's own clock: not the moved one of the suite's second pass (libfaketime)
+    env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "FAKETIME")}
+
     def start():
         proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                                 "--appendonly", "no", "--dir", str(tmp_path)], stdout=subprocess.DEVNULL)
+                                 "--appendonly", "no", "--dir", str(tmp_path)], stdout=subprocess.DEVNULL, env=env)
         deadline = time.monotonic() + 10
         while True:
             try:
-                redis.Redis(port=port).ping()
+                redis.Redis(host="127.0.0.1", port=port).ping()
                 return proc
             except redis.ConnectionError:
                 assert time.monotonic() < deadline, "redis-server did not start"
