@@ -1,6 +1,7 @@
 """One typed settings object, built lazily from the environment."""
 from __future__ import annotations
 
+import configparser
 import os
 import sys
 from collections.abc import Callable
@@ -17,6 +18,9 @@ PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "password", "secret", "passp
 
 
 SECRET_NAME = "exchange_key_passphrase"
+# Airflow executors that run every task on this machine; any other (CeleryExecutor,
+# KubernetesExecutor, EdgeExecutor, a cloud or custom executor) may run them elsewhere
+LOCAL_EXECUTORS = frozenset({"LocalExecutor", "SequentialExecutor", "DebugExecutor"})
 
 
 def _airflow_secret(name: str) -> str | None:
@@ -58,10 +62,27 @@ class Settings:
     api_audit_inline: bool | None = None               # EXCHANGE_API_AUDIT_INLINE=1|0; default: SQLite only
     api_refusal_window: float = 60.0                   # EXCHANGE_API_REFUSAL_WINDOW: seconds
     dashboard_secret: str | None = None                # EXCHANGE_DASHBOARD_SECRET; default random per process
+    # the catalogue's schema
+    auto_migrate: bool | None = None                   # EXCHANGE_AUTO_MIGRATE=1|0; default: see migrates_itself
+    airflow_executor: str = ""                         # Airflow's [core] executor, as read by airflow_executor()
 
     def __post_init__(self) -> None:
         roots = self.silo_roots or (self.home / "drops", self.home / "silos")
         object.__setattr__(self, "silo_roots", tuple(Path(r).resolve() for r in roots))
+
+    @property
+    def remote_executor(self) -> bool:
+        """Airflow's executor may run tasks on other machines (Celery, Kubernetes, Edge …)."""
+        return is_remote_executor(self.airflow_executor)
+
+    def migrates_itself(self, dialect: str) -> bool:
+        """Whether a process that opens a catalogue behind the code's schema upgrades it on its
+        own: EXCHANGE_AUTO_MIGRATE when set; else yes on SQLite (the embedded default) and on a
+        shared database under a local executor, no on a shared database under an executor that
+        runs tasks on other machines (there `exchange db upgrade` is an explicit step)."""
+        if self.auto_migrate is not None:
+            return self.auto_migrate
+        return dialect == "sqlite" or not self.remote_executor
 
     @property
     def staging_dir(self) -> Path:
@@ -120,8 +141,53 @@ def get_settings() -> Settings:
         raise ConfigError(f"an alert setting is not a number ({exc}): check EXCHANGE_SMTP_PORT, "
                           "EXCHANGE_ALERTS_TIMEOUT, EXCHANGE_ALERTS_ATTEMPTS, EXCHANGE_RUN_DEADLINE") from None
     roots = tuple(Path(r).expanduser() for r in (env("EXCHANGE_SILO_ROOTS") or "").split(os.pathsep) if r.strip())
+    executor = airflow_executor(env)
+    if url.startswith("sqlite") and is_remote_executor(executor):
+        raise ConfigError(
+            f"the catalogue is a SQLite file ({url}) but Airflow's executor ({executor}) runs tasks on "
+            "other machines, which cannot share it: set EXCHANGE_CATALOG_URL to a PostgreSQL database "
+            "(postgresql+psycopg://USER@HOST/DB) that every machine reaches, then run `exchange db upgrade` once")
     return Settings(home=home, catalog_url=url, sources_dir=sources, silo_roots=roots, **alerting,
-                    **_api_settings(env))
+                    **_api_settings(env), auto_migrate=_switch(env("EXCHANGE_AUTO_MIGRATE"), "EXCHANGE_AUTO_MIGRATE"),
+                    airflow_executor=executor)
+
+
+def _switch(value: str | None, name: str) -> bool | None:
+    if value is None or not value.strip():
+        return None
+    if value.strip().lower() in ("1", "true", "yes", "on"):
+        return True
+    if value.strip().lower() in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name}={value!r}: use 1 or 0 (or leave it unset)")
+
+
+def airflow_executor(env: Callable[..., str | None] = os.environ.get) -> str:
+    """Airflow's [core] executor ('' when not set): through Airflow's conf where Airflow is
+    already loaded (a DAG, a task), else AIRFLOW__CORE__EXECUTOR, else the config file Airflow
+    would read (AIRFLOW_CONFIG, else $AIRFLOW_HOME/airflow.cfg). Never imports Airflow."""
+    if "airflow.configuration" in sys.modules:
+        try:
+            from airflow.configuration import conf  # lazy: only where Airflow is already loaded
+            return str(conf.get("core", "executor", fallback="") or "")
+        except Exception:
+            pass
+    if value := env("AIRFLOW__CORE__EXECUTOR"):
+        return value
+    path = env("AIRFLOW_CONFIG") or str(Path(env("AIRFLOW_HOME") or Path.home() / "airflow") / "airflow.cfg")
+    parser = configparser.ConfigParser(interpolation=None, strict=False)
+    try:
+        parser.read(path, encoding="utf-8")
+        return parser.get("core", "executor", fallback="").strip()
+    except (configparser.Error, OSError, UnicodeDecodeError):
+        return ""
+
+
+def is_remote_executor(executor: str) -> bool:
+    """Any executor in Airflow's list (`alias:module.Class`, comma-separated) that is not one of
+    LOCAL_EXECUTORS."""
+    names = [part.strip().split(":")[-1].rsplit(".", 1)[-1] for part in executor.split(",") if part.strip()]
+    return any(name not in LOCAL_EXECUTORS for name in names)
 
 
 def _api_settings(env: Callable[..., str | None]) -> dict[str, Any]:

@@ -3,6 +3,7 @@ CLI, the demo and the services below them."""
 from __future__ import annotations
 
 from base.settings import Settings, get_settings
+from catalog.db.engine import schema_status, upgrade
 from catalog.ledger.service import Ledger
 from catalog.service import Catalog
 from catalog.serving.access import Access
@@ -28,3 +29,14 @@ def open_consumer(operator: str | None = None) -> Consumer:
     """Requests as a department, under the API's rules; audited with the operator's account."""
     cat = open_catalog()
     return Consumer(cat, open_access(cat), operator=operator)
+
+
+def catalogue_schema(settings: Settings | None = None) -> dict:
+    """The catalogue's schema revision and the code's head (`exchange db current`)."""
+    return schema_status((settings or get_settings().private_home()).catalog_url)
+
+
+def upgrade_catalogue(settings: Settings | None = None) -> dict:
+    """Upgrade the catalogue's schema to the code's head (`exchange db upgrade`): the one-off
+    step before starting machines against a shared catalogue; safe from several at once."""
+    return upgrade((settings or get_settings().private_home()).catalog_url)

@@ -4,6 +4,11 @@ Processes that start together on an empty catalogue (the API's workers, Airflow'
 turns to upgrade it: PostgreSQL an advisory lock held by the upgrade's transaction, MariaDB
 GET_LOCK, SQLite an exclusive lock on a file beside the database. The first migrates; the
 others then find the schema at head and do nothing.
+
+`exchange db upgrade` runs the same upgrade as an explicit step (`upgrade`). A process that
+opens a catalogue behind the code's head upgrades it itself only where Settings.migrates_itself
+says so (SQLite, or a local executor, or EXCHANGE_AUTO_MIGRATE=1); elsewhere it refuses and
+names `exchange db upgrade`, so machines started together never race on the schema.
 """
 from __future__ import annotations
 
@@ -15,10 +20,13 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, NullPool, create_engine, event, make_url
 
 from base.errors import ConfigError
 from base.files import private_dir, private_file
+from base.settings import get_settings
 from catalog.db import rawdb
 
 MIGRATIONS = Path(__file__).parent.parent / "migrations"
@@ -54,20 +62,78 @@ def _private_sqlite(path: Path) -> None:
             extra.chmod(0o600)
 
 
+def _engine(url: str, pre_ping: bool = True, **kw) -> Engine:
+    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+        _private_sqlite(Path(url.removeprefix("sqlite:///").split("?")[0]))
+    engine = create_engine(url, pool_pre_ping=pre_ping, **kw)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
 @lru_cache(maxsize=8)
 def engine_for(url: str, pre_ping: bool = True) -> Engine:
     """An engine whose schema is at the newest migration. pre_ping=False saves a round trip
     per checkout (the API's hot path); a dropped connection then fails one request."""
-    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
-        _private_sqlite(Path(url.removeprefix("sqlite:///").split("?")[0]))
-    engine = create_engine(url, pool_pre_ping=pre_ping)
-    if engine.dialect.name == "sqlite":
-        event.listen(engine, "connect", _sqlite_pragmas)
-    with engine.begin() as conn, _migration_lock(conn, url):
-        cfg = _alembic_config(url)
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
+    engine = _engine(url, pre_ping)
+    if get_settings().migrates_itself(engine.dialect.name):
+        with engine.begin() as conn, _migration_lock(conn, url):
+            _upgrade(conn, url)
+        return engine
+    with engine.connect() as conn:
+        current = _revision(conn)
+    if current != head():
+        engine.dispose()
+        raise ConfigError(
+            f"the catalogue ({_shown(url)}) is at schema revision {current or 'none (empty)'}, this code "
+            f"needs {head()}: run `exchange db upgrade` once, from any one machine, before starting the "
+            "exchange (Airflow's executor runs tasks on other machines, so no process upgrades it on its "
+            "own; EXCHANGE_AUTO_MIGRATE=1 lets it)")
     return engine
+
+
+def head() -> str:
+    """The newest migration this code knows."""
+    return str(ScriptDirectory.from_config(_alembic_config("sqlite://")).get_current_head())
+
+
+def _revision(conn: Connection) -> str | None:
+    return MigrationContext.configure(conn).get_current_revision()
+
+
+def _upgrade(conn: Connection, url: str) -> None:
+    cfg = _alembic_config(url)
+    cfg.attributes["connection"] = conn
+    command.upgrade(cfg, "head")
+
+
+def _shown(url: str) -> str:
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def schema_status(url: str) -> dict:
+    """The catalogue's schema revision against the code's head; changes nothing."""
+    engine = _engine(url, poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            current = _revision(conn)
+    finally:
+        engine.dispose()
+    return {"catalogue": _shown(url), "current": current, "head": head(), "at_head": current == head()}
+
+
+def upgrade(url: str) -> dict:
+    """Upgrade the catalogue's schema to head: the explicit step (`exchange db upgrade`). Safe
+    from several machines at once (one migrates under the lock, the others find it at head)."""
+    engine = _engine(url, poolclass=NullPool)
+    try:
+        with engine.begin() as conn, _migration_lock(conn, url):
+            before = _revision(conn)
+            _upgrade(conn, url)
+            after = _revision(conn)
+    finally:
+        engine.dispose()
+    return {"catalogue": _shown(url), "from": before, "to": after, "head": head(), "upgraded": before != after}
 
 
 @contextlib.contextmanager
