@@ -17,6 +17,7 @@ PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "password", "secret", "passp
 
 
 SECRET_NAME = "exchange_key_passphrase"
+SIGNING_KEY_SECRET = "exchange_signing_key"      # the Airflow Variable holding the encrypted PEM
 
 
 def _airflow_secret(name: str) -> str | None:
@@ -56,6 +57,7 @@ class Settings:
     api_audit_inline: bool | None = None               # EXCHANGE_API_AUDIT_INLINE=1|0; default: SQLite only
     api_refusal_window: float = 60.0                   # EXCHANGE_API_REFUSAL_WINDOW: seconds
     dashboard_secret: str | None = None                # EXCHANGE_DASHBOARD_SECRET; default random per process
+    signing_key_file: Path | None = None               # EXCHANGE_SIGNING_KEY_FILE: the active key's PEM
 
     def __post_init__(self) -> None:
         roots = self.silo_roots or (self.home / "drops", self.home / "silos")
@@ -95,6 +97,25 @@ class Settings:
                 "it encrypts the signing key at rest")
         return value.encode()
 
+    def signing_key(self) -> tuple[bytes, str] | None:
+        """The active signing key given to this machine, as (encrypted PKCS#8 PEM, where it came
+        from): EXCHANGE_SIGNING_KEY (the PEM itself), else the file EXCHANGE_SIGNING_KEY_FILE,
+        else (inside Airflow tasks) the Airflow Variable `exchange_signing_key` from the secrets
+        backends. None: the key directory's active key signs (the embedded default)."""
+        pem = os.environ.get("EXCHANGE_SIGNING_KEY")
+        if pem and pem.strip():
+            return pem.strip().encode() + b"\n", "EXCHANGE_SIGNING_KEY"
+        if self.signing_key_file is not None:
+            try:
+                return self.signing_key_file.read_bytes(), f"EXCHANGE_SIGNING_KEY_FILE ({self.signing_key_file})"
+            except OSError as exc:
+                raise ConfigError(f"cannot read EXCHANGE_SIGNING_KEY_FILE {self.signing_key_file}: "
+                                  f"{exc.strerror or exc}") from None
+        value = _airflow_secret(SIGNING_KEY_SECRET)
+        if value and value.strip():
+            return value.strip().encode() + b"\n", f"the Airflow Variable {SIGNING_KEY_SECRET}"
+        return None
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
@@ -118,7 +139,9 @@ def get_settings() -> Settings:
         raise ConfigError(f"an alert setting is not a number ({exc}): check EXCHANGE_SMTP_PORT, "
                           "EXCHANGE_ALERTS_TIMEOUT, EXCHANGE_ALERTS_ATTEMPTS, EXCHANGE_RUN_DEADLINE") from None
     roots = tuple(Path(r).expanduser() for r in (env("EXCHANGE_SILO_ROOTS") or "").split(os.pathsep) if r.strip())
+    key_file = env("EXCHANGE_SIGNING_KEY_FILE")
     return Settings(home=home, catalog_url=url, sources_dir=sources, silo_roots=roots, **alerting,
+                    signing_key_file=Path(key_file).expanduser() if key_file else None,
                     **_api_settings(env))
 
 
