@@ -156,6 +156,11 @@ def check_signer(keys: KeyStore, engine: Engine, jwks_path: Path) -> OKPKey:
     a head signed with a key the catalogue does not publish could be verified by nobody. The
     key directory's own keys are published into the catalogue first if they are not there yet
     (a catalogue upgraded to migration 0014, or a key made before it)."""
+    if keys.signing_from is None and not keys.has_directory_keys() and (active := _active_kid(engine)):
+        raise ConfigError(f"no signing key on this machine: give it the exchange's active key {active} "
+                          f"(its {active}.pem from the key directory where the keys are kept) as "
+                          "EXCHANGE_SIGNING_KEY, EXCHANGE_SIGNING_KEY_FILE or the Airflow Variable "
+                          "exchange_signing_key")
     key = keys.signer()
     where = keys.signing_from or f"the key directory {keys.directory}"
     row = _key_row(engine, key.kid)

@@ -140,8 +140,9 @@ class KeyStore:
         entries = self.manifest()
         if not entries:
             raise ConfigError(f"no signing key in {self.directory}: run `exchange keys create` once, "
-                              "where the keys are kept (every machine that signs must share that key "
-                              "directory, or versions are signed by different keys)")
+                              "where the keys are kept, and give every other machine that signs that key "
+                              "(EXCHANGE_SIGNING_KEY, EXCHANGE_SIGNING_KEY_FILE or the Airflow Variable "
+                              "exchange_signing_key)")
         return next(e["kid"] for e in entries if e["status"] == "active")
 
     def create(self, exist_ok: bool = False) -> str | None:

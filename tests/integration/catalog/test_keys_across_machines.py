@@ -117,6 +117,11 @@ def test_a_second_machine_signs_with_the_exchanges_key_and_serves_its_jwks(machi
         monkeypatch.setenv("AIRFLOW_VAR_EXCHANGE_SIGNING_KEY", pem)
     reset_settings()
     _register(silo_2k[0])
+    if given == "env":                                   # before it is given the key: told which one
+        monkeypatch.delenv("EXCHANGE_SIGNING_KEY")
+        assert cli(["run", SOURCE, "--key", "b0"]) == 2
+        assert f"give it the exchange's active key {kid}" in capsys.readouterr().err
+        monkeypatch.setenv("EXCHANGE_SIGNING_KEY", pem)
     assert cli(["keys", "create"]) == 2                   # the catalogue has the exchange's key
     assert "already has a signing key" in capsys.readouterr().err
     assert cli(["run", SOURCE, "--key", "b1", "--json"]) == 0
