@@ -147,6 +147,12 @@ def test_a_second_machine_signs_with_the_exchanges_key_and_serves_its_jwks(machi
     assert cli(["keys", "list", "--json"]) == 0           # B lists the catalogue's keys
     [row] = _json(capsys.readouterr().out)
     assert (row["kid"], row["status"], row["heads_signed"]) == (kid, "active", 1)
+    assert cli(["audit-chain", DATASET, "--json"]) == 0    # against the catalogue's key material
+    assert _json(capsys.readouterr().out)["ok"] is True
+    assert cli(["audit-checkpoint", "--json"]) == 0        # B signs checkpoints with A's key too
+    assert _json(capsys.readouterr().out)["kid"] == kid
+    assert cli(["audit-verify", "--json"]) == 0
+    capsys.readouterr()
 
 
 def test_a_machine_with_a_key_the_catalogue_does_not_publish_refuses_to_sign(machines, silo_2k, capsys,
