@@ -58,8 +58,14 @@ def publish_public_keys(keys: KeyStore, engine: Engine) -> bool:
     """The key directory's keys (public parts, statuses) and the freshly signed key material
     upserted into the catalogue in one transaction; idempotent. False (nothing written) on a
     machine without the key directory. Refused when the catalogue's active key is not one of
-    this directory's: two key directories would sign for one exchange."""
-    entries = keys.manifest()
+    this directory's: two key directories would sign for one exchange. A machine given its
+    signing key from elsewhere (EXCHANGE_SIGNING_KEY …) writes nothing either: a key directory
+    beside it is a copy, perhaps an old one."""
+    entries = keys.manifest() if keys.signing_from is None else []
+    return _publish(keys, engine, entries)
+
+
+def _publish(keys: KeyStore, engine: Engine, entries: list[dict]) -> bool:
     if not entries:
         return False
     jwks = keys.jwks()
@@ -164,8 +170,10 @@ def check_signer(keys: KeyStore, engine: Engine, jwks_path: Path) -> OKPKey:
     key = keys.signer()
     where = keys.signing_from or f"the key directory {keys.directory}"
     row = _key_row(engine, key.kid)
-    if row is None and keys.signing_from is None:
-        write_key_material(keys, engine, jwks_path)
+    entries = keys.manifest()
+    if row is None and any(e["kid"] == key.kid for e in entries):    # the key directory's own key
+        _publish(keys, engine, entries)
+        copy_key_material(engine, jwks_path)
         row = _key_row(engine, key.kid)
     if row is None:
         active = _active_kid(engine)
