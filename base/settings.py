@@ -21,6 +21,7 @@ SECRET_NAME = "exchange_key_passphrase"
 # Airflow executors that run every task on this machine; any other (CeleryExecutor,
 # KubernetesExecutor, EdgeExecutor, a cloud or custom executor) may run them elsewhere
 LOCAL_EXECUTORS = frozenset({"LocalExecutor", "SequentialExecutor", "DebugExecutor"})
+SIGNING_KEY_SECRET = "exchange_signing_key"      # the Airflow Variable holding the encrypted PEM
 
 
 def _airflow_secret(name: str) -> str | None:
@@ -65,6 +66,7 @@ class Settings:
     # the catalogue's schema
     auto_migrate: bool | None = None                   # EXCHANGE_AUTO_MIGRATE=1|0; default: see migrates_itself
     airflow_executor: str = ""                         # Airflow's [core] executor, as read by airflow_executor()
+    signing_key_file: Path | None = None               # EXCHANGE_SIGNING_KEY_FILE: the active key's PEM
 
     def __post_init__(self) -> None:
         roots = self.silo_roots or (self.home / "drops", self.home / "silos")
@@ -118,6 +120,25 @@ class Settings:
                 "it encrypts the signing key at rest")
         return value.encode()
 
+    def signing_key(self) -> tuple[bytes, str] | None:
+        """The active signing key given to this machine, as (encrypted PKCS#8 PEM, where it came
+        from): EXCHANGE_SIGNING_KEY (the PEM itself), else the file EXCHANGE_SIGNING_KEY_FILE,
+        else (inside Airflow tasks) the Airflow Variable `exchange_signing_key` from the secrets
+        backends. None: the key directory's active key signs (the embedded default)."""
+        pem = os.environ.get("EXCHANGE_SIGNING_KEY")
+        if pem and pem.strip():
+            return pem.strip().encode() + b"\n", "EXCHANGE_SIGNING_KEY"
+        if self.signing_key_file is not None:
+            try:
+                return self.signing_key_file.read_bytes(), f"EXCHANGE_SIGNING_KEY_FILE ({self.signing_key_file})"
+            except OSError as exc:
+                raise ConfigError(f"cannot read EXCHANGE_SIGNING_KEY_FILE {self.signing_key_file}: "
+                                  f"{exc.strerror or exc}") from None
+        value = _airflow_secret(SIGNING_KEY_SECRET)
+        if value and value.strip():
+            return value.strip().encode() + b"\n", f"the Airflow Variable {SIGNING_KEY_SECRET}"
+        return None
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
@@ -147,9 +168,11 @@ def get_settings() -> Settings:
             f"the catalogue is a SQLite file ({url}) but Airflow's executor ({executor}) runs tasks on "
             "other machines, which cannot share it: set EXCHANGE_CATALOG_URL to a PostgreSQL database "
             "(postgresql+psycopg://USER@HOST/DB) that every machine reaches, then run `exchange db upgrade` once")
+    key_file = env("EXCHANGE_SIGNING_KEY_FILE")
     return Settings(home=home, catalog_url=url, sources_dir=sources, silo_roots=roots, **alerting,
                     **_api_settings(env), auto_migrate=_switch(env("EXCHANGE_AUTO_MIGRATE"), "EXCHANGE_AUTO_MIGRATE"),
-                    airflow_executor=executor)
+                    airflow_executor=executor,
+                    signing_key_file=Path(key_file).expanduser() if key_file else None)
 
 
 def _switch(value: str | None, name: str) -> bool | None:

@@ -21,6 +21,7 @@ from catalog.ledger.service import FINAL
 from catalog.listing import SourceListing
 from catalog.publish import index_load, store
 from catalog.publish import status as statuses
+from catalog.publish.key_status import key_material
 from catalog.signing.keys import KeyStore, tree_head_payload
 from trust.heads import head_hash
 from trust.verify import label_unsigned, make_bundle
@@ -261,6 +262,11 @@ class Catalog:
             signed_tree_head=ver.signed_tree_head,
             status=st["status"])
         return label_unsigned({**bundle, "status_since": st["since"], "status_reason": st["reason"]})
+
+    def key_material(self) -> tuple[str, str] | None:
+        """(jwks.json's text, key-status.jws's compact JWS) as the catalogue publishes them;
+        None before the first key is published (catalog/publish/key_status.py)."""
+        return key_material(self.engine)
 
     def record_status(self, record_id: str, version: int | None = None,
                       leaf_hash: str | None = None, today: date | None = None) -> dict:

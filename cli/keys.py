@@ -19,7 +19,8 @@ def cmd_create(args) -> int:
     kid = _keys().create_signing_key()
     print(json.dumps({"active": kid}) if args.json else
           f"key {kid} now signs; back up the key directory with its passphrase, and give every "
-          "machine that publishes the same key directory")
+          f"other machine that publishes this key: its {kid}.pem as EXCHANGE_SIGNING_KEY, "
+          "EXCHANGE_SIGNING_KEY_FILE or the Airflow Variable exchange_signing_key")
     return 0
 
 
@@ -43,7 +44,9 @@ def cmd_list(args) -> int:
 def cmd_rotate(args) -> int:
     new, old = _keys().rotate()
     print(json.dumps({"active": new, "retired": old}) if args.json
-          else f"key {new} now signs; {old} is retired and stays in the JWKS for verification")
+          else f"key {new} now signs; {old} is retired and stays in the JWKS for verification. "
+          f"Give every other machine that publishes the new key ({new}.pem): they refuse to sign "
+          "with a retired one")
     return 0
 
 

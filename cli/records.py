@@ -10,7 +10,7 @@ from base.settings import get_settings
 from cli import catalog, ledger, table
 from trust.cli import load, report
 from trust.errors import InputError
-from trust.verify import verify_bundle
+from trust.verify import read_key_status, verify_bundle
 
 
 def cmd_datasets(args) -> int:
@@ -59,10 +59,23 @@ def cmd_export(args) -> int:
 
 
 def cmd_verify(args) -> int:
+    jwks_path = args.jwks or get_settings().jwks_path
+    material = None
+    if not args.jwks and (args.online or not Path(jwks_path).exists()):
+        material = catalog().key_material()     # the catalogue's, as every API host serves it
     try:
-        bundle, jwks, key_status = load(args.file, args.jwks or get_settings().jwks_path, args.key_status)
+        if material is None:
+            bundle, jwks, key_status = load(args.file, jwks_path, args.key_status)
+        else:
+            bundle = json.loads(Path(args.file).read_text(encoding="utf-8"))
+            jwks = json.loads(material[0])
+            key_status = read_key_status(args.key_status) if args.key_status else material[1]
     except InputError as exc:
         raise ConfigError(str(exc)) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {exc.filename}: {exc.strerror}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"not JSON: {exc}") from None
     status_of = None
     if args.online:
         cat = catalog()
@@ -104,7 +117,8 @@ def register(add) -> None:
     consumer(sp)
     sp = add("verify", cmd_verify, "check a bundle offline against the public key set")
     sp.add_argument("file")
-    sp.add_argument("--jwks", help="public key set (default: the exchange's jwks.json)")
+    sp.add_argument("--jwks", help="public key set (default: the exchange's jwks.json; with --online "
+                                   "or without that file, the catalogue's)")
     sp.add_argument("--key-status", help="signed key status document (default: key-status.jws "
                                          "beside the JWKS, if present)")
     sp.add_argument("--online", action="store_true", help="also ask the catalogue whether the "

@@ -27,7 +27,10 @@ def held_checkpoints(paths: list[str]) -> list[str]:
 
 
 def published_jwks(path: str | None) -> dict:
-    """The JWKS given, else the exchange's published jwks.json (no keys if none is published)."""
+    """The JWKS given, else the one the catalogue publishes, else the key directory's
+    jwks.json (no keys if none is published)."""
+    if not path and (material := open_catalog().key_material()) is not None:
+        return json.loads(material[0])
     jwks_path = path or get_settings().jwks_path
     return json.loads(read_file(jwks_path, "JWKS")) if path or Path(jwks_path).exists() else {"keys": []}
 

@@ -15,12 +15,17 @@ CHECK_NAMES = [n for _, n in CHECKS]
 
 
 def published_versions(dataset: str) -> tuple[list, dict, str | None]:
-    """(the dataset's catalogue entries, the published JWKS, the key status document)."""
+    """(the dataset's catalogue entries, the published JWKS, the key status document): the
+    catalogue's key material, else (none published there yet) the key directory's files."""
     s = get_settings()
-    jwks = json.loads(s.jwks_path.read_text(encoding="utf-8")) if s.jwks_path.exists() else {"keys": []}
-    entries = catalogue_entries(open_catalog().engine, dataset)
+    cat = open_catalog()
+    entries = catalogue_entries(cat.engine, dataset)
     if not entries:
         raise NotFound(f"dataset {dataset!r} has no published versions; see `exchange datasets`")
+    material = cat.key_material()             # the catalogue's, as every API host serves it
+    if material is not None:
+        return entries, json.loads(material[0]), material[1]
+    jwks = json.loads(s.jwks_path.read_text(encoding="utf-8")) if s.jwks_path.exists() else {"keys": []}
     return entries, jwks, read_key_status(s.jwks_path.with_name(KEY_STATUS_FILE))
 
 

@@ -1,11 +1,15 @@
 """The exchange's signing keys (`exchange keys ...`, the demo, the test fixtures): each change
-rewrites the published jwks.json and key-status.jws."""
+publishes the public keys and the key status into the catalogue (where every API host serves
+them from) and rewrites the copies jwks.json and key-status.jws. These commands run where the
+key directory is kept; other machines are given the active key (README, "Settings")."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 
+from base.errors import ConfigError
 from base.settings import get_settings
-from catalog.publish.key_status import summary, write_key_material
+from catalog.publish.key_status import key_material, public_keys, summary, write_key_material
 from catalog.signing.keys import KeyStore
 from exchange.catalogue import open_catalog
 
@@ -22,8 +26,18 @@ def publish(keys: KeyStore) -> None:
 
 def create_signing_key(exist_ok: bool = False) -> str | None:
     """The first signing key in EXCHANGE_HOME's key directory, and the JWKS that publishes it
-    (`exchange keys create`; the demo makes its key through this too)."""
+    (`exchange keys create`; the demo makes its key through this too). Refused when the
+    catalogue already publishes another machine's key: one exchange, one key directory."""
     keys = keystore()
+    if not keys.manifest():
+        active = [k["kid"] for k in public_keys(open_catalog().engine) if k["status"] == "active"]
+        if active:
+            if exist_ok:
+                return None
+            raise ConfigError(f"the catalogue already has a signing key ({active[0]}), made where the "
+                              "exchange's key directory is kept: give this machine that key "
+                              "(EXCHANGE_SIGNING_KEY, EXCHANGE_SIGNING_KEY_FILE or the Airflow Variable "
+                              "exchange_signing_key) instead of making another")
     kid = keys.create(exist_ok=exist_ok)
     if kid is not None:
         publish(keys)
@@ -56,3 +70,10 @@ def compromise(kid: str, at: dt.datetime | None) -> tuple[dict, str | None]:
     publish(keys)
     entry = next(e for e in keys.manifest() if e["kid"] == kid)
     return entry, keys.signer().kid
+
+
+def published_key_material() -> tuple[dict, str | None] | None:
+    """(the JWKS, the key status document) the catalogue publishes; None before any key is
+    published there."""
+    material = key_material(open_catalog().engine)
+    return (json.loads(material[0]), material[1]) if material else None

@@ -24,9 +24,9 @@ from base.settings import get_settings
 from catalog.ledger.service import Ledger
 from catalog.publish import changes, store
 from catalog.publish.changes import held_records
-from catalog.publish.key_status import write_key_material
+from catalog.publish.key_status import check_signer, write_key_material
 from catalog.service import BaseMoved, Catalog
-from catalog.signing.keys import KeyStore
+from catalog.signing.keys import keystore_for
 from connectors import state
 from exchange.listing import source_listing
 from quality.gates import SizeGate, drift, refuse_blank_licence_numbers, refuse_retyped
@@ -153,8 +153,9 @@ def publish(source_id: str, key: str) -> dict:
     if run.state in ("published", "unchanged"):
         state.commit(source_id, key, workdir, ledger, settings.home)   # if a crash stopped it
         return {"dataset": reg.dataset, "version": run.version, "state": run.state}
-    keys = KeyStore(settings.keys_dir, settings.key_passphrase())
-    keys.signer()          # no key, or a wrong passphrase: fail now (exit 2), before any work
+    keys = keystore_for(settings)
+    # no key, a wrong passphrase, or a key the catalogue does not publish: fail now (exit 2)
+    check_signer(keys, catalog.engine, settings.jwks_path)
     _size_gate(catalog, ledger, reg, run)
     refuse_blank_licence_numbers(staging.transient(workdir, "accepted"), reg.id, reg.certificate_type)
     staged_dir = workdir / "version"

@@ -300,3 +300,28 @@ class Alert(Base):
     state: Mapped[str | None] = mapped_column(String(32))  # the run's or the dataset's state
     message: Mapped[str] = mapped_column(Text)
     delivered: Mapped[list | None] = mapped_column(JSON)   # per channel: ok, attempts, error
+
+
+class SigningKey(Base):
+    """A signing key's public part as published (catalog/publish/key_status.py; migration 0014),
+    so that every machine checks its signer against it and every API host serves the same JWKS.
+    Times are RFC 3339 UTC strings to the second, as in the key manifest and the key status."""
+    __tablename__ = "signing_keys"
+    kid: Mapped[str] = mapped_column(String(128), primary_key=True)   # RFC 7638 thumbprint
+    jwk: Mapped[dict] = mapped_column(JSON)                           # the public JWK only
+    status: Mapped[str] = mapped_column(String(16))                   # active | retired | compromised
+    position: Mapped[int] = mapped_column(Integer)                    # order of creation (manifest order)
+    created_at: Mapped[str] = mapped_column(String(32))
+    retired_at: Mapped[str | None] = mapped_column(String(32))
+    compromised_at: Mapped[str | None] = mapped_column(String(32))
+    published_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class KeyMaterial(Base):
+    """The published key material, one row (id 1): the JWKS (exactly jwks.json's bytes) and the
+    signed key status document (key-status.jws), served by every API host (migration 0014)."""
+    __tablename__ = "key_material"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    jwks: Mapped[str] = mapped_column(Text)
+    key_status: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

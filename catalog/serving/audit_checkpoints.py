@@ -52,11 +52,12 @@ def _aware(t: datetime) -> datetime:
     return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
-def make(engine: Engine, keys, now: datetime) -> dict:
+def make(engine: Engine, keys, now: datetime, jwks: dict | None = None) -> dict:
     """Check the chain from the newest stored checkpoint (whose signature is checked first) to
     the head, then sign and store a checkpoint of that head. Nothing is signed over a chain
-    that does not verify (VerificationError)."""
-    jwks = keys.jwks()
+    that does not verify (VerificationError). `jwks`: the published one (default: the key
+    directory's)."""
+    jwks = jwks if jwks is not None else keys.jwks()
     start = None
     last = newest(engine, kids=[k["kid"] for k in jwks["keys"]])   # not one of a compromised key
     if last is not None:

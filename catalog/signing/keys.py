@@ -6,6 +6,10 @@ Layout of the key directory (0700):
   keys.json   manifest: [{kid, created_at, status, compromised_at}], exactly one "active"
 Keys are made only on purpose: `exchange keys create` (the first), `rotate`, `compromise`.
 Signing never makes one (two machines would each sign with their own).
+A machine without the key directory signs with the active key handed to it as one encrypted
+PEM (`signing_pem`: EXCHANGE_SIGNING_KEY, EXCHANGE_SIGNING_KEY_FILE or the Airflow Variable
+exchange_signing_key, see base/settings.py); what it signs with must be among the catalogue's
+public keys (catalog/publish/key_status.py check_signer).
 Statuses: active (signs), retired (still in the JWKS), compromised (left out of the JWKS, so
 stock verifiers fail closed; listed in the signed key status document instead, with the heads
 it signed before its compromise time: see docs/verification.md, "Key status").
@@ -48,8 +52,21 @@ def public_jwk(key: OKPKey) -> dict:
     return {**key.as_dict(private=False), "kid": key.thumbprint(), "alg": ALG, "use": "sig"}
 
 
+def keystore_for(settings) -> KeyStore:
+    """The home's key store (base.settings.Settings), signing with the key given to this machine
+    (EXCHANGE_SIGNING_KEY, EXCHANGE_SIGNING_KEY_FILE, the Airflow Variable exchange_signing_key)
+    if any, else with the key directory's active key."""
+    given = settings.signing_key()
+    pem, where = given if given else (None, None)
+    return KeyStore(settings.keys_dir, settings.key_passphrase(), signing_pem=pem, signing_from=where)
+
+
 class KeyStore:
-    def __init__(self, directory: Path, passphrase: bytes):
+    def __init__(self, directory: Path, passphrase: bytes, signing_pem: bytes | None = None,
+                 signing_from: str | None = None):
+        """`signing_pem`: the active private key given from elsewhere than the directory (an
+        encrypted PKCS#8 PEM, as a `{kid}.pem`); it then signs, and `signing_from` says where
+        it came from (in messages). The manifest and the other keys stay the directory's."""
         if isinstance(passphrase, str):
             passphrase = passphrase.encode()
         if not passphrase:
@@ -57,6 +74,9 @@ class KeyStore:
         self.directory = Path(directory)
         self._passphrase = passphrase
         self._cache: dict[str, OKPKey] = {}
+        self._pem = signing_pem.encode() if isinstance(signing_pem, str) else signing_pem
+        self.signing_from = (signing_from or "the signing key given") if signing_pem else None
+        self._given: OKPKey | None = None
 
     def __repr__(self) -> str:
         return f"KeyStore({str(self.directory)!r})"
@@ -120,8 +140,9 @@ class KeyStore:
         entries = self.manifest()
         if not entries:
             raise ConfigError(f"no signing key in {self.directory}: run `exchange keys create` once, "
-                              "where the keys are kept (every machine that signs must share that key "
-                              "directory, or versions are signed by different keys)")
+                              "where the keys are kept, and give every other machine that signs that key "
+                              "(EXCHANGE_SIGNING_KEY, EXCHANGE_SIGNING_KEY_FILE or the Airflow Variable "
+                              "exchange_signing_key)")
         return next(e["kid"] for e in entries if e["status"] == "active")
 
     def create(self, exist_ok: bool = False) -> str | None:
@@ -139,10 +160,37 @@ class KeyStore:
             return entries[0]["kid"]
 
     def signer(self) -> OKPKey:
-        """The active private key (its `kid` is set). Never makes one: ConfigError if none."""
+        """The private key that signs (its `kid` is set): the one given (signing_pem), else the
+        directory's active key. Never makes one: ConfigError if none."""
+        if self._pem is not None:
+            return self._given_key()
+        return self._directory_signer()
+
+    def _directory_signer(self) -> OKPKey:
         kid = self._active()
         key = self._load(kid)
         return OKPKey.import_key(key.raw_value, {"kid": kid})
+
+    def _given_key(self) -> OKPKey:
+        if self._given is None:
+            assert self._pem is not None
+            if b"ENCRYPTED PRIVATE KEY" not in self._pem:
+                raise ConfigError(f"{self.signing_from} is not an encrypted PKCS#8 PEM: give the "
+                                  "exchange's {kid}.pem file from the key directory, as it is")
+            try:
+                raw = serialization.load_pem_private_key(self._pem, self._passphrase)
+            except (ValueError, TypeError):
+                raise ConfigError(f"{self.signing_from} could not be decrypted: check "
+                                  "EXCHANGE_KEY_PASSPHRASE and that the whole PEM was given") from None
+            if not isinstance(raw, Ed25519PrivateKey):
+                raise ConfigError(f"{self.signing_from} is not an Ed25519 key")
+            key = OKPKey.import_key(raw)
+            self._given = OKPKey.import_key(key.raw_value, {"kid": key.thumbprint()})
+        return self._given
+
+    def has_directory_keys(self) -> bool:
+        """Whether the key directory holds keys (a manifest): the machine that keeps the keys."""
+        return bool(self.manifest())
 
     def reencrypt(self) -> list[str]:
         """Rewrite every key file not protected at key_files.ROUNDS (written by an older
@@ -218,10 +266,14 @@ class KeyStore:
                             heads_before_compromise=sorted(heads_before.get(e["kid"], [])))
             entries.append(item)
         payload = {"issued_at": rfc3339(now or clock.now()), "keys": entries}
-        key = self.signer()
+        key = self._directory_signer()
         header = {"alg": ALG, "kid": key.kid, "typ": KEY_STATUS_TYP}
         with eddsa_allowed():
             return jws.serialize_compact(header, rfc8785.dumps(payload), key, algorithms=[ALG])
+
+    def public_jwk(self, kid: str) -> dict:
+        """The public JWK of one of the directory's keys."""
+        return public_jwk(self._load(kid))
 
     def jwks(self) -> dict:
         """Public keys of the active and retired keys (standard JWKs only)."""

@@ -165,6 +165,22 @@ def test_reopen_with_passphrase_and_refuse_a_wrong_one(store):
         KeyStore(store.directory, b"")
 
 
+def test_a_key_given_from_elsewhere_signs_without_a_key_directory(store, tmp_path):
+    kid = store.signer().kid
+    pem = (store.directory / f"{kid}.pem").read_bytes()
+    given = KeyStore(tmp_path / "no-keys-here", PASS, signing_pem=pem, signing_from="EXCHANGE_SIGNING_KEY")
+    assert given.signer().kid == kid and given.manifest() == [] and not given.has_directory_keys()
+    signed = given.sign_tree_head(tree_head_payload("d", 1, 5, b"\x11" * 32, ISSUED, None))
+    assert json.loads(base64.urlsafe_b64decode(signed.split(".")[0] + "=="))["kid"] == kid
+    with pytest.raises(ConfigError, match="^EXCHANGE_SIGNING_KEY could not be decrypted: check EXCHANGE_KEY"):
+        KeyStore(tmp_path / "k", b"wrong passphrase", signing_pem=pem, signing_from="EXCHANGE_SIGNING_KEY").signer()
+    plain = store.signer().private_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                     serialization.NoEncryption())
+    with pytest.raises(ConfigError, match="is not an encrypted PKCS#8 PEM"):   # never a key in the clear
+        KeyStore(tmp_path / "k", PASS, signing_pem=plain, signing_from="EXCHANGE_SIGNING_KEY").signer()
+    assert not (tmp_path / "no-keys-here").exists()                              # nothing minted
+
+
 def test_jws_verifies_with_jwcrypto_against_the_written_jwks(store, tmp_path):
     payload = tree_head_payload("d", 1, 5, b"\x11" * 32, ISSUED, "a.b.c")
     signed = store.sign_tree_head(payload)
