@@ -82,6 +82,12 @@ def engine_for(url: str, pre_ping: bool = True) -> Engine:
         return engine
     with engine.connect() as conn:
         current = _revision(conn)
+    if current is not None and not _known(current):
+        engine.dispose()
+        raise ConfigError(
+            f"the catalogue ({_shown(url)}) is at schema revision {current}, which this code does not "
+            f"know (its newest is {head()}): the catalogue was upgraded by newer code; run that version "
+            "of the exchange here too")
     if current != head():
         engine.dispose()
         raise ConfigError(
@@ -95,6 +101,14 @@ def engine_for(url: str, pre_ping: bool = True) -> Engine:
 def head() -> str:
     """The newest migration this code knows."""
     return str(ScriptDirectory.from_config(_alembic_config("sqlite://")).get_current_head())
+
+
+def _known(revision: str) -> bool:
+    """Whether this code's migrations include `revision` (one newer code made is unknown)."""
+    try:
+        return ScriptDirectory.from_config(_alembic_config("sqlite://")).get_revision(revision) is not None
+    except Exception:          # alembic raises for a revision it cannot resolve
+        return False
 
 
 def _revision(conn: Connection) -> str | None:

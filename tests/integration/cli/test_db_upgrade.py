@@ -93,6 +93,20 @@ def test_behind_head_refused_under_a_remote_executor(fresh, tmp_path):
     assert json.loads(_exchange(env, "db", "current", "--json").stdout)["at_head"] is True
 
 
+def test_catalogue_upgraded_by_newer_code_is_refused_without_advice_to_upgrade(fresh, tmp_path):
+    import sqlalchemy as sa
+
+    command.upgrade(_alembic_config(fresh), "head")
+    engine = sa.create_engine(fresh)
+    with engine.begin() as conn:            # what a newer exchange's next migration would leave
+        conn.execute(sa.text("update alembic_version set version_num = '9999_from_newer_code'"))
+    engine.dispose()
+    refused = _exchange(_env(tmp_path / "home", fresh), "datasets", "--json")
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "9999_from_newer_code" in refused.stderr and "newer code" in refused.stderr, refused.stderr
+    assert "exchange db upgrade" not in refused.stderr, refused.stderr
+
+
 def test_empty_catalogue_refused_under_a_remote_executor_migrated_under_a_local_one(fresh, tmp_path):
     refused = _exchange(_env(tmp_path / "home", fresh), "datasets", "--json")
     assert refused.returncode == 2 and "exchange db upgrade" in refused.stderr, refused.stderr
