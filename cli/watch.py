@@ -31,6 +31,8 @@ def _paint(value) -> str:
 
 
 def cmd_status(args) -> int:
+    if getattr(args, "check", False):
+        return _check(args)
     from exchange.source_status import source_status  # lazy: CLI start (the catalogue)
 
     rows = source_status(_at(args.at), args.source)
@@ -56,6 +58,22 @@ def cmd_status(args) -> int:
     return 0
 
 
+def _check(args) -> int:
+    """`status --check`: exit 0 ok, 1 warning, 2 critical, with one line (or --json) for a
+    monitor; 3 unknown (the Nagios convention) when the check itself cannot run."""
+    from exchange.source_status import check  # lazy: CLI start (the catalogue)
+
+    try:
+        verdict = check(_at(args.at), args.source)
+    except Exception as exc:
+        text = f"EXCHANGE UNKNOWN 未知 (unknown) — 检查无法完成 (check failed): {type(exc).__name__}: {exc}"
+        print(json.dumps({"status": "unknown", "exit_code": 3, "summary": text}, ensure_ascii=False)
+              if args.json else text)
+        return 3
+    print(json.dumps(verdict, ensure_ascii=False) if args.json else verdict["summary"])
+    return verdict["exit_code"]
+
+
 def cmd_scorecard(args) -> int:
     from exchange.source_status import scorecards  # lazy: CLI start (the catalogue)
 
@@ -73,13 +91,17 @@ def cmd_scorecard(args) -> int:
                      "rows passing": _share(c["quality_pass_share"]),
                      "backlog": f"{c['backlog']:,}" + (f" (oldest {c['backlog_oldest_days']} d)"
                                                        if c["backlog_oldest_days"] is not None else ""),
+                     "failed runs 失败运行": f"{c['runs_failed']}/{c['runs']}",
                      "consumed by others": f"{c['records_consumed']:,}",
                      "materials saved": f"{c['materials_saved']:,}"})
-    table(f"{title}: {span}", rows, ["department", "on time", "rows passing", "backlog",
-                                      "consumed by others", "materials saved"])
+    table(f"{title}: {span}", rows, ["department", "on time", "failed runs 失败运行", "rows passing",
+                                      "backlog", "consumed by others", "materials saved"])
     late = [c["department_name"] for c in cards if c["on_time_share"] is not None and c["on_time_share"] < 1]
     if late:
         Console().print(f"Not refreshed on time throughout the period: {', '.join(late)}")
+    failing = [c["department_name"] for c in cards if c["datasets_failing"]]
+    if failing:
+        Console().print(f"最近一次运行失败 (latest run failed): {', '.join(failing)}")
     return 0
 
 
@@ -109,6 +131,9 @@ def register(add) -> None:
     sp = add("status", cmd_status, "every source: last run, result, counts, freshness, quarantine backlog")
     sp.add_argument("--source", help="only this source")
     sp.add_argument("--at", help="as of this ISO time (default now)")
+    sp.add_argument("--check", action="store_true",
+                    help="for monitors: exit 0 ok, 1 warning (late, held), 2 critical (failed, "
+                         "stale), 3 unknown, with a one-line summary (--json: an object)")
     sp = add("scorecard", cmd_scorecard, "per-department sharing scorecards (daily scan, weekly "
                                          "dispatch, monthly bulletin)")
     sp.add_argument("--period", default="month", choices=["day", "week", "month"])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 from datetime import date
 from functools import wraps
@@ -28,6 +29,7 @@ from catalog.publish.key_status import check_signer, write_key_material
 from catalog.service import BaseMoved, Catalog
 from catalog.signing.keys import keystore_for
 from connectors import state
+from exchange import alerts
 from exchange.listing import source_listing
 from quality.gates import SizeGate, drift, refuse_blank_licence_numbers, refuse_retyped
 from quality.validate import validate as run_validation
@@ -172,6 +174,7 @@ def publish(source_id: str, key: str) -> dict:
         except BaseMoved:        # another source of the dataset published meanwhile: build on it
             if attempt == PUBLISH_ATTEMPTS:
                 raise
+    _recovered(ledger, reg, run, result)
     write_key_material(keys, catalog.engine, settings.jwks_path)
     state.commit(source_id, key, workdir, ledger, settings.home)   # watermark, mirror, files
     for name in ("extracted", "conformed", "accepted", "withdrawn"):
@@ -194,7 +197,44 @@ def _size_gate(catalog, ledger, reg, run) -> None:
     if gate.holds and not approved:
         reason = gate.reason(reg.id, run.run_key)
         ledger.hold_run(run.id, reason)
+        _alert_once(ledger, "held", reg, run, "运行被规模闸门暂停，等待数据管理员批准 (held by the size gate): "
+                    f"{reason}. 批准命令 (approve): {approve_command(reg.id, run.run_key)}", "held")
         raise GateHeld(reason, source=reg.id, rule="size gate")
+
+
+def approve_command(source_id: str, key: str) -> str:
+    """The exact command that lets a held run publish (cli/quality.py `approve`)."""
+    return f"exchange approve {shlex.quote(source_id)} {shlex.quote(key)} --by NAME --note TEXT"
+
+
+def _alert_once(ledger, kind: str, reg, run, message: str, state: str) -> None:
+    """Send an alert about this run unless one of this kind was already sent for it (a held
+    run run again, a published run re-entered): `send` never raises, nor does this."""
+    run_id = run.dag_run_id or run.run_key
+    try:
+        if ledger.alerted(kind, reg.id, run_id):
+            return
+    except Exception as exc:
+        alerts.log.error("alert %s for %s not checked: %s: %s", kind, reg.id, type(exc).__name__, exc)
+        return
+    alerts.send(alerts.Alert(kind, reg.dataset, source=reg.id,
+                             dag_id=f"source__{reg.id}" if run.dag_run_id else None, run_id=run_id,
+                             task="publish", state=state, message=message),
+                ledger=ledger)
+
+
+def _recovered(ledger, reg, run, result) -> None:
+    """A run that refreshed the dataset after the source's last ended run failed: say so once."""
+    try:
+        before = ledger.last_ended_run(reg.id, run.id)
+    except Exception as exc:
+        alerts.log.error("recovery of %s not checked: %s: %s", reg.id, type(exc).__name__, exc)
+        return
+    if before is not None and before.state == "failed":
+        _alert_once(ledger, "recovered", reg, run,
+                    f"运行恢复 (recovered): 运行 {run.run_key} 成功 ({result.state}, 版本 version "
+                    f"{result.version})；上一次运行 {before.run_key} 失败 (failed): {before.message or ''}",
+                    result.state)
 
 
 def run_all(source_id: str, key: str, today: date | None = None) -> dict:

@@ -166,18 +166,23 @@ def scorecards(catalog, period: str = "month", now: datetime | None = None) -> l
             passed[ds] = [acc or 0, ext or 0]
         backlog = _backlog(s, end)
         consumed, saved = _consumption(s, owner, start, end)
+        runs, failed, last_failed = _period_runs(s, start, end)
     cards = defaultdict(lambda: {"datasets": 0, "on_time": 0, "not_due": 0, "accepted": 0, "extracted": 0,
                                  "backlog": 0, "oldest": None, "records_consumed": 0,
-                                 "materials_saved": 0})
+                                 "materials_saved": 0, "runs": 0, "runs_failed": 0, "failing": 0})
     for ds, d in owner.items():
         c = cards[d.department]
         c["datasets"] += 1
         created = _aware(d.created_at)
-        if not refreshes[ds] and created + cycle(d.update_cycle) > end:
+        if ds in last_failed:      # its latest run in the period failed: not on time, however fresh
+            c["failing"] += 1
+        elif not refreshes[ds] and created + cycle(d.update_cycle) > end:
             c["not_due"] += 1      # registered less than a cycle ago, never refreshed: not yet due
         else:
             c["on_time"] += _fresh_throughout(refreshes[ds], d.update_cycle, max(start, created),
                                               end, new=created > start)
+        c["runs"] += runs.get(ds, 0)
+        c["runs_failed"] += failed.get(ds, 0)
         c["accepted"] += passed[ds][0]
         c["extracted"] += passed[ds][1]
         n, oldest = backlog.get(ds, (0, None))
@@ -195,8 +200,23 @@ def scorecards(catalog, period: str = "month", now: datetime | None = None) -> l
              "quality_pass_share": round(c["accepted"] / c["extracted"], 4) if c["extracted"] else None,
              "backlog": c["backlog"],
              "backlog_oldest_days": round((end - c["oldest"]).total_seconds() / 86400, 1) if c["oldest"] else None,
-             "records_consumed": c["records_consumed"], "materials_saved": c["materials_saved"]}
+             "records_consumed": c["records_consumed"], "materials_saved": c["materials_saved"],
+             "runs": c["runs"], "runs_failed": c["runs_failed"], "datasets_failing": c["failing"]}
             for dept, c in sorted(cards.items())]
+
+
+def _period_runs(s, start: datetime, end: datetime) -> tuple[dict, dict, set]:
+    """Per dataset, the runs started in [start, end], how many of them failed, and the datasets
+    whose latest run that ended in the period (held and running runs aside) failed."""
+    runs, failed, latest = defaultdict(int), defaultdict(int), {}
+    q = (sa.select(Source.dataset_id, Run.id, Run.state).join(Run, Run.source_id == Source.id)
+         .where(Run.started_at >= start, Run.started_at <= end).order_by(Run.id))
+    for ds, _, state in s.execute(q):
+        runs[ds] += 1
+        failed[ds] += state == "failed"
+        if state == "failed" or state in REFRESHED:
+            latest[ds] = state
+    return runs, failed, {ds for ds, state in latest.items() if state == "failed"}
 
 
 def _consumption(s, owner: dict, start: datetime, end: datetime) -> tuple[dict, dict]:

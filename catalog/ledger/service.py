@@ -306,6 +306,21 @@ class Ledger:
             return [{c.name: getattr(a, c.name) for c in AlertRow.__table__.columns}
                     for a in s.scalars(q)]
 
+    def alerted(self, kind: str, source_id: str, run_id: str) -> bool:
+        """Whether an alert of `kind` was already recorded for this run of the source (its
+        Airflow run id, or the run key of a run outside Airflow): each event is said once."""
+        with self.session() as s:
+            return s.scalar(sa.select(AlertRow.id).where(AlertRow.kind == kind, AlertRow.source_id == source_id,
+                                                         AlertRow.dag_run_id == run_id).limit(1)) is not None
+
+    def last_ended_run(self, source_id: str, before_run: int) -> Run | None:
+        """The source's latest run before `before_run` that ended, failed or refreshed (held and
+        running runs aside)."""
+        with self.session() as s:
+            return s.scalar(sa.select(Run).where(Run.source_id == source_id, Run.id < before_run,
+                                                 Run.state.in_(("failed", *FINAL)))
+                            .order_by(Run.id.desc()).limit(1))
+
     def said_freshness(self) -> dict[str, str]:
         """Per dataset, the last freshness alert said (late, stale or recovered)."""
         with self.session() as s:
