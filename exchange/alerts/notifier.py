@@ -43,6 +43,20 @@ def settle_run(source: str, run_id: str | None, task: str | None, reason) -> str
         return None
 
 
+def held(source: str, run_id: str | None) -> bool:
+    """Whether the catalogue's run for this Airflow run waits for a steward (a quality gate held
+    it): its task fails in Airflow, but the run is held, not failed."""
+    if not run_id:
+        return False
+    from catalog.ledger.service import Ledger  # lazy: DAG parse (the notifier loads with each DAG)
+    from exchange.stages import run_key  # lazy: DAG parse
+
+    try:
+        return Ledger(get_settings().catalog_url).get_run(source, run_key(run_id)).state == "held"
+    except Exception:                 # not known, or the catalogue unreachable: alert as failed
+        return False
+
+
 class ExchangeNotifier(BaseNotifier):
     """Sends an exchange alert for one source's DAG; never raises into Airflow."""
 
@@ -61,6 +75,9 @@ class ExchangeNotifier(BaseNotifier):
             ti = context.get("ti")
             run_id = context.get("run_id")
             task = getattr(ti, "task_id", None)
+            if held(self.source, run_id):     # the stage sent its own "held" alert, with the command
+                log.info("run %s of %s is held by a gate, not failed: no failure alert", run_id, self.source)
+                return
             message = settle_run(self.source, run_id, task, context.get("reason")) or (
                 f"task {task} failed before the exchange recorded the run ({context.get('reason')}); "
                 "see the task's log in Airflow")

@@ -139,3 +139,33 @@ def test_check_with_no_sources_is_ok_and_a_broken_check_is_unknown(home, capsys,
     assert cli(["status", "--check", "--json", "--source", "nope"]) == 3
     assert json.loads(capsys.readouterr().out)["status"] == "unknown"
     assert get_settings().home == home
+
+
+def test_a_held_airflow_run_alerts_held_with_links_and_not_failed(silo, hook):
+    """Under Airflow the held publish task fails: its failure callback says nothing more, the
+    stage's "held" alert (with the Airflow link) is the one alert."""
+    from types import SimpleNamespace
+
+    from exchange.alerts.notifier import ExchangeNotifier
+
+    stages.run_all(SOURCE, "r1")
+    con = sqlite3.connect(silo)
+    con.execute(f"DELETE FROM {TABLE} WHERE rowid % 2 = 0")
+    con.commit()
+    con.close()
+    dag_run = "scheduled__2026-12-05T01:00:00+00:00"
+    key = stages.run_key(dag_run)
+    stages.extract(SOURCE, key, dag_run)
+    stages.conform(SOURCE, key)
+    stages.validate(SOURCE, key)
+    for _ in range(2):                               # the task retried: still one alert
+        with pytest.raises(GateHeld):
+            stages.publish(SOURCE, key)
+    ExchangeNotifier(source=SOURCE, dataset=DATASET).notify(
+        {"dag": SimpleNamespace(dag_id=f"source__{SOURCE}"), "ti": SimpleNamespace(task_id="publish"),
+         "run_id": dag_run, "reason": "GateHeld"})
+    assert [a["kind"] for a in hook.received] == ["held"]
+    [held] = hook.received
+    assert held["run_id"] == dag_run and held["dag_id"] == f"source__{SOURCE}"
+    assert held["links"]["airflow"].endswith(f"/dags/source__{SOURCE}/runs/scheduled__2026-12-05T01%3A00%3A00%2B00%3A00")
+    assert f"exchange approve {SOURCE} {key} --by NAME --note TEXT" in held["message"]
