@@ -167,5 +167,6 @@ def test_a_held_airflow_run_alerts_held_with_links_and_not_failed(silo, hook):
     assert [a["kind"] for a in hook.received] == ["held"]
     [held] = hook.received
     assert held["run_id"] == dag_run and held["dag_id"] == f"source__{SOURCE}"
-    assert held["links"]["airflow"].endswith(f"/dags/source__{SOURCE}/runs/scheduled__2026-12-05T01%3A00%3A00%2B00%3A00")
+    assert held["links"]["airflow"].endswith(
+        f"/dags/source__{SOURCE}/runs/scheduled__2026-12-05T01%3A00%3A00%2B00%3A00")
     assert f"exchange approve {SOURCE} {key} --by NAME --note TEXT" in held["message"]
