@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from api import auditing, dashboard, problems, rate_store, security
+from api import auditing, dashboard, openapi, problems, rate_store, security
 from api.limits import BodyLimit, RateLimiter
 from api.rate_store import RedisBuckets
 from api.routes import audit, catalogue, holders, keys, materials, records
@@ -17,7 +17,7 @@ from catalog.serving.consumer import Consumer
 def create_app(settings=None, *, rate: float | None = None, burst: int | None = None,
                cache_ttl: float | None = None) -> FastAPI:
     settings = settings or get_settings()
-    app = FastAPI(title="Exchange consumer API", version="1",
+    app = FastAPI(title="Exchange consumer API", version="1", docs_url=None,
                   description="Purpose-bound lookups of verifiable licence records; every request "
                               "is audited. Errors are RFC 9457 problem details.")
     cat = Catalog(settings.catalog_url, settings.store_dir, pre_ping=False)
@@ -27,6 +27,7 @@ def create_app(settings=None, *, rate: float | None = None, burst: int | None = 
     app.state.ledger = Ledger(settings.catalog_url, pre_ping=False)     # the dashboard's runs
     app.state.limiter = _limiter(settings, rate or settings.api_rate, burst or settings.api_burst)
     problems.install(app)
+    openapi.install_docs(app)     # /docs: Swagger UI from this exchange, never a CDN
     for module in (holders, records, materials, catalogue, keys, audit):
         app.include_router(module.router)
     dashboard.install(app)        # /dashboard: pages for people (hidden from the OpenAPI schema)

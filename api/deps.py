@@ -7,8 +7,9 @@ from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from base.errors import Unauthenticated
-from catalog.serving.access import Caller, check_purpose
+from catalog.serving.access import CASE_RE, Caller, check_purpose
 from catalog.serving.consumer import Consumer
+from schemas.items import CODE_RE
 
 bearer = HTTPBearer(auto_error=False, description="an exchange key: `exk_<key id>.<secret>`")
 
@@ -30,12 +31,27 @@ async def get_caller(request: Request,
     return caller
 
 
-async def get_purpose(purpose: Annotated[str, Query(
-        min_length=1, max_length=70,
-        description="why you ask: a service-item code (GET /v1/items) or a case number `case:NUMBER`")]) -> str:
+# The purpose's format, stated in the OpenAPI only: check_purpose enforces it (a 400 that names
+# the rule, audited), so the schema's pattern is no validation of FastAPI's own (that would be a 422)
+PURPOSE_PATTERN = f"^({CODE_RE.pattern.strip('^$')}|{CASE_RE.pattern.strip('^$')})$"
+PURPOSE_DOC = dict(
+    min_length=1, max_length=70,
+    description="why you ask: a service-item code listed by GET /v1/items (`XX-XXXX-0000`: two "
+                "capitals, 2-5 capitals, 4 digits) or a case number `case:NUMBER` (NUMBER: 4-64 of "
+                "A-Z a-z 0-9 . _ / -, starting with a letter or digit); anything else is a 400",
+    json_schema_extra={"pattern": PURPOSE_PATTERN, "examples": ["DJ-SCJG-0003", "case:2026-0042"]})
+
+
+async def get_purpose(purpose: Annotated[str, Query(**PURPOSE_DOC)]) -> str:
     return check_purpose(purpose)
+
+
+async def get_optional_purpose(purpose: Annotated[str | None, Query(**PURPOSE_DOC)] = None) -> str | None:
+    """A purpose that may be left out (public lists); when given, checked like any."""
+    return None if purpose is None else check_purpose(purpose)
 
 
 ConsumerDep = Annotated[Consumer, Depends(get_consumer)]
 CallerDep = Annotated[Caller, Depends(get_caller)]
 PurposeDep = Annotated[str, Depends(get_purpose)]
+OptionalPurposeDep = Annotated[str | None, Depends(get_optional_purpose)]

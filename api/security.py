@@ -5,9 +5,10 @@ Everywhere: X-Content-Type-Options nosniff, X-Frame-Options DENY. Unless a route
 (the dashboard's pages do, api/dashboard/render.py): Referrer-Policy no-referrer and
 Content-Security-Policy `default-src 'none'; frame-ancestors 'none'` (JSON needs nothing).
 Any answer to a request that carried credentials (an Authorization header or the dashboard's
-cookie): Cache-Control no-store. /docs and /redoc (FastAPI's Swagger UI and ReDoc pages) get a
-CSP that lets them load what they load, and nothing else: their scripts and styles from
-cdn.jsdelivr.net (and ReDoc's fonts from Google), their inline scripts by their SHA-256
+cookie): Cache-Control no-store. /docs and /redoc (Swagger UI and FastAPI's ReDoc page) get a
+CSP that lets them load what they load, and nothing else: /docs its scripts and styles from this
+origin (api/openapi.py serves them), /redoc from cdn.jsdelivr.net (and ReDoc's fonts from Google),
+their inline scripts by their SHA-256
 (computed from the page served; never 'unsafe-inline' or 'unsafe-eval' for scripts), inline
 styles, fetches to this origin only.
 """
@@ -22,9 +23,8 @@ DEFAULTS = ((b"referrer-policy", b"no-referrer"),
             (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'"))
 END = "frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 DOCS_POLICY = {       # {scripts}: the SHA-256 of each inline script of the page served
-    "/docs": "default-src 'none'; script-src https://cdn.jsdelivr.net{scripts}; "
-             "style-src https://cdn.jsdelivr.net 'unsafe-inline'; img-src 'self' data: "
-             f"https://fastapi.tiangolo.com https://cdn.jsdelivr.net; connect-src 'self'; {END}",
+    "/docs": "default-src 'none'; script-src 'self'{scripts}; style-src 'self' 'unsafe-inline'; "
+             f"img-src 'self' data:; connect-src 'self'; {END}",
     "/docs/oauth2-redirect": f"default-src 'none'; script-src{{scripts}}; {END}",
     "/redoc": "default-src 'none'; script-src https://cdn.jsdelivr.net{scripts}; "
               "style-src https://fonts.googleapis.com 'unsafe-inline'; font-src https://fonts.gstatic.com; "

@@ -6,9 +6,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
+from api.openapi import problems
 from catalog.serving.audit_checkpoints import published
 
-router = APIRouter(prefix="/v1/audit", tags=["audit"])
+router = APIRouter(prefix="/v1/audit", tags=["audit"], responses=problems(422))
 
 
 @router.get("/checkpoints", summary="signed checkpoints of the access audit chain, newest first "

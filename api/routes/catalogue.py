@@ -4,11 +4,12 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from api.deps import CallerDep, ConsumerDep, PurposeDep
+from api.deps import CallerDep, ConsumerDep, OptionalPurposeDep, PurposeDep
+from api.openapi import AUTHED, problems
 from catalog.serving.dcat import catalogue_jsonld
 from schemas.items import catalogue
 
-router = APIRouter(prefix="/v1", tags=["catalogue"])
+router = APIRouter(prefix="/v1", tags=["catalogue"], responses=problems(*AUTHED))
 
 
 @router.get("/datasets", summary="datasets with version, sharing attribute, steward and freshness")
@@ -23,6 +24,7 @@ async def dcat(request: Request, caller: CallerDep, purpose: PurposeDep, consume
     return JSONResponse(doc, media_type="application/ld+json")
 
 
-@router.get("/items", summary="service items and their materials")
-async def items(caller: CallerDep, purpose: PurposeDep) -> list[dict]:
+@router.get("/items", summary="service items and their materials: the codes a purpose names "
+            "(no purpose needed to ask)")
+async def items(caller: CallerDep, purpose: OptionalPurposeDep) -> list[dict]:
     return [{k: v for k, v in i.as_dict().items()} for i in catalogue().values()]

@@ -6,6 +6,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
+from api.openapi import problems
 from base.errors import NotFound
 
 router = APIRouter(tags=["keys"])
@@ -23,13 +24,18 @@ def _read(request: Request, name: str) -> bytes:
         raise NotFound(f"no {name} published yet; it appears with the first published version") from None
 
 
-@router.get("/.well-known/jwks.json", summary="the exchange's public keys (RFC 7517)")
+@router.get("/.well-known/jwks.json", summary="the exchange's public keys (RFC 7517)", response_class=Response,
+            responses={200: {"content": {"application/jwk-set+json": {"schema": {"type": "object"}}}},
+                       **problems(404)})
 @router.get("/v1/keys/jwks.json", include_in_schema=False)
 def jwks(request: Request):
     return Response(_read(request, "jwks.json"), media_type="application/jwk-set+json")
 
 
-@router.get("/v1/keys/key-status.jws", summary="signed key status document (compact JWS)")
+@router.get("/v1/keys/key-status.jws", summary="signed key status document (compact JWS)",
+            response_class=Response,
+            responses={200: {"content": {"application/jose": {"schema": {"type": "string"}}}},
+                       **problems(404)})
 def key_status(request: Request):
     return Response(_read(request, "key-status.jws"), media_type="application/jose")
 

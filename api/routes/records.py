@@ -6,8 +6,9 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 
 from api.deps import CallerDep, ConsumerDep, PurposeDep
+from api.openapi import AUTHED, problems
 
-router = APIRouter(prefix="/v1/records", tags=["records"])
+router = APIRouter(prefix="/v1/records", tags=["records"], responses=problems(*AUTHED, 403, 404))
 RecordId = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$", description="from a holder lookup")]
 
 

@@ -430,8 +430,8 @@ def test_a_revoked_key_ends_its_session(browser, site):
 def test_pages_and_api_docs_run_under_their_csp(browser, site):
     """Nothing a page of its own needs is refused by its Content-Security-Policy (Chromium logs
     every refusal): the dashboard's pages, and /docs and /redoc with their inline scripts
-    admitted by hash. (Their CDN scripts need a network; where there is none they fail to load,
-    which is no CSP refusal.)"""
+    admitted by hash. (/docs loads Swagger UI from the exchange itself; /redoc's CDN script needs
+    a network: where there is none it fails to load, which is no CSP refusal.)"""
     ctx = browser.new_context()
     pg = ctx.new_page()
     refused = []

@@ -1,5 +1,6 @@
 """schemathesis against the OpenAPI document, in-process on the ASGI app: no 5xx over at least
-1,000 generated requests (valid and invalid), half of them with a real key and purpose."""
+1,000 generated requests (valid and invalid), half of them with a real key and purpose, and no
+contract failure: every answer's status, media type, headers and body as the document declares."""
 from __future__ import annotations
 
 import pytest
@@ -8,7 +9,18 @@ from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 
 schemathesis = pytest.importorskip("schemathesis")
+from schemathesis.checks import (  # noqa: E402
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+from schemathesis.core.failures import FailureGroup  # noqa: E402
 from schemathesis.generation import GenerationMode  # noqa: E402
+
+# the responses as the OpenAPI declares them: status, media type, headers and body schema
+CONTRACT = [status_code_conformance, content_type_conformance, response_headers_conformance,
+            response_schema_conformance]
 
 PER_OPERATION = 70
 
@@ -21,7 +33,7 @@ def test_no_server_errors(api_settings):
     access.add_department("fuzzer", "Fuzzing department")
     key = access.issue_credential("fuzzer")["key"]
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
-    sent, failures = [0], []
+    sent, failures, contract = [0], [], []
 
     for result in schema.get_all_operations():
         op = result.ok()
@@ -38,6 +50,10 @@ def test_no_server_errors(api_settings):
                 sent[0] += 1
                 if response.status_code >= 500:
                     failures.append((op.label, response.status_code, response.text[:200]))
+                try:
+                    case.validate_response(response, checks=CONTRACT)
+                except FailureGroup as exc:     # collected, reported below
+                    contract.append((op.label, response.status_code, str(exc)[:300]))
                 if response.status_code >= 400:
                     ctype = response.headers.get("content-type", [""])
                     ctype = ctype[0] if isinstance(ctype, list) else ctype
@@ -47,6 +63,7 @@ def test_no_server_errors(api_settings):
             except Unsatisfiable:       # no invalid input exists (an operation without parameters)
                 pass
     assert not failures, failures[:5]
+    assert not contract, contract[:5]
     assert sent[0] >= 1000, sent[0]
     from catalog.serving.audit import verify_chain
     assert verify_chain(app.state.consumer.engine).ok
