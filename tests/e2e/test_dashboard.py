@@ -384,7 +384,7 @@ def test_scorecards(page, site):
     row = page.locator("#scorecards tr[data-department='market_regulation']")
     c = row.locator("td").all_inner_texts()
     assert "市场监督管理局" in c[0] and c[1] == "1"
-    assert c[2] == "100.0%" and c[3] == f"{share:.1%}"
+    assert c[2] == "0.0%" and c[3] == f"{share:.1%}"      # its latest run failed: not on time
     assert c[4] == f"{sum(e['state'] != 'resolved' for e in site['quarantine']):,}"
     assert int(c[6].replace(",", "")) >= 1                                 # tax-bureau's lookup
     edu = page.locator("#scorecards tr[data-department='education']").locator("td").all_inner_texts()
