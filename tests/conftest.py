@@ -196,3 +196,21 @@ def reachable(url: str) -> bool:
         return True
     except Exception:
         return False
+
+
+def wait_until_serving(server, port: int, seconds: float = 60) -> None:
+    """Until `exchange serve` (the process `server`) answers /health on 127.0.0.1:port."""
+    import http.client
+    import time
+
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            c.request("GET", "/health")
+            if c.getresponse().status == 200:
+                return
+        except OSError:
+            pass
+        assert server.poll() is None and time.monotonic() < deadline, "serve did not come up"
+        time.sleep(0.2)

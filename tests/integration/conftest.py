@@ -9,6 +9,8 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
+from tests.alertsinks import WebhookReceiver
+
 SERVERS = {
     "postgresql": os.environ.get("EXCHANGE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"),
     "mariadb": os.environ.get("EXCHANGE_TEST_MARIADB", "mysql+pymysql://root@127.0.0.1:3306/mysql"),
@@ -110,3 +112,11 @@ def published_pg(tmp_path_factory, silo_2k):
 def api_settings(request):
     """The published catalogue on each backend the API serves from."""
     return request.getfixturevalue("published" if request.param == "sqlite" else "published_pg")
+
+
+@pytest.fixture
+def hook():
+    """A real webhook receiver on 127.0.0.1 (tests/alertsinks.py)."""
+    r = WebhookReceiver()
+    yield r
+    r.close()

@@ -2,7 +2,6 @@
 curl, exchange-verify) against a real `exchange serve` on a published catalogue."""
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import re
@@ -10,13 +9,12 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
-from tests.conftest import ROOT, free_port
+from tests.conftest import ROOT, free_port, wait_until_serving
 
 DATASET = "business_licence.market_regulation"
 PURPOSE = "DJ-SCJG-0003"
@@ -26,20 +24,6 @@ def _blocks() -> list[str]:
     page = (ROOT / "docs" / "consumer-api.md").read_text(encoding="utf-8")
     section = page.split("## Try it", 1)[1].split("\n## ", 1)[0]
     return re.findall(r"```sh\n(.*?)```", section, re.S)
-
-
-def _up(port: int, server: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-            c.request("GET", "/health")
-            if c.getresponse().status == 200:
-                return
-        except OSError:
-            pass
-        assert server.poll() is None and time.monotonic() < deadline, "serve did not come up"
-        time.sleep(0.2)
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="the examples use curl")
@@ -71,7 +55,7 @@ def test_the_try_it_examples_run_as_written(published, tmp_path):
         return r.stdout
 
     try:
-        _up(port, server)
+        wait_until_serving(server, port)
         items = json.loads(run(blocks[1]))
         assert PURPOSE in {i["code"] for i in items}
         assert DATASET in {d["dataset"] for d in json.loads(run(blocks[2]))}

@@ -17,7 +17,7 @@ import pytest
 import redis
 
 from api import rate_store
-from tests.conftest import ROOT
+from tests.conftest import ROOT, wait_until_serving
 
 URL = "redis://127.0.0.1:6379/0"
 PURPOSE = "DJ-SCJG-0003"
@@ -39,20 +39,6 @@ def _get(port: int, key: str):
         return port, r.status, r.getheader("retry-after")
     finally:
         c.close()
-
-
-def _up(server: subprocess.Popen, port: int) -> None:
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            c.request("GET", "/health")
-            if c.getresponse().status == 200:
-                return
-        except OSError:
-            pass
-        assert server.poll() is None and time.monotonic() < deadline, "serve did not come up"
-        time.sleep(0.2)
 
 
 @pytest.fixture
@@ -93,7 +79,7 @@ def test_two_hosts_share_one_burst_that_refills(tmp_path, department):
     ports = [port for _, port in hosts]
     try:
         for server, port in hosts:
-            _up(server, port)
+            wait_until_serving(server, port)
         started = time.monotonic()
         with ThreadPoolExecutor(8) as pool:       # both hosts at once, alternately
             got = list(pool.map(lambda i: _get(ports[i % 2], key), range(40)))
@@ -129,7 +115,7 @@ def test_a_host_whose_redis_is_unreachable_still_answers_and_limits(tmp_path, de
         server, port = _serve(tmp_path, "host-c", catalog_url, f"redis://127.0.0.1:{_port()}/0",
                               "test:dead:", stderr=err)
         try:
-            _up(server, port)
+            wait_until_serving(server, port)
             got = [_get(port, key) for _ in range(BURST + 5)]
         finally:
             server.terminate()

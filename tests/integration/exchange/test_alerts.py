@@ -16,17 +16,10 @@ from base.settings import get_settings, reset_settings
 from exchange.alerts import Alert, send
 from exchange.alerts.channels import parse
 from exchange.alerts.watch import check, decide
-from tests.alertsinks import SMTPReceiver, WebhookReceiver
+from tests.alertsinks import SMTPReceiver
 from tests.conftest import TEST_PASSPHRASE, catalog, ledger, register_demo_source
 
 SOURCE, DATASET = "smr_business_licence", "business_licence.market_regulation"
-
-
-@pytest.fixture
-def hook():
-    r = WebhookReceiver()
-    yield r
-    r.close()
 
 
 @pytest.fixture

@@ -21,18 +21,10 @@ from base.errors import GateHeld, SourceError
 from base.settings import get_settings, reset_settings
 from cli import main as cli
 from exchange import stages
-from tests.alertsinks import WebhookReceiver
 from tests.conftest import ledger, register_demo_source
 
 SOURCE, DATASET, TABLE = "smr_business_licence", "business_licence.market_regulation", "yyzz_djxx"
 H = timedelta(hours=1)
-
-
-@pytest.fixture
-def hook():
-    r = WebhookReceiver()
-    yield r
-    r.close()
 
 
 @pytest.fixture
