@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.client
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -59,8 +60,9 @@ def _serve(tmp_path, name: str, catalog_url: str, store: str, prefix: str, clock
     env = {**os.environ, "EXCHANGE_HOME": str(tmp_path / name), "EXCHANGE_CATALOG_URL": catalog_url,
            "EXCHANGE_API_RATE": str(RATE), "EXCHANGE_API_BURST": str(BURST),
            "EXCHANGE_API_RATE_STORE": store, "EXCHANGE_API_RATE_PREFIX": prefix}
+    # its own process group: libfaketime's wrapper does not pass SIGTERM on to the server
     server = subprocess.Popen([*moved, sys.executable, "-m", "cli", "serve", "--port", str(port)],
-                              cwd=ROOT, env=env, **popen)
+                              cwd=ROOT, env=env, start_new_session=True, **popen)
     return server, port
 
 
@@ -102,7 +104,7 @@ def test_two_hosts_share_one_burst_that_refills(tmp_path, department):
         assert bucket and 0 < client.pttl(prefix + "dept-h") <= (BURST / RATE + 1) * 1000
     finally:
         for server, _ in hosts:
-            server.terminate()
+            os.killpg(server.pid, signal.SIGTERM)
         for server, _ in hosts:
             server.wait(20)
         client.delete(prefix + "dept-h")
