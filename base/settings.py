@@ -162,7 +162,7 @@ def get_settings() -> Settings:
         raise ConfigError(f"an alert setting is not a number ({exc}): check EXCHANGE_SMTP_PORT, "
                           "EXCHANGE_ALERTS_TIMEOUT, EXCHANGE_ALERTS_ATTEMPTS, EXCHANGE_RUN_DEADLINE") from None
     roots = tuple(Path(r).expanduser() for r in (env("EXCHANGE_SILO_ROOTS") or "").split(os.pathsep) if r.strip())
-    executor = airflow_executor(env)
+    executor = airflow_executor()
     if url.startswith("sqlite") and is_remote_executor(executor):
         raise ConfigError(
             f"the catalogue is a SQLite file ({url}) but Airflow's executor ({executor}) runs tasks on "
@@ -185,16 +185,18 @@ def _switch(value: str | None, name: str) -> bool | None:
     raise ConfigError(f"{name}={value!r}: use 1 or 0 (or leave it unset)")
 
 
-def airflow_executor(env: Callable[..., str | None] = os.environ.get) -> str:
+def airflow_executor(env: Callable[..., str | None] | None = None) -> str:
     """Airflow's [core] executor ('' when not set): through Airflow's conf where Airflow is
     already loaded (a DAG, a task), else AIRFLOW__CORE__EXECUTOR, else the config file Airflow
-    would read (AIRFLOW_CONFIG, else $AIRFLOW_HOME/airflow.cfg). Never imports Airflow."""
-    if "airflow.configuration" in sys.modules:
+    would read (AIRFLOW_CONFIG, else $AIRFLOW_HOME/airflow.cfg). Never imports Airflow. An `env`
+    given (a test's) is read alone: Airflow's conf reads the process's environment."""
+    if env is None and "airflow.configuration" in sys.modules:
         try:
             from airflow.configuration import conf  # lazy: only where Airflow is already loaded
             return str(conf.get("core", "executor", fallback="") or "")
         except Exception:
             pass
+    env = env or os.environ.get
     if value := env("AIRFLOW__CORE__EXECUTOR"):
         return value
     path = env("AIRFLOW_CONFIG") or str(Path(env("AIRFLOW_HOME") or Path.home() / "airflow") / "airflow.cfg")
