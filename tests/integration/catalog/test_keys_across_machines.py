@@ -113,7 +113,10 @@ def test_a_second_machine_signs_with_the_exchanges_key_and_serves_its_jwks(machi
         (tmp_path / "handed.pem").write_text(pem)
         monkeypatch.setenv("EXCHANGE_SIGNING_KEY_FILE", str(tmp_path / "handed.pem"))
     else:                                 # Airflow's environment secrets backend, as in a task
-        import airflow.sdk  # noqa: F401  (base.settings asks Airflow only where it is loaded)
+        # base.settings asks Airflow only where it is loaded; Airflow sets up its logging as it
+        # loads, on the streams of that moment: the session's, not this test's (closed after it)
+        with capsys.disabled():
+            import airflow.sdk  # noqa: F401
         monkeypatch.setenv("AIRFLOW_VAR_EXCHANGE_SIGNING_KEY", pem)
     reset_settings()
     _register(silo_2k[0])
