@@ -17,7 +17,7 @@ from catalog.serving.consumer import Consumer
 def create_app(settings=None, *, rate: float | None = None, burst: int | None = None,
                cache_ttl: float | None = None) -> FastAPI:
     settings = settings or get_settings()
-    app = FastAPI(title="Exchange consumer API", version="1", docs_url=None,
+    app = FastAPI(title="Exchange consumer API", version="1", docs_url=None, redoc_url=None,
                   description="Purpose-bound lookups of verifiable licence records; every request "
                               "is audited. Errors are RFC 9457 problem details.")
     cat = Catalog(settings.catalog_url, settings.store_dir, pre_ping=False)
@@ -27,7 +27,7 @@ def create_app(settings=None, *, rate: float | None = None, burst: int | None = 
     app.state.ledger = Ledger(settings.catalog_url, pre_ping=False)     # the dashboard's runs
     app.state.limiter = _limiter(settings, rate or settings.api_rate, burst or settings.api_burst)
     problems.install(app)
-    openapi.install_docs(app)     # /docs: Swagger UI from this exchange, never a CDN
+    openapi.install_docs(app)     # /docs: Swagger UI from this exchange, never a CDN (no /redoc: it needs one)
     for module in (holders, records, materials, catalogue, keys, audit):
         app.include_router(module.router)
     dashboard.install(app)        # /dashboard: pages for people (hidden from the OpenAPI schema)
