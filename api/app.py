@@ -6,6 +6,7 @@ from fastapi import FastAPI
 from api import auditing, dashboard, openapi, problems, rate_store, security
 from api.limits import BodyLimit, RateLimiter
 from api.rate_store import RedisBuckets
+from api.request_metrics import RequestMetrics, RequestMetricsMiddleware
 from api.routes import audit, catalogue, holders, keys, materials, metrics, records
 from base.settings import get_settings
 from catalog.ledger.service import Ledger
@@ -33,6 +34,8 @@ def create_app(settings=None, *, rate: float | None = None, burst: int | None = 
     dashboard.install(app)        # /dashboard: pages for people (hidden from the OpenAPI schema)
     _install_auditing(app, cat.engine, settings)
     security.install(app)         # private state; security headers on every response
+    app.state.request_metrics = RequestMetrics()     # outermost: every request counted, 413s too
+    app.add_middleware(RequestMetricsMiddleware, metrics=app.state.request_metrics)
     return app
 
 

@@ -26,4 +26,5 @@ def metrics(request: Request) -> Response:
         request.app.state.limiter.take(f"metrics:{request.client.host if request.client else '-'}")
         raise Unauthenticated("指标接口需要令牌 (metrics token required): "
                               "Authorization: Bearer <EXCHANGE_METRICS_TOKEN>")
-    return Response(exposition(request.app.state.ledger), media_type=CONTENT_TYPE)
+    body = exposition(request.app.state.ledger, None, *request.app.state.request_metrics.collectors())
+    return Response(body, media_type=CONTENT_TYPE)

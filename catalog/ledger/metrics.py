@@ -68,7 +68,8 @@ class ExchangeCollector(Collector):
         yield from g.values()
 
 
-def exposition(ledger, at: datetime | None = None) -> bytes:
+def exposition(ledger, at: datetime | None = None, *others: CollectorRegistry) -> bytes:
+    """The catalogue's figures, then those of `others` (the API's request metrics)."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(ExchangeCollector(ledger, at))
-    return generate_latest(registry)
+    return b"".join([generate_latest(registry), *(generate_latest(r) for r in others)])

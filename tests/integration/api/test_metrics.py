@@ -47,3 +47,26 @@ def test_metrics_report_the_latest_run_and_freshness_from_the_catalogue(publishe
     assert got[("exchange_dataset_freshness", (ds, ("state", "stale")))] == 0.0
     refreshed = got[("exchange_dataset_last_refresh_timestamp_seconds", (ds,))]
     assert got[("exchange_dataset_due_timestamp_seconds", (ds,))] > refreshed > 0
+
+
+def test_metrics_count_api_requests_by_route_template_and_status(published):
+    from api.app import create_app
+
+    app = create_app(dataclasses.replace(published, metrics_token=TOKEN), rate=10_000, burst=10_000, cache_ttl=0)
+    client = TestClient(app)
+    app.state.consumer.access.add_department("metrics-reader", "指标读者")
+    key = app.state.consumer.access.issue_credential("metrics-reader")["key"]
+    for _ in range(3):
+        assert client.get("/v1/datasets", params={"purpose": "DJ-SCJG-0003"},
+                          headers={"Authorization": f"Bearer {key}"}).status_code == 200
+    assert client.get("/v1/datasets", params={"purpose": "DJ-SCJG-0003"}).status_code == 401
+    assert client.get("/v1/records/" + "0" * 32 + "/bundle", params={"purpose": "DJ-SCJG-0003"},
+                      headers={"Authorization": f"Bearer {key}"}).status_code == 404
+    got = _samples(client.get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"}).text)
+    def requests(route, status):
+        return got.get(("exchange_api_requests_total",
+                        (("method", "GET"), ("route", route), ("status", status))))
+    assert requests("/v1/datasets", "200") == 3 and requests("/v1/datasets", "401") == 1
+    assert requests("/v1/records/{record_id}/bundle", "404") == 1     # the template, not the id
+    assert got[("exchange_api_request_duration_seconds_count",
+                (("method", "GET"), ("route", "/v1/datasets")))] == 4
