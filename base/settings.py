@@ -64,6 +64,7 @@ class Settings:
     api_refusal_window: float = 60.0                   # EXCHANGE_API_REFUSAL_WINDOW: seconds
     dashboard_secret: str | None = None                # EXCHANGE_DASHBOARD_SECRET; default random per process
     metrics_token: str | None = None                   # EXCHANGE_METRICS_TOKEN: GET /metrics's bearer token
+    catalogue_publisher: str = "政务数据共享交换平台"    # EXCHANGE_CATALOGUE_PUBLISHER: the DCAT catalogue's
     # the catalogue's schema
     auto_migrate: bool | None = None                   # EXCHANGE_AUTO_MIGRATE=1|0; default: see migrates_itself
     airflow_executor: str = ""                         # Airflow's [core] executor, as read by airflow_executor()
@@ -229,7 +230,8 @@ def _api_settings(env: Callable[..., str | None]) -> dict[str, Any]:
             api_audit_inline=None if inline is None else inline == "1",
             api_refusal_window=float(env("EXCHANGE_API_REFUSAL_WINDOW") or "60"),
             dashboard_secret=env("EXCHANGE_DASHBOARD_SECRET"),
-            metrics_token=env("EXCHANGE_METRICS_TOKEN") or None)
+            metrics_token=env("EXCHANGE_METRICS_TOKEN") or None,
+            catalogue_publisher=(env("EXCHANGE_CATALOGUE_PUBLISHER") or "").strip() or "政务数据共享交换平台")
     except ValueError as exc:
         raise ConfigError(f"an API setting is not a number ({exc}): check EXCHANGE_API_CACHE_TTL, "
                           "EXCHANGE_API_RATE, EXCHANGE_API_BURST, EXCHANGE_API_REFUSAL_WINDOW") from None
