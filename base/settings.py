@@ -64,7 +64,7 @@ class Settings:
     api_refusal_window: float = 60.0                   # EXCHANGE_API_REFUSAL_WINDOW: seconds
     dashboard_secret: str | None = None                # EXCHANGE_DASHBOARD_SECRET; default random per process
     metrics_token: str | None = None                   # EXCHANGE_METRICS_TOKEN: GET /metrics's bearer token
-    catalogue_publisher: str = "政务数据共享交换平台"    # EXCHANGE_CATALOGUE_PUBLISHER: the DCAT catalogue's
+    catalogue_publisher: str = "政务数据共享交换平台"    # EXCHANGE_CATALOGUE_PUBLISHER: the DCAT publisher
     # the catalogue's schema
     auto_migrate: bool | None = None                   # EXCHANGE_AUTO_MIGRATE=1|0; default: see migrates_itself
     airflow_executor: str = ""                         # Airflow's [core] executor, as read by airflow_executor()

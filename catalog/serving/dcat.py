@@ -91,8 +91,8 @@ def _texts(d: dict, ctype: CertificateType | None) -> tuple[list[dict], list[dic
         ctype.description if ctype and ctype.description and not _zh(ctype.description) else
         f"{type_en} records issued by {d['department']}, each signed (Ed25519) in an RFC 9162 "
         "Merkle tree and verifiable offline." if type_en else None)
-    words = list(dict.fromkeys([type_zh, dept_zh, KEYWORD]))
-    keywords = v.lang(words[0]) + [{"@value": w, "@language": "zh"} for w in words[1:]]
+    words = dict.fromkeys([type_zh, *([d["department_name"]] if d["department_name"] else []), KEYWORD])
+    keywords = [{"@value": w, "@language": "zh"} for w in words]
     if type_en:
         keywords.append({"@value": type_en, "@language": "en"})
     return v.lang(title_zh, title_en), v.lang(desc_zh, desc_en), keywords

@@ -40,7 +40,8 @@ FREQUENCY = {"hourly": "HOURLY", "daily": "DAILY", "weekly": "WEEKLY", "monthly"
              "quarterly": "QUARTERLY", "yearly": "ANNUAL"}
 ACCESS = {"unconditional": "PUBLIC", "conditional": "RESTRICTED", "not_shared": "NON_PUBLIC"}
 SHARING_TEXT = {   # the distribution's dct:rights: who gets records (docs/consumer-api.md)
-    "unconditional": ("无条件共享：已登记部门凭交换平台密钥、说明用途（事项编码或案件号）即可查询，每次查询均留审计记录。",
+    "unconditional": ("无条件共享：已登记部门凭交换平台密钥、说明用途（事项编码或案件号）即可查询，"
+                      "每次查询均留审计记录。",
                       "Shared unconditionally: any registered department with an exchange key and a "
                       "stated purpose (service-item code or case number); every request is audited."),
     "conditional": ("有条件共享：需经数据管理员授权，按授权的用途和字段查询，每次查询均留审计记录。",

@@ -10,11 +10,11 @@ from pyshacl import validate
 from rdflib import RDF, Graph, Literal, Namespace, URIRef
 from rdflib.namespace import DCTERMS, FOAF, SH, SKOS
 
+from tests.conftest import ROOT
+
 # plain namespaces: rdflib's closed DCAT and XSD warn when pytest probes them for attributes
 DCAT = Namespace("http://www.w3.org/ns/dcat#")
 XSD = Namespace("http://www.w3.org/2001/XMLSchema#")
-
-from tests.conftest import ROOT
 
 SHAPES = ROOT / "tests" / "data" / "dcat-ap"
 VCARD = Namespace("http://www.w3.org/2006/vcard/ns#")
