@@ -23,7 +23,9 @@ def parse(label: str) -> tuple[str, list[str]]:
     return m["expectation"], [c for c in m["columns"].split(",") if c]
 
 
-def _title(column: str, ctype: CertificateType | None) -> str:
+def _title(column: str, ctype: CertificateType | None, lang: str) -> str:
+    if lang == "en":
+        return column
     field = next((f for f in ctype.fields if f.name == column), None) if ctype else None
     title = (field.title if field else "") or ""
     return title.split(" (")[0].strip() or column
@@ -32,7 +34,7 @@ def _title(column: str, ctype: CertificateType | None) -> str:
 def explain(label: str, ctype: CertificateType | None = None, lang: str = i18n.DEFAULT_LANG) -> str:
     """The reason in words, the technical name beside: `… (expectation: column, column)`."""
     expectation, columns = parse(label)
-    titles = [_title(c, ctype) for c in columns] or [i18n.t("col.field", lang)]
+    titles = [_title(c, ctype, lang) for c in columns] or [i18n.t("col.field", lang)]
     key = f"reason.{expectation}" if f"reason.{expectation}" in i18n.MESSAGES else "reason.other"
     if expectation == "expect_column_pair_values_a_to_be_greater_than_b" and len(titles) == 2:
         text = i18n.t(key, lang, field=titles[0], other=titles[1])
