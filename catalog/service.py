@@ -218,8 +218,8 @@ class Catalog:
         with self.session() as s:
             names = {r.get("department"): r.get("department_name")
                      for r in s.scalars(sa.select(Source.registration)) if isinstance(r, dict)}
-            names.update(s.execute(sa.select(Dataset.department, Dataset.department_name)).tuples())
-            names.update(s.execute(sa.select(Department.id, Department.name)).tuples())
+            names.update((k, v) for k, v in s.execute(sa.select(Dataset.department, Dataset.department_name)))
+            names.update((k, v) for k, v in s.execute(sa.select(Department.id, Department.name)))
         return {k: v for k, v in names.items() if k and v}
 
     def versions(self, dataset_id: str, limit: int = 50) -> list[dict]:

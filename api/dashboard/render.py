@@ -75,10 +75,7 @@ def airflow_url(base: str, source_id: str, dag_run_id: str | None = None) -> str
 
 def _department_names(request: Request) -> dict[str, str]:
     consumer = getattr(request.app.state, "consumer", None)
-    try:
-        return consumer.catalog.department_names() if consumer is not None else {}
-    except Exception:            # a page still shows ids when the catalogue cannot name them
-        return {}
+    return consumer.catalog.department_names() if consumer is not None else {}
 
 
 def page(request: Request, name: str, context: dict, status_code: int = 200):
