@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from base.errors import ConfigError
 from base.files import private_dir
@@ -69,6 +70,7 @@ class Settings:
     auto_migrate: bool | None = None                   # EXCHANGE_AUTO_MIGRATE=1|0; default: see migrates_itself
     airflow_executor: str = ""                         # Airflow's [core] executor, as read by airflow_executor()
     signing_key_file: Path | None = None               # EXCHANGE_SIGNING_KEY_FILE: the active key's PEM
+    display_tz: str = "Asia/Shanghai"                  # EXCHANGE_DISPLAY_TZ: times shown to people (base/times.py)
 
     def __post_init__(self) -> None:
         roots = self.silo_roots or (self.home / "drops", self.home / "silos")
@@ -171,10 +173,22 @@ def get_settings() -> Settings:
             "other machines, which cannot share it: set EXCHANGE_CATALOG_URL to a PostgreSQL database "
             "(postgresql+psycopg://USER@HOST/DB) that every machine reaches, then run `exchange db upgrade` once")
     key_file = env("EXCHANGE_SIGNING_KEY_FILE")
+    display_tz = (env("EXCHANGE_DISPLAY_TZ") or "Asia/Shanghai").strip()
+    _check_zone(display_tz)
     return Settings(home=home, catalog_url=url, sources_dir=sources, silo_roots=roots, **alerting,
                     **_api_settings(env), auto_migrate=_switch(env("EXCHANGE_AUTO_MIGRATE"), "EXCHANGE_AUTO_MIGRATE"),
                     airflow_executor=executor,
-                    signing_key_file=Path(key_file).expanduser() if key_file else None)
+                    signing_key_file=Path(key_file).expanduser() if key_file else None,
+                    display_tz=display_tz)
+
+
+def _check_zone(name: str) -> None:
+    """EXCHANGE_DISPLAY_TZ names an IANA time zone this machine knows."""
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"EXCHANGE_DISPLAY_TZ={name!r} is not an IANA time zone "
+                          "(e.g. Asia/Shanghai, UTC)") from None
 
 
 def _switch(value: str | None, name: str) -> bool | None:
