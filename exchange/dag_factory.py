@@ -39,6 +39,16 @@ def display_name(reg: Registration) -> str:
     return f"{reg.department_name or reg.department} · {reg.ctype.title} ({reg.dag_id})"
 
 
+PART_NAME = "{{ partition_name }}"       # a mapped task instance's name in the UI
+
+
+def _named(part: dict) -> str:
+    """Names this mapped task instance by its partition (map_index_template); the run id."""
+    context = get_current_context()
+    context["partition_name"] = f"分区 partition {part['index'] + 1}/{part['of']}"  # type: ignore[typeddict-unknown-key]
+    return context["run_id"]
+
+
 def build_dag(reg: Registration) -> DAG:
     """plan -> extract, conform, validate mapped over the plan's partitions (one for a source
     that is not split) -> publish (merging them in order) -> announce."""
@@ -56,19 +66,21 @@ def build_dag(reg: Registration) -> DAG:
             from exchange import stages  # lazy: DAG parse (stages import pyarrow, GX, the catalogue)
             return stages.plan(reg.id, _key(), get_current_context()["run_id"])
 
-        @task(task_display_name=TASK_NAMES["extract"])
+        @task(task_display_name=TASK_NAMES["extract"], map_index_template=PART_NAME)
         def extract(part: dict) -> dict:
             from exchange import stages  # lazy: DAG parse
-            return stages.extract(reg.id, _key(), get_current_context()["run_id"], part)
+            return stages.extract(reg.id, _key(), _named(part), part)
 
-        @task(task_display_name=TASK_NAMES["conform"])
+        @task(task_display_name=TASK_NAMES["conform"], map_index_template=PART_NAME)
         def conform(extracted: dict) -> dict:
             from exchange import stages  # lazy: DAG parse
+            _named(extracted["part"])
             return stages.conform(reg.id, _key(), extracted["part"])
 
-        @task(task_display_name=TASK_NAMES["validate"])
+        @task(task_display_name=TASK_NAMES["validate"], map_index_template=PART_NAME)
         def validate(conformed: dict) -> dict:
             from exchange import stages  # lazy: DAG parse
+            _named(conformed["part"])
             return stages.validate(reg.id, _key(), part=conformed["part"])
 
         @task(task_display_name=TASK_NAMES["publish"])
