@@ -75,7 +75,8 @@ def test_four_partitions_publish_what_one_does(tmp_path, silo_2k):
     assert (split["root_hash"], split["tree_size"]) == (whole["root_hash"], whole["tree_size"])
     assert merged["records"] == unsplit["records"]
     assert merged["counts"] == unsplit["counts"] and merged["counts"][0] == 2_000
-    assert merged["reasons"] == unsplit["reasons"] and merged["reasons"][UNIQUE] == len(manifest["duplicate_licence_number"])
+    assert merged["reasons"] == unsplit["reasons"]
+    assert merged["reasons"][UNIQUE] == len(manifest["duplicate_licence_number"])
     assert merged["quarantine"] == unsplit["quarantine"], "the same rows for the same reasons"
 
 
