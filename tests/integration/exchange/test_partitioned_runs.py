@@ -95,3 +95,39 @@ def test_a_split_run_rerun_or_retried_publishes_once(home, silo_2k):
     assert [r["extracted"] for r in runs] == [2_000, 2_000]
     docs = json.loads((home / "staging" / SOURCE / "r2" / "validation.json").read_text("utf-8"))
     assert docs["rows"] == 2_000, "validation.json speaks for the whole run"
+
+
+def _drop_source(home, drop, source_id: str, run: str = ""):
+    from tests.conftest import register_source
+    reg = register_source(home, source_id, {"kind": "files", "path": str(drop), "pattern": "*.csv"})
+    if run:
+        reg.path.write_text(reg.path.read_text("utf-8") + f"\n[run]\n{run}\n", encoding="utf-8")
+    return reg
+
+
+def test_a_drop_split_by_file_publishes_what_one_does_and_takes_every_file(tmp_path):
+    """Three CSV files in two partitions (two files, then one): the same version as the drop
+    taken whole, and every file recorded as taken and moved to processed/ only after publish."""
+    import pyarrow.csv as pacsv
+
+    from demo.synth import business_licences
+
+    rows, _ = business_licences(900, seed=3, today=TODAY)
+    results = {}
+    for how, run in (("whole", ""), ("split", "partitions = 2")):
+        drop = tmp_path / how / "drop"
+        drop.mkdir(parents=True)
+        for i in range(3):
+            pacsv.write_csv(rows.slice(i * 300, 300), drop / f"export_{i}.csv")
+        with home_env(tmp_path / how / "home"):
+            _drop_source(tmp_path / how / "home", drop, "drop_src", run)
+            parts = stages.plan("drop_src", "r1")
+            assert len(parts) == (2 if run else 1)
+            assert [p.get("files") for p in parts] == ([["export_0.csv", "export_1.csv"], ["export_2.csv"]]
+                                                       if run else [None])
+            results[how] = stages.run_all("drop_src", "r1", TODAY)
+            assert sorted(p.name for p in (drop / "processed").iterdir()) == [f"export_{i}.csv" for i in range(3)]
+            assert len(ledger().taken_files("drop_src")) == 3
+            assert ledger().runs("drop_src")[0]["extracted"] == 900
+    assert results["split"]["state"] == results["whole"]["state"] == "published"
+    assert results["split"]["root_hash"] == results["whole"]["root_hash"]
