@@ -27,7 +27,7 @@ def sqlite_silo(tmp_path_factory, silo_rows):
 
 @pytest.mark.parametrize("silo", ["sqlite_silo", "pg_silo", "maria_silo"])
 @pytest.mark.parametrize("key,n", [("ID", 4), ("ZCH", 3)])
-def test_partitions_hold_every_row_once(request, silo, key, n, silo_rows):
+def test_partitions_hold_every_row_once(home, request, silo, key, n, silo_rows):
     url = request.getfixturevalue(silo).render_as_string(hide_password=False)
     cfg = {"kind": "sql", "url": url, "table": TABLE, "key": key}
     parts = plan(connectors.build(cfg, "t"), {"partitions": n})

@@ -68,7 +68,7 @@ def test_http_plan_and_pulls_from_a_real_api():
             plan(connectors.build(bad, "t"), {"partitions": 4})
 
 
-def test_file_drops_split_by_whole_files(tmp_path):
+def test_file_drops_split_by_whole_files(home, tmp_path):
     assert plan_files([], {"partitions": 4}) == [WHOLE]
     assert plan_files(["a.csv"], {"partitions": 4}) == [WHOLE]
     parts = plan_files(["c.csv", "a.csv", "e.csv", "b.csv", "d.csv"], {"partitions": 2})
@@ -89,7 +89,7 @@ def test_file_drops_split_by_whole_files(tmp_path):
 
 
 @pytest.mark.parametrize("adbc", [True, False])
-def test_sql_key_ranges_hold_every_row_once_with_nulls_in_the_last(tmp_path, adbc):
+def test_sql_key_ranges_hold_every_row_once_with_nulls_in_the_last(home, tmp_path, adbc):
     keys = [7, 3, None, 10, 1, 2, None, 9, 8, 4, 6, 5, 11]
     url = _silo(tmp_path / "silo.db", keys)
     parts = plan(_sql(url), {"partitions": 4})
@@ -102,7 +102,7 @@ def test_sql_key_ranges_hold_every_row_once_with_nulls_in_the_last(tmp_path, adb
     assert sorted(map(str, (r for p in pulls for r in p))) == sorted(map(str, _pull(_sql(url, adbc=adbc))))
 
 
-def test_sql_equal_keys_never_straddle_and_tiny_or_empty_silos(tmp_path):
+def test_sql_equal_keys_never_straddle_and_tiny_or_empty_silos(home, tmp_path):
     url = _silo(tmp_path / "same.db", [1, 1, 1, 1, 1, 1, 2, 3])
     parts = plan(_sql(url), {"partitions": 4})
     pulls = [[k for k, _ in _pull(_sql(url, p))] for p in parts]
