@@ -39,8 +39,9 @@ class Tracked:
     """A run's view of a silo: the whole silo, however it was pulled."""
 
     def __init__(self, conn, source_id: str, mirror: Path, workdir: Path, watermark_column: str | None,
-                 merge_key: str | None):
+                 merge_key: str | None, pending: str = PENDING):
         self.conn, self.source_id, self.mirror, self.workdir = conn, source_id, mirror, workdir
+        self.pending = pending     # this partition's pull (a split run's are merged before publish)
         self.watermark_column = watermark_column
         self.key = merge_key       # set: the pull holds changes only, merged onto the mirror
         self.counts = {"pulled": 0, "kept": 0}
@@ -64,7 +65,7 @@ class Tracked:
         return inner() if inner and not self._nothing_new() else dict.fromkeys(self.columns(), "")
 
     def batches(self) -> Iterator[pa.RecordBatch]:
-        (self.workdir / PENDING).unlink(missing_ok=True)
+        (self.workdir / self.pending).unlink(missing_ok=True)
         keys: list[pa.Array] = []
         columns = None
         nothing_new = self._nothing_new()
@@ -102,23 +103,44 @@ class Tracked:
             "files": [c.__dict__ for c in getattr(self.conn, "claims", [])],
             "counts": self.counts,
         }
-        tmp = self.workdir / (PENDING + ".tmp")
+        tmp = self.workdir / (self.pending + ".tmp")
         tmp.write_text(json.dumps(pending, ensure_ascii=False), encoding="utf-8")
-        os.replace(tmp, self.workdir / PENDING)
+        os.replace(tmp, self.workdir / self.pending)
 
 
-def prepare(source_id: str, cfg: dict, ledger, workdir: Path, home: Path) -> Tracked:
+def pending_name(part: dict | None) -> str:
+    """The file a partition's pull is written to: pending.json for a whole run."""
+    return staging.part_name(PENDING.removesuffix(".json"), part) + ".json"
+
+
+def prepare(source_id: str, cfg: dict, ledger, workdir: Path, home: Path, part: dict | None = None) -> Tracked:
     """The connector for this run (`cfg`: the registration's [connector] table), wrapped:
-    incremental from the committed watermark."""
+    incremental from the committed watermark. `part`: one partition of a split run (never
+    incremental: registration/partitioning.py refuses the two together)."""
     mirror = mirror_path(home, source_id)
     column = cfg.get("watermark")
     committed = ledger.watermark(source_id) if column else None
     since = committed[1] if committed and committed[0] == column and mirror.exists() else None
-    conn = connectors.build(cfg, source_id, since=since)
+    conn = connectors.build(cfg, source_id, since=since, part=part)
     if isinstance(conn, FileDropConnector):
         conn.taken = ledger.taken_files(source_id)
     merge = (column and since is not None) or cfg.get("mode") == "delta"
-    return Tracked(conn, source_id, mirror, workdir, column, cfg.get("key") if merge else None)
+    return Tracked(conn, source_id, mirror, workdir, column, cfg.get("key") if merge else None,
+                   pending_name(part))
+
+
+def merge_pending(workdir: Path, parts: list[dict]) -> None:
+    """A split run's partitions' pulls as one pending.json (files in partition order); the
+    partitions' own files stay until the merged run is handed on."""
+    merged: dict = {"watermark": None, "files": [], "counts": {"pulled": 0, "kept": 0}}
+    for part in parts:
+        one = json.loads((workdir / pending_name(part)).read_text(encoding="utf-8"))
+        merged["files"] += one["files"]
+        for k, v in one["counts"].items():
+            merged["counts"][k] = merged["counts"].get(k, 0) + v
+    tmp = workdir / (PENDING + ".tmp")
+    tmp.write_text(json.dumps(merged, ensure_ascii=False), encoding="utf-8")
+    os.replace(tmp, workdir / PENDING)
 
 
 def commit(source_id: str, run_key: str, workdir: Path, ledger, home: Path) -> dict | None:

@@ -1,8 +1,10 @@
 """The stages of one source's run. DAG tasks call these with ids; they return paths and counts.
 
-extract -> conform -> validate -> publish. Each stage writes its output atomically under
+(plan ->) extract -> conform -> validate -> publish. Each stage writes its output atomically under
 staging/<source>/<run>/ and records failures on the run, so a failed run publishes nothing
-and can simply be run again.
+and can simply be run again. A split source (registration [run]) is planned into partitions,
+extracted, conformed and validated per partition (hand-off names from staging.part_name), and
+merged in order by publish (exchange/partitions.py).
 """
 from __future__ import annotations
 
@@ -29,9 +31,11 @@ from catalog.publish.key_status import check_signer, write_key_material
 from catalog.service import BaseMoved, Catalog
 from catalog.signing.keys import keystore_for
 from connectors import state
-from exchange import alerts
+from connectors.partitions import plan as plan_partitions
+from exchange import alerts, partitions
 from exchange.listing import source_listing
 from quality.gates import SizeGate, drift, refuse_blank_licence_numbers, refuse_retyped
+from quality.validate import check_partition
 from quality.validate import validate as run_validation
 from schemas.conform import ROW, Conformer, conformed_schema, missing_columns
 
@@ -68,18 +72,32 @@ def _records_failure(stage):
 
 
 @_records_failure
-def extract(source_id: str, key: str, dag_run_id: str | None = None) -> dict:
+def plan(source_id: str, key: str, dag_run_id: str | None = None) -> list[dict]:
+    """The run's partitions (JSON, for Airflow to map extract, conform and validate over):
+    [WHOLE] for a source that is not split, else the silo's checked and planned once here."""
+    reg = registration.get(source_id, get_settings().sources_dir)
+    if not reg.partitioned:
+        return [dict(partitions.WHOLE)]
     settings, reg, catalog, ledger, workdir = _context(source_id, key)
     catalog.register(source_listing(reg))
     run = ledger.start_run(source_id, key, dag_run_id)
-    conn = state.prepare(reg.id, reg.connector, ledger, workdir, settings.home)   # incremental: changes + mirror
-    types = conn.column_types() if hasattr(conn, "column_types") else dict.fromkeys(conn.columns(), "")
-    gone = missing_columns(reg.mapping, list(types))
-    if gone:
-        raise DataError(f"the silo no longer has the mapped columns {gone}", source=source_id,
-                        rule="schema drift: mapped column present")
-    _check_drift(ledger, reg, run.id, types)
-    out = staging.transient(workdir, "extracted")
+    conn = state.prepare(reg.id, reg.connector, ledger, workdir, settings.home)
+    _check_columns(ledger, reg, run.id, conn)
+    return plan_partitions(conn.conn, reg.run)
+
+
+@_records_failure
+def extract(source_id: str, key: str, dag_run_id: str | None = None, part: dict | None = None) -> dict:
+    """The silo's rows (of one partition `part` of a split run) into the run's hand-off file."""
+    settings, reg, catalog, ledger, workdir = _context(source_id, key)
+    split = partitions.is_split([part] if part else None)
+    if not split:
+        catalog.register(source_listing(reg))
+    run = ledger.start_run(source_id, key, dag_run_id)
+    conn = state.prepare(reg.id, reg.connector, ledger, workdir, settings.home, part)   # incremental: changes + mirror
+    if not split:              # a split run's columns were checked once, by plan
+        _check_columns(ledger, reg, run.id, conn)
+    out = partitions.handoff(workdir, "extracted", part)
     tmp = out.with_name(out.name + ".tmp")
     rows, writer = 0, None
     try:
@@ -96,7 +114,16 @@ def extract(source_id: str, key: str, dag_run_id: str | None = None) -> dict:
         if writer is not None:
             writer.close()
     os.replace(tmp, out)
-    return {"run_id": run.id, "path": str(out), "rows": rows}
+    return {"run_id": run.id, "path": str(out), "rows": rows, "part": partitions.part_of(part)}
+
+
+def _check_columns(ledger, reg, run_id: int, conn) -> None:
+    types = conn.column_types() if hasattr(conn, "column_types") else dict.fromkeys(conn.columns(), "")
+    gone = missing_columns(reg.mapping, list(types))
+    if gone:
+        raise DataError(f"the silo no longer has the mapped columns {gone}", source=reg.id,
+                        rule="schema drift: mapped column present")
+    _check_drift(ledger, reg, run_id, types)
 
 
 def _check_drift(ledger, reg, run_id: int, types: dict[str, str]) -> None:
@@ -108,33 +135,65 @@ def _check_drift(ledger, reg, run_id: int, types: dict[str, str]) -> None:
 
 
 @_records_failure
-def conform(source_id: str, key: str) -> dict:
+def conform(source_id: str, key: str, part: dict | None = None) -> dict:
     settings, reg, catalog, ledger, workdir = _context(source_id, key)
-    out = staging.transient(workdir, "conformed")
+    out = partitions.handoff(workdir, "conformed", part)
     tmp = out.with_name(out.name + ".tmp")
     rows = 0
     with staging.transient_writer(tmp, conformed_schema(reg.ctype)) as writer:
-        batches = staging.iter_batches(staging.transient(workdir, "extracted"), None)   # as extracted
+        batches = staging.iter_batches(partitions.handoff(workdir, "extracted", part), None)   # as extracted
         for conformed in ordered_map(Conformer(reg.source_map), batches):
             writer.write_batch(conformed)
             rows += conformed.num_rows
     os.replace(tmp, out)
-    return {"path": str(out), "rows": rows}
+    return {"path": str(out), "rows": rows, "part": partitions.part_of(part)}
 
 
 @_records_failure
-def validate(source_id: str, key: str, today: date | None = None) -> dict:
+def validate(source_id: str, key: str, today: date | None = None, part: dict | None = None) -> dict:
+    """Split the run's rows into accepted and quarantined; one partition of a split run is
+    checked row by row only, and publish merges the partitions (exchange/partitions.py)."""
     settings, reg, catalog, ledger, workdir = _context(source_id, key)
+    if partitions.is_split([part] if part else None):
+        counts = check_partition(partitions.handoff(workdir, "conformed", part), reg.ctype,
+                                 partitions.handoff(workdir, "findings", part), today or clock.today(),
+                                 checks=reg.checks)
+        return {**counts, "part": partitions.part_of(part)}
     run = ledger.start_run(source_id, key)
     outcome = run_validation(staging.transient(workdir, "conformed"), staging.transient(workdir, "extracted"),
                              reg.ctype, workdir, today or clock.today(), checks=reg.checks)
-    ledger.record_counts(run.id, outcome.extracted, outcome.accepted, outcome.quarantined,
+    return _recorded(catalog, ledger, reg, run.id, outcome)
+
+
+def _recorded(catalog, ledger, reg, run_id: int, outcome) -> dict:
+    ledger.record_counts(run_id, outcome.extracted, outcome.accepted, outcome.quarantined,
                          outcome.reasons)
-    _queue_quarantine(catalog, ledger, reg, run.id, outcome)
-    return {"run_id": run.id, "extracted": outcome.extracted, "accepted": outcome.accepted,
+    _queue_quarantine(catalog, ledger, reg, run_id, outcome)
+    return {"run_id": run_id, "extracted": outcome.extracted, "accepted": outcome.accepted,
             "quarantined": outcome.quarantined, "accepted_path": str(outcome.accepted_path),
             "quarantine_path": str(outcome.quarantine_path),
-            "data_docs": str(outcome.docs_path) if outcome.docs_path else None}
+            "data_docs": str(outcome.docs_path) if outcome.docs_path else None,
+            "part": dict(partitions.WHOLE)}
+
+
+def merge(source_id: str, key: str, parts: list[dict]) -> dict | None:
+    """A split run made whole (exchange/partitions.py) and validated over all its rows: the
+    version-wide checks (uniqueness) and the counts, quarantine and Data Docs of the run.
+    Nothing when the run is not split or was merged already."""
+    settings, reg, catalog, ledger, workdir = _context(source_id, key)
+    if not partitions.is_split(parts):
+        return None
+    parts = partitions.ordered(parts, source_id)
+    if partitions.merged(workdir, parts):
+        return None
+    findings = partitions.merge_pulls(workdir, parts, source_id)
+    run = ledger.start_run(source_id, key)
+    outcome = run_validation(staging.transient(workdir, "conformed"), staging.transient(workdir, "extracted"),
+                             reg.ctype, workdir, partitions.today_of(findings[0]), checks=reg.checks,
+                             findings=findings)
+    result = _recorded(catalog, ledger, reg, run.id, outcome)
+    partitions.clean(workdir, parts)
+    return result
 
 
 def _queue_quarantine(catalog, ledger, reg, run_id: int, outcome) -> None:
@@ -149,12 +208,16 @@ def _queue_quarantine(catalog, ledger, reg, run_id: int, outcome) -> None:
 
 
 @_records_failure
-def publish(source_id: str, key: str) -> dict:
+def publish(source_id: str, key: str, parts: list[dict] | None = None) -> dict:
+    """The run's accepted rows as the dataset's next version; a split run's partitions
+    (`parts`, the plan) are merged first, in order."""
     settings, reg, catalog, ledger, workdir = _context(source_id, key)
     run = ledger.start_run(source_id, key)
     if run.state in ("published", "unchanged"):
         state.commit(source_id, key, workdir, ledger, settings.home)   # if a crash stopped it
         return {"dataset": reg.dataset, "version": run.version, "state": run.state}
+    if merge(source_id, key, parts or []) is not None:
+        run = ledger.start_run(source_id, key)          # with the merged run's counts
     keys = keystore_for(settings)
     # no key, a wrong passphrase, or a key the catalogue does not publish: fail now (exit 2)
     check_signer(keys, catalog.engine, settings.jwks_path)
@@ -238,11 +301,14 @@ def _recovered(ledger, reg, run, result) -> None:
 
 
 def run_all(source_id: str, key: str, today: date | None = None) -> dict:
-    """The whole path in-process, without Airflow (tests and benchmarks)."""
-    extract(source_id, key)
-    conform(source_id, key)
-    validate(source_id, key, today)
-    return publish(source_id, key)
+    """The whole path in-process, without Airflow (tests and benchmarks), partition by
+    partition as the DAG maps them."""
+    parts = plan(source_id, key)
+    for part in parts:
+        extract(source_id, key, None, part)
+        conform(source_id, key, part)
+        validate(source_id, key, today, part)
+    return publish(source_id, key, parts)
 
 
 RUN_KEY = re.compile(r"(?!\.+\Z)[A-Za-z0-9._-]{1,200}")

@@ -27,6 +27,7 @@ class Registration:
     status_map: dict[str, str] = field(default_factory=dict)
     checks: tuple[dict, ...] = ()           # a source's own expectations (registration/checks.py)
     gates: dict = field(default_factory=lambda: {"size_change": 0.30})
+    run: dict = field(default_factory=dict)  # [run]: partitions / partition_rows (registration/partitioning.py)
     path: Path | None = None
 
     @property
@@ -41,6 +42,11 @@ class Registration:
     def source_map(self) -> SourceMap:
         """What conforming its batches needs (schemas/conform.py)."""
         return SourceMap(self.id, self.ctype, self.mapping, self.constants, self.status_map)
+
+    @property
+    def partitioned(self) -> bool:
+        """Whether a run splits the silo (more than one partition asked for)."""
+        return self.run.get("partitions", 1) > 1 or "partition_rows" in self.run
 
     def as_dict(self) -> dict:
         return {k: v for k, v in self.__dict__.items() if k != "path"}

@@ -22,7 +22,7 @@ def test_dag_files_import_without_errors_and_quickly(home, silo_2k):
                                 "exchange_watch"}
     dag = bag.dags["source__smr_business_licence"]
     assert [t.task_id for t in dag.topological_sort()] == [
-        "extract", "conform", "validate", "publish", "announce"]
+        "plan", "extract", "conform", "validate", "publish", "announce"]
     announce = dag.get_task("announce")
     assert [o.uri for o in announce.outlets] == ["exchange://datasets/business_licence.market_regulation"]
     assert elapsed < 10, f"parsing took {elapsed:.1f}s"
