@@ -98,6 +98,13 @@ def engine_for(url: str, pre_ping: bool = True) -> Engine:
     return engine
 
 
+@lru_cache(maxsize=8)
+def reader_for(url: str) -> Engine:
+    """An engine that reads without checking the schema's revision first: a DAG parse's one
+    SELECT (catalog/registrations.py). Connections are not pooled: a parse is short-lived."""
+    return _engine(url, poolclass=NullPool)
+
+
 def head() -> str:
     """The newest migration this code knows."""
     return str(ScriptDirectory.from_config(_alembic_config("sqlite://")).get_current_head())
