@@ -30,8 +30,8 @@ def cmd_sync(args) -> int:
               [{**r, "state": MARK[r["state"]], "file": escape(r["file"]),
                 "reason": escape(r["reason"] or "")} for r in rows], ["file", "source", "state", "reason"])
     if refused:
-        print(f"exchange: 登记被拒绝 (refused): {refused} of {len(rows)} file(s) not loaded; the others "
-              "were", file=sys.stderr)
+        print(f"exchange: 登记被拒绝 (refused): {refused} of {len(rows)} file(s) refused, each with why "
+              "above; the others were stored", file=sys.stderr)
         return 2
     return 0
 

@@ -56,7 +56,11 @@ def _private_sqlite(path: Path) -> None:
     a directory made for it is 0700."""
     if not path.parent.exists():
         private_dir(path.parent)
-    private_file(path)
+    if path.exists():       # never opened here: closing a descriptor of it would drop this
+        if path.stat().st_mode & 0o077:      # process's SQLite locks on it (POSIX), and another
+            path.chmod(0o600)                # process would then delete the -wal and -shm in use
+    else:
+        private_file(path)
     for extra in (path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
         if extra.exists() and extra.stat().st_mode & 0o077:
             extra.chmod(0o600)

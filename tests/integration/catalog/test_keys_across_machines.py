@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import re
-import uuid
 from pathlib import Path
 
 import pytest
@@ -15,31 +14,10 @@ import sqlalchemy as sa
 
 from base.settings import get_settings, reset_settings
 from cli import main as cli
-from tests.conftest import ROOT, TEST_PASSPHRASE, catalog
+from tests.conftest import ROOT, TEST_PASSPHRASE, catalog, stored
 
 SOURCE = "smr_business_licence"
 DATASET = "business_licence.market_regulation"
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def shared_catalogue(request, tmp_path):
-    """A catalogue URL both homes use."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'shared-catalog.db'}"
-        return
-    from catalog.db.engine import engine_for
-    from tests.integration.conftest import server_url
-
-    server = sa.make_url(server_url("postgresql"))
-    name = f"t_keys_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT", poolclass=sa.NullPool)
-    with admin.connect() as c:
-        c.exec_driver_sql(f'create database "{name}"')
-    yield server.set(database=name).render_as_string(hide_password=False)
-    engine_for.cache_clear()
-    with admin.connect() as c:
-        c.exec_driver_sql(f'drop database if exists "{name}" with (force)')
-    admin.dispose()
 
 
 @pytest.fixture
@@ -67,6 +45,7 @@ def _register(silo: Path) -> None:
     sources = get_settings().sources_dir
     sources.mkdir(parents=True, exist_ok=True)
     (sources / f"{SOURCE}.toml").write_text(text.replace("{silo}", str(silo)), encoding="utf-8")
+    stored(sources / f"{SOURCE}.toml")
 
 
 def _json(out: str):
