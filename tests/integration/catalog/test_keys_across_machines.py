@@ -187,3 +187,47 @@ def test_a_retired_key_refuses_to_sign_after_a_rotation(machines, silo_2k, capsy
     err = capsys.readouterr().err
     assert f"{old}" in err and "retired" in err and new in err
     assert [k["kid"] for k in _api_jwks()["keys"]] == [new, old]   # newest first, as jwks.json
+
+
+def test_a_worker_takes_the_key_from_the_airflow_connection(machines, silo_2k, capsys):
+    """The Airflow Connection exchange_signing_key from a secrets backend (here the environment's,
+    AIRFLOW_CONN_EXCHANGE_SIGNING_KEY as JSON, the PEM in its password) signs on a machine without
+    the key, in a process of its own as an Airflow worker is; the Variable wins when both are set."""
+    import os
+    import subprocess
+    import sys
+
+    from base.airflow_env import airflow_env
+
+    home_a = machines("a")
+    assert cli(["keys", "create", "--json"]) == 0
+    kid = json.loads(capsys.readouterr().out)["active"]
+    pem = (home_a / "keys" / f"{kid}.pem").read_text()
+    home_b = machines("b")
+    _register(silo_2k[0])
+    code = ("import sys\nimport airflow.sdk  # noqa: F401  (as inside a task: Airflow is loaded)\n"
+            "from base.settings import get_settings\nfrom cli import main\n"
+            "print('signing key from:', get_settings().signing_key()[1], file=sys.stderr)\n"
+            "sys.exit(main(sys.argv[1:]))\n")
+
+    def worker(*argv, **extra):
+        env = {k: v for k, v in airflow_env().items() if not k.startswith("AIRFLOW_VAR_EXCHANGE_SIGNING")}
+        env.update(extra)
+        return subprocess.run([sys.executable, "-c", code, *argv], cwd=ROOT, env=env, capture_output=True,
+                              text=True, timeout=600)
+
+    conn = json.dumps({"conn_type": "generic", "password": pem})
+    out = worker("run", SOURCE, "--key", "b1", "--json", AIRFLOW_CONN_EXCHANGE_SIGNING_KEY=conn)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "signing key from: the Airflow Connection exchange_signing_key" in out.stderr
+    assert _json(out.stdout)["state"] == "published"
+    assert catalog().versions(DATASET)[0]["kid"] == kid
+    assert not (home_b / "keys").exists() or not list((home_b / "keys").glob("*.pem"))
+
+    in_extra = json.dumps({"conn_type": "generic", "extra": {"pem": pem}})
+    out = worker("keys", "list", AIRFLOW_CONN_EXCHANGE_SIGNING_KEY=in_extra,
+                 AIRFLOW_VAR_EXCHANGE_SIGNING_KEY="not a key")
+    assert "signing key from: the Airflow Variable exchange_signing_key" in out.stderr, out.stderr[-2000:]
+    out = worker("keys", "list", AIRFLOW_CONN_EXCHANGE_SIGNING_KEY=in_extra)
+    assert "signing key from: the Airflow Connection exchange_signing_key" in out.stderr, out.stderr[-2000:]
+    assert os.environ.get("AIRFLOW_CONN_EXCHANGE_SIGNING_KEY") is None        # nothing leaked here
