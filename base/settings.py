@@ -22,7 +22,7 @@ SECRET_NAME = "exchange_key_passphrase"
 # Airflow executors that run every task on this machine; any other (CeleryExecutor,
 # KubernetesExecutor, EdgeExecutor, a cloud or custom executor) may run them elsewhere
 LOCAL_EXECUTORS = frozenset({"LocalExecutor", "SequentialExecutor", "DebugExecutor"})
-SIGNING_KEY_SECRET = "exchange_signing_key"      # the Airflow Variable holding the encrypted PEM
+SIGNING_KEY_SECRET = "exchange_signing_key"      # the Airflow Variable, or Connection, holding the encrypted PEM
 
 
 def _airflow_secret(name: str) -> str | None:
@@ -35,6 +35,22 @@ def _airflow_secret(name: str) -> str | None:
         return value
     except Exception:
         return None
+
+
+def _airflow_connection_secret(conn_id: str) -> str | None:
+    """The PEM in an Airflow Connection from the secrets backends (its password, else its
+    extra's "pem"); None outside Airflow or when absent."""
+    if "airflow.sdk" not in sys.modules:      # only inside Airflow: never import it for this
+        return None
+    try:
+        from airflow.sdk import Connection
+        conn = Connection.get(conn_id)
+    except Exception:
+        return None
+    if conn.password and conn.password.strip():
+        return str(conn.password)
+    pem = conn.extra_dejson.get("pem") if conn.extra else None
+    return pem if isinstance(pem, str) else None
 
 
 @dataclass(frozen=True)
@@ -127,8 +143,10 @@ class Settings:
     def signing_key(self) -> tuple[bytes, str] | None:
         """The active signing key given to this machine, as (encrypted PKCS#8 PEM, where it came
         from): EXCHANGE_SIGNING_KEY (the PEM itself), else the file EXCHANGE_SIGNING_KEY_FILE,
-        else (inside Airflow tasks) the Airflow Variable `exchange_signing_key` from the secrets
-        backends. None: the key directory's active key signs (the embedded default)."""
+        else (inside Airflow tasks) from the secrets backends the Airflow Variable
+        `exchange_signing_key`, else the Airflow Connection `exchange_signing_key` (the PEM in its
+        password, or in its extra's "pem"). None: the key directory's active key signs (the
+        embedded default)."""
         pem = os.environ.get("EXCHANGE_SIGNING_KEY")
         if pem and pem.strip():
             return pem.strip().encode() + b"\n", "EXCHANGE_SIGNING_KEY"
@@ -141,6 +159,9 @@ class Settings:
         value = _airflow_secret(SIGNING_KEY_SECRET)
         if value and value.strip():
             return value.strip().encode() + b"\n", f"the Airflow Variable {SIGNING_KEY_SECRET}"
+        value = _airflow_connection_secret(SIGNING_KEY_SECRET)
+        if value and value.strip():
+            return value.strip().encode() + b"\n", f"the Airflow Connection {SIGNING_KEY_SECRET}"
         return None
 
 

@@ -13,7 +13,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from base import clock, times
-from base.errors import NotFound, PublishError
+from base.errors import ConfigError, NotFound, PublishError
+from catalog import registrations
 from catalog.db.engine import engine_for
 from catalog.db.models import Dataset, DatasetVersion, Department, MetadataChange, QuarantineEntry, Record, Run, Source
 from catalog.db.rawdb import raw
@@ -74,9 +75,20 @@ class Catalog:
     def register(self, listing: SourceListing, by: str | None = None) -> list[str]:
         """Add or update a source and its dataset; every change of the stewarded metadata
         (METADATA) is kept in dataset_metadata_changes, the first registration's values too.
-        Returns the metadata fields that changed."""
+        Returns the metadata fields that changed. With `listing.toml`, the registration's text
+        is stored too (catalog/registrations.py), in the same transaction; a source cannot move
+        to another dataset."""
         now = utcnow()
         with self.session() as s, s.begin():
+            if listing.toml is not None:
+                before = s.get(Source, listing.source)
+                if before is not None and before.dataset_id != listing.dataset:
+                    raise ConfigError(
+                        f"来源不能换数据集 (source cannot move): source {listing.source} is registered for "
+                        f"dataset {before.dataset_id}; a registration cannot move it to {listing.dataset}: "
+                        "give it a new id")
+                registrations.put(s, listing.source, listing.toml, origin=listing.source_file, by=by,
+                                  now=now)
             ds = s.get(Dataset, listing.dataset)
             meta = listing.metadata()
             attrs = dict(certificate_type=listing.certificate_type, type_version=listing.type_version,

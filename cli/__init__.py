@@ -21,7 +21,7 @@ from base.errors import ExchangeError
 GROUPS = ["cli.records", "cli.demo", "cli.items", "cli.keys",
           "cli.integrity", "cli.access", "cli.serve",
           "cli.quality", "cli.watch", "cli.register",
-          "cli.alerts", "cli.types", "cli.db"]
+          "cli.alerts", "cli.types", "cli.db", "cli.sources"]
 
 
 def catalog():

@@ -52,7 +52,7 @@ def cmd_status(args) -> int:
     table("Sources", rows, ["source", "update_cycle", "freshness", "due", "last_run_at",
                             "result", "counts", "backlog", "message"])
     if unloaded:
-        table("Registration files not loaded (no DAG until mended)",
+        table("登记未能加载 (registrations not loaded: no DAG until mended and registered again)",
               [{"file": escape(r["registration_file"] or ""), "source": r["source"],
                 "reason": escape(r["registration_error"])} for r in unloaded],
               ["file", "source", "reason"])

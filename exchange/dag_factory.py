@@ -2,7 +2,8 @@
 run's partitions) -> publish -> announce.
 
 Only wiring here: every task calls exchange.stages with ids and passes paths on.
-Parse-time cost is reading the registration files; nothing heavy is imported.
+Parse-time cost is one SELECT of the registrations in the catalogue (catalog/registrations.py),
+the same on every scheduler and DAG processor; nothing heavy is imported.
 """
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ from datetime import UTC, datetime, timedelta
 from airflow.sdk import DAG, Asset, get_current_context, task
 from airflow.sdk.exceptions import AirflowSkipException
 
-import registration
 from base.settings import get_settings
+from catalog import registrations
 from exchange.alerts.notifier import ExchangeNotifier, deadline_for
 from registration import Registration
 
@@ -101,13 +102,13 @@ def build_dag(reg: Registration) -> DAG:
 
 
 def build_all() -> dict[str, DAG]:
-    """A DAG per registration that loads; a file that does not is skipped and logged (and
-    listed by `exchange status` and the dashboard), hiding no other source's DAG."""
+    """A DAG per registration in the catalogue that loads; one that does not is skipped and
+    logged (and listed by `exchange status` and the dashboard), hiding no other source's DAG."""
     dags = {}
-    for reg in registration.load_all(get_settings().sources_dir).values():
+    for reg in registrations.load_all(get_settings().catalog_url).values():
         try:
             dags[reg.dag_id] = build_dag(reg)
         except Exception as exc:  # noqa: BLE001 - one source's DAG, never every other's
-            log.error("registration file not loaded: %s: source %s: its DAG could not be built (%s: %s)",
-                      reg.path, reg.id, type(exc).__name__, exc)
+            log.error("registration not loaded: %s: source %s: its DAG could not be built (%s: %s)",
+                      reg.source_file, reg.id, type(exc).__name__, exc)
     return dags

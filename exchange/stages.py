@@ -24,6 +24,7 @@ from base import clock, staging
 from base.errors import ConfigError, DataError, GateHeld
 from base.parallel import ordered_map
 from base.settings import get_settings
+from catalog import registrations
 from catalog.ledger.service import Ledger
 from catalog.publish import changes, store
 from catalog.publish.changes import held_records
@@ -46,7 +47,7 @@ def run_key(airflow_run_id: str) -> str:
 
 def _context(source_id: str, key: str):
     settings = get_settings().private_home()
-    reg = registration.get(source_id, settings.sources_dir)
+    reg = registrations.get(settings.catalog_url, source_id)       # the catalogue's copy, not a folder
     catalog = Catalog(settings.catalog_url, settings.store_dir)
     ledger = Ledger(settings.catalog_url)
     workdir = workdir_for(source_id, key)

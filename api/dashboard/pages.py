@@ -9,12 +9,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
-import registration
 from api.dashboard import charts
 from api.dashboard.auth import AuditorDep, record
 from api.dashboard.render import airflow_url, error, language, page
 from base import i18n, times
 from base.errors import InvalidRequest, NotFound
+from catalog import registrations
 from catalog.ledger import monitoring
 from catalog.serving import audit
 from catalog.serving.holders import holder_key
@@ -35,8 +35,8 @@ def _ledger(request: Request):
 
 
 async def _unloaded(request: Request) -> list:
-    """Registration files in the sources folder that could not be loaded, with why."""
-    scan = await asyncio.to_thread(registration.scan, request.app.state.settings.sources_dir)
+    """Registrations in the catalogue that could not be loaded, with why."""
+    scan = await asyncio.to_thread(registrations.scan, request.app.state.settings.catalog_url)
     return scan.problems
 
 

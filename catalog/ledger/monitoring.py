@@ -258,7 +258,7 @@ def with_registrations(rows: list[dict], scan) -> list[dict]:
     known = {r["source"] for r in rows}
     for r in rows:
         reg, p = scan.registrations.get(r["source"]), problems.get(r["source"])
-        r["registration_file"] = str(reg.path) if reg else p.path if p else None
+        r["registration_file"] = reg.source_file if reg else p.path if p else None
         r["registration_error"] = p.reason if p and not reg else None
     blank = dict.fromkeys(rows[0] if rows else STATUS_KEYS)
     for p in scan.problems:
