@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from exchange import stages
-from tests.conftest import TODAY, catalog, home_env, ledger, register_demo_source
+from tests.conftest import TODAY, catalog, home_env, ledger, register_demo_source, stored
 
 pytestmark = pytest.mark.integration
 SOURCE = "smr_business_licence"
@@ -23,8 +23,7 @@ def register_split(home, silo, run: str = "partitions = 4"):
     reg = register_demo_source(home, silo)
     text = reg.path.read_text("utf-8").replace('table = "yyzz_djxx"', 'table = "yyzz_djxx"\nkey = "ID"')
     reg.path.write_text(f"{text}\n[run]\n{run}\n", encoding="utf-8")
-    import registration
-    return registration.load(reg.path)
+    return stored(reg.path)
 
 
 def _outcome(run_key: str) -> dict:
@@ -102,6 +101,7 @@ def _drop_source(home, drop, source_id: str, run: str = ""):
     reg = register_source(home, source_id, {"kind": "files", "path": str(drop), "pattern": "*.csv"})
     if run:
         reg.path.write_text(reg.path.read_text("utf-8") + f"\n[run]\n{run}\n", encoding="utf-8")
+        return stored(reg.path)
     return reg
 
 
