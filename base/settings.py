@@ -5,7 +5,7 @@ import configparser
 import os
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -61,7 +61,11 @@ class Settings:
     key_passphrase_env: str = "EXCHANGE_KEY_PASSPHRASE"
     alerts: str = "log"                                # EXCHANGE_ALERTS: log, webhook:URL, email:ADDR
     dashboard_url: str = "http://127.0.0.1:8000"       # links in alerts: /dashboard/datasets/{id}
-    airflow_url: str = "http://127.0.0.1:8080"         # links in alerts: the Airflow run
+    airflow_url: str = "http://127.0.0.1:8080"         # links in alerts; `exchange run`/`approve` call its /api/v2
+    airflow_username: str | None = None                # EXCHANGE_AIRFLOW_USERNAME: POST /auth/token for a JWT
+    airflow_password: str | None = field(default=None, repr=False)   # EXCHANGE_AIRFLOW_PASSWORD
+    airflow_token: str | None = field(default=None, repr=False)      # EXCHANGE_AIRFLOW_TOKEN: a JWT instead
+    airflow_timeout: float = 10.0                      # EXCHANGE_AIRFLOW_TIMEOUT: seconds per API request
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 25
     smtp_from: str = "exchange@localhost"
@@ -182,10 +186,15 @@ def get_settings() -> Settings:
             smtp_starttls=(env("EXCHANGE_SMTP_STARTTLS") or "").lower() in ("1", "true", "yes"),
             alert_timeout=float(env("EXCHANGE_ALERTS_TIMEOUT") or 5),
             alert_attempts=max(1, int(env("EXCHANGE_ALERTS_ATTEMPTS") or 3)),
-            run_deadline=float(d) if (d := env("EXCHANGE_RUN_DEADLINE")) else None)
+            run_deadline=float(d) if (d := env("EXCHANGE_RUN_DEADLINE")) else None,
+            airflow_username=env("EXCHANGE_AIRFLOW_USERNAME") or None,
+            airflow_password=env("EXCHANGE_AIRFLOW_PASSWORD") or None,
+            airflow_token=env("EXCHANGE_AIRFLOW_TOKEN") or None,
+            airflow_timeout=float(env("EXCHANGE_AIRFLOW_TIMEOUT") or 10))
     except ValueError as exc:
         raise ConfigError(f"an alert setting is not a number ({exc}): check EXCHANGE_SMTP_PORT, "
-                          "EXCHANGE_ALERTS_TIMEOUT, EXCHANGE_ALERTS_ATTEMPTS, EXCHANGE_RUN_DEADLINE") from None
+                          "EXCHANGE_ALERTS_TIMEOUT, EXCHANGE_ALERTS_ATTEMPTS, EXCHANGE_RUN_DEADLINE, "
+                          "EXCHANGE_AIRFLOW_TIMEOUT") from None
     roots = tuple(Path(r).expanduser() for r in (env("EXCHANGE_SILO_ROOTS") or "").split(os.pathsep) if r.strip())
     executor = airflow_executor()
     if url.startswith("sqlite") and is_remote_executor(executor):

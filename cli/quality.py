@@ -9,6 +9,7 @@ from base import times
 from base.errors import ConfigError
 from base.i18n import term_both
 from cli import emit, table
+from cli.watch import following
 
 
 def cmd_quarantine(args) -> int:
@@ -54,12 +55,17 @@ def _review(args) -> int:
 
 
 def cmd_approve(args) -> int:
+    """Record the approval; then publish: in Airflow (the held DAG run's publish task cleared and
+    followed to its end) or, for a run of `run --local` (or with --local), in this process."""
     from exchange import quarantine  # lazy: CLI start (the catalogue imports pyarrow)
 
-    result = quarantine.approve(args.source, args.run_key, args.by, args.note, publish=not args.no_publish)
+    with following(args, f"{args.source} {args.run_key}") as (on_start, on_change):
+        result = quarantine.approve(args.source, args.run_key, args.by, args.note, publish=not args.no_publish,
+                                    local=args.local, unpause=args.unpause, on_start=on_start, on_change=on_change)
     emit(args, result if args.json else
          f"approved run {args.run_key} of {args.source}"
-         + (f": {result['state']} version {result.get('version')}" if not args.no_publish else ""))
+         + (f": {result['state']} version {result.get('version')}" if not args.no_publish else "")
+         + (f" (Airflow {result['airflow_state']}: {result['url']})" if "url" in result else ""))
     return 0
 
 
@@ -78,3 +84,6 @@ def register(add) -> None:
     p.add_argument("--by", required=True)
     p.add_argument("--note", required=True)
     p.add_argument("--no-publish", action="store_true", help="record the approval only")
+    p.add_argument("--local", action="store_true",
+                   help="publish in this process even if the run is an Airflow DAG run (Airflow gone)")
+    p.add_argument("--unpause", action="store_true", help="unpause the source's DAG if it is paused")

@@ -3,10 +3,13 @@ a quality gate held (`exchange quarantine`, `exchange approve`)."""
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 
+import registration
 from base.settings import get_settings
 from catalog.ledger.run_owner import owning
-from exchange import stages
+from exchange import manual_run, stages
+from exchange.airflow_api import AirflowNotFound, AirflowUnreachable
 from exchange.catalogue import open_catalog, open_ledger
 from quality import reasons
 from quality.quarantine_store import raw_rows
@@ -46,11 +49,36 @@ def review(dataset: str, key: str, by: str, note: str, row: str | None) -> dict:
     return open_ledger().review_quarantine(dataset, key, by, note, row)
 
 
-def approve(source: str, run_key: str, by: str, note: str, publish: bool = True) -> dict:
-    """Let a held run publish (recorded as approved by `by`); publish it now unless told not to."""
-    run = open_ledger().approve_run(source, run_key, by, note)
+def approve(source: str, run_key: str, by: str, note: str, publish: bool = True, *, local: bool = False,
+            unpause: bool = False, on_start: Callable[[str], None] = lambda url: None,
+            on_change: manual_run.OnChange = lambda s, r: None) -> dict:
+    """Let a held run publish (recorded as approved by `by`); publish it now unless told not to.
+    A run of an Airflow DAG run (the ledger has its dag_run_id) publishes there: its publish task
+    and those after it are cleared, so Airflow runs them again in the same DAG run, followed to
+    its end. A run of `exchange run --local` (or with `local`) publishes in this process."""
+    ledger = open_ledger()
+    held = ledger.get_run(source, run_key)                 # NotFound (exit 7)
+    in_airflow = publish and not local and held.dag_run_id is not None
+    if in_airflow:                      # before anything is recorded: Airflow answers, the run is there
+        dag_id = registration.get(source, get_settings().sources_dir).dag_id
+        api = manual_run.client()
+        try:
+            api.dag_run(dag_id, held.dag_run_id)
+            manual_run.ready_dag(api, dag_id, unpause)
+        except AirflowUnreachable as exc:
+            raise manual_run.unreachable(exc, "--local") from None
+        except AirflowNotFound as exc:
+            raise AirflowNotFound(f"{exc}; 该运行不在此 Airflow 中 (the run is not in this Airflow): "
+                                  "`--local` publishes it in this process") from None
+    run = ledger.approve_run(source, run_key, by, note)
     result = {"source": source, "run_key": run_key, "approved_by": by, "held_because": run.message}
-    if publish:
-        with owning():                        # the run is this process's while it publishes
-            result.update(stages.publish(source, run_key))
+    if not publish:
+        return result
+    if in_airflow:
+        api.clear(dag_id, held.dag_run_id, ["publish"], downstream=True)
+        on_start(api.run_url(dag_id, held.dag_run_id))
+        result.update(manual_run.follow(api, source, dag_id, held.dag_run_id, on_change))
+        return result
+    with owning():                        # the run is this process's while it publishes
+        result.update(stages.publish(source, run_key))
     return result

@@ -101,12 +101,12 @@ def test_a_second_machine_signs_with_the_exchanges_key_and_serves_its_jwks(machi
     _register(silo_2k[0])
     if given == "env":                                   # before it is given the key: told which one
         monkeypatch.delenv("EXCHANGE_SIGNING_KEY")
-        assert cli(["run", SOURCE, "--key", "b0"]) == 2
+        assert cli(["run", SOURCE, "--local", "--key", "b0"]) == 2
         assert f"give it the exchange's active key {kid}" in capsys.readouterr().err
         monkeypatch.setenv("EXCHANGE_SIGNING_KEY", pem)
     assert cli(["keys", "create"]) == 2                   # the catalogue has the exchange's key
     assert "already has a signing key" in capsys.readouterr().err
-    assert cli(["run", SOURCE, "--key", "b1", "--json"]) == 0
+    assert cli(["run", SOURCE, "--local", "--key", "b1", "--json"]) == 0
     assert _json(capsys.readouterr().out)["state"] == "published"
     assert not list((home_b / "keys").glob("*.pem"))      # B minted nothing and holds no key file
     assert catalog().versions(DATASET)[0]["kid"] == kid
@@ -152,7 +152,7 @@ def test_a_machine_with_a_key_the_catalogue_does_not_publish_refuses_to_sign(mac
     monkeypatch.setenv("EXCHANGE_SIGNING_KEY", pem)
     reset_settings()
     _register(silo_2k[0])
-    assert cli(["run", SOURCE, "--key", "b1"]) == 2
+    assert cli(["run", SOURCE, "--local", "--key", "b1"]) == 2
     err = capsys.readouterr().err
     assert "refusing to sign" in err and other in err and "EXCHANGE_SIGNING_KEY" in err and kid in err
     assert catalog().datasets()[0]["version"] is None                 # nothing published
@@ -162,7 +162,7 @@ def test_a_machine_with_a_key_the_catalogue_does_not_publish_refuses_to_sign(mac
     monkeypatch.delenv("EXCHANGE_SIGNING_KEY")            # B's own key directory: refused as well
     reset_settings()
     KeyStore(get_settings().keys_dir, TEST_PASSPHRASE).create()
-    assert cli(["run", SOURCE, "--key", "b2"]) == 2
+    assert cli(["run", SOURCE, "--local", "--key", "b2"]) == 2
     assert "is not in" in capsys.readouterr().err
     assert catalog().datasets()[0]["version"] is None
 
@@ -183,7 +183,7 @@ def test_a_retired_key_refuses_to_sign_after_a_rotation(machines, silo_2k, capsy
     monkeypatch.setenv("EXCHANGE_SIGNING_KEY", pem)
     reset_settings()
     _register(silo_2k[0])
-    assert cli(["run", SOURCE, "--key", "b1"]) == 2
+    assert cli(["run", SOURCE, "--local", "--key", "b1"]) == 2
     err = capsys.readouterr().err
     assert f"{old}" in err and "retired" in err and new in err
     assert [k["kid"] for k in _api_jwks()["keys"]] == [new, old]   # newest first, as jwks.json

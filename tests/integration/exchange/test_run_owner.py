@@ -24,7 +24,7 @@ def _state(key: str) -> tuple[str, str | None]:
 
 def test_a_sigkilled_exchange_run_is_marked_failed(home, silo_2k, capsys):
     register_demo_source(home, silo_2k[0])
-    proc = subprocess.Popen([sys.executable, "-m", "cli", "run", SOURCE, "--key", "k1"],
+    proc = subprocess.Popen([sys.executable, "-m", "cli", "run", SOURCE, "--local", "--key", "k1"],
                             cwd=ROOT, env=dict(os.environ), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 60

@@ -62,7 +62,7 @@ def test_a_dataset_name_never_writes_outside_the_store(home, silo_2k, tmp_path, 
     path.write_text(reg.path.read_text("utf-8").replace('id = "smr_ok"', 'id = "smr_escape"').replace(
         'department_name = ', f'dataset = "{escape}"\ndepartment_name = '), encoding="utf-8")
     store_unchecked("smr_escape", path.read_text("utf-8"), str(path))
-    assert main(["run", "smr_escape", "--key", "r1", "--json"]) == 2
+    assert main(["run", "smr_escape", "--local", "--key", "r1", "--json"]) == 2
     err = capsys.readouterr().err
     assert f"dataset '{escape}' is not allowed" in err and err.count("\n") == 1
     assert "registration smr_escape in the catalogue" in err
@@ -76,7 +76,7 @@ def test_a_dataset_name_never_writes_outside_the_store(home, silo_2k, tmp_path, 
     capsys.readouterr()
     assert not outside.exists()
     # the other source runs, the bad file beside it notwithstanding
-    assert main(["run", "smr_ok", "--key", "r1", "--json"]) == 0
+    assert main(["run", "smr_ok", "--local", "--key", "r1", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["state"] == "published" and (store / "business_licence.market_regulation" / "v000001").is_dir()
     assert not outside.exists()
