@@ -217,7 +217,7 @@ def test_a_worker_takes_the_key_from_the_airflow_connection(machines, silo_2k, c
                               text=True, timeout=600)
 
     conn = json.dumps({"conn_type": "generic", "password": pem})
-    out = worker("run", SOURCE, "--key", "b1", "--json", AIRFLOW_CONN_EXCHANGE_SIGNING_KEY=conn)
+    out = worker("run", SOURCE, "--local", "--key", "b1", "--json", AIRFLOW_CONN_EXCHANGE_SIGNING_KEY=conn)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "signing key from: the Airflow Connection exchange_signing_key" in out.stderr
     assert _json(out.stdout)["state"] == "published"

@@ -81,7 +81,7 @@ def test_a_source_stored_on_one_machine_is_parsed_and_run_on_another(machine, si
     assert not get_settings().sources_dir.exists()
     assert _dag_ids() == ["exchange_watch", DAG]
     monkeypatch.setenv("EXCHANGE_SIGNING_KEY", pem)
-    assert cli(["run", SOURCE, "--key", "b1", "--json"]) == 0
+    assert cli(["run", SOURCE, "--local", "--key", "b1", "--json"]) == 0
     assert _json(capsys)["state"] == "published"
     assert catalog().dataset("business_licence.market_regulation")["steward"].startswith("Wang Li, ")
     assert not get_settings().sources_dir.exists() and not (home_b / "sources").exists()
@@ -99,7 +99,7 @@ def test_a_source_stored_on_one_machine_is_parsed_and_run_on_another(machine, si
     assert bad["registration_file"] == "/elsewhere/smr_old.toml"
     assert "registration smr_old in the catalogue" in bad["registration_error"]
     assert "unknown keys ['retired_key']" in bad["registration_error"]
-    assert cli(["run", "smr_old", "--key", "b2"]) == 2
+    assert cli(["run", "smr_old", "--local", "--key", "b2"]) == 2
     assert "unknown keys ['retired_key']" in capsys.readouterr().err
 
     machine("a")                                   # removed on A: gone from B's parse too
@@ -107,7 +107,7 @@ def test_a_source_stored_on_one_machine_is_parsed_and_run_on_another(machine, si
     assert _json(capsys)["still_in_folder"] == [str(sources / f"{SOURCE}.toml")]
     machine("b")
     assert _dag_ids() == ["exchange_watch"]
-    assert cli(["run", SOURCE, "--key", "b3"]) == 2
+    assert cli(["run", SOURCE, "--local", "--key", "b3"]) == 2
     assert "not registered in the catalogue" in capsys.readouterr().err
     assert cli(["sources", "remove", SOURCE]) == 7
     assert "no registration" in capsys.readouterr().err
