@@ -73,7 +73,7 @@ class Settings:
     airflow_executor: str = ""                         # Airflow's [core] executor, as read by airflow_executor()
     signing_key_file: Path | None = None               # EXCHANGE_SIGNING_KEY_FILE: the active key's PEM
     display_tz: str = "Asia/Shanghai"                  # EXCHANGE_DISPLAY_TZ: times shown to people (base/times.py)
-    lineage_namespace: str = "exchange://127.0.0.1:8000"   # EXCHANGE_LINEAGE_NAMESPACE: published datasets' (OpenLineage)
+    lineage_namespace: str = "exchange://127.0.0.1:8000"  # EXCHANGE_LINEAGE_NAMESPACE: OpenLineage, published data
 
     def __post_init__(self) -> None:
         roots = self.silo_roots or (self.home / "drops", self.home / "silos")

@@ -49,11 +49,11 @@ def silo_dataset(reg: Registration) -> tuple[str, str]:
     if kind == "sql":
         return _sql_dataset(credentials.sql_url(s.conn_id, s.url, reg.id), s.table)
     if kind == "http":
-        base = s.url or credentials.airflow_connection(s.conn_id, reg.id).host or ""
-        url = urlsplit(base.rstrip("/") + "/" + s.path.lstrip("/") if s.path else base)
+        url = urlsplit(s.url or credentials.airflow_connection(s.conn_id, reg.id).host or "")
+        path = url.path.rstrip("/") + "/" + s.path.lstrip("/") if s.path else url.path
         host = url.hostname or ""
         authority = f"{host}:{url.port}" if url.port else host
-        return f"{url.scheme}://{authority}", url.path or "/"      # no user, password or query
+        return f"{url.scheme}://{authority}", path or "/"          # no user, password or query
     if "://" in s.path:                                  # a drop folder given as a URL
         url = urlsplit(s.path)
         return f"{url.scheme}://{url.hostname or ''}", url.path
