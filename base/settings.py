@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import configparser
 import os
+import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from base.errors import ConfigError
@@ -91,6 +93,7 @@ class Settings:
     airflow_executor: str = ""                         # Airflow's [core] executor, as read by airflow_executor()
     signing_key_file: Path | None = None               # EXCHANGE_SIGNING_KEY_FILE: the active key's PEM
     display_tz: str = "Asia/Shanghai"                  # EXCHANGE_DISPLAY_TZ: times shown to people (base/times.py)
+    lineage_namespace: str = "exchange://127.0.0.1:8000"  # EXCHANGE_LINEAGE_NAMESPACE: OpenLineage, published data
 
     def __post_init__(self) -> None:
         roots = self.silo_roots or (self.home / "drops", self.home / "silos")
@@ -209,7 +212,20 @@ def get_settings() -> Settings:
                     **_api_settings(env), auto_migrate=_switch(env("EXCHANGE_AUTO_MIGRATE"), "EXCHANGE_AUTO_MIGRATE"),
                     airflow_executor=executor,
                     signing_key_file=Path(key_file).expanduser() if key_file else None,
-                    display_tz=display_tz)
+                    display_tz=display_tz,
+                    lineage_namespace=_lineage_namespace(env("EXCHANGE_LINEAGE_NAMESPACE"), alerting["dashboard_url"]))
+
+
+def _lineage_namespace(value: str | None, dashboard_url: str) -> str:
+    """The OpenLineage namespace of the published datasets: EXCHANGE_LINEAGE_NAMESPACE, else
+    exchange://<the dashboard's host and port>; the same on every machine that runs tasks."""
+    value = (value or "").strip().rstrip("/")
+    if not value:
+        return f"exchange://{urlsplit(dashboard_url).netloc or 'localhost'}"
+    if not re.fullmatch(r"[a-z][a-z0-9+.-]*://[^/\s@]+", value):
+        raise ConfigError(f"EXCHANGE_LINEAGE_NAMESPACE={value!r}: use scheme://name, e.g. "
+                          "exchange://exchange.example.gov.cn (no path, no credentials)")
+    return value
 
 
 def _check_zone(name: str) -> None:

@@ -1,7 +1,8 @@
 """One DAG per registered source: plan -> extract -> conform -> validate (each mapped over the
 run's partitions) -> publish -> announce.
 
-Only wiring here: every task calls exchange.stages with ids and passes paths on.
+Only wiring here: every task calls exchange.stages with ids and passes paths on; extract and
+publish note their OpenLineage datasets (exchange/lineage.py).
 Parse-time cost is one SELECT of the registrations in the catalogue (catalog/registrations.py),
 the same on every scheduler and DAG processor; nothing heavy is imported.
 """
@@ -69,8 +70,8 @@ def build_dag(reg: Registration) -> DAG:
 
         @task(task_display_name=TASK_NAMES["extract"], map_index_template=PART_NAME)
         def extract(part: dict) -> dict:
-            from exchange import stages  # lazy: DAG parse
-            return stages.extract(reg.id, _key(), _named(part), part)
+            from exchange import lineage, stages  # lazy: DAG parse
+            return lineage.noted(reg, "extract", _key(), stages.extract(reg.id, _key(), _named(part), part))
 
         @task(task_display_name=TASK_NAMES["conform"], map_index_template=PART_NAME)
         def conform(extracted: dict) -> dict:
@@ -86,8 +87,8 @@ def build_dag(reg: Registration) -> DAG:
 
         @task(task_display_name=TASK_NAMES["publish"])
         def publish(validated: list[dict]) -> dict:
-            from exchange import stages  # lazy: DAG parse
-            return stages.publish(reg.id, _key(), [v["part"] for v in validated])
+            from exchange import lineage, stages  # lazy: DAG parse
+            return lineage.noted(reg, "publish", _key(), stages.publish(reg.id, _key(), [v["part"] for v in validated]))
 
         @task(outlets=[asset], task_display_name=TASK_NAMES["announce"])
         def announce(published: dict, *, outlet_events=None) -> dict:
