@@ -157,7 +157,7 @@ def catalog():
     from catalog.service import Catalog
 
     s = get_settings()
-    return Catalog(s.catalog_url, s.store_dir)
+    return Catalog(s.catalog_url, s.store)
 
 
 def ledger():

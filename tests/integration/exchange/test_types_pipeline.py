@@ -48,7 +48,7 @@ def _ledger():
 def _catalog():
     from catalog.service import Catalog
     s = get_settings()
-    return Catalog(s.catalog_url, s.store_dir)
+    return Catalog(s.catalog_url, s.store)
 
 
 def test_types_run_reconcile_and_quarantine_exactly_the_planted_defects(home, silos):
@@ -59,7 +59,7 @@ def test_types_run_reconcile_and_quarantine_exactly_the_planted_defects(home, si
         run = _ledger().runs(reg.id)[0]
         assert run["extracted"] == N == run["accepted"] + run["quarantined"], name
         assert result["state"] == "published" and result["tree_size"] == run["accepted"]
-        q = pq.read_table(stages.workdir_for(reg.id, "r1") / "quarantine.parquet").to_pylist()
+        q = pq.read_table(get_settings().store.local_path(stages.handoff(reg.id, "r1", "quarantine"))).to_pylist()
         by_id = {int(r["raw"]["ID"]): r["reasons"] for r in q}
         planted = set()
         for kind, ids in manifest.items():
