@@ -84,7 +84,8 @@ def test_records_carry_derived_ids_and_the_type_version(home, silos):
     assert len(rows) == 2
     for ctype_name, d_version, v_version, path in rows:
         assert d_version == v_version == get_type(ctype_name).version
-        ids = pq.read_table(get_settings().store.local_path(f"{path}/records.parquet"), columns=["licence_id"]).column(0).to_pylist()
+        records = get_settings().store.local_path(f"{path}/records.parquet")
+        ids = pq.read_table(records, columns=["licence_id"]).column(0).to_pylist()
         assert ids and all(problem(i) is None for i in ids)
         assert len(set(ids)) == len(ids)
 
