@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from base.errors import ConfigError
 from base.files import private_dir
@@ -22,7 +23,7 @@ SECRET_NAME = "exchange_key_passphrase"
 # Airflow executors that run every task on this machine; any other (CeleryExecutor,
 # KubernetesExecutor, EdgeExecutor, a cloud or custom executor) may run them elsewhere
 LOCAL_EXECUTORS = frozenset({"LocalExecutor", "SequentialExecutor", "DebugExecutor"})
-SIGNING_KEY_SECRET = "exchange_signing_key"      # the Airflow Variable holding the encrypted PEM
+SIGNING_KEY_SECRET = "exchange_signing_key"      # the Airflow Variable, or Connection, holding the encrypted PEM
 
 
 def _airflow_secret(name: str) -> str | None:
@@ -35,6 +36,22 @@ def _airflow_secret(name: str) -> str | None:
         return value
     except Exception:
         return None
+
+
+def _airflow_connection_secret(conn_id: str) -> str | None:
+    """The PEM in an Airflow Connection from the secrets backends (its password, else its
+    extra's "pem"); None outside Airflow or when absent."""
+    if "airflow.sdk" not in sys.modules:      # only inside Airflow: never import it for this
+        return None
+    try:
+        from airflow.sdk import Connection
+        conn = Connection.get(conn_id)
+    except Exception:
+        return None
+    if conn.password and conn.password.strip():
+        return str(conn.password)
+    pem = conn.extra_dejson.get("pem") if conn.extra else None
+    return pem if isinstance(pem, str) else None
 
 
 @dataclass(frozen=True)
@@ -64,6 +81,8 @@ class Settings:
     api_audit_inline: bool | None = None               # EXCHANGE_API_AUDIT_INLINE=1|0; default: SQLite only
     api_refusal_window: float = 60.0                   # EXCHANGE_API_REFUSAL_WINDOW: seconds
     dashboard_secret: str | None = None                # EXCHANGE_DASHBOARD_SECRET; default random per process
+    metrics_token: str | None = None                   # EXCHANGE_METRICS_TOKEN: GET /metrics's bearer token
+    catalogue_publisher: str = "政务数据共享交换平台"    # EXCHANGE_CATALOGUE_PUBLISHER: the DCAT publisher
     # the catalogue's schema
     auto_migrate: bool | None = None                   # EXCHANGE_AUTO_MIGRATE=1|0; default: see migrates_itself
     airflow_executor: str = ""                         # Airflow's [core] executor, as read by airflow_executor()
@@ -72,6 +91,7 @@ class Settings:
     store_url: str = ""                                # EXCHANGE_STORE_URL; default file://<home>
     s3_endpoint_url: str | None = None                 # EXCHANGE_S3_ENDPOINT_URL: an S3-compatible server
     s3_region: str | None = None                       # EXCHANGE_S3_REGION
+    display_tz: str = "Asia/Shanghai"                  # EXCHANGE_DISPLAY_TZ: times shown to people (base/times.py)
 
     def __post_init__(self) -> None:
         roots = self.silo_roots or (self.home / "drops", self.home / "silos")
@@ -136,8 +156,10 @@ class Settings:
     def signing_key(self) -> tuple[bytes, str] | None:
         """The active signing key given to this machine, as (encrypted PKCS#8 PEM, where it came
         from): EXCHANGE_SIGNING_KEY (the PEM itself), else the file EXCHANGE_SIGNING_KEY_FILE,
-        else (inside Airflow tasks) the Airflow Variable `exchange_signing_key` from the secrets
-        backends. None: the key directory's active key signs (the embedded default)."""
+        else (inside Airflow tasks) from the secrets backends the Airflow Variable
+        `exchange_signing_key`, else the Airflow Connection `exchange_signing_key` (the PEM in its
+        password, or in its extra's "pem"). None: the key directory's active key signs (the
+        embedded default)."""
         pem = os.environ.get("EXCHANGE_SIGNING_KEY")
         if pem and pem.strip():
             return pem.strip().encode() + b"\n", "EXCHANGE_SIGNING_KEY"
@@ -150,6 +172,9 @@ class Settings:
         value = _airflow_secret(SIGNING_KEY_SECRET)
         if value and value.strip():
             return value.strip().encode() + b"\n", f"the Airflow Variable {SIGNING_KEY_SECRET}"
+        value = _airflow_connection_secret(SIGNING_KEY_SECRET)
+        if value and value.strip():
+            return value.strip().encode() + b"\n", f"the Airflow Connection {SIGNING_KEY_SECRET}"
         return None
 
 
@@ -182,13 +207,16 @@ def get_settings() -> Settings:
             "other machines, which cannot share it: set EXCHANGE_CATALOG_URL to a PostgreSQL database "
             "(postgresql+psycopg://USER@HOST/DB) that every machine reaches, then run `exchange db upgrade` once")
     key_file = env("EXCHANGE_SIGNING_KEY_FILE")
+    display_tz = (env("EXCHANGE_DISPLAY_TZ") or "Asia/Shanghai").strip()
+    _check_zone(display_tz)
     return Settings(home=home, catalog_url=url, sources_dir=sources, silo_roots=roots, **alerting,
                     **_api_settings(env), auto_migrate=_switch(env("EXCHANGE_AUTO_MIGRATE"), "EXCHANGE_AUTO_MIGRATE"),
                     airflow_executor=executor,
                     signing_key_file=Path(key_file).expanduser() if key_file else None,
                     store_url=_store_url(env("EXCHANGE_STORE_URL"), home),
                     s3_endpoint_url=env("EXCHANGE_S3_ENDPOINT_URL") or None,
-                    s3_region=env("EXCHANGE_S3_REGION") or None)
+                    s3_region=env("EXCHANGE_S3_REGION") or None,
+                    display_tz=display_tz)
 
 
 def _store_url(url: str | None, home: Path) -> str:
@@ -201,6 +229,15 @@ def _store_url(url: str | None, home: Path) -> str:
     if not url.startswith(("file://", "s3://")):
         raise ConfigError(f"EXCHANGE_STORE_URL={url!r}: use file:///PATH or s3://BUCKET/PREFIX")
     return url
+
+
+def _check_zone(name: str) -> None:
+    """EXCHANGE_DISPLAY_TZ names an IANA time zone this machine knows."""
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"EXCHANGE_DISPLAY_TZ={name!r} is not an IANA time zone "
+                          "(e.g. Asia/Shanghai, UTC)") from None
 
 
 def _switch(value: str | None, name: str) -> bool | None:
@@ -255,7 +292,9 @@ def _api_settings(env: Callable[..., str | None]) -> dict[str, Any]:
             api_rate_prefix=env("EXCHANGE_API_RATE_PREFIX") or "exchange:rate:",
             api_audit_inline=None if inline is None else inline == "1",
             api_refusal_window=float(env("EXCHANGE_API_REFUSAL_WINDOW") or "60"),
-            dashboard_secret=env("EXCHANGE_DASHBOARD_SECRET"))
+            dashboard_secret=env("EXCHANGE_DASHBOARD_SECRET"),
+            metrics_token=env("EXCHANGE_METRICS_TOKEN") or None,
+            catalogue_publisher=(env("EXCHANGE_CATALOGUE_PUBLISHER") or "").strip() or "政务数据共享交换平台")
     except ValueError as exc:
         raise ConfigError(f"an API setting is not a number ({exc}): check EXCHANGE_API_CACHE_TTL, "
                           "EXCHANGE_API_RATE, EXCHANGE_API_BURST, EXCHANGE_API_REFUSAL_WINDOW") from None

@@ -148,6 +148,11 @@ class Store:
             tmp.unlink(missing_ok=True)
         return local
 
+    def local_file(self, key: str, scratch: Path) -> Path:
+        """The file as a path on this machine: in place on a local store, else fetched into
+        `scratch` (a task's own folder) under its key."""
+        return self.local_path(key) or self.get_file(key, Path(scratch) / "in" / _clean(key))
+
     # --- writing ----------------------------------------------------------------------
     def put_file(self, local: Path, key: str, *, move: bool = False) -> str:
         """Store a finished local file under `key` (replacing any); `move`: the local file may be

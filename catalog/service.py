@@ -10,11 +10,12 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from base import clock
-from base.errors import NotFound, PublishError
+from base import clock, times
+from base.errors import ConfigError, NotFound, PublishError
 from base.storage import Store
+from catalog import registrations
 from catalog.db.engine import engine_for
-from catalog.db.models import Dataset, DatasetVersion, MetadataChange, QuarantineEntry, Record, Run, Source
+from catalog.db.models import Dataset, DatasetVersion, Department, MetadataChange, QuarantineEntry, Record, Run, Source
 from catalog.db.rawdb import raw
 from catalog.ledger.service import FINAL
 from catalog.listing import SourceListing
@@ -75,9 +76,20 @@ class Catalog:
     def register(self, listing: SourceListing, by: str | None = None) -> list[str]:
         """Add or update a source and its dataset; every change of the stewarded metadata
         (METADATA) is kept in dataset_metadata_changes, the first registration's values too.
-        Returns the metadata fields that changed."""
+        Returns the metadata fields that changed. With `listing.toml`, the registration's text
+        is stored too (catalog/registrations.py), in the same transaction; a source cannot move
+        to another dataset."""
         now = utcnow()
         with self.session() as s, s.begin():
+            if listing.toml is not None:
+                before = s.get(Source, listing.source)
+                if before is not None and before.dataset_id != listing.dataset:
+                    raise ConfigError(
+                        f"来源不能换数据集 (source cannot move): source {listing.source} is registered for "
+                        f"dataset {before.dataset_id}; a registration cannot move it to {listing.dataset}: "
+                        "give it a new id")
+                registrations.put(s, listing.source, listing.toml, origin=listing.source_file, by=by,
+                                  now=now)
             ds = s.get(Dataset, listing.dataset)
             meta = listing.metadata()
             attrs = dict(certificate_type=listing.certificate_type, type_version=listing.type_version,
@@ -207,11 +219,21 @@ class Catalog:
                                         DatasetVersion.version == Dataset.current_version))
                 .order_by(Dataset.id)).all()
             return [{"dataset": d.id, "title": d.title, "certificate_type": d.certificate_type,
-                     "department": d.department, "sharing": d.sharing,
-                     "update_cycle": d.update_cycle, "version": d.current_version,
+                     "department": d.department, "department_name": d.department_name,
+                     "sharing": d.sharing, "update_cycle": d.update_cycle, "version": d.current_version,
                      "records": v.tree_size if v else 0,
-                     "published_at": v.published_at.isoformat() if v else None,
+                     "published_at": times.iso(v.published_at) if v else None,
                      "root_hash": v.root_hash if v else None} for d, v in rows]
+
+    def department_names(self) -> dict[str, str]:
+        """Every department's name by id, for showing a name wherever an id is: the owners'
+        names from their registrations and datasets, the consumer departments' own."""
+        with self.session() as s:
+            names = {r.get("department"): r.get("department_name")
+                     for r in s.scalars(sa.select(Source.registration)) if isinstance(r, dict)}
+            names.update((k, v) for k, v in s.execute(sa.select(Dataset.department, Dataset.department_name)))
+            names.update((k, v) for k, v in s.execute(sa.select(Department.id, Department.name)))
+        return {k: v for k, v in names.items() if k and v}
 
     def versions(self, dataset_id: str, limit: int = 50) -> list[dict]:
         """A dataset's versions, newest first."""

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from rich.console import Console
 from rich.markup import escape
 
+from base import times
 from base.errors import ConfigError
 from cli import table
 from cli.progress import bar
@@ -51,7 +52,7 @@ def cmd_status(args) -> int:
     table("Sources", rows, ["source", "update_cycle", "freshness", "due", "last_run_at",
                             "result", "counts", "backlog", "message"])
     if unloaded:
-        table("Registration files not loaded (no DAG until mended)",
+        table("登记未能加载 (registrations not loaded: no DAG until mended and registered again)",
               [{"file": escape(r["registration_file"] or ""), "source": r["source"],
                 "reason": escape(r["registration_error"])} for r in unloaded],
               ["file", "source", "reason"])
@@ -121,7 +122,7 @@ def cmd_run(args) -> int:
             args.source, key, before=lambda name: progress.update(task, description=f"{args.source}: {name}"),
             after=lambda name: progress.advance(task))
     if args.json:
-        print(json.dumps(result, ensure_ascii=False, indent=1, default=str))
+        print(json.dumps(result, ensure_ascii=False, indent=1, default=times.json_default))
     else:
         print(f"{args.source} run {key}: {result.get('state')}, version {result.get('version')}")
     return 0

@@ -7,7 +7,8 @@
 `prepare` wraps a run's connector: an incremental pull (a watermark, or a file drop in delta
 mode) yields the changed rows and then the mirror's other rows, so later stages always see the
 whole silo; a file drop with nothing new yields the mirror. The run's pull is written to the
-store as `pending.json`; `commit` (called by publish, maybe on another machine) moves the
+store as `pending.json` (a split run's partitions each write their own, merged before
+publish: `merge_pending`); `commit` (called by publish, maybe on another machine) moves the
 mirror, the watermark and the ledger forward. A failed run commits nothing, so the next run
 pulls the same changes again. Mirror and pending state live in the store (base/storage.py), so
 any worker can run any stage.
@@ -28,6 +29,7 @@ from base.storage import Store
 from connectors.files import Claim, FileDropConnector, mark_processed
 
 ROW = "_row"
+PENDING = "pending.json"
 
 
 def mirror_key(store: Store, source_id: str) -> str:
@@ -119,19 +121,40 @@ class Tracked:
         self.store.write_text(self.pending, json.dumps(pending, ensure_ascii=False))
 
 
-def prepare(source_id: str, cfg: dict, ledger, store: Store, pending: str, scratch: Path) -> Tracked:
+def pending_name(part: dict | None) -> str:
+    """The name of a partition's pull under the run's hand-off prefix: pending.json for a whole
+    run, pending.p0002.json for the third partition of a split one."""
+    return staging.part_name(PENDING.removesuffix(".json"), part) + ".json"
+
+
+def prepare(source_id: str, cfg: dict, ledger, store: Store, pending: str, scratch: Path,
+            part: dict | None = None) -> Tracked:
     """The connector for this run (`cfg`: the registration's [connector] table), wrapped:
     incremental from the committed watermark. `pending`: the store key the pull's state is
-    written to; `scratch`: this task's own folder (a remote mirror is fetched there)."""
+    written to; `scratch`: this task's own folder (a remote mirror is fetched there); `part`:
+    one partition of a split run (never incremental: registration/partitioning.py refuses the
+    two together)."""
     mirror = mirror_key(store, source_id)
     column = cfg.get("watermark")
     committed = ledger.watermark(source_id) if column else None
     since = committed[1] if committed and committed[0] == column and store.exists(mirror) else None
-    conn = connectors.build(cfg, source_id, since=since)
+    conn = connectors.build(cfg, source_id, since=since, part=part)
     if isinstance(conn, FileDropConnector):
         conn.taken = ledger.taken_files(source_id)
     merge = (column and since is not None) or cfg.get("mode") == "delta"
     return Tracked(conn, source_id, store, mirror, pending, scratch, column, cfg.get("key") if merge else None)
+
+
+def merge_pending(store: Store, parts: list[str], pending: str) -> None:
+    """A split run's partitions' pulls (their store keys, in partition order) as the run's one
+    pending pull under `pending`; the partitions' own stay until the merged run is handed on."""
+    merged: dict = {"watermark": None, "files": [], "counts": {"pulled": 0, "kept": 0}}
+    for key in parts:
+        one = json.loads(store.read_text(key))
+        merged["files"] += one["files"]
+        for k, v in one["counts"].items():
+            merged["counts"][k] = merged["counts"].get(k, 0) + v
+    store.write_text(pending, json.dumps(merged, ensure_ascii=False))
 
 
 def commit(source_id: str, run_key: str, store: Store, pending_key: str, extracted: str, ledger) -> dict | None:

@@ -16,7 +16,8 @@ from fastapi.responses import RedirectResponse, Response
 
 from api.dashboard import session
 from api.dashboard.auth import AuditorDep
-from api.dashboard.render import error, page
+from api.dashboard.render import error, language, page
+from base import i18n
 from base.errors import Unauthenticated
 from base.storage import Store
 from catalog.serving import dashboard_sessions
@@ -52,9 +53,9 @@ def _index(request: Request, run_id: int) -> str | None:
 
 
 def _missing(request: Request, run_id: int, sub: str = ""):
-    return error(request, 404, "No such Data Docs page",
-                 f"run {run_id} has no Data Docs{f' file {sub!r}' if sub else ''} (a run that "
-                 "failed before validation has none)")
+    lang = language(request)
+    return error(request, 404, i18n.t("docs.missing_title", lang),
+                 i18n.t("docs.missing", lang, run=run_id, sub=f" {sub!r}" if sub else ""))
 
 
 @router.get("/runs/{run_id}/docs/")

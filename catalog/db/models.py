@@ -36,6 +36,19 @@ class Source(Base):
     registered_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
+class StoredRegistration(Base):
+    """A source's registration file as registered: the TOML text every scheduler, DAG processor
+    and worker reads (catalog/registrations.py; migration 0015)."""
+    __tablename__ = "registrations"
+    source_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    toml: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str] = mapped_column(String(64))
+    registered_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))   # first stored
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    registered_by: Mapped[str | None] = mapped_column(String(255))
+    origin: Mapped[str | None] = mapped_column(String(1024))     # the file it was stored from
+
+
 class DatasetVersion(Base):
     __tablename__ = "dataset_versions"
     dataset_id: Mapped[str] = mapped_column(ForeignKey("datasets.id"), primary_key=True)

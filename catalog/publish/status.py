@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from base import clock
+from base import clock, times
 from base.errors import UnknownCopy
 from base.storage import Store
 from catalog.db.models import Dataset, DatasetVersion, QuarantineEntry, Record, RecordEvent
@@ -86,7 +86,8 @@ def record_changes(s: Session, dataset: str, version: int, prev_dir: Store | Non
 
 
 def _iso(t) -> str | None:
-    return None if t is None else t.isoformat()
+    """A time with its offset; a date as it is."""
+    return None if t is None else times.iso(t) if isinstance(t, datetime) else t.isoformat()
 
 
 def record_status(s: Session, store: Store, record_id: str, version: int | None = None,

@@ -95,7 +95,7 @@ def test_entries_from_before_the_chain_are_joined_to_it(tmp_path):
 
 
 def test_absolute_paths_become_store_keys(home, tmp_path):
-    """Migration 0015: the catalogue's absolute paths to version folders and Data Docs become keys
+    """Migration 0016: the catalogue's absolute paths to version folders and Data Docs become keys
     relative to the store (under the local store's root; elsewhere by the layout's tail), and back."""
     root = str(home.resolve())
     url = f"sqlite:///{tmp_path / 'c.db'}"
@@ -103,7 +103,7 @@ def test_absolute_paths_become_store_keys(home, tmp_path):
     cfg = _alembic_config(url)
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "0014_public_keys")
+        command.upgrade(cfg, "0015_registrations")
         for v, path in ((1, f"{root}/store/a.b/v000001"), (2, "/old/machine/.state/store/a.b/v000002/"),
                         (3, "store/a.b/v000003")):
             conn.execute(sa.text(
@@ -119,7 +119,7 @@ def test_absolute_paths_become_store_keys(home, tmp_path):
             "store/a.b/v000001", "store/a.b/v000002", "store/a.b/v000003"]
         assert conn.execute(sa.text("select data_docs from run_quality order by run_id")).scalars().all() == [
             "staging/s/r1/data_docs/index.html", "staging/s/r2/data_docs/index.html", None]
-        command.downgrade(cfg, "0014_public_keys")
+        command.downgrade(cfg, "0015_registrations")
         assert conn.execute(sa.text("select path from dataset_versions where version = 1")).scalar() == \
             f"{root}/store/a.b/v000001"
     engine.dispose()

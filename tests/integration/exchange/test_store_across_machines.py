@@ -27,7 +27,6 @@ def test_a_run_in_an_s3_store_is_read_from_another_home(home, s3_store, silo_2k,
     monkeypatch.setenv("EXCHANGE_CATALOG_URL", shared_db)
     reset_settings()
     reg = register_demo_source(home, silo_2k[0])
-    sources = get_settings().sources_dir
 
     published = stages.run_all(SOURCE, "r1", TODAY)
     assert published["state"] == "published" and published["tree_size"] > 1_500
@@ -48,9 +47,7 @@ def test_a_run_in_an_s3_store_is_read_from_another_home(home, s3_store, silo_2k,
     assert docs == f"staging/{SOURCE}/r1/data_docs/index.html" and s3_store.exists(docs)
 
     # another machine: its own home, the same catalogue and store; the first home is gone
-    other = tmp_path / "other-home"
-    (other / "sources").mkdir(parents=True)
-    shutil.copy(sources / f"{SOURCE}.toml", other / "sources")     # registrations: not this helper's part
+    other = tmp_path / "other-home"                                # its registration: the catalogue's
     pem = next((home / "keys").glob("*.pem"))                      # a worker is given the active key
     shutil.copy(pem, tmp_path / "signing.pem")
     shutil.rmtree(home)

@@ -13,7 +13,7 @@ from base.settings import get_settings
 from cli import main as cli
 from exchange import stages
 from quality.gates import SchemaDrift
-from tests.conftest import register_demo_source
+from tests.conftest import register_demo_source, stored
 
 SOURCE, DATASET, TABLE = "smr_business_licence", "business_licence.market_regulation", "yyzz_djxx"
 NOT_NULL_NAME = "expect_column_values_to_not_be_null(holder_name)"
@@ -144,6 +144,7 @@ def test_a_registrations_own_checks_quarantine_rows_and_every_run_has_data_docs(
     reg_file.write_text(reg_file.read_text("utf-8").replace("[connector]", (
         '[[checks]]\ntype = "expect_column_values_to_match_regex"\n'
         'column = "licence_number"\nregex = "^[0-9]{14}[13579]$"\n\n[connector]')), "utf-8")
+    stored(reg_file)                     # the catalogue's copy is what the stages read
     stages.extract(SOURCE, "r1")
     stages.conform(SOURCE, "r1")
     out = stages.validate(SOURCE, "r1")

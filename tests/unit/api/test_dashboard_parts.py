@@ -71,7 +71,7 @@ def test_trend_chart_has_one_point_per_run():
     xs, ys = [float(p[1]) for p in points], [float(p[2]) for p in points]
     assert xs == sorted(xs) and ys[0] < ys[1] < ys[2]               # higher share, higher point
     assert "<polyline" in svg and "95.0%" in svg
-    assert "No runs" in str(charts.trend([]))
+    assert "尚无带计数的运行" in str(charts.trend([])) and "No runs" in str(charts.trend([], lang="en"))
 
 
 def test_bar_chart_scales_and_escapes():

@@ -381,3 +381,24 @@ def test_a_run_key_never_leads_out_of_the_staging_folder(home):
             stages.handoff("smr_x", key, "extracted")
     with pytest.raises(ConfigError):
         stages.handoff_prefix("../smr", "r1")
+
+
+def test_the_catalogues_texts_parse_as_files_do_and_a_bad_one_hides_no_other():
+    """registration.scan_texts: the catalogue's stored TOML, (source id, text, origin) each."""
+    good = (Path(__file__).parents[3] / "demo" / "registrations" / "smr_business_licence.toml").read_text("utf-8")
+    found = registration.scan_texts([
+        ("smr_business_licence", good, "/steward/smr.toml"),
+        ("smr_old", good.replace('id = "smr_business_licence"', 'id = "smr_old"\nretired = 1'), None),
+        ("smr_junk", "id = ", "/steward/junk.toml"),
+        ("smr_twin", good, "/steward/twin.toml"),           # stored under another id than its text's
+    ])
+    reg = found.registrations["smr_business_licence"]
+    assert list(found.registrations) == ["smr_business_licence"]
+    assert (reg.path, reg.origin, reg.source_file) == (None, "/steward/smr.toml", "/steward/smr.toml")
+    assert "origin" not in reg.as_dict()
+    why = {p.source: p for p in found.problems}
+    assert why["smr_old"].path == "registration smr_old in the catalogue"
+    assert why["smr_old"].reason.startswith("registration smr_old in the catalogue: unknown keys ['retired']")
+    assert why["smr_junk"].path == "/steward/junk.toml" and "not valid TOML" in why["smr_junk"].reason
+    assert "registers 'smr_business_licence', not 'smr_twin'" in why["smr_twin"].reason
+    assert all("\n" not in p.reason for p in found.problems)

@@ -9,16 +9,16 @@ tail (the store's layout is the one EXCHANGE_HOME always had: copy the home's st
 folders into a new store under the same keys). Downgrade makes the keys absolute under a local
 store's root again.
 
-Revision ID: 0015_store_keys
-Revises: 0014_public_keys
+Revision ID: 0016_store_keys
+Revises: 0015_registrations
 """
 import re
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0015_store_keys"
-down_revision = "0014_public_keys"
+revision = "0016_store_keys"
+down_revision = "0015_registrations"
 branch_labels = None
 depends_on = None
 
