@@ -8,12 +8,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from base.errors import ConfigError
 from base.files import private_dir
-from base.storage import Store
+
+if TYPE_CHECKING:
+    from base.storage import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "password", "secret", "passphrase", "test", "xxx"}
@@ -102,6 +104,8 @@ class Settings:
     @cached_property
     def store(self) -> Store:
         """The store every task shares (EXCHANGE_STORE_URL): keys are relative to it."""
+        from base.storage import Store  # lazy: pyarrow, which parsing a DAG file never needs
+
         return Store.from_url(self.store_url, endpoint_url=self.s3_endpoint_url, region=self.s3_region)
 
     @property
