@@ -21,7 +21,7 @@ def create_app(settings=None, *, rate: float | None = None, burst: int | None = 
     app = FastAPI(title="Exchange consumer API", version="1", docs_url=None, redoc_url=None,
                   description="Purpose-bound lookups of verifiable licence records; every request "
                               "is audited. Errors are RFC 9457 problem details.")
-    cat = Catalog(settings.catalog_url, settings.store_dir, pre_ping=False)
+    cat = Catalog(settings.catalog_url, settings.store, pre_ping=False)
     ttl = cache_ttl if cache_ttl is not None else settings.api_cache_ttl
     app.state.settings = settings
     app.state.consumer = Consumer(cat, Access(cat.engine, ttl))

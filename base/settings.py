@@ -7,14 +7,17 @@ import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from base.errors import ConfigError
 from base.files import private_dir
+
+if TYPE_CHECKING:
+    from base.storage import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "password", "secret", "passphrase", "test", "xxx"}
@@ -92,12 +95,25 @@ class Settings:
     auto_migrate: bool | None = None                   # EXCHANGE_AUTO_MIGRATE=1|0; default: see migrates_itself
     airflow_executor: str = ""                         # Airflow's [core] executor, as read by airflow_executor()
     signing_key_file: Path | None = None               # EXCHANGE_SIGNING_KEY_FILE: the active key's PEM
+    # where hand-offs, mirrors, versions, quarantine files and Data Docs live (base/storage.py)
+    store_url: str = ""                                # EXCHANGE_STORE_URL; default file://<home>
+    s3_endpoint_url: str | None = None                 # EXCHANGE_S3_ENDPOINT_URL: an S3-compatible server
+    s3_region: str | None = None                       # EXCHANGE_S3_REGION
     display_tz: str = "Asia/Shanghai"                  # EXCHANGE_DISPLAY_TZ: times shown to people (base/times.py)
     lineage_namespace: str = "exchange://127.0.0.1:8000"  # EXCHANGE_LINEAGE_NAMESPACE: OpenLineage, published data
 
     def __post_init__(self) -> None:
         roots = self.silo_roots or (self.home / "drops", self.home / "silos")
         object.__setattr__(self, "silo_roots", tuple(Path(r).resolve() for r in roots))
+        if not self.store_url:
+            object.__setattr__(self, "store_url", self.home.as_uri())
+
+    @cached_property
+    def store(self) -> Store:
+        """The store every task shares (EXCHANGE_STORE_URL): keys are relative to it."""
+        from base.storage import Store  # lazy: pyarrow, which parsing a DAG file never needs
+
+        return Store.from_url(self.store_url, endpoint_url=self.s3_endpoint_url, region=self.s3_region)
 
     @property
     def remote_executor(self) -> bool:
@@ -114,12 +130,9 @@ class Settings:
         return dialect == "sqlite" or not self.remote_executor
 
     @property
-    def staging_dir(self) -> Path:
-        return self.home / "staging"
-
-    @property
-    def store_dir(self) -> Path:
-        return self.home / "store"
+    def scratch_dir(self) -> Path:
+        """This machine's private scratch space for a task's own work (never handed on)."""
+        return self.home / "scratch"
 
     @property
     def keys_dir(self) -> Path:
@@ -130,11 +143,15 @@ class Settings:
         return self.keys_dir / "jwks.json"
 
     def private_home(self) -> Settings:
-        """Make (or tighten) the home, staging, store and key directories 0700: records,
+        """Make (or tighten) the home, scratch, key and (a local store's) store directories 0700: records,
         quarantined rows and keys are for the exchange's OS account only."""
-        for d in (self.home, self.staging_dir, self.store_dir, self.keys_dir):
+        for d in (self.home, self.scratch_dir, self.keys_dir, *self._local_store_dirs()):
             private_dir(d)
         return self
+
+    def _local_store_dirs(self) -> tuple[Path, ...]:
+        root = self.store.local_path()
+        return () if root is None else (root, root / "staging", root / "store")
 
     def key_passphrase(self) -> bytes:
         """From the environment, else (inside Airflow tasks) from Airflow's secrets backends
@@ -212,6 +229,9 @@ def get_settings() -> Settings:
                     **_api_settings(env), auto_migrate=_switch(env("EXCHANGE_AUTO_MIGRATE"), "EXCHANGE_AUTO_MIGRATE"),
                     airflow_executor=executor,
                     signing_key_file=Path(key_file).expanduser() if key_file else None,
+                    store_url=_store_url(env("EXCHANGE_STORE_URL"), home),
+                    s3_endpoint_url=env("EXCHANGE_S3_ENDPOINT_URL") or None,
+                    s3_region=env("EXCHANGE_S3_REGION") or None,
                     display_tz=display_tz,
                     lineage_namespace=_lineage_namespace(env("EXCHANGE_LINEAGE_NAMESPACE"), alerting["dashboard_url"]))
 
@@ -226,6 +246,18 @@ def _lineage_namespace(value: str | None, dashboard_url: str) -> str:
         raise ConfigError(f"EXCHANGE_LINEAGE_NAMESPACE={value!r}: use scheme://name, e.g. "
                           "exchange://exchange.example.gov.cn (no path, no credentials)")
     return value
+
+
+def _store_url(url: str | None, home: Path) -> str:
+    """EXCHANGE_STORE_URL: file:///PATH or s3://BUCKET/PREFIX; a bare path is taken as file://."""
+    url = (url or "").strip()
+    if not url:
+        return home.as_uri()
+    if "://" not in url:
+        return Path(url).expanduser().resolve().as_uri()
+    if not url.startswith(("file://", "s3://")):
+        raise ConfigError(f"EXCHANGE_STORE_URL={url!r}: use file:///PATH or s3://BUCKET/PREFIX")
+    return url
 
 
 def _check_zone(name: str) -> None:

@@ -85,7 +85,7 @@ from catalog.service import Catalog
 from exchange import stages
 from base.settings import get_settings
 s = get_settings()
-Catalog(s.catalog_url, s.store_dir)          # the engine and its migrations check: not timed
+Catalog(s.catalog_url, s.store)          # the engine and its migrations check: not timed
 t, c = time.perf_counter(), time.process_time()
 result = stages.publish({SOURCE!r}, {KEY!r})
 wall, cpu = time.perf_counter() - t, time.process_time() - c

@@ -1,27 +1,31 @@
-"""A split run's partitions (registration [run]; planned by connectors/partitions.py): their
-hand-off files, and the merge that makes them one run again, in partition order, before
-publish. A run of one partition (WHOLE) is an unsplit run and never comes here.
+"""A split run's partitions (registration [run]; planned by connectors/partitions.py): the store
+keys of their hand-offs, and the merge that makes them one run again, in partition order,
+before publish. A run of one partition (WHOLE) is an unsplit run and never comes here.
 
-The merge writes what an unsplit run's extract and conform write (extracted, conformed; rows
-numbered 1..N over the whole run) and one pending pull; quality/validate.py then splits the
-whole run with the partitions' row-level findings and runs the version-wide checks (uniqueness,
-GX over the whole version) itself, so the same silo gives the same version however it was split.
+Each partition's task may have run on another machine: its files are keys under the run's
+hand-off prefix in the store (base/storage.py), never a local path. The merge reads them (in
+place on a local store, else fetched to the publishing task's scratch folder) and stores what
+an unsplit run's extract and conform store (extracted, conformed; rows numbered 1..N over the
+whole run) and one pending pull; quality/validate.py then splits the whole run with the
+partitions' row-level findings and runs the version-wide checks (uniqueness, GX over the whole
+version) itself, so the same silo gives the same version however it was split.
 """
 from __future__ import annotations
 
 import json
-import os
+from datetime import date
 from pathlib import Path
 
 import pyarrow as pa
 
 from base import staging
 from base.errors import ConfigError, DataError
+from base.storage import Store
 from connectors import state
 from connectors.partitions import WHOLE
 from schemas.conform import ROW
 
-HANDOFFS = ("extracted", "conformed", "findings")     # a partition's files, merged or read at publish
+FILES = {"quarantine": "quarantine.parquet", "validation": "validation.json", "data_docs": "data_docs"}
 
 
 def is_split(parts: list[dict] | None) -> bool:
@@ -45,24 +49,34 @@ def ordered(parts: list[dict], source_id: str) -> list[dict]:
     return parts
 
 
-def handoff(workdir: Path, name: str, part: dict | None) -> Path:
-    return staging.transient(workdir, staging.part_name(name, part))
+def handoff(prefix: str, name: str, part: dict | None = None) -> str:
+    """The store key of hand-off `name` under a run's prefix (the one place they are named):
+    extracted, conformed, accepted, findings are Arrow IPC files (`extracted.p0002.arrow` for
+    the third partition of a split run); pending, quarantine, validation, data_docs keep their
+    own names."""
+    if name == "pending":
+        return f"{prefix}/{state.pending_name(part)}"
+    if name in FILES:
+        return f"{prefix}/{FILES[name]}"
+    return f"{prefix}/{staging.part_name(name, part)}{staging.TRANSIENT_SUFFIX}"
 
 
-def merged(workdir: Path, parts: list[dict]) -> bool:
-    """Whether the merge already ran to its end (its partitions' files are gone)."""
-    return (staging.transient(workdir, "accepted").exists()
-            and not any(handoff(workdir, "findings", p).exists() for p in parts))
+def merged(store: Store, prefix: str, parts: list[dict]) -> bool:
+    """Whether the merge already stored the whole run (its accepted rows are stored and clean
+    has begun: not every partition's findings are left). While they all are, merging again
+    is harmless."""
+    return (store.exists(handoff(prefix, "accepted"))
+            and not all(store.exists(handoff(prefix, "findings", p)) for p in parts))
 
 
-def concat(workdir: Path, name: str, parts: list[dict], source_id: str) -> Path:
-    """The partitions' `name` files as the run's one file, in partition order, rows renumbered."""
-    out = staging.transient(workdir, name)
-    tmp = out.with_name(out.name + ".tmp")
+def concat(store: Store, prefix: str, name: str, parts: list[dict], source_id: str, scratch: Path) -> str:
+    """The partitions' `name` files as the run's one file, in partition order, rows renumbered;
+    built in `scratch`, then stored. Returns its key."""
+    tmp = staging.transient(scratch, f"merged-{name}")
     schema, writer, row = None, None, 0
     try:
         for part in parts:
-            table = staging.read_table(handoff(workdir, name, part))
+            table = staging.read_table(store.local_file(handoff(prefix, name, part), scratch))
             if schema is None:
                 schema, writer = table.schema, staging.transient_writer(tmp, table.schema)
             elif table.schema != schema:
@@ -81,28 +95,27 @@ def concat(workdir: Path, name: str, parts: list[dict], source_id: str) -> Path:
         raise
     if writer is not None:
         writer.close()
-    os.replace(tmp, out)
-    return out
+    return store.put_file(tmp, handoff(prefix, name), move=True)
 
 
-def merge_pulls(workdir: Path, parts: list[dict], source_id: str) -> list[Path]:
-    """extracted, conformed and the pending pull of the whole run; the findings to validate with."""
+def merge_pulls(store: Store, prefix: str, parts: list[dict], source_id: str, scratch: Path) -> list[Path]:
+    """extracted, conformed and the pending pull of the whole run, stored; the partitions'
+    findings, as files on this machine, to validate with."""
     for name in ("extracted", "conformed"):
-        concat(workdir, name, parts, source_id)
-    state.merge_pending(workdir, parts)
-    return [handoff(workdir, "findings", p) for p in parts]
+        concat(store, prefix, name, parts, source_id, scratch)
+    state.merge_pending(store, [handoff(prefix, "pending", p) for p in parts], handoff(prefix, "pending"))
+    return [store.local_file(handoff(prefix, "findings", p), scratch) for p in parts]
 
 
-def today_of(findings: Path):
+def today_of(findings: Path) -> date:
     """The day the partitions were checked against (`not in the future`)."""
-    from datetime import date
     meta = json.loads(staging.read_schema(findings).metadata[b"findings"])
     return date.fromisoformat(meta["today"])
 
 
-def clean(workdir: Path, parts: list[dict]) -> None:
-    """The partitions' own files, once the whole run's are written."""
-    for part in parts:
-        for name in HANDOFFS:
-            handoff(workdir, name, part).unlink(missing_ok=True)
-        (workdir / state.pending_name(part)).unlink(missing_ok=True)
+def clean(store: Store, prefix: str, parts: list[dict]) -> None:
+    """The partitions' own files, once the whole run's are stored; findings first (a findings
+    file gone says the merge is done, so a clean cut short is finished, not merged again)."""
+    for name in ("findings", "pending", "extracted", "conformed"):
+        for part in parts:
+            store.delete(handoff(prefix, name, part))

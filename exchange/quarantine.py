@@ -31,7 +31,7 @@ def queue_summary(entries: list[dict], samples: int, ctype=None) -> dict:
 
 def with_raw_rows(entries: list[dict]) -> None:
     """Each entry's raw silo row, from the quarantine file of the run that last saw it."""
-    raws = raw_rows(get_settings().staging_dir, entries)
+    raws = raw_rows(get_settings().store, entries, lambda source, run: stages.handoff(source, run, "quarantine"))
     for e in entries:
         e["raw"] = raws.get((e["source_id"], e["key"], e["row_hash"]))
 

@@ -298,7 +298,7 @@ def add(reg: Registration, path: Path, plan: Plan, by: str | None):
     plan.target.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(plan.target, data, mode=0o644)
     try:
-        changed = Catalog(settings.catalog_url, settings.store_dir).register(
+        changed = Catalog(settings.catalog_url, settings.store).register(
             source_listing(dataclasses.replace(reg, path=plan.target), toml=data.decode("utf-8")), by=by)
     except BaseException as exc:
         if previous is None:

@@ -181,7 +181,7 @@ def catalog():
     from catalog.service import Catalog
 
     s = get_settings()
-    return Catalog(s.catalog_url, s.store_dir)
+    return Catalog(s.catalog_url, s.store)
 
 
 def ledger():
@@ -238,3 +238,40 @@ def wait_until_serving(server, port: int, seconds: float = 60) -> None:
             pass
         assert server.poll() is None and time.monotonic() < deadline, "serve did not come up"
         time.sleep(0.2)
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A real S3-compatible server (moto's) on 127.0.0.1 for the session; yields its endpoint URL.
+    Credentials are any (moto checks none); s3_store sets them."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3_store(s3_server, monkeypatch):
+    """A fresh bucket on s3_server as a Store (s3://<bucket>/exchange), with the environment a
+    worker would have: AWS_* credentials, EXCHANGE_S3_ENDPOINT_URL and EXCHANGE_S3_REGION
+    (EXCHANGE_STORE_URL is left to the test: `monkeypatch.setenv("EXCHANGE_STORE_URL", s3_store.url())`)."""
+    import uuid
+
+    import pyarrow.fs as pafs
+
+    from base.settings import reset_settings
+    from base.storage import Store
+
+    for name, value in {"AWS_ACCESS_KEY_ID": "exchange-test", "AWS_SECRET_ACCESS_KEY": "exchange-test-secret",
+                        "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true",
+                        "EXCHANGE_S3_ENDPOINT_URL": s3_server, "EXCHANGE_S3_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(name, value)
+    bucket = f"exchange-{uuid.uuid4().hex[:12]}"
+    pafs.S3FileSystem(endpoint_override=s3_server.split("://")[1], scheme="http", region="us-east-1",
+                      allow_bucket_creation=True).create_dir(bucket)
+    reset_settings()
+    yield Store.from_url(f"s3://{bucket}/exchange", endpoint_url=s3_server, region="us-east-1")
+    reset_settings()

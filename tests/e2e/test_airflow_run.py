@@ -80,7 +80,7 @@ def test_dag_runs_under_airflow_and_publishes_a_verifiable_version(home, silo_2k
     from base.settings import get_settings
     from catalog.service import Catalog
     s = get_settings()
-    holder = Catalog(s.catalog_url, s.store_dir).sample_holder(reg.dataset)
+    holder = Catalog(s.catalog_url, s.store).sample_holder(reg.dataset)
     subprocess.run([*cli, "departments", "add", "transport", "交通运输局"], env=env, check=True)
     issued = subprocess.run([*cli, "credentials", "issue", "transport", "--json"], env=env,
                             capture_output=True, text=True, check=True).stdout

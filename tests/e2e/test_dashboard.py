@@ -445,7 +445,9 @@ def test_a_revoked_key_ends_its_session(browser, site):
     _login(pg, site, site["second_auditor_key"], "/dashboard/freshness")
     assert pg.url.endswith("/dashboard/freshness")
     key_id = site["second_auditor_key"][4:20]
-    cat = Catalog(f"sqlite:///{site['home'] / 'catalog.db'}", site["home"] / "store")
+    from base.storage import Store
+
+    cat = Catalog(f"sqlite:///{site['home'] / 'catalog.db'}", Store.local(site["home"]))
     Access(cat.engine, ttl=0).revoke_credential(key_id, actor="test")
     pg.goto(site["base"] + "/dashboard/freshness")
     assert "/dashboard/login" in pg.url

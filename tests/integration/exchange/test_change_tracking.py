@@ -35,7 +35,7 @@ def _record(holder_code: str) -> dict:
 
 def _pulled(source_id: str, key: str) -> dict:
     """What the run pulled (kept in its pending state until publish commits it)."""
-    return json.loads((get_settings().staging_dir / source_id / key / "pending.json").read_text())
+    return json.loads(get_settings().store.read_text(stages.handoff(source_id, key, "pending")))
 
 
 def test_incremental_pulls_take_only_changes_and_advance_only_after_publish(home, pg_silo, silo_rows):

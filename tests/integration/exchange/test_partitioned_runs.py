@@ -10,6 +10,7 @@ from collections import Counter
 import pyarrow.parquet as pq
 import pytest
 
+from base.settings import get_settings
 from exchange import stages
 from tests.conftest import TODAY, catalog, home_env, ledger, register_demo_source, stored
 
@@ -30,16 +31,16 @@ def _outcome(run_key: str) -> dict:
     cat, led = catalog(), ledger()
     dataset = "business_licence.market_regulation"
     run = led.runs(SOURCE)[0]
-    version = cat.current_version_path(dataset)
+    version = cat.current_version_files(dataset)
     quarantine = pq.read_table(run_quarantine(run_key)).to_pylist()
     return {"counts": (run["extracted"], run["accepted"], run["quarantined"]), "reasons": run["reasons"],
-            "records": pq.read_table(version / "records.parquet").to_pylist(),
+            "records": pq.read_table(version.open_input("records.parquet")).to_pylist(),
             "quarantine": Counter((q["key"], q["row_hash"], tuple(q["reasons"]), q["values"]) for q in quarantine)}
 
 
 def run_quarantine(run_key: str):
-    from base.settings import get_settings
-    return get_settings().staging_dir / SOURCE / run_key / "quarantine.parquet"
+    """The run's quarantine file, read from the store."""
+    return get_settings().store.open_input(stages.handoff(SOURCE, run_key, "quarantine"))
 
 
 def test_four_partitions_publish_what_one_does(tmp_path, silo_2k):
@@ -68,8 +69,8 @@ def test_four_partitions_publish_what_one_does(tmp_path, silo_2k):
         split = stages.publish(SOURCE, "r1", parts)
         assert reg.partitioned
         merged = _outcome("r1")
-        workdir = split_home / "staging" / SOURCE / "r1"
-        assert not list(workdir.glob("*.p0*")), "the partitions' files are gone after the merge"
+        left = get_settings().store.list(stages.handoff_prefix(SOURCE, "r1"))
+        assert left and not [k for k in left if ".p0" in k], "the partitions' files are gone after the merge"
     assert split["state"] == whole["state"] == "published"
     assert (split["root_hash"], split["tree_size"]) == (whole["root_hash"], whole["tree_size"])
     assert merged["records"] == unsplit["records"]
@@ -92,7 +93,7 @@ def test_a_split_run_rerun_or_retried_publishes_once(home, silo_2k):
     assert second["state"] == "unchanged"
     runs = ledger().runs(SOURCE)
     assert [r["extracted"] for r in runs] == [2_000, 2_000]
-    docs = json.loads((home / "staging" / SOURCE / "r2" / "validation.json").read_text("utf-8"))
+    docs = json.loads(get_settings().store.read_text(stages.handoff(SOURCE, "r2", "validation")))
     assert docs["rows"] == 2_000, "validation.json speaks for the whole run"
 
 

@@ -59,7 +59,7 @@ def test_the_next_start_of_the_source_fails_a_run_whose_process_is_gone(home, si
             "from base.settings import get_settings\nfrom catalog.service import Catalog\n"
             "from catalog.ledger.service import Ledger\nfrom exchange.listing import source_listing\n"
             "from catalog import registrations\n"
-            "s = get_settings()\nc = Catalog(s.catalog_url, s.store_dir)\n"
+            "s = get_settings()\nc = Catalog(s.catalog_url, s.store)\n"
             f"c.register(source_listing(registrations.get(s.catalog_url, {SOURCE!r})))\n"
             f"with run_owner.owning():\n    Ledger(s.catalog_url).start_run({SOURCE!r}, 'gone')\n"
             "os._exit(0)\n")                             # exits without finishing the run
