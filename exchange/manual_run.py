@@ -77,7 +77,7 @@ def airflow_run(source: str, key: str | None = None, *, unpause: bool = False,
     GateHeld when the size gate held it, AirflowRunFailed when it failed; else the run's result."""
     reg = registration.get(source, get_settings().sources_dir)
     run_id = key or airflow_run_id()
-    stages.workdir_for(source, run_id)          # a run key as the exchange takes it (ConfigError)
+    stages.handoff_prefix(source, run_id)       # a run key as the exchange takes it (ConfigError)
     api = client()
     try:
         ready_dag(api, reg.dag_id, unpause)

@@ -113,7 +113,7 @@ def test_a_source_dag_emits_valid_openlineage_events(home, silo_2k, tmp_path):
 
     s = get_settings()
     [run] = Ledger(s.catalog_url).runs(reg.id)
-    records = Catalog(s.catalog_url, s.store_dir).current_size(reg.dataset)
+    records = Catalog(s.catalog_url, s.store).current_size(reg.dataset)
     publish = by_task[f"{reg.dag_id}.publish"]["COMPLETE"]
     [out] = publish["outputs"]
     assert (out["namespace"], out["name"]) == (NAMESPACE, reg.dataset)
