@@ -19,7 +19,7 @@ import pytest
 
 from cli.run_service import Service
 from exchange.airflow_api import AirflowClient
-from tests.conftest import ROOT, free_port, home_env, ledger, register_demo_source
+from tests.conftest import ROOT, free_port, home_env, ledger, register_demo_source, stored
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 SOURCE = "smr_business_licence"
@@ -41,6 +41,7 @@ def stack(tmp_path_factory, silo_2k):
         mp.setenv("EXCHANGE_RUN_DEADLINE", "0")
         reg = register_demo_source(home, silo)
         reg.path.write_text(reg.path.read_text("utf-8").replace('schedule = "@daily"\n', ""), "utf-8")
+        stored(reg.path)                     # the catalogue's copy is what the DAG is parsed from
         (home / "airflow").mkdir(parents=True)
         (home / "airflow" / "simple_auth_manager_passwords.json.generated").write_text(
             json.dumps({"steward": password}))
