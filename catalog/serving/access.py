@@ -59,13 +59,15 @@ def check_purpose(purpose: str | None) -> str:
                              "case number as case:NUMBER")
     if len(purpose) <= 70 and (purpose in item_codes() or CASE_RE.match(purpose)):
         return purpose
-    raise InvalidRequest("用途无效 (unknown purpose): purpose is neither a known service-item code (see GET /v1/items) nor a "
+    raise InvalidRequest("用途无效 (unknown purpose): "
+                         "purpose is neither a known service-item code (see GET /v1/items) nor a "
                          "case number as case:NUMBER (4-64 of A-Z a-z 0-9 . _ / -)")
 
 
 def check_department_id(dept: str) -> str:
     if not DEPT_RE.match(dept or ""):
-        raise InvalidRequest("部门编号无效 (bad department id): a department id is 2-64 of a-z 0-9 _ . - starting with a letter or digit")
+        raise InvalidRequest("部门编号无效 (bad department id): "
+                             "a department id is 2-64 of a-z 0-9 _ . - starting with a letter or digit")
     return dept
 
 
@@ -122,14 +124,16 @@ class Access:
     def authenticate(self, token: str | None) -> Caller:
         m = TOKEN_RE.match(token or "")
         if m is None:
-            raise Unauthenticated("缺少交换密钥 (no exchange key): send an exchange key as `Authorization: Bearer exk_…`; ask the "
+            raise Unauthenticated("缺少交换密钥 (no exchange key): "
+                                  "send an exchange key as `Authorization: Bearer exk_…`; ask the "
                                   "exchange operator for one (`exchange credentials issue`)")
         key_id, secret = m.groups()
         row = self._cached(("cred", key_id), lambda: self._credential(key_id))
         if row is None or not hmac.compare_digest(row["secret_hash"], _secret_hash(secret)):
             raise Unauthenticated("交换密钥无效 (unknown exchange key): ask the exchange operator for a new one")
         if row["revoked_at"] is not None or row["expires_at"] <= now_utc() or not row["active"]:
-            raise Unauthenticated(f"交换密钥已吊销或过期 (revoked or expired): exchange key {key_id}; ask for a new one")
+            raise Unauthenticated(f"交换密钥已吊销或过期 (revoked or expired): "
+                                  f"exchange key {key_id}; ask for a new one")
         return Caller(row["department_id"], row["role"], key_id)
 
     def current(self, key_id: str) -> Caller:
@@ -187,7 +191,8 @@ class Access:
                 fields.update(g["fields"])
         if found:
             return Decision(True, frozenset(fields), "grant (some fields)")
-        return Decision(False, reason=f"有条件共享，无有效授权 (conditional, no grant): dataset {dataset} is shared on condition: department {department} "
+        return Decision(False, reason=f"有条件共享，无有效授权 (conditional, no grant): "
+                                      f"dataset {dataset} is shared on condition: department {department} "
                                       f"has no current grant for purpose {purpose}; ask its steward")
 
     def require(self, department: str, dataset: str, purpose: str) -> Decision:
@@ -239,7 +244,8 @@ class Access:
                 Credential.key_id == key_id, Credential.revoked_at.is_(None))
                 .values(revoked_at=now_utc())).rowcount
         if not n:
-            raise NotFound(f"未找到有效的交换密钥 (no active credential): {key_id!r}; list them with `exchange credentials list`")
+            raise NotFound(f"未找到有效的交换密钥 (no active credential): "
+                           f"{key_id!r}; list them with `exchange credentials list`")
         self._audit(actor, "credential.revoke", key_id)
 
     def credentials(self, dept: str | None = None) -> list[dict]:
@@ -259,7 +265,8 @@ class Access:
             if p != ANY_CASE:
                 check_purpose(p)
         if not purposes:
-            raise InvalidRequest(f"授权未写明用途 (no purpose): a grant names at least one purpose (item codes or {ANY_CASE})")
+            raise InvalidRequest(f"授权未写明用途 (no purpose): "
+                                 f"a grant names at least one purpose (item codes or {ANY_CASE})")
         if fields is not None:
             known = all_types()[info.certificate_type].field_names
             for f in fields:
