@@ -610,7 +610,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "cli.msg.reviewed": ("{key}（{dataset}）：{state}，{n} 行（{note}）", "{key} in {dataset}: {state}, {n} row(s) ({note})"),
     "cli.msg.approved": ("已批准 (approved) 数据源 {source} 的运行 {run_key}", "approved run {run_key} of {source}"),
     "cli.msg.run_result": ("：{state}，版本 (version) {version}", ": {state}, version {version}"),
-    "cli.msg.airflow_result": ("（Airflow {state}：{url}）", " (Airflow {state}: {url})"),
+    "cli.msg.airflow_result": ("（Airflow 状态 (state) {state}：{url}）", " (Airflow {state}: {url})"),
     "cli.help.quarantine": ("数据集的隔离队列；review 复核一行", "the quarantine queue of a dataset; `review` marks a row"),
     "cli.arg.q_all": ("包括已离开队列的行", "include rows that have left the queue"),
     "cli.arg.q_samples": ("每个原因的样例行数", "sample rows per reason"),
@@ -687,7 +687,7 @@ def pick(lang: str | None) -> str:
     return code if code in LANGS else DEFAULT_LANG
 
 
-def t(key: str, lang: str = DEFAULT_LANG, **values: object) -> str:
+def t(key: str, /, lang: str = DEFAULT_LANG, **values: object) -> str:
     """The message `key` in `lang`, with {names} filled in; the key itself when missing."""
     pair = MESSAGES.get(key) or TERMS.get(key)
     text = key if pair is None else pair[LANGS.index(pick(lang))]
@@ -703,7 +703,7 @@ def term(kind: str, value: str | None, lang: str = DEFAULT_LANG) -> str:
     return value if pair is None else pair[LANGS.index(pick(lang))]
 
 
-def both(key: str, **values: object) -> str:
+def both(key: str, /, **values: object) -> str:
     """Chinese first, the English beside, for titles and help: `数据集 (datasets)`."""
     zh, en = t(key, "zh", **values), t(key, "en", **values)
     return zh if zh == en else f"{zh} ({en})"
