@@ -133,7 +133,7 @@ class Access:
             raise Unauthenticated("交换密钥无效 (unknown exchange key): ask the exchange operator for a new one")
         if row["revoked_at"] is not None or row["expires_at"] <= now_utc() or not row["active"]:
             raise Unauthenticated(f"交换密钥已吊销或过期 (revoked or expired): "
-                                  f"exchange key {key_id}; ask for a new one")
+                                  f"exchange key {key_id} is revoked or expired; ask for a new one")
         return Caller(row["department_id"], row["role"], key_id)
 
     def current(self, key_id: str) -> Caller:
