@@ -141,7 +141,8 @@ class Access:
         still unrevoked, unexpired and its department active."""
         row = self._cached(("cred", key_id), lambda: self._credential(key_id))
         if row is None or row["revoked_at"] is not None or row["expires_at"] <= now_utc() or not row["active"]:
-            raise Unauthenticated(f"交换密钥已吊销或过期 (revoked or expired): exchange key {key_id}; log in again")
+            raise Unauthenticated(f"交换密钥已吊销或过期 (revoked or expired): "
+                                  f"exchange key {key_id} is revoked or expired; log in again")
         return Caller(row["department_id"], row["role"], key_id)
 
     def _credential(self, key_id: str) -> dict | None:
