@@ -68,7 +68,8 @@ class RateLimiter:
         """`who`: the bucket's owner as the 429 names it (default: department `key`)."""
         tokens = self.failover.take(key) if self.failover is not None else self._take_here(key)
         if tokens < 1:
-            raise RateLimited(f"more than {self.rate:g} requests per second from {who or 'department ' + key}; "
+            raise RateLimited(f"请求过于频繁 (too many requests): "
+                              f"more than {self.rate:g} requests per second from {who or 'department ' + key}; "
                               "slow down", (1 - tokens) / self.rate)
 
     def _take_here(self, key: str) -> float:

@@ -13,7 +13,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 from swagger_ui_bundle import swagger_ui_path
 
-from api.problems import MEDIA, TITLES
+from api.problems import MEDIA, title
 
 STATIC = "/docs/static"
 
@@ -22,7 +22,7 @@ class Problem(BaseModel):
     """An error (RFC 9457 problem details), as every refused or failed request is answered."""
     type: str = Field(description="`urn:exchange:problem:<Kind>` naming the exchange's error, or "
                                   "`about:blank`", examples=["urn:exchange:problem:InvalidRequest"])
-    title: str = Field(description="the status in words", examples=["Bad request"])
+    title: str = Field(description="the status in words", examples=["请求有误 (Bad request)"])
     status: int = Field(ge=400, le=599, description="the HTTP status, repeated", examples=[400])
     detail: str = Field(description="what was wrong and what to do next (never internals)",
                         examples=["purpose is neither a known service-item code (see GET /v1/items) "
@@ -46,7 +46,7 @@ PUBLIC = (400, 422, 429)               # public metadata: no key; a purpose, if 
 
 def problems(*statuses: int) -> dict[int | str, dict]:
     """`responses=` for a route: each status a problem+json body (the schema of Problem)."""
-    return {s: {"description": f"{TITLES[s]}: {WHEN[s]}", "content": {MEDIA: {"schema": _SCHEMA}},
+    return {s: {"description": f"{title(s)}: {WHEN[s]}", "content": {MEDIA: {"schema": _SCHEMA}},
                 **({"headers": HEADERS[s]} if s in HEADERS else {})} for s in sorted(set(statuses))}
 
 

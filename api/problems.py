@@ -19,11 +19,20 @@ MEDIA = "application/problem+json"
 TITLES = {400: "Bad request", 401: "Unauthenticated", 403: "Forbidden", 404: "Not found",
           405: "Method not allowed", 413: "Request too large", 422: "Invalid request",
           429: "Too many requests", 500: "Internal error", 502: "Source unavailable"}
+# the title people read: Chinese first, the RFC 9457 short title beside
+TITLES_ZH = {400: "请求有误", 401: "未认证", 403: "无权访问", 404: "未找到", 405: "不支持该方法",
+             413: "请求过大", 422: "请求参数无效", 429: "请求过于频繁", 500: "内部错误", 502: "数据源不可用"}
+UNAVAILABLE = "交换平台暂时无法应答，请稍后重试 (the exchange could not answer; try again later)"
+
+
+def title(status: int) -> str:
+    en = TITLES.get(status, "Error")
+    return f"{TITLES_ZH[status]} ({en})" if status in TITLES_ZH else en
 
 
 def problem(status: int, detail: str, headers: dict | None = None, kind: str | None = None) -> JSONResponse:
     body = {"type": f"urn:exchange:problem:{kind}" if kind else "about:blank",
-            "title": TITLES.get(status, "Error"), "status": status, "detail": detail}
+            "title": title(status), "status": status, "detail": detail}
     return JSONResponse(body, status_code=status, media_type=MEDIA, headers=headers)
 
 
@@ -63,7 +72,7 @@ def install(app: FastAPI) -> None:
         await _audit_refusal(request, exc)
         if exc.status >= 500:
             log.error("request failed: %s", exc)
-            return problem(exc.status, "the exchange could not answer; try again later", kind=type(exc).__name__)
+            return problem(exc.status, UNAVAILABLE, kind=type(exc).__name__)
         headers = {"Retry-After": str(max(1, round(exc.retry_after)))} if isinstance(exc, RateLimited) else None
         if exc.status == 401:
             headers = {"WWW-Authenticate": "Bearer"}
@@ -74,7 +83,7 @@ def install(app: FastAPI) -> None:
         where = "; ".join(f"{'.'.join(map(str, e.get('loc', ())))}: {e.get('msg', '')}"
                           for e in exc.errors()[:5])
         await _audit_refusal(request, InvalidRequest(where), 422)
-        return problem(422, where[:1000], kind="InvalidRequest")
+        return problem(422, f"请求参数无效 (invalid request): {where}"[:1000], kind="InvalidRequest")
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException):
@@ -84,4 +93,4 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception):
         log.exception("unexpected error")
-        return problem(500, "the exchange could not answer; try again later")
+        return problem(500, UNAVAILABLE)

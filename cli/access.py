@@ -8,7 +8,8 @@ import sys
 
 from base import clock
 from base.files import atomic_write
-from cli import emit
+from base.i18n import both, t, term_both
+from cli import cell, emit
 from cli.progress import bar
 
 
@@ -25,8 +26,8 @@ def _sub(add, name, help, commands):
     sp = add(name, lambda a: a.sub_func(a), help)
     sub = sp.add_subparsers(dest=f"{name}_command", required=True)
     for cname, func, chelp, args in commands:
-        p = sub.add_parser(cname, help=chelp)
-        p.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
+        p = sub.add_parser(cname, help=chelp, description=chelp)
+        p.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help=both("cli.arg.json"))
         p.set_defaults(sub_func=func)
         for a, kw in args:
             p.add_argument(*a, **kw)
@@ -34,12 +35,14 @@ def _sub(add, name, help, commands):
 
 def cmd_dept_add(args) -> int:
     _access().add_department(args.id, args.name, args.role, actor=args.actor)
-    _out(args, {"department": args.id, "role": args.role}, f"department {args.id} ({args.role}) saved")
+    _out(args, {"department": args.id, "role": args.role},
+         t("cli.msg.dept_saved", id=args.id, role=term_both("role", args.role)))
     return 0
 
 
 def cmd_dept_list(args) -> int:
-    emit(args, _access().departments(), "Departments", ["id", "name", "role", "active", "created_at"])
+    emit(args, _access().departments(), both("cli.title.departments"),
+         ["id", "name", "role", "active", "created_at"], {"role": "role", "active": "bool"})
     return 0
 
 
@@ -48,19 +51,19 @@ def cmd_cred_issue(args) -> int:
     if args.json:
         print(json.dumps(cred))
     else:
-        print(f"key for {args.department} (shown once, store it now): {cred['key']}\n"
-              f"key id {cred['key_id']}, expires {cred['expires_at']}")
+        print(t("cli.msg.key_issued", department=args.department, key=cred["key"], key_id=cred["key_id"],
+                expires=cell(cred["expires_at"])))
     return 0
 
 
 def cmd_cred_revoke(args) -> int:
     _access().revoke_credential(args.key_id, actor=args.actor)
-    _out(args, {"revoked": args.key_id}, f"key {args.key_id} revoked")
+    _out(args, {"revoked": args.key_id}, t("cli.msg.key_revoked", key_id=args.key_id))
     return 0
 
 
 def cmd_cred_list(args) -> int:
-    emit(args, _access().credentials(args.department), "Credentials",
+    emit(args, _access().credentials(args.department), both("cli.title.credentials"),
          ["key_id", "department_id", "created_at", "expires_at", "revoked_at"])
     return 0
 
@@ -68,18 +71,18 @@ def cmd_cred_list(args) -> int:
 def cmd_grant_add(args) -> int:
     fields = args.fields.split(",") if args.fields else None
     gid = _access().add_grant(args.department, args.dataset, args.purpose, fields, args.days, actor=args.actor)
-    _out(args, {"grant": gid}, f"grant {gid} added")
+    _out(args, {"grant": gid}, t("cli.msg.grant_added", grant=gid))
     return 0
 
 
 def cmd_grant_revoke(args) -> int:
     _access().revoke_grant(args.grant_id, actor=args.actor)
-    _out(args, {"revoked": args.grant_id}, f"grant {args.grant_id} revoked")
+    _out(args, {"revoked": args.grant_id}, t("cli.msg.grant_revoked", grant=args.grant_id))
     return 0
 
 
 def cmd_grant_list(args) -> int:
-    emit(args, _access().grants(args.department), "Grants",
+    emit(args, _access().grants(args.department), both("cli.title.grants"),
          ["id", "department_id", "dataset_id", "purposes", "fields", "expires_at", "revoked_at"])
     return 0
 
@@ -90,15 +93,15 @@ def cmd_audit_verify(args) -> int:
     held = audit_log.held_checkpoints(args.checkpoint or [])
     jwks = audit_log.published_jwks(args.jwks)
     with bar(args) as progress:
-        task = progress.add_task("verifying the audit chain", total=None)
+        task = progress.add_task(t("cli.progress.audit"), total=None)
         report = audit_log.verify(jwks, held, progress=lambda done, total: progress.update(
             task, completed=done, total=total))
     newest = report["newest_checkpoint"]
     emit(args, report if args.json else
-         f"audit chain intact: {report['entries']} entries; {report['checkpoints_verified']} signed "
-         f"checkpoints verified" + (f", the newest of size {newest['size']} at {newest['issued_at']}" if newest else "")
-         + (f"; it extends the {len(held)} checkpoint(s) given" if held else "")
-         + (f" ({report['problem']})" if report.get("problem") else ""))
+         t("cli.msg.audit_intact", entries=report["entries"], checkpoints=report["checkpoints_verified"])
+         + (t("cli.msg.audit_newest", size=newest["size"], at=cell(newest["issued_at"])) if newest else "")
+         + (t("cli.msg.audit_extends", n=len(held)) if held else "")
+         + (f"（{report['problem']}）" if report.get("problem") else ""))
     return 0
 
 
@@ -112,8 +115,8 @@ def cmd_audit_checkpoint(args) -> int:
     if args.json:
         print(text, end="")
     else:
-        print(f"audit checkpoint: size {doc['size']}, head {doc['head_hash'][:16]}…, {doc['issued_at']}, "
-              f"key {doc['kid']}" + (f"; written to {args.output}" if args.output else ""))
+        print(t("cli.msg.checkpoint", size=doc["size"], head=doc["head_hash"][:16], at=cell(doc["issued_at"]),
+                kid=doc["kid"]) + (t("cli.msg.written_to", path=args.output) if args.output else ""))
     return 0
 
 
@@ -121,46 +124,39 @@ def cmd_access_report(args) -> int:
     from exchange.audit_log import holder_accesses  # lazy: CLI start (the catalogue)
 
     key, rows, more = holder_accesses(args.holder_id, args.limit, args.before)
-    emit(args, rows, f"Accesses to the records of {key}",
-         ["seq", "at", "department", "purpose", "action", "datasets", "outcome"])
+    emit(args, rows, both("cli.title.accesses", key=key),
+         ["seq", "at", "department", "purpose", "action", "datasets", "outcome"], {"outcome": "outcome"})
     if more:         # stderr: --json stays the list of entries
-        print(f"more: older entries remain; next page: exchange access-report {key} "
-              f"--limit {args.limit} --before {rows[-1]['seq']}", file=sys.stderr)
+        print(t("cli.msg.more_pages", key=key, limit=args.limit, seq=rows[-1]["seq"]), file=sys.stderr)
     return 0
 
 
 def register(add) -> None:
-    actor = (("--actor",), {"default": "operator", "help": "who makes the change (audited)"})
-    _sub(add, "departments", "consuming departments", [
-        ("add", cmd_dept_add, "add or update a department",
+    actor = (("--actor",), {"default": "operator", "help": both("cli.arg.actor")})
+    _sub(add, "departments", both("cli.help.departments"), [
+        ("add", cmd_dept_add, both("cli.help.departments_add"),
          [(("id",), {}), (("name",), {}),
           (("--role",), {"default": "consumer", "choices": ["consumer", "auditor"]}), actor]),
-        ("list", cmd_dept_list, "list departments", [])])
-    _sub(add, "credentials", "API keys of departments (stored as hashes)", [
-        ("issue", cmd_cred_issue, "issue a key (printed once)",
+        ("list", cmd_dept_list, both("cli.help.departments_list"), [])])
+    _sub(add, "credentials", both("cli.help.credentials"), [
+        ("issue", cmd_cred_issue, both("cli.help.credentials_issue"),
          [(("department",), {}), (("--days",), {"type": int, "default": 90}), actor]),
-        ("revoke", cmd_cred_revoke, "revoke a key", [(("key_id",), {}), actor]),
-        ("list", cmd_cred_list, "list keys (never the secrets)", [(("--department",), {})])])
-    _sub(add, "grants", "grants on conditionally shared datasets", [
-        ("add", cmd_grant_add, "grant a department a dataset for purposes (and fields)",
+        ("revoke", cmd_cred_revoke, both("cli.help.credentials_revoke"), [(("key_id",), {}), actor]),
+        ("list", cmd_cred_list, both("cli.help.credentials_list"), [(("--department",), {})])])
+    _sub(add, "grants", both("cli.help.grants"), [
+        ("add", cmd_grant_add, both("cli.help.grants_add"),
          [(("department",), {}), (("dataset",), {}),
-          (("--purpose",), {"action": "append", "required": True,
-                            "help": "service-item code or case:* (repeat for several)"}),
-          (("--fields",), {"help": "comma-separated field names (default: all)"}),
+          (("--purpose",), {"action": "append", "required": True, "help": both("cli.arg.grant_purpose")}),
+          (("--fields",), {"help": both("cli.arg.grant_fields")}),
           (("--days",), {"type": int, "default": 365}), actor]),
-        ("revoke", cmd_grant_revoke, "revoke a grant", [(("grant_id",), {"type": int}), actor]),
-        ("list", cmd_grant_list, "list grants", [(("--department",), {})])])
-    sp = add("audit-verify", cmd_audit_verify, "verify the access audit log's hash chain and its signed "
-             "checkpoints (exit 8 at the first break)")
-    sp.add_argument("--checkpoint", action="append", metavar="FILE",
-                    help="a checkpoint you hold (from audit-checkpoint or GET /v1/audit/checkpoints): "
-                         "the log must extend it (repeat for several)")
-    sp.add_argument("--jwks", metavar="FILE", help="the exchange's JWKS (default: the published jwks.json)")
-    sp = add("audit-checkpoint", cmd_audit_checkpoint, "sign a checkpoint of the audit chain's head "
-             "(size, hash, time) and store it; publish it to whoever should hold it")
-    sp.add_argument("-o", "--output", metavar="FILE", help="also write the checkpoint to FILE")
-    sp = add("access-report", cmd_access_report, "who looked at a holder's records, when and why "
-             "(newest first, a page at a time)")
+        ("revoke", cmd_grant_revoke, both("cli.help.grants_revoke"), [(("grant_id",), {"type": int}), actor]),
+        ("list", cmd_grant_list, both("cli.help.grants_list"), [(("--department",), {})])])
+    sp = add("audit-verify", cmd_audit_verify, both("cli.help.audit_verify"))
+    sp.add_argument("--checkpoint", action="append", metavar="FILE", help=both("cli.arg.checkpoint"))
+    sp.add_argument("--jwks", metavar="FILE", help=both("cli.arg.audit_jwks"))
+    sp = add("audit-checkpoint", cmd_audit_checkpoint, both("cli.help.audit_checkpoint"))
+    sp.add_argument("-o", "--output", metavar="FILE", help=both("cli.arg.checkpoint_output"))
+    sp = add("access-report", cmd_access_report, both("cli.help.access_report"))
     sp.add_argument("holder_id")
-    sp.add_argument("--limit", type=int, default=500, help="entries a page (default 500)")
-    sp.add_argument("--before", type=int, help="only entries older than this seq (the next page)")
+    sp.add_argument("--limit", type=int, default=500, help=both("cli.arg.page_limit"))
+    sp.add_argument("--before", type=int, help=both("cli.arg.before"))

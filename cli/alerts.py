@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from base import times
+from base.i18n import both, t
 from base.settings import get_settings
 from cli import emit, ledger
 from exchange.alerts.channels import channels
@@ -13,10 +14,12 @@ def cmd_alerts(args) -> int:
         r["at"] = times.iso(r["at"], "seconds")
     if not args.json:
         for r in rows:
-            r["delivered_to"] = ", ".join(d["channel"] + ("" if d["ok"] else f" (failed: {d['error']})")
-                                          for d in r["delivered"] or [])
-            r["what"] = " ".join(filter(None, (r["dataset_id"], r["task_id"] and f"task {r['task_id']}")))
-    emit(args, rows, "Recent alerts (newest first)", ["at", "kind", "what", "message", "delivered_to"])
+            r["delivered_to"] = ", ".join(
+                d["channel"] + ("" if d["ok"] else t("cli.msg.delivery_failed", error=d["error"]))
+                for d in r["delivered"] or [])
+            task = r["task_id"] and t("cli.msg.task", task=r["task_id"])
+            r["what"] = " ".join(filter(None, (r["dataset_id"], task)))
+    emit(args, rows, both("cli.title.alerts"), ["at", "kind", "what", "message", "delivered_to"], {"kind": "alert"})
     return 0
 
 
@@ -25,14 +28,13 @@ def cmd_watch(args) -> int:
 
     channels(get_settings())          # a bad EXCHANGE_ALERTS is a configuration error here
     raised = check(ledger())
-    emit(args, raised, "Freshness alerts raised now (none: nothing changed)",
-         ["kind", "dataset", "source", "freshness", "message"])
+    emit(args, raised, both("cli.title.watch"), ["kind", "dataset", "source", "freshness", "message"],
+         {"kind": "alert"})
     return 0
 
 
 def register(add) -> None:
-    sp = add("alerts", cmd_alerts, "recent alerts: failed and overrunning runs, late and stale datasets")
-    sp.add_argument("--limit", type=int, default=50)
-    sp.add_argument("--dataset", help="only this dataset's alerts")
-    add("watch", cmd_watch, "check every dataset's freshness once; alert when one turned late, "
-                            "stale or fresh again (what the exchange_watch DAG runs)")
+    sp = add("alerts", cmd_alerts, both("cli.help.alerts"))
+    sp.add_argument("--limit", type=int, default=50, help=both("cli.arg.limit"))
+    sp.add_argument("--dataset", help=both("cli.arg.alerts_dataset"))
+    add("watch", cmd_watch, both("cli.help.watch"))

@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from base.i18n import both, t
+
 
 def _catalogue():
     from exchange import catalogue  # lazy: CLI start (the catalogue imports pyarrow)
@@ -17,10 +19,10 @@ def cmd_upgrade(args) -> int:
     if args.json:
         print(json.dumps(done))
     elif done["upgraded"]:
-        print(f"upgraded the catalogue ({done['catalogue']}) from revision {done['from'] or 'none (empty)'} "
-              f"to {done['to']}")
+        print(t("cli.msg.db_upgraded", catalogue=done["catalogue"], old=done["from"] or t("cli.msg.db_empty"),
+                new=done["to"]))
     else:
-        print(f"the catalogue ({done['catalogue']}) is already at revision {done['to']}, the code's head")
+        print(t("cli.msg.db_already", catalogue=done["catalogue"], new=done["to"]))
     return 0
 
 
@@ -29,19 +31,18 @@ def cmd_current(args) -> int:
     if args.json:
         print(json.dumps(state))
     elif state["at_head"]:
-        print(f"{state['current']} (head): the catalogue ({state['catalogue']}) is up to date")
+        print(t("cli.msg.db_at_head", current=state["current"], catalogue=state["catalogue"]))
     else:
-        print(f"{state['current'] or 'none (empty)'}: the catalogue ({state['catalogue']}) is behind the "
-              f"code's head {state['head']}; run `exchange db upgrade`")
+        print(t("cli.msg.db_behind", current=state["current"] or t("cli.msg.db_empty"),
+                catalogue=state["catalogue"], head=state["head"]))
     return 0
 
 
 def register(add) -> None:
-    sp = add("db", lambda a: a.db_func(a), "the catalogue's schema: upgrade, current")
+    sp = add("db", lambda a: a.db_func(a), both("cli.help.db"))
     sub = sp.add_subparsers(dest="db_command", required=True)
-    for name, func, help in (("upgrade", cmd_upgrade, "upgrade the catalogue's schema to the code's head "
-                                                      "(once before starting machines; safe from several)"),
-                             ("current", cmd_current, "the catalogue's schema revision and the code's head")):
-        p = sub.add_parser(name, help=help)
-        p.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
+    for name, func in (("upgrade", cmd_upgrade), ("current", cmd_current)):
+        help = both(f"cli.help.db_{name}")
+        p = sub.add_parser(name, help=help, description=help)
+        p.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help=both("cli.arg.json"))
         p.set_defaults(db_func=func)

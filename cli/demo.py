@@ -1,6 +1,8 @@
 """exchange demo."""
 from __future__ import annotations
 
+from base.i18n import both
+
 
 def cmd_demo(args) -> int:
     from demo.runner import run_demo  # lazy: CLI start (the demo imports pyarrow, the catalogue)
@@ -8,7 +10,6 @@ def cmd_demo(args) -> int:
 
 
 def register(add) -> None:
-    sp = add("demo", cmd_demo, "make a demo silo, run its DAG under Airflow, print a summary")
-    sp.add_argument("--rows", type=int, default=10_000)
-    sp.add_argument("--only-sqlite", action="store_true",
-                    help="only the market-regulation SQLite source (no database servers needed)")
+    sp = add("demo", cmd_demo, both("cli.help.demo"))
+    sp.add_argument("--rows", type=int, default=10_000, help=both("cli.arg.demo_rows"))
+    sp.add_argument("--only-sqlite", action="store_true", help=both("cli.arg.only_sqlite"))

@@ -5,7 +5,7 @@ import json
 
 from base import times
 from base.errors import VerificationError
-from base.i18n import term_both
+from base.i18n import both, t, term_both
 from cli import catalog, cell, table
 from cli.progress import bar
 
@@ -15,13 +15,14 @@ def cmd_record(args) -> int:
     if args.json:
         print(json.dumps(st, ensure_ascii=False, indent=1, default=times.json_default))
         return 0
-    why = f" ({st['reason']})" if st.get("reason") else ""
-    print(f"record {st['record_id']} in {st['dataset']}: {term_both('record', st['status'])} "
-          f"since {cell(st['since'])}{why}; "
-          f"current version {st['current_version']}")
+    why = f"（{st['reason']}）" if st.get("reason") else ""
+    print(t("cli.msg.record_status", record_id=st["record_id"], dataset=st["dataset"],
+            status=term_both("record", st["status"]), since=cell(st["since"]), why=why,
+            version=st["current_version"]))
     if st.get("disputed"):
-        print(f"disputed: {st['dispute']}")
-    table("History", st["history"], ["version", "change", "status", "reason", "at"])
+        print(t("cli.msg.disputed", dispute=st["dispute"]))
+    table(both("cli.title.history"), st["history"], ["version", "change", "status", "reason", "at"],
+          {"change": "change", "status": "record"})
     return 0
 
 
@@ -30,14 +31,14 @@ def cmd_audit_chain(args) -> int:
 
     entries, jwks, key_status = chain_audit.published_versions(args.dataset)
     with bar(args) as progress:
-        task = progress.add_task(f"checking {args.dataset}", total=len(entries))
+        task = progress.add_task(t("cli.progress.checking", dataset=args.dataset), total=len(entries))
         out = chain_audit.check(args.dataset, entries, jwks, key_status,
                                 progress=lambda: progress.advance(task))
     if args.json:
         print(json.dumps(out, indent=1))
     elif out["ok"]:
-        print(f"{args.dataset}: {out['versions_checked']} versions, {out['records_checked']:,} records: "
-              "chain intact (" + ", ".join(out["checks"]) + ")")
+        print(t("cli.msg.chain_intact", dataset=args.dataset, versions=out["versions_checked"],
+                records=f"{out['records_checked']:,}", checks=", ".join(out["checks"])))
     if not out["ok"]:
         b = out["first_break"]
         raise VerificationError(b["check"], b["name"], f"version {b['version']}: {b['message']}")
@@ -45,10 +46,9 @@ def cmd_audit_chain(args) -> int:
 
 
 def register(add) -> None:
-    sp = add("record", cmd_record, "a record's status (valid, expired, revoked, withdrawn, "
-                                   "superseded), since when, and its history")
+    sp = add("record", cmd_record, both("cli.help.record"))
     sp.add_argument("record_id")
-    sp.add_argument("--version", type=int, help="the version of the copy you hold")
-    sp.add_argument("--leaf-hash", help="the leaf hash of the copy you hold (superseded?)")
-    sp = add("audit-chain", cmd_audit_chain, "check every version of a dataset; report the first break")
+    sp.add_argument("--version", type=int, help=both("cli.arg.version"))
+    sp.add_argument("--leaf-hash", help=both("cli.arg.leaf_hash"))
+    sp = add("audit-chain", cmd_audit_chain, both("cli.help.audit_chain"))
     sp.add_argument("dataset")

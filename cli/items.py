@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from base.errors import DataError
+from base.i18n import both, t
 from cli import table
 from schemas.items import ITEMS_DIR, LEVELS, catalogue, get_item, mismatches
 from schemas.types import get_type
@@ -23,7 +24,7 @@ def cmd_items(args) -> int:
     rows = [{"code": i.code, "name": i.name, "power_type": i.power_type, "levels": ",".join(i.levels),
              "held": sum(m.held for m in i.materials), "submitted": sum(not m.held for m in i.materials),
              "later": sum(m.later for m in i.materials)} for i in items]
-    table("Service items (held: materials the exchange holds; later: 容缺)", rows,
+    table(both("cli.title.items"), rows,
           ["code", "name", "power_type", "levels", "held", "submitted", "later"])
     return 0
 
@@ -33,14 +34,14 @@ def cmd_item(args) -> int:
     if args.json:
         print(json.dumps(item.as_dict(), ensure_ascii=False, indent=1))
         return 0
-    print(f"{item.code}  {item.name}  ({item.power_type}; levels: {', '.join(item.levels)}; "
-          f"applicant: {item.applicant})")
+    print(t("cli.msg.item", code=item.code, name=item.name, power_type=item.power_type,
+            levels="、".join(item.levels), applicant=item.applicant))
     if item.description:
         print(item.description)
-    rows = [{"material": m.name, "source": f"exchange: {get_type(m.certificate).title}" if m.held
-             else "applicant submits", "whose": m.whose or "", "later": "容缺" if m.later else ""}
-            for m in item.materials]
-    table("Materials", rows, ["material", "source", "whose", "later"])
+    rows = [{"material": m.name, "source": t("cli.msg.from_exchange", title=get_type(m.certificate).title)
+             if m.held else t("cli.msg.applicant_submits"), "whose": m.whose or "",
+             "later": t("cli.msg.later") if m.later else ""} for m in item.materials]
+    table(both("cli.title.materials"), rows, ["material", "source", "whose", "later"])
     return 0
 
 
@@ -51,25 +52,24 @@ def cmd_items_check(args) -> int:
     elif found:
         rows = [{"code": m["code"], "name": m["name"], "attribute": m["attribute"],
                  "values": "\n".join(f"{k}: {v}" for k, v in m["values"].items())
-                 + (f"\ndiffering: {'; '.join(m['differing'])}" if m.get("differing") else "")} for m in found]
-        table("三级四同 mismatches", rows, ["code", "name", "attribute", "values"])
+                 + ("\n" + t("cli.msg.differing", what="；".join(m["differing"])) if m.get("differing") else "")}
+                for m in found]
+        table(both("cli.title.mismatches"), rows, ["code", "name", "attribute", "values"])
     else:
-        print("三级四同: every item agrees across its levels")
+        print(t("cli.msg.items_agree"))
     if found:   # one JSON document on stdout; the reason on stderr
-        err = DataError(f"{len(found)} mismatch(es) between levels; make name, code, materials and "
-                        "power type agree", source=str(_dir(args)), rule="三级四同")
+        err = DataError(t("cli.error.mismatches", n=len(found)), source=str(_dir(args)), rule="三级四同")
         print(f"exchange: {err}", file=sys.stderr)
         return err.exit_code
     return 0
 
 
 def register(add) -> None:
-    sp = add("items", cmd_items, "service items (事项) and their required materials")
-    sp.add_argument("--level", choices=LEVELS, help="only items offered at this level")
-    sp.add_argument("--dir", help="a directory of item files (default: schemas/items)")
-    sp = add("item", cmd_item, "one service item and its materials")
+    sp = add("items", cmd_items, both("cli.help.items"))
+    sp.add_argument("--level", choices=LEVELS, help=both("cli.arg.level"))
+    sp.add_argument("--dir", help=both("cli.arg.items_dir"))
+    sp = add("item", cmd_item, both("cli.help.item"))
     sp.add_argument("code")
-    sp.add_argument("--dir", help="a directory of item files (default: schemas/items)")
-    sp = add("items-check", cmd_items_check,
-             "三级四同: report every mismatch of an item across city, district and township")
-    sp.add_argument("--dir", help="a directory of item files (default: schemas/items)")
+    sp.add_argument("--dir", help=both("cli.arg.items_dir"))
+    sp = add("items-check", cmd_items_check, both("cli.help.items_check"))
+    sp.add_argument("--dir", help=both("cli.arg.items_dir"))

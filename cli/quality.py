@@ -7,7 +7,7 @@ import json
 
 from base import times
 from base.errors import ConfigError
-from base.i18n import term_both
+from base.i18n import both, t, term_both
 from cli import emit, table
 from cli.watch import following
 
@@ -16,8 +16,7 @@ def cmd_quarantine(args) -> int:
     if args.words[0] == "review":
         return _review(args)
     if len(args.words) != 1:
-        raise ConfigError("usage: exchange quarantine DATASET | quarantine review DATASET KEY "
-                          "--by NAME --note TEXT")
+        raise ConfigError(t("cli.error.usage_quarantine"))
     from exchange import quarantine  # lazy: CLI start (the catalogue imports pyarrow)
 
     dataset = args.words[0]
@@ -27,30 +26,30 @@ def cmd_quarantine(args) -> int:
                          ensure_ascii=False, indent=1, default=times.json_default))
         return 0
     states = "，".join(f"{term_both('quarantine', s)} {n}" for s, n in summary["by_state"].items())
-    print(f"{dataset}: 隔离区共 {summary['rows']} 行 (rows in quarantine){f'：{states}' if states else ''}")
+    print(t("cli.msg.queue", dataset=dataset, rows=summary["rows"], states=f"：{states}" if states else ""))
     if summary["holding_published_records"]:
-        print(f"{summary['holding_published_records']} 条待处理行使已发布记录被暂扣：该记录保持发布状态，显示为有争议，"
-              "直到数据管理员复核该行 (open rows hold a published record back, shown as disputed)")
+        print(t("cli.msg.queue_holding", n=summary["holding_published_records"]))
     texts = summary["reason_texts"]
-    table("按原因 (by reason)", [{"原因 (reason)": texts[r], "行数 (rows)": n}
-                               for r, n in summary["by_reason"].items()], ["原因 (reason)", "行数 (rows)"])
+    table(both("cli.title.by_reason"), [{"reason": texts[r], "rows": n} for r, n in summary["by_reason"].items()],
+          ["reason", "rows"])
     picked = {k for keys in summary["samples"].values() for k in keys}
-    table("样例行 (sample rows)", [{**e, "state": term_both("quarantine", e["state"]),
-                                  "reasons": "；".join(texts.get(r, r) for r in e["reasons"])}
-                                 for e in entries if e["key"] in picked],
-          ["key", "row_hash", "state", "reasons", "values", "held_record_id", "review_note"])
+    table(both("cli.title.samples"), [{**e, "reasons": "；".join(texts.get(r, r) for r in e["reasons"])}
+                                      for e in entries if e["key"] in picked],
+          ["key", "row_hash", "state", "reasons", "values", "held_record_id", "review_note"],
+          {"state": "quarantine"})
     return 0
 
 
 def _review(args) -> int:
     if len(args.words) != 3 or not args.by or not args.note:
-        raise ConfigError("usage: exchange quarantine review DATASET KEY --by NAME --note TEXT")
+        raise ConfigError(t("cli.error.usage_review"))
     _, dataset, key = args.words
     from exchange import quarantine  # lazy: CLI start (the catalogue imports pyarrow)
 
     out = quarantine.review(dataset, key, args.by, args.note, args.row)
     emit(args, out if args.json else
-         f"{key} in {dataset}: {out['state']}, {out['entries']} row(s) ({args.note})")
+         t("cli.msg.reviewed", key=key, dataset=dataset, state=term_both("quarantine", out["state"]),
+           n=out["entries"], note=args.note))
     return 0
 
 
@@ -63,27 +62,26 @@ def cmd_approve(args) -> int:
         result = quarantine.approve(args.source, args.run_key, args.by, args.note, publish=not args.no_publish,
                                     local=args.local, unpause=args.unpause, on_start=on_start, on_change=on_change)
     emit(args, result if args.json else
-         f"approved run {args.run_key} of {args.source}"
-         + (f": {result['state']} version {result.get('version')}" if not args.no_publish else "")
-         + (f" (Airflow {result['airflow_state']}: {result['url']})" if "url" in result else ""))
+         t("cli.msg.approved", run_key=args.run_key, source=args.source)
+         + (t("cli.msg.run_result", state=term_both("run", result["state"]), version=result.get("version"))
+            if not args.no_publish else "")
+         + (t("cli.msg.airflow_result", state=result["airflow_state"], url=result["url"]) if "url" in result else ""))
     return 0
 
 
 def register(add) -> None:
-    p = add("quarantine", cmd_quarantine, "the quarantine queue of a dataset; `review` marks a row")
+    p = add("quarantine", cmd_quarantine, both("cli.help.quarantine"))
     p.add_argument("words", nargs="+", metavar="DATASET | review DATASET KEY")
-    p.add_argument("--all", action="store_true", help="include rows that have left the queue")
-    p.add_argument("--samples", type=int, default=3, help="sample rows per reason")
-    p.add_argument("--by", help="review: who reviewed")
-    p.add_argument("--note", help="review: the steward's note")
-    p.add_argument("--row", metavar="ROW_HASH", help="review: only the row whose hash starts so "
-                   "(rows sharing a licence number are reviewed together without it)")
-    p = add("approve", cmd_approve, "let a run held by a quality gate publish")
+    p.add_argument("--all", action="store_true", help=both("cli.arg.q_all"))
+    p.add_argument("--samples", type=int, default=3, help=both("cli.arg.q_samples"))
+    p.add_argument("--by", help=both("cli.arg.q_by"))
+    p.add_argument("--note", help=both("cli.arg.q_note"))
+    p.add_argument("--row", metavar="ROW_HASH", help=both("cli.arg.q_row"))
+    p = add("approve", cmd_approve, both("cli.help.approve"))
     p.add_argument("source")
     p.add_argument("run_key")
-    p.add_argument("--by", required=True)
-    p.add_argument("--note", required=True)
-    p.add_argument("--no-publish", action="store_true", help="record the approval only")
-    p.add_argument("--local", action="store_true",
-                   help="publish in this process even if the run is an Airflow DAG run (Airflow gone)")
-    p.add_argument("--unpause", action="store_true", help="unpause the source's DAG if it is paused")
+    p.add_argument("--by", required=True, help=both("cli.arg.approve_by"))
+    p.add_argument("--note", required=True, help=both("cli.arg.approve_note"))
+    p.add_argument("--no-publish", action="store_true", help=both("cli.arg.no_publish"))
+    p.add_argument("--local", action="store_true", help=both("cli.arg.approve_local"))
+    p.add_argument("--unpause", action="store_true", help=both("cli.arg.unpause"))

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from base import times
 from base.errors import ConfigError
+from base.i18n import both, t
 from base.settings import get_settings
 from cli import catalog, ledger, table
 from trust.cli import load, report
@@ -19,8 +20,8 @@ def cmd_datasets(args) -> int:
     if args.json:
         print(json.dumps(rows, ensure_ascii=False, indent=1))
     else:
-        table("Datasets", rows, ["dataset", "title", "sharing", "update_cycle", "version",
-                                  "records", "published_at"])
+        table(both("cli.title.datasets"), rows, ["dataset", "title", "sharing", "update_cycle", "version",
+                                                 "records", "published_at"])
     return 0
 
 
@@ -39,10 +40,11 @@ def cmd_lookup(args) -> int:
     if args.json:
         print(json.dumps(out, ensure_ascii=False, indent=1))
     elif rows:
-        table(f"Records held for {key}", rows, ["record_id", "title", "licence_number",
-                                                 "holder_name", "status", "disputed", "valid_to", "version"])
+        table(both("cli.title.records_held", key=key), rows,
+              ["record_id", "title", "licence_number", "holder_name", "status", "disputed", "valid_to", "version"],
+              {"status": "record", "disputed": "bool"})
     else:
-        print(f"no records held for {key} that department may see for this purpose")
+        print(t("cli.msg.no_records", key=key))
     return 0
 
 
@@ -52,8 +54,8 @@ def cmd_export(args) -> int:
     if args.output:
         Path(args.output).write_text(text + "\n", encoding="utf-8")
         msg = {"record_id": args.record_id, "written": args.output, "disclosure": bundle.get("disclosure")}
-        print(json.dumps(msg) if args.json else f"wrote the bundle of {args.record_id} to {args.output}"
-              + ("" if bundle.get("verifiable", True) else " (only the granted fields: not verifiable)"))
+        print(json.dumps(msg) if args.json else t("cli.msg.bundle_written", record_id=args.record_id, path=args.output)
+              + ("" if bundle.get("verifiable", True) else t("cli.msg.bundle_partial")))
     else:
         print(text)
     return 0
@@ -83,7 +85,7 @@ def cmd_verify(args) -> int:
         # called after steps 1-6: record_id, version and leaf_hash are then the signed ones
         status_of = lambda b: cat.record_status(b["record_id"], b["version"], b["leaf_hash"])  # noqa: E731
     report(verify_bundle(bundle, jwks, key_status, status_of), args.json,
-           "step 7 (record still valid) was not run: add --online to ask the exchange")
+           t("cli.msg.step7_skipped"))
     return 0
 
 
@@ -94,36 +96,31 @@ def cmd_runs(args) -> int:
     if args.json:
         print(json.dumps(rows, ensure_ascii=False, indent=1, default=times.json_default))
     else:
-        table("Runs", rows, ["id", "source_id", "state", "extracted", "accepted",
-                              "quarantined", "version", "started_at", "message"])
+        table(both("cli.title.runs"), rows, ["id", "source_id", "state", "extracted", "accepted",
+                                             "quarantined", "version", "started_at", "message"], {"state": "run"})
     return 0
 
 
 def consumer(sp):
     """Asks as a department, under the API's rules (catalog/serving/consumer.py), audited with the OS account."""
-    sp.add_argument("--key", help="the department's exchange key exk_… (default: $EXCHANGE_API_KEY, "
-                                  "which keeps it out of the process list)")
-    sp.add_argument("--department", help="the department asking; must be the key's own")
-    sp.add_argument("--purpose", help="why: a service-item code (exchange items) or case:NUMBER")
+    sp.add_argument("--key", help=both("cli.arg.key"))
+    sp.add_argument("--department", help=both("cli.arg.department"))
+    sp.add_argument("--purpose", help=both("cli.arg.purpose"))
     return sp
 
 
 def register(add) -> None:
-    add("datasets", cmd_datasets, "list the catalogue")
-    consumer(add("lookup", cmd_lookup, "records held for a holder (USCC or resident ID)")
-             ).add_argument("holder_id")
-    sp = add("export", cmd_export, "write a record's verifiable bundle")
+    add("datasets", cmd_datasets, both("cli.help.datasets"))
+    consumer(add("lookup", cmd_lookup, both("cli.help.lookup"))).add_argument("holder_id")
+    sp = add("export", cmd_export, both("cli.help.export"))
     sp.add_argument("record_id")
-    sp.add_argument("-o", "--output", help="file to write (default: stdout)")
+    sp.add_argument("-o", "--output", help=both("cli.arg.output"))
     consumer(sp)
-    sp = add("verify", cmd_verify, "check a bundle offline against the public key set")
+    sp = add("verify", cmd_verify, both("cli.help.verify"))
     sp.add_argument("file")
-    sp.add_argument("--jwks", help="public key set (default: the exchange's jwks.json; with --online "
-                                   "or without that file, the catalogue's)")
-    sp.add_argument("--key-status", help="signed key status document (default: key-status.jws "
-                                         "beside the JWKS, if present)")
-    sp.add_argument("--online", action="store_true", help="also ask the catalogue whether the "
-                                                          "record is still valid (step 7)")
-    sp = add("runs", cmd_runs, "recent pipeline runs")
-    sp.add_argument("--source")
-    sp.add_argument("--limit", type=int, default=20)
+    sp.add_argument("--jwks", help=both("cli.arg.jwks"))
+    sp.add_argument("--key-status", help=both("cli.arg.key_status"))
+    sp.add_argument("--online", action="store_true", help=both("cli.arg.online"))
+    sp = add("runs", cmd_runs, both("cli.help.runs"))
+    sp.add_argument("--source", help=both("cli.arg.source"))
+    sp.add_argument("--limit", type=int, default=20, help=both("cli.arg.limit"))

@@ -13,7 +13,8 @@ from rich.markup import escape
 
 from base import times
 from base.errors import ExchangeError
-from cli import catalog, table
+from base.i18n import MESSAGES, both, header, t, term_both
+from cli import TERM_COLUMNS, catalog, table
 
 PREVIEW_COLUMNS = ["_row", "licence_number", "holder_name", "holder_code", "issuer_name",
                    "issue_date", "valid_to", "status"]
@@ -28,12 +29,14 @@ def cmd_register(args) -> int:
     def show(step, report) -> None:
         if args.json:
             return
-        console.print(f"{MARK[step.state]} {step.number} {step.name}: {escape(step.summary)}")
+        key = f"register.step.{step.number}"
+        name = both(key) if MESSAGES.get(key, ("", ""))[1] == step.name else step.name
+        console.print(f"{MARK[step.state]} {step.number} {name}: {escape(step.summary)}")
         if step.number == 3 and step.state == "ok" and report.preview:
             cols = [c for c in PREVIEW_COLUMNS if c in report.preview[0]]
-            table(f"First {len(report.preview)} conformed rows", report.preview, cols)
+            table(both("cli.title.preview", n=len(report.preview)), report.preview, cols)
         if step.number == 4 and step.state == "ok" and report.validation.get("failing"):
-            table("Failing expectations on the sample",
+            table(both("cli.title.failing"),
                   [{**f, **f["example"]} for f in report.validation["failing"]],
                   ["expectation", "rows", "row", "key", "values"])
 
@@ -55,9 +58,9 @@ def cmd_register(args) -> int:
     if args.json:
         print(json.dumps(report.as_dict(), ensure_ascii=False, indent=1, default=times.json_default))
     elif report.registered:
-        console.print(f"registered {report.source}: DAG {report.dag_id}, dataset {report.dataset}")
+        console.print(t("cli.msg.registered", source=report.source, dag_id=report.dag_id, dataset=report.dataset))
     else:
-        console.print(f"dry run: {report.source} is ready to register; nothing was written")
+        console.print(t("cli.msg.dry_run", source=report.source))
     return 0
 
 
@@ -67,24 +70,23 @@ def cmd_dataset(args) -> int:
         print(json.dumps(data, ensure_ascii=False, indent=1, default=times.json_default))
         return 0
     meta = {k: _when(v) for k, v in data.items() if k not in ("sources", "history")}
-    table(f"Dataset {args.dataset}", [{"field": k, "value": v} for k, v in meta.items()],
-          ["field", "value"])
-    table("Sources", [{k: _when(v) for k, v in r.items()} for r in data["sources"]],
+    table(both("cli.title.dataset", dataset=args.dataset),
+          [{"field": header(k), "value": term_both(TERM_COLUMNS[k], v) if k in TERM_COLUMNS else v}
+           for k, v in meta.items()], ["field", "value"])
+    table(both("cli.title.sources"), [{k: _when(v) for k, v in r.items()} for r in data["sources"]],
           ["source", "connector", "registered_at"])
-    table("Metadata history", [{k: _when(v) for k, v in r.items()} for r in data["history"]],
+    table(both("cli.title.metadata_history"), [{k: _when(v) for k, v in r.items()} for r in data["history"]],
           ["changed_at", "field", "old_value", "new_value", "changed_by", "source_id", "source_file"])
     return 0
 
 
 def register(add) -> None:
-    p = add("register", cmd_register, "check a registration file, test its silo, preview a "
-                                      "validated sample, then add the source")
-    p.add_argument("file", help="the registration file (TOML)")
-    p.add_argument("--dry-run", action="store_true", help="stop before adding: nothing is written")
-    p.add_argument("--by", default=_user(), help="who registers (kept in the metadata history)")
-    p.add_argument("--sample", type=int, default=1_000, metavar="N",
-                   help="rows pulled for the preview and validation (default 1000)")
-    p = add("dataset", cmd_dataset, "a dataset's metadata, sources and metadata history")
+    p = add("register", cmd_register, both("cli.help.register"))
+    p.add_argument("file", help=both("cli.arg.register_file"))
+    p.add_argument("--dry-run", action="store_true", help=both("cli.arg.dry_run"))
+    p.add_argument("--by", default=_user(), help=both("cli.arg.register_by"))
+    p.add_argument("--sample", type=int, default=1_000, metavar="N", help=both("cli.arg.sample"))
+    p = add("dataset", cmd_dataset, both("cli.help.dataset"))
     p.add_argument("dataset")
 
 

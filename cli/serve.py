@@ -9,6 +9,7 @@ from pathlib import Path
 
 from api.request_metrics import MULTIPROC_ENV
 from api.shared_buckets import create
+from base.i18n import both
 
 
 def cmd_serve(args) -> int:
@@ -43,10 +44,10 @@ def cmd_serve(args) -> int:
 
 
 def register(add) -> None:
-    sp = add("serve", cmd_serve, "run the consumer API (catalogue from EXCHANGE_CATALOG_URL)")
+    sp = add("serve", cmd_serve, both("cli.help.serve"))
     sp.add_argument("--host", default="127.0.0.1")
     sp.add_argument("--port", type=int, default=8000)
-    sp.add_argument("--workers", type=int, default=1)
+    sp.add_argument("--workers", type=int, default=1, help=both("cli.arg.workers"))
     sp.add_argument("--log-level", default="warning")
-    sp.add_argument("--access-log", action="store_true", help="log each request line")
+    sp.add_argument("--access-log", action="store_true", help=both("cli.arg.access_log"))
     sp.add_argument("--loop", default="auto", choices=["auto", "asyncio", "uvloop"])

@@ -8,11 +8,9 @@ import sys
 
 from rich.markup import escape
 
+from base.i18n import both, t
 from cli import table
 from cli.register import _user, _when
-
-MARK = {"added": "新增 (added)", "updated": "已更新 (updated)", "unchanged": "未变 (unchanged)",
-        "refused": "拒绝 (refused)"}
 
 
 def _sources():
@@ -26,12 +24,11 @@ def cmd_sync(args) -> int:
     if args.json:
         print(json.dumps(rows, ensure_ascii=False, indent=1))
     else:
-        table(f"Registrations loaded into the catalogue from {args.dir or 'the sources folder'}",
-              [{**r, "state": MARK[r["state"]], "file": escape(r["file"]),
-                "reason": escape(r["reason"] or "")} for r in rows], ["file", "source", "state", "reason"])
+        table(both("cli.title.sources_synced", dir=args.dir or t("cli.msg.sources_folder")),
+              [{**r, "file": escape(r["file"]), "reason": escape(r["reason"] or "")} for r in rows],
+              ["file", "source", "state", "reason"], {"state": "registration"})
     if refused:
-        print(f"exchange: 登记被拒绝 (refused): {refused} of {len(rows)} file(s) refused, each with why "
-              "above; the others were stored", file=sys.stderr)
+        print(f"exchange: {t('cli.error.sync_refused', n=refused, total=len(rows))}", file=sys.stderr)
         return 2
     return 0
 
@@ -41,10 +38,10 @@ def cmd_list(args) -> int:
     if args.json:
         print(json.dumps(rows, ensure_ascii=False, indent=1, default=str))
         return 0
-    table("Registrations in the catalogue (what every scheduler and worker reads)",
+    table(both("cli.title.registrations"),
           [{**r, "updated_at": _when(r["updated_at"]), "reason": escape(r["reason"] or ""),
             "origin": escape(r["origin"] or "")} for r in rows],
-          ["source", "dataset", "state", "updated_at", "by", "origin", "reason"])
+          ["source", "dataset", "state", "updated_at", "by", "origin", "reason"], {"state": "registration"})
     return 0
 
 
@@ -53,26 +50,23 @@ def cmd_remove(args) -> int:
     if args.json:
         print(json.dumps(gone, ensure_ascii=False, indent=1))
         return 0
-    print(f"removed {args.source} from the catalogue: its DAG goes at Airflow's next parse; its "
-          "dataset, versions and runs stay")
+    print(t("cli.msg.source_removed", source=args.source))
     for path in gone["still_in_folder"]:
-        print(f"note: {path} still registers it: `exchange sources sync` would add it again")
+        print(t("cli.msg.still_in_folder", path=path))
     return 0
 
 
 def register(add) -> None:
-    sp = add("sources", lambda a: a.sources_func(a),
-             "the registrations in the catalogue: sync a folder, list, remove")
+    sp = add("sources", lambda a: a.sources_func(a), both("cli.help.sources"))
     sub = sp.add_subparsers(dest="sources_command", required=True)
-    p = sub.add_parser("sync", help="load every registration file of a folder into the catalogue "
-                                    "(default: the sources folder); reports each file")
-    p.add_argument("dir", nargs="?", default=None, help="the folder (default EXCHANGE_SOURCES_DIR)")
-    p.add_argument("--by", default=_user(), help="who stores them")
+    parsers = {n: sub.add_parser(n, help=both(f"cli.help.sources_{n}"), description=both(f"cli.help.sources_{n}"))
+               for n in ("sync", "list", "remove")}
+    p = parsers["sync"]
+    p.add_argument("dir", nargs="?", default=None, help=both("cli.arg.sources_dir"))
+    p.add_argument("--by", default=_user(), help=both("cli.arg.sources_by"))
     p.set_defaults(sources_func=cmd_sync)
-    p = sub.add_parser("list", help="the registrations every machine reads, and any that do not load")
-    p.set_defaults(sources_func=cmd_list)
-    p = sub.add_parser("remove", help="take a source's registration out (its DAG goes; its data stays)")
-    p.add_argument("source")
-    p.set_defaults(sources_func=cmd_remove)
-    for p in (sub.choices[n] for n in ("sync", "list", "remove")):
-        p.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
+    parsers["list"].set_defaults(sources_func=cmd_list)
+    parsers["remove"].add_argument("source")
+    parsers["remove"].set_defaults(sources_func=cmd_remove)
+    for p in parsers.values():
+        p.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help=both("cli.arg.json"))

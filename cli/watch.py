@@ -10,7 +10,8 @@ from rich.markup import escape
 
 from base import times
 from base.errors import ConfigError, ExchangeError
-from cli import table
+from base.i18n import both, t, term_both
+from cli import cell, table
 from cli.progress import bar
 
 COLOURS = {"fresh": "green", "late": "yellow", "stale": "red", "never": "magenta",
@@ -21,15 +22,17 @@ def _at(text: str | None) -> datetime | None:
     if not text:
         return None
     try:
-        t = datetime.fromisoformat(text)
+        when = datetime.fromisoformat(text)
     except ValueError:
-        raise ConfigError(f"--at {text!r} is not an ISO time such as 2026-11-21T09:00:00+08:00") from None
-    return t if t.tzinfo else t.replace(tzinfo=UTC)
+        raise ConfigError(t("cli.error.at_status", text=text)) from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
-def _paint(value) -> str:
+def _paint(value, kind: str) -> str:
+    """A term in its colour, Chinese first: `[green]按时更新 (fresh)[/]`."""
     text = "" if value is None else str(value)
-    return f"[{COLOURS[text]}]{text}[/]" if text in COLOURS else text
+    shown = term_both(kind, text) if text else ""
+    return f"[{COLOURS[text]}]{shown}[/]" if text in COLOURS else shown
 
 
 def cmd_status(args) -> int:
@@ -46,14 +49,14 @@ def cmd_status(args) -> int:
     for r in rows:
         r["counts"] = ("" if r["extracted"] is None else
                        f"{r['extracted']:,} → {r['accepted'] or 0:,} ✓ {r['quarantined'] or 0:,} ✗")
-        r["last_run_at"] = (r["finished_at"] or r["started_at"] or "")[:19]
-        r["freshness"], r["result"] = _paint(r["freshness"]), _paint(r["result"])
-        r["due"] = (r["due_at"] or "")[:19]
+        r["last_run_at"] = cell(r["finished_at"] or r["started_at"])
+        r["freshness"], r["result"] = _paint(r["freshness"], "freshness"), _paint(r["result"], "run")
+        r["due"] = cell(r["due_at"])
         r["message"] = escape((r["message"] or "")[:80])
-    table("Sources", rows, ["source", "update_cycle", "freshness", "due", "last_run_at",
-                            "result", "counts", "backlog", "message"])
+    table(both("cli.title.status"), rows, ["source", "update_cycle", "freshness", "due", "last_run_at",
+                                           "result", "counts", "backlog", "message"], {"freshness": None})
     if unloaded:
-        table("登记未能加载 (registrations not loaded: no DAG until mended and registered again)",
+        table(both("cli.title.unloaded"),
               [{"file": escape(r["registration_file"] or ""), "source": r["source"],
                 "reason": escape(r["registration_error"])} for r in unloaded],
               ["file", "source", "reason"])
@@ -68,7 +71,7 @@ def _check(args) -> int:
     try:
         verdict = check(_at(args.at), args.source)
     except Exception as exc:
-        text = f"EXCHANGE UNKNOWN 未知 (unknown) — 检查无法完成 (check failed): {type(exc).__name__}: {exc}"
+        text = t("cli.msg.check_unknown", error=f"{type(exc).__name__}: {exc}")
         print(json.dumps({"status": "unknown", "exit_code": 3, "summary": text}, ensure_ascii=False)
               if args.json else text)
         return 3
@@ -83,27 +86,26 @@ def cmd_scorecard(args) -> int:
     if args.json:
         print(json.dumps(cards, ensure_ascii=False, indent=1))
         return 0
-    title = {"day": "Daily scan 日扫描", "week": "Weekly dispatch 周调度",
-             "month": "Monthly bulletin 月通报"}[args.period]
-    span = f"{cards[0]['from'][:16]} – {cards[0]['to'][:16]} UTC" if cards else ""
+    title = both(f"cli.title.scorecard.{args.period}")
+    span = f"{cell(cards[0]['from'])} – {cell(cards[0]['to'])}" if cards else ""
     rows = []
     for c in sorted(cards, key=lambda c: (-(c["on_time_share"] or 0), -(c["quality_pass_share"] or 0))):
         rows.append({**c, "department": f"{c['department_name']} ({c['department']})",
-                     "on time": f"{c['on_time']}/{c['datasets']} {_share(c['on_time_share'])}",
-                     "rows passing": _share(c["quality_pass_share"]),
-                     "backlog": f"{c['backlog']:,}" + (f" (oldest {c['backlog_oldest_days']} d)"
+                     "on_time": f"{c['on_time']}/{c['datasets']} {_share(c['on_time_share'])}",
+                     "quality_pass": _share(c["quality_pass_share"]),
+                     "backlog": f"{c['backlog']:,}" + (t("cli.msg.oldest_days", n=c["backlog_oldest_days"])
                                                        if c["backlog_oldest_days"] is not None else ""),
-                     "failed runs 失败运行": f"{c['runs_failed']}/{c['runs']}",
-                     "consumed by others": f"{c['records_consumed']:,}",
-                     "materials saved": f"{c['materials_saved']:,}"})
-    table(f"{title}: {span}", rows, ["department", "on time", "failed runs 失败运行", "rows passing",
-                                      "backlog", "consumed by others", "materials saved"])
+                     "runs_failed": f"{c['runs_failed']}/{c['runs']}",
+                     "records_consumed": f"{c['records_consumed']:,}",
+                     "materials_saved": f"{c['materials_saved']:,}"})
+    table(f"{title}: {span}", rows, ["department", "on_time", "runs_failed", "quality_pass",
+                                      "backlog", "records_consumed", "materials_saved"])
     late = [c["department_name"] for c in cards if c["on_time_share"] is not None and c["on_time_share"] < 1]
     if late:
-        Console().print(f"Not refreshed on time throughout the period: {', '.join(late)}")
+        Console().print(t("cli.msg.not_on_time", names="、".join(late)))
     failing = [c["department_name"] for c in cards if c["datasets_failing"]]
     if failing:
-        Console().print(f"最近一次运行失败 (latest run failed): {', '.join(failing)}")
+        Console().print(t("cli.msg.latest_failed", names="、".join(failing)))
     return 0
 
 
@@ -124,8 +126,9 @@ def cmd_run(args) -> int:
     if args.json:
         print(json.dumps(result, ensure_ascii=False, indent=1, default=times.json_default))
     else:
-        print(f"{args.source} run {result['run_key']}: {result['state']}, version {result['version']} "
-              f"(Airflow {result['airflow_state']}: {result['url']})")
+        print(t("cli.msg.run_done", source=args.source, run_key=result["run_key"],
+                state=term_both("run", result["state"]), version=result["version"])
+              + t("cli.msg.airflow_result", state=result["airflow_state"], url=result["url"]))
     return 0
 
 
@@ -143,24 +146,23 @@ def following(args, label: str):
 
         def on_start(url: str) -> None:
             urls.append(url)
-            tasks.append(progress.add_task(f"{label}: queued", total=len(TASKS)))
+            tasks.append(progress.add_task(t("cli.progress.queued", label=label), total=len(TASKS)))
             if not args.json:
-                err.print(f"Airflow 运行 (run): {url}", soft_wrap=True)
+                err.print(t("cli.progress.airflow_run", url=url), soft_wrap=True)
 
         def on_change(states: dict[str, str], run_state: str) -> None:
-            current = next((t for t in order(states) if states[t] not in DONE_TASK), None)
+            current = next((s for s in order(states) if states[s] not in DONE_TASK), None)
             text = f"{current} ({states[current]})" if current else run_state
             progress.update(tasks[0], total=max(len(TASKS), len(states)), description=f"{label}: {text}",
                             completed=sum(1 for s in states.values() if s in DONE_TASK))
             if progress.disable and not args.json:
-                err.print(f"{label}: " + ", ".join(f"{t} {states[t]}" for t in order(states))
-                          + f" — run {run_state}", soft_wrap=True)
+                err.print(f"{label}: " + ", ".join(f"{s} {states[s]}" for s in order(states))
+                          + t("cli.progress.run_state", state=term_both("run", run_state)), soft_wrap=True)
 
         try:
             yield on_start, on_change
         except KeyboardInterrupt:
-            raise ExchangeError("停止跟踪 (stopped following); 运行在 Airflow 中继续 (the run goes on in "
-                                f"Airflow): {urls[0] if urls else label}") from None
+            raise ExchangeError(t("cli.error.stopped_following", what=urls[0] if urls else label)) from None
 
 
 def _run_local(args) -> int:
@@ -175,26 +177,21 @@ def _run_local(args) -> int:
     if args.json:
         print(json.dumps(result, ensure_ascii=False, indent=1, default=times.json_default))
     else:
-        print(f"{args.source} run {key}: {result.get('state')}, version {result.get('version')}")
+        print(t("cli.msg.run_done", source=args.source, run_key=key, state=term_both("run", result.get("state")),
+                version=result.get("version")))
     return 0
 
 
 def register(add) -> None:
-    sp = add("status", cmd_status, "every source: last run, result, counts, freshness, quarantine backlog")
-    sp.add_argument("--source", help="only this source")
-    sp.add_argument("--at", help="as of this ISO time (default now)")
-    sp.add_argument("--check", action="store_true",
-                    help="for monitors: exit 0 ok, 1 warning (late, held), 2 critical (failed, "
-                         "stale), 3 unknown, with a one-line summary (--json: an object)")
-    sp = add("scorecard", cmd_scorecard, "per-department sharing scorecards (daily scan, weekly "
-                                         "dispatch, monthly bulletin)")
-    sp.add_argument("--period", default="month", choices=["day", "week", "month"])
-    sp.add_argument("--at", help="the period ends at this ISO time (default now)")
-    sp = add("run", cmd_run, "run a source's pipeline once now as an Airflow DAG run, followed with "
-                             "progress (--local: in this process, without Airflow)")
+    sp = add("status", cmd_status, both("cli.help.status"))
+    sp.add_argument("--source", help=both("cli.arg.source"))
+    sp.add_argument("--at", help=both("cli.arg.status_at"))
+    sp.add_argument("--check", action="store_true", help=both("cli.arg.check"))
+    sp = add("scorecard", cmd_scorecard, both("cli.help.scorecard"))
+    sp.add_argument("--period", default="month", choices=["day", "week", "month"], help=both("cli.arg.period"))
+    sp.add_argument("--at", help=both("cli.arg.scorecard_at"))
+    sp = add("run", cmd_run, both("cli.help.run"))
     sp.add_argument("source")
-    sp.add_argument("--key", help="run key, also the Airflow run id (default manual__<UTC time>; --local: "
-                                  "manual_<time>); the same key publishes nothing twice")
-    sp.add_argument("--local", action="store_true",
-                    help="run the stages in this process, without Airflow (offline checks)")
-    sp.add_argument("--unpause", action="store_true", help="unpause the source's DAG if it is paused")
+    sp.add_argument("--key", help=both("cli.arg.run_key"))
+    sp.add_argument("--local", action="store_true", help=both("cli.arg.run_local"))
+    sp.add_argument("--unpause", action="store_true", help=both("cli.arg.unpause"))

@@ -29,12 +29,14 @@ def caller(consumer: Consumer, token: str | None, department: str | None) -> Cal
     """The department whose exchange key is given, authenticated as the API does."""
     if not token:
         raise Unauthenticated(
+            "缺少交换密钥 (no exchange key): "
             "the CLI asks for a department under the API's rules: give that department's exchange "
             "key with --key or (better: not in the process list) EXCHANGE_API_KEY; the operator "
             "issues one with `exchange credentials issue DEPARTMENT`. Your OS account is audited")
     who = consumer.access.authenticate(token.strip())
     if department and department != who.department:
-        raise AccessDenied(f"the exchange key {who.key_id} belongs to department {who.department}, "
+        raise AccessDenied(f"密钥不属于该部门 (key of another department): "
+                           f"the exchange key {who.key_id} belongs to department {who.department}, "
                            f"not {department}: a key acts only for its own department")
     return who
 

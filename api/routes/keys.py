@@ -21,7 +21,8 @@ def _read(request: Request, name: str) -> bytes:
     try:
         return path.read_bytes()
     except FileNotFoundError:
-        raise NotFound(f"no {name} published yet; it appears with the first published version") from None
+        raise NotFound(f"尚未发布 (not published yet): "
+                       f"no {name} yet; it appears with the first published version") from None
 
 
 @router.get("/.well-known/jwks.json", summary="the exchange's public keys (RFC 7517)", response_class=Response,

@@ -55,23 +55,25 @@ def item_codes() -> frozenset[str]:
 def check_purpose(purpose: str | None) -> str:
     """A service-item code (schemas/items) or a case number `case:…`; else refused."""
     if not purpose:
-        raise InvalidRequest("state the purpose: a service-item code (e.g. DJ-SCJG-0003) or a "
+        raise InvalidRequest("未说明用途 (no purpose): state the purpose: a service-item code (e.g. DJ-SCJG-0003) or a "
                              "case number as case:NUMBER")
     if len(purpose) <= 70 and (purpose in item_codes() or CASE_RE.match(purpose)):
         return purpose
-    raise InvalidRequest("purpose is neither a known service-item code (see GET /v1/items) nor a "
+    raise InvalidRequest("用途无效 (unknown purpose): "
+                         "purpose is neither a known service-item code (see GET /v1/items) nor a "
                          "case number as case:NUMBER (4-64 of A-Z a-z 0-9 . _ / -)")
 
 
 def check_department_id(dept: str) -> str:
     if not DEPT_RE.match(dept or ""):
-        raise InvalidRequest("a department id is 2-64 of a-z 0-9 _ . - starting with a letter or digit")
+        raise InvalidRequest("部门编号无效 (bad department id): "
+                             "a department id is 2-64 of a-z 0-9 _ . - starting with a letter or digit")
     return dept
 
 
 def _check_days(what: str, days: int) -> None:
     if not 1 <= days <= MAX_DAYS:
-        raise InvalidRequest(f"{what} lives 1 to {MAX_DAYS} days, not {days}")
+        raise InvalidRequest(f"有效天数超出范围 (days out of range): {what} lives 1 to {MAX_DAYS} days, not {days}")
 
 
 def _secret_hash(secret: str) -> str:
@@ -122,14 +124,16 @@ class Access:
     def authenticate(self, token: str | None) -> Caller:
         m = TOKEN_RE.match(token or "")
         if m is None:
-            raise Unauthenticated("send an exchange key as `Authorization: Bearer exk_…`; ask the "
+            raise Unauthenticated("缺少交换密钥 (no exchange key): "
+                                  "send an exchange key as `Authorization: Bearer exk_…`; ask the "
                                   "exchange operator for one (`exchange credentials issue`)")
         key_id, secret = m.groups()
         row = self._cached(("cred", key_id), lambda: self._credential(key_id))
         if row is None or not hmac.compare_digest(row["secret_hash"], _secret_hash(secret)):
-            raise Unauthenticated("unknown exchange key; ask the exchange operator for a new one")
+            raise Unauthenticated("交换密钥无效 (unknown exchange key): ask the exchange operator for a new one")
         if row["revoked_at"] is not None or row["expires_at"] <= now_utc() or not row["active"]:
-            raise Unauthenticated(f"exchange key {key_id} is revoked or expired; ask for a new one")
+            raise Unauthenticated(f"交换密钥已吊销或过期 (revoked or expired): "
+                                  f"exchange key {key_id} is revoked or expired; ask for a new one")
         return Caller(row["department_id"], row["role"], key_id)
 
     def current(self, key_id: str) -> Caller:
@@ -137,7 +141,8 @@ class Access:
         still unrevoked, unexpired and its department active."""
         row = self._cached(("cred", key_id), lambda: self._credential(key_id))
         if row is None or row["revoked_at"] is not None or row["expires_at"] <= now_utc() or not row["active"]:
-            raise Unauthenticated(f"exchange key {key_id} is revoked or expired; log in again")
+            raise Unauthenticated(f"交换密钥已吊销或过期 (revoked or expired): "
+                                  f"exchange key {key_id} is revoked or expired; log in again")
         return Caller(row["department_id"], row["role"], key_id)
 
     def _credential(self, key_id: str) -> dict | None:
@@ -171,9 +176,9 @@ class Access:
     def decide(self, department: str, dataset: str, purpose: str) -> Decision:
         info = self.datasets().get(dataset)
         if info is None:
-            return Decision(False, reason=f"no dataset {dataset!r}")
+            return Decision(False, reason=f"未找到数据集 (no dataset): {dataset!r}")
         if info.sharing == "not_shared":
-            return Decision(False, reason=f"dataset {dataset} is not shared (不予共享) with any department")
+            return Decision(False, reason=f"不予共享 (not shared): dataset {dataset} is not shared with any department")
         if info.sharing == "unconditional":
             return Decision(True, reason="unconditional")
         now, fields, found = now_utc(), set(), False
@@ -187,7 +192,8 @@ class Access:
                 fields.update(g["fields"])
         if found:
             return Decision(True, frozenset(fields), "grant (some fields)")
-        return Decision(False, reason=f"dataset {dataset} is shared on condition: department {department} "
+        return Decision(False, reason=f"有条件共享，无有效授权 (conditional, no grant): "
+                                      f"dataset {dataset} is shared on condition: department {department} "
                                       f"has no current grant for purpose {purpose}; ask its steward")
 
     def require(self, department: str, dataset: str, purpose: str) -> Decision:
@@ -239,7 +245,8 @@ class Access:
                 Credential.key_id == key_id, Credential.revoked_at.is_(None))
                 .values(revoked_at=now_utc())).rowcount
         if not n:
-            raise NotFound(f"no active credential {key_id!r}; list them with `exchange credentials list`")
+            raise NotFound(f"未找到有效的交换密钥 (no active credential): "
+                           f"{key_id!r}; list them with `exchange credentials list`")
         self._audit(actor, "credential.revoke", key_id)
 
     def credentials(self, dept: str | None = None) -> list[dict]:
@@ -259,7 +266,8 @@ class Access:
             if p != ANY_CASE:
                 check_purpose(p)
         if not purposes:
-            raise InvalidRequest(f"a grant names at least one purpose (item codes or {ANY_CASE})")
+            raise InvalidRequest(f"授权未写明用途 (no purpose): "
+                                 f"a grant names at least one purpose (item codes or {ANY_CASE})")
         if fields is not None:
             known = all_types()[info.certificate_type].field_names
             for f in fields:
@@ -280,7 +288,7 @@ class Access:
             n = c.execute(sa.update(Grant.__table__).where(Grant.id == grant_id, Grant.revoked_at.is_(None))
                           .values(revoked_at=now_utc())).rowcount
         if not n:
-            raise NotFound(f"no active grant {grant_id}; list them with `exchange grants list`")
+            raise NotFound(f"未找到有效的授权 (no active grant): {grant_id}; list them with `exchange grants list`")
         self._audit(actor, "grant.revoke", str(grant_id))
 
     def grants(self, dept: str | None = None) -> list[dict]:
@@ -294,7 +302,7 @@ class Access:
         check_department_id(dept)
         with self.engine.connect() as c:
             if not c.scalar(sa.select(Department.id).where(Department.id == dept)):
-                raise NotFound(f"no department {dept!r}; add it with `exchange departments add`")
+                raise NotFound(f"未找到部门 (no department): {dept!r}; add it with `exchange departments add`")
 
     def _fresh_dataset(self, dataset: str) -> DatasetInfo:
         self.clear()

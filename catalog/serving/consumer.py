@@ -80,7 +80,7 @@ class Consumer:
                             .where(Record.record_id == record_id)
                             .order_by(Record.version.desc()).limit(1)).first()
         if hit is None:
-            raise NotFound(f"no record {record_id}; find record ids with a holder lookup")
+            raise NotFound(f"未找到记录 (no record): {record_id}; find record ids with a holder lookup")
         return hit[0], hit[1]
 
     def bundle(self, caller: Caller, purpose: str, record_id: str) -> dict:
@@ -102,13 +102,14 @@ class Consumer:
         check_purpose(purpose)
         record_id_ok(record_id)
         if leaf_hash is not None and not re.fullmatch(r"[0-9a-f]{64}", leaf_hash):
-            raise InvalidRequest("leaf_hash is 64 lower-case hex characters")
+            raise InvalidRequest("叶哈希无效 (bad leaf_hash): leaf_hash is 64 lower-case hex characters")
         dataset, holder = self._record_dataset(record_id)
         try:
             d = self.access.require(caller.department, dataset, purpose)
             if d.fields is not None and not STATUS_SOURCES <= d.fields:
                 raise AccessDenied(
-                    f"the grant of {caller.department} on {dataset} does not cover the record's "
+                    f"授权不含状态字段 (grant lacks status fields): the grant of {caller.department} on {dataset} "
+                    "does not cover the record's "
                     f"{' and '.join(sorted(STATUS_SOURCES - d.fields))} (a status tells both); ask the "
                     "dataset's steward for a grant that includes status and valid_to")
         except AccessDenied as exc:
@@ -164,7 +165,8 @@ class Consumer:
         check_purpose(purpose)
         key = holder_key(holder_id)
         if caller.role != "auditor":
-            exc = AccessDenied("only an auditor department may read access reports")
+            exc = AccessDenied("仅审计部门可查看访问报告 (auditors only): only an auditor department may read "
+                               "access reports")
             self.refused(caller, purpose, "access_report", exc, holder=key)
             raise exc
         rows, more = audit.holder_report(self.engine, key, limit, before)

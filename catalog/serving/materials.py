@@ -22,13 +22,13 @@ def check_materials(access, catalog, caller, purpose: str, item_code: str, holde
                     others: dict[str, str], today: date | None) -> tuple[dict, dict]:
     """The answer, and what its audit entry records (the caller writes it)."""
     if len(others) > MAX_OTHERS:
-        raise InvalidRequest(f"at most {MAX_OTHERS} extra holder ids")
+        raise InvalidRequest(f"其他持证主体过多 (too many holders): at most {MAX_OTHERS} extra holder ids")
     unknown = set(others) - set(WHOSE)
     if unknown:
-        raise InvalidRequest(f"unknown roles {sorted(unknown)}; known: {sorted(WHOSE)}")
+        raise InvalidRequest(f"未知角色 (unknown roles): {sorted(unknown)}; known: {sorted(WHOSE)}")
     items = catalogue()
     if item_code not in items:
-        raise NotFound(f"no service item {item_code!r}; list them with GET /v1/items")
+        raise NotFound(f"未找到服务事项 (no service item): {item_code!r}; list them with GET /v1/items")
     item = items[item_code]
     ids = {"applicant": holder_key(holder_id), **{k: holder_key(v) for k, v in others.items()}}
     by_type: dict[str, list[str]] = {}

@@ -129,14 +129,14 @@ def test_status_and_scorecard_commands(published, capsys, monkeypatch):
     assert st["freshness"] == "fresh" and st["result"] == "published" and st["backlog"] > 0
     assert cli(["status"]) == 0
     out = capsys.readouterr().out
-    assert SOURCE in out and "fresh" in out and "published" in out
+    assert SOURCE in out and "按时更新" in out and "已发布" in out and "(fresh)" in out
     assert cli(["status", "--source", "nope"]) == 7
     assert cli(["scorecard", "--period", "week", "--json"]) == 0
     card = _by(json.loads(capsys.readouterr().out), "department", "market_regulation")
     assert card["period"] == "week" and card["datasets"] == 1
     assert cli(["scorecard"]) == 0
     out = capsys.readouterr().out
-    assert "Monthly bulletin" in out and "市场监督管理局" in out and "1/1 100.0%" in out
+    assert "月通报" in out and "市场监督管理局" in out and "1/1 100.0%" in out
     assert cli(["status", "--at", "yesterday"]) == 2
 
 

@@ -46,7 +46,7 @@ def test_failed_runs_are_counted_and_a_failing_department_is_not_on_time(home, s
     assert cli(["scorecard"]) == 0
     out = capsys.readouterr().out
     assert "100.0%" not in out and "0/1 0.0%" in out and "2/3" in out
-    assert "最近一次运行失败 (latest run failed): 市场监督管理局" in out
+    assert "最近一次运行失败 (latest run failed)：市场监督管理局" in out
     assert cli(["scorecard", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)[0]["runs_failed"] == 2
 

@@ -67,7 +67,7 @@ def test_the_access_report_comes_a_page_at_a_time(home, capsys):
         out = capsys.readouterr()
         rows = json.loads(out.out)
         pages.append([r["department"] for r in rows])
-        if "more:" not in out.err:
+        if "更多 (more)" not in out.err:
             break
         before = ["--before", str(rows[-1]["seq"])]
         assert f"--before {rows[-1]['seq']}" in out.err

@@ -150,6 +150,6 @@ def test_dataset_command_shows_metadata_and_history_and_refuses_unknown(home, tm
     assert out["steward"] == reg.steward and len(out["history"]) == 7
     assert main(["dataset", reg.dataset]) == 0
     text = capsys.readouterr().out
-    assert "Metadata history" in text and "alice" in text and "市场监督管理局" in text
+    assert "元数据变更记录 (metadata history)" in text and "alice" in text and "市场监督管理局" in text
     assert main(["dataset", "no.such"]) == 7
     assert "known: business_licence.market_regulation" in capsys.readouterr().err
