@@ -11,6 +11,7 @@ to <root>/logs/<name>.log. Names other helpers of issue #16 decide are kept at t
 """
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import signal
@@ -109,6 +110,8 @@ class Cluster:
     conns: dict[str, str] = field(default_factory=dict)        # AIRFLOW_CONN_* every machine gets
     worker_env: dict[str, str] = field(default_factory=dict)   # what only workers get (the key)
     timings: dict[str, float] = field(default_factory=dict)
+    # the workers share one EXCHANGE_HOME: a check of the harness itself, not of the exchange
+    shared_home: bool = os.environ.get("EXCHANGE_SCALEOUT_SHARED_HOME") == "1"
 
     def __post_init__(self) -> None:
         self.root = Path(self.root)
@@ -136,6 +139,9 @@ class Cluster:
         return [f"w{i}" for i in range(1, self.workers + 1)]
 
     def home(self, machine: str) -> Path:
+        """A machine's EXCHANGE_HOME (its AIRFLOW_HOME is <root>/<machine>/airflow)."""
+        if self.shared_home and machine != "control":
+            return self.root / "shared-home"
         return self.root / machine / "home"
 
     def store_env(self) -> dict[str, str]:
@@ -153,7 +159,8 @@ class Cluster:
         home = self.home(machine)
         env = {
             **base,
-            "EXCHANGE_ROOT": str(ROOT), "EXCHANGE_HOME": str(home), "AIRFLOW_HOME": str(home / "airflow"),
+            "EXCHANGE_ROOT": str(ROOT), "EXCHANGE_HOME": str(home),
+            "AIRFLOW_HOME": str(self.root / machine / "airflow"),
             "AIRFLOW_CONFIG": str(ROOT / "airflow.cfg"),
             "GX_ANALYTICS_ENABLED": "false", "SCARF_ANALYTICS": "false", "DO_NOT_TRACK": "1",
             "PATH": f"{BIN}{os.pathsep}{base.get('PATH', '')}",
@@ -369,10 +376,10 @@ class Cluster:
         return self.until(finished, timeout, f"end of the runs {runs}", every=2)
 
     def task_instances(self, dag_id: str | None = None, run_id: str | None = None) -> list[dict]:
-        sql = ("select dag_id, run_id, task_id, map_index, state, hostname, try_number, start_date, end_date"
-               " from task_instance where (:d is null or dag_id = :d) and (:r is null or run_id = :r)"
-               " order by start_date nulls last")
-        return self.meta(sql, d=dag_id, r=run_id)
+        where = " and ".join([*(["dag_id = :d"] if dag_id else []), *(["run_id = :r"] if run_id else [])])
+        return self.meta("select dag_id, run_id, task_id, map_index, state, hostname, try_number, start_date,"
+                         f" end_date from task_instance {'where ' + where if where else ''}"
+                         " order by start_date nulls last", d=dag_id, r=run_id)
 
     # --- workers: killing, memory -------------------------------------------------------------
     def _tree(self, name: str) -> list[psutil.Process]:
@@ -424,12 +431,28 @@ class Cluster:
             return "(no log)"
         return "\n".join(path.read_text("utf-8", "replace").splitlines()[-lines:])
 
-    def task_log(self, machine: str, dag_id: str, run_id: str, task_id: str, lines: int = 30) -> str:
-        logs = sorted((self.home(machine) / "airflow" / "logs").glob(
+    def task_log(self, machine: str, dag_id: str, run_id: str, task_id: str) -> Path | None:
+        """The last attempt's log of a task, on the worker that ran it."""
+        logs = sorted((self.root / machine / "airflow" / "logs").glob(
             f"dag_id={dag_id}/run_id={run_id}/task_id={task_id}/**/attempt=*.log"))
-        if not logs:
-            return f"(no log of {task_id} on {machine})"
-        return "\n".join(logs[-1].read_text("utf-8", "replace").splitlines()[-lines:])
+        return logs[-1] if logs else None
+
+    def task_errors(self, machine: str, dag_id: str, run_id: str, task_id: str) -> list[str]:
+        """The errors a task logged (Airflow 3 writes JSON lines): event, exception type and value."""
+        path = self.task_log(machine, dag_id, run_id, task_id)
+        if path is None:
+            return [f"(no log of {task_id} on {machine})"]
+        errors = []
+        for line in path.read_text("utf-8", "replace").splitlines():
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if entry.get("level") in ("error", "critical"):
+                detail = "; ".join(f"{d.get('exc_type')}: {d.get('exc_value')}"
+                                   for d in entry.get("error_detail") or [])
+                errors.append(f"{entry.get('event')}{': ' + detail if detail else ''}")
+        return errors or [f"(no error logged; see {path})"]
 
     def report(self, lines: int = 30) -> str:
         """Every component's log tail, for a failure message."""

@@ -107,7 +107,7 @@ def _failures(cluster: Cluster, states: dict) -> str:
         for ti in cluster.task_instances(dag_id, run_id):
             lines.append(f"   {ti['task_id']}[{ti['map_index']}] {ti['state']} on {ti['hostname']}")
             if ti["state"] == "failed" and ti["hostname"]:
-                lines.append(cluster.task_log(ti["hostname"], dag_id, run_id, ti["task_id"], 15))
+                lines.extend(f"      {e}" for e in cluster.task_errors(ti["hostname"], dag_id, run_id, ti["task_id"]))
         source = dag_id.removeprefix("source__")
         for r in _catalogue(cluster, "select state, message from runs where source_id = :s and dag_run_id = :r",
                             s=source, r=run_id):
