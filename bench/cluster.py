@@ -122,6 +122,7 @@ class Cluster:
         self.procs: dict[str, Proc] = {}
         self.memory: dict[str, Memory] = {}
         self.databases: list[str] = []
+        self.killed: set[str] = set()             # components kill() took down on purpose
         self.queue = f"scaleout_{self.id}"
         self.api_port = free_port()
         self.fernet = Fernet.generate_key().decode()
@@ -309,6 +310,7 @@ class Cluster:
 
     def start_worker(self, name: str) -> Proc:
         self.memory.setdefault(name, Memory())
+        self.killed.discard(name)
         return self.spawn(name, name, [str(BIN / "airflow"), "celery", "worker", "-q", self.queue,
                                        "-c", str(self.concurrency), "-H", f"{name}@{self.queue}",
                                        "--skip-serve-logs", "--without-mingle", "--without-gossip"])
@@ -368,7 +370,7 @@ class Cluster:
         """Until each (dag_id, run_id) has finished; their states."""
         def finished():
             for name in self.procs:
-                if name.startswith("airflow-") or name in self.worker_names:
+                if (name.startswith("airflow-") or name in self.worker_names) and name not in self.killed:
                     self.alive(name)
             states = {(r["dag_id"], r["run_id"]): r["state"] for r in self.runs()}
             got = {k: states.get(k) for k in runs}
@@ -405,6 +407,7 @@ class Cluster:
             except (ProcessLookupError, PermissionError):
                 pass
         self.procs[name].popen.wait(30)
+        self.killed.add(name)
 
     def _sample(self) -> None:
         while True:

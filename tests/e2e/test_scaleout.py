@@ -173,8 +173,9 @@ def _verify_everywhere(cluster: Cluster, datasets: list[str]) -> None:
 
     def check(machine: str, dataset: str) -> tuple[str, str, dict, dict]:
         [rid] = [r["record_id"] for r in _catalogue(
-            cluster, "select r.record_id from records r join datasets d on d.id = r.dataset_id and "
-                     "r.version = d.current_version where d.id = :d order by r.leaf_index limit 1", d=dataset)]
+            cluster, "select r.record_id from records r join datasets d on d.id = r.dataset_id and r.version ="
+                     " d.current_version where d.id = :d and r.status = 'valid' order by r.leaf_index limit 1",
+            d=dataset)]
         bundle = cluster.root / machine / f"{dataset}.bundle.json"
         cluster.exchange(machine, f"exchange-export-{machine}-{dataset}", "export", rid, "--purpose", ITEM,
                          "--key", key, "-o", str(bundle))
@@ -223,7 +224,9 @@ def _kill_mid_publish(cluster: Cluster) -> None:
     silo = sa.make_url(cluster.conns["AIRFLOW_CONN_SILO_SCALE_PG"]).set(drivername="postgresql+psycopg")
     engine = sa.create_engine(silo, poolclass=sa.NullPool)
     with engine.begin() as c:
-        c.exec_driver_sql("""update yyzz_djxx set "DJZT" = '注销' where "ID" % 50 = 0""")
+        changed = c.execute(sa.text("""update yyzz_djxx set "DJZT" = '注销' where mod(cast("ID" as bigint), 50) = 0""")
+                            ).rowcount
+    assert changed == BIG_ROWS // 50
     engine.dispose()
     before = _catalogue(cluster, "select version, head_hash from dataset_versions where dataset_id = :d", d=dataset)
 
