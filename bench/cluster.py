@@ -12,6 +12,7 @@ to <root>/logs/<name>.log. Names other helpers of issue #16 decide are kept at t
 from __future__ import annotations
 
 import json
+import logging
 import os
 import secrets
 import signal
@@ -110,6 +111,7 @@ class Cluster:
     conns: dict[str, str] = field(default_factory=dict)        # AIRFLOW_CONN_* every machine gets
     worker_env: dict[str, str] = field(default_factory=dict)   # what only workers get (the key)
     timings: dict[str, float] = field(default_factory=dict)
+    paused: bool = False              # DAGs paused at creation (the bench unpauses one at a time)
     # the workers share one EXCHANGE_HOME: a check of the harness itself, not of the exchange
     shared_home: bool = os.environ.get("EXCHANGE_SCALEOUT_SHARED_HOME") == "1"
 
@@ -172,7 +174,7 @@ class Cluster:
             "AIRFLOW__CORE__AUTH_MANAGER": SIMPLE_AUTH,
             "AIRFLOW__CORE__FERNET_KEY": self.fernet,
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": str(self.paused),
             "AIRFLOW__CORE__HOSTNAME_CALLABLE": "bench.cluster_host.hostname",
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{self.api_port}/execution/",
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.meta_url,
@@ -204,6 +206,7 @@ class Cluster:
             return
         from moto.server import ThreadedMotoServer  # lazy: only the S3 variant needs moto (dev group)
 
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)    # moto's server logs every request
         port = free_port()
         self.s3_server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
         self.s3_server.start()
