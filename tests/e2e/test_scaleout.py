@@ -5,8 +5,8 @@ catalogue, an S3 server on 127.0.0.1, each worker its own EXCHANGE_HOME and AIRF
 Three sources (a big PostgreSQL silo, an HTTP silo, a GBK CSV drop) are registered with
 `exchange register`; their runs must all succeed with tasks on both workers; every dataset
 verifies from either worker's home and its chain audits; two API hosts with different homes
-serve one JWKS; a worker killed mid-publish leaves no partial version and the next run
-publishes. `./run test -m scaleout` runs it alone; it skips only where PostgreSQL or Redis is
+serve one JWKS; a worker killed inside publish's catalogue transaction leaves no partial
+version and the next run publishes. `./run test -m scaleout` runs it alone; it skips only where PostgreSQL or Redis is
 absent. The logs of every component stay under the test's tmp dir and are printed on failure."""
 from __future__ import annotations
 
@@ -217,38 +217,50 @@ def _same_jwks(cluster: Cluster) -> None:
 
 
 def _kill_mid_publish(cluster: Cluster) -> None:
-    """The big silo changes; while its next run publishes, the worker running publish is killed
-    (SIGKILL, every process group of its tree). The dataset keeps its version; the worker comes
-    back and the next run publishes the change."""
+    """The big silo changes; its next run's publish is held inside its catalogue transaction (the
+    test holds an EXCLUSIVE lock on `records`, so publish waits once it has written the version's
+    row) and the worker running it is killed there (SIGKILL to every process group of its tree).
+    The dataset keeps its version and gets no records; the worker comes back and the next run
+    publishes the change."""
     dag, dataset = f"source__{BIG}", "business_licence.transport"
     silo = sa.make_url(cluster.conns["AIRFLOW_CONN_SILO_SCALE_PG"]).set(drivername="postgresql+psycopg")
     engine = sa.create_engine(silo, poolclass=sa.NullPool)
     with engine.begin() as c:
         changed = c.execute(sa.text("""update yyzz_djxx set "DJZT" = '注销' where mod(cast("ID" as bigint), 50) = 0""")
                             ).rowcount
-    assert changed == BIG_ROWS // 50
     engine.dispose()
+    assert changed == BIG_ROWS // 50
     before = _catalogue(cluster, "select version, head_hash from dataset_versions where dataset_id = :d", d=dataset)
-
+    catalogue = sa.create_engine(cluster.catalog_url, poolclass=sa.NullPool)
     run = cluster.trigger(dag, "manual__killed_mid_publish")
 
-    def publishing():
+    def state(task: str) -> str | None:
         tis = {t["task_id"]: t for t in cluster.task_instances(*run)}
-        p = tis.get("publish")
-        if any(t["state"] == "failed" for t in tis.values()):
+        if any(t["state"] in ("failed", "upstream_failed") for t in tis.values()):
             raise AssertionError("the run failed before publish:\n" + _failures(cluster, {run: "failed"}))
-        return p if p and p["state"] == "running" else None
-    ti = cluster.until(publishing, 400, "publish running", every=0.2)
-    # kill once publish writes: a transaction on the catalogue that holds a transaction id
-    writing = f"""select count(*) as n from pg_stat_activity where datname = '{cluster.catalog_url.rsplit("/", 1)[1]}'
-                  and backend_xid is not null"""
-    cluster.until(lambda: _catalogue(cluster, writing)[0]["n"] > 0 or cluster.task_instances(*run) and
-                  {t["task_id"]: t["state"] for t in cluster.task_instances(*run)}["publish"] != "running",
-                  120, "publish writing", every=0.1)
-    assert {t["task_id"]: t["state"] for t in cluster.task_instances(*run)}["publish"] == "running", \
-        "publish ended before the worker could be killed: raise BIG_ROWS"
-    worker = ti["hostname"]
-    cluster.kill(worker)
+        return tis[task]["state"] if task in tis else None
+
+    cluster.until(lambda: state("validate") == "success", 400, "validate done", every=0.2)
+    blocker = catalogue.connect()
+    tx = blocker.begin()
+    try:
+        blocker.exec_driver_sql("lock table records in exclusive mode")   # readers pass, writers wait
+        # a writer waiting for us: publish's transaction, its version row written (COPY records waits)
+        held = ("select pid, backend_xid::text as xid, left(query, 120) as query from pg_stat_activity"
+                " where datname = current_database() and wait_event_type = 'Lock' and backend_xid is not null")
+        # autocommit: pg_stat_activity is read once per transaction
+        with catalogue.connect().execution_options(isolation_level="AUTOCOMMIT") as watch:
+            waiting = cluster.until(lambda: [dict(r._mapping) for r in watch.exec_driver_sql(held)], 300,
+                                    "publish waiting in its transaction", every=0.2)
+        print(f"publish held at: {waiting}")
+        [ti] = [t for t in cluster.task_instances(*run) if t["task_id"] == "publish"]
+        assert ti["state"] == "running", ti
+        worker = ti["hostname"]
+        cluster.kill(worker)
+    finally:
+        tx.rollback()
+        blocker.close()
+    catalogue.dispose()
     states = cluster.wait_runs([run], timeout=300)
     assert states[run] == "failed"
     after = _catalogue(cluster, "select version, head_hash from dataset_versions where dataset_id = :d", d=dataset)
