@@ -157,31 +157,33 @@ def _scenario(cluster: Cluster, http_silo) -> None:
     datasets = _catalogue(cluster, "select id, current_version from datasets order by id")
     assert len(datasets) == 3 and all(d["current_version"] == 1 for d in datasets), datasets
     with phase(cluster, "verify"):
-        _verify_everywhere(cluster, [d["id"] for d in datasets])
+        cluster.exchange("control", "exchange-departments", "departments", "add", "scaleout-check", "核验部门")
+        key = _json(cluster.exchange("control", "exchange-credentials", "credentials", "issue", "scaleout-check",
+                                     "--json"))["key"]
+        _verify_everywhere(cluster, [d["id"] for d in datasets], key)
     with phase(cluster, "api hosts"):
         _same_jwks(cluster)
     with phase(cluster, "kill"):
-        _kill_mid_publish(cluster)
+        dataset = _kill_mid_publish(cluster)
+    with phase(cluster, "verify after the kill"):
+        _verify_everywhere(cluster, [dataset], key)
 
 
-def _verify_everywhere(cluster: Cluster, datasets: list[str]) -> None:
-    """A record of every dataset, exported and verified from each worker's home; every
-    dataset's chain audited."""
-    cluster.exchange("control", "exchange-departments", "departments", "add", "scaleout-check", "核验部门")
-    key = _json(cluster.exchange("control", "exchange-credentials", "credentials", "issue", "scaleout-check",
-                                 "--json"))["key"]
+def _verify_everywhere(cluster: Cluster, datasets: list[str], key: str) -> None:
+    """A record of every dataset's current version, exported (as the department of `key`) and
+    verified from each worker's home; every dataset's chain (all its versions) audited there."""
 
     def check(machine: str, dataset: str) -> tuple[str, str, dict, dict]:
         [rid] = [r["record_id"] for r in _catalogue(
             cluster, "select r.record_id from records r join datasets d on d.id = r.dataset_id and r.version ="
                      " d.current_version where d.id = :d and r.status = 'valid' order by r.leaf_index limit 1",
             d=dataset)]
-        bundle = cluster.root / machine / f"{dataset}.bundle.json"
-        cluster.exchange(machine, f"exchange-export-{machine}-{dataset}", "export", rid, "--purpose", ITEM,
+        bundle = cluster.root / machine / f"{dataset}.{rid}.bundle.json"
+        cluster.exchange(machine, f"exchange-export-{machine}-{dataset}-{rid}", "export", rid, "--purpose", ITEM,
                          "--key", key, "-o", str(bundle))
-        verified = _json(cluster.exchange(machine, f"exchange-verify-{machine}-{dataset}", "verify", str(bundle),
+        verified = _json(cluster.exchange(machine, f"exchange-verify-{machine}-{dataset}-{rid}", "verify", str(bundle),
                                           "--online", "--json"))
-        chain = _json(cluster.exchange(machine, f"exchange-audit-chain-{machine}-{dataset}", "audit-chain",
+        chain = _json(cluster.exchange(machine, f"exchange-audit-chain-{machine}-{dataset}-{rid}", "audit-chain",
                                        dataset, "--json"))
         return machine, dataset, verified, chain
 
@@ -216,7 +218,7 @@ def _same_jwks(cluster: Cluster) -> None:
     assert [k["kid"] for k in served[0].json()["keys"]] == [kid]
 
 
-def _kill_mid_publish(cluster: Cluster) -> None:
+def _kill_mid_publish(cluster: Cluster) -> str:
     """The big silo changes; its next run's publish is held inside its catalogue transaction (the
     test holds an EXCLUSIVE lock on `records`, so publish waits once it has written the version's
     row) and the worker running it is killed there (SIGKILL to every process group of its tree).
@@ -278,3 +280,4 @@ def _kill_mid_publish(cluster: Cluster) -> None:
     assert current["current_version"] == max(v["version"] for v in before) + 1
     chain = _json(cluster.exchange("control", "exchange-audit-chain-last", "audit-chain", dataset, "--json"))
     assert chain["ok"] is True, chain
+    return dataset
