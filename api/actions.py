@@ -1,10 +1,19 @@
-"""The audit action of a request, named from the route it matched."""
+"""Which requests are audited, and the audit action of a request, named from the route it matched."""
 from __future__ import annotations
+
+# documents anyone may fetch, not audited: they hold nothing about a holder, and auditing reads
+# anyone may make would let anyone grow the audit chain as fast as the rate limit allows
+PUBLIC_PREFIXES = ("/v1/keys/", "/v1/audit/checkpoints")
+PUBLIC_PATHS = frozenset({"/v1/catalogue.jsonld", "/v1/items"})    # public metadata (routes/catalogue.py)
 
 ROUTE_ACTIONS = {"/v1/holders/records": "lookup", "/v1/holders/access-report": "access_report",
                  "/v1/records/{record_id}/bundle": "bundle", "/v1/records/{record_id}/status": "status",
-                 "/v1/items/{code}/materials-check": "materials", "/v1/datasets": "catalogue",
-                 "/v1/catalogue.jsonld": "catalogue", "/v1/items": "items"}
+                 "/v1/items/{code}/materials-check": "materials", "/v1/datasets": "catalogue"}
+
+
+def audited(path: str) -> bool:
+    """Every request under /v1/ but the public documents leaves an audit entry."""
+    return path.startswith("/v1/") and not path.startswith(PUBLIC_PREFIXES) and path not in PUBLIC_PATHS
 
 
 def action_of(scope) -> str:

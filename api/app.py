@@ -6,7 +6,8 @@ from fastapi import FastAPI
 from api import auditing, dashboard, openapi, problems, rate_store, security
 from api.limits import BodyLimit, RateLimiter
 from api.rate_store import RedisBuckets
-from api.routes import audit, catalogue, holders, keys, materials, records
+from api.request_metrics import RequestMetrics, RequestMetricsMiddleware
+from api.routes import audit, catalogue, holders, keys, materials, metrics, records
 from base.settings import get_settings
 from catalog.ledger.service import Ledger
 from catalog.service import Catalog
@@ -17,22 +18,24 @@ from catalog.serving.consumer import Consumer
 def create_app(settings=None, *, rate: float | None = None, burst: int | None = None,
                cache_ttl: float | None = None) -> FastAPI:
     settings = settings or get_settings()
-    app = FastAPI(title="Exchange consumer API", version="1", docs_url=None,
+    app = FastAPI(title="Exchange consumer API", version="1", docs_url=None, redoc_url=None,
                   description="Purpose-bound lookups of verifiable licence records; every request "
                               "is audited. Errors are RFC 9457 problem details.")
-    cat = Catalog(settings.catalog_url, settings.store_dir, pre_ping=False)
+    cat = Catalog(settings.catalog_url, settings.store, pre_ping=False)
     ttl = cache_ttl if cache_ttl is not None else settings.api_cache_ttl
     app.state.settings = settings
     app.state.consumer = Consumer(cat, Access(cat.engine, ttl))
     app.state.ledger = Ledger(settings.catalog_url, pre_ping=False)     # the dashboard's runs
     app.state.limiter = _limiter(settings, rate or settings.api_rate, burst or settings.api_burst)
     problems.install(app)
-    openapi.install_docs(app)     # /docs: Swagger UI from this exchange, never a CDN
-    for module in (holders, records, materials, catalogue, keys, audit):
+    openapi.install_docs(app)     # /docs: Swagger UI from this exchange, never a CDN (no /redoc: it needs one)
+    for module in (holders, records, materials, catalogue, keys, audit, metrics):
         app.include_router(module.router)
     dashboard.install(app)        # /dashboard: pages for people (hidden from the OpenAPI schema)
     _install_auditing(app, cat.engine, settings)
     security.install(app)         # private state; security headers on every response
+    app.state.request_metrics = RequestMetrics()     # outermost: every request counted, 413s too
+    app.add_middleware(RequestMetricsMiddleware, metrics=app.state.request_metrics)
     return app
 
 

@@ -3,9 +3,10 @@
 The ASGI middleware gives each request a list (catalog.serving.consumer.PENDING) that the consumer
 service fills; when the response is about to start, the entries are handed to one writer that
 chains and commits all entries waiting at that moment in one transaction (group commit). If
-the write fails, the client gets 503, not data. A request under /v1/ (but the public key and
-checkpoint documents) that left no entry (an unknown path, a method not allowed, a body too
-large, an unaudited route) gets one from its response status. Refusals anyone can cause at any
+the write fails, the client gets 503, not data. A request under /v1/ (but the public documents:
+keys, checkpoints, the DCAT-AP catalogue and the service items) that left no entry (an unknown
+path, a method not allowed, a body too large, an unaudited route) gets one from its response
+status. Refusals anyone can cause at any
 rate are counted per client (api/refusals.py).
 """
 from __future__ import annotations
@@ -16,7 +17,7 @@ import logging
 from contextlib import asynccontextmanager
 from urllib.parse import parse_qs
 
-from api.actions import action_of
+from api.actions import action_of, audited
 from api.problems import TITLES
 from api.refusals import RefusalCounter, counted
 from catalog.serving import audit
@@ -26,7 +27,7 @@ from catalog.serving.consumer import PENDING
 log = logging.getLogger("exchange.api")
 
 
-PUBLIC = ("/v1/keys/", "/v1/audit/checkpoints")      # documents anyone may fetch: not audited
+
 def client_of(scope) -> str:
     client = scope.get("client")
     return client[0] if client else "-"
@@ -115,7 +116,7 @@ class AuditMiddleware:
         token = PENDING.set(pending)
         failed, entered = False, False
         path = scope["path"]
-        must_audit = path.startswith("/v1/") and not path.startswith(PUBLIC)
+        must_audit = audited(path)
 
         async def send_after_audit(message):
             nonlocal failed, entered

@@ -31,6 +31,13 @@ async def get_caller(request: Request,
     return caller
 
 
+async def public_read(request: Request) -> None:
+    """A public metadata read: no key needed (one sent is not looked at), a token bucket per
+    client address, not audited (api/auditing.py PUBLIC_PATHS)."""
+    host = request.client.host if request.client else "-"
+    request.app.state.limiter.take(f"public:{host}", f"address {host} (public metadata)")
+
+
 # The purpose's format, stated in the OpenAPI only: check_purpose enforces it (a 400 that names
 # the rule, audited), so the schema's pattern is no validation of FastAPI's own (that would be a 422)
 PURPOSE_PATTERN = f"^({CODE_RE.pattern.strip('^$')}|{CASE_RE.pattern.strip('^$')})$"
@@ -54,4 +61,5 @@ async def get_optional_purpose(purpose: Annotated[str | None, Query(**PURPOSE_DO
 ConsumerDep = Annotated[Consumer, Depends(get_consumer)]
 CallerDep = Annotated[Caller, Depends(get_caller)]
 PurposeDep = Annotated[str, Depends(get_purpose)]
+PublicDep = Depends(public_read)
 OptionalPurposeDep = Annotated[str | None, Depends(get_optional_purpose)]

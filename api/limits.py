@@ -64,10 +64,11 @@ class RateLimiter:
             self._shared = SharedBuckets(shared)
         self.failover = Failover(store, self._take_here) if store is not None else None
 
-    def take(self, key: str) -> None:
+    def take(self, key: str, who: str | None = None) -> None:
+        """`who`: the bucket's owner as the 429 names it (default: department `key`)."""
         tokens = self.failover.take(key) if self.failover is not None else self._take_here(key)
         if tokens < 1:
-            raise RateLimited(f"more than {self.rate:g} requests per second from department {key}; "
+            raise RateLimited(f"more than {self.rate:g} requests per second from {who or 'department ' + key}; "
                               "slow down", (1 - tokens) / self.rate)
 
     def _take_here(self, key: str) -> float:

@@ -35,12 +35,13 @@ WHEN = {400: "a parameter or the body broke a rule the exchange checks (the purp
         404: "no such record, service item or published document",
         413: "the request body is larger than 16 KiB",
         422: "a parameter or the body is missing or malformed",
-        429: "too many requests from this department (or this address, unauthenticated): "
-             "wait Retry-After seconds"}
+        429: "too many requests from this department (or this address, unauthenticated or "
+             "reading public metadata): wait Retry-After seconds"}
 _SCHEMA = Problem.model_json_schema()
 HEADERS = {401: {"WWW-Authenticate": {"description": "`Bearer`", "schema": {"type": "string"}}},
            429: {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}}}
 AUTHED = (400, 401, 422, 429)          # every route behind a key and a purpose
+PUBLIC = (400, 422, 429)               # public metadata: no key; a purpose, if given, is checked
 
 
 def problems(*statuses: int) -> dict[int | str, dict]:

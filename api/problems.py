@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from api.actions import action_of
+from api.actions import action_of, audited
 from base.errors import ExchangeError, InvalidRequest, RateLimited
 from catalog.serving.holders import holder_key
 
@@ -41,7 +41,7 @@ async def _holder(request: Request, action: str) -> str | None:
 
 
 async def _audit_refusal(request: Request, exc: ExchangeError, status: int | None = None) -> None:
-    if getattr(exc, "audited", False) or not request.url.path.startswith("/v1/"):
+    if getattr(exc, "audited", False) or not audited(request.url.path):
         return
     consumer = getattr(request.app.state, "consumer", None)
     if consumer is None:

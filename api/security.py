@@ -5,10 +5,9 @@ Everywhere: X-Content-Type-Options nosniff, X-Frame-Options DENY. Unless a route
 (the dashboard's pages do, api/dashboard/render.py): Referrer-Policy no-referrer and
 Content-Security-Policy `default-src 'none'; frame-ancestors 'none'` (JSON needs nothing).
 Any answer to a request that carried credentials (an Authorization header or the dashboard's
-cookie): Cache-Control no-store. /docs and /redoc (Swagger UI and FastAPI's ReDoc page) get a
-CSP that lets them load what they load, and nothing else: /docs its scripts and styles from this
-origin (api/openapi.py serves them), /redoc from cdn.jsdelivr.net (and ReDoc's fonts from Google),
-their inline scripts by their SHA-256
+cookie): Cache-Control no-store. /docs (Swagger UI) gets a CSP that lets it load what it loads,
+and nothing else: its scripts and styles from this origin (api/openapi.py serves them), its
+inline scripts by their SHA-256
 (computed from the page served; never 'unsafe-inline' or 'unsafe-eval' for scripts), inline
 styles, fetches to this origin only.
 """
@@ -26,10 +25,6 @@ DOCS_POLICY = {       # {scripts}: the SHA-256 of each inline script of the page
     "/docs": "default-src 'none'; script-src 'self'{scripts}; style-src 'self' 'unsafe-inline'; "
              f"img-src 'self' data:; connect-src 'self'; {END}",
     "/docs/oauth2-redirect": f"default-src 'none'; script-src{{scripts}}; {END}",
-    "/redoc": "default-src 'none'; script-src https://cdn.jsdelivr.net{scripts}; "
-              "style-src https://fonts.googleapis.com 'unsafe-inline'; font-src https://fonts.gstatic.com; "
-              "img-src 'self' data: https://fastapi.tiangolo.com https://cdn.redoc.ly; "
-              f"connect-src 'self'; worker-src blob:; {END}",
 }
 _INLINE_SCRIPT = re.compile(rb"<script>(.*?)</script>", re.S)
 CREDENTIALS = (b"authorization",)

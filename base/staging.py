@@ -12,7 +12,7 @@ take Parquet (files written by hand, by tests, or before this format), told apar
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,14 @@ def write_table(table: pa.Table, path: Path, options: dict[str, Any] = PARQUET, 
 def transient(workdir: Path, name: str) -> Path:
     """The path of a run's hand-off file `name` (extracted, conformed, accepted...)."""
     return workdir / f"{name}{TRANSIENT_SUFFIX}"
+
+
+def part_name(name: str, part: Mapping[str, Any] | None) -> str:
+    """The hand-off name `name` of one partition of a run (connectors/partitions.py): the name
+    itself for a whole run (one partition), `name.p0002` for the third partition of a split one."""
+    if not part or int(part.get("of", 1)) <= 1:
+        return name
+    return f"{name}.p{int(part['index']):04d}"
 
 
 def transient_writer(path: Path, schema: pa.Schema) -> pa.ipc.RecordBatchFileWriter:

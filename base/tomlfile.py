@@ -31,13 +31,21 @@ KINDS: dict[str, Callable[[Any], bool]] = {
 def load(path: Path, where: str, known: Collection[str],
          required: Collection[str] = frozenset()) -> dict[str, Any]:
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{where}: not valid TOML: {one_line(str(exc))}") from None
+        text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{where}: the file must be UTF-8 ({exc.reason} at byte {exc.start})") from None
     except OSError as exc:
         raise ConfigError(f"{where}: cannot be read ({exc.strerror or type(exc).__name__})") from None
+    return loads(text, where, known, required)
+
+
+def loads(text: str, where: str, known: Collection[str],
+          required: Collection[str] = frozenset()) -> dict[str, Any]:
+    """`load` of TOML text (e.g. a registration kept in the catalogue)."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{where}: not valid TOML: {one_line(str(exc))}") from None
     return check_keys(raw, where, known, required)
 
 

@@ -113,7 +113,7 @@ def _in_process(key: str, holders: list[str], n: int) -> None:
     from catalog.serving.consumer import PENDING, Consumer
 
     s = get_settings()
-    cat = Catalog(s.catalog_url, s.store_dir, pre_ping=False)
+    cat = Catalog(s.catalog_url, s.store, pre_ping=False)
     con = Consumer(cat, Access(cat.engine))
     rnd, pending, commits = random.Random(1), [], []
 

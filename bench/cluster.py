@@ -38,17 +38,16 @@ STORE_URL = "EXCHANGE_STORE_URL"                 # where staging and versions li
 S3_ENDPOINT = "EXCHANGE_S3_ENDPOINT_URL"         # an S3-compatible server (moto here)
 S3_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "scaleout", "AWS_SECRET_ACCESS_KEY": "scaleout-secret",
                   "AWS_DEFAULT_REGION": "us-east-1"}
-# Registrations are still files in EXCHANGE_SOURCES_DIR on main: until `exchange register` stores
-# them in the catalogue, workers read the control machine's folder, as a deployment ships the DAGs
-# folder (EXCHANGE_SCALEOUT_SHARED_SOURCES=0 gives each worker its own, empty one).
-SHARED_REGISTRATIONS = os.environ.get("EXCHANGE_SCALEOUT_SHARED_SOURCES", "1") != "0"
+# Registrations live in the catalogue (`exchange register` stores them there); =1 also gives the
+# workers the control machine's registration folder, as before the catalogue held them.
+SHARED_REGISTRATIONS = os.environ.get("EXCHANGE_SCALEOUT_SHARED_SOURCES") == "1"
+PARTITIONS = 4
 
 
 def partitioned(registration_text: str) -> str:
-    """The big source's partition setting (issue #16: dynamic task mapping). PARTITION SETTING:
-    add it to the registration text here once the partitions land, e.g. a `partitions = 4` line
-    under [connector]; today it is the registration unchanged."""
-    return registration_text
+    """The big source's partition setting: its run split into PARTITIONS key ranges, one mapped
+    extract, conform and validate each (registration/partitioning.py)."""
+    return f"{registration_text.rstrip()}\n\n[run]\npartitions = {PARTITIONS}\n"
 # ----------------------------------------------------------------------------------------------
 
 PG = os.environ.get("EXCHANGE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
@@ -514,7 +513,8 @@ def sql_registration(source_id: str, department: str, conn_id: str, table: str =
     rest = rest[rest.index("[mapping]"):]
     head = (head.replace('id = "transport_business_licence"', f'id = "{source_id}"')
                 .replace('department = "transport"', f'department = "{department}"'))
-    return partitioned(f'{head}[connector]\nkind = "sql"\nconn_id = "{conn_id}"\ntable = "{table}"\n\n{rest}')
+    return partitioned(f'{head}[connector]\nkind = "sql"\nconn_id = "{conn_id}"\ntable = "{table}"\nkey = "ID"\n\n'
+                       f'{rest}')
 
 
 def seed_sql_silo(cluster: Cluster, conn_id: str, rows: int, seed: int = 31) -> str:

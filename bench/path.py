@@ -38,7 +38,6 @@ def silo(rows: int) -> Path:
 
 def project(silo_path: str) -> dict:
     imports = _libraries()
-    import registration
     from base.settings import get_settings
     from exchange import stages
 
@@ -46,7 +45,9 @@ def project(silo_path: str) -> dict:
     s.sources_dir.mkdir(parents=True, exist_ok=True)
     template = (ROOT / "demo/registrations/smr_business_licence.toml").read_text("utf-8")
     (s.sources_dir / "smr.toml").write_text(template.replace("{silo}", silo_path), "utf-8")
-    registration.load(s.sources_dir / "smr.toml")
+    from exchange.sources import store_file  # lazy: after the timed imports
+
+    store_file(s.sources_dir / "smr.toml")   # registrations live in the catalogue
     from catalog.signing.keys import KeyStore
     KeyStore(s.keys_dir, s.key_passphrase()).create(exist_ok=True)   # as `exchange keys create`
     times, cpu, peaks = {}, {}, {}

@@ -130,17 +130,19 @@ def _check_rfc8785(accepted: Path, staged, k: int = 2000) -> int:
 
 
 def _bundles_and_verify(ours: dict, k: int) -> dict:
+    from base.storage import Store
     from catalog.publish import store
     from trust.verify import make_bundle, verify_bundle
 
     staged, jwks = ours["staged"], ours["keys"].jwks()
+    files = Store.local(staged.directory)
     idx = store.index_table(staged.index_path, ["record_id", "status"])   # leaf order
     leaves = random.Random(2).sample(range(staged.tree_size), min(k, staged.tree_size))
     build, bundles = [], []
     for i in leaves:
         t = time.perf_counter()
         b = make_bundle(idx["record_id"][i].as_py(), DATASET, 1, i, staged.tree_size,
-                        store.inclusion_proof(staged.directory, i), store.read_record(staged.directory, i),
+                        store.inclusion_proof(files, i), store.read_record(files, i),
                         ours["head"], idx["status"][i].as_py())
         build.append(time.perf_counter() - t)
         bundles.append(json.loads(json.dumps(b)))

@@ -7,7 +7,6 @@ from __future__ import annotations
 import gc
 import json
 import os
-import shutil
 import sys
 import tempfile
 import time
@@ -19,7 +18,6 @@ SOURCE = "smr_business_licence"
 
 
 def _prepare(silo_path) -> None:
-    import registration
     from base.settings import get_settings
     from exchange import stages
 
@@ -27,7 +25,9 @@ def _prepare(silo_path) -> None:
     s.sources_dir.mkdir(parents=True, exist_ok=True)
     template = (ROOT / "demo/registrations/smr_business_licence.toml").read_text("utf-8")
     (s.sources_dir / "smr.toml").write_text(template.replace("{silo}", str(silo_path)), "utf-8")
-    registration.load(s.sources_dir / "smr.toml")
+    from exchange.sources import store_file  # lazy: after the timed imports
+
+    store_file(s.sources_dir / "smr.toml")   # registrations live in the catalogue
     stages.extract(SOURCE, "bench")
     stages.conform(SOURCE, "bench")
 
@@ -35,14 +35,12 @@ def _prepare(silo_path) -> None:
 def _ours(key: str) -> dict:
     """stages.validate on a copy of the staged run: the split (GX, accepted and quarantine
     files, Data Docs) and the catalogue's quarantine queue and counts."""
-    from base import staging
     from base.settings import get_settings
     from exchange import stages
 
-    runs = get_settings().staging_dir / SOURCE
-    (runs / key).mkdir(exist_ok=True)
-    for name in ("extracted", "conformed"):        # the hand-off files, as staging names them
-        shutil.copy(staging.transient(runs / "bench", name), staging.transient(runs / key, name))
+    store = get_settings().store
+    for name in ("extracted", "conformed"):        # the hand-off files, as the stages name them
+        store.copy(stages.handoff(SOURCE, "bench", name), stages.handoff(SOURCE, key, name))
     split, timed = stages.run_validation, {}
 
     def timed_split(*a, **k):
@@ -92,8 +90,8 @@ def main(rows: int, rounds: int = 2) -> int:
     _prepare(path)
     print(f"extract + conform of {rows:,} rows: {time.perf_counter() - t:.1f}s (not timed below)",
           file=sys.stderr)
-    from base import staging
-    conformed = staging.transient(get_settings().staging_dir / SOURCE / "bench", "conformed")
+    from exchange import stages
+    conformed = get_settings().store.local_path(stages.handoff(SOURCE, "bench", "conformed"))   # a local store
     stocks, ourss = [], []
     for r in range(rounds):          # interleaved; the best of each (the machine may be shared)
         ourss.append(_ours(f"bench-{r + 1}"))

@@ -20,6 +20,7 @@ class SourceListing:
     connector_kind: str
     registration: dict          # the registration as a JSON-able dict (sources.registration)
     source_file: str | None = None
+    toml: str | None = None     # the registration's text, to store (catalog/registrations.py)
 
     def metadata(self) -> dict:
         """The stewarded metadata (service.METADATA), as the dataset row keeps it."""

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -12,10 +10,12 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from base import clock
-from base.errors import NotFound, PublishError
+from base import clock, times
+from base.errors import ConfigError, NotFound, PublishError
+from base.storage import Store
+from catalog import registrations
 from catalog.db.engine import engine_for
-from catalog.db.models import Dataset, DatasetVersion, MetadataChange, QuarantineEntry, Record, Run, Source
+from catalog.db.models import Dataset, DatasetVersion, Department, MetadataChange, QuarantineEntry, Record, Run, Source
 from catalog.db.rawdb import raw
 from catalog.ledger.service import FINAL
 from catalog.listing import SourceListing
@@ -63,9 +63,11 @@ class PublishResult:
 
 
 class Catalog:
-    def __init__(self, url: str, store_dir: Path, *, pre_ping: bool = True):
+    def __init__(self, url: str, store: Store, *, pre_ping: bool = True):
+        """`store`: where the versions' files are (base/storage.py); the catalogue keeps their
+        keys, relative to it."""
         self.engine = engine_for(url, pre_ping)
-        self.store_dir = store_dir
+        self.store = store
 
     def session(self) -> Session:
         return Session(self.engine, expire_on_commit=False)
@@ -74,9 +76,20 @@ class Catalog:
     def register(self, listing: SourceListing, by: str | None = None) -> list[str]:
         """Add or update a source and its dataset; every change of the stewarded metadata
         (METADATA) is kept in dataset_metadata_changes, the first registration's values too.
-        Returns the metadata fields that changed."""
+        Returns the metadata fields that changed. With `listing.toml`, the registration's text
+        is stored too (catalog/registrations.py), in the same transaction; a source cannot move
+        to another dataset."""
         now = utcnow()
         with self.session() as s, s.begin():
+            if listing.toml is not None:
+                before = s.get(Source, listing.source)
+                if before is not None and before.dataset_id != listing.dataset:
+                    raise ConfigError(
+                        f"来源不能换数据集 (source cannot move): source {listing.source} is registered for "
+                        f"dataset {before.dataset_id}; a registration cannot move it to {listing.dataset}: "
+                        "give it a new id")
+                registrations.put(s, listing.source, listing.toml, origin=listing.source_file, by=by,
+                                  now=now)
             ds = s.get(Dataset, listing.dataset)
             meta = listing.metadata()
             attrs = dict(certificate_type=listing.certificate_type, type_version=listing.type_version,
@@ -130,7 +143,7 @@ class Catalog:
         under the dataset's lock, before anything is written, and the caller builds again."""
         now = now or utcnow()
         root_hex = staged.root.hex()
-        final_dir: Path | None = None
+        final_key: str | None = None
         # the loader attaches its scratch file (SQLite) before the transaction, detaches it after
         with self.engine.connect() as conn, index_load.loader(conn) as loader, \
                 Session(conn, expire_on_commit=False) as s:
@@ -154,41 +167,41 @@ class Catalog:
                         ds.id, version, staged.tree_size, staged.root, now,
                         prev.signed_tree_head if prev else None))
                     (staged.directory / "head.jws").write_text(jws, encoding="ascii")
-                    final_dir = store.version_dir(self.store_dir, ds.id, version)
-                    if final_dir.exists():       # left by a crash before its commit: not published
-                        shutil.rmtree(final_dir)
-                    final_dir.parent.mkdir(parents=True, exist_ok=True)
-                    os.replace(staged.directory, final_dir)
+                    final_key = store.version_key(ds.id, version)
+                    # left by a crash before its commit: not published; then the files, which
+                    # nothing points at until the commit below
+                    self.store.delete_prefix(final_key)
                     s.add(DatasetVersion(
                         dataset_id=ds.id, version=version, tree_size=staged.tree_size,
                         root_hash=root_hex, content_digest=staged.content_digest,
                         signed_tree_head=jws, head_hash=head_hash(jws),
                         previous_head_hash=prev.head_hash if prev else None, kid=keys.signer().kid,
-                        type_version=listing.type_version, path=str(final_dir), run_id=run.id,
+                        type_version=listing.type_version, path=final_key, run_id=run.id,
                         published_at=now))
                     s.flush()
-                    _insert_index(loader, ds.id, version, final_dir / "index.parquet")
-                    statuses.record_changes(s, ds.id, version, Path(prev.path) if prev else None,
-                                            final_dir, now)
+                    _insert_index(loader, ds.id, version, staged.index_path)
+                    statuses.record_changes(s, ds.id, version, self.store.sub(prev.path) if prev else None,
+                                            Store.local(staged.directory), now)
+                    self.store.put_dir(staged.directory, final_key, move=True)
                     ds.current_version = version
                     run.state, run.finished_at, run.version = "published", now, version
                 return PublishResult(ds.id, version, "published", staged.tree_size, root_hex)
             except Exception as exc:
-                if final_dir is not None and final_dir.exists():
-                    shutil.rmtree(final_dir, ignore_errors=True)
+                if final_key is not None:
+                    self.store.delete_prefix(final_key)
                 if isinstance(exc, PublishError):
                     raise
                 raise PublishError(f"dataset {listing.dataset}: the version was not published "
                                    f"({type(exc).__name__}: {exc}); nothing of it was kept, "
                                    "re-run the DAG run") from exc
 
-    def current_version_path(self, dataset: str) -> Path | None:
-        """The directory of the dataset's current version (the snapshot diff reads it)."""
+    def current_version_files(self, dataset: str) -> Store | None:
+        """The folder of the dataset's current version, as a Store (the snapshot diff reads it)."""
         return self.current_version(dataset)[1]
 
-    def current_version(self, dataset: str) -> tuple[int | None, Path | None]:
-        """The dataset's current version and its directory, read together (None, None before
-        the first). A publish built on them passes the version as `base_version`."""
+    def current_version(self, dataset: str) -> tuple[int | None, Store | None]:
+        """The dataset's current version and its folder (a Store), read together (None, None
+        before the first). A publish built on them passes the version as `base_version`."""
         with self.session() as s:
             row = s.execute(sa.select(Dataset.current_version, DatasetVersion.path).outerjoin(
                 DatasetVersion, sa.and_(Dataset.id == DatasetVersion.dataset_id,
@@ -196,7 +209,7 @@ class Catalog:
                 .where(Dataset.id == dataset)).first()
             if row is None or row[0] is None:
                 return None, None
-            return row[0], Path(row[1])
+            return row[0], self.store.sub(row[1])
 
     # --- reading ----------------------------------------------------------------------
     def datasets(self) -> list[dict]:
@@ -206,11 +219,21 @@ class Catalog:
                                         DatasetVersion.version == Dataset.current_version))
                 .order_by(Dataset.id)).all()
             return [{"dataset": d.id, "title": d.title, "certificate_type": d.certificate_type,
-                     "department": d.department, "sharing": d.sharing,
-                     "update_cycle": d.update_cycle, "version": d.current_version,
+                     "department": d.department, "department_name": d.department_name,
+                     "sharing": d.sharing, "update_cycle": d.update_cycle, "version": d.current_version,
                      "records": v.tree_size if v else 0,
-                     "published_at": v.published_at.isoformat() if v else None,
+                     "published_at": times.iso(v.published_at) if v else None,
                      "root_hash": v.root_hash if v else None} for d, v in rows]
+
+    def department_names(self) -> dict[str, str]:
+        """Every department's name by id, for showing a name wherever an id is: the owners'
+        names from their registrations and datasets, the consumer departments' own."""
+        with self.session() as s:
+            names = {r.get("department"): r.get("department_name")
+                     for r in s.scalars(sa.select(Source.registration)) if isinstance(r, dict)}
+            names.update((k, v) for k, v in s.execute(sa.select(Dataset.department, Dataset.department_name)))
+            names.update((k, v) for k, v in s.execute(sa.select(Department.id, Department.name)))
+        return {k: v for k, v in names.items() if k and v}
 
     def versions(self, dataset_id: str, limit: int = 50) -> list[dict]:
         """A dataset's versions, newest first."""
@@ -252,8 +275,8 @@ class Catalog:
             if hit is None:
                 raise NotFound(f"no record {record_id!r}; find record ids with `exchange lookup HOLDER_ID`")
             rec, ver = hit
-            st = statuses.record_status(s, record_id, today=today)
-        directory = Path(ver.path)
+            st = statuses.record_status(s, self.store, record_id, today=today)
+        directory = self.store.sub(ver.path)
         bundle = make_bundle(
             record_id=record_id, dataset=rec.dataset_id, version=rec.version,
             leaf_index=rec.leaf_index, tree_size=ver.tree_size,
@@ -272,7 +295,7 @@ class Catalog:
                       leaf_hash: str | None = None, today: date | None = None) -> dict:
         """valid | expired | revoked | withdrawn | superseded, since when, and the history."""
         with self.session() as s:
-            st = statuses.record_status(s, record_id, version, leaf_hash, today)
+            st = statuses.record_status(s, self.store, record_id, version, leaf_hash, today)
         if st is None:
             raise NotFound(f"no record {record_id!r}; find record ids with `exchange lookup HOLDER_ID`")
         return st

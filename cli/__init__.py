@@ -8,17 +8,20 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import re
 import sys
+from datetime import datetime
 
 from rich.console import Console
 from rich.table import Table
 
+from base import times
 from base.errors import ExchangeError
 
 GROUPS = ["cli.records", "cli.demo", "cli.items", "cli.keys",
           "cli.integrity", "cli.access", "cli.serve",
           "cli.quality", "cli.watch", "cli.register",
-          "cli.alerts", "cli.types", "cli.db"]
+          "cli.alerts", "cli.types", "cli.db", "cli.sources"]
 
 
 def catalog():
@@ -37,18 +40,33 @@ def table(title: str, rows: list[dict], columns: list[str]) -> None:
     for c in columns:
         t.add_column(c, overflow="fold")
     for r in rows:
-        t.add_row(*("" if r.get(c) is None else str(r.get(c)) for c in columns))
+        t.add_row(*(cell(r.get(c)) for c in columns))
     Console().print(t)
+
+
+TIME_TEXT = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?\Z")
+
+
+def cell(value) -> str:
+    """A value for people: a time (or ISO text of one) in the display time zone with its offset
+    (base/times.py), nothing for None."""
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return times.local_iso(value) or ""
+    if isinstance(value, str) and TIME_TEXT.match(value):
+        return times.local_iso(times.parse(value)) or value
+    return str(value)
 
 
 def emit(args, data, title: str = "", columns: list[str] | None = None) -> None:
     """Print data as JSON with --json, else as a table (rows) or text."""
     if args.json:
-        print(json.dumps(data, ensure_ascii=False, indent=1, default=str))
+        print(json.dumps(data, ensure_ascii=False, indent=1, default=times.json_default))
     elif columns is not None:
         table(title, data, columns)
     else:
-        print(data)
+        print(cell(data) if isinstance(data, datetime) else data)
 
 
 def parser() -> argparse.ArgumentParser:

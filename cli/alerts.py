@@ -1,6 +1,7 @@
 """`exchange alerts`: recent alerts; `exchange watch`: check freshness once and alert on changes."""
 from __future__ import annotations
 
+from base import times
 from base.settings import get_settings
 from cli import emit, ledger
 from exchange.alerts.channels import channels
@@ -9,7 +10,7 @@ from exchange.alerts.channels import channels
 def cmd_alerts(args) -> int:
     rows = ledger().alerts(limit=args.limit, dataset=args.dataset)
     for r in rows:
-        r["at"] = r["at"].isoformat(timespec="seconds") if r["at"] else None
+        r["at"] = times.iso(r["at"], "seconds")
     if not args.json:
         for r in rows:
             r["delivered_to"] = ", ".join(d["channel"] + ("" if d["ok"] else f" (failed: {d['error']})")

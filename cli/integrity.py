@@ -3,18 +3,21 @@ from __future__ import annotations
 
 import json
 
+from base import times
 from base.errors import VerificationError
-from cli import catalog, table
+from base.i18n import term_both
+from cli import catalog, cell, table
 from cli.progress import bar
 
 
 def cmd_record(args) -> int:
     st = catalog().record_status(args.record_id, args.version, args.leaf_hash)
     if args.json:
-        print(json.dumps(st, ensure_ascii=False, indent=1))
+        print(json.dumps(st, ensure_ascii=False, indent=1, default=times.json_default))
         return 0
     why = f" ({st['reason']})" if st.get("reason") else ""
-    print(f"record {st['record_id']} in {st['dataset']}: {st['status']} since {st['since']}{why}; "
+    print(f"record {st['record_id']} in {st['dataset']}: {term_both('record', st['status'])} "
+          f"since {cell(st['since'])}{why}; "
           f"current version {st['current_version']}")
     if st.get("disputed"):
         print(f"disputed: {st['dispute']}")

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import json
 
+from base import times
 from base.errors import ConfigError
+from base.i18n import term_both
 from cli import emit, table
+from cli.watch import following
 
 
 def cmd_quarantine(args) -> int:
@@ -21,17 +24,20 @@ def cmd_quarantine(args) -> int:
     entries, summary = quarantine.queue(dataset, args.all, args.samples)
     if args.json:
         print(json.dumps({"dataset": dataset, **summary, "entries": entries},
-                         ensure_ascii=False, indent=1, default=str))
+                         ensure_ascii=False, indent=1, default=times.json_default))
         return 0
-    print(f"{dataset}: {summary['rows']} rows in quarantine {summary['by_state']}")
+    states = "，".join(f"{term_both('quarantine', s)} {n}" for s, n in summary["by_state"].items())
+    print(f"{dataset}: 隔离区共 {summary['rows']} 行 (rows in quarantine){f'：{states}' if states else ''}")
     if summary["holding_published_records"]:
-        print(f"{summary['holding_published_records']} open rows hold a published record back: it stays "
-              "as published, shown as disputed, until a steward reviews the row")
-    table("By reason", [{"reason": r, "rows": n} for r, n in summary["by_reason"].items()],
-          ["reason", "rows"])
+        print(f"{summary['holding_published_records']} 条待处理行使已发布记录被暂扣：该记录保持发布状态，显示为有争议，"
+              "直到数据管理员复核该行 (open rows hold a published record back, shown as disputed)")
+    texts = summary["reason_texts"]
+    table("按原因 (by reason)", [{"原因 (reason)": texts[r], "行数 (rows)": n}
+                               for r, n in summary["by_reason"].items()], ["原因 (reason)", "行数 (rows)"])
     picked = {k for keys in summary["samples"].values() for k in keys}
-    table("Sample rows", [{**e, "reasons": ", ".join(e["reasons"])}
-                          for e in entries if e["key"] in picked],
+    table("样例行 (sample rows)", [{**e, "state": term_both("quarantine", e["state"]),
+                                  "reasons": "；".join(texts.get(r, r) for r in e["reasons"])}
+                                 for e in entries if e["key"] in picked],
           ["key", "row_hash", "state", "reasons", "values", "held_record_id", "review_note"])
     return 0
 
@@ -49,12 +55,17 @@ def _review(args) -> int:
 
 
 def cmd_approve(args) -> int:
+    """Record the approval; then publish: in Airflow (the held DAG run's publish task cleared and
+    followed to its end) or, for a run of `run --local` (or with --local), in this process."""
     from exchange import quarantine  # lazy: CLI start (the catalogue imports pyarrow)
 
-    result = quarantine.approve(args.source, args.run_key, args.by, args.note, publish=not args.no_publish)
+    with following(args, f"{args.source} {args.run_key}") as (on_start, on_change):
+        result = quarantine.approve(args.source, args.run_key, args.by, args.note, publish=not args.no_publish,
+                                    local=args.local, unpause=args.unpause, on_start=on_start, on_change=on_change)
     emit(args, result if args.json else
          f"approved run {args.run_key} of {args.source}"
-         + (f": {result['state']} version {result.get('version')}" if not args.no_publish else ""))
+         + (f": {result['state']} version {result.get('version')}" if not args.no_publish else "")
+         + (f" (Airflow {result['airflow_state']}: {result['url']})" if "url" in result else ""))
     return 0
 
 
@@ -73,3 +84,6 @@ def register(add) -> None:
     p.add_argument("--by", required=True)
     p.add_argument("--note", required=True)
     p.add_argument("--no-publish", action="store_true", help="record the approval only")
+    p.add_argument("--local", action="store_true",
+                   help="publish in this process even if the run is an Airflow DAG run (Airflow gone)")
+    p.add_argument("--unpause", action="store_true", help="unpause the source's DAG if it is paused")

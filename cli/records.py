@@ -5,6 +5,7 @@ import json
 import os
 from pathlib import Path
 
+from base import times
 from base.errors import ConfigError
 from base.settings import get_settings
 from cli import catalog, ledger, table
@@ -91,7 +92,7 @@ def cmd_runs(args) -> int:
     led.reap_orphans(args.source)     # runs whose `exchange run` process is gone: failed
     rows = led.runs(args.source, args.limit)
     if args.json:
-        print(json.dumps(rows, ensure_ascii=False, indent=1, default=str))
+        print(json.dumps(rows, ensure_ascii=False, indent=1, default=times.json_default))
     else:
         table("Runs", rows, ["id", "source_id", "state", "extracted", "accepted",
                               "quarantined", "version", "started_at", "message"])

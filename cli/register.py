@@ -6,10 +6,12 @@ import contextlib
 import getpass
 import json
 import sys
+from datetime import datetime
 
 from rich.console import Console
 from rich.markup import escape
 
+from base import times
 from base.errors import ExchangeError
 from cli import catalog, table
 
@@ -47,11 +49,11 @@ def cmd_register(args) -> int:
             print(json.dumps({"error": type(exc).__name__, "message": str(exc),
                               "failed_step": getattr(exc, "step", None),
                               "report": partial.as_dict() if partial else None},
-                             ensure_ascii=False, indent=1, default=str))
+                             ensure_ascii=False, indent=1, default=times.json_default))
         print(f"exchange: {exc}", file=sys.stderr)
         return exc.exit_code
     if args.json:
-        print(json.dumps(report.as_dict(), ensure_ascii=False, indent=1, default=str))
+        print(json.dumps(report.as_dict(), ensure_ascii=False, indent=1, default=times.json_default))
     elif report.registered:
         console.print(f"registered {report.source}: DAG {report.dag_id}, dataset {report.dataset}")
     else:
@@ -62,7 +64,7 @@ def cmd_register(args) -> int:
 def cmd_dataset(args) -> int:
     data = catalog().dataset(args.dataset)
     if args.json:
-        print(json.dumps(data, ensure_ascii=False, indent=1, default=str))
+        print(json.dumps(data, ensure_ascii=False, indent=1, default=times.json_default))
         return 0
     meta = {k: _when(v) for k, v in data.items() if k not in ("sources", "history")}
     table(f"Dataset {args.dataset}", [{"field": k, "value": v} for k, v in meta.items()],
@@ -87,7 +89,7 @@ def register(add) -> None:
 
 
 def _when(value):
-    return value.isoformat(sep=" ", timespec="seconds") if hasattr(value, "isoformat") else value
+    return times.local_iso(value) if isinstance(value, datetime) else value
 
 
 def _user() -> str | None:

@@ -121,7 +121,7 @@ class Service:
         need it (port and token from its Airflow connection, as the runs read them). Returns
         the source's id if started."""
         s = get_settings()
-        made = http_silo.command(s.home, s.sources_dir)
+        made = http_silo.command(s.home)
         if made is None:
             return None
         self.helpers[DEMO_SILO] = made[0]

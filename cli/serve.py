@@ -3,16 +3,18 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import tempfile
 from pathlib import Path
 
+from api.request_metrics import MULTIPROC_ENV
 from api.shared_buckets import create
 
 
 def cmd_serve(args) -> int:
     import uvicorn  # lazy: CLI start (the web server)
 
-    buckets, secret_made = None, False
+    buckets, secret_made, counts = None, False, None
     if args.workers > 1:        # one rate limit per department for all workers together
         fd, name = tempfile.mkstemp(prefix="exchange-api-buckets-")
         os.close(fd)
@@ -21,6 +23,9 @@ def cmd_serve(args) -> int:
         if not os.environ.get("EXCHANGE_DASHBOARD_SECRET"):   # one dashboard secret for all workers
             os.environ["EXCHANGE_DASHBOARD_SECRET"] = secrets.token_urlsafe(32)
             secret_made = True
+        if not os.environ.get(MULTIPROC_ENV):    # /metrics adds up every worker's request counts
+            counts = tempfile.mkdtemp(prefix="exchange-api-metrics-")
+            os.environ[MULTIPROC_ENV] = counts
     try:
         uvicorn.run("api.app:create_app", factory=True, host=args.host, port=args.port,
                     workers=args.workers, log_level=args.log_level, access_log=args.access_log,
@@ -31,6 +36,9 @@ def cmd_serve(args) -> int:
             os.environ.pop("EXCHANGE_API_BUCKETS", None)
         if secret_made:
             os.environ.pop("EXCHANGE_DASHBOARD_SECRET", None)
+        if counts is not None:
+            shutil.rmtree(counts, ignore_errors=True)
+            os.environ.pop(MULTIPROC_ENV, None)
     return 0
 
 

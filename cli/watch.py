@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
 from rich.console import Console
 from rich.markup import escape
 
-from base.errors import ConfigError
+from base import times
+from base.errors import ConfigError, ExchangeError
 from cli import table
 from cli.progress import bar
 
@@ -51,7 +53,7 @@ def cmd_status(args) -> int:
     table("Sources", rows, ["source", "update_cycle", "freshness", "due", "last_run_at",
                             "result", "counts", "backlog", "message"])
     if unloaded:
-        table("Registration files not loaded (no DAG until mended)",
+        table("登记未能加载 (registrations not loaded: no DAG until mended and registered again)",
               [{"file": escape(r["registration_file"] or ""), "source": r["source"],
                 "reason": escape(r["registration_error"])} for r in unloaded],
               ["file", "source", "reason"])
@@ -110,8 +112,58 @@ def _share(x) -> str:
 
 
 def cmd_run(args) -> int:
-    """Run a source's whole path now, in this process (a steward's check; Airflow runs it on
-    its schedule): a bar per stage."""
+    """Run a source's whole path now: a DAG run in Airflow, followed to its end (a bar per
+    task), or with --local in this process (a bar per stage)."""
+    if args.local:
+        return _run_local(args)
+    from exchange import manual_run  # lazy: CLI start (stages reach pyarrow and GX)
+
+    with following(args, args.source) as (on_start, on_change):
+        result = manual_run.airflow_run(args.source, args.key, unpause=args.unpause,
+                                        on_start=on_start, on_change=on_change)
+    if args.json:
+        print(json.dumps(result, ensure_ascii=False, indent=1, default=times.json_default))
+    else:
+        print(f"{args.source} run {result['run_key']}: {result['state']}, version {result['version']} "
+              f"(Airflow {result['airflow_state']}: {result['url']})")
+    return 0
+
+
+@contextmanager
+def following(args, label: str):
+    """(on_start, on_change) for following an Airflow DAG run: the bar on a terminal, a line per
+    change on stderr otherwise (none with --json). Ctrl-C stops following, not the run."""
+    from exchange.airflow_api import DONE_TASK  # lazy: CLI start
+    from exchange.manual_run import TASKS, order  # lazy: CLI start (stages reach pyarrow and GX)
+
+    err = Console(stderr=True, highlight=False)
+    urls: list[str] = []
+    with bar(args, transient=False) as progress:
+        tasks: list = []            # the bar, once a run is followed
+
+        def on_start(url: str) -> None:
+            urls.append(url)
+            tasks.append(progress.add_task(f"{label}: queued", total=len(TASKS)))
+            if not args.json:
+                err.print(f"Airflow 运行 (run): {url}", soft_wrap=True)
+
+        def on_change(states: dict[str, str], run_state: str) -> None:
+            current = next((t for t in order(states) if states[t] not in DONE_TASK), None)
+            text = f"{current} ({states[current]})" if current else run_state
+            progress.update(tasks[0], total=max(len(TASKS), len(states)), description=f"{label}: {text}",
+                            completed=sum(1 for s in states.values() if s in DONE_TASK))
+            if progress.disable and not args.json:
+                err.print(f"{label}: " + ", ".join(f"{t} {states[t]}" for t in order(states))
+                          + f" — run {run_state}", soft_wrap=True)
+
+        try:
+            yield on_start, on_change
+        except KeyboardInterrupt:
+            raise ExchangeError("停止跟踪 (stopped following); 运行在 Airflow 中继续 (the run goes on in "
+                                f"Airflow): {urls[0] if urls else label}") from None
+
+
+def _run_local(args) -> int:
     from exchange import manual_run  # lazy: CLI start (stages reach pyarrow and GX)
 
     key = args.key or manual_run.manual_key()
@@ -121,7 +173,7 @@ def cmd_run(args) -> int:
             args.source, key, before=lambda name: progress.update(task, description=f"{args.source}: {name}"),
             after=lambda name: progress.advance(task))
     if args.json:
-        print(json.dumps(result, ensure_ascii=False, indent=1, default=str))
+        print(json.dumps(result, ensure_ascii=False, indent=1, default=times.json_default))
     else:
         print(f"{args.source} run {key}: {result.get('state')}, version {result.get('version')}")
     return 0
@@ -138,6 +190,11 @@ def register(add) -> None:
                                          "dispatch, monthly bulletin)")
     sp.add_argument("--period", default="month", choices=["day", "week", "month"])
     sp.add_argument("--at", help="the period ends at this ISO time (default now)")
-    sp = add("run", cmd_run, "run a source's pipeline once now, without Airflow, with progress")
+    sp = add("run", cmd_run, "run a source's pipeline once now as an Airflow DAG run, followed with "
+                             "progress (--local: in this process, without Airflow)")
     sp.add_argument("source")
-    sp.add_argument("--key", help="run key (default manual_<time>); the same key publishes nothing twice")
+    sp.add_argument("--key", help="run key, also the Airflow run id (default manual__<UTC time>; --local: "
+                                  "manual_<time>); the same key publishes nothing twice")
+    sp.add_argument("--local", action="store_true",
+                    help="run the stages in this process, without Airflow (offline checks)")
+    sp.add_argument("--unpause", action="store_true", help="unpause the source's DAG if it is paused")

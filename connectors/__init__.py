@@ -26,10 +26,15 @@ def _connector_class(kind: str):
     return FileDropConnector
 
 
-def build(cfg: dict, source_id: str, since: str | None = None, where: str | None = None) -> Connector:
+def build(cfg: dict, source_id: str, since: str | None = None, where: str | None = None,
+          part: dict | None = None) -> Connector:
+    """`part`: one partition of a split run (connectors/partitions.py); None or a whole-silo
+    partition pulls everything."""
     settings = settings_for(cfg, where or f"source {source_id}")
     if since is not None and getattr(settings, "watermark", None):
         settings = dataclasses.replace(settings, since=since)
+    if part and part.get("of", 1) > 1:
+        settings = dataclasses.replace(settings, part=part)
     return _connector_class(cfg["kind"])(settings, source_id)
 
 

@@ -45,6 +45,14 @@ class FileDropConnector:
         if not self.drop.is_dir():
             raise DataError(f"the drop folder {self.drop} does not exist; check connector.path",
                             source=self.source_id, rule="files: drop folder present")
+        part = self.settings.part
+        if part:            # one partition of a split run: exactly the files planned for it
+            gone = [n for n in part["files"] if not (self.drop / n).is_file()]
+            if gone:
+                raise DataError(f"file {gone[0]} planned for partition {part['index'] + 1} of {part['of']} "
+                                f"is no longer in the drop folder {self.drop}; re-run the whole run",
+                                source=self.source_id, rule="files: planned files present")
+            return [self.drop / n for n in part["files"]]
         now = time.time()
         return sorted(p for p in self.drop.glob(self.settings.pattern)
                       if p.is_file() and not p.name.startswith(".") and not p.name.endswith(SIDECARS)

@@ -54,8 +54,9 @@ class HttpConnector:
         schema = string_schema(s.fields)
         session, url = self._session()
         cursor, newest = None, s.since
+        first, last = (s.part["first"], s.part["last"]) if s.part else (1, None)
         try:
-            for n in range(1, s.max_pages + 1):
+            for n in range(first, (last or s.max_pages) + 1):
                 payload = self._page(session, url, n, self._paging(n, cursor))
                 records = self._records(payload, n)
                 rows = [self._row(r, n, i) for i, r in enumerate(records)]
@@ -76,11 +77,26 @@ class HttpConnector:
                 elif len(rows) < s.page_size:
                     break
             else:
-                raise SourceError(f"source {self.source_id}: more than max_pages={s.max_pages} pages at "
-                                  f"{url}; raise max_pages if the silo really is that large")
+                if last is None:            # (a partition ends at its last page)
+                    raise SourceError(f"source {self.source_id}: more than max_pages={s.max_pages} pages at "
+                                      f"{url}; raise max_pages if the silo really is that large")
         finally:
             session.close()
         self.high_water = newest
+
+    def total(self) -> int:
+        """The number of records the API says it holds (field `total` of its first page)."""
+        s = self.settings
+        session, url = self._session()
+        try:
+            payload = self._page(session, url, 1, self._paging(1, None))
+        finally:
+            session.close()
+        count = _dig(payload, s.total or "", missing=KeyError) if isinstance(payload, dict) else KeyError
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise self._shape(1, f"has no record count {s.total!r} (a whole number) to plan partitions by"
+                              if count is KeyError else f"field {s.total!r} is {count!r}, not a record count")
+        return count
 
     def _paging(self, n: int, cursor) -> dict:
         s = self.settings

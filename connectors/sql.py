@@ -99,7 +99,24 @@ class SqlConnector:
                 query = query.where(col > sa.cast(sa.literal(s.since, sa.String), typ))
             upper = None if self.high_water is None else sa.cast(sa.literal(self.high_water, sa.String), typ)
             query = query.where(col <= upper) if upper is not None else query.where(sa.false())
+        if s.part:
+            query = query.where(self._range(table, types))
         return query
+
+    def _range(self, table, types) -> sa.ColumnElement[bool]:
+        """This run's partition: after < key <= upto (an end left open is unbounded); the last
+        partition also takes the rows whose key is NULL."""
+        part = self.settings.part or {}
+        name = part["column"]
+        if name not in types:
+            raise SourceError(f"source {self.source_id}: partition key column {name!r} is not in "
+                              f"table {self.settings.table!r}; it has {sorted(types)}")
+        col, typ = table.c[name], types[name]
+        conds = [op(col, sa.cast(sa.literal(part[end], sa.String), typ))
+                 for end, op in (("after", lambda a, b: a > b), ("upto", lambda a, b: a <= b))
+                 if part.get(end) is not None]
+        cond = sa.and_(sa.true(), *conds)
+        return sa.or_(cond, col.is_(None)) if part.get("nulls") else cond
 
     def _high_water(self, types) -> str | None:
         """The newest watermark value now: the pull reads up to it, so rows changing during

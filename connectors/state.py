@@ -1,19 +1,21 @@
 """What a source has already given us, advanced only after the version it fed is published.
 
-- the mirror: the silo's rows as last published (`$EXCHANGE_HOME/mirror/<source>.arrow`);
+- the mirror: the silo's rows as last published (the store's `mirror/<source>.arrow`);
 - the watermark (catalogue table source_watermarks) of an incremental source;
 - the ledger of dropped files taken (catalogue table taken_files).
 
 `prepare` wraps a run's connector: an incremental pull (a watermark, or a file drop in delta
 mode) yields the changed rows and then the mirror's other rows, so later stages always see the
-whole silo; a file drop with nothing new yields the mirror. The run's pull is written to
-`pending.json`; `commit` (called by publish) moves the mirror, the watermark and the ledger
-forward. A failed run commits nothing, so the next run pulls the same changes again.
+whole silo; a file drop with nothing new yields the mirror. The run's pull is written to the
+store as `pending.json` (a split run's partitions each write their own, merged before
+publish: `merge_pending`); `commit` (called by publish, maybe on another machine) moves the
+mirror, the watermark and the ledger forward. A failed run commits nothing, so the next run
+pulls the same changes again. Mirror and pending state live in the store (base/storage.py), so
+any worker can run any stage.
 """
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,32 +25,45 @@ import pyarrow.compute as pc
 import connectors
 from base import staging
 from base.errors import SourceError
+from base.storage import Store
 from connectors.files import Claim, FileDropConnector, mark_processed
 
-PENDING = "pending.json"
 ROW = "_row"
+PENDING = "pending.json"
 
 
-def mirror_path(home: Path, source_id: str) -> Path:
-    path = (home / "mirror" / source_id).with_suffix(staging.TRANSIENT_SUFFIX)
-    legacy = path.with_suffix(".parquet")            # kept before hand-off files were Arrow IPC
-    return legacy if legacy.exists() and not path.exists() else path
+def mirror_key(store: Store, source_id: str) -> str:
+    """The store key of a source's mirror: mirror/<source>.arrow (or the .parquet kept before
+    hand-off files were Arrow IPC)."""
+    key = f"mirror/{source_id}{staging.TRANSIENT_SUFFIX}"
+    legacy = f"mirror/{source_id}.parquet"
+    return legacy if not store.exists(key) and store.exists(legacy) else key
 
 
 class Tracked:
     """A run's view of a silo: the whole silo, however it was pulled."""
 
-    def __init__(self, conn, source_id: str, mirror: Path, workdir: Path, watermark_column: str | None,
-                 merge_key: str | None):
-        self.conn, self.source_id, self.mirror, self.workdir = conn, source_id, mirror, workdir
+    def __init__(self, conn, source_id: str, store: Store, mirror: str, pending: str, scratch: Path,
+                 watermark_column: str | None, merge_key: str | None):
+        self.conn, self.source_id, self.store, self.mirror = conn, source_id, store, mirror
+        self.pending, self.scratch = pending, scratch
+        self.has_mirror = store.exists(mirror)
+        self._local_mirror: Path | None = None
         self.watermark_column = watermark_column
         self.key = merge_key       # set: the pull holds changes only, merged onto the mirror
         self.counts = {"pulled": 0, "kept": 0}
 
+    def _mirror_file(self) -> Path:
+        """The mirror on this machine: in place on a local store, else fetched once to scratch."""
+        if self._local_mirror is None:
+            self._local_mirror = (self.store.local_path(self.mirror)
+                                  or self.store.get_file(self.mirror, self.scratch / Path(self.mirror).name))
+        return self._local_mirror
+
     def _mirror_columns(self) -> list[str] | None:
-        if not self.mirror.exists():
+        if not self.has_mirror:
             return None
-        return [n for n in staging.read_schema(self.mirror).names if n != ROW]
+        return [n for n in staging.read_schema(self._mirror_file()).names if n != ROW]
 
     def _nothing_new(self) -> bool:
         return isinstance(self.conn, FileDropConnector) and not self.conn.pending()
@@ -64,7 +79,7 @@ class Tracked:
         return inner() if inner and not self._nothing_new() else dict.fromkeys(self.columns(), "")
 
     def batches(self) -> Iterator[pa.RecordBatch]:
-        (self.workdir / PENDING).unlink(missing_ok=True)
+        self.store.delete(self.pending)
         keys: list[pa.Array] = []
         columns = None
         nothing_new = self._nothing_new()
@@ -75,7 +90,7 @@ class Tracked:
                     keys.append(batch.column(self.key))
                 self.counts["pulled"] += batch.num_rows
                 yield batch
-        if (self.key or nothing_new) and self.mirror.exists():
+        if (self.key or nothing_new) and self.has_mirror:
             yield from self._rest_of_mirror(columns, keys)
         self._write_pending()
 
@@ -85,10 +100,11 @@ class Tracked:
         if mirrored != columns:
             raise SourceError(f"source {self.source_id}: the silo's columns changed since the last "
                               f"published pull ({mirrored} -> {columns}); an incremental pull cannot "
-                              f"be merged: delete {self.mirror} and the source's watermark for a full pull")
+                              f"be merged: delete {self.store.url(self.mirror)} and the source's watermark "
+                              "for a full pull")
         changed = pa.chunked_array(keys, pa.string()) if keys else None
         schema = pa.schema([(c, pa.string()) for c in columns])
-        for batch in staging.iter_batches(self.mirror, 65_536, columns):
+        for batch in staging.iter_batches(self._mirror_file(), 65_536, columns):
             if changed is not None:
                 batch = batch.filter(pc.invert(pc.is_in(batch.column(self.key), value_set=changed.combine_chunks())))
             if batch.num_rows:
@@ -102,44 +118,62 @@ class Tracked:
             "files": [c.__dict__ for c in getattr(self.conn, "claims", [])],
             "counts": self.counts,
         }
-        tmp = self.workdir / (PENDING + ".tmp")
-        tmp.write_text(json.dumps(pending, ensure_ascii=False), encoding="utf-8")
-        os.replace(tmp, self.workdir / PENDING)
+        self.store.write_text(self.pending, json.dumps(pending, ensure_ascii=False))
 
 
-def prepare(source_id: str, cfg: dict, ledger, workdir: Path, home: Path) -> Tracked:
+def pending_name(part: dict | None) -> str:
+    """The name of a partition's pull under the run's hand-off prefix: pending.json for a whole
+    run, pending.p0002.json for the third partition of a split one."""
+    return staging.part_name(PENDING.removesuffix(".json"), part) + ".json"
+
+
+def prepare(source_id: str, cfg: dict, ledger, store: Store, pending: str, scratch: Path,
+            part: dict | None = None) -> Tracked:
     """The connector for this run (`cfg`: the registration's [connector] table), wrapped:
-    incremental from the committed watermark."""
-    mirror = mirror_path(home, source_id)
+    incremental from the committed watermark. `pending`: the store key the pull's state is
+    written to; `scratch`: this task's own folder (a remote mirror is fetched there); `part`:
+    one partition of a split run (never incremental: registration/partitioning.py refuses the
+    two together)."""
+    mirror = mirror_key(store, source_id)
     column = cfg.get("watermark")
     committed = ledger.watermark(source_id) if column else None
-    since = committed[1] if committed and committed[0] == column and mirror.exists() else None
-    conn = connectors.build(cfg, source_id, since=since)
+    since = committed[1] if committed and committed[0] == column and store.exists(mirror) else None
+    conn = connectors.build(cfg, source_id, since=since, part=part)
     if isinstance(conn, FileDropConnector):
         conn.taken = ledger.taken_files(source_id)
     merge = (column and since is not None) or cfg.get("mode") == "delta"
-    return Tracked(conn, source_id, mirror, workdir, column, cfg.get("key") if merge else None)
+    return Tracked(conn, source_id, store, mirror, pending, scratch, column, cfg.get("key") if merge else None)
 
 
-def commit(source_id: str, run_key: str, workdir: Path, ledger, home: Path) -> dict | None:
-    """After publish: the mirror, then the watermark and ledger, then the files' move.
-    Each step is idempotent, in an order where a crash between two steps is repaired by
-    running the same run again (an incremental pull merged twice is the same pull)."""
-    path = workdir / PENDING
-    if not path.exists():
+def merge_pending(store: Store, parts: list[str], pending: str) -> None:
+    """A split run's partitions' pulls (their store keys, in partition order) as the run's one
+    pending pull under `pending`; the partitions' own stay until the merged run is handed on."""
+    merged: dict = {"watermark": None, "files": [], "counts": {"pulled": 0, "kept": 0}}
+    for key in parts:
+        one = json.loads(store.read_text(key))
+        merged["files"] += one["files"]
+        for k, v in one["counts"].items():
+            merged["counts"][k] = merged["counts"].get(k, 0) + v
+    store.write_text(pending, json.dumps(merged, ensure_ascii=False))
+
+
+def commit(source_id: str, run_key: str, store: Store, pending_key: str, extracted: str, ledger) -> dict | None:
+    """After publish: the mirror (the run's `extracted` hand-off becomes it), then the watermark
+    and ledger, then the files' move. Each step is idempotent, in an order where a crash between
+    two steps is repaired by running the same run again (an incremental pull merged twice is the
+    same pull)."""
+    if not store.exists(pending_key):
         return None
-    pending = json.loads(path.read_text(encoding="utf-8"))
-    extracted = staging.transient(workdir, "extracted")
-    if extracted.exists():
-        mirror = mirror_path(home, source_id)
-        mirror.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(extracted, mirror.with_suffix(staging.TRANSIENT_SUFFIX))
-        if mirror.suffix != staging.TRANSIENT_SUFFIX:
-            mirror.unlink(missing_ok=True)
+    pending = json.loads(store.read_text(pending_key))
+    if store.exists(extracted):
+        mirror = mirror_key(store, source_id)
+        store.move(extracted, f"mirror/{source_id}{staging.TRANSIENT_SUFFIX}")
+        if not mirror.endswith(staging.TRANSIENT_SUFFIX):
+            store.delete(mirror)
     claims = [Claim(**c) for c in pending["files"]]
     ledger.commit_pull(source_id, run_key, tuple(pending["watermark"]) if pending["watermark"] else None,
                         [(c.sha256, c.name) for c in claims])
     for c in claims:
         mark_processed(c)
-    path.unlink()
+    store.delete(pending_key)
     return pending

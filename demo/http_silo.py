@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import json
 import sys
-import tomllib
 from pathlib import Path
+
+from base.errors import ConfigError
+from base.settings import get_settings
+from catalog import registrations
 
 RECORD = "http_silo.json"     # in EXCHANGE_HOME/silos/
 
@@ -21,19 +24,18 @@ def record(home: Path, source_id: str, conn_id: str, rows_file: Path, auth: str)
                                 "auth": auth}, ensure_ascii=False), encoding="utf-8")
 
 
-def command(home: Path, sources_dir: Path) -> tuple[str, list[str]] | None:
-    """(source id, the server's command line) when the demo's HTTP source is registered with
-    the recorded connection; None otherwise."""
+def command(home: Path) -> tuple[str, list[str]] | None:
+    """(source id, the server's command line) when the demo's HTTP source is registered (in
+    the catalogue) with the recorded connection; None otherwise."""
     path = home / "silos" / RECORD
     if not path.is_file():
         return None
     rec = json.loads(path.read_text(encoding="utf-8"))
-    reg = sources_dir / f"{rec['source']}.toml"
-    if not reg.is_file() or not Path(rec["rows_file"]).is_file():
+    if not Path(rec["rows_file"]).is_file():
         return None
     try:
-        connector = tomllib.loads(reg.read_text(encoding="utf-8")).get("connector", {})
-    except tomllib.TOMLDecodeError:
+        connector = registrations.get(get_settings().catalog_url, rec["source"]).connector
+    except ConfigError:             # not registered, or its registration does not load
         return None
     if connector.get("kind") != "http" or connector.get("conn_id") != rec["conn_id"]:
         return None

@@ -21,15 +21,15 @@ from base import clock
 from base.airflow_env import airflow_env
 from base.errors import ExchangeError
 from base.settings import ROOT, get_settings
+from catalog import registrations
 from catalog.ledger import monitoring
 from catalog.serving.access import Caller
 from catalog.serving.consumer import Consumer
 from demo import http_silo
 from demo.departments import api_token, make
 from demo.synth import make_business_licence_silo
-from exchange import airflow_connections
+from exchange import airflow_connections, sources
 from exchange.catalogue import open_access, open_catalog, open_ledger
-from exchange.listing import source_listing
 from exchange.signing_keys import create_signing_key
 from trust.verify import verify_bundle
 
@@ -57,9 +57,8 @@ def prepare(rows: int, seed: int = 7, today: date | None = None) -> registration
     s.sources_dir.mkdir(parents=True, exist_ok=True)
     path = s.sources_dir / f"{SOURCE}.toml"
     path.write_text(TEMPLATE.read_text(encoding="utf-8").replace("{silo}", str(silo)), encoding="utf-8")
-    reg = registration.load(path)
-    open_catalog().register(source_listing(reg))
-    return reg
+    sources.store_file(path)             # in the catalogue, which every DAG parse and task reads
+    return registration.load(path)
 
 
 def prepare_departments(rows: int, today: date | None = None):
@@ -68,7 +67,9 @@ def prepare_departments(rows: int, today: date | None = None):
     s = get_settings()
     silos = make(s.home, rows, taken=open_ledger().taken_files, today=today)
     for source_id, text in silos.registrations.items():
-        (s.sources_dir / f"{source_id}.toml").write_text(text, encoding="utf-8")
+        path = s.sources_dir / f"{source_id}.toml"
+        path.write_text(text, encoding="utf-8")
+        sources.store_file(path)
     return silos
 
 
@@ -84,7 +85,7 @@ def silo_api(silos, log: Path):
     started as `./run serve` starts it (port and token from its Airflow connection). One
     already answering there with the demo's token (`./run serve`'s) is used as it is."""
     s = get_settings()
-    made = http_silo.command(s.home, s.sources_dir) if silos.api else None
+    made = http_silo.command(s.home) if silos.api else None
     if not made:
         yield
         return
@@ -170,7 +171,7 @@ def run_demo(rows: int = 10_000, as_json: bool = False, departments: bool = True
         airflow(["db", "migrate"], log)
         if silos:
             store_connections(silos)
-    regs = registration.load_all(s.sources_dir)
+    regs = registrations.load_all(s.catalog_url)
     ours = [SOURCE, *(silos.registrations if silos else [])]
     console.print(f"silos made: {len(ours)}; running their DAGs under Airflow one after another "
                   f"(log: {log})", markup=False, soft_wrap=True)

@@ -15,7 +15,7 @@ from catalog.signing.keys import keystore_for
 
 def make_checkpoint(now: datetime, settings=None) -> dict:
     s = settings or get_settings()
-    engine = Catalog(s.catalog_url, s.store_dir).engine
+    engine = Catalog(s.catalog_url, s.store).engine
     keys = keystore_for(s)
     check_signer(keys, engine, s.jwks_path)     # the catalogue's active key (published there if new)
     material = key_material(engine)

@@ -12,7 +12,7 @@ from catalog.serving.consumer import Consumer
 
 def open_catalog(settings: Settings | None = None) -> Catalog:
     s = settings or get_settings().private_home()
-    return Catalog(s.catalog_url, s.store_dir)
+    return Catalog(s.catalog_url, s.store)
 
 
 def open_ledger(settings: Settings | None = None) -> Ledger:

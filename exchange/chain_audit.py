@@ -19,7 +19,7 @@ def published_versions(dataset: str) -> tuple[list, dict, str | None]:
     catalogue's key material, else (none published there yet) the key directory's files."""
     s = get_settings()
     cat = open_catalog()
-    entries = catalogue_entries(cat.engine, dataset)
+    entries = catalogue_entries(cat.engine, cat.store, dataset)
     if not entries:
         raise NotFound(f"dataset {dataset!r} has no published versions; see `exchange datasets`")
     material = cat.key_material()             # the catalogue's, as every API host serves it

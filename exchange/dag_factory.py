@@ -1,7 +1,10 @@
-"""One DAG per registered source: extract -> conform -> validate -> publish -> announce.
+"""One DAG per registered source: plan -> extract -> conform -> validate (each mapped over the
+run's partitions) -> publish -> announce.
 
-Only wiring here: every task calls exchange.stages with ids and passes paths on.
-Parse-time cost is reading the registration files; nothing heavy is imported.
+Only wiring here: every task calls exchange.stages with ids and passes paths on; extract and
+publish note their OpenLineage datasets (exchange/lineage.py).
+Parse-time cost is one SELECT of the registrations in the catalogue (catalog/registrations.py),
+the same on every scheduler and DAG processor; nothing heavy is imported.
 """
 from __future__ import annotations
 
@@ -11,8 +14,8 @@ from datetime import UTC, datetime, timedelta
 from airflow.sdk import DAG, Asset, get_current_context, task
 from airflow.sdk.exceptions import AirflowSkipException
 
-import registration
 from base.settings import get_settings
+from catalog import registrations
 from exchange.alerts.notifier import ExchangeNotifier, deadline_for
 from registration import Registration
 
@@ -29,54 +32,84 @@ def _key() -> str:
     return run_key(get_current_context()["run_id"])
 
 
+TASK_NAMES = {"plan": "计划 plan", "extract": "抽取 extract", "conform": "规整 conform",
+              "validate": "校验 validate", "publish": "发布 publish", "announce": "公告 announce"}
+
+
+def display_name(reg: Registration) -> str:
+    """The DAG's name in Airflow's UI: department · certificate (dag id)."""
+    return f"{reg.department_name or reg.department} · {reg.ctype.title} ({reg.dag_id})"
+
+
+PART_NAME = "{{ partition_name }}"       # a mapped task instance's name in the UI
+
+
+def _named(part: dict) -> str:
+    """Names this mapped task instance by its partition (map_index_template); the run id."""
+    context = get_current_context()
+    context["partition_name"] = f"分区 partition {part['index'] + 1}/{part['of']}"  # type: ignore[typeddict-unknown-key]
+    return context["run_id"]
+
+
 def build_dag(reg: Registration) -> DAG:
+    """plan -> extract, conform, validate mapped over the plan's partitions (one for a source
+    that is not split) -> publish (merging them in order) -> announce."""
     asset = asset_for(reg)
-    with DAG(dag_id=reg.dag_id, schedule=reg.schedule, start_date=START, catchup=False,
+    with DAG(dag_id=reg.dag_id, dag_display_name=display_name(reg), schedule=reg.schedule,
+             start_date=START, catchup=False,
              description=reg.title, tags=["exchange", reg.department, reg.certificate_type],
              default_args={"retries": 0, "retry_delay": timedelta(seconds=30)},
              max_active_runs=1,
              on_failure_callback=ExchangeNotifier(source=reg.id, dataset=reg.dataset),
              deadline=deadline_for(reg, get_settings())) as dag:
 
-        @task
-        def extract() -> dict:
-            from exchange import stages  # lazy: DAG parse
-            return stages.extract(reg.id, _key(), get_current_context()["run_id"])
+        @task(task_display_name=TASK_NAMES["plan"])
+        def plan() -> list[dict]:
+            from exchange import stages  # lazy: DAG parse (stages import pyarrow, GX, the catalogue)
+            return stages.plan(reg.id, _key(), get_current_context()["run_id"])
 
-        @task
+        @task(task_display_name=TASK_NAMES["extract"], map_index_template=PART_NAME)
+        def extract(part: dict) -> dict:
+            from exchange import lineage, stages  # lazy: DAG parse
+            return lineage.noted(reg, "extract", _key(), stages.extract(reg.id, _key(), _named(part), part))
+
+        @task(task_display_name=TASK_NAMES["conform"], map_index_template=PART_NAME)
         def conform(extracted: dict) -> dict:
             from exchange import stages  # lazy: DAG parse
-            return stages.conform(reg.id, _key())
+            _named(extracted["part"])
+            return stages.conform(reg.id, _key(), extracted["part"])
 
-        @task
+        @task(task_display_name=TASK_NAMES["validate"], map_index_template=PART_NAME)
         def validate(conformed: dict) -> dict:
             from exchange import stages  # lazy: DAG parse
-            return stages.validate(reg.id, _key())
+            _named(conformed["part"])
+            return stages.validate(reg.id, _key(), part=conformed["part"])
 
-        @task
-        def publish(validated: dict) -> dict:
-            from exchange import stages  # lazy: DAG parse
-            return stages.publish(reg.id, _key())
+        @task(task_display_name=TASK_NAMES["publish"])
+        def publish(validated: list[dict]) -> dict:
+            from exchange import lineage, stages  # lazy: DAG parse
+            return lineage.noted(reg, "publish", _key(), stages.publish(reg.id, _key(), [v["part"] for v in validated]))
 
-        @task(outlets=[asset])
+        @task(outlets=[asset], task_display_name=TASK_NAMES["announce"])
         def announce(published: dict, *, outlet_events=None) -> dict:
             if published["state"] != "published":
                 raise AirflowSkipException(f"dataset {reg.dataset} unchanged: no new version")
             outlet_events[asset].extra = published
             return published
 
-        announce(publish(validate(conform(extract()))))
+        extracted = extract.expand(part=plan())
+        announce(publish(validate.expand(conformed=conform.expand(extracted=extracted))))
     return dag
 
 
 def build_all() -> dict[str, DAG]:
-    """A DAG per registration that loads; a file that does not is skipped and logged (and
-    listed by `exchange status` and the dashboard), hiding no other source's DAG."""
+    """A DAG per registration in the catalogue that loads; one that does not is skipped and
+    logged (and listed by `exchange status` and the dashboard), hiding no other source's DAG."""
     dags = {}
-    for reg in registration.load_all(get_settings().sources_dir).values():
+    for reg in registrations.load_all(get_settings().catalog_url).values():
         try:
             dags[reg.dag_id] = build_dag(reg)
         except Exception as exc:  # noqa: BLE001 - one source's DAG, never every other's
-            log.error("registration file not loaded: %s: source %s: its DAG could not be built (%s: %s)",
-                      reg.path, reg.id, type(exc).__name__, exc)
+            log.error("registration not loaded: %s: source %s: its DAG could not be built (%s: %s)",
+                      reg.source_file, reg.id, type(exc).__name__, exc)
     return dags

@@ -7,8 +7,9 @@
 3 sample pulled      the first N rows (the batch iterator is stopped there), conformed
 4 sample validated   the type's GX suite and the source's own checks: accepted, quarantined and
                      the failing expectations with their counts
-5 registered         (not with --dry-run) the file copied atomically into the sources folder and
-                     the source and its dataset put in the catalogue (Catalog.register)
+5 registered         (not with --dry-run) the file's text stored in the catalogue with the source
+                     and its dataset, in one transaction (Catalog.register): every scheduler and
+                     worker reads it there; and a copy in this machine's sources folder
 
 Nothing is written when a step fails or on a dry run; the sample is staged in a temporary
 directory that is removed.
@@ -32,6 +33,7 @@ from base import clock, staging
 from base.errors import ConfigError, ExchangeError, SourceError
 from base.files import atomic_write
 from base.settings import get_settings
+from catalog import registrations
 from catalog.service import Catalog
 from connectors import build
 from exchange.listing import source_listing
@@ -138,7 +140,18 @@ def check_file(path: Path, sources_dir: Path):
 
 def plan_target(reg: Registration, sources_dir: Path) -> Plan:
     """The file already registering this id is replaced (an update); else <id>.toml, which must
-    not hold another source. An update may not move the source to another dataset."""
+    not hold another source. An update may not move the source to another dataset (the
+    catalogue's, or the folder's file)."""
+    try:
+        stored = registrations.dataset_of(get_settings().catalog_url, reg.id)
+    except ExchangeError:
+        raise
+    except Exception as exc:
+        raise ExchangeError(f"source {reg.id}: the catalogue could not be read ({type(exc).__name__}: "
+                            f"{exc}); nothing was registered") from exc
+    if stored and stored != reg.dataset:
+        raise ConfigError(f"source {reg.id} is registered for dataset {stored} (in the catalogue); a "
+                          f"registration cannot move it to {reg.dataset}: give it a new id")
     for other in sorted(sources_dir.glob("*.toml")) if sources_dir.is_dir() else ():
         if _id_of(other) != reg.id:
             continue
@@ -154,7 +167,7 @@ def plan_target(reg: Registration, sources_dir: Path) -> Plan:
     if target.exists():
         raise ConfigError(f"{target} already registers another source ({_id_of(target)!r}); "
                           f"rename one of them")
-    return Plan(target, "new")
+    return Plan(target, "update" if stored else "new")
 
 
 def _id_of(path: Path) -> str | None:
@@ -277,15 +290,16 @@ def validate_sample(reg: Registration, workdir: Path, today: date):
 
 # --- 5 registered ------------------------------------------------------------------------
 def add(reg: Registration, path: Path, plan: Plan, by: str | None):
-    """Copy the file atomically, then the catalogue; if the catalogue fails the file goes back."""
+    """Copy the file atomically, then the catalogue (the text every machine reads); if the
+    catalogue fails the file goes back."""
     settings = get_settings()
     data = path.read_bytes()
     previous = plan.target.read_bytes() if plan.target.exists() else None
     plan.target.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(plan.target, data, mode=0o644)
     try:
-        changed = Catalog(settings.catalog_url, settings.store_dir).register(
-            source_listing(dataclasses.replace(reg, path=plan.target)), by=by)
+        changed = Catalog(settings.catalog_url, settings.store).register(
+            source_listing(dataclasses.replace(reg, path=plan.target), toml=data.decode("utf-8")), by=by)
     except BaseException as exc:
         if previous is None:
             plan.target.unlink(missing_ok=True)

@@ -4,20 +4,20 @@ from __future__ import annotations
 
 from datetime import datetime
 
-import registration
 from base import clock
 from base.errors import NotFound
 from base.settings import get_settings
+from catalog import registrations
 from catalog.ledger import monitoring
 from exchange.catalogue import open_ledger
 
 
 def source_status(at: datetime | None = None, source: str | None = None) -> list[dict]:
-    """Each source's last run, result, counts, freshness and backlog, with the registration
-    files that do not load; only `source` when given (NotFound if there is none)."""
+    """Each source's last run, result, counts, freshness and backlog, with the registrations in
+    the catalogue that do not load; only `source` when given (NotFound if there is none)."""
     ledger = open_ledger()
     ledger.reap_orphans()       # runs whose `exchange run` process is gone: failed, not running
-    scan = registration.scan(get_settings().sources_dir)
+    scan = registrations.scan(get_settings().catalog_url)
     rows = monitoring.with_registrations(monitoring.source_status(ledger, at), scan)
     if source:
         rows = [r for r in rows if r["source"] == source]

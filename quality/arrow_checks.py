@@ -141,6 +141,7 @@ class Check:
     unexpected: int = 0
     values: list = field(default_factory=list)
     index: list = field(default_factory=list)
+    at: list = field(default_factory=list)      # positions of the first SAMPLE unexpected rows
 
     @property
     def metric(self) -> str:
@@ -187,13 +188,36 @@ class Check:
         if n_bad and room > 0:
             first = np.flatnonzero(bad)[:room]
             self.index.extend(int(i) + offset for i in first[:PARTIAL - len(self.index)])
-            cols = [table.column(c).take(pa.array(first)) for c in self.columns]
-            as_pandas = [pa.chunked_array([c] if isinstance(c, pa.Array) else c.chunks, c.type)
-                         .to_pandas(date_as_object=False) for c in cols]
-            if self.metric in PAIR:
-                self.values.extend(zip(as_pandas[0].values, as_pandas[1].values))
-            else:
-                self.values.extend(list(as_pandas[0]))
+            self.at.extend(int(i) + offset for i in first)
+            self.values.extend(self.values_at(table, first))
+
+    def values_at(self, table, rows) -> list:
+        """The checked values of these rows (positions in `table`), as GX gives them from a
+        pandas frame: dates as Timestamps, pairs as tuples."""
+        if not self.columns or not len(rows):
+            return []
+        cols = [table.column(c).take(pa.array(rows, pa.int64())) for c in self.columns]
+        as_pandas = [pa.chunked_array([c] if isinstance(c, pa.Array) else c.chunks, c.type)
+                     .to_pandas(date_as_object=False) for c in cols]
+        if self.metric in PAIR:
+            return list(zip(as_pandas[0].values, as_pandas[1].values))
+        return list(as_pandas[0])
+
+    def tallied(self) -> dict:
+        """The tally as JSON (one partition's, merged by `merge`)."""
+        return {"rows": self.rows, "considered": self.considered, "unexpected": self.unexpected,
+                "at": self.at}
+
+    def merge(self, tally: dict, offset: int, table) -> None:
+        """Add one partition's tally (`tallied`), its rows starting at `offset` of `table`, the
+        whole run's rows: counts summed, first values and indexes kept in row order."""
+        self.rows += tally["rows"]
+        self.considered += tally["considered"]
+        self.unexpected += tally["unexpected"]
+        at = [p + offset for p in tally["at"][:max(SAMPLE - len(self.at), 0)]]
+        self.at.extend(at)
+        self.index.extend(at[:max(PARTIAL - len(self.index), 0)])
+        self.values.extend(self.values_at(table, at))
 
     def add(self, rows: int, considered: int, unexpected: int, values, index) -> None:
         """Add counts GX found itself (a fallback's batch) or a whole-version tally."""
@@ -202,6 +226,7 @@ class Check:
         self.unexpected += unexpected
         self.values.extend(list(values or [])[:max(SAMPLE - len(self.values), 0)])
         self.index.extend(list(index or [])[:max(PARTIAL - len(self.index), 0)])
+        self.at.extend(int(i) for i in list(index or [])[:max(SAMPLE - len(self.at), 0)])
 
     def result(self):
         """The GX ExpectationValidationResult, built by the expectation's own `_validate`."""

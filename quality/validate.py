@@ -125,12 +125,83 @@ def _version_wide(table: pa.Table, plan: _Plan, suite_name: str, gx: Gx, params:
     return results, failed
 
 
+class _RowChecks:
+    """The suite's row-level expectations (every one but the version-wide), batch by batch:
+    each batch's failing rows with their labels, tallied into the plan's checks."""
+
+    def __init__(self, plan: _Plan, suite_name: str, schema: pa.Schema, gx: Gx, params: dict):
+        self.plan, self.gx, self.params = plan, gx, params
+        self.suite = _gx_suite(plan, list(plan.gx_rows), suite_name) if plan.gx_rows else None
+        self.columns = [c for c in suite_columns(self.suite) if c in schema.names] if self.suite else []
+
+    def reasons(self, batch, offset: int) -> dict[int, list[str]]:
+        reasons: dict[int, list[str]] = defaultdict(list)
+        for check in (c for c in self.plan.fast.values() if c.metric != ac.UNIQUE):
+            bad, domain = check.unexpected_mask(batch)
+            check.tally(batch, bad, domain, offset)
+            for p in np.flatnonzero(bad).tolist():
+                reasons[p].append(check.label)
+        if self.suite is not None:
+            _gx_rows(self.gx, self.suite, self.plan, batch.select(self.columns), offset, self.params, reasons)
+        return reasons
+
+
+FINDINGS = pa.schema([("pos", pa.int64()), ("reasons", pa.list_(pa.string()))])
+
+
+def check_partition(conformed: Path, ctype: CertificateType, out: Path, today: date,
+                    batch_rows: int = 250_000, checks: tuple | list = ()) -> dict:
+    """One partition of a split run: the row-level expectations only, its findings (each failing
+    row's position and labels; each check's tally) written to `out` (Arrow IPC) for `validate`
+    to merge, with the version-wide ones, over the whole run. Returns its counts."""
+    suite = suites.to_gx(suites.read(ctype.name, checks))
+    params = {"today": today.isoformat()}
+    table = staging.read_table(conformed)
+    plan = _plan(suite, params, table.schema)
+    rows = _RowChecks(plan, suite.name, table.schema, Gx(None), params)
+    pos: list[int] = []
+    labels: list[list[str]] = []
+    for start in range(0, table.num_rows, batch_rows):
+        found = rows.reasons(table.slice(start, batch_rows), start)
+        for p in sorted(found):
+            pos.append(p + start)
+            labels.append(found[p])
+    tallies = {str(i): c.tallied() for i, c in {**plan.fast, **plan.gx_rows}.items() if c.metric != ac.UNIQUE}
+    meta = {"rows": table.num_rows, "today": today.isoformat(), "suite": suite.name, "tallies": tallies}
+    tmp = out.with_name(out.name + ".tmp")
+    with staging.transient_writer(tmp, FINDINGS.with_metadata({"findings": json.dumps(meta)})) as w:
+        w.write_table(pa.table({"pos": pos, "reasons": labels}, schema=FINDINGS))
+    os.replace(tmp, out)
+    return {"rows": table.num_rows, "flagged": len(pos)}
+
+
+def _merge_findings(paths: list[Path], plan: _Plan, table: pa.Table) -> tuple[np.ndarray, list]:
+    """The partitions' findings over the whole run (in partition order): positions of the
+    failing rows and their labels; each check's tallies added to the plan's."""
+    pos, labels, offset = [], [], 0
+    for path in paths:
+        found = staging.read_table(path)
+        meta = json.loads(found.schema.metadata[b"findings"])
+        for i, tally in meta["tallies"].items():
+            check = plan.fast.get(int(i)) or plan.gx_rows[int(i)]
+            check.merge(tally, offset, table)
+        pos.append(pc.add(found.column("pos"), offset).to_numpy())
+        labels += found.column("reasons").to_pylist()
+        offset += meta["rows"]
+    if offset != table.num_rows:
+        raise ReconciliationError(f"the partitions hold {offset} rows but the run {table.num_rows}: "
+                                  "rows were lost between stages; nothing will be published")
+    return (np.concatenate(pos) if pos else np.zeros(0, np.int64)), labels
+
+
 def validate(conformed: Path, extracted: Path, ctype: CertificateType, out_dir: Path,
              today: date, batch_rows: int = 250_000, checks: tuple | list = (),
-             docs: bool = True) -> Outcome:
+             docs: bool = True, findings: list[Path] | None = None) -> Outcome:
     """Run the type's suite file (plus a source's own checks) and split the rows.
     Expectations with an Arrow form run in pyarrow.compute; the rest run in GX; either way
-    the results are GX result objects, one per expectation, over the whole version."""
+    the results are GX result objects, one per expectation, over the whole version.
+    `findings`: a split run's partitions' row-level findings (check_partition), in order, for
+    the whole run's rows: only the version-wide expectations then run here."""
     docs_dir = out_dir / "data_docs"
     shutil.rmtree(docs_dir, ignore_errors=True)
     gx = Gx(docs_dir if docs else None)
@@ -139,8 +210,8 @@ def validate(conformed: Path, extracted: Path, ctype: CertificateType, out_dir: 
     params = {"today": today.isoformat()}
     conf_table, raw_table = staging.read_table(conformed), staging.read_table(extracted)
     plan = _plan(suite, params, conf_table.schema)
-    row_suite = _gx_suite(plan, list(plan.gx_rows), suite.name) if plan.gx_rows else None
-    row_columns = [c for c in suite_columns(row_suite) if c in conf_table.schema.names] if row_suite else []
+    row_checks = _RowChecks(plan, suite.name, conf_table.schema, gx, params) if findings is None else None
+    found_pos, found = _merge_findings(findings, plan, conf_table) if findings is not None else (None, [])
     key_field = "licence_number" if "licence_number" in ctype.field_names else None
     out_dir.mkdir(parents=True, exist_ok=True)
     # accepted: handed to publish (staging.transient); quarantine: kept for review (Parquet)
@@ -157,15 +228,13 @@ def validate(conformed: Path, extracted: Path, ctype: CertificateType, out_dir: 
     copies: Counter[tuple[str, str]] = Counter()      # (key, row hash) -> rows so far
     try:
         for batch, raw in _aligned_batches(conf_table, raw_table, batch_rows):
-            reasons: dict[int, list[str]] = defaultdict(list)
             offset = n_in
-            for check in (c for c in plan.fast.values() if c.metric != ac.UNIQUE):
-                bad, domain = check.unexpected_mask(batch)
-                check.tally(batch, bad, domain, offset)
-                for p in np.flatnonzero(bad).tolist():
-                    reasons[p].append(check.label)
-            if row_suite is not None:
-                _gx_rows(gx, row_suite, plan, batch.select(row_columns), offset, params, reasons)
+            if row_checks is not None:
+                reasons = row_checks.reasons(batch, offset)
+            else:
+                lo, hi = np.searchsorted(found_pos, [offset, offset + batch.num_rows])
+                reasons = defaultdict(list, {int(p) - offset: list(found[j])
+                                             for j, p in enumerate(found_pos[lo:hi].tolist(), lo)})
             lo, hi = np.searchsorted(wide_pos, [offset, offset + batch.num_rows])
             for pos in wide_pos[lo:hi].tolist():
                 reasons[pos - offset].extend(wide[pos])

@@ -23,7 +23,7 @@ METHODS = ("GET", "POST")
 FORMATS = {".csv": "csv", ".txt": "csv", ".xlsx": "xlsx", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 MODES = ("snapshot", "delta")
 # the kind of registration value a settings field takes, by its annotation
-KIND_OF = {"str": "string", "str | None": "string", "int": "integer", "float": "number",
+KIND_OF = {"str": "string", "str | None": "string", "dict | None": "table", "int": "integer", "float": "number",
            "bool": "boolean", "tuple[str, ...]": "array of strings", "dict": "table"}
 LIMITS = {"batch_rows": (1, 10_000_000), "page_size": (1, 100_000), "first_page": (0, 1_000_000),
           "attempts": (1, 100), "max_pages": (1, 100_000_000), "connect_timeout": (0.001, 3_600),
@@ -34,6 +34,7 @@ OWN_SECRETS = ("EXCHANGE_", "AIRFLOW")          # the exchange's and Airflow's o
 FILE_PATTERN = re.compile(r"[^/\\\x00]{1,200}")   # a name pattern inside the drop folder
 SQLITE_URL = re.compile(r"sqlite(\+\w+)?:", re.I)
 KEY = "connector"
+PER_RUN = frozenset({"since", "part"})       # set for each run, never by a registration
 
 
 def _values(cls, cfg: dict, where: str, skip: set[str] = frozenset()) -> dict:
@@ -99,12 +100,13 @@ class SqlSettings:
     key: str | None = None          # the silo's primary key (merging incremental pulls)
     since: str | None = None        # the committed watermark, set per run
     adbc: bool = True               # use an ADBC driver where installed
+    part: dict | None = None        # the run's partition (connectors/partitions.py), set per run
 
     KNOWN = ("kind", "url", "conn_id", "table", "batch_rows", "watermark", "key", "adbc")
 
     @classmethod
     def from_registration(cls, cfg: dict, where: str = "registration") -> SqlSettings:
-        values = _values(cls, cfg, where, skip={"since"})
+        values = _values(cls, cfg, where, skip=PER_RUN)
         if "table" not in values or not (values.get("url") or values.get("conn_id")):
             raise ConfigError(f"{where}: a sql connector needs 'table' and 'conn_id' (or 'url' for development)")
         tomlfile.text(values["table"], f"{KEY}.table", where, 128)
@@ -146,11 +148,13 @@ class HttpSettings:
     watermark: str | None = None       # ISO-8601 text field: incremental pulls
     since_param: str = "updated_since"
     key: str | None = None
+    total: str | None = None           # dotted path of the record count in a page (planning a split)
     since: str | None = None
+    part: dict | None = None
 
     @classmethod
     def from_registration(cls, cfg: dict, where: str = "registration") -> HttpSettings:
-        values = _values(cls, cfg, where, skip={"since"})
+        values = _values(cls, cfg, where, skip=PER_RUN)
         if not values.get("fields") or not (values.get("url") or values.get("conn_id")):
             raise ConfigError(f"{where}: an http connector needs 'fields' and 'conn_id' (or 'url' for development)")
         if values.get("pagination", "page") not in PAGINATION:
@@ -191,10 +195,11 @@ class FileDropSettings:
     key: str | None = None
     batch_rows: int = 65_536
     settle_seconds: float = 0.0        # skip files modified more recently (still being written)
+    part: dict | None = None
 
     @classmethod
     def from_registration(cls, cfg: dict, where: str = "registration") -> FileDropSettings:
-        values = _values(cls, cfg, where)
+        values = _values(cls, cfg, where, skip=PER_RUN)
         if "path" not in values:
             raise ConfigError(f"{where}: a files connector needs 'path', the drop folder")
         if values.get("mode", "snapshot") not in MODES:

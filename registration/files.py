@@ -1,12 +1,15 @@
-"""Registration files: one TOML file per source in settings.sources_dir.
+"""Registration files: one TOML file per source, as stewards keep them (settings.sources_dir),
+and the same TOML text as the catalogue keeps it (catalog/registrations.py), which is what every
+scheduler, DAG processor and worker reads.
 
-`scan` reads a whole folder: a file that cannot be loaded is skipped and reported, never hiding
-the others.
+`scan` reads a whole folder and `scan_texts` the catalogue's copies: one that cannot be loaded
+is skipped and reported, never hiding the others.
 """
 from __future__ import annotations
 
 import logging
 import tomllib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,11 +41,49 @@ def load(path: Path) -> Registration:
     return Registration(**{**parse(raw, str(path)).__dict__, "path": path})
 
 
+def parse_text(text: str, where: str, origin: str | None = None) -> Registration:
+    """A registration from its TOML text (the catalogue's copy); ConfigError as for a file."""
+    raw = tomlfile.loads(text, where, TOP_KEYS)
+    return Registration(**{**parse(raw, where).__dict__, "origin": origin})
+
+
+def stored_where(source_id: str, origin: str | None) -> str:
+    """How a message names a registration kept in the catalogue."""
+    return f"registration {source_id} in the catalogue" + (f" (from {origin})" if origin else "")
+
+
+def scan_texts(stored: Iterable[tuple[str, str, str | None]]) -> Scan:
+    """The catalogue's registrations, (source id, TOML text, origin) each: those that parse, and
+    those that no longer do (e.g. after an upgrade of the exchange) with the reason."""
+    regs, problems = {}, []
+    for source_id, text, origin in stored:
+        where = stored_where(source_id, origin)
+        try:
+            reg = parse_text(text, where, origin)
+        except ConfigError as exc:
+            problems.append(Problem(origin or where, source_id, tomlfile.one_line(str(exc))))
+            continue
+        if reg.id != source_id:
+            problems.append(Problem(origin or where, source_id, f"{where}: its text registers {reg.id!r}, "
+                                    f"not {source_id!r}; register the file again"))
+            continue
+        regs[source_id] = reg
+    return Scan(regs, problems)
+
+
 def _id_of(path: Path) -> str | None:
     """The id a file claims, if it is a readable identifier (for reporting a broken file)."""
     try:
-        value = tomllib.loads(path.read_text("utf-8")).get("id")
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return id_in(path.read_text("utf-8"))
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def id_in(text: str) -> str | None:
+    """The id TOML text claims, if it is a readable identifier (for reporting a broken one)."""
+    try:
+        value = tomllib.loads(text).get("id")
+    except tomllib.TOMLDecodeError:
         return None
     return value if isinstance(value, str) and ID_RE.fullmatch(value) else None
 
@@ -73,14 +114,23 @@ def scan(directory: Path) -> Scan:
 
 def load_all(directory: Path) -> dict[str, Registration]:
     """The registrations that load; the others are skipped and logged (see `scan`)."""
-    found = scan(directory)
+    return loaded(scan(directory), "registration file")
+
+
+def loaded(found: Scan, what: str = "registration") -> dict[str, Registration]:
+    """A scan's registrations; its problems logged ("<what> not loaded: <reason>")."""
     for p in found.problems:
-        log.warning("registration file not loaded: %s", p.reason)
+        log.warning("%s not loaded: %s", what, p.reason)
     return found.registrations
 
 
 def get(source_id: str, directory: Path) -> Registration:
-    found = scan(directory)
+    return pick(scan(directory), source_id)
+
+
+def pick(found: Scan, source_id: str) -> Registration:
+    """A scan's registration of `source_id`; ConfigError with why if it did not load,
+    UnknownName if there is none."""
     if source_id in found.registrations:
         return found.registrations[source_id]
     for p in found.problems:

@@ -12,6 +12,7 @@ from base.errors import ConfigError, UnknownName
 from registration import checks
 from registration.connector import settings_for
 from registration.model import Registration
+from registration.partitioning import parse_run
 from registration.rules import (
     CYCLES,
     DATASET_RE,
@@ -77,4 +78,5 @@ def parse(raw: dict, where: str) -> Registration:
     settings_for(raw["connector"], where)          # every connector key, paths under their roots
     raw["checks"] = checks.parse(raw.get("checks", []), ctype.field_names, where)
     raw["gates"] = checks.parse_gates(raw.get("gates", {}), where)
+    raw["run"] = parse_run(raw.get("run", {}), raw["connector"], where)
     return Registration(**raw)

@@ -92,7 +92,6 @@ def silo_2k(tmp_path_factory):
 
 
 def register_demo_source(home: Path, silo: Path, source_id: str = "smr_business_licence"):
-    import registration
     from base.settings import get_settings
 
     make_signing_key()
@@ -101,12 +100,11 @@ def register_demo_source(home: Path, silo: Path, source_id: str = "smr_business_
     sources = get_settings().sources_dir
     sources.mkdir(parents=True, exist_ok=True)
     (sources / f"{source_id}.toml").write_text(text, encoding="utf-8")
-    return registration.load(sources / f"{source_id}.toml")
+    return stored(sources / f"{source_id}.toml")
 
 
 def register_sample(home: Path, type_name: str, silo: Path):
     """Register the sample registration of `type_name` against a silo file."""
-    import registration
     from base.settings import get_settings
     from demo.synth_types import sample_registration
 
@@ -116,7 +114,24 @@ def register_sample(home: Path, type_name: str, silo: Path):
     sources = get_settings().sources_dir
     sources.mkdir(parents=True, exist_ok=True)
     (sources / f"{reg.id}.toml").write_text(text, encoding="utf-8")
-    return registration.load(sources / f"{reg.id}.toml")
+    return stored(sources / f"{reg.id}.toml")
+
+
+def store_unchecked(source_id: str, text: str, origin: str | None = None) -> None:
+    """A registration's text put in the catalogue as it is, unchecked: as an older exchange
+    stored one that this one no longer parses (or as a hand edit of the table would)."""
+    import hashlib
+
+    import sqlalchemy as sa
+
+    from base import clock
+    from catalog.db.models import StoredRegistration
+
+    t, now = StoredRegistration.__table__, clock.now()
+    with catalog().engine.begin() as c:
+        c.execute(sa.delete(t).where(t.c.source_id == source_id))
+        c.execute(sa.insert(t).values(source_id=source_id, toml=text, origin=origin, registered_at=now,
+                                      updated_at=now, sha256=hashlib.sha256(text.encode()).hexdigest()))
 
 
 def toml_value(v) -> str:
@@ -131,7 +146,6 @@ def toml_value(v) -> str:
 def register_source(home: Path, source_id: str, connector: dict, status_map: dict | None = None,
                     department: str | None = None):
     """The demo registration with another connector section (and id)."""
-    import registration
     from base.settings import get_settings
 
     make_signing_key()
@@ -149,6 +163,16 @@ def register_source(home: Path, source_id: str, connector: dict, status_map: dic
     sources.mkdir(parents=True, exist_ok=True)
     path = sources / f"{source_id}.toml"
     path.write_text(f"{head}[connector]\n{conn}\n\n{rest}", encoding="utf-8")
+    return stored(path)
+
+
+def stored(path: Path):
+    """A registration file in the catalogue, as `exchange sources sync` puts it there (what
+    every DAG parse and stage reads); its registration."""
+    import registration
+    from exchange.sources import store_file
+
+    store_file(path)
     return registration.load(path)
 
 
@@ -157,7 +181,7 @@ def catalog():
     from catalog.service import Catalog
 
     s = get_settings()
-    return Catalog(s.catalog_url, s.store_dir)
+    return Catalog(s.catalog_url, s.store)
 
 
 def ledger():
@@ -214,3 +238,40 @@ def wait_until_serving(server, port: int, seconds: float = 60) -> None:
             pass
         assert server.poll() is None and time.monotonic() < deadline, "serve did not come up"
         time.sleep(0.2)
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A real S3-compatible server (moto's) on 127.0.0.1 for the session; yields its endpoint URL.
+    Credentials are any (moto checks none); s3_store sets them."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3_store(s3_server, monkeypatch):
+    """A fresh bucket on s3_server as a Store (s3://<bucket>/exchange), with the environment a
+    worker would have: AWS_* credentials, EXCHANGE_S3_ENDPOINT_URL and EXCHANGE_S3_REGION
+    (EXCHANGE_STORE_URL is left to the test: `monkeypatch.setenv("EXCHANGE_STORE_URL", s3_store.url())`)."""
+    import uuid
+
+    import pyarrow.fs as pafs
+
+    from base.settings import reset_settings
+    from base.storage import Store
+
+    for name, value in {"AWS_ACCESS_KEY_ID": "exchange-test", "AWS_SECRET_ACCESS_KEY": "exchange-test-secret",
+                        "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true",
+                        "EXCHANGE_S3_ENDPOINT_URL": s3_server, "EXCHANGE_S3_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(name, value)
+    bucket = f"exchange-{uuid.uuid4().hex[:12]}"
+    pafs.S3FileSystem(endpoint_override=s3_server.split("://")[1], scheme="http", region="us-east-1",
+                      allow_bucket_creation=True).create_dir(bucket)
+    reset_settings()
+    yield Store.from_url(f"s3://{bucket}/exchange", endpoint_url=s3_server, region="us-east-1")
+    reset_settings()

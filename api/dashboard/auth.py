@@ -12,7 +12,8 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse
 
 from api.dashboard import session
-from api.dashboard.render import error, page
+from api.dashboard.render import error, language, page
+from base import i18n
 from base.errors import RateLimited, Unauthenticated
 from catalog.serving import audit, dashboard_sessions
 from catalog.serving.access import Caller
@@ -83,10 +84,6 @@ def _cookie(resp, name: str, value: str, max_age: int, request: Request) -> None
                     secure=request.url.scheme == "https")
 
 
-FORGED = ("the form did not come from this dashboard, or it expired: open the login page again "
-          "and log in from there")
-
-
 @router.get("/login")
 async def login_form(request: Request, next: str | None = None):
     """The form, with a token bound to a pre-session cookie (made here if there is none)."""
@@ -116,7 +113,8 @@ async def login(request: Request, key: Annotated[str, Form(max_length=200)] = ""
         record(request, "dashboard.login", "refused:403",
                detail={"reason": "cross-site or forged login form", "client": host,
                        "origin": (request.headers.get("origin") or "")[:100]})
-        return page(request, "login.html", {**ctx, "message": FORGED, "csrf": None}, 403)
+        return page(request, "login.html", {**ctx, "message": i18n.t("login.forged", language(request)),
+                                            "csrf": None}, 403)
     ctx["csrf"] = session.csrf_token(secret, pre_cookie)
     try:
         caller = access.authenticate(key.strip())
@@ -130,9 +128,10 @@ async def login(request: Request, key: Annotated[str, Form(max_length=200)] = ""
     if caller.role != "auditor":
         record(request, "dashboard.login", "refused:403", caller.department, subject=caller.key_id,
                detail={"reason": "not an auditor department"})
-        return page(request, "login.html", {**ctx, "message": f"department {caller.department} is a "
-                    f"{caller.role}; the dashboard shows the access audit, so only an auditor "
-                    "department's key may log in"}, 403)
+        lang = language(request)
+        return page(request, "login.html", {**ctx, "message": i18n.t(
+            "login.not_auditor", lang, department=caller.department,
+            role=i18n.term("role", caller.role, lang))}, 403)
     record(request, "dashboard.login", "allowed", caller.department, subject=caller.key_id)
     token = dashboard_sessions.open_session(request.app.state.consumer.engine, caller.key_id, session.TTL)
     resp = RedirectResponse(ctx["next"], status_code=303)
@@ -147,8 +146,8 @@ async def logout(request: Request, caller: AuditorDep, csrf: Annotated[str, Form
     if not session.same_origin(request) or not session.csrf_ok(request.app.state.dashboard_secret, row, csrf):
         record(request, "dashboard.logout", "refused:403", caller.department, subject=caller.key_id,
                detail={"reason": "cross-site or forged logout form"})
-        return error(request, 403, "Not logged out", "the logout did not come from this dashboard's "
-                                                     "own page: use the Log out button")
+        lang = language(request)
+        return error(request, 403, i18n.t("logout.refused_title", lang), i18n.t("logout.refused", lang))
     dashboard_sessions.end(request.app.state.consumer.engine, row)      # in every worker, at once
     record(request, "dashboard.logout", "done", caller.department, subject=caller.key_id)
     resp = RedirectResponse("/dashboard/login", status_code=303)

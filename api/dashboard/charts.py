@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from markupsafe import Markup, escape
 
+from base import i18n, times
 
-def trend(points: list[dict], width: int = 640, height: int = 200) -> Markup:
-    """Accepted share per run (points: run_id, at, pass_share in 0..1), oldest first."""
+
+def trend(points: list[dict], width: int = 640, height: int = 200, lang: str = i18n.DEFAULT_LANG) -> Markup:
+    """Accepted share per run (points: run_id, at, pass_share in 0..1), oldest first; times in
+    the display time zone."""
     if not points:
-        return Markup('<p class="muted">No runs with counts yet.</p>')
+        return Markup(f'<p class="muted">{escape(i18n.t("chart.no_runs", lang))}</p>')
     left, right, top, bottom = 44, 16, 22, 28
     w, h = width - left - right, height - top - bottom
     n = len(points)
@@ -29,7 +32,8 @@ def trend(points: list[dict], width: int = 640, height: int = 200) -> Markup:
         parts.append('<polyline class="line" points="' + " ".join(f"{x:.1f},{y:.1f}" for x, y in coords) + '"/>')
     for p, (x, y) in zip(points, coords):
         share = _share(p)
-        label = escape(f"run {p.get('run_id')} · {str(p.get('at') or '')[:16]} · {share:.1%} accepted")
+        label = escape(f"{i18n.t('col.run', lang)} {p.get('run_id')} · {times.shown(p.get('at'))} · "
+                       f"{share:.1%} {i18n.t('chart.accepted', lang)}")
         parts.append(f'<circle class="point{" low" if share < 0.9 else ""}" cx="{x:.1f}" cy="{y:.1f}" r="4" '
                      f'data-run="{escape(str(p.get("run_id")))}" data-share="{share:.4f}">'
                      f'<title>{label}</title></circle>')
@@ -38,10 +42,10 @@ def trend(points: list[dict], width: int = 640, height: int = 200) -> Markup:
                          f'text-anchor="middle">{share:.1%}</text>')
     first, last = points[0].get("at"), points[-1].get("at")
     parts.append(f'<text class="axis" x="{coords[0][0]:.1f}" y="{height - 8}" text-anchor="middle">'
-                 f'{escape(str(first or "")[:10])}</text>')
+                 f'{escape(times.shown(first)[:10])}</text>')
     if n > 1:
         parts.append(f'<text class="axis" x="{coords[-1][0]:.1f}" y="{height - 8}" text-anchor="middle">'
-                     f'{escape(str(last or "")[:10])}</text>')
+                     f'{escape(times.shown(last)[:10])}</text>')
     parts.append("</svg>")
     return Markup("".join(parts))
 
@@ -51,16 +55,17 @@ def _share(p: dict) -> float:
     return 0.0 if s is None else max(0.0, min(1.0, float(s)))
 
 
-def bars(rows: list[dict], label: str, series: list[tuple[str, str]], width: int = 640) -> Markup:
+def bars(rows: list[dict], label: str, series: list[tuple[str, str]], width: int = 640,
+         lang: str = i18n.DEFAULT_LANG) -> Markup:
     """Horizontal grouped bars of shares in 0..1: one group per row, one bar per (key, title)."""
     if not rows:
-        return Markup('<p class="muted">Nothing to chart.</p>')
+        return Markup(f'<p class="muted">{escape(i18n.t("chart.nothing", lang))}</p>')
     left, right, bar, gap = 170, 56, 14, 10
     group = bar * len(series) + gap
     height = group * len(rows) + 30
     w = width - left - right
     parts = [f'<svg class="chart bars" viewBox="0 0 {width} {height}" width="100%" role="img" '
-             f'aria-label="{escape(", ".join(t for _, t in series))} per department">']
+             f'aria-label="{escape(", ".join(t for _, t in series))} {escape(i18n.t("chart.per_department", lang))}">']
     for i, row in enumerate(rows):
         y0 = i * group + 4
         parts.append(f'<text class="label" x="{left - 8}" y="{y0 + bar * len(series) / 2 + 4:.1f}" '

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
-import registration
 from api.dashboard import charts
 from api.dashboard.auth import AuditorDep, record
-from api.dashboard.render import airflow_url, error, page
+from api.dashboard.render import airflow_url, error, language, page
+from base import i18n, times
 from base.errors import InvalidRequest, NotFound
+from catalog import registrations
 from catalog.ledger import monitoring
 from catalog.serving import audit
 from catalog.serving.holders import holder_key
@@ -34,8 +35,8 @@ def _ledger(request: Request):
 
 
 async def _unloaded(request: Request) -> list:
-    """Registration files in the sources folder that could not be loaded, with why."""
-    scan = await asyncio.to_thread(registration.scan, request.app.state.settings.sources_dir)
+    """Registrations in the catalogue that could not be loaded, with why."""
+    scan = await asyncio.to_thread(registrations.scan, request.app.state.settings.catalog_url)
     return scan.problems
 
 
@@ -72,7 +73,7 @@ async def dataset(request: Request, dataset_id: str, caller: AuditorDep):
     try:
         d = catalog.dataset(dataset_id)
     except NotFound as exc:
-        return error(request, 404, "No such dataset", str(exc))
+        return error(request, 404, i18n.t("error.no_dataset", language(request)), str(exc))
     ctype = all_types().get(d["certificate_type"])
     reg = d["sources"][0]["registration"] if d["sources"] else {}
     runs = sorted((r for s in d["sources"] for r in _ledger(request).runs(s["source"], limit=20)),
@@ -84,7 +85,7 @@ async def dataset(request: Request, dataset_id: str, caller: AuditorDep):
     trend = monitoring.quality_trend(catalog, dataset_id)
     return page(request, "dataset.html", {
         "d": d, "reg": reg, "ctype": ctype, "versions": catalog.versions(dataset_id),
-        "runs": runs, "trend": trend, "trend_svg": charts.trend(trend),
+        "runs": runs, "trend": trend, "trend_svg": charts.trend(trend, lang=language(request)),
         "quarantine": _ledger(request).quarantine_summary(dataset_id)})
 
 
@@ -99,21 +100,26 @@ async def freshness(request: Request, caller: AuditorDep):
 @router.get("/scorecards")
 async def scorecards(request: Request, caller: AuditorDep, period: str = "week"):
     if period not in PERIODS:
-        return error(request, 400, "Unknown period", f"period is one of {', '.join(PERIODS)}, not {period!r}")
+        lang = language(request)
+        return error(request, 400, i18n.t("error.period_title", lang),
+                     i18n.t("error.period", lang, periods=", ".join(PERIODS), given=repr(period)))
     cards = monitoring.scorecards(_catalog(request), period)
-    chart = charts.bars(cards, "department_name", [("on_time_share", "on time"),
-                                                   ("quality_pass_share", "quality pass")])
+    lang = language(request)
+    chart = charts.bars(cards, "department_name", [("on_time_share", i18n.t("col.on_time", lang)),
+                                                   ("quality_pass_share", i18n.t("col.quality_pass", lang))],
+                        lang=lang)
     return page(request, "scorecards.html", {"cards": cards, "period": period, "periods": PERIODS,
                                              "chart": chart})
 
 
-def _day(text: str, name: str) -> datetime | None:
+def _day(text: str, name: str, lang: str) -> datetime | None:
+    """The start of a day in the display time zone (the day people mean), as an instant."""
     if not text:
         return None
     try:
-        return datetime.combine(date.fromisoformat(text), datetime.min.time(), UTC)
+        return datetime.combine(date.fromisoformat(text), datetime.min.time(), times.display_zone())
     except ValueError:
-        raise InvalidRequest(f"{name} is a date as YYYY-MM-DD, not {text[:20]!r}") from None
+        raise InvalidRequest(i18n.t("error.date", lang, name=name, given=repr(text[:20]))) from None
 
 
 async def _chain(request: Request) -> audit.ChainReport:
@@ -137,7 +143,9 @@ async def audit_search(request: Request, caller: AuditorDep, holder: str = "", d
     message, total, rows, key = None, 0, [], None
     try:
         key = holder_key(form["holder"]) if form["holder"] else None
-        start, end = _day(form["since"], "from"), _day(form["until"], "to")
+        lang = language(request)
+        start = _day(form["since"], i18n.t("audit.since", lang), lang)
+        end = _day(form["until"], i18n.t("audit.until", lang), lang)
         total, rows = audit.search(engine, holder=key, department=form["department"] or None,
                                    purpose=form["purpose"] or None, action=form["action"] or None,
                                    since=start, until=end + timedelta(days=1) if end else None,

@@ -56,7 +56,11 @@ def _private_sqlite(path: Path) -> None:
     a directory made for it is 0700."""
     if not path.parent.exists():
         private_dir(path.parent)
-    private_file(path)
+    if path.exists():       # never opened here: closing a descriptor of it would drop this
+        if path.stat().st_mode & 0o077:      # process's SQLite locks on it (POSIX), and another
+            path.chmod(0o600)                # process would then delete the -wal and -shm in use
+    else:
+        private_file(path)
     for extra in (path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
         if extra.exists() and extra.stat().st_mode & 0o077:
             extra.chmod(0o600)
@@ -96,6 +100,13 @@ def engine_for(url: str, pre_ping: bool = True) -> Engine:
             "exchange (Airflow's executor runs tasks on other machines, so no process upgrades it on its "
             "own; EXCHANGE_AUTO_MIGRATE=1 lets it)")
     return engine
+
+
+@lru_cache(maxsize=8)
+def reader_for(url: str) -> Engine:
+    """An engine that reads without checking the schema's revision first: a DAG parse's one
+    SELECT (catalog/registrations.py). Connections are not pooled: a parse is short-lived."""
+    return _engine(url, poolclass=NullPool)
 
 
 def head() -> str:

@@ -36,6 +36,19 @@ class Source(Base):
     registered_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
+class StoredRegistration(Base):
+    """A source's registration file as registered: the TOML text every scheduler, DAG processor
+    and worker reads (catalog/registrations.py; migration 0015)."""
+    __tablename__ = "registrations"
+    source_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    toml: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str] = mapped_column(String(64))
+    registered_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))   # first stored
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    registered_by: Mapped[str | None] = mapped_column(String(255))
+    origin: Mapped[str | None] = mapped_column(String(1024))     # the file it was stored from
+
+
 class DatasetVersion(Base):
     __tablename__ = "dataset_versions"
     dataset_id: Mapped[str] = mapped_column(ForeignKey("datasets.id"), primary_key=True)
@@ -48,7 +61,7 @@ class DatasetVersion(Base):
     previous_head_hash: Mapped[str | None] = mapped_column(String(64))
     kid: Mapped[str] = mapped_column(String(128))
     type_version: Mapped[int] = mapped_column(Integer)
-    path: Mapped[str] = mapped_column(Text)
+    path: Mapped[str] = mapped_column(Text)      # the version folder's key in the store (store/<dataset>/v000001)
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"))
     published_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
@@ -260,7 +273,7 @@ class RunQuality(Base):
     silo_columns: Mapped[dict | None] = mapped_column(JSON)        # column -> Arrow type
     unmapped_columns: Mapped[list | None] = mapped_column(JSON)
     new_columns: Mapped[list | None] = mapped_column(JSON)         # unmapped and not seen before
-    data_docs: Mapped[str | None] = mapped_column(Text)            # index.html of the run's Data Docs
+    data_docs: Mapped[str | None] = mapped_column(Text)            # store key of the run's Data Docs index.html
     size_gate: Mapped[dict | None] = mapped_column(JSON)           # previous, accepted, change, limit
     approved_by: Mapped[str | None] = mapped_column(String(128))
     approved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

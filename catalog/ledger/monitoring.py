@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 
-from base import clock
+from base import clock, times
 from base.errors import UnknownName
 from catalog.db.models import AuditEntry, Dataset, QuarantineEntry, Run, Source
 from registration import CYCLES
@@ -41,7 +41,7 @@ def state_of(last_refresh: datetime | None, update_cycle: str, now: datetime) ->
 
 
 def _iso(t: datetime | None) -> str | None:
-    return t.isoformat() if t else None
+    return times.iso(t)
 
 
 def _backlog(s, now: datetime) -> dict[str, tuple[int, datetime | None]]:
@@ -192,7 +192,7 @@ def scorecards(catalog, period: str = "month", now: datetime | None = None) -> l
         c["records_consumed"] += consumed.get(ds, 0)
         c["materials_saved"] += saved.get(ds, 0)
     return [{"department": dept, "department_name": names.get(dept) or dept,
-             "period": period, "from": start.isoformat(), "to": end.isoformat(),
+             "period": period, "from": times.iso(start), "to": times.iso(end),
              "datasets": c["datasets"], "on_time": c["on_time"], "not_yet_due": c["not_due"],
              "on_time_share": (round(c["on_time"] / (c["datasets"] - c["not_due"]), 4)
                                if c["datasets"] > c["not_due"] else None),
@@ -258,7 +258,7 @@ def with_registrations(rows: list[dict], scan) -> list[dict]:
     known = {r["source"] for r in rows}
     for r in rows:
         reg, p = scan.registrations.get(r["source"]), problems.get(r["source"])
-        r["registration_file"] = str(reg.path) if reg else p.path if p else None
+        r["registration_file"] = reg.source_file if reg else p.path if p else None
         r["registration_error"] = p.reason if p and not reg else None
     blank = dict.fromkeys(rows[0] if rows else STATUS_KEYS)
     for p in scan.problems:

@@ -66,7 +66,7 @@ class Ledger:
                 continue
             message = (f"the process that ran it (pid {pid} on {host}, `exchange run` or "
                        "`exchange approve`) is gone: killed or crashed outside Airflow; nothing of "
-                       f"the run was published. Run it again (`exchange run {source} --key {key}`)")
+                       f"the run was published. Run it again (`exchange run {source} --local --key {key}`)")
             with self.session() as s, s.begin():     # only if still running under that owner
                 n = s.execute(sa.update(Run.__table__).where(
                     Run.id == rid, Run.state == "running", Run.owner_pid == pid, Run.owner_host == host)

@@ -13,7 +13,6 @@ For each version, in order, the first failing check is the chain's first break:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -22,6 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy import Engine
 
 from base.errors import VerificationError
+from base.storage import Store
 from catalog.db.models import DatasetVersion, Record
 from catalog.signing.canonical import canonical_json
 from catalog.signing.merkle import MerkleTree, leaf_hashes
@@ -48,7 +48,7 @@ class VersionEntry:
     signed_tree_head: str
     tree_size: int
     root_hash: str
-    path: Path
+    path: Store                       # the version's folder in the store
     index_record_ids: object = None   # callable () -> list of record ids by leaf index, or None
 
 
@@ -71,10 +71,10 @@ class _Break(Exception):
         self.check, self.message = check, message
 
 
-def _records_root(directory: Path) -> tuple[int, bytes, list[str]]:
+def _records_root(files: Store) -> tuple[int, bytes, list[str]]:
     """Tree size, RFC 9162 root and record ids of a version's stored records."""
     leaves, ids = [], []
-    for batch in pq.ParquetFile(directory / "records.parquet").iter_batches(batch_size=131_072):
+    for batch in pq.ParquetFile(files.open_input("records.parquet")).iter_batches(batch_size=131_072):
         leaves.append(leaf_hashes(canonical_json(pa.Table.from_batches([batch]))))
         ids += batch.column("record_id").to_pylist()
     tree = MerkleTree.build(np.concatenate(leaves) if leaves else np.zeros((0, 32), np.uint8))
@@ -96,9 +96,9 @@ def _check_version(e: VersionEntry, expected: int, prev: tuple[str, dict] | None
     for name, value in claimed.items():
         if head[name] != value:
             raise _Break(3, f"the catalogue says {name} {value!r}, the signed head says {head[name]!r}")
-    on_disk = e.path / "head.jws"
-    if not on_disk.exists() or on_disk.read_text(encoding="ascii").strip() != e.signed_tree_head:
-        raise _Break(3, f"{on_disk} is missing or differs from the catalogue's head")
+    stored = e.path.url("head.jws")
+    if not e.path.exists("head.jws") or e.path.read_text("head.jws").strip() != e.signed_tree_head:
+        raise _Break(3, f"{stored} is missing or differs from the catalogue's head")
     want = head_hash(prev[0]) if prev else None
     if head["previous_head_hash"] != want:
         raise _Break(4, f"previous_head_hash is {head['previous_head_hash']}, the previous head hashes to {want}: "
@@ -140,8 +140,9 @@ def audit_chain(dataset: str, entries: list[VersionEntry], jwks: dict,
     return report
 
 
-def catalogue_entries(engine: Engine, dataset: str) -> list[VersionEntry]:
-    """The dataset's versions as the catalogue records them, in version order."""
+def catalogue_entries(engine: Engine, store: Store, dataset: str) -> list[VersionEntry]:
+    """The dataset's versions as the catalogue records them, in version order (their files in
+    `store`)."""
     with engine.connect() as c:
         rows = c.execute(sa.select(DatasetVersion).where(DatasetVersion.dataset_id == dataset)
                          .order_by(DatasetVersion.version)).all()
@@ -154,4 +155,4 @@ def catalogue_entries(engine: Engine, dataset: str) -> list[VersionEntry]:
         return read
 
     return [VersionEntry(dataset, r.version, r.signed_tree_head, r.tree_size, r.root_hash,
-                         Path(r.path), ids_of(r.version)) for r in rows]
+                         store.sub(r.path), ids_of(r.version)) for r in rows]

@@ -5,6 +5,8 @@ into the next version with status "withdrawn" (and stays withdrawn while it stay
 A record still in the source whose rows were all quarantined is not gone: it is held, carried
 into the next version unchanged, and shown as disputed while its quarantine entry is open.
 
+    (a version's folder is a Store: base/storage.py; the run's own files are local paths)
+
     publishable(accepted, conformed, previous_dir, out) -> (paths, Carried)
         The records to publish, in order: the accepted ones, then (written to `out`) every
         record of the current version whose licence number is nowhere in this pull (neither
@@ -22,10 +24,10 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from base import staging
-from catalog.publish.store import version_leaves
+from base.storage import Store
+from catalog.publish.store import records_file, version_leaves
 
 WITHDRAWN = "withdrawn"
 
@@ -52,12 +54,12 @@ def _in(values, value_set) -> pa.Array:
     return pc.fill_null(pc.is_in(values, value_set=value_set), False)
 
 
-def publishable(accepted: Path, conformed: Path, previous: Path | None, out: Path) -> tuple[list[Path], Carried]:
+def publishable(accepted: Path, conformed: Path, previous: Store | None, out: Path) -> tuple[list[Path], Carried]:
     if previous is None:
         return [accepted], Carried(0, 0)
     present = staging.read_table(conformed, ["licence_number"]).column(0).combine_chunks()
     taken = staging.read_table(accepted, ["licence_number"]).column(0).combine_chunks()
-    prev = pq.ParquetFile(previous / "records.parquet")
+    prev = records_file(previous)
     # one membership test per set over the whole column (is_in hashes its value set on every call)
     numbers = prev.read(columns=["licence_number"]).column(0)
     in_pull = _in(numbers, present).combine_chunks()
@@ -81,12 +83,12 @@ def publishable(accepted: Path, conformed: Path, previous: Path | None, out: Pat
     return [accepted, out], Carried(withdrawn_now, int(pc.sum(pc.cast(held, pa.int64())).as_py() or 0))
 
 
-def held_records(previous: Path | None, accepted: Path, quarantined: pa.Array) -> dict[str, str]:
+def held_records(previous: Store | None, accepted: Path, quarantined: pa.Array) -> dict[str, str]:
     """licence number -> record id of the current version's records that this pull holds back:
     their licence number is a quarantined row's key and no accepted row has it."""
     if previous is None or len(quarantined) == 0:
         return {}
-    prev = pq.read_table(previous / "records.parquet", columns=["licence_number", "record_id"])
+    prev = records_file(previous).read(columns=["licence_number", "record_id"])
     taken = staging.read_table(accepted, ["licence_number"]).column(0).combine_chunks()
     numbers = prev.column("licence_number")
     prev = prev.filter(pc.and_not(_in(numbers, quarantined), _in(numbers, taken)))
@@ -109,7 +111,7 @@ def _as_accepted(batch: pa.RecordBatch, schema: pa.Schema, status: pa.Array) -> 
     return pa.RecordBatch.from_arrays(cols, schema=schema)
 
 
-def diff(previous: Path | None, staged: Path) -> Changes:
+def diff(previous: Store | None, staged: Store) -> Changes:
     new = version_leaves(staged)
     if previous is None:
         return Changes(new.num_rows, 0, 0, 0, 0)

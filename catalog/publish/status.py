@@ -16,14 +16,14 @@ version against the previous one and stores one `record_events` row per changed 
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
-from pathlib import Path
 
 import pyarrow.compute as pc
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from base import clock
+from base import clock, times
 from base.errors import UnknownCopy
+from base.storage import Store
 from catalog.db.models import Dataset, DatasetVersion, QuarantineEntry, Record, RecordEvent
 from catalog.publish.store import version_leaves
 from catalog.signing.merkle import MerkleTree
@@ -48,7 +48,7 @@ def _reason(source_status: str) -> str | None:
     return None if source_status == "valid" else source_status
 
 
-def diff_versions(prev_dir: Path | None, new_dir: Path) -> list[dict]:
+def diff_versions(prev_dir: Store | None, new_dir: Store) -> list[dict]:
     """The records that changed from the previous version to the new one, as event rows."""
     if prev_dir is None:
         return []  # first appearances in version 1 are read from the records index
@@ -74,7 +74,7 @@ def diff_versions(prev_dir: Path | None, new_dir: Path) -> list[dict]:
     return events
 
 
-def record_changes(s: Session, dataset: str, version: int, prev_dir: Path | None, new_dir: Path,
+def record_changes(s: Session, dataset: str, version: int, prev_dir: Store | None, new_dir: Store,
                    at: datetime) -> int:
     """Store the events of a new version (called by Catalog.publish in its transaction).
     Returns how many records changed."""
@@ -86,13 +86,14 @@ def record_changes(s: Session, dataset: str, version: int, prev_dir: Path | None
 
 
 def _iso(t) -> str | None:
-    return None if t is None else t.isoformat()
+    """A time with its offset; a date as it is."""
+    return None if t is None else times.iso(t) if isinstance(t, datetime) else t.isoformat()
 
 
-def record_status(s: Session, record_id: str, version: int | None = None,
+def record_status(s: Session, store: Store, record_id: str, version: int | None = None,
                   leaf_hash: str | None = None, today: date | None = None) -> dict | None:
     """Status of a record (of the copy at `version` with `leaf_hash`, if given), since when and why,
-    with its history. None if the record was never published."""
+    with its history; `store` holds the versions' files. None if the record was never published."""
     today = today or clock.today()
     hit = s.execute(sa.select(Record, DatasetVersion, Dataset.current_version).join(
         DatasetVersion, sa.and_(DatasetVersion.dataset_id == Record.dataset_id,
@@ -107,8 +108,8 @@ def record_status(s: Session, record_id: str, version: int | None = None,
     first = s.scalar(sa.select(sa.func.min(Record.version)).where(Record.record_id == record_id))
     first_at = s.scalar(sa.select(DatasetVersion.published_at).where(
         DatasetVersion.dataset_id == rec.dataset_id, DatasetVersion.version == first))
-    current_leaf = _leaf(ver.path, rec.leaf_index)
-    copy_version, copy_leaf = _copy(s, rec, first, events, version, leaf_hash, current_leaf)
+    current_leaf = _leaf(store, ver.path, rec.leaf_index)
+    copy_version, copy_leaf = _copy(s, store, rec, first, events, version, leaf_hash, current_leaf)
     history = [{"version": first, "change": "added", "status": standing(_first_status(rec, events), None, date.min),
                 "at": _iso(first_at)}] if not any(e.change == "added" and e.version == first for e in events) else []
     history += [{"version": e.version, "change": e.change, "status": e.status, "reason": e.reason,
@@ -137,20 +138,20 @@ def record_status(s: Session, record_id: str, version: int | None = None,
     return out
 
 
-def _leaf(path: str, leaf_index: int) -> str:
-    return MerkleTree.open(Path(path) / "tree.bin").leaf(leaf_index).hex()
+def _leaf(store: Store, key: str, leaf_index: int) -> str:
+    return MerkleTree.open_in(store.sub(key), "tree.bin").leaf(leaf_index).hex()
 
 
-def _leaf_at(s: Session, record_id: str, version: int) -> str | None:
+def _leaf_at(s: Session, store: Store, record_id: str, version: int) -> str | None:
     """The record's leaf hash in `version`, None if that version does not hold it."""
     hit = s.execute(sa.select(Record.leaf_index, DatasetVersion.path).join(
         DatasetVersion, sa.and_(DatasetVersion.dataset_id == Record.dataset_id,
                                 DatasetVersion.version == Record.version))
         .where(Record.record_id == record_id, Record.version == version)).first()
-    return None if hit is None else _leaf(hit.path, hit.leaf_index)
+    return None if hit is None else _leaf(store, hit.path, hit.leaf_index)
 
 
-def _copy(s: Session, rec: Record, first: int, events, version: int | None, leaf_hash: str | None,
+def _copy(s: Session, store: Store, rec: Record, first: int, events, version: int | None, leaf_hash: str | None,
           current_leaf: str) -> tuple[int, str]:
     """(version, leaf hash) of the copy asked about: one the exchange published, else UnknownCopy.
     No version and no leaf hash: the current copy. A leaf hash alone: the latest version that
@@ -158,7 +159,7 @@ def _copy(s: Session, rec: Record, first: int, events, version: int | None, leaf
     if version is None and leaf_hash is None:
         return rec.version, current_leaf
     if version is not None:
-        leaf = _leaf_at(s, rec.record_id, version)
+        leaf = _leaf_at(s, store, rec.record_id, version)
         if leaf is None:
             raise UnknownCopy(f"unknown copy: version {version} of {rec.dataset_id} does not hold record "
                               f"{rec.record_id} (it is in versions {first} to {rec.version})")
@@ -167,7 +168,7 @@ def _copy(s: Session, rec: Record, first: int, events, version: int | None, leaf
                               f"{leaf}, not {leaf_hash}: the exchange never published that copy")
         return version, leaf
     for v in sorted({first, *(e.version for e in events)}, reverse=True):
-        if _leaf_at(s, rec.record_id, v) == leaf_hash:
+        if _leaf_at(s, store, rec.record_id, v) == leaf_hash:
             return v, leaf_hash
     raise UnknownCopy(f"unknown copy: the exchange never published record {rec.record_id} with leaf "
                       f"hash {leaf_hash}")

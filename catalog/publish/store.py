@@ -1,4 +1,8 @@
-"""Dataset versions on disk: records.parquet and index.parquet (leaf order), tree.bin, head.jws.
+"""Dataset versions: records.parquet and index.parquet (leaf order), tree.bin, head.jws.
+
+A version is built (staged) in a local folder, then stored under `version_key` in the store
+(base/storage.py); its readers take the version's folder as a Store (`store.sub(key)`) and read
+only the ranges they need (a row group, a tree's nodes).
 
 Staging streams the accepted rows in batches, on worker threads: record ids, canonical bytes
 and leaf hashes per batch (SHA-256 over whole arrays, catalog/signing/digests.py), records and index
@@ -19,6 +23,7 @@ import pyarrow.parquet as pq
 from base import staging
 from base.errors import PublishError
 from base.parallel import ordered_map
+from base.storage import Store
 from catalog.signing.canonical import canonical_json
 from catalog.signing.digests import hex_strings, sha256_many
 from catalog.signing.merkle import MerkleTree, leaf_hashes
@@ -45,15 +50,16 @@ class StagedVersion:
         return self.directory / "index.parquet"
 
 
-def version_dir(store_dir: Path, dataset: str, version: int) -> Path:
-    """Where a dataset version lives: inside the store, whatever name it is handed (the
-    registration refuses such names first; this is the second lock)."""
-    root = Path(store_dir).resolve()
-    target = Path(store_dir) / dataset / f"v{version:06d}"
-    if not DATASET_NAME.fullmatch(dataset) or target.resolve().parent.parent != root:
-        raise PublishError(f"dataset {dataset!r}: the store writes only inside {root}, under a "
-                           "dataset name of lower-case letters, digits, _ and one dot; nothing was written")
-    return target
+VERSIONS = "store"         # the store's prefix of dataset versions: store/<dataset>/v000001
+
+
+def version_key(dataset: str, version: int) -> str:
+    """The store key of a dataset version's folder, whatever name it is handed (the registration
+    refuses bad names first; this is the second lock)."""
+    if not DATASET_NAME.fullmatch(dataset):
+        raise PublishError(f"dataset {dataset!r}: the store writes only under a dataset name of "
+                           "lower-case letters, digits, _ and one dot; nothing was written")
+    return f"{VERSIONS}/{dataset}/v{version:06d}"
 
 
 HOLDER_PREFIX = 12
@@ -177,26 +183,37 @@ def index_table(path: Path, columns: list[str]) -> pa.Table:
     return table.select(columns)
 
 
-def version_leaves(directory: Path) -> pa.Table:
-    """record_id, status and leaf hash (binary(32)) of every record of a stored version,
-    in leaf order: what two versions are compared by."""
-    ids = pq.read_table(directory / "records.parquet", columns=["record_id", "status"])
-    levels = MerkleTree.open(directory / "tree.bin").levels
-    hashes = np.ascontiguousarray(levels[0]) if levels else np.zeros((0, 32), np.uint8)
+Files = Store | Path        # a version's folder: in the store, or a local one (a staged version)
+
+
+def _store(files: Files) -> Store:
+    return files if isinstance(files, Store) else Store.local(files)
+
+
+def records_file(files: Files) -> pq.ParquetFile:
+    """A version's records.parquet, read by ranges (a column, a row group)."""
+    return pq.ParquetFile(_store(files).open_input("records.parquet"))
+
+
+def version_leaves(files: Files) -> pa.Table:
+    """record_id, status and leaf hash (binary(32)) of every record of a version, in leaf
+    order: what two versions are compared by."""
+    ids = records_file(files).read(columns=["record_id", "status"])
+    hashes = MerkleTree.open_in(_store(files), "tree.bin").leaf_array()
     leaf = pa.FixedSizeBinaryArray.from_buffers(pa.binary(32), len(hashes),
                                                 [None, pa.py_buffer(hashes.tobytes())])
     return ids.append_column("leaf", leaf)
 
 
-def read_record(directory: Path, leaf_index: int) -> dict:
-    pf = pq.ParquetFile(directory / "records.parquet")
+def read_record(files: Files, leaf_index: int) -> dict:
+    """One record of a version: one row group read (ROW_GROUP rows), not the file."""
     group, offset = divmod(leaf_index, ROW_GROUP)
-    row = pf.read_row_group(group).slice(offset, 1).to_pylist()[0]
+    row = records_file(files).read_row_group(group).slice(offset, 1).to_pylist()[0]
     return to_json_record(row)
 
 
-def inclusion_proof(directory: Path, leaf_index: int) -> list[bytes]:
-    return MerkleTree.open(directory / "tree.bin").inclusion_proof(leaf_index)
+def inclusion_proof(files: Files, leaf_index: int) -> list[bytes]:
+    return MerkleTree.open_in(_store(files), "tree.bin").inclusion_proof(leaf_index)
 
 
 def effective_status(status: str, valid_to, today) -> str:

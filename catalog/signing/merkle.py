@@ -2,7 +2,9 @@
 
 Built level by level; an odd last node is promoted unchanged to the next level, which gives
 the same tree as RFC 9162's recursive MTH (split at the largest power of two below n).
-Saved as one file (header + every level) that `open` maps, so proofs read only what they need.
+Saved as one file (header + every level) that `open` maps, so proofs read only what they need;
+`open_in` reads one from a store: mapped when the store is local, else by ranges (a proof reads
+one node per level, the small top levels in one read).
 """
 from __future__ import annotations
 
@@ -14,11 +16,33 @@ import pyarrow as pa
 
 from base.files import atomic_writer
 from base.parallel import ordered_map
+from base.storage import Store
 from catalog.signing.digests import sha256_many, sha256_rows
 from trust.merkle import EMPTY_ROOT, LEAF_PREFIX, NODE_PREFIX
 
 _MAGIC = b"EXMRKL01"
 _HEAD = struct.Struct("<8sQQ")  # magic, tree size, number of levels; then one <Q offset per level
+_TAIL = 64 << 10                # a remote tree's last bytes (its top levels), read at once
+
+
+class _RangedLevel:
+    """One level of a tree in a remote file: nodes read by range as they are asked for."""
+
+    def __init__(self, read, offset: int, n: int, cached: bytes | None = None):
+        self._read, self._offset, self._n, self._cached = read, offset, n, cached
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        if not 0 <= i < self._n:
+            raise IndexError(i)
+        data = self._cached[32 * i:32 * i + 32] if self._cached is not None else self._read(self._offset + 32 * i, 32)
+        return np.frombuffer(data, np.uint8)
+
+    def whole(self) -> np.ndarray:
+        data = self._cached if self._cached is not None else self._read(self._offset, 32 * self._n)
+        return np.frombuffer(data, np.uint8).reshape(self._n, 32)
 
 
 def leaf_hashes(canonical: pa.Array, prefixed: bool = False) -> np.ndarray:
@@ -73,6 +97,13 @@ class MerkleTree:
     def root(self) -> bytes:
         return self.levels[-1][0].tobytes() if self.levels else EMPTY_ROOT
 
+    def leaf_array(self) -> np.ndarray:
+        """Every leaf hash, (n, 32) uint8 (read whole from a remote tree)."""
+        if not self.levels:
+            return np.zeros((0, 32), np.uint8)
+        leaves = self.levels[0]
+        return leaves.whole() if isinstance(leaves, _RangedLevel) else np.ascontiguousarray(leaves)
+
     def leaf(self, index: int) -> bytes:
         self._check(index)
         return self.levels[0][index].tobytes()
@@ -121,3 +152,36 @@ class MerkleTree:
             raise ValueError(f"{path} is truncated or damaged")
         return cls(levels)
 
+
+    @classmethod
+    def open_in(cls, store: Store, key: str) -> MerkleTree:
+        """A saved tree in a store: mapped from a local store; else its header and top levels
+        in one read and each lower node by range when a proof needs it."""
+        local = store.local_path(key)
+        if local is not None:
+            return cls.open(local)
+        f = store.open_input(key)
+        total = f.size()
+
+        def read(offset: int, length: int) -> bytes:
+            data = f.read_at(length, offset)
+            if len(data) != length:
+                raise ValueError(f"{store.url(key)} is truncated or damaged")
+            return bytes(data)
+
+        tail_at = max(0, total - _TAIL)
+        tail = read(tail_at, total - tail_at)
+        head = tail if tail_at == 0 else read(0, _HEAD.size)
+        magic, size, count = _HEAD.unpack(head[:_HEAD.size])
+        if magic != _MAGIC:
+            raise ValueError(f"{store.url(key)} is not a saved Merkle tree")
+        raw = head[_HEAD.size:_HEAD.size + 8 * count] if tail_at == 0 else read(_HEAD.size, 8 * count)
+        offsets = struct.unpack(f"<{count}Q", raw)
+        levels, n = [], size
+        for off in offsets:
+            cached = tail[off - tail_at:off - tail_at + 32 * n] if off >= tail_at else None
+            levels.append(_RangedLevel(read, off, n, cached))
+            n = (n + 1) // 2
+        if (offsets and (len(levels[-1]) != 1 or offsets[-1] + 32 != total)) or (not offsets and size):
+            raise ValueError(f"{store.url(key)} is truncated or damaged")
+        return cls(levels)  # type: ignore[arg-type]

@@ -63,7 +63,7 @@ def test_dag_runs_under_airflow_and_publishes_a_verifiable_version(home, silo_2k
     runs = db.execute("select run_id, state from dag_run where dag_id = ?", (reg.dag_id,)).fetchall()
     assert len(runs) == 1 and runs[0][1] == "success"
     tis = dict(db.execute("select task_id, state from task_instance where dag_id = ?", (reg.dag_id,)))
-    assert tis == {t: "success" for t in ("extract", "conform", "validate", "publish", "announce")}
+    assert tis == {t: "success" for t in ("plan", "extract", "conform", "validate", "publish", "announce")}
     events = db.execute("select a.uri, e.extra from asset_event e join asset a on a.id = e.asset_id"
                         ).fetchall()
     assert [u for u, _ in events] == [f"exchange://datasets/{reg.dataset}"]
@@ -80,7 +80,7 @@ def test_dag_runs_under_airflow_and_publishes_a_verifiable_version(home, silo_2k
     from base.settings import get_settings
     from catalog.service import Catalog
     s = get_settings()
-    holder = Catalog(s.catalog_url, s.store_dir).sample_holder(reg.dataset)
+    holder = Catalog(s.catalog_url, s.store).sample_holder(reg.dataset)
     subprocess.run([*cli, "departments", "add", "transport", "交通运输局"], env=env, check=True)
     issued = subprocess.run([*cli, "credentials", "issue", "transport", "--json"], env=env,
                             capture_output=True, text=True, check=True).stdout

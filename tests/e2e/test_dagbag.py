@@ -22,7 +22,7 @@ def test_dag_files_import_without_errors_and_quickly(home, silo_2k):
                                 "exchange_watch"}
     dag = bag.dags["source__smr_business_licence"]
     assert [t.task_id for t in dag.topological_sort()] == [
-        "extract", "conform", "validate", "publish", "announce"]
+        "plan", "extract", "conform", "validate", "publish", "announce"]
     announce = dag.get_task("announce")
     assert [o.uri for o in announce.outlets] == ["exchange://datasets/business_licence.market_regulation"]
     assert elapsed < 10, f"parsing took {elapsed:.1f}s"
@@ -70,21 +70,20 @@ def test_no_deadline_under_dags_test_or_when_switched_off(monkeypatch):
 
 
 def test_one_bad_file_hides_no_other_dag(home, silo_2k, tmp_path, monkeypatch):
-    """A malformed registration file, one with a wrong type, one that escapes its room and one
-    whose certificate-type file is broken: each is skipped and logged; the good DAGs stay."""
+    """In the catalogue, a malformed registration, one with a wrong type, one that escapes its
+    room (as older code might have stored them) and one whose certificate-type file is broken:
+    each is skipped and logged; the good DAGs stay."""
     import shutil
 
     from schemas import types as types_mod
-    from tests.conftest import register_sample
+    from tests.conftest import register_sample, store_unchecked
 
     good = register_demo_source(home, silo_2k[0])
     register_sample(home, "diploma", tmp_path / "diploma.db")
-    sources = good.path.parent
-    (sources / "junk.toml").write_text("id = ", "utf-8")
-    (sources / "typed.toml").write_text(good.path.read_text("utf-8").replace(
-        'id = "smr_business_licence"', "id = 5"), "utf-8")
-    (sources / "escape.toml").write_text(good.path.read_text("utf-8").replace(
-        'id = "smr_business_licence"', 'id = "smr_escape"\ndataset = "../../../tmp/x"'), "utf-8")
+    store_unchecked("smr_junk", "id = ")
+    store_unchecked("smr_typed", good.path.read_text("utf-8").replace('id = "smr_business_licence"', "id = 5"))
+    store_unchecked("smr_escape", good.path.read_text("utf-8").replace(
+        'id = "smr_business_licence"', 'id = "smr_escape"\ndataset = "../../../tmp/x"'))
     register_sample(home, "marriage_certificate", tmp_path / "marriage.db")
     types = tmp_path / "types"
     shutil.copytree(types_mod.TYPES_DIR, types)

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import ROOT, free_port
+from cli import main as cli
+from tests.conftest import ROOT, free_port, stored
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 TODAY = date(2026, 11, 21)
@@ -54,6 +55,7 @@ def test_serve_runs_the_demo_http_silo_from_its_stored_connection(home, airflow_
     sources = get_settings().sources_dir
     sources.mkdir(parents=True, exist_ok=True)
     (sources / f"{source_id}.toml").write_text(text, encoding="utf-8")
+    stored(sources / f"{source_id}.toml")              # registered: in the catalogue
     airflow_connections.put(silos.connections)        # what the demo does
 
     # the connection is read from the metadata database by a process outside any task
@@ -85,5 +87,5 @@ def test_serve_runs_the_demo_http_silo_from_its_stored_connection(home, airflow_
     assert not _listening(port), "the demo silo API still answers after stop"
 
     # not registered (any more): nothing to serve
-    (sources / f"{source_id}.toml").unlink()
+    assert cli(["sources", "remove", source_id]) == 0
     assert Service("127.0.0.1", free_port(), free_port()).start_demo_silo() is None

@@ -29,4 +29,5 @@ def test_registered_sources_appear_in_the_dagbag(home, silo_2k, tmp_path, capsys
     assert set(bag.dag_ids) == {"source__smr_dag", "source__hrss_dag", "exchange_watch"}
     dag = bag.dags["source__smr_dag"]
     assert dag.description == "营业执照 (市场监督管理局)"
-    assert [t.task_id for t in dag.topological_sort()] == ["extract", "conform", "validate", "publish", "announce"]
+    assert [t.task_id for t in dag.topological_sort()] == [
+        "plan", "extract", "conform", "validate", "publish", "announce"]

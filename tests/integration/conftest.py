@@ -120,3 +120,25 @@ def hook():
     r = WebhookReceiver()
     yield r
     r.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def shared_catalogue(request, tmp_path):
+    """A catalogue URL two "machines" (homes) share: an SQLite file, and a PostgreSQL database
+    of its own (dropped afterwards)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'shared-catalog.db'}"
+        return
+    from catalog.db.engine import engine_for, reader_for
+
+    server = sa.make_url(server_url("postgresql"))
+    name = f"t_shared_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT", poolclass=sa.NullPool)
+    with admin.connect() as c:
+        c.exec_driver_sql(f'create database "{name}"')
+    yield server.set(database=name).render_as_string(hide_password=False)
+    engine_for.cache_clear()
+    reader_for.cache_clear()
+    with admin.connect() as c:
+        c.exec_driver_sql(f'drop database if exists "{name}" with (force)')
+    admin.dispose()

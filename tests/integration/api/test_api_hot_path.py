@@ -34,7 +34,7 @@ def test_lookup_on_the_driver_matches_the_catalogue(api_settings):
     from catalog.publish import status as statuses
     from catalog.service import Catalog
 
-    cat = Catalog(api_settings.catalog_url, api_settings.store_dir)
+    cat = Catalog(api_settings.catalog_url, api_settings.store)
     with cat.session() as c:
         holders = c.execute(sa.select(Record.holder_key).distinct().order_by(Record.holder_key)
                             .limit(80)).scalars().all()

@@ -158,12 +158,12 @@ def test_a_window_that_closes_while_serving_writes_its_count(published):
         start = c.scalar(sa.text("select seq from audit_head"))
     with TestClient(app, client=("203.0.113.9", 1)) as client:
         for _ in range(5):
-            assert client.get("/v1/items", params={"purpose": PURPOSE}).status_code == 401
+            assert client.get("/v1/datasets", params={"purpose": PURPOSE}).status_code == 401
         deadline = time.monotonic() + 5
         while len(since(start)) < 2 and time.monotonic() < deadline:
             time.sleep(0.05)
         rows = since(start)
-        assert [(r.action, r.detail["count"]) for r in rows] == [("items", 1), ("refusals", 4)]
-        assert client.get("/v1/items", params={"purpose": PURPOSE}).status_code == 401
-        assert [(r.action, r.detail["count"]) for r in since(start)][2:] == [("items", 1)]
+        assert [(r.action, r.detail["count"]) for r in rows] == [("catalogue", 1), ("refusals", 4)]
+        assert client.get("/v1/datasets", params={"purpose": PURPOSE}).status_code == 401
+        assert [(r.action, r.detail["count"]) for r in since(start)][2:] == [("catalogue", 1)]
     assert audit.verify_chain(engine).ok

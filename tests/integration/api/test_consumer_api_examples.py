@@ -13,9 +13,11 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from rdflib import RDF, Graph, Namespace, URIRef
 
 from tests.conftest import ROOT, free_port, wait_until_serving
 
+DCAT = Namespace("http://www.w3.org/ns/dcat#")
 DATASET = "business_licence.market_regulation"
 PURPOSE = "DJ-SCJG-0003"
 
@@ -39,7 +41,7 @@ def test_the_try_it_examples_run_as_written(published, tmp_path):
         record, holder = c.execute(sa.text("select record_id, holder_key from records where status='valid' "
                                            "order by leaf_index limit 1")).one()
     blocks = _blocks()
-    assert len(blocks) == 5 and "EXCHANGE_URL=" in blocks[0] and "EXCHANGE_KEY=" in blocks[0]
+    assert len(blocks) == 6 and "EXCHANGE_URL=" in blocks[0] and "EXCHANGE_KEY=" in blocks[0]
     port = free_port()
     env = {**os.environ, "EXCHANGE_HOME": str(published.home), "EXCHANGE_CATALOG_URL": published.catalog_url,
            "EXCHANGE_SOURCES_DIR": str(published.sources_dir)}
@@ -48,21 +50,27 @@ def test_the_try_it_examples_run_as_written(published, tmp_path):
              "HOLDER": holder, "RECORD": record,
              "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
 
-    def run(block: str) -> str:
-        r = subprocess.run(["bash", "-euo", "pipefail", "-c", block], cwd=tmp_path, env=shell,
+    def run(block: str, key: bool = True) -> str:
+        """`key=False`: a public example, run with no key set (bash -u fails on $EXCHANGE_KEY)."""
+        env = shell if key else {k: v for k, v in shell.items() if k != "EXCHANGE_KEY"}
+        r = subprocess.run(["bash", "-euo", "pipefail", "-c", block], cwd=tmp_path, env=env,
                            capture_output=True, text=True, timeout=120)
         assert r.returncode == 0, (block, r.stdout[-2000:], r.stderr[-2000:])
         return r.stdout
 
     try:
         wait_until_serving(server, port)
-        items = json.loads(run(blocks[1]))
+        items = json.loads(run(blocks[1], key=False))
         assert PURPOSE in {i["code"] for i in items}
-        assert DATASET in {d["dataset"] for d in json.loads(run(blocks[2]))}
-        out = run(blocks[3])
+        run(blocks[2], key=False)                  # a portal harvesting the catalogue
+        harvested = Graph().parse(tmp_path / "catalogue.jsonld", format="json-ld")
+        dataset = URIRef(f"http://127.0.0.1:{port}/v1/datasets#{DATASET}")
+        assert (None, DCAT.dataset, dataset) in harvested and (dataset, RDF.type, DCAT.Dataset) in harvested
+        assert DATASET in {d["dataset"] for d in json.loads(run(blocks[3]))}
+        out = run(blocks[4])
         assert json.loads((tmp_path / "bundle.json").read_text())["record"]["record_id"] == record
         assert holder in out and record in out
-        refused = json.loads(run(blocks[4]))
+        refused = json.loads(run(blocks[5]))
         assert refused["status"] == 400 and refused["type"] == "urn:exchange:problem:InvalidRequest"
     finally:
         server.send_signal(signal.SIGTERM)

@@ -136,13 +136,13 @@ def test_api_json_docs_and_dashboard_carry_security_headers(apps, keys):
         "jwks": client.get("/.well-known/jwks.json"),
         "datasets": client.get("/v1/datasets", params={"purpose": ITEM}, headers=auth),
         "refused": client.get("/v1/datasets", params={"purpose": ITEM}),
-        "docs": client.get("/docs"), "redoc": client.get("/redoc"),
+        "docs": client.get("/docs"),
         "login": client.get("/dashboard/login"),
     }
     for name, r in responses.items():
         assert {k: r.headers.get(k) for k in BASE} == BASE, name
         assert _csp(r)["frame-ancestors"] == ["'none'"], name
-    for name in ("openapi", "health", "jwks", "datasets", "refused", "docs", "redoc"):
+    for name in ("openapi", "health", "jwks", "datasets", "refused", "docs"):
         assert responses[name].headers["Referrer-Policy"] == "no-referrer", name
     for name in ("openapi", "health", "jwks", "datasets", "refused"):
         assert _csp(responses[name])["default-src"] == ["'none'"], name
@@ -162,7 +162,14 @@ def _origin(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}" if parts.netloc else "'self'"
 
 
-@pytest.mark.parametrize("path", ["/docs", "/redoc"])
+def test_no_api_docs_page_needs_a_network_beyond_the_exchange(apps):
+    """/docs loads only from this origin; /redoc (ReDoc needs a CDN) is not served at all."""
+    assert apps[0].get("/redoc").status_code == 404
+    html = apps[0].get("/docs").text
+    assert re.findall(r'(?:src|href)="(https?://[^"]+)"', html) == []
+
+
+@pytest.mark.parametrize("path", ["/docs"])
 def test_the_docs_pages_csp_admits_exactly_what_they_load(apps, path):
     r = apps[0].get(path)
     csp = _csp(r)

@@ -10,6 +10,8 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from tests.conftest import ROOT
 
 PURPOSE = "DJ-SCJG-0003"
@@ -28,7 +30,9 @@ def test_two_workers_share_the_rate_limit(tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {**os.environ, "EXCHANGE_HOME": str(home), "EXCHANGE_CATALOG_URL": url,
-           "EXCHANGE_API_RATE": "0.001", "EXCHANGE_API_BURST": "20", "TMPDIR": str(tmp_path)}
+           "EXCHANGE_API_RATE": "0.001", "EXCHANGE_API_BURST": "20", "TMPDIR": str(tmp_path),
+           "EXCHANGE_METRICS_TOKEN": "workers-metrics"}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     server = subprocess.Popen([sys.executable, "-m", "cli", "serve", "--port", str(port),
                                "--workers", "2"], cwd=ROOT, env=env)
     try:
@@ -66,10 +70,18 @@ def test_two_workers_share_the_rate_limit(tmp_path):
         assert all(n > 2_000 for n in sent.values()), f"bytes each worker wrote: {sent}"
         assert codes.count(200) == 20 and codes.count(429) == len(codes) - 20, codes
         assert all(ra > 0 for ra in retry_after)
+        for _ in range(6):        # whichever worker answers /metrics counts both workers' requests
+            status, _, body = get("/metrics", {"Authorization": "Bearer workers-metrics"})
+            assert status == 200
+            counted = {s.labels["status"]: s.value for fam in text_string_to_metric_families(body.decode())
+                       for s in fam.samples if s.name == "exchange_api_requests_total"
+                       and s.labels["route"] == "/v1/datasets"}
+            assert counted == {"200": 20.0, "429": float(len(codes) - 20)}, counted
     finally:
         server.terminate()
         server.wait(20)
     assert not list(tmp_path.glob("exchange-api-buckets-*"))     # the shared table is removed
+    assert not list(tmp_path.glob("exchange-api-metrics-*"))     # and the workers' metric files
 
 
 def _children(pid: int) -> list[int]:

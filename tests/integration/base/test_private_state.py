@@ -49,7 +49,7 @@ def _private(home) -> dict[str, str]:
 def test_a_new_home_is_private(fresh_home, silo_2k, capsys):
     assert cli(["keys", "create"]) == 0
     register_demo_source(fresh_home, silo_2k[0])
-    assert cli(["run", SOURCE, "--key", "r1"]) == 0
+    assert cli(["run", SOURCE, "--local", "--key", "r1"]) == 0
     assert (fresh_home / "catalog.db").exists() and any((fresh_home / "store").iterdir())
     assert _private(fresh_home) == {}
 

@@ -49,7 +49,7 @@ def _ids(engine, version: int) -> set[str]:
 def test_two_sources_publishing_at_once_lose_no_record(backend, home, silo_2k, tmp_path, monkeypatch):
     from catalog.publish import changes
     from exchange import stages
-    from tests.conftest import catalog, register_demo_source
+    from tests.conftest import catalog, register_demo_source, stored
 
     full, first = tmp_path / "a_full.db", tmp_path / "a_first.db"
     shutil.copy(silo_2k[0], full)
@@ -66,6 +66,7 @@ def test_two_sources_publishing_at_once_lose_no_record(backend, home, silo_2k, t
         reg = register_demo_source(home, silo, source)
         with open(reg.path, "a", encoding="utf-8") as f:
             f.write("\n[gates]\nsize_change = 100\n")       # the size gate is not what is tested
+        stored(reg.path)                                   # into the catalogue, where stages read it
 
     assert stages.run_all("smr_a", "a1")["version"] == 1
     shutil.copy(full, silo_a)                          # A's next pull adds those 500

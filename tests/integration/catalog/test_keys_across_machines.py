@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import re
-import uuid
 from pathlib import Path
 
 import pytest
@@ -15,31 +14,10 @@ import sqlalchemy as sa
 
 from base.settings import get_settings, reset_settings
 from cli import main as cli
-from tests.conftest import ROOT, TEST_PASSPHRASE, catalog
+from tests.conftest import ROOT, TEST_PASSPHRASE, catalog, stored
 
 SOURCE = "smr_business_licence"
 DATASET = "business_licence.market_regulation"
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def shared_catalogue(request, tmp_path):
-    """A catalogue URL both homes use."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'shared-catalog.db'}"
-        return
-    from catalog.db.engine import engine_for
-    from tests.integration.conftest import server_url
-
-    server = sa.make_url(server_url("postgresql"))
-    name = f"t_keys_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT", poolclass=sa.NullPool)
-    with admin.connect() as c:
-        c.exec_driver_sql(f'create database "{name}"')
-    yield server.set(database=name).render_as_string(hide_password=False)
-    engine_for.cache_clear()
-    with admin.connect() as c:
-        c.exec_driver_sql(f'drop database if exists "{name}" with (force)')
-    admin.dispose()
 
 
 @pytest.fixture
@@ -67,6 +45,7 @@ def _register(silo: Path) -> None:
     sources = get_settings().sources_dir
     sources.mkdir(parents=True, exist_ok=True)
     (sources / f"{SOURCE}.toml").write_text(text.replace("{silo}", str(silo)), encoding="utf-8")
+    stored(sources / f"{SOURCE}.toml")
 
 
 def _json(out: str):
@@ -122,12 +101,12 @@ def test_a_second_machine_signs_with_the_exchanges_key_and_serves_its_jwks(machi
     _register(silo_2k[0])
     if given == "env":                                   # before it is given the key: told which one
         monkeypatch.delenv("EXCHANGE_SIGNING_KEY")
-        assert cli(["run", SOURCE, "--key", "b0"]) == 2
+        assert cli(["run", SOURCE, "--local", "--key", "b0"]) == 2
         assert f"give it the exchange's active key {kid}" in capsys.readouterr().err
         monkeypatch.setenv("EXCHANGE_SIGNING_KEY", pem)
     assert cli(["keys", "create"]) == 2                   # the catalogue has the exchange's key
     assert "already has a signing key" in capsys.readouterr().err
-    assert cli(["run", SOURCE, "--key", "b1", "--json"]) == 0
+    assert cli(["run", SOURCE, "--local", "--key", "b1", "--json"]) == 0
     assert _json(capsys.readouterr().out)["state"] == "published"
     assert not list((home_b / "keys").glob("*.pem"))      # B minted nothing and holds no key file
     assert catalog().versions(DATASET)[0]["kid"] == kid
@@ -173,7 +152,7 @@ def test_a_machine_with_a_key_the_catalogue_does_not_publish_refuses_to_sign(mac
     monkeypatch.setenv("EXCHANGE_SIGNING_KEY", pem)
     reset_settings()
     _register(silo_2k[0])
-    assert cli(["run", SOURCE, "--key", "b1"]) == 2
+    assert cli(["run", SOURCE, "--local", "--key", "b1"]) == 2
     err = capsys.readouterr().err
     assert "refusing to sign" in err and other in err and "EXCHANGE_SIGNING_KEY" in err and kid in err
     assert catalog().datasets()[0]["version"] is None                 # nothing published
@@ -183,7 +162,7 @@ def test_a_machine_with_a_key_the_catalogue_does_not_publish_refuses_to_sign(mac
     monkeypatch.delenv("EXCHANGE_SIGNING_KEY")            # B's own key directory: refused as well
     reset_settings()
     KeyStore(get_settings().keys_dir, TEST_PASSPHRASE).create()
-    assert cli(["run", SOURCE, "--key", "b2"]) == 2
+    assert cli(["run", SOURCE, "--local", "--key", "b2"]) == 2
     assert "is not in" in capsys.readouterr().err
     assert catalog().datasets()[0]["version"] is None
 
@@ -204,7 +183,51 @@ def test_a_retired_key_refuses_to_sign_after_a_rotation(machines, silo_2k, capsy
     monkeypatch.setenv("EXCHANGE_SIGNING_KEY", pem)
     reset_settings()
     _register(silo_2k[0])
-    assert cli(["run", SOURCE, "--key", "b1"]) == 2
+    assert cli(["run", SOURCE, "--local", "--key", "b1"]) == 2
     err = capsys.readouterr().err
     assert f"{old}" in err and "retired" in err and new in err
     assert [k["kid"] for k in _api_jwks()["keys"]] == [new, old]   # newest first, as jwks.json
+
+
+def test_a_worker_takes_the_key_from_the_airflow_connection(machines, silo_2k, capsys):
+    """The Airflow Connection exchange_signing_key from a secrets backend (here the environment's,
+    AIRFLOW_CONN_EXCHANGE_SIGNING_KEY as JSON, the PEM in its password) signs on a machine without
+    the key, in a process of its own as an Airflow worker is; the Variable wins when both are set."""
+    import os
+    import subprocess
+    import sys
+
+    from base.airflow_env import airflow_env
+
+    home_a = machines("a")
+    assert cli(["keys", "create", "--json"]) == 0
+    kid = json.loads(capsys.readouterr().out)["active"]
+    pem = (home_a / "keys" / f"{kid}.pem").read_text()
+    home_b = machines("b")
+    _register(silo_2k[0])
+    code = ("import sys\nimport airflow.sdk  # noqa: F401  (as inside a task: Airflow is loaded)\n"
+            "from base.settings import get_settings\nfrom cli import main\n"
+            "print('signing key from:', get_settings().signing_key()[1], file=sys.stderr)\n"
+            "sys.exit(main(sys.argv[1:]))\n")
+
+    def worker(*argv, **extra):
+        env = {k: v for k, v in airflow_env().items() if not k.startswith("AIRFLOW_VAR_EXCHANGE_SIGNING")}
+        env.update(extra)
+        return subprocess.run([sys.executable, "-c", code, *argv], cwd=ROOT, env=env, capture_output=True,
+                              text=True, timeout=600)
+
+    conn = json.dumps({"conn_type": "generic", "password": pem})
+    out = worker("run", SOURCE, "--local", "--key", "b1", "--json", AIRFLOW_CONN_EXCHANGE_SIGNING_KEY=conn)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "signing key from: the Airflow Connection exchange_signing_key" in out.stderr
+    assert _json(out.stdout)["state"] == "published"
+    assert catalog().versions(DATASET)[0]["kid"] == kid
+    assert not (home_b / "keys").exists() or not list((home_b / "keys").glob("*.pem"))
+
+    in_extra = json.dumps({"conn_type": "generic", "extra": {"pem": pem}})
+    out = worker("keys", "list", AIRFLOW_CONN_EXCHANGE_SIGNING_KEY=in_extra,
+                 AIRFLOW_VAR_EXCHANGE_SIGNING_KEY="not a key")
+    assert "signing key from: the Airflow Variable exchange_signing_key" in out.stderr, out.stderr[-2000:]
+    out = worker("keys", "list", AIRFLOW_CONN_EXCHANGE_SIGNING_KEY=in_extra)
+    assert "signing key from: the Airflow Connection exchange_signing_key" in out.stderr, out.stderr[-2000:]
+    assert os.environ.get("AIRFLOW_CONN_EXCHANGE_SIGNING_KEY") is None        # nothing leaked here

@@ -92,3 +92,34 @@ def test_entries_from_before_the_chain_are_joined_to_it(tmp_path):
         assert conn.execute(sa.text("select department from audit_log order by seq")).scalars().all() == [
             "chained", "legacy-0", "legacy-1"]
     engine.dispose()
+
+
+def test_absolute_paths_become_store_keys(home, tmp_path):
+    """Migration 0016: the catalogue's absolute paths to version folders and Data Docs become keys
+    relative to the store (under the local store's root; elsewhere by the layout's tail), and back."""
+    root = str(home.resolve())
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    engine = sa.create_engine(url, poolclass=sa.NullPool)       # no foreign keys enforced: rows alone
+    cfg = _alembic_config(url)
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0015_registrations")
+        for v, path in ((1, f"{root}/store/a.b/v000001"), (2, "/old/machine/.state/store/a.b/v000002/"),
+                        (3, "store/a.b/v000003")):
+            conn.execute(sa.text(
+                "insert into dataset_versions (dataset_id, version, tree_size, root_hash, content_digest, "
+                "signed_tree_head, head_hash, kid, type_version, path, run_id, published_at) values "
+                "('a.b', :v, 1, 'r', 'c', 'h', :hh, 'k', 1, :p, 1, '2026-01-01 00:00:00')"),
+                {"v": v, "hh": f"hh{v}", "p": path})
+        for run, docs in ((1, f"{root}/staging/s/r1/data_docs/index.html"),
+                          (2, "/elsewhere/staging/s/r2/data_docs/index.html"), (3, None)):
+            conn.execute(sa.text("insert into run_quality (run_id, data_docs) values (:r, :d)"), {"r": run, "d": docs})
+        command.upgrade(cfg, "head")
+        assert conn.execute(sa.text("select path from dataset_versions order by version")).scalars().all() == [
+            "store/a.b/v000001", "store/a.b/v000002", "store/a.b/v000003"]
+        assert conn.execute(sa.text("select data_docs from run_quality order by run_id")).scalars().all() == [
+            "staging/s/r1/data_docs/index.html", "staging/s/r2/data_docs/index.html", None]
+        command.downgrade(cfg, "0015_registrations")
+        assert conn.execute(sa.text("select path from dataset_versions where version = 1")).scalar() == \
+            f"{root}/store/a.b/v000001"
+    engine.dispose()

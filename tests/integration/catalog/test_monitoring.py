@@ -149,7 +149,7 @@ def test_run_command_shows_progress_on_a_terminal(published, tmp_path):
 
     env = {**os.environ}
     main, sub = pty.openpty()
-    proc = subprocess.Popen([sys.executable, "-m", "cli", "run", SOURCE, "--key", "tty1"],
+    proc = subprocess.Popen([sys.executable, "-m", "cli", "run", SOURCE, "--local", "--key", "tty1"],
                             stdin=sub, stdout=sub, stderr=sub, env=env)
     os.close(sub)
     seen = b""
@@ -166,7 +166,7 @@ def test_run_command_shows_progress_on_a_terminal(published, tmp_path):
     text = seen.decode("utf-8", "replace")
     assert proc.returncode == 0, text
     assert "smr_business_licence: publish" in text and "4/4" in text
-    piped = subprocess.run([sys.executable, "-m", "cli", "run", SOURCE, "--key", "tty1"],
+    piped = subprocess.run([sys.executable, "-m", "cli", "run", SOURCE, "--local", "--key", "tty1"],
                            capture_output=True, text=True, env=env, timeout=300)
     assert piped.returncode == 0 and "4/4" not in piped.stderr
     assert "unchanged" in piped.stdout or "published" in piped.stdout

@@ -16,7 +16,7 @@ def test_a_run_without_a_signing_key_fails_and_mints_none(home, silo_2k, capsys)
     keys_dir = get_settings().keys_dir
     register_demo_source(home, silo_2k[0])
     shutil.rmtree(keys_dir)                      # the helper made one: this machine has none
-    assert cli(["run", SOURCE, "--key", "r1"]) == 2
+    assert cli(["run", SOURCE, "--local", "--key", "r1"]) == 2
     err = capsys.readouterr().err
     assert "no signing key in" in err and "run `exchange keys create`" in err
     assert not list(keys_dir.glob("*.pem")) if keys_dir.exists() else True
@@ -29,7 +29,7 @@ def test_a_run_without_a_signing_key_fails_and_mints_none(home, silo_2k, capsys)
     assert json.loads(get_settings().jwks_path.read_text())["keys"][0]["kid"] == kid
     assert cli(["keys", "create"]) == 2                                  # once: then `rotate`
     assert "already has a signing key" in capsys.readouterr().err
-    assert cli(["run", SOURCE, "--key", "r2", "--json"]) == 0
+    assert cli(["run", SOURCE, "--local", "--key", "r2", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["state"] == "published"
     assert catalog().versions("business_licence.market_regulation")[0]["kid"] == kid
 

@@ -30,7 +30,7 @@ SOURCE, DATASET = "smr_business_licence", "business_licence.market_regulation"
 def _catalog():
     from catalog.service import Catalog
     s = get_settings()
-    return Catalog(s.catalog_url, s.store_dir)
+    return Catalog(s.catalog_url, s.store)
 
 
 def _jwks():
@@ -150,7 +150,7 @@ def test_a_record_moved_to_another_version_fails(two_versions):
 
 
 def _audit(entries=None):
-    entries = entries if entries is not None else catalogue_entries(_catalog().engine, DATASET)
+    entries = entries if entries is not None else catalogue_entries(_catalog().engine, _catalog().store, DATASET)
     return audit_chain(DATASET, entries, _jwks(), _key_status())
 
 
@@ -158,7 +158,7 @@ def test_audit_chain_passes_then_finds_each_kind_of_break(two_versions, tmp_path
     report = _audit()
     assert report.ok and report.versions_checked == 2 and report.records_checked > 3000
     assert cli(["audit-chain", DATASET]) == 0
-    entries = catalogue_entries(_catalog().engine, DATASET)
+    entries = catalogue_entries(_catalog().engine, _catalog().store, DATASET)
 
     reordered = _audit([entries[1], entries[0]]).first_break
     assert (reordered["version"], reordered["check"]) == (2, 1)
@@ -177,7 +177,7 @@ def test_audit_chain_passes_then_finds_each_kind_of_break(two_versions, tmp_path
         "message": _audit(moved).first_break["message"]}
 
     # Version 1's stored records altered on disk: one address changed.
-    records = entries[0].path / "records.parquet"
+    records = entries[0].path.local_path("records.parquet")
     table = pq.read_table(records)
     rows = table.to_pylist()
     rows[5]["address"] = (rows[5]["address"] or "") + "x"
@@ -197,12 +197,12 @@ def test_broken_chain_link_is_found(two_versions):
     from trust.verify import head_payload_unverified
 
     s = get_settings()
-    entries = catalogue_entries(_catalog().engine, DATASET)
+    entries = catalogue_entries(_catalog().engine, _catalog().store, DATASET)
     head = head_payload_unverified(entries[1].signed_tree_head)
     resigned = KeyStore(s.keys_dir, s.key_passphrase()).sign_tree_head(tree_head_payload(
         DATASET, 2, head["tree_size"], bytes.fromhex(head["root_hash"]),
         clock.now(), "not.the.previous"))
-    (entries[1].path / "head.jws").write_text(resigned, encoding="ascii")
+    (entries[1].path.local_path("head.jws")).write_text(resigned, encoding="ascii")
     br = _audit([entries[0], dataclasses.replace(entries[1], signed_tree_head=resigned)]).first_break
     assert (br["version"], br["check"], br["name"]) == (2, 4, "chain link")
 
@@ -219,14 +219,14 @@ def test_rotation_and_compromise_through_the_cli(two_versions, capsys):
     with sqlite3.connect(silo) as db:
         db.execute("update yyzz_djxx set ZS = ZS || '之一' where ID = (select min(ID) from yyzz_djxx)")
     assert stages.run_all(SOURCE, "r3")["version"] == 3
-    v3 = catalogue_entries(cat.engine, DATASET)[2].signed_tree_head
+    v3 = catalogue_entries(cat.engine, cat.store, DATASET)[2].signed_tree_head
     assert json.loads(__import__("base64").urlsafe_b64decode(v3.split(".")[0] + "=="))["kid"] == rotated["active"]
     assert _audit().ok  # versions 1-2 under the retired key, 3 under the new one
 
     # The first key turns out to have been stolen between versions 1 and 2.
     from trust.verify import head_payload_unverified
     v1, v2 = (head_payload_unverified(e.signed_tree_head)["issued_at"]
-              for e in catalogue_entries(cat.engine, DATASET)[:2])
+              for e in catalogue_entries(cat.engine, cat.store, DATASET)[:2])
     assert v1 < v2
     assert cli(["keys", "compromise", "--at", v2, "--", first["kid"]]) == 0   # a kid may begin with "-"
     capsys.readouterr()

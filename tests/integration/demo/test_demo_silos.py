@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-import registration
 from base.settings import get_settings
 from demo import silos
 from exchange import stages
-from tests.conftest import TODAY, ledger, make_signing_key
+from tests.conftest import TODAY, ledger, make_signing_key, stored
 
 pytestmark = pytest.mark.integration
 
@@ -29,7 +28,7 @@ def test_demo_silos_make_five_departments_and_the_drops_publish(home, monkeypatc
     regs = []
     for t in silos.TEMPLATES:
         (sources / f"{t}.toml").write_text(silos.render(t, made["substitutions"]), encoding="utf-8")
-        regs.append(registration.load(sources / f"{t}.toml"))
+        regs.append(stored(sources / f"{t}.toml"))
     assert len({r.department for r in regs}) == 5
     assert {r.connector["kind"] for r in regs} == {"sql", "http", "files"}
     csv = next((home / "drops" / "civil_affairs").glob("*.csv")).read_bytes()

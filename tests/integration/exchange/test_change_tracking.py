@@ -35,7 +35,7 @@ def _record(holder_code: str) -> dict:
 
 def _pulled(source_id: str, key: str) -> dict:
     """What the run pulled (kept in its pending state until publish commits it)."""
-    return json.loads((get_settings().staging_dir / source_id / key / "pending.json").read_text())
+    return json.loads(get_settings().store.read_text(stages.handoff(source_id, key, "pending")))
 
 
 def test_incremental_pulls_take_only_changes_and_advance_only_after_publish(home, pg_silo, silo_rows):
@@ -183,14 +183,14 @@ def test_a_published_record_whose_rows_are_all_quarantined_is_held_disputed_not_
     assert cli(["record", rec["record_id"]]) == 0 and cli(["quarantine", "business_licence.market_regulation"]) == 0
     said = capsys.readouterr().out
     assert "current version 2" in said and "disputed: held as published: 2 row(s)" in said
-    assert "3 open rows hold a published record back" in said
+    assert "3 条待处理行使已发布记录被暂扣" in said and "(open rows hold a published record back" in said
     # the dashboard's queue says which entries hold a published record back
     summary = ledger().quarantine_summary("business_licence.market_regulation", sample=500)
     held = [e for e in summary["open"] if e["key"] == number]
     assert len(held) == 2 and all(e["holds_record"] == rec["record_id"] for e in held)
     assert summary["holding"] == 3
     page = _dashboard_dataset_page("business_licence.market_regulation")
-    assert "3 open rows hold a published record back" in page and rec["record_id"] in page
+    assert "3 条待处理行使一条已发布记录被暂扣" in page and rec["record_id"] in page
 
     # a steward reviews the entry: the record is no longer flagged, and still valid
     assert cli(["quarantine", "review", "business_licence.market_regulation", number,

@@ -35,7 +35,7 @@ def _ledger():
 def _catalog():
     from catalog.service import Catalog
     s = get_settings()
-    return Catalog(s.catalog_url, s.store_dir)
+    return Catalog(s.catalog_url, s.store)
 
 
 def _silo_ids(quarantine_path, extracted_rows) -> dict[int, list[str]]:
@@ -124,8 +124,7 @@ def test_a_crash_mid_publish_leaves_no_partial_state(home, silo_2k, monkeypatch)
         assert c.scalar(sa.text("select count(*) from dataset_versions")) == 0
         assert c.scalar(sa.text("select count(*) from records")) == 0
         assert c.scalar(sa.text("select state from runs")) == "failed"
-    store = get_settings().store_dir / "business_licence.market_regulation"
-    assert not store.exists() or not any(store.iterdir())
+    assert get_settings().store.list("store/business_licence.market_regulation") == []
     assert stages.publish("smr_business_licence", "r1")["version"] == 1
 
 

@@ -123,12 +123,13 @@ def _mirror(source_id: str):
 
     from base import staging
     from base.settings import get_settings
-    from connectors.state import mirror_path
+    from connectors.state import mirror_key
 
-    path = mirror_path(get_settings().home, source_id)
-    if not path.exists():
+    store = get_settings().store
+    key = mirror_key(store, source_id)
+    if not store.exists(key):
         return None
-    t = staging.read_table(path)
+    t = staging.read_table(store.local_path(key))
     return t.num_rows, sorted(pc.unique(t.column("ID")).to_pylist())
 
 
@@ -136,7 +137,8 @@ def _pulled(source_id: str, key: str) -> dict:
     import json
 
     from base.settings import get_settings
-    return json.loads((get_settings().staging_dir / source_id / key / "pending.json").read_text())
+    from exchange.stages import handoff
+    return json.loads(get_settings().store.read_text(handoff(source_id, key, "pending")))
 
 
 def _publish_fails(monkeypatch, source_id: str, key: str) -> None:

@@ -24,7 +24,7 @@ def _state(key: str) -> tuple[str, str | None]:
 
 def test_a_sigkilled_exchange_run_is_marked_failed(home, silo_2k, capsys):
     register_demo_source(home, silo_2k[0])
-    proc = subprocess.Popen([sys.executable, "-m", "cli", "run", SOURCE, "--key", "k1"],
+    proc = subprocess.Popen([sys.executable, "-m", "cli", "run", SOURCE, "--local", "--key", "k1"],
                             cwd=ROOT, env=dict(os.environ), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 60
@@ -55,11 +55,12 @@ def test_a_sigkilled_exchange_run_is_marked_failed(home, silo_2k, capsys):
 
 def test_the_next_start_of_the_source_fails_a_run_whose_process_is_gone(home, silo_2k):
     register_demo_source(home, silo_2k[0])
-    code = ("import os\nfrom catalog.ledger import run_owner\nimport registration\n"
+    code = ("import os\nfrom catalog.ledger import run_owner\n"
             "from base.settings import get_settings\nfrom catalog.service import Catalog\n"
             "from catalog.ledger.service import Ledger\nfrom exchange.listing import source_listing\n"
-            "s = get_settings()\nc = Catalog(s.catalog_url, s.store_dir)\n"
-            f"c.register(source_listing(registration.get({SOURCE!r}, s.sources_dir)))\n"
+            "from catalog import registrations\n"
+            "s = get_settings()\nc = Catalog(s.catalog_url, s.store)\n"
+            f"c.register(source_listing(registrations.get(s.catalog_url, {SOURCE!r})))\n"
             f"with run_owner.owning():\n    Ledger(s.catalog_url).start_run({SOURCE!r}, 'gone')\n"
             "os._exit(0)\n")                             # exits without finishing the run
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=dict(os.environ), check=True)

@@ -48,7 +48,7 @@ def _ledger():
 def _catalog():
     from catalog.service import Catalog
     s = get_settings()
-    return Catalog(s.catalog_url, s.store_dir)
+    return Catalog(s.catalog_url, s.store)
 
 
 def test_types_run_reconcile_and_quarantine_exactly_the_planted_defects(home, silos):
@@ -59,7 +59,7 @@ def test_types_run_reconcile_and_quarantine_exactly_the_planted_defects(home, si
         run = _ledger().runs(reg.id)[0]
         assert run["extracted"] == N == run["accepted"] + run["quarantined"], name
         assert result["state"] == "published" and result["tree_size"] == run["accepted"]
-        q = pq.read_table(stages.workdir_for(reg.id, "r1") / "quarantine.parquet").to_pylist()
+        q = pq.read_table(get_settings().store.local_path(stages.handoff(reg.id, "r1", "quarantine"))).to_pylist()
         by_id = {int(r["raw"]["ID"]): r["reasons"] for r in q}
         planted = set()
         for kind, ids in manifest.items():
@@ -84,7 +84,8 @@ def test_records_carry_derived_ids_and_the_type_version(home, silos):
     assert len(rows) == 2
     for ctype_name, d_version, v_version, path in rows:
         assert d_version == v_version == get_type(ctype_name).version
-        ids = pq.read_table(f"{path}/records.parquet", columns=["licence_id"]).column(0).to_pylist()
+        records = get_settings().store.local_path(f"{path}/records.parquet")
+        ids = pq.read_table(records, columns=["licence_id"]).column(0).to_pylist()
         assert ids and all(problem(i) is None for i in ids)
         assert len(set(ids)) == len(ids)
 

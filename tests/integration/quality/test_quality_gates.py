@@ -13,7 +13,7 @@ from base.settings import get_settings
 from cli import main as cli
 from exchange import stages
 from quality.gates import SchemaDrift
-from tests.conftest import register_demo_source
+from tests.conftest import register_demo_source, stored
 
 SOURCE, DATASET, TABLE = "smr_business_licence", "business_licence.market_regulation", "yyzz_djxx"
 NOT_NULL_NAME = "expect_column_values_to_not_be_null(holder_name)"
@@ -29,7 +29,7 @@ def _ledger():
 def _catalog():
     from catalog.service import Catalog
     s = get_settings()
-    return Catalog(s.catalog_url, s.store_dir)
+    return Catalog(s.catalog_url, s.store)
 
 
 @pytest.fixture
@@ -144,6 +144,7 @@ def test_a_registrations_own_checks_quarantine_rows_and_every_run_has_data_docs(
     reg_file.write_text(reg_file.read_text("utf-8").replace("[connector]", (
         '[[checks]]\ntype = "expect_column_values_to_match_regex"\n'
         'column = "licence_number"\nregex = "^[0-9]{14}[13579]$"\n\n[connector]')), "utf-8")
+    stored(reg_file)                     # the catalogue's copy is what the stages read
     stages.extract(SOURCE, "r1")
     stages.conform(SOURCE, "r1")
     out = stages.validate(SOURCE, "r1")
@@ -154,9 +155,10 @@ def test_a_registrations_own_checks_quarantine_rows_and_every_run_has_data_docs(
 
     docs = run["data_docs"]
     assert docs == out["data_docs"] and docs.endswith("data_docs/index.html")
-    pages = list((get_settings().staging_dir / SOURCE / "r1" / "data_docs").rglob("*.html"))
-    assert len(pages) >= 2                      # the index and the version's results
-    page = next(p for p in pages if p.name == "version.html").read_text("utf-8")
+    store = get_settings().store
+    pages = [k for k in store.list(f"staging/{SOURCE}/r1/data_docs") if k.endswith(".html")]
+    assert len(pages) >= 2 and docs in pages     # the index and the version's results
+    page = store.read_text(next(k for k in pages if k.endswith("/version.html")))
     assert "values must match this regular expression" in page
     assert f"{run['reasons'][rule]} unexpected" in page or str(run["reasons"][rule]) in page
 

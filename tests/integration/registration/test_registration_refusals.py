@@ -1,7 +1,7 @@
 """A registration file can't reach outside its room (#14, item 3), end to end: `exchange
 register` refuses malicious files with exit 2; a dataset name never writes outside the store; a
-drop outside its root is not read; one bad file hides no other source, and `exchange status`
-and the dashboard list the files that could not be loaded."""
+drop outside its root is not read; one bad registration hides no other source, and `exchange
+status` and the dashboard list the registrations in the catalogue that could not be loaded."""
 from __future__ import annotations
 
 import json
@@ -12,7 +12,7 @@ import pytest
 
 from cli import main
 from exchange.listing import source_listing
-from tests.conftest import catalog, dashboard_login, register_demo_source
+from tests.conftest import catalog, dashboard_login, register_demo_source, store_unchecked
 from tests.regdocs import doc, to_toml
 
 pytestmark = pytest.mark.integration
@@ -52,8 +52,8 @@ def test_register_refuses_each_malicious_file_with_exit_2_and_writes_nothing(
 
 
 def test_a_dataset_name_never_writes_outside_the_store(home, silo_2k, tmp_path, capsys):
-    """Registered by hand in the sources folder (not through `exchange register`): the run is
-    refused, and the store writes nothing outside itself."""
+    """Put in the catalogue by hand (not through `exchange register` or `sources sync`, which
+    refuse it): the run is refused, and the store writes nothing outside itself."""
     outside = tmp_path / "outside"
     store = home / "store"
     escape = os.path.relpath(outside, store)                 # ../../outside
@@ -61,15 +61,22 @@ def test_a_dataset_name_never_writes_outside_the_store(home, silo_2k, tmp_path, 
     path = reg.path.with_name("smr_escape.toml")
     path.write_text(reg.path.read_text("utf-8").replace('id = "smr_ok"', 'id = "smr_escape"').replace(
         'department_name = ', f'dataset = "{escape}"\ndepartment_name = '), encoding="utf-8")
-    assert main(["run", "smr_escape", "--key", "r1", "--json"]) == 2
+    store_unchecked("smr_escape", path.read_text("utf-8"), str(path))
+    assert main(["run", "smr_escape", "--local", "--key", "r1", "--json"]) == 2
     err = capsys.readouterr().err
     assert f"dataset '{escape}' is not allowed" in err and err.count("\n") == 1
+    assert "registration smr_escape in the catalogue" in err
+    assert not outside.exists()
+    assert main(["sources", "sync", "--json"]) == 2
+    synced = {r["source"]: r for r in json.loads(capsys.readouterr().out)}
+    assert synced["smr_ok"]["state"] == "unchanged" and synced["smr_escape"]["state"] == "refused"
+    assert f"dataset '{escape}' is not allowed" in synced["smr_escape"]["reason"]
     assert not outside.exists()
     assert main(["register", str(path), "--json"]) == 2
     capsys.readouterr()
     assert not outside.exists()
     # the other source runs, the bad file beside it notwithstanding
-    assert main(["run", "smr_ok", "--key", "r1", "--json"]) == 0
+    assert main(["run", "smr_ok", "--local", "--key", "r1", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["state"] == "published" and (store / "business_licence.market_regulation" / "v000001").is_dir()
     assert not outside.exists()
@@ -102,7 +109,8 @@ def test_a_drop_outside_its_root_is_refused_and_not_read(home, tmp_path, capsys,
     assert not (home / "sources").exists()
 
 
-def test_status_and_dashboard_list_the_files_that_could_not_be_loaded(home, silo_2k, capsys, monkeypatch):
+def test_status_and_dashboard_list_the_registrations_that_could_not_be_loaded(home, silo_2k, capsys,
+                                                                            monkeypatch):
     from fastapi.testclient import TestClient
 
     from api.app import create_app
@@ -111,11 +119,13 @@ def test_status_and_dashboard_list_the_files_that_could_not_be_loaded(home, silo
     good = register_demo_source(home, silo_2k[0])
     catalog().register(source_listing(good))
     broken = register_demo_source(home, silo_2k[0], source_id="smr_b")
-    catalog().register(source_listing(broken))                 # in the catalogue; then its file is spoilt
-    broken.path.write_text(broken.path.read_text("utf-8").replace('title = "营业执照', 'title = 5\n#'), "utf-8")
+    catalog().register(source_listing(broken))        # registered; then its stored text no longer parses
+    spoilt = broken.path.read_text("utf-8").replace('title = "营业执照', 'title = 5\n#')
+    store_unchecked("smr_b", spoilt, str(broken.path))
     sources = good.path.parent
-    (sources / "typed.toml").write_text(to_toml({**doc(), "id": "smr_typed", "batch_rows": 1}), "utf-8")
-    (sources / "junk.toml").write_text("id = ", "utf-8")
+    store_unchecked("smr_typed", to_toml({**doc(), "id": "smr_typed", "batch_rows": 1}),
+                    str(sources / "typed.toml"))
+    store_unchecked("smr_junk", "id = ", str(sources / "junk.toml"))
 
     assert main(["status", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
@@ -124,22 +134,28 @@ def test_status_and_dashboard_list_the_files_that_could_not_be_loaded(home, silo
                             ("smr_business_licence.toml", "smr_b.toml", "typed.toml", "junk.toml")}
     ok = by_file[str(good.path)]
     assert ok["source"] == "smr_business_licence" and ok["registration_error"] is None
-    b = by_file[str(broken.path)]          # still in the catalogue: its own row says why
+    b = by_file[str(broken.path)]          # in the catalogue's sources: its own row says why
     assert b["source"] == "smr_b" and b["dataset"] == broken.dataset
-    assert b["registration_error"].startswith(f"{broken.path}: title must be a string, not an integer (5)")
+    assert b["registration_error"].startswith(
+        f"registration smr_b in the catalogue (from {broken.path}): title must be a string, not an integer (5)")
     typed = by_file[str(sources / "typed.toml")]
     assert typed["source"] == "smr_typed" and typed["result"] is None and typed["dataset"] is None
     assert "unknown keys ['batch_rows']" in typed["registration_error"]
     junk = by_file[str(sources / "junk.toml")]
-    assert junk["source"] is None and "not valid TOML" in junk["registration_error"]
+    assert junk["source"] == "smr_junk" and "not valid TOML" in junk["registration_error"]
     assert all("\n" not in (r["registration_error"] or "") for r in rows)
     assert main(["status", "--source", "smr_b", "--json"]) == 0
     assert [r["source"] for r in json.loads(capsys.readouterr().out)] == ["smr_b"]
+    assert main(["sources", "list", "--json"]) == 0
+    listed = {r["source"]: r for r in json.loads(capsys.readouterr().out)}
+    assert {k: r["state"] for k, r in listed.items()} == {
+        "smr_business_licence": "ok", "smr_b": "not loaded", "smr_typed": "not loaded", "smr_junk": "not loaded"}
+    assert listed["smr_business_licence"]["dag_id"] == "source__smr_business_licence"
 
-    monkeypatch.setenv("COLUMNS", "250")
+    monkeypatch.setenv("COLUMNS", "400")          # each reason on one line of the table
     assert main(["status"]) == 0
     text = capsys.readouterr().out
-    assert "Registration files not loaded" in text
+    assert "registrations not loaded" in text
     for name in ("typed.toml", "junk.toml", "smr_b.toml", "title must be a string"):
         assert name in text
 

@@ -62,7 +62,7 @@ def test_exchange_verify_checks_an_exported_bundle(verifier_env, published, tmp_
         rid = c.execute(sa.text("select record_id from records where status = 'valid' order by leaf_index "
                                 "limit 1")).scalar_one()
     engine.dispose()
-    bundle = Catalog(published.catalog_url, published.store_dir).bundle(rid)
+    bundle = Catalog(published.catalog_url, published.store).bundle(rid)
     path = tmp_path / "bundle.json"
     path.write_text(json.dumps(bundle, ensure_ascii=False), encoding="utf-8")
     jwks = tmp_path / "jwks.json"

@@ -36,7 +36,9 @@ def test_dashboard_secret_refuses_short_values(monkeypatch):
 
 
 def test_docs_file_stays_inside_the_runs_docs(tmp_path):
-    staging = tmp_path / "staging"
+    from base.storage import Store
+
+    store, staging = Store.local(tmp_path), tmp_path / "staging"
     docs = staging / "src" / "r1" / "data_docs"
     (docs / "validations").mkdir(parents=True)
     (docs / "index.html").write_text("<html>")
@@ -44,17 +46,18 @@ def test_docs_file_stays_inside_the_runs_docs(tmp_path):
     (staging / "src" / "r1" / "extracted.parquet").write_bytes(b"PAR1")
     (tmp_path / "secret.txt").write_text("no")
     (docs / "link.html").symlink_to(tmp_path / "secret.txt")
-    index = str(docs / "index.html")
-    assert docs_file(staging, index, "") == (docs / "index.html").resolve()
-    assert docs_file(staging, index, "validations/a.html") == (docs / "validations" / "a.html").resolve()
+    index = "staging/src/r1/data_docs/index.html"
+    assert docs_file(store, index, "") == index
+    assert docs_file(store, index, "validations/a.html") == "staging/src/r1/data_docs/validations/a.html"
     for bad in ("../extracted.parquet", "../../../../secret.txt", "/etc/passwd", "link.html",
                 "validations", "missing.html"):
-        assert docs_file(staging, index, bad) is None, bad
-    assert docs_file(staging, None, "index.html") is None
-    outside = tmp_path / "elsewhere" / "index.html"                  # a docs path outside staging
+        assert docs_file(store, index, bad) is None, bad
+    assert docs_file(store, None, "index.html") is None
+    outside = tmp_path / "elsewhere" / "index.html"                  # a docs key outside staging/
     outside.parent.mkdir()
     outside.write_text("<html>")
-    assert docs_file(staging, str(outside), "index.html") is None
+    assert docs_file(store, "elsewhere/index.html", "index.html") is None
+    assert docs_file(store, "staging/../elsewhere/index.html", "index.html") is None
 
 
 def test_trend_chart_has_one_point_per_run():
@@ -68,7 +71,7 @@ def test_trend_chart_has_one_point_per_run():
     xs, ys = [float(p[1]) for p in points], [float(p[2]) for p in points]
     assert xs == sorted(xs) and ys[0] < ys[1] < ys[2]               # higher share, higher point
     assert "<polyline" in svg and "95.0%" in svg
-    assert "No runs" in str(charts.trend([]))
+    assert "尚无带计数的运行" in str(charts.trend([])) and "No runs" in str(charts.trend([], lang="en"))
 
 
 def test_bar_chart_scales_and_escapes():

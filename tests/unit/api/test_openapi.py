@@ -9,6 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 BASE = "http://testserver"
+PUBLIC_METADATA = {"/v1/catalogue.jsonld", "/v1/items"}
 
 
 @pytest.fixture
@@ -61,12 +62,16 @@ def test_every_v1_route_declares_its_errors_as_problem_details(app):
             assert {"type", "title", "status", "detail"} <= set(schema["required"])
         if not path.startswith("/v1/") or path.startswith(("/v1/audit", "/v1/keys")):
             continue
+        assert "Retry-After" in op["responses"]["429"]["headers"]
+        if path in PUBLIC_METADATA:      # no key: never a 401, no security requirement
+            assert errors == {400, 422, 429} and "security" not in op, (method, path)
+            continue
         seen.add((method, path))
         assert {400, 401, 422, 429} <= errors, (method, path)      # behind a key and a purpose
         assert (413 in errors) == (method == "post"), (method, path)
         assert "WWW-Authenticate" in op["responses"]["401"]["headers"]
-        assert "Retry-After" in op["responses"]["429"]["headers"]
-    assert ("get", "/v1/items") in seen and len(seen) == 8
+        assert op["security"] == [{"HTTPBearer": []}], (method, path)
+    assert ("get", "/v1/datasets") in seen and len(seen) == 6
     by = {(m, p): {int(s) for s in op["responses"]} for p, m, op in _ops(doc)}
     assert {403, 404} <= by["get", "/v1/records/{record_id}/bundle"]
     assert {403, 404} <= by["post", "/v1/items/{code}/materials-check"]
@@ -89,7 +94,8 @@ def test_purpose_and_holder_id_formats_are_stated(app):
     assert not pattern.match("XX-YY-999") and not pattern.match("case:ab")
     required = {op_path: any(p["required"] for p in op.get("parameters", ()) if p["name"] == "purpose")
                 for op_path, _, op in _ops(doc)}
-    assert required["/v1/items"] is False and required["/v1/datasets"] is True
+    assert required["/v1/items"] is required["/v1/catalogue.jsonld"] is False
+    assert required["/v1/datasets"] is True
     schemas = doc["components"]["schemas"]
     for name in ("HolderQuery", "MaterialsQuery"):
         field = schemas[name]["properties"]["holder_id"]

@@ -361,30 +361,44 @@ def test_the_generated_documents_are_what_tomllib_reads():
 
 def test_the_store_writes_nothing_outside_itself_whatever_name_it_is_handed(tmp_path):
     from base.errors import PublishError
-    from catalog.publish.store import version_dir
+    from catalog.publish.store import version_key
 
-    store = tmp_path / "store"
-    assert version_dir(store, "business_licence.market_regulation", 3) == \
-        store / "business_licence.market_regulation" / "v000003"
+    assert version_key("business_licence.market_regulation", 3) == "store/business_licence.market_regulation/v000003"
     for bad in ("../../outside", "../store2", "a/b", "/etc", ".", "..", "a.b.c", "", "x\n"):
         with pytest.raises(PublishError, match="nothing was written"):
-            version_dir(store, bad, 1)
-    (tmp_path / "elsewhere").mkdir()
-    store.mkdir()
-    (store / "business_licence.linked").symlink_to(tmp_path / "elsewhere")
-    with pytest.raises(PublishError):
-        version_dir(store, "business_licence.linked", 1)
+            version_key(bad, 1)
 
 
 def test_a_run_key_never_leads_out_of_the_staging_folder(home):
     from exchange import stages
 
-    assert stages.workdir_for("smr_x", "manual__2026-11-21T09_00_00_00_00") == \
-        home / "staging" / "smr_x" / "manual__2026-11-21T09_00_00_00_00"
-    assert stages.workdir_for("smr_x", stages.run_key("scheduled__2026-11-21T00:00:00+00:00")).parent == \
-        home / "staging" / "smr_x"
+    assert stages.handoff_prefix("smr_x", "manual__2026-11-21T09_00_00_00_00") == \
+        "staging/smr_x/manual__2026-11-21T09_00_00_00_00"
+    assert stages.handoff("smr_x", stages.run_key("scheduled__2026-11-21T00:00:00+00:00"), "extracted") == \
+        "staging/smr_x/scheduled__2026-11-21T00_00_00_00_00/extracted.arrow"
     for key in ("../../x", "..", ".", "a/b", "/tmp", "", "x" * 201):
         with pytest.raises(ConfigError, match="run key"):
-            stages.workdir_for("smr_x", key)
+            stages.handoff("smr_x", key, "extracted")
     with pytest.raises(ConfigError):
-        stages.workdir_for("../smr", "r1")
+        stages.handoff_prefix("../smr", "r1")
+
+
+def test_the_catalogues_texts_parse_as_files_do_and_a_bad_one_hides_no_other():
+    """registration.scan_texts: the catalogue's stored TOML, (source id, text, origin) each."""
+    good = (Path(__file__).parents[3] / "demo" / "registrations" / "smr_business_licence.toml").read_text("utf-8")
+    found = registration.scan_texts([
+        ("smr_business_licence", good, "/steward/smr.toml"),
+        ("smr_old", good.replace('id = "smr_business_licence"', 'id = "smr_old"\nretired = 1'), None),
+        ("smr_junk", "id = ", "/steward/junk.toml"),
+        ("smr_twin", good, "/steward/twin.toml"),           # stored under another id than its text's
+    ])
+    reg = found.registrations["smr_business_licence"]
+    assert list(found.registrations) == ["smr_business_licence"]
+    assert (reg.path, reg.origin, reg.source_file) == (None, "/steward/smr.toml", "/steward/smr.toml")
+    assert "origin" not in reg.as_dict()
+    why = {p.source: p for p in found.problems}
+    assert why["smr_old"].path == "registration smr_old in the catalogue"
+    assert why["smr_old"].reason.startswith("registration smr_old in the catalogue: unknown keys ['retired']")
+    assert why["smr_junk"].path == "/steward/junk.toml" and "not valid TOML" in why["smr_junk"].reason
+    assert "registers 'smr_business_licence', not 'smr_twin'" in why["smr_twin"].reason
+    assert all("\n" not in p.reason for p in found.problems)
