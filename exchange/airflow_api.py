@@ -20,10 +20,15 @@ import requests
 
 from base.errors import ConfigError, DataError, ExchangeError, NotFound
 from base.settings import Settings
+from connectors.retry import RETRY_STATUS, RetryPolicy
 
 TERMINAL_RUN = ("success", "failed")
 DONE_TASK = ("success", "skipped", "failed", "upstream_failed", "removed")
 PASSWORDS_FILE = "simple_auth_manager_passwords.json.generated"
+
+SERVER_ERROR_ATTEMPTS = 3      # Airflow's 5xx (on SQLite, a locked metadata DB) tried this often
+SERVER_ERROR_BACKOFF = RetryPolicy(attempts=SERVER_ERROR_ATTEMPTS, backoff=0.5, max_backoff=2.0)
+IDEMPOTENT = frozenset({"GET", "PATCH"})   # a 500 may have half-happened: only these are re-sent
 
 
 class AirflowError(ExchangeError):
@@ -114,6 +119,11 @@ class AirflowClient:
         r = self._send(method, "/api/v2" + path, dag_id, run_id, **kw)
         if r.status_code == 401 and not self._fixed_token and self.password is not None:
             self._login()                                  # the token expired: once more
+            r = self._send(method, "/api/v2" + path, dag_id, run_id, **kw)
+        for attempt in range(SERVER_ERROR_ATTEMPTS - 1):   # a busy metadata DB ("Database error"): again
+            if r.status_code not in RETRY_STATUS - {429} or (r.status_code == 500 and method not in IDEMPOTENT):
+                break
+            time.sleep(SERVER_ERROR_BACKOFF.delay(attempt))
             r = self._send(method, "/api/v2" + path, dag_id, run_id, **kw)
         if r.status_code < 300:
             return r.json() if r.content else {}

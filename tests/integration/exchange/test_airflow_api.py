@@ -144,6 +144,13 @@ def test_a_server_error_and_nothing_listening(airflow):
     api = AirflowClient(airflow.url, username="steward", password="s3cret-pass")
     with pytest.raises(AirflowError, match=rf"DAG {DAG}, run r1: .*HTTP 503 to GET .*Internal Server Error"):
         api.dag_run(DAG, "r1")
+    asked = [c for c in airflow.calls if c[1].startswith("/api/v2/dags/")]
+    assert len(asked) == 3                                  # a 5xx is asked again, twice, then reported
+    airflow.fail_with, airflow.calls[:] = 500, []
+    with pytest.raises(AirflowError, match="HTTP 500 to POST"):
+        api.trigger(DAG, "manual__x")
+    assert len([c for c in airflow.calls if c[0] == "POST" and "dagRuns" in c[1]]) == 1   # never re-sent
+    airflow.fail_with = 0
     gone = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(AirflowUnreachable, match=rf"Airflow unreachable\) at {gone} \(DAG {DAG}\)") as e:
         AirflowClient(gone, token="t").dag(DAG)
