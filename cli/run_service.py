@@ -156,7 +156,7 @@ class Service:
         """Helpers that stopped (each said once): the service goes on, their source's runs fail."""
         gone = [n for n in self.helpers if self.procs[n].poll() is not None]
         for n in gone:
-            print(f"serve: {n} stopped (see {self.logs}/{n}.log): runs of source "
+            print(f"serve: {n} 已停止 (stopped; see {self.logs}/{n}.log): runs of source "
                   f"{self.helpers.pop(n)} will fail until it runs again", file=sys.stderr, flush=True)
         return gone
 
@@ -187,18 +187,20 @@ class Service:
         pw = home / "simple_auth_manager_passwords.json.generated"
         a, x = f"http://127.0.0.1:{self.airflow_port}", f"http://127.0.0.1:{self.port}"
         return "\n".join([
-            "The exchange is running (Ctrl-C stops both).",
-            f"  Airflow UI     {a}   user: admin   password: in {pw}",
-            f"  Dashboard      {x}/dashboard/",
-            f"  Consumer API   {x}/docs",
-            f"  Logs           {self.logs}/airflow-*.log, {self.logs}/exchange.log",
-            *([f"  Demo silo API  for source {self.helpers[DEMO_SILO]} (log: {self.logs}/{DEMO_SILO}.log)"]
-              if DEMO_SILO in self.helpers else []),
-            f"  Alerts go to   {get_settings().alerts}  (EXCHANGE_ALERTS; list them: ./run exchange alerts)",
-            "What to look at:",
-            f"  Airflow: DAGs {SOURCE_DAGS}; each run's tasks extract → conform → validate → publish →",
-            "  announce, their logs, Assets (exchange://datasets/<dataset>), and a run's deadline.",
-            "  Dashboard: every dataset's freshness (fresh, late, stale), last run, quality, alerts.",
+            "交换平台已运行 (The exchange is running; Ctrl-C 停止全部 stops both).",
+            f"  Airflow 界面 (UI)      {a}   用户 (user): admin   密码 (password): 见 {pw}",
+            f"  数据看板 (Dashboard)   {x}/dashboard/",
+            f"  接口文档 (API docs)    {x}/docs",
+            f"  日志 (Logs)            {self.logs}/airflow-*.log, {self.logs}/exchange.log",
+            *([f"  示例数据源接口 (demo silo API)  数据源 (source) {self.helpers[DEMO_SILO]} "
+               f"(log: {self.logs}/{DEMO_SILO}.log)"] if DEMO_SILO in self.helpers else []),
+            f"  告警发往 (alerts go to)  {get_settings().alerts}  (EXCHANGE_ALERTS; 查看 list: ./run exchange alerts)",
+            "可以看什么 (what to look at):",
+            f"  Airflow: DAG {SOURCE_DAGS}；每次运行的任务 (tasks) 抽取 extract → 规整 conform → 校验 validate →",
+            "  发布 publish → 公告 announce，任务日志，资产 Assets (exchange://datasets/<dataset>)，",
+            "  运行期限 (deadline)。",
+            "  数据看板 (Dashboard)：每个数据集的时效 (按时 fresh / 逾期 late / 严重逾期 stale)、",
+            "  最近运行、质量、告警。",
         ])
 
 
@@ -219,28 +221,28 @@ def main(argv: list[str] | None = None) -> int:
         svc.stop(grace=10)
         print(f"serve: {exc}", file=sys.stderr)
         return exc.exit_code
-    print(f"starting Airflow (port {args.airflow_port}) and exchange serve (port {args.port}); "
+    print(f"正在启动 (starting) Airflow (port {args.airflow_port}) 和 exchange serve (port {args.port}); "
           f"logs in {svc.logs}", flush=True)
     started, shown, code = time.monotonic(), False, 0
     try:
         while not stopping:
             svc.helpers_gone()
             if (gone := svc.dead()):
-                print(f"serve: {gone} stopped unexpectedly; see {svc.logs}/{gone}.log", file=sys.stderr)
+                print(f"serve: {gone} 意外停止 (stopped unexpectedly); see {svc.logs}/{gone}.log", file=sys.stderr)
                 code = 1
                 break
             if not shown and svc.step():
                 print(svc.banner(), flush=True)
                 shown = True
             elif not shown and time.monotonic() - started > args.ready_timeout:
-                print(f"serve: not ready after {args.ready_timeout:.0f} s; see {svc.logs}", file=sys.stderr)
+                print(f"serve: {args.ready_timeout:.0f} 秒后仍未就绪 (not ready); see {svc.logs}", file=sys.stderr)
                 code = 1
                 break
             time.sleep(1)
     finally:
-        print("stopping Airflow and exchange serve …", flush=True)
+        print("正在停止 (stopping) Airflow 和 exchange serve …", flush=True)
         svc.stop()
-        print("stopped", flush=True)
+        print("已停止 (stopped)", flush=True)
     return code
 
 

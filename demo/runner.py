@@ -20,6 +20,7 @@ import registration
 from base import clock
 from base.airflow_env import airflow_env
 from base.errors import ExchangeError
+from base.i18n import term, term_both
 from base.settings import ROOT, get_settings
 from catalog import registrations
 from catalog.ledger import monitoring
@@ -31,6 +32,7 @@ from demo.synth import make_business_licence_silo
 from exchange import airflow_connections, sources
 from exchange.catalogue import open_access, open_catalog, open_ledger
 from exchange.signing_keys import create_signing_key
+from quality.reasons import explain
 from trust.verify import verify_bundle
 
 SOURCE = "smr_business_licence"
@@ -134,16 +136,16 @@ def run_sources(source_ids: list[str], regs: dict, silos, console, log: Path) ->
     ledger = open_ledger()
     for source_id in source_ids:
         kind = (silos.kinds.get(source_id) if silos else None) or "sqlite"
-        with console.status(f"running DAG {regs[source_id].dag_id} under Airflow (log: {log})"):
+        with console.status(f"正在 Airflow 中运行 DAG (running) {regs[source_id].dag_id} (log: {log})"):
             try:
                 airflow(["dags", "test", regs[source_id].dag_id], log)
             except ExchangeError:
-                console.print(f"{source_id} ({kind}): failed — see {log}", markup=False, soft_wrap=True)
+                console.print(f"{source_id} ({kind}): failed 失败 — 日志 (log) {log}", markup=False, soft_wrap=True)
                 raise
         run = ledger.runs(source_id, limit=1)[0]
-        console.print(f"{source_id} ({kind}): {run['state']} v{run['version']} — "
-                      f"{run['extracted'] or 0:,} extracted = {run['accepted'] or 0:,} accepted + "
-                      f"{run['quarantined'] or 0:,} quarantined", markup=False, soft_wrap=True)
+        console.print(f"{source_id} ({kind}): {run['state']} {term('run', run['state'])} 版本 v{run['version']} — "
+                      f"抽取 (extracted) {run['extracted'] or 0:,} = 通过 (accepted) {run['accepted'] or 0:,} + "
+                      f"隔离 (quarantined) {run['quarantined'] or 0:,}", markup=False, soft_wrap=True)
 
 
 def run_demo(rows: int = 10_000, as_json: bool = False, departments: bool = True,
@@ -158,23 +160,23 @@ def run_demo(rows: int = 10_000, as_json: bool = False, departments: bool = True
     log = s.home / "demo.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     if (kid := create_signing_key(exist_ok=True)) is not None:   # as `exchange keys create` does
-        console.print(f"made the signing key {kid} (exchange keys create)", markup=False)
-    with console.status("making the market-regulation silo"):
+        console.print(f"已生成签名密钥 (made the signing key) {kid} (exchange keys create)", markup=False)
+    with console.status("正在生成市场监管局的数据源 (making the market-regulation silo)"):
         reg = prepare(rows, today=today)
     silos = None
     if departments:
-        with console.status("making the other departments' silos"):
+        with console.status("正在生成其他部门的数据源 (making the other departments' silos)"):
             silos = prepare_departments(max(1_000, rows // 5), today)
         for note in silos.notes:
-            console.print(f"note: {note}", markup=False)
-    with console.status("preparing Airflow's metadata database"):
+            console.print(f"提示 (note): {note}", markup=False)
+    with console.status("正在准备 Airflow 元数据库 (preparing Airflow's metadata database)"):
         airflow(["db", "migrate"], log)
         if silos:
             store_connections(silos)
     regs = registrations.load_all(s.catalog_url)
     ours = [SOURCE, *(silos.registrations if silos else [])]
-    console.print(f"silos made: {len(ours)}; running their DAGs under Airflow one after another "
-                  f"(log: {log})", markup=False, soft_wrap=True)
+    console.print(f"已生成数据源 (silos made): {len(ours)} 个；依次在 Airflow 中运行它们的 DAG "
+                  f"(running their DAGs under Airflow one after another; log: {log})", markup=False, soft_wrap=True)
     with silo_api(silos, log) if silos else _nothing():
         run_sources(ours, regs, silos, console, log)
     catalog, ledger = open_catalog(), open_ledger()
@@ -234,45 +236,45 @@ def _nothing():
 
 
 def _print_summary(console, s: dict) -> None:
-    t = Table(title="Sources run under Airflow (extracted = accepted + quarantined)")
-    for c in ("department", "silo", "certificate type", "run", "extracted", "accepted",
-              "quarantined", "version"):
-        t.add_column(c, justify="right" if c in ("extracted", "accepted", "quarantined", "version") else "left")
+    t = Table(title="在 Airflow 中运行的数据源 (sources run under Airflow)：抽取 = 通过 + 隔离")
+    for c in ("部门 (department)", "数据源 (silo)", "证照类型 (certificate type)", "运行 (run)",
+              "抽取 (extracted)", "通过 (accepted)", "隔离 (quarantined)", "版本 (version)"):
+        t.add_column(c, justify="right" if c[0] in "抽通隔版" else "left")
     for r in s["sources"]:
-        t.add_row(r["department"], r["silo"], r["certificate_type"], r["state"],
+        t.add_row(r["department"], r["silo"], r["certificate_type"], term_both("run", r["state"]),
                   f"{r['extracted']:,}", f"{r['accepted']:,}", f"{r['quarantined']:,}", str(r["version"]))
     console.print(t)
     if s["sources"] and all(r["state"] == "unchanged" for r in s["sources"]):
-        console.print("Nothing new since the last run: every silo is as it was, so no source "
-                      "published a new version (the versions above stand).")
-    t = Table(title=f"Top quarantine reasons, {s['source']}")
-    t.add_column("expectation")
-    t.add_column("rows", justify="right")
+        console.print("自上次运行以来没有新数据 (nothing new since the last run)：各数据源未变，"
+                      "没有发布新版本，上表的版本仍然有效。")
+    t = Table(title=f"主要隔离原因 (top quarantine reasons)，{s['source']}")
+    t.add_column("原因 (reason)")
+    t.add_column("行数 (rows)", justify="right")
     for reason, n in s["top_reasons"].items():
-        t.add_row(reason, f"{n:,}")
+        t.add_row(explain(reason), f"{n:,}")
     console.print(t)
-    console.print(f"dataset [bold]{s['dataset']}[/] version {s['version']}: {s['records']:,} "
-                  f"signed records, root {s['root_hash'][:16]}…")
-    console.print(f"sample lookup: holder {s['sample_holder']}")
+    console.print(f"数据集 (dataset) [bold]{s['dataset']}[/] 版本 (version) {s['version']}：{s['records']:,} "
+                  f"条已签名记录 (signed records)，根哈希 (root) {s['root_hash'][:16]}…")
+    console.print(f"查询示例 (sample lookup)：持证主体 (holder) {s['sample_holder']}")
     for r in s["sample_records"]:
         console.print(f"  {r['record_id']}  {r['title']}  {r['licence_number']}  "
-                      f"{r['holder_name']}  status: {r['status']}", markup=False)
-    console.print("its exported bundle verifies offline against the JWKS: "
-                  + ("yes" if s["sample_bundle_verified"] else "NO"))
+                      f"{r['holder_name']}  状态 (status): {term_both('record', r['status'])}", markup=False)
+    console.print("导出的证明包可用 JWKS 离线验证 (its exported bundle verifies offline against the JWKS)："
+                  + ("是 (yes)" if s["sample_bundle_verified"] else "否 (NO)"))
     if s["materials_check"]:
         m = s["materials_check"]
-        console.print(f"materials check by {m['department']} for item {m['item']}: "
-                      + ", ".join(f"{k} → {v}" for k, v in m["answers"].items()), markup=False)
-    t = Table(title="Monthly bulletin (exchange scorecard --period month)")
-    for c in ("department", "datasets on time", "rows passing", "backlog", "consumed by others",
-              "materials saved"):
-        t.add_column(c, justify="left" if c == "department" else "right")
+        console.print(f"材料核验 (materials check)：{m['department']} 办理事项 (item) {m['item']}："
+                      + "，".join(f"{k} → {v}" for k, v in m["answers"].items()), markup=False)
+    t = Table(title="月度通报 (monthly bulletin, exchange scorecard --period month)")
+    for c in ("部门 (department)", "按时更新的数据集 (datasets on time)", "通过率 (rows passing)",
+              "待处理隔离 (backlog)", "被其他部门使用 (consumed by others)", "免交材料 (materials saved)"):
+        t.add_column(c, justify="left" if c.startswith("部门") else "right")
     for c in s["scorecards"]:
         t.add_row(c["department_name"], f"{c['on_time']}/{c['datasets']}",
                   "—" if c["quality_pass_share"] is None else f"{c['quality_pass_share']:.1%}",
                   f"{c['backlog']:,}", f"{c['records_consumed']:,}", f"{c['materials_saved']:,}")
     console.print(t)
-    console.print("Try (lookup/export ask as a department: EXCHANGE_API_KEY=<its key from `exchange "
-                  "credentials issue`>): ./run exchange lookup HOLDER_ID --purpose DJ-SCJG-0003 | "
+    console.print("接下来可以试试 (try; lookup/export 以部门身份查询，EXCHANGE_API_KEY=<`exchange credentials issue` "
+                  "签发的密钥>)：./run exchange lookup HOLDER_ID --purpose DJ-SCJG-0003 | "
                   "export RECORD_ID --purpose DJ-SCJG-0003 -o b.json | "
                   "verify b.json | datasets | status | scorecard | items | audit-chain DATASET")
