@@ -182,7 +182,7 @@ def test_a_published_record_whose_rows_are_all_quarantined_is_held_disputed_not_
     assert shown["current_version"] == 2 and shown["disputed"] is True and shown["status"] != "withdrawn"
     assert cli(["record", rec["record_id"]]) == 0 and cli(["quarantine", "business_licence.market_regulation"]) == 0
     said = capsys.readouterr().out
-    assert "current version 2" in said and "disputed: held as published: 2 row(s)" in said
+    assert "当前版本 (current version) 2" in said and "有争议 (disputed)：held as published: 2 row(s)" in said
     assert "3 条待处理行使已发布记录被暂扣" in said and "(open rows hold a published record back" in said
     # the dashboard's queue says which entries hold a published record back
     summary = ledger().quarantine_summary("business_licence.market_regulation", sample=500)
