@@ -1,9 +1,9 @@
 """Engines and schema upgrades for the catalogue (Alembic owns the tables).
 
 Processes that start together on an empty catalogue (the API's workers, Airflow's tasks) take
-turns to upgrade it: PostgreSQL an advisory lock held by the upgrade's transaction, MariaDB
-GET_LOCK, SQLite an exclusive lock on a file beside the database. The first migrates; the
-others then find the schema at head and do nothing.
+turns to upgrade it: PostgreSQL a session advisory lock, MariaDB GET_LOCK, SQLite an exclusive
+lock on a file beside the database, each released only after the upgrade's transaction commits.
+The first migrates; the others then find the schema at head and do nothing.
 
 `exchange db upgrade` runs the same upgrade as an explicit step (`upgrade`). A process that
 opens a catalogue behind the code's head upgrades it itself only where Settings.migrates_itself
@@ -81,8 +81,8 @@ def engine_for(url: str, pre_ping: bool = True) -> Engine:
     per checkout (the API's hot path); a dropped connection then fails one request."""
     engine = _engine(url, pre_ping)
     if get_settings().migrates_itself(engine.dialect.name):
-        with engine.begin() as conn, _migration_lock(conn, url):
-            _upgrade(conn, url)
+        with engine.connect() as conn, _migration_lock(conn, url), conn.begin():
+            _upgrade(conn, url)      # committed before the lock is released
         return engine
     with engine.connect() as conn:
         current = _revision(conn)
@@ -152,7 +152,7 @@ def upgrade(url: str) -> dict:
     from several machines at once (one migrates under the lock, the others find it at head)."""
     engine = _engine(url, poolclass=NullPool)
     try:
-        with engine.begin() as conn, _migration_lock(conn, url):
+        with engine.connect() as conn, _migration_lock(conn, url), conn.begin():   # committed, then unlocked
             before = _revision(conn)
             _upgrade(conn, url)
             after = _revision(conn)
@@ -163,13 +163,21 @@ def upgrade(url: str) -> dict:
 
 @contextlib.contextmanager
 def _migration_lock(conn, url: str):
-    """One upgrade at a time across processes (see the module's doc)."""
+    """One upgrade at a time across processes (see the module's doc): a session lock, taken
+    outside the upgrade's transaction and released only after it ends, so the next process
+    reads the committed revision (MariaDB commits DDL at once, but not the version's last update)."""
     dialect = conn.dialect.name
     if dialect == "postgresql":
-        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")   # until commit
-        yield
+        conn.exec_driver_sql(f"SELECT pg_advisory_lock({MIGRATION_LOCK})")
+        conn.commit()
+        try:
+            yield
+        finally:
+            conn.exec_driver_sql(f"SELECT pg_advisory_unlock({MIGRATION_LOCK})")
+            conn.commit()
     elif dialect in ("mysql", "mariadb"):
         got = conn.exec_driver_sql(f"SELECT GET_LOCK('exchange_migrations', {MIGRATION_WAIT})").scalar()
+        conn.commit()
         if got != 1:
             raise ConfigError(f"another process has been upgrading the catalogue's schema for "
                               f"{MIGRATION_WAIT} s; check it, then start again")
@@ -177,6 +185,7 @@ def _migration_lock(conn, url: str):
             yield
         finally:
             conn.exec_driver_sql("SELECT RELEASE_LOCK('exchange_migrations')")
+            conn.commit()
     elif dialect == "sqlite" and url.startswith("sqlite:///") and url != "sqlite:///:memory:":
         path = Path(url.removeprefix("sqlite:///").split("?")[0])
         fd = os.open(path.with_name(path.name + ".migrate-lock"), os.O_WRONLY | os.O_CREAT, 0o600)
