@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from contextlib import contextmanager
 
 import pytest
 import sqlalchemy as sa
@@ -129,16 +130,26 @@ def shared_catalogue(request, tmp_path):
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'shared-catalog.db'}"
         return
+    with fresh_pg_database("t_shared") as url:
+        yield url
+
+
+@contextmanager
+def fresh_pg_database(prefix: str):
+    """A PostgreSQL database of its own (its URL), dropped afterwards with the catalogue's
+    cached engines forgotten."""
     from catalog.db.engine import engine_for, reader_for
 
     server = sa.make_url(server_url("postgresql"))
-    name = f"t_shared_{uuid.uuid4().hex[:8]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
     admin = sa.create_engine(server, isolation_level="AUTOCOMMIT", poolclass=sa.NullPool)
     with admin.connect() as c:
         c.exec_driver_sql(f'create database "{name}"')
-    yield server.set(database=name).render_as_string(hide_password=False)
-    engine_for.cache_clear()
-    reader_for.cache_clear()
-    with admin.connect() as c:
-        c.exec_driver_sql(f'drop database if exists "{name}" with (force)')
-    admin.dispose()
+    try:
+        yield server.set(database=name).render_as_string(hide_password=False)
+    finally:
+        engine_for.cache_clear()
+        reader_for.cache_clear()
+        with admin.connect() as c:
+            c.exec_driver_sql(f'drop database if exists "{name}" with (force)')
+        admin.dispose()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import shutil
 import sqlite3
 import threading
-import uuid
 
 import pytest
 import sqlalchemy as sa
@@ -23,21 +22,12 @@ def backend(request, home, monkeypatch):
     if request.param == "sqlite":
         yield
         return
-    from catalog.db.engine import engine_for
-    from tests.integration.conftest import server_url
+    from tests.integration.conftest import fresh_pg_database
 
-    server = sa.make_url(server_url("postgresql"))
-    name = f"t_race_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT", poolclass=sa.NullPool)
-    with admin.connect() as c:
-        c.exec_driver_sql(f'create database "{name}"')
-    monkeypatch.setenv("EXCHANGE_CATALOG_URL", server.set(database=name).render_as_string(hide_password=False))
-    reset_settings()
-    yield
-    engine_for.cache_clear()
-    with admin.connect() as c:
-        c.exec_driver_sql(f'drop database if exists "{name}" with (force)')
-    admin.dispose()
+    with fresh_pg_database("t_race") as url:
+        monkeypatch.setenv("EXCHANGE_CATALOG_URL", url)
+        reset_settings()
+        yield
 
 
 def _ids(engine, version: int) -> set[str]:
