@@ -101,6 +101,7 @@ class Settings:
     s3_region: str | None = None                       # EXCHANGE_S3_REGION
     display_tz: str = "Asia/Shanghai"                  # EXCHANGE_DISPLAY_TZ: times shown to people (base/times.py)
     lineage_namespace: str = "exchange://127.0.0.1:8000"  # EXCHANGE_LINEAGE_NAMESPACE: OpenLineage, published data
+    log_origin: str = "exchange.local"                 # EXCHANGE_LOG_ORIGIN: names the logs' checkpoints and their key
 
     def __post_init__(self) -> None:
         roots = self.silo_roots or (self.home / "drops", self.home / "silos")
@@ -232,8 +233,18 @@ def get_settings() -> Settings:
                     store_url=_store_url(env("EXCHANGE_STORE_URL"), home),
                     s3_endpoint_url=env("EXCHANGE_S3_ENDPOINT_URL") or None,
                     s3_region=env("EXCHANGE_S3_REGION") or None,
-                    display_tz=display_tz,
+                    display_tz=display_tz, log_origin=_log_origin(env("EXCHANGE_LOG_ORIGIN")),
                     lineage_namespace=_lineage_namespace(env("EXCHANGE_LINEAGE_NAMESPACE"), alerting["dashboard_url"]))
+
+
+def _log_origin(value: str | None) -> str:
+    """The exchange's name in its logs' checkpoints (C2SP tlog-checkpoint origin, a schema-less
+    URL) and the name of the key that signs them: no spaces or '+', set once and never changed."""
+    origin = (value or "exchange.local").strip().rstrip("/")
+    if not origin or any(c.isspace() or c == "+" for c in origin) or "://" in origin:
+        raise ConfigError(f"EXCHANGE_LOG_ORIGIN {value!r}: a schema-less URL like exchange.example.gov.cn, "
+                          "without spaces or '+'")
+    return origin
 
 
 def _lineage_namespace(value: str | None, dashboard_url: str) -> str:

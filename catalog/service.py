@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 
+import pyarrow as pa
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
@@ -15,14 +17,28 @@ from base.errors import ConfigError, NotFound, PublishError
 from base.storage import Store
 from catalog import registrations
 from catalog.db.engine import engine_for
-from catalog.db.models import Dataset, DatasetVersion, Department, MetadataChange, QuarantineEntry, Record, Run, Source
+from catalog.db.models import (
+    Dataset,
+    DatasetVersion,
+    Department,
+    MetadataChange,
+    QuarantineEntry,
+    Record,
+    RecordEvent,
+    Run,
+    Source,
+)
 from catalog.db.rawdb import raw
 from catalog.ledger.service import FINAL
 from catalog.listing import SourceListing
-from catalog.publish import index_load, store
+from catalog.publish import checkpoints, index_load, log_version, store
 from catalog.publish import status as statuses
 from catalog.publish.key_status import key_material
-from catalog.signing.keys import KeyStore, tree_head_payload
+from catalog.publish.log_version import LogVersion
+from catalog.signing import vmap
+from catalog.signing.keys import KeyStore
+from catalog.signing.merkle import MerkleTree
+from catalog.signing.tiles import TileLog
 from trust.heads import head_hash
 from trust.verify import label_unsigned, make_bundle
 
@@ -37,6 +53,7 @@ def utcnow() -> datetime:
 
 
 ANY_BASE = object()       # Catalog.publish without a base version to check
+TILE_PATH = re.compile(r"tile/[0-9]/(x[0-9]{3}/)*[0-9]{3}(\.p/[0-9]{1,3})?")
 
 
 class BaseMoved(PublishError):
@@ -135,15 +152,16 @@ class Catalog:
                     "history": [{c: getattr(h, c) for c in HISTORY_COLUMNS} for h in history]}
 
     # --- publishing -------------------------------------------------------------------
-    def publish(self, run_id: int, listing: SourceListing, staged: store.StagedVersion,
-                keys: KeyStore, now: datetime | None = None, *, base_version=ANY_BASE) -> PublishResult:
-        """One transaction: the version, its records index and the run's state, or nothing.
-        `base_version`: the current version `staged` was built on (its withdrawals are computed
-        against it); if another publish moved the dataset on meanwhile, BaseMoved is raised
-        under the dataset's lock, before anything is written, and the caller builds again."""
+    def publish(self, run_id: int, listing: SourceListing, lv: LogVersion, keys: KeyStore,
+                now: datetime | None = None, *, base_version=ANY_BASE) -> PublishResult:
+        """One transaction: the version (the log's next checkpoint), its index rows, its record
+        events and the run's state, or nothing. `lv` (catalog/publish/log_version.py) holds only
+        the record states that changed. `base_version`: the current version `lv` was built on;
+        if another publish moved the dataset on meanwhile, BaseMoved is raised under the
+        dataset's lock, before anything is written, and the caller builds again."""
         now = now or utcnow()
-        root_hex = staged.root.hex()
         final_key: str | None = None
+        written: list[str] = []
         # the loader attaches its scratch file (SQLite) before the transaction, detaches it after
         with self.engine.connect() as conn, index_load.loader(conn) as loader, \
                 Session(conn, expire_on_commit=False) as s:
@@ -159,41 +177,80 @@ class Catalog:
                                         f"{ds.current_version} while this version was built")
                     prev = (s.get(DatasetVersion, (ds.id, ds.current_version))
                             if ds.current_version else None)
-                    if prev and prev.content_digest == staged.content_digest:
+                    if prev and lv.appended == 0:
                         run.state, run.finished_at, run.version = "unchanged", now, prev.version
-                        return PublishResult(ds.id, prev.version, "unchanged", prev.tree_size, root_hex)
+                        return PublishResult(ds.id, prev.version, "unchanged", prev.tree_size, prev.root_hash)
                     version = (prev.version if prev else 0) + 1
-                    jws = keys.sign_tree_head(tree_head_payload(
-                        ds.id, version, staged.tree_size, staged.root, now,
-                        prev.signed_tree_head if prev else None))
-                    (staged.directory / "head.jws").write_text(jws, encoding="ascii")
+                    log = TileLog(self.store, log_version.log_prefix(ds.id))
+                    if prev is not None and ds.log_from is None:     # a catalogue from before the log
+                        written += _adopt(log, self.store, ds, prev)
+                    if lv.first_leaf != (prev.tree_size if prev else 0):
+                        raise PublishError(f"dataset {ds.id}: the version was built on a log of "
+                                           f"{lv.first_leaf} leaves, the log has {prev.tree_size if prev else 0}")
+                    appended = log.append(lv.first_leaf, [lv.leaves])
+                    written += appended.keys
                     final_key = store.version_key(ds.id, version)
-                    # left by a crash before its commit: not published; then the files, which
-                    # nothing points at until the commit below
-                    self.store.delete_prefix(final_key)
+                    self.store.delete_prefix(final_key)   # left by a crash before its commit
+                    jws, note = checkpoints.sign(keys, ds.id, version, appended.size, appended.root, lv.map,
+                                                 now, prev.signed_tree_head if prev else None,
+                                                 prev.checkpoint if prev else None)
+                    (lv.directory / "head.jws").write_text(jws, encoding="ascii")
+                    (lv.directory / "checkpoint").write_text(note, encoding="utf-8")
+                    lv.map.save(Store.local(lv.directory), "map.bin")
                     s.add(DatasetVersion(
-                        dataset_id=ds.id, version=version, tree_size=staged.tree_size,
-                        root_hash=root_hex, content_digest=staged.content_digest,
+                        dataset_id=ds.id, version=version, tree_size=appended.size,
+                        root_hash=appended.root.hex(), content_digest=lv.map.root().hex(),
                         signed_tree_head=jws, head_hash=head_hash(jws),
                         previous_head_hash=prev.head_hash if prev else None, kid=keys.signer().kid,
                         type_version=listing.type_version, path=final_key, run_id=run.id,
-                        published_at=now))
+                        published_at=now, first_leaf=lv.first_leaf, record_count=lv.record_count,
+                        map_bits=lv.map.bits, map_root=lv.map.root().hex(), checkpoint=note))
+                    if ds.log_from is None:
+                        ds.log_from = version
                     s.flush()
-                    _insert_index(loader, ds.id, version, staged.index_path)
-                    statuses.record_changes(s, ds.id, version, self.store.sub(prev.path) if prev else None,
-                                            Store.local(staged.directory), now)
-                    self.store.put_dir(staged.directory, final_key, move=True)
+                    _supersede(s, ds.id, version, lv.record_ids)
+                    _insert_index(loader, ds.id, version, lv.index_path)
+                    if prev is not None and lv.events:   # Core's executemany: the ORM costs ~50 µs a row more
+                        s.connection().execute(RecordEvent.__table__.insert(), [
+                            {**e, "dataset_id": ds.id, "version": version, "at": now} for e in lv.events])
+                    self.store.put_dir(lv.directory, final_key, move=True)
                     ds.current_version = version
                     run.state, run.finished_at, run.version = "published", now, version
-                return PublishResult(ds.id, version, "published", staged.tree_size, root_hex)
+                self.store.write_text(f"{log_version.log_prefix(ds.id)}/checkpoint", note)
+                return PublishResult(ds.id, version, "published", appended.size, appended.root.hex())
             except Exception as exc:
                 if final_key is not None:
                     self.store.delete_prefix(final_key)
+                for key in written:
+                    self.store.delete(key)
                 if isinstance(exc, PublishError):
                     raise
                 raise PublishError(f"dataset {listing.dataset}: the version was not published "
                                    f"({type(exc).__name__}: {exc}); nothing of it was kept, "
                                    "re-run the DAG run") from exc
+
+    def current_state(self, dataset: str) -> tuple[int | None, pa.Table, dict[int, tuple[str, int]], int]:
+        """(current version, its record states, version -> (folder key, first leaf), log size):
+        what a log version is built on (catalog/publish/log_version.py)."""
+        with self.engine.connect() as conn:
+            cur = conn.execute(sa.select(Dataset.current_version).where(Dataset.id == dataset)).scalar()
+            versions = {v: (path, first or 0) for v, path, first in conn.execute(
+                sa.select(DatasetVersion.version, DatasetVersion.path, DatasetVersion.first_leaf)
+                .where(DatasetVersion.dataset_id == dataset))}
+            size = conn.execute(sa.select(DatasetVersion.tree_size).where(
+                DatasetVersion.dataset_id == dataset, DatasetVersion.version == cur)).scalar() if cur else 0
+            return cur, log_version.current_state(conn, self.store, dataset), versions, size or 0
+
+    def current_records_by_licence(self, dataset: str, numbers: list[str]) -> dict[str, str]:
+        """licence number -> record id of the dataset's current records with those numbers."""
+        r = Record.__table__.c
+        out: dict[str, str] = {}
+        with self.engine.connect() as conn:
+            for at in range(0, len(numbers), _SUPERSEDE_CHUNK):
+                out.update(conn.execute(sa.select(r.licence_number, r.record_id).where(
+                    r.dataset_id == dataset, r.superseded_in.is_(None),
+                    r.licence_number.in_(numbers[at:at + _SUPERSEDE_CHUNK]))).all())
+        return out
 
     def current_version_files(self, dataset: str) -> Store | None:
         """The folder of the dataset's current version, as a Store (the snapshot diff reads it)."""
@@ -221,7 +278,7 @@ class Catalog:
             return [{"dataset": d.id, "title": d.title, "certificate_type": d.certificate_type,
                      "department": d.department, "department_name": d.department_name,
                      "sharing": d.sharing, "update_cycle": d.update_cycle, "version": d.current_version,
-                     "records": v.tree_size if v else 0,
+                     "records": _count(v) if v else 0,
                      "published_at": times.iso(v.published_at) if v else None,
                      "root_hash": v.root_hash if v else None} for d, v in rows]
 
@@ -238,7 +295,7 @@ class Catalog:
     def versions(self, dataset_id: str, limit: int = 50) -> list[dict]:
         """A dataset's versions, newest first."""
         with self.session() as s:
-            return [{"version": v.version, "records": v.tree_size, "root_hash": v.root_hash,
+            return [{"version": v.version, "records": _count(v), "root_hash": v.root_hash,
                      "published_at": v.published_at, "kid": v.kid, "type_version": v.type_version,
                      "run_id": v.run_id}
                     for v in s.scalars(sa.select(DatasetVersion).where(DatasetVersion.dataset_id == dataset_id)
@@ -265,6 +322,9 @@ class Catalog:
         return out
 
     def bundle(self, record_id: str, today: date | None = None) -> dict:
+        """The record's current state with its proofs: inclusion in the log at the dataset's
+        current version and, from the log's versions on, the map proof that it is the record's
+        latest state there (docs/verification.md)."""
         today = today or clock.today()
         with self.session() as s:
             hit = s.execute(sa.select(Record, DatasetVersion).join(
@@ -276,15 +336,93 @@ class Catalog:
                 raise NotFound(f"no record {record_id!r}; find record ids with `exchange lookup HOLDER_ID`")
             rec, ver = hit
             st = statuses.record_status(s, self.store, record_id, today=today)
-        directory = self.store.sub(ver.path)
+            head = ver
+            if rec.superseded_in is None:
+                head = s.scalar(sa.select(DatasetVersion).join(Dataset, sa.and_(
+                    Dataset.id == DatasetVersion.dataset_id, Dataset.current_version == DatasetVersion.version))
+                    .where(Dataset.id == rec.dataset_id))
+            entries = self._bucket(s, rec.dataset_id, head, record_id) if head.map_root else None
+        if head.first_leaf is None:            # a version from before the log: its own tree
+            directory = self.store.sub(ver.path)
+            path = store.inclusion_proof(directory, rec.leaf_index)
+            record = store.read_record(directory, rec.leaf_index)
+        else:
+            log = TileLog(self.store, log_version.log_prefix(rec.dataset_id))
+            path = log.inclusion_proof(rec.leaf_index, head.tree_size)
+            record = store.read_record(self.store.sub(ver.path), rec.leaf_index - (ver.first_leaf or 0))
+        proof = None
+        if entries is not None:
+            bucket, rows = entries
+            level = vmap.MapLevel.load(self.store.sub(head.path), "map.bin")
+            log = TileLog(self.store, log_version.log_prefix(rec.dataset_id))
+            rows = [(r, i, h or log.leaf(i, head.tree_size).hex()) for r, i, h in rows]
+            proof = vmap.proof(level.bits, bucket, rows, level.path(bucket))
         bundle = make_bundle(
-            record_id=record_id, dataset=rec.dataset_id, version=rec.version,
-            leaf_index=rec.leaf_index, tree_size=ver.tree_size,
-            audit_path=store.inclusion_proof(directory, rec.leaf_index),
-            record=store.read_record(directory, rec.leaf_index),
-            signed_tree_head=ver.signed_tree_head,
-            status=st["status"])
+            record_id=record_id, dataset=rec.dataset_id, version=head.version,
+            leaf_index=rec.leaf_index, tree_size=head.tree_size, audit_path=path, record=record,
+            signed_tree_head=head.signed_tree_head, status=st["status"], map_proof=proof)
         return label_unsigned({**bundle, "status_since": st["since"], "status_reason": st["reason"]})
+
+    @staticmethod
+    def _bucket(s: Session, dataset: str, head: DatasetVersion, record_id: str):
+        """(bucket, [(record id, leaf index, leaf hash or None)]) of the record's map bucket at
+        the current version `head`: the current states of the bucket's records, by record id."""
+        bucket = vmap.bucket_of(record_id, head.map_bits)
+        lo, hi = vmap.bucket_range(bucket, head.map_bits)
+        r = Record.__table__.c
+        where = [r.dataset_id == dataset, r.superseded_in.is_(None), r.record_id >= lo]
+        if hi is not None:
+            where.append(r.record_id < hi)
+        rows = s.execute(sa.select(r.record_id, r.leaf_index, r.leaf_hash).where(*where)
+                         .order_by(r.record_id)).all()
+        return bucket, [tuple(x) for x in rows]
+
+    def consistency(self, dataset: str, first: int, second: int) -> dict:
+        """An RFC 9162 consistency proof between two versions of a dataset's log, beside both
+        versions' signed checkpoints (docs/verification.md, "The log")."""
+        if first > second:
+            raise ConfigError(f"--from {first} is after --to {second}: give the older version first")
+        with self.session() as s:
+            ds = s.get(Dataset, dataset)
+            if ds is None:
+                known = s.scalars(sa.select(Dataset.id).order_by(Dataset.id)).all()
+                raise NotFound(f"no dataset {dataset!r}; known: {', '.join(known) or '(none)'}")
+            rows = {v.version: v for v in s.scalars(sa.select(DatasetVersion).where(
+                DatasetVersion.dataset_id == dataset, DatasetVersion.version.in_((first, second))))}
+        for v in (first, second):
+            if v not in rows:
+                raise NotFound(f"dataset {dataset} has no version {v}; its current version is "
+                               f"{ds.current_version or '(none)'}")
+            if rows[v].first_leaf is None:
+                raise NotFound(f"version {v} of {dataset} predates its append-only log (the log starts at "
+                               f"version {ds.log_from or (ds.current_version or 0) + 1}): no consistency "
+                               "proof reaches it; its own signed head still verifies its records")
+        a, b = rows[first], rows[second]
+        proof = TileLog(self.store, log_version.log_prefix(dataset)).consistency_proof(a.tree_size, b.tree_size)
+        return {"dataset": dataset, "first_version": first, "second_version": second,
+                "first_size": a.tree_size, "second_size": b.tree_size,
+                "first_root": a.root_hash, "second_root": b.root_hash, "proof": [p.hex() for p in proof],
+                "first_checkpoint": {"signed_tree_head": a.signed_tree_head, "checkpoint": a.checkpoint},
+                "second_checkpoint": {"signed_tree_head": b.signed_tree_head, "checkpoint": b.checkpoint}}
+
+    def log_checkpoint(self, dataset: str) -> str:
+        """The dataset's latest signed-note checkpoint (C2SP tlog-checkpoint)."""
+        with self.session() as s:
+            note = s.scalar(sa.select(DatasetVersion.checkpoint).join(Dataset, sa.and_(
+                Dataset.id == DatasetVersion.dataset_id, Dataset.current_version == DatasetVersion.version))
+                .where(Dataset.id == dataset))
+        if not note:
+            raise NotFound(f"dataset {dataset!r} has no log checkpoint yet: it appears with its next version")
+        return note
+
+    def log_tile(self, dataset: str, path: str) -> bytes:
+        """A tile of the dataset's log (C2SP tlog-tiles path: tile/<L>/<N>[.p/<W>])."""
+        if not TILE_PATH.fullmatch(path):
+            raise NotFound(f"{path!r} is not a tile path (tile/<L>/<N>[.p/<W>])")
+        key = f"{log_version.log_prefix(dataset)}/{path}"
+        if not self.store.exists(key):
+            raise NotFound(f"no tile {path} in the log of {dataset!r}")
+        return self.store.read_bytes(key)
 
     def key_material(self) -> tuple[str, str] | None:
         """(jwks.json's text, key-status.jws's compact JWS) as the catalogue publishes them;
@@ -302,11 +440,10 @@ class Catalog:
 
     def sample_holder(self, dataset: str) -> str | None:
         with self.session() as s:
-            return s.scalar(sa.select(Record.holder_key).join(
-                Dataset, sa.and_(Dataset.id == Record.dataset_id,
-                                 Dataset.current_version == Record.version))
-                .where(Record.dataset_id == dataset, Record.status == "valid")
-                .order_by(Record.leaf_index).limit(1))
+            return s.scalar(sa.select(Record.holder_key)
+                            .where(Record.dataset_id == dataset, Record.superseded_in.is_(None),
+                                   Record.status == "valid")
+                            .order_by(Record.leaf_index).limit(1))
 
     def current_size(self, dataset: str) -> int | None:
         """Live records (not withdrawn) of the current version; None before the first."""
@@ -315,8 +452,33 @@ class Catalog:
             if current is None:
                 return None
             return s.scalar(sa.select(sa.func.count()).select_from(Record).where(
-                Record.dataset_id == dataset, Record.version == current,
+                Record.dataset_id == dataset, Record.superseded_in.is_(None),
                 Record.status != statuses.WITHDRAWN))
+
+
+def _adopt(log: TileLog, files: Store, ds: Dataset, prev: DatasetVersion) -> list[str]:
+    """A dataset published before the log: its current version's tree becomes the log's first
+    leaves (same leaves, same order: the same root), so its signed head, and every bundle
+    signed under it, is the log's first checkpoint."""
+    leaves = MerkleTree.open_in(files.sub(prev.path), "tree.bin").leaf_array()
+    done = log.append(0, [leaves])
+    if done.size != prev.tree_size or done.root.hex() != prev.root_hash:
+        raise PublishError(f"dataset {ds.id}: version {prev.version}'s tree.bin does not give its signed "
+                           "root; the log cannot start from it (run `exchange audit-chain`)")
+    ds.log_from, prev.first_leaf = prev.version, 0
+    return done.keys
+
+
+_SUPERSEDE_CHUNK = 500
+
+
+def _supersede(s: Session, dataset: str, version: int, record_ids: list[str]) -> None:
+    """The current rows of records that get a new state in `version` are no longer current."""
+    r = Record.__table__.c
+    for at in range(0, len(record_ids), _SUPERSEDE_CHUNK):
+        s.execute(sa.update(Record.__table__).where(
+            r.dataset_id == dataset, r.superseded_in.is_(None),
+            r.record_id.in_(record_ids[at:at + _SUPERSEDE_CHUNK])).values(superseded_in=version))
 
 
 def _insert_index(loader: index_load.IndexLoader, dataset: str, version: int, index_path: Path) -> None:
@@ -325,15 +487,20 @@ def _insert_index(loader: index_load.IndexLoader, dataset: str, version: int, in
     loader.load(index_path, dataset, version)
 
 
+def _count(v: DatasetVersion) -> int:
+    """Records in a version (its tree size before the log, which held every record)."""
+    return v.record_count if v.record_count is not None else v.tree_size
+
+
 _r = Record.__table__.c
 _q = QuarantineEntry.__table__.c
 _DISPUTED = sa.exists().where(_q.held_record_id == _r.record_id,   # catalog.publish.status.dispute
                                _q.state == sa.literal_column("'open'"))   # no parameter: rawdb
-_LOOKUP = (sa.select(_r.record_id, _r.dataset_id, Dataset.title, _r.version, _r.licence_number,
+_LOOKUP = (sa.select(_r.record_id, _r.dataset_id, Dataset.title, Dataset.current_version, _r.licence_number,
                      _r.holder_name, _r.status, _r.valid_to, _DISPUTED.label("disputed"))
-           .join(Dataset, sa.and_(Dataset.id == _r.dataset_id, Dataset.current_version == _r.version))
+           .join(Dataset, Dataset.id == _r.dataset_id)
            .where(_r.record_id >= sa.bindparam("lo"), _r.record_id < sa.bindparam("hi"),
-                  _r.holder_key == sa.bindparam("holder"))
+                  _r.holder_key == sa.bindparam("holder"), _r.superseded_in.is_(None))
            .order_by(_r.dataset_id, _r.licence_number))   # a holder's records: a primary-key range
 
 

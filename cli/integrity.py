@@ -1,4 +1,5 @@
-"""Integrity: `exchange record RECORD_ID` (status and history), `exchange audit-chain DATASET`."""
+"""Integrity: `exchange record RECORD_ID` (status and history), `exchange audit-chain DATASET`,
+`exchange consistency DATASET --from A --to B` (RFC 9162 proof between two versions)."""
 from __future__ import annotations
 
 import json
@@ -45,7 +46,25 @@ def cmd_audit_chain(args) -> int:
     return 0
 
 
+def cmd_consistency(args) -> int:
+    out = catalog().consistency(args.dataset, args.first, args.second)
+    if args.json:
+        print(json.dumps(out, ensure_ascii=False, indent=1))
+        return 0
+    print(t("cli.msg.consistency", dataset=out["dataset"], first=out["first_version"],
+            second=out["second_version"], m=f"{out['first_size']:,}", n=f"{out['second_size']:,}",
+            hashes=len(out["proof"])))
+    print(f"  first_root  {out['first_root']}\n  second_root {out['second_root']}")
+    for h in out["proof"]:
+        print(f"  {h}")
+    return 0
+
+
 def register(add) -> None:
+    sp = add("consistency", cmd_consistency, both("cli.help.consistency"))
+    sp.add_argument("dataset")
+    sp.add_argument("--from", dest="first", type=int, required=True, help=both("cli.arg.from_version"))
+    sp.add_argument("--to", dest="second", type=int, required=True, help=both("cli.arg.to_version"))
     sp = add("record", cmd_record, both("cli.help.record"))
     sp.add_argument("record_id")
     sp.add_argument("--version", type=int, help=both("cli.arg.version"))

@@ -31,7 +31,7 @@ from base.settings import get_settings
 from base.storage import Store
 from catalog import registrations
 from catalog.ledger.service import Ledger
-from catalog.publish import changes, store
+from catalog.publish import changes, log_version
 from catalog.publish.changes import held_records
 from catalog.publish.key_status import check_signer, write_key_material
 from catalog.publish.scratch_dirs import Scratch
@@ -233,7 +233,8 @@ def _queue_quarantine(catalog, ledger, reg, run_id: int, outcome, docs_key: str 
             for b in pq.ParquetFile(outcome.quarantine_path).iter_batches(columns=cols)
             for k, h, r, v in zip(*(b.column(c).to_pylist() for c in cols)))
     keys = pq.read_table(outcome.quarantine_path, columns=["key"]).column(0).combine_chunks()
-    held = held_records(catalog.current_version_files(reg.dataset), outcome.accepted_path, keys)
+    current = catalog.current_records_by_licence(reg.dataset, keys.unique().to_pylist())
+    held = held_records(current, outcome.accepted_path, keys)
     ledger.sync_quarantine(run_id, reg.id, reg.dataset, rows, held)
     ledger.record_quality(run_id, data_docs=docs_key)
 
@@ -295,18 +296,19 @@ PUBLISH_ATTEMPTS = 5       # builds of a version when other publishes of its dat
 
 
 def _publish_version(catalog, reg, run, keys, accepted: Path, conformed: Path, scratch: Path):
-    """Build the version in scratch on the dataset's current one and publish it; built again if
-    another publish of the dataset lands meanwhile. Returns (result, diff, carried)."""
-    staged_dir = scratch / "version"
+    """Build the version in scratch on the dataset's current state (only the record states that
+    changed: catalog/publish/log_version.py) and publish it; built again if another publish of
+    the dataset lands meanwhile. Returns (result, changes, carried)."""
+    work = scratch / "version"
     for attempt in range(1, PUBLISH_ATTEMPTS + 1):
-        shutil.rmtree(staged_dir, ignore_errors=True)
-        base, previous = catalog.current_version(reg.dataset)
-        records, carried = changes.publishable(accepted, conformed, previous,
-                                               staging.transient(scratch, "withdrawn"))
-        staged = store.stage_version(records, reg.dataset, reg.ctype, staged_dir)
-        diff = changes.diff(previous, Store.local(staged.directory))
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        base, state, versions, size = catalog.current_state(reg.dataset)
+        lv = log_version.stage_log_version(accepted, conformed, state, versions, catalog.store,
+                                           reg.dataset, reg.ctype, size, work)
+        carried = changes.Carried(lv.withdrawn_now, lv.held)
         try:     # committed only if the dataset is still at `base` under its lock
-            return catalog.publish(run.id, source_listing(reg), staged, keys, base_version=base), diff, carried
+            return catalog.publish(run.id, source_listing(reg), lv, keys, base_version=base), lv.changes, carried
         except BaseMoved:        # another source of the dataset published meanwhile: build on it
             if attempt == PUBLISH_ATTEMPTS:
                 raise

@@ -11,7 +11,7 @@ from pathlib import Path
 from trust.errors import ExchangeError, InputError
 from trust.verify import KEY_STATUS_FILE, VERIFY_STEPS, Json, VerifiedBundle, read_key_status, verify_bundle
 
-OFFLINE_HINT = "step 7 (record still valid) was not run: ask the exchange (GET /v1/records/{id}/status)"
+OFFLINE_HINT = "step 8 (record still valid) was not run: ask the exchange (GET /v1/records/{id}/status)"
 
 
 def load(bundle_path: str | Path, jwks_path: str | Path,
@@ -33,7 +33,7 @@ def load(bundle_path: str | Path, jwks_path: str | Path,
 
 
 def report(result: VerifiedBundle, as_json: bool, hint: str = OFFLINE_HINT) -> None:
-    """What was verified, as text or one JSON object; `hint` is said when step 7 did not run."""
+    """What was verified, as text or one JSON object; `hint` is said when step 8 did not run."""
     ran = [(n, name) for n, name in VERIFY_STEPS if n in result.steps]
     head, licence = result.head, result.record.get("licence_number")
     if as_json:

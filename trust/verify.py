@@ -27,10 +27,12 @@ from trust.canonical import canonical_bytes, to_json_record
 from trust.errors import NotFound, VerificationError
 from trust.heads import ALG, KEY_STATUS_TYP, STH_TYP, eddsa_allowed, head_hash
 from trust.merkle import leaf_hash, root_from_inclusion_proof
+from trust.vmap import verify_map_proof
 
 Json = dict[str, Any]                # a JSON object as json.loads gives it
 
-FORMAT = "exchange-record-bundle/1"
+FORMAT = "exchange-record-bundle/1"      # a record and its inclusion proof
+FORMAT_LOG = "exchange-record-bundle/2"  # and its map proof: the latest state at the version
 KEY_STATUS_FILE = "key-status.jws"   # published beside jwks.json
 VERIFY_STEPS = [
     (1, "bundle well-formed"),
@@ -39,16 +41,17 @@ VERIFY_STEPS = [
     (4, "the bundle's fields match what is signed"),
     (5, "record matches its leaf hash"),
     (6, "audit path leads to the signed root"),
-    (7, "record still valid (online only)"),
+    (7, "the record's latest state at this version"),
+    (8, "record still valid (online only)"),
 ]
-OFFLINE_STEPS = (1, 2, 3, 4, 5, 6)
+OFFLINE_STEPS = (1, 2, 3, 4, 5, 6)     # and 7 for a head that commits to a map (map_root)
 _NAMES = dict(VERIFY_STEPS)
 _HEX32 = re.compile(r"[0-9a-f]{64}")
 _COMPACT = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+")
 _FIELDS: dict[str, type] = {"format": str, "record_id": str, "dataset": str, "version": int, "leaf_index": int,
            "tree_size": int, "audit_path": list, "leaf_hash": str, "record": dict,
            "signed_tree_head": str}
-CHECKED_FIELDS = frozenset(_FIELDS)   # any other field of a bundle is unsigned and unchecked
+CHECKED_FIELDS = frozenset({*_FIELDS, "map_proof"})   # any other field of a bundle is unsigned and unchecked
 _HEAD_FIELDS: dict[str, type | tuple[type, ...]] = {"dataset": str, "version": int, "tree_size": int, "root_hash": str,
                 "issued_at": str, "previous_head_hash": (str, type(None))}
 
@@ -59,21 +62,26 @@ class VerifiedBundle:
     record: Json
     head: Json  # the signed tree head payload
     kid: str
-    steps: tuple[int, ...]            # the steps that ran: 1-6, and 7 when online
-    status: Json | None = None        # step 7's answer: status, since, reason
+    steps: tuple[int, ...]            # the steps that ran: 1-6, 7 for a log version, 8 when online
+    status: Json | None = None        # step 8's answer: status, since, reason
     compromised_key: Json | None = None  # the key status entry, if the key is compromised now
     leaf_index: int | None = None     # bound to the signed root by the audit path (step 6)
     unsigned: Json | None = None      # the bundle's fields that nothing signed vouches for
 
 
 def make_bundle(record_id: str, dataset: str, version: int, leaf_index: int, tree_size: int,
-                audit_path: list[bytes], record: Json, signed_tree_head: str, status: str) -> Json:
+                audit_path: list[bytes], record: Json, signed_tree_head: str, status: str,
+                map_proof: Json | None = None) -> Json:
+    """A bundle: FORMAT_LOG with the map proof of a log version's head, else FORMAT."""
     record = to_json_record(record)
-    return {"format": FORMAT, "record_id": record_id, "dataset": dataset, "version": version,
-            "leaf_index": leaf_index, "tree_size": tree_size,
-            "audit_path": [bytes(p).hex() for p in audit_path],
-            "leaf_hash": leaf_hash(canonical_bytes(record)).hex(), "record": record,
-            "signed_tree_head": signed_tree_head, "status": status}
+    out = {"format": FORMAT if map_proof is None else FORMAT_LOG, "record_id": record_id,
+           "dataset": dataset, "version": version, "leaf_index": leaf_index, "tree_size": tree_size,
+           "audit_path": [bytes(p).hex() for p in audit_path],
+           "leaf_hash": leaf_hash(canonical_bytes(record)).hex(), "record": record,
+           "signed_tree_head": signed_tree_head, "status": status}
+    if map_proof is not None:
+        out["map_proof"] = map_proof
+    return out
 
 
 def _fail(step: int, message: str) -> NoReturn:
@@ -96,9 +104,11 @@ def _b64json(segment: str) -> Any:
 def _step1_well_formed(b: object) -> Json:
     if not isinstance(b, dict):
         _fail(1, "a bundle is a JSON object")
-    if b.get("format") != FORMAT:
-        _fail(1, f"unknown format {b.get('format')!r}; this verifier reads {FORMAT}")
+    if b.get("format") not in (FORMAT, FORMAT_LOG):
+        _fail(1, f"unknown format {b.get('format')!r}; this verifier reads {FORMAT} and {FORMAT_LOG}")
     _typed(b, _FIELDS, "the bundle", 1)
+    if (b["format"] == FORMAT_LOG) != ("map_proof" in b):
+        _fail(1, f"a bundle of format {FORMAT_LOG}, and only one, carries a map_proof")
     if "status" in b and not isinstance(b["status"], str):
         _fail(1, "the bundle: 'status' has the wrong type")
     if b["leaf_index"] < 0 or b["tree_size"] < 1:
@@ -254,18 +264,43 @@ def _step6_inclusion(b: Json, leaf: bytes, head: Json) -> None:
                  "the record is not in this version, or leaf_index or audit_path were altered")
 
 
-def _step7_status(b: Json, status_of: Callable[[Json], Json]) -> Json:
-    """`status_of` gets the bundle after steps 1-6: its record_id, version and leaf_hash are then
+def _step7_latest(b: Json, leaf: bytes, head: Json) -> bool:
+    """A head that commits to a map (map_root): the map proof must show this leaf as the record's
+    latest state at the version (trust/vmap.py). A head without one (before the log): not run."""
+    if "map_root" not in head:
+        if "map_proof" in b:
+            _fail(7, "the bundle carries a map proof but the signed head commits to no map")
+        return False
+    if "map_proof" not in b:
+        _fail(7, "the signed head commits to a map of the records' latest states but the bundle has no "
+                 "map_proof: it cannot show this is the record's latest state; ask for the bundle again")
+    if not isinstance(head["map_root"], str) or not _HEX32.fullmatch(head["map_root"]):
+        _fail(7, "the signed map_root is not 64 lowercase hex digits")
+    try:
+        found = verify_map_proof(b["map_proof"], bytes.fromhex(head["map_root"]), b["record"]["record_id"])
+    except ValueError as e:
+        _fail(7, f"the map proof does not verify: {e}")
+    if found is None:
+        _fail(7, "the signed map has no entry for this record at this version")
+    index, latest = found
+    if index != b["leaf_index"] or latest != leaf:
+        _fail(7, f"the record's latest state at version {head['version']} is leaf {index}, not leaf "
+                 f"{b['leaf_index']}: this copy was superseded (revoked, changed or withdrawn)")
+    return True
+
+
+def _step8_status(b: Json, status_of: Callable[[Json], Json]) -> Json:
+    """`status_of` gets the bundle after steps 1-7: its record_id, version and leaf_hash are then
     the signed ones."""
     try:
         st = status_of(b)
     except NotFound as e:
-        _fail(7, f"the exchange does not know this copy of the record ({e}): it was not published "
+        _fail(8, f"the exchange does not know this copy of the record ({e}): it was not published "
                  "by the exchange whose status you asked")
     if st.get("status") != "valid":
         since = f" since {st['since']}" if st.get("since") else ""
         why = f" ({st['reason']})" if st.get("reason") else ""
-        _fail(7, f"the record is {st.get('status')}{since}{why}: it is authentic but no longer "
+        _fail(8, f"the record is {st.get('status')}{since}{why}: it is authentic but no longer "
                  "valid; ask the holder or the issuing department for a current record")
     return st
 
@@ -286,7 +321,7 @@ def verify_tree_head(signed_head: str, jwks: Json, key_status: str | None = None
 
 def verify_bundle(bundle: Json, jwks: Json, key_status: str | None = None,
                   status_of: Callable[[Json], Json] | None = None) -> VerifiedBundle:
-    """Run steps 1-6, and 7 if `status_of` (an online status look-up) is given; the first
+    """Run steps 1-6, 7 for a head with a map, and 8 if `status_of` (an online status look-up) is given; the first
     failure raises VerificationError(step, name, message). `key_status` is the exchange's
     signed key status document (compact JWS), needed to trust heads of a compromised key."""
     header = _step1_well_formed(bundle)
@@ -295,9 +330,10 @@ def verify_bundle(bundle: Json, jwks: Json, key_status: str | None = None,
     _step4_fields_match(bundle, head)
     leaf = _step5_leaf(bundle)
     _step6_inclusion(bundle, leaf, head)
-    status = _step7_status(bundle, status_of) if status_of else None
+    latest = _step7_latest(bundle, leaf, head)
+    status = _step8_status(bundle, status_of) if status_of else None
     return VerifiedBundle(bundle["record"]["record_id"], bundle["record"], head, header["kid"],
-                          OFFLINE_STEPS + ((7,) if status_of else ()), status, compromised,
+                          OFFLINE_STEPS + ((7,) if latest else ()) + ((8,) if status_of else ()), status, compromised,
                           bundle["leaf_index"], unsigned_fields(bundle))
 
 

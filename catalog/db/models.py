@@ -24,6 +24,7 @@ class Dataset(Base):
     description: Mapped[str | None] = mapped_column(Text)              # migration 0008
     department_name: Mapped[str | None] = mapped_column(String(255))   # migration 0008
     current_version: Mapped[int | None] = mapped_column(Integer)
+    log_from: Mapped[int | None] = mapped_column(Integer)        # migration 0017: first log version
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
@@ -62,6 +63,11 @@ class DatasetVersion(Base):
     kid: Mapped[str] = mapped_column(String(128))
     type_version: Mapped[int] = mapped_column(Integer)
     path: Mapped[str] = mapped_column(Text)      # the version folder's key in the store (store/<dataset>/v000001)
+    first_leaf: Mapped[int | None] = mapped_column(BigInteger)     # 0017: its first appended leaf
+    record_count: Mapped[int | None] = mapped_column(BigInteger)   # records in its current state
+    map_bits: Mapped[int | None] = mapped_column(Integer)
+    map_root: Mapped[str | None] = mapped_column(String(64))
+    checkpoint: Mapped[str | None] = mapped_column(Text)           # C2SP signed note
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"))
     published_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
@@ -90,7 +96,9 @@ class Run(Base):
 
 
 class Record(Base):
-    """Index of published records, one row per record per version.
+    """Index of published record states: one row per state appended to the dataset's log (its
+    version and log leaf index; `superseded_in` the version that replaced it, null while current).
+    Versions from before the log (migration 0017) have one row per record per version.
 
     record_id = 12 hex of SHA-256(holder key) + 20 hex of SHA-256(dataset ‖ licence number):
     stable across versions, and a holder's records share a prefix, so one primary-key B-tree
@@ -98,7 +106,8 @@ class Record(Base):
     append instead of landing at random.
     """
     __tablename__ = "records"
-    __table_args__ = {"sqlite_with_rowid": False}
+    __table_args__ = (Index("ix_records_dataset_current", "dataset_id", "superseded_in", "record_id"),
+                      {"sqlite_with_rowid": False})
     record_id: Mapped[str] = mapped_column(String(32), primary_key=True)
     version: Mapped[int] = mapped_column(Integer, primary_key=True)
     dataset_id: Mapped[str] = mapped_column(String(128), ForeignKey("datasets.id"))
@@ -109,6 +118,8 @@ class Record(Base):
     licence_number: Mapped[str] = mapped_column(String(128))
     status: Mapped[str] = mapped_column(String(32))
     valid_to: Mapped[date | None] = mapped_column(Date)
+    leaf_hash: Mapped[str | None] = mapped_column(String(64))       # 0017
+    superseded_in: Mapped[int | None] = mapped_column(Integer)      # 0017
 
 
 class AuditEntry(Base):

@@ -7,8 +7,12 @@ For each version, in order, the first failing check is the chain's first break:
      on disk identical to the catalogue's
   4. chain link: previous_head_hash is the hash of the previous version's head (null for 1)
   5. time order: issued_at never goes backwards
-  6. records re-hash to the signed root: records.parquet -> RFC 8785 -> RFC 9162 root
+  6. records re-hash to the signed root: records.parquet -> RFC 8785 -> RFC 9162 root; for a
+     version of the log, its appended records re-hash to the log's leaves, the log's tiles give
+     the signed root, and an RFC 9162 consistency proof links it to the previous version's
   7. index matches the records: the catalogue's record ids by leaf index are the version's
+  8. map matches the index (the current version): the catalogue's current record states give
+     the signed map root
 """
 from __future__ import annotations
 
@@ -23,9 +27,12 @@ from sqlalchemy import Engine
 from base.errors import VerificationError
 from base.storage import Store
 from catalog.db.models import DatasetVersion, Record
+from catalog.publish.log_version import current_state, log_prefix, state_map
 from catalog.signing.canonical import canonical_json
 from catalog.signing.merkle import MerkleTree, leaf_hashes
+from catalog.signing.tiles import TileLog
 from trust.heads import head_hash
+from trust.merkle import verify_consistency
 from trust.verify import verify_tree_head
 
 CHECKS = [
@@ -36,6 +43,7 @@ CHECKS = [
     (5, "time order"),
     (6, "records re-hash to the signed root"),
     (7, "index matches the records"),
+    (8, "map matches the index"),
 ]
 _NAMES = dict(CHECKS)
 
@@ -50,6 +58,10 @@ class VersionEntry:
     root_hash: str
     path: Store                       # the version's folder in the store
     index_record_ids: object = None   # callable () -> list of record ids by leaf index, or None
+    first_leaf: int | None = None     # a version of the log: its first appended leaf
+    log: object = None                # the dataset's TileLog (catalog/signing/tiles.py)
+    map_root: str | None = None
+    current_map_root: object = None   # callable () -> the map root of the index's current states
 
 
 @dataclass
@@ -81,6 +93,38 @@ def _records_root(files: Store) -> tuple[int, bytes, list[str]]:
     return tree.size, tree.root, ids
 
 
+def _records_leaves(files: Store) -> tuple[np.ndarray, list[str]]:
+    leaves, ids = [], []
+    for batch in pq.ParquetFile(files.open_input("records.parquet")).iter_batches(batch_size=131_072):
+        leaves.append(leaf_hashes(canonical_json(pa.Table.from_batches([batch]))))
+        ids += batch.column("record_id").to_pylist()
+    return (np.concatenate(leaves) if leaves else np.zeros((0, 32), np.uint8)), ids
+
+
+def _check_log(e: VersionEntry, head: dict, prev: tuple[str, dict] | None) -> list[str]:
+    """Check 6 for a version of the log; the record ids it appended, by leaf index."""
+    try:
+        leaves, ids = _records_leaves(e.path)
+        logged = e.log.leaves(e.first_leaf, e.first_leaf + len(leaves), e.tree_size)
+        root = e.log.root(e.tree_size)
+    except (OSError, ValueError, KeyError) as exc:
+        raise _Break(6, f"the stored records or the log's tiles cannot be read ({exc})") from None
+    if e.first_leaf + len(leaves) != e.tree_size or not np.array_equal(leaves, logged):
+        raise _Break(6, f"the version's {len(leaves)} stored records do not re-hash to the log's leaves "
+                        f"{e.first_leaf} to {e.tree_size - 1}: the stored records or the log were altered")
+    if root.hex() != head["root_hash"]:
+        raise _Break(6, f"the log's tiles give root {root.hex()[:16]}… at size {e.tree_size}, the head signs "
+                        f"{head['root_hash'][:16]}…: the log was altered")
+    if prev is not None and e.first_leaf > 0:
+        m, old_root = prev[1]["tree_size"], bytes.fromhex(prev[1]["root_hash"])
+        try:
+            verify_consistency(m, e.tree_size, old_root, root, e.log.consistency_proof(m, e.tree_size))
+        except ValueError as exc:
+            raise _Break(6, f"no consistency proof links size {m} to {e.tree_size} ({exc}): the log was "
+                            "rewritten, not appended to") from None
+    return ids
+
+
 def _check_version(e: VersionEntry, expected: int, prev: tuple[str, dict] | None, jwks, key_status) -> tuple[dict, int]:
     if e.version != expected:
         raise _Break(1, f"expected version {expected} next, found version {e.version}: "
@@ -105,17 +149,25 @@ def _check_version(e: VersionEntry, expected: int, prev: tuple[str, dict] | None
                         "the chain is broken (a version was altered, removed or reordered)")
     if prev and head["issued_at"] < prev[1]["issued_at"]:
         raise _Break(5, f"issued at {head['issued_at']}, before the previous version ({prev[1]['issued_at']})")
-    try:
-        size, root, ids = _records_root(e.path)
-    except (OSError, ValueError, KeyError) as exc:
-        raise _Break(6, f"the stored records cannot be read ({exc})") from None
-    if size != head["tree_size"] or root.hex() != head["root_hash"]:
+    if e.first_leaf is not None:
+        ids, size = _check_log(e, head, prev), e.tree_size
+    else:
+        try:
+            size, root, ids = _records_root(e.path)
+        except (OSError, ValueError, KeyError) as exc:
+            raise _Break(6, f"the stored records cannot be read ({exc})") from None
+    if e.first_leaf is None and (size != head["tree_size"] or root.hex() != head["root_hash"]):
         raise _Break(6, f"the {size} stored records hash to root {root.hex()[:16]}…, the head signs "
                         f"{head['tree_size']} records with root {head['root_hash'][:16]}…: "
                         "the stored records were altered")
     if e.index_record_ids is not None and e.index_record_ids() != ids:
         raise _Break(7, "the catalogue's index does not list the version's records at their leaf indexes: "
                         "a record was moved, added or removed in the index")
+    if e.current_map_root is not None and e.map_root is not None:
+        root_now = e.current_map_root()
+        if root_now != e.map_root or head.get("map_root") != e.map_root:
+            raise _Break(8, f"the index's current record states give map root {root_now[:16]}…, the head "
+                            f"signs {str(head.get('map_root'))[:16]}…: the index was altered")
     return head, size
 
 
@@ -154,5 +206,14 @@ def catalogue_entries(engine: Engine, store: Store, dataset: str) -> list[Versio
                     Record.dataset_id == dataset, Record.version == version).order_by(Record.leaf_index)))
         return read
 
+    log = TileLog(store, log_prefix(dataset))
+
+    def map_root_now() -> str:
+        with engine.connect() as c:
+            state = current_state(c, store, dataset)
+        return state_map(state).root().hex()
+
+    last = rows[-1].version if rows else None
     return [VersionEntry(dataset, r.version, r.signed_tree_head, r.tree_size, r.root_hash,
-                         store.sub(r.path), ids_of(r.version)) for r in rows]
+                         store.sub(r.path), ids_of(r.version), r.first_leaf, log, r.map_root,
+                         map_root_now if r.version == last else None) for r in rows]

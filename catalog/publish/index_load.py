@@ -28,7 +28,8 @@ from catalog.publish import store
 from catalog.publish.scratch_dirs import Scratch
 from catalog.signing import digests
 
-COLUMNS = (*store.INDEX_COLUMNS, "leaf_index")   # from the staged version; dataset_id, version are constants
+# from the version's index.parquet; dataset_id and version are constants
+COLUMNS = (*store.INDEX_COLUMNS, "leaf_hash", "leaf_index")
 SCRATCH = "index_scratch"                        # the scratch file's schema name on the connection
 _CSV_BATCH = 65_536
 
@@ -49,7 +50,9 @@ def sorted_rows(index_path: Path, dates_as_text: bool = False, batch_rows: int =
 def sorted_parts(index_path: Path, parts: int, dates_as_text: bool = False,
                  batch_rows: int = 65_536) -> list[pa.RecordBatchReader]:
     """sorted_rows in `parts` consecutive runs of record ids."""
-    table = store.index_table(index_path, [c for c in COLUMNS if c != "leaf_index"])
+    table = store.index_table(index_path, list(COLUMNS))
+    leaf_index = table.column("leaf_index").to_numpy()         # log leaf indexes (the segment's)
+    table = table.drop_columns(["leaf_index"])
     table = pa.RecordBatch.from_arrays([c.combine_chunks() for c in table.columns], schema=table.schema)
     order = record_id_order(table.column("record_id"))
     if dates_as_text:
@@ -59,8 +62,8 @@ def sorted_parts(index_path: Path, parts: int, dates_as_text: bool = False,
 
     def batches(run: np.ndarray):
         for at in range(0, len(run), batch_rows):
-            part = run[at:at + batch_rows]      # leaf indexes: the index's row numbers
-            yield pa.RecordBatch.from_arrays([*table.take(part).columns, pa.array(part, pa.int64())],
+            part = run[at:at + batch_rows]      # the index's row numbers
+            yield pa.RecordBatch.from_arrays([*table.take(part).columns, pa.array(leaf_index[part], pa.int64())],
                                              schema=schema)
     return [pa.RecordBatchReader.from_batches(schema, batches(run)) for run in np.array_split(order, parts)]
 

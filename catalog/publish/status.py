@@ -10,14 +10,13 @@ and, beside the status, `disputed`: the source still has the record but its rows
 quarantined, so the published state was carried into the new version unchanged; it stays
 disputed until a steward reviews the quarantined rows.
 A copy (version, leaf hash) the exchange never published is refused: UnknownCopy (404).
-The publish path calls `record_changes` inside the version's transaction: it diffs the new
-version against the previous one and stores one `record_events` row per changed record.
+The publish path (catalog/publish/log_version.py) stores one `record_events` row per record
+whose state it appends, inside the version's transaction.
 """
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
 
-import pyarrow.compute as pc
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
@@ -25,7 +24,6 @@ from base import clock, times
 from base.errors import UnknownCopy
 from base.storage import Store
 from catalog.db.models import Dataset, DatasetVersion, QuarantineEntry, Record, RecordEvent
-from catalog.publish.store import version_leaves
 from catalog.signing.merkle import MerkleTree
 
 STATUSES = ("valid", "expired", "revoked", "withdrawn", "superseded")
@@ -48,43 +46,6 @@ def _reason(source_status: str) -> str | None:
     return None if source_status == "valid" else source_status
 
 
-def diff_versions(prev_dir: Store | None, new_dir: Store) -> list[dict]:
-    """The records that changed from the previous version to the new one, as event rows."""
-    if prev_dir is None:
-        return []  # first appearances in version 1 are read from the records index
-    old, new = version_leaves(prev_dir), version_leaves(new_dir)
-    joined = new.join(old, "record_id", join_type="full outer", left_suffix="_new", right_suffix="_old",
-                      coalesce_keys=True)
-    changed = pc.invert(pc.fill_null(pc.equal(joined["leaf_new"], joined["leaf_old"]), False))
-    events = []
-    for r in joined.filter(changed).to_pylist():
-        if r["leaf_new"] is None or (r["status_new"] == WITHDRAWN and r["status_old"] != WITHDRAWN):
-            events.append({"record_id": r["record_id"], "change": "withdrawn", "status": "withdrawn",
-                           "reason": "gone from the source", "leaf_hash": None})
-            continue
-        if r["leaf_old"] is None:
-            change = "added"
-        elif r["status_new"] == r["status_old"]:
-            change = "amended"
-        else:
-            change = "revoked" if r["status_new"] != "valid" else "reinstated"
-        events.append({"record_id": r["record_id"], "change": change,
-                       "status": "valid" if r["status_new"] == "valid" else "revoked",
-                       "reason": _reason(r["status_new"]), "leaf_hash": r["leaf_new"].hex()})
-    return events
-
-
-def record_changes(s: Session, dataset: str, version: int, prev_dir: Store | None, new_dir: Store,
-                   at: datetime) -> int:
-    """Store the events of a new version (called by Catalog.publish in its transaction).
-    Returns how many records changed."""
-    events = diff_versions(prev_dir, new_dir)
-    if events:          # Core's executemany: the ORM's bulk insert costs ~50 µs a row more
-        s.connection().execute(RecordEvent.__table__.insert(),
-                               [{**e, "dataset_id": dataset, "version": version, "at": at} for e in events])
-    return len(events)
-
-
 def _iso(t) -> str | None:
     """A time with its offset; a date as it is."""
     return None if t is None else times.iso(t) if isinstance(t, datetime) else t.isoformat()
@@ -95,21 +56,24 @@ def record_status(s: Session, store: Store, record_id: str, version: int | None 
     """Status of a record (of the copy at `version` with `leaf_hash`, if given), since when and why,
     with its history; `store` holds the versions' files. None if the record was never published."""
     today = today or clock.today()
-    hit = s.execute(sa.select(Record, DatasetVersion, Dataset.current_version).join(
+    rows = s.execute(sa.select(Record, DatasetVersion.path).join(
         DatasetVersion, sa.and_(DatasetVersion.dataset_id == Record.dataset_id,
                                 DatasetVersion.version == Record.version))
-        .join(Dataset, Dataset.id == Record.dataset_id)
-        .where(Record.record_id == record_id).order_by(Record.version.desc()).limit(1)).first()
-    if hit is None:
+        .where(Record.record_id == record_id).order_by(Record.version)).all()
+    if not rows:
         return None
-    rec, ver, current = hit
+    states = [State(r, path) for r, path in rows]
+    rec = next((x for x in states if x.row.superseded_in is None), states[-1]).row
+    current = s.scalar(sa.select(Dataset.current_version).where(Dataset.id == rec.dataset_id))
+    gone = rec.superseded_in is not None          # before the log: not in the current version
     events = s.scalars(sa.select(RecordEvent).where(RecordEvent.record_id == record_id)
                        .order_by(RecordEvent.version, RecordEvent.id)).all()
-    first = s.scalar(sa.select(sa.func.min(Record.version)).where(Record.record_id == record_id))
+    first = states[0].row.version
     first_at = s.scalar(sa.select(DatasetVersion.published_at).where(
         DatasetVersion.dataset_id == rec.dataset_id, DatasetVersion.version == first))
-    current_leaf = _leaf(store, ver.path, rec.leaf_index)
-    copy_version, copy_leaf = _copy(s, store, rec, first, events, version, leaf_hash, current_leaf)
+    holding = rec.version if gone else current
+    current_leaf = _state_at(states, holding).leaf(store)
+    copy_version, copy_leaf = _copy(store, states, rec, holding, events, version, leaf_hash, current_leaf)
     history = [{"version": first, "change": "added", "status": standing(_first_status(rec, events), None, date.min),
                 "at": _iso(first_at)}] if not any(e.change == "added" and e.version == first for e in events) else []
     history += [{"version": e.version, "change": e.change, "status": e.status, "reason": e.reason,
@@ -119,9 +83,9 @@ def record_status(s: Session, store: Store, record_id: str, version: int | None 
         hits = [h for h in history if h["change"] in changes]
         return hits[-1]["at"] if hits else history[0]["at"]
 
-    out = {"record_id": record_id, "dataset": rec.dataset_id, "current_version": rec.version,
+    out = {"record_id": record_id, "dataset": rec.dataset_id, "current_version": holding,
            "reason": None, **dispute(s, record_id, rec.dataset_id), "history": history}
-    if rec.version < (current or 0) or rec.status == WITHDRAWN:
+    if gone or rec.status == WITHDRAWN:
         out.update(status="withdrawn", since=since({"withdrawn"}), reason="gone from the source")
         return out
     st = standing(rec.status, rec.valid_to, today)
@@ -132,44 +96,55 @@ def record_status(s: Session, store: Store, record_id: str, version: int | None 
     elif copy_leaf != current_leaf:
         later = [e for e in events if e.version > copy_version]
         out.update(status="superseded", since=_iso(later[0].at) if later else None,
-                   reason=f"version {rec.version} holds a newer copy of this record")
+                   reason=f"version {holding} holds a newer copy of this record")
     else:
         out.update(status="valid", since=since({"added", "reinstated"}))
     return out
 
 
-def _leaf(store: Store, key: str, leaf_index: int) -> str:
-    return MerkleTree.open_in(store.sub(key), "tree.bin").leaf(leaf_index).hex()
+class State:
+    """One index row of a record (a state appended to the log, or a version's copy from before
+    the log) and its version's folder."""
+
+    def __init__(self, row: Record, path: str):
+        self.row, self.path = row, path
+
+    def holds_at(self, version: int) -> bool:
+        end = self.row.superseded_in
+        return self.row.version <= version and (end is None or version < end)
+
+    def leaf(self, store: Store) -> str:
+        """The state's leaf hash: the index's, or (before the log) its version's tree.bin's."""
+        if self.row.leaf_hash:
+            return self.row.leaf_hash
+        return MerkleTree.open_in(store.sub(self.path), "tree.bin").leaf(self.row.leaf_index).hex()
 
 
-def _leaf_at(s: Session, store: Store, record_id: str, version: int) -> str | None:
-    """The record's leaf hash in `version`, None if that version does not hold it."""
-    hit = s.execute(sa.select(Record.leaf_index, DatasetVersion.path).join(
-        DatasetVersion, sa.and_(DatasetVersion.dataset_id == Record.dataset_id,
-                                DatasetVersion.version == Record.version))
-        .where(Record.record_id == record_id, Record.version == version)).first()
-    return None if hit is None else _leaf(store, hit.path, hit.leaf_index)
+def _state_at(states: list[State], version: int) -> State | None:
+    return next((x for x in reversed(states) if x.holds_at(version)), None)
 
 
-def _copy(s: Session, store: Store, rec: Record, first: int, events, version: int | None, leaf_hash: str | None,
-          current_leaf: str) -> tuple[int, str]:
+def _copy(store: Store, states: list[State], rec: Record, holding: int, events, version: int | None,
+          leaf_hash: str | None, current_leaf: str) -> tuple[int, str]:
     """(version, leaf hash) of the copy asked about: one the exchange published, else UnknownCopy.
     No version and no leaf hash: the current copy. A leaf hash alone: the latest version that
-    made it the record's content (every content change is an event, so only those are read)."""
+    made it the record's content."""
+    first = states[0].row.version
     if version is None and leaf_hash is None:
-        return rec.version, current_leaf
+        return holding, current_leaf
     if version is not None:
-        leaf = _leaf_at(s, store, rec.record_id, version)
-        if leaf is None:
+        at = _state_at(states, version)
+        if at is None:
             raise UnknownCopy(f"unknown copy: version {version} of {rec.dataset_id} does not hold record "
-                              f"{rec.record_id} (it is in versions {first} to {rec.version})")
+                              f"{rec.record_id} (it is in versions {first} to {holding})")
+        leaf = at.leaf(store)
         if leaf_hash is not None and leaf_hash != leaf:
             raise UnknownCopy(f"unknown copy: version {version} holds record {rec.record_id} with leaf hash "
                               f"{leaf}, not {leaf_hash}: the exchange never published that copy")
         return version, leaf
-    for v in sorted({first, *(e.version for e in events)}, reverse=True):
-        if _leaf_at(s, store, rec.record_id, v) == leaf_hash:
-            return v, leaf_hash
+    for x in reversed(states):
+        if x.leaf(store) == leaf_hash:
+            return x.row.version, leaf_hash
     raise UnknownCopy(f"unknown copy: the exchange never published record {rec.record_id} with leaf "
                       f"hash {leaf_hash}")
 

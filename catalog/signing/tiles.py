@@ -160,6 +160,19 @@ class TileLog:
         self._check_index(index, size)
         return self._subtree(self._tiles_at(size), 0, index)
 
+    def leaves(self, start: int, end: int, size: int) -> np.ndarray:
+        """The hashes of leaves start..end-1 ((end - start, 32) uint8), read a level-0 tile at a time."""
+        if not 0 <= start <= end <= size:
+            raise ValueError(f"leaves {start} to {end} are outside a tree of size {size}")
+        out, at = [], start
+        while at < end:
+            tile = at // self.width
+            data = self._read(*self._at(0, tile, size)).nodes[0]
+            lo, hi = at - tile * self.width, min(end - tile * self.width, self.width)
+            out.append(np.frombuffer(data, np.uint8)[32 * lo:32 * hi].reshape(-1, 32))
+            at = tile * self.width + hi
+        return np.concatenate(out) if out else np.zeros((0, 32), np.uint8)
+
     def inclusion_proof(self, index: int, size: int) -> list[bytes]:
         """PATH(index, D[size]) of RFC 9162 §2.1.3.1, leaf side first."""
         self._check_index(index, size)

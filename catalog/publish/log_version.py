@@ -1,0 +1,250 @@
+"""A run's records as the next entries of the dataset's append-only log (docs/verification.md).
+
+    current_state(conn, store, dataset) -> Table
+        The dataset's current record states from the catalogue's index (one row each: record id,
+        version, log leaf index, leaf hash, status, licence number, holder key).
+    stage_log_version(accepted, conformed, state, ...) -> LogVersion
+        The version's segment: only the record states that differ from the current ones (new,
+        changed, newly withdrawn), with their log leaf indexes from `first_leaf`; records.parquet
+        and index.parquet in a local folder, their leaf hashes, the new state's verifiable map,
+        the record events and the counts. A record still in the pull whose rows were all
+        quarantined is held: its state stays as it is (no leaf).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from base import staging
+from base.storage import Store
+from catalog.db.models import DatasetVersion, Record
+from catalog.publish import store as version_store
+from catalog.publish.changes import Changes
+from catalog.signing import vmap
+from catalog.signing.canonical import canonical_json
+from catalog.signing.digests import from_hex, hex_strings
+from catalog.signing.merkle import MerkleTree, leaf_hashes
+from schemas.types import CertificateType
+from trust.merkle import LEAF_PREFIX
+
+WITHDRAWN = "withdrawn"
+STATE = pa.schema([("record_id", pa.string()), ("version", pa.int64()), ("leaf_index", pa.int64()),
+                   ("leaf", pa.binary(32)), ("status", pa.string()), ("licence_number", pa.string()),
+                   ("holder_key", pa.string())])
+LOG = "log"        # a dataset's log (C2SP tlog tiles) in the store: store/<dataset>/log
+
+
+def log_prefix(dataset: str) -> str:
+    return f"{version_store.VERSIONS}/{dataset}/{LOG}" if version_store.DATASET_NAME.fullmatch(dataset) \
+        else version_store.version_key(dataset, 0)     # refuses the name
+
+
+def current_state(conn: Connection, store: Store, dataset: str) -> pa.Table:
+    """STATE rows of the dataset's current records, in record-id order. Leaf hashes the index
+    does not hold (rows from before the log) are read from their version's tree.bin."""
+    r = Record.__table__.c
+    rows = conn.execute(sa.select(r.record_id, r.version, r.leaf_index, r.leaf_hash, r.status,
+                                  r.licence_number, r.holder_key)
+                        .where(r.dataset_id == dataset, r.superseded_in.is_(None))
+                        .order_by(r.record_id)).all()
+    cols = list(zip(*rows)) if rows else [()] * 7
+    hashes = pa.array(cols[3], pa.string())
+    leaf = np.zeros((len(rows), 32), np.uint8)
+    known = pc.invert(pc.is_null(hashes)).to_numpy(zero_copy_only=False)
+    if known.any():
+        leaf[known] = from_hex(hashes.filter(pa.array(known)), 64)
+    versions = np.asarray(cols[1], np.int64)
+    indexes = np.asarray(cols[2], np.int64)
+    for v in np.unique(versions[~known]):
+        path = conn.execute(sa.select(DatasetVersion.path).where(
+            DatasetVersion.dataset_id == dataset, DatasetVersion.version == int(v))).scalar_one()
+        leaves = MerkleTree.open_in(store.sub(path), "tree.bin").leaf_array()
+        at = (~known) & (versions == v)
+        leaf[at] = leaves[indexes[at]]
+    return pa.table([pa.array(cols[0], pa.string()), pa.array(versions), pa.array(indexes),
+                     _fixed(leaf), *(pa.array(c, pa.string()) for c in cols[4:])], schema=STATE)
+
+
+def _fixed(matrix: np.ndarray) -> pa.Array:
+    return pa.FixedSizeBinaryArray.from_buffers(pa.binary(32), len(matrix),
+                                                [None, pa.py_buffer(np.ascontiguousarray(matrix).tobytes())])
+
+
+def _matrix(leaf: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    leaf = leaf.combine_chunks() if isinstance(leaf, pa.ChunkedArray) else leaf
+    if len(leaf) == 0:
+        return np.zeros((0, 32), np.uint8)
+    return np.frombuffer(leaf.buffers()[1], np.uint8)[leaf.offset * 32:(leaf.offset + len(leaf)) * 32].reshape(-1, 32)
+
+
+@dataclass
+class LogVersion:
+    directory: Path                    # records.parquet, index.parquet of the segment; map.bin
+    first_leaf: int
+    leaves: np.ndarray                 # (k, 32): the appended leaf hashes, in order
+    record_ids: list[str]              # the appended states' record ids (their older rows are superseded)
+    record_count: int                  # records in the new state
+    map: vmap.MapLevel
+    changes: Changes
+    held: int
+    withdrawn_now: int
+    events: list[dict] = field(default_factory=list)
+
+    @property
+    def appended(self) -> int:
+        return len(self.leaves)
+
+    @property
+    def size(self) -> int:
+        return self.first_leaf + self.appended
+
+    @property
+    def index_path(self) -> Path:
+        return self.directory / "index.parquet"
+
+
+def _in(values, value_set) -> pa.Array:
+    return pc.fill_null(pc.is_in(values, value_set=value_set), False)
+
+
+def stage_log_version(accepted: Path, conformed: Path, state: pa.Table, versions: dict[int, tuple[str, int]],
+                      store: Store, dataset: str, ctype: CertificateType, first_leaf: int,
+                      scratch: Path) -> LogVersion:
+    """`versions`: version -> (its folder's key, its first leaf) for reading current records
+    (a newly withdrawn one is appended again with status withdrawn)."""
+    full = version_store.stage_version(accepted, dataset, ctype, scratch / "accepted_version")
+    new = version_store.version_leaves(Store.local(full.directory))        # record_id, status, leaf
+    present = staging.read_table(conformed, ["licence_number"]).column(0).combine_chunks()
+    taken = staging.read_table(accepted, ["licence_number"]).column(0).combine_chunks()
+
+    ids = state.column("record_id").combine_chunks()
+    in_new = _in(ids, new.column("record_id").combine_chunks())
+    numbers = state.column("licence_number")
+    held_mask = pc.and_(pc.invert(in_new), pc.and_(_in(numbers, present), pc.invert(_in(numbers, taken))))
+    gone = pc.and_(pc.invert(in_new), pc.invert(held_mask))
+    was_withdrawn = pc.equal(state.column("status"), WITHDRAWN)
+    withdraw = pc.and_(gone, pc.invert(was_withdrawn))
+
+    old = state.select(["record_id", "status", "leaf"]).rename_columns(["record_id", "old_status", "old_leaf"])
+    joined = new.append_column("row", pa.array(np.arange(new.num_rows), pa.int64())).join(
+        old, "record_id", join_type="left outer").sort_by("row")
+    is_new = pc.is_null(joined.column("old_leaf"))
+    same = pc.fill_null(pc.equal(joined.column("leaf"), joined.column("old_leaf")), False)
+    changed_rows = pc.invert(same)
+
+    out = scratch / "log_version"
+    out.mkdir(parents=True, exist_ok=True)
+    pick = joined.column("row").filter(changed_rows).to_numpy()
+    withdrawn_rows = state.filter(withdraw)
+    w_records = _records_of(store, versions, withdrawn_rows, ctype)
+    w_records = w_records.set_column(w_records.schema.get_field_index("status"), "status",
+                                     pa.array([WITHDRAWN] * w_records.num_rows, w_records.schema.field("status").type))
+    w_leaves = leaf_hashes(canonical_json(w_records, prefix=LEAF_PREFIX), prefixed=True)
+
+    seg_records, seg_index = _segment_rows(full.directory, pick, w_records, withdrawn_rows, ctype)
+    leaves = np.concatenate([_matrix(new.column("leaf").take(pa.array(pick, pa.int64()))), w_leaves])
+    k = len(leaves)
+    seg_index = seg_index.append_column("leaf_index", pa.array(np.arange(first_leaf, first_leaf + k), pa.int64()))
+    seg_index = seg_index.append_column("leaf_hash", hex_strings(leaves))
+    staging.write_table(seg_records, out / "records.parquet", staging.DATASET_FILES,
+                        row_group_size=version_store.ROW_GROUP)
+    staging.write_table(seg_index, out / "index.parquet", staging.DATASET_FILES)
+
+    seg_ids = seg_index.column("record_id").combine_chunks()
+    kept = state.filter(pc.invert(_in(ids, seg_ids)))
+    all_ids = pa.concat_arrays([kept.column("record_id").combine_chunks(), seg_ids])
+    all_index = np.concatenate([kept.column("leaf_index").to_numpy(), seg_index.column("leaf_index").to_numpy()])
+    all_leaves = np.concatenate([_matrix(kept.column("leaf")), leaves])
+    level = _map(all_ids, all_index, all_leaves)
+
+    def count(mask) -> int:
+        return int(pc.sum(pc.cast(mask, pa.int64())).as_py() or 0)
+
+    new_status = joined.column("status")
+    withdrawn_new = pc.equal(new_status, WITHDRAWN)
+    changes = Changes(new=count(pc.and_(is_new, pc.invert(withdrawn_new))),
+                      changed=count(pc.and_(pc.invert(is_new), pc.and_(changed_rows, pc.invert(withdrawn_new)))),
+                      unchanged=count(pc.and_(same, pc.invert(withdrawn_new))) + count(held_mask),
+                      withdrawn=count(withdraw) + count(pc.and_(withdrawn_new, changed_rows)),
+                      still_withdrawn=count(pc.and_(gone, was_withdrawn)) + count(pc.and_(withdrawn_new, same)))
+    events = _events(joined.filter(changed_rows), withdrawn_rows)
+    return LogVersion(out, first_leaf, leaves, seg_ids.to_pylist(), len(all_ids), level, changes,
+                      held=count(held_mask), withdrawn_now=count(withdraw), events=events)
+
+
+def _map(ids: pa.Array, leaf_index: np.ndarray, leaves: np.ndarray) -> vmap.MapLevel:
+    id_bytes = from_hex(ids, 32) if len(ids) else np.zeros((0, 16), np.uint8)
+    bits = vmap.bits_for(len(ids))
+    return vmap.MapLevel(vmap.bucket_hashes(id_bytes, leaf_index, leaves, bits))
+
+
+def state_map(state: pa.Table) -> vmap.MapLevel:
+    """The verifiable map of a current state (current_state)."""
+    return _map(state.column("record_id").combine_chunks(), state.column("leaf_index").to_numpy(),
+                _matrix(state.column("leaf")))
+
+
+def _records_of(store: Store, versions: dict[int, tuple[str, int]], rows: pa.Table,
+                ctype: CertificateType) -> pa.Table:
+    """The published records of state `rows` (their version's segment, at leaf - first leaf)."""
+    cols = [*ctype.field_names, "record_id"]
+    parts = []
+    v_col, i_col = rows.column("version").to_numpy(), rows.column("leaf_index").to_numpy()
+    order = []
+    for v in np.unique(v_col):
+        key, first = versions[int(v)]
+        at = np.flatnonzero(v_col == v)
+        f = version_store.records_file(store.sub(key))
+        table = f.read(columns=cols)
+        parts.append(table.take(pa.array(i_col[at] - first, pa.int64())))
+        order.append(at)
+    if not parts:
+        return ctype.arrow_schema().append(pa.field("record_id", pa.string())).empty_table().select(cols)
+    table = pa.concat_tables(parts)
+    return table.take(pa.array(np.argsort(np.concatenate(order), kind="stable"), pa.int64()))
+
+
+def _segment_rows(full_dir: Path, pick: np.ndarray, w_records: pa.Table, w_state: pa.Table,
+                  ctype: CertificateType) -> tuple[pa.Table, pa.Table]:
+    """The segment's records (changed accepted rows, then the newly withdrawn) and their index
+    columns (version_store.INDEX_COLUMNS)."""
+    take = pa.array(pick, pa.int64())
+    records = pq.read_table(full_dir / "records.parquet").take(take)
+    index_cols = list(version_store.INDEX_COLUMNS)
+    index = version_store.index_table(full_dir / "index.parquet", index_cols).take(take)
+    if w_records.num_rows:
+        records = pa.concat_tables([records, w_records.cast(records.schema)])
+        w_index = pa.table({c: (w_state.column("holder_key") if c == "holder_key" else w_records.column(c))
+                            for c in index_cols}).cast(index.schema)
+        index = pa.concat_tables([index, w_index])
+    return records.combine_chunks(), index.combine_chunks()
+
+
+def _events(changed: pa.Table, withdrawn: pa.Table) -> list[dict]:
+    """record_events rows (catalog/publish/status.py) of the appended states."""
+    events = []
+    for r in changed.select(["record_id", "status", "leaf", "old_status", "old_leaf"]).to_pylist():
+        if r["status"] == WITHDRAWN:
+            if r["old_status"] != WITHDRAWN:
+                events.append({"record_id": r["record_id"], "change": "withdrawn", "status": WITHDRAWN,
+                               "reason": "gone from the source", "leaf_hash": None})
+            continue
+        if r["old_leaf"] is None:
+            change = "added"
+        elif r["status"] == r["old_status"]:
+            change = "amended"
+        else:
+            change = "revoked" if r["status"] != "valid" else "reinstated"
+        events.append({"record_id": r["record_id"], "change": change,
+                       "status": "valid" if r["status"] == "valid" else "revoked",
+                       "reason": None if r["status"] == "valid" else r["status"], "leaf_hash": r["leaf"].hex()})
+    events += [{"record_id": rid, "change": "withdrawn", "status": WITHDRAWN, "reason": "gone from the source",
+                "leaf_hash": None} for rid in withdrawn.column("record_id").to_pylist()]
+    return events
