@@ -33,6 +33,7 @@ from base import clock
 from base.errors import ConfigError
 from base.files import atomic_write
 from catalog.signing import key_files
+from trust.checkpoint import check_key_name, note_key_id, note_signature_line, verifier_key
 from trust.heads import ALG, KEY_STATUS_TYP, STH_TYP, eddsa_allowed, head_hash, rfc3339
 
 MANIFEST = "keys.json"
@@ -253,6 +254,22 @@ class KeyStore:
         header = {"alg": ALG, "kid": key.kid, "typ": typ}
         with eddsa_allowed():
             return jws.serialize_compact(header, rfc8785.dumps(payload), key, algorithms=[ALG])
+
+    def sign_note(self, body: str, name: str) -> str:
+        """The C2SP signed note of `body` (its text: non-empty, ending in a newline) with one
+        Ed25519 signature by the signing key under key name `name` (trust/checkpoint.py)."""
+        if not isinstance(body, str) or not body.endswith("\n") or any(ord(c) < 0x20 and c != "\n" for c in body):
+            raise ValueError("a note's text is lines ending in a newline, without other control characters")
+        check_key_name(name)
+        private = self.signer().private_key
+        public = private.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        signature = private.sign(body.encode("utf-8"))
+        return body + "\n" + note_signature_line(name, note_key_id(name, public), signature)
+
+    def note_verifier_key(self, name: str) -> str:
+        """The signed-note verifier key ("<name>+<key ID>+<base64 key>") of the signing key."""
+        public = self.signer().private_key.public_key()
+        return verifier_key(name, public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw))
 
     def sign_key_status(self, heads_before: dict[str, list[str]], now: dt.datetime | None = None) -> str:
         """Compact JWS (signed by the active key) listing every key's status; a compromised key
