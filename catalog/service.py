@@ -355,7 +355,7 @@ class Catalog:
             bucket, rows = entries
             level = vmap.MapLevel.load(self.store.sub(head.path), "map.bin")
             log = TileLog(self.store, log_version.log_prefix(rec.dataset_id))
-            rows = [(r, i, h or log.leaf(i, head.tree_size).hex()) for r, i, h in rows]
+            rows = [(r, i, bytes.fromhex(h) if h else log.leaf(i, head.tree_size)) for r, i, h in rows]
             proof = vmap.proof(level.bits, bucket, rows, level.path(bucket))
         bundle = make_bundle(
             record_id=record_id, dataset=rec.dataset_id, version=head.version,

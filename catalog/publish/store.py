@@ -170,13 +170,16 @@ def _exactly(size: int, batches):
 
 def index_table(path: Path, columns: list[str]) -> pa.Table:
     """`columns` of a staged version's index in leaf order: from index.parquet where it has
-    them, else from records.parquet beside it; leaf_index is the row number."""
+    them, else from records.parquet beside it; leaf_index is the row number and leaf_hash null
+    unless the index has them (a log version's segment has both)."""
     in_index = set(pq.read_schema(path).names)
     records = path.parent / "records.parquet"
-    from_records = [c for c in columns if c not in in_index and c != "leaf_index"]
+    from_records = [c for c in columns if c not in in_index and c not in ("leaf_index", "leaf_hash")]
     table = pq.read_table(path, columns=[c for c in columns if c in in_index])
     for c in from_records:
         table = table.append_column(c, pq.read_table(records, columns=[c]).column(c))
+    if "leaf_hash" in columns and "leaf_hash" not in in_index:     # a whole version's: in tree.bin
+        table = table.append_column("leaf_hash", pa.nulls(table.num_rows, pa.string()))
     if "leaf_index" in columns and "leaf_index" not in in_index:
         n = pq.ParquetFile(records).metadata.num_rows
         table = table.append_column("leaf_index", pa.array(np.arange(n, dtype=np.int64)))

@@ -285,11 +285,11 @@ def test_status_step_runs_only_online(published):
     b = published["bundles"][0]
     assert verify_bundle(b, published["jwks"]).steps == (1, 2, 3, 4, 5, 6)
     ok = verify_bundle(b, published["jwks"], status_of=lambda _: {"status": "valid"})
-    assert ok.steps == (1, 2, 3, 4, 5, 6, 7) and ok.status == {"status": "valid"}
+    assert ok.steps == (1, 2, 3, 4, 5, 6, 8) and ok.status == {"status": "valid"}
     revoked = {"status": "revoked", "since": "2026-12-01T00:00:00+00:00", "reason": "cancelled"}
     with pytest.raises(VerificationError, match="revoked since 2026-12-01.*cancelled") as exc:
         verify_bundle(b, published["jwks"], status_of=lambda _: revoked)
-    assert (exc.value.step, exc.value.step_name) == (7, "record still valid (online only)")
+    assert (exc.value.step, exc.value.step_name) == (8, "record still valid (online only)")
 
 
 def test_status_step_says_when_the_exchange_does_not_know_the_copy(published):
@@ -300,12 +300,12 @@ def test_status_step_says_when_the_exchange_does_not_know_the_copy(published):
 
     with pytest.raises(VerificationError, match="does not know this copy.*unknown copy") as exc:
         verify_bundle(published["bundles"][0], published["jwks"], status_of=status_of)
-    assert exc.value.step == 7
+    assert exc.value.step == 8
 
 
 # -- verification --------------------------------------------------------------------------
 def test_every_bundle_verifies(published):
-    assert [n for n, _ in VERIFY_STEPS] == [1, 2, 3, 4, 5, 6, 7]
+    assert [n for n, _ in VERIFY_STEPS] == [1, 2, 3, 4, 5, 6, 7, 8]
     for i, b in enumerate(published["bundles"]):
         v = verify_bundle(json.loads(json.dumps(b)), published["jwks"])
         assert v.steps == (1, 2, 3, 4, 5, 6) and v.record_id == f"rec-{i}"
