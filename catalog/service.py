@@ -24,7 +24,6 @@ from catalog.db.models import (
     MetadataChange,
     QuarantineEntry,
     Record,
-    RecordEvent,
     Run,
     Source,
 )
@@ -210,9 +209,7 @@ class Catalog:
                     s.flush()
                     _supersede(s, ds.id, version, lv.record_ids)
                     _insert_index(loader, ds.id, version, lv.index_path)
-                    if prev is not None and lv.events:   # Core's executemany: the ORM costs ~50 µs a row more
-                        s.connection().execute(RecordEvent.__table__.insert(), [
-                            {**e, "dataset_id": ds.id, "version": version, "at": now} for e in lv.events])
+                    statuses.record_changes(s, ds.id, version, lv.events if prev is not None else [], now)
                     self.store.put_dir(lv.directory, final_key, move=True)
                     ds.current_version = version
                     run.state, run.finished_at, run.version = "published", now, version

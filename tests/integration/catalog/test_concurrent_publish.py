@@ -32,12 +32,13 @@ def backend(request, home, monkeypatch):
 
 def _ids(engine, version: int) -> set[str]:
     with engine.connect() as c:
-        return set(c.execute(sa.text("select record_id from records where dataset_id = :d and version = :v"),
-                             {"d": DATASET, "v": version}).scalars())
+        return set(c.execute(sa.text(    # the record states version v holds (the log: appended at or before it)
+            "select record_id from records where dataset_id = :d and version <= :v "
+            "and (superseded_in is null or superseded_in > :v)"), {"d": DATASET, "v": version}).scalars())
 
 
 def test_two_sources_publishing_at_once_lose_no_record(backend, home, silo_2k, tmp_path, monkeypatch):
-    from catalog.publish import changes
+    from catalog.publish import log_version
     from exchange import stages
     from tests.conftest import catalog, register_demo_source, stored
 
@@ -67,17 +68,17 @@ def test_two_sources_publishing_at_once_lose_no_record(backend, home, silo_2k, t
 
     both_read = threading.Barrier(2, timeout=60)
     waited = set()
-    original = changes.publishable
+    original = log_version.stage_log_version
 
     def publishable(*args):
-        out = original(*args)                          # the current version has been read
+        out = original(*args)                          # the current state has been read
         me = threading.get_ident()
         if me not in waited:
             waited.add(me)
             both_read.wait()                           # ...by both, before either publishes
         return out
 
-    monkeypatch.setattr(changes, "publishable", publishable)
+    monkeypatch.setattr(log_version, "stage_log_version", publishable)
     results, errors = {}, []
 
     def publish(source, key):

@@ -106,7 +106,11 @@ def test_index_rows_equal_the_published_versions(backend, home, silo):
     v2 = _expected(_version_dir(2), dataset, 2)
     assert _stored(2) == v2 and _stored(1) == v1
     assert {r[5] for r in v2} >= {"valid", "revoked", "withdrawn"}
-    assert len({r[0] for r in v2} & {r[0] for r in v1}) > 1_850    # the same records, again
+    # the log: version 2 holds only the states that changed
+    ch = second["changes"]
+    assert len(v2) == ch["changed"] + ch["withdrawn"] + ch["new"] < 200
+    assert len({r[0] for r in v2} - {r[0] for r in v1}) == ch["new"]
+    assert [r[-3] for r in sorted(v2, key=lambda r: r[-3])] == list(range(len(v1), len(v1) + len(v2)))  # leaves
     assert sum(r[3].endswith("（变更）") for r in v2) >= 35
 
 

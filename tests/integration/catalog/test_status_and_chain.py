@@ -125,10 +125,11 @@ def test_verify_online_names_the_status_step(two_versions):
     status_of = lambda b: cat.record_status(b["record_id"], b["version"], b["leaf_hash"])  # noqa: E731
     expected = {"revoked": "revoked", "withdrawn": "withdrawn", "amended": "superseded"}
     for name, bundle in old.items():
-        assert verify_bundle(bundle, _jwks(), _key_status()).steps == (1, 2, 3, 4, 5, 6)  # still authentic
+        # still authentic, and the latest state at its version (1)
+        assert verify_bundle(bundle, _jwks(), _key_status()).steps == (1, 2, 3, 4, 5, 6, 7)
         with pytest.raises(VerificationError, match=f"the record is {expected[name]} since") as exc:
             verify_bundle(bundle, _jwks(), _key_status(), status_of)
-        assert exc.value.step == 7
+        assert exc.value.step == 8
     fresh = cat.bundle(two_versions["ids"]["amended"])
     assert verify_bundle(fresh, _jwks(), _key_status(), status_of).status["status"] == "valid"
 
