@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -13,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from base import clock, times
-from base.errors import ConfigError, NotFound, PublishError
+from base.errors import ConfigError, InvalidRequest, NotFound, PublishError
 from base.storage import Store
 from catalog import registrations
 from catalog.db.engine import engine_for
@@ -84,6 +85,24 @@ class Catalog:
         keys, relative to it."""
         self.engine = engine_for(url, pre_ping)
         self.store = store
+        self._logs: dict[str, TileLog] = {}                   # a dataset's log: its tiles cached
+        self._maps: OrderedDict[str, vmap.MapLevel] = OrderedDict()   # versions' map levels (immutable)
+
+    def _log(self, dataset: str) -> TileLog:
+        """The dataset's log, one reader per Catalog: tiles never change once written, so a
+        long-lived API host keeps the ones proofs read."""
+        log = self._logs.get(dataset)
+        if log is None:
+            log = self._logs[dataset] = TileLog(self.store, log_version.log_prefix(dataset))
+        return log
+
+    def _map(self, key: str) -> vmap.MapLevel:
+        level = self._maps.get(key)
+        if level is None:
+            level = self._maps[key] = vmap.MapLevel.load(self.store.sub(key), "map.bin")
+            if len(self._maps) > 16:
+                self._maps.popitem(last=False)
+        return level
 
     def session(self) -> Session:
         return Session(self.engine, expire_on_commit=False)
@@ -344,14 +363,12 @@ class Catalog:
             path = store.inclusion_proof(directory, rec.leaf_index)
             record = store.read_record(directory, rec.leaf_index)
         else:
-            log = TileLog(self.store, log_version.log_prefix(rec.dataset_id))
-            path = log.inclusion_proof(rec.leaf_index, head.tree_size)
+            path = self._log(rec.dataset_id).inclusion_proof(rec.leaf_index, head.tree_size)
             record = store.read_record(self.store.sub(ver.path), rec.leaf_index - (ver.first_leaf or 0))
         proof = None
         if entries is not None:
             bucket, rows = entries
-            level = vmap.MapLevel.load(self.store.sub(head.path), "map.bin")
-            log = TileLog(self.store, log_version.log_prefix(rec.dataset_id))
+            level, log = self._map(head.path), self._log(rec.dataset_id)
             rows = [(r, i, bytes.fromhex(h) if h else log.leaf(i, head.tree_size)) for r, i, h in rows]
             proof = vmap.proof(level.bits, bucket, rows, level.path(bucket))
         bundle = make_bundle(
@@ -378,7 +395,7 @@ class Catalog:
         """An RFC 9162 consistency proof between two versions of a dataset's log, beside both
         versions' signed checkpoints (docs/verification.md, "The log")."""
         if first > second:
-            raise ConfigError(f"--from {first} is after --to {second}: give the older version first")
+            raise InvalidRequest(f"--from {first} is after --to {second}: give the older version first")
         with self.session() as s:
             ds = s.get(Dataset, dataset)
             if ds is None:
@@ -395,7 +412,7 @@ class Catalog:
                                f"version {ds.log_from or (ds.current_version or 0) + 1}): no consistency "
                                "proof reaches it; its own signed head still verifies its records")
         a, b = rows[first], rows[second]
-        proof = TileLog(self.store, log_version.log_prefix(dataset)).consistency_proof(a.tree_size, b.tree_size)
+        proof = self._log(dataset).consistency_proof(a.tree_size, b.tree_size)
         return {"dataset": dataset, "first_version": first, "second_version": second,
                 "first_size": a.tree_size, "second_size": b.tree_size,
                 "first_root": a.root_hash, "second_root": b.root_hash, "proof": [p.hex() for p in proof],
@@ -414,8 +431,8 @@ class Catalog:
 
     def log_tile(self, dataset: str, path: str) -> bytes:
         """A tile of the dataset's log (C2SP tlog-tiles path: tile/<L>/<N>[.p/<W>])."""
-        if not TILE_PATH.fullmatch(path):
-            raise NotFound(f"{path!r} is not a tile path (tile/<L>/<N>[.p/<W>])")
+        if not TILE_PATH.fullmatch(path) or not store.DATASET_NAME.fullmatch(dataset):
+            raise NotFound(f"{path!r} of {dataset!r} is not a tile of a log (tile/<L>/<N>[.p/<W>])")
         key = f"{log_version.log_prefix(dataset)}/{path}"
         if not self.store.exists(key):
             raise NotFound(f"no tile {path} in the log of {dataset!r}")

@@ -13,6 +13,7 @@ checkpoint's root and proofs stay answerable after later appends.
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -81,6 +82,7 @@ class TileLog:
         self.store, self.prefix, self.height = store, prefix.strip("/"), height
         self.width = 1 << height
         self._cache: OrderedDict[str, _Tile] = OrderedDict()
+        self._lock = threading.Lock()
 
     def key(self, level: int, index: int, width: int | None = None) -> str:
         key = tile_key(level, index, width)
@@ -103,10 +105,11 @@ class TileLog:
         return self.key(level, index, None if width == self.width else width), width
 
     def _read(self, key: str, width: int) -> _Tile:
-        tile = self._cache.get(key)
-        if tile is not None:
-            self._cache.move_to_end(key)
-            return tile
+        with self._lock:
+            tile = self._cache.get(key)
+            if tile is not None:
+                self._cache.move_to_end(key)
+                return tile
         try:
             data = self.store.read_bytes(key)
         except OSError as e:
@@ -115,9 +118,11 @@ class TileLog:
             raise ValueError(f"the tile {self.store.url(key)} is missing") from e
         if len(data) != 32 * width:
             raise ValueError(f"the tile {self.store.url(key)} holds {len(data)} bytes, not {32 * width}")
-        tile = self._cache[key] = _Tile(data)
-        if len(self._cache) > _CACHED_TILES:
-            self._cache.popitem(last=False)
+        tile = _Tile(data)
+        with self._lock:                  # an API host's threads share a reader
+            self._cache[key] = tile
+            if len(self._cache) > _CACHED_TILES:
+                self._cache.popitem(last=False)
         return tile
 
     def _tiles_at(self, size: int) -> _Tiles:
@@ -265,6 +270,7 @@ class TileLog:
             count, level = count // self.width, level + 1
 
     def _write(self, key: str, hashes: np.ndarray, written: list[str]) -> None:
-        self._cache.pop(key, None)
+        with self._lock:
+            self._cache.pop(key, None)
         self.store.write_bytes(key, np.ascontiguousarray(hashes).tobytes())
         written.append(key)
