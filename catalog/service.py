@@ -77,6 +77,8 @@ class PublishResult:
     state: str               # published | unchanged
     tree_size: int
     root_hash: str
+    records: int | None = None      # records in the version's state
+    appended: int = 0               # record states this version appended to the log
 
 
 class Catalog:
@@ -233,7 +235,8 @@ class Catalog:
                     ds.current_version = version
                     run.state, run.finished_at, run.version = "published", now, version
                 self.store.write_text(f"{log_version.log_prefix(ds.id)}/checkpoint", note)
-                return PublishResult(ds.id, version, "published", appended.size, appended.root.hex())
+                return PublishResult(ds.id, version, "published", appended.size, appended.root.hex(),
+                                     lv.record_count, lv.appended)
             except Exception as exc:
                 if final_key is not None:
                     self.store.delete_prefix(final_key)

@@ -124,9 +124,9 @@ def published(reg: Registration, key: str, result: dict) -> OperatorLineage:
     if result.get("version") is not None:
         facets["version"] = dataset_version_dataset.DatasetVersionDatasetFacet(datasetVersion=str(result["version"]))
     output_facets = {}
-    if result.get("tree_size") is not None:
+    if result.get("appended") is not None:     # the record states this run appended to the log
         output_facets["outputStatistics"] = output_statistics_output_dataset.OutputStatisticsOutputDatasetFacet(
-            rowCount=result["tree_size"])
+            rowCount=result["appended"])
     return OperatorLineage(inputs=[silo], outputs=[OutputDataset(out_ns, out_name, facets=facets,
                                                                  outputFacets=output_facets)])
 

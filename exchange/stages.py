@@ -289,6 +289,7 @@ def publish(source_id: str, key: str, parts: list[dict] | None = None) -> dict:
         store.delete(handoff(source_id, key, name))
     return {"dataset": result.dataset, "version": result.version, "state": result.state,
             "tree_size": result.tree_size, "root_hash": result.root_hash,
+            "records": result.records, "appended": result.appended,
             "changes": {**diff.as_dict(), "held": carried.held}}
 
 

@@ -133,7 +133,8 @@ class Consumer:
         check_purpose(purpose)
         now = now or clock.now()
         with self.catalog.session() as c:
-            rows = c.execute(sa.select(Dataset, DatasetVersion.published_at, DatasetVersion.tree_size,
+            rows = c.execute(sa.select(Dataset, DatasetVersion.published_at,
+                                       sa.func.coalesce(DatasetVersion.record_count, DatasetVersion.tree_size),
                                        DatasetVersion.root_hash).outerjoin(
                 DatasetVersion, sa.and_(DatasetVersion.dataset_id == Dataset.id,
                                         DatasetVersion.version == Dataset.current_version))

@@ -109,8 +109,9 @@ def test_records_gone_from_a_snapshot_silo_are_withdrawn_not_kept_valid(home, tm
         c.execute(f'delete from {TABLE} where "ID" in ({",".join("?" * len(gone))})', gone)
         c.execute(f'update {TABLE} set "DJZT" = \'吊销\' where "ID" = 100')
     v2 = stages.run_all("snap", "r2", TODAY)
-    assert v2["version"] == 2 and v2["tree_size"] == v1["tree_size"]
-    assert v2["changes"] == {"new": 0, "changed": 1, "unchanged": v1["tree_size"] - 4,
+    assert v2["version"] == 2 and v2["records"] == v1["records"]          # the withdrawn stay, withdrawn
+    assert v2["tree_size"] == v1["tree_size"] + 4 == v1["tree_size"] + v2["appended"]   # the log: 4 new states
+    assert v2["changes"] == {"new": 0, "changed": 1, "unchanged": v1["records"] - 4,
                              "withdrawn": 3, "still_withdrawn": 0, "held": 0}
     for h in holders:
         assert _record(h)["status"] == "withdrawn"
@@ -174,7 +175,7 @@ def test_a_published_record_whose_rows_are_all_quarantined_is_held_disputed_not_
         st = catalog().record_status(rec["record_id"], today=TODAY)
         assert (st["status"], st["current_version"], st["disputed"]) == (before[h]["status"], 2, True)
         assert "quarantine" in st["dispute"]
-    assert v2["changes"]["held"] == 2 and v2["tree_size"] == v1["tree_size"]
+    assert v2["changes"]["held"] == 2 and v2["records"] == v1["records"]
     capsys.readouterr()
     rec = _record(holder)
     assert cli(["record", rec["record_id"], "--json"]) == 0
