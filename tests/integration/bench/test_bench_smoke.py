@@ -155,3 +155,26 @@ def test_bench_scale(bench):
         assert line.group(1) == way["state"]
         assert way["state"] == "success" or way["errors"], way
     _line(lines, r"^ratio two workers / one \(speed-up\): ")
+
+
+def test_bench_incremental(bench):
+    lines = bench("incremental", "--rows", "2000", timeout=300)
+    r = _result(lines)
+    assert {"rows", "full_s", "one_percent_s", "tenth_percent_s", "zero_percent_s", "ratio_one_percent",
+            "ratio_one_percent_with_imports", "bytes_per_changed_record", "record_parquet_bytes",
+            "peak_rss_mb_1m"} <= set(r)
+    assert r["rows"] == 2000 and r["full_s"] > 0 and r["record_parquet_bytes"] > 0
+    full, one, tenth, zero = (r["runs"][k] for k in ("full", "one_percent", "tenth_percent", "zero_percent"))
+    # the full run published every accepted row (the silo's defects quarantined, ~5 %)
+    assert full["state"] == "published" and 1800 < full["accepted"] < 2000
+    assert full["appended"] == full["accepted"] == full["changes"]["new"]
+    # 1 %: 20 addresses changed; each appends one state unless its row is quarantined
+    assert one["changed"] == 20 and 15 <= one["appended"] <= 20 and one["changes"]["changed"] == one["appended"]
+    added = one["store"] + one["catalogue"]
+    assert one["store"] > 0 and r["bytes_per_changed_record"] == round(added / one["appended"], 1)
+    assert tenth["changed"] == 2 and tenth["appended"] <= 2
+    # 0 %: nothing appended, nothing added to the store or the catalogue
+    assert zero["changed"] == 0 and zero["appended"] == 0 and zero["state"] == "unchanged"
+    assert zero["store"] < 1024 and zero["catalogue"] < 64 * 1024
+    _line(lines, rf"target ratio 1 % run / full run <= 0.10 \(imports apart\): {NUMBER} \((met|MISSED)\)")
+    _line(lines, rf"target bytes per changed record <= 2x one record in Parquet \({NUMBER} B\): {NUMBER} B")
