@@ -32,7 +32,8 @@ def test_a_run_in_an_s3_store_is_read_from_another_home(home, s3_store, silo_2k,
     assert published["state"] == "published" and published["tree_size"] > 1_500
     keys = s3_store.list()
     version = f"store/{reg.dataset}/v000001"
-    assert {f"{version}/{n}" for n in ("records.parquet", "index.parquet", "map.bin", "head.jws", "checkpoint")} <= set(keys)
+    files = ("records.parquet", "index.parquet", "map.bin", "head.jws", "checkpoint")
+    assert {f"{version}/{n}" for n in files} <= set(keys)
     assert f"store/{reg.dataset}/log/tile/0/000" in keys and f"store/{reg.dataset}/log/checkpoint" in keys
     assert f"mirror/{SOURCE}.arrow" in keys and f"staging/{SOURCE}/r1/quarantine.parquet" in keys
     assert any(k.startswith(f"staging/{SOURCE}/r1/data_docs/") for k in keys)
