@@ -261,15 +261,16 @@ class Catalog:
             return cur, log_version.current_state(conn, self.store, dataset), versions, size or 0
 
     def current_records_by_licence(self, dataset: str, numbers: list[str]) -> dict[str, str]:
-        """licence number -> record id of the dataset's current records with those numbers."""
+        """licence number -> record id of the dataset's current records with those numbers (one
+        pass over the current states: licence numbers are not indexed)."""
+        if not numbers:
+            return {}
+        wanted = set(numbers)
         r = Record.__table__.c
-        out: dict[str, str] = {}
         with self.engine.connect() as conn:
-            for at in range(0, len(numbers), _SUPERSEDE_CHUNK):
-                out.update(conn.execute(sa.select(r.licence_number, r.record_id).where(
-                    r.dataset_id == dataset, r.superseded_in.is_(None),
-                    r.licence_number.in_(numbers[at:at + _SUPERSEDE_CHUNK]))).all())
-        return out
+            rows = conn.execute(sa.select(r.licence_number, r.record_id).where(
+                r.dataset_id == dataset, r.superseded_in.is_(None)))
+            return {n: rid for n, rid in rows if n in wanted}
 
     def current_version_files(self, dataset: str) -> Store | None:
         """The folder of the dataset's current version, as a Store (the snapshot diff reads it)."""

@@ -86,7 +86,7 @@ def _matrix(leaf: pa.Array | pa.ChunkedArray) -> np.ndarray:
 
 @dataclass
 class LogVersion:
-    directory: Path                    # records.parquet, index.parquet of the segment; map.bin
+    directory: Path                    # the version's folder: records.parquet, index.parquet (holder keys)
     first_leaf: int
     leaves: np.ndarray                 # (k, 32): the appended leaf hashes, in order
     record_ids: list[str]              # the appended states' record ids (their older rows are superseded)
@@ -107,7 +107,9 @@ class LogVersion:
 
     @property
     def index_path(self) -> Path:
-        return self.directory / "index.parquet"
+        """The version's index rows, whole (version_store.INDEX_COLUMNS, leaf_index, leaf_hash):
+        what the catalogue's index loads; the version folder keeps only the holder keys."""
+        return self.directory.parent / "index_rows.parquet"
 
 
 def _in(values, value_set) -> pa.Array:
@@ -155,7 +157,10 @@ def stage_log_version(accepted: Path, conformed: Path, state: pa.Table, versions
     seg_index = seg_index.append_column("leaf_hash", hex_strings(leaves))
     staging.write_table(seg_records, out / "records.parquet", staging.DATASET_FILES,
                         row_group_size=version_store.ROW_GROUP)
-    staging.write_table(seg_index, out / "index.parquet", staging.DATASET_FILES)
+    # the store keeps what the records do not hold (the holder key, as before the log); the
+    # catalogue's index rows are loaded from the whole index, in scratch
+    staging.write_table(seg_index.select(["holder_key"]), out / "index.parquet", staging.DATASET_FILES)
+    staging.write_table(seg_index, scratch / "index_rows.parquet", staging.DATASET_FILES)
 
     seg_ids = seg_index.column("record_id").combine_chunks()
     kept = state.filter(pc.invert(_in(ids, seg_ids)))

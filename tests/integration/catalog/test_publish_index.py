@@ -65,8 +65,20 @@ def silo(silo_2k, tmp_path):
 
 
 def _expected(version_dir, dataset: str, version: int) -> list[tuple]:
-    """The index rows the version's files describe, in record-id order."""
-    index = store.index_table(version_dir / "index.parquet", list(index_load.COLUMNS)).to_pylist()
+    """The index rows the version's files describe, in record-id order: its records, their leaf
+    hashes (RFC 8785, RFC 9162) and their log leaf indexes from the version's first."""
+    import pyarrow.parquet as pq
+
+    from catalog.signing.canonical import canonical_json
+    from catalog.signing.merkle import leaf_hashes
+
+    with catalog().session() as s:
+        first = s.scalar(sa.select(DatasetVersion.first_leaf).where(DatasetVersion.version == version))
+    plain = [c for c in index_load.COLUMNS if c not in ("leaf_hash", "leaf_index")]
+    index = store.index_table(version_dir / "index.parquet", plain).to_pylist()
+    leaves = leaf_hashes(canonical_json(pq.read_table(version_dir / "records.parquet")))
+    for i, r in enumerate(index):
+        r["leaf_hash"], r["leaf_index"] = leaves[i].tobytes().hex(), first + i
     rows = [tuple(r[c] for c in index_load.COLUMNS) + (dataset, version) for r in index]
     return sorted(rows)
 
