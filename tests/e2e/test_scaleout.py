@@ -175,8 +175,8 @@ def _verify_everywhere(cluster: Cluster, datasets: list[str], key: str) -> None:
 
     def check(machine: str, dataset: str) -> tuple[str, str, dict, dict]:
         [rid] = [r["record_id"] for r in _catalogue(
-            cluster, "select r.record_id from records r join datasets d on d.id = r.dataset_id and r.version ="
-                     " d.current_version where d.id = :d and r.status = 'valid' order by r.leaf_index limit 1",
+            cluster, "select r.record_id from records r where r.dataset_id = :d and r.superseded_in is null"
+                     " and r.status = 'valid' order by r.leaf_index limit 1",     # a current record
             d=dataset)]
         bundle = cluster.root / machine / f"{dataset}.{rid}.bundle.json"
         cluster.exchange(machine, f"exchange-export-{machine}-{dataset}-{rid}", "export", rid, "--purpose", ITEM,
