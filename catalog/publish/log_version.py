@@ -24,7 +24,7 @@ from sqlalchemy.engine import Connection
 
 from base import staging
 from base.storage import Store
-from catalog.db.models import DatasetVersion, Record
+from catalog.db.models import DatasetVersion
 from catalog.publish import store as version_store
 from catalog.publish.changes import Changes
 from catalog.signing import vmap
@@ -46,30 +46,65 @@ def log_prefix(dataset: str) -> str:
         else version_store.version_key(dataset, 0)     # refuses the name
 
 
+_STATE_SQL = ("SELECT record_id, version, leaf_index, leaf_hash, status, licence_number, holder_key FROM records "
+              "WHERE dataset_id = {p} AND superseded_in IS NULL ORDER BY record_id")
+
+
 def current_state(conn: Connection, store: Store, dataset: str) -> pa.Table:
     """STATE rows of the dataset's current records, in record-id order. Leaf hashes the index
     does not hold (rows from before the log) are read from their version's tree.bin."""
-    r = Record.__table__.c
-    rows = conn.execute(sa.select(r.record_id, r.version, r.leaf_index, r.leaf_hash, r.status,
-                                  r.licence_number, r.holder_key)
-                        .where(r.dataset_id == dataset, r.superseded_in.is_(None))
-                        .order_by(r.record_id)).all()
-    cols = list(zip(*rows)) if rows else [()] * 7
-    hashes = pa.array(cols[3], pa.string())
-    leaf = np.zeros((len(rows), 32), np.uint8)
+    cols = _state_columns(conn, dataset)
+    n = len(cols[0])
+    hashes = cols[3]
+    leaf = np.zeros((n, 32), np.uint8)
     known = pc.invert(pc.is_null(hashes)).to_numpy(zero_copy_only=False)
     if known.any():
         leaf[known] = from_hex(hashes.filter(pa.array(known)), 64)
-    versions = np.asarray(cols[1], np.int64)
-    indexes = np.asarray(cols[2], np.int64)
+    versions = cols[1].to_numpy(zero_copy_only=False).astype(np.int64)
+    indexes = cols[2].to_numpy(zero_copy_only=False).astype(np.int64)
     for v in np.unique(versions[~known]):
         path = conn.execute(sa.select(DatasetVersion.path).where(
             DatasetVersion.dataset_id == dataset, DatasetVersion.version == int(v))).scalar_one()
         leaves = MerkleTree.open_in(store.sub(path), "tree.bin").leaf_array()
         at = (~known) & (versions == v)
         leaf[at] = leaves[indexes[at]]
-    return pa.table([pa.array(cols[0], pa.string()), pa.array(versions), pa.array(indexes),
-                     _fixed(leaf), *(pa.array(c, pa.string()) for c in cols[4:])], schema=STATE)
+    return pa.table([cols[0], pa.array(versions), pa.array(indexes), _fixed(leaf), *cols[4:]], schema=STATE)
+
+
+def _state_columns(conn: Connection, dataset: str) -> list[pa.Array]:
+    """The current rows' columns as Arrow: PostgreSQL through COPY, straight into Arrow; any
+    other database through the driver's cursor, without SQLAlchemy's rows. (Not SQLite through
+    ADBC: a second SQLite library on the same WAL file in one process read stale pages and
+    failed with disk I/O errors.)"""
+    dialect = conn.dialect.name
+    if dialect == "postgresql" and conn.dialect.driver == "psycopg":
+        import pyarrow.csv as csv  # lazy: likewise
+
+        sql = _STATE_SQL.format(p="%s")
+        out = bytearray()
+        with conn.connection.dbapi_connection.cursor() as cur:
+            with cur.copy(f"COPY ({sql}) TO STDOUT (FORMAT csv)", (dataset,)) as copy:
+                for chunk in copy:
+                    out += chunk
+        if not out:
+            return _empty_columns()
+        names = [f.name if f.name != "leaf" else "leaf_hash" for f in STATE]
+        types = {n: (pa.int64() if n in ("version", "leaf_index") else pa.string()) for n in names}
+        table = csv.read_csv(pa.py_buffer(bytes(out)), read_options=csv.ReadOptions(column_names=names),
+                             convert_options=csv.ConvertOptions(column_types=types, strings_can_be_null=True,
+                                                                quoted_strings_can_be_null=False))
+        return [table.column(i).combine_chunks() for i in range(7)]
+    param = {"qmark": "?", "numeric": ":1", "named": ":d"}.get(conn.dialect.paramstyle, "%s")
+    args = {"d": dataset} if param == ":d" else (dataset,)
+    rows = conn.exec_driver_sql(_STATE_SQL.format(p=param), args).cursor.fetchall()
+    if not rows:
+        return _empty_columns()
+    cols = list(zip(*rows))
+    return [pa.array(c, pa.int64() if i in (1, 2) else pa.string()) for i, c in enumerate(cols)]
+
+
+def _empty_columns() -> list[pa.Array]:
+    return [pa.array([], pa.int64() if i in (1, 2) else pa.string()) for i in range(7)]
 
 
 def _fixed(matrix: np.ndarray) -> pa.Array:
