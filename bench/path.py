@@ -31,7 +31,7 @@ def silo(rows: int) -> Path:
     if not path.exists():
         OUT.mkdir(parents=True, exist_ok=True)
         t = time.perf_counter()
-        make_business_licence_silo(path, rows, seed=7)
+        make_business_licence_silo(path, rows, seed=7, today=TODAY)   # the day the runs validate as of
         print(f"generated {rows:,}-row silo in {time.perf_counter() - t:.1f}s", file=sys.stderr)
     return path
 

@@ -399,7 +399,8 @@ class Catalog:
         """An RFC 9162 consistency proof between two versions of a dataset's log, beside both
         versions' signed checkpoints (docs/verification.md, "The log")."""
         if first > second:
-            raise InvalidRequest(f"--from {first} is after --to {second}: give the older version first")
+            raise InvalidRequest(f"起始版本晚于结束版本 (from after to): --from {first} is after --to {second}: "
+                                 "give the older version first")
         with self.session() as s:
             ds = s.get(Dataset, dataset)
             if ds is None:
@@ -409,10 +410,11 @@ class Catalog:
                 DatasetVersion.dataset_id == dataset, DatasetVersion.version.in_((first, second))))}
         for v in (first, second):
             if v not in rows:
-                raise NotFound(f"dataset {dataset} has no version {v}; its current version is "
-                               f"{ds.current_version or '(none)'}")
+                raise NotFound(f"没有该版本 (no such version): dataset {dataset} has no version {v}; its current "
+                               f"version is {ds.current_version or '(none)'}")
             if rows[v].first_leaf is None:
-                raise NotFound(f"version {v} of {dataset} predates its append-only log (the log starts at "
+                raise NotFound(f"该版本早于只追加日志 (before the log): version {v} of {dataset} predates its "
+                               f"append-only log (the log starts at "
                                f"version {ds.log_from or (ds.current_version or 0) + 1}): no consistency "
                                "proof reaches it; its own signed head still verifies its records")
         a, b = rows[first], rows[second]
@@ -430,16 +432,18 @@ class Catalog:
                 Dataset.id == DatasetVersion.dataset_id, Dataset.current_version == DatasetVersion.version))
                 .where(Dataset.id == dataset))
         if not note:
-            raise NotFound(f"dataset {dataset!r} has no log checkpoint yet: it appears with its next version")
+            raise NotFound(f"尚无日志检查点 (no checkpoint yet): dataset {dataset!r} has no log checkpoint yet: "
+                           "it appears with its next version")
         return note
 
     def log_tile(self, dataset: str, path: str) -> bytes:
         """A tile of the dataset's log (C2SP tlog-tiles path: tile/<L>/<N>[.p/<W>])."""
         if not TILE_PATH.fullmatch(path) or not store.DATASET_NAME.fullmatch(dataset):
-            raise NotFound(f"{path!r} of {dataset!r} is not a tile of a log (tile/<L>/<N>[.p/<W>])")
+            raise NotFound(f"不是日志瓦片 (not a tile): {path!r} of {dataset!r} is not a tile of a log "
+                           "(tile/<L>/<N>[.p/<W>])")
         key = f"{log_version.log_prefix(dataset)}/{path}"
         if not self.store.exists(key):
-            raise NotFound(f"no tile {path} in the log of {dataset!r}")
+            raise NotFound(f"没有该瓦片 (no such tile): no tile {path} in the log of {dataset!r}")
         return self.store.read_bytes(key)
 
     def key_material(self) -> tuple[str, str] | None:
