@@ -185,13 +185,12 @@ def stage_log_version(accepted: Path, conformed: Path, state: pa.Table, versions
                                      pa.array([WITHDRAWN] * w_records.num_rows, w_records.schema.field("status").type))
     w_leaves = leaf_hashes(canonical_json(w_records, prefix=LEAF_PREFIX), prefixed=True)
 
-    seg_records, seg_index = _segment_rows(full.directory, pick, w_records, withdrawn_rows, ctype)
+    seg_index = _segment_index(full.directory, pick, w_records, withdrawn_rows)
+    _write_segment_records(full.directory, pick, w_records, out / "records.parquet")
     leaves = np.concatenate([_matrix(new.column("leaf").take(pa.array(pick, pa.int64()))), w_leaves])
     k = len(leaves)
     seg_index = seg_index.append_column("leaf_index", pa.array(np.arange(first_leaf, first_leaf + k), pa.int64()))
     seg_index = seg_index.append_column("leaf_hash", hex_strings(leaves))
-    staging.write_table(seg_records, out / "records.parquet", staging.DATASET_FILES,
-                        row_group_size=version_store.ROW_GROUP)
     # the store keeps what the records do not hold (the holder key, as before the log); the
     # catalogue's index rows are loaded from the whole index, in scratch
     staging.write_table(seg_index.select(["holder_key"]), out / "index.parquet", staging.DATASET_FILES)
@@ -241,9 +240,12 @@ def _records_of(store: Store, versions: dict[int, tuple[str, int]], rows: pa.Tab
     for v in np.unique(v_col):
         key, first = versions[int(v)]
         at = np.flatnonzero(v_col == v)
-        f = version_store.records_file(store.sub(key))
-        table = f.read(columns=cols)
-        parts.append(table.take(pa.array(i_col[at] - first, pa.int64())))
+        rows = i_col[at] - first
+        groups = np.unique(rows // version_store.ROW_GROUP)       # only the row groups they are in
+        table = version_store.records_file(store.sub(key)).read_row_groups(groups.tolist(), columns=cols)
+        start = {int(g): k * version_store.ROW_GROUP for k, g in enumerate(groups)}
+        local = [start[int(r // version_store.ROW_GROUP)] + int(r % version_store.ROW_GROUP) for r in rows]
+        parts.append(table.take(pa.array(local, pa.int64())))
         order.append(at)
     if not parts:
         return ctype.arrow_schema().append(pa.field("record_id", pa.string())).empty_table().select(cols)
@@ -251,20 +253,39 @@ def _records_of(store: Store, versions: dict[int, tuple[str, int]], rows: pa.Tab
     return table.take(pa.array(np.argsort(np.concatenate(order), kind="stable"), pa.int64()))
 
 
-def _segment_rows(full_dir: Path, pick: np.ndarray, w_records: pa.Table, w_state: pa.Table,
-                  ctype: CertificateType) -> tuple[pa.Table, pa.Table]:
-    """The segment's records (changed accepted rows, then the newly withdrawn) and their index
-    columns (version_store.INDEX_COLUMNS)."""
-    take = pa.array(pick, pa.int64())
-    records = pq.read_table(full_dir / "records.parquet").take(take)
+def _write_segment_records(full_dir: Path, pick: np.ndarray, w_records: pa.Table, path: Path) -> None:
+    """The segment's records: the staged rows at `pick` (ascending), then the newly withdrawn,
+    streamed a batch at a time into row groups of version_store.ROW_GROUP (every one full but
+    the last: read_record finds a leaf by division)."""
+    f = pq.ParquetFile(full_dir / "records.parquet")
+    schema = f.schema_arrow
+    mask = np.zeros(f.metadata.num_rows, bool)
+    mask[pick] = True
+
+    def batches():
+        at = 0
+        for batch in f.iter_batches(batch_size=version_store.BATCH):
+            keep = mask[at:at + batch.num_rows]
+            at += batch.num_rows
+            if keep.any():
+                yield batch.filter(pa.array(keep))
+        if w_records.num_rows:
+            yield from w_records.select(schema.names).cast(schema).combine_chunks().to_batches()
+
+    with staging.writer(path, schema, staging.DATASET_FILES) as writer:
+        for batch in version_store.exactly(version_store.ROW_GROUP, batches()):
+            writer.write_table(pa.Table.from_batches([batch], schema), row_group_size=version_store.ROW_GROUP)
+
+
+def _segment_index(full_dir: Path, pick: np.ndarray, w_records: pa.Table, w_state: pa.Table) -> pa.Table:
+    """The index columns (version_store.INDEX_COLUMNS) of the segment's records, in its order."""
     index_cols = list(version_store.INDEX_COLUMNS)
-    index = version_store.index_table(full_dir / "index.parquet", index_cols).take(take)
+    index = version_store.index_table(full_dir / "index.parquet", index_cols).take(pa.array(pick, pa.int64()))
     if w_records.num_rows:
-        records = pa.concat_tables([records, w_records.cast(records.schema)])
         w_index = pa.table({c: (w_state.column("holder_key") if c == "holder_key" else w_records.column(c))
                             for c in index_cols}).cast(index.schema)
         index = pa.concat_tables([index, w_index])
-    return records.combine_chunks(), index.combine_chunks()
+    return index.combine_chunks()
 
 
 def _events(changed: pa.Table, withdrawn: pa.Table) -> list[dict]:

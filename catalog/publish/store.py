@@ -124,7 +124,7 @@ def stage_version(accepted: Path | list[Path], dataset: str, ctype: CertificateT
     leaves: list[np.ndarray] = []
     writers: dict[str, pq.ParquetWriter] = {}
     try:
-        batches = _exactly(BATCH, (b for p in sources for b in staging.iter_batches(p, BATCH, wanted)))
+        batches = exactly(BATCH, (b for p in sources for b in staging.iter_batches(p, BATCH, wanted)))
         for records, hashes, index in ordered_map(
                 lambda b: _stage_batch(b, dataset, record_cols, index_cols), batches):
             for name, table in (("records", records), ("index", index)):
@@ -148,7 +148,7 @@ def stage_version(accepted: Path | list[Path], dataset: str, ctype: CertificateT
     return StagedVersion(out_dir, tree.size, tree.root, hashlib.sha256(ordered.tobytes()).hexdigest())
 
 
-def _exactly(size: int, batches):
+def exactly(size: int, batches):
     """Batches of `size` rows (the last may be shorter) from batches of any size: every row
     group of records.parquet but the last must be full (read_record finds a leaf by division)."""
     held: list[pa.RecordBatch] = []

@@ -126,7 +126,7 @@ def test_exactly_rebatches_any_sizes():
     import pyarrow as pa
     batches = [pa.record_batch({"x": pa.array(range(a, b), pa.int64())}) for a, b in
                [(0, 5), (5, 5), (5, 13), (13, 21), (21, 22), (22, 40)]]
-    out = list(store._exactly(8, iter(batches)))
+    out = list(store.exactly(8, iter(batches)))
     assert [b.num_rows for b in out] == [8, 8, 8, 8, 8]
     assert [v for b in out for v in b.column(0).to_pylist()] == list(range(40))
-    assert list(store._exactly(8, iter([]))) == []
+    assert list(store.exactly(8, iter([]))) == []
