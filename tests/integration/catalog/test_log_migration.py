@@ -1,4 +1,4 @@
-"""Migration 0017 on a catalogue made by the exchange before the append-only log (tests/data/prelog:
+"""Migration 0017 on a catalogue made by the exchange before the append-only log (tests/fixtures/prelog:
 two versions published by commit 08243d8, and bundles exported from each): after `exchange db
 upgrade` the old bundles still verify and the chain audit passes; the next run appends only
 the changed record state, its version is consistent with version 2 (the log's first
@@ -24,7 +24,7 @@ from tests.independent import tlog
 from trust.merkle import verify_consistency
 from trust.verify import verify_bundle, verify_tree_head
 
-PRELOG = ROOT / "tests" / "data" / "prelog"
+PRELOG = ROOT / "tests" / "fixtures" / "prelog"
 PICKS = json.loads((PRELOG / "picks.json").read_text("utf-8"))
 DATASET, SOURCE = PICKS["dataset"], PICKS["source"]
 IDS = {name: r["record_id"] for name, r in PICKS["records"].items()}
