@@ -42,8 +42,8 @@ LOG = "log"        # a dataset's log (C2SP tlog tiles) in the store: store/<data
 
 
 def log_prefix(dataset: str) -> str:
-    return f"{version_store.VERSIONS}/{dataset}/{LOG}" if version_store.DATASET_NAME.fullmatch(dataset) \
-        else version_store.version_key(dataset, 0)     # refuses the name
+    version_store.version_key(dataset, 0)          # refuses a name that would lead elsewhere
+    return f"{version_store.VERSIONS}/{dataset}/{LOG}"
 
 
 _STATE_SQL = ("SELECT record_id, version, leaf_index, leaf_hash, status, licence_number, holder_key FROM records "
