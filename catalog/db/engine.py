@@ -81,7 +81,7 @@ def engine_for(url: str, pre_ping: bool = True) -> Engine:
     per checkout (the API's hot path); a dropped connection then fails one request."""
     engine = _engine(url, pre_ping)
     if get_settings().migrates_itself(engine.dialect.name):
-        with engine.connect() as conn, _migration_lock(conn, url), conn.begin():
+        with _migration_lock(engine, url) as conn, conn.begin():
             _upgrade(conn, url)      # committed before the lock is released
         return engine
     with engine.connect() as conn:
@@ -152,7 +152,7 @@ def upgrade(url: str) -> dict:
     from several machines at once (one migrates under the lock, the others find it at head)."""
     engine = _engine(url, poolclass=NullPool)
     try:
-        with engine.connect() as conn, _migration_lock(conn, url), conn.begin():   # committed, then unlocked
+        with _migration_lock(engine, url) as conn, conn.begin():   # committed, then unlocked
             before = _revision(conn)
             _upgrade(conn, url)
             after = _revision(conn)
@@ -162,37 +162,42 @@ def upgrade(url: str) -> dict:
 
 
 @contextlib.contextmanager
-def _migration_lock(conn, url: str):
-    """One upgrade at a time across processes (see the module's doc): a session lock, taken
-    outside the upgrade's transaction and released only after it ends, so the next process
-    reads the committed revision (MariaDB commits DDL at once, but not the version's last update)."""
-    dialect = conn.dialect.name
-    if dialect == "postgresql":
-        conn.exec_driver_sql(f"SELECT pg_advisory_lock({MIGRATION_LOCK})")
-        conn.commit()
-        try:
-            yield
-        finally:
-            conn.exec_driver_sql(f"SELECT pg_advisory_unlock({MIGRATION_LOCK})")
-            conn.commit()
-    elif dialect in ("mysql", "mariadb"):
-        got = conn.exec_driver_sql(f"SELECT GET_LOCK('exchange_migrations', {MIGRATION_WAIT})").scalar()
-        conn.commit()
-        if got != 1:
-            raise ConfigError(f"another process has been upgrading the catalogue's schema for "
-                              f"{MIGRATION_WAIT} s; check it, then start again")
-        try:
-            yield
-        finally:
-            conn.exec_driver_sql("SELECT RELEASE_LOCK('exchange_migrations')")
-            conn.commit()
-    elif dialect == "sqlite" and url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+def _migration_lock(engine: Engine, url: str):
+    """A connection holding the one-upgrade-at-a-time lock (see the module's doc): a session
+    lock, taken outside the upgrade's transaction and released only after it ends, so the next
+    process reads the committed revision (MariaDB commits DDL at once, but not the version's
+    last update). SQLite's lock is taken before connecting: a new file's first connections
+    switch it to WAL, and two doing so at once fail with "database is locked"."""
+    if engine.dialect.name == "sqlite" and url.startswith("sqlite:///") and url != "sqlite:///:memory:":
         path = Path(url.removeprefix("sqlite:///").split("?")[0])
         fd = os.open(path.with_name(path.name + ".migrate-lock"), os.O_WRONLY | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
+            with engine.connect() as conn:
+                yield conn
         finally:
             os.close(fd)
-    else:
-        yield
+        return
+    with engine.connect() as conn:
+        dialect = conn.dialect.name
+        if dialect == "postgresql":
+            conn.exec_driver_sql(f"SELECT pg_advisory_lock({MIGRATION_LOCK})")
+            conn.commit()
+            try:
+                yield conn
+            finally:
+                conn.exec_driver_sql(f"SELECT pg_advisory_unlock({MIGRATION_LOCK})")
+                conn.commit()
+        elif dialect in ("mysql", "mariadb"):
+            got = conn.exec_driver_sql(f"SELECT GET_LOCK('exchange_migrations', {MIGRATION_WAIT})").scalar()
+            conn.commit()
+            if got != 1:
+                raise ConfigError(f"another process has been upgrading the catalogue's schema for "
+                                  f"{MIGRATION_WAIT} s; check it, then start again")
+            try:
+                yield conn
+            finally:
+                conn.exec_driver_sql("SELECT RELEASE_LOCK('exchange_migrations')")
+                conn.commit()
+        else:
+            yield conn

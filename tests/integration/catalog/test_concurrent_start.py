@@ -45,8 +45,7 @@ def _head(url: str) -> list[str]:
 
 
 def _all_started(results) -> None:
-    failed = [next((line for line in reversed(r.stderr.splitlines()) if "Error" in line), r.stderr[-300:])
-              for r in results if r.returncode != 0]
+    failed = ["\n".join(r.stderr.splitlines()[-30:]) for r in results if r.returncode != 0]
     assert not failed, f"{len(failed)} of {STARTERS} processes failed to start: {failed[0]}"
     assert all(r.stdout.strip() == "started" for r in results)
 
