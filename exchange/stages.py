@@ -296,17 +296,19 @@ def publish(source_id: str, key: str, parts: list[dict] | None = None) -> dict:
 PUBLISH_ATTEMPTS = 5       # builds of a version when other publishes of its dataset keep landing
 
 
-def _publish_version(catalog, reg, run, keys, accepted: Path, conformed: Path, scratch: Path):
+def _publish_version(catalog, reg, run, keys, accepted: Path, conformed: Path, scratch: Path,
+                     delta: log_version.Delta | None = None):
     """Build the version in scratch on the dataset's current state (only the record states that
     changed: catalog/publish/log_version.py) and publish it; built again if another publish of
-    the dataset lands meanwhile. Returns (result, changes, carried)."""
+    the dataset lands meanwhile. `delta`: the run holds only its changed rows. Returns
+    (result, changes, carried)."""
     work = scratch / "version"
     for attempt in range(1, PUBLISH_ATTEMPTS + 1):
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
         base, state, versions, size = catalog.current_state(reg.dataset)
         lv = log_version.stage_log_version(accepted, conformed, state, versions, catalog.store,
-                                           reg.dataset, reg.ctype, size, work)
+                                           reg.dataset, reg.ctype, size, work, delta)
         carried = changes.Carried(lv.withdrawn_now, lv.held)
         try:     # committed only if the dataset is still at `base` under its lock
             return catalog.publish(run.id, source_listing(reg), lv, keys, base_version=base), lv.changes, carried

@@ -147,15 +147,26 @@ class LogVersion:
         return self.directory.parent / "index_rows.parquet"
 
 
+@dataclass(frozen=True)
+class Delta:
+    """A run that carried its unchanged rows over (change detection before conform): its
+    accepted and conformed files hold only the rows that changed, so only `candidates` (the
+    current records whose source rows changed or left the pull) may be held or withdrawn;
+    every other current record stays as it is."""
+    candidates: pa.Array               # record ids (string)
+    carried: int = 0                   # accepted rows carried unchanged whose status is not withdrawn
+
+
 def _in(values, value_set) -> pa.Array:
     return pc.fill_null(pc.is_in(values, value_set=value_set), False)
 
 
 def stage_log_version(accepted: Path, conformed: Path, state: pa.Table, versions: dict[int, tuple[str, int]],
                       store: Store, dataset: str, ctype: CertificateType, first_leaf: int,
-                      scratch: Path) -> LogVersion:
+                      scratch: Path, delta: Delta | None = None) -> LogVersion:
     """`versions`: version -> (its folder's key, its first leaf) for reading current records
-    (a newly withdrawn one is appended again with status withdrawn)."""
+    (a newly withdrawn one is appended again with status withdrawn). `delta`: the run holds
+    only its changed rows (Delta)."""
     full = version_store.stage_version(accepted, dataset, ctype, scratch / "accepted_version")
     new = version_store.version_leaves(Store.local(full.directory))        # record_id, status, leaf
     present = staging.read_table(conformed, ["licence_number"]).column(0).combine_chunks()
@@ -167,6 +178,9 @@ def stage_log_version(accepted: Path, conformed: Path, state: pa.Table, versions
     held_mask = pc.and_(pc.invert(in_new), pc.and_(_in(numbers, present), pc.invert(_in(numbers, taken))))
     gone = pc.and_(pc.invert(in_new), pc.invert(held_mask))
     was_withdrawn = pc.equal(state.column("status"), WITHDRAWN)
+    if delta is not None:          # records outside the change stay as they are
+        scope = pc.or_(in_new, _in(ids, delta.candidates))
+        held_mask, gone = pc.and_(held_mask, scope), pc.and_(gone, scope)
     withdraw = pc.and_(gone, pc.invert(was_withdrawn))
 
     old = state.select(["record_id", "status", "leaf"]).rename_columns(["record_id", "old_status", "old_leaf"])
@@ -208,11 +222,16 @@ def stage_log_version(accepted: Path, conformed: Path, state: pa.Table, versions
 
     new_status = joined.column("status")
     withdrawn_new = pc.equal(new_status, WITHDRAWN)
+    still_gone = pc.and_(gone, was_withdrawn)
+    carried = 0
+    if delta is not None:          # withdrawn records outside the change stay withdrawn
+        still_gone = pc.and_(was_withdrawn, pc.invert(pc.and_(scope, pc.invert(gone))))
+        carried = delta.carried
     changes = Changes(new=count(pc.and_(is_new, pc.invert(withdrawn_new))),
                       changed=count(pc.and_(pc.invert(is_new), pc.and_(changed_rows, pc.invert(withdrawn_new)))),
-                      unchanged=count(pc.and_(same, pc.invert(withdrawn_new))) + count(held_mask),
+                      unchanged=count(pc.and_(same, pc.invert(withdrawn_new))) + count(held_mask) + carried,
                       withdrawn=count(withdraw) + count(pc.and_(withdrawn_new, changed_rows)),
-                      still_withdrawn=count(pc.and_(gone, was_withdrawn)) + count(pc.and_(withdrawn_new, same)))
+                      still_withdrawn=count(still_gone) + count(pc.and_(withdrawn_new, same)))
     events = _events(joined.filter(changed_rows), withdrawn_rows)
     return LogVersion(out, first_leaf, leaves, seg_ids.to_pylist(), len(all_ids), level, changes,
                       held=count(held_mask), withdrawn_now=count(withdraw), events=events)
