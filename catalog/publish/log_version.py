@@ -150,10 +150,11 @@ class LogVersion:
 @dataclass(frozen=True)
 class Delta:
     """A run that carried its unchanged rows over (change detection before conform): its
-    accepted and conformed files hold only the rows that changed, so only `candidates` (the
-    current records whose source rows changed or left the pull) may be held or withdrawn;
-    every other current record stays as it is."""
-    candidates: pa.Array               # record ids (string)
+    accepted and conformed files hold only the rows that changed, so only the current records
+    with their ids among the run's or their licence numbers among `licences` (those of the
+    rows that changed or left the pull since the last published run) may change, be held or be
+    withdrawn; every other current record stays as it is."""
+    licences: pa.Array                 # licence numbers (string)
     carried: int = 0                   # accepted rows carried unchanged whose status is not withdrawn
 
 
@@ -179,7 +180,7 @@ def stage_log_version(accepted: Path, conformed: Path, state: pa.Table, versions
     gone = pc.and_(pc.invert(in_new), pc.invert(held_mask))
     was_withdrawn = pc.equal(state.column("status"), WITHDRAWN)
     if delta is not None:          # records outside the change stay as they are
-        scope = pc.or_(in_new, _in(ids, delta.candidates))
+        scope = pc.or_(in_new, _in(numbers, delta.licences))
         held_mask, gone = pc.and_(held_mask, scope), pc.and_(gone, scope)
     withdraw = pc.and_(gone, pc.invert(was_withdrawn))
 
