@@ -28,7 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.memory import peak_mb
+from bench.memory import peak_mb, reset_peak
 from bench.path import TODAY, silo
 
 SOURCE, TABLE = "smr_business_licence", "yyzz_djxx"
@@ -80,23 +80,30 @@ def _setup(silo_path: str) -> None:
     KeyStore(s.keys_dir, s.key_passphrase()).create(exist_ok=True)
 
 
-def _timed_stages(stages) -> dict[str, float]:
+def _timed_stages(stages) -> tuple[dict[str, float], dict[str, float]]:
     """Wrap the stages run_all calls (it looks them up at call time) to add up their wall
-    seconds per stage, into the dict returned."""
+    seconds per stage, and take each stage's peak RSS (MB), into the dicts returned. The
+    process's peak is then the largest of them (VmHWM restarts at each stage)."""
     seconds: dict[str, float] = {}
+    peaks: dict[str, float] = {}
 
     def timed(name: str, fn):
         def stage(*args, **kwargs):
+            before = peak_mb()
+            reset = reset_peak()
             t = time.perf_counter()
             try:
                 return fn(*args, **kwargs)
             finally:
                 seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - t
+                peaks[name] = max(peaks.get(name, 0.0), peak_mb())
+                if reset:
+                    peaks["_before"] = max(peaks.get("_before", 0.0), before)
         return stage
 
     for name in ("plan", "extract", "conform", "validate", "publish"):
         setattr(stages, name, timed(name, getattr(stages, name)))
-    return seconds
+    return seconds, peaks
 
 
 def measured(silo_path: str, key: str, first: bool) -> dict:
@@ -110,14 +117,15 @@ def measured(silo_path: str, key: str, first: bool) -> dict:
     from catalog.publish.store import version_key
     from exchange import stages
 
-    stage_s = _timed_stages(stages)
+    stage_s, stage_mb = _timed_stages(stages)
     t, c = time.perf_counter(), time.process_time()
     kids = resource.getrusage(resource.RUSAGE_CHILDREN)
     result = stages.run_all(SOURCE, key, TODAY)
     wall, cpu = time.perf_counter() - t, time.process_time() - c
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = {"wall": wall, "cpu": cpu + (after.ru_utime + after.ru_stime - kids.ru_utime - kids.ru_stime),
-           "imports": imports, "peak_rss_mb": peak_mb(), "result": result, "stages_s": stage_s}
+           "imports": imports, "peak_rss_mb": max([peak_mb(), *stage_mb.values()]), "result": result,
+           "stages_s": stage_s, "stages_mb": {k: v for k, v in stage_mb.items() if not k.startswith("_")}}
     from catalog.ledger.service import Ledger  # the run's counts, after the clock
     run = Ledger(get_settings().catalog_url).get_run(SOURCE, key)
     out.update(extracted=run.extracted, accepted=run.accepted, quarantined=run.quarantined)
@@ -224,7 +232,9 @@ def main(rows: int) -> int:
     print("catalogue growth in the 1 % run by table or index (dbstat, pages): "
           + (", ".join(f"{k} {_size(v)}" for k, v in grew) or "none"))
     for name, r in runs.items():
-        print(f"{name} run by stage: " + ", ".join(f"{k} {v:.2f} s" for k, v in r["stages_s"].items()))
+        print(f"{name} run by stage: " + ", ".join(
+            f"{k} {v:.2f} s" + (f" (peak {r['stages_mb'][k]:,.0f} MB)" if k in r.get("stages_mb", {}) else "")
+            for k, v in r["stages_s"].items()))
     print(f"peak RSS of the imports alone (no run): {bare['peak_rss_mb']:,.0f} MB")
     print(f"one record in Parquet (the full version's records.parquet / its {parquet['rows']:,} records): "
           f"{record_bytes:,.0f} B")
@@ -260,6 +270,7 @@ def _run_figures(r: dict) -> dict:
     kept = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items()
             if k not in ("tables", "records_parquet", "result", "store_kinds")}
     return {**kept, "stages_s": {k: round(v, 3) for k, v in r["stages_s"].items()},
+            "stages_mb": {k: round(v) for k, v in r.get("stages_mb", {}).items()},
             "state": r["result"]["state"], "changes": r["result"].get("changes")}
 
 

@@ -17,3 +17,14 @@ def rss_mb(field: str = "VmRSS:") -> float:
 
 def peak_mb() -> float:
     return rss_mb("VmHWM:")
+
+
+def reset_peak() -> bool:
+    """Start VmHWM again from the current RSS (Linux: clear_refs 5), so a stage's own peak can
+    be read; False where the kernel does not allow it."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False

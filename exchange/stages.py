@@ -69,6 +69,7 @@ def _scratch() -> Iterator[Path]:
         yield scratch.path
     finally:
         scratch.remove()
+        pa.default_memory_pool().release_unused()   # the next stage in this process starts low
 
 
 def _local(store: Store, key: str, scratch: Path) -> Path:
