@@ -72,19 +72,39 @@ def read_table(path: Path, columns: list[str] | None = None) -> pa.Table:
 def iter_batches(path: Path, batch_size: int | None, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
     """Record batches of exactly batch_size rows (the last may be shorter), in file order:
     callers rely on it (a version's row groups are all full but the last). batch_size None:
-    the batches as they were written, split at 65,536 rows (slices, no copies)."""
+    the batches as they were written, split at 65,536 rows. An Arrow IPC file is read a batch
+    at a time (not mapped), so memory holds a batch or two, whatever the file's size."""
     if not _is_arrow(path):
         yield from pq.ParquetFile(path).iter_batches(batch_size=batch_size or 65_536, columns=columns)
         return
-    table = read_table(path, columns)
-    if batch_size is None:
-        yield from table.to_batches(max_chunksize=65_536)
-        return
-    for start in range(0, table.num_rows, batch_size):
-        part = table.slice(start, batch_size)
-        if part.column(0).num_chunks > 1:       # spans two written batches: copied once
-            part = part.combine_chunks()
-        yield from part.to_batches()
+    with pa.OSFile(str(path)) as f:
+        reader = pa.ipc.open_file(f)
+        written = (reader.get_batch(i) for i in range(reader.num_record_batches))
+        if columns is not None:
+            written = (b.select(columns) for b in written)
+        if batch_size is None:
+            for batch in written:
+                for start in range(0, batch.num_rows, 65_536):
+                    yield batch.slice(start, 65_536)
+            return
+        yield from _exactly(batch_size, written)
+
+
+def _exactly(size: int, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    """The rows of `batches` again in batches of exactly `size` (the last may be shorter)."""
+    held: list[pa.RecordBatch] = []
+    n = 0
+    for batch in batches:
+        while batch.num_rows:
+            take = batch.slice(0, size - n)
+            held.append(take)
+            n += take.num_rows
+            batch = batch.slice(take.num_rows)
+            if n == size:
+                yield held[0] if len(held) == 1 else pa.Table.from_batches(held).combine_chunks().to_batches()[0]
+                held, n = [], 0
+    if n:
+        yield held[0] if len(held) == 1 else pa.Table.from_batches(held).combine_chunks().to_batches()[0]
 
 
 def read_schema(path: Path) -> pa.Schema:

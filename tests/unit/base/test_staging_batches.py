@@ -1,0 +1,45 @@
+"""staging.iter_batches: the same rows in the same order, in batches of exactly the size asked
+(the last may be shorter), read a batch at a time from an Arrow IPC file."""
+from __future__ import annotations
+
+import pyarrow as pa
+import pytest
+
+from base import staging
+
+
+@pytest.fixture()
+def handoff(tmp_path):
+    path = staging.transient(tmp_path, "extracted")
+    schema = pa.schema([("n", pa.int64()), ("s", pa.string())])
+    with staging.transient_writer(path, schema) as w:
+        start = 0
+        for size in (5, 0, 17, 3, 100_000, 1):       # uneven written batches, one empty
+            w.write_batch(pa.record_batch([pa.array(range(start, start + size), pa.int64()),
+                                           pa.array([f"r{i}" for i in range(start, start + size)])], schema=schema))
+            start += size
+    return path, start
+
+
+@pytest.mark.parametrize("size", [1, 7, 20, 65_536, 200_000])
+def test_exact_batches(handoff, size):
+    path, total = handoff
+    got = list(staging.iter_batches(path, size))
+    assert [b.num_rows for b in got[:-1]] == [size] * (len(got) - 1)
+    assert 0 < got[-1].num_rows <= size
+    assert pa.Table.from_batches(got).column("n").to_pylist() == list(range(total))
+
+
+def test_written_batches_and_columns(handoff):
+    path, total = handoff
+    got = list(staging.iter_batches(path, None, ["s"]))
+    assert all(b.schema.names == ["s"] for b in got)
+    assert max(b.num_rows for b in got) == 65_536
+    assert pa.Table.from_batches(got).column("s").to_pylist() == [f"r{i}" for i in range(total)]
+
+
+def test_batches_outlive_the_file(handoff):
+    path, total = handoff
+    got = list(staging.iter_batches(path, 10))
+    path.unlink()
+    assert sum(b.num_rows for b in got) == total and got[-1].column("n")[-1].as_py() == total - 1
