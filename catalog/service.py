@@ -31,7 +31,7 @@ from catalog.db.models import (
 from catalog.db.rawdb import raw
 from catalog.ledger.service import FINAL
 from catalog.listing import SourceListing
-from catalog.publish import checkpoints, index_load, log_version, store
+from catalog.publish import checkpoints, index_load, log_delta, log_version, store
 from catalog.publish import status as statuses
 from catalog.publish.key_status import key_material
 from catalog.publish.log_version import LogVersion
@@ -259,6 +259,27 @@ class Catalog:
             size = conn.execute(sa.select(DatasetVersion.tree_size).where(
                 DatasetVersion.dataset_id == dataset, DatasetVersion.version == cur)).scalar() if cur else 0
             return cur, log_version.current_state(conn, self.store, dataset), versions, size or 0
+
+    def delta_base(self, dataset: str) -> tuple[int | None, dict[int, tuple[str, int]], int, log_delta.DeltaBase]:
+        """(current version, version -> (folder key, first leaf), log size, what a Delta version
+        is built on: the current map and record count, and the index reads it needs) without
+        reading the current state (catalog/publish/log_delta.py)."""
+        with self.engine.connect() as conn:
+            cur = conn.execute(sa.select(Dataset.current_version).where(Dataset.id == dataset)).scalar()
+            versions = {v: (path, first or 0) for v, path, first in conn.execute(
+                sa.select(DatasetVersion.version, DatasetVersion.path, DatasetVersion.first_leaf)
+                .where(DatasetVersion.dataset_id == dataset))}
+            head = conn.execute(sa.select(DatasetVersion.tree_size, DatasetVersion.record_count,
+                                          DatasetVersion.map_root, DatasetVersion.path).where(
+                DatasetVersion.dataset_id == dataset, DatasetVersion.version == cur)).first() if cur else None
+        level = None
+        if head is not None and head.map_root:
+            level = self._map(head.path)
+            if level.root().hex() != head.map_root:      # not the signed map: build it whole
+                level = None
+        reader = log_delta.IndexReader(self.engine, self.store, dataset)
+        return (cur, versions, head.tree_size if head else 0,
+                log_delta.DeltaBase(level, (head.record_count or 0) if head else 0, reader))
 
     def current_records_by_licence(self, dataset: str, numbers: list[str]) -> dict[str, str]:
         """licence number -> record id of the dataset's current records with those numbers (one
