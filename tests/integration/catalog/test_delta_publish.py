@@ -166,7 +166,7 @@ def test_delta_versions_equal_the_whole_states(backend, home, silo_2k, tmp_path,
         db.execute(f"update {TABLE} set ZS = ZS || '附1号' where ZCH = ?", (amended,))
         db.execute(f"update {TABLE} set DJZT = '吊销' where ZCH = ?", (revoked,))
         db.execute(f"delete from {TABLE} where ZCH = ?", (withdrawn,))
-        row = _rows(db, moved)[0]                 # a new holder: a new record id, the old one withdrawn
+        # a new holder: a new record id, the old one withdrawn
         db.execute(f"update {TABLE} set TYSHXYDM = ? where ZCH = ?",
                    (_rows(db, twin)[0]["TYSHXYDM"], moved))
         _insert(db, _new_row(db, untouched, _new_number(0), single[7]))
