@@ -21,6 +21,7 @@ from catalog.publish import log_delta, log_version
 from catalog.signing import vmap
 from exchange import stages
 from tests.conftest import TODAY, catalog, register_demo_source
+from tests.integration.catalog.test_log_migration import upgraded  # noqa: F401  (a fixture)
 from tests.integration.conftest import server_url
 
 pytestmark = pytest.mark.integration
@@ -211,3 +212,32 @@ def test_delta_versions_equal_the_whole_states(backend, home, silo_2k, tmp_path,
                                  "order by version desc limit 1")).one()
     assert (log_version.state_map(state).root().hex(), state.num_rows) == tuple(head)
     assert np.array_equal(log_version.state_map(state).hashes, last["lv"].map.hashes)
+
+
+def test_a_catalogue_from_before_the_log_takes_delta_runs(upgraded, home, monkeypatch):
+    """The prelog catalogue (test_log_migration.py): the first Delta run after the upgrade has
+    no map to start from and builds it whole (the version adopts the old tree); the next one
+    rehashes its buckets, whose older records' leaf hashes come from the adopted tree.bin."""
+    from tests.integration.catalog.test_log_migration import DATASET as OLD, SOURCE as OLD_SOURCE, _fifth_record
+
+    cat = catalog()
+    register_demo_source(home, upgraded)
+    runs = DeltaRuns(stages._publish_version)
+    monkeypatch.setattr(stages, "_publish_version", runs)
+    numbers = []
+    for key in ("r3", "r4"):
+        numbers.append(_fifth_record(cat, upgraded))
+        with sqlite3.connect(upgraded) as db:
+            db.execute(f"update {TABLE} set ZS = ZS || '附{key}' where ZCH = ?", (numbers[-1],))
+        runs.licences, runs.held = list(numbers), []
+        assert stages.run_all(OLD_SOURCE, key, TODAY)["version"] == int(key[1])
+    adopted, after = runs.log
+    assert (adopted["whole"], adopted["bits"], adopted["lv"].first_leaf) == (1, (None, 2), 200)
+    assert adopted["lv"].changes.changed == 1 and after["lv"].changes.changed == 1
+    _proportional(after, scope=2)
+    with cat.engine.connect() as c:
+        pre_log = c.execute(sa.text("select count(*) from records where superseded_in is null "
+                                    "and leaf_hash is null")).scalar()
+        state = log_version.current_state(c, get_settings().store, OLD)
+    assert pre_log == 198 and after["rows_read"] > 2        # read leaf by leaf from tree.bin
+    assert log_version.state_map(state).root() == after["lv"].map.root()
