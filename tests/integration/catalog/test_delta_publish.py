@@ -214,11 +214,13 @@ def test_delta_versions_equal_the_whole_states(backend, home, silo_2k, tmp_path,
     assert np.array_equal(log_version.state_map(state).hashes, last["lv"].map.hashes)
 
 
-def test_a_catalogue_from_before_the_log_takes_delta_runs(upgraded, home, monkeypatch):
+def test_a_catalogue_from_before_the_log_takes_delta_runs(upgraded, home, monkeypatch):  # noqa: F811
     """The prelog catalogue (test_log_migration.py): the first Delta run after the upgrade has
     no map to start from and builds it whole (the version adopts the old tree); the next one
     rehashes its buckets, whose older records' leaf hashes come from the adopted tree.bin."""
-    from tests.integration.catalog.test_log_migration import DATASET as OLD, SOURCE as OLD_SOURCE, _fifth_record
+    from tests.integration.catalog.test_log_migration import DATASET as OLD
+    from tests.integration.catalog.test_log_migration import SOURCE as OLD_SOURCE
+    from tests.integration.catalog.test_log_migration import _fifth_record
 
     cat = catalog()
     register_demo_source(home, upgraded)
