@@ -282,16 +282,17 @@ class Catalog:
                 log_delta.DeltaBase(level, (head.record_count or 0) if head else 0, reader))
 
     def current_records_by_licence(self, dataset: str, numbers: list[str]) -> dict[str, str]:
-        """licence number -> record id of the dataset's current records with those numbers (one
-        pass over the current states: licence numbers are not indexed)."""
-        if not numbers:
-            return {}
-        wanted = set(numbers)
+        """licence number -> record id of the dataset's current records with those numbers
+        (indexed by licence number since migration 0018, read in chunks)."""
+        wanted = sorted(set(numbers))
         r = Record.__table__.c
+        out: dict[str, str] = {}
         with self.engine.connect() as conn:
-            rows = conn.execute(sa.select(r.licence_number, r.record_id).where(
-                r.dataset_id == dataset, r.superseded_in.is_(None)))
-            return {n: rid for n, rid in rows if n in wanted}
+            for at in range(0, len(wanted), log_delta.CHUNK):
+                out.update(conn.execute(sa.select(r.licence_number, r.record_id).where(
+                    r.dataset_id == dataset, r.superseded_in.is_(None),
+                    r.licence_number.in_(wanted[at:at + log_delta.CHUNK]))).all())
+        return out
 
     def current_version_files(self, dataset: str) -> Store | None:
         """The folder of the dataset's current version, as a Store (the snapshot diff reads it)."""
@@ -489,14 +490,22 @@ class Catalog:
                             .order_by(Record.leaf_index).limit(1))
 
     def current_size(self, dataset: str) -> int | None:
-        """Live records (not withdrawn) of the current version; None before the first."""
+        """Live records (not withdrawn) of the current version; None before the first. On the
+        log: its record count less the withdrawn ones (counted by index, migration 0018)."""
         with self.session() as s:
-            current = s.scalar(sa.select(Dataset.current_version).where(Dataset.id == dataset))
-            if current is None:
+            head = s.execute(sa.select(Dataset.current_version, DatasetVersion.record_count,
+                                       DatasetVersion.first_leaf).outerjoin(DatasetVersion, sa.and_(
+                                           DatasetVersion.dataset_id == Dataset.id,
+                                           DatasetVersion.version == Dataset.current_version))
+                             .where(Dataset.id == dataset)).first()
+            if head is None or head[0] is None:
                 return None
-            return s.scalar(sa.select(sa.func.count()).select_from(Record).where(
-                Record.dataset_id == dataset, Record.superseded_in.is_(None),
-                Record.status != statuses.WITHDRAWN))
+            current = [Record.dataset_id == dataset, Record.superseded_in.is_(None)]
+            if head[1] is None or head[2] is None:       # before the log: count them
+                return s.scalar(sa.select(sa.func.count()).select_from(Record).where(
+                    *current, Record.status != statuses.WITHDRAWN))
+            return head[1] - s.scalar(sa.select(sa.func.count()).select_from(Record).where(
+                *current, Record.status == statuses.WITHDRAWN))
 
 
 def _adopt(log: TileLog, files: Store, ds: Dataset, prev: DatasetVersion) -> list[str]:

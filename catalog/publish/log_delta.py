@@ -36,6 +36,10 @@ _r = Record.__table__.c
 _COLUMNS = (_r.record_id, _r.version, _r.leaf_index, _r.leaf_hash, _r.status, _r.licence_number, _r.holder_key)
 
 
+def _current(dataset: str, where) -> sa.Select:
+    return sa.select(*_COLUMNS).where(_r.dataset_id == dataset, _r.superseded_in.is_(None), where)
+
+
 class IndexReader:
     """Reads of a dataset's current records (`superseded_in` null) in the catalogue's index;
     `rows_read` counts the rows fetched."""
@@ -50,7 +54,7 @@ class IndexReader:
         numbers = sorted(set(pc.drop_null(licences).to_pylist()))
         wheres = [_r.record_id.in_(ids[at:at + CHUNK]) for at in range(0, len(ids), CHUNK)]
         wheres += [_r.licence_number.in_(numbers[at:at + CHUNK]) for at in range(0, len(numbers), CHUNK)]
-        return self._state(wheres)
+        return self._state([_current(self.dataset, where) for where in wheres])
 
     def buckets(self, buckets: list[int], bits: int) -> pa.Table:
         """STATE rows of the current records in the map buckets (of 2^bits), by record id."""
@@ -60,12 +64,13 @@ class IndexReader:
                 ranges[-1][1] = b + 1
             else:
                 ranges.append([b, b + 1])
-        conds = []
-        for first, end in ranges:
+        selects = []
+        for first, end in ranges:       # a range each: an OR of ranges scans every current row (SQLite)
             lo = vmap.bucket_range(first, bits)[0]
             hi = vmap.bucket_range(end - 1, bits)[1]
-            conds.append(_r.record_id >= lo if hi is None else sa.and_(_r.record_id >= lo, _r.record_id < hi))
-        return self._state([sa.or_(*conds[at:at + RANGES]) for at in range(0, len(conds), RANGES)])
+            selects.append(_current(self.dataset, _r.record_id >= lo if hi is None
+                                    else sa.and_(_r.record_id >= lo, _r.record_id < hi)))
+        return self._state([sa.union_all(*selects[at:at + RANGES]) for at in range(0, len(selects), RANGES)])
 
     def withdrawn(self) -> int:
         """How many current records are withdrawn."""
@@ -80,12 +85,11 @@ class IndexReader:
         self.rows_read += state.num_rows
         return state
 
-    def _state(self, wheres: list) -> pa.Table:
+    def _state(self, queries: list) -> pa.Table:
         rows: dict[str, tuple] = {}
         with self.engine.connect() as conn:
-            for where in wheres:
-                got = conn.execute(sa.select(*_COLUMNS).where(
-                    _r.dataset_id == self.dataset, _r.superseded_in.is_(None), where)).all()
+            for query in queries:
+                got = conn.execute(query).all()
                 self.rows_read += len(got)
                 rows.update((row[0], tuple(row)) for row in got)
             ordered = [rows[k] for k in sorted(rows)]
