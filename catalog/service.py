@@ -274,8 +274,11 @@ class Catalog:
                 DatasetVersion.dataset_id == dataset, DatasetVersion.version == cur)).first() if cur else None
         level = None
         if head is not None and head.map_root:
-            level = self._map(head.path)
-            if level.root().hex() != head.map_root:      # not the signed map: build it whole
+            try:
+                level = self._map(head.path)
+            except (OSError, ValueError):                # no map.bin to start from: build it whole
+                level = None
+            if level is not None and level.root().hex() != head.map_root:      # nor from another map
                 level = None
         reader = log_delta.IndexReader(self.engine, self.store, dataset)
         return (cur, versions, head.tree_size if head else 0,
