@@ -130,8 +130,12 @@ def stage_delta_version(accepted: Path, conformed: Path, base: DeltaBase, versio
 
 
 def _bytes(ids: pa.Array) -> np.ndarray:
-    out = from_hex(ids, 32) if len(ids) else None
-    return np.zeros((0, 16), np.uint8) if out is None else out
+    if not len(ids):
+        return np.zeros((0, 16), np.uint8)
+    out = from_hex(ids, 32)
+    if out is None:
+        raise ValueError("record ids are 32 lowercase hex characters")
+    return out
 
 
 def _bucket_of(ids: np.ndarray, bits: int) -> np.ndarray:
