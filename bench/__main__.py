@@ -15,6 +15,7 @@ BENCHES = {  # name -> (module, what it measures)
     "publish-stage": ("bench.publish_stage", "the publish stage alone into SQLite and PostgreSQL catalogues"),
     "api": ("bench.api", "lookups over HTTP with auth, purpose check and audit (issue 7)"),
     "incremental": ("bench.incremental", "runs with 1 %, 0.1 % and 0 % changed vs a full run (issue 17)"),
+    "delta-publish": ("bench.delta_publish", "a Delta run's version: whole state vs in proportion to the change"),
     "scale": ("bench.scale", "one large SQL source on Celery workers: one vs two, file:// vs S3 (issue 16)"),
 }
 
@@ -45,7 +46,7 @@ def main(argv=None) -> int:
     if args.name == "publish-stage":
         return module.main(args.rows, args.trials, args.backend or ("sqlite", "postgresql"),
                            args.code or (str(module.ROOT),))
-    if args.name in ("extract", "validate", "scale", "incremental"):
+    if args.name in ("extract", "validate", "scale", "incremental", "delta-publish"):
         return module.main(args.rows)
     if args.name == "publish":
         return module.main(args.rows, args.sample, args.bundles)

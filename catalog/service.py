@@ -31,7 +31,7 @@ from catalog.db.models import (
 from catalog.db.rawdb import raw
 from catalog.ledger.service import FINAL
 from catalog.listing import SourceListing
-from catalog.publish import checkpoints, index_load, log_version, store
+from catalog.publish import checkpoints, index_load, log_delta, log_version, store
 from catalog.publish import status as statuses
 from catalog.publish.key_status import key_material
 from catalog.publish.log_version import LogVersion
@@ -260,17 +260,42 @@ class Catalog:
                 DatasetVersion.dataset_id == dataset, DatasetVersion.version == cur)).scalar() if cur else 0
             return cur, log_version.current_state(conn, self.store, dataset), versions, size or 0
 
-    def current_records_by_licence(self, dataset: str, numbers: list[str]) -> dict[str, str]:
-        """licence number -> record id of the dataset's current records with those numbers (one
-        pass over the current states: licence numbers are not indexed)."""
-        if not numbers:
-            return {}
-        wanted = set(numbers)
-        r = Record.__table__.c
+    def delta_base(self, dataset: str) -> tuple[int | None, dict[int, tuple[str, int]], int, log_delta.DeltaBase]:
+        """(current version, version -> (folder key, first leaf), log size, what a Delta version
+        is built on: the current map and record count, and the index reads it needs) without
+        reading the current state (catalog/publish/log_delta.py)."""
         with self.engine.connect() as conn:
-            rows = conn.execute(sa.select(r.licence_number, r.record_id).where(
-                r.dataset_id == dataset, r.superseded_in.is_(None)))
-            return {n: rid for n, rid in rows if n in wanted}
+            cur = conn.execute(sa.select(Dataset.current_version).where(Dataset.id == dataset)).scalar()
+            versions = {v: (path, first or 0) for v, path, first in conn.execute(
+                sa.select(DatasetVersion.version, DatasetVersion.path, DatasetVersion.first_leaf)
+                .where(DatasetVersion.dataset_id == dataset))}
+            head = conn.execute(sa.select(DatasetVersion.tree_size, DatasetVersion.record_count,
+                                          DatasetVersion.map_root, DatasetVersion.path).where(
+                DatasetVersion.dataset_id == dataset, DatasetVersion.version == cur)).first() if cur else None
+        level = None
+        if head is not None and head.map_root:
+            try:
+                level = self._map(head.path)
+            except (OSError, ValueError):                # no map.bin to start from: build it whole
+                level = None
+            if level is not None and level.root().hex() != head.map_root:      # nor from another map
+                level = None
+        reader = log_delta.IndexReader(self.engine, self.store, dataset)
+        return (cur, versions, head.tree_size if head else 0,
+                log_delta.DeltaBase(level, (head.record_count or 0) if head else 0, reader))
+
+    def current_records_by_licence(self, dataset: str, numbers: list[str]) -> dict[str, str]:
+        """licence number -> record id of the dataset's current records with those numbers
+        (indexed by licence number since migration 0018, read in chunks)."""
+        wanted = sorted(set(numbers))
+        r = Record.__table__.c
+        out: dict[str, str] = {}
+        with self.engine.connect() as conn:
+            for at in range(0, len(wanted), log_delta.CHUNK):
+                out.update(conn.execute(sa.select(r.licence_number, r.record_id).where(
+                    r.dataset_id == dataset, r.superseded_in.is_(None),
+                    r.licence_number.in_(wanted[at:at + log_delta.CHUNK]))).all())
+        return out
 
     def current_version_files(self, dataset: str) -> Store | None:
         """The folder of the dataset's current version, as a Store (the snapshot diff reads it)."""
@@ -468,14 +493,22 @@ class Catalog:
                             .order_by(Record.leaf_index).limit(1))
 
     def current_size(self, dataset: str) -> int | None:
-        """Live records (not withdrawn) of the current version; None before the first."""
+        """Live records (not withdrawn) of the current version; None before the first. On the
+        log: its record count less the withdrawn ones (counted by index, migration 0018)."""
         with self.session() as s:
-            current = s.scalar(sa.select(Dataset.current_version).where(Dataset.id == dataset))
-            if current is None:
+            head = s.execute(sa.select(Dataset.current_version, DatasetVersion.record_count,
+                                       DatasetVersion.first_leaf).outerjoin(DatasetVersion, sa.and_(
+                                           DatasetVersion.dataset_id == Dataset.id,
+                                           DatasetVersion.version == Dataset.current_version))
+                             .where(Dataset.id == dataset)).first()
+            if head is None or head[0] is None:
                 return None
-            return s.scalar(sa.select(sa.func.count()).select_from(Record).where(
-                Record.dataset_id == dataset, Record.superseded_in.is_(None),
-                Record.status != statuses.WITHDRAWN))
+            current = [Record.dataset_id == dataset, Record.superseded_in.is_(None)]
+            if head[1] is None or head[2] is None:       # before the log: count them
+                return s.scalar(sa.select(sa.func.count()).select_from(Record).where(
+                    *current, Record.status != statuses.WITHDRAWN))
+            return head[1] - s.scalar(sa.select(sa.func.count()).select_from(Record).where(
+                *current, Record.status == statuses.WITHDRAWN))
 
 
 def _adopt(log: TileLog, files: Store, ds: Dataset, prev: DatasetVersion) -> list[str]:

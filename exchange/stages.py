@@ -31,7 +31,7 @@ from base.settings import get_settings
 from base.storage import Store
 from catalog import registrations
 from catalog.ledger.service import Ledger
-from catalog.publish import changes, log_version
+from catalog.publish import changes, log_delta, log_version
 from catalog.publish.changes import held_records
 from catalog.publish.key_status import check_signer, write_key_material
 from catalog.publish.scratch_dirs import Scratch
@@ -307,9 +307,14 @@ def _publish_version(catalog, reg, run, keys, accepted: Path, conformed: Path, s
     for attempt in range(1, PUBLISH_ATTEMPTS + 1):
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
-        base, state, versions, size = catalog.current_state(reg.dataset)
-        lv = log_version.stage_log_version(accepted, conformed, state, versions, catalog.store,
-                                           reg.dataset, reg.ctype, size, work, delta)
+        if delta is None:
+            base, state, versions, size = catalog.current_state(reg.dataset)
+            lv = log_version.stage_log_version(accepted, conformed, state, versions, catalog.store,
+                                               reg.dataset, reg.ctype, size, work)
+        else:        # in proportion to the change: the run's scope and the map buckets it touches
+            base, versions, size, on = catalog.delta_base(reg.dataset)
+            lv = log_delta.stage_delta_version(accepted, conformed, on, versions, catalog.store,
+                                               reg.dataset, reg.ctype, size, work, delta)
         carried = changes.Carried(lv.withdrawn_now, lv.held)
         try:     # committed only if the dataset is still at `base` under its lock
             return catalog.publish(run.id, source_listing(reg), lv, keys, base_version=base), lv.changes, carried

@@ -107,6 +107,8 @@ class Record(Base):
     """
     __tablename__ = "records"
     __table_args__ = (Index("ix_records_dataset_current", "dataset_id", "superseded_in", "record_id"),
+                      Index("ix_records_dataset_licence", "dataset_id", "superseded_in", "licence_number"),  # 0018
+                      Index("ix_records_dataset_status", "dataset_id", "superseded_in", "status"),           # 0018
                       {"sqlite_with_rowid": False})
     record_id: Mapped[str] = mapped_column(String(32), primary_key=True)
     version: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -12,6 +12,7 @@
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,7 +54,13 @@ _STATE_SQL = ("SELECT record_id, version, leaf_index, leaf_hash, status, licence
 def current_state(conn: Connection, store: Store, dataset: str) -> pa.Table:
     """STATE rows of the dataset's current records, in record-id order. Leaf hashes the index
     does not hold (rows from before the log) are read from their version's tree.bin."""
-    cols = _state_columns(conn, dataset)
+    return state_table(conn, store, dataset, _state_columns(conn, dataset))
+
+
+def state_table(conn: Connection, store: Store, dataset: str, cols: list[pa.Array], whole: bool = True) -> pa.Table:
+    """STATE rows from the index's columns (record_id, version, leaf_index, leaf_hash hex or
+    null, status, licence_number, holder_key): a null leaf hash is read from its version's
+    tree.bin (`whole`: every leaf of it at once; else leaf by leaf)."""
     n = len(cols[0])
     hashes = cols[3]
     leaf = np.zeros((n, 32), np.uint8)
@@ -65,9 +72,12 @@ def current_state(conn: Connection, store: Store, dataset: str) -> pa.Table:
     for v in np.unique(versions[~known]):
         path = conn.execute(sa.select(DatasetVersion.path).where(
             DatasetVersion.dataset_id == dataset, DatasetVersion.version == int(v))).scalar_one()
-        leaves = MerkleTree.open_in(store.sub(path), "tree.bin").leaf_array()
+        tree = MerkleTree.open_in(store.sub(path), "tree.bin")
         at = (~known) & (versions == v)
-        leaf[at] = leaves[indexes[at]]
+        if whole:
+            leaf[at] = tree.leaf_array()[indexes[at]]
+        else:
+            leaf[at] = np.frombuffer(b"".join(tree.leaf(int(i)) for i in indexes[at]), np.uint8).reshape(-1, 32)
     return pa.table([cols[0], pa.array(versions), pa.array(indexes), _fixed(leaf), *cols[4:]], schema=STATE)
 
 
@@ -167,11 +177,56 @@ def stage_log_version(accepted: Path, conformed: Path, state: pa.Table, versions
                       scratch: Path, delta: Delta | None = None) -> LogVersion:
     """`versions`: version -> (its folder's key, its first leaf) for reading current records
     (a newly withdrawn one is appended again with status withdrawn). `delta`: the run holds
-    only its changed rows (Delta)."""
+    only its changed rows (Delta); catalog/publish/log_delta.py builds the same version from
+    the records it may change alone."""
+    staged = stage_segment(accepted, conformed, lambda ids: state, versions, store, dataset, ctype, first_leaf,
+                           scratch, delta)
+    return staged.version(*whole_map(state, staged))
+
+
+@dataclass
+class Segment:
+    """A version's segment, staged (stage_segment) on `state`, before its map."""
+    state: pa.Table                    # the STATE rows it was built on (the whole state, or a Delta's scope)
+    directory: Path
+    first_leaf: int
+    leaves: np.ndarray
+    record_ids: pa.Array               # the segment's record ids, in its order
+    added: int                         # of them, records new to the state
+    changes: Changes
+    held: int
+    withdrawn_now: int
+    events: list[dict]
+
+    def version(self, level: vmap.MapLevel, record_count: int, changes: Changes | None = None) -> LogVersion:
+        return LogVersion(self.directory, self.first_leaf, self.leaves, self.record_ids.to_pylist(), record_count,
+                          level, changes or self.changes, held=self.held, withdrawn_now=self.withdrawn_now,
+                          events=self.events)
+
+
+def whole_map(state: pa.Table, seg: Segment) -> tuple[vmap.MapLevel, int]:
+    """The new state's map and record count from the whole current `state` and the segment."""
+    ids = state.column("record_id").combine_chunks()
+    kept = state.filter(pc.invert(_in(ids, seg.record_ids)))
+    all_ids = pa.concat_arrays([kept.column("record_id").combine_chunks(), seg.record_ids])
+    first = seg.first_leaf
+    all_index = np.concatenate([kept.column("leaf_index").to_numpy(),
+                                np.arange(first, first + len(seg.leaves), dtype=np.int64)])
+    all_leaves = np.concatenate([_matrix(kept.column("leaf")), seg.leaves])
+    return _map(all_ids, all_index, all_leaves), len(all_ids)
+
+
+def stage_segment(accepted: Path, conformed: Path, state_of: Callable[[pa.Array], pa.Table],
+                  versions: dict[int, tuple[str, int]], store: Store, dataset: str, ctype: CertificateType,
+                  first_leaf: int, scratch: Path, delta: Delta | None = None) -> Segment:
+    """The segment of stage_log_version; `state_of(staged record ids)` gives the current STATE
+    rows it is built on (in record-id order): the whole state, or with `delta` at least its
+    scope (the current records with those ids or with a licence number in delta.licences)."""
     full = version_store.stage_version(accepted, dataset, ctype, scratch / "accepted_version")
     new = version_store.version_leaves(Store.local(full.directory))        # record_id, status, leaf
     present = staging.read_table(conformed, ["licence_number"]).column(0).combine_chunks()
     taken = staging.read_table(accepted, ["licence_number"]).column(0).combine_chunks()
+    state = state_of(new.column("record_id").combine_chunks())
 
     ids = state.column("record_id").combine_chunks()
     in_new = _in(ids, new.column("record_id").combine_chunks())
@@ -211,13 +266,6 @@ def stage_log_version(accepted: Path, conformed: Path, state: pa.Table, versions
     staging.write_table(seg_index.select(["holder_key"]), out / "index.parquet", staging.DATASET_FILES)
     staging.write_table(seg_index, scratch / "index_rows.parquet", staging.DATASET_FILES)
 
-    seg_ids = seg_index.column("record_id").combine_chunks()
-    kept = state.filter(pc.invert(_in(ids, seg_ids)))
-    all_ids = pa.concat_arrays([kept.column("record_id").combine_chunks(), seg_ids])
-    all_index = np.concatenate([kept.column("leaf_index").to_numpy(), seg_index.column("leaf_index").to_numpy()])
-    all_leaves = np.concatenate([_matrix(kept.column("leaf")), leaves])
-    level = _map(all_ids, all_index, all_leaves)
-
     def count(mask) -> int:
         return int(pc.sum(pc.cast(mask, pa.int64())).as_py() or 0)
 
@@ -234,8 +282,9 @@ def stage_log_version(accepted: Path, conformed: Path, state: pa.Table, versions
                       withdrawn=count(withdraw) + count(pc.and_(withdrawn_new, changed_rows)),
                       still_withdrawn=count(still_gone) + count(pc.and_(withdrawn_new, same)))
     events = _events(joined.filter(changed_rows), withdrawn_rows)
-    return LogVersion(out, first_leaf, leaves, seg_ids.to_pylist(), len(all_ids), level, changes,
-                      held=count(held_mask), withdrawn_now=count(withdraw), events=events)
+    return Segment(state, out, first_leaf, leaves, seg_index.column("record_id").combine_chunks(),
+                   added=count(is_new), changes=changes, held=count(held_mask), withdrawn_now=count(withdraw),
+                   events=events)
 
 
 def _map(ids: pa.Array, leaf_index: np.ndarray, leaves: np.ndarray) -> vmap.MapLevel:
@@ -329,3 +378,6 @@ def _events(changed: pa.Table, withdrawn: pa.Table) -> list[dict]:
     events += [{"record_id": rid, "change": "withdrawn", "status": WITHDRAWN, "reason": "gone from the source",
                 "leaf_hash": None} for rid in withdrawn.column("record_id").to_pylist()]
     return events
+
+
+leaf_matrix = _matrix      # a column of leaf hashes as (n, 32) uint8

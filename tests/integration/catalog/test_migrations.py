@@ -123,3 +123,42 @@ def test_absolute_paths_become_store_keys(home, tmp_path):
         assert conn.execute(sa.text("select path from dataset_versions where version = 1")).scalar() == \
             f"{root}/store/a.b/v000001"
     engine.dispose()
+
+
+def _current_indexes(url: str, steps: list[str]) -> list[set[str]]:
+    """The records table's indexes after each upgrade or downgrade in `steps` ("+rev" / "-rev")."""
+    engine = sa.create_engine(url, poolclass=sa.NullPool)
+    cfg = _alembic_config(url)
+    seen = []
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        for step in steps:
+            (command.upgrade if step[0] == "+" else command.downgrade)(cfg, step[1:])
+            seen.append({i["name"] for i in sa.inspect(conn).get_indexes("records")})
+    engine.dispose()
+    return seen
+
+
+def _check_0018(url: str) -> None:
+    new = {"ix_records_dataset_licence", "ix_records_dataset_status"}
+    at17, at18, back = _current_indexes(url, ["+0017_append_only_log", "+0018_current_by_licence",
+                                              "-0017_append_only_log"])
+    assert "ix_records_dataset_current" in at17 and not new & at17
+    assert at18 - at17 == new and back == at17
+
+
+def test_0018_indexes_current_records_by_licence_and_status(tmp_path):
+    """Migration 0018: the indexes a Delta run reads by (log_delta.py) come and go with it."""
+    _check_0018(f"sqlite:///{tmp_path / 'c.db'}")
+
+
+def test_0018_on_postgresql():
+    from demo.sql_silos import create_database, drop_database
+
+    server = server_url("postgresql")
+    name = f"t_mig18_{uuid.uuid4().hex[:8]}"
+    url = create_database(server, name)
+    try:
+        _check_0018(sa.make_url(url).render_as_string(hide_password=False))
+    finally:
+        drop_database(server, name)

@@ -1,0 +1,167 @@
+"""A Delta run's version (log_version.Delta) in proportion to its change: the same LogVersion
+as stage_log_version over the whole current state, read from the catalogue's index only
+where the run may change something.
+
+    IndexReader(engine, store, dataset)
+        The index reads it needs: the current records of the run's ids and licence numbers,
+        those of some map buckets, the count of withdrawn ones (indexed, in chunks).
+    stage_delta_version(accepted, conformed, base, versions, ...) -> LogVersion
+        The segment staged on the run's scope; the map is the current version's with only the
+        buckets the segment touches rehashed (the whole state read only when the map's bits
+        change, or there is no map yet: the first version of the log).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from base.storage import Store
+from catalog.db.models import Record
+from catalog.publish import log_version
+from catalog.publish.log_version import STATE, WITHDRAWN, Delta, LogVersion, Segment
+from catalog.signing import vmap
+from catalog.signing.digests import from_hex
+from schemas.types import CertificateType
+
+CHUNK = 500            # values in one IN list
+RANGES = 50            # bucket ranges in one query
+
+_r = Record.__table__.c
+_COLUMNS = (_r.record_id, _r.version, _r.leaf_index, _r.leaf_hash, _r.status, _r.licence_number, _r.holder_key)
+
+
+def _current(dataset: str, where) -> sa.Select:
+    return sa.select(*_COLUMNS).where(_r.dataset_id == dataset, _r.superseded_in.is_(None), where)
+
+
+class IndexReader:
+    """Reads of a dataset's current records (`superseded_in` null) in the catalogue's index;
+    `rows_read` counts the rows fetched."""
+
+    def __init__(self, engine: Engine, store: Store, dataset: str):
+        self.engine, self.store, self.dataset = engine, store, dataset
+        self.rows_read = 0
+
+    def scoped(self, record_ids: pa.Array, licences: pa.Array) -> pa.Table:
+        """STATE rows of the current records with one of `record_ids` or of `licences`, by record id."""
+        ids = sorted(set(pc.drop_null(record_ids).to_pylist()))
+        numbers = sorted(set(pc.drop_null(licences).to_pylist()))
+        wheres = [_r.record_id.in_(ids[at:at + CHUNK]) for at in range(0, len(ids), CHUNK)]
+        wheres += [_r.licence_number.in_(numbers[at:at + CHUNK]) for at in range(0, len(numbers), CHUNK)]
+        return self._state([_current(self.dataset, where) for where in wheres])
+
+    def buckets(self, buckets: list[int], bits: int) -> pa.Table:
+        """STATE rows of the current records in the map buckets (of 2^bits), by record id."""
+        ranges: list[list[int]] = []
+        for b in sorted(set(buckets)):              # adjacent buckets: one range
+            if ranges and ranges[-1][1] == b:
+                ranges[-1][1] = b + 1
+            else:
+                ranges.append([b, b + 1])
+        selects = []
+        for first, end in ranges:       # a range each: an OR of ranges scans every current row (SQLite)
+            lo = vmap.bucket_range(first, bits)[0]
+            hi = vmap.bucket_range(end - 1, bits)[1]
+            selects.append(_current(self.dataset, _r.record_id >= lo if hi is None
+                                    else sa.and_(_r.record_id >= lo, _r.record_id < hi)))
+        return self._state([sa.union_all(*selects[at:at + RANGES]) for at in range(0, len(selects), RANGES)])
+
+    def withdrawn(self) -> int:
+        """How many current records are withdrawn."""
+        with self.engine.connect() as conn:
+            return int(conn.execute(sa.select(sa.func.count()).select_from(Record).where(
+                _r.dataset_id == self.dataset, _r.superseded_in.is_(None), _r.status == WITHDRAWN)).scalar() or 0)
+
+    def whole(self) -> pa.Table:
+        """Every current record's STATE row (log_version.current_state)."""
+        with self.engine.connect() as conn:
+            state = log_version.current_state(conn, self.store, self.dataset)
+        self.rows_read += state.num_rows
+        return state
+
+    def _state(self, queries: list) -> pa.Table:
+        rows: dict[str, tuple] = {}
+        with self.engine.connect() as conn:
+            for query in queries:
+                got = conn.execute(query).all()
+                self.rows_read += len(got)
+                rows.update((row[0], tuple(row)) for row in got)
+            ordered = [rows[k] for k in sorted(rows)]
+            if not ordered:
+                return STATE.empty_table()
+            cols = [pa.array(list(c), pa.int64() if i in (1, 2) else pa.string())
+                    for i, c in enumerate(zip(*ordered))]
+            return _read_leaves(conn, self.store, self.dataset, cols)
+
+
+def _read_leaves(conn: Connection, store: Store, dataset: str, cols: list[pa.Array]) -> pa.Table:
+    return log_version.state_table(conn, store, dataset, cols, whole=False)
+
+
+@dataclass(frozen=True)
+class DeltaBase:
+    """What a Delta version is built on (Catalog.delta_base)."""
+    map: vmap.MapLevel | None          # the current version's map; None: no version of the log yet
+    record_count: int                  # records in the current state
+    reader: IndexReader
+
+
+def stage_delta_version(accepted: Path, conformed: Path, base: DeltaBase, versions: dict[int, tuple[str, int]],
+                        store: Store, dataset: str, ctype: CertificateType, first_leaf: int, scratch: Path,
+                        delta: Delta) -> LogVersion:
+    """stage_log_version(accepted, conformed, <the whole current state>, ..., delta), reading
+    only the run's scope and the map buckets its segment touches."""
+    reader = base.reader
+    seg = log_version.stage_segment(accepted, conformed, lambda ids: reader.scoped(ids, delta.licences),
+                                    versions, store, dataset, ctype, first_leaf, scratch, delta)
+    in_scope = int(pc.sum(pc.cast(pc.equal(seg.state.column("status"), WITHDRAWN), pa.int64())).as_py() or 0)
+    outside = reader.withdrawn() - in_scope          # withdrawn records outside the scope: still withdrawn
+    changes = replace(seg.changes, still_withdrawn=seg.changes.still_withdrawn + outside)
+    count = base.record_count + seg.added
+    if base.map is None or vmap.bits_for(count) != base.map.bits:
+        return seg.version(*log_version.whole_map(reader.whole(), seg), changes)
+    return seg.version(touched_map(base.map, seg, reader), count, changes)
+
+
+def _bytes(ids: pa.Array) -> np.ndarray:
+    if not len(ids):
+        return np.zeros((0, 16), np.uint8)
+    out = from_hex(ids, 32)
+    if out is None:
+        raise ValueError("record ids are 32 lowercase hex characters")
+    return out
+
+
+def _bucket_of(ids: np.ndarray, bits: int) -> np.ndarray:
+    if not bits:
+        return np.zeros(len(ids), np.int64)
+    high = ids[:, :8].copy().view(">u8").ravel()
+    return (high >> np.uint64(64 - bits)).astype(np.int64)
+
+
+def touched_map(level: vmap.MapLevel, seg: Segment, reader: IndexReader) -> vmap.MapLevel:
+    """`level` with the buckets of the segment's records rehashed: each one's current entries
+    in the index, but the records the segment gives a new state, plus the segment's entries."""
+    if not len(seg.record_ids):
+        return level
+    bits = level.bits
+    seg_ids = _bytes(seg.record_ids)
+    touched = np.unique(_bucket_of(seg_ids, bits))
+    rows = reader.buckets(touched.tolist(), bits)
+    kept = rows.filter(pc.invert(pc.fill_null(pc.is_in(rows.column("record_id"), value_set=seg.record_ids), False)))
+    ids = np.concatenate([_bytes(kept.column("record_id").combine_chunks()), seg_ids])
+    index = np.concatenate([kept.column("leaf_index").to_numpy(),
+                            np.arange(seg.first_leaf, seg.first_leaf + len(seg.leaves), dtype=np.int64)])
+    leaves = np.concatenate([log_version.leaf_matrix(kept.column("leaf")), seg.leaves])
+    bucket = _bucket_of(ids, bits)
+    updates = {}
+    for b in touched.tolist():          # one bucket: the map of bits 0 over its entries
+        at = bucket == b
+        updates[b] = vmap.bucket_hashes(ids[at], index[at], leaves[at], 0)[0].tobytes()
+    return level.replaced(updates)
