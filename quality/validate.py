@@ -282,6 +282,28 @@ def validate(conformed: Path, extracted: Path, ctype: CertificateType, out_dir: 
                    paths["quarantine"], results, gx.build_docs(), result)
 
 
+MONOTONE = {"expect_column_values_to_not_be_in_the_future"}     # passed once, passed for good
+
+
+def incremental_blocker(ctype: CertificateType, checks: tuple | list = ()) -> str | None:
+    """Why a row accepted before cannot be trusted to pass again unchanged (change detection,
+    exchange/row_state.py), or None: a version-wide expectation other than licence number
+    uniqueness, no uniqueness of licence numbers, or a check of "today" that can fail later."""
+    from schemas.conform import conformed_schema
+
+    data = suites.read(ctype.name, checks)
+    for e in data["expectations"]:
+        if e["type"] not in MONOTONE and suites.TODAY in e["kwargs"].values():
+            return f"{e['type']} depends on today's date"
+    plan = _plan(suites.to_gx(data), {"today": "2000-01-01"}, conformed_schema(ctype))
+    if plan.gx_version:
+        return "the suite has version-wide expectations beyond uniqueness"
+    unique = {tuple(c.columns) for c in plan.fast.values() if c.metric == ac.UNIQUE}
+    if unique != {("licence_number",)}:
+        return "uniqueness is not of licence numbers alone"
+    return None
+
+
 def _gx_rows(gx: Gx, row_suite, plan: _Plan, batch, offset: int, params: dict, reasons) -> None:
     """Row-level expectations with no Arrow form: GX on this batch, tallied into the version."""
     result = gx.validate(_to_pandas(batch, offset), row_suite, params)
