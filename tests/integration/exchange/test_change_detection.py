@@ -207,3 +207,50 @@ def test_a_crash_between_publish_and_commit_costs_only_work(home, tmp_path, silo
     assert _mode("r4")["mode"] == "full"
     stages.run_all(SOURCE, "r5", TODAY)
     assert _mode("r5")["mode"] == "delta" and ledger().get_run(SOURCE, "r5").state == "unchanged"
+
+
+def test_a_watermark_source_carries_the_mirror_s_rest(home, tmp_path, silo_2k):
+    from tests.conftest import register_source
+
+    silo = tmp_path / "silo.db"
+    shutil.copy(silo_2k[0], silo)
+    register_source(home, "inc", {"kind": "sql", "url": f"sqlite:///{silo}", "table": "yyzz_djxx",
+                                  "watermark": "GXSJ", "key": "ID"})
+    first = stages.run_all("inc", "r1", TODAY)
+    amended = _picks(silo)["amended"]
+    with sqlite3.connect(silo) as db:
+        db.execute("update yyzz_djxx set ZS = ZS || '附1号', GXSJ = '2099-01-01T00:00:00' where ZCH = ?", (amended,))
+    second = stages.run_all("inc", "r2", TODAY)
+    run, before = ledger().runs("inc")[:2]
+    detected = ledger().run_quality(run["id"])["change_detection"]
+    assert detected["mode"] == "delta" and detected["carried"] == before["accepted"] - 1
+    assert run["checked"] == before["quarantined"] + 1
+    assert (run["extracted"], run["accepted"], run["quarantined"]) == (before["extracted"], before["accepted"],
+                                                                      before["quarantined"])
+    assert second["changes"]["changed"] == 1 and second["tree_size"] == first["tree_size"] + 1
+
+
+def test_a_delta_run_does_not_publish_on_a_version_it_was_not_matched_against(home, tmp_path, silo_2k):
+    from base.errors import DataError
+
+    silo = tmp_path / "silo.db"
+    shutil.copy(silo_2k[0], silo)
+    register_demo_source(home, silo)
+    stages.run_all(SOURCE, "r1", TODAY)
+    with sqlite3.connect(silo) as db:
+        db.execute("update yyzz_djxx set ZS = ZS || '附1号' where ZCH = ?", (_picks(silo)["amended"],))
+    for stage in (stages.extract, stages.conform):
+        stage(SOURCE, "r2")
+    stages.validate(SOURCE, "r2", TODAY)
+    assert _mode("r2")["mode"] == "delta"
+    other = tmp_path / "other.db"              # meanwhile another source of the dataset publishes
+    shutil.copy(silo, other)
+    with sqlite3.connect(other) as db:
+        db.execute("delete from yyzz_djxx where ID % 10 = 0")
+    register_demo_source(home, other, "smr_business_licence_b")
+    stages.run_all("smr_business_licence_b", "b1", TODAY)
+    with pytest.raises(DataError, match="moved since change detection"):
+        stages.publish(SOURCE, "r2")
+    assert ledger().get_run(SOURCE, "r2").state == "failed"
+    again = stages.run_all(SOURCE, "r2", TODAY)       # the whole run again: every row checked
+    assert _mode("r2")["mode"] == "full" and again["version"] == 3
