@@ -427,7 +427,14 @@ def publish(source_id: str, key: str, parts: list[dict] | None = None) -> dict:
     return {"dataset": result.dataset, "version": result.version, "state": result.state,
             "tree_size": result.tree_size, "root_hash": result.root_hash,
             "records": result.records, "appended": result.appended,
-            "changes": {**diff.as_dict(), "held": carried.held}}
+            "changes": {**diff.as_dict(), "held": carried.held},
+            **_rows_checked(ledger, run.id)}
+
+
+def _rows_checked(ledger, run_id: int) -> dict:
+    """What change detection left to check (exchange/row_state.py), as recorded on the run."""
+    detected = ledger.run_quality(run_id).get("change_detection") or {}
+    return {k: detected[k] for k in ("checked", "carried") if k in detected}
 
 
 PUBLISH_ATTEMPTS = 5       # builds of a version when other publishes of its dataset keep landing
