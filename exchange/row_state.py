@@ -172,42 +172,33 @@ class Matcher:
         self.state = table
         self.empty = len(self.hashes) == 0
 
-    def match(self, batch: pa.RecordBatch) -> tuple[np.ndarray, np.ndarray]:
-        """(hashes (n, 16), index of each row in the accepted state rows, -1: not carried)."""
-        h = row_hashes(batch)
-        if self.empty:
-            return h, np.full(batch.num_rows, -1, np.int64)
-        idx = pc.index_in(as_array(h), value_set=self.hashes)
-        return h, pc.fill_null(idx, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+    def index(self, hashes: np.ndarray) -> np.ndarray:
+        """Each row's index among the state's accepted rows (-1: not carried)."""
+        if self.empty or not len(hashes):
+            return np.full(len(hashes), -1, np.int64)
+        idx = pc.index_in(as_array(hashes), value_set=self.hashes)
+        return pc.fill_null(idx, -1).to_numpy(zero_copy_only=False).astype(np.int64)
 
 
-def pulled_back(m: Matcher, idx: np.ndarray, checked_licences: pa.Array) -> np.ndarray:
-    """Positions of carried rows that must be checked after all: their licence number is a
-    checked row's, another carried row's, or a row's of the state that is not carried (changed,
-    gone or quarantined): uniqueness and withdrawals are decided over all of them."""
+def scope(m: Matcher, hashes: np.ndarray, idx: np.ndarray, checked_licences: pa.Array) -> tuple[np.ndarray, pa.Array]:
+    """(positions of carried rows that must be checked after all, the delta's licence numbers).
+    A carried row is checked when its licence number is a checked row's, another carried row's,
+    or a state row's that is not carried (changed, gone or quarantined): uniqueness and
+    withdrawals are then decided over all of them. The delta's licence numbers
+    (log_version.Delta) are those of the state's rows, accepted or not, that no carried row
+    matches: the records a delta run may change, hold or withdraw."""
     carried = np.flatnonzero(idx >= 0)
     if not len(carried):
-        return carried
+        return carried, pa.array([], pa.string())
     lic = m.licences.take(pa.array(idx[carried]))
+    kept = pc.fill_null(pc.is_in(m.state.column("row_hash"), value_set=as_array(hashes[carried])), False)
+    gone = m.state.column("licence_number").filter(pc.invert(kept)).combine_chunks().drop_null()
     counts = pc.value_counts(lic.drop_null())
     repeated = counts.field("values").filter(pc.greater(counts.field("counts"), 1))
-    kept_hashes = m.hashes.take(pa.array(np.unique(idx[carried])))
-    left = m.state.filter(pc.invert(pc.fill_null(pc.is_in(m.state.column("row_hash"), value_set=kept_hashes),
-                                                 False)))
-    scope = pa.chunked_array([checked_licences.drop_null(), repeated,
-                              left.column("licence_number").combine_chunks().drop_null()],
-                             pa.string()).combine_chunks()
-    hit = pc.fill_null(pc.is_in(lic, value_set=scope), False).to_numpy(zero_copy_only=False)
-    return carried[hit]
-
-
-def delta_licences(m: Matcher, idx: np.ndarray) -> pa.Array:
-    """Licence numbers of the state's rows (accepted or not) whose hash no carried row has:
-    the records a delta run may change, hold or withdraw (log_version.Delta)."""
-    kept = m.hashes.take(pa.array(np.unique(idx[idx >= 0]), pa.int64()))
-    left = pc.invert(pc.fill_null(pc.is_in(m.state.column("row_hash"), value_set=kept), False))
-    lic = m.state.column("licence_number").filter(left).combine_chunks().drop_null()
-    return pc.unique(lic)
+    wanted = pa.chunked_array([checked_licences.drop_null(), repeated, gone], pa.string()).combine_chunks()
+    hit = pc.fill_null(pc.is_in(lic, value_set=wanted), False)
+    licences = pa.chunked_array([gone, lic.filter(hit).drop_null()], pa.string()).combine_chunks()
+    return carried[hit.to_numpy(zero_copy_only=False)], pc.unique(licences)
 
 
 def rows_table(hashes: np.ndarray, idx: np.ndarray, m: Matcher) -> pa.Table:

@@ -204,25 +204,27 @@ def _conform_detecting(reg, catalog, store: Store, key: str, extracted: Path, tm
     plan = row_state.plan(reg, store, version, staging.read_schema(extracted), scratch)
     matcher = row_state.Matcher(plan.state)
     conformer = Conformer(reg.source_map)
-    empty = conformed_schema(reg.ctype).empty_table()
+    batches = list(staging.iter_batches(extracted, None))       # slices of the mapped file
+    h = np.concatenate([np.zeros((0, 16), np.uint8), *ordered_map(row_state.row_hashes, batches)])
+    idx = matcher.index(h)
+    todo = np.flatnonzero(idx < 0)
+    bounds = np.cumsum([0, *(b.num_rows for b in batches)])
 
-    def step(batch):
-        hashes, idx = matcher.match(batch)
-        todo = batch.filter(pa.array(idx < 0))
-        return hashes, idx, (conformer(todo) if todo.num_rows else None)
+    def step(i: int):
+        lo, hi = np.searchsorted(todo, bounds[i:i + 2])
+        if hi == lo:
+            return None
+        picked = batches[i] if hi - lo == batches[i].num_rows else batches[i].take(pa.array(todo[lo:hi] - bounds[i]))
+        return conformer(picked)
 
-    hashes, idxs, licences = [], [], []
+    licences = []
     checked = staging.transient(scratch, "checked")
-    with staging.transient_writer(checked, empty.schema) as writer:
-        for h, idx, conformed in ordered_map(step, staging.iter_batches(extracted, None)):
-            hashes.append(h)
-            idxs.append(idx)
+    with staging.transient_writer(checked, conformed_schema(reg.ctype)) as writer:
+        for conformed in ordered_map(step, range(len(batches))):
             if conformed is not None:
                 writer.write_batch(conformed)
                 licences.append(conformed.column("licence_number"))
-    h = np.concatenate(hashes) if hashes else np.zeros((0, 16), np.uint8)
-    idx = np.concatenate(idxs) if idxs else np.zeros(0, np.int64)
-    back = row_state.pulled_back(matcher, idx, pa.chunked_array(licences, pa.string()).combine_chunks())
+    back, delta = row_state.scope(matcher, h, idx, pa.chunked_array(licences, pa.string()).combine_chunks())
     idx[back] = -1
     carried = int((idx >= 0).sum())
     rows = int(len(idx) - carried)
@@ -237,7 +239,7 @@ def _conform_detecting(reg, catalog, store: Store, key: str, extracted: Path, tm
     _put_arrow(store, table.replace_schema_metadata({b"detect": json.dumps(meta).encode()}),
                handoff(reg.id, key, "rows"), scratch)
     if mode == "delta":
-        lic = pa.table({"licence_number": row_state.delta_licences(matcher, idx)})
+        lic = pa.table({"licence_number": delta})
         _put_arrow(store, lic.replace_schema_metadata({b"detect": json.dumps(meta).encode()}),
                    handoff(reg.id, key, "delta"), scratch)
     else:
