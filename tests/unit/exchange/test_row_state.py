@@ -35,3 +35,17 @@ def test_many_rows_hash_as_few_do():     # DataFusion's path (>= 512 rows) and h
     many = row_state.row_hashes(pa.table({"A": values}))
     few = np.concatenate([row_state.row_hashes(pa.table({"A": values[i:i + 100]})) for i in range(0, 1_200, 100)])
     assert (many == few).all()
+
+
+def test_suites_whose_outcome_is_not_row_by_row_are_checked_in_full():
+    from quality.validate import incremental_blocker
+    from schemas.types import get_type
+
+    licence = get_type("business_licence")
+    assert incremental_blocker(licence) is None
+    assert "property_unit_number" in incremental_blocker(get_type("real_estate_title"))
+    compound = {"type": "expect_compound_columns_to_be_unique", "kwargs": {"column_list": ["holder_code", "address"]}}
+    assert "not row by row" in incremental_blocker(licence, [compound])
+    later = {"type": "expect_column_values_to_be_between", "kwargs": {"column": "valid_to", "min_value": {
+        "$PARAMETER": "today"}}}
+    assert "today" in incremental_blocker(licence, [later])
