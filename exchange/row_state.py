@@ -5,8 +5,8 @@ The row state (`mirror/<source>.rows.arrow`, beside the mirror) holds one row pe
 the last published pull: a hash of the row's content (`row_hash`, 16 bytes), its conformed
 licence number, whether it was accepted and whether its accepted state was withdrawn. Its
 schema metadata names the `fingerprint` of what decides a row's outcome (the registration's
-mapping and checks, the suite file, the certificate type, the extracted columns, CODE) and the
-dataset `version` it was published as.
+mapping and checks, the suite file, the certificate type, the extracted columns, the code that
+conforms and checks: DECIDING, CODE) and the dataset `version` it was published as.
 
 A run is a delta run when the row state's fingerprint and version are the current ones: a row
 whose hash was accepted then is carried (its record is the current one); every other row (new,
@@ -19,6 +19,7 @@ work.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -91,12 +92,27 @@ def as_array(matrix: np.ndarray) -> pa.Array:
 
 
 # --- the fingerprint ------------------------------------------------------------------------
+DECIDING = ("schemas/*.py", "schemas/types/*.toml", "quality/arrow_checks.py", "quality/expectations.py",
+            "quality/validate.py", "exchange/row_state.py")
+
+
+@functools.lru_cache(maxsize=1)
+def _code() -> str:
+    """A hash of the code that conforms and checks rows (and pyarrow's version): a deployment
+    that changes it makes the next run full, as a bump of CODE does."""
+    root = Path(__file__).resolve().parents[1]
+    h = hashlib.sha256(f"{CODE} {pa.__version__}".encode())
+    for path in sorted({p for pattern in DECIDING for p in root.glob(pattern)}):
+        h.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()
+
+
 def fingerprint(reg, extracted: pa.Schema) -> str:
     """A hash of everything that decides a silo row's conformed form and its checks' outcome."""
     ct = reg.ctype
     suite = suites.suite_path(ct.name)
     body = json.dumps({
-        "code": CODE, "dataset": reg.dataset, "mapping": reg.mapping, "constants": reg.constants,
+        "code": _code(), "dataset": reg.dataset, "mapping": reg.mapping, "constants": reg.constants,
         "status_map": reg.status_map, "checks": list(reg.checks),
         "type": [ct.name, ct.version, ct.type_code, ct.title, repr(ct.fields), repr(ct.rules)],
         "suite": suite.read_text("utf-8") if suite.exists() else None,
