@@ -97,7 +97,8 @@ def cmd_runs(args) -> int:
         print(json.dumps(rows, ensure_ascii=False, indent=1, default=times.json_default))
     else:
         table(both("cli.title.runs"), rows, ["id", "source_id", "state", "extracted", "accepted",
-                                             "quarantined", "version", "started_at", "message"], {"state": "run"})
+                                             "quarantined", "checked", "carried", "version", "started_at",
+                                             "message"], {"state": "run"})
     return 0
 
 

@@ -178,7 +178,9 @@ def _run_local(args) -> int:
         print(json.dumps(result, ensure_ascii=False, indent=1, default=times.json_default))
     else:
         print(t("cli.msg.run_done", source=args.source, run_key=key, state=term_both("run", result.get("state")),
-                version=result.get("version")))
+                version=result.get("version"))
+              + (t("cli.msg.rows_carried", checked=f"{result['checked']:,}", carried=f"{result['carried']:,}")
+                 if result.get("carried") else ""))
     return 0
 
 

@@ -145,7 +145,14 @@ def run_sources(source_ids: list[str], regs: dict, silos, console, log: Path) ->
         run = ledger.runs(source_id, limit=1)[0]
         console.print(f"{source_id} ({kind}): {run['state']} {term('run', run['state'])} 版本 v{run['version']} — "
                       f"抽取 (extracted) {run['extracted'] or 0:,} = 通过 (accepted) {run['accepted'] or 0:,} + "
-                      f"隔离 (quarantined) {run['quarantined'] or 0:,}", markup=False, soft_wrap=True)
+                      f"隔离 (quarantined) {run['quarantined'] or 0:,}" + _carried(run), markup=False, soft_wrap=True)
+
+
+def _carried(run: dict) -> str:
+    """A run that carried unchanged rows over (exchange/row_state.py): how many it checked."""
+    if not run.get("carried"):
+        return ""
+    return f"；复查 (checked) {run['checked'] or 0:,}，沿用未变 (carried unchanged) {run['carried']:,}"
 
 
 def run_demo(rows: int = 10_000, as_json: bool = False, departments: bool = True,

@@ -10,6 +10,8 @@ hand-offs, `extracted.p0002.arrow`), and merged in order by publish (exchange/pa
 """
 from __future__ import annotations
 
+import dataclasses
+import json
 import re
 import shlex
 import shutil
@@ -19,7 +21,9 @@ from datetime import date
 from functools import wraps
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 import registration
@@ -39,7 +43,7 @@ from catalog.service import BaseMoved, Catalog
 from catalog.signing.keys import keystore_for
 from connectors import state
 from connectors.partitions import plan as plan_partitions
-from exchange import alerts, partitions
+from exchange import alerts, partitions, row_state
 from exchange.listing import source_listing
 from quality.gates import SizeGate, drift, refuse_blank_licence_numbers, refuse_retyped
 from quality.validate import check_partition
@@ -167,18 +171,113 @@ def _check_drift(ledger, reg, run_id: int, types: dict[str, str]) -> None:
 
 @_records_failure
 def conform(source_id: str, key: str, part: dict | None = None) -> dict:
+    """The run's rows in the certificate type's form. A whole run's rows are first matched
+    against the source's row state (exchange/row_state.py): only the rows that are not carried
+    over unchanged are conformed (all of them in a full run)."""
     settings, reg, catalog, ledger, store = _context(source_id, key)
     out = handoff(source_id, key, "conformed", part)
-    rows = 0
     with _scratch() as scratch:
+        extracted = _local(store, handoff(source_id, key, "extracted", part), scratch)
         tmp = staging.transient(scratch, "conformed")
-        with staging.transient_writer(tmp, conformed_schema(reg.ctype)) as writer:
-            extracted = _local(store, handoff(source_id, key, "extracted", part), scratch)
-            for conformed in ordered_map(Conformer(reg.source_map), staging.iter_batches(extracted, None)):
-                writer.write_batch(conformed)
-                rows += conformed.num_rows
+        if partitions.is_split([part] if part else None):
+            rows = _conform_rows(Conformer(reg.source_map), staging.iter_batches(extracted, None), tmp, reg)
+            detected: dict = {}
+        else:
+            rows, detected = _conform_detecting(reg, catalog, store, key, extracted, tmp, scratch)
         store.put_file(tmp, out, move=True)
-    return {"path": store.url(out), "key": out, "rows": rows, "part": partitions.part_of(part)}
+    return {"path": store.url(out), "key": out, "rows": rows, "part": partitions.part_of(part), **detected}
+
+
+def _conform_rows(conformer, batches, tmp: Path, reg) -> int:
+    rows = 0
+    with staging.transient_writer(tmp, conformed_schema(reg.ctype)) as writer:
+        for conformed in ordered_map(conformer, batches):
+            writer.write_batch(conformed)
+            rows += conformed.num_rows
+    return rows
+
+
+def _conform_detecting(reg, catalog, store: Store, key: str, extracted: Path, tmp: Path, scratch: Path):
+    """A whole run's conform with change detection: the rows not carried into `tmp` (in silo
+    order), the `rows` hand-off (every row's hash, carried or not) and, for a delta run, the
+    `delta` hand-off publish builds on. Returns (rows conformed, what was detected)."""
+    version = catalog.current_version(reg.dataset)[0]
+    plan = row_state.plan(reg, store, version, staging.read_schema(extracted), scratch)
+    matcher = row_state.Matcher(plan.state)
+    conformer = Conformer(reg.source_map)
+    batches = list(staging.iter_batches(extracted, None))       # slices of the mapped file
+    h = np.concatenate([np.zeros((0, 16), np.uint8), *ordered_map(row_state.row_hashes, batches)])
+    idx = matcher.index(h)
+    todo = np.flatnonzero(idx < 0)
+    bounds = np.cumsum([0, *(b.num_rows for b in batches)])
+
+    def step(i: int):
+        lo, hi = np.searchsorted(todo, bounds[i:i + 2])
+        if hi == lo:
+            return None
+        picked = batches[i] if hi - lo == batches[i].num_rows else batches[i].take(pa.array(todo[lo:hi] - bounds[i]))
+        return conformer(picked)
+
+    licences = []
+    checked = staging.transient(scratch, "checked")
+    with staging.transient_writer(checked, conformed_schema(reg.ctype)) as writer:
+        for conformed in ordered_map(step, range(len(batches))):
+            if conformed is not None:
+                writer.write_batch(conformed)
+                licences.append(conformed.column("licence_number"))
+    back, delta = row_state.scope(matcher, h, idx, pa.chunked_array(licences, pa.string()).combine_chunks())
+    idx[back] = -1
+    carried = int((idx >= 0).sum())
+    rows = int(len(idx) - carried)
+    _merge_back(checked, extracted, back, conformer, tmp)
+    table = row_state.rows_table(h, idx, matcher)
+    live = int(pc.sum(pc.and_(table.column("carried"), pc.invert(pc.fill_null(table.column("withdrawn"), False))))
+                .as_py() or 0)
+    mode = plan.mode if carried else "full"
+    meta = {"fingerprint": plan.fingerprint, "mode": mode, "version": version, "carried": carried,
+            "carried_live": live, "checked": rows,
+            **({"reason": plan.reason or "nothing carried"} if mode == "full" else {})}
+    _put_arrow(store, table.replace_schema_metadata({b"detect": json.dumps(meta).encode()}),
+               handoff(reg.id, key, "rows"), scratch)
+    if mode == "delta":
+        lic = pa.table({"licence_number": delta})
+        _put_arrow(store, lic.replace_schema_metadata({b"detect": json.dumps(meta).encode()}),
+                   handoff(reg.id, key, "delta"), scratch)
+    else:
+        store.delete(handoff(reg.id, key, "delta"))
+    return rows, {"change_detection": {k: v for k, v in meta.items() if k != "fingerprint"}}
+
+
+def _merge_back(checked: Path, extracted: Path, back, conformer, out: Path) -> None:
+    """The conformed rows into `out` in silo order: the checked ones and the carried rows
+    pulled back (`back`: their positions), conformed here."""
+    if not len(back):
+        checked.replace(out)
+        return
+    pulled = staging.read_table(extracted).take(pa.array(back, pa.int64())).combine_chunks()
+    extra = pa.Table.from_batches([conformer(b) for b in pulled.to_batches()] or [],
+                                  schema=conformed_schema(conformer.ctype))
+    at = extra.column(ROW).to_numpy()
+    j = 0
+    with staging.transient_writer(out, extra.schema) as writer:
+        for batch in staging.iter_batches(checked, None):
+            if not batch.num_rows:
+                continue
+            k = int(np.searchsorted(at, batch.column(ROW)[-1].as_py(), "right"))
+            part = pa.Table.from_batches([batch])
+            if k > j:
+                part = pa.concat_tables([part, extra.slice(j, k - j)]).sort_by(ROW)
+                j = k
+            writer.write_table(part)
+        writer.write_table(extra.slice(j))
+    checked.unlink()
+
+
+def _put_arrow(store: Store, table: pa.Table, key: str, scratch: Path) -> None:
+    tmp = scratch / Path(key).name
+    with staging.transient_writer(tmp, table.schema) as writer:
+        writer.write_table(table)
+    store.put_file(tmp, key, move=True)
 
 
 @_records_failure
@@ -196,9 +295,48 @@ def validate(source_id: str, key: str, today: date | None = None, part: dict | N
             return {**counts, "key": out, "part": partitions.part_of(part)}
         run = ledger.start_run(source_id, key)
         conformed, extracted = (_local(store, handoff(source_id, key, n), scratch) for n in ("conformed", "extracted"))
-        outcome = run_validation(conformed, extracted, reg.ctype, private_dir(scratch / "out"),
+        rows = _rows(store, source_id, key, scratch)
+        raw = _checked_raw(extracted, conformed, scratch) if rows is not None else extracted
+        outcome = run_validation(conformed, raw, reg.ctype, private_dir(scratch / "out"),
                                  today or clock.today(), checks=reg.checks)
+        if rows is not None:
+            outcome = _carried_over(ledger, run.id, rows, conformed, outcome, store, source_id, key, scratch)
         return _recorded(catalog, ledger, reg, run.id, outcome, store, key)
+
+
+def _rows(store: Store, source_id: str, key: str, scratch: Path) -> pa.Table | None:
+    """conform's `rows` hand-off (exchange/row_state.py), if it wrote one."""
+    name = handoff(source_id, key, "rows")
+    return staging.read_table(_local(store, name, scratch)) if store.exists(name) else None
+
+
+def _checked_raw(extracted: Path, conformed: Path, scratch: Path) -> Path:
+    """The extracted rows that were conformed (all of them in a full run), in order."""
+    at = staging.read_table(conformed, [ROW]).column(0)
+    raw = staging.read_table(extracted)
+    if len(at) == raw.num_rows:
+        return extracted
+    out = staging.transient(scratch, "checked_raw")
+    keep = np.zeros(raw.num_rows, bool)
+    keep[pc.subtract(at, 1).to_numpy()] = True
+    with staging.transient_writer(out, raw.schema) as writer:
+        for start in range(0, raw.num_rows, 262_144):
+            part = raw.slice(start, 262_144)
+            writer.write_table(part.filter(pa.array(keep[start:start + part.num_rows])))
+    return out
+
+
+def _carried_over(ledger, run_id: int, rows: pa.Table, conformed: Path, outcome, store: Store,
+                  source_id: str, key: str, scratch: Path):
+    """The run's new row state (the `rowstate` hand-off publish commits) and its whole counts:
+    the carried rows were accepted. What was carried and checked is recorded on the run."""
+    meta = json.loads(rows.schema.metadata[b"detect"])
+    checked = staging.read_table(conformed, [ROW, "licence_number", "status"])
+    bad = pq.read_table(outcome.quarantine_path, columns=[ROW]).column(0).combine_chunks()
+    new = row_state.new_state(rows, checked, bad, meta["fingerprint"])
+    _put_arrow(store, new, handoff(source_id, key, "rowstate"), scratch)
+    ledger.record_quality(run_id, change_detection={k: v for k, v in meta.items() if k != "fingerprint"})
+    return dataclasses.replace(outcome, extracted=rows.num_rows, accepted=outcome.accepted + meta["carried"])
 
 
 def _recorded(catalog, ledger, reg, run_id: int, outcome, store: Store, key: str) -> dict:
@@ -271,7 +409,7 @@ def publish(source_id: str, key: str, parts: list[dict] | None = None) -> dict:
     settings, reg, catalog, ledger, store = _context(source_id, key)
     run = ledger.start_run(source_id, key)
     if run.state in ("published", "unchanged"):
-        _commit_pull(store, source_id, key, ledger)   # if a crash stopped it
+        _commit_pull(store, source_id, key, ledger, run.version)   # if a crash stopped it
         return {"dataset": reg.dataset, "version": run.version, "state": run.state}
     if merge(source_id, key, parts or []) is not None:
         run = ledger.start_run(source_id, key)          # with the merged run's counts
@@ -282,27 +420,35 @@ def publish(source_id: str, key: str, parts: list[dict] | None = None) -> dict:
     with _scratch() as scratch:
         accepted, conformed = (_local(store, handoff(source_id, key, n), scratch) for n in ("accepted", "conformed"))
         refuse_blank_licence_numbers(accepted, reg.id, reg.certificate_type)
-        result, diff, carried = _publish_version(catalog, reg, run, keys, accepted, conformed, scratch)
+        delta, on = _delta(store, source_id, key, scratch)
+        result, diff, carried = _publish_version(catalog, reg, run, keys, accepted, conformed, scratch, delta, on)
     _recovered(ledger, reg, run, result)
     write_key_material(keys, catalog.engine, settings.jwks_path)
-    _commit_pull(store, source_id, key, ledger)   # watermark, mirror, files
-    for name in ("conformed", "accepted"):
+    _commit_pull(store, source_id, key, ledger, result.version)   # row state, watermark, mirror, files
+    for name in ("conformed", "accepted", "rows", "delta"):
         store.delete(handoff(source_id, key, name))
     return {"dataset": result.dataset, "version": result.version, "state": result.state,
             "tree_size": result.tree_size, "root_hash": result.root_hash,
             "records": result.records, "appended": result.appended,
-            "changes": {**diff.as_dict(), "held": carried.held}}
+            "changes": {**diff.as_dict(), "held": carried.held},
+            **_rows_checked(ledger, run.id)}
+
+
+def _rows_checked(ledger, run_id: int) -> dict:
+    """What change detection left to check (exchange/row_state.py), as recorded on the run."""
+    detected = ledger.run_quality(run_id).get("change_detection") or {}
+    return {k: detected[k] for k in ("checked", "carried") if k in detected}
 
 
 PUBLISH_ATTEMPTS = 5       # builds of a version when other publishes of its dataset keep landing
 
 
 def _publish_version(catalog, reg, run, keys, accepted: Path, conformed: Path, scratch: Path,
-                     delta: log_version.Delta | None = None):
+                     delta: log_version.Delta | None = None, on: int | None = None):
     """Build the version in scratch on the dataset's current state (only the record states that
     changed: catalog/publish/log_version.py) and publish it; built again if another publish of
-    the dataset lands meanwhile. `delta`: the run holds only its changed rows. Returns
-    (result, changes, carried)."""
+    the dataset lands meanwhile. `delta`: the run holds only its changed rows, found against
+    version `on`, which must still be the current one. Returns (result, changes, carried)."""
     work = scratch / "version"
     for attempt in range(1, PUBLISH_ATTEMPTS + 1):
         shutil.rmtree(work, ignore_errors=True)
@@ -312,8 +458,10 @@ def _publish_version(catalog, reg, run, keys, accepted: Path, conformed: Path, s
             lv = log_version.stage_log_version(accepted, conformed, state, versions, catalog.store,
                                                reg.dataset, reg.ctype, size, work)
         else:        # in proportion to the change: the run's scope and the map buckets it touches
-            base, versions, size, on = catalog.delta_base(reg.dataset)
-            lv = log_delta.stage_delta_version(accepted, conformed, on, versions, catalog.store,
+            base, versions, size, built_on = catalog.delta_base(reg.dataset)
+            if base != on:
+                raise DataError(_moved(reg, on, base), source=reg.id, rule="change detection: version unchanged")
+            lv = log_delta.stage_delta_version(accepted, conformed, built_on, versions, catalog.store,
                                                reg.dataset, reg.ctype, size, work, delta)
         carried = changes.Carried(lv.withdrawn_now, lv.held)
         try:     # committed only if the dataset is still at `base` under its lock
@@ -324,9 +472,30 @@ def _publish_version(catalog, reg, run, keys, accepted: Path, conformed: Path, s
     raise AssertionError("unreachable")
 
 
-def _commit_pull(store: Store, source_id: str, key: str, ledger) -> None:
-    """The run's pull becomes the source's state: its extracted rows the mirror, its watermark
-    and taken files the ledger's (connectors/state.py)."""
+def _delta(store: Store, source_id: str, key: str, scratch: Path) -> tuple[log_version.Delta | None, int | None]:
+    """A delta run's scope (conform's `delta` hand-off, exchange/row_state.py) and the version
+    its rows were matched against; (None, None) for a full run."""
+    name = handoff(source_id, key, "delta")
+    if not store.exists(name):
+        return None, None
+    table = staging.read_table(_local(store, name, scratch))
+    meta = json.loads(table.schema.metadata[b"detect"])
+    return (log_version.Delta(licences=table.column("licence_number").combine_chunks(),
+                              carried=meta["carried_live"]), meta["version"])
+
+
+def _moved(reg, on: int | None, base: int | None) -> str:
+    return (f"数据集在变更检测后已更新 (the dataset moved since change detection): {reg.dataset} is at "
+            f"version {base}, this run's unchanged rows were matched against version {on}; run the whole "
+            "run again (its conform step then checks every row)")
+
+
+def _commit_pull(store: Store, source_id: str, key: str, ledger, version: int | None) -> None:
+    """The run's pull becomes the source's state: its row state the source's (stamped with the
+    `version` it was published as: exchange/row_state.py), its extracted rows the mirror, its
+    watermark and taken files the ledger's (connectors/state.py)."""
+    with _scratch() as scratch:
+        row_state.commit(store, source_id, handoff(source_id, key, "rowstate"), version, scratch)
     state.commit(source_id, key, store, handoff(source_id, key, "pending"),
                  handoff(source_id, key, "extracted"), ledger)
 

@@ -282,6 +282,40 @@ def validate(conformed: Path, extracted: Path, ctype: CertificateType, out_dir: 
                    paths["quarantine"], results, gx.build_docs(), result)
 
 
+MONOTONE = {"expect_column_values_to_not_be_in_the_future"}     # passed once, passed for good
+# expectations that judge each row by its own values (whatever the other rows hold)
+ROW_WISE = {
+    "expect_column_values_to_not_be_null", "expect_column_values_to_be_null",
+    "expect_column_values_to_be_parsable_dates", "expect_column_values_to_not_be_blank_when_normalised",
+    "expect_column_values_to_be_valid_uscc", "expect_column_values_to_be_valid_ric",
+    "expect_column_values_to_be_in_set", "expect_column_values_to_not_be_in_set",
+    "expect_column_values_to_match_regex", "expect_column_values_to_not_match_regex",
+    "expect_column_value_lengths_to_equal", "expect_column_value_lengths_to_be_between",
+    "expect_column_values_to_be_between", "expect_column_values_to_not_be_in_the_future",
+    "expect_column_pair_values_a_to_be_greater_than_b",
+}
+
+
+def incremental_blocker(ctype: CertificateType, checks: tuple | list = ()) -> str | None:
+    """Why a row accepted before cannot be trusted to pass again unchanged (change detection,
+    exchange/row_state.py), or None: an expectation that is not judged row by row (other than
+    uniqueness of licence numbers, which change detection decides over the rows it checks), or
+    a check of "today" that can fail later. Read from the suite's JSON: no GX import."""
+    data = suites.read(ctype.name, checks)
+    for e in data["expectations"]:
+        kind, kw = e["type"], e["kwargs"]
+        if kind == "expect_column_values_to_be_unique" and kw.get("column") == "licence_number":
+            continue
+        if kind not in ROW_WISE:
+            return f"{kind}({kw.get('column') or ','.join(kw.get('column_list') or [])}) is not row by row"
+        if kind not in MONOTONE and suites.TODAY in kw.values():
+            return f"{kind} depends on today's date"
+    if not any(e["type"] == "expect_column_values_to_be_unique" and e["kwargs"].get("column") == "licence_number"
+               for e in data["expectations"]):
+        return "licence numbers are not checked unique"
+    return None
+
+
 def _gx_rows(gx: Gx, row_suite, plan: _Plan, batch, offset: int, params: dict, reasons) -> None:
     """Row-level expectations with no Arrow form: GX on this batch, tallied into the version."""
     result = gx.validate(_to_pandas(batch, offset), row_suite, params)

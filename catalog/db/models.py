@@ -291,6 +291,7 @@ class RunQuality(Base):
     approved_by: Mapped[str | None] = mapped_column(String(128))
     approved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     approval_note: Mapped[str | None] = mapped_column(Text)
+    change_detection: Mapped[dict | None] = mapped_column(JSON)    # mode, reason, carried, checked rows
 
 
 class MetadataChange(Base):

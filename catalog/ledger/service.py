@@ -131,10 +131,13 @@ class Ledger:
                 q = q.where(Run.source_id == source_id)
             runs = [{c.name: getattr(r, c.name) for c in Run.__table__.columns}
                     for r in s.scalars(q)]
-            docs = dict(s.execute(sa.select(RunQuality.run_id, RunQuality.data_docs).where(
-                RunQuality.run_id.in_([r["id"] for r in runs]))).all())
+            quality = {i: (d, c) for i, d, c in s.execute(
+                sa.select(RunQuality.run_id, RunQuality.data_docs, RunQuality.change_detection).where(
+                    RunQuality.run_id.in_([r["id"] for r in runs]))).all()}
             for r in runs:
-                r["data_docs"] = docs.get(r["id"])
+                r["data_docs"], detected = quality.get(r["id"], (None, None))
+                r["checked"] = (detected or {}).get("checked")      # rows conformed and validated
+                r["carried"] = (detected or {}).get("carried")      # rows carried over unchanged
             return runs
 
     # --- quality gates: quarantine queue, drift, Data Docs, size gate --------------------------

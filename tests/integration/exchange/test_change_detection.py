@@ -1,0 +1,256 @@
+"""Change detection (exchange/row_state.py): rows unchanged since the published version are
+carried over; only the rest are conformed, validated and published. The same silo history run
+with it and forced full (EXCHANGE_CHANGE_DETECTION=0) publishes the same log, the same record
+states, the same counts and the same quarantine queue."""
+from __future__ import annotations
+
+import shutil
+import sqlite3
+
+import pytest
+import sqlalchemy as sa
+
+from base.settings import get_settings, reset_settings
+from exchange import row_state, stages
+from tests.conftest import TODAY, catalog, ledger, register_demo_source, stored
+
+pytestmark = pytest.mark.integration
+SOURCE, DATASET = "smr_business_licence", "business_licence.market_regulation"
+NULL_NAME = "expect_column_values_to_not_be_null(holder_name)"
+
+
+def _use_home(monkeypatch, home, detect: bool) -> None:
+    monkeypatch.setenv("EXCHANGE_HOME", str(home))
+    monkeypatch.setenv(row_state.ENV, "1" if detect else "0")
+    reset_settings()
+
+
+def _picks(silo) -> dict:
+    """Licence numbers of rows to edit: accepted rows with a number of their own, and a row
+    quarantined only for its missing holder name (chosen after the first run)."""
+    with catalog().engine.connect() as c:
+        valid = [n for (n,) in c.execute(sa.text(
+            "select licence_number from records where status = 'valid' and superseded_in is null "
+            "order by leaf_index limit 60"))]
+    bad = [e["key"] for e in ledger().quarantine(DATASET) if e["reasons"] == [NULL_NAME]]
+    with sqlite3.connect(silo) as db:
+        def alone(n):
+            return db.execute("select count(*) from yyzz_djxx where ZCH = ?", (n,)).fetchone()[0] == 1
+        valid, bad = [n for n in valid if alone(n)], [n for n in bad if alone(n)]
+    names = ["amended", "new_from", "deleted", "turned_bad", "dup_changed", "dup_kept", "revoked", "later"]
+    return {**dict(zip(names, valid)), "fixed": bad[0]}
+
+
+def _edit(silo, step: int, p: dict) -> None:
+    with sqlite3.connect(silo) as db:
+        run = db.execute
+        if step == 2:
+            run("update yyzz_djxx set ZS = ZS || '附1号' where ZCH = ?", (p["amended"],))
+            cols = [r[1] for r in run("pragma table_info(yyzz_djxx)") if r[1] != "ID"]
+            run(f"insert into yyzz_djxx ({','.join(cols)}) select {','.join(cols)} from yyzz_djxx where ZCH = ?",
+                (p["new_from"],))
+            run("update yyzz_djxx set ZCH = ZCH || 'X' where ID = last_insert_rowid()")
+            run("delete from yyzz_djxx where ZCH = ?", (p["deleted"],))
+            run("update yyzz_djxx set QYMC = NULL where ZCH = ?", (p["turned_bad"],))
+            run("update yyzz_djxx set QYMC = '改正后的企业名称有限公司' where ZCH = ?", (p["fixed"],))
+            run("update yyzz_djxx set ZCH = ? where ZCH = ?", (p["dup_kept"], p["dup_changed"]))
+            run("update yyzz_djxx set DJZT = '吊销' where ZCH = ?", (p["revoked"],))
+        if step == 3:      # the duplicate resolved, another row amended
+            run("update yyzz_djxx set ZCH = ? where ID = (select max(ID) from yyzz_djxx where ZCH = ?)",
+                (p["dup_changed"], p["dup_kept"]))
+            run("update yyzz_djxx set ZS = ZS || '附2号' where ZCH = ?", (p["later"],))
+
+
+def _snapshot(results: list[dict]) -> dict:
+    with catalog().engine.connect() as c:
+        versions = c.execute(sa.text(
+            "select version, tree_size, root_hash, map_root, record_count from dataset_versions "
+            "order by version")).all()
+        records = c.execute(sa.text(
+            "select record_id, version, leaf_index, leaf_hash, status, licence_number, superseded_in "
+            "from records order by version, leaf_index")).all()
+    runs = [{k: r[k] for k in ("run_key", "state", "version", "extracted", "accepted", "quarantined", "reasons")}
+            for r in reversed(ledger().runs(SOURCE))]
+    queue = [{k: e[k] for k in ("id", "key", "row_hash", "state", "reasons", "values", "held_record_id",
+                                "first_run_id", "last_run_id")} for e in ledger().quarantine(DATASET, True)]
+    published = [{k: r.get(k) for k in ("version", "state", "tree_size", "root_hash")} for r in results]
+    return {"versions": versions, "records": records, "runs": runs, "queue": queue, "published": published}
+
+
+def _history(monkeypatch, tmp_path, silo_2k, detect: bool, picks: dict | None):
+    home = tmp_path / ("detect" if detect else "full")
+    _use_home(monkeypatch, home / "home", detect)
+    silo = home / "silo.db"
+    home.mkdir()
+    shutil.copy(silo_2k[0], silo)
+    register_demo_source(home / "home", silo)
+    results = [stages.run_all(SOURCE, "r1", TODAY)]
+    picks = picks or _picks(silo)
+    for step in (2, 3, 4):
+        _edit(silo, step, picks)
+        results.append(stages.run_all(SOURCE, f"r{step}", TODAY))
+    detected = [ledger().run_quality(r["id"])["change_detection"] for r in reversed(ledger().runs(SOURCE))]
+    return _snapshot(results), detected, picks
+
+
+def test_a_delta_run_publishes_what_a_full_run_publishes(home, monkeypatch, tmp_path, silo_2k):
+    fast, detected, picks = _history(monkeypatch, tmp_path, silo_2k, True, None)
+    full, forced, _ = _history(monkeypatch, tmp_path, silo_2k, False, picks)
+    assert [d["mode"] for d in detected] == ["full", "delta", "delta", "delta"]
+    assert detected[0]["reason"] == "no row state"
+    assert {d["mode"] for d in forced} == {"full"} and forced[1]["reason"] == f"{row_state.ENV}=0"
+    assert fast == full
+    runs = fast["runs"]
+    # run 2 checks the rows quarantined in run 1 and the six accepted rows changed, gone or
+    # pulled back (the unchanged row whose licence number a changed row took); the rest is carried
+    assert detected[1]["carried"] == runs[0]["accepted"] - 6
+    assert detected[1]["checked"] == runs[1]["extracted"] - detected[1]["carried"]
+    assert detected[1]["checked"] < 120 and detected[3]["checked"] == runs[2]["quarantined"]
+    assert [r["state"] for r in runs] == ["published", "published", "published", "unchanged"]
+    assert [p["version"] for p in fast["published"]] == [1, 2, 3, 3]
+    # the duplicate held both rows back in run 2 and was resolved in run 3
+    by_key = {e["key"]: e for e in fast["queue"]}
+    assert by_key[picks["dup_kept"]]["state"] == "resolved"
+    assert by_key[picks["turned_bad"]]["state"] == "open" and by_key[picks["fixed"]]["state"] == "resolved"
+
+
+def test_an_unchanged_quarantined_row_is_not_reported_again(home, tmp_path, silo_2k):
+    silo = tmp_path / "silo.db"
+    shutil.copy(silo_2k[0], silo)
+    register_demo_source(home, silo)
+    stages.run_all(SOURCE, "r1", TODAY)
+    before = {e["key"]: e for e in ledger().quarantine(DATASET)}
+    with sqlite3.connect(silo) as db:
+        db.execute("update yyzz_djxx set ZS = ZS || '附1号' where ZCH = ?", (_picks(silo)["amended"],))
+    stages.run_all(SOURCE, "r2", TODAY)
+    after = {e["key"]: e for e in ledger().quarantine(DATASET)}
+    assert before and before.keys() == after.keys()
+    for k, e in after.items():
+        assert (e["id"], e["first_run_id"], e["first_seen"]) == (before[k]["id"], before[k]["first_run_id"],
+                                                                before[k]["first_seen"])
+        assert e["last_run_id"] == e["first_run_id"] + 1
+    run, first = ledger().runs(SOURCE)[:2]
+    assert run["checked"] == first["quarantined"] + 1 and run["checked"] + run["carried"] == run["extracted"]
+
+
+def _mode(key: str) -> dict:
+    return ledger().run_quality(ledger().get_run(SOURCE, key).id)["change_detection"]
+
+
+def test_full_runs_when_the_row_state_cannot_be_trusted(home, tmp_path, silo_2k):
+    silo = tmp_path / "silo.db"
+    shutil.copy(silo_2k[0], silo)
+    reg = register_demo_source(home, silo)
+    stages.run_all(SOURCE, "r1", TODAY)
+    assert _mode("r1")["reason"] == "no row state"
+    stages.run_all(SOURCE, "r2", TODAY)
+    assert _mode("r2")["mode"] == "delta" and _mode("r2")["checked"] == _mode("r1")["checked"] - ledger().runs(
+        SOURCE)[1]["accepted"]
+    # a check added to the registration: every row is checked against it
+    text = reg.path.read_text("utf-8").replace("[connector]", '[[checks]]\ntype = "expect_column_value_lengths_'
+                                               'to_be_between"\ncolumn = "address"\nmax_value = 60\n\n[connector]')
+    reg.path.write_text(text, "utf-8")
+    stored(reg.path)
+    stages.run_all(SOURCE, "r3", TODAY)
+    assert _mode("r3")["mode"] == "full" and "checks" in _mode("r3")["reason"]
+    stages.run_all(SOURCE, "r4", TODAY)
+    assert _mode("r4")["mode"] == "delta"
+    # another source of the dataset publishes: the row state is of an older version
+    other = tmp_path / "other.db"
+    shutil.copy(silo, other)
+    with sqlite3.connect(other) as db:
+        db.execute("delete from yyzz_djxx where ID % 10 = 0")
+    register_demo_source(home, other, "smr_business_licence_b")
+    assert stages.run_all("smr_business_licence_b", "b1", TODAY)["state"] == "published"
+    stages.run_all(SOURCE, "r5", TODAY)
+    assert _mode("r5")["mode"] == "full" and "version" in _mode("r5")["reason"]
+    # a row state that is not readable (or absent) is no row state
+    get_settings().store.write_text(row_state.state_key(SOURCE), "not arrow")
+    stages.run_all(SOURCE, "r6", TODAY)
+    assert _mode("r6")["mode"] == "full"
+
+
+def _statuses(licence: str) -> list[str]:
+    with catalog().engine.connect() as c:
+        return list(c.scalars(sa.text("select status from records where licence_number = :n "
+                                      "and superseded_in is null"), {"n": licence}))
+
+
+def test_a_crash_between_publish_and_commit_costs_only_work(home, tmp_path, silo_2k, monkeypatch):
+    silo = tmp_path / "silo.db"
+    shutil.copy(silo_2k[0], silo)
+    register_demo_source(home, silo)
+    stages.run_all(SOURCE, "r1", TODAY)
+    picks = _picks(silo)
+    first, second = picks["amended"], picks["later"]
+    with sqlite3.connect(silo) as db:
+        db.execute("update yyzz_djxx set DJZT = '吊销' where ZCH = ?", (first,))
+
+    def crash(*args, **kwargs):
+        raise OSError("the machine went away")
+    with monkeypatch.context() as m:
+        m.setattr(stages, "_commit_pull", crash)
+        with pytest.raises(OSError):
+            stages.run_all(SOURCE, "r2", TODAY)
+    assert ledger().get_run(SOURCE, "r2").state == "published"      # published, not committed
+    assert row_state.read_meta(get_settings().store, row_state.state_key(SOURCE))["version"] == 1
+    with sqlite3.connect(silo) as db:
+        db.execute("update yyzz_djxx set DJZT = '吊销' where ZCH = ?", (second,))
+    r3 = stages.run_all(SOURCE, "r3", TODAY)
+    assert _mode("r3")["mode"] == "full" and r3["version"] == 3
+    assert r3["changes"]["changed"] == 1          # the second revocation; the first was version 2's
+    assert _statuses(first) == ["revoked"] and _statuses(second) == ["revoked"]
+    # the crashed run, run again, commits its (older) pull: stamped version 2, so not trusted
+    stages.publish(SOURCE, "r2")
+    assert row_state.read_meta(get_settings().store, row_state.state_key(SOURCE))["version"] == 2
+    stages.run_all(SOURCE, "r4", TODAY)
+    assert _mode("r4")["mode"] == "full"
+    stages.run_all(SOURCE, "r5", TODAY)
+    assert _mode("r5")["mode"] == "delta" and ledger().get_run(SOURCE, "r5").state == "unchanged"
+
+
+def test_a_watermark_source_carries_the_mirror_s_rest(home, tmp_path, silo_2k):
+    from tests.conftest import register_source
+
+    silo = tmp_path / "silo.db"
+    shutil.copy(silo_2k[0], silo)
+    register_source(home, "inc", {"kind": "sql", "url": f"sqlite:///{silo}", "table": "yyzz_djxx",
+                                  "watermark": "GXSJ", "key": "ID"})
+    first = stages.run_all("inc", "r1", TODAY)
+    amended = _picks(silo)["amended"]
+    with sqlite3.connect(silo) as db:
+        db.execute("update yyzz_djxx set ZS = ZS || '附1号', GXSJ = '2099-01-01T00:00:00' where ZCH = ?", (amended,))
+    second = stages.run_all("inc", "r2", TODAY)
+    run, before = ledger().runs("inc")[:2]
+    detected = ledger().run_quality(run["id"])["change_detection"]
+    assert detected["mode"] == "delta" and detected["carried"] == before["accepted"] - 1
+    assert run["checked"] == before["quarantined"] + 1
+    assert (run["extracted"], run["accepted"], run["quarantined"]) == (before["extracted"], before["accepted"],
+                                                                      before["quarantined"])
+    assert second["changes"]["changed"] == 1 and second["tree_size"] == first["tree_size"] + 1
+
+
+def test_a_delta_run_does_not_publish_on_a_version_it_was_not_matched_against(home, tmp_path, silo_2k):
+    from base.errors import DataError
+
+    silo = tmp_path / "silo.db"
+    shutil.copy(silo_2k[0], silo)
+    register_demo_source(home, silo)
+    stages.run_all(SOURCE, "r1", TODAY)
+    with sqlite3.connect(silo) as db:
+        db.execute("update yyzz_djxx set ZS = ZS || '附1号' where ZCH = ?", (_picks(silo)["amended"],))
+    for stage in (stages.extract, stages.conform):
+        stage(SOURCE, "r2")
+    stages.validate(SOURCE, "r2", TODAY)
+    assert _mode("r2")["mode"] == "delta"
+    other = tmp_path / "other.db"              # meanwhile another source of the dataset publishes
+    shutil.copy(silo, other)
+    with sqlite3.connect(other) as db:
+        db.execute("delete from yyzz_djxx where ID % 10 = 0")
+    register_demo_source(home, other, "smr_business_licence_b")
+    stages.run_all("smr_business_licence_b", "b1", TODAY)
+    with pytest.raises(DataError, match="moved since change detection"):
+        stages.publish(SOURCE, "r2")
+    assert ledger().get_run(SOURCE, "r2").state == "failed"
+    again = stages.run_all(SOURCE, "r2", TODAY)       # the whole run again: every row checked
+    assert _mode("r2")["mode"] == "full" and again["version"] == 3
