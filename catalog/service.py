@@ -297,6 +297,11 @@ class Catalog:
                     r.licence_number.in_(wanted[at:at + log_delta.CHUNK]))).all())
         return out
 
+    def sources_of(self, dataset: str) -> list[str]:
+        """The sources that publish into `dataset`."""
+        with self.session() as s:
+            return list(s.scalars(sa.select(Source.id).where(Source.dataset_id == dataset).order_by(Source.id)))
+
     def current_version_files(self, dataset: str) -> Store | None:
         """The folder of the dataset's current version, as a Store (the snapshot diff reads it)."""
         return self.current_version(dataset)[1]

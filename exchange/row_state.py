@@ -147,7 +147,10 @@ class Plan:
         return {"mode": self.mode, **({"reason": self.reason} if self.mode == "full" else {})}
 
 
-def plan(reg, store: Store, current_version: int | None, extracted: pa.Schema, scratch: Path) -> Plan:
+def plan(reg, store: Store, current_version: int | None, extracted: pa.Schema, scratch: Path,
+         sources: int = 1) -> Plan:
+    """Delta or full, and why full. `sources`: how many sources feed the dataset (several take
+    turns moving its version, and publish at once: their runs are full)."""
     fp = fingerprint(reg, extracted)
 
     def full(reason: str) -> Plan:
@@ -157,6 +160,8 @@ def plan(reg, store: Store, current_version: int | None, extracted: pa.Schema, s
         return full(f"{ENV}=0")
     if reg.partitioned:
         return full("split run")
+    if sources > 1:
+        return full(f"dataset fed by {sources} sources")
     blocker = incremental_blocker(reg.ctype, reg.checks)
     if blocker:
         return full(blocker)

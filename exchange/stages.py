@@ -202,7 +202,8 @@ def _conform_detecting(reg, catalog, store: Store, key: str, extracted: Path, tm
     order), the `rows` hand-off (every row's hash, carried or not) and, for a delta run, the
     `delta` hand-off publish builds on. Returns (rows conformed, what was detected)."""
     version = catalog.current_version(reg.dataset)[0]
-    plan = row_state.plan(reg, store, version, staging.read_schema(extracted), scratch)
+    plan = row_state.plan(reg, store, version, staging.read_schema(extracted), scratch,
+                          len(catalog.sources_of(reg.dataset)))
     matcher = row_state.Matcher(plan.state)
     conformer = Conformer(reg.source_map)
     batches = list(staging.iter_batches(extracted, None))       # slices of the mapped file
