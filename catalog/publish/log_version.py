@@ -140,7 +140,7 @@ class LogVersion:
     changes: Changes
     held: int
     withdrawn_now: int
-    changed: pa.Table | None = None    # the events' sources (_events): Arrow, made dicts a batch at a time
+    changed: Path | None = None        # the changed rows (_events' source), in scratch: made events a batch at a time
     withdrawn_ids: pa.Array | None = None
 
     @property
@@ -164,8 +164,8 @@ class LogVersion:
         """record_events rows (catalog/publish/status.py) of the appended states, at most `chunk`
         source rows at a time."""
         if self.changed is not None:
-            for at in range(0, self.changed.num_rows, chunk):
-                yield _events(self.changed.slice(at, chunk), None)
+            for batch in pq.ParquetFile(self.changed).iter_batches(batch_size=chunk):
+                yield _events(pa.Table.from_batches([batch]), None)
         if self.withdrawn_ids is not None:
             for at in range(0, len(self.withdrawn_ids), chunk):
                 yield _events(None, self.withdrawn_ids.slice(at, chunk))
@@ -220,7 +220,7 @@ class Segment:
     changes: Changes
     held: int
     withdrawn_now: int
-    changed: pa.Table                  # record_id, status, leaf, old_status, old_leaf of the changed rows
+    changed: Path                      # record_id, status, leaf, old_status, old_leaf of the changed rows
     withdrawn_ids: pa.Array            # the newly withdrawn records' ids
 
     def version(self, level: vmap.MapLevel, record_count: int, changes: Changes | None = None) -> LogVersion:
@@ -305,10 +305,12 @@ def stage_segment(accepted: Path, conformed: Path, state_of: Callable[[pa.Array]
                       unchanged=count(pc.and_(same, pc.invert(withdrawn_new))) + count(held_mask) + carried,
                       withdrawn=count(withdraw) + count(pc.and_(withdrawn_new, changed_rows)),
                       still_withdrawn=count(still_gone) + count(pc.and_(withdrawn_new, same)))
-    changed = joined.filter(changed_rows).select(["record_id", "status", "leaf", "old_status", "old_leaf"])
+    changed = scratch / "changed.parquet"       # the events' source, on disk till the catalogue takes them
+    staging.write_table(joined.filter(changed_rows).select(["record_id", "status", "leaf", "old_status", "old_leaf"]),
+                        changed, staging.DATASET_FILES)
     return Segment(state, out, first_leaf, leaves, seg_ids,
                    added=count(is_new), changes=changes, held=count(held_mask), withdrawn_now=count(withdraw),
-                   changed=changed.combine_chunks(), withdrawn_ids=withdrawn_rows.column("record_id").combine_chunks())
+                   changed=changed, withdrawn_ids=withdrawn_rows.column("record_id").combine_chunks())
 
 
 def _map(ids: pa.Array, leaf_index: np.ndarray, leaves: np.ndarray) -> vmap.MapLevel:

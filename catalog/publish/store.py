@@ -33,7 +33,7 @@ from trust.merkle import LEAF_PREFIX
 
 DATASET_NAME = re.compile(r"(?=.{2,128}\Z)[a-z][a-z0-9_]{0,62}(\.[a-z][a-z0-9_]{0,62})?")
 ROW_GROUP = 8_192            # small groups: reading one record decodes 8k rows, not 64k
-BATCH = 8 * ROW_GROUP           # a multiple of ROW_GROUP: every row group but the last is full
+BATCH = 2 * ROW_GROUP           # a multiple of ROW_GROUP (every row group but the last is full); small: a few in flight
 INDEX_COLUMNS = ("record_id", "holder_key", "holder_code_type", "holder_name",
                  "licence_number", "status", "valid_to")
 
