@@ -85,8 +85,8 @@ class _Runs:
     """Run files of RUN consecutive ranks: run r holds the rows ranked r*RUN .. (r+1)*RUN-1
     with their rank; one run at a time is read back and sorted."""
 
-    def __init__(self, folder: Path, count: int, row_schema: pa.Schema):
-        self.folder, self.count, self.row_schema = folder, count, row_schema
+    def __init__(self, folder: Path, row_schema: pa.Schema):
+        self.folder, self.row_schema = folder, row_schema
         self._at, self._table = -1, None
 
     def path(self, r: int) -> Path:
@@ -132,7 +132,6 @@ class _Runs:
 def _deal(index_path: Path, rank: np.ndarray) -> _Runs:
     """The index rows (COLUMNS) dealt into run files by rank, a batch at a time."""
     folder = Path(tempfile.mkdtemp(prefix=".index-runs-", dir=index_path.parent))
-    count = -(-len(rank) // RUN)
     writers: dict[int, pa.ipc.RecordBatchFileWriter] = {}
     runs = None
     try:
@@ -142,7 +141,7 @@ def _deal(index_path: Path, rank: np.ndarray) -> _Runs:
             r = rank[at:at + k]
             batch = pa.RecordBatch.from_arrays([*batch.columns, pa.array(r, pa.int64())],
                                                schema=batch.schema.append(pa.field("_rank", pa.int64())))
-            runs = runs or _Runs(folder, count, batch.schema.remove(batch.schema.get_field_index("_rank")))
+            runs = runs or _Runs(folder, batch.schema.remove(batch.schema.get_field_index("_rank")))
             which = r // RUN
             for u in np.unique(which):
                 if int(u) not in writers:

@@ -205,7 +205,9 @@ def stage_log_version(accepted: Path, conformed: Path, state: pa.Table, versions
     the records it may change alone."""
     staged = stage_segment(accepted, conformed, lambda ids: state, versions, store, dataset, ctype, first_leaf,
                            scratch, delta)
-    return staged.version(*whole_map(state, staged))
+    lv = staged.version(*whole_map(state, staged))
+    pa.default_memory_pool().release_unused()       # the allocator's freed pages back before the catalogue's turn
+    return lv
 
 
 @dataclass
@@ -248,6 +250,7 @@ def stage_segment(accepted: Path, conformed: Path, state_of: Callable[[pa.Array]
     rows it is built on (in record-id order): the whole state, or with `delta` at least its
     scope (the current records with those ids or with a licence number in delta.licences)."""
     full = version_store.stage_version(accepted, dataset, ctype, scratch / "accepted_version")
+    pa.default_memory_pool().release_unused()      # its batches' pages, freed on worker threads
     new = version_store.version_leaves(Store.local(full.directory))        # record_id, status, leaf
     present = staging.read_table(conformed, ["licence_number"]).column(0).combine_chunks()
     taken = staging.read_table(accepted, ["licence_number"]).column(0).combine_chunks()
