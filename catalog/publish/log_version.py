@@ -106,11 +106,16 @@ def _state_columns(conn: Connection, dataset: str) -> list[pa.Array]:
         return [table.column(i).combine_chunks() for i in range(7)]
     param = {"qmark": "?", "numeric": ":1", "named": ":d"}.get(conn.dialect.paramstyle, "%s")
     args = {"d": dataset} if param == ":d" else (dataset,)
-    rows = conn.exec_driver_sql(_STATE_SQL.format(p=param), args).cursor.fetchall()
-    if not rows:
+    cursor = conn.exec_driver_sql(_STATE_SQL.format(p=param), args).cursor
+    parts: list[list[pa.Array]] = []
+    while rows := cursor.fetchmany(_FETCH):      # Python rows a chunk at a time, kept as Arrow
+        parts.append([pa.array(c, pa.int64() if i in (1, 2) else pa.string()) for i, c in enumerate(zip(*rows))])
+    if not parts:
         return _empty_columns()
-    cols = list(zip(*rows))
-    return [pa.array(c, pa.int64() if i in (1, 2) else pa.string()) for i, c in enumerate(cols)]
+    return [pa.concat_arrays([p[i] for p in parts]) for i in range(7)]
+
+
+_FETCH = 50_000
 
 
 def _empty_columns() -> list[pa.Array]:
