@@ -273,8 +273,12 @@ def stage_segment(accepted: Path, conformed: Path, state_of: Callable[[pa.Array]
     withdraw = pc.and_(gone, pc.invert(was_withdrawn))
 
     old = state.select(["record_id", "status", "leaf"]).rename_columns(["record_id", "old_status", "old_leaf"])
-    joined = new.append_column("row", pa.array(np.arange(new.num_rows), pa.int64())).join(
-        old, "record_id", join_type="left outer").sort_by("row")
+    joined = new.append_column("row", pa.array(np.arange(new.num_rows), pa.int64()))
+    if state.num_rows:
+        joined = joined.join(old, "record_id", join_type="left outer").sort_by("row")
+    else:                # nothing to join (a first version): the new rows as they are, no old state
+        joined = joined.append_column(old.schema.field("old_status"), pa.nulls(new.num_rows, pa.string())) \
+            .append_column(old.schema.field("old_leaf"), pa.nulls(new.num_rows, pa.binary(32)))
     is_new = pc.is_null(joined.column("old_leaf"))
     same = pc.fill_null(pc.equal(joined.column("leaf"), joined.column("old_leaf")), False)
     changed_rows = pc.invert(same)
