@@ -38,7 +38,8 @@ def _admin(sql: str) -> None:
 def _env(home: Path, url: str, code: Path = ROOT) -> dict:
     return {**os.environ, "EXCHANGE_HOME": str(home), "EXCHANGE_CATALOG_URL": url,
             "EXCHANGE_SOURCES_DIR": str(home / "sources"), "EXCHANGE_KEY_PASSPHRASE": PASSPHRASE,
-            "EXCHANGE_ROOT": str(code), "PYTHONPATH": str(code)}
+            "EXCHANGE_ROOT": str(code), "PYTHONPATH": str(code),
+            "EXCHANGE_SILO_ROOTS": os.pathsep.join(filter(None, [os.environ.get("EXCHANGE_SILO_ROOTS"), str(OUT)]))}
 
 
 def _prepared(backend: str, rows: int) -> tuple[Path, str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -228,9 +229,12 @@ class Catalog:
                     if ds.log_from is None:
                         ds.log_from = version
                     s.flush()
-                    _supersede(s, ds.id, version, lv.record_ids)
+                    _supersede(s, ds.id, version, lv.iter_record_ids(_SUPERSEDE_CHUNK))
                     _insert_index(loader, ds.id, version, lv.index_path)
-                    statuses.record_changes(s, ds.id, version, lv.events if prev is not None else [], now)
+                    batches = lv.iter_events() if prev is not None else iter(())  # a first version: none
+                    statuses.record_changes(s, ds.id, version, next(batches, []), now)
+                    for events in batches:
+                        statuses.record_changes(s, ds.id, version, events, now)
                     self.store.put_dir(lv.directory, final_key, move=True)
                     ds.current_version = version
                     run.state, run.finished_at, run.version = "published", now, version
@@ -532,13 +536,14 @@ def _adopt(log: TileLog, files: Store, ds: Dataset, prev: DatasetVersion) -> lis
 _SUPERSEDE_CHUNK = 500
 
 
-def _supersede(s: Session, dataset: str, version: int, record_ids: list[str]) -> None:
-    """The current rows of records that get a new state in `version` are no longer current."""
+def _supersede(s: Session, dataset: str, version: int, chunks: Iterable[list[str]]) -> None:
+    """The current rows of records that get a new state in `version` are no longer current
+    (`chunks`: their ids, a list of at most _SUPERSEDE_CHUNK at a time)."""
     r = Record.__table__.c
-    for at in range(0, len(record_ids), _SUPERSEDE_CHUNK):
+    for ids in chunks:
         s.execute(sa.update(Record.__table__).where(
             r.dataset_id == dataset, r.superseded_in.is_(None),
-            r.record_id.in_(record_ids[at:at + _SUPERSEDE_CHUNK])).values(superseded_in=version))
+            r.record_id.in_(ids)).values(superseded_in=version))
 
 
 def _insert_index(loader: index_load.IndexLoader, dataset: str, version: int, index_path: Path) -> None:

@@ -14,6 +14,8 @@ Either way the rows belong to the caller's transaction: a rollback leaves none.
 from __future__ import annotations
 
 import itertools
+import shutil
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -43,13 +45,121 @@ def loader(conn: Connection) -> IndexLoader:
 
 def sorted_rows(index_path: Path, dates_as_text: bool = False, batch_rows: int = 65_536) -> pa.RecordBatchReader:
     """The version's index rows (COLUMNS) in record-id order, so that a B-tree fills by
-    appending; gathered a batch at a time (memory: the index once, not twice)."""
+    appending; a batch at a time (memory: a run of RUN rows, whatever the version's size)."""
     return sorted_parts(index_path, 1, dates_as_text, batch_rows)[0]
+
+
+RUN = 131_072       # rows sorted in memory at once: more are sorted through run files beside the index
 
 
 def sorted_parts(index_path: Path, parts: int, dates_as_text: bool = False,
                  batch_rows: int = 65_536) -> list[pa.RecordBatchReader]:
-    """sorted_rows in `parts` consecutive runs of record ids."""
+    """sorted_rows in `parts` consecutive runs of record ids. Record ids (16 bytes each) give
+    every row its rank; the rows are dealt into run files of RUN consecutive ranks (Arrow IPC,
+    in scratch beside the index), each sorted in memory when its turn comes."""
+    ids = [b.column(0) for b in store.index_batches(index_path, ["record_id"])]
+    raw = [digests.from_hex(c, 32) if len(c) else np.zeros((0, 16), np.uint8) for c in ids]
+    n = sum(len(c) for c in ids)
+    if n <= RUN or any(r is None for r in raw):     # small, or ids not all hex: in memory
+        return _sorted_parts_whole(index_path, parts, dates_as_text, batch_rows)
+    del ids
+    rank = np.empty(n, np.int64)
+    rank[store.key_order(np.concatenate(raw))] = np.arange(n, dtype=np.int64)
+    del raw
+    runs = _deal(index_path, rank)
+    schema = runs.schema(dates_as_text)
+    bounds = np.cumsum([0, *(len(p) for p in np.array_split(np.arange(n), parts))])
+
+    def batches(lo: int, hi: int, last: bool):
+        try:
+            for at in range(lo, hi, batch_rows):
+                yield runs.rows(at, min(at + batch_rows, hi), schema, dates_as_text)
+        finally:
+            if last:
+                runs.remove()
+    return [pa.RecordBatchReader.from_batches(schema, batches(int(bounds[i]), int(bounds[i + 1]), i == parts - 1))
+            for i in range(parts)]
+
+
+class _Runs:
+    """Run files of RUN consecutive ranks: run r holds the rows ranked r*RUN .. (r+1)*RUN-1
+    with their rank; one run at a time is read back and sorted."""
+
+    def __init__(self, folder: Path, row_schema: pa.Schema):
+        self.folder, self.row_schema = folder, row_schema
+        self._at, self._table = -1, None
+
+    def path(self, r: int) -> Path:
+        return self.folder / f"run{r}.arrow"
+
+    def schema(self, dates_as_text: bool) -> pa.Schema:
+        schema = self.row_schema.remove(self.row_schema.get_field_index("leaf_index"))
+        if dates_as_text:
+            i = schema.get_field_index("valid_to")
+            schema = schema.set(i, pa.field("valid_to", pa.string()))
+        return schema.append(pa.field("leaf_index", pa.int64()))
+
+    def _run(self, r: int) -> pa.Table:
+        if self._at != r:
+            self._table = None
+            with pa.memory_map(str(self.path(r))) as f:
+                table = pa.ipc.open_file(f).read_all()
+            order = np.argsort(table.column("_rank").to_numpy(), kind="stable")
+            self._at, self._table = r, table.drop_columns(["_rank"]).take(pa.array(order, pa.int64())).combine_chunks()
+        return self._table
+
+    def rows(self, lo: int, hi: int, schema: pa.Schema, dates_as_text: bool) -> pa.RecordBatch:
+        pieces = []
+        while lo < hi:
+            r = lo // RUN
+            end = min(hi, (r + 1) * RUN)
+            pieces.append(self._run(r).slice(lo - r * RUN, end - lo))
+            lo = end
+        table = pa.concat_tables(pieces).combine_chunks()
+        leaf_index = table.column("leaf_index")
+        table = table.drop_columns(["leaf_index"])
+        if dates_as_text:
+            i = table.schema.get_field_index("valid_to")
+            table = table.set_column(i, "valid_to", pc.cast(table.column(i), pa.string()))
+        return pa.RecordBatch.from_arrays([*(c.combine_chunks() for c in table.columns),
+                                           leaf_index.combine_chunks()], schema=schema)
+
+    def remove(self) -> None:
+        self._table = None
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _deal(index_path: Path, rank: np.ndarray) -> _Runs:
+    """The index rows (COLUMNS) dealt into run files by rank, a batch at a time."""
+    folder = Path(tempfile.mkdtemp(prefix=".index-runs-", dir=index_path.parent))
+    writers: dict[int, pa.ipc.RecordBatchFileWriter] = {}
+    runs = None
+    try:
+        at = 0
+        for batch in store.index_batches(index_path, list(COLUMNS)):
+            k = batch.num_rows
+            r = rank[at:at + k]
+            batch = pa.RecordBatch.from_arrays([*batch.columns, pa.array(r, pa.int64())],
+                                               schema=batch.schema.append(pa.field("_rank", pa.int64())))
+            runs = runs or _Runs(folder, batch.schema.remove(batch.schema.get_field_index("_rank")))
+            which = r // RUN
+            for u in np.unique(which):
+                if int(u) not in writers:
+                    writers[int(u)] = pa.ipc.new_file(str(runs.path(int(u))), batch.schema)
+                writers[int(u)].write_batch(batch.filter(pa.array(which == u)))
+            at += k
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    finally:
+        for w in writers.values():
+            w.close()
+    return runs
+
+
+def _sorted_parts_whole(index_path: Path, parts: int, dates_as_text: bool,
+                        batch_rows: int) -> list[pa.RecordBatchReader]:
+    """sorted_parts with the whole index in memory (a small one, or record ids not all hex)."""
     table = store.index_table(index_path, list(COLUMNS))
     leaf_index = table.column("leaf_index").to_numpy()         # log leaf indexes (the segment's)
     table = table.drop_columns(["leaf_index"])

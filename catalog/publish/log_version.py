@@ -12,8 +12,8 @@
 """
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -106,11 +106,16 @@ def _state_columns(conn: Connection, dataset: str) -> list[pa.Array]:
         return [table.column(i).combine_chunks() for i in range(7)]
     param = {"qmark": "?", "numeric": ":1", "named": ":d"}.get(conn.dialect.paramstyle, "%s")
     args = {"d": dataset} if param == ":d" else (dataset,)
-    rows = conn.exec_driver_sql(_STATE_SQL.format(p=param), args).cursor.fetchall()
-    if not rows:
+    cursor = conn.exec_driver_sql(_STATE_SQL.format(p=param), args).cursor
+    parts: list[list[pa.Array]] = []
+    while rows := cursor.fetchmany(_FETCH):      # Python rows a chunk at a time, kept as Arrow
+        parts.append([pa.array(c, pa.int64() if i in (1, 2) else pa.string()) for i, c in enumerate(zip(*rows))])
+    if not parts:
         return _empty_columns()
-    cols = list(zip(*rows))
-    return [pa.array(c, pa.int64() if i in (1, 2) else pa.string()) for i, c in enumerate(cols)]
+    return [pa.concat_arrays([p[i] for p in parts]) for i in range(7)]
+
+
+_FETCH = 50_000
 
 
 def _empty_columns() -> list[pa.Array]:
@@ -134,17 +139,41 @@ class LogVersion:
     directory: Path                    # the version's folder: records.parquet, index.parquet (holder keys)
     first_leaf: int
     leaves: np.ndarray                 # (k, 32): the appended leaf hashes, in order
-    record_ids: list[str]              # the appended states' record ids (their older rows are superseded)
+    record_id_array: pa.Array          # the appended states' record ids (their older rows are superseded)
     record_count: int                  # records in the new state
     map: vmap.MapLevel
     changes: Changes
     held: int
     withdrawn_now: int
-    events: list[dict] = field(default_factory=list)
+    changed: Path | None = None        # the changed rows (_events' source), in scratch: made events a batch at a time
+    withdrawn_ids: pa.Array | None = None
 
     @property
     def appended(self) -> int:
         return len(self.leaves)
+
+    @property
+    def record_ids(self) -> list[str]:
+        return self.record_id_array.to_pylist()
+
+    def iter_record_ids(self, chunk: int) -> Iterator[list[str]]:
+        """The record ids as lists of at most `chunk` (never all as Python strings at once)."""
+        for at in range(0, len(self.record_id_array), chunk):
+            yield self.record_id_array.slice(at, chunk).to_pylist()
+
+    @property
+    def events(self) -> list[dict]:
+        return [e for batch in self.iter_events() for e in batch]
+
+    def iter_events(self, chunk: int = 50_000) -> Iterator[list[dict]]:
+        """record_events rows (catalog/publish/status.py) of the appended states, at most `chunk`
+        source rows at a time."""
+        if self.changed is not None:
+            for batch in pq.ParquetFile(self.changed).iter_batches(batch_size=chunk):
+                yield _events(pa.Table.from_batches([batch]), None)
+        if self.withdrawn_ids is not None:
+            for at in range(0, len(self.withdrawn_ids), chunk):
+                yield _events(None, self.withdrawn_ids.slice(at, chunk))
 
     @property
     def size(self) -> int:
@@ -181,7 +210,9 @@ def stage_log_version(accepted: Path, conformed: Path, state: pa.Table, versions
     the records it may change alone."""
     staged = stage_segment(accepted, conformed, lambda ids: state, versions, store, dataset, ctype, first_leaf,
                            scratch, delta)
-    return staged.version(*whole_map(state, staged))
+    lv = staged.version(*whole_map(state, staged))
+    pa.default_memory_pool().release_unused()       # the allocator's freed pages back before the catalogue's turn
+    return lv
 
 
 @dataclass
@@ -196,12 +227,13 @@ class Segment:
     changes: Changes
     held: int
     withdrawn_now: int
-    events: list[dict]
+    changed: Path                      # record_id, status, leaf, old_status, old_leaf of the changed rows
+    withdrawn_ids: pa.Array            # the newly withdrawn records' ids
 
     def version(self, level: vmap.MapLevel, record_count: int, changes: Changes | None = None) -> LogVersion:
-        return LogVersion(self.directory, self.first_leaf, self.leaves, self.record_ids.to_pylist(), record_count,
+        return LogVersion(self.directory, self.first_leaf, self.leaves, self.record_ids, record_count,
                           level, changes or self.changes, held=self.held, withdrawn_now=self.withdrawn_now,
-                          events=self.events)
+                          changed=self.changed, withdrawn_ids=self.withdrawn_ids)
 
 
 def whole_map(state: pa.Table, seg: Segment) -> tuple[vmap.MapLevel, int]:
@@ -223,6 +255,7 @@ def stage_segment(accepted: Path, conformed: Path, state_of: Callable[[pa.Array]
     rows it is built on (in record-id order): the whole state, or with `delta` at least its
     scope (the current records with those ids or with a licence number in delta.licences)."""
     full = version_store.stage_version(accepted, dataset, ctype, scratch / "accepted_version")
+    pa.default_memory_pool().release_unused()      # its batches' pages, freed on worker threads
     new = version_store.version_leaves(Store.local(full.directory))        # record_id, status, leaf
     present = staging.read_table(conformed, ["licence_number"]).column(0).combine_chunks()
     taken = staging.read_table(accepted, ["licence_number"]).column(0).combine_chunks()
@@ -240,8 +273,12 @@ def stage_segment(accepted: Path, conformed: Path, state_of: Callable[[pa.Array]
     withdraw = pc.and_(gone, pc.invert(was_withdrawn))
 
     old = state.select(["record_id", "status", "leaf"]).rename_columns(["record_id", "old_status", "old_leaf"])
-    joined = new.append_column("row", pa.array(np.arange(new.num_rows), pa.int64())).join(
-        old, "record_id", join_type="left outer").sort_by("row")
+    joined = new.append_column("row", pa.array(np.arange(new.num_rows), pa.int64()))
+    if state.num_rows:
+        joined = joined.join(old, "record_id", join_type="left outer").sort_by("row")
+    else:                # nothing to join (a first version): the new rows as they are, no old state
+        joined = joined.append_column(old.schema.field("old_status"), pa.nulls(new.num_rows, pa.string())) \
+            .append_column(old.schema.field("old_leaf"), pa.nulls(new.num_rows, pa.binary(32)))
     is_new = pc.is_null(joined.column("old_leaf"))
     same = pc.fill_null(pc.equal(joined.column("leaf"), joined.column("old_leaf")), False)
     changed_rows = pc.invert(same)
@@ -255,16 +292,15 @@ def stage_segment(accepted: Path, conformed: Path, state_of: Callable[[pa.Array]
                                      pa.array([WITHDRAWN] * w_records.num_rows, w_records.schema.field("status").type))
     w_leaves = leaf_hashes(canonical_json(w_records, prefix=LEAF_PREFIX), prefixed=True)
 
-    seg_index = _segment_index(full.directory, pick, w_records, withdrawn_rows)
     _write_segment_records(full.directory, pick, w_records, out / "records.parquet")
     leaves = np.concatenate([_matrix(new.column("leaf").take(pa.array(pick, pa.int64()))), w_leaves])
-    k = len(leaves)
-    seg_index = seg_index.append_column("leaf_index", pa.array(np.arange(first_leaf, first_leaf + k), pa.int64()))
-    seg_index = seg_index.append_column("leaf_hash", hex_strings(leaves))
     # the store keeps what the records do not hold (the holder key, as before the log); the
-    # catalogue's index rows are loaded from the whole index, in scratch
-    staging.write_table(seg_index.select(["holder_key"]), out / "index.parquet", staging.DATASET_FILES)
-    staging.write_table(seg_index, scratch / "index_rows.parquet", staging.DATASET_FILES)
+    # catalogue's index rows are loaded from the whole index, in scratch, written a batch at a time
+    holders = _write_segment_index(full.directory, pick, w_records, withdrawn_rows, first_leaf, leaves,
+                                   scratch / "index_rows.parquet")
+    staging.write_table(pa.table({"holder_key": holders}), out / "index.parquet", staging.DATASET_FILES)
+    seg_ids = pa.concat_arrays([new.column("record_id").combine_chunks().take(pa.array(pick, pa.int64())),
+                                w_records.column("record_id").combine_chunks()])
 
     def count(mask) -> int:
         return int(pc.sum(pc.cast(mask, pa.int64())).as_py() or 0)
@@ -281,10 +317,12 @@ def stage_segment(accepted: Path, conformed: Path, state_of: Callable[[pa.Array]
                       unchanged=count(pc.and_(same, pc.invert(withdrawn_new))) + count(held_mask) + carried,
                       withdrawn=count(withdraw) + count(pc.and_(withdrawn_new, changed_rows)),
                       still_withdrawn=count(still_gone) + count(pc.and_(withdrawn_new, same)))
-    events = _events(joined.filter(changed_rows), withdrawn_rows)
-    return Segment(state, out, first_leaf, leaves, seg_index.column("record_id").combine_chunks(),
+    changed = scratch / "changed.parquet"       # the events' source, on disk till the catalogue takes them
+    staging.write_table(joined.filter(changed_rows).select(["record_id", "status", "leaf", "old_status", "old_leaf"]),
+                        changed, staging.DATASET_FILES)
+    return Segment(state, out, first_leaf, leaves, seg_ids,
                    added=count(is_new), changes=changes, held=count(held_mask), withdrawn_now=count(withdraw),
-                   events=events)
+                   changed=changed, withdrawn_ids=withdrawn_rows.column("record_id").combine_chunks())
 
 
 def _map(ids: pa.Array, leaf_index: np.ndarray, leaves: np.ndarray) -> vmap.MapLevel:
@@ -346,21 +384,57 @@ def _write_segment_records(full_dir: Path, pick: np.ndarray, w_records: pa.Table
             writer.write_table(pa.Table.from_batches([batch], schema), row_group_size=version_store.ROW_GROUP)
 
 
-def _segment_index(full_dir: Path, pick: np.ndarray, w_records: pa.Table, w_state: pa.Table) -> pa.Table:
-    """The index columns (version_store.INDEX_COLUMNS) of the segment's records, in its order."""
+def _write_segment_index(full_dir: Path, pick: np.ndarray, w_records: pa.Table, w_state: pa.Table,
+                         first_leaf: int, leaves: np.ndarray, path: Path) -> pa.Array:
+    """The index rows (version_store.INDEX_COLUMNS, leaf_index, leaf_hash) of the segment's
+    records, in its order, written to `path` a batch at a time; returns their holder keys."""
     index_cols = list(version_store.INDEX_COLUMNS)
-    index = version_store.index_table(full_dir / "index.parquet", index_cols).take(pa.array(pick, pa.int64()))
-    if w_records.num_rows:
-        w_index = pa.table({c: (w_state.column("holder_key") if c == "holder_key" else w_records.column(c))
-                            for c in index_cols}).cast(index.schema)
-        index = pa.concat_tables([index, w_index])
-    return index.combine_chunks()
+    mask = np.zeros(pq.ParquetFile(full_dir / "records.parquet").metadata.num_rows, bool)
+    mask[pick] = True
+    holders: list[pa.Array] = []
+    schema = None
+    writer = None
+    at = k = 0
+
+    def write(part: pa.Table) -> None:
+        nonlocal writer, k
+        n = part.num_rows
+        part = part.append_column("leaf_index", pa.array(np.arange(first_leaf + k, first_leaf + k + n), pa.int64()))
+        part = part.append_column("leaf_hash", hex_strings(leaves[k:k + n]))
+        if writer is None:
+            writer = staging.writer(path, part.schema, staging.DATASET_FILES)
+        writer.write_table(part)
+        holders.append(part.column("holder_key").combine_chunks())
+        k += n
+
+    try:
+        for batch in version_store.index_batches(full_dir / "index.parquet", index_cols):
+            keep = mask[at:at + batch.num_rows]
+            at += batch.num_rows
+            schema = batch.schema
+            if keep.any():
+                write(pa.Table.from_batches([batch.filter(pa.array(keep))]))
+        if schema is None:
+            schema = version_store.index_table(full_dir / "index.parquet", index_cols).schema
+        if w_records.num_rows:
+            write(pa.table({c: (w_state.column("holder_key") if c == "holder_key" else w_records.column(c))
+                            for c in index_cols}).cast(schema))
+        if writer is None:
+            empty = schema.append(pa.field("leaf_index", pa.int64())).append(pa.field("leaf_hash", pa.string()))
+            staging.write_table(empty.empty_table(), path, staging.DATASET_FILES)
+    finally:
+        if writer is not None:
+            writer.close()
+    if not holders:
+        return pa.array([], schema.field("holder_key").type)
+    return pa.concat_arrays(holders)
 
 
-def _events(changed: pa.Table, withdrawn: pa.Table) -> list[dict]:
-    """record_events rows (catalog/publish/status.py) of the appended states."""
-    events = []
-    for r in changed.select(["record_id", "status", "leaf", "old_status", "old_leaf"]).to_pylist():
+def _events(changed: pa.Table | None, withdrawn_ids: pa.Array | None) -> list[dict]:
+    """record_events rows (catalog/publish/status.py) of the appended states: the changed rows'
+    (record_id, status, leaf, old_status, old_leaf), then the newly withdrawn records'."""
+    events: list[dict] = []
+    for r in (changed.to_pylist() if changed is not None else []):
         if r["status"] == WITHDRAWN:
             if r["old_status"] != WITHDRAWN:
                 events.append({"record_id": r["record_id"], "change": "withdrawn", "status": WITHDRAWN,
@@ -376,7 +450,7 @@ def _events(changed: pa.Table, withdrawn: pa.Table) -> list[dict]:
                        "status": "valid" if r["status"] == "valid" else "revoked",
                        "reason": None if r["status"] == "valid" else r["status"], "leaf_hash": r["leaf"].hex()})
     events += [{"record_id": rid, "change": "withdrawn", "status": WITHDRAWN, "reason": "gone from the source",
-                "leaf_hash": None} for rid in withdrawn.column("record_id").to_pylist()]
+                "leaf_hash": None} for rid in (withdrawn_ids.to_pylist() if withdrawn_ids is not None else [])]
     return events
 
 

@@ -33,7 +33,7 @@ from trust.merkle import LEAF_PREFIX
 
 DATASET_NAME = re.compile(r"(?=.{2,128}\Z)[a-z][a-z0-9_]{0,62}(\.[a-z][a-z0-9_]{0,62})?")
 ROW_GROUP = 8_192            # small groups: reading one record decodes 8k rows, not 64k
-BATCH = 8 * ROW_GROUP           # a multiple of ROW_GROUP: every row group but the last is full
+BATCH = 2 * ROW_GROUP           # a multiple of ROW_GROUP (every row group but the last is full); small: a few in flight
 INDEX_COLUMNS = ("record_id", "holder_key", "holder_code_type", "holder_name",
                  "licence_number", "status", "valid_to")
 
@@ -184,6 +184,47 @@ def index_table(path: Path, columns: list[str]) -> pa.Table:
         n = pq.ParquetFile(records).metadata.num_rows
         table = table.append_column("leaf_index", pa.array(np.arange(n, dtype=np.int64)))
     return table.select(columns)
+
+
+def index_batches(path: Path, columns: list[str], batch_rows: int = 65_536):
+    """index_table a batch at a time (record batches of `columns`, in leaf order)."""
+    in_index = set(pq.read_schema(path).names)
+    records = path.parent / "records.parquet"
+    from_records = [c for c in columns if c not in in_index and c not in ("leaf_index", "leaf_hash")]
+    own = [c for c in columns if c in in_index]
+    extra = (_rebatch(pq.ParquetFile(records).iter_batches(batch_size=batch_rows, columns=from_records))
+             if from_records else None)
+    if extra is not None:
+        next(extra)
+    at = 0
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_rows, columns=own or None):
+        k = batch.num_rows
+        cols = {c: batch.column(c) for c in own}
+        if extra is not None:
+            part = extra.send(k)
+            cols.update({c: part.column(c) for c in from_records})
+        if "leaf_hash" in columns and "leaf_hash" not in in_index:
+            cols["leaf_hash"] = pa.nulls(k, pa.string())
+        if "leaf_index" in columns and "leaf_index" not in in_index:
+            cols["leaf_index"] = pa.array(np.arange(at, at + k, dtype=np.int64))
+        at += k
+        yield pa.RecordBatch.from_arrays([cols[c] for c in columns], names=columns)
+
+
+def _rebatch(batches):
+    """A coroutine: sent k, the next k rows of `batches` as one record batch."""
+    held: list[pa.RecordBatch] = []
+    n = 0
+    out = None
+    while True:
+        k = yield out
+        while n < k:
+            b = next(batches)
+            held.append(b)
+            n += b.num_rows
+        table = pa.Table.from_batches(held).combine_chunks()
+        out = table.slice(0, k).to_batches()[0] if k else None
+        held, n = table.slice(k).to_batches(), n - k
 
 
 Files = Store | Path        # a version's folder: in the store, or a local one (a staged version)

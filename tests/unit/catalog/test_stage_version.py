@@ -130,3 +130,21 @@ def test_exactly_rebatches_any_sizes():
     assert [b.num_rows for b in out] == [8, 8, 8, 8, 8]
     assert [v for b in out for v in b.column(0).to_pylist()] == list(range(40))
     assert list(store.exactly(8, iter([]))) == []
+
+
+@pytest.mark.parametrize("parts, batch_rows", [(1, 7000), (4, 5000), (3, 65_536)])
+def test_index_sorted_through_run_files_as_in_memory(staged, monkeypatch, parts, batch_rows):
+    """An index of more rows than index_load.RUN is sorted through run files: the same rows,
+    parts and batches as sorting it whole in memory; the run files are gone after."""
+    n, version = staged
+
+    def read(readers):
+        return [[b for b in r] for r in readers]
+
+    whole = read(index_load._sorted_parts_whole(version.index_path, parts, True, batch_rows))
+    monkeypatch.setattr(index_load, "RUN", 4000)         # seven runs, the last one short
+    runs = read(index_load.sorted_parts(version.index_path, parts, True, batch_rows))
+    assert [[b.num_rows for b in p] for p in runs] == [[b.num_rows for b in p] for p in whole]
+    assert all(a.equals(b) for p, q in zip(runs, whole) for a, b in zip(p, q))
+    assert sum(b.num_rows for p in runs for b in p) == n
+    assert not list(version.index_path.parent.glob(".index-runs-*"))
