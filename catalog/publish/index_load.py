@@ -230,8 +230,8 @@ class IndexLoader:
 
 class SQLiteLoader(IndexLoader):
     """ADBC ingest into scratch files ATTACHed to the connection, then INSERT ... SELECT: in
-    PARTS runs of record ids, the next run ingested on a worker thread while this one is
-    copied (both release the GIL: two cores busy instead of one)."""
+    PARTS runs of record ids, each ingested on a worker thread, all of them before the first
+    is copied (the connection must never read a part while ADBC writes it)."""
     PARTS = 4
 
     def __init__(self, conn: Connection):
@@ -269,8 +269,9 @@ class SQLiteLoader(IndexLoader):
         pool = ThreadPoolExecutor(max_workers=1)
         try:
             ingested = [pool.submit(_ingest, self._part(i)[1], rows) for i, rows in enumerate(runs)]
-            for i, done in enumerate(ingested):
-                done.result()
+            for done in ingested:     # every part written before the catalogue's connection reads any:
+                done.result()         # reading one may load the schemas of all, one half-written ("malformed")
+            for i in range(len(ingested)):
                 # the catalogue connection reads the part's new schema when this names its table
                 src = sa.table("rows", *(sa.column(c) for c in COLUMNS), schema=self._part(i)[0])
                 select = (sa.select(*(src.c[c] for c in COLUMNS), sa.literal(dataset), sa.literal(version))
