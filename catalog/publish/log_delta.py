@@ -160,8 +160,11 @@ def touched_map(level: vmap.MapLevel, seg: Segment, reader: IndexReader) -> vmap
                             np.arange(seg.first_leaf, seg.first_leaf + len(seg.leaves), dtype=np.int64)])
     leaves = np.concatenate([log_version.leaf_matrix(kept.column("leaf")), seg.leaves])
     bucket = _bucket_of(ids, bits)
+    order = np.argsort(bucket, kind="stable")          # each bucket's entries together, in one pass
+    ids, index, leaves, bucket = ids[order], index[order], leaves[order], bucket[order]
+    starts = np.searchsorted(bucket, touched, "left")
+    ends = np.searchsorted(bucket, touched, "right")
     updates = {}
-    for b in touched.tolist():          # one bucket: the map of bits 0 over its entries
-        at = bucket == b
-        updates[b] = vmap.bucket_hashes(ids[at], index[at], leaves[at], 0)[0].tobytes()
+    for b, lo, hi in zip(touched.tolist(), starts.tolist(), ends.tolist()):   # a bucket: the map of bits 0
+        updates[b] = vmap.bucket_hashes(ids[lo:hi], index[lo:hi], leaves[lo:hi], 0)[0].tobytes()
     return level.replaced(updates)
