@@ -34,6 +34,8 @@ RANGES = 50            # bucket ranges in one query
 
 _r = Record.__table__.c
 _COLUMNS = (_r.record_id, _r.version, _r.leaf_index, _r.leaf_hash, _r.status, _r.licence_number, _r.holder_key)
+_NAMES = [c.name for c in _COLUMNS]
+_TYPES = [pa.int64() if i in (1, 2) else pa.string() for i in range(len(_COLUMNS))]
 
 
 def _current(dataset: str, where) -> sa.Select:
@@ -86,17 +88,23 @@ class IndexReader:
         return state
 
     def _state(self, queries: list) -> pa.Table:
-        rows: dict[str, tuple] = {}
+        """The queries' rows as columns, by record id, each record once (queries may overlap)."""
+        parts = []
         with self.engine.connect() as conn:
             for query in queries:
                 got = conn.execute(query).all()
                 self.rows_read += len(got)
-                rows.update((row[0], tuple(row)) for row in got)
-            ordered = [rows[k] for k in sorted(rows)]
-            if not ordered:
+                if got:
+                    parts.append(pa.table([pa.array(c, _TYPES[i]) for i, c in enumerate(zip(*got))],
+                                          names=_NAMES))
+            if not parts:
                 return STATE.empty_table()
-            cols = [pa.array(list(c), pa.int64() if i in (1, 2) else pa.string())
-                    for i, c in enumerate(zip(*ordered))]
+            table = pa.concat_tables(parts).sort_by("record_id")
+            ids = table.column("record_id").combine_chunks()
+            if len(ids) > 1:           # a record found by two queries: once
+                again = pc.equal(ids.slice(1), ids.slice(0, len(ids) - 1))
+                table = table.filter(pa.concat_arrays([pa.array([True]), pc.invert(again)]))
+            cols = [table.column(i).combine_chunks() for i in range(len(_NAMES))]
             return _read_leaves(conn, self.store, self.dataset, cols)
 
 
