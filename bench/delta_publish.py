@@ -28,7 +28,8 @@ SOURCE, TABLE, SEED = "smr_business_licence", "yyzz_djxx", 23
 def main(rows: int = 100_000, fraction: float = 0.001) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-delta-") as tmp:
         home = Path(tmp) / "home"
-        os.environ.update(EXCHANGE_HOME=str(home), EXCHANGE_KEY_PASSPHRASE="bench passphrase, not a secret")
+        os.environ.update(EXCHANGE_HOME=str(home), EXCHANGE_KEY_PASSPHRASE="bench passphrase, not a secret",
+                          EXCHANGE_CHANGE_DETECTION="0")     # full runs: this bench cuts the delta itself
         os.environ.pop("EXCHANGE_CATALOG_URL", None)
         path = home / "silos" / "silo.db"
         path.parent.mkdir(parents=True)
@@ -74,7 +75,7 @@ def _timed(original, licences: list[str], figures: dict):
     from base import staging
     from catalog.publish import log_delta, log_version
 
-    def publish_version(catalog, reg, run, keys, accepted, conformed, scratch, delta=None):
+    def publish_version(catalog, reg, run, keys, accepted, conformed, scratch, delta=None, on=None):
         numbers = pa.array(licences, pa.string())
         acc, conf = staging.read_table(accepted), staging.read_table(conformed)
         inside = pc.is_in(acc.column("licence_number"), value_set=numbers)
@@ -104,7 +105,7 @@ def _timed(original, licences: list[str], figures: dict):
             (b.leaves.tobytes(), b.record_ids, b.record_count, b.map.root(), b.changes, b.events)
         figures["appended"] = a.appended
         t = time.perf_counter()
-        result = original(catalog, reg, run, keys, *paths, scratch, delta)
+        result = original(catalog, reg, run, keys, *paths, scratch, delta, catalog.current_version(reg.dataset)[0])
         figures["publish_s"] = round(time.perf_counter() - t, 3)
         return result
 

@@ -178,3 +178,10 @@ def test_bench_incremental(bench):
     assert zero["store"] < 1024 and zero["catalogue"] < 64 * 1024
     _line(lines, rf"target ratio 1 % run / full run <= 0.10 \(imports apart\): {NUMBER} \((met|MISSED)\)")
     _line(lines, rf"target bytes per changed record <= 2x one record in Parquet \({NUMBER} B\): {NUMBER} B")
+
+
+def test_bench_delta_publish(bench):
+    lines = bench("delta-publish", "--rows", "2000", timeout=300)
+    r = json.loads(lines[-1])          # the two builds were checked equal before it printed
+    assert r["licences_changed"] >= 1 and r["appended"] >= 1 and r["publish_s"] > 0
+    assert 0 < r["delta_rows_read"] < r["records"]
