@@ -8,7 +8,6 @@ from __future__ import annotations
 import re
 import shutil
 import sqlite3
-import uuid
 
 import numpy as np
 import pyarrow as pa
@@ -23,7 +22,6 @@ from catalog.signing import vmap
 from exchange import stages
 from tests.conftest import TODAY, catalog, register_demo_source
 from tests.integration.catalog.test_log_migration import upgraded  # noqa: F401  (a fixture)
-from tests.integration.conftest import server_url
 
 pytestmark = pytest.mark.integration
 SOURCE, DATASET = "smr_business_licence", "business_licence.market_regulation"
@@ -37,21 +35,12 @@ def backend(request, home, monkeypatch):
     if request.param == "sqlite":
         yield "sqlite"
         return
-    server = server_url("postgresql")          # skips, saying why, when the server is absent
-    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT", poolclass=sa.NullPool)
-    name = f"t_delta_{uuid.uuid4().hex[:8]}"
-    with admin.connect() as c:
-        c.exec_driver_sql(f'create database "{name}"')
-    monkeypatch.setenv("EXCHANGE_CATALOG_URL", sa.make_url(server).set(database=name).render_as_string(False))
-    reset_settings()
-    try:
+    from tests.integration.conftest import fresh_pg_database
+
+    with fresh_pg_database("t_delta") as url:      # skips, saying why, when the server is absent
+        monkeypatch.setenv("EXCHANGE_CATALOG_URL", url)
+        reset_settings()
         yield request.param
-    finally:
-        from catalog.db.engine import engine_for
-        engine_for.cache_clear()
-        with admin.connect() as c:
-            c.exec_driver_sql(f'drop database if exists "{name}" with (force)')
-        admin.dispose()
 
 
 def _essentials(lv: log_version.LogVersion) -> dict:
