@@ -23,7 +23,7 @@ BENCHES = {  # name -> (module, what it measures)
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="bench", description=__doc__)
     p.add_argument("name", nargs="?", default="path", choices=sorted(BENCHES),
-                   help="; ".join(f"{k}: {v[1]}" for k, v in BENCHES.items()))
+                   help="; ".join(f"{k}: {v[1]}" for k, v in BENCHES.items()).replace("%", "%%"))
     p.add_argument("--rows", type=int, default=1_000_000)
     p.add_argument("--sample", type=int, default=50_000, help="rows for per-row baselines")
     p.add_argument("--bundles", type=int, default=1000, help="publish: bundles to verify")
