@@ -12,10 +12,11 @@ take Parquet (files written by hand, by tests, or before this format), told apar
 """
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -107,10 +108,29 @@ def _exactly(size: int, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.Record
         yield held[0] if len(held) == 1 else pa.Table.from_batches(held).combine_chunks().to_batches()[0]
 
 
+def take_rows(path: Path, positions: Sequence[int] | np.ndarray) -> pa.Table:
+    """The rows at `positions` (0-based, ascending) of a file, in that order. An Arrow IPC file
+    is memory-mapped: only the pages of the rows taken are read."""
+    at = np.asarray(positions, np.int64)
+    if not _is_arrow(path):
+        return pq.read_table(path).take(pa.array(at))
+    with pa.memory_map(str(path)) as source:
+        reader = pa.ipc.open_file(source)
+        parts, start = [], 0
+        for i in range(reader.num_record_batches):
+            batch = reader.get_batch(i)
+            lo, hi = np.searchsorted(at, [start, start + batch.num_rows])
+            if hi > lo:
+                parts.append(batch.take(pa.array(at[lo:hi] - start)))
+            start += batch.num_rows
+        return pa.Table.from_batches(parts, schema=reader.schema)
+
+
 def read_schema(path: Path) -> pa.Schema:
     if not _is_arrow(path):
         return pq.read_schema(path)
-    return read_table(path).schema
+    with pa.OSFile(str(path)) as f:
+        return pa.ipc.open_file(f).schema
 
 
 def num_rows(path: Path) -> int:

@@ -37,7 +37,7 @@ from quality import suites
 from quality.validate import incremental_blocker
 from schemas.conform import ROW
 
-CODE = 1                      # bump when conform or validate decide rows differently
+CODE = 2                      # bump when the row hash, conform or validate decide rows differently
 ENV = "EXCHANGE_CHANGE_DETECTION"      # "0": every run full
 HASH = pa.binary(16)
 SCHEMA = pa.schema([("row_hash", HASH), ("licence_number", pa.string()), ("accepted", pa.bool_()),
@@ -69,21 +69,56 @@ def _text(column: pa.Array | pa.ChunkedArray) -> pa.Array:
         return pa.array([None if v is None else encode(v) for v in column.to_pylist()], pa.string())
 
 
+def _lengths(text: pa.Array) -> np.ndarray:
+    """Each value's byte length (null: -1), from the string array's offsets."""
+    n = len(text)
+    if not n:
+        return np.zeros(0, np.int64)
+    width = np.int64 if pa.types.is_large_string(text.type) else np.int32
+    length = np.diff(np.frombuffer(text.buffers()[1], width)[text.offset:text.offset + n + 1])
+    if text.null_count:
+        length = np.where(text.is_null().to_numpy(zero_copy_only=False), -1, length)
+    if length.max() >= 2**31:
+        raise ValueError("a silo value of 2 GiB or more")
+    return length
+
+
 def row_hashes(batch: pa.RecordBatch | pa.Table) -> np.ndarray:
     """(n, 16) uint8: SHA-256 of each row's content (every column but `_row`, in order), cut to
-    16 bytes. Each value is written as its byte length, ':' and its text (null: 'n'), so no two
-    rows' encodings are the same."""
-    parts = []
-    for name in batch.schema.names:
-        if name == ROW:
-            continue
-        text = _text(batch.column(name))
-        length = pc.cast(pc.binary_length(text), pa.string())
-        parts.append(pc.fill_null(pc.binary_join_element_wise(length, text, ":"), "n"))
-    if not parts:
-        return np.zeros((batch.num_rows, 16), np.uint8)
-    joined = pc.binary_join_element_wise(*parts, "") if len(parts) > 1 else parts[0]
-    return np.ascontiguousarray(sha256_many(joined)[:, :16])
+    16 bytes. A row is written as its values' byte lengths (int32 little-endian, null: -1), then
+    the values' text one after another: the lengths say where each value ends, so no two rows'
+    encodings are the same. One concatenation and one hash pass over the batch's bytes."""
+    texts = [_text(batch.column(name)) for name in batch.schema.names if name != ROW]
+    n = batch.num_rows
+    if not texts:
+        return np.zeros((n, 16), np.uint8)
+    lengths = np.empty((n, len(texts)), "<i4")
+    for i, text in enumerate(texts):
+        lengths[:, i] = _lengths(text)
+    sizes = np.maximum(lengths, 0).sum(axis=1, dtype=np.int64) + lengths.shape[1] * 4
+    out = np.empty((n, 16), np.uint8)
+    for lo, hi in _spans(sizes):
+        head = pa.Array.from_buffers(pa.binary(lengths.shape[1] * 4), hi - lo,
+                                     [None, pa.py_buffer(np.ascontiguousarray(lengths[lo:hi]))])
+        parts = [head.cast(pa.binary()), *(t.slice(lo, hi - lo).cast(pa.binary()) for t in texts)]
+        joined = pc.binary_join_element_wise(*parts, b"", null_handling="replace", null_replacement=b"")
+        out[lo:hi] = sha256_many(joined)[:, :16]
+    return out
+
+
+SPAN = 1 << 30        # bytes joined at once (a binary array's offsets are 32-bit)
+
+
+def _spans(sizes: np.ndarray) -> list[tuple[int, int]]:
+    """Row ranges [lo, hi) whose encodings together stay under SPAN bytes (one row at least)."""
+    spans, lo, n = [], 0, len(sizes)
+    ends = np.cumsum(sizes)
+    while lo < n:
+        base = ends[lo - 1] if lo else 0
+        hi = max(lo + 1, int(np.searchsorted(ends, base + SPAN, "right")))
+        spans.append((lo, hi))
+        lo = hi
+    return spans
 
 
 def as_array(matrix: np.ndarray) -> pa.Array:
@@ -177,49 +212,125 @@ def plan(reg, store: Store, current_version: int | None, extracted: pa.Schema, s
 
 
 # --- the run's rows ---------------------------------------------------------------------------
+def _keys(hashes: np.ndarray) -> np.ndarray:
+    """(n, 16) uint8 hashes -> (n, 2) uint64: the first and last 8 bytes of each."""
+    return np.ascontiguousarray(hashes, np.uint8).view("<u8").reshape(len(hashes), 2)
+
+
+def _matrix(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """A binary(16) array -> (n, 16) uint8."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    if column.null_count:
+        raise ValueError("the row state holds rows without a hash")
+    n = len(column)
+    if not n:
+        return np.zeros((0, 16), np.uint8)
+    return np.frombuffer(column.buffers()[1], np.uint8)[column.offset * 16:(column.offset + n) * 16].reshape(n, 16)
+
+
+def _hash_order(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
+    """The permutation that sorts hashes (first 8 bytes `hi`, last 8 `lo`) by (hi, lo,
+    position): one quick sort on hi, then the rare runs that share it (equal rows) in order."""
+    order = np.argsort(hi)
+    first = hi[order]
+    tie = np.zeros(len(hi), bool)
+    same = first[1:] == first[:-1]
+    tie[1:] |= same
+    tie[:-1] |= same
+    if tie.any():
+        sub = order[tie]
+        order[tie] = sub[np.lexsort((sub, lo[sub], hi[sub]))]
+    return order
+
+
 class Matcher:
-    """Each extracted batch's hashes, matched against the row state's accepted rows."""
+    """The row state, its hashes sorted once, so that each extracted batch's rows are looked up
+    by binary search (no hash set built per batch, no Python object per row). State rows with
+    equal hashes form a group; a row of the run is carried as its group's first accepted row."""
 
     def __init__(self, state: Path | None):
-        if state is None:
-            self.hashes, self.licences, self.withdrawn = pa.array([], HASH), pa.array([], pa.string()), None
-            self.empty = True
-            return
-        table = staging.read_table(state)
-        acc = table.filter(pc.fill_null(table.column("accepted"), False))
-        self.hashes = acc.column("row_hash").combine_chunks()
-        self.licences = acc.column("licence_number").combine_chunks()
-        self.withdrawn = acc.column("withdrawn").combine_chunks()
+        table = staging.read_table(state) if state is not None else SCHEMA.empty_table()
         self.state = table
-        self.empty = len(self.hashes) == 0
+        self.licences = table.column("licence_number").combine_chunks()
+        self.withdrawn = table.column("withdrawn").combine_chunks()
+        keys = _keys(_matrix(table.column("row_hash")))
+        hi, lo = keys[:, 0].copy(), keys[:, 1].copy()
+        m = len(keys)
+        self.order = _hash_order(hi, lo)
+        hi, lo = hi[self.order], lo[self.order]
+        starts = np.ones(m, bool)
+        starts[1:] = (hi[1:] != hi[:-1]) | (lo[1:] != lo[:-1])
+        self.starts = starts
+        at = np.flatnonzero(starts)
+        self.hi, self.lo = hi[at], lo[at]                     # each group's hash, ascending
+        accepted = pc.fill_null(table.column("accepted"), False).to_numpy(zero_copy_only=False)
+        first = np.where(accepted[self.order], self.order, m)
+        first = np.minimum.reduceat(first, at) if m else first
+        self.first = np.where(first < m, first, -1)           # each group's first accepted state row
+        self.empty = not accepted.any()
+
+    def state_groups(self) -> np.ndarray:
+        """Each state row's group."""
+        of = np.empty(len(self.order), np.int64)
+        of[self.order] = np.cumsum(self.starts) - 1
+        return of
+
+    def groups(self, hashes: np.ndarray) -> np.ndarray:
+        """Each hash's group (-1: not in the state)."""
+        q = _keys(hashes)
+        out = np.full(len(q), -1, np.int64)
+        by = np.argsort(q[:, 0])        # sorted probes: binary searches that stay in cache
+        pos = np.empty(len(q), np.int64)
+        pos[by] = np.searchsorted(self.hi, q[by, 0])
+        todo = np.arange(len(q))
+        while len(todo):         # past groups that share the first 8 bytes only (rare)
+            p = pos[todo]
+            inside = p < len(self.hi)
+            todo, p = todo[inside], p[inside]
+            same = self.hi[p] == q[todo, 0]
+            todo, p = todo[same], p[same]
+            hit = self.lo[p] == q[todo, 1]
+            out[todo[hit]] = p[hit]
+            todo = todo[~hit]
+            pos[todo] += 1
+        return out
 
     def index(self, hashes: np.ndarray) -> np.ndarray:
-        """Each row's index among the state's accepted rows (-1: not carried)."""
+        """Each row's state row if it is carried (its hash is an accepted row's), else -1."""
         if self.empty or not len(hashes):
             return np.full(len(hashes), -1, np.int64)
-        idx = pc.index_in(as_array(hashes), value_set=self.hashes)
-        return pc.fill_null(idx, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+        g = self.groups(hashes)
+        return np.where(g >= 0, self.first[np.maximum(g, 0)], -1)
 
 
-def scope(m: Matcher, hashes: np.ndarray, idx: np.ndarray, checked_licences: pa.Array) -> tuple[np.ndarray, pa.Array]:
+def scope(m: Matcher, idx: np.ndarray, checked_licences: pa.Array) -> tuple[np.ndarray, pa.Array]:
     """(positions of carried rows that must be checked after all, the delta's licence numbers).
-    A carried row is checked when its licence number is a checked row's, another carried row's,
-    or a state row's that is not carried (changed, gone or quarantined): uniqueness and
-    withdrawals are then decided over all of them. The delta's licence numbers
-    (log_version.Delta) are those of the state's rows, accepted or not, that no carried row
-    matches: the records a delta run may change, hold or withdraw."""
+    `idx`: each row's state row (Matcher.index; -1: checked). A carried row is checked when its
+    licence number is a checked row's, another carried row's, or a state row's that is not
+    carried (changed, gone or quarantined): uniqueness and withdrawals are then decided over all
+    of them. The delta's licence numbers (log_version.Delta) are those of the state's rows,
+    accepted or not, that no carried row matches: the records a delta run may change, hold or
+    withdraw.
+
+    The state's accepted rows have licence numbers of their own (a delta run's suite checks
+    them unique), so two carried rows share one only when they are the same state row's (equal
+    rows): no licence number is hashed but those of the state's rows."""
     carried = np.flatnonzero(idx >= 0)
     if not len(carried):
         return carried, pa.array([], pa.string())
-    lic = m.licences.take(pa.array(idx[carried]))
-    kept = pc.fill_null(pc.is_in(m.state.column("row_hash"), value_set=as_array(hashes[carried])), False)
-    gone = m.state.column("licence_number").filter(pc.invert(kept)).combine_chunks().drop_null()
-    counts = pc.value_counts(lic.drop_null())
-    repeated = counts.field("values").filter(pc.greater(counts.field("counts"), 1))
+    at = idx[carried]
+    of = m.state_groups()
+    hit_group = np.zeros(len(m.hi), bool)
+    hit_group[of[at]] = True
+    gone = m.licences.filter(pa.array(~hit_group[of])).drop_null()
+    twice = np.flatnonzero(np.bincount(at, minlength=len(of)) > 1)
+    repeated = m.licences.take(pa.array(twice, pa.int64()))
     wanted = pa.chunked_array([checked_licences.drop_null(), repeated, gone], pa.string()).combine_chunks()
-    hit = pc.fill_null(pc.is_in(lic, value_set=wanted), False)
-    licences = pa.chunked_array([gone, lic.filter(hit).drop_null()], pa.string()).combine_chunks()
-    return carried[hit.to_numpy(zero_copy_only=False)], pc.unique(licences)
+    pulled = pc.fill_null(pc.is_in(m.licences, value_set=wanted), False).to_numpy(zero_copy_only=False)
+    hit = pulled[at]
+    back = m.licences.take(pa.array(np.unique(at[hit]), pa.int64()))
+    return carried[hit], pc.unique(pa.chunked_array([gone, back], pa.string()).combine_chunks())
 
 
 def rows_table(hashes: np.ndarray, idx: np.ndarray, m: Matcher) -> pa.Table:

@@ -197,36 +197,41 @@ def _conform_rows(conformer, batches, tmp: Path, reg) -> int:
     return rows
 
 
+DETECT_BATCH: int | None = None     # extracted rows per batch in conform (None: as written, <= 65,536)
+
+
 def _conform_detecting(reg, catalog, store: Store, key: str, extracted: Path, tmp: Path, scratch: Path):
     """A whole run's conform with change detection: the rows not carried into `tmp` (in silo
     order), the `rows` hand-off (every row's hash, carried or not) and, for a delta run, the
-    `delta` hand-off publish builds on. Returns (rows conformed, what was detected)."""
+    `delta` hand-off publish builds on. The extracted rows are read a batch at a time: each is
+    hashed, matched against the row state and its rows not carried conformed, on a few threads.
+    Returns (rows conformed, what was detected)."""
     version = catalog.current_version(reg.dataset)[0]
     plan = row_state.plan(reg, store, version, staging.read_schema(extracted), scratch,
                           len(catalog.sources_of(reg.dataset)))
     matcher = row_state.Matcher(plan.state)
     conformer = Conformer(reg.source_map)
-    batches = list(staging.iter_batches(extracted, None))       # slices of the mapped file
-    h = np.concatenate([np.zeros((0, 16), np.uint8), *ordered_map(row_state.row_hashes, batches)])
-    idx = matcher.index(h)
-    todo = np.flatnonzero(idx < 0)
-    bounds = np.cumsum([0, *(b.num_rows for b in batches)])
 
-    def step(i: int):
-        lo, hi = np.searchsorted(todo, bounds[i:i + 2])
-        if hi == lo:
-            return None
-        picked = batches[i] if hi - lo == batches[i].num_rows else batches[i].take(pa.array(todo[lo:hi] - bounds[i]))
-        return conformer(picked)
+    def step(batch: pa.RecordBatch):
+        h = row_state.row_hashes(batch)
+        idx = matcher.index(h)
+        todo = np.flatnonzero(idx < 0)
+        if not len(todo):
+            return h, idx, None
+        return h, idx, conformer(batch if len(todo) == batch.num_rows else batch.take(pa.array(todo)))
 
-    licences = []
+    hashes, found, licences = [np.zeros((0, 16), np.uint8)], [np.zeros(0, np.int64)], []
     checked = staging.transient(scratch, "checked")
     with staging.transient_writer(checked, conformed_schema(reg.ctype)) as writer:
-        for conformed in ordered_map(step, range(len(batches))):
+        for h, idx, conformed in ordered_map(step, staging.iter_batches(extracted, DETECT_BATCH)):
+            hashes.append(h)
+            found.append(idx)
             if conformed is not None:
                 writer.write_batch(conformed)
                 licences.append(conformed.column("licence_number"))
-    back, delta = row_state.scope(matcher, h, idx, pa.chunked_array(licences, pa.string()).combine_chunks())
+    h, idx = np.concatenate(hashes), np.concatenate(found)
+    del hashes, found
+    back, delta = row_state.scope(matcher, idx, pa.chunked_array(licences, pa.string()).combine_chunks())
     idx[back] = -1
     carried = int((idx >= 0).sum())
     rows = int(len(idx) - carried)
@@ -255,7 +260,7 @@ def _merge_back(checked: Path, extracted: Path, back, conformer, out: Path) -> N
     if not len(back):
         checked.replace(out)
         return
-    pulled = staging.read_table(extracted).take(pa.array(back, pa.int64())).combine_chunks()
+    pulled = staging.take_rows(extracted, back)
     extra = pa.Table.from_batches([conformer(b) for b in pulled.to_batches()] or [],
                                   schema=conformed_schema(conformer.ctype))
     at = extra.column(ROW).to_numpy()

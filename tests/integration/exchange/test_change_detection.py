@@ -93,7 +93,9 @@ def _history(monkeypatch, tmp_path, silo_2k, detect: bool, picks: dict | None):
     return _snapshot(results), detected, picks
 
 
-def test_a_delta_run_publishes_what_a_full_run_publishes(home, monkeypatch, tmp_path, silo_2k):
+@pytest.mark.parametrize("batch", [None, 173])     # conform's batches: as written, or many uneven ones
+def test_a_delta_run_publishes_what_a_full_run_publishes(home, monkeypatch, tmp_path, silo_2k, batch):
+    monkeypatch.setattr(stages, "DETECT_BATCH", batch)
     fast, detected, picks = _history(monkeypatch, tmp_path, silo_2k, True, None)
     full, forced, _ = _history(monkeypatch, tmp_path, silo_2k, False, picks)
     assert [d["mode"] for d in detected] == ["full", "delta", "delta", "delta"]

@@ -43,3 +43,21 @@ def test_batches_outlive_the_file(handoff):
     got = list(staging.iter_batches(path, 10))
     path.unlink()
     assert sum(b.num_rows for b in got) == total and got[-1].column("n")[-1].as_py() == total - 1
+
+
+def test_take_rows_across_written_batches(handoff, tmp_path):
+    path, total = handoff
+    at = [0, 4, 5, 21, 22, 24, 25, 50_000, total - 1]       # first, last, and each side of a seam
+    got = staging.take_rows(path, at)
+    assert got.column("n").to_pylist() == at and got.column("s").to_pylist() == [f"r{i}" for i in at]
+    assert staging.take_rows(path, []).num_rows == 0
+    parquet = tmp_path / "extracted.parquet"
+    staging.write_table(staging.read_table(path), parquet)
+    assert staging.take_rows(parquet, at).column("n").to_pylist() == at
+
+
+def test_read_schema_of_either_format(handoff, tmp_path):
+    path, _ = handoff
+    parquet = tmp_path / "extracted.parquet"
+    staging.write_table(staging.read_table(path), parquet)
+    assert staging.read_schema(path).names == staging.read_schema(parquet).names == ["n", "s"]

@@ -1,12 +1,17 @@
 """Row hashes of change detection (exchange/row_state.py): the content of a silo row, every
-column but `_row`, told apart however its values are split, nulls from empty text."""
+column but `_row`, told apart however its values are split, nulls from empty text; matched
+against a row state as a set lookup would, and scoped as the rule says."""
 from __future__ import annotations
 
 import hashlib
+import random
+import struct
 
 import numpy as np
 import pyarrow as pa
+import pytest
 
+from base import staging
 from exchange import row_state
 
 
@@ -25,9 +30,20 @@ def test_values_are_told_apart_however_they_are_split():
     assert len(set(_hashes(rows))) == 6
 
 
-def test_the_hash_is_sha256_of_the_length_prefixed_values():
-    got = _hashes({"A": ["路1"], "B": [None], "C": [12]})[0]
-    assert got == hashlib.sha256("4:路1n2:12".encode()).digest()[:16]
+def test_the_hash_is_sha256_of_the_lengths_then_the_values():
+    got = _hashes({"A": ["路1"], "B": [None], "C": [12], "D": [""]})[0]
+    assert got == hashlib.sha256(struct.pack("<4i", 4, -1, 2, 0) + "路1".encode() + b"12").digest()[:16]
+
+
+def test_the_hash_is_the_same_however_the_rows_are_batched(monkeypatch):
+    rng = random.Random(3)
+    values = [None if rng.random() < 0.1 else "x" * rng.randrange(40) for _ in range(3_000)]
+    table = pa.table({"A": values, "B": pa.array(values[::-1], pa.large_string()), "_row": range(3_000)})
+    whole = row_state.row_hashes(table)
+    monkeypatch.setattr(row_state, "SPAN", 500)          # many joins of a few rows each
+    assert (row_state.row_hashes(table) == whole).all()
+    sliced = [row_state.row_hashes(table.slice(i, 700)) for i in range(0, 3_000, 700)]
+    assert (np.concatenate(sliced) == whole).all()
 
 
 def test_many_rows_hash_as_few_do():     # DataFusion's path (>= 512 rows) and hashlib's agree
@@ -49,3 +65,84 @@ def test_suites_whose_outcome_is_not_row_by_row_are_checked_in_full():
     later = {"type": "expect_column_values_to_be_between", "kwargs": {"column": "valid_to", "min_value": {
         "$PARAMETER": "today"}}}
     assert "today" in incremental_blocker(licence, [later])
+
+
+# --- matching against the row state ------------------------------------------------------------
+def _state(tmp_path, hashes: np.ndarray, licences: list, accepted: list, withdrawn: list | None = None):
+    table = pa.table([row_state.as_array(hashes), pa.array(licences, pa.string()), pa.array(accepted),
+                      pa.array(withdrawn or [False] * len(licences))], schema=row_state.SCHEMA)
+    path = tmp_path / "rows.arrow"
+    with staging.transient_writer(path, table.schema) as w:
+        w.write_table(table)
+    return row_state.Matcher(path)
+
+
+def _random_state(seed: int, n: int = 400):
+    """Hashes with equal rows, and pairs that share their first 8 bytes only; accepted rows'
+    licence numbers distinct (as a delta run's suite leaves them), others repeated or null."""
+    rng = np.random.default_rng(seed)
+    h = rng.integers(0, 256, (n, 16), dtype=np.uint8)
+    for i in range(0, n - 1, 37):
+        h[i + 1] = h[i]                     # equal rows
+    for i in range(5, n - 1, 41):
+        h[i + 1, :8] = h[i, :8]             # first halves alike
+    h[:, :8] = h[:, :8] & 0x0F if seed % 2 else h[:, :8]    # and crowded first halves
+    accepted = [bool(x) for x in rng.random(n) < 0.8]
+    licences = [f"L{i}" if a else rng.choice([None, f"L{i}", f"L{i - 1}"]) for i, a in enumerate(accepted)]
+    return h, licences, accepted
+
+
+def _reference_index(h, accepted, q):
+    first = {}
+    for i, (row, a) in enumerate(zip(map(bytes, h), accepted)):
+        if a:
+            first.setdefault(row, i)
+    return np.array([first.get(bytes(r), -1) for r in q])
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_rows_are_matched_to_the_first_accepted_equal_state_row(tmp_path, seed):
+    h, licences, accepted = _random_state(seed)
+    m = _state(tmp_path, h, licences, accepted)
+    rng = np.random.default_rng(seed + 100)
+    q = np.concatenate([h[rng.integers(0, len(h), 300)], rng.integers(0, 256, (50, 16), dtype=np.uint8)])
+    q[-1, :8] = h[5, :8]                    # a first half that is the state's, a second that is not
+    got = m.index(q)
+    assert (got == _reference_index(h, accepted, q)).all()
+    assert (got >= 0).sum() > 200 and (got == -1).sum() >= 50
+
+
+def _reference_scope(h, licences, accepted, idx, checked):
+    carried = [i for i, x in enumerate(idx) if x >= 0]
+    lic = [licences[idx[i]] for i in carried]
+    kept_hashes = {bytes(h[idx[i]]) for i in carried}
+    gone = {licences[j] for j in range(len(h)) if bytes(h[j]) not in kept_hashes} - {None}
+    repeated = {x for x in lic if x is not None and lic.count(x) > 1}
+    wanted = set(checked) | repeated | gone
+    back = [i for i, x in zip(carried, lic) if x in wanted]
+    return back, gone | {licences[idx[i]] for i in back} - {None}
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_scope_pulls_back_what_a_set_rule_pulls_back(tmp_path, seed):
+    h, licences, accepted = _random_state(seed)
+    m = _state(tmp_path, h, licences, accepted)
+    rng = np.random.default_rng(seed + 200)
+    run = h[rng.integers(0, len(h), 500)]                      # some state rows twice, some gone
+    run[::9] = rng.integers(0, 256, (len(run[::9]), 16), dtype=np.uint8)     # changed rows
+    idx = m.index(run)
+    checked = [f"L{i}" for i in rng.integers(0, len(h), 20)]
+    back, delta = row_state.scope(m, idx, pa.array(checked + [None], pa.string()))
+    want_back, want_delta = _reference_scope(h, licences, accepted, idx, checked)
+    assert back.tolist() == want_back and len(want_back) > 0
+    assert sorted(delta.to_pylist()) == sorted(want_delta)
+
+
+def test_an_empty_or_missing_state_carries_nothing(tmp_path):
+    q = np.zeros((3, 16), np.uint8)
+    for m in (row_state.Matcher(None), _state(tmp_path, q[:1], ["L"], [False])):
+        idx = m.index(q)
+        assert (idx == -1).all()
+        back, delta = row_state.scope(m, idx, pa.array(["L"]))
+        assert len(back) == 0 and len(delta) == 0
+        assert row_state.rows_table(q, idx, m).column("carried").to_pylist() == [False] * 3
