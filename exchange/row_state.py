@@ -52,6 +52,11 @@ def state_key(source_id: str) -> str:
     return f"mirror/{source_id}.rows{staging.TRANSIENT_SUFFIX}"
 
 
+def held_key(source_id: str) -> str:
+    """The conformed form of the row state's rows that were not accepted (Held)."""
+    return f"mirror/{source_id}.held{staging.TRANSIENT_SUFFIX}"
+
+
 def enabled() -> bool:
     return os.environ.get(ENV, "1").strip().lower() not in ("0", "false", "no", "off")
 
@@ -106,7 +111,7 @@ def row_hashes(batch: pa.RecordBatch | pa.Table) -> np.ndarray:
     return out
 
 
-SPAN = 1 << 30        # bytes joined at once (a binary array's offsets are 32-bit)
+SPAN = 1 << 24        # bytes joined and hashed at once: memory stays a few slices of a batch
 
 
 def _spans(sizes: np.ndarray) -> list[tuple[int, int]]:
@@ -177,6 +182,7 @@ class Plan:
     reason: str                       # why full
     fingerprint: str
     state: Path | None = None         # the row state on this machine (delta)
+    held: Path | None = None          # its rows not accepted, conformed (delta, if stamped alike)
 
     def as_dict(self) -> dict:
         return {"mode": self.mode, **({"reason": self.reason} if self.mode == "full" else {})}
@@ -208,7 +214,10 @@ def plan(reg, store: Store, current_version: int | None, extracted: pa.Schema, s
         return full("mapping, checks, suite or silo columns changed")
     if current_version is None or meta.get("version") != current_version:
         return full(f"row state of version {meta.get('version')}, dataset at {current_version}")
-    return Plan("delta", "", fp, store.local_file(key, scratch))
+    held = held_key(reg.id)
+    stamp = {k: meta.get(k) for k in ("fingerprint", "version")}
+    fresh = store.exists(held) and {k: read_meta(store, held).get(k) for k in stamp} == stamp
+    return Plan("delta", "", fp, store.local_file(key, scratch), store.local_file(held, scratch) if fresh else None)
 
 
 # --- the run's rows ---------------------------------------------------------------------------
@@ -244,40 +253,35 @@ def _hash_order(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
     return order
 
 
-class Matcher:
-    """The row state, its hashes sorted once, so that each extracted batch's rows are looked up
-    by binary search (no hash set built per batch, no Python object per row). State rows with
-    equal hashes form a group; a row of the run is carried as its group's first accepted row."""
+class _Sorted:
+    """(n, 16) uint8 hashes sorted once: equal hashes form a group, found by binary search (no
+    hash set built per batch, no Python object per row)."""
 
-    def __init__(self, state: Path | None):
-        table = staging.read_table(state) if state is not None else SCHEMA.empty_table()
-        self.state = table
-        self.licences = table.column("licence_number").combine_chunks()
-        self.withdrawn = table.column("withdrawn").combine_chunks()
-        keys = _keys(_matrix(table.column("row_hash")))
+    def __init__(self, hashes: np.ndarray):
+        keys = _keys(hashes)
         hi, lo = keys[:, 0].copy(), keys[:, 1].copy()
-        m = len(keys)
         self.order = _hash_order(hi, lo)
         hi, lo = hi[self.order], lo[self.order]
-        starts = np.ones(m, bool)
-        starts[1:] = (hi[1:] != hi[:-1]) | (lo[1:] != lo[:-1])
-        self.starts = starts
-        at = np.flatnonzero(starts)
-        self.hi, self.lo = hi[at], lo[at]                     # each group's hash, ascending
-        accepted = pc.fill_null(table.column("accepted"), False).to_numpy(zero_copy_only=False)
-        first = np.where(accepted[self.order], self.order, m)
-        first = np.minimum.reduceat(first, at) if m else first
-        self.first = np.where(first < m, first, -1)           # each group's first accepted state row
-        self.empty = not accepted.any()
+        self.starts = np.ones(len(hi), bool)
+        self.starts[1:] = (hi[1:] != hi[:-1]) | (lo[1:] != lo[:-1])
+        self.at = np.flatnonzero(self.starts)
+        self.hi, self.lo = hi[self.at], lo[self.at]           # each group's hash, ascending
 
-    def state_groups(self) -> np.ndarray:
-        """Each state row's group."""
+    def first(self, where: np.ndarray) -> np.ndarray:
+        """Each group's first row (in the hashes' order) where `where` holds, else -1."""
+        n = len(self.order)
+        first = np.where(where[self.order], self.order, n)
+        first = np.minimum.reduceat(first, self.at) if n else first
+        return np.where(first < n, first, -1)
+
+    def row_groups(self) -> np.ndarray:
+        """Each row's group."""
         of = np.empty(len(self.order), np.int64)
         of[self.order] = np.cumsum(self.starts) - 1
         return of
 
     def groups(self, hashes: np.ndarray) -> np.ndarray:
-        """Each hash's group (-1: not in the state)."""
+        """Each hash's group (-1: none)."""
         q = _keys(hashes)
         out = np.full(len(q), -1, np.int64)
         by = np.argsort(q[:, 0])        # sorted probes: binary searches that stay in cache
@@ -296,12 +300,54 @@ class Matcher:
             pos[todo] += 1
         return out
 
-    def index(self, hashes: np.ndarray) -> np.ndarray:
-        """Each row's state row if it is carried (its hash is an accepted row's), else -1."""
-        if self.empty or not len(hashes):
+    def find(self, hashes: np.ndarray, first: np.ndarray) -> np.ndarray:
+        """`first` (a row per group, or -1) of each hash's group; -1 for a hash of no group."""
+        if not len(self.hi) or not len(hashes):
             return np.full(len(hashes), -1, np.int64)
         g = self.groups(hashes)
-        return np.where(g >= 0, self.first[np.maximum(g, 0)], -1)
+        return np.where(g >= 0, first[np.maximum(g, 0)], -1)
+
+
+class Matcher:
+    """The row state, matched against each extracted batch's hashes. State rows with equal
+    hashes form a group; a row of the run is carried as its group's first accepted row."""
+
+    def __init__(self, state: Path | None):
+        table = staging.read_table(state) if state is not None else SCHEMA.empty_table()
+        self.state = table
+        self.licences = table.column("licence_number").combine_chunks()
+        self.withdrawn = table.column("withdrawn").combine_chunks()
+        self.sorted = _Sorted(_matrix(table.column("row_hash")))
+        accepted = pc.fill_null(table.column("accepted"), False).to_numpy(zero_copy_only=False)
+        self.first = self.sorted.first(accepted)               # each group's first accepted state row
+        self.empty = not accepted.any()
+
+    def index(self, hashes: np.ndarray) -> np.ndarray:
+        """Each row's state row if it is carried (its hash is an accepted row's), else -1."""
+        if self.empty:
+            return np.full(len(hashes), -1, np.int64)
+        return self.sorted.find(hashes, self.first)
+
+
+class Held:
+    """The conformed form of the state's rows that were not accepted (`held_key`), by hash: the
+    next run checks them again and takes their conformed form from here, as conform is row by
+    row (the fingerprint names its code)."""
+
+    def __init__(self, path: Path):
+        self.table = staging.read_table(path)
+        self.sorted = _Sorted(_matrix(self.table.column("row_hash")))
+        self.first = self.sorted.first(np.ones(self.table.num_rows, bool))
+
+    def find(self, hashes: np.ndarray) -> np.ndarray:
+        """Each hash's held row (-1: none)."""
+        return self.sorted.find(hashes, self.first)
+
+    def rows(self, at: np.ndarray, numbers: pa.Array, schema: pa.Schema) -> pa.Table:
+        """The held rows `at` in conform's `schema`, numbered `numbers` (this run's _row)."""
+        table = self.table.take(pa.array(at, pa.int64())).select(schema.names)
+        i = schema.get_field_index(ROW)
+        return table.set_column(i, schema.field(i), numbers).cast(schema)
 
 
 def scope(m: Matcher, idx: np.ndarray, checked_licences: pa.Array) -> tuple[np.ndarray, pa.Array]:
@@ -320,8 +366,8 @@ def scope(m: Matcher, idx: np.ndarray, checked_licences: pa.Array) -> tuple[np.n
     if not len(carried):
         return carried, pa.array([], pa.string())
     at = idx[carried]
-    of = m.state_groups()
-    hit_group = np.zeros(len(m.hi), bool)
+    of = m.sorted.row_groups()
+    hit_group = np.zeros(len(m.sorted.hi), bool)
     hit_group[of[at]] = True
     gone = m.licences.filter(pa.array(~hit_group[of])).drop_null()
     twice = np.flatnonzero(np.bincount(at, minlength=len(of)) > 1)
@@ -369,9 +415,12 @@ def new_state(rows: pa.Table, checked: pa.Table, quarantined_rows: pa.Array, fp:
                     schema=SCHEMA.with_metadata(meta))
 
 
-def commit(store: Store, source_id: str, handoff: str, version: int | None, scratch: Path) -> None:
+def commit(store: Store, source_id: str, handoff: str, version: int | None, scratch: Path,
+           conformed: str | None = None) -> None:
     """After publish: the run's row state (hand-off `handoff`) becomes the source's, stamped with
-    the version it was published as. Idempotent: the hand-off is deleted last."""
+    the version it was published as, and the conformed form (hand-off `conformed`) of its rows
+    not accepted the source's Held, stamped alike (written first: the state's stamp is what a
+    delta run goes by). Idempotent: the hand-off is deleted last."""
     if not store.exists(handoff):
         return
     if version is None:
@@ -380,10 +429,33 @@ def commit(store: Store, source_id: str, handoff: str, version: int | None, scra
     local = store.local_file(handoff, scratch)
     table = staging.read_table(local)
     meta = {**_meta(table.schema), "version": version}
+    stamp = {b"row_state": json.dumps(meta).encode()}
+    if conformed is not None and store.exists(conformed):
+        _put_held(store, source_id, table, store.local_file(conformed, scratch), stamp, scratch)
+    else:
+        store.delete(held_key(source_id))
     out = scratch / f"rows.{version}{staging.TRANSIENT_SUFFIX}"
-    with staging.transient_writer(out, table.schema.with_metadata({b"row_state": json.dumps(meta).encode()})) as w:
+    with staging.transient_writer(out, table.schema.with_metadata(stamp)) as w:
         for batch in table.to_batches(max_chunksize=262_144):
             w.write_batch(batch)
     del table
     store.put_file(out, state_key(source_id), move=True)
     store.delete(handoff)
+
+
+def _put_held(store: Store, source_id: str, state: pa.Table, conformed: Path, stamp: dict, scratch: Path) -> None:
+    """The conformed rows (every checked row of the run) whose state row was not accepted, with
+    their hashes, read and written a batch at a time."""
+    accepted = pc.fill_null(state.column("accepted"), False).to_numpy(zero_copy_only=False)
+    hashes = state.column("row_hash").combine_chunks()
+    schema = staging.read_schema(conformed).append(pa.field("row_hash", HASH)).with_metadata(stamp)
+    out = scratch / f"held{staging.TRANSIENT_SUFFIX}"
+    with staging.transient_writer(out, schema) as w:
+        for batch in staging.iter_batches(conformed, None):
+            pos = pc.subtract(batch.column(ROW), 1).to_numpy(zero_copy_only=False)
+            keep = ~accepted[pos]
+            if keep.any():
+                part = batch.filter(pa.array(keep))
+                w.write_batch(pa.RecordBatch.from_arrays([*part.columns, hashes.take(pa.array(pos[keep]))],
+                                                         schema=schema))
+    store.put_file(out, held_key(source_id), move=True)

@@ -210,25 +210,36 @@ def _conform_detecting(reg, catalog, store: Store, key: str, extracted: Path, tm
     plan = row_state.plan(reg, store, version, staging.read_schema(extracted), scratch,
                           len(catalog.sources_of(reg.dataset)))
     matcher = row_state.Matcher(plan.state)
+    held = row_state.Held(plan.held) if plan.held is not None else None
     conformer = Conformer(reg.source_map)
+    schema = conformed_schema(reg.ctype)
 
     def step(batch: pa.RecordBatch):
+        """The batch's hashes, state rows and rows not carried conformed (those held taken as
+        they were conformed before), with how many were held."""
         h = row_state.row_hashes(batch)
         idx = matcher.index(h)
         todo = np.flatnonzero(idx < 0)
-        if not len(todo):
-            return h, idx, None
-        return h, idx, conformer(batch if len(todo) == batch.num_rows else batch.take(pa.array(todo)))
+        at = held.find(h[todo]) if held is not None else np.full(len(todo), -1)
+        fresh, kept = todo[at < 0], todo[at >= 0]
+        parts = [held.rows(at[at >= 0], batch.column(ROW).take(pa.array(kept)), schema)] if len(kept) else []
+        if len(fresh):
+            picked = batch if len(fresh) == batch.num_rows else batch.take(pa.array(fresh))
+            parts.append(pa.Table.from_batches([conformer(picked)]))
+        conformed = (parts[0] if len(parts) == 1 else pa.concat_tables(parts).sort_by(ROW)) if parts else None
+        return h, idx, conformed, len(kept)
 
-    hashes, found, licences = [np.zeros((0, 16), np.uint8)], [np.zeros(0, np.int64)], []
+    hashes, found, licences, reused = [np.zeros((0, 16), np.uint8)], [np.zeros(0, np.int64)], [], 0
     checked = staging.transient(scratch, "checked")
-    with staging.transient_writer(checked, conformed_schema(reg.ctype)) as writer:
-        for h, idx, conformed in ordered_map(step, staging.iter_batches(extracted, DETECT_BATCH)):
+    with staging.transient_writer(checked, schema) as writer:
+        for h, idx, conformed, n in ordered_map(step, staging.iter_batches(extracted, DETECT_BATCH), ahead=2):
             hashes.append(h)
             found.append(idx)
+            reused += n
             if conformed is not None:
-                writer.write_batch(conformed)
-                licences.append(conformed.column("licence_number"))
+                writer.write_table(conformed)
+                licences.extend(conformed.column("licence_number").chunks)
+            pa.default_memory_pool().release_unused()      # the batch's memory back, not kept for the next
     h, idx = np.concatenate(hashes), np.concatenate(found)
     del hashes, found
     back, delta = row_state.scope(matcher, idx, pa.chunked_array(licences, pa.string()).combine_chunks())
@@ -241,7 +252,7 @@ def _conform_detecting(reg, catalog, store: Store, key: str, extracted: Path, tm
                 .as_py() or 0)
     mode = plan.mode if carried else "full"
     meta = {"fingerprint": plan.fingerprint, "mode": mode, "version": version, "carried": carried,
-            "carried_live": live, "checked": rows,
+            "carried_live": live, "checked": rows, "reused": reused,
             **({"reason": plan.reason or "nothing carried"} if mode == "full" else {})}
     _put_arrow(store, table.replace_schema_metadata({b"detect": json.dumps(meta).encode()}),
                handoff(reg.id, key, "rows"), scratch)
@@ -501,7 +512,8 @@ def _commit_pull(store: Store, source_id: str, key: str, ledger, version: int | 
     `version` it was published as: exchange/row_state.py), its extracted rows the mirror, its
     watermark and taken files the ledger's (connectors/state.py)."""
     with _scratch() as scratch:
-        row_state.commit(store, source_id, handoff(source_id, key, "rowstate"), version, scratch)
+        row_state.commit(store, source_id, handoff(source_id, key, "rowstate"), version, scratch,
+                         handoff(source_id, key, "conformed"))
     state.commit(source_id, key, store, handoff(source_id, key, "pending"),
                  handoff(source_id, key, "extracted"), ledger)
 

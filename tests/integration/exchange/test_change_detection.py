@@ -4,12 +4,14 @@ with it and forced full (EXCHANGE_CHANGE_DETECTION=0) publishes the same log, th
 states, the same counts and the same quarantine queue."""
 from __future__ import annotations
 
+import json
 import shutil
 import sqlite3
 
 import pytest
 import sqlalchemy as sa
 
+from base import staging
 from base.settings import get_settings, reset_settings
 from exchange import row_state, stages
 from tests.conftest import TODAY, catalog, ledger, register_demo_source, stored
@@ -108,6 +110,9 @@ def test_a_delta_run_publishes_what_a_full_run_publishes(home, monkeypatch, tmp_
     assert detected[1]["carried"] == runs[0]["accepted"] - 6
     assert detected[1]["checked"] == runs[1]["extracted"] - detected[1]["carried"]
     assert detected[1]["checked"] < 120 and detected[3]["checked"] == runs[2]["quarantined"]
+    # the rows quarantined before and unchanged are checked again, their conformed form reused
+    assert detected[0]["reused"] == 0 and detected[3]["reused"] == runs[2]["quarantined"]
+    assert 0 < detected[1]["reused"] < runs[0]["quarantined"]
     assert [r["state"] for r in runs] == ["published", "published", "published", "unchanged"]
     assert [p["version"] for p in fast["published"]] == [1, 2, 3, 3]
     # the duplicate held both rows back in run 2 and was resolved in run 3
@@ -170,6 +175,32 @@ def test_full_runs_when_the_row_state_cannot_be_trusted(home, tmp_path, silo_2k)
     get_settings().store.write_text(row_state.state_key(SOURCE), "not arrow")
     stages.run_all(SOURCE, "r6", TODAY)
     assert _mode("r6")["mode"] == "full"
+
+
+def test_held_rows_are_reused_only_beside_their_own_row_state(home, tmp_path, silo_2k):
+    silo = tmp_path / "silo.db"
+    shutil.copy(silo_2k[0], silo)
+    register_demo_source(home, silo)
+    stages.run_all(SOURCE, "r1", TODAY)
+    store, held = get_settings().store, row_state.held_key(SOURCE)
+    assert row_state.read_meta(store, held) == row_state.read_meta(store, row_state.state_key(SOURCE))
+    table = staging.read_table(store.local_file(held, tmp_path))
+    assert table.num_rows == ledger().get_run(SOURCE, "r1").quarantined
+    # a held file stamped with another version (a crash between the two writes) is not used
+    meta = {**row_state.read_meta(store, held), "version": 99}
+    stale = tmp_path / "stale.arrow"
+    with staging.transient_writer(stale, table.schema.with_metadata({b"row_state": json.dumps(meta).encode()})) as w:
+        w.write_table(table)
+    del table
+    store.put_file(stale, held, move=True)
+    stages.run_all(SOURCE, "r2", TODAY)
+    assert _mode("r2")["mode"] == "delta" and _mode("r2")["reused"] == 0 and _mode("r2")["checked"] > 0
+    stages.run_all(SOURCE, "r3", TODAY)
+    assert _mode("r3")["reused"] == _mode("r3")["checked"] == _mode("r2")["checked"]
+    store.delete(held)              # none at all: the rows are conformed again
+    stages.run_all(SOURCE, "r4", TODAY)
+    assert _mode("r4")["reused"] == 0 and _mode("r4")["checked"] == _mode("r3")["checked"]
+    assert ledger().get_run(SOURCE, "r4").state == "unchanged"
 
 
 def _statuses(licence: str) -> list[str]:
