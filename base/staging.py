@@ -12,6 +12,7 @@ take Parquet (files written by hand, by tests, or before this format), told apar
 """
 from __future__ import annotations
 
+import mmap
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -89,6 +90,44 @@ def iter_batches(path: Path, batch_size: int | None, columns: list[str] | None =
                     yield batch.slice(start, 65_536)
             return
         yield from _exactly(batch_size, written)
+
+
+class Mapped:
+    """The record batches of a file, like iter_batches, but an Arrow IPC file is read through a
+    memory map, without copying: `drop(batch)` hands a batch's pages back once it is used
+    (MADV_DONTNEED: they are read again from the file if touched), so memory holds only the
+    batches in use. Other files are read as iter_batches reads them (drop does nothing)."""
+
+    def __init__(self, path: Path, batch_size: int | None = None):
+        self.path, self.batch_size = path, batch_size
+        self.map: mmap.mmap | None = None
+        self.base = 0
+
+    def __iter__(self) -> Iterator[pa.RecordBatch]:
+        if not _is_arrow(self.path):
+            yield from iter_batches(self.path, self.batch_size)
+            return
+        with open(self.path, "rb") as f:
+            self.map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        data = pa.py_buffer(self.map)            # the batches hold the map (never closed here)
+        self.base = data.address
+        reader = pa.ipc.open_file(pa.BufferReader(data))
+        written = (reader.get_batch(i) for i in range(reader.num_record_batches))
+        if self.batch_size is None:
+            for batch in written:
+                for start in range(0, batch.num_rows, 65_536):
+                    yield batch.slice(start, 65_536)
+            return
+        yield from _exactly(self.batch_size, written)
+
+    def drop(self, batch: pa.RecordBatch) -> None:
+        spans = [(b.address, b.address + b.size) for c in batch.columns for b in c.buffers() if b is not None]
+        if self.map is None or not spans or not hasattr(mmap, "MADV_DONTNEED"):
+            return
+        lo, hi = min(a for a, _ in spans) - self.base, max(e for _, e in spans) - self.base
+        if 0 <= lo < hi <= len(self.map):       # a batch copied together by _exactly is not the map's
+            lo -= lo % mmap.PAGESIZE
+            self.map.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
 
 
 def _exactly(size: int, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:

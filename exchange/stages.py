@@ -227,12 +227,14 @@ def _conform_detecting(reg, catalog, store: Store, key: str, extracted: Path, tm
             picked = batch if len(fresh) == batch.num_rows else batch.take(pa.array(fresh))
             parts.append(pa.Table.from_batches([conformer(picked)]))
         conformed = (parts[0] if len(parts) == 1 else pa.concat_tables(parts).sort_by(ROW)) if parts else None
-        return h, idx, conformed, len(kept)
+        return h, idx, conformed, len(kept), batch
 
     hashes, found, licences, reused = [np.zeros((0, 16), np.uint8)], [np.zeros(0, np.int64)], [], 0
     checked = staging.transient(scratch, "checked")
     with staging.transient_writer(checked, schema) as writer:
-        for h, idx, conformed, n in ordered_map(step, staging.iter_batches(extracted, DETECT_BATCH), ahead=2):
+        rows_in = staging.Mapped(extracted, DETECT_BATCH)
+        for h, idx, conformed, n, batch in ordered_map(step, rows_in, ahead=2):
+            rows_in.drop(batch)
             hashes.append(h)
             found.append(idx)
             reused += n

@@ -61,3 +61,20 @@ def test_read_schema_of_either_format(handoff, tmp_path):
     parquet = tmp_path / "extracted.parquet"
     staging.write_table(staging.read_table(path), parquet)
     assert staging.read_schema(path).names == staging.read_schema(parquet).names == ["n", "s"]
+
+
+@pytest.mark.parametrize("size", [None, 7, 65_536])
+def test_mapped_batches_are_iter_batches_and_outlive_their_pages(handoff, tmp_path, size):
+    path, total = handoff
+    mapped = staging.Mapped(path, size)
+    got = []
+    for batch in mapped:
+        got.append(batch)
+        mapped.drop(batch)                  # its pages handed back: read again if touched
+    assert [b.num_rows for b in got] == [b.num_rows for b in staging.iter_batches(path, size)]
+    assert pa.Table.from_batches(got).column("s").to_pylist() == [f"r{i}" for i in range(total)]
+    parquet = tmp_path / "extracted.parquet"
+    staging.write_table(staging.read_table(path), parquet)
+    again = staging.Mapped(parquet, size)
+    assert sum(b.num_rows for b in again) == total
+    again.drop(got[0])
