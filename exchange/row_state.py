@@ -15,7 +15,13 @@ licence number another checked row has, or that a row gone or changed had, is ch
 uniqueness and withdrawals are decided as a full run decides them. Otherwise the run is full
 (and still writes the row state for the next). The state is stamped with the version only
 after publish (`commit`): a stale one does not match the current version, so it can only cost
-work.
+work. Beside it, `mirror/<source>.held.arrow` (Held, stamped alike) keeps the conformed form of
+the state's rows that were not accepted: a delta run checks them again but does not conform them
+again.
+
+Matching costs no Python object per row: each extracted batch is hashed in one pass (a header of
+the values' byte lengths, then the values) and looked up by binary search in the state's hashes,
+sorted once per run (the first 8 bytes as a uint64).
 """
 from __future__ import annotations
 

@@ -234,13 +234,13 @@ def _conform_detecting(reg, catalog, store: Store, key: str, extracted: Path, tm
     with staging.transient_writer(checked, schema) as writer:
         rows_in = staging.Mapped(extracted, DETECT_BATCH)
         for h, idx, conformed, n, batch in ordered_map(step, rows_in, ahead=2):
-            rows_in.drop(batch)
             hashes.append(h)
             found.append(idx)
             reused += n
             if conformed is not None:
                 writer.write_table(conformed)
                 licences.extend(conformed.column("licence_number").chunks)
+            rows_in.drop(batch)
             pa.default_memory_pool().release_unused()      # the batch's memory back, not kept for the next
     h, idx = np.concatenate(hashes), np.concatenate(found)
     del hashes, found
