@@ -213,6 +213,7 @@ def _conform_detecting(reg, catalog, store: Store, key: str, extracted: Path, tm
     held = row_state.Held(plan.held) if plan.held is not None else None
     conformer = Conformer(reg.source_map)
     schema = conformed_schema(reg.ctype)
+    rows_in = staging.Mapped(extracted, DETECT_BATCH)
 
     def step(batch: pa.RecordBatch):
         """The batch's hashes, state rows and rows not carried conformed (those held taken as
@@ -227,20 +228,19 @@ def _conform_detecting(reg, catalog, store: Store, key: str, extracted: Path, tm
             picked = batch if len(fresh) == batch.num_rows else batch.take(pa.array(fresh))
             parts.append(pa.Table.from_batches([conformer(picked)]))
         conformed = (parts[0] if len(parts) == 1 else pa.concat_tables(parts).sort_by(ROW)) if parts else None
-        return h, idx, conformed, len(kept), batch
+        rows_in.drop(batch)         # read again from the file if the conformed rows touch it
+        return h, idx, conformed, len(kept)
 
     hashes, found, licences, reused = [np.zeros((0, 16), np.uint8)], [np.zeros(0, np.int64)], [], 0
     checked = staging.transient(scratch, "checked")
     with staging.transient_writer(checked, schema) as writer:
-        rows_in = staging.Mapped(extracted, DETECT_BATCH)
-        for h, idx, conformed, n, batch in ordered_map(step, rows_in, ahead=2):
+        for h, idx, conformed, n in ordered_map(step, rows_in, ahead=2):
             hashes.append(h)
             found.append(idx)
             reused += n
             if conformed is not None:
                 writer.write_table(conformed)
                 licences.extend(conformed.column("licence_number").chunks)
-            rows_in.drop(batch)
             pa.default_memory_pool().release_unused()      # the batch's memory back, not kept for the next
     h, idx = np.concatenate(hashes), np.concatenate(found)
     del hashes, found
