@@ -59,20 +59,31 @@ class IndexReader:
         return self._state([_current(self.dataset, where) for where in wheres])
 
     def buckets(self, buckets: list[int], bits: int) -> pa.Table:
-        """STATE rows of the current records in the map buckets (of 2^bits), by record id."""
+        """The map entries (record_id, leaf_index, leaf) of the current records in the map
+        buckets (of 2^bits), in no particular order."""
         ranges: list[list[int]] = []
         for b in sorted(set(buckets)):              # adjacent buckets: one range
             if ranges and ranges[-1][1] == b:
                 ranges[-1][1] = b + 1
             else:
                 ranges.append([b, b + 1])
-        selects = []
-        for first, end in ranges:       # a range each: an OR of ranges scans every current row (SQLite)
-            lo = vmap.bucket_range(first, bits)[0]
-            hi = vmap.bucket_range(end - 1, bits)[1]
-            selects.append(_current(self.dataset, _r.record_id >= lo if hi is None
-                                    else sa.and_(_r.record_id >= lo, _r.record_id < hi)))
-        return self._state([sa.union_all(*selects[at:at + RANGES]) for at in range(0, len(selects), RANGES)])
+        bounds = [(vmap.bucket_range(first, bits)[0], vmap.bucket_range(end - 1, bits)[1]) for first, end in ranges]
+        parts = []
+        with self.engine.connect() as conn:
+            if conn.dialect.name == "sqlite" and conn.dialect.paramstyle == "qmark":
+                packed, got = _sqlite_ranges(conn, self.dataset, bounds)
+                parts.append(_unpacked(packed))
+            else:
+                selects = [_entries(self.dataset, lo, hi) for lo, hi in bounds]
+                got = [row for at in range(0, len(selects), RANGES)
+                       for row in _raw(conn, sa.union_all(*selects[at:at + RANGES]))]
+            if got:          # rows whose leaf hash is in their version's tree.bin (before the log)
+                cols = [pa.array(c, t) for c, t in zip(zip(*got), _TYPES[:4])]
+                state = _read_leaves(conn, self.store, self.dataset, [*cols, *[pa.nulls(len(got), pa.string())] * 3])
+                parts.append(state.select(["record_id", "leaf_index", "leaf"]))
+        table = pa.concat_tables(parts) if parts else STATE.empty_table().select(["record_id", "leaf_index", "leaf"])
+        self.rows_read += table.num_rows
+        return table
 
     def withdrawn(self) -> int:
         """How many current records are withdrawn."""
@@ -92,7 +103,7 @@ class IndexReader:
         parts = []
         with self.engine.connect() as conn:
             for query in queries:
-                got = conn.execute(query).all()
+                got = _raw(conn, query)
                 self.rows_read += len(got)
                 if got:
                     parts.append(pa.table([pa.array(c, _TYPES[i]) for i, c in enumerate(zip(*got))],
@@ -106,6 +117,66 @@ class IndexReader:
                 table = table.filter(pa.concat_arrays([pa.array([True]), pc.invert(again)]))
             cols = [table.column(i).combine_chunks() for i in range(len(_NAMES))]
             return _read_leaves(conn, self.store, self.dataset, cols)
+
+
+def _entries(dataset: str, lo: str, hi: str | None) -> sa.Select:
+    """The map entries' columns of the current records with lo <= record id < hi (hi None: no end)."""
+    ids = _r.record_id >= lo if hi is None else sa.and_(_r.record_id >= lo, _r.record_id < hi)
+    return sa.select(*_COLUMNS[:4]).where(_r.dataset_id == dataset, _r.superseded_in.is_(None), ids)
+
+
+# SQLite: the record-id range on the primary key (the table's own B-tree, in record-id order), not
+# on ix_records_dataset_current and a primary-key look-up a row (unary + keeps those terms off it);
+# the range's entries with a leaf hash as one string of their hex (vmap's entry: id, index, hash)
+_WHERE = "record_id >= ?{hi} AND +dataset_id = ? AND +superseded_in IS NULL"
+_PACKED = ("SELECT CAST(group_concat(record_id || printf('%016x', leaf_index) || leaf_hash, '') AS BLOB), "
+           f"count(*) - count(leaf_hash) FROM records WHERE {_WHERE}")
+_NO_LEAF = f"SELECT record_id, version, leaf_index, leaf_hash FROM records WHERE {_WHERE} AND leaf_hash IS NULL"
+_PACKED_WIDTH = 32 + 16 + 64
+
+
+def _sqlite_ranges(conn: Connection, dataset: str, bounds: list[tuple[str, str | None]]) -> tuple[bytes, list[tuple]]:
+    """For every (lo, hi): the packed entries of its current records that have a leaf hash, all
+    ranges' as one string (bytes), and the rows (record_id, version, leaf_index, null) of those that
+    have none; through the driver's cursor, a statement a range (no SQLAlchemy rows)."""
+    cur = conn.connection.dbapi_connection.cursor()
+    try:
+        packed: list[bytes] = []
+        rows: list[tuple] = []
+        for lo, hi in bounds:
+            args = (lo, dataset) if hi is None else (lo, hi, dataset)
+            end = "" if hi is None else " AND record_id < ?"
+            text, missing = cur.execute(_PACKED.format(hi=end), args).fetchone()
+            if text:
+                packed.append(text)
+            if missing:
+                rows += cur.execute(_NO_LEAF.format(hi=end), args).fetchall()
+        return b"".join(packed), rows
+    finally:
+        cur.close()
+
+
+def _unpacked(data: bytes) -> pa.Table:
+    """record_id, leaf_index, leaf of packed entries (_PACKED)."""
+    n, extra = divmod(len(data), _PACKED_WIDTH)
+    offsets = np.arange(0, (n + 1) * _PACKED_WIDTH, _PACKED_WIDTH, dtype=np.int32)
+    strings = pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(data))
+    raw = from_hex(strings, _PACKED_WIDTH)
+    if extra or raw is None:
+        raise ValueError("the index holds a record id, leaf index or leaf hash of the wrong form")
+    index = np.ascontiguousarray(raw[:, 16:24]).view(">u8").ravel().astype(np.int64)
+    return pa.table([pc.utf8_slice_codeunits(strings, 0, 32), pa.array(index, pa.int64()),
+                     log_version.fixed(raw[:, 24:])], names=["record_id", "leaf_index", "leaf"])
+
+
+def _raw(conn: Connection, query) -> list[tuple]:
+    """A query's rows as the driver's tuples (its columns are strings and integers: nothing for
+    SQLAlchemy to convert; its Row objects cost more than the query)."""
+    result = conn.execute(query)
+    try:
+        return result.cursor.fetchall()
+    finally:
+        result.close()
 
 
 def _read_leaves(conn: Connection, store: Store, dataset: str, cols: list[pa.Array]) -> pa.Table:
@@ -167,12 +238,5 @@ def touched_map(level: vmap.MapLevel, seg: Segment, reader: IndexReader) -> vmap
     index = np.concatenate([kept.column("leaf_index").to_numpy(),
                             np.arange(seg.first_leaf, seg.first_leaf + len(seg.leaves), dtype=np.int64)])
     leaves = np.concatenate([log_version.leaf_matrix(kept.column("leaf")), seg.leaves])
-    bucket = _bucket_of(ids, bits)
-    order = np.argsort(bucket, kind="stable")          # each bucket's entries together, in one pass
-    ids, index, leaves, bucket = ids[order], index[order], leaves[order], bucket[order]
-    starts = np.searchsorted(bucket, touched, "left")
-    ends = np.searchsorted(bucket, touched, "right")
-    updates = {}
-    for b, lo, hi in zip(touched.tolist(), starts.tolist(), ends.tolist()):   # a bucket: the map of bits 0
-        updates[b] = vmap.bucket_hashes(ids[lo:hi], index[lo:hi], leaves[lo:hi], 0)[0].tobytes()
-    return level.replaced(updates)
+    hashes = vmap.some_bucket_hashes(ids, index, leaves, bits, touched)     # every touched bucket at once
+    return level.replaced({b: hashes[k].tobytes() for k, b in enumerate(touched.tolist())})

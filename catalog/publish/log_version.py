@@ -455,3 +455,4 @@ def _events(changed: pa.Table | None, withdrawn_ids: pa.Array | None) -> list[di
 
 
 leaf_matrix = _matrix      # a column of leaf hashes as (n, 32) uint8
+fixed = _fixed             # (n, 32) uint8 as a column of leaf hashes
