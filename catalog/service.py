@@ -503,7 +503,7 @@ class Catalog:
 
     def current_size(self, dataset: str) -> int | None:
         """Live records (not withdrawn) of the current version; None before the first. On the
-        log: its record count less the withdrawn ones (counted by index, migration 0018)."""
+        log: its record count less the withdrawn ones (counted by a partial index, migration 0020)."""
         with self.session() as s:
             head = s.execute(sa.select(Dataset.current_version, DatasetVersion.record_count,
                                        DatasetVersion.first_leaf).outerjoin(DatasetVersion, sa.and_(
@@ -517,7 +517,7 @@ class Catalog:
                 return s.scalar(sa.select(sa.func.count()).select_from(Record).where(
                     *current, Record.status != statuses.WITHDRAWN))
             return head[1] - s.scalar(sa.select(sa.func.count()).select_from(Record).where(
-                *current, Record.status == statuses.WITHDRAWN))
+                Record.dataset_id == dataset, *log_delta.CURRENT_WITHDRAWN))
 
 
 def _adopt(log: TileLog, files: Store, ds: Dataset, prev: DatasetVersion) -> list[str]:

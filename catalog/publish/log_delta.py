@@ -38,6 +38,11 @@ _NAMES = [c.name for c in _COLUMNS]
 _TYPES = [pa.int64() if i in (1, 2) else pa.string() for i in range(len(_COLUMNS))]
 
 
+# the current withdrawn records, as ix_records_dataset_withdrawn's condition says (a literal, not a
+# parameter: SQLite uses a partial index only for a query whose terms it can match)
+CURRENT_WITHDRAWN = (_r.superseded_in.is_(None), _r.status == sa.literal_column(f"'{WITHDRAWN}'"))
+
+
 def _current(dataset: str, where) -> sa.Select:
     return sa.select(*_COLUMNS).where(_r.dataset_id == dataset, _r.superseded_in.is_(None), where)
 
@@ -89,7 +94,7 @@ class IndexReader:
         """How many current records are withdrawn."""
         with self.engine.connect() as conn:
             return int(conn.execute(sa.select(sa.func.count()).select_from(Record).where(
-                _r.dataset_id == self.dataset, _r.superseded_in.is_(None), _r.status == WITHDRAWN)).scalar() or 0)
+                _r.dataset_id == self.dataset, *CURRENT_WITHDRAWN)).scalar() or 0)
 
     def whole(self) -> pa.Table:
         """Every current record's STATE row (log_version.current_state)."""
