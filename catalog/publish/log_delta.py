@@ -56,12 +56,21 @@ class IndexReader:
         self.rows_read = 0
 
     def scoped(self, record_ids: pa.Array, licences: pa.Array) -> pa.Table:
-        """STATE rows of the current records with one of `record_ids` or of `licences`, by record id."""
-        ids = sorted(set(pc.drop_null(record_ids).to_pylist()))
+        """STATE rows of the current records with one of `record_ids` or of `licences`, by record
+        id: the ids of the licence numbers' records from ix_records_dataset_licence alone (it holds
+        the primary key), then every record by its id."""
+        ids = set(pc.drop_null(record_ids).to_pylist())
         numbers = sorted(set(pc.drop_null(licences).to_pylist()))
-        wheres = [_r.record_id.in_(ids[at:at + CHUNK]) for at in range(0, len(ids), CHUNK)]
-        wheres += [_r.licence_number.in_(numbers[at:at + CHUNK]) for at in range(0, len(numbers), CHUNK)]
-        return self._state([_current(self.dataset, where) for where in wheres])
+        with self.engine.connect() as conn:
+            for at in range(0, len(numbers), CHUNK):
+                ids.update(r[0] for r in _raw(conn, sa.select(_r.record_id).where(
+                    _r.dataset_id == self.dataset, _r.superseded_in.is_(None),
+                    _r.licence_number.in_(numbers[at:at + CHUNK]))))
+            by_id = sorted(ids)
+            chunks = [by_id[at:at + CHUNK] for at in range(0, len(by_id), CHUNK)]
+            if conn.dialect.name == "sqlite" and conn.dialect.paramstyle == "qmark":
+                return self._state(conn, [_sqlite_by_id(conn, chunk, self.dataset) for chunk in chunks])
+            return self._state(conn, [_raw(conn, _current(self.dataset, _r.record_id.in_(chunk))) for chunk in chunks])
 
     def buckets(self, buckets: list[int], bits: int) -> pa.Table:
         """The map entries (record_id, leaf_index, leaf) of the current records in the map
@@ -103,25 +112,31 @@ class IndexReader:
         self.rows_read += state.num_rows
         return state
 
-    def _state(self, queries: list) -> pa.Table:
-        """The queries' rows as columns, by record id, each record once (queries may overlap)."""
+    def _state(self, conn: Connection, results: list[list[tuple]]) -> pa.Table:
+        """The rows (_COLUMNS) as STATE columns, by record id, each record once."""
         parts = []
-        with self.engine.connect() as conn:
-            for query in queries:
-                got = _raw(conn, query)
-                self.rows_read += len(got)
-                if got:
-                    parts.append(pa.table([pa.array(c, _TYPES[i]) for i, c in enumerate(zip(*got))],
-                                          names=_NAMES))
-            if not parts:
-                return STATE.empty_table()
-            table = pa.concat_tables(parts).sort_by("record_id")
-            ids = table.column("record_id").combine_chunks()
-            if len(ids) > 1:           # a record found by two queries: once
-                again = pc.equal(ids.slice(1), ids.slice(0, len(ids) - 1))
-                table = table.filter(pa.concat_arrays([pa.array([True]), pc.invert(again)]))
-            cols = [table.column(i).combine_chunks() for i in range(len(_NAMES))]
-            return _read_leaves(conn, self.store, self.dataset, cols)
+        for got in results:
+            self.rows_read += len(got)
+            if got:
+                parts.append(pa.table([pa.array(c, _TYPES[i]) for i, c in enumerate(zip(*got))], names=_NAMES))
+        if not parts:
+            return STATE.empty_table()
+        table = pa.concat_tables(parts).sort_by("record_id")
+        ids = table.column("record_id").combine_chunks()
+        if len(ids) > 1:           # a record found twice: once
+            again = pc.equal(ids.slice(1), ids.slice(0, len(ids) - 1))
+            table = table.filter(pa.concat_arrays([pa.array([True]), pc.invert(again)]))
+        cols = [table.column(i).combine_chunks() for i in range(len(_NAMES))]
+        return _read_leaves(conn, self.store, self.dataset, cols)
+
+
+def _sqlite_by_id(conn: Connection, ids: list[str], dataset: str) -> list[tuple]:
+    """The rows of _current(dataset, record_id IN ids) by SQLite's primary key, a look-up an id
+    (not one in ix_records_dataset_current and then one in the primary key: unary + keeps those
+    terms off it)."""
+    return _driver(conn, f"SELECT {', '.join(c.name for c in _COLUMNS)} FROM records WHERE record_id IN "
+                         f"({', '.join('?' * len(ids))}) AND +dataset_id = ? AND +superseded_in IS NULL",
+                   [*ids, dataset])
 
 
 def _entries(dataset: str, lo: str, hi: str | None) -> sa.Select:
@@ -135,30 +150,38 @@ def _entries(dataset: str, lo: str, hi: str | None) -> sa.Select:
 # the range's entries with a leaf hash as one string of their hex (vmap's entry: id, index, hash)
 _WHERE = "record_id >= ?{hi} AND +dataset_id = ? AND +superseded_in IS NULL"
 _PACKED = ("SELECT CAST(group_concat(record_id || printf('%016x', leaf_index) || leaf_hash, '') AS BLOB), "
-           f"count(*) - count(leaf_hash) FROM records WHERE {_WHERE}")
-_NO_LEAF = f"SELECT record_id, version, leaf_index, leaf_hash FROM records WHERE {_WHERE} AND leaf_hash IS NULL"
+           "count(*) - count(leaf_hash) FROM records WHERE {where}")
+_NO_LEAF = "SELECT record_id, version, leaf_index, leaf_hash FROM records WHERE {where} AND leaf_hash IS NULL"
 _PACKED_WIDTH = 32 + 16 + 64
 
 
 def _sqlite_ranges(conn: Connection, dataset: str, bounds: list[tuple[str, str | None]]) -> tuple[bytes, list[tuple]]:
     """For every (lo, hi): the packed entries of its current records that have a leaf hash, all
-    ranges' as one string (bytes), and the rows (record_id, version, leaf_index, null) of those that
-    have none; through the driver's cursor, a statement a range (no SQLAlchemy rows)."""
-    cur = conn.connection.dbapi_connection.cursor()
+    ranges' as one string (bytes), and the rows (record_id, version, leaf_index, null) of those
+    that have none; RANGES ranges a statement (UNION ALL), the driver's rows (no SQLAlchemy rows)."""
+    packed: list[bytes] = []
+    rows: list[tuple] = []
+    for at in range(0, len(bounds), RANGES):
+        part = bounds[at:at + RANGES]
+        wheres = [_WHERE.format(hi="" if hi is None else " AND record_id < ?") for _, hi in part]
+        args = [a for lo, hi in part for a in ((lo, dataset) if hi is None else (lo, hi, dataset))]
+        got = _driver(conn, " UNION ALL ".join(_PACKED.format(where=w) for w in wheres), args)
+        packed += [text for text, _ in got if text]
+        missing = [k for k, (_, n) in enumerate(got) if n]
+        if missing:
+            rows += _driver(conn, " UNION ALL ".join(_NO_LEAF.format(where=wheres[k]) for k in missing),
+                            [a for k in missing for a in ((part[k][0], dataset) if part[k][1] is None
+                                                           else (part[k][0], part[k][1], dataset))])
+    return b"".join(packed), rows
+
+
+def _driver(conn: Connection, sql: str, args: list) -> list[tuple]:
+    """A statement in the driver's own SQL and its rows as the driver's tuples."""
+    result = conn.exec_driver_sql(sql, tuple(args))
     try:
-        packed: list[bytes] = []
-        rows: list[tuple] = []
-        for lo, hi in bounds:
-            args = (lo, dataset) if hi is None else (lo, hi, dataset)
-            end = "" if hi is None else " AND record_id < ?"
-            text, missing = cur.execute(_PACKED.format(hi=end), args).fetchone()
-            if text:
-                packed.append(text)
-            if missing:
-                rows += cur.execute(_NO_LEAF.format(hi=end), args).fetchall()
-        return b"".join(packed), rows
+        return result.cursor.fetchall()
     finally:
-        cur.close()
+        result.close()
 
 
 def _unpacked(data: bytes) -> pa.Table:
