@@ -232,9 +232,9 @@ class Catalog:
                     _supersede(s, ds.id, version, lv.iter_record_ids(_SUPERSEDE_CHUNK))
                     _insert_index(loader, ds.id, version, lv.index_path)
                     batches = lv.iter_events() if prev is not None else iter(())  # a first version: none
-                    statuses.record_changes(s, ds.id, version, next(batches, []), now)
+                    statuses.record_changes(s, ds.id, version, next(batches, []))
                     for events in batches:
-                        statuses.record_changes(s, ds.id, version, events, now)
+                        statuses.record_changes(s, ds.id, version, events)
                     self.store.put_dir(lv.directory, final_key, move=True)
                     ds.current_version = version
                     run.state, run.finished_at, run.version = "published", now, version

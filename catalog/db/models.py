@@ -219,7 +219,8 @@ class Grant(Base):
 class RecordEvent(Base):
     """A change in a record between two consecutive versions of its dataset (catalog/publish/status.py).
     A record's first appearance in version 1 has no event; it is read from `records`, as is the
-    content a change gave it (the leaf hash of its row with the same version; migration 0020)."""
+    content a change gave it (the leaf hash of its row with the same version), and its time is
+    its version's publication (`dataset_versions.published_at`; migration 0020)."""
     __tablename__ = "record_events"
     __table_args__ = (Index("ix_record_events_record", "record_id", "version"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -229,7 +230,6 @@ class RecordEvent(Base):
     change: Mapped[str] = mapped_column(String(16))         # added | amended | revoked | reinstated | withdrawn
     status: Mapped[str] = mapped_column(String(16))         # the standing from then on
     reason: Mapped[str | None] = mapped_column(String(64))  # the source's status word, if not valid
-    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class Watermark(Base):

@@ -166,7 +166,8 @@ def test_0018_on_postgresql():
 
 def _check_0020(url: str) -> None:
     """Migration 0020 on a catalogue with one record's two states and their events: the events'
-    leaf_hash goes (and comes back from `records` on a downgrade), the status index becomes
+    leaf_hash and time go (and come back from `records` and `dataset_versions` on a downgrade),
+    the status index becomes
     the partial index of the current withdrawn records, which counts them."""
     engine = sa.create_engine(url, poolclass=sa.NullPool)
     cfg = _alembic_config(url)
@@ -183,22 +184,32 @@ def _check_0020(url: str) -> None:
                 "holder_name, licence_number, status, leaf_hash, superseded_in) values "
                 "(:r, :v, 'a.b', :v, 'h', 'c', 'n', 'L1', :s, :leaf, :sup)"),
                 {"r": "ab" * 16, "v": v, "s": status, "leaf": leaf[v], "sup": superseded})
+        published = {1: "2026-01-01 00:00:00", 2: "2026-01-02 00:00:00"}
+        conn.execute(sa.text("insert into sources (id, dataset_id, connector_kind, registration, registered_at) "
+                             "values ('s', 'a.b', 'sqlite', '{}', '2026-01-01 00:00:00')"))
+        run = conn.execute(sa.text("insert into runs (source_id, run_key, state, started_at) values "
+                                   "('s', 'k', 'published', '2026-01-01 00:00:00') returning id")).scalar()
         for v, change, hashed in ((1, "added", leaf[1]), (2, "withdrawn", None)):
             conn.execute(sa.text(
+                "insert into dataset_versions (dataset_id, version, tree_size, root_hash, content_digest, "
+                "signed_tree_head, head_hash, kid, type_version, path, run_id, published_at) values "
+                "('a.b', :v, 1, 'r', 'c', 'h', :hh, 'k', 1, 'store/a.b/v', :run, :at)"),
+                {"v": v, "hh": f"hh{v}", "at": published[v], "run": run})
+            conn.execute(sa.text(
                 "insert into record_events (dataset_id, record_id, version, change, status, leaf_hash, at) "
-                "values ('a.b', :r, :v, :c, 'valid', :h, '2026-01-01 00:00:00')"),
-                {"r": "ab" * 16, "v": v, "c": change, "h": hashed})
+                "values ('a.b', :r, :v, :c, 'valid', :h, :at)"),
+                {"r": "ab" * 16, "v": v, "c": change, "h": hashed, "at": published[v]})
         command.upgrade(cfg, "0020_lean_index")
         inspect = sa.inspect(conn)
-        assert "leaf_hash" not in {c["name"] for c in inspect.get_columns("record_events")}
+        assert not {"leaf_hash", "at"} & {c["name"] for c in inspect.get_columns("record_events")}
         indexes = {i["name"] for i in inspect.get_indexes("records")}
         assert "ix_records_dataset_withdrawn" in indexes and "ix_records_dataset_status" not in indexes
         withdrawn = conn.execute(sa.text("select count(*) from records where dataset_id = 'a.b' and "
                                          "superseded_in is null and status = 'withdrawn'")).scalar()
         assert withdrawn == 1
         command.downgrade(cfg, "0019_change_detection")
-        assert conn.execute(sa.text("select version, leaf_hash from record_events order by version")).all() == [
-            (1, leaf[1]), (2, None)]
+        back = conn.execute(sa.text("select version, leaf_hash, at from record_events order by version")).all()
+        assert [(v, h, str(at)[:19]) for v, h, at in back] == [(1, leaf[1], published[1]), (2, None, published[2])]
         assert "ix_records_dataset_status" in {i["name"] for i in sa.inspect(conn).get_indexes("records")}
     engine.dispose()
 
