@@ -31,6 +31,7 @@ from schemas.types import CertificateType
 
 CHUNK = 500            # values in one IN list
 RANGES = 50            # bucket ranges in one query
+RANGE_BUCKETS = 1024   # buckets in one range: its packed entries (SQLite) stay far below SQLite's 1 GB string
 
 _r = Record.__table__.c
 _COLUMNS = (_r.record_id, _r.version, _r.leaf_index, _r.leaf_hash, _r.status, _r.licence_number, _r.holder_key)
@@ -76,8 +77,8 @@ class IndexReader:
         """The map entries (record_id, leaf_index, leaf) of the current records in the map
         buckets (of 2^bits), in no particular order."""
         ranges: list[list[int]] = []
-        for b in sorted(set(buckets)):              # adjacent buckets: one range
-            if ranges and ranges[-1][1] == b:
+        for b in sorted(set(buckets)):              # adjacent buckets: one range (of at most RANGE_BUCKETS)
+            if ranges and ranges[-1][1] == b and b - ranges[-1][0] < RANGE_BUCKETS:
                 ranges[-1][1] = b + 1
             else:
                 ranges.append([b, b + 1])

@@ -165,6 +165,7 @@ def test_delta_versions_equal_the_whole_states(backend, home, silo_2k, tmp_path,
     runs = DeltaRuns(stages._publish_version)
     monkeypatch.setenv("EXCHANGE_CHANGE_DETECTION", "0")
     monkeypatch.setattr(stages, "_publish_version", runs)
+    monkeypatch.setattr(log_delta, "RANGE_BUCKETS", 3)     # adjacent touched buckets: ranges of 3 at most
     first = _run(runs, "r1", ALL)            # the first version, from a Delta: no map yet, built whole
     n1 = first["records"]
     assert (runs.log[0]["whole"], runs.log[0]["bits"], runs.log[0]["lv"].changes.new) == (1, (None, 5), n1)
