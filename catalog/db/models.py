@@ -95,6 +95,9 @@ class Run(Base):
     owner_start: Mapped[str | None] = mapped_column(String(64))  # boot id and start time of the pid
 
 
+# partial indexes (migration 0020): of the current records alone, so a changed record's old
+# state leaves them (no entry moves to the superseded ones) and they never grow with history
+_CURRENT = text("superseded_in IS NULL")
 _WITHDRAWN = text("superseded_in IS NULL AND status = 'withdrawn'")   # the current withdrawn records
 
 
@@ -109,9 +112,11 @@ class Record(Base):
     append instead of landing at random.
     """
     __tablename__ = "records"
-    __table_args__ = (Index("ix_records_dataset_current", "dataset_id", "superseded_in", "record_id"),
-                      Index("ix_records_dataset_licence", "dataset_id", "superseded_in", "licence_number"),  # 0018
-                      Index("ix_records_dataset_withdrawn", "dataset_id", "superseded_in", "status",  # 0020
+    __table_args__ = (Index("ix_records_dataset_current", "dataset_id", "record_id",
+                            sqlite_where=_CURRENT, postgresql_where=_CURRENT),
+                      Index("ix_records_dataset_licence", "dataset_id", "licence_number", "superseded_in",
+                            sqlite_where=_CURRENT, postgresql_where=_CURRENT),    # covers the ids of numbers
+                      Index("ix_records_dataset_withdrawn", "dataset_id", "status",
                             sqlite_where=_WITHDRAWN, postgresql_where=_WITHDRAWN),
                       {"sqlite_with_rowid": False})
     record_id: Mapped[str] = mapped_column(String(32), primary_key=True)
