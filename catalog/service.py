@@ -539,11 +539,19 @@ _SUPERSEDE_CHUNK = 500
 def _supersede(s: Session, dataset: str, version: int, chunks: Iterable[list[str]]) -> None:
     """The current rows of records that get a new state in `version` are no longer current
     (`chunks`: their ids, a list of at most _SUPERSEDE_CHUNK at a time)."""
-    r = Record.__table__.c
     for ids in chunks:
-        s.execute(sa.update(Record.__table__).where(
-            r.dataset_id == dataset, r.superseded_in.is_(None),
-            r.record_id.in_(ids)).values(superseded_in=version))
+        s.execute(supersede_statement(s.get_bind().dialect.name, dataset, version, ids))
+
+
+def supersede_statement(dialect: str, dataset: str, version: int, ids: list[str]) -> sa.Update:
+    """The UPDATE of _supersede. SQLite: by the primary key, a look-up an id (unary + keeps the
+    other terms off the partial indexes, whose scan of every current record it would pick)."""
+    r = Record.__table__.c
+    if dialect == "sqlite":
+        where = [sa.text("+dataset_id = :sup_dataset AND +superseded_in IS NULL").bindparams(sup_dataset=dataset)]
+    else:
+        where = [r.dataset_id == dataset, r.superseded_in.is_(None)]
+    return sa.update(Record.__table__).where(*where, r.record_id.in_(ids)).values(superseded_in=version)
 
 
 def _insert_index(loader: index_load.IndexLoader, dataset: str, version: int, index_path: Path) -> None:
