@@ -232,9 +232,9 @@ class Catalog:
                     _supersede(s, ds.id, version, lv.iter_record_ids(_SUPERSEDE_CHUNK))
                     _insert_index(loader, ds.id, version, lv.index_path)
                     batches = lv.iter_events() if prev is not None else iter(())  # a first version: none
-                    statuses.record_changes(s, ds.id, version, next(batches, []), now)
+                    statuses.record_changes(s, ds.id, version, next(batches, []))
                     for events in batches:
-                        statuses.record_changes(s, ds.id, version, events, now)
+                        statuses.record_changes(s, ds.id, version, events)
                     self.store.put_dir(lv.directory, final_key, move=True)
                     ds.current_version = version
                     run.state, run.finished_at, run.version = "published", now, version
@@ -503,7 +503,7 @@ class Catalog:
 
     def current_size(self, dataset: str) -> int | None:
         """Live records (not withdrawn) of the current version; None before the first. On the
-        log: its record count less the withdrawn ones (counted by index, migration 0018)."""
+        log: its record count less the withdrawn ones (counted by a partial index, migration 0020)."""
         with self.session() as s:
             head = s.execute(sa.select(Dataset.current_version, DatasetVersion.record_count,
                                        DatasetVersion.first_leaf).outerjoin(DatasetVersion, sa.and_(
@@ -517,7 +517,7 @@ class Catalog:
                 return s.scalar(sa.select(sa.func.count()).select_from(Record).where(
                     *current, Record.status != statuses.WITHDRAWN))
             return head[1] - s.scalar(sa.select(sa.func.count()).select_from(Record).where(
-                *current, Record.status == statuses.WITHDRAWN))
+                Record.dataset_id == dataset, *log_delta.CURRENT_WITHDRAWN))
 
 
 def _adopt(log: TileLog, files: Store, ds: Dataset, prev: DatasetVersion) -> list[str]:
@@ -539,11 +539,19 @@ _SUPERSEDE_CHUNK = 500
 def _supersede(s: Session, dataset: str, version: int, chunks: Iterable[list[str]]) -> None:
     """The current rows of records that get a new state in `version` are no longer current
     (`chunks`: their ids, a list of at most _SUPERSEDE_CHUNK at a time)."""
-    r = Record.__table__.c
     for ids in chunks:
-        s.execute(sa.update(Record.__table__).where(
-            r.dataset_id == dataset, r.superseded_in.is_(None),
-            r.record_id.in_(ids)).values(superseded_in=version))
+        s.execute(supersede_statement(s.get_bind().dialect.name, dataset, version, ids))
+
+
+def supersede_statement(dialect: str, dataset: str, version: int, ids: list[str]) -> sa.Update:
+    """The UPDATE of _supersede. SQLite: by the primary key, a look-up an id (unary + keeps the
+    other terms off the partial indexes, whose scan of every current record it would pick)."""
+    r = Record.__table__.c
+    if dialect == "sqlite":
+        where = [sa.text("+dataset_id = :sup_dataset AND +superseded_in IS NULL").bindparams(sup_dataset=dataset)]
+    else:
+        where = [r.dataset_id == dataset, r.superseded_in.is_(None)]
+    return sa.update(Record.__table__).where(*where, r.record_id.in_(ids)).values(superseded_in=version)
 
 
 def _insert_index(loader: index_load.IndexLoader, dataset: str, version: int, index_path: Path) -> None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import JSON, BigInteger, Boolean, Date, DateTime, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, Boolean, Date, DateTime, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -95,6 +95,12 @@ class Run(Base):
     owner_start: Mapped[str | None] = mapped_column(String(64))  # boot id and start time of the pid
 
 
+# partial indexes (migration 0020): of the current records alone, so a changed record's old
+# state leaves them (no entry moves to the superseded ones) and they never grow with history
+_CURRENT = text("superseded_in IS NULL")
+_WITHDRAWN = text("superseded_in IS NULL AND status = 'withdrawn'")   # the current withdrawn records
+
+
 class Record(Base):
     """Index of published record states: one row per state appended to the dataset's log (its
     version and log leaf index; `superseded_in` the version that replaced it, null while current).
@@ -106,9 +112,12 @@ class Record(Base):
     append instead of landing at random.
     """
     __tablename__ = "records"
-    __table_args__ = (Index("ix_records_dataset_current", "dataset_id", "superseded_in", "record_id"),
-                      Index("ix_records_dataset_licence", "dataset_id", "superseded_in", "licence_number"),  # 0018
-                      Index("ix_records_dataset_status", "dataset_id", "superseded_in", "status"),           # 0018
+    __table_args__ = (Index("ix_records_dataset_current", "dataset_id", "record_id",
+                            sqlite_where=_CURRENT, postgresql_where=_CURRENT),
+                      Index("ix_records_dataset_licence", "dataset_id", "licence_number", "superseded_in",
+                            sqlite_where=_CURRENT, postgresql_where=_CURRENT),    # covers the ids of numbers
+                      Index("ix_records_dataset_withdrawn", "dataset_id", "status",
+                            sqlite_where=_WITHDRAWN, postgresql_where=_WITHDRAWN),
                       {"sqlite_with_rowid": False})
     record_id: Mapped[str] = mapped_column(String(32), primary_key=True)
     version: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -214,7 +223,9 @@ class Grant(Base):
 
 class RecordEvent(Base):
     """A change in a record between two consecutive versions of its dataset (catalog/publish/status.py).
-    A record's first appearance in version 1 has no event; it is read from `records`."""
+    A record's first appearance in version 1 has no event; it is read from `records`, as is the
+    content a change gave it (the leaf hash of its row with the same version), and its time is
+    its version's publication (`dataset_versions.published_at`; migration 0020)."""
     __tablename__ = "record_events"
     __table_args__ = (Index("ix_record_events_record", "record_id", "version"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -224,8 +235,6 @@ class RecordEvent(Base):
     change: Mapped[str] = mapped_column(String(16))         # added | amended | revoked | reinstated | withdrawn
     status: Mapped[str] = mapped_column(String(16))         # the standing from then on
     reason: Mapped[str | None] = mapped_column(String(64))  # the source's status word, if not valid
-    leaf_hash: Mapped[str | None] = mapped_column(String(64))  # the content from then on; null if withdrawn
-    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class Watermark(Base):

@@ -31,11 +31,17 @@ from schemas.types import CertificateType
 
 CHUNK = 500            # values in one IN list
 RANGES = 50            # bucket ranges in one query
+RANGE_BUCKETS = 1024   # buckets in one range: its packed entries (SQLite) stay far below SQLite's 1 GB string
 
 _r = Record.__table__.c
 _COLUMNS = (_r.record_id, _r.version, _r.leaf_index, _r.leaf_hash, _r.status, _r.licence_number, _r.holder_key)
 _NAMES = [c.name for c in _COLUMNS]
 _TYPES = [pa.int64() if i in (1, 2) else pa.string() for i in range(len(_COLUMNS))]
+
+
+# the current withdrawn records, as ix_records_dataset_withdrawn's condition says (a literal, not a
+# parameter: SQLite uses a partial index only for a query whose terms it can match)
+CURRENT_WITHDRAWN = (_r.superseded_in.is_(None), _r.status == sa.literal_column(f"'{WITHDRAWN}'"))
 
 
 def _current(dataset: str, where) -> sa.Select:
@@ -51,34 +57,54 @@ class IndexReader:
         self.rows_read = 0
 
     def scoped(self, record_ids: pa.Array, licences: pa.Array) -> pa.Table:
-        """STATE rows of the current records with one of `record_ids` or of `licences`, by record id."""
-        ids = sorted(set(pc.drop_null(record_ids).to_pylist()))
+        """STATE rows of the current records with one of `record_ids` or of `licences`, by record
+        id: the ids of the licence numbers' records from ix_records_dataset_licence alone (it holds
+        the primary key), then every record by its id."""
+        ids = set(pc.drop_null(record_ids).to_pylist())
         numbers = sorted(set(pc.drop_null(licences).to_pylist()))
-        wheres = [_r.record_id.in_(ids[at:at + CHUNK]) for at in range(0, len(ids), CHUNK)]
-        wheres += [_r.licence_number.in_(numbers[at:at + CHUNK]) for at in range(0, len(numbers), CHUNK)]
-        return self._state([_current(self.dataset, where) for where in wheres])
+        with self.engine.connect() as conn:
+            for at in range(0, len(numbers), CHUNK):
+                ids.update(r[0] for r in _raw(conn, sa.select(_r.record_id).where(
+                    _r.dataset_id == self.dataset, _r.superseded_in.is_(None),
+                    _r.licence_number.in_(numbers[at:at + CHUNK]))))
+            by_id = sorted(ids)
+            chunks = [by_id[at:at + CHUNK] for at in range(0, len(by_id), CHUNK)]
+            if conn.dialect.name == "sqlite" and conn.dialect.paramstyle == "qmark":
+                return self._state(conn, [_sqlite_by_id(conn, chunk, self.dataset) for chunk in chunks])
+            return self._state(conn, [_raw(conn, _current(self.dataset, _r.record_id.in_(chunk))) for chunk in chunks])
 
     def buckets(self, buckets: list[int], bits: int) -> pa.Table:
-        """STATE rows of the current records in the map buckets (of 2^bits), by record id."""
+        """The map entries (record_id, leaf_index, leaf) of the current records in the map
+        buckets (of 2^bits), in no particular order."""
         ranges: list[list[int]] = []
-        for b in sorted(set(buckets)):              # adjacent buckets: one range
-            if ranges and ranges[-1][1] == b:
+        for b in sorted(set(buckets)):              # adjacent buckets: one range (of at most RANGE_BUCKETS)
+            if ranges and ranges[-1][1] == b and b - ranges[-1][0] < RANGE_BUCKETS:
                 ranges[-1][1] = b + 1
             else:
                 ranges.append([b, b + 1])
-        selects = []
-        for first, end in ranges:       # a range each: an OR of ranges scans every current row (SQLite)
-            lo = vmap.bucket_range(first, bits)[0]
-            hi = vmap.bucket_range(end - 1, bits)[1]
-            selects.append(_current(self.dataset, _r.record_id >= lo if hi is None
-                                    else sa.and_(_r.record_id >= lo, _r.record_id < hi)))
-        return self._state([sa.union_all(*selects[at:at + RANGES]) for at in range(0, len(selects), RANGES)])
+        bounds = [(vmap.bucket_range(first, bits)[0], vmap.bucket_range(end - 1, bits)[1]) for first, end in ranges]
+        parts = []
+        with self.engine.connect() as conn:
+            if conn.dialect.name == "sqlite" and conn.dialect.paramstyle == "qmark":
+                packed, got = _sqlite_ranges(conn, self.dataset, bounds)
+                parts.append(_unpacked(packed))
+            else:
+                selects = [_entries(self.dataset, lo, hi) for lo, hi in bounds]
+                got = [row for at in range(0, len(selects), RANGES)
+                       for row in _raw(conn, sa.union_all(*selects[at:at + RANGES]))]
+            if got:          # rows whose leaf hash is in their version's tree.bin (before the log)
+                cols = [pa.array(c, t) for c, t in zip(zip(*got), _TYPES[:4])]
+                state = _read_leaves(conn, self.store, self.dataset, [*cols, *[pa.nulls(len(got), pa.string())] * 3])
+                parts.append(state.select(["record_id", "leaf_index", "leaf"]))
+        table = pa.concat_tables(parts) if parts else STATE.empty_table().select(["record_id", "leaf_index", "leaf"])
+        self.rows_read += table.num_rows
+        return table
 
     def withdrawn(self) -> int:
         """How many current records are withdrawn."""
         with self.engine.connect() as conn:
             return int(conn.execute(sa.select(sa.func.count()).select_from(Record).where(
-                _r.dataset_id == self.dataset, _r.superseded_in.is_(None), _r.status == WITHDRAWN)).scalar() or 0)
+                _r.dataset_id == self.dataset, *CURRENT_WITHDRAWN)).scalar() or 0)
 
     def whole(self) -> pa.Table:
         """Every current record's STATE row (log_version.current_state)."""
@@ -87,25 +113,99 @@ class IndexReader:
         self.rows_read += state.num_rows
         return state
 
-    def _state(self, queries: list) -> pa.Table:
-        """The queries' rows as columns, by record id, each record once (queries may overlap)."""
+    def _state(self, conn: Connection, results: list[list[tuple]]) -> pa.Table:
+        """The rows (_COLUMNS) as STATE columns, by record id, each record once."""
         parts = []
-        with self.engine.connect() as conn:
-            for query in queries:
-                got = conn.execute(query).all()
-                self.rows_read += len(got)
-                if got:
-                    parts.append(pa.table([pa.array(c, _TYPES[i]) for i, c in enumerate(zip(*got))],
-                                          names=_NAMES))
-            if not parts:
-                return STATE.empty_table()
-            table = pa.concat_tables(parts).sort_by("record_id")
-            ids = table.column("record_id").combine_chunks()
-            if len(ids) > 1:           # a record found by two queries: once
-                again = pc.equal(ids.slice(1), ids.slice(0, len(ids) - 1))
-                table = table.filter(pa.concat_arrays([pa.array([True]), pc.invert(again)]))
-            cols = [table.column(i).combine_chunks() for i in range(len(_NAMES))]
-            return _read_leaves(conn, self.store, self.dataset, cols)
+        for got in results:
+            self.rows_read += len(got)
+            if got:
+                parts.append(pa.table([pa.array(c, _TYPES[i]) for i, c in enumerate(zip(*got))], names=_NAMES))
+        if not parts:
+            return STATE.empty_table()
+        table = pa.concat_tables(parts).sort_by("record_id")
+        ids = table.column("record_id").combine_chunks()
+        if len(ids) > 1:           # a record found twice: once
+            again = pc.equal(ids.slice(1), ids.slice(0, len(ids) - 1))
+            table = table.filter(pa.concat_arrays([pa.array([True]), pc.invert(again)]))
+        cols = [table.column(i).combine_chunks() for i in range(len(_NAMES))]
+        return _read_leaves(conn, self.store, self.dataset, cols)
+
+
+def _sqlite_by_id(conn: Connection, ids: list[str], dataset: str) -> list[tuple]:
+    """The rows of _current(dataset, record_id IN ids) by SQLite's primary key, a look-up an id
+    (not one in ix_records_dataset_current and then one in the primary key: unary + keeps those
+    terms off it)."""
+    return _driver(conn, f"SELECT {', '.join(c.name for c in _COLUMNS)} FROM records WHERE record_id IN "
+                         f"({', '.join('?' * len(ids))}) AND +dataset_id = ? AND +superseded_in IS NULL",
+                   [*ids, dataset])
+
+
+def _entries(dataset: str, lo: str, hi: str | None) -> sa.Select:
+    """The map entries' columns of the current records with lo <= record id < hi (hi None: no end)."""
+    ids = _r.record_id >= lo if hi is None else sa.and_(_r.record_id >= lo, _r.record_id < hi)
+    return sa.select(*_COLUMNS[:4]).where(_r.dataset_id == dataset, _r.superseded_in.is_(None), ids)
+
+
+# SQLite: the record-id range on the primary key (the table's own B-tree, in record-id order), not
+# on ix_records_dataset_current and a primary-key look-up a row (unary + keeps those terms off it);
+# the range's entries with a leaf hash as one string of their hex (vmap's entry: id, index, hash)
+_WHERE = "record_id >= ?{hi} AND +dataset_id = ? AND +superseded_in IS NULL"
+_PACKED = ("SELECT CAST(group_concat(record_id || printf('%016x', leaf_index) || leaf_hash, '') AS BLOB), "
+           "count(*) - count(leaf_hash) FROM records WHERE {where}")
+_NO_LEAF = "SELECT record_id, version, leaf_index, leaf_hash FROM records WHERE {where} AND leaf_hash IS NULL"
+_PACKED_WIDTH = 32 + 16 + 64
+
+
+def _sqlite_ranges(conn: Connection, dataset: str, bounds: list[tuple[str, str | None]]) -> tuple[bytes, list[tuple]]:
+    """For every (lo, hi): the packed entries of its current records that have a leaf hash, all
+    ranges' as one string (bytes), and the rows (record_id, version, leaf_index, null) of those
+    that have none; RANGES ranges a statement (UNION ALL), the driver's rows (no SQLAlchemy rows)."""
+    packed: list[bytes] = []
+    rows: list[tuple] = []
+    for at in range(0, len(bounds), RANGES):
+        part = bounds[at:at + RANGES]
+        wheres = [_WHERE.format(hi="" if hi is None else " AND record_id < ?") for _, hi in part]
+        args = [a for lo, hi in part for a in ((lo, dataset) if hi is None else (lo, hi, dataset))]
+        got = _driver(conn, " UNION ALL ".join(_PACKED.format(where=w) for w in wheres), args)
+        packed += [text for text, _ in got if text]
+        missing = [k for k, (_, n) in enumerate(got) if n]
+        if missing:
+            rows += _driver(conn, " UNION ALL ".join(_NO_LEAF.format(where=wheres[k]) for k in missing),
+                            [a for k in missing for a in ((part[k][0], dataset) if part[k][1] is None
+                                                           else (part[k][0], part[k][1], dataset))])
+    return b"".join(packed), rows
+
+
+def _driver(conn: Connection, sql: str, args: list) -> list[tuple]:
+    """A statement in the driver's own SQL and its rows as the driver's tuples."""
+    result = conn.exec_driver_sql(sql, tuple(args))
+    try:
+        return result.cursor.fetchall()
+    finally:
+        result.close()
+
+
+def _unpacked(data: bytes) -> pa.Table:
+    """record_id, leaf_index, leaf of packed entries (_PACKED)."""
+    n, extra = divmod(len(data), _PACKED_WIDTH)
+    offsets = np.arange(0, (n + 1) * _PACKED_WIDTH, _PACKED_WIDTH, dtype=np.int32)
+    strings = pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(data))
+    raw = from_hex(strings, _PACKED_WIDTH)
+    if extra or raw is None:
+        raise ValueError("the index holds a record id, leaf index or leaf hash of the wrong form")
+    index = np.ascontiguousarray(raw[:, 16:24]).view(">u8").ravel().astype(np.int64)
+    return pa.table([pc.utf8_slice_codeunits(strings, 0, 32), pa.array(index, pa.int64()),
+                     log_version.fixed(raw[:, 24:])], names=["record_id", "leaf_index", "leaf"])
+
+
+def _raw(conn: Connection, query) -> list[tuple]:
+    """A query's rows as the driver's tuples (its columns are strings and integers: nothing for
+    SQLAlchemy to convert; its Row objects cost more than the query)."""
+    result = conn.execute(query)
+    try:
+        return result.cursor.fetchall()
+    finally:
+        result.close()
 
 
 def _read_leaves(conn: Connection, store: Store, dataset: str, cols: list[pa.Array]) -> pa.Table:
@@ -167,12 +267,5 @@ def touched_map(level: vmap.MapLevel, seg: Segment, reader: IndexReader) -> vmap
     index = np.concatenate([kept.column("leaf_index").to_numpy(),
                             np.arange(seg.first_leaf, seg.first_leaf + len(seg.leaves), dtype=np.int64)])
     leaves = np.concatenate([log_version.leaf_matrix(kept.column("leaf")), seg.leaves])
-    bucket = _bucket_of(ids, bits)
-    order = np.argsort(bucket, kind="stable")          # each bucket's entries together, in one pass
-    ids, index, leaves, bucket = ids[order], index[order], leaves[order], bucket[order]
-    starts = np.searchsorted(bucket, touched, "left")
-    ends = np.searchsorted(bucket, touched, "right")
-    updates = {}
-    for b, lo, hi in zip(touched.tolist(), starts.tolist(), ends.tolist()):   # a bucket: the map of bits 0
-        updates[b] = vmap.bucket_hashes(ids[lo:hi], index[lo:hi], leaves[lo:hi], 0)[0].tobytes()
-    return level.replaced(updates)
+    hashes = vmap.some_bucket_hashes(ids, index, leaves, bits, touched)     # every touched bucket at once
+    return level.replaced({b: hashes[k].tobytes() for k, b in enumerate(touched.tolist())})

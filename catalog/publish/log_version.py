@@ -438,7 +438,7 @@ def _events(changed: pa.Table | None, withdrawn_ids: pa.Array | None) -> list[di
         if r["status"] == WITHDRAWN:
             if r["old_status"] != WITHDRAWN:
                 events.append({"record_id": r["record_id"], "change": "withdrawn", "status": WITHDRAWN,
-                               "reason": "gone from the source", "leaf_hash": None})
+                               "reason": "gone from the source"})
             continue
         if r["old_leaf"] is None:
             change = "added"
@@ -448,10 +448,11 @@ def _events(changed: pa.Table | None, withdrawn_ids: pa.Array | None) -> list[di
             change = "revoked" if r["status"] != "valid" else "reinstated"
         events.append({"record_id": r["record_id"], "change": change,
                        "status": "valid" if r["status"] == "valid" else "revoked",
-                       "reason": None if r["status"] == "valid" else r["status"], "leaf_hash": r["leaf"].hex()})
-    events += [{"record_id": rid, "change": "withdrawn", "status": WITHDRAWN, "reason": "gone from the source",
-                "leaf_hash": None} for rid in (withdrawn_ids.to_pylist() if withdrawn_ids is not None else [])]
+                       "reason": None if r["status"] == "valid" else r["status"]})
+    events += [{"record_id": rid, "change": "withdrawn", "status": WITHDRAWN, "reason": "gone from the source"}
+               for rid in (withdrawn_ids.to_pylist() if withdrawn_ids is not None else [])]
     return events
 
 
 leaf_matrix = _matrix      # a column of leaf hashes as (n, 32) uint8
+fixed = _fixed             # (n, 32) uint8 as a column of leaf hashes

@@ -46,12 +46,13 @@ def _reason(source_status: str) -> str | None:
     return None if source_status == "valid" else source_status
 
 
-def record_changes(s: Session, dataset: str, version: int, events: list[dict], at: datetime) -> int:
+def record_changes(s: Session, dataset: str, version: int, events: list[dict]) -> int:
     """Store the events of a new version (Catalog.publish calls it in its transaction, after the
-    index rows). Returns how many records changed."""
+    index rows; an event took effect when its version was published). Returns how many records
+    changed."""
     if events:          # Core's executemany: the ORM's bulk insert costs ~50 µs a row more
         s.connection().execute(RecordEvent.__table__.insert(),
-                               [{**e, "dataset_id": dataset, "version": version, "at": at} for e in events])
+                               [{**e, "dataset_id": dataset, "version": version} for e in events])
     return len(events)
 
 
@@ -75,8 +76,11 @@ def record_status(s: Session, store: Store, record_id: str, version: int | None 
     rec = next((x for x in states if x.row.superseded_in is None), states[-1]).row
     current = s.scalar(sa.select(Dataset.current_version).where(Dataset.id == rec.dataset_id))
     gone = rec.superseded_in is not None          # before the log: not in the current version
-    events = s.scalars(sa.select(RecordEvent).where(RecordEvent.record_id == record_id)
-                       .order_by(RecordEvent.version, RecordEvent.id)).all()
+    ev = RecordEvent.__table__.c         # an event's time: its version's publication (migration 0020)
+    events = s.execute(sa.select(ev.version, ev.change, ev.status, ev.reason, DatasetVersion.published_at.label("at"))
+                       .join(DatasetVersion, sa.and_(DatasetVersion.dataset_id == ev.dataset_id,
+                                                     DatasetVersion.version == ev.version))
+                       .where(ev.record_id == record_id).order_by(ev.version, ev.id)).all()
     first = states[0].row.version
     first_at = s.scalar(sa.select(DatasetVersion.published_at).where(
         DatasetVersion.dataset_id == rec.dataset_id, DatasetVersion.version == first))

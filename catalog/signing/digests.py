@@ -115,8 +115,9 @@ def hex_strings(matrix: np.ndarray) -> pa.Array:
     return pa.Array.from_buffers(pa.string(), n, [None, pa.py_buffer(offsets), pa.py_buffer(chars)])
 
 
-_NIBBLE = np.full(256, 255, np.uint8)
-_NIBBLE[np.frombuffer(b"0123456789abcdef", np.uint8)] = np.arange(16, dtype=np.uint8)
+# two hex characters (as a little-endian uint16) -> their byte; 256: not two lowercase hex characters
+_PAIR = np.full(65536, 256, np.uint16)
+_PAIR[np.frombuffer(_HEX.tobytes(), "<u2")] = np.arange(256, dtype=np.uint16)
 
 
 def from_hex(strings: pa.Array, width: int) -> np.ndarray | None:
@@ -129,8 +130,8 @@ def from_hex(strings: pa.Array, width: int) -> np.ndarray | None:
     off = np.frombuffer(offsets, np.int32)[strings.offset:strings.offset + n + 1]
     if n == 0 or not (np.diff(off) == width).all():
         return None if n else np.zeros((0, width // 2), np.uint8)
-    nibbles = _NIBBLE[np.frombuffer(data, np.uint8)[off[0]:off[-1]].reshape(n, width)]
-    if (nibbles == 255).any():
+    pairs = _PAIR[np.frombuffer(data, np.uint8)[off[0]:off[-1]].view("<u2")]     # a table look-up a byte
+    if pairs.max() > 255:
         return None
-    return (nibbles[:, 0::2] << 4) | nibbles[:, 1::2]
+    return pairs.astype(np.uint8).reshape(n, width // 2)
 

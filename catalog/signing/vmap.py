@@ -48,6 +48,28 @@ def bucket_range(bucket: int, bits: int) -> tuple[str, str | None]:
 def bucket_hashes(ids: np.ndarray, leaf_index: np.ndarray, leaf_hash: np.ndarray, bits: int) -> np.ndarray:
     """The hash of every bucket, (2^bits, 32) uint8, from one entry per record in any order:
     ids (n, 16) uint8, leaf_index (n,) int, leaf_hash (n, 32) uint8. Duplicate ids are refused."""
+    entries, bucket = _entries(ids, leaf_index, leaf_hash, bits)
+    return _hashes(entries, np.bincount(bucket, minlength=1 << bits))
+
+
+def some_bucket_hashes(ids: np.ndarray, leaf_index: np.ndarray, leaf_hash: np.ndarray, bits: int,
+                       buckets: np.ndarray) -> np.ndarray:
+    """bucket_hashes of the ascending `buckets` alone, (len(buckets), 32), from every entry of
+    those buckets (and of no other) in any order: a Delta version's touched buckets at once."""
+    entries, bucket = _entries(ids, leaf_index, leaf_hash, bits)
+    buckets = np.asarray(buckets, np.int64)
+    if len(buckets) > 1 and (np.diff(buckets) <= 0).any():
+        raise ValueError("the buckets are listed once each, in ascending order")
+    starts = np.searchsorted(bucket, buckets, "left")
+    ends = np.searchsorted(bucket, buckets, "right")
+    if int((ends - starts).sum()) != len(bucket):
+        raise ValueError("an entry outside the buckets listed")
+    return _hashes(entries, ends - starts)
+
+
+def _entries(ids: np.ndarray, leaf_index: np.ndarray, leaf_hash: np.ndarray,
+             bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """The entries (n, 56) in record id order and the bucket of each (ascending)."""
     _check_bits(bits)
     ids = np.ascontiguousarray(ids, dtype=np.uint8)
     leaf_hash = np.ascontiguousarray(leaf_hash, dtype=np.uint8)
@@ -71,11 +93,15 @@ def bucket_hashes(ids: np.ndarray, leaf_index: np.ndarray, leaf_hash: np.ndarray
     entries[:, 16:24] = leaf_index[order].astype(">u8").view(np.uint8).reshape(n, 8)
     entries[:, 24:] = leaf_hash[order]
     bucket = (high >> np.uint64(64 - bits)).astype(np.int64) if bits else np.zeros(n, np.int64)
-    ends = np.cumsum(np.bincount(bucket, minlength=1 << bits)) * 56
-    offsets = np.concatenate([[0], ends]).astype(np.int64)
+    return entries, bucket
+
+
+def _hashes(entries: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """SHA-256(0x00 ‖ entries) of consecutive groups of `counts` entries."""
+    offsets = np.concatenate([[0], np.cumsum(counts) * 56]).astype(np.int64)
     # each bucket's entries are contiguous in id order: one binary value per bucket
-    arr = pa.Array.from_buffers(pa.large_binary(), 1 << bits,
-                                [None, pa.py_buffer(offsets), pa.py_buffer(entries.ravel())])
+    arr = pa.Array.from_buffers(pa.large_binary(), len(counts),
+                                [None, pa.py_buffer(offsets), pa.py_buffer(np.ascontiguousarray(entries).ravel())])
     return sha256_many(arr, LEAF_PREFIX)
 
 

@@ -162,3 +162,88 @@ def test_0018_on_postgresql():
         _check_0018(sa.make_url(url).render_as_string(hide_password=False))
     finally:
         drop_database(server, name)
+
+
+def _check_0020(url: str) -> None:
+    """Migration 0020 on a catalogue with one record's two states and their events: the events'
+    leaf_hash and time go (and come back from `records` and `dataset_versions` on a downgrade),
+    the status index becomes
+    the partial index of the current withdrawn records, which counts them."""
+    engine = sa.create_engine(url, poolclass=sa.NullPool)
+    cfg = _alembic_config(url)
+    leaf = {1: "1" * 64, 2: "2" * 64}
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0019_change_detection")
+        conn.execute(sa.text("insert into datasets (id, certificate_type, type_version, department, title, sharing, "
+                             "update_cycle, current_version, created_at) values "
+                             "('a.b', 't', 1, 'd', 'T', 's', 'u', 2, '2026-01-01 00:00:00')"))
+        for v, status, superseded in ((1, "valid", 2), (2, "withdrawn", None)):
+            conn.execute(sa.text(
+                "insert into records (record_id, version, dataset_id, leaf_index, holder_key, holder_code_type, "
+                "holder_name, licence_number, status, leaf_hash, superseded_in) values "
+                "(:r, :v, 'a.b', :v, 'h', 'c', 'n', 'L1', :s, :leaf, :sup)"),
+                {"r": "ab" * 16, "v": v, "s": status, "leaf": leaf[v], "sup": superseded})
+        published = {1: "2026-01-01 00:00:00", 2: "2026-01-02 00:00:00"}
+        conn.execute(sa.text("insert into sources (id, dataset_id, connector_kind, registration, registered_at) "
+                             "values ('s', 'a.b', 'sqlite', '{}', '2026-01-01 00:00:00')"))
+        run = conn.execute(sa.text("insert into runs (source_id, run_key, state, started_at) values "
+                                   "('s', 'k', 'published', '2026-01-01 00:00:00') returning id")).scalar()
+        for v, change, hashed in ((1, "added", leaf[1]), (2, "withdrawn", None)):
+            conn.execute(sa.text(
+                "insert into dataset_versions (dataset_id, version, tree_size, root_hash, content_digest, "
+                "signed_tree_head, head_hash, kid, type_version, path, run_id, published_at) values "
+                "('a.b', :v, 1, 'r', 'c', 'h', :hh, 'k', 1, 'store/a.b/v', :run, :at)"),
+                {"v": v, "hh": f"hh{v}", "at": published[v], "run": run})
+            conn.execute(sa.text(
+                "insert into record_events (dataset_id, record_id, version, change, status, leaf_hash, at) "
+                "values ('a.b', :r, :v, :c, 'valid', :h, :at)"),
+                {"r": "ab" * 16, "v": v, "c": change, "h": hashed, "at": published[v]})
+        command.upgrade(cfg, "0020_lean_index")
+        inspect = sa.inspect(conn)
+        assert not {"leaf_hash", "at"} & {c["name"] for c in inspect.get_columns("record_events")}
+        indexes = {i["name"] for i in inspect.get_indexes("records")}
+        assert "ix_records_dataset_withdrawn" in indexes and "ix_records_dataset_status" not in indexes
+        withdrawn = conn.execute(sa.text("select count(*) from records where dataset_id = 'a.b' and "
+                                         "superseded_in is null and status = 'withdrawn'")).scalar()
+        assert withdrawn == 1
+        command.downgrade(cfg, "0019_change_detection")
+        back = conn.execute(sa.text("select version, leaf_hash, at from record_events order by version")).all()
+        assert [(v, h, str(at)[:19]) for v, h, at in back] == [(1, leaf[1], published[1]), (2, None, published[2])]
+        assert "ix_records_dataset_status" in {i["name"] for i in sa.inspect(conn).get_indexes("records")}
+    engine.dispose()
+
+
+def test_0020_drops_what_nobody_reads(tmp_path):
+    _check_0020(f"sqlite:///{tmp_path / 'c.db'}")
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'c.db'}", poolclass=sa.NullPool)
+    with engine.begin() as conn:       # the count by the partial index (SQLite picks it for this query)
+        cfg = _alembic_config(str(engine.url))
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+        from catalog.db.models import Record
+        from catalog.publish.log_delta import CURRENT_WITHDRAWN
+        query = sa.select(sa.func.count()).select_from(Record).where(Record.dataset_id == "a.b", *CURRENT_WITHDRAWN)
+        plan = " ".join(str(r[-1]) for r in conn.execute(sa.text("explain query plan " + str(
+            query.compile(conn, compile_kwargs={"literal_binds": True})))))
+        assert "ix_records_dataset_withdrawn" in plan, plan
+        from catalog.service import supersede_statement
+
+        # the publish's UPDATE: by the primary key, never a scan of the current records
+        update = supersede_statement("sqlite", "a.b", 3, ["ab" * 16, "cd" * 16])
+        plan = " ".join(str(r[-1]) for r in conn.execute(sa.text("explain query plan " + str(
+            update.compile(conn, compile_kwargs={"literal_binds": True})))))
+        assert "PRIMARY KEY (record_id=?)" in plan, plan
+    engine.dispose()
+
+
+def test_0020_on_postgresql():
+    from demo.sql_silos import create_database, drop_database
+
+    server = server_url("postgresql")
+    name = f"t_mig20_{uuid.uuid4().hex[:8]}"
+    url = create_database(server, name)
+    try:
+        _check_0020(sa.make_url(url).render_as_string(hide_password=False))
+    finally:
+        drop_database(server, name)

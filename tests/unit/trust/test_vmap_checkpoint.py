@@ -193,6 +193,19 @@ def test_bucket_hashes_are_the_spec_and_refuse_duplicates():
                            np.concatenate([leaves, leaves[:1]]), 2)
 
 
+def test_some_bucket_hashes_are_those_buckets_of_the_whole_map():
+    """A Delta version hashes only its touched buckets, from their entries alone, at once."""
+    records = make_records(3000, seed=6)
+    whole = vmap.bucket_hashes(*columns(records), 6)
+    touched = np.array([0, 5, 6, 40, 63])
+    mine = {r: v for r, v in records.items() if bucket_of(r, 6) in set(touched.tolist())}
+    assert (vmap.some_bucket_hashes(*columns(mine, seed=7), 6, touched) == whole[touched]).all()
+    with pytest.raises(ValueError, match="outside"):        # an entry of a bucket not listed
+        vmap.some_bucket_hashes(*columns(mine), 6, touched[1:])
+    with pytest.raises(ValueError, match="ascending"):
+        vmap.some_bucket_hashes(*columns(mine), 6, touched[::-1])
+
+
 def test_replaced_matches_a_rebuild_and_save_load(tmp_path):
     records = make_records(2000, seed=5)
     level = build(records, 10)
