@@ -37,28 +37,33 @@ def upgrade() -> None:
     with op.batch_alter_table("record_events") as b:
         b.drop_column("leaf_hash")
         b.drop_column("at")
-    for name in ("ix_records_dataset_status", "ix_records_dataset_licence", "ix_records_dataset_current"):
-        op.drop_index(name, table_name="records")
-    op.create_index("ix_records_dataset_current", "records", ["dataset_id", "record_id"],
-                    sqlite_where=CURRENT, postgresql_where=CURRENT)
+    # one at a time, so that an index led by dataset_id stays for the foreign key (MariaDB/MySQL
+    # refuses to drop the last one; they have no partial indexes: theirs are whole)
+    op.drop_index("ix_records_dataset_status", table_name="records")
+    op.drop_index("ix_records_dataset_licence", table_name="records")
     op.create_index("ix_records_dataset_licence", "records", ["dataset_id", "licence_number", "superseded_in"],
+                    sqlite_where=CURRENT, postgresql_where=CURRENT)
+    op.drop_index("ix_records_dataset_current", table_name="records")
+    op.create_index("ix_records_dataset_current", "records", ["dataset_id", "record_id"],
                     sqlite_where=CURRENT, postgresql_where=CURRENT)
     op.create_index("ix_records_dataset_withdrawn", "records", ["dataset_id", "status"],
                     sqlite_where=WITHDRAWN, postgresql_where=WITHDRAWN)
 
 
 def downgrade() -> None:
-    for name in ("ix_records_dataset_withdrawn", "ix_records_dataset_licence", "ix_records_dataset_current"):
-        op.drop_index(name, table_name="records")
-    op.create_index("ix_records_dataset_current", "records", ["dataset_id", "superseded_in", "record_id"])
+    op.drop_index("ix_records_dataset_withdrawn", table_name="records")
+    op.drop_index("ix_records_dataset_licence", table_name="records")
     op.create_index("ix_records_dataset_licence", "records", ["dataset_id", "superseded_in", "licence_number"])
+    op.drop_index("ix_records_dataset_current", table_name="records")
+    op.create_index("ix_records_dataset_current", "records", ["dataset_id", "superseded_in", "record_id"])
     op.create_index("ix_records_dataset_status", "records", ["dataset_id", "superseded_in", "status"])
     with op.batch_alter_table("record_events") as b:
         b.add_column(sa.Column("leaf_hash", sa.String(64), nullable=True))
         b.add_column(sa.Column("at", sa.DateTime(timezone=True), nullable=True))
+    change = op.get_bind().dialect.identifier_preparer.quote("change")    # reserved in MariaDB
     op.execute("UPDATE record_events SET leaf_hash = (SELECT r.leaf_hash FROM records r WHERE "
                "r.record_id = record_events.record_id AND r.version = record_events.version) "
-               "WHERE change != 'withdrawn'")
+               f"WHERE {change} != 'withdrawn'")
     op.execute("UPDATE record_events SET at = (SELECT v.published_at FROM dataset_versions v WHERE "
                "v.dataset_id = record_events.dataset_id AND v.version = record_events.version)")
     with op.batch_alter_table("record_events") as b:
