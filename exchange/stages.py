@@ -314,7 +314,7 @@ def _rows(store: Store, source_id: str, key: str, scratch: Path) -> pa.Table | N
 def _checked_raw(extracted: Path, conformed: Path, scratch: Path) -> Path:
     """The extracted rows that were conformed (all of them in a full run), in order."""
     at = staging.read_table(conformed, [ROW]).column(0)
-    raw = staging.read_table(extracted)
+    raw, release = staging.map_table(extracted)
     if len(at) == raw.num_rows:
         return extracted
     out = staging.transient(scratch, "checked_raw")
@@ -324,6 +324,7 @@ def _checked_raw(extracted: Path, conformed: Path, scratch: Path) -> Path:
         for start in range(0, raw.num_rows, 262_144):
             part = raw.slice(start, 262_144)
             writer.write_table(part.filter(pa.array(keep[start:start + part.num_rows])))
+            release()           # the pages read so far: memory stays a batch's
     return out
 
 

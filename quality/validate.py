@@ -146,17 +146,19 @@ class _RowChecks:
         return reasons
 
 
+# rows checked at a time: memory holds about one batch of the run (~60 MB of conformed rows)
+BATCH_ROWS = 100_000
 FINDINGS = pa.schema([("pos", pa.int64()), ("reasons", pa.list_(pa.string()))])
 
 
 def check_partition(conformed: Path, ctype: CertificateType, out: Path, today: date,
-                    batch_rows: int = 250_000, checks: tuple | list = ()) -> dict:
+                    batch_rows: int = BATCH_ROWS, checks: tuple | list = ()) -> dict:
     """One partition of a split run: the row-level expectations only, its findings (each failing
     row's position and labels; each check's tally) written to `out` (Arrow IPC) for `validate`
     to merge, with the version-wide ones, over the whole run. Returns its counts."""
     suite = suites.to_gx(suites.read(ctype.name, checks))
     params = {"today": today.isoformat()}
-    table = staging.read_table(conformed)
+    table, release = staging.map_table(conformed)
     plan = _plan(suite, params, table.schema)
     rows = _RowChecks(plan, suite.name, table.schema, Gx(None), params)
     pos: list[int] = []
@@ -166,6 +168,7 @@ def check_partition(conformed: Path, ctype: CertificateType, out: Path, today: d
         for p in sorted(found):
             pos.append(p + start)
             labels.append(found[p])
+        release()
     tallies = {str(i): c.tallied() for i, c in {**plan.fast, **plan.gx_rows}.items() if c.metric != ac.UNIQUE}
     meta = {"rows": table.num_rows, "today": today.isoformat(), "suite": suite.name, "tallies": tallies}
     tmp = out.with_name(out.name + ".tmp")
@@ -195,7 +198,7 @@ def _merge_findings(paths: list[Path], plan: _Plan, table: pa.Table) -> tuple[np
 
 
 def validate(conformed: Path, extracted: Path, ctype: CertificateType, out_dir: Path,
-             today: date, batch_rows: int = 250_000, checks: tuple | list = (),
+             today: date, batch_rows: int = BATCH_ROWS, checks: tuple | list = (),
              docs: bool = True, findings: list[Path] | None = None) -> Outcome:
     """Run the type's suite file (plus a source's own checks) and split the rows.
     Expectations with an Arrow form run in pyarrow.compute; the rest run in GX; either way
@@ -208,7 +211,8 @@ def validate(conformed: Path, extracted: Path, ctype: CertificateType, out_dir: 
     data = suites.read(ctype.name, checks)
     suite = suites.to_gx(data)
     params = {"today": today.isoformat()}
-    conf_table, raw_table = staging.read_table(conformed), staging.read_table(extracted)
+    # mapped, and the pages read released batch by batch: memory does not grow with the run
+    (conf_table, conf_release), (raw_table, raw_release) = staging.map_table(conformed), staging.map_table(extracted)
     plan = _plan(suite, params, conf_table.schema)
     row_checks = _RowChecks(plan, suite.name, conf_table.schema, gx, params) if findings is None else None
     found_pos, found = _merge_findings(findings, plan, conf_table) if findings is not None else (None, [])
@@ -218,6 +222,7 @@ def validate(conformed: Path, extracted: Path, ctype: CertificateType, out_dir: 
     paths = {"accepted": staging.transient(out_dir, "accepted"), "quarantine": out_dir / "quarantine.parquet"}
     tmp = {k: p.with_name(p.name + ".tmp") for k, p in paths.items()}
     version_results, wide = _version_wide(conf_table, plan, suite.name, gx, params)
+    conf_release()
     wide_pos = np.fromiter(sorted(wide), dtype=np.int64)
     counts: Counter[str] = Counter()
     n_in = n_ok = n_bad = 0
@@ -240,9 +245,13 @@ def validate(conformed: Path, extracted: Path, ctype: CertificateType, out_dir: 
                 reasons[pos - offset].extend(wide[pos])
             bad = np.zeros(batch.num_rows, dtype=bool)
             bad[list(reasons)] = True
+            while len(pending) > 2:         # at most a batch or two waiting to be written
+                pending.pop(0).result()
             pending.append(writes.submit(ok_writer.write_table, batch.filter(pa.array(~bad))))
             quarantined = _quarantine_rows(batch, raw, reasons, key_field, q_schema, copies)
             pending.append(writes.submit(bad_writer.write_table, quarantined))
+            conf_release()
+            raw_release()
             for rs in reasons.values():
                 counts.update(set(rs))
             n_in += batch.num_rows
