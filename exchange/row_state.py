@@ -41,7 +41,7 @@ CODE = 1                      # bump when conform or validate decide rows differ
 ENV = "EXCHANGE_CHANGE_DETECTION"      # "0": every run full
 HASH = pa.binary(16)
 SCHEMA = pa.schema([("row_hash", HASH), ("licence_number", pa.string()), ("accepted", pa.bool_()),
-                    ("withdrawn", pa.bool_())])
+                    ("withdrawn", pa.bool_()), ("reasons", pa.list_(pa.string()))])
 # conform's hand-off `rows`: every extracted row in silo order; carried rows with their state
 ROWS = pa.schema([("row_hash", HASH), ("carried", pa.bool_()), ("licence_number", pa.string()),
                   ("withdrawn", pa.bool_())])
@@ -234,9 +234,11 @@ def rows_table(hashes: np.ndarray, idx: np.ndarray, m: Matcher) -> pa.Table:
     return pa.table([as_array(hashes), pa.array(carried), lic, wd], schema=ROWS)
 
 
-def new_state(rows: pa.Table, checked: pa.Table, quarantined_rows: pa.Array, fp: str) -> pa.Table:
+def new_state(rows: pa.Table, checked: pa.Table, quarantined_rows: pa.Array, fp: str,
+              kept: pa.Table | None = None) -> pa.Table:
     """The run's row state: carried rows as they were, checked rows (`checked`: the conformed
-    rows' _row, licence_number, status) with their outcome."""
+    rows' _row, licence_number, status) with their outcome; `kept` (_row, reasons): the
+    quarantined rows whose row-level failures cannot change with time, and those failures."""
     n = rows.num_rows
     pos = pc.subtract(checked.column(ROW), 1).to_numpy(zero_copy_only=False).astype(np.int64)
     at = np.full(n, -1, np.int64)
@@ -254,8 +256,31 @@ def new_state(rows: pa.Table, checked: pa.Table, quarantined_rows: pa.Array, fp:
     withdrawn = pc.fill_null(pc.if_else(carried, rows.column("withdrawn").combine_chunks(),
                                         pc.and_(checked_wd, pa.array(~bad))), False)
     meta = {b"row_state": json.dumps({"fingerprint": fp}).encode()}
-    return pa.table([rows.column("row_hash").combine_chunks(), licence, accepted, withdrawn],
+    return pa.table([rows.column("row_hash").combine_chunks(), licence, accepted, withdrawn, _reasons(n, kept)],
                     schema=SCHEMA.with_metadata(meta))
+
+
+# --- quarantined rows not checked again (validate) ----------------------------------------------
+# A quarantined row's `reasons`: the row-level expectations it failed, when none of them depends
+# on "today" (a row in the future now may not be later). Such a row, unchanged, fails them again:
+# validate takes them from here instead of checking it (uniqueness is still decided over it).
+def _reasons(n: int, kept: pa.Table | None) -> pa.Array:
+    if kept is None or not kept.num_rows:
+        return pa.nulls(n, pa.list_(pa.string()))
+    at = np.full(n, -1, np.int64)
+    at[pc.subtract(kept.column(ROW), 1).to_numpy(zero_copy_only=False).astype(np.int64)] = np.arange(kept.num_rows)
+    here = at >= 0
+    return kept.column("reasons").combine_chunks().take(pa.array(np.where(here, at, 0), pa.int64(), mask=~here))
+
+
+def known_reasons(state: Path, hashes: pa.Array) -> pa.Array:
+    """Each row's (of `hashes`) failures as the row state holds them (null: to be checked)."""
+    table = staging.read_table(state)
+    if "reasons" not in table.schema.names:
+        return pa.nulls(len(hashes), pa.list_(pa.string()))
+    table = table.filter(pc.is_valid(table.column("reasons")))
+    idx = pc.index_in(hashes, value_set=table.column("row_hash").combine_chunks())
+    return table.column("reasons").combine_chunks().take(idx)
 
 
 def commit(store: Store, source_id: str, handoff: str, version: int | None, scratch: Path) -> None:

@@ -299,7 +299,8 @@ def validate(source_id: str, key: str, today: date | None = None, part: dict | N
         rows = _rows(store, source_id, key, scratch)
         raw = _checked_raw(extracted, conformed, scratch) if rows is not None else extracted
         outcome = run_validation(conformed, raw, reg.ctype, private_dir(scratch / "out"),
-                                 today or clock.today(), checks=reg.checks)
+                                 today or clock.today(), checks=reg.checks,
+                                 known=_known(store, source_id, rows, conformed, scratch))
         if rows is not None:
             outcome = _carried_over(ledger, run.id, rows, conformed, outcome, store, source_id, key, scratch)
         return _recorded(catalog, ledger, reg, run.id, outcome, store, key)
@@ -309,6 +310,23 @@ def _rows(store: Store, source_id: str, key: str, scratch: Path) -> pa.Table | N
     """conform's `rows` hand-off (exchange/row_state.py), if it wrote one."""
     name = handoff(source_id, key, "rows")
     return staging.read_table(_local(store, name, scratch)) if store.exists(name) else None
+
+
+def _known(store: Store, source_id: str, rows: pa.Table | None, conformed: Path, scratch: Path):
+    """A delta run's conformed rows' failures as the row state it was matched against holds
+    them (exchange/row_state.py: quarantined rows none of whose failures is dated), or None."""
+    if rows is None:
+        return None
+    meta = json.loads(rows.schema.metadata[b"detect"])
+    name = row_state.state_key(source_id)
+    if meta["mode"] != "delta" or not store.exists(name):
+        return None
+    state = row_state.read_meta(store, name)
+    if (state.get("fingerprint"), state.get("version")) != (meta["fingerprint"], meta["version"]):
+        return None           # not the state conform matched against: every row is checked
+    at = staging.read_table(conformed, [ROW]).column(0)
+    hashes = rows.column("row_hash").take(pc.subtract(at, 1))
+    return row_state.known_reasons(store.local_file(name, scratch), hashes.combine_chunks())
 
 
 def _checked_raw(extracted: Path, conformed: Path, scratch: Path) -> Path:
@@ -335,9 +353,13 @@ def _carried_over(ledger, run_id: int, rows: pa.Table, conformed: Path, outcome,
     meta = json.loads(rows.schema.metadata[b"detect"])
     checked = staging.read_table(conformed, [ROW, "licence_number", "status"])
     bad = pq.read_table(outcome.quarantine_path, columns=[ROW]).column(0).combine_chunks()
-    new = row_state.new_state(rows, checked, bad, meta["fingerprint"])
+    new = row_state.new_state(rows, checked, bad, meta["fingerprint"], outcome.row_reasons)
     _put_arrow(store, new, handoff(source_id, key, "rowstate"), scratch)
-    ledger.record_quality(run_id, change_detection={k: v for k, v in meta.items() if k != "fingerprint"})
+    # kept: quarantined rows whose failures were known, not checked again (their outcome carried)
+    detected = {k: v for k, v in meta.items() if k != "fingerprint"}
+    detected.update(checked=meta["checked"] - outcome.kept, carried=meta["carried"] + outcome.kept,
+                    kept=outcome.kept)
+    ledger.record_quality(run_id, change_detection=detected)
     return dataclasses.replace(outcome, extracted=rows.num_rows, accepted=outcome.accepted + meta["carried"])
 
 

@@ -48,6 +48,9 @@ class Outcome:
     results_path: Path
     docs_path: Path | None = None      # the run's GX Data Docs (index.html)
     result: object = None              # the GX ExpectationSuiteValidationResult of the version
+    # quarantined rows whose row-level failures cannot change with time: (_row, those failures)
+    row_reasons: pa.Table | None = None
+    kept: int = 0                      # rows not checked again: their row-level failures were `known`
 
 
 def label(config) -> str:
@@ -199,17 +202,22 @@ def _merge_findings(paths: list[Path], plan: _Plan, table: pa.Table) -> tuple[np
 
 def validate(conformed: Path, extracted: Path, ctype: CertificateType, out_dir: Path,
              today: date, batch_rows: int = BATCH_ROWS, checks: tuple | list = (),
-             docs: bool = True, findings: list[Path] | None = None) -> Outcome:
+             docs: bool = True, findings: list[Path] | None = None,
+             known: pa.Array | None = None) -> Outcome:
     """Run the type's suite file (plus a source's own checks) and split the rows.
     Expectations with an Arrow form run in pyarrow.compute; the rest run in GX; either way
     the results are GX result objects, one per expectation, over the whole version.
     `findings`: a split run's partitions' row-level findings (check_partition), in order, for
-    the whole run's rows: only the version-wide expectations then run here."""
+    the whole run's rows: only the version-wide expectations then run here.
+    `known`: per conformed row, its row-level failures as found before (unchanged since, none
+    of them dated: exchange/row_state.py), or null: such a row is not checked again, its
+    failures are taken as they are (the version-wide expectations still run over it)."""
     docs_dir = out_dir / "data_docs"
     shutil.rmtree(docs_dir, ignore_errors=True)
     gx = Gx(docs_dir if docs else None)
     data = suites.read(ctype.name, checks)
     suite = suites.to_gx(data)
+    dated = {label(e.configuration) for e in suite.expectations if _dated(e.configuration.kwargs)}
     params = {"today": today.isoformat()}
     # mapped, and the pages read released batch by batch: memory does not grow with the run
     (conf_table, conf_release), (raw_table, raw_release) = staging.map_table(conformed), staging.map_table(extracted)
@@ -225,7 +233,9 @@ def validate(conformed: Path, extracted: Path, ctype: CertificateType, out_dir: 
     conf_release()
     wide_pos = np.fromiter(sorted(wide), dtype=np.int64)
     counts: Counter[str] = Counter()
-    n_in = n_ok = n_bad = 0
+    n_in = n_ok = n_bad = fresh = 0
+    kept_rows: list[int] = []
+    kept_reasons: list[list[str]] = []
     ok_writer = staging.transient_writer(tmp["accepted"], conf_table.schema)
     q_schema = quarantine_schema(raw_table.schema)
     bad_writer = staging.writer(tmp["quarantine"], q_schema)
@@ -235,12 +245,14 @@ def validate(conformed: Path, extracted: Path, ctype: CertificateType, out_dir: 
         for batch, raw in _aligned_batches(conf_table, raw_table, batch_rows):
             offset = n_in
             if row_checks is not None:
-                reasons = row_checks.reasons(batch, offset)
+                reasons, checked = _row_reasons(row_checks, batch, known, offset, fresh)
+                fresh += checked
             else:
                 lo, hi = np.searchsorted(found_pos, [offset, offset + batch.num_rows])
                 reasons = defaultdict(list, {int(p) - offset: list(found[j])
                                              for j, p in enumerate(found_pos[lo:hi].tolist(), lo)})
             lo, hi = np.searchsorted(wide_pos, [offset, offset + batch.num_rows])
+            row_level = {p: list(rs) for p, rs in reasons.items()}
             for pos in wide_pos[lo:hi].tolist():
                 reasons[pos - offset].extend(wide[pos])
             bad = np.zeros(batch.num_rows, dtype=bool)
@@ -256,6 +268,9 @@ def validate(conformed: Path, extracted: Path, ctype: CertificateType, out_dir: 
                 counts.update(set(rs))
             n_in += batch.num_rows
             n_bad += int(bad.sum())
+            timeless = [p for p in np.flatnonzero(bad).tolist() if not dated.intersection(row_level.get(p, ()))]
+            kept_rows += batch.column(ROW).take(pa.array(timeless, pa.int64())).to_pylist()
+            kept_reasons += [row_level.get(p, []) for p in timeless]
             n_ok += batch.num_rows - int(bad.sum())
         for f in pending:
             f.result()
@@ -287,8 +302,34 @@ def validate(conformed: Path, extracted: Path, ctype: CertificateType, out_dir: 
     results = out_dir / "validation.json"
     results.write_text(json.dumps({"suite": suite.name, "rows": n_in, "expectations": summary},
                                   ensure_ascii=False, indent=1, default=str), encoding="utf-8")
+    row_reasons = pa.table({ROW: pa.array(kept_rows, pa.int64()),
+                            "reasons": pa.array(kept_reasons, pa.list_(pa.string()))})
     return Outcome(n_in, n_ok, n_bad, dict(counts.most_common()), paths["accepted"],
-                   paths["quarantine"], results, gx.build_docs(), result)
+                   paths["quarantine"], results, gx.build_docs(), result, row_reasons,
+                   n_in - fresh if row_checks is not None else 0)
+
+
+def _dated(kwargs: dict) -> bool:
+    """An expectation bound to a run parameter ("today"): its outcome may change with time."""
+    return any(isinstance(v, dict) and "$PARAMETER" in v for v in kwargs.values())
+
+
+def _row_reasons(checks: _RowChecks, batch: pa.Table, known: pa.Array | None, offset: int,
+                 fresh: int) -> tuple[dict[int, list[str]], int]:
+    """A batch's row-level failures (position in the batch -> labels): the rows whose failures
+    are `known` (from `offset` on) take them as they are, the others are checked (their
+    positions among the checked rows start at `fresh`). Returns them and the rows checked."""
+    k = known.slice(offset, batch.num_rows) if known is not None else None
+    if k is None or k.null_count == len(k):
+        return checks.reasons(batch, fresh), batch.num_rows
+    skip = pc.is_valid(k).to_numpy(zero_copy_only=False)
+    todo = np.flatnonzero(~skip)
+    found = checks.reasons(batch.take(pa.array(todo, pa.int64())), fresh) if len(todo) else {}
+    reasons: dict[int, list[str]] = defaultdict(list, {int(todo[p]): rs for p, rs in found.items()})
+    for p, rs in zip(np.flatnonzero(skip).tolist(), k.filter(pa.array(skip)).to_pylist()):
+        if rs:
+            reasons[p] = list(rs)
+    return reasons, len(todo)
 
 
 MONOTONE = {"expect_column_values_to_not_be_in_the_future"}     # passed once, passed for good
