@@ -394,12 +394,21 @@ def _queue_quarantine(catalog, ledger, reg, run_id: int, outcome, docs_key: str 
     cols = ["key", "row_hash", "reasons", "values"]     # the raw rows stay in the run's quarantine file
     rows = ({"key": k, "row_hash": h, "reasons": r, "values": v}
             for b in pq.ParquetFile(outcome.quarantine_path).iter_batches(columns=cols)
-            for k, h, r, v in zip(*(b.column(c).to_pylist() for c in cols)))
+            for k, h, r, v in zip(*(b.column(c).to_pylist() for c in ("key", "row_hash")),
+                                  _lists(b.column("reasons")), b.column("values").to_pylist()))
     keys = pq.read_table(outcome.quarantine_path, columns=["key"]).column(0).combine_chunks()
     current = catalog.current_records_by_licence(reg.dataset, keys.unique().to_pylist())
     held = held_records(current, outcome.accepted_path, keys)
     ledger.sync_quarantine(run_id, reg.id, reg.dataset, rows, held)
     ledger.record_quality(run_id, data_docs=docs_key)
+
+
+def _lists(column: pa.Array) -> list[list[str]]:
+    """A list<string> column's rows (read row by row it is slow: each distinct list is read
+    once, and the rows share it: the reader copies what it changes)."""
+    coded = pc.binary_join(column, "\x1f").dictionary_encode()
+    distinct = [s.split("\x1f") if s else [] for s in coded.dictionary.to_pylist()]
+    return [distinct[i] for i in coded.indices.to_pylist()]
 
 
 def merge(source_id: str, key: str, parts: list[dict]) -> dict | None:

@@ -205,10 +205,15 @@ class Ledger:
                     "first_run_id": run_id, "last_run_id": run_id, "first_seen": now, "last_seen": now}
                    for (k, h), r in seen.items() if (k, h) not in match]
             again = [known[match[kh]][0] for kh in seen if kh in match]
+            text: dict[tuple, str] = {}        # reasons as stored JSON, once per distinct list
+
+            def as_text(reasons: list) -> str:
+                t = tuple(reasons)
+                return text[t] if t in text else text.setdefault(t, json.dumps(reasons))
             changed = [{"b_id": known[match[kh]][0], "row_hash": kh[1], "reasons": r["reasons"],
                         "values": r["values"], "held_record_id": held.get(kh[0])}
                        for kh, r in seen.items() if kh in match
-                       and (match[kh] != kh or (json.dumps(r["reasons"]), r["values"], held.get(kh[0]))
+                       and (match[kh] != kh or (as_text(r["reasons"]), r["values"], held.get(kh[0]))
                             != known[kh][1:])]
             if new:
                 quarantine.executemany(conn, sa.insert(T), new)
