@@ -3,14 +3,17 @@ version was published, so that only the others are conformed, validated and publ
 
 The row state (`mirror/<source>.rows.arrow`, beside the mirror) holds one row per silo row of
 the last published pull: a hash of the row's content (`row_hash`, 16 bytes), its conformed
-licence number, whether it was accepted and whether its accepted state was withdrawn. Its
+licence number, whether it was accepted and whether its accepted state was withdrawn, and for a
+quarantined row none of whose failures is dated, those failures (`reasons`: validate takes them
+for the row, unchanged, instead of checking it again). Its
 schema metadata names the `fingerprint` of what decides a row's outcome (the registration's
 mapping and checks, the suite file, the certificate type, the extracted columns, the code that
 conforms and checks: DECIDING, CODE) and the dataset `version` it was published as.
 
 A run is a delta run when the row state's fingerprint and version are the current ones: a row
 whose hash was accepted then is carried (its record is the current one); every other row (new,
-changed, quarantined before: date checks can pass later) is checked. A carried row whose
+changed, quarantined before) is conformed and validated (a quarantined one with known `reasons`
+keeps them: validate does not check it again). A carried row whose
 licence number another checked row has, or that a row gone or changed had, is checked too, so
 uniqueness and withdrawals are decided as a full run decides them. Otherwise the run is full
 (and still writes the row state for the next). The state is stamped with the version only
