@@ -252,9 +252,10 @@ def validate(conformed: Path, extracted: Path, ctype: CertificateType, out_dir: 
                 reasons = defaultdict(list, {int(p) - offset: list(found[j])
                                              for j, p in enumerate(found_pos[lo:hi].tolist(), lo)})
             lo, hi = np.searchsorted(wide_pos, [offset, offset + batch.num_rows])
-            row_level = {p: list(rs) for p, rs in reasons.items()}
-            for pos in wide_pos[lo:hi].tolist():
-                reasons[pos - offset].extend(wide[pos])
+            here = wide_pos[lo:hi].tolist()
+            own = {pos - offset: len(reasons.get(pos - offset, ())) for pos in here}   # row-level failures
+            for pos in here:              # a new list: a kept row's list may be shared
+                reasons[pos - offset] = [*reasons.get(pos - offset, ()), *wide[pos]]
             bad = np.zeros(batch.num_rows, dtype=bool)
             bad[list(reasons)] = True
             while len(pending) > 2:         # at most a batch or two waiting to be written
@@ -268,9 +269,10 @@ def validate(conformed: Path, extracted: Path, ctype: CertificateType, out_dir: 
                 counts.update(set(rs))
             n_in += batch.num_rows
             n_bad += int(bad.sum())
-            timeless = [p for p in np.flatnonzero(bad).tolist() if not dated.intersection(row_level.get(p, ()))]
+            row_level = {p: reasons[p][:own[p]] if p in own else reasons[p] for p in np.flatnonzero(bad).tolist()}
+            timeless = [p for p, rs in row_level.items() if not dated.intersection(rs)]
             kept_rows += batch.column(ROW).take(pa.array(timeless, pa.int64())).to_pylist()
-            kept_reasons += [row_level.get(p, []) for p in timeless]
+            kept_reasons += [row_level[p] for p in timeless]
             n_ok += batch.num_rows - int(bad.sum())
         for f in pending:
             f.result()
@@ -334,7 +336,7 @@ def _row_reasons(checks: _RowChecks, batch: pa.Table, known: pa.Array | None, of
     distinct = [s.split(_SEP) if s else [] for s in lists.dictionary.to_pylist()]
     for p, i in zip(np.flatnonzero(skip).tolist(), lists.indices.to_pylist()):
         if distinct[i]:
-            reasons[p] = list(distinct[i])
+            reasons[p] = distinct[i]        # shared by the rows with the same failures: not changed
     return reasons, len(todo)
 
 
