@@ -185,12 +185,10 @@ class Ledger:
         version's record the row holds back (disputed while the entry is open).
         Bulk statements: a broken export can quarantine a million rows."""
         now, seen, held = utcnow(), {}, held or {}
-        for r in rows:
-            e = seen.get((r["key"], r.get("row_hash") or ""))
-            if e is None:
-                seen[(r["key"], r.get("row_hash") or "")] = {**r, "reasons": list(r["reasons"])}
-            else:
-                e["reasons"] = list(dict.fromkeys([*e["reasons"], *r["reasons"]]))
+        for r in rows:                 # the rows are not changed: a merged one is a copy
+            kh = (r["key"], r.get("row_hash") or "")
+            e = seen.get(kh)
+            seen[kh] = r if e is None else {**e, "reasons": list(dict.fromkeys([*e["reasons"], *r["reasons"]]))}
         T = QuarantineEntry.__table__
         with self.session() as s, s.begin():
             conn = s.connection()
@@ -215,15 +213,14 @@ class Ledger:
                        for kh, r in seen.items() if kh in match
                        and (match[kh] != kh or (as_text(r["reasons"]), r["values"], held.get(kh[0]))
                             != known[kh][1:])]
+            quarantine.seen_again(conn, T, source_id, again, [e[0] for e in known.values()],
+                                  last_run_id=run_id, last_seen=now)
             if new:
                 quarantine.executemany(conn, sa.insert(T), new)
             if changed:          # only rows whose content, reasons, values or hold differ are rewritten
                 conn.execute(T.update().where(T.c.id == sa.bindparam("b_id")).values(
                     row_hash=sa.bindparam("row_hash"), reasons=sa.bindparam("reasons"),
                     values=sa.bindparam("values"), held_record_id=sa.bindparam("held_record_id")), changed)
-            for at in range(0, len(again), 500):     # seen again: one statement per 500 ids
-                conn.execute(T.update().where(T.c.id.in_(again[at:at + 500]))
-                             .values(last_run_id=run_id, last_seen=now))
             if again:
                 conn.execute(T.update().where(T.c.source_id == source_id, T.c.last_run_id == run_id,
                                               T.c.state == "resolved")
