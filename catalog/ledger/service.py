@@ -193,9 +193,13 @@ class Ledger:
         with self.session() as s, s.begin():
             conn = s.connection()
             # reasons compared as the stored JSON text: no decoding of every known entry
-            known = {(k, h): (i, r, v, held_id) for k, h, i, r, v, held_id in conn.execute(
-                sa.select(T.c.key, T.c.row_hash, T.c.id, sa.cast(T.c.reasons, sa.Text), T.c["values"],
-                          T.c.held_record_id).where(T.c.source_id == source_id))}
+            known, closed = {}, set()          # closed: the resolved entries' ids
+            for k, h, i, r, v, held_id, state in conn.execute(
+                    sa.select(T.c.key, T.c.row_hash, T.c.id, sa.cast(T.c.reasons, sa.Text), T.c["values"],
+                              T.c.held_record_id, T.c.state).where(T.c.source_id == source_id)):
+                known[(k, h)] = (i, r, v, held_id)
+                if state == "resolved":
+                    closed.add(i)
             match = {kh: kh for kh in seen if kh in known}
             match.update(quarantine.changed_rows(seen, known))
             new = [{"source_id": source_id, "dataset_id": dataset, "key": k, "row_hash": h, "state": "open",
@@ -213,7 +217,7 @@ class Ledger:
                        for kh, r in seen.items() if kh in match
                        and (match[kh] != kh or (as_text(r["reasons"]), r["values"], held.get(kh[0]))
                             != known[kh][1:])]
-            quarantine.seen_again(conn, T, source_id, again, [e[0] for e in known.values()],
+            quarantine.seen_again(conn, T, source_id, again, [e[0] for e in known.values()], closed,
                                   last_run_id=run_id, last_seen=now)
             if new:
                 quarantine.executemany(conn, sa.insert(T), new)

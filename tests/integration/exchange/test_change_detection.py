@@ -75,7 +75,8 @@ def _snapshot(results: list[dict]) -> dict:
     runs = [{k: r[k] for k in ("run_key", "state", "version", "extracted", "accepted", "quarantined", "reasons")}
             for r in reversed(ledger().runs(SOURCE))]
     queue = [{k: e[k] for k in ("id", "key", "row_hash", "state", "reasons", "values", "held_record_id",
-                                "first_run_id", "last_run_id")} for e in ledger().quarantine(DATASET, True)]
+                                "first_run_id", "last_run_id", "resolved_run_id")}
+             for e in ledger().quarantine(DATASET, True)]
     published = [{k: r.get(k) for k in ("version", "state", "tree_size", "root_hash")} for r in results]
     return {"versions": versions, "records": records, "runs": runs, "queue": queue, "published": published}
 
