@@ -196,7 +196,7 @@ class Ledger:
             known, closed = {}, set()          # closed: the resolved entries' ids
             for k, h, i, r, v, held_id, state in conn.execute(
                     sa.select(T.c.key, T.c.row_hash, T.c.id, sa.cast(T.c.reasons, sa.Text), T.c["values"],
-                              T.c.held_record_id, T.c.state).where(T.c.source_id == source_id)):
+                              T.c.held_record_id, T.c.state).where(T.c.source_id == source_id)).all():
                 known[(k, h)] = (i, r, v, held_id)
                 if state == "resolved":
                     closed.add(i)
