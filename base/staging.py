@@ -13,7 +13,7 @@ take Parquet (files written by hand, by tests, or before this format), told apar
 from __future__ import annotations
 
 import mmap
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +69,26 @@ def read_table(path: Path, columns: list[str] | None = None) -> pa.Table:
     with pa.memory_map(str(path)) as source:   # the table's buffers keep the mapping alive
         table = pa.ipc.open_file(source).read_all()
     return table.select(columns) if columns is not None else table
+
+
+def map_table(path: Path) -> tuple[pa.Table, Callable[[], None]]:
+    """The whole file as a Table (as read_table) and a `release` that drops the pages read so
+    far from this process's memory: a mapped file's pages otherwise stay resident until it is
+    unmapped, so reading a large file through holds all of it. The data stays readable (its
+    pages are read again, from the page cache, when touched). Parquet: read whole, no release."""
+    import mmap
+
+    import pyarrow as pa
+    if not _is_arrow(path):
+        return pq.read_table(path), lambda: None
+    with open(path, "rb") as f:
+        mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    table = pa.ipc.open_file(pa.py_buffer(mapped)).read_all()   # the buffers keep the mapping alive
+
+    def release() -> None:
+        if hasattr(mmap, "MADV_DONTNEED"):
+            mapped.madvise(mmap.MADV_DONTNEED)
+    return table, release
 
 
 def iter_batches(path: Path, batch_size: int | None, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:

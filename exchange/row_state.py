@@ -3,14 +3,17 @@ version was published, so that only the others are conformed, validated and publ
 
 The row state (`mirror/<source>.rows.arrow`, beside the mirror) holds one row per silo row of
 the last published pull: a hash of the row's content (`row_hash`, 16 bytes), its conformed
-licence number, whether it was accepted and whether its accepted state was withdrawn. Its
+licence number, whether it was accepted and whether its accepted state was withdrawn, and for a
+quarantined row none of whose failures is dated, those failures (`reasons`: validate takes them
+for the row, unchanged, instead of checking it again). Its
 schema metadata names the `fingerprint` of what decides a row's outcome (the registration's
 mapping and checks, the suite file, the certificate type, the extracted columns, the code that
 conforms and checks: DECIDING, CODE) and the dataset `version` it was published as.
 
 A run is a delta run when the row state's fingerprint and version are the current ones: a row
 whose hash was accepted then is carried (its record is the current one); every other row (new,
-changed, quarantined before: date checks can pass later) is checked. A carried row whose
+changed, quarantined before) is conformed and validated (a quarantined one with known `reasons`
+keeps them: validate does not check it again). A carried row whose
 licence number another checked row has, or that a row gone or changed had, is checked too, so
 uniqueness and withdrawals are decided as a full run decides them. Otherwise the run is full
 (and still writes the row state for the next). The state is stamped with the version only
@@ -47,7 +50,7 @@ CODE = 2                      # bump when the row hash, conform or validate deci
 ENV = "EXCHANGE_CHANGE_DETECTION"      # "0": every run full
 HASH = pa.binary(16)
 SCHEMA = pa.schema([("row_hash", HASH), ("licence_number", pa.string()), ("accepted", pa.bool_()),
-                    ("withdrawn", pa.bool_())])
+                    ("withdrawn", pa.bool_()), ("reasons", pa.list_(pa.string()))])
 # conform's hand-off `rows`: every extracted row in silo order; carried rows with their state
 ROWS = pa.schema([("row_hash", HASH), ("carried", pa.bool_()), ("licence_number", pa.string()),
                   ("withdrawn", pa.bool_())])
@@ -397,9 +400,11 @@ def rows_table(hashes: np.ndarray, idx: np.ndarray, m: Matcher) -> pa.Table:
     return pa.table([as_array(hashes), pa.array(carried), lic, wd], schema=ROWS)
 
 
-def new_state(rows: pa.Table, checked: pa.Table, quarantined_rows: pa.Array, fp: str) -> pa.Table:
+def new_state(rows: pa.Table, checked: pa.Table, quarantined_rows: pa.Array, fp: str,
+              kept: pa.Table | None = None) -> pa.Table:
     """The run's row state: carried rows as they were, checked rows (`checked`: the conformed
-    rows' _row, licence_number, status) with their outcome."""
+    rows' _row, licence_number, status) with their outcome; `kept` (_row, reasons): the
+    quarantined rows whose row-level failures cannot change with time, and those failures."""
     n = rows.num_rows
     pos = pc.subtract(checked.column(ROW), 1).to_numpy(zero_copy_only=False).astype(np.int64)
     at = np.full(n, -1, np.int64)
@@ -417,8 +422,31 @@ def new_state(rows: pa.Table, checked: pa.Table, quarantined_rows: pa.Array, fp:
     withdrawn = pc.fill_null(pc.if_else(carried, rows.column("withdrawn").combine_chunks(),
                                         pc.and_(checked_wd, pa.array(~bad))), False)
     meta = {b"row_state": json.dumps({"fingerprint": fp}).encode()}
-    return pa.table([rows.column("row_hash").combine_chunks(), licence, accepted, withdrawn],
+    return pa.table([rows.column("row_hash").combine_chunks(), licence, accepted, withdrawn, _reasons(n, kept)],
                     schema=SCHEMA.with_metadata(meta))
+
+
+# --- quarantined rows not checked again (validate) ----------------------------------------------
+# A quarantined row's `reasons`: the row-level expectations it failed, when none of them depends
+# on "today" (a row in the future now may not be later). Such a row, unchanged, fails them again:
+# validate takes them from here instead of checking it (uniqueness is still decided over it).
+def _reasons(n: int, kept: pa.Table | None) -> pa.Array:
+    if kept is None or not kept.num_rows:
+        return pa.nulls(n, pa.list_(pa.string()))
+    at = np.full(n, -1, np.int64)
+    at[pc.subtract(kept.column(ROW), 1).to_numpy(zero_copy_only=False).astype(np.int64)] = np.arange(kept.num_rows)
+    here = at >= 0
+    return kept.column("reasons").combine_chunks().take(pa.array(np.where(here, at, 0), pa.int64(), mask=~here))
+
+
+def known_reasons(state: Path, hashes: pa.Array) -> pa.Array:
+    """Each row's (of `hashes`) failures as the row state holds them (null: to be checked)."""
+    table = staging.read_table(state)
+    if "reasons" not in table.schema.names:
+        return pa.nulls(len(hashes), pa.list_(pa.string()))
+    table = table.filter(pc.is_valid(table.column("reasons")))
+    idx = pc.index_in(hashes, value_set=table.column("row_hash").combine_chunks())
+    return table.column("reasons").combine_chunks().take(idx)
 
 
 def commit(store: Store, source_id: str, handoff: str, version: int | None, scratch: Path,

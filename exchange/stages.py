@@ -317,7 +317,8 @@ def validate(source_id: str, key: str, today: date | None = None, part: dict | N
         rows = _rows(store, source_id, key, scratch)
         raw = _checked_raw(extracted, conformed, scratch) if rows is not None else extracted
         outcome = run_validation(conformed, raw, reg.ctype, private_dir(scratch / "out"),
-                                 today or clock.today(), checks=reg.checks)
+                                 today or clock.today(), checks=reg.checks,
+                                 known=_known(store, source_id, rows, conformed, scratch))
         if rows is not None:
             outcome = _carried_over(ledger, run.id, rows, conformed, outcome, store, source_id, key, scratch)
         return _recorded(catalog, ledger, reg, run.id, outcome, store, key)
@@ -329,10 +330,27 @@ def _rows(store: Store, source_id: str, key: str, scratch: Path) -> pa.Table | N
     return staging.read_table(_local(store, name, scratch)) if store.exists(name) else None
 
 
+def _known(store: Store, source_id: str, rows: pa.Table | None, conformed: Path, scratch: Path):
+    """A delta run's conformed rows' failures as the row state it was matched against holds
+    them (exchange/row_state.py: quarantined rows none of whose failures is dated), or None."""
+    if rows is None:
+        return None
+    meta = json.loads(rows.schema.metadata[b"detect"])
+    name = row_state.state_key(source_id)
+    if meta["mode"] != "delta" or not store.exists(name):
+        return None
+    state = row_state.read_meta(store, name)
+    if (state.get("fingerprint"), state.get("version")) != (meta["fingerprint"], meta["version"]):
+        return None           # not the state conform matched against: every row is checked
+    at = staging.read_table(conformed, [ROW]).column(0)
+    hashes = rows.column("row_hash").take(pc.subtract(at, 1))
+    return row_state.known_reasons(store.local_file(name, scratch), hashes.combine_chunks())
+
+
 def _checked_raw(extracted: Path, conformed: Path, scratch: Path) -> Path:
     """The extracted rows that were conformed (all of them in a full run), in order."""
     at = staging.read_table(conformed, [ROW]).column(0)
-    raw = staging.read_table(extracted)
+    raw, release = staging.map_table(extracted)
     if len(at) == raw.num_rows:
         return extracted
     out = staging.transient(scratch, "checked_raw")
@@ -342,6 +360,7 @@ def _checked_raw(extracted: Path, conformed: Path, scratch: Path) -> Path:
         for start in range(0, raw.num_rows, 262_144):
             part = raw.slice(start, 262_144)
             writer.write_table(part.filter(pa.array(keep[start:start + part.num_rows])))
+            release()           # the pages read so far: memory stays a batch's
     return out
 
 
@@ -352,9 +371,13 @@ def _carried_over(ledger, run_id: int, rows: pa.Table, conformed: Path, outcome,
     meta = json.loads(rows.schema.metadata[b"detect"])
     checked = staging.read_table(conformed, [ROW, "licence_number", "status"])
     bad = pq.read_table(outcome.quarantine_path, columns=[ROW]).column(0).combine_chunks()
-    new = row_state.new_state(rows, checked, bad, meta["fingerprint"])
+    new = row_state.new_state(rows, checked, bad, meta["fingerprint"], outcome.row_reasons)
     _put_arrow(store, new, handoff(source_id, key, "rowstate"), scratch)
-    ledger.record_quality(run_id, change_detection={k: v for k, v in meta.items() if k != "fingerprint"})
+    # kept: quarantined rows whose failures were known, not checked again (their outcome carried)
+    detected = {k: v for k, v in meta.items() if k != "fingerprint"}
+    detected.update(checked=meta["checked"] - outcome.kept, carried=meta["carried"] + outcome.kept,
+                    kept=outcome.kept)
+    ledger.record_quality(run_id, change_detection=detected)
     return dataclasses.replace(outcome, extracted=rows.num_rows, accepted=outcome.accepted + meta["carried"])
 
 
@@ -389,12 +412,21 @@ def _queue_quarantine(catalog, ledger, reg, run_id: int, outcome, docs_key: str 
     cols = ["key", "row_hash", "reasons", "values"]     # the raw rows stay in the run's quarantine file
     rows = ({"key": k, "row_hash": h, "reasons": r, "values": v}
             for b in pq.ParquetFile(outcome.quarantine_path).iter_batches(columns=cols)
-            for k, h, r, v in zip(*(b.column(c).to_pylist() for c in cols)))
+            for k, h, r, v in zip(*(b.column(c).to_pylist() for c in ("key", "row_hash")),
+                                  _lists(b.column("reasons")), b.column("values").to_pylist()))
     keys = pq.read_table(outcome.quarantine_path, columns=["key"]).column(0).combine_chunks()
     current = catalog.current_records_by_licence(reg.dataset, keys.unique().to_pylist())
     held = held_records(current, outcome.accepted_path, keys)
     ledger.sync_quarantine(run_id, reg.id, reg.dataset, rows, held)
     ledger.record_quality(run_id, data_docs=docs_key)
+
+
+def _lists(column: pa.Array) -> list[list[str]]:
+    """A list<string> column's rows (read row by row it is slow: each distinct list is read
+    once, and the rows share it: the reader copies what it changes)."""
+    coded = pc.binary_join(column, "\x1f").dictionary_encode()
+    distinct = [s.split("\x1f") if s else [] for s in coded.dictionary.to_pylist()]
+    return [distinct[i] for i in coded.indices.to_pylist()]
 
 
 def merge(source_id: str, key: str, parts: list[dict]) -> dict | None:

@@ -48,6 +48,9 @@ class Outcome:
     results_path: Path
     docs_path: Path | None = None      # the run's GX Data Docs (index.html)
     result: object = None              # the GX ExpectationSuiteValidationResult of the version
+    # quarantined rows whose row-level failures cannot change with time: (_row, those failures)
+    row_reasons: pa.Table | None = None
+    kept: int = 0                      # rows not checked again: their row-level failures were `known`
 
 
 def label(config) -> str:
@@ -146,17 +149,19 @@ class _RowChecks:
         return reasons
 
 
+# rows checked at a time: memory holds about one batch of the run (~60 MB of conformed rows)
+BATCH_ROWS = 100_000
 FINDINGS = pa.schema([("pos", pa.int64()), ("reasons", pa.list_(pa.string()))])
 
 
 def check_partition(conformed: Path, ctype: CertificateType, out: Path, today: date,
-                    batch_rows: int = 250_000, checks: tuple | list = ()) -> dict:
+                    batch_rows: int = BATCH_ROWS, checks: tuple | list = ()) -> dict:
     """One partition of a split run: the row-level expectations only, its findings (each failing
     row's position and labels; each check's tally) written to `out` (Arrow IPC) for `validate`
     to merge, with the version-wide ones, over the whole run. Returns its counts."""
     suite = suites.to_gx(suites.read(ctype.name, checks))
     params = {"today": today.isoformat()}
-    table = staging.read_table(conformed)
+    table, release = staging.map_table(conformed)
     plan = _plan(suite, params, table.schema)
     rows = _RowChecks(plan, suite.name, table.schema, Gx(None), params)
     pos: list[int] = []
@@ -166,6 +171,7 @@ def check_partition(conformed: Path, ctype: CertificateType, out: Path, today: d
         for p in sorted(found):
             pos.append(p + start)
             labels.append(found[p])
+        release()
     tallies = {str(i): c.tallied() for i, c in {**plan.fast, **plan.gx_rows}.items() if c.metric != ac.UNIQUE}
     meta = {"rows": table.num_rows, "today": today.isoformat(), "suite": suite.name, "tallies": tallies}
     tmp = out.with_name(out.name + ".tmp")
@@ -195,20 +201,26 @@ def _merge_findings(paths: list[Path], plan: _Plan, table: pa.Table) -> tuple[np
 
 
 def validate(conformed: Path, extracted: Path, ctype: CertificateType, out_dir: Path,
-             today: date, batch_rows: int = 250_000, checks: tuple | list = (),
-             docs: bool = True, findings: list[Path] | None = None) -> Outcome:
+             today: date, batch_rows: int = BATCH_ROWS, checks: tuple | list = (),
+             docs: bool = True, findings: list[Path] | None = None,
+             known: pa.Array | None = None) -> Outcome:
     """Run the type's suite file (plus a source's own checks) and split the rows.
     Expectations with an Arrow form run in pyarrow.compute; the rest run in GX; either way
     the results are GX result objects, one per expectation, over the whole version.
     `findings`: a split run's partitions' row-level findings (check_partition), in order, for
-    the whole run's rows: only the version-wide expectations then run here."""
+    the whole run's rows: only the version-wide expectations then run here.
+    `known`: per conformed row, its row-level failures as found before (unchanged since, none
+    of them dated: exchange/row_state.py), or null: such a row is not checked again, its
+    failures are taken as they are (the version-wide expectations still run over it)."""
     docs_dir = out_dir / "data_docs"
     shutil.rmtree(docs_dir, ignore_errors=True)
     gx = Gx(docs_dir if docs else None)
     data = suites.read(ctype.name, checks)
     suite = suites.to_gx(data)
+    dated = {label(e.configuration) for e in suite.expectations if _dated(e.configuration.kwargs)}
     params = {"today": today.isoformat()}
-    conf_table, raw_table = staging.read_table(conformed), staging.read_table(extracted)
+    # mapped, and the pages read released batch by batch: memory does not grow with the run
+    (conf_table, conf_release), (raw_table, raw_release) = staging.map_table(conformed), staging.map_table(extracted)
     plan = _plan(suite, params, conf_table.schema)
     row_checks = _RowChecks(plan, suite.name, conf_table.schema, gx, params) if findings is None else None
     found_pos, found = _merge_findings(findings, plan, conf_table) if findings is not None else (None, [])
@@ -218,9 +230,12 @@ def validate(conformed: Path, extracted: Path, ctype: CertificateType, out_dir: 
     paths = {"accepted": staging.transient(out_dir, "accepted"), "quarantine": out_dir / "quarantine.parquet"}
     tmp = {k: p.with_name(p.name + ".tmp") for k, p in paths.items()}
     version_results, wide = _version_wide(conf_table, plan, suite.name, gx, params)
+    conf_release()
     wide_pos = np.fromiter(sorted(wide), dtype=np.int64)
     counts: Counter[str] = Counter()
-    n_in = n_ok = n_bad = 0
+    n_in = n_ok = n_bad = fresh = 0
+    kept_rows: list[int] = []
+    kept_reasons: list[list[str]] = []
     ok_writer = staging.transient_writer(tmp["accepted"], conf_table.schema)
     q_schema = quarantine_schema(raw_table.schema)
     bad_writer = staging.writer(tmp["quarantine"], q_schema)
@@ -230,23 +245,34 @@ def validate(conformed: Path, extracted: Path, ctype: CertificateType, out_dir: 
         for batch, raw in _aligned_batches(conf_table, raw_table, batch_rows):
             offset = n_in
             if row_checks is not None:
-                reasons = row_checks.reasons(batch, offset)
+                reasons, checked = _row_reasons(row_checks, batch, known, offset, fresh)
+                fresh += checked
             else:
                 lo, hi = np.searchsorted(found_pos, [offset, offset + batch.num_rows])
                 reasons = defaultdict(list, {int(p) - offset: list(found[j])
                                              for j, p in enumerate(found_pos[lo:hi].tolist(), lo)})
             lo, hi = np.searchsorted(wide_pos, [offset, offset + batch.num_rows])
-            for pos in wide_pos[lo:hi].tolist():
-                reasons[pos - offset].extend(wide[pos])
+            here = wide_pos[lo:hi].tolist()
+            own = {pos - offset: len(reasons.get(pos - offset, ())) for pos in here}   # row-level failures
+            for pos in here:              # a new list: a kept row's list may be shared
+                reasons[pos - offset] = [*reasons.get(pos - offset, ()), *wide[pos]]
             bad = np.zeros(batch.num_rows, dtype=bool)
             bad[list(reasons)] = True
+            while len(pending) > 2:         # at most a batch or two waiting to be written
+                pending.pop(0).result()
             pending.append(writes.submit(ok_writer.write_table, batch.filter(pa.array(~bad))))
             quarantined = _quarantine_rows(batch, raw, reasons, key_field, q_schema, copies)
             pending.append(writes.submit(bad_writer.write_table, quarantined))
+            conf_release()
+            raw_release()
             for rs in reasons.values():
                 counts.update(set(rs))
             n_in += batch.num_rows
             n_bad += int(bad.sum())
+            row_level = {p: reasons[p][:own[p]] if p in own else reasons[p] for p in np.flatnonzero(bad).tolist()}
+            timeless = [p for p, rs in row_level.items() if not dated.intersection(rs)]
+            kept_rows += batch.column(ROW).take(pa.array(timeless, pa.int64())).to_pylist()
+            kept_reasons += [row_level[p] for p in timeless]
             n_ok += batch.num_rows - int(bad.sum())
         for f in pending:
             f.result()
@@ -278,8 +304,40 @@ def validate(conformed: Path, extracted: Path, ctype: CertificateType, out_dir: 
     results = out_dir / "validation.json"
     results.write_text(json.dumps({"suite": suite.name, "rows": n_in, "expectations": summary},
                                   ensure_ascii=False, indent=1, default=str), encoding="utf-8")
+    row_reasons = pa.table({ROW: pa.array(kept_rows, pa.int64()),
+                            "reasons": pa.array(kept_reasons, pa.list_(pa.string()))})
     return Outcome(n_in, n_ok, n_bad, dict(counts.most_common()), paths["accepted"],
-                   paths["quarantine"], results, gx.build_docs(), result)
+                   paths["quarantine"], results, gx.build_docs(), result, row_reasons,
+                   n_in - fresh if row_checks is not None else 0)
+
+
+_SEP = "\x1f"          # never in an expectation's label
+
+
+def _dated(kwargs: dict) -> bool:
+    """An expectation bound to a run parameter ("today"): its outcome may change with time."""
+    return any(isinstance(v, dict) and "$PARAMETER" in v for v in kwargs.values())
+
+
+def _row_reasons(checks: _RowChecks, batch: pa.Table, known: pa.Array | None, offset: int,
+                 fresh: int) -> tuple[dict[int, list[str]], int]:
+    """A batch's row-level failures (position in the batch -> labels): the rows whose failures
+    are `known` (from `offset` on) take them as they are, the others are checked (their
+    positions among the checked rows start at `fresh`). Returns them and the rows checked."""
+    k = known.slice(offset, batch.num_rows) if known is not None else None
+    if k is None or k.null_count == len(k):
+        return checks.reasons(batch, fresh), batch.num_rows
+    skip = pc.is_valid(k).to_numpy(zero_copy_only=False)
+    todo = np.flatnonzero(~skip)
+    found = checks.reasons(batch.take(pa.array(todo, pa.int64())), fresh) if len(todo) else {}
+    reasons: dict[int, list[str]] = defaultdict(list, {int(todo[p]): rs for p, rs in found.items()})
+    # a list column read row by row is slow: each distinct list is read once
+    lists = pc.binary_join(k.filter(pa.array(skip)), _SEP).dictionary_encode()
+    distinct = [s.split(_SEP) if s else [] for s in lists.dictionary.to_pylist()]
+    for p, i in zip(np.flatnonzero(skip).tolist(), lists.indices.to_pylist()):
+        if distinct[i]:
+            reasons[p] = distinct[i]        # shared by the rows with the same failures: not changed
+    return reasons, len(todo)
 
 
 MONOTONE = {"expect_column_values_to_not_be_in_the_future"}     # passed once, passed for good

@@ -21,6 +21,26 @@ def changed_rows(seen: dict, known: dict) -> dict:
     return {rows[k][0]: entries[k][0] for k in entries if len(rows[k]) == len(entries[k]) == 1}
 
 
+def seen_again(conn, table, source_id: str, again: list[int], known: list[int], closed: set[int],
+               **values) -> None:
+    """`values` (the run, the time) set on the source's entries `again` (ids; `known`: all the
+    source's entries, `closed`: the resolved ones): the unresolved ones in one statement over
+    the source's unresolved entries but the few not seen again (a run that quarantines what the
+    last one did), else 500 ids at a time; the resolved ones seen again 500 ids at a time."""
+    if not again:
+        return
+    reopened = [i for i in again if i in closed]
+    rest = set(known).difference(again, closed)        # unresolved, not seen again
+    if len(rest) <= 500:
+        conn.execute(table.update().where(table.c.source_id == source_id, table.c.state != "resolved",
+                                          table.c.id.not_in(sorted(rest))).values(**values))
+        ids = reopened
+    else:
+        ids = again
+    for at in range(0, len(ids), 500):
+        conn.execute(table.update().where(table.c.id.in_(ids[at:at + 500])).values(**values))
+
+
 def executemany(conn, stmt, rows: list[dict]) -> None:
     """Many rows through the driver's executemany, values converted by the columns' own
     SQLAlchemy types once each (per-row statement compilation would dominate)."""

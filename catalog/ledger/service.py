@@ -185,19 +185,21 @@ class Ledger:
         version's record the row holds back (disputed while the entry is open).
         Bulk statements: a broken export can quarantine a million rows."""
         now, seen, held = utcnow(), {}, held or {}
-        for r in rows:
-            e = seen.get((r["key"], r.get("row_hash") or ""))
-            if e is None:
-                seen[(r["key"], r.get("row_hash") or "")] = {**r, "reasons": list(r["reasons"])}
-            else:
-                e["reasons"] = list(dict.fromkeys([*e["reasons"], *r["reasons"]]))
+        for r in rows:                 # the rows are not changed: a merged one is a copy
+            kh = (r["key"], r.get("row_hash") or "")
+            e = seen.get(kh)
+            seen[kh] = r if e is None else {**e, "reasons": list(dict.fromkeys([*e["reasons"], *r["reasons"]]))}
         T = QuarantineEntry.__table__
         with self.session() as s, s.begin():
             conn = s.connection()
             # reasons compared as the stored JSON text: no decoding of every known entry
-            known = {(k, h): (i, r, v, held_id) for k, h, i, r, v, held_id in conn.execute(
-                sa.select(T.c.key, T.c.row_hash, T.c.id, sa.cast(T.c.reasons, sa.Text), T.c["values"],
-                          T.c.held_record_id).where(T.c.source_id == source_id))}
+            known, closed = {}, set()          # closed: the resolved entries' ids
+            for k, h, i, r, v, held_id, state in conn.execute(
+                    sa.select(T.c.key, T.c.row_hash, T.c.id, sa.cast(T.c.reasons, sa.Text), T.c["values"],
+                              T.c.held_record_id, T.c.state).where(T.c.source_id == source_id)).all():
+                known[(k, h)] = (i, r, v, held_id)
+                if state == "resolved":
+                    closed.add(i)
             match = {kh: kh for kh in seen if kh in known}
             match.update(quarantine.changed_rows(seen, known))
             new = [{"source_id": source_id, "dataset_id": dataset, "key": k, "row_hash": h, "state": "open",
@@ -205,20 +207,24 @@ class Ledger:
                     "first_run_id": run_id, "last_run_id": run_id, "first_seen": now, "last_seen": now}
                    for (k, h), r in seen.items() if (k, h) not in match]
             again = [known[match[kh]][0] for kh in seen if kh in match]
+            text: dict[tuple, str] = {}        # reasons as stored JSON, once per distinct list
+
+            def as_text(reasons: list) -> str:
+                t = tuple(reasons)
+                return text[t] if t in text else text.setdefault(t, json.dumps(reasons))
             changed = [{"b_id": known[match[kh]][0], "row_hash": kh[1], "reasons": r["reasons"],
                         "values": r["values"], "held_record_id": held.get(kh[0])}
                        for kh, r in seen.items() if kh in match
-                       and (match[kh] != kh or (json.dumps(r["reasons"]), r["values"], held.get(kh[0]))
+                       and (match[kh] != kh or (as_text(r["reasons"]), r["values"], held.get(kh[0]))
                             != known[kh][1:])]
+            quarantine.seen_again(conn, T, source_id, again, [e[0] for e in known.values()], closed,
+                                  last_run_id=run_id, last_seen=now)
             if new:
                 quarantine.executemany(conn, sa.insert(T), new)
             if changed:          # only rows whose content, reasons, values or hold differ are rewritten
                 conn.execute(T.update().where(T.c.id == sa.bindparam("b_id")).values(
                     row_hash=sa.bindparam("row_hash"), reasons=sa.bindparam("reasons"),
                     values=sa.bindparam("values"), held_record_id=sa.bindparam("held_record_id")), changed)
-            for at in range(0, len(again), 500):     # seen again: one statement per 500 ids
-                conn.execute(T.update().where(T.c.id.in_(again[at:at + 500]))
-                             .values(last_run_id=run_id, last_seen=now))
             if again:
                 conn.execute(T.update().where(T.c.source_id == source_id, T.c.last_run_id == run_id,
                                               T.c.state == "resolved")

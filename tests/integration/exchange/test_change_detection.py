@@ -7,7 +7,9 @@ from __future__ import annotations
 import json
 import shutil
 import sqlite3
+from datetime import timedelta
 
+import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
 
@@ -19,6 +21,7 @@ from tests.conftest import TODAY, catalog, ledger, register_demo_source, stored
 pytestmark = pytest.mark.integration
 SOURCE, DATASET = "smr_business_licence", "business_licence.market_regulation"
 NULL_NAME = "expect_column_values_to_not_be_null(holder_name)"
+FUTURE = "expect_column_values_to_not_be_in_the_future"
 
 
 def _use_home(monkeypatch, home, detect: bool) -> None:
@@ -74,7 +77,8 @@ def _snapshot(results: list[dict]) -> dict:
     runs = [{k: r[k] for k in ("run_key", "state", "version", "extracted", "accepted", "quarantined", "reasons")}
             for r in reversed(ledger().runs(SOURCE))]
     queue = [{k: e[k] for k in ("id", "key", "row_hash", "state", "reasons", "values", "held_record_id",
-                                "first_run_id", "last_run_id")} for e in ledger().quarantine(DATASET, True)]
+                                "first_run_id", "last_run_id", "resolved_run_id")}
+             for e in ledger().quarantine(DATASET, True)]
     published = [{k: r.get(k) for k in ("version", "state", "tree_size", "root_hash")} for r in results]
     return {"versions": versions, "records": records, "runs": runs, "queue": queue, "published": published}
 
@@ -92,25 +96,39 @@ def _history(monkeypatch, tmp_path, silo_2k, detect: bool, picks: dict | None):
         _edit(silo, step, picks)
         results.append(stages.run_all(SOURCE, f"r{step}", TODAY))
     detected = [ledger().run_quality(r["id"])["change_detection"] for r in reversed(ledger().runs(SOURCE))]
-    return _snapshot(results), detected, picks
+    return _snapshot(results), detected, picks, [_timeless(f"r{n}") for n in (1, 2, 3, 4)]
+
+
+def _timeless(key: str) -> int:
+    """Rows the run quarantined none of whose failures is dated (not in the future, as of today)."""
+    store = get_settings().store
+    with store.open_input(stages.handoff(SOURCE, key, "quarantine")) as f:
+        reasons = pq.read_table(f, columns=["reasons"]).column(0).to_pylist()
+    return sum(not any(r.startswith(FUTURE) for r in rs) for rs in reasons)
 
 
 @pytest.mark.parametrize("batch", [None, 173])     # conform's batches: as written, or many uneven ones
 def test_a_delta_run_publishes_what_a_full_run_publishes(home, monkeypatch, tmp_path, silo_2k, batch):
     monkeypatch.setattr(stages, "DETECT_BATCH", batch)
-    fast, detected, picks = _history(monkeypatch, tmp_path, silo_2k, True, None)
-    full, forced, _ = _history(monkeypatch, tmp_path, silo_2k, False, picks)
+    fast, detected, picks, timeless = _history(monkeypatch, tmp_path, silo_2k, True, None)
+    full, forced, _, _ = _history(monkeypatch, tmp_path, silo_2k, False, picks)
     assert [d["mode"] for d in detected] == ["full", "delta", "delta", "delta"]
     assert detected[0]["reason"] == "no row state"
     assert {d["mode"] for d in forced} == {"full"} and forced[1]["reason"] == f"{row_state.ENV}=0"
     assert fast == full
     runs = fast["runs"]
-    # run 2 checks the rows quarantined in run 1 and the six accepted rows changed, gone or
+    # run 2 checks the rows quarantined in run 1 for a date (those quarantined for anything else
+    # and unchanged keep their failures: "kept") and the six accepted rows changed, gone or
     # pulled back (the unchanged row whose licence number a changed row took); the rest is carried
-    assert detected[1]["carried"] == runs[0]["accepted"] - 6
+    # kept: the last run's rows quarantined for no date but those edited since (run 2: the fixed
+    # row; run 3: the duplicate's changed row; its other row, quarantined as a duplicate only,
+    # is kept and accepted once the duplicate is resolved)
+    assert [d["kept"] for d in detected[1:]] == [timeless[0] - 1, timeless[1] - 1, timeless[2]]
+    assert min(timeless) > 0
+    assert detected[1]["carried"] == runs[0]["accepted"] - 6 + detected[1]["kept"]
     assert detected[1]["checked"] == runs[1]["extracted"] - detected[1]["carried"]
-    assert detected[1]["checked"] < 120 and detected[3]["checked"] == runs[2]["quarantined"]
-    # the rows quarantined before and unchanged are checked again, their conformed form reused
+    assert detected[1]["checked"] < 60 and detected[3]["checked"] + detected[3]["kept"] == runs[2]["quarantined"]
+    # the rows quarantined before and unchanged: their conformed form reused (checked or kept)
     assert detected[0]["reused"] == 0 and detected[3]["reused"] == runs[2]["quarantined"]
     assert 0 < detected[1]["reused"] < runs[0]["quarantined"]
     assert [r["state"] for r in runs] == ["published", "published", "published", "unchanged"]
@@ -137,7 +155,9 @@ def test_an_unchanged_quarantined_row_is_not_reported_again(home, tmp_path, silo
                                                                 before[k]["first_seen"])
         assert e["last_run_id"] == e["first_run_id"] + 1
     run, first = ledger().runs(SOURCE)[:2]
-    assert run["checked"] == first["quarantined"] + 1 and run["checked"] + run["carried"] == run["extracted"]
+    kept = _mode("r2")["kept"]
+    assert kept == _timeless("r1") and run["checked"] + run["carried"] == run["extracted"]
+    assert run["checked"] + kept == first["quarantined"] + 1
 
 
 def _mode(key: str) -> dict:
@@ -151,8 +171,8 @@ def test_full_runs_when_the_row_state_cannot_be_trusted(home, tmp_path, silo_2k)
     stages.run_all(SOURCE, "r1", TODAY)
     assert _mode("r1")["reason"] == "no row state"
     stages.run_all(SOURCE, "r2", TODAY)
-    assert _mode("r2")["mode"] == "delta" and _mode("r2")["checked"] == _mode("r1")["checked"] - ledger().runs(
-        SOURCE)[1]["accepted"]
+    assert _mode("r2")["mode"] == "delta" and _mode("r2")["checked"] + _mode("r2")["kept"] == _mode(
+        "r1")["checked"] - ledger().runs(SOURCE)[1]["accepted"]
     # a check added to the registration: every row is checked against it
     text = reg.path.read_text("utf-8").replace("[connector]", '[[checks]]\ntype = "expect_column_value_lengths_'
                                                'to_be_between"\ncolumn = "address"\nmax_value = 60\n\n[connector]')
@@ -196,7 +216,10 @@ def test_held_rows_are_reused_only_beside_their_own_row_state(home, tmp_path, si
     stages.run_all(SOURCE, "r2", TODAY)
     assert _mode("r2")["mode"] == "delta" and _mode("r2")["reused"] == 0 and _mode("r2")["checked"] > 0
     stages.run_all(SOURCE, "r3", TODAY)
-    assert _mode("r3")["reused"] == _mode("r3")["checked"] == _mode("r2")["checked"]
+    # every quarantined row's conformed form reused: the ones validated again and the ones kept
+    r3 = _mode("r3")
+    assert r3["reused"] == r3["checked"] + r3["kept"] == ledger().get_run(SOURCE, "r1").quarantined
+    assert r3["checked"] == _mode("r2")["checked"] and r3["kept"] > 0
     store.delete(held)              # none at all: the rows are conformed again
     stages.run_all(SOURCE, "r4", TODAY)
     assert _mode("r4")["reused"] == 0 and _mode("r4")["checked"] == _mode("r3")["checked"]
@@ -256,8 +279,8 @@ def test_a_watermark_source_carries_the_mirror_s_rest(home, tmp_path, silo_2k):
     second = stages.run_all("inc", "r2", TODAY)
     run, before = ledger().runs("inc")[:2]
     detected = ledger().run_quality(run["id"])["change_detection"]
-    assert detected["mode"] == "delta" and detected["carried"] == before["accepted"] - 1
-    assert run["checked"] == before["quarantined"] + 1
+    assert detected["mode"] == "delta" and detected["carried"] == before["accepted"] - 1 + detected["kept"]
+    assert run["checked"] + detected["kept"] == before["quarantined"] + 1 and detected["kept"] > 0
     assert (run["extracted"], run["accepted"], run["quarantined"]) == (before["extracted"], before["accepted"],
                                                                       before["quarantined"])
     assert second["changes"]["changed"] == 1 and second["tree_size"] == first["tree_size"] + 1
@@ -287,3 +310,51 @@ def test_a_delta_run_does_not_publish_on_a_version_it_was_not_matched_against(ho
     assert ledger().get_run(SOURCE, "r2").state == "failed"
     again = stages.run_all(SOURCE, "r2", TODAY)       # the whole run again: every row checked
     assert _mode("r2")["mode"] == "full" and again["version"] == 3
+
+
+def _dated_history(monkeypatch, tmp_path, silo_2k, detect: bool, row_id: int):
+    """Runs on one day, again the same day, and a month later, of a silo whose row `row_id` was
+    issued ten days after that day; nothing else changes."""
+    home = tmp_path / ("detect" if detect else "full")
+    _use_home(monkeypatch, home / "home", detect)
+    silo = home / "silo.db"
+    home.mkdir()
+    shutil.copy(silo_2k[0], silo)
+    with sqlite3.connect(silo) as db:
+        db.execute("update yyzz_djxx set FZRQ = ? where ID = ?", ((TODAY + timedelta(days=10)).isoformat(), row_id))
+        licence = db.execute("select ZCH from yyzz_djxx where ID = ?", (row_id,)).fetchone()[0]
+    register_demo_source(home / "home", silo)
+    days = {"r1": TODAY, "r2": TODAY, "r3": TODAY + timedelta(days=30)}
+    results, timeless, queues = [], [], []
+    for key, day in days.items():
+        results.append(stages.run_all(SOURCE, key, day))
+        timeless.append(_timeless(key))
+        queues.append({e["key"]: e for e in ledger().quarantine(DATASET, True)}[licence])
+    return _snapshot(results), [_mode(k) for k in days], timeless, queues
+
+
+def test_a_quarantined_row_is_checked_again_only_if_a_dated_rule_failed(home, monkeypatch, tmp_path, silo_2k):
+    """Unchanged rows quarantined for anything but a date are not checked again (their failures
+    are the row state's) and end as a full run ends them; one issued in the future is checked
+    every run, and accepted once the day passes its issue date."""
+    manifest = silo_2k[1]
+    flawed = {i for ids in manifest.values() for i in ids}
+    row_id = next(i for i in range(1, 2_001) if i not in flawed)
+    fast, modes, timeless, queues = _dated_history(monkeypatch, tmp_path, silo_2k, True, row_id)
+    full, forced, _, _ = _dated_history(monkeypatch, tmp_path, silo_2k, False, row_id)
+    assert fast == full
+    assert [m["mode"] for m in modes] == ["full", "delta", "delta"] and {m["mode"] for m in forced} == {"full"}
+    runs = fast["runs"]
+    # run 2 (same day, nothing changed) checks only the rows quarantined for a date, the planted
+    # one among them; all the others keep their failures
+    assert modes[1]["kept"] == timeless[0] > 0 and modes[1]["checked"] == runs[0]["quarantined"] - timeless[0] > 0
+    assert (runs[1]["accepted"], runs[1]["quarantined"], runs[1]["reasons"]) == \
+        (runs[0]["accepted"], runs[0]["quarantined"], runs[0]["reasons"])
+    assert queues[0]["reasons"] == [f"{FUTURE}(issue_date)"] and queues[1]["state"] == "open"
+    assert (queues[1]["id"], queues[1]["first_seen"]) == (queues[0]["id"], queues[0]["first_seen"])
+    # a month later the planted row is checked again and accepted; its entry is resolved
+    assert modes[2]["kept"] == timeless[1] and queues[2]["state"] == "resolved"
+    assert runs[2]["accepted"] > runs[1]["accepted"] and runs[2]["state"] == "published"
+    with catalog().engine.connect() as c:
+        assert c.scalar(sa.text("select count(*) from records where licence_number = :n and superseded_in is null"),
+                        {"n": queues[0]["key"]}) == 1

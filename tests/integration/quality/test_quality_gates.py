@@ -247,3 +247,25 @@ def test_every_quarantined_row_is_in_the_queue_conflicting_duplicates_too(silo, 
     assert sorted(e["id"] for e in after) == sorted(e["id"] for e in conflicting)
     assert [e["state"] for e in after] == ["reviewed"] * 3
     assert next(e for e in after if e["raw"]["ID"] == b)["raw"]["ZS"] == "另一个住所"
+
+
+@pytest.mark.parametrize("gone", [3, 700])
+def test_the_queue_marks_rows_seen_again_and_resolves_the_rest(silo, gone):
+    """Entries seen again carry the run (one statement when few are not seen again, 500 ids
+    at a time otherwise); the others are resolved; a resolved one seen again is open again (a
+    row twice in a run is one entry)."""
+    ledger = _ledger()
+    rows = [{"key": f"K{i}", "row_hash": f"{i:040x}", "reasons": [NOT_NULL_NAME], "values": f'{{"i": {i}}}'}
+            for i in range(1_200)]
+    runs = [ledger.start_run(SOURCE, f"q{n}").id for n in range(3)]
+    ledger.sync_quarantine(runs[0], SOURCE, DATASET, rows)
+    assert ledger.sync_quarantine(runs[1], SOURCE, DATASET, rows[gone:]) == {
+        "new": 0, "still": 1_200 - gone, "resolved": gone}
+    assert ledger.sync_quarantine(runs[2], SOURCE, DATASET, rows[1:] + [rows[1]]) == {
+        "new": 0, "still": 1_199, "resolved": 0}
+    queue = {e["key"]: e for e in ledger.quarantine(DATASET, True)}
+    assert len(queue) == 1_200 and queue["K0"]["state"] == "resolved" and queue["K0"]["resolved_run_id"] == runs[1]
+    again = [queue[f"K{i}"] for i in range(1, 1_200)]
+    assert {(e["state"], e["last_run_id"], e["first_run_id"], e["resolved_run_id"]) for e in again} == {
+        ("open", runs[2], runs[0], None)}
+    assert all(e["reasons"] == [NOT_NULL_NAME] for e in again)

@@ -70,7 +70,8 @@ def test_suites_whose_outcome_is_not_row_by_row_are_checked_in_full():
 # --- matching against the row state ------------------------------------------------------------
 def _state(tmp_path, hashes: np.ndarray, licences: list, accepted: list, withdrawn: list | None = None):
     table = pa.table([row_state.as_array(hashes), pa.array(licences, pa.string()), pa.array(accepted),
-                      pa.array(withdrawn or [False] * len(licences))], schema=row_state.SCHEMA)
+                      pa.array(withdrawn or [False] * len(licences)),
+                      pa.nulls(len(licences), pa.list_(pa.string()))], schema=row_state.SCHEMA)
     path = tmp_path / "rows.arrow"
     with staging.transient_writer(path, table.schema) as w:
         w.write_table(table)
