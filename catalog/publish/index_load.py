@@ -14,6 +14,8 @@ Either way the rows belong to the caller's transaction: a rollback leaves none.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
+from contextlib import contextmanager
 import shutil
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
@@ -34,6 +36,7 @@ from catalog.signing import digests
 COLUMNS = (*store.INDEX_COLUMNS, "leaf_hash", "leaf_index")
 SCRATCH = "index_scratch"                        # the scratch file's schema name on the connection
 _CSV_BATCH = 65_536
+LOAD_CACHE_KB = 32_768       # the catalogue's page cache while the rows are copied in (SQLite)
 
 
 def loader(conn: Connection) -> IndexLoader:
@@ -271,15 +274,27 @@ class SQLiteLoader(IndexLoader):
             ingested = [pool.submit(_ingest, self._part(i)[1], rows) for i, rows in enumerate(runs)]
             for done in ingested:     # every part written before the catalogue's connection reads any:
                 done.result()         # reading one may load the schemas of all, one half-written ("malformed")
-            for i in range(len(ingested)):
-                # the catalogue connection reads the part's new schema when this names its table
-                src = sa.table("rows", *(sa.column(c) for c in COLUMNS), schema=self._part(i)[0])
-                select = (sa.select(*(src.c[c] for c in COLUMNS), sa.literal(dataset), sa.literal(version))
-                          .order_by(sa.literal_column("rowid")))    # rowid order is record-id order
-                self.conn.execute(sa.insert(Record.__table__).from_select(
-                    [*COLUMNS, "dataset_id", "version"], select))
+            with self._cache(LOAD_CACHE_KB):
+                for i in range(len(ingested)):
+                    # the catalogue connection reads the part's new schema when this names its table
+                    src = sa.table("rows", *(sa.column(c) for c in COLUMNS), schema=self._part(i)[0])
+                    select = (sa.select(*(src.c[c] for c in COLUMNS), sa.literal(dataset), sa.literal(version))
+                              .order_by(sa.literal_column("rowid")))    # rowid order is record-id order
+                    self.conn.execute(sa.insert(Record.__table__).from_select(
+                        [*COLUMNS, "dataset_id", "version"], select))
         finally:
             pool.shutdown(cancel_futures=True)
+
+    @contextmanager
+    def _cache(self, kib: int) -> Iterator[None]:
+        """The connection's page cache at most `kib` KiB meanwhile (its pages, malloc'd, are
+        rarely handed back to the system once filled: the cap bounds the process's peak)."""
+        was = self.conn.exec_driver_sql("PRAGMA main.cache_size").scalar()
+        self.conn.exec_driver_sql(f"PRAGMA main.cache_size=-{int(kib)}")
+        try:
+            yield
+        finally:
+            self.conn.exec_driver_sql(f"PRAGMA main.cache_size={int(was)}")
 
 
 def _ingest(path: Path, rows: pa.RecordBatchReader) -> None:

@@ -210,6 +210,7 @@ def stage_log_version(accepted: Path, conformed: Path, state: pa.Table, versions
     the records it may change alone."""
     staged = stage_segment(accepted, conformed, lambda ids: state, versions, store, dataset, ctype, first_leaf,
                            scratch, delta)
+    pa.default_memory_pool().release_unused()       # the segment's intermediates, before the map's
     lv = staged.version(*whole_map(state, staged))
     pa.default_memory_pool().release_unused()       # the allocator's freed pages back before the catalogue's turn
     return lv
@@ -293,12 +294,14 @@ def stage_segment(accepted: Path, conformed: Path, state_of: Callable[[pa.Array]
     w_leaves = leaf_hashes(canonical_json(w_records, prefix=LEAF_PREFIX), prefixed=True)
 
     _write_segment_records(full.directory, pick, w_records, out / "records.parquet")
+    pa.default_memory_pool().release_unused()      # the records' batches, decoded and encoded
     leaves = np.concatenate([_matrix(new.column("leaf").take(pa.array(pick, pa.int64()))), w_leaves])
     # the store keeps what the records do not hold (the holder key, as before the log); the
     # catalogue's index rows are loaded from the whole index, in scratch, written a batch at a time
     holders = _write_segment_index(full.directory, pick, w_records, withdrawn_rows, first_leaf, leaves,
                                    scratch / "index_rows.parquet")
     staging.write_table(pa.table({"holder_key": holders}), out / "index.parquet", staging.DATASET_FILES)
+    pa.default_memory_pool().release_unused()
     seg_ids = pa.concat_arrays([new.column("record_id").combine_chunks().take(pa.array(pick, pa.int64())),
                                 w_records.column("record_id").combine_chunks()])
 
