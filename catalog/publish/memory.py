@@ -4,21 +4,20 @@ glibc's malloc keeps freed blocks of numpy arrays and SQLite pages in its heaps.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
+from typing import Any
 
 import pyarrow as pa
 
-_libc = None
+_malloc_trim: Any
+try:
+    _malloc_trim = ctypes.CDLL(None).malloc_trim      # glibc's; absent elsewhere
+except (AttributeError, OSError):
+    _malloc_trim = None
 
 
 def _trim() -> None:
-    global _libc
-    if _libc is None:
-        name = ctypes.util.find_library("c")
-        _libc = ctypes.CDLL(name) if name else False
-    trim = getattr(_libc, "malloc_trim", None) if _libc else None
-    if trim is not None:          # glibc only
-        trim(0)
+    if _malloc_trim is not None:
+        _malloc_trim(0)
 
 
 def release() -> None:
