@@ -16,7 +16,9 @@ from __future__ import annotations
 import itertools
 import shutil
 import tempfile
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +28,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from catalog.db.models import Record
-from catalog.publish import store
+from catalog.publish import memory, store
 from catalog.publish.scratch_dirs import Scratch
 from catalog.signing import digests
 
@@ -34,6 +36,7 @@ from catalog.signing import digests
 COLUMNS = (*store.INDEX_COLUMNS, "leaf_hash", "leaf_index")
 SCRATCH = "index_scratch"                        # the scratch file's schema name on the connection
 _CSV_BATCH = 65_536
+LOAD_CACHE_KB = 131_072      # the catalogue's page cache while the rows are copied in (SQLite): half its usual
 
 
 def loader(conn: Connection) -> IndexLoader:
@@ -66,6 +69,7 @@ def sorted_parts(index_path: Path, parts: int, dates_as_text: bool = False,
     rank = np.empty(n, np.int64)
     rank[store.key_order(np.concatenate(raw))] = np.arange(n, dtype=np.int64)
     del raw
+    memory.release()
     runs = _deal(index_path, rank)
     schema = runs.schema(dates_as_text)
     bounds = np.cumsum([0, *(len(p) for p in np.array_split(np.arange(n), parts))])
@@ -136,7 +140,7 @@ def _deal(index_path: Path, rank: np.ndarray) -> _Runs:
     runs = None
     try:
         at = 0
-        for batch in store.index_batches(index_path, list(COLUMNS)):
+        for batch in memory.released(store.index_batches(index_path, list(COLUMNS)), 4):
             k = batch.num_rows
             r = rank[at:at + k]
             batch = pa.RecordBatch.from_arrays([*batch.columns, pa.array(r, pa.int64())],
@@ -271,15 +275,28 @@ class SQLiteLoader(IndexLoader):
             ingested = [pool.submit(_ingest, self._part(i)[1], rows) for i, rows in enumerate(runs)]
             for done in ingested:     # every part written before the catalogue's connection reads any:
                 done.result()         # reading one may load the schemas of all, one half-written ("malformed")
-            for i in range(len(ingested)):
-                # the catalogue connection reads the part's new schema when this names its table
-                src = sa.table("rows", *(sa.column(c) for c in COLUMNS), schema=self._part(i)[0])
-                select = (sa.select(*(src.c[c] for c in COLUMNS), sa.literal(dataset), sa.literal(version))
-                          .order_by(sa.literal_column("rowid")))    # rowid order is record-id order
-                self.conn.execute(sa.insert(Record.__table__).from_select(
-                    [*COLUMNS, "dataset_id", "version"], select))
+            memory.release()          # the sorted runs', before the catalogue's pages
+            with self._cache(LOAD_CACHE_KB):
+                for i in range(len(ingested)):
+                    # the catalogue connection reads the part's new schema when this names its table
+                    src = sa.table("rows", *(sa.column(c) for c in COLUMNS), schema=self._part(i)[0])
+                    select = (sa.select(*(src.c[c] for c in COLUMNS), sa.literal(dataset), sa.literal(version))
+                              .order_by(sa.literal_column("rowid")))    # rowid order is record-id order
+                    self.conn.execute(sa.insert(Record.__table__).from_select(
+                        [*COLUMNS, "dataset_id", "version"], select))
         finally:
             pool.shutdown(cancel_futures=True)
+
+    @contextmanager
+    def _cache(self, kib: int) -> Iterator[None]:
+        """The connection's page cache at most `kib` KiB meanwhile (its pages, malloc'd, are
+        rarely handed back to the system once filled: the cap bounds the process's peak)."""
+        was = self.conn.exec_driver_sql("PRAGMA main.cache_size").scalar()
+        self.conn.exec_driver_sql(f"PRAGMA main.cache_size=-{int(kib)}")
+        try:
+            yield
+        finally:
+            self.conn.exec_driver_sql(f"PRAGMA main.cache_size={int(was)}")
 
 
 def _ingest(path: Path, rows: pa.RecordBatchReader) -> None:

@@ -26,6 +26,7 @@ from sqlalchemy.engine import Connection
 from base import staging
 from base.storage import Store
 from catalog.db.models import DatasetVersion
+from catalog.publish import memory
 from catalog.publish import store as version_store
 from catalog.publish.changes import Changes
 from catalog.signing import vmap
@@ -210,8 +211,9 @@ def stage_log_version(accepted: Path, conformed: Path, state: pa.Table, versions
     the records it may change alone."""
     staged = stage_segment(accepted, conformed, lambda ids: state, versions, store, dataset, ctype, first_leaf,
                            scratch, delta)
+    memory.release()       # the segment's intermediates, before the map's
     lv = staged.version(*whole_map(state, staged))
-    pa.default_memory_pool().release_unused()       # the allocator's freed pages back before the catalogue's turn
+    memory.release()       # the freed pages back before the catalogue's turn
     return lv
 
 
@@ -255,7 +257,7 @@ def stage_segment(accepted: Path, conformed: Path, state_of: Callable[[pa.Array]
     rows it is built on (in record-id order): the whole state, or with `delta` at least its
     scope (the current records with those ids or with a licence number in delta.licences)."""
     full = version_store.stage_version(accepted, dataset, ctype, scratch / "accepted_version")
-    pa.default_memory_pool().release_unused()      # its batches' pages, freed on worker threads
+    memory.release()      # its batches' pages, freed on worker threads
     new = version_store.version_leaves(Store.local(full.directory))        # record_id, status, leaf
     present = staging.read_table(conformed, ["licence_number"]).column(0).combine_chunks()
     taken = staging.read_table(accepted, ["licence_number"]).column(0).combine_chunks()
@@ -293,12 +295,14 @@ def stage_segment(accepted: Path, conformed: Path, state_of: Callable[[pa.Array]
     w_leaves = leaf_hashes(canonical_json(w_records, prefix=LEAF_PREFIX), prefixed=True)
 
     _write_segment_records(full.directory, pick, w_records, out / "records.parquet")
+    memory.release()      # the records' batches, decoded and encoded
     leaves = np.concatenate([_matrix(new.column("leaf").take(pa.array(pick, pa.int64()))), w_leaves])
     # the store keeps what the records do not hold (the holder key, as before the log); the
     # catalogue's index rows are loaded from the whole index, in scratch, written a batch at a time
     holders = _write_segment_index(full.directory, pick, w_records, withdrawn_rows, first_leaf, leaves,
                                    scratch / "index_rows.parquet")
     staging.write_table(pa.table({"holder_key": holders}), out / "index.parquet", staging.DATASET_FILES)
+    memory.release()
     seg_ids = pa.concat_arrays([new.column("record_id").combine_chunks().take(pa.array(pick, pa.int64())),
                                 w_records.column("record_id").combine_chunks()])
 
@@ -380,7 +384,7 @@ def _write_segment_records(full_dir: Path, pick: np.ndarray, w_records: pa.Table
             yield from w_records.select(schema.names).cast(schema).combine_chunks().to_batches()
 
     with staging.writer(path, schema, staging.DATASET_FILES) as writer:
-        for batch in version_store.exactly(version_store.ROW_GROUP, batches()):
+        for batch in memory.released(version_store.exactly(version_store.ROW_GROUP, batches())):
             writer.write_table(pa.Table.from_batches([batch], schema), row_group_size=version_store.ROW_GROUP)
 
 
@@ -408,7 +412,7 @@ def _write_segment_index(full_dir: Path, pick: np.ndarray, w_records: pa.Table, 
         k += n
 
     try:
-        for batch in version_store.index_batches(full_dir / "index.parquet", index_cols):
+        for batch in memory.released(version_store.index_batches(full_dir / "index.parquet", index_cols), 4):
             keep = mask[at:at + batch.num_rows]
             at += batch.num_rows
             schema = batch.schema

@@ -24,6 +24,7 @@ from base import staging
 from base.errors import PublishError
 from base.parallel import ordered_map
 from base.storage import Store
+from catalog.publish import memory
 from catalog.signing.canonical import canonical_json
 from catalog.signing.digests import hex_strings, sha256_many
 from catalog.signing.merkle import MerkleTree, leaf_hashes
@@ -125,8 +126,8 @@ def stage_version(accepted: Path | list[Path], dataset: str, ctype: CertificateT
     writers: dict[str, pq.ParquetWriter] = {}
     try:
         batches = exactly(BATCH, (b for p in sources for b in staging.iter_batches(p, BATCH, wanted)))
-        for records, hashes, index in ordered_map(
-                lambda b: _stage_batch(b, dataset, record_cols, index_cols), batches):
+        for records, hashes, index in memory.released(ordered_map(
+                lambda b: _stage_batch(b, dataset, record_cols, index_cols), batches)):
             for name, table in (("records", records), ("index", index)):
                 if name not in writers:
                     writers[name] = staging.writer(out_dir / f"{name}.parquet", table.schema,

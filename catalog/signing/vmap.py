@@ -96,13 +96,20 @@ def _entries(ids: np.ndarray, leaf_index: np.ndarray, leaf_hash: np.ndarray,
     return entries, bucket
 
 
+_HASHED = 4_096         # buckets hashed at once: the hashing's copies of the entries stay small
+
+
 def _hashes(entries: np.ndarray, counts: np.ndarray) -> np.ndarray:
     """SHA-256(0x00 ‖ entries) of consecutive groups of `counts` entries."""
     offsets = np.concatenate([[0], np.cumsum(counts) * 56]).astype(np.int64)
-    # each bucket's entries are contiguous in id order: one binary value per bucket
-    arr = pa.Array.from_buffers(pa.large_binary(), len(counts),
-                                [None, pa.py_buffer(offsets), pa.py_buffer(np.ascontiguousarray(entries).ravel())])
-    return sha256_many(arr, LEAF_PREFIX)
+    data = pa.py_buffer(np.ascontiguousarray(entries).ravel())
+    out = np.empty((len(counts), 32), np.uint8)
+    for lo in range(0, len(counts), _HASHED):
+        hi = min(lo + _HASHED, len(counts))
+        # each bucket's entries are contiguous in id order: one binary value per bucket
+        arr = pa.Array.from_buffers(pa.large_binary(), hi - lo, [None, pa.py_buffer(offsets[lo:hi + 1]), data])
+        out[lo:hi] = sha256_many(arr, LEAF_PREFIX)
+    return out
 
 
 def _parents(level: np.ndarray) -> np.ndarray:

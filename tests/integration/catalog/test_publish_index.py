@@ -240,3 +240,24 @@ def test_a_killed_publish_leaves_scratch_that_the_next_one_sweeps(home, silo):
     finally:
         live.kill()
         live.wait()
+
+
+def test_the_index_copy_runs_under_a_capped_page_cache_then_restores_it(home, silo, monkeypatch):
+    """SQLite: the catalogue connection's page cache is LOAD_CACHE_KB while the rows are copied
+    into records (its pages are kept by the process once filled), its own size again after."""
+    register_demo_source(home, silo)
+    monkeypatch.setattr(index_load, "LOAD_CACHE_KB", 1_024)
+    during: list[int] = []
+
+    def seen(conn, cursor, statement, *_):
+        if statement.lstrip().upper().startswith("INSERT INTO RECORDS"):
+            during.append(cursor.connection.execute("PRAGMA main.cache_size").fetchone()[0])
+
+    sa.event.listen(sa.engine.Engine, "before_cursor_execute", seen)
+    try:
+        stages.run_all(SOURCE, "r1", TODAY)
+    finally:
+        sa.event.remove(sa.engine.Engine, "before_cursor_execute", seen)
+    assert during and set(during) == {-1_024}
+    with catalog().engine.connect() as c:
+        assert c.exec_driver_sql("PRAGMA main.cache_size").scalar() == -262_144

@@ -378,3 +378,16 @@ def test_sign_note_refuses_bad_text_and_names(keys):
     name, key_id, key = vkey.split("+", 2)
     with pytest.raises(ValueError):
         checkpoint.verify_note(keys.sign_note("x\n", NAME), f"{name}+{int(key_id, 16) ^ 1:08x}+{key}")
+
+
+def test_buckets_hashed_a_range_at_a_time_hash_as_one(monkeypatch):
+    """The buckets are hashed _HASHED at a time (memory): ranges that do not divide the
+    buckets evenly give the hashes of one pass, and each is its bucket's own hash."""
+    records = make_records(3_000, seed=11)
+    whole = build(records, 10).hashes
+    monkeypatch.setattr(vmap, "_HASHED", 520)       # 1,024 buckets: a range of 520, then one of 504
+    assert (build(records, 10).hashes == whole).all()
+    for b in (0, 519, 520, 1023):
+        lo, hi = vmap.bucket_range(b, 10)
+        entries = sorted((r, i, h) for r, (i, h) in records.items() if lo <= r and (hi is None or r < hi))
+        assert whole[b].tobytes() == bucket_hash([entry_bytes(*e) for e in entries])

@@ -1,0 +1,34 @@
+"""Freed memory handed back to the system between a publish's steps, so that the next step's
+peak does not stand on the last one's: Arrow's allocator keeps freed pages for reuse, and
+glibc's malloc keeps freed blocks of numpy arrays and SQLite pages in its heaps."""
+from __future__ import annotations
+
+import ctypes
+from typing import Any
+
+import pyarrow as pa
+
+_malloc_trim: Any
+try:
+    _malloc_trim = ctypes.CDLL(None).malloc_trim      # glibc's; absent elsewhere
+except (AttributeError, OSError):
+    _malloc_trim = None
+
+
+def _trim() -> None:
+    if _malloc_trim is not None:
+        _malloc_trim(0)
+
+
+def release() -> None:
+    """Freed pages back: Arrow's memory pool's, and malloc's (glibc: malloc_trim)."""
+    pa.default_memory_pool().release_unused()
+    _trim()
+
+
+def released(batches, every: int = 8):
+    """`batches` as they are, with release() after every `every` of them."""
+    for i, batch in enumerate(batches, 1):
+        yield batch
+        if i % every == 0:
+            release()
