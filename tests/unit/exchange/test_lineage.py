@@ -42,7 +42,7 @@ def test_a_silo_behind_an_airflow_connection_is_named_without_its_password(linea
     assert (namespace, name) == ("postgres://pg.example.gov.cn:5433", "transport.public.permits")
 
 
-def test_file_silos_are_named_by_their_path(lineage, tmp_path):
+def test_file_silos_are_named_by_their_path(lineage, home, tmp_path):   # home: settings read afresh
     db = tmp_path / "silo.db"
     assert lineage.silo_dataset(_reg({"kind": "sql", "url": f"sqlite:///{db}", "table": "t"})) == (
         f"sqlite://{db}", "main.t")
