@@ -42,6 +42,19 @@ def _diff(url: str) -> list:
     return diff, left
 
 
+def _on_server(kind: str, prefix: str, check):
+    """`check(url)` on a fresh database of its own on the test server `kind`, dropped afterwards."""
+    from demo.sql_silos import create_database, drop_database
+
+    server = server_url(kind)
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    url = create_database(server, name)
+    try:
+        return check(sa.make_url(url).render_as_string(hide_password=False))
+    finally:
+        drop_database(server, name)
+
+
 def test_one_head():
     heads = ScriptDirectory.from_config(_alembic_config("sqlite://")).get_heads()
     assert len(heads) == 1, f"migrations have several heads {heads}: chain the newest onto the last"
@@ -53,15 +66,7 @@ def test_sqlite_migrations_match_models(tmp_path):
 
 
 def test_postgresql_migrations_match_models():
-    from demo.sql_silos import create_database, drop_database
-
-    server = server_url("postgresql")
-    name = f"t_mig_{uuid.uuid4().hex[:8]}"
-    url = create_database(server, name)
-    try:
-        diff, left = _diff(sa.make_url(url).render_as_string(hide_password=False))
-    finally:
-        drop_database(server, name)
+    diff, left = _on_server("postgresql", "t_mig", _diff)
     assert diff == [] and left == set()
 
 
@@ -153,15 +158,7 @@ def test_0018_indexes_current_records_by_licence_and_status(tmp_path):
 
 
 def test_0018_on_postgresql():
-    from demo.sql_silos import create_database, drop_database
-
-    server = server_url("postgresql")
-    name = f"t_mig18_{uuid.uuid4().hex[:8]}"
-    url = create_database(server, name)
-    try:
-        _check_0018(sa.make_url(url).render_as_string(hide_password=False))
-    finally:
-        drop_database(server, name)
+    _on_server("postgresql", "t_mig18", _check_0018)
 
 
 def _check_0020(url: str) -> None:
@@ -239,25 +236,9 @@ def test_0020_drops_what_nobody_reads(tmp_path):
 
 
 def test_0020_on_postgresql():
-    from demo.sql_silos import create_database, drop_database
-
-    server = server_url("postgresql")
-    name = f"t_mig20_{uuid.uuid4().hex[:8]}"
-    url = create_database(server, name)
-    try:
-        _check_0020(sa.make_url(url).render_as_string(hide_password=False))
-    finally:
-        drop_database(server, name)
+    _on_server("postgresql", "t_mig20", _check_0020)
 
 
 def test_0020_on_mariadb():
     """MariaDB keeps an index led by dataset_id for the foreign key, and has no partial indexes."""
-    from demo.sql_silos import create_database, drop_database
-
-    server = server_url("mariadb")
-    name = f"t_mig20_{uuid.uuid4().hex[:8]}"
-    url = create_database(server, name)
-    try:
-        _check_0020(sa.make_url(url).render_as_string(hide_password=False))
-    finally:
-        drop_database(server, name)
+    _on_server("mariadb", "t_mig20", _check_0020)
