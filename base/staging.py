@@ -76,9 +76,6 @@ def map_table(path: Path) -> tuple[pa.Table, Callable[[], None]]:
     far from this process's memory: a mapped file's pages otherwise stay resident until it is
     unmapped, so reading a large file through holds all of it. The data stays readable (its
     pages are read again, from the page cache, when touched). Parquet: read whole, no release."""
-    import mmap
-
-    import pyarrow as pa
     if not _is_arrow(path):
         return pq.read_table(path), lambda: None
     with open(path, "rb") as f:

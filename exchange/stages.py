@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 import registration
-from base import clock, staging
+from base import clock, memory, staging
 from base.errors import ConfigError, DataError, GateHeld
 from base.files import private_dir
 from base.parallel import ordered_map
@@ -73,7 +73,7 @@ def _scratch() -> Iterator[Path]:
         yield scratch.path
     finally:
         scratch.remove()
-        pa.default_memory_pool().release_unused()   # the next stage in this process starts low
+        memory.release()   # the next stage in this process starts low
 
 
 def _local(store: Store, key: str, scratch: Path) -> Path:

@@ -27,8 +27,9 @@ import pyarrow.compute as pc
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from base import memory
 from catalog.db.models import Record
-from catalog.publish import memory, store
+from catalog.publish import store
 from catalog.publish.scratch_dirs import Scratch
 from catalog.signing import digests
 

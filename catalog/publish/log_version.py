@@ -23,10 +23,9 @@ import pyarrow.parquet as pq
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from base import staging
+from base import memory, staging
 from base.storage import Store
 from catalog.db.models import DatasetVersion
-from catalog.publish import memory
 from catalog.publish import store as version_store
 from catalog.publish.changes import Changes
 from catalog.signing import vmap

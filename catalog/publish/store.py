@@ -20,11 +20,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from base import staging
+from base import memory, staging
 from base.errors import PublishError
 from base.parallel import ordered_map
 from base.storage import Store
-from catalog.publish import memory
 from catalog.signing.canonical import canonical_json
 from catalog.signing.digests import hex_strings, sha256_many
 from catalog.signing.merkle import MerkleTree, leaf_hashes

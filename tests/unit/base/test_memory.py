@@ -1,11 +1,11 @@
-"""catalog/publish/memory.py: freed memory handed back between a publish's steps."""
+"""base/memory.py: freed memory handed back between a run's steps."""
 from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from catalog.publish import memory
+from base import memory
 
 
 def test_released_passes_every_batch_on_in_order_and_releases_every_few(monkeypatch):

@@ -1,12 +1,15 @@
-"""Freed memory handed back to the system between a publish's steps, so that the next step's
-peak does not stand on the last one's: Arrow's allocator keeps freed pages for reuse, and
+"""Freed memory handed back to the system between a run's stages and a publish's steps, so
+that the next step's peak does not stand on the last one's: Arrow's allocator keeps freed pages for reuse, and
 glibc's malloc keeps freed blocks of numpy arrays and SQLite pages in its heaps."""
 from __future__ import annotations
 
 import ctypes
-from typing import Any
+from collections.abc import Iterable, Iterator
+from typing import Any, TypeVar
 
 import pyarrow as pa
+
+T = TypeVar("T")
 
 _malloc_trim: Any
 try:
@@ -26,7 +29,7 @@ def release() -> None:
     _trim()
 
 
-def released(batches, every: int = 8):
+def released(batches: Iterable[T], every: int = 8) -> Iterator[T]:
     """`batches` as they are, with release() after every `every` of them."""
     for i, batch in enumerate(batches, 1):
         yield batch
