@@ -70,7 +70,7 @@ def test_a_missing_file_and_a_sample_size_out_of_range_are_refused(home, tmp_pat
         registering.register_file(f, sample_rows=0)
 
 
-def test_a_new_source_goes_to_its_id_file(tmp_path):
+def test_a_new_source_goes_to_its_id_file(home, tmp_path):
     import registration
 
     reg = registration.load(reg_file(tmp_path / "r.toml"))
@@ -78,7 +78,7 @@ def test_a_new_source_goes_to_its_id_file(tmp_path):
     assert (plan.action, plan.target) == ("new", tmp_path / "sources" / "smr_business_licence.toml")
 
 
-def test_the_file_registering_the_same_id_is_the_one_updated(tmp_path):
+def test_the_file_registering_the_same_id_is_the_one_updated(home, tmp_path):
     import registration
 
     sources = tmp_path / "sources"
@@ -90,7 +90,7 @@ def test_the_file_registering_the_same_id_is_the_one_updated(tmp_path):
     assert (plan.action, plan.target) == ("update", sources / "hand_named.toml")
 
 
-def test_an_id_file_holding_another_source_is_not_overwritten(tmp_path):
+def test_an_id_file_holding_another_source_is_not_overwritten(home, tmp_path):
     import registration
 
     sources = tmp_path / "sources"
@@ -101,7 +101,7 @@ def test_an_id_file_holding_another_source_is_not_overwritten(tmp_path):
         registering.plan_target(reg, sources)
 
 
-def test_an_update_cannot_move_a_source_to_another_dataset(tmp_path):
+def test_an_update_cannot_move_a_source_to_another_dataset(home, tmp_path):
     import registration
 
     sources = tmp_path / "sources"
