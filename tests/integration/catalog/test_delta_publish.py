@@ -46,7 +46,8 @@ def backend(request, home, monkeypatch):
 def _essentials(lv: log_version.LogVersion) -> dict:
     return {"first_leaf": lv.first_leaf, "leaves": lv.leaves.tobytes(), "appended": lv.appended,
             "record_ids": lv.record_ids, "record_count": lv.record_count, "bits": lv.map.bits,
-            "root": lv.map.root(), "buckets": lv.map.hashes.tobytes(), "changes": lv.changes, "held": lv.held, "withdrawn_now": lv.withdrawn_now}
+            "root": lv.map.root(), "buckets": lv.map.hashes.tobytes(), "changes": lv.changes,
+            "held": lv.held, "withdrawn_now": lv.withdrawn_now}
 
 
 class DeltaRuns:
