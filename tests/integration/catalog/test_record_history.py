@@ -13,10 +13,13 @@ import sqlalchemy as sa
 
 from base.settings import get_settings
 from exchange import stages
-from tests.conftest import TODAY, register_demo_source
+from tests.conftest import TODAY, catalog, register_demo_source
+from tests.integration.catalog import test_log_migration as prelog
+from tests.integration.catalog.test_log_migration import IDS, PICKS
 
 SOURCE, DATASET, TABLE = "smr_business_licence", "business_licence.market_regulation", "yyzz_djxx"
 NEW = "990000000000001"          # a licence number the silo does not have
+prelog_upgraded = prelog.upgraded      # a fixture: the prelog catalogue, upgraded
 
 
 def _catalog():
@@ -128,3 +131,46 @@ def test_event_rows_an_earlier_publish_wrote_for_log_versions_are_not_counted_tw
     assert after == before
     assert [h["change"] for h in after[rid]["history"]] == ["added", "amended", "revoked", "reinstated",
                                                            "withdrawn"]
+
+
+def test_a_catalogue_from_before_the_log_keeps_its_events_and_adds_the_states(prelog_upgraded, home):
+    """The prelog catalogue (tests/fixtures/prelog: versions 1-2 with their record_events rows),
+    upgraded, then two log versions: the history runs from the stored events into the states."""
+    cat, silo = catalog(), prelog_upgraded
+    number = {name: r["licence_number"] for name, r in PICKS["records"].items()}
+    register_demo_source(home, silo)
+    with sqlite3.connect(silo) as db:
+        valid_word = _row(db, number["untouched"])["DJZT"]
+        db.execute(f"update {TABLE} set DJZT = ? where ZCH = ?", (valid_word, number["revoked"]))
+        db.execute(f"update {TABLE} set ZS = ZS || '附3号' where ZCH = ?", (number["amended"],))
+    time.sleep(1.05)
+    assert stages.run_all(SOURCE, "r3")["version"] == 3
+    with sqlite3.connect(silo) as db:
+        db.execute(f"delete from {TABLE} where ZCH = ?", (number["amended"],))
+    time.sleep(1.05)
+    assert stages.run_all(SOURCE, "r4")["version"] == 4
+    with cat.engine.connect() as c:
+        assert c.scalar(sa.text("select log_from from datasets")) == 2
+        assert c.execute(sa.text("select distinct version from record_events")).scalars().all() == [2]
+    history = {name: [(h["version"], h["change"], h["status"], h.get("reason"))
+                      for h in cat.record_status(rid)["history"]] for name, rid in IDS.items()}
+    # (the first entry of a withdrawn record says "withdrawn": status.py's _first_status, as before)
+    assert history == {
+        "revoked": [(1, "added", "valid", None), (2, "revoked", "revoked", "revoked"),
+                    (3, "reinstated", "valid", None)],
+        "withdrawn": [(1, "added", "withdrawn", None), (2, "withdrawn", "withdrawn", "gone from the source")],
+        "amended": [(1, "added", "withdrawn", None), (2, "amended", "valid", None), (3, "amended", "valid", None),
+                    (4, "withdrawn", "withdrawn", "gone from the source")],
+        "untouched": [(1, "added", "valid", None)]}
+    amended = cat.record_status(IDS["amended"])
+    assert (amended["status"], amended["since"], amended["current_version"]) == \
+        ("withdrawn", amended["history"][-1]["at"], 4)
+    before = {name: cat.record_status(rid) for name, rid in IDS.items()}
+    rows = [{"dataset_id": DATASET, "record_id": IDS[name], "version": h["version"], "change": h["change"],
+             "status": h["status"], "reason": h.get("reason")}
+            for name, st in before.items() for h in st["history"] if h["version"] > 2]
+    assert len(rows) == 3
+    with cat.engine.begin() as c:          # as the code before this one wrote them
+        c.execute(sa.text("insert into record_events (dataset_id, record_id, version, change, status, reason) "
+                          "values (:dataset_id, :record_id, :version, :change, :status, :reason)"), rows)
+    assert {name: cat.record_status(rid) for name, rid in IDS.items()} == before
