@@ -103,6 +103,30 @@ def test_a_log_version_writes_no_events_and_the_history_is_whole(six_versions):
     assert untouched["status"] == "valid"
 
 
+
+def test_the_status_look_up_searches_by_key_and_never_scans(six_versions):
+    """At 1M records the look-up must stay a few key searches: every read of records,
+    record_events and dataset_versions is a SEARCH (SQLite's plan), none a SCAN."""
+    cat, rid = six_versions["cat"], six_versions["rid"]
+    statements = []
+
+    def seen(conn, cursor, statement, parameters, *_):
+        statements.append((statement, parameters))
+
+    sa.event.listen(cat.engine, "before_cursor_execute", seen)
+    try:
+        cat.record_status(rid, today=TODAY)
+    finally:
+        sa.event.remove(cat.engine, "before_cursor_execute", seen)
+    with cat.engine.connect() as c:
+        plans = [c.exec_driver_sql(f"EXPLAIN QUERY PLAN {q}", p).all() for q, p in statements
+                 if q.lstrip().upper().startswith("SELECT")]
+    details = [row[-1] for plan in plans for row in plan]
+    assert any(d.startswith("SEARCH records USING PRIMARY KEY (record_id=?)") for d in details), details
+    assert any("record_events" in d for d in details), details
+    assert not [d for d in details if d.startswith("SCAN")], details
+
+
 def test_a_superseded_copy_is_so_since_the_next_change(six_versions):
     seen = six_versions["statuses"]
     at = {h["version"]: h["at"] for h in seen[6]["history"]}
