@@ -154,7 +154,10 @@ def record_status(s: Session, store: Store, record_id: str, version: int | None 
 
 def _stored_events(s: Session, record_id: str, log_from: int | None) -> list[Event]:
     """The record's `record_events` rows of the versions up to `log_from` (all, for a dataset
-    not yet on the log); an event's time is its version's publication (migration 0020)."""
+    not yet on the log); an event's time is its version's publication (migration 0020). A
+    dataset on the log from its first version has none (a first version has no changes)."""
+    if log_from is not None and log_from <= 1:
+        return []
     ev = RecordEvent.__table__.c
     q = (sa.select(ev.version, ev.change, ev.status, ev.reason, DatasetVersion.published_at)
          .join(DatasetVersion, sa.and_(DatasetVersion.dataset_id == ev.dataset_id,
