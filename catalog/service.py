@@ -175,11 +175,12 @@ class Catalog:
     # --- publishing -------------------------------------------------------------------
     def publish(self, run_id: int, listing: SourceListing, lv: LogVersion, keys: KeyStore,
                 now: datetime | None = None, *, base_version=ANY_BASE) -> PublishResult:
-        """One transaction: the version (the log's next checkpoint), its index rows, its record
-        events and the run's state, or nothing. `lv` (catalog/publish/log_version.py) holds only
-        the record states that changed. `base_version`: the current version `lv` was built on;
-        if another publish moved the dataset on meanwhile, BaseMoved is raised under the
-        dataset's lock, before anything is written, and the caller builds again."""
+        """One transaction: the version (the log's next checkpoint), its index rows (the records'
+        changes are read from them: publish/status.py) and the run's state, or nothing. `lv`
+        (catalog/publish/log_version.py) holds only the record states that changed.
+        `base_version`: the current version `lv` was built on; if another publish moved the
+        dataset on meanwhile, BaseMoved is raised under the dataset's lock, before anything is
+        written, and the caller builds again."""
         now = now or utcnow()
         final_key: str | None = None
         written: list[str] = []
@@ -231,10 +232,6 @@ class Catalog:
                     s.flush()
                     _supersede(s, ds.id, version, lv.iter_record_ids(_SUPERSEDE_CHUNK))
                     _insert_index(loader, ds.id, version, lv.index_path)
-                    batches = lv.iter_events() if prev is not None else iter(())  # a first version: none
-                    statuses.record_changes(s, ds.id, version, next(batches, []))
-                    for events in batches:
-                        statuses.record_changes(s, ds.id, version, events)
                     self.store.put_dir(lv.directory, final_key, move=True)
                     ds.current_version = version
                     run.state, run.finished_at, run.version = "published", now, version

@@ -222,10 +222,11 @@ class Grant(Base):
 
 
 class RecordEvent(Base):
-    """A change in a record between two consecutive versions of its dataset (catalog/publish/status.py).
-    A record's first appearance in version 1 has no event; it is read from `records`, as is the
-    content a change gave it (the leaf hash of its row with the same version), and its time is
-    its version's publication (`dataset_versions.published_at`; migration 0020)."""
+    """A change in a record between two consecutive versions of its dataset, for the versions up
+    to its dataset's `log_from` (from before the log); nothing writes it any more: later changes
+    are read from the records' states (catalog/publish/status.py). A record's first appearance
+    in version 1 has no event; the content a change gave it is its `records` row of the same
+    version, and its time is its version's publication (`dataset_versions.published_at`)."""
     __tablename__ = "record_events"
     __table_args__ = (Index("ix_record_events_record", "record_id", "version"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)

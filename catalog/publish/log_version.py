@@ -6,9 +6,10 @@
     stage_log_version(accepted, conformed, state, ...) -> LogVersion
         The version's segment: only the record states that differ from the current ones (new,
         changed, newly withdrawn), with their log leaf indexes from `first_leaf`; records.parquet
-        and index.parquet in a local folder, their leaf hashes, the new state's verifiable map,
-        the record events and the counts. A record still in the pull whose rows were all
-        quarantined is held: its state stays as it is (no leaf).
+        and index.parquet in a local folder, their leaf hashes, the new state's verifiable map
+        and the counts. A record still in the pull whose rows were all quarantined is held: its
+        state stays as it is (no leaf). The records' changes are not stored: status.py reads
+        them from the appended states.
 """
 from __future__ import annotations
 
@@ -145,8 +146,6 @@ class LogVersion:
     changes: Changes
     held: int
     withdrawn_now: int
-    changed: Path | None = None        # the changed rows (_events' source), in scratch: made events a batch at a time
-    withdrawn_ids: pa.Array | None = None
 
     @property
     def appended(self) -> int:
@@ -160,20 +159,6 @@ class LogVersion:
         """The record ids as lists of at most `chunk` (never all as Python strings at once)."""
         for at in range(0, len(self.record_id_array), chunk):
             yield self.record_id_array.slice(at, chunk).to_pylist()
-
-    @property
-    def events(self) -> list[dict]:
-        return [e for batch in self.iter_events() for e in batch]
-
-    def iter_events(self, chunk: int = 50_000) -> Iterator[list[dict]]:
-        """record_events rows (catalog/publish/status.py) of the appended states, at most `chunk`
-        source rows at a time."""
-        if self.changed is not None:
-            for batch in pq.ParquetFile(self.changed).iter_batches(batch_size=chunk):
-                yield _events(pa.Table.from_batches([batch]), None)
-        if self.withdrawn_ids is not None:
-            for at in range(0, len(self.withdrawn_ids), chunk):
-                yield _events(None, self.withdrawn_ids.slice(at, chunk))
 
     @property
     def size(self) -> int:
@@ -228,13 +213,10 @@ class Segment:
     changes: Changes
     held: int
     withdrawn_now: int
-    changed: Path                      # record_id, status, leaf, old_status, old_leaf of the changed rows
-    withdrawn_ids: pa.Array            # the newly withdrawn records' ids
 
     def version(self, level: vmap.MapLevel, record_count: int, changes: Changes | None = None) -> LogVersion:
         return LogVersion(self.directory, self.first_leaf, self.leaves, self.record_ids, record_count,
-                          level, changes or self.changes, held=self.held, withdrawn_now=self.withdrawn_now,
-                          changed=self.changed, withdrawn_ids=self.withdrawn_ids)
+                          level, changes or self.changes, held=self.held, withdrawn_now=self.withdrawn_now)
 
 
 def whole_map(state: pa.Table, seg: Segment) -> tuple[vmap.MapLevel, int]:
@@ -320,12 +302,8 @@ def stage_segment(accepted: Path, conformed: Path, state_of: Callable[[pa.Array]
                       unchanged=count(pc.and_(same, pc.invert(withdrawn_new))) + count(held_mask) + carried,
                       withdrawn=count(withdraw) + count(pc.and_(withdrawn_new, changed_rows)),
                       still_withdrawn=count(still_gone) + count(pc.and_(withdrawn_new, same)))
-    changed = scratch / "changed.parquet"       # the events' source, on disk till the catalogue takes them
-    staging.write_table(joined.filter(changed_rows).select(["record_id", "status", "leaf", "old_status", "old_leaf"]),
-                        changed, staging.DATASET_FILES)
     return Segment(state, out, first_leaf, leaves, seg_ids,
-                   added=count(is_new), changes=changes, held=count(held_mask), withdrawn_now=count(withdraw),
-                   changed=changed, withdrawn_ids=withdrawn_rows.column("record_id").combine_chunks())
+                   added=count(is_new), changes=changes, held=count(held_mask), withdrawn_now=count(withdraw))
 
 
 def _map(ids: pa.Array, leaf_index: np.ndarray, leaves: np.ndarray) -> vmap.MapLevel:
@@ -431,30 +409,6 @@ def _write_segment_index(full_dir: Path, pick: np.ndarray, w_records: pa.Table, 
     if not holders:
         return pa.array([], schema.field("holder_key").type)
     return pa.concat_arrays(holders)
-
-
-def _events(changed: pa.Table | None, withdrawn_ids: pa.Array | None) -> list[dict]:
-    """record_events rows (catalog/publish/status.py) of the appended states: the changed rows'
-    (record_id, status, leaf, old_status, old_leaf), then the newly withdrawn records'."""
-    events: list[dict] = []
-    for r in (changed.to_pylist() if changed is not None else []):
-        if r["status"] == WITHDRAWN:
-            if r["old_status"] != WITHDRAWN:
-                events.append({"record_id": r["record_id"], "change": "withdrawn", "status": WITHDRAWN,
-                               "reason": "gone from the source"})
-            continue
-        if r["old_leaf"] is None:
-            change = "added"
-        elif r["status"] == r["old_status"]:
-            change = "amended"
-        else:
-            change = "revoked" if r["status"] != "valid" else "reinstated"
-        events.append({"record_id": r["record_id"], "change": change,
-                       "status": "valid" if r["status"] == "valid" else "revoked",
-                       "reason": None if r["status"] == "valid" else r["status"]})
-    events += [{"record_id": rid, "change": "withdrawn", "status": WITHDRAWN, "reason": "gone from the source"}
-               for rid in (withdrawn_ids.to_pylist() if withdrawn_ids is not None else [])]
-    return events
 
 
 leaf_matrix = _matrix      # a column of leaf hashes as (n, 32) uint8

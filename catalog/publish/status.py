@@ -10,11 +10,18 @@ and, beside the status, `disputed`: the source still has the record but its rows
 quarantined, so the published state was carried into the new version unchanged; it stays
 disputed until a steward reviews the quarantined rows.
 A copy (version, leaf hash) the exchange never published is refused: UnknownCopy (404).
-The publish path (catalog/publish/log_version.py) stores one `record_events` row per record
-whose state it appends, inside the version's transaction.
+
+A record's history (added, amended, revoked, reinstated, withdrawn) comes from its `records`
+rows, read by the primary key: after its dataset's `log_from` every row is a state the log
+appended, and its change follows from the state it superseded (`change`: the row with
+`superseded_in` = its version; none: the record was new). The versions up to `log_from` (before
+the log, one row per record per version) keep theirs in `record_events`, which nothing writes
+any more; rows an earlier publish wrote there for later versions are not read (the states say
+the same).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 import sqlalchemy as sa
@@ -46,14 +53,49 @@ def _reason(source_status: str) -> str | None:
     return None if source_status == "valid" else source_status
 
 
-def record_changes(s: Session, dataset: str, version: int, events: list[dict]) -> int:
-    """Store the events of a new version (Catalog.publish calls it in its transaction, after the
-    index rows; an event took effect when its version was published). Returns how many records
-    changed."""
-    if events:          # Core's executemany: the ORM's bulk insert costs ~50 µs a row more
-        s.connection().execute(RecordEvent.__table__.insert(),
-                               [{**e, "dataset_id": dataset, "version": version} for e in events])
-    return len(events)
+GONE = "gone from the source"
+
+
+def change(status: str, old_status: str | None) -> tuple[str, str, str | None] | None:
+    """(change, standing from then on, reason) of a record state appended with source `status`
+    over one with `old_status` (None: the record was not in the state), or None: no change to
+    tell (a withdrawn record stays withdrawn)."""
+    if status == WITHDRAWN:
+        return None if old_status == WITHDRAWN else ("withdrawn", WITHDRAWN, GONE)
+    if old_status is None:
+        kind = "added"
+    elif status == old_status:
+        kind = "amended"
+    else:
+        kind = "revoked" if status != "valid" else "reinstated"
+    return kind, "valid" if status == "valid" else "revoked", _reason(status)
+
+
+@dataclass(frozen=True)
+class Event:
+    version: int
+    change: str
+    status: str
+    reason: str | None
+    at: datetime | None
+
+
+def _log_events(states: list[State], log_from: int | None) -> list[Event]:
+    """The changes of the record's states appended after `log_from` (a dataset's first version
+    has none: there is no state before it)."""
+    if log_from is None:
+        return []
+    replaced = {x.row.superseded_in: x.row for x in states if x.row.superseded_in is not None}
+    out = []
+    for x in states:
+        v = x.row.version
+        if v <= log_from:
+            continue
+        old = replaced.get(v)
+        hit = change(x.row.status, old.status if old is not None else None)
+        if hit is not None:
+            out.append(Event(v, *hit, x.at))
+    return out
 
 
 def _iso(t) -> str | None:
@@ -66,24 +108,19 @@ def record_status(s: Session, store: Store, record_id: str, version: int | None 
     """Status of a record (of the copy at `version` with `leaf_hash`, if given), since when and why,
     with its history; `store` holds the versions' files. None if the record was never published."""
     today = today or clock.today()
-    rows = s.execute(sa.select(Record, DatasetVersion.path).join(
+    rows = s.execute(sa.select(Record, DatasetVersion.path, DatasetVersion.published_at).join(
         DatasetVersion, sa.and_(DatasetVersion.dataset_id == Record.dataset_id,
                                 DatasetVersion.version == Record.version))
         .where(Record.record_id == record_id).order_by(Record.version)).all()
     if not rows:
         return None
-    states = [State(r, path) for r, path in rows]
+    states = [State(r, path, at) for r, path, at in rows]
     rec = next((x for x in states if x.row.superseded_in is None), states[-1]).row
-    current = s.scalar(sa.select(Dataset.current_version).where(Dataset.id == rec.dataset_id))
+    current, log_from = s.execute(sa.select(Dataset.current_version, Dataset.log_from)
+                                  .where(Dataset.id == rec.dataset_id)).one()
     gone = rec.superseded_in is not None          # before the log: not in the current version
-    ev = RecordEvent.__table__.c         # an event's time: its version's publication (migration 0020)
-    events = s.execute(sa.select(ev.version, ev.change, ev.status, ev.reason, DatasetVersion.published_at.label("at"))
-                       .join(DatasetVersion, sa.and_(DatasetVersion.dataset_id == ev.dataset_id,
-                                                     DatasetVersion.version == ev.version))
-                       .where(ev.record_id == record_id).order_by(ev.version, ev.id)).all()
-    first = states[0].row.version
-    first_at = s.scalar(sa.select(DatasetVersion.published_at).where(
-        DatasetVersion.dataset_id == rec.dataset_id, DatasetVersion.version == first))
+    events = _stored_events(s, record_id, log_from) + _log_events(states, log_from)
+    first, first_at = states[0].row.version, states[0].at
     holding = rec.version if gone else current
     current_leaf = _state_at(states, holding).leaf(store)
     copy_version, copy_leaf = _copy(store, states, rec, holding, current, events, version, leaf_hash, current_leaf)
@@ -99,7 +136,7 @@ def record_status(s: Session, store: Store, record_id: str, version: int | None 
     out = {"record_id": record_id, "dataset": rec.dataset_id, "current_version": holding,
            "reason": None, **dispute(s, record_id, rec.dataset_id), "history": history}
     if gone or rec.status == WITHDRAWN:
-        out.update(status="withdrawn", since=since({"withdrawn"}), reason="gone from the source")
+        out.update(status="withdrawn", since=since({"withdrawn"}), reason=GONE)
         return out
     st = standing(rec.status, rec.valid_to, today)
     if st == "revoked":
@@ -115,12 +152,28 @@ def record_status(s: Session, store: Store, record_id: str, version: int | None 
     return out
 
 
+def _stored_events(s: Session, record_id: str, log_from: int | None) -> list[Event]:
+    """The record's `record_events` rows of the versions up to `log_from` (all, for a dataset
+    not yet on the log); an event's time is its version's publication (migration 0020). A
+    dataset on the log from its first version has none (a first version has no changes)."""
+    if log_from is not None and log_from <= 1:
+        return []
+    ev = RecordEvent.__table__.c
+    q = (sa.select(ev.version, ev.change, ev.status, ev.reason, DatasetVersion.published_at)
+         .join(DatasetVersion, sa.and_(DatasetVersion.dataset_id == ev.dataset_id,
+                                       DatasetVersion.version == ev.version))
+         .where(ev.record_id == record_id).order_by(ev.version, ev.id))
+    if log_from is not None:
+        q = q.where(ev.version <= log_from)
+    return [Event(*r) for r in s.execute(q)]
+
+
 class State:
     """One index row of a record (a state appended to the log, or a version's copy from before
-    the log) and its version's folder."""
+    the log), its version's folder and publication time."""
 
-    def __init__(self, row: Record, path: str):
-        self.row, self.path = row, path
+    def __init__(self, row: Record, path: str, at: datetime | None = None):
+        self.row, self.path, self.at = row, path, at
 
     def holds_at(self, version: int) -> bool:
         end = self.row.superseded_in

@@ -160,20 +160,22 @@ def _attached(engine) -> set[str]:
 
 def test_a_failure_after_the_bulk_insert_leaves_nothing(backend, home, silo, monkeypatch):
     register_demo_source(home, silo)
-    from catalog.publish import status
+    from catalog import service
 
     seen = {}
+    insert_index = service._insert_index
 
-    def fail_after_insert(s, dataset, version, *args):
+    def fail_after_insert(loader, dataset, version, *args):
+        insert_index(loader, dataset, version, *args)
         # inside the transaction: the bulk insert has happened
-        seen["rows"] = s.execute(sa.text("select count(*) from records where version = :v"),
-                                 {"v": version}).scalar_one()
+        seen["rows"] = loader.conn.execute(sa.text("select count(*) from records where version = :v"),
+                                           {"v": version}).scalar_one()
         if backend == "sqlite":
             seen["scratch"] = [p for p in home.glob(".index-scratch-*")]
         raise RuntimeError("power cut after the index was written")
 
     with monkeypatch.context() as m:
-        m.setattr(status, "record_changes", fail_after_insert)
+        m.setattr(service, "_insert_index", fail_after_insert)
         with pytest.raises(PublishError, match="nothing of it was kept"):
             stages.run_all(SOURCE, "r1", TODAY)
     assert seen["rows"] > 1_900
@@ -212,9 +214,10 @@ def test_a_killed_publish_leaves_scratch_that_the_next_one_sweeps(home, silo):
 
     register_demo_source(home, silo)
     killed = subprocess.run([sys.executable, "-c", (
-        "import os, signal\nfrom catalog.publish import status\n"
+        "import os, signal\nfrom catalog import service\n"
         "from exchange import stages\n"
-        "status.record_changes = lambda *a: os.kill(os.getpid(), signal.SIGKILL)\n"
+        "insert_index = service._insert_index\n"
+        "service._insert_index = lambda *a: (insert_index(*a), os.kill(os.getpid(), signal.SIGKILL))\n"
         f"stages.run_all({SOURCE!r}, 'r1')\n")], env=os.environ.copy())
     assert killed.returncode == -9
     left = list(home.glob(".index-scratch-*"))
