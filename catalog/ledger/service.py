@@ -177,12 +177,15 @@ class Ledger:
         return run
 
     def sync_quarantine(self, run_id: int, source_id: str, dataset: str, rows,
-                        held: dict[str, str] | None = None) -> dict:
+                        held: dict[str, str] | None = None, scope: set[str] | None = None) -> dict:
         """This run's quarantined rows (dicts with key, row_hash, reasons, values) into the queue:
         one entry per row, found again next run by (key, row_hash); a key's one row whose content
         changed keeps its key's one entry (and its review). Rows seen again stay (a review is
         kept); entries this run did not quarantine leave. `held`: licence number -> the current
-        version's record the row holds back (disputed while the entry is open).
+        version's record the row holds back (disputed while the entry is open). `scope` (a delta
+        run's, exchange/unreported.py): only the entries of these keys, of the rows' keys and of
+        hashed keys (rows without a licence number) are settled; the others are left as they are
+        (their rows quarantined unchanged and not reported again). None: every entry of the source.
         Bulk statements: a broken export can quarantine a million rows."""
         now, seen, held = utcnow(), {}, held or {}
         for r in rows:                 # the rows are not changed: a merged one is a copy
@@ -194,9 +197,7 @@ class Ledger:
             conn = s.connection()
             # reasons compared as the stored JSON text: no decoding of every known entry
             known, closed = {}, set()          # closed: the resolved entries' ids
-            for k, h, i, r, v, held_id, state in conn.execute(
-                    sa.select(T.c.key, T.c.row_hash, T.c.id, sa.cast(T.c.reasons, sa.Text), T.c["values"],
-                              T.c.held_record_id, T.c.state).where(T.c.source_id == source_id)).all():
+            for k, h, i, r, v, held_id, state in quarantine.entries(conn, T, source_id, scope, seen):
                 known[(k, h)] = (i, r, v, held_id)
                 if state == "resolved":
                     closed.add(i)
@@ -218,7 +219,7 @@ class Ledger:
                        and (match[kh] != kh or (as_text(r["reasons"]), r["values"], held.get(kh[0]))
                             != known[kh][1:])]
             quarantine.seen_again(conn, T, source_id, again, [e[0] for e in known.values()], closed,
-                                  last_run_id=run_id, last_seen=now)
+                                  scope is not None, last_run_id=run_id, last_seen=now)
             if new:
                 quarantine.executemany(conn, sa.insert(T), new)
             if changed:          # only rows whose content, reasons, values or hold differ are rewritten
@@ -229,11 +230,31 @@ class Ledger:
                 conn.execute(T.update().where(T.c.source_id == source_id, T.c.last_run_id == run_id,
                                               T.c.state == "resolved")
                              .values(state="open", resolved_run_id=None, resolved_at=None))
-            resolved = conn.execute(T.update().where(
-                T.c.source_id == source_id, T.c.last_run_id != run_id, T.c.state != "resolved")
-                .values(state="resolved", resolved_run_id=run_id, resolved_at=now,
-                        held_record_id=None)).rowcount
+            gone = dict(state="resolved", resolved_run_id=run_id, resolved_at=now, held_record_id=None)
+            if scope is None:
+                resolved = conn.execute(T.update().where(
+                    T.c.source_id == source_id, T.c.last_run_id != run_id, T.c.state != "resolved")
+                    .values(**gone)).rowcount
+            else:            # the scope's entries not seen again
+                left = sorted(set(e[0] for e in known.values()).difference(again, closed))
+                resolved = sum(conn.execute(T.update().where(T.c.id.in_(left[at:at + 500]))
+                                            .values(**gone)).rowcount for at in range(0, len(left), 500))
         return {"new": len(new), "still": len(again), "resolved": resolved}
+
+    def unsettled_keys(self, source_id: str, run_id: int) -> set[str]:
+        """Keys of the source's queue entries that a run after its last published (or
+        unchanged) one wrote or resolved: a failed or held run, or this run `run_id` before
+        (run again). The row state is the last published run's: these keys' rows are reported."""
+        with self.session() as s:
+            last = s.scalar(sa.select(sa.func.max(Run.id)).where(
+                Run.source_id == source_id, Run.state.in_(FINAL), Run.id < run_id)) or 0
+            since = s.scalar(sa.select(sa.func.count()).where(
+                Run.source_id == source_id, Run.id > last, Run.quarantined.is_not(None)))
+            if not since:               # no run since has synced the queue: nothing to look up
+                return set()
+            T = QuarantineEntry.__table__
+            return set(s.scalars(sa.select(T.c.key).distinct().where(
+                T.c.source_id == source_id, sa.or_(T.c.last_run_id > last, T.c.resolved_run_id > last))))
 
     def quarantine(self, dataset: str, include_resolved: bool = False) -> list[dict]:
         """The queue; `last_run_key` names the run whose quarantine file holds the raw row."""
