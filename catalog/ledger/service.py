@@ -257,15 +257,29 @@ class Ledger:
                 T.c.source_id == source_id, sa.or_(T.c.last_run_id > last, T.c.resolved_run_id > last))))
 
     def quarantine(self, dataset: str, include_resolved: bool = False) -> list[dict]:
-        """The queue; `last_run_key` names the run whose quarantine file holds the raw row."""
+        """The queue; `last_run_key` names the run whose quarantine file holds the raw row (the
+        run that last reported it: a delta run does not report a row quarantined unchanged), and
+        an unresolved entry's `seen_as_of_run_key` the source's latest run that synced the
+        queue: the row was still quarantined then (its `last_seen` is when it was last reported)."""
         with self.session() as s:
             q = (sa.select(QuarantineEntry, Run.run_key)
                  .join(Run, Run.id == QuarantineEntry.last_run_id)
                  .where(QuarantineEntry.dataset_id == dataset))
             if not include_resolved:
                 q = q.where(QuarantineEntry.state != "resolved")
-            return [{**{c.name: getattr(e, c.name) for c in QuarantineEntry.__table__.columns},
-                     "last_run_key": key} for e, key in s.execute(q.order_by(QuarantineEntry.id))]
+            entries = [{**{c.name: getattr(e, c.name) for c in QuarantineEntry.__table__.columns},
+                        "last_run_key": key} for e, key in s.execute(q.order_by(QuarantineEntry.id))]
+            latest = self._latest_synced(s, {e["source_id"] for e in entries})
+        for e in entries:
+            e["seen_as_of_run_key"] = None if e["state"] == "resolved" else latest.get(e["source_id"])
+        return entries
+
+    @staticmethod
+    def _latest_synced(s, sources) -> dict[str, str]:
+        """source -> the run key of its latest run that synced the quarantine queue."""
+        newest = (sa.select(sa.func.max(Run.id)).where(Run.source_id.in_(sorted(sources)),
+                                                       Run.quarantined.is_not(None)).group_by(Run.source_id))
+        return dict(s.execute(sa.select(Run.source_id, Run.run_key).where(Run.id.in_(newest))).all())
 
     def quarantine_summary(self, dataset: str, sample: int = 20) -> dict:
         """The queue in brief: entries by state and by reason (unresolved), how many open ones
@@ -285,11 +299,17 @@ class Ledger:
                 T.c.dataset_id == dataset, T.c.state == "open", T.c.held_record_id.is_not(None)))
             rows = s.execute(sa.select(T.c.key, T.c.row_hash, T.c.reasons, T.c["values"], T.c.first_seen,
                                        T.c.last_seen, T.c.held_record_id.label("holds_record"),
-                                       Run.run_key).join(Run, Run.id == T.c.last_run_id)
+                                       Run.run_key, T.c.source_id).join(Run, Run.id == T.c.last_run_id)
                              .where(T.c.dataset_id == dataset, T.c.state == "open")
                              .order_by(T.c.held_record_id.is_(None), T.c.id).limit(sample)).mappings().all()
+            sources = s.scalars(sa.select(T.c.source_id).distinct().where(T.c.dataset_id == dataset,
+                                                                          T.c.state != "resolved")).all()
+            latest = self._latest_synced(s, set(sources))
+        # run_key: the run that last reported the row (its file holds the raw row); seen_as_of:
+        # the source's latest run that synced the queue, which still quarantined it
         return {"states": states, "reasons": dict(sorted(reasons.items(), key=lambda kv: -kv[1])),
-                "holding": holding or 0, "open": [dict(r) for r in rows]}
+                "holding": holding or 0, "open": [{**r, "seen_as_of": latest.get(r["source_id"])} for r in rows],
+                "as_of": latest}
 
     def review_quarantine(self, dataset: str, key: str, by: str, note: str,
                           row_hash: str | None = None) -> dict:
