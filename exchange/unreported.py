@@ -28,7 +28,8 @@ class Unreported:
 
     def __init__(self, state: Path, hashes: pa.Array, licences: pa.Array, unsettled: set[str]):
         table = staging.read_table(state)
-        table = table.filter(pc.invert(pc.fill_null(table.column("accepted"), False)))
+        bad = np.flatnonzero(~pc.fill_null(table.column("accepted"), False).to_numpy(zero_copy_only=False))
+        table = table.select(["row_hash", "licence_number", "reasons", "rechecked"]).take(pa.array(bad, pa.int64()))
         self.licences = table.column("licence_number").combine_chunks()
         reasons, rechecked = (table.column(c).combine_chunks() for c in ("reasons", "rechecked"))
         self.sorted = row_state._Sorted(row_state._matrix(table.column("row_hash")))

@@ -12,8 +12,7 @@ import os
 import shutil
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
-import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
@@ -53,7 +52,7 @@ class Outcome:
     row_reasons: pa.Table | None = None
     kept: int = 0                      # rows not checked again: their row-level failures were `known`
     # quarantined rows left out of the quarantine file (`quiet`): their _row
-    quiet: pa.Array = dataclasses.field(default_factory=lambda: pa.array([], pa.int64()))
+    quiet: pa.Array = field(default_factory=lambda: pa.array([], pa.int64()))
     # quarantined rows one of whose row-level failures is dated: (_row, those failures)
     rechecked: pa.Table | None = None
 
@@ -279,8 +278,9 @@ def validate(conformed: Path, extracted: Path, ctype: CertificateType, out_dir: 
             pending.append(writes.submit(bad_writer.write_table, quarantined))
             conf_release()
             raw_release()
-            for rs in reasons.values():
-                counts.update(set(rs))
+            for rs, n in Counter(map(tuple, reasons.values())).items():     # rows share their lists
+                for r in set(rs):
+                    counts[r] += n
             n_in += batch.num_rows
             n_bad += int(bad.sum())
             timeless = [p for p, rs in row_level.items() if not dated.intersection(rs)]

@@ -226,10 +226,14 @@ class Ledger:
                 conn.execute(T.update().where(T.c.id == sa.bindparam("b_id")).values(
                     row_hash=sa.bindparam("row_hash"), reasons=sa.bindparam("reasons"),
                     values=sa.bindparam("values"), held_record_id=sa.bindparam("held_record_id")), changed)
-            if again:
+            reopen = dict(state="open", resolved_run_id=None, resolved_at=None)
+            if again and scope is None:
                 conn.execute(T.update().where(T.c.source_id == source_id, T.c.last_run_id == run_id,
-                                              T.c.state == "resolved")
-                             .values(state="open", resolved_run_id=None, resolved_at=None))
+                                              T.c.state == "resolved").values(**reopen))
+            elif again:          # the resolved entries seen again, by id
+                ids = sorted(closed.intersection(again))
+                for at in range(0, len(ids), 500):
+                    conn.execute(T.update().where(T.c.id.in_(ids[at:at + 500])).values(**reopen))
             gone = dict(state="resolved", resolved_run_id=run_id, resolved_at=now, held_record_id=None)
             if scope is None:
                 resolved = conn.execute(T.update().where(
