@@ -16,6 +16,7 @@ from base import staging
 from base.settings import get_settings
 from exchange import quarantine, row_state, stages
 from tests.conftest import TODAY, ledger, register_demo_source
+from tests.integration.exchange.test_change_tracking import _dashboard_dataset_page
 
 pytestmark = pytest.mark.integration
 SOURCE, DATASET = "smr_business_licence", "business_licence.market_regulation"
@@ -89,6 +90,9 @@ def test_only_the_quarantined_rows_that_changed_are_reported(silo):
     assert pc.sum(pc.invert(state.column("accepted"))).as_py() == run.quarantined
     summary = ledger().quarantine_summary(DATASET)
     assert summary["as_of"] == {SOURCE: "r2"} and summary["states"]["open"] == len(untouched) + 1
+    # the dashboard says which run last reported each row, and that run 2 still saw them
+    page = _dashboard_dataset_page(DATASET)
+    assert "截至运行 r2 仍被隔离" in page and "最近报告的运行" in page
 
 
 def test_a_run_that_failed_after_its_sync_does_not_leave_the_queue_wrong(silo, monkeypatch):
