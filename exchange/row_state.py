@@ -50,7 +50,8 @@ CODE = 2                      # bump when the row hash, conform or validate deci
 ENV = "EXCHANGE_CHANGE_DETECTION"      # "0": every run full
 HASH = pa.binary(16)
 SCHEMA = pa.schema([("row_hash", HASH), ("licence_number", pa.string()), ("accepted", pa.bool_()),
-                    ("withdrawn", pa.bool_()), ("reasons", pa.list_(pa.string()))])
+                    ("withdrawn", pa.bool_()), ("reasons", pa.list_(pa.string())),
+                    ("rechecked", pa.list_(pa.string()))])
 # conform's hand-off `rows`: every extracted row in silo order; carried rows with their state
 ROWS = pa.schema([("row_hash", HASH), ("carried", pa.bool_()), ("licence_number", pa.string()),
                   ("withdrawn", pa.bool_())])
@@ -401,10 +402,11 @@ def rows_table(hashes: np.ndarray, idx: np.ndarray, m: Matcher) -> pa.Table:
 
 
 def new_state(rows: pa.Table, checked: pa.Table, quarantined_rows: pa.Array, fp: str,
-              kept: pa.Table | None = None) -> pa.Table:
+              kept: pa.Table | None = None, rechecked: pa.Table | None = None) -> pa.Table:
     """The run's row state: carried rows as they were, checked rows (`checked`: the conformed
     rows' _row, licence_number, status) with their outcome; `kept` (_row, reasons): the
-    quarantined rows whose row-level failures cannot change with time, and those failures."""
+    quarantined rows whose row-level failures cannot change with time, and those failures;
+    `rechecked` (_row, reasons): the other quarantined rows' row-level failures (one is dated)."""
     n = rows.num_rows
     pos = pc.subtract(checked.column(ROW), 1).to_numpy(zero_copy_only=False).astype(np.int64)
     at = np.full(n, -1, np.int64)
@@ -422,8 +424,8 @@ def new_state(rows: pa.Table, checked: pa.Table, quarantined_rows: pa.Array, fp:
     withdrawn = pc.fill_null(pc.if_else(carried, rows.column("withdrawn").combine_chunks(),
                                         pc.and_(checked_wd, pa.array(~bad))), False)
     meta = {b"row_state": json.dumps({"fingerprint": fp}).encode()}
-    return pa.table([rows.column("row_hash").combine_chunks(), licence, accepted, withdrawn, _reasons(n, kept)],
-                    schema=SCHEMA.with_metadata(meta))
+    return pa.table([rows.column("row_hash").combine_chunks(), licence, accepted, withdrawn, _reasons(n, kept),
+                     _reasons(n, rechecked)], schema=SCHEMA.with_metadata(meta))
 
 
 # --- quarantined rows not checked again (validate) ----------------------------------------------

@@ -45,6 +45,7 @@ from connectors import state
 from connectors.partitions import plan as plan_partitions
 from exchange import alerts, partitions, row_state
 from exchange.listing import source_listing
+from exchange.unreported import Unreported
 from quality.gates import SizeGate, drift, refuse_blank_licence_numbers, refuse_retyped
 from quality.validate import check_partition
 from quality.validate import validate as run_validation
@@ -316,12 +317,16 @@ def validate(source_id: str, key: str, today: date | None = None, part: dict | N
         conformed, extracted = (_local(store, handoff(source_id, key, n), scratch) for n in ("conformed", "extracted"))
         rows = _rows(store, source_id, key, scratch)
         raw = _checked_raw(extracted, conformed, scratch) if rows is not None else extracted
+        state = _delta_state(store, source_id, rows, scratch)
+        left = _unreported(ledger, run.id, source_id, state, rows, conformed)
         outcome = run_validation(conformed, raw, reg.ctype, private_dir(scratch / "out"),
                                  today or clock.today(), checks=reg.checks,
-                                 known=_known(store, source_id, rows, conformed, scratch))
+                                 known=_known(state, rows, conformed),
+                                 quiet=left.before if left is not None else None)
         if rows is not None:
             outcome = _carried_over(ledger, run.id, rows, conformed, outcome, store, source_id, key, scratch)
-        return _recorded(catalog, ledger, reg, run.id, outcome, store, key)
+        scope = left.settle(_quiet_mask(conformed, outcome.quiet)) if left is not None else None
+        return _recorded(catalog, ledger, reg, run.id, outcome, store, key, scope)
 
 
 def _rows(store: Store, source_id: str, key: str, scratch: Path) -> pa.Table | None:
@@ -330,9 +335,8 @@ def _rows(store: Store, source_id: str, key: str, scratch: Path) -> pa.Table | N
     return staging.read_table(_local(store, name, scratch)) if store.exists(name) else None
 
 
-def _known(store: Store, source_id: str, rows: pa.Table | None, conformed: Path, scratch: Path):
-    """A delta run's conformed rows' failures as the row state it was matched against holds
-    them (exchange/row_state.py: quarantined rows none of whose failures is dated), or None."""
+def _delta_state(store: Store, source_id: str, rows: pa.Table | None, scratch: Path) -> Path | None:
+    """A delta run's row state on this machine, if it is the one conform matched against."""
     if rows is None:
         return None
     meta = json.loads(rows.schema.metadata[b"detect"])
@@ -342,9 +346,35 @@ def _known(store: Store, source_id: str, rows: pa.Table | None, conformed: Path,
     state = row_state.read_meta(store, name)
     if (state.get("fingerprint"), state.get("version")) != (meta["fingerprint"], meta["version"]):
         return None           # not the state conform matched against: every row is checked
+    return store.local_file(name, scratch)
+
+
+def _conformed_hashes(rows: pa.Table, conformed: Path) -> pa.Array:
     at = staging.read_table(conformed, [ROW]).column(0)
-    hashes = rows.column("row_hash").take(pc.subtract(at, 1))
-    return row_state.known_reasons(store.local_file(name, scratch), hashes.combine_chunks())
+    return rows.column("row_hash").take(pc.subtract(at, 1)).combine_chunks()
+
+
+def _known(state: Path | None, rows: pa.Table | None, conformed: Path):
+    """A delta run's conformed rows' failures as the row state it was matched against holds
+    them (exchange/row_state.py: quarantined rows none of whose failures is dated), or None."""
+    if state is None:
+        return None
+    return row_state.known_reasons(state, _conformed_hashes(rows, conformed))
+
+
+def _unreported(ledger, run_id: int, source_id: str, state: Path | None, rows: pa.Table | None,
+                conformed: Path) -> Unreported | None:
+    """A delta run's quarantined rows that need not be reported again (exchange/unreported.py),
+    or None: every quarantined row is reported and the whole queue of the source synced."""
+    if state is None or "rechecked" not in staging.read_schema(state).names:
+        return None            # a row state written before it kept what it re-checked
+    lic = staging.read_table(conformed, ["licence_number"]).column(0).combine_chunks()
+    return Unreported(state, _conformed_hashes(rows, conformed), lic, ledger.unsettled_keys(source_id, run_id))
+
+
+def _quiet_mask(conformed: Path, quiet: pa.Array) -> np.ndarray:
+    at = staging.read_table(conformed, [ROW]).column(0).to_numpy()
+    return np.isin(at, quiet.to_numpy(zero_copy_only=False))
 
 
 def _checked_raw(extracted: Path, conformed: Path, scratch: Path) -> Path:
@@ -370,8 +400,9 @@ def _carried_over(ledger, run_id: int, rows: pa.Table, conformed: Path, outcome,
     the carried rows were accepted. What was carried and checked is recorded on the run."""
     meta = json.loads(rows.schema.metadata[b"detect"])
     checked = staging.read_table(conformed, [ROW, "licence_number", "status"])
-    bad = pq.read_table(outcome.quarantine_path, columns=[ROW]).column(0).combine_chunks()
-    new = row_state.new_state(rows, checked, bad, meta["fingerprint"], outcome.row_reasons)
+    told = pq.read_table(outcome.quarantine_path, columns=[ROW]).column(0).combine_chunks()
+    bad = pa.concat_arrays([told, outcome.quiet.cast(told.type)])       # reported or not
+    new = row_state.new_state(rows, checked, bad, meta["fingerprint"], outcome.row_reasons, outcome.rechecked)
     _put_arrow(store, new, handoff(source_id, key, "rowstate"), scratch)
     # kept: quarantined rows whose failures were known, not checked again (their outcome carried)
     detected = {k: v for k, v in meta.items() if k != "fingerprint"}
@@ -381,16 +412,18 @@ def _carried_over(ledger, run_id: int, rows: pa.Table, conformed: Path, outcome,
     return dataclasses.replace(outcome, extracted=rows.num_rows, accepted=outcome.accepted + meta["carried"])
 
 
-def _recorded(catalog, ledger, reg, run_id: int, outcome, store: Store, key: str) -> dict:
+def _recorded(catalog, ledger, reg, run_id: int, outcome, store: Store, key: str,
+              scope: set[str] | None = None) -> dict:
     """A whole run's validation (an unsplit run's, or a split run's merged) recorded on the run
     and its files stored: Data Docs, results and quarantine before the queue points at them,
-    the accepted rows last."""
+    the accepted rows last. `scope`: a delta run's queue sync settles only the entries of the
+    keys it reports and of these (exchange/unreported.py); None: the source's whole queue."""
     ledger.record_counts(run_id, outcome.extracted, outcome.accepted, outcome.quarantined,
                          outcome.reasons)
     docs = _store_docs(store, reg.id, key, outcome)
     store.put_file(outcome.results_path, handoff(reg.id, key, "validation"))
     quarantine = store.put_file(outcome.quarantine_path, handoff(reg.id, key, "quarantine"))
-    _queue_quarantine(catalog, ledger, reg, run_id, outcome, docs)
+    _queue_quarantine(catalog, ledger, reg, run_id, outcome, docs, scope)
     accepted = store.put_file(outcome.accepted_path, handoff(reg.id, key, "accepted"), move=True)
     return {"run_id": run_id, "extracted": outcome.extracted, "accepted": outcome.accepted,
             "quarantined": outcome.quarantined, "accepted_path": store.url(accepted),
@@ -408,7 +441,8 @@ def _store_docs(store: Store, source_id: str, key: str, outcome) -> str | None:
     return f"{docs}/index.html"
 
 
-def _queue_quarantine(catalog, ledger, reg, run_id: int, outcome, docs_key: str | None) -> None:
+def _queue_quarantine(catalog, ledger, reg, run_id: int, outcome, docs_key: str | None,
+                      scope: set[str] | None = None) -> None:
     cols = ["key", "row_hash", "reasons", "values"]     # the raw rows stay in the run's quarantine file
     rows = ({"key": k, "row_hash": h, "reasons": r, "values": v}
             for b in pq.ParquetFile(outcome.quarantine_path).iter_batches(columns=cols)
@@ -417,7 +451,7 @@ def _queue_quarantine(catalog, ledger, reg, run_id: int, outcome, docs_key: str 
     keys = pq.read_table(outcome.quarantine_path, columns=["key"]).column(0).combine_chunks()
     current = catalog.current_records_by_licence(reg.dataset, keys.unique().to_pylist())
     held = held_records(current, outcome.accepted_path, keys)
-    ledger.sync_quarantine(run_id, reg.id, reg.dataset, rows, held)
+    ledger.sync_quarantine(run_id, reg.id, reg.dataset, rows, held, scope)
     ledger.record_quality(run_id, data_docs=docs_key)
 
 

@@ -12,7 +12,7 @@ import os
 import shutil
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
@@ -51,6 +51,10 @@ class Outcome:
     # quarantined rows whose row-level failures cannot change with time: (_row, those failures)
     row_reasons: pa.Table | None = None
     kept: int = 0                      # rows not checked again: their row-level failures were `known`
+    # quarantined rows left out of the quarantine file (`quiet`): their _row
+    quiet: pa.Array = field(default_factory=lambda: pa.array([], pa.int64()))
+    # quarantined rows one of whose row-level failures is dated: (_row, those failures)
+    rechecked: pa.Table | None = None
 
 
 def label(config) -> str:
@@ -203,7 +207,7 @@ def _merge_findings(paths: list[Path], plan: _Plan, table: pa.Table) -> tuple[np
 def validate(conformed: Path, extracted: Path, ctype: CertificateType, out_dir: Path,
              today: date, batch_rows: int = BATCH_ROWS, checks: tuple | list = (),
              docs: bool = True, findings: list[Path] | None = None,
-             known: pa.Array | None = None) -> Outcome:
+             known: pa.Array | None = None, quiet: pa.Array | None = None) -> Outcome:
     """Run the type's suite file (plus a source's own checks) and split the rows.
     Expectations with an Arrow form run in pyarrow.compute; the rest run in GX; either way
     the results are GX result objects, one per expectation, over the whole version.
@@ -211,7 +215,10 @@ def validate(conformed: Path, extracted: Path, ctype: CertificateType, out_dir: 
     the whole run's rows: only the version-wide expectations then run here.
     `known`: per conformed row, its row-level failures as found before (unchanged since, none
     of them dated: exchange/row_state.py), or null: such a row is not checked again, its
-    failures are taken as they are (the version-wide expectations still run over it)."""
+    failures are taken as they are (the version-wide expectations still run over it).
+    `quiet`: per conformed row, its row-level failures when last quarantined, if it need not be
+    reported again (exchange/unreported.py), or null: a row quarantined now whose row-level
+    failures are those is counted but left out of the quarantine file (Outcome.quiet)."""
     docs_dir = out_dir / "data_docs"
     shutil.rmtree(docs_dir, ignore_errors=True)
     gx = Gx(docs_dir if docs else None)
@@ -236,6 +243,9 @@ def validate(conformed: Path, extracted: Path, ctype: CertificateType, out_dir: 
     n_in = n_ok = n_bad = fresh = 0
     kept_rows: list[int] = []
     kept_reasons: list[list[str]] = []
+    quiet_rows: list[int] = []
+    dated_rows: list[int] = []
+    dated_reasons: list[list[str]] = []
     ok_writer = staging.transient_writer(tmp["accepted"], conf_table.schema)
     q_schema = quarantine_schema(raw_table.schema)
     bad_writer = staging.writer(tmp["quarantine"], q_schema)
@@ -261,18 +271,27 @@ def validate(conformed: Path, extracted: Path, ctype: CertificateType, out_dir: 
             while len(pending) > 2:         # at most a batch or two waiting to be written
                 pending.pop(0).result()
             pending.append(writes.submit(ok_writer.write_table, batch.filter(pa.array(~bad))))
-            quarantined = _quarantine_rows(batch, raw, reasons, key_field, q_schema, copies)
+            row_level = {p: reasons[p][:own[p]] if p in own else reasons[p] for p in np.flatnonzero(bad).tolist()}
+            hush = _quiet(quiet, offset, batch.num_rows, row_level)
+            told = {p: rs for p, rs in reasons.items() if p not in hush} if hush else reasons
+            quarantined = _quarantine_rows(batch, raw, told, key_field, q_schema, copies)
             pending.append(writes.submit(bad_writer.write_table, quarantined))
             conf_release()
             raw_release()
-            for rs in reasons.values():
-                counts.update(set(rs))
+            for rs, n in Counter(map(tuple, reasons.values())).items():     # rows share their lists
+                for r in set(rs):
+                    counts[r] += n
             n_in += batch.num_rows
             n_bad += int(bad.sum())
-            row_level = {p: reasons[p][:own[p]] if p in own else reasons[p] for p in np.flatnonzero(bad).tolist()}
             timeless = [p for p, rs in row_level.items() if not dated.intersection(rs)]
-            kept_rows += batch.column(ROW).take(pa.array(timeless, pa.int64())).to_pylist()
+            numbers = batch.column(ROW)
+            kept_rows += numbers.take(pa.array(timeless, pa.int64())).to_pylist()
             kept_reasons += [row_level[p] for p in timeless]
+            if len(timeless) < len(row_level):
+                others = [p for p in row_level if dated.intersection(row_level[p])]
+                dated_rows += numbers.take(pa.array(others, pa.int64())).to_pylist()
+                dated_reasons += [row_level[p] for p in others]
+            quiet_rows += numbers.take(pa.array(sorted(hush), pa.int64())).to_pylist()
             n_ok += batch.num_rows - int(bad.sum())
         for f in pending:
             f.result()
@@ -306,9 +325,27 @@ def validate(conformed: Path, extracted: Path, ctype: CertificateType, out_dir: 
                                   ensure_ascii=False, indent=1, default=str), encoding="utf-8")
     row_reasons = pa.table({ROW: pa.array(kept_rows, pa.int64()),
                             "reasons": pa.array(kept_reasons, pa.list_(pa.string()))})
+    rechecked = pa.table({ROW: pa.array(dated_rows, pa.int64()),
+                          "reasons": pa.array(dated_reasons, pa.list_(pa.string()))})
     return Outcome(n_in, n_ok, n_bad, dict(counts.most_common()), paths["accepted"],
                    paths["quarantine"], results, gx.build_docs(), result, row_reasons,
-                   n_in - fresh if row_checks is not None else 0)
+                   n_in - fresh if row_checks is not None else 0, pa.array(quiet_rows, pa.int64()), rechecked)
+
+
+def _quiet(quiet: pa.Array | None, offset: int, n: int, row_level: dict[int, list[str]]) -> set[int]:
+    """The batch's quarantined rows (`row_level`: position -> row-level failures) that fail
+    what `quiet` says they failed when last quarantined: not reported again."""
+    if quiet is None or not row_level:
+        return set()
+    q = quiet.slice(offset, n)
+    if q.null_count == len(q):
+        return set()
+    valid = pc.is_valid(q).to_numpy(zero_copy_only=False)
+    at = np.flatnonzero(valid)
+    lists = pc.binary_join(q.filter(pa.array(valid)), _SEP).dictionary_encode()
+    distinct = lists.dictionary.to_pylist()
+    return {p for p, i in zip(at.tolist(), lists.indices.to_pylist())
+            if p in row_level and _SEP.join(row_level[p]) == distinct[i]}
 
 
 _SEP = "\x1f"          # never in an expectation's label

@@ -21,17 +21,38 @@ def changed_rows(seen: dict, known: dict) -> dict:
     return {rows[k][0]: entries[k][0] for k in entries if len(rows[k]) == len(entries[k]) == 1}
 
 
+HASHED = ("sha256:", "sha256;")      # the range of keys hashed from rows without a licence number
+
+
+def entries(conn, table, source_id: str, scope: set[str] | None, seen: dict) -> list:
+    """(key, row_hash, id, reasons as stored text, values, held_record_id, state) of the
+    source's entries: all of them, or those of the keys in `scope` or `seen` ((key, row_hash)
+    of this run's rows) and the hashed keys, read 500 keys at a time."""
+    T = table
+    cols = (T.c.key, T.c.row_hash, T.c.id, sa.cast(T.c.reasons, sa.Text), T.c["values"], T.c.held_record_id,
+            T.c.state)
+    if scope is None:
+        return conn.execute(sa.select(*cols).where(T.c.source_id == source_id)).all()
+    keys = sorted(k for k in {*scope, *(k for k, _ in seen)} if not HASHED[0] <= k < HASHED[1])
+    out = list(conn.execute(sa.select(*cols).where(T.c.source_id == source_id, T.c.key >= HASHED[0],
+                                                   T.c.key < HASHED[1])).all())
+    for at in range(0, len(keys), 500):
+        out += conn.execute(sa.select(*cols).where(T.c.source_id == source_id, T.c.key.in_(keys[at:at + 500])))
+    return out
+
+
 def seen_again(conn, table, source_id: str, again: list[int], known: list[int], closed: set[int],
-               **values) -> None:
+               scoped: bool = False, **values) -> None:
     """`values` (the run, the time) set on the source's entries `again` (ids; `known`: all the
     source's entries, `closed`: the resolved ones): the unresolved ones in one statement over
     the source's unresolved entries but the few not seen again (a run that quarantines what the
-    last one did), else 500 ids at a time; the resolved ones seen again 500 ids at a time."""
+    last one did), else 500 ids at a time; the resolved ones seen again 500 ids at a time.
+    `scoped`: `known` is not all the source's entries: 500 ids at a time."""
     if not again:
         return
     reopened = [i for i in again if i in closed]
     rest = set(known).difference(again, closed)        # unresolved, not seen again
-    if len(rest) <= 500:
+    if len(rest) <= 500 and not scoped:
         conn.execute(table.update().where(table.c.source_id == source_id, table.c.state != "resolved",
                                           table.c.id.not_in(sorted(rest))).values(**values))
         ids = reopened

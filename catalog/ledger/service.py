@@ -177,12 +177,15 @@ class Ledger:
         return run
 
     def sync_quarantine(self, run_id: int, source_id: str, dataset: str, rows,
-                        held: dict[str, str] | None = None) -> dict:
+                        held: dict[str, str] | None = None, scope: set[str] | None = None) -> dict:
         """This run's quarantined rows (dicts with key, row_hash, reasons, values) into the queue:
         one entry per row, found again next run by (key, row_hash); a key's one row whose content
         changed keeps its key's one entry (and its review). Rows seen again stay (a review is
         kept); entries this run did not quarantine leave. `held`: licence number -> the current
-        version's record the row holds back (disputed while the entry is open).
+        version's record the row holds back (disputed while the entry is open). `scope` (a delta
+        run's, exchange/unreported.py): only the entries of these keys, of the rows' keys and of
+        hashed keys (rows without a licence number) are settled; the others are left as they are
+        (their rows quarantined unchanged and not reported again). None: every entry of the source.
         Bulk statements: a broken export can quarantine a million rows."""
         now, seen, held = utcnow(), {}, held or {}
         for r in rows:                 # the rows are not changed: a merged one is a copy
@@ -194,9 +197,7 @@ class Ledger:
             conn = s.connection()
             # reasons compared as the stored JSON text: no decoding of every known entry
             known, closed = {}, set()          # closed: the resolved entries' ids
-            for k, h, i, r, v, held_id, state in conn.execute(
-                    sa.select(T.c.key, T.c.row_hash, T.c.id, sa.cast(T.c.reasons, sa.Text), T.c["values"],
-                              T.c.held_record_id, T.c.state).where(T.c.source_id == source_id)).all():
+            for k, h, i, r, v, held_id, state in quarantine.entries(conn, T, source_id, scope, seen):
                 known[(k, h)] = (i, r, v, held_id)
                 if state == "resolved":
                     closed.add(i)
@@ -218,33 +219,71 @@ class Ledger:
                        and (match[kh] != kh or (as_text(r["reasons"]), r["values"], held.get(kh[0]))
                             != known[kh][1:])]
             quarantine.seen_again(conn, T, source_id, again, [e[0] for e in known.values()], closed,
-                                  last_run_id=run_id, last_seen=now)
+                                  scope is not None, last_run_id=run_id, last_seen=now)
             if new:
                 quarantine.executemany(conn, sa.insert(T), new)
             if changed:          # only rows whose content, reasons, values or hold differ are rewritten
                 conn.execute(T.update().where(T.c.id == sa.bindparam("b_id")).values(
                     row_hash=sa.bindparam("row_hash"), reasons=sa.bindparam("reasons"),
                     values=sa.bindparam("values"), held_record_id=sa.bindparam("held_record_id")), changed)
-            if again:
+            reopen = dict(state="open", resolved_run_id=None, resolved_at=None)
+            if again and scope is None:
                 conn.execute(T.update().where(T.c.source_id == source_id, T.c.last_run_id == run_id,
-                                              T.c.state == "resolved")
-                             .values(state="open", resolved_run_id=None, resolved_at=None))
-            resolved = conn.execute(T.update().where(
-                T.c.source_id == source_id, T.c.last_run_id != run_id, T.c.state != "resolved")
-                .values(state="resolved", resolved_run_id=run_id, resolved_at=now,
-                        held_record_id=None)).rowcount
+                                              T.c.state == "resolved").values(**reopen))
+            elif again:          # the resolved entries seen again, by id
+                ids = sorted(closed.intersection(again))
+                for at in range(0, len(ids), 500):
+                    conn.execute(T.update().where(T.c.id.in_(ids[at:at + 500])).values(**reopen))
+            gone = dict(state="resolved", resolved_run_id=run_id, resolved_at=now, held_record_id=None)
+            if scope is None:
+                resolved = conn.execute(T.update().where(
+                    T.c.source_id == source_id, T.c.last_run_id != run_id, T.c.state != "resolved")
+                    .values(**gone)).rowcount
+            else:            # the scope's entries not seen again
+                left = sorted(set(e[0] for e in known.values()).difference(again, closed))
+                resolved = sum(conn.execute(T.update().where(T.c.id.in_(left[at:at + 500]))
+                                            .values(**gone)).rowcount for at in range(0, len(left), 500))
         return {"new": len(new), "still": len(again), "resolved": resolved}
 
+    def unsettled_keys(self, source_id: str, run_id: int) -> set[str]:
+        """Keys of the source's queue entries that a run after its last published (or
+        unchanged) one wrote or resolved: a failed or held run, or this run `run_id` before
+        (run again). The row state is the last published run's: these keys' rows are reported."""
+        with self.session() as s:
+            last = s.scalar(sa.select(sa.func.max(Run.id)).where(
+                Run.source_id == source_id, Run.state.in_(FINAL), Run.id < run_id)) or 0
+            since = s.scalar(sa.select(sa.func.count()).where(
+                Run.source_id == source_id, Run.id > last, Run.quarantined.is_not(None)))
+            if not since:               # no run since has synced the queue: nothing to look up
+                return set()
+            T = QuarantineEntry.__table__
+            return set(s.scalars(sa.select(T.c.key).distinct().where(
+                T.c.source_id == source_id, sa.or_(T.c.last_run_id > last, T.c.resolved_run_id > last))))
+
     def quarantine(self, dataset: str, include_resolved: bool = False) -> list[dict]:
-        """The queue; `last_run_key` names the run whose quarantine file holds the raw row."""
+        """The queue; `last_run_key` names the run whose quarantine file holds the raw row (the
+        run that last reported it: a delta run does not report a row quarantined unchanged), and
+        an unresolved entry's `seen_as_of_run_key` the source's latest run that synced the
+        queue: the row was still quarantined then (its `last_seen` is when it was last reported)."""
         with self.session() as s:
             q = (sa.select(QuarantineEntry, Run.run_key)
                  .join(Run, Run.id == QuarantineEntry.last_run_id)
                  .where(QuarantineEntry.dataset_id == dataset))
             if not include_resolved:
                 q = q.where(QuarantineEntry.state != "resolved")
-            return [{**{c.name: getattr(e, c.name) for c in QuarantineEntry.__table__.columns},
-                     "last_run_key": key} for e, key in s.execute(q.order_by(QuarantineEntry.id))]
+            entries = [{**{c.name: getattr(e, c.name) for c in QuarantineEntry.__table__.columns},
+                        "last_run_key": key} for e, key in s.execute(q.order_by(QuarantineEntry.id))]
+            latest = self._latest_synced(s, {e["source_id"] for e in entries})
+        for e in entries:
+            e["seen_as_of_run_key"] = None if e["state"] == "resolved" else latest.get(e["source_id"])
+        return entries
+
+    @staticmethod
+    def _latest_synced(s, sources) -> dict[str, str]:
+        """source -> the run key of its latest run that synced the quarantine queue."""
+        newest = (sa.select(sa.func.max(Run.id)).where(Run.source_id.in_(sorted(sources)),
+                                                       Run.quarantined.is_not(None)).group_by(Run.source_id))
+        return dict(s.execute(sa.select(Run.source_id, Run.run_key).where(Run.id.in_(newest))).all())
 
     def quarantine_summary(self, dataset: str, sample: int = 20) -> dict:
         """The queue in brief: entries by state and by reason (unresolved), how many open ones
@@ -264,11 +303,17 @@ class Ledger:
                 T.c.dataset_id == dataset, T.c.state == "open", T.c.held_record_id.is_not(None)))
             rows = s.execute(sa.select(T.c.key, T.c.row_hash, T.c.reasons, T.c["values"], T.c.first_seen,
                                        T.c.last_seen, T.c.held_record_id.label("holds_record"),
-                                       Run.run_key).join(Run, Run.id == T.c.last_run_id)
+                                       Run.run_key, T.c.source_id).join(Run, Run.id == T.c.last_run_id)
                              .where(T.c.dataset_id == dataset, T.c.state == "open")
                              .order_by(T.c.held_record_id.is_(None), T.c.id).limit(sample)).mappings().all()
+            sources = s.scalars(sa.select(T.c.source_id).distinct().where(T.c.dataset_id == dataset,
+                                                                          T.c.state != "resolved")).all()
+            latest = self._latest_synced(s, set(sources))
+        # run_key: the run that last reported the row (its file holds the raw row); seen_as_of:
+        # the source's latest run that synced the queue, which still quarantined it
         return {"states": states, "reasons": dict(sorted(reasons.items(), key=lambda kv: -kv[1])),
-                "holding": holding or 0, "open": [dict(r) for r in rows]}
+                "holding": holding or 0, "open": [{**r, "seen_as_of": latest.get(r["source_id"])} for r in rows],
+                "as_of": latest}
 
     def review_quarantine(self, dataset: str, key: str, by: str, note: str,
                           row_hash: str | None = None) -> dict:

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from base import staging
 from base.settings import get_settings, reset_settings
-from exchange import row_state, stages
+from exchange import quarantine, row_state, stages
 from tests.conftest import TODAY, catalog, ledger, register_demo_source, stored
 
 pytestmark = pytest.mark.integration
@@ -76,9 +76,13 @@ def _snapshot(results: list[dict]) -> dict:
             "from records order by version, leaf_index")).all()
     runs = [{k: r[k] for k in ("run_key", "state", "version", "extracted", "accepted", "quarantined", "reasons")}
             for r in reversed(ledger().runs(SOURCE))]
+    # a delta run leaves the entries of rows quarantined unchanged as they are (their last run
+    # names the run whose quarantine file holds the raw row): the raw rows found are the same
+    entries = ledger().quarantine(DATASET, True)
+    quarantine.with_raw_rows(entries)
     queue = [{k: e[k] for k in ("id", "key", "row_hash", "state", "reasons", "values", "held_record_id",
-                                "first_run_id", "last_run_id", "resolved_run_id")}
-             for e in ledger().quarantine(DATASET, True)]
+                                "first_run_id", "resolved_run_id")} | {"raw": _content(e["raw"])} for e in entries]
+    assert all(e["raw"] for e in queue if e["state"] != "resolved")
     published = [{k: r.get(k) for k in ("version", "state", "tree_size", "root_hash")} for r in results]
     return {"versions": versions, "records": records, "runs": runs, "queue": queue, "published": published}
 
@@ -99,6 +103,11 @@ def _history(monkeypatch, tmp_path, silo_2k, detect: bool, picks: dict | None):
     return _snapshot(results), detected, picks, [_timeless(f"r{n}") for n in (1, 2, 3, 4)]
 
 
+def _content(raw: dict | None) -> dict | None:
+    """A raw silo row without its row number in the run that holds it."""
+    return raw and {k: v for k, v in raw.items() if k != "_row"}
+
+
 def _timeless(key: str) -> int:
     """Rows the run quarantined none of whose failures is dated (not in the future, as of today)."""
     store = get_settings().store
@@ -110,8 +119,8 @@ def _timeless(key: str) -> int:
 @pytest.mark.parametrize("batch", [None, 173])     # conform's batches: as written, or many uneven ones
 def test_a_delta_run_publishes_what_a_full_run_publishes(home, monkeypatch, tmp_path, silo_2k, batch):
     monkeypatch.setattr(stages, "DETECT_BATCH", batch)
-    fast, detected, picks, timeless = _history(monkeypatch, tmp_path, silo_2k, True, None)
-    full, forced, _, _ = _history(monkeypatch, tmp_path, silo_2k, False, picks)
+    fast, detected, picks, _ = _history(monkeypatch, tmp_path, silo_2k, True, None)
+    full, forced, _, timeless = _history(monkeypatch, tmp_path, silo_2k, False, picks)
     assert [d["mode"] for d in detected] == ["full", "delta", "delta", "delta"]
     assert detected[0]["reason"] == "no row state"
     assert {d["mode"] for d in forced} == {"full"} and forced[1]["reason"] == f"{row_state.ENV}=0"
@@ -144,20 +153,35 @@ def test_an_unchanged_quarantined_row_is_not_reported_again(home, tmp_path, silo
     shutil.copy(silo_2k[0], silo)
     register_demo_source(home, silo)
     stages.run_all(SOURCE, "r1", TODAY)
-    before = {e["key"]: e for e in ledger().quarantine(DATASET)}
+    before = _entry_rows()
     with sqlite3.connect(silo) as db:
         db.execute("update yyzz_djxx set ZS = ZS || '附1号' where ZCH = ?", (_picks(silo)["amended"],))
     stages.run_all(SOURCE, "r2", TODAY)
-    after = {e["key"]: e for e in ledger().quarantine(DATASET)}
-    assert before and before.keys() == after.keys()
-    for k, e in after.items():
-        assert (e["id"], e["first_run_id"], e["first_seen"]) == (before[k]["id"], before[k]["first_run_id"],
-                                                                before[k]["first_seen"])
-        assert e["last_run_id"] == e["first_run_id"] + 1
+    # the entries are not written at all: byte for byte as run 1 left them, its file holding the raw rows
+    assert before and _entry_rows() == before
+    assert {e["last_run_key"] for e in ledger().quarantine(DATASET)} == {"r1"}
+    assert _reported("r2") == 0 and _reported("r1") == len(before)
+    entries, _ = quarantine.queue(DATASET, False, 3)
+    assert len(entries) == len(before) and all(e["raw"] and e["raw"]["ZCH"] == e["key"] for e in entries
+                                               if not e["key"].startswith("sha256:"))
     run, first = ledger().runs(SOURCE)[:2]
     kept = _mode("r2")["kept"]
     assert kept == _timeless("r1") and run["checked"] + run["carried"] == run["extracted"]
     assert run["checked"] + kept == first["quarantined"] + 1
+    # the counts stay whole: every quarantined row counted, reported or not
+    assert (run["quarantined"], run["reasons"]) == (first["quarantined"], first["reasons"])
+    assert run["extracted"] == run["accepted"] + run["quarantined"]
+
+
+def _entry_rows() -> list[tuple]:
+    with ledger().engine.connect() as c:
+        return c.execute(sa.text("select * from quarantine_entries order by id")).all()
+
+
+def _reported(key: str) -> int:
+    """Rows in the run's quarantine file."""
+    with get_settings().store.open_input(stages.handoff(SOURCE, key, "quarantine")) as f:
+        return pq.ParquetFile(f).metadata.num_rows
 
 
 def _mode(key: str) -> dict:
@@ -340,8 +364,8 @@ def test_a_quarantined_row_is_checked_again_only_if_a_dated_rule_failed(home, mo
     manifest = silo_2k[1]
     flawed = {i for ids in manifest.values() for i in ids}
     row_id = next(i for i in range(1, 2_001) if i not in flawed)
-    fast, modes, timeless, queues = _dated_history(monkeypatch, tmp_path, silo_2k, True, row_id)
-    full, forced, _, _ = _dated_history(monkeypatch, tmp_path, silo_2k, False, row_id)
+    fast, modes, _, queues = _dated_history(monkeypatch, tmp_path, silo_2k, True, row_id)
+    full, forced, timeless, _ = _dated_history(monkeypatch, tmp_path, silo_2k, False, row_id)
     assert fast == full
     assert [m["mode"] for m in modes] == ["full", "delta", "delta"] and {m["mode"] for m in forced} == {"full"}
     runs = fast["runs"]
