@@ -16,6 +16,13 @@ from schemas.types import CertificateType, all_types
 
 SUITES_DIR = Path(__file__).with_name("suites")
 TODAY = {"$PARAMETER": "today"}          # bound per run: expectation_parameters={"today": ...}
+
+
+def dated(kwargs: dict) -> bool:
+    """An expectation bound to a run parameter ("today"): its outcome may change with time.
+    The one test of it: validation (which failures to check again) and change detection."""
+    return any(isinstance(v, dict) and "$PARAMETER" in v for v in kwargs.values())
+
 # expectations that need the whole version at once, not one batch
 VERSION_WIDE = {"expect_column_values_to_be_unique", "expect_compound_columns_to_be_unique"}
 

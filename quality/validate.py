@@ -224,7 +224,7 @@ def validate(conformed: Path, extracted: Path, ctype: CertificateType, out_dir: 
     gx = Gx(docs_dir if docs else None)
     data = suites.read(ctype.name, checks)
     suite = suites.to_gx(data)
-    dated = {label(e.configuration) for e in suite.expectations if _dated(e.configuration.kwargs)}
+    dated = {label(e.configuration) for e in suite.expectations if suites.dated(e.configuration.kwargs)}
     params = {"today": today.isoformat()}
     # mapped, and the pages read released batch by batch: memory does not grow with the run
     (conf_table, conf_release), (raw_table, raw_release) = staging.map_table(conformed), staging.map_table(extracted)
@@ -351,11 +351,6 @@ def _quiet(quiet: pa.Array | None, offset: int, n: int, row_level: dict[int, lis
 _SEP = "\x1f"          # never in an expectation's label
 
 
-def _dated(kwargs: dict) -> bool:
-    """An expectation bound to a run parameter ("today"): its outcome may change with time."""
-    return any(isinstance(v, dict) and "$PARAMETER" in v for v in kwargs.values())
-
-
 def _row_reasons(checks: _RowChecks, batch: pa.Table, known: pa.Array | None, offset: int,
                  fresh: int) -> tuple[dict[int, list[str]], int]:
     """A batch's row-level failures (position in the batch -> labels): the rows whose failures
@@ -403,8 +398,8 @@ def incremental_blocker(ctype: CertificateType, checks: tuple | list = ()) -> st
             continue
         if kind not in ROW_WISE:
             return f"{kind}({kw.get('column') or ','.join(kw.get('column_list') or [])}) is not row by row"
-        if kind not in MONOTONE and suites.TODAY in kw.values():
-            return f"{kind} depends on today's date"
+        if kind not in MONOTONE and suites.dated(kw):
+            return f"{kind} depends on a run parameter (today's date)"
     if not any(e["type"] == "expect_column_values_to_be_unique" and e["kwargs"].get("column") == "licence_number"
                for e in data["expectations"]):
         return "licence numbers are not checked unique"

@@ -65,6 +65,10 @@ def test_suites_whose_outcome_is_not_row_by_row_are_checked_in_full():
     later = {"type": "expect_column_values_to_be_between", "kwargs": {"column": "valid_to", "min_value": {
         "$PARAMETER": "today"}}}
     assert "today" in incremental_blocker(licence, [later])
+    # any run parameter, not only "today", makes a rule dated: validate and this agree (suites.dated)
+    other = {"type": "expect_column_values_to_be_between", "kwargs": {"column": "valid_to", "max_value": {
+        "$PARAMETER": "cutoff"}}}
+    assert "run parameter" in incremental_blocker(licence, [other])
 
 
 # --- matching against the row state ------------------------------------------------------------
