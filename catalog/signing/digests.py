@@ -11,8 +11,11 @@ import hashlib
 import threading
 import time
 
+from collections.abc import Sequence
+
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 SMALL = 512          # below this many strings, hashlib's loop beats a query's fixed cost
 _local = threading.local()
@@ -88,6 +91,30 @@ def sha256_many(values: pa.Array | pa.ChunkedArray, prefix: bytes = b"") -> np.n
     if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
         values = values.cast(pa.large_binary() if pa.types.is_large_string(values.type) else pa.binary())
     return _as_matrix(_select({"v": values}, f.sha256(expr)))
+
+
+def sha256_joined(parts: Sequence[pa.Array]) -> np.ndarray:
+    """SHA-256 of each row's parts one after another (a null part: no bytes), for binary arrays
+    of one length: (n, 32) uint8. DataFusion joins and hashes in one native pass (no joined
+    array is built here); below SMALL rows, pyarrow joins and hashlib hashes."""
+    if not parts:
+        raise ValueError("sha256_joined needs at least one part")
+    n = len(parts[0])
+    if any(len(p) != n or not (pa.types.is_binary(p.type) or pa.types.is_large_binary(p.type)) for p in parts):
+        raise ValueError("sha256_joined needs binary arrays of one length")
+    if n < SMALL:
+        if any(pa.types.is_large_binary(p.type) for p in parts):
+            parts = [p.cast(pa.large_binary()) for p in parts]
+        joined = pc.binary_join_element_wise(*parts, pa.scalar(b"", parts[0].type), null_handling="replace",
+                                             null_replacement=b"")
+        return sha256_many(joined)
+    from datafusion import col
+    from datafusion import functions as f
+
+    names = [f"p{i}" for i in range(len(parts))]
+    if len(parts) == 1:
+        return sha256_many(pc.fill_null(parts[0], b""))
+    return _as_matrix(_select(dict(zip(names, parts)), f.sha256(f.concat(*[col(k) for k in names]))))
 
 
 def sha256_rows(matrix: np.ndarray, prefix: bytes = b"") -> np.ndarray:
