@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-
 from collections.abc import Sequence
 
 import numpy as np
