@@ -109,14 +109,19 @@ def row_hashes(batch: pa.RecordBatch | pa.Table) -> np.ndarray:
     lengths = np.empty((n, len(texts)), "<i4")
     for i, text in enumerate(texts):
         lengths[:, i] = _lengths(text)
-    sizes = np.maximum(lengths, 0).sum(axis=1, dtype=np.int64) + lengths.shape[1] * 4
-    out = np.empty((n, 16), np.uint8)
-    for lo, hi in _spans(sizes):
-        head = pa.Array.from_buffers(pa.binary(lengths.shape[1] * 4), hi - lo,
-                                     [None, pa.py_buffer(np.ascontiguousarray(lengths[lo:hi]))])
-        parts = [head.cast(pa.binary()), *(t.slice(lo, hi - lo).cast(pa.binary()) for t in texts)]
-        out[lo:hi] = sha256_joined(parts)[:, :16]
-    return out
+    width = lengths.shape[1] * 4
+    sizes = np.maximum(lengths, 0).sum(axis=1, dtype=np.int64) + width
+    head = pa.Array.from_buffers(pa.binary(), n, [None, pa.py_buffer(np.arange(0, width * (n + 1), width, "<i4")),
+                                                  pa.py_buffer(lengths)])
+    spans = _spans(sizes)       # a chunk each: DataFusion joins a chunk at a time, in one query
+    parts = [pa.chunked_array([a.slice(lo, hi - lo) for lo, hi in spans], a.type) for a in [head, *map(_binary, texts)]]
+    return sha256_joined(parts)[:, :16]
+
+
+def _binary(text: pa.Array) -> pa.Array:
+    """The string array's bytes as a binary array (no copy, no kernel call)."""
+    typ = pa.large_binary() if pa.types.is_large_string(text.type) else pa.binary()
+    return pa.Array.from_buffers(typ, len(text), text.buffers(), text.null_count, text.offset)
 
 
 SPAN = 1 << 24        # bytes joined and hashed at once: memory stays a few slices of a batch

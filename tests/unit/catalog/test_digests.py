@@ -59,6 +59,9 @@ def test_sha256_joined_matches_hashlib_of_the_parts_joined(n):
     assert got.shape == (n, 32) and got.dtype == np.uint8
     want = [hashlib.sha256(b"".join(c[i] or b"" for c in cols)).digest() for i in range(n)]
     assert [bytes(r) for r in got] == want
+    cut = [0, n // 3, n // 2, n] if n else [0, 0]           # parts chunked alike: a query a chunk
+    chunked = [pa.chunked_array([p.slice(a, b - a) for a, b in zip(cut, cut[1:])], p.type) for p in parts]
+    assert [bytes(r) for r in digests.sha256_joined(chunked)] == want
     one = digests.sha256_joined(parts[:1])
     assert [bytes(r) for r in one] == [hashlib.sha256(v or b"").digest() for v in cols[0]]
 
