@@ -41,7 +41,7 @@ import pyarrow.compute as pc
 
 from base import staging
 from base.storage import Store
-from catalog.signing.digests import sha256_many
+from catalog.signing.digests import sha256_joined
 from quality import suites
 from quality.validate import incremental_blocker
 from schemas.conform import ROW
@@ -102,7 +102,7 @@ def row_hashes(batch: pa.RecordBatch | pa.Table) -> np.ndarray:
     """(n, 16) uint8: SHA-256 of each row's content (every column but `_row`, in order), cut to
     16 bytes. A row is written as its values' byte lengths (int32 little-endian, null: -1), then
     the values' text one after another: the lengths say where each value ends, so no two rows'
-    encodings are the same. One concatenation and one hash pass over the batch's bytes."""
+    encodings are the same. Joined and hashed in one native pass over the batch's bytes."""
     texts = [_text(batch.column(name)) for name in batch.schema.names if name != ROW]
     n = batch.num_rows
     if not texts:
@@ -110,15 +110,19 @@ def row_hashes(batch: pa.RecordBatch | pa.Table) -> np.ndarray:
     lengths = np.empty((n, len(texts)), "<i4")
     for i, text in enumerate(texts):
         lengths[:, i] = _lengths(text)
-    sizes = np.maximum(lengths, 0).sum(axis=1, dtype=np.int64) + lengths.shape[1] * 4
-    out = np.empty((n, 16), np.uint8)
-    for lo, hi in _spans(sizes):
-        head = pa.Array.from_buffers(pa.binary(lengths.shape[1] * 4), hi - lo,
-                                     [None, pa.py_buffer(np.ascontiguousarray(lengths[lo:hi]))])
-        parts = [head.cast(pa.binary()), *(t.slice(lo, hi - lo).cast(pa.binary()) for t in texts)]
-        joined = pc.binary_join_element_wise(*parts, b"", null_handling="replace", null_replacement=b"")
-        out[lo:hi] = sha256_many(joined)[:, :16]
-    return out
+    width = lengths.shape[1] * 4
+    sizes = np.maximum(lengths, 0).sum(axis=1, dtype=np.int64) + width
+    head = pa.Array.from_buffers(pa.binary(), n, [None, pa.py_buffer(np.arange(0, width * (n + 1), width, "<i4")),
+                                                  pa.py_buffer(lengths)])
+    spans = _spans(sizes)       # a chunk each: DataFusion joins a chunk at a time, in one query
+    parts = [pa.chunked_array([a.slice(lo, hi - lo) for lo, hi in spans], a.type) for a in [head, *map(_binary, texts)]]
+    return sha256_joined(parts)[:, :16]
+
+
+def _binary(text: pa.Array) -> pa.Array:
+    """The string array's bytes as a binary array (no copy, no kernel call)."""
+    typ = pa.large_binary() if pa.types.is_large_string(text.type) else pa.binary()
+    return pa.Array.from_buffers(typ, len(text), text.buffers(), text.null_count, text.offset)
 
 
 SPAN = 1 << 24        # bytes joined and hashed at once: memory stays a few slices of a batch
@@ -345,7 +349,7 @@ class Held:
     row (the fingerprint names its code)."""
 
     def __init__(self, path: Path):
-        self.table = staging.read_table(path)
+        self.table = staging.read_table(path).combine_chunks()    # take from one chunk: 4x faster
         self.sorted = _Sorted(_matrix(self.table.column("row_hash")))
         self.first = self.sorted.first(np.ones(self.table.num_rows, bool))
 
@@ -355,7 +359,7 @@ class Held:
 
     def rows(self, at: np.ndarray, numbers: pa.Array, schema: pa.Schema) -> pa.Table:
         """The held rows `at` in conform's `schema`, numbered `numbers` (this run's _row)."""
-        table = self.table.take(pa.array(at, pa.int64())).select(schema.names)
+        table = self.table.select(schema.names).take(pa.array(at, pa.int64()))
         i = schema.get_field_index(ROW)
         return table.set_column(i, schema.field(i), numbers).cast(schema)
 

@@ -16,6 +16,7 @@ import re
 import shlex
 import shutil
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import date
 from functools import wraps
@@ -210,8 +211,14 @@ def _conform_detecting(reg, catalog, store: Store, key: str, extracted: Path, tm
     version = catalog.current_version(reg.dataset)[0]
     plan = row_state.plan(reg, store, version, staging.read_schema(extracted), scratch,
                           len(catalog.sources_of(reg.dataset)))
-    matcher = row_state.Matcher(plan.state)
-    held = row_state.Held(plan.held) if plan.held is not None else None
+    with ThreadPoolExecutor(1) as pool:    # the state sorted while the first batches are hashed
+        loading = pool.submit(lambda: (row_state.Matcher(plan.state),
+                                       row_state.Held(plan.held) if plan.held is not None else None))
+        return _detect(reg, store, key, extracted, tmp, scratch, plan, version, loading)
+
+
+def _detect(reg, store: Store, key: str, extracted: Path, tmp: Path, scratch: Path, plan, version, loading):
+    """_conform_detecting's work once planned; `loading`: the future (Matcher, Held or None)."""
     conformer = Conformer(reg.source_map)
     schema = conformed_schema(reg.ctype)
     rows_in = staging.Mapped(extracted, DETECT_BATCH)
@@ -220,6 +227,7 @@ def _conform_detecting(reg, catalog, store: Store, key: str, extracted: Path, tm
         """The batch's hashes, state rows and rows not carried conformed (those held taken as
         they were conformed before), with how many were held."""
         h = row_state.row_hashes(batch)
+        matcher, held = loading.result()
         idx = matcher.index(h)
         todo = np.flatnonzero(idx < 0)
         at = held.find(h[todo]) if held is not None else np.full(len(todo), -1)
@@ -245,6 +253,7 @@ def _conform_detecting(reg, catalog, store: Store, key: str, extracted: Path, tm
             pa.default_memory_pool().release_unused()      # the batch's memory back, not kept for the next
     h, idx = np.concatenate(hashes), np.concatenate(found)
     del hashes, found
+    matcher = loading.result()[0]
     back, delta = row_state.scope(matcher, idx, pa.chunked_array(licences, pa.string()).combine_chunks())
     idx[back] = -1
     carried = int((idx >= 0).sum())

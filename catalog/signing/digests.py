@@ -10,9 +10,11 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
+from collections.abc import Sequence
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 SMALL = 512          # below this many strings, hashlib's loop beats a query's fixed cost
 _local = threading.local()
@@ -49,7 +51,7 @@ def _binary(values: pa.Array | pa.ChunkedArray) -> pa.Array:
     return values
 
 
-def _select(columns: dict[str, pa.Array], expr) -> pa.Array:
+def _select(columns: dict[str, pa.Array | pa.ChunkedArray], expr) -> pa.Array:
     ctx = _context()
     try:   # from_arrow registers the table in the session: deregistered, or it is kept for good
         out = ctx.from_arrow(pa.table(columns), name="input").select(expr.alias("out")).to_arrow_table()
@@ -88,6 +90,32 @@ def sha256_many(values: pa.Array | pa.ChunkedArray, prefix: bytes = b"") -> np.n
     if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
         values = values.cast(pa.large_binary() if pa.types.is_large_string(values.type) else pa.binary())
     return _as_matrix(_select({"v": values}, f.sha256(expr)))
+
+
+def sha256_joined(parts: Sequence[pa.Array | pa.ChunkedArray]) -> np.ndarray:
+    """SHA-256 of each row's parts one after another (a null part: no bytes), for binary arrays
+    of one length: (n, 32) uint8. DataFusion joins and hashes in one query, a chunk (of the
+    parts chunked alike) at a time: no joined array is built here, and one call releases the GIL
+    once. Below SMALL rows, pyarrow joins and hashlib hashes."""
+    if not parts:
+        raise ValueError("sha256_joined needs at least one part")
+    n = len(parts[0])
+    if any(len(p) != n or not (pa.types.is_binary(p.type) or pa.types.is_large_binary(p.type)) for p in parts):
+        raise ValueError("sha256_joined needs binary arrays of one length")
+    if n < SMALL:
+        parts = [p.combine_chunks() if isinstance(p, pa.ChunkedArray) else p for p in parts]
+        if any(pa.types.is_large_binary(p.type) for p in parts):
+            parts = [p.cast(pa.large_binary()) for p in parts]
+        joined = pc.binary_join_element_wise(*parts, pa.scalar(b"", parts[0].type), null_handling="replace",
+                                             null_replacement=b"")
+        return sha256_many(joined)
+    from datafusion import col
+    from datafusion import functions as f
+
+    if len(parts) == 1:
+        return sha256_many(pc.fill_null(parts[0], b""))
+    names = [f"p{i}" for i in range(len(parts))]
+    return _as_matrix(_select(dict(zip(names, parts)), f.sha256(f.concat(*[col(k) for k in names]))))
 
 
 def sha256_rows(matrix: np.ndarray, prefix: bytes = b"") -> np.ndarray:

@@ -48,6 +48,33 @@ def test_sha256_many_refuses_nulls_and_other_types():
         digests.sha256_many(pa.array([1, 2, 3]))
 
 
+@pytest.mark.parametrize("n", [0, 1, digests.SMALL - 1, digests.SMALL, 3 * digests.SMALL + 5])
+def test_sha256_joined_matches_hashlib_of_the_parts_joined(n):
+    rng = np.random.default_rng(n)
+    cols = [[None if rng.random() < 0.2 else v for v in _values(n + k)[k:]] for k in range(3)]
+    cols[1] = [None] * n if n % 2 else cols[1]              # a part null in every row
+    parts = [pa.array(cols[0], pa.binary()), pa.array(cols[1], pa.large_binary()),
+             pa.array([b"\xff\x00"] * 7 + cols[2], pa.binary()).slice(7)]     # an offset
+    got = digests.sha256_joined(parts)
+    assert got.shape == (n, 32) and got.dtype == np.uint8
+    want = [hashlib.sha256(b"".join(c[i] or b"" for c in cols)).digest() for i in range(n)]
+    assert [bytes(r) for r in got] == want
+    cut = [0, n // 3, n // 2, n] if n else [0, 0]           # parts chunked alike: a query a chunk
+    chunked = [pa.chunked_array([p.slice(a, b - a) for a, b in zip(cut, cut[1:])], p.type) for p in parts]
+    assert [bytes(r) for r in digests.sha256_joined(chunked)] == want
+    one = digests.sha256_joined(parts[:1])
+    assert [bytes(r) for r in one] == [hashlib.sha256(v or b"").digest() for v in cols[0]]
+
+
+def test_sha256_joined_refuses_what_it_cannot_join():
+    with pytest.raises(ValueError, match="at least one"):
+        digests.sha256_joined([])
+    with pytest.raises(ValueError, match="one length"):
+        digests.sha256_joined([pa.array([b"a"]), pa.array([b"a", b"b"])])
+    with pytest.raises(ValueError, match="one length"):
+        digests.sha256_joined([pa.array(["a"])])
+
+
 @pytest.mark.parametrize("n", [1, 3, digests.SMALL * 2 + 1])
 def test_sha256_rows_matches_hashlib(n):
     rows = np.random.default_rng(n).integers(0, 256, (n, 64), dtype=np.uint8)

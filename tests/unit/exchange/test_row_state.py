@@ -46,6 +46,36 @@ def test_the_hash_is_the_same_however_the_rows_are_batched(monkeypatch):
     assert (np.concatenate(sliced) == whole).all()
 
 
+def _reference(table: pa.Table) -> list[bytes]:
+    """The documented definition, a row at a time with hashlib."""
+    names = [n for n in table.schema.names if n != "_row"]
+    texts = [table.column(n).cast(pa.string()).to_pylist() for n in names]
+    out = []
+    for i in range(table.num_rows):
+        values = [None if t[i] is None else t[i].encode() for t in texts]
+        head = struct.pack(f"<{len(values)}i", *(-1 if v is None else len(v) for v in values))
+        out.append(hashlib.sha256(head + b"".join(v or b"" for v in values)).digest()[:16])
+    return out
+
+
+@pytest.mark.parametrize("span", [row_state.SPAN, 1_000])
+def test_the_native_path_hashes_as_the_definition_says(monkeypatch, span):
+    monkeypatch.setattr(row_state, "SPAN", span)          # 1,000 bytes: spans end inside the batch
+    rng = random.Random(span)
+    n = 3_000
+    words = ["", "证照·号", "a", "Ünïcode ", "x" * 300, "\x00\x1f", None]
+    table = pa.table({
+        "A": [rng.choice(words) for _ in range(n)],
+        "B": pa.array([rng.choice(words) for _ in range(n)], pa.large_string()),
+        "C": [None if rng.random() < 0.1 else rng.randrange(-10**6, 10**6) for _ in range(n)],
+        "D": pa.array([None if rng.random() < 0.1 else rng.randrange(20_000) for _ in range(n)], pa.date32()),
+        "E": pa.nulls(n, pa.string()),
+        "_row": range(n)}).slice(5, n - 5)                                    # an offset
+    assert [bytes(r) for r in row_state.row_hashes(table)] == _reference(table)
+    batch = table.combine_chunks().to_batches()[0]
+    assert [bytes(r) for r in row_state.row_hashes(batch)] == _reference(table)
+
+
 def test_many_rows_hash_as_few_do():     # DataFusion's path (>= 512 rows) and hashlib's agree
     values = [f"v{i}" for i in range(1_200)]
     many = row_state.row_hashes(pa.table({"A": values}))
