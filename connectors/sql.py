@@ -218,7 +218,8 @@ def _adbc_sqlite(path: str, s: SqlSettings, query: sa.Select, schema: pa.Schema)
             local.conn = adbc.connect(uri)
             opened.append(local.conn)
         with local.conn.cursor() as cur:
-            cur.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": str(s.batch_rows)})
+            # the sentinel too: a part of batch_rows rows is one batch, not batch_rows - 1 and 1
+            cur.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": str(s.batch_rows + 1)})
             cur.execute(f"SELECT {sentinel} UNION ALL SELECT {body} FROM ({_literal_sql(part, 'sqlite')})")
             out = []
             for batch in cur.fetch_record_batch():

@@ -42,6 +42,8 @@ def test_a_sqlite_table_read_in_rowid_ranges_equals_one_plain_read(tmp_path, sil
     assert ranged.num_rows == plain.num_rows == silo_rows[0].num_rows - 1401
     assert ranged.equals(plain), "the same rows in the same order"
     assert max(sizes) <= 500 and ranged.column("QYMC").null_count == 500
+    rowids = [i for i in range(1, silo_rows[0].num_rows + 1) if not 1200 <= i <= 2600]
+    assert len(sizes) == len({(i - 1) // 500 for i in rowids}), "one batch a rowid range (its sentinel row too)"
 
 
 @pytest.mark.parametrize("silo,adbc", [("pg_silo", True), ("pg_silo", False), ("maria_silo", False)])
