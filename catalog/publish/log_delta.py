@@ -146,10 +146,10 @@ def _entries(dataset: str, lo: str, hi: str | None) -> sa.Select:
     return sa.select(*_COLUMNS[:4]).where(_r.dataset_id == dataset, _r.superseded_in.is_(None), ids)
 
 
-# SQLite: the record-id range on the primary key (the table's own B-tree, in record-id order), not
-# on ix_records_dataset_current and a primary-key look-up a row (unary + keeps those terms off it);
-# the range's entries with a leaf hash as one string of their hex (vmap's entry: id, index, hash)
-_WHERE = "record_id >= ?{hi} AND +dataset_id = ? AND +superseded_in IS NULL"
+# SQLite: the record-id range of ix_records_dataset_current alone (it covers the map's entries since
+# migration 0021: read in record-id order, no look-up a row); the range's entries with a leaf hash
+# as one string of their hex (vmap's entry: id, index, hash)
+_WHERE = "dataset_id = ? AND superseded_in IS NULL AND record_id >= ?{hi}"
 _PACKED = ("SELECT CAST(group_concat(record_id || printf('%016x', leaf_index) || leaf_hash, '') AS BLOB), "
            "count(*) - count(leaf_hash) FROM records WHERE {where}")
 _NO_LEAF = "SELECT record_id, version, leaf_index, leaf_hash FROM records WHERE {where} AND leaf_hash IS NULL"
@@ -165,14 +165,14 @@ def _sqlite_ranges(conn: Connection, dataset: str, bounds: list[tuple[str, str |
     for at in range(0, len(bounds), RANGES):
         part = bounds[at:at + RANGES]
         wheres = [_WHERE.format(hi="" if hi is None else " AND record_id < ?") for _, hi in part]
-        args = [a for lo, hi in part for a in ((lo, dataset) if hi is None else (lo, hi, dataset))]
+        args = [a for lo, hi in part for a in ((dataset, lo) if hi is None else (dataset, lo, hi))]
         got = _driver(conn, " UNION ALL ".join(_PACKED.format(where=w) for w in wheres), args)
         packed += [text for text, _ in got if text]
         missing = [k for k, (_, n) in enumerate(got) if n]
         if missing:
             rows += _driver(conn, " UNION ALL ".join(_NO_LEAF.format(where=wheres[k]) for k in missing),
-                            [a for k in missing for a in ((part[k][0], dataset) if part[k][1] is None
-                                                           else (part[k][0], part[k][1], dataset))])
+                            [a for k in missing for a in ((dataset, part[k][0]) if part[k][1] is None
+                                                           else (dataset, *part[k]))])
     return b"".join(packed), rows
 
 
