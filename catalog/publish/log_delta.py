@@ -73,7 +73,8 @@ class Entries:
 
 
 def _binary(ids: np.ndarray) -> pa.Array:
-    return pa.FixedSizeBinaryArray.from_buffers(pa.binary(16), len(ids), [None, pa.py_buffer(np.ascontiguousarray(ids))])
+    data = pa.py_buffer(np.ascontiguousarray(ids))
+    return pa.FixedSizeBinaryArray.from_buffers(pa.binary(16), len(ids), [None, data])
 
 
 class IndexReader:
@@ -126,7 +127,8 @@ class IndexReader:
                 cols = [pa.array(c, t) for c, t in zip(zip(*got), _TYPES[:4])]
                 state = _read_leaves(conn, self.store, self.dataset, [*cols, *[pa.nulls(len(got), pa.string())] * 3])
                 parts.append(Entries(_bytes(state.column("record_id").combine_chunks()),
-                                     state.column("leaf_index").to_numpy(), log_version.leaf_matrix(state.column("leaf"))))
+                                     state.column("leaf_index").to_numpy(),
+                                     log_version.leaf_matrix(state.column("leaf"))))
         entries = Entries.joined(parts)
         self.rows_read += len(entries.ids)
         return entries

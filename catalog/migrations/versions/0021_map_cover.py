@@ -8,7 +8,8 @@ records          ix_records_dataset_current  (dataset_id, record_id)
                    alone, in record-id order, instead of a primary-key look-up an entry; it
                    holds one entry a current record, so a version adds as many as it removes
                    (superseded_in, null in every entry, lets SQLite read them from the index
-                   alone, as in ix_records_dataset_licence; MariaDB/MySQL have no partial indexes: theirs is whole, as in 0020)
+                   alone, as in ix_records_dataset_licence; MariaDB/MySQL have no partial
+                   indexes: theirs is whole, as in 0020)
 
 Revision ID: 0021_map_cover
 Revises: 0020_lean_index

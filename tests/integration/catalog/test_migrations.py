@@ -296,7 +296,7 @@ def test_0021_bucket_read_is_the_index_alone(tmp_path):
     engine = sa.create_engine(url, poolclass=sa.NullPool)
     statements = []
     sa.event.listen(engine, "before_cursor_execute",
-                    lambda conn, cursor, statement, parameters, context, many: statements.append((statement, parameters)))
+                    lambda conn, cursor, sql, parameters, context, many: statements.append((sql, parameters)))
     with engine.begin() as conn:
         cfg = _alembic_config(url)
         cfg.attributes["connection"] = conn
