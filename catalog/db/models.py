@@ -112,8 +112,9 @@ class Record(Base):
     append instead of landing at random.
     """
     __tablename__ = "records"
-    __table_args__ = (Index("ix_records_dataset_current", "dataset_id", "record_id",
-                            sqlite_where=_CURRENT, postgresql_where=_CURRENT),
+    __table_args__ = (Index("ix_records_dataset_current", "dataset_id", "record_id", "leaf_index", "leaf_hash",
+                            "superseded_in",
+                            sqlite_where=_CURRENT, postgresql_where=_CURRENT),    # covers a map bucket (0021)
                       Index("ix_records_dataset_licence", "dataset_id", "licence_number", "superseded_in",
                             sqlite_where=_CURRENT, postgresql_where=_CURRENT),    # covers the ids of numbers
                       Index("ix_records_dataset_withdrawn", "dataset_id", "status",

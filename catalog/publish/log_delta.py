@@ -12,6 +12,7 @@ where the run may change something.
 """
 from __future__ import annotations
 
+import binascii
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -48,6 +49,34 @@ def _current(dataset: str, where) -> sa.Select:
     return sa.select(*_COLUMNS).where(_r.dataset_id == dataset, _r.superseded_in.is_(None), where)
 
 
+@dataclass(frozen=True)
+class Entries:
+    """Map entries as vmap hashes them: ids (n, 16) uint8, leaf indexes (n,) int64, leaf
+    hashes (n, 32) uint8."""
+    ids: np.ndarray
+    index: np.ndarray
+    leaves: np.ndarray
+
+    @classmethod
+    def joined(cls, parts: list[Entries]) -> Entries:
+        if not parts:
+            return cls(np.zeros((0, 16), np.uint8), np.zeros(0, np.int64), np.zeros((0, 32), np.uint8))
+        return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("ids", "index", "leaves")))
+
+    def without(self, ids: np.ndarray) -> Entries:
+        """The entries whose id is none of `ids` ((m, 16) uint8)."""
+        if not len(ids) or not len(self.ids):
+            return self
+        gone = pc.is_in(_binary(self.ids), value_set=_binary(ids)).to_numpy(zero_copy_only=False)
+        keep = ~gone
+        return Entries(self.ids[keep], self.index[keep], self.leaves[keep])
+
+
+def _binary(ids: np.ndarray) -> pa.Array:
+    data = pa.py_buffer(np.ascontiguousarray(ids))
+    return pa.FixedSizeBinaryArray.from_buffers(pa.binary(16), len(ids), [None, data])
+
+
 class IndexReader:
     """Reads of a dataset's current records (`superseded_in` null) in the catalogue's index;
     `rows_read` counts the rows fetched."""
@@ -63,19 +92,21 @@ class IndexReader:
         ids = set(pc.drop_null(record_ids).to_pylist())
         numbers = sorted(set(pc.drop_null(licences).to_pylist()))
         with self.engine.connect() as conn:
+            sqlite = conn.dialect.name == "sqlite" and conn.dialect.paramstyle == "qmark"
             for at in range(0, len(numbers), CHUNK):
-                ids.update(r[0] for r in _raw(conn, sa.select(_r.record_id).where(
-                    _r.dataset_id == self.dataset, _r.superseded_in.is_(None),
-                    _r.licence_number.in_(numbers[at:at + CHUNK]))))
+                chunk = numbers[at:at + CHUNK]
+                ids.update(r[0] for r in (_sqlite_ids_of(conn, chunk, self.dataset) if sqlite else _raw(
+                    conn, sa.select(_r.record_id).where(_r.dataset_id == self.dataset, _r.superseded_in.is_(None),
+                                                        _r.licence_number.in_(chunk)))))
             by_id = sorted(ids)
             chunks = [by_id[at:at + CHUNK] for at in range(0, len(by_id), CHUNK)]
-            if conn.dialect.name == "sqlite" and conn.dialect.paramstyle == "qmark":
+            if sqlite:
                 return self._state(conn, [_sqlite_by_id(conn, chunk, self.dataset) for chunk in chunks])
             return self._state(conn, [_raw(conn, _current(self.dataset, _r.record_id.in_(chunk))) for chunk in chunks])
 
-    def buckets(self, buckets: list[int], bits: int) -> pa.Table:
-        """The map entries (record_id, leaf_index, leaf) of the current records in the map
-        buckets (of 2^bits), in no particular order."""
+    def buckets(self, buckets: list[int], bits: int) -> Entries:
+        """The map entries of the current records in the map buckets (of 2^bits), in no
+        particular order."""
         ranges: list[list[int]] = []
         for b in sorted(set(buckets)):              # adjacent buckets: one range (of at most RANGE_BUCKETS)
             if ranges and ranges[-1][1] == b and b - ranges[-1][0] < RANGE_BUCKETS:
@@ -86,8 +117,8 @@ class IndexReader:
         parts = []
         with self.engine.connect() as conn:
             if conn.dialect.name == "sqlite" and conn.dialect.paramstyle == "qmark":
-                packed, got = _sqlite_ranges(conn, self.dataset, bounds)
-                parts.append(_unpacked(packed))
+                packed, indexes, got = _sqlite_ranges(conn, self.dataset, bounds)
+                parts.append(_unpacked(packed, indexes))
             else:
                 selects = [_entries(self.dataset, lo, hi) for lo, hi in bounds]
                 got = [row for at in range(0, len(selects), RANGES)
@@ -95,10 +126,12 @@ class IndexReader:
             if got:          # rows whose leaf hash is in their version's tree.bin (before the log)
                 cols = [pa.array(c, t) for c, t in zip(zip(*got), _TYPES[:4])]
                 state = _read_leaves(conn, self.store, self.dataset, [*cols, *[pa.nulls(len(got), pa.string())] * 3])
-                parts.append(state.select(["record_id", "leaf_index", "leaf"]))
-        table = pa.concat_tables(parts) if parts else STATE.empty_table().select(["record_id", "leaf_index", "leaf"])
-        self.rows_read += table.num_rows
-        return table
+                parts.append(Entries(_bytes(state.column("record_id").combine_chunks()),
+                                     state.column("leaf_index").to_numpy(),
+                                     log_version.leaf_matrix(state.column("leaf"))))
+        entries = Entries.joined(parts)
+        self.rows_read += len(entries.ids)
+        return entries
 
     def withdrawn(self) -> int:
         """How many current records are withdrawn."""
@@ -140,40 +173,54 @@ def _sqlite_by_id(conn: Connection, ids: list[str], dataset: str) -> list[tuple]
                    [*ids, dataset])
 
 
+def _sqlite_ids_of(conn: Connection, numbers: list[str], dataset: str) -> list[tuple]:
+    """The ids of the current records with one of the licence `numbers`, from
+    ix_records_dataset_licence alone, in the driver's own SQL (SQLAlchemy's compiling of an
+    IN list cost more than the read)."""
+    return _driver(conn, "SELECT record_id FROM records WHERE dataset_id = ? AND superseded_in IS NULL AND "
+                         f"licence_number IN ({', '.join('?' * len(numbers))})", [dataset, *numbers])
+
+
 def _entries(dataset: str, lo: str, hi: str | None) -> sa.Select:
     """The map entries' columns of the current records with lo <= record id < hi (hi None: no end)."""
     ids = _r.record_id >= lo if hi is None else sa.and_(_r.record_id >= lo, _r.record_id < hi)
     return sa.select(*_COLUMNS[:4]).where(_r.dataset_id == dataset, _r.superseded_in.is_(None), ids)
 
 
-# SQLite: the record-id range on the primary key (the table's own B-tree, in record-id order), not
-# on ix_records_dataset_current and a primary-key look-up a row (unary + keeps those terms off it);
-# the range's entries with a leaf hash as one string of their hex (vmap's entry: id, index, hash)
-_WHERE = "record_id >= ?{hi} AND +dataset_id = ? AND +superseded_in IS NULL"
-_PACKED = ("SELECT CAST(group_concat(record_id || printf('%016x', leaf_index) || leaf_hash, '') AS BLOB), "
+# SQLite: the record-id range of ix_records_dataset_current alone (it covers the map's entries since
+# migration 0021: read in record-id order, no look-up a row); the range's entries with a leaf hash
+# as one string of the hex of their ids and leaf hashes, and one of their leaf indexes (decimal,
+# comma-separated: no printf an entry)
+_WHERE = "dataset_id = ? AND superseded_in IS NULL AND record_id >= ?{hi}"
+_PACKED = ("SELECT CAST(group_concat(record_id || leaf_hash, '') AS BLOB), "
+           "CAST(group_concat(CASE WHEN leaf_hash IS NULL THEN NULL ELSE leaf_index END) AS BLOB), "
            "count(*) - count(leaf_hash) FROM records WHERE {where}")
 _NO_LEAF = "SELECT record_id, version, leaf_index, leaf_hash FROM records WHERE {where} AND leaf_hash IS NULL"
-_PACKED_WIDTH = 32 + 16 + 64
+_PACKED_WIDTH = 32 + 64
 
 
-def _sqlite_ranges(conn: Connection, dataset: str, bounds: list[tuple[str, str | None]]) -> tuple[bytes, list[tuple]]:
-    """For every (lo, hi): the packed entries of its current records that have a leaf hash, all
-    ranges' as one string (bytes), and the rows (record_id, version, leaf_index, null) of those
-    that have none; RANGES ranges a statement (UNION ALL), the driver's rows (no SQLAlchemy rows)."""
+def _sqlite_ranges(conn: Connection, dataset: str,
+                   bounds: list[tuple[str, str | None]]) -> tuple[bytes, bytes, list[tuple]]:
+    """For every (lo, hi): its current records that have a leaf hash, all ranges' as one string
+    of their packed ids and leaf hashes (hex) and one of their leaf indexes (decimal, comma-
+    separated), and the rows (record_id, version, leaf_index, null) of those that have none;
+    RANGES ranges a statement (UNION ALL), the driver's rows (no SQLAlchemy rows)."""
     packed: list[bytes] = []
+    indexes: list[bytes] = []
     rows: list[tuple] = []
     for at in range(0, len(bounds), RANGES):
         part = bounds[at:at + RANGES]
         wheres = [_WHERE.format(hi="" if hi is None else " AND record_id < ?") for _, hi in part]
-        args = [a for lo, hi in part for a in ((lo, dataset) if hi is None else (lo, hi, dataset))]
+        args = [a for lo, hi in part for a in ((dataset, lo) if hi is None else (dataset, lo, hi))]
         got = _driver(conn, " UNION ALL ".join(_PACKED.format(where=w) for w in wheres), args)
-        packed += [text for text, _ in got if text]
-        missing = [k for k, (_, n) in enumerate(got) if n]
+        packed += [text for text, _, _ in got if text]
+        indexes += [numbers for _, numbers, _ in got if numbers]
+        missing = [k for k, (_, _, n) in enumerate(got) if n]
         if missing:
             rows += _driver(conn, " UNION ALL ".join(_NO_LEAF.format(where=wheres[k]) for k in missing),
-                            [a for k in missing for a in ((part[k][0], dataset) if part[k][1] is None
-                                                           else (part[k][0], part[k][1], dataset))])
-    return b"".join(packed), rows
+                            [a for k in missing for a in ((dataset, part[k][0]) if part[k][1] is None
+                                                           else (dataset, *part[k]))])
+    return b"".join(packed), b",".join(indexes), rows
 
 
 def _driver(conn: Connection, sql: str, args: list) -> list[tuple]:
@@ -185,17 +232,17 @@ def _driver(conn: Connection, sql: str, args: list) -> list[tuple]:
         result.close()
 
 
-def _unpacked(data: bytes) -> pa.Table:
-    """record_id, leaf_index, leaf of packed entries (_PACKED)."""
+def _unpacked(data: bytes, indexes: bytes) -> Entries:
+    """The entries of packed ids and leaf hashes and their leaf indexes (_PACKED)."""
     n, extra = divmod(len(data), _PACKED_WIDTH)
-    offsets = np.arange(0, (n + 1) * _PACKED_WIDTH, _PACKED_WIDTH, dtype=np.int32)
-    strings = pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(data))
-    raw = from_hex(strings, _PACKED_WIDTH)
-    if extra or raw is None:
+    try:
+        raw = np.frombuffer(binascii.unhexlify(data), np.uint8).reshape(n, _PACKED_WIDTH // 2)
+    except (binascii.Error, ValueError):
+        raw = None
+    index = np.fromstring(indexes, np.int64, sep=",") if indexes else np.zeros(0, np.int64)
+    if extra or raw is None or len(index) != n or (n and int(index.min()) < 0):
         raise ValueError("the index holds a record id, leaf index or leaf hash of the wrong form")
-    index = np.ascontiguousarray(raw[:, 16:24]).view(">u8").ravel().astype(np.int64)
-    return pa.table([pc.utf8_slice_codeunits(strings, 0, 32), pa.array(index, pa.int64()),
-                     log_version.fixed(raw[:, 24:])], names=["record_id", "leaf_index", "leaf"])
+    return Entries(raw[:, :16], index, raw[:, 16:])
 
 
 def _raw(conn: Connection, query) -> list[tuple]:
@@ -261,11 +308,9 @@ def touched_map(level: vmap.MapLevel, seg: Segment, reader: IndexReader) -> vmap
     bits = level.bits
     seg_ids = _bytes(seg.record_ids)
     touched = np.unique(_bucket_of(seg_ids, bits))
-    rows = reader.buckets(touched.tolist(), bits)
-    kept = rows.filter(pc.invert(pc.fill_null(pc.is_in(rows.column("record_id"), value_set=seg.record_ids), False)))
-    ids = np.concatenate([_bytes(kept.column("record_id").combine_chunks()), seg_ids])
-    index = np.concatenate([kept.column("leaf_index").to_numpy(),
-                            np.arange(seg.first_leaf, seg.first_leaf + len(seg.leaves), dtype=np.int64)])
-    leaves = np.concatenate([log_version.leaf_matrix(kept.column("leaf")), seg.leaves])
+    kept = reader.buckets(touched.tolist(), bits).without(seg_ids)
+    ids = np.concatenate([kept.ids, seg_ids])
+    index = np.concatenate([kept.index, np.arange(seg.first_leaf, seg.first_leaf + len(seg.leaves), dtype=np.int64)])
+    leaves = np.concatenate([kept.leaves, seg.leaves])
     hashes = vmap.some_bucket_hashes(ids, index, leaves, bits, touched)     # every touched bucket at once
     return level.replaced({b: hashes[k].tobytes() for k, b in enumerate(touched.tolist())})

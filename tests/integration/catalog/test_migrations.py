@@ -242,3 +242,81 @@ def test_0020_on_postgresql():
 def test_0020_on_mariadb():
     """MariaDB keeps an index led by dataset_id for the foreign key, and has no partial indexes."""
     _on_server("mariadb", "t_mig20", _check_0020)
+
+
+def _check_0021(url: str) -> None:
+    """Migration 0021 on a catalogue with one record's two states: ix_records_dataset_current
+    covers the map's entries (and back on a downgrade), and a bucket read finds the current
+    state's entry alone."""
+    from catalog.publish.log_delta import _sqlite_ranges
+
+    engine = sa.create_engine(url, poolclass=sa.NullPool)
+    cfg = _alembic_config(url)
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0020_lean_index")
+        conn.execute(sa.text("insert into datasets (id, certificate_type, type_version, department, title, sharing, "
+                             "update_cycle, current_version, created_at) values "
+                             "('a.b', 't', 1, 'd', 'T', 's', 'u', 2, '2026-01-01 00:00:00')"))
+        for v, superseded in ((1, 2), (2, None)):
+            conn.execute(sa.text(
+                "insert into records (record_id, version, dataset_id, leaf_index, holder_key, holder_code_type, "
+                "holder_name, licence_number, status, leaf_hash, superseded_in) values "
+                "(:r, :v, 'a.b', :v, 'h', 'c', 'n', 'L1', 'valid', :leaf, :sup)"),
+                {"r": "ab" * 16, "v": v, "leaf": str(v) * 64, "sup": superseded})
+
+        def columns() -> list[str]:
+            return next(i["column_names"] for i in sa.inspect(conn).get_indexes("records")
+                        if i["name"] == "ix_records_dataset_current")
+
+        assert columns() == ["dataset_id", "record_id"]
+        command.upgrade(cfg, "0021_map_cover")
+        assert columns() == ["dataset_id", "record_id", "leaf_index", "leaf_hash", "superseded_in"]
+        entries = conn.execute(sa.text("select record_id, leaf_index, leaf_hash from records where dataset_id = "
+                                       "'a.b' and superseded_in is null and record_id >= :lo"), {"lo": "a" * 32}).all()
+        assert [tuple(e) for e in entries] == [("ab" * 16, 2, "2" * 64)]
+        if conn.dialect.name == "sqlite":
+            got = _sqlite_ranges(conn, "a.b", [("a" * 32, "b" * 32), ("c" * 32, None)])
+            assert got == (("ab" * 16 + "2" * 64).encode(), b"2", [])
+        command.downgrade(cfg, "0020_lean_index")
+        assert columns() == ["dataset_id", "record_id"]
+    engine.dispose()
+
+
+def test_0021_covers_the_map_entries(tmp_path):
+    _check_0021(f"sqlite:///{tmp_path / 'c.db'}")
+
+
+def test_0021_bucket_read_is_the_index_alone(tmp_path):
+    """A Delta version's map bucket read (log_delta._sqlite_ranges): one range of the covering
+    index per bucket range, never a primary-key look-up an entry nor a scan."""
+    from catalog.publish import log_delta
+
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    engine = sa.create_engine(url, poolclass=sa.NullPool)
+    statements = []
+    sa.event.listen(engine, "before_cursor_execute",
+                    lambda conn, cursor, sql, parameters, context, many: statements.append((sql, parameters)))
+    with engine.begin() as conn:
+        cfg = _alembic_config(url)
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+        statements.clear()
+        log_delta._sqlite_ranges(conn, "a.b", [("0" * 32, "1" + "0" * 31), ("f" + "0" * 31, None)])
+        assert len(statements) == 1
+        sql, args = statements[0]
+        plan = [str(r[-1]) for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql, args)]
+        reads = [p for p in plan if " records " in p]
+        assert len(reads) == 2, plan
+        for p in reads:
+            assert p.startswith("SEARCH records USING COVERING INDEX ix_records_dataset_current "
+                                "(dataset_id=? AND record_id>"), plan
+    engine.dispose()
+
+
+def test_0021_on_postgresql():
+    _on_server("postgresql", "t_mig21", _check_0021)
+
+
+def test_0021_on_mariadb():
+    _on_server("mariadb", "t_mig21", _check_0021)

@@ -212,3 +212,35 @@ def test_a_failed_publish_leaves_the_dropped_file_untaken(home, tmp_path, monkey
     result = stages.run_all("drop_silo", "r2", TODAY)
     assert result["state"] == "published" and result["tree_size"] == 300, "the same rows again"
     assert (drop / "processed" / "day1.csv").exists()
+
+
+def test_a_crash_between_the_old_mirror_and_the_new_is_repaired_by_the_same_run(home, tmp_path, silo_2k,
+                                                                                 monkeypatch):
+    """state.commit deletes the old mirror before the new one is moved in (no rename over a big
+    file); a crash between the two leaves the run's hand-off, which the same run moves again."""
+    import shutil
+    import sqlite3
+
+    from base.storage import Store
+
+    copy = tmp_path / "silo.db"
+    shutil.copy(silo_2k[0], copy)
+    register_source(home, "snap", {"kind": "sql", "url": f"sqlite:///{copy}", "table": TABLE})
+    stages.run_all("snap", "r1", TODAY)
+    with sqlite3.connect(copy) as c:
+        c.execute(f'delete from {TABLE} where "ID" in (\'7\', \'8\')')
+    real = Store.move
+
+    def crash(self, src, dst):
+        if dst.startswith("mirror/"):
+            raise OSError("the machine went down (injected by the test)")
+        return real(self, src, dst)
+
+    with monkeypatch.context() as mp:
+        mp.setattr(Store, "move", crash)
+        with pytest.raises(Exception, match="injected"):
+            stages.run_all("snap", "r2", TODAY)
+    assert _mirror("snap") is None          # the old one gone, the new one not yet in
+    result = stages.run_all("snap", "r2", TODAY)
+    assert result["version"] == 2
+    assert _mirror("snap")[0] == 1_998
