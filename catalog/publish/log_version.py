@@ -222,12 +222,16 @@ class Segment:
 def whole_map(state: pa.Table, seg: Segment) -> tuple[vmap.MapLevel, int]:
     """The new state's map and record count from the whole current `state` and the segment."""
     ids = state.column("record_id").combine_chunks()
-    kept = state.filter(pc.invert(_in(ids, seg.record_ids)))
-    all_ids = pa.concat_arrays([kept.column("record_id").combine_chunks(), seg.record_ids])
+    kept = state.select(["record_id", "leaf_index", "leaf"]).filter(pc.invert(_in(ids, seg.record_ids)))
+    del ids
     first = seg.first_leaf
-    all_index = np.concatenate([kept.column("leaf_index").to_numpy(),
-                                np.arange(first, first + len(seg.leaves), dtype=np.int64)])
+    appended = np.arange(first, first + len(seg.leaves), dtype=np.int64)
+    if not kept.num_rows:            # a first version: the segment alone, not copied
+        return _map(seg.record_ids, appended, seg.leaves), len(seg.record_ids)
+    all_ids = pa.concat_arrays([kept.column("record_id").combine_chunks(), seg.record_ids])
+    all_index = np.concatenate([kept.column("leaf_index").to_numpy(), appended])
     all_leaves = np.concatenate([_matrix(kept.column("leaf")), seg.leaves])
+    del kept
     return _map(all_ids, all_index, all_leaves), len(all_ids)
 
 
