@@ -349,7 +349,7 @@ def _write_segment_records(full_dir: Path, pick: np.ndarray, w_records: pa.Table
     """The segment's records: the staged rows at `pick` (ascending), then the newly withdrawn,
     streamed a batch at a time into row groups of version_store.ROW_GROUP (every one full but
     the last: read_record finds a leaf by division)."""
-    f = pq.ParquetFile(full_dir / "records.parquet")
+    f = staging.parquet_file(full_dir / "records.parquet")
     schema = f.schema_arrow
     mask = np.zeros(f.metadata.num_rows, bool)
     mask[pick] = True
