@@ -252,6 +252,7 @@ def stage_segment(accepted: Path, conformed: Path, state_of: Callable[[pa.Array]
     in_new = _in(ids, new.column("record_id").combine_chunks())
     numbers = state.column("licence_number")
     held_mask = pc.and_(pc.invert(in_new), pc.and_(_in(numbers, present), pc.invert(_in(numbers, taken))))
+    del present, taken          # every licence number of the run, twice: not kept while the segment is written
     gone = pc.and_(pc.invert(in_new), pc.invert(held_mask))
     was_withdrawn = pc.equal(state.column("status"), WITHDRAWN)
     if delta is not None:          # records outside the change stay as they are
@@ -281,15 +282,16 @@ def stage_segment(accepted: Path, conformed: Path, state_of: Callable[[pa.Array]
 
     _write_segment_records(full.directory, pick, w_records, out / "records.parquet")
     memory.release()      # the records' batches, decoded and encoded
-    leaves = np.concatenate([_matrix(new.column("leaf").take(pa.array(pick, pa.int64()))), w_leaves])
+    leaves = np.concatenate([_matrix(_picked(new.column("leaf"), pick)), w_leaves])
     # the store keeps what the records do not hold (the holder key, as before the log); the
     # catalogue's index rows are loaded from the whole index, in scratch, written a batch at a time
     holders = _write_segment_index(full.directory, pick, w_records, withdrawn_rows, first_leaf, leaves,
                                    scratch / "index_rows.parquet")
     staging.write_table(pa.table({"holder_key": holders}), out / "index.parquet", staging.DATASET_FILES)
     memory.release()
-    seg_ids = pa.concat_arrays([new.column("record_id").combine_chunks().take(pa.array(pick, pa.int64())),
-                                w_records.column("record_id").combine_chunks()])
+    seg_ids = _picked(new.column("record_id").combine_chunks(), pick)
+    if w_records.num_rows:
+        seg_ids = pa.concat_arrays([seg_ids, w_records.column("record_id").combine_chunks()])
 
     def count(mask) -> int:
         return int(pc.sum(pc.cast(mask, pa.int64())).as_py() or 0)
@@ -308,6 +310,14 @@ def stage_segment(accepted: Path, conformed: Path, state_of: Callable[[pa.Array]
                       still_withdrawn=count(still_gone) + count(pc.and_(withdrawn_new, same)))
     return Segment(state, out, first_leaf, leaves, seg_ids,
                    added=count(is_new), changes=changes, held=count(held_mask), withdrawn_now=count(withdraw))
+
+
+def _picked(column: pa.Array | pa.ChunkedArray, pick: np.ndarray) -> pa.Array | pa.ChunkedArray:
+    """column.take(pick) for ascending `pick`; the column itself when it picks every row (a
+    first version, or every record changed): no copy of a whole column."""
+    if len(pick) == len(column):
+        return column
+    return column.take(pa.array(pick, pa.int64()))
 
 
 def _map(ids: pa.Array, leaf_index: np.ndarray, leaves: np.ndarray) -> vmap.MapLevel:
