@@ -183,6 +183,8 @@ class Delta:
 
 
 def _in(values, value_set) -> pa.Array:
+    if not len(values):       # no look-up table of `value_set` for nothing (a first version: 3M ids, 200 MB)
+        return pa.array([], pa.bool_())
     return pc.fill_null(pc.is_in(values, value_set=value_set), False)
 
 
