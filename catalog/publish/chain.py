@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 import sqlalchemy as sa
 from sqlalchemy import Engine
 
+from base import staging
 from base.errors import VerificationError
 from base.storage import Store
 from catalog.db.models import DatasetVersion, Record
@@ -86,7 +86,7 @@ class _Break(Exception):
 def _records_root(files: Store) -> tuple[int, bytes, list[str]]:
     """Tree size, RFC 9162 root and record ids of a version's stored records."""
     leaves, ids = [], []
-    for batch in pq.ParquetFile(files.open_input("records.parquet")).iter_batches(batch_size=131_072):
+    for batch in staging.parquet_file(files.open_input("records.parquet")).iter_batches(batch_size=131_072):
         leaves.append(leaf_hashes(canonical_json(pa.Table.from_batches([batch]))))
         ids += batch.column("record_id").to_pylist()
     tree = MerkleTree.build(np.concatenate(leaves) if leaves else np.zeros((0, 32), np.uint8))
@@ -95,7 +95,7 @@ def _records_root(files: Store) -> tuple[int, bytes, list[str]]:
 
 def _records_leaves(files: Store) -> tuple[np.ndarray, list[str]]:
     leaves, ids = [], []
-    for batch in pq.ParquetFile(files.open_input("records.parquet")).iter_batches(batch_size=131_072):
+    for batch in staging.parquet_file(files.open_input("records.parquet")).iter_batches(batch_size=131_072):
         leaves.append(leaf_hashes(canonical_json(pa.Table.from_batches([batch]))))
         ids += batch.column("record_id").to_pylist()
     return (np.concatenate(leaves) if leaves else np.zeros((0, 32), np.uint8)), ids

@@ -183,6 +183,8 @@ class Delta:
 
 
 def _in(values, value_set) -> pa.Array:
+    if not len(values):       # no look-up table of `value_set` for nothing (a first version: 3M ids, 200 MB)
+        return pa.array([], pa.bool_())
     return pc.fill_null(pc.is_in(values, value_set=value_set), False)
 
 
@@ -222,12 +224,16 @@ class Segment:
 def whole_map(state: pa.Table, seg: Segment) -> tuple[vmap.MapLevel, int]:
     """The new state's map and record count from the whole current `state` and the segment."""
     ids = state.column("record_id").combine_chunks()
-    kept = state.filter(pc.invert(_in(ids, seg.record_ids)))
-    all_ids = pa.concat_arrays([kept.column("record_id").combine_chunks(), seg.record_ids])
+    kept = state.select(["record_id", "leaf_index", "leaf"]).filter(pc.invert(_in(ids, seg.record_ids)))
+    del ids
     first = seg.first_leaf
-    all_index = np.concatenate([kept.column("leaf_index").to_numpy(),
-                                np.arange(first, first + len(seg.leaves), dtype=np.int64)])
+    appended = np.arange(first, first + len(seg.leaves), dtype=np.int64)
+    if not kept.num_rows:            # a first version: the segment alone, not copied
+        return _map(seg.record_ids, appended, seg.leaves), len(seg.record_ids)
+    all_ids = pa.concat_arrays([kept.column("record_id").combine_chunks(), seg.record_ids])
+    all_index = np.concatenate([kept.column("leaf_index").to_numpy(), appended])
     all_leaves = np.concatenate([_matrix(kept.column("leaf")), seg.leaves])
+    del kept
     return _map(all_ids, all_index, all_leaves), len(all_ids)
 
 
@@ -248,6 +254,7 @@ def stage_segment(accepted: Path, conformed: Path, state_of: Callable[[pa.Array]
     in_new = _in(ids, new.column("record_id").combine_chunks())
     numbers = state.column("licence_number")
     held_mask = pc.and_(pc.invert(in_new), pc.and_(_in(numbers, present), pc.invert(_in(numbers, taken))))
+    del present, taken          # every licence number of the run, twice: not kept while the segment is written
     gone = pc.and_(pc.invert(in_new), pc.invert(held_mask))
     was_withdrawn = pc.equal(state.column("status"), WITHDRAWN)
     if delta is not None:          # records outside the change stay as they are
@@ -277,15 +284,16 @@ def stage_segment(accepted: Path, conformed: Path, state_of: Callable[[pa.Array]
 
     _write_segment_records(full.directory, pick, w_records, out / "records.parquet")
     memory.release()      # the records' batches, decoded and encoded
-    leaves = np.concatenate([_matrix(new.column("leaf").take(pa.array(pick, pa.int64()))), w_leaves])
+    leaves = np.concatenate([_matrix(_picked(new.column("leaf"), pick)), w_leaves])
     # the store keeps what the records do not hold (the holder key, as before the log); the
     # catalogue's index rows are loaded from the whole index, in scratch, written a batch at a time
     holders = _write_segment_index(full.directory, pick, w_records, withdrawn_rows, first_leaf, leaves,
                                    scratch / "index_rows.parquet")
     staging.write_table(pa.table({"holder_key": holders}), out / "index.parquet", staging.DATASET_FILES)
     memory.release()
-    seg_ids = pa.concat_arrays([new.column("record_id").combine_chunks().take(pa.array(pick, pa.int64())),
-                                w_records.column("record_id").combine_chunks()])
+    seg_ids = _picked(new.column("record_id").combine_chunks(), pick)
+    if w_records.num_rows:
+        seg_ids = pa.concat_arrays([seg_ids, w_records.column("record_id").combine_chunks()])
 
     def count(mask) -> int:
         return int(pc.sum(pc.cast(mask, pa.int64())).as_py() or 0)
@@ -304,6 +312,14 @@ def stage_segment(accepted: Path, conformed: Path, state_of: Callable[[pa.Array]
                       still_withdrawn=count(still_gone) + count(pc.and_(withdrawn_new, same)))
     return Segment(state, out, first_leaf, leaves, seg_ids,
                    added=count(is_new), changes=changes, held=count(held_mask), withdrawn_now=count(withdraw))
+
+
+def _picked(column: pa.Array | pa.ChunkedArray, pick: np.ndarray) -> pa.Array | pa.ChunkedArray:
+    """column.take(pick) for ascending `pick`; the column itself when it picks every row (a
+    first version, or every record changed): no copy of a whole column."""
+    if len(pick) == len(column):
+        return column
+    return column.take(pa.array(pick, pa.int64()))
 
 
 def _map(ids: pa.Array, leaf_index: np.ndarray, leaves: np.ndarray) -> vmap.MapLevel:
@@ -345,7 +361,7 @@ def _write_segment_records(full_dir: Path, pick: np.ndarray, w_records: pa.Table
     """The segment's records: the staged rows at `pick` (ascending), then the newly withdrawn,
     streamed a batch at a time into row groups of version_store.ROW_GROUP (every one full but
     the last: read_record finds a leaf by division)."""
-    f = pq.ParquetFile(full_dir / "records.parquet")
+    f = staging.parquet_file(full_dir / "records.parquet")
     schema = f.schema_arrow
     mask = np.zeros(f.metadata.num_rows, bool)
     mask[pick] = True

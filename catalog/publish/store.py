@@ -192,12 +192,12 @@ def index_batches(path: Path, columns: list[str], batch_rows: int = 65_536):
     records = path.parent / "records.parquet"
     from_records = [c for c in columns if c not in in_index and c not in ("leaf_index", "leaf_hash")]
     own = [c for c in columns if c in in_index]
-    extra = (_rebatch(pq.ParquetFile(records).iter_batches(batch_size=batch_rows, columns=from_records))
+    extra = (_rebatch(staging.parquet_file(records).iter_batches(batch_size=batch_rows, columns=from_records))
              if from_records else None)
     if extra is not None:
         next(extra)
     at = 0
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_rows, columns=own or None):
+    for batch in staging.parquet_file(path).iter_batches(batch_size=batch_rows, columns=own or None):
         k = batch.num_rows
         cols = {c: batch.column(c) for c in own}
         if extra is not None:
@@ -236,7 +236,7 @@ def _store(files: Files) -> Store:
 
 def records_file(files: Files) -> pq.ParquetFile:
     """A version's records.parquet, read by ranges (a column, a row group)."""
-    return pq.ParquetFile(_store(files).open_input("records.parquet"))
+    return staging.parquet_file(_store(files).open_input("records.parquet"))
 
 
 def version_leaves(files: Files) -> pa.Table:

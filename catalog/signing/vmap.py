@@ -1,6 +1,6 @@
 """Building the verifiable map "exchange-map/1" (the format and the proof check: trust/vmap.py).
 
-`bucket_hashes` hashes every bucket at once from (id, leaf index, leaf hash) columns;
+`bucket_hashes` hashes every bucket, a range of buckets at a time, from (id, leaf index, leaf hash) columns;
 `MapLevel` holds the 2^bits bucket hashes and every level of the perfect tree above them, gives
 the root and paths, and `replaced` rehashes only the ancestors of changed buckets.
 """
@@ -45,11 +45,28 @@ def bucket_range(bucket: int, bits: int) -> tuple[str, str | None]:
     return f"{bucket << shift:032x}", hi
 
 
-def bucket_hashes(ids: np.ndarray, leaf_index: np.ndarray, leaf_hash: np.ndarray, bits: int) -> np.ndarray:
+BATCH = 262_144          # bucket_hashes builds and hashes about this many entries at once
+
+
+def bucket_hashes(ids: np.ndarray, leaf_index: np.ndarray, leaf_hash: np.ndarray, bits: int,
+                  batch: int = BATCH) -> np.ndarray:
     """The hash of every bucket, (2^bits, 32) uint8, from one entry per record in any order:
-    ids (n, 16) uint8, leaf_index (n,) int, leaf_hash (n, 32) uint8. Duplicate ids are refused."""
-    entries, bucket = _entries(ids, leaf_index, leaf_hash, bits)
-    return _hashes(entries, np.bincount(bucket, minlength=1 << bits))
+    ids (n, 16) uint8, leaf_index (n,) int, leaf_hash (n, 32) uint8. Duplicate ids are refused.
+    Whole buckets about `batch` entries at a time (at least one bucket): beside the columns,
+    memory is the record order's and a batch's entries, whatever n."""
+    ids, leaf_index, leaf_hash = _checked(ids, leaf_index, leaf_hash, bits)
+    order, high = _order(ids)
+    counts = np.bincount(_bucket(high, bits), minlength=1 << bits)
+    del high
+    ends = np.cumsum(counts)
+    out = np.empty((1 << bits, 32), np.uint8)
+    lo = start = 0
+    while lo < len(counts):
+        hi = max(lo + 1, int(np.searchsorted(ends, start + batch, "right")))
+        end = int(ends[hi - 1])
+        out[lo:hi] = _hashes(_build(ids, leaf_index, leaf_hash, order[start:end]), counts[lo:hi])
+        lo, start = hi, end
+    return out
 
 
 def some_bucket_hashes(ids: np.ndarray, leaf_index: np.ndarray, leaf_hash: np.ndarray, bits: int,
@@ -70,6 +87,13 @@ def some_bucket_hashes(ids: np.ndarray, leaf_index: np.ndarray, leaf_hash: np.nd
 def _entries(ids: np.ndarray, leaf_index: np.ndarray, leaf_hash: np.ndarray,
              bits: int) -> tuple[np.ndarray, np.ndarray]:
     """The entries (n, 56) in record id order and the bucket of each (ascending)."""
+    ids, leaf_index, leaf_hash = _checked(ids, leaf_index, leaf_hash, bits)
+    order, high = _order(ids)
+    return _build(ids, leaf_index, leaf_hash, order), _bucket(high[order], bits)
+
+
+def _checked(ids: np.ndarray, leaf_index: np.ndarray, leaf_hash: np.ndarray,
+             bits: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     _check_bits(bits)
     ids = np.ascontiguousarray(ids, dtype=np.uint8)
     leaf_hash = np.ascontiguousarray(leaf_hash, dtype=np.uint8)
@@ -79,6 +103,12 @@ def _entries(ids: np.ndarray, leaf_index: np.ndarray, leaf_hash: np.ndarray,
         raise ValueError(f"shapes {ids.shape}, {leaf_index.shape}, {leaf_hash.shape}: want (n, 16), (n,), (n, 32)")
     if n and (leaf_index.dtype.kind not in "iu" or int(leaf_index.min()) < 0):
         raise ValueError("leaf indexes are whole numbers >= 0")
+    return ids, leaf_index, leaf_hash
+
+
+def _order(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The record id order of `ids` (duplicates refused) and their first 8 bytes as uint64."""
+    n = len(ids)
     high = ids[:, :8].copy().view(">u8").ravel()    # ids compare as (high, low) uint64 pairs
     order = np.argsort(high)
     if n > 1 and np.equal((sh := high[order])[1:], sh[:-1]).any():   # rare for random ids: low decides
@@ -87,13 +117,21 @@ def _entries(ids: np.ndarray, leaf_index: np.ndarray, leaf_hash: np.ndarray,
         h, lo = high[order], low[order]
         if ((h[1:] == h[:-1]) & (lo[1:] == lo[:-1])).any():
             raise ValueError("a record id appears twice: the map has one entry per record")
-    high = high[order]
-    entries = np.empty((n, 56), np.uint8)
-    entries[:, :16] = ids[order]
-    entries[:, 16:24] = leaf_index[order].astype(">u8").view(np.uint8).reshape(n, 8)
-    entries[:, 24:] = leaf_hash[order]
-    bucket = (high >> np.uint64(64 - bits)).astype(np.int64) if bits else np.zeros(n, np.int64)
-    return entries, bucket
+    return order, high
+
+
+def _bucket(high: np.ndarray, bits: int) -> np.ndarray:
+    return (high >> np.uint64(64 - bits)).astype(np.int64) if bits else np.zeros(len(high), np.int64)
+
+
+def _build(ids: np.ndarray, leaf_index: np.ndarray, leaf_hash: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """The entries (len(rows), 56) of the records at `rows`, in that order."""
+    k = len(rows)
+    entries = np.empty((k, 56), np.uint8)
+    entries[:, :16] = ids[rows]
+    entries[:, 16:24] = leaf_index[rows].astype(">u8").view(np.uint8).reshape(k, 8)
+    entries[:, 24:] = leaf_hash[rows]
+    return entries
 
 
 _HASHED = 4_096         # buckets hashed at once: the hashing's copies of the entries stay small

@@ -23,3 +23,12 @@ def test_release_leaves_live_memory_alone():
     del garbage
     memory.release()
     assert kept.to_numpy()[-1] == 1_999_998 and pa.default_memory_pool().bytes_allocated() >= kept.nbytes
+
+
+def test_arrow_allocates_from_malloc_unless_the_environment_chooses(monkeypatch):
+    import os
+
+    if not os.environ.get("ARROW_DEFAULT_MEMORY_POOL"):
+        assert pa.default_memory_pool().backend_name == "system"     # switched when base.memory was imported
+    monkeypatch.setenv("ARROW_DEFAULT_MEMORY_POOL", "mimalloc")
+    assert memory.use_system_allocator() is False

@@ -78,3 +78,41 @@ def test_mapped_batches_are_iter_batches_and_outlive_their_pages(handoff, tmp_pa
     again = staging.Mapped(parquet, size)
     assert sum(b.num_rows for b in again) == total
     again.drop(got[0])
+
+
+def test_reading_a_parquet_file_to_its_end_holds_a_batch_not_the_file(tmp_path):
+    """pyarrow's default pre-buffering keeps every range read till the file is closed; the
+    staging reader (parquet_file, iter_batches) holds about a batch, whatever the file's size."""
+    import os
+
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "big.parquet"
+    values = pa.array([os.urandom(24).hex() for _ in range(20_000)])      # 48 bytes, incompressible
+    with pq.ParquetWriter(path, pa.schema([("v", pa.string())]), compression="lz4") as w:
+        for _ in range(20):
+            w.write_table(pa.table({"v": values}), row_group_size=20_000)
+    size = path.stat().st_size
+
+    def allocated() -> int:      # every pool's (Arrow's C++ default may not be pyarrow's)
+        total = 0
+        for pool in (pa.system_memory_pool, pa.mimalloc_memory_pool, pa.jemalloc_memory_pool):
+            try:
+                total += pool().bytes_allocated()
+            except NotImplementedError:       # not built into this pyarrow
+                pass
+        return total
+
+    def held_after_reading(f) -> int:
+        before = allocated()
+        for _ in f.iter_batches(batch_size=4_096):
+            pass
+        return allocated() - before
+
+    assert held_after_reading(pq.ParquetFile(path)) > size // 2         # the default: the file's ranges held
+    assert held_after_reading(staging.parquet_file(path)) < size // 4
+    before = allocated()
+    peak = 0
+    for _ in staging.iter_batches(path, 4_096):
+        peak = max(peak, allocated() - before)
+    assert peak < size // 4        # a row group or two

@@ -193,6 +193,27 @@ def test_bucket_hashes_are_the_spec_and_refuse_duplicates():
                            np.concatenate([leaves, leaves[:1]]), 2)
 
 
+def test_bucket_hashes_a_range_of_buckets_at_a_time_are_those_at_once():
+    """Batches of whole buckets (batch boundaries inside buckets, a bucket larger than a batch,
+    empty buckets, ids sharing their high half) hash to the same bytes as one batch of all."""
+    records = make_records(700, seed=11)
+    twins = {"ab" * 8 + f"{i:016x}": (i + 1000, bytes([i % 251]) * 32) for i in (9, 0, 5, 2**62, 7)}
+    records.update(twins)
+    for bits in (0, 1, 3, 6, 12):
+        whole = vmap.bucket_hashes(*columns(records, seed=bits), bits, batch=10**9)
+        assert vmap.MapLevel(whole).root() == tlog.map_root_of(records, bits)
+        for batch in (1, 2, 3, 7, 50, 64, 65, 699):
+            assert (vmap.bucket_hashes(*columns(records, seed=batch), bits, batch=batch) == whole).all(), (bits, batch)
+    empty = vmap.bucket_hashes(np.zeros((0, 16), np.uint8), np.zeros(0, np.int64), np.zeros((0, 32), np.uint8), 3,
+                               batch=1)
+    assert (empty == vmap.bucket_hashes(np.zeros((0, 16), np.uint8), np.zeros(0, np.int64),
+                                        np.zeros((0, 32), np.uint8), 3)).all() and len(empty) == 8
+    ids, index, leaves = columns(records)
+    with pytest.raises(ValueError, match="twice"):       # refused whatever the batch
+        vmap.bucket_hashes(np.concatenate([ids, ids[:1]]), np.concatenate([index, index[:1]]),
+                           np.concatenate([leaves, leaves[:1]]), 2, batch=3)
+
+
 def test_some_bucket_hashes_are_those_buckets_of_the_whole_map():
     """A Delta version hashes only its touched buckets, from their entries alone, at once."""
     records = make_records(3000, seed=6)
