@@ -48,6 +48,7 @@ from exchange import alerts, partitions, row_state
 from exchange.listing import source_listing
 from exchange.unreported import Unreported
 from quality.gates import SizeGate, drift, refuse_blank_licence_numbers, refuse_retyped
+from quality.reasons import label_lists
 from quality.validate import check_partition
 from quality.validate import validate as run_validation
 from schemas.conform import ROW, Conformer, conformed_schema, missing_columns
@@ -327,10 +328,11 @@ def validate(source_id: str, key: str, today: date | None = None, part: dict | N
         rows = _rows(store, source_id, key, scratch)
         raw = _checked_raw(extracted, conformed, scratch) if rows is not None else extracted
         state = _delta_state(store, source_id, rows, scratch)
-        left = _unreported(ledger, run.id, source_id, state, rows, conformed)
+        hashes = _conformed_hashes(rows, conformed) if state is not None else None
+        left = _unreported(ledger, run.id, source_id, state, hashes, conformed)
         outcome = run_validation(conformed, raw, reg.ctype, private_dir(scratch / "out"),
                                  today or clock.today(), checks=reg.checks,
-                                 known=_known(state, rows, conformed),
+                                 known=row_state.known_reasons(state, hashes) if state is not None else None,
                                  quiet=left.before if left is not None else None)
         if rows is not None:
             outcome = _carried_over(ledger, run.id, rows, conformed, outcome, store, source_id, key, scratch)
@@ -359,26 +361,19 @@ def _delta_state(store: Store, source_id: str, rows: pa.Table | None, scratch: P
 
 
 def _conformed_hashes(rows: pa.Table, conformed: Path) -> pa.Array:
+    """Each conformed row's row-state hash (conform's `rows` hand-off, by _row)."""
     at = staging.read_table(conformed, [ROW]).column(0)
     return rows.column("row_hash").take(pc.subtract(at, 1)).combine_chunks()
 
 
-def _known(state: Path | None, rows: pa.Table | None, conformed: Path):
-    """A delta run's conformed rows' failures as the row state it was matched against holds
-    them (exchange/row_state.py: quarantined rows none of whose failures is dated), or None."""
-    if state is None:
-        return None
-    return row_state.known_reasons(state, _conformed_hashes(rows, conformed))
-
-
-def _unreported(ledger, run_id: int, source_id: str, state: Path | None, rows: pa.Table | None,
+def _unreported(ledger, run_id: int, source_id: str, state: Path | None, hashes: pa.Array | None,
                 conformed: Path) -> Unreported | None:
     """A delta run's quarantined rows that need not be reported again (exchange/unreported.py),
     or None: every quarantined row is reported and the whole queue of the source synced."""
     if state is None or "rechecked" not in staging.read_schema(state).names:
         return None            # a row state written before it kept what it re-checked
     lic = staging.read_table(conformed, ["licence_number"]).column(0).combine_chunks()
-    return Unreported(state, _conformed_hashes(rows, conformed), lic, ledger.unsettled_keys(source_id, run_id))
+    return Unreported(state, hashes, lic, ledger.unsettled_keys(source_id, run_id))
 
 
 def _quiet_mask(conformed: Path, quiet: pa.Array) -> np.ndarray:
@@ -456,20 +451,12 @@ def _queue_quarantine(catalog, ledger, reg, run_id: int, outcome, docs_key: str 
     rows = ({"key": k, "row_hash": h, "reasons": r, "values": v}
             for b in pq.ParquetFile(outcome.quarantine_path).iter_batches(columns=cols)
             for k, h, r, v in zip(*(b.column(c).to_pylist() for c in ("key", "row_hash")),
-                                  _lists(b.column("reasons")), b.column("values").to_pylist()))
+                                  label_lists(b.column("reasons")), b.column("values").to_pylist()))
     keys = pq.read_table(outcome.quarantine_path, columns=["key"]).column(0).combine_chunks()
     current = catalog.current_records_by_licence(reg.dataset, keys.unique().to_pylist())
     held = held_records(current, outcome.accepted_path, keys)
     ledger.sync_quarantine(run_id, reg.id, reg.dataset, rows, held, scope)
     ledger.record_quality(run_id, data_docs=docs_key)
-
-
-def _lists(column: pa.Array) -> list[list[str]]:
-    """A list<string> column's rows (read row by row it is slow: each distinct list is read
-    once, and the rows share it: the reader copies what it changes)."""
-    coded = pc.binary_join(column, "\x1f").dictionary_encode()
-    distinct = [s.split("\x1f") if s else [] for s in coded.dictionary.to_pylist()]
-    return [distinct[i] for i in coded.indices.to_pylist()]
 
 
 def merge(source_id: str, key: str, parts: list[dict]) -> dict | None:

@@ -9,10 +9,22 @@ from __future__ import annotations
 
 import re
 
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from base import i18n
 from schemas.types import CertificateType
 
 LABEL = re.compile(r"(?P<expectation>[a-z_]+)\((?P<columns>[^()]*)\)\Z")
+_SEP = "\x1f"          # never in a label
+
+
+def label_lists(column: pa.Array) -> list[list[str] | None]:
+    """A list<string> column of labels, row by row (read so it is slow): each distinct list is
+    read once and the rows with it share it (a caller copies what it changes); null: None."""
+    coded = pc.binary_join(column, _SEP).dictionary_encode()
+    distinct = [s.split(_SEP) if s else [] for s in coded.dictionary.to_pylist()]
+    return [None if i is None else distinct[i] for i in coded.indices.to_pylist()]
 
 
 def parse(label: str) -> tuple[str, list[str]]:

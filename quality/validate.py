@@ -25,6 +25,7 @@ from base.errors import ConfigError, ReconciliationError
 from quality import arrow_checks as ac
 from quality import suites
 from quality.gx_context import Gx
+from quality.reasons import label_lists
 from quality.suites import suite_columns
 from schemas.conform import ROW, UNPARSED
 from schemas.types import CertificateType
@@ -340,15 +341,9 @@ def _quiet(quiet: pa.Array | None, offset: int, n: int, row_level: dict[int, lis
     q = quiet.slice(offset, n)
     if q.null_count == len(q):
         return set()
-    valid = pc.is_valid(q).to_numpy(zero_copy_only=False)
-    at = np.flatnonzero(valid)
-    lists = pc.binary_join(q.filter(pa.array(valid)), _SEP).dictionary_encode()
-    distinct = lists.dictionary.to_pylist()
-    return {p for p, i in zip(at.tolist(), lists.indices.to_pylist())
-            if p in row_level and _SEP.join(row_level[p]) == distinct[i]}
-
-
-_SEP = "\x1f"          # never in an expectation's label
+    at = np.flatnonzero(pc.is_valid(q).to_numpy(zero_copy_only=False))
+    lists = label_lists(q.take(pa.array(at, pa.int64())))
+    return {p for p, rs in zip(at.tolist(), lists) if p in row_level and rs == row_level[p]}
 
 
 def _row_reasons(checks: _RowChecks, batch: pa.Table, known: pa.Array | None, offset: int,
@@ -363,12 +358,9 @@ def _row_reasons(checks: _RowChecks, batch: pa.Table, known: pa.Array | None, of
     todo = np.flatnonzero(~skip)
     found = checks.reasons(batch.take(pa.array(todo, pa.int64())), fresh) if len(todo) else {}
     reasons: dict[int, list[str]] = defaultdict(list, {int(todo[p]): rs for p, rs in found.items()})
-    # a list column read row by row is slow: each distinct list is read once
-    lists = pc.binary_join(k.filter(pa.array(skip)), _SEP).dictionary_encode()
-    distinct = [s.split(_SEP) if s else [] for s in lists.dictionary.to_pylist()]
-    for p, i in zip(np.flatnonzero(skip).tolist(), lists.indices.to_pylist()):
-        if distinct[i]:
-            reasons[p] = distinct[i]        # shared by the rows with the same failures: not changed
+    for p, rs in zip(np.flatnonzero(skip).tolist(), label_lists(k.filter(pa.array(skip)))):
+        if rs:
+            reasons[p] = rs        # shared by the rows with the same failures: not changed
     return reasons, len(todo)
 
 
