@@ -39,6 +39,18 @@ def _catalog():
     return Catalog(s.catalog_url, s.store)
 
 
+def single_row_records(cat, silo) -> list:
+    """(record_id, licence number) of up to 40 valid records without a validity end, in log
+    order, each from a licence number the silo has one row of."""
+    with cat.engine.connect() as c:
+        picks = c.execute(sa.text(
+            "select record_id, licence_number from records where status = 'valid' and valid_to is null "
+            "order by leaf_index limit 40")).all()
+    with sqlite3.connect(silo) as db:
+        return [p for p in picks if db.execute("select count(*) from yyzz_djxx where ZCH = ?",
+                                               (p[1],)).fetchone()[0] == 1]
+
+
 def _jwks() -> dict:
     return json.loads(get_settings().jwks_path.read_text())
 
@@ -67,13 +79,8 @@ def three_versions(home, silo_2k, tmp_path):
     register_demo_source(home, silo)
     runs = [stages.run_all(SOURCE, "r1", TODAY)]
     cat = _catalog()
-    with cat.engine.connect() as c:
-        picks = c.execute(sa.text(
-            "select record_id, licence_number from records where status = 'valid' and valid_to is null "
-            "order by leaf_index limit 40")).all()
+    picks = single_row_records(cat, silo)
     with sqlite3.connect(silo) as db:
-        picks = [p for p in picks if db.execute("select count(*) from yyzz_djxx where ZCH = ?",
-                                                (p[1],)).fetchone()[0] == 1]
         revoked, withdrawn, amended, untouched = picks[:4]
         old = {"revoked": cat.bundle(revoked[0]), "untouched": cat.bundle(untouched[0])}
         db.execute("update yyzz_djxx set DJZT = '吊销' where ZCH = ?", (revoked[1],))

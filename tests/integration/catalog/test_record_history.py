@@ -11,21 +11,15 @@ import time
 import pytest
 import sqlalchemy as sa
 
-from base.settings import get_settings
 from exchange import stages
 from tests.conftest import TODAY, catalog, register_demo_source
 from tests.integration.catalog import test_log_migration as prelog
+from tests.integration.catalog.test_append_only_log import _catalog, single_row_records
 from tests.integration.catalog.test_log_migration import IDS, PICKS
 
 SOURCE, DATASET, TABLE = "smr_business_licence", "business_licence.market_regulation", "yyzz_djxx"
 NEW = "990000000000001"          # a licence number the silo does not have
 prelog_upgraded = prelog.upgraded      # a fixture: the prelog catalogue, upgraded
-
-
-def _catalog():
-    from catalog.service import Catalog
-    s = get_settings()
-    return Catalog(s.catalog_url, s.store)
 
 
 def _row(db, number: str) -> dict:
@@ -42,13 +36,8 @@ def six_versions(home, silo_2k, tmp_path):
     register_demo_source(home, silo)
     assert stages.run_all(SOURCE, "r1", TODAY)["version"] == 1
     cat = _catalog()
-    with cat.engine.connect() as c:
-        picks = c.execute(sa.text(
-            "select record_id, licence_number from records where status = 'valid' and valid_to is null "
-            "order by leaf_index limit 40")).all()
+    single = single_row_records(cat, silo)
     with sqlite3.connect(silo) as db:
-        single = [p for p in picks if db.execute(f"select count(*) from {TABLE} where ZCH = ?",
-                                                 (p[1],)).fetchone()[0] == 1]
         like, untouched = single[0][1], single[1][0]
         row = {k: v for k, v in _row(db, like).items() if k != "ID"}
         valid_word = row["DJZT"]
