@@ -140,7 +140,7 @@ def _extract(reg, ledger, store: Store, run_id: int, key: str, scratch: Path, pa
     rows, writer = 0, None
     try:
         for batch in conn.batches():
-            batch = batch.append_column(ROW, pa.array(range(rows + 1, rows + 1 + batch.num_rows), pa.int64()))
+            batch = batch.append_column(ROW, pa.array(np.arange(rows + 1, rows + 1 + batch.num_rows, dtype=np.int64)))
             writer = writer or staging.transient_writer(tmp, batch.schema)
             writer.write_batch(batch)
             rows += batch.num_rows
