@@ -138,3 +138,29 @@ def test_a_silo_that_goes_away_fails_the_run_and_publishes_nothing(home, silo_2k
         stages.run_all("smr_business_licence", "r1")
     assert _catalog().datasets()[0]["version"] is None
     assert _ledger().runs()[0]["state"] == "failed"
+
+
+def test_extract_numbers_rows_in_silo_order_across_batches(home, silo_2k, tmp_path):
+    """Many small batches read on a few threads: `_row` runs 1..n in the silo's rowid order."""
+    import sqlite3
+
+    import pyarrow as pa
+
+    silo, _ = silo_2k
+    register_demo_source(home, silo)
+    sources = get_settings().sources_dir
+    toml = sources / "smr_business_licence.toml"
+    toml.write_text(toml.read_text("utf-8").replace('table = "yyzz_djxx"', 'table = "yyzz_djxx"\nbatch_rows = 300'),
+                    "utf-8")
+    from tests.conftest import stored
+    stored(toml)
+    out = stages.extract("smr_business_licence", "r1")
+    with get_settings().store.open_input(out["key"]) as f:
+        reader = pa.ipc.open_file(f)
+        batches = reader.num_record_batches
+        table = reader.read_all()
+    with sqlite3.connect(silo) as db:
+        ids = [str(i) for (i,) in db.execute("select ID from yyzz_djxx order by rowid")]
+    assert batches >= 2_000 // 300
+    assert table.column("_row").to_pylist() == list(range(1, 2_001))
+    assert table.column("ID").to_pylist() == ids
