@@ -244,14 +244,15 @@ def _detect(reg, store: Store, key: str, extracted: Path, tmp: Path, scratch: Pa
     hashes, found, licences, reused = [np.zeros((0, 16), np.uint8)], [np.zeros(0, np.int64)], [], 0
     checked = staging.transient(scratch, "checked")
     with staging.transient_writer(checked, schema) as writer:
-        for h, idx, conformed, n in ordered_map(step, rows_in, ahead=2):
+        for h, idx, conformed, n in ordered_map(step, rows_in, ahead=3):
             hashes.append(h)
             found.append(idx)
             reused += n
             if conformed is not None:
                 writer.write_table(conformed)
                 licences.extend(conformed.column("licence_number").chunks)
-            pa.default_memory_pool().release_unused()      # the batch's memory back, not kept for the next
+            if len(hashes) % 4 == 0:     # the batches' memory back every few (a trim costs ~5 ms)
+                pa.default_memory_pool().release_unused()
     h, idx = np.concatenate(hashes), np.concatenate(found)
     del hashes, found
     matcher = loading.result()[0]
