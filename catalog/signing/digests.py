@@ -96,8 +96,8 @@ def sha256_joined(parts: Sequence[pa.Array | pa.ChunkedArray]) -> np.ndarray:
     """SHA-256 of each row's parts one after another (a null part: no bytes), for binary arrays
     of one length: (n, 32) uint8. A chunk (of the parts chunked alike) at a time, Arrow joins the
     parts (one copy of the bytes) and DataFusion hashes them: no joined array of the whole is
-    built, and both release the GIL. DataFusion's own concat costs about twice Arrow's join (it
-    validates the bytes as text). Below SMALL rows, hashlib hashes."""
+    built, and both release the GIL (cheaper than DataFusion's own concat: 1M silo rows' hashes
+    0.93 -> 0.85 CPU-s). Below SMALL rows, hashlib hashes."""
     if not parts:
         raise ValueError("sha256_joined needs at least one part")
     n = len(parts[0])
