@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from base import clock, times
 from base.errors import ConfigError, InvalidRequest, NotFound, PublishError
 from base.storage import Store
 from catalog import registrations
-from catalog.db.engine import engine_for
+from catalog.db.engine import checkpoint_aside, checkpoint_thread, engine_for
 from catalog.db.models import (
     Dataset,
     DatasetVersion,
@@ -90,6 +91,16 @@ class Catalog:
         self.store = store
         self._logs: dict[str, TileLog] = {}                   # a dataset's log: its tiles cached
         self._maps: OrderedDict[str, vmap.MapLevel] = OrderedDict()   # versions' map levels (immutable)
+        self._settling: list[threading.Thread] = []          # WAL checkpoints after publishes
+
+    def _checkpoint_later(self) -> None:
+        thread = checkpoint_thread(self.engine)
+        self._settling = [t for t in self._settling if t.is_alive()] + ([thread] if thread else [])
+
+    def settle(self) -> None:
+        """Wait for the WAL checkpoints started after publishes (SQLite; engine.checkpoint_thread)."""
+        while self._settling:
+            self._settling.pop().join()
 
     def _log(self, dataset: str) -> TileLog:
         """The dataset's log, one reader per Catalog: tiles never change once written, so a
@@ -184,8 +195,9 @@ class Catalog:
         now = now or utcnow()
         final_key: str | None = None
         written: list[str] = []
-        # the loader attaches its scratch file (SQLite) before the transaction, detaches it after
-        with self.engine.connect() as conn, index_load.loader(conn) as loader, \
+        # the loader attaches its scratch file (SQLite) before the transaction, detaches it after;
+        # the WAL is checkpointed on a thread after the commit (settle())
+        with self.engine.connect() as conn, checkpoint_aside(conn), index_load.loader(conn) as loader, \
                 Session(conn, expire_on_commit=False) as s:
             try:
                 with s.begin():
@@ -235,6 +247,7 @@ class Catalog:
                     self.store.put_dir(lv.directory, final_key, move=True)
                     ds.current_version = version
                     run.state, run.finished_at, run.version = "published", now, version
+                self._checkpoint_later()
                 self.store.write_text(f"{log_version.log_prefix(ds.id)}/checkpoint", note)
                 return PublishResult(ds.id, version, "published", appended.size, appended.root.hex(),
                                      lv.record_count, lv.appended)

@@ -509,6 +509,7 @@ def publish(source_id: str, key: str, parts: list[dict] | None = None) -> dict:
     _commit_pull(store, source_id, key, ledger, result.version)   # row state, watermark, mirror, files
     for name in ("conformed", "accepted", "rows", "delta"):
         store.delete(handoff(source_id, key, name))
+    catalog.settle()          # the version's WAL checkpoint, run meanwhile
     return {"dataset": result.dataset, "version": result.version, "state": result.state,
             "tree_size": result.tree_size, "root_hash": result.root_hash,
             "records": result.records, "appended": result.appended,

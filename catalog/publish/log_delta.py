@@ -13,6 +13,8 @@ where the run may change something.
 from __future__ import annotations
 
 import binascii
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -72,6 +74,26 @@ class Entries:
         return Entries(self.ids[keep], self.index[keep], self.leaves[keep])
 
 
+@dataclass(frozen=True)
+class Bucketed:
+    """The entries of the map buckets `buckets` (ascending, of 2^bits), read (IndexReader.buckets_of)."""
+    bits: int
+    buckets: np.ndarray
+    entries: Entries
+
+    def within(self, buckets: np.ndarray) -> Entries:
+        """The entries of those of `buckets` read here."""
+        e = self.entries
+        if not len(e.ids):
+            return e
+        wanted = np.zeros(1 << self.bits, bool)
+        wanted[buckets] = True
+        keep = wanted[_bucket_of(e.ids, self.bits)]
+        if keep.all():
+            return e
+        return Entries(e.ids[keep], e.index[keep], e.leaves[keep])
+
+
 def _binary(ids: np.ndarray) -> pa.Array:
     data = pa.py_buffer(np.ascontiguousarray(ids))
     return pa.FixedSizeBinaryArray.from_buffers(pa.binary(16), len(ids), [None, data])
@@ -79,11 +101,16 @@ def _binary(ids: np.ndarray) -> pa.Array:
 
 class IndexReader:
     """Reads of a dataset's current records (`superseded_in` null) in the catalogue's index;
-    `rows_read` counts the rows fetched."""
+    `rows_read` counts the rows fetched (reads may run on two threads)."""
 
     def __init__(self, engine: Engine, store: Store, dataset: str):
         self.engine, self.store, self.dataset = engine, store, dataset
         self.rows_read = 0
+        self._lock = threading.Lock()
+
+    def _count(self, n: int) -> None:
+        with self._lock:
+            self.rows_read += n
 
     def scoped(self, record_ids: pa.Array, licences: pa.Array) -> pa.Table:
         """STATE rows of the current records with one of `record_ids` or of `licences`, by record
@@ -130,8 +157,14 @@ class IndexReader:
                                      state.column("leaf_index").to_numpy(),
                                      log_version.leaf_matrix(state.column("leaf"))))
         entries = Entries.joined(parts)
-        self.rows_read += len(entries.ids)
+        self._count(len(entries.ids))
         return entries
+
+    def buckets_of(self, record_ids: pa.Array, bits: int) -> Bucketed:
+        """The entries of the map buckets (of 2^bits) of `record_ids` (hex strings), as buckets()."""
+        ids = _bytes(pc.drop_null(record_ids))
+        buckets = np.unique(_bucket_of(ids, bits))
+        return Bucketed(bits, buckets, self.buckets(buckets.tolist(), bits) if len(buckets) else Entries.joined([]))
 
     def withdrawn(self) -> int:
         """How many current records are withdrawn."""
@@ -143,14 +176,14 @@ class IndexReader:
         """Every current record's STATE row (log_version.current_state)."""
         with self.engine.connect() as conn:
             state = log_version.current_state(conn, self.store, self.dataset)
-        self.rows_read += state.num_rows
+        self._count(state.num_rows)
         return state
 
     def _state(self, conn: Connection, results: list[list[tuple]]) -> pa.Table:
         """The rows (_COLUMNS) as STATE columns, by record id, each record once."""
         parts = []
         for got in results:
-            self.rows_read += len(got)
+            self._count(len(got))
             if got:
                 parts.append(pa.table([pa.array(c, _TYPES[i]) for i, c in enumerate(zip(*got))], names=_NAMES))
         if not parts:
@@ -273,15 +306,23 @@ def stage_delta_version(accepted: Path, conformed: Path, base: DeltaBase, versio
     """stage_log_version(accepted, conformed, <the whole current state>, ..., delta), reading
     only the run's scope and the map buckets its segment touches."""
     reader = base.reader
-    seg = log_version.stage_segment(accepted, conformed, lambda ids: reader.scoped(ids, delta.licences),
-                                    versions, store, dataset, ctype, first_leaf, scratch, delta)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        early: list[Future] = []
+
+        def scoped(ids: pa.Array) -> pa.Table:
+            if base.map is not None:      # the buckets of the staged ids on a thread meanwhile (both read SQLite)
+                early.append(pool.submit(reader.buckets_of, ids, base.map.bits))
+            return reader.scoped(ids, delta.licences)
+        seg = log_version.stage_segment(accepted, conformed, scoped, versions, store, dataset, ctype, first_leaf,
+                                        scratch, delta)
+        prefetched = early[0].result() if early else None
     in_scope = int(pc.sum(pc.cast(pc.equal(seg.state.column("status"), WITHDRAWN), pa.int64())).as_py() or 0)
     outside = reader.withdrawn() - in_scope          # withdrawn records outside the scope: still withdrawn
     changes = replace(seg.changes, still_withdrawn=seg.changes.still_withdrawn + outside)
     count = base.record_count + seg.added
     if base.map is None or vmap.bits_for(count) != base.map.bits:
         return seg.version(*log_version.whole_map(reader.whole(), seg), changes)
-    return seg.version(touched_map(base.map, seg, reader), count, changes)
+    return seg.version(touched_map(base.map, seg, reader, prefetched), count, changes)
 
 
 def _bytes(ids: pa.Array) -> np.ndarray:
@@ -300,15 +341,23 @@ def _bucket_of(ids: np.ndarray, bits: int) -> np.ndarray:
     return (high >> np.uint64(64 - bits)).astype(np.int64)
 
 
-def touched_map(level: vmap.MapLevel, seg: Segment, reader: IndexReader) -> vmap.MapLevel:
+def touched_map(level: vmap.MapLevel, seg: Segment, reader: IndexReader,
+                prefetched: Bucketed | None = None) -> vmap.MapLevel:
     """`level` with the buckets of the segment's records rehashed: each one's current entries
-    in the index, but the records the segment gives a new state, plus the segment's entries."""
+    in the index, but the records the segment gives a new state, plus the segment's entries.
+    `prefetched`: buckets read already (IndexReader.buckets_of); only the others are read."""
     if not len(seg.record_ids):
         return level
     bits = level.bits
     seg_ids = _bytes(seg.record_ids)
     touched = np.unique(_bucket_of(seg_ids, bits))
-    kept = reader.buckets(touched.tolist(), bits).without(seg_ids)
+    if prefetched is None or prefetched.bits != bits:
+        prefetched = Bucketed(bits, np.zeros(0, np.int64), Entries.joined([]))
+    rest = np.setdiff1d(touched, prefetched.buckets)
+    kept = prefetched.within(touched)
+    if len(rest):
+        kept = Entries.joined([kept, reader.buckets(rest.tolist(), bits)])
+    kept = kept.without(seg_ids)
     ids = np.concatenate([kept.ids, seg_ids])
     index = np.concatenate([kept.index, np.arange(seg.first_leaf, seg.first_leaf + len(seg.leaves), dtype=np.int64)])
     leaves = np.concatenate([kept.leaves, seg.leaves])

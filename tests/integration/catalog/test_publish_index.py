@@ -264,3 +264,48 @@ def test_the_index_copy_runs_under_a_capped_page_cache_then_restores_it(home, si
     assert during and set(during) == {-1_024}
     with catalog().engine.connect() as c:
         assert c.exec_driver_sql("PRAGMA main.cache_size").scalar() == -262_144
+
+
+def test_the_version_commit_leaves_the_wal_to_a_checkpoint_thread(home, silo, monkeypatch):
+    """SQLite: the publishing connection does not checkpoint the WAL in its commit (a version's
+    pages copied into the database file and fsynced); a thread checkpoints it after the commit,
+    and the publish stage waits for it before it ends; the connection's setting is restored."""
+    import threading
+
+    from catalog import service
+
+    register_demo_source(home, silo)
+    started: list[threading.Thread] = []
+    real = service.checkpoint_thread
+
+    def spied(engine):
+        thread = real(engine)
+        started.append(thread)
+        return thread
+
+    monkeypatch.setattr(service, "checkpoint_thread", spied)
+    during: list[int] = []
+    checkpoints: list[str] = []
+
+    def seen(conn, cursor, statement, *_):
+        if statement.lstrip().upper().startswith("INSERT INTO RECORDS"):
+            during.append(cursor.connection.execute("PRAGMA wal_autocheckpoint").fetchone()[0])
+        if "wal_checkpoint" in statement:
+            checkpoints.append(threading.current_thread().name)
+
+    sa.event.listen(sa.engine.Engine, "before_cursor_execute", seen)
+    try:
+        out = stages.run_all(SOURCE, "r1", TODAY)
+    finally:
+        sa.event.remove(sa.engine.Engine, "before_cursor_execute", seen)
+    assert out["version"] == 1
+    assert during and set(during) == {0}
+    assert len(started) == 1 and not started[0].is_alive()      # joined before the stage ended
+    assert checkpoints == ["wal-checkpoint"]
+    engine = catalog().engine
+    conns = [engine.connect() for _ in range(max(1, engine.pool.checkedin()))]
+    try:
+        assert {c.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() for c in conns} == {1000}
+    finally:
+        for c in conns:
+            c.close()
