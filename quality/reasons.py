@@ -27,6 +27,19 @@ def label_lists(column: pa.Array) -> list[list[str] | None]:
     return [None if i is None else distinct[i] for i in coded.indices.to_pylist()]
 
 
+def same_lists(a: pa.Array, b: pa.Array) -> pa.Array:
+    """Per row: do the two list<string> columns hold the same labels in the same order (null
+    where either is null)."""
+    return pc.equal(pc.binary_join(a, _SEP), pc.binary_join(b, _SEP))
+
+
+def list_counts(column: pa.Array) -> list[tuple[list[str], int]]:
+    """The distinct non-null lists of a list<string> column of labels, each with its rows."""
+    counted = pc.value_counts(pc.binary_join(column, _SEP))
+    return [(s.split(_SEP) if s else [], n) for s, n in
+            zip(counted.field("values").to_pylist(), counted.field("counts").to_pylist()) if s is not None]
+
+
 def parse(label: str) -> tuple[str, list[str]]:
     """A label's expectation and columns; a label of another form is its own expectation."""
     m = LABEL.match(label.strip())

@@ -25,7 +25,7 @@ from base.errors import ConfigError, ReconciliationError
 from quality import arrow_checks as ac
 from quality import suites
 from quality.gx_context import Gx
-from quality.reasons import label_lists
+from quality.reasons import label_lists, list_counts, same_lists
 from quality.suites import suite_columns
 from schemas.conform import ROW, UNPARSED
 from schemas.types import CertificateType
@@ -240,6 +240,7 @@ def validate(conformed: Path, extracted: Path, ctype: CertificateType, out_dir: 
     version_results, wide = _version_wide(conf_table, plan, suite.name, gx, params)
     conf_release()
     wide_pos = np.fromiter(sorted(wide), dtype=np.int64)
+    settled = _settled(known, quiet, wide_pos) if row_checks is not None else None
     counts: Counter[str] = Counter()
     n_in = n_ok = n_bad = fresh = 0
     kept_rows: list[int] = []
@@ -247,6 +248,7 @@ def validate(conformed: Path, extracted: Path, ctype: CertificateType, out_dir: 
     quiet_rows: list[int] = []
     dated_rows: list[int] = []
     dated_reasons: list[list[str]] = []
+    bulk: list[tuple[pa.Array, pa.Array]] = []       # settled rows: (_row, their failures)
     ok_writer = staging.transient_writer(tmp["accepted"], conf_table.schema)
     q_schema = quarantine_schema(raw_table.schema)
     bad_writer = staging.writer(tmp["quarantine"], q_schema)
@@ -255,8 +257,9 @@ def validate(conformed: Path, extracted: Path, ctype: CertificateType, out_dir: 
     try:
         for batch, raw in _aligned_batches(conf_table, raw_table, batch_rows):
             offset = n_in
+            same = settled[offset:offset + batch.num_rows] if settled is not None else None
             if row_checks is not None:
-                reasons, checked = _row_reasons(row_checks, batch, known, offset, fresh)
+                reasons, checked = _row_reasons(row_checks, batch, known, offset, fresh, same)
                 fresh += checked
             else:
                 lo, hi = np.searchsorted(found_pos, [offset, offset + batch.num_rows])
@@ -269,10 +272,13 @@ def validate(conformed: Path, extracted: Path, ctype: CertificateType, out_dir: 
                 reasons[pos - offset] = [*reasons.get(pos - offset, ()), *wide[pos]]
             bad = np.zeros(batch.num_rows, dtype=bool)
             bad[list(reasons)] = True
+            row_level = {p: reasons[p][:own[p]] if p in own else reasons[p] for p in np.flatnonzero(bad).tolist()}
+            if same is not None and same.any():
+                bad |= same
+                bulk.append(_settled_rows(batch, known.slice(offset, batch.num_rows), same, counts))
             while len(pending) > 2:         # at most a batch or two waiting to be written
                 pending.pop(0).result()
             pending.append(writes.submit(ok_writer.write_table, batch.filter(pa.array(~bad))))
-            row_level = {p: reasons[p][:own[p]] if p in own else reasons[p] for p in np.flatnonzero(bad).tolist()}
             hush = _quiet(quiet, offset, batch.num_rows, row_level)
             told = {p: rs for p, rs in reasons.items() if p not in hush} if hush else reasons
             quarantined = _quarantine_rows(batch, raw, told, key_field, q_schema, copies)
@@ -324,13 +330,39 @@ def validate(conformed: Path, extracted: Path, ctype: CertificateType, out_dir: 
     results = out_dir / "validation.json"
     results.write_text(json.dumps({"suite": suite.name, "rows": n_in, "expectations": summary},
                                   ensure_ascii=False, indent=1, default=str), encoding="utf-8")
-    row_reasons = pa.table({ROW: pa.array(kept_rows, pa.int64()),
-                            "reasons": pa.array(kept_reasons, pa.list_(pa.string()))})
+    row_reasons = pa.table({ROW: pa.concat_arrays([pa.array(kept_rows, pa.int64()), *(r for r, _ in bulk)]),
+                            "reasons": pa.concat_arrays([pa.array(kept_reasons, pa.list_(pa.string())),
+                                                         *(rs for _, rs in bulk)])})
     rechecked = pa.table({ROW: pa.array(dated_rows, pa.int64()),
                           "reasons": pa.array(dated_reasons, pa.list_(pa.string()))})
     return Outcome(n_in, n_ok, n_bad, dict(counts.most_common()), paths["accepted"],
                    paths["quarantine"], results, gx.build_docs(), result, row_reasons,
-                   n_in - fresh if row_checks is not None else 0, pa.array(quiet_rows, pa.int64()), rechecked)
+                   n_in - fresh if row_checks is not None else 0,
+                   pa.concat_arrays([pa.array(quiet_rows, pa.int64()), *(r for r, _ in bulk)]), rechecked)
+
+
+def _settled(known: pa.Array | None, quiet: pa.Array | None, wide_pos: np.ndarray) -> np.ndarray | None:
+    """Per conformed row: is its outcome last run's, so that it is taken in bulk, no Python
+    object per row. Such a row was quarantined unchanged with row-level failures none of which is
+    dated (`known`), is not reported again (`quiet`: no row sharing its licence number changed)
+    with those failures, and fails no version-wide expectation now. None: no such row."""
+    if known is None or quiet is None:
+        return None
+    same = pc.and_(pc.greater(pc.list_value_length(known), 0), same_lists(known, quiet))
+    mask = pc.fill_null(same, False).to_numpy(zero_copy_only=False).copy()
+    mask[wide_pos] = False
+    return mask if mask.any() else None
+
+
+def _settled_rows(batch: pa.Table, known: pa.Array, same: np.ndarray, counts: Counter) -> tuple[pa.Array, pa.Array]:
+    """A batch's settled rows (`same`), their failures (`known`) counted: (_row, failures)."""
+    mask = pa.array(same)
+    failures = known.filter(mask)
+    for rs, n in list_counts(failures):
+        for r in set(rs):
+            counts[r] += n
+    rows = batch.column(ROW).filter(mask)
+    return (rows.combine_chunks() if isinstance(rows, pa.ChunkedArray) else rows).cast(pa.int64()), failures
 
 
 def _quiet(quiet: pa.Array | None, offset: int, n: int, row_level: dict[int, list[str]]) -> set[int]:
@@ -341,16 +373,19 @@ def _quiet(quiet: pa.Array | None, offset: int, n: int, row_level: dict[int, lis
     q = quiet.slice(offset, n)
     if q.null_count == len(q):
         return set()
-    at = np.flatnonzero(pc.is_valid(q).to_numpy(zero_copy_only=False))
+    listed = np.zeros(n, bool)
+    listed[list(row_level)] = True
+    at = np.flatnonzero(pc.is_valid(q).to_numpy(zero_copy_only=False) & listed)
     lists = label_lists(q.take(pa.array(at, pa.int64())))
     return {p for p, rs in zip(at.tolist(), lists) if p in row_level and rs == row_level[p]}
 
 
 def _row_reasons(checks: _RowChecks, batch: pa.Table, known: pa.Array | None, offset: int,
-                 fresh: int) -> tuple[dict[int, list[str]], int]:
+                 fresh: int, settled: np.ndarray | None = None) -> tuple[dict[int, list[str]], int]:
     """A batch's row-level failures (position in the batch -> labels): the rows whose failures
-    are `known` (from `offset` on) take them as they are, the others are checked (their
-    positions among the checked rows start at `fresh`). Returns them and the rows checked."""
+    are `known` (from `offset` on) take them as they are, but for the `settled` ones (left out:
+    taken in bulk), the others are checked (their positions among the checked rows start at
+    `fresh`). Returns them and the rows checked."""
     k = known.slice(offset, batch.num_rows) if known is not None else None
     if k is None or k.null_count == len(k):
         return checks.reasons(batch, fresh), batch.num_rows
@@ -358,7 +393,8 @@ def _row_reasons(checks: _RowChecks, batch: pa.Table, known: pa.Array | None, of
     todo = np.flatnonzero(~skip)
     found = checks.reasons(batch.take(pa.array(todo, pa.int64())), fresh) if len(todo) else {}
     reasons: dict[int, list[str]] = defaultdict(list, {int(todo[p]): rs for p, rs in found.items()})
-    for p, rs in zip(np.flatnonzero(skip).tolist(), label_lists(k.filter(pa.array(skip)))):
+    take = skip & ~settled if settled is not None else skip
+    for p, rs in zip(np.flatnonzero(take).tolist(), label_lists(k.filter(pa.array(take)))):
         if rs:
             reasons[p] = rs        # shared by the rows with the same failures: not changed
     return reasons, len(todo)
