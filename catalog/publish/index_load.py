@@ -61,15 +61,18 @@ def sorted_parts(index_path: Path, parts: int, dates_as_text: bool = False,
     """sorted_rows in `parts` consecutive runs of record ids. Record ids (16 bytes each) give
     every row its rank; the rows are dealt into run files of RUN consecutive ranks (Arrow IPC,
     in scratch beside the index), each sorted in memory when its turn comes."""
-    ids = [b.column(0) for b in store.index_batches(index_path, ["record_id"])]
-    raw = [digests.from_hex(c, 32) if len(c) else np.zeros((0, 16), np.uint8) for c in ids]
-    n = sum(len(c) for c in ids)
+    raw = [digests.from_hex(b.column(0), 32) if b.num_rows else np.zeros((0, 16), np.uint8)
+           for b in store.index_batches(index_path, ["record_id"])]      # 16 bytes an id: no strings kept
+    n = sum(len(r) for r in raw if r is not None)
     if n <= RUN or any(r is None for r in raw):     # small, or ids not all hex: in memory
         return _sorted_parts_whole(index_path, parts, dates_as_text, batch_rows)
-    del ids
-    rank = np.empty(n, np.int64)
-    rank[store.key_order(np.concatenate(raw))] = np.arange(n, dtype=np.int64)
+    keys = np.concatenate(raw)
     del raw
+    order = store.key_order(keys)
+    del keys
+    rank = np.empty(n, np.int64)
+    rank[order] = np.arange(n, dtype=np.int64)
+    del order
     memory.release()
     runs = _deal(index_path, rank)
     schema = runs.schema(dates_as_text)
@@ -270,6 +273,7 @@ class SQLiteLoader(IndexLoader):
                 self.scratch = None
 
     def load(self, index_path: Path, dataset: str, version: int) -> None:
+        memory.release()       # what the publish freed so far (the log's tiles), before the sort's
         runs = sorted_parts(index_path, self.PARTS, dates_as_text=True)  # dates as SQLAlchemy stores them
         pool = ThreadPoolExecutor(max_workers=1)
         try:
