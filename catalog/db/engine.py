@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import weakref
 from functools import lru_cache
 from pathlib import Path
 
@@ -72,7 +73,29 @@ def _engine(url: str, pre_ping: bool = True, **kw) -> Engine:
     engine = create_engine(url, pool_pre_ping=pre_ping, **kw)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
+        _SQLITE.add(engine)
     return engine
+
+
+_SQLITE: weakref.WeakSet[Engine] = weakref.WeakSet()
+
+
+def shrink_caches() -> None:
+    """The page cache of every idle pooled SQLite connection handed back (PRAGMA shrink_memory).
+    A bulk write (a run's quarantine entries, a version's index rows) leaves up to cache_size of
+    pages in each connection it used, resident while the pool keeps it: ~90 MB after a 3M-row
+    run's validate, in the way of publish's peak. For between a run's stages."""
+    for engine in list(_SQLITE):
+        idle = getattr(engine.pool, "checkedin", lambda: 0)()
+        conns = []
+        try:
+            for _ in range(idle):             # held together: each a different pooled connection
+                conns.append(engine.raw_connection())
+            for c in conns:
+                c.driver_connection.execute("PRAGMA shrink_memory")
+        finally:
+            for c in conns:
+                c.close()                     # back to the pool
 
 
 @lru_cache(maxsize=8)
