@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
@@ -61,13 +62,18 @@ def sorted_parts(index_path: Path, parts: int, dates_as_text: bool = False,
     """sorted_rows in `parts` consecutive runs of record ids. Record ids (16 bytes each) give
     every row its rank; the rows are dealt into run files of RUN consecutive ranks (Arrow IPC,
     in scratch beside the index), each sorted in memory when its turn comes."""
-    raw = [digests.from_hex(b.column(0), 32) if b.num_rows else np.zeros((0, 16), np.uint8)
-           for b in store.index_batches(index_path, ["record_id"])]      # 16 bytes an id: no strings kept
-    n = sum(len(r) for r in raw if r is not None)
-    if n <= RUN or any(r is None for r in raw):     # small, or ids not all hex: in memory
+    n = pq.ParquetFile(index_path).metadata.num_rows        # as many as records.parquet beside it
+    if n <= RUN:                                    # small: in memory
         return _sorted_parts_whole(index_path, parts, dates_as_text, batch_rows)
-    keys = np.concatenate(raw)
-    del raw
+    keys, at = np.empty((n, 16), np.uint8), 0       # 16 bytes an id, filled a batch at a time
+    for batch in store.index_batches(index_path, ["record_id"]):
+        raw = digests.from_hex(batch.column(0), 32) if batch.num_rows else keys[:0]
+        if raw is None:                             # ids not all hex: in memory
+            return _sorted_parts_whole(index_path, parts, dates_as_text, batch_rows)
+        keys[at:at + len(raw)] = raw
+        at += len(raw)
+    if at != n:
+        raise ValueError(f"{index_path.name}: {at} record ids, not {n}")
     order = store.key_order(keys)
     del keys
     rank = np.empty(n, np.int64)
