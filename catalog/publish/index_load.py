@@ -38,7 +38,7 @@ from catalog.signing import digests
 COLUMNS = (*store.INDEX_COLUMNS, "leaf_hash", "leaf_index")
 SCRATCH = "index_scratch"                        # the scratch file's schema name on the connection
 _CSV_BATCH = 65_536
-LOAD_CACHE_KB = 131_072      # the catalogue's page cache while the rows are copied in (SQLite): half its usual
+LOAD_CACHE_KB = 131_072      # the catalogue's page cache while the rows are copied in (SQLite): twice its usual
 
 
 def loader(conn: Connection) -> IndexLoader:
