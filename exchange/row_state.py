@@ -327,8 +327,8 @@ class Matcher:
     hashes form a group; a row of the run is carried as its group's first accepted row."""
 
     def __init__(self, state: Path | None):
+        # the table is not kept (its hashes and chunks, ~40 MB a million rows): the sorted hashes are copies
         table = staging.read_table(state) if state is not None else SCHEMA.empty_table()
-        self.state = table
         self.licences = table.column("licence_number").combine_chunks()
         self.withdrawn = table.column("withdrawn").combine_chunks()
         self.sorted = _Sorted(_matrix(table.column("row_hash")))
@@ -415,18 +415,23 @@ def new_state(rows: pa.Table, checked: pa.Table, quarantined_rows: pa.Array, fp:
     pos = pc.subtract(checked.column(ROW), 1).to_numpy(zero_copy_only=False).astype(np.int64)
     at = np.full(n, -1, np.int64)
     at[pos] = np.arange(len(pos))
+    del pos            # each whole-run intermediate dropped once used: the peak is their sum (3M rows)
     here = at >= 0
     take = pa.array(np.where(here, at, 0), pa.int64(), mask=~here)
+    del at
     bad = np.zeros(n, bool)
     if len(quarantined_rows):
         bad[pc.subtract(quarantined_rows, 1).to_numpy(zero_copy_only=False).astype(np.int64)] = True
     checked_lic = checked.column("licence_number").combine_chunks().take(take)
     checked_wd = pc.equal(checked.column("status").combine_chunks().take(take), WITHDRAWN)
+    del take
     carried = rows.column("carried").combine_chunks()
     licence = pc.if_else(carried, rows.column("licence_number").combine_chunks(), checked_lic)
+    del checked_lic
     accepted = pc.or_(carried, pa.array(here & ~bad))
     withdrawn = pc.fill_null(pc.if_else(carried, rows.column("withdrawn").combine_chunks(),
                                         pc.and_(checked_wd, pa.array(~bad))), False)
+    del checked_wd, here, bad
     meta = {b"row_state": json.dumps({"fingerprint": fp}).encode()}
     return pa.table([rows.column("row_hash").combine_chunks(), licence, accepted, withdrawn, _reasons(n, kept),
                      _reasons(n, rechecked)], schema=SCHEMA.with_metadata(meta))

@@ -35,6 +35,7 @@ from base.parallel import ordered_map
 from base.settings import get_settings
 from base.storage import Store
 from catalog import registrations
+from catalog.db.engine import shrink_caches
 from catalog.ledger.service import Ledger
 from catalog.publish import changes, log_delta, log_version
 from catalog.publish.changes import held_records
@@ -76,6 +77,7 @@ def _scratch() -> Iterator[Path]:
         yield scratch.path
     finally:
         scratch.remove()
+        shrink_caches()    # the catalogue connections' cached pages, then the freed memory:
         memory.release()   # the next stage in this process starts low
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
@@ -37,7 +38,7 @@ from catalog.signing import digests
 COLUMNS = (*store.INDEX_COLUMNS, "leaf_hash", "leaf_index")
 SCRATCH = "index_scratch"                        # the scratch file's schema name on the connection
 _CSV_BATCH = 65_536
-LOAD_CACHE_KB = 131_072      # the catalogue's page cache while the rows are copied in (SQLite): half its usual
+LOAD_CACHE_KB = 131_072      # the catalogue's page cache while the rows are copied in (SQLite): twice its usual
 
 
 def loader(conn: Connection) -> IndexLoader:
@@ -61,15 +62,23 @@ def sorted_parts(index_path: Path, parts: int, dates_as_text: bool = False,
     """sorted_rows in `parts` consecutive runs of record ids. Record ids (16 bytes each) give
     every row its rank; the rows are dealt into run files of RUN consecutive ranks (Arrow IPC,
     in scratch beside the index), each sorted in memory when its turn comes."""
-    ids = [b.column(0) for b in store.index_batches(index_path, ["record_id"])]
-    raw = [digests.from_hex(c, 32) if len(c) else np.zeros((0, 16), np.uint8) for c in ids]
-    n = sum(len(c) for c in ids)
-    if n <= RUN or any(r is None for r in raw):     # small, or ids not all hex: in memory
+    n = pq.ParquetFile(index_path).metadata.num_rows        # as many as records.parquet beside it
+    if n <= RUN:                                    # small: in memory
         return _sorted_parts_whole(index_path, parts, dates_as_text, batch_rows)
-    del ids
+    keys, at = np.empty((n, 16), np.uint8), 0       # 16 bytes an id, filled a batch at a time
+    for batch in store.index_batches(index_path, ["record_id"]):
+        raw = digests.from_hex(batch.column(0), 32) if batch.num_rows else keys[:0]
+        if raw is None:                             # ids not all hex: in memory
+            return _sorted_parts_whole(index_path, parts, dates_as_text, batch_rows)
+        keys[at:at + len(raw)] = raw
+        at += len(raw)
+    if at != n:
+        raise ValueError(f"{index_path.name}: {at} record ids, not {n}")
+    order = store.key_order(keys)
+    del keys
     rank = np.empty(n, np.int64)
-    rank[store.key_order(np.concatenate(raw))] = np.arange(n, dtype=np.int64)
-    del raw
+    rank[order] = np.arange(n, dtype=np.int64)
+    del order
     memory.release()
     runs = _deal(index_path, rank)
     schema = runs.schema(dates_as_text)
@@ -270,6 +279,7 @@ class SQLiteLoader(IndexLoader):
                 self.scratch = None
 
     def load(self, index_path: Path, dataset: str, version: int) -> None:
+        memory.release()       # what the publish freed so far (the log's tiles), before the sort's
         runs = sorted_parts(index_path, self.PARTS, dates_as_text=True)  # dates as SQLAlchemy stores them
         pool = ThreadPoolExecutor(max_workers=1)
         try:

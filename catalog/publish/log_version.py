@@ -129,7 +129,8 @@ def _fixed(matrix: np.ndarray) -> pa.Array:
 
 
 def _matrix(leaf: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    leaf = leaf.combine_chunks() if isinstance(leaf, pa.ChunkedArray) else leaf
+    if isinstance(leaf, pa.ChunkedArray):      # one chunk: its buffer, not a copy (combine_chunks copies)
+        leaf = leaf.chunk(0) if leaf.num_chunks == 1 else leaf.combine_chunks()
     if len(leaf) == 0:
         return np.zeros((0, 32), np.uint8)
     return np.frombuffer(leaf.buffers()[1], np.uint8)[leaf.offset * 32:(leaf.offset + len(leaf)) * 32].reshape(-1, 32)
@@ -246,12 +247,14 @@ def stage_segment(accepted: Path, conformed: Path, state_of: Callable[[pa.Array]
     full = version_store.stage_version(accepted, dataset, ctype, scratch / "accepted_version")
     memory.release()      # its batches' pages, freed on worker threads
     new = version_store.version_leaves(Store.local(full.directory))        # record_id, status, leaf
+    new_ids = new.column("record_id").combine_chunks()
+    new = new.set_column(new.schema.get_field_index("record_id"), "record_id", new_ids)   # one copy of the ids
     present = staging.read_table(conformed, ["licence_number"]).column(0).combine_chunks()
     taken = staging.read_table(accepted, ["licence_number"]).column(0).combine_chunks()
-    state = state_of(new.column("record_id").combine_chunks())
+    state = state_of(new_ids)
 
     ids = state.column("record_id").combine_chunks()
-    in_new = _in(ids, new.column("record_id").combine_chunks())
+    in_new = _in(ids, new_ids)
     numbers = state.column("licence_number")
     held_mask = pc.and_(pc.invert(in_new), pc.and_(_in(numbers, present), pc.invert(_in(numbers, taken))))
     del present, taken          # every licence number of the run, twice: not kept while the segment is written
@@ -266,11 +269,10 @@ def stage_segment(accepted: Path, conformed: Path, state_of: Callable[[pa.Array]
     joined = new.append_column("row", pa.array(np.arange(new.num_rows), pa.int64()))
     if state.num_rows:
         joined = joined.join(old, "record_id", join_type="left outer").sort_by("row")
-    else:                # nothing to join (a first version): the new rows as they are, no old state
-        joined = joined.append_column(old.schema.field("old_status"), pa.nulls(new.num_rows, pa.string())) \
-            .append_column(old.schema.field("old_leaf"), pa.nulls(new.num_rows, pa.binary(32)))
-    is_new = pc.is_null(joined.column("old_leaf"))
-    same = pc.fill_null(pc.equal(joined.column("leaf"), joined.column("old_leaf")), False)
+        is_new = pc.is_null(joined.column("old_leaf"))
+        same = pc.fill_null(pc.equal(joined.column("leaf"), joined.column("old_leaf")), False)
+    else:      # nothing to join (a first version): every row new, none the same (no null columns of n rows)
+        is_new, same = pa.array(np.ones(new.num_rows, bool)), pa.array(np.zeros(new.num_rows, bool))
     changed_rows = pc.invert(same)
 
     out = scratch / "log_version"
@@ -284,19 +286,21 @@ def stage_segment(accepted: Path, conformed: Path, state_of: Callable[[pa.Array]
 
     _write_segment_records(full.directory, pick, w_records, out / "records.parquet")
     memory.release()      # the records' batches, decoded and encoded
-    leaves = np.concatenate([_matrix(_picked(new.column("leaf"), pick)), w_leaves])
+    leaves = _matrix(_picked(new.column("leaf"), pick))
+    if len(w_leaves):         # else the picked leaves as they are (a first version's: not copied)
+        leaves = np.concatenate([leaves, w_leaves])
     # the store keeps what the records do not hold (the holder key, as before the log); the
     # catalogue's index rows are loaded from the whole index, in scratch, written a batch at a time
     holders = _write_segment_index(full.directory, pick, w_records, withdrawn_rows, first_leaf, leaves,
                                    scratch / "index_rows.parquet")
     staging.write_table(pa.table({"holder_key": holders}), out / "index.parquet", staging.DATASET_FILES)
     memory.release()
-    seg_ids = _picked(new.column("record_id").combine_chunks(), pick)
+    seg_ids = _picked(new_ids, pick)
     if w_records.num_rows:
         seg_ids = pa.concat_arrays([seg_ids, w_records.column("record_id").combine_chunks()])
 
     def count(mask) -> int:
-        return int(pc.sum(pc.cast(mask, pa.int64())).as_py() or 0)
+        return int(pc.sum(mask).as_py() or 0)       # the trues, no int64 copy of n rows
 
     new_status = joined.column("status")
     withdrawn_new = pc.equal(new_status, WITHDRAWN)

@@ -142,10 +142,14 @@ def stage_version(accepted: Path | list[Path], dataset: str, ctype: CertificateT
         staging.write_table(pa.schema([src_schema.field(c) for c in index_cols]).empty_table(),
                             out_dir / "index.parquet", staging.DATASET_FILES)
     all_leaves = np.concatenate(leaves) if leaves else np.zeros((0, 32), np.uint8)
+    del leaves          # memory: the leaves once (32 bytes a record), the tree's upper half, then the sort's
     tree = MerkleTree.build(all_leaves)
     tree.save(out_dir / "tree.bin")
+    size, root = tree.size, tree.root
+    del tree
     ordered = all_leaves[key_order(all_leaves)]
-    return StagedVersion(out_dir, tree.size, tree.root, hashlib.sha256(ordered.tobytes()).hexdigest())
+    del all_leaves
+    return StagedVersion(out_dir, size, root, hashlib.sha256(ordered).hexdigest())    # hashed in place
 
 
 def exactly(size: int, batches):

@@ -72,6 +72,9 @@ class _Tile:
 _Tiles = Callable[[int, int], _Tile]   # (level, index) -> the tile as it is at one tree size
 
 
+APPEND_SLICE = 1 << 19      # leaf hashes pushed at once (16 MB): a whole version's would be copied whole
+
+
 class TileLog:
     """A Merkle log in `store` under `prefix` as tlog-tiles. `height` is the tile height (8, as
     C2SP fixes it; smaller only for tests: 2**height hashes to a full tile)."""
@@ -236,8 +239,10 @@ class TileLog:
                 batch = np.ascontiguousarray(batch, dtype=np.uint8)
                 if batch.ndim != 2 or batch.shape[1] != 32:
                     raise ValueError(f"leaf hashes come as (k, 32) arrays, not {batch.shape}")
-                self._push(buffers, 0, self._count(0, new), batch, written)
-                new += len(batch)
+                for at in range(0, len(batch), APPEND_SLICE):     # memory: a slice's copies, not the batch's
+                    part = batch[at:at + APPEND_SLICE]
+                    self._push(buffers, 0, self._count(0, new), part, written)
+                    new += len(part)
             for level, buf in enumerate(buffers):     # a level that did not grow keeps its file
                 if len(buf) and self._count(level, new) != self._count(level, size):
                     key = self.key(level, self._count(level, new) // self.width, len(buf))

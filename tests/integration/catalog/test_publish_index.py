@@ -15,6 +15,7 @@ import sqlalchemy as sa
 
 from base.errors import PublishError
 from base.settings import get_settings, reset_settings
+from catalog.db import engine
 from catalog.db.models import DatasetVersion, Record
 from catalog.publish import index_load, store
 from demo.synth import TABLE
@@ -263,7 +264,7 @@ def test_the_index_copy_runs_under_a_capped_page_cache_then_restores_it(home, si
         sa.event.remove(sa.engine.Engine, "before_cursor_execute", seen)
     assert during and set(during) == {-1_024}
     with catalog().engine.connect() as c:
-        assert c.exec_driver_sql("PRAGMA main.cache_size").scalar() == -262_144
+        assert c.exec_driver_sql("PRAGMA main.cache_size").scalar() == -engine.CACHE_KB
 
 
 def test_the_version_commit_leaves_the_wal_to_a_checkpoint_thread(home, silo, monkeypatch):

@@ -210,3 +210,20 @@ def test_the_log_in_an_s3_store(s3_store):
     s3_store.delete("ds/tile/0/001.p/44")
     with pytest.raises(ValueError, match=r"s3://.*/ds/tile/0/001\.p/44 is missing"):
         TileLog(s3_store, "ds").root(300)
+
+
+def test_a_batch_pushed_in_slices_writes_the_same_tiles(tmp_path, monkeypatch):
+    """A large batch is pushed a slice at a time (memory): the tiles and root are the same as
+    pushed whole, whatever the slice (here not a multiple of a tile's width)."""
+    import catalog.signing.tiles as tiles
+
+    leaves = leaves_for(70000, 4)
+    whole = RecordingStore(tmp_path / "whole")
+    got_whole = TileLog(whole).append(0, [leaves])
+    monkeypatch.setattr(tiles, "APPEND_SLICE", 1000)
+    sliced = RecordingStore(tmp_path / "sliced")
+    got_sliced = TileLog(sliced).append(0, [leaves])
+    assert (got_sliced.size, got_sliced.root) == (got_whole.size, got_whole.root) \
+        == (70000, MerkleTree.build(leaves).root)
+    assert sliced.list() == whole.list()
+    assert all(sliced.read_bytes(k) == whole.read_bytes(k) for k in whole.list())
