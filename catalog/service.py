@@ -242,7 +242,8 @@ class Catalog:
                     if ds.log_from is None:
                         ds.log_from = version
                     s.flush()
-                    _supersede(s, ds.id, version, lv.iter_record_ids(_SUPERSEDE_CHUNK))
+                    if prev is not None:      # only a publish sets current_version: before it, no rows
+                        _supersede(s, ds.id, version, lv.iter_record_ids(_SUPERSEDE_CHUNK))
                     _insert_index(loader, ds.id, version, lv.index_path)
                     self.store.put_dir(lv.directory, final_key, move=True)
                     ds.current_version = version

@@ -310,3 +310,29 @@ def test_the_version_commit_leaves_the_wal_to_a_checkpoint_thread(home, silo, mo
     finally:
         for c in conns:
             c.close()
+
+
+def test_only_a_version_over_another_supersedes_records(home, silo):
+    """The first version has no current rows to supersede: no UPDATE of records (it was ~1,900
+    empty statements a million records); the next version supersedes its changed records' rows."""
+    register_demo_source(home, silo)
+    updates: list[str] = []
+
+    def seen(conn, cursor, statement, *_):
+        if statement.lstrip().upper().startswith("UPDATE RECORDS"):
+            updates.append(statement)
+
+    sa.event.listen(sa.engine.Engine, "before_cursor_execute", seen)
+    try:
+        first = stages.run_all(SOURCE, "r1", TODAY)
+        assert first["version"] == 1 and updates == []
+        with sqlite3.connect(silo) as c:
+            c.execute(f'update {TABLE} set "QYMC" = "QYMC" || \'（变更）\' where "ID" % 50 = 0')
+        second = stages.run_all(SOURCE, "r2", TODAY + timedelta(days=1))
+    finally:
+        sa.event.remove(sa.engine.Engine, "before_cursor_execute", seen)
+    assert second["version"] == 2 and second["changes"]["changed"] > 0 and updates
+    with catalog().engine.connect() as c:
+        superseded = c.execute(sa.select(sa.func.count()).select_from(Record).where(
+            Record.superseded_in == 2)).scalar()
+    assert superseded == second["changes"]["changed"]
