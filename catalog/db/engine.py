@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import logging
 import os
 import threading
 import weakref
@@ -30,9 +29,8 @@ from sqlalchemy import Connection, Engine, NullPool, create_engine, event, make_
 from base.errors import ConfigError
 from base.files import private_dir, private_file
 from base.settings import get_settings
-from catalog.db import rawdb
+from catalog.db import rawdb, wal
 
-log = logging.getLogger("exchange.catalog")
 MIGRATIONS = Path(__file__).parent.parent / "migrations"
 MIGRATION_LOCK = 0x65786368616E6765     # "exchange": the advisory lock key on PostgreSQL
 MIGRATION_WAIT = 300                    # seconds MariaDB waits for another process's upgrade
@@ -62,14 +60,13 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
 
 @contextlib.contextmanager
 def checkpoint_aside(conn: Connection):
-    """SQLite: `conn`'s commits meanwhile leave the WAL to `checkpoint_thread` (a version's commit
-    of 10k changed records wrote ~35k pages to the WAL; copying them into the database file and
-    fsyncing it was most of the commit's time). Other dialects: nothing."""
+    """SQLite: `conn`'s commits meanwhile leave the WAL to `checkpoint_thread` (catalog/db/wal.py).
+    Other dialects: nothing."""
     if conn.dialect.name != "sqlite":
         yield
         return
     was = int(conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar())
-    conn.exec_driver_sql("PRAGMA wal_autocheckpoint=0")
+    conn.exec_driver_sql(wal.OFF)
     conn.commit()                 # ends SQLAlchemy's autobegun transaction (pysqlite began none)
     try:
         yield
@@ -80,25 +77,16 @@ def checkpoint_aside(conn: Connection):
 
 
 def checkpoint_thread(engine: Engine) -> threading.Thread | None:
-    """SQLite: a thread (started) copying the WAL into the database file (a PASSIVE checkpoint:
-    it blocks neither readers nor writers) on its own connection; join it when the work it
-    overlaps is done. Not a daemon: the process waits for it before it exits. Other dialects: None."""
+    """SQLite: one PASSIVE checkpoint on a started thread with its own connection; join it when
+    the work it overlaps is done. Not a daemon: the process waits for it before it exits. Other
+    dialects: None."""
     if engine.dialect.name != "sqlite":
         return None
 
-    def run() -> None:
-        try:
-            with engine.connect() as conn:
-                conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-        except Exception:   # noqa: BLE001 - the next commit's checkpoint copies them instead
-            log.warning("WAL checkpoint failed", exc_info=True)
-    thread = threading.Thread(target=run, name="wal-checkpoint")
-    try:
-        thread.start()
-    except RuntimeError:      # no thread to be had: the next commit's checkpoint copies them instead
-        log.warning("no thread for the WAL checkpoint", exc_info=True)
-        return None
-    return thread
+    def passive() -> None:
+        with engine.connect() as conn:
+            conn.exec_driver_sql(wal.PASSIVE).fetchall()
+    return wal.start(lambda: wal.guarded(passive), daemon=False)
 
 
 def _private_sqlite(path: Path) -> None:

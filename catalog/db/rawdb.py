@@ -9,7 +9,6 @@ transaction (`transaction()`). A connection that failed is closed and reopened o
 """
 from __future__ import annotations
 
-import logging
 import os
 import threading
 import time
@@ -18,7 +17,8 @@ from weakref import WeakKeyDictionary
 
 from sqlalchemy import Engine, event
 
-log = logging.getLogger("exchange.catalog")
+from catalog.db import wal
+
 _registry: WeakKeyDictionary = WeakKeyDictionary()
 # SQLite's WAL file is kept under this size: journal_size_limit (catalog/db/engine.py) truncates it when
 # a writer starts it over, and the checkpoint thread truncates it (TRUNCATE) when it is larger
@@ -117,30 +117,27 @@ class Raw:
             pass
 
     def checkpoint_aside(self, every: float = 1.0) -> None:
-        """SQLite: this thread's connection stops checkpointing the WAL in its commits (a
-        checkpoint copies pages into the database file and fsyncs it: commits that took
-        40-130 ms instead of about 1 ms were measured), and one daemon thread per engine runs
-        a PASSIVE checkpoint every `every` seconds instead, blocking neither writers nor readers."""
+        """SQLite: this thread's connection stops checkpointing the WAL in its commits, and one
+        daemon thread per engine runs a PASSIVE checkpoint every `every` seconds instead
+        (catalog/db/wal.py)."""
         with self.connection() as conn:
-            conn.execute("PRAGMA wal_autocheckpoint = 0")
+            conn.execute(wal.OFF)
         with _registry_lock:
             if self._checkpointer is None:
-                self._checkpointer = threading.Thread(target=self._checkpoints, args=(every,),
-                                                      name="wal-checkpoint", daemon=True)
-                self._checkpointer.start()
+                self._checkpointer = wal.start(lambda: self._checkpoints(every), daemon=True)
 
     def _checkpoints(self, every: float) -> None:
-        db = self.engine.url.database
-        wal = f"{db}-wal" if db and db != ":memory:" else None
         while True:
             time.sleep(every)
-            try:
-                with self.connection() as conn:
-                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-                    if wal and os.path.exists(wal) and os.path.getsize(wal) > WAL_LIMIT:
-                        self._truncate(conn)
-            except Exception:   # noqa: BLE001 - the next round tries again; commits still work
-                log.warning("WAL checkpoint failed", exc_info=True)
+            wal.guarded(self._checkpoint)
+
+    def _checkpoint(self) -> None:
+        db = self.engine.url.database
+        path = f"{db}-wal" if db and db != ":memory:" else None
+        with self.connection() as conn:
+            conn.execute(wal.PASSIVE).fetchall()
+            if path and os.path.exists(path) and os.path.getsize(path) > WAL_LIMIT:
+                self._truncate(conn)
 
     @staticmethod
     def _truncate(conn) -> None:
