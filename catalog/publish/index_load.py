@@ -30,7 +30,7 @@ from sqlalchemy.engine import Connection
 
 from base import memory
 from catalog.db.models import Record
-from catalog.publish import store
+from catalog.publish import index_rebuild, store
 from catalog.publish.scratch_dirs import Scratch
 from catalog.signing import digests
 
@@ -287,7 +287,9 @@ class SQLiteLoader(IndexLoader):
             for done in ingested:     # every part written before the catalogue's connection reads any:
                 done.result()         # reading one may load the schemas of all, one half-written ("malformed")
             memory.release()          # the sorted runs', before the catalogue's pages
-            with self._cache(LOAD_CACHE_KB):
+            incoming = pq.ParquetFile(index_path).metadata.num_rows
+            with index_rebuild.rebuilt_around(self.conn, incoming) as dropped, \
+                    self._cache(index_rebuild.LOAD_CACHE_KB if dropped else LOAD_CACHE_KB):
                 for i in range(len(ingested)):
                     # the catalogue connection reads the part's new schema when this names its table
                     src = sa.table("rows", *(sa.column(c) for c in COLUMNS), schema=self._part(i)[0])
