@@ -215,6 +215,7 @@ class Catalog:
                         run.state, run.finished_at, run.version = "unchanged", now, prev.version
                         return PublishResult(ds.id, prev.version, "unchanged", prev.tree_size, prev.root_hash)
                     version = (prev.version if prev else 0) + 1
+                    loader.prepare(lv.index_path)     # SQLite: sorted and ingested while the log grows
                     log = TileLog(self.store, log_version.log_prefix(ds.id))
                     if prev is not None and ds.log_from is None:     # a catalogue from before the log
                         written += _adopt(log, self.store, ds, prev)
