@@ -349,8 +349,9 @@ def stage_delta_version(accepted: Path, conformed: Path, base: DeltaBase, versio
     outside = withdrawn - in_scope          # withdrawn records outside the scope: still withdrawn
     held = 0
     if holding is not None and len(holding):
+        known = carried_rows if base.map is not None else None      # a map: its version's record count is known
         held, held_withdrawn = held_outside(reader, holding, seg.state, base.record_count, withdrawn - in_scope,
-                                            carried_rows, delta.carried)
+                                            known, delta.carried)
         outside -= held_withdrawn           # held, as they are in the scope stage_segment holds
     changes = replace(seg.changes, still_withdrawn=seg.changes.still_withdrawn + outside,
                       unchanged=seg.changes.unchanged + held)
