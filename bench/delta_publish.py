@@ -75,7 +75,8 @@ def _timed(original, licences: list[str], figures: dict):
     from base import staging
     from catalog.publish import log_delta, log_version
 
-    def publish_version(catalog, reg, run, keys, accepted, conformed, scratch, delta=None, on=None):
+    def publish_version(catalog, reg, run, keys, accepted, conformed, scratch, delta=None, on=None,
+                        carried_rows=None):
         numbers = pa.array(licences, pa.string())
         acc, conf = staging.read_table(accepted), staging.read_table(conformed)
         inside = pc.is_in(acc.column("licence_number"), value_set=numbers)

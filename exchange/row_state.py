@@ -465,7 +465,8 @@ def commit(store: Store, source_id: str, handoff: str, version: int | None, scra
     """After publish: the run's row state (hand-off `handoff`) becomes the source's, stamped with
     the version it was published as, and the conformed form (hand-off `conformed`) of its rows
     not accepted the source's Held, stamped alike (written first: the state's stamp is what a
-    delta run goes by). Idempotent: the hand-off is deleted last."""
+    delta run goes by). Idempotent: the hand-off is deleted last. A run that changed no row's
+    state (`_as_before`) leaves both files as they are."""
     if not store.exists(handoff):
         return
     if version is None:
@@ -475,6 +476,10 @@ def commit(store: Store, source_id: str, handoff: str, version: int | None, scra
     table = staging.read_table(local)
     meta = {**_meta(table.schema), "version": version}
     stamp = {b"row_state": json.dumps(meta).encode()}
+    if conformed is not None and store.exists(conformed) and _as_before(store, source_id, table, meta, scratch):
+        del table
+        store.delete(handoff)
+        return
     if conformed is not None and store.exists(conformed):
         _put_held(store, source_id, table, store.local_file(conformed, scratch), stamp, scratch)
     else:
@@ -486,6 +491,21 @@ def commit(store: Store, source_id: str, handoff: str, version: int | None, scra
     del table
     store.put_file(out, state_key(source_id), move=True)
     store.delete(handoff)
+
+
+def _as_before(store: Store, source_id: str, table: pa.Table, meta: dict, scratch: Path) -> bool:
+    """Is the source's row state, stamped `meta` already, the same rows as `table`, with its
+    Held stamped alike: a run that changed nothing (its version the current one) then writes
+    neither again. Held holds the conformed form of the state's rows not accepted, by hash (a
+    row's conformed form is its content's, under the fingerprint): the same rows, the same Held."""
+    key, held = state_key(source_id), held_key(source_id)
+    stamp = {k: meta.get(k) for k in ("fingerprint", "version")}
+    if not store.exists(key) or {k: read_meta(store, key).get(k) for k in stamp} != stamp:
+        return False
+    if not store.exists(held) or {k: read_meta(store, held).get(k) for k in stamp} != stamp:
+        return False
+    before = staging.read_table(store.local_file(key, scratch))
+    return before.num_rows == table.num_rows and before.equals(table)       # metadata apart
 
 
 def _put_held(store: Store, source_id: str, state: pa.Table, conformed: Path, stamp: dict, scratch: Path) -> None:

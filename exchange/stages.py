@@ -504,8 +504,9 @@ def publish(source_id: str, key: str, parts: list[dict] | None = None) -> dict:
     with _scratch() as scratch:
         accepted, conformed = (_local(store, handoff(source_id, key, n), scratch) for n in ("accepted", "conformed"))
         refuse_blank_licence_numbers(accepted, reg.id, reg.certificate_type)
-        delta, on = _delta(store, source_id, key, scratch)
-        result, diff, carried = _publish_version(catalog, reg, run, keys, accepted, conformed, scratch, delta, on)
+        delta, on, carried_rows = _delta(store, source_id, key, scratch)
+        result, diff, carried = _publish_version(catalog, reg, run, keys, accepted, conformed, scratch, delta, on,
+                                                 carried_rows)
     _recovered(ledger, reg, run, result)
     write_key_material(keys, catalog.engine, settings.jwks_path)
     _commit_pull(store, source_id, key, ledger, result.version)   # row state, watermark, mirror, files
@@ -529,11 +530,13 @@ PUBLISH_ATTEMPTS = 5       # builds of a version when other publishes of its dat
 
 
 def _publish_version(catalog, reg, run, keys, accepted: Path, conformed: Path, scratch: Path,
-                     delta: log_version.Delta | None = None, on: int | None = None):
+                     delta: log_version.Delta | None = None, on: int | None = None,
+                     carried_rows: int | None = None):
     """Build the version in scratch on the dataset's current state (only the record states that
     changed: catalog/publish/log_version.py) and publish it; built again if another publish of
     the dataset lands meanwhile. `delta`: the run holds only its changed rows, found against
-    version `on`, which must still be the current one. Returns (result, changes, carried)."""
+    version `on`, which must still be the current one (`carried_rows`: the rows it carried).
+    Returns (result, changes, carried)."""
     work = scratch / "version"
     for attempt in range(1, PUBLISH_ATTEMPTS + 1):
         shutil.rmtree(work, ignore_errors=True)
@@ -547,7 +550,7 @@ def _publish_version(catalog, reg, run, keys, accepted: Path, conformed: Path, s
             if base != on:
                 raise DataError(_moved(reg, on, base), source=reg.id, rule="change detection: version unchanged")
             lv = log_delta.stage_delta_version(accepted, conformed, built_on, versions, catalog.store,
-                                               reg.dataset, reg.ctype, size, work, delta)
+                                               reg.dataset, reg.ctype, size, work, delta, carried_rows)
         carried = changes.Carried(lv.withdrawn_now, lv.held)
         try:     # committed only if the dataset is still at `base` under its lock
             return catalog.publish(run.id, source_listing(reg), lv, keys, base_version=base), lv.changes, carried
@@ -557,16 +560,17 @@ def _publish_version(catalog, reg, run, keys, accepted: Path, conformed: Path, s
     raise AssertionError("unreachable")
 
 
-def _delta(store: Store, source_id: str, key: str, scratch: Path) -> tuple[log_version.Delta | None, int | None]:
-    """A delta run's scope (conform's `delta` hand-off, exchange/row_state.py) and the version
-    its rows were matched against; (None, None) for a full run."""
+def _delta(store: Store, source_id: str, key: str,
+           scratch: Path) -> tuple[log_version.Delta | None, int | None, int | None]:
+    """A delta run's scope (conform's `delta` hand-off, exchange/row_state.py), the version its
+    rows were matched against and how many rows it carried; (None, None, None) for a full run."""
     name = handoff(source_id, key, "delta")
     if not store.exists(name):
-        return None, None
+        return None, None, None
     table = staging.read_table(_local(store, name, scratch))
     meta = json.loads(table.schema.metadata[b"detect"])
     return (log_version.Delta(licences=table.column("licence_number").combine_chunks(),
-                              carried=meta["carried_live"]), meta["version"])
+                              carried=meta["carried_live"]), meta["version"], meta["carried"])
 
 
 def _moved(reg, on: int | None, base: int | None) -> str:

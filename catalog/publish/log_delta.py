@@ -24,6 +24,7 @@ import pyarrow.compute as pc
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from base import staging
 from base.storage import Store
 from catalog.db.models import Record
 from catalog.publish import log_version
@@ -172,6 +173,26 @@ class IndexReader:
             return int(conn.execute(sa.select(sa.func.count()).select_from(Record).where(
                 _r.dataset_id == self.dataset, *CURRENT_WITHDRAWN)).scalar() or 0)
 
+    def withdrawn_numbers(self) -> list[tuple]:
+        """(record_id, licence_number, status) of every current withdrawn record."""
+        with self.engine.connect() as conn:
+            got = _raw(conn, sa.select(_r.record_id, _r.licence_number, _r.status).where(
+                _r.dataset_id == self.dataset, *CURRENT_WITHDRAWN))
+        self._count(len(got))
+        return got
+
+    def numbered(self, licences: pa.Array) -> list[tuple]:
+        """(record_id, licence_number, status) of the current records with one of `licences`."""
+        numbers = sorted(set(pc.drop_null(licences).to_pylist()))
+        got: list[tuple] = []
+        with self.engine.connect() as conn:
+            for at in range(0, len(numbers), CHUNK):
+                got += _raw(conn, sa.select(_r.record_id, _r.licence_number, _r.status).where(
+                    _r.dataset_id == self.dataset, _r.superseded_in.is_(None),
+                    _r.licence_number.in_(numbers[at:at + CHUNK])))
+        self._count(len(got))
+        return got
+
     def whole(self) -> pa.Table:
         """Every current record's STATE row (log_version.current_state)."""
         with self.engine.connect() as conn:
@@ -302,27 +323,93 @@ class DeltaBase:
 
 def stage_delta_version(accepted: Path, conformed: Path, base: DeltaBase, versions: dict[int, tuple[str, int]],
                         store: Store, dataset: str, ctype: CertificateType, first_leaf: int, scratch: Path,
-                        delta: Delta) -> LogVersion:
+                        delta: Delta, carried_rows: int | None = None) -> LogVersion:
     """stage_log_version(accepted, conformed, <the whole current state>, ..., delta), reading
-    only the run's scope and the map buckets its segment touches."""
+    only the run's scope and the map buckets its segment touches. `carried_rows`: the rows the
+    run carried (each one current record of its own, none in the scope), if known.
+
+    The scope read is narrower than delta.licences: a licence number some row of the run has
+    (conformed) but none it accepted holds its records (stage_segment's held rows) whatever
+    they are, so they are only counted (held_outside), not read: the ~5 % of rows quarantined
+    run after run, each one a number in the scope, cost a look-up each otherwise."""
     reader = base.reader
+    numbers, holding = _narrowed(delta.licences, accepted, conformed) if NARROW else (delta.licences, None)
     with ThreadPoolExecutor(max_workers=1) as pool:
         early: list[Future] = []
 
         def scoped(ids: pa.Array) -> pa.Table:
             if base.map is not None:      # the buckets of the staged ids on a thread meanwhile (both read SQLite)
                 early.append(pool.submit(reader.buckets_of, ids, base.map.bits))
-            return reader.scoped(ids, delta.licences)
+            return reader.scoped(ids, numbers)
         seg = log_version.stage_segment(accepted, conformed, scoped, versions, store, dataset, ctype, first_leaf,
                                         scratch, delta)
         prefetched = early[0].result() if early else None
     in_scope = int(pc.sum(pc.cast(pc.equal(seg.state.column("status"), WITHDRAWN), pa.int64())).as_py() or 0)
-    outside = reader.withdrawn() - in_scope          # withdrawn records outside the scope: still withdrawn
-    changes = replace(seg.changes, still_withdrawn=seg.changes.still_withdrawn + outside)
+    withdrawn = reader.withdrawn()
+    outside = withdrawn - in_scope          # withdrawn records outside the scope: still withdrawn
+    held = 0
+    if holding is not None and len(holding):
+        known = carried_rows if base.map is not None else None      # a map: its version's record count is known
+        held, held_withdrawn = held_outside(reader, holding, seg.state, base.record_count, withdrawn - in_scope,
+                                            known, delta.carried)
+        outside -= held_withdrawn           # held, as they are in the scope stage_segment holds
+    changes = replace(seg.changes, still_withdrawn=seg.changes.still_withdrawn + outside,
+                      unchanged=seg.changes.unchanged + held)
+    if held:
+        seg = replace(seg, held=seg.held + held)
     count = base.record_count + seg.added
     if base.map is None or vmap.bits_for(count) != base.map.bits:
         return seg.version(*log_version.whole_map(reader.whole(), seg), changes)
     return seg.version(touched_map(base.map, seg, reader, prefetched), count, changes)
+
+
+NARROW = True       # False: every number of delta.licences read (the equivalence tests compare)
+
+
+def _narrowed(licences: pa.Array, accepted: Path, conformed: Path) -> tuple[pa.Array, pa.Array]:
+    """(the numbers of `licences` whose records are read, those whose records are held): a
+    number a conformed row has and no accepted row has is held (stage_segment: a record not
+    among the run's, its number present and not taken), whatever its records are."""
+    lic = pc.unique(pc.drop_null(licences))
+    present = staging.read_table(conformed, ["licence_number"]).column(0).combine_chunks()
+    taken = staging.read_table(accepted, ["licence_number"]).column(0).combine_chunks()
+    holds = pc.and_(log_version._in(lic, present), pc.invert(log_version._in(lic, taken)))
+    return lic.filter(pc.invert(holds)), lic.filter(holds)
+
+
+def held_outside(reader: IndexReader, holding: pa.Array, scope: pa.Table, record_count: int,
+                 withdrawn_outside: int, carried_rows: int | None, carried_live: int) -> tuple[int, int]:
+    """(records held, of them withdrawn) among the current records with a number of `holding`
+    that are not in the `scope` read: the scope stage_segment would have read holds them all.
+    Every current record is a carried row's, in the scope, one of these, or another outside
+    it: when no record is left outside (record_count = carried + scope), there are none; when
+    the records left outside are all withdrawn, only the withdrawn are read (a partial index);
+    else the numbers' records are read (ids and status)."""
+    if carried_rows is not None:
+        left = record_count - carried_rows - scope.num_rows
+        if left == 0:
+            return 0, 0
+        carried_withdrawn = carried_rows - carried_live
+        if left == withdrawn_outside - carried_withdrawn and left <= WITHDRAWN_LIST:
+            rows = reader.withdrawn_numbers()
+            return _held(rows, holding, scope, True)
+    return _held(reader.numbered(holding), holding, scope, False)
+
+
+WITHDRAWN_LIST = 200_000       # withdrawn records read as a list at most (else by number)
+
+
+def _held(rows: list[tuple], holding: pa.Array, scope: pa.Table, withdrawn_only: bool) -> tuple[int, int]:
+    """Of `rows` (record_id, licence_number, status): those with a number of `holding` and not
+    in `scope`, counted (all, withdrawn)."""
+    if not rows:
+        return 0, 0
+    ids, numbers, status = (pa.array(c, pa.string()) for c in zip(*rows))
+    keep = pc.and_(log_version._in(numbers, holding),
+                   pc.invert(log_version._in(ids, scope.column("record_id").combine_chunks())))
+    n = int(pc.sum(pc.cast(keep, pa.int64())).as_py() or 0)
+    w = int(pc.sum(pc.cast(pc.and_(keep, pc.equal(status, WITHDRAWN)), pa.int64())).as_py() or 0)
+    return n, (n if withdrawn_only else w)
 
 
 def _bytes(ids: pa.Array) -> np.ndarray:

@@ -61,7 +61,8 @@ class DeltaRuns:
         self.held: list[str] = []
         self.log: list[dict] = []
 
-    def __call__(self, catalog, reg, run, keys, accepted, conformed, scratch, delta=None, on=None):
+    def __call__(self, catalog, reg, run, keys, accepted, conformed, scratch, delta=None, on=None,
+                 carried_rows=None):
         assert delta is None, "the runs are full (EXCHANGE_CHANGE_DETECTION=0): this test cuts them itself"
         if self.licences is None:
             return self.original(catalog, reg, run, keys, accepted, conformed, scratch)
@@ -74,6 +75,7 @@ class DeltaRuns:
         cut_conf = conf.filter(pc.is_in(conf.column("licence_number"), value_set=numbers))
         carried = acc.filter(pc.and_(pc.invert(in_acc), pc.not_equal(acc.column("status"), "withdrawn"))).num_rows
         delta = log_version.Delta(numbers, carried)
+        carried_rows = acc.num_rows - int(pc.sum(pc.cast(in_acc, pa.int64())).as_py() or 0)
         paths = []
         for name, table in (("cut_accepted", cut_acc), ("cut_conformed", cut_conf)):
             path = staging.transient(scratch, name)
@@ -101,7 +103,7 @@ class DeltaRuns:
         try:
             _, versions2, size2, base = catalog.delta_base(reg.dataset)
             part = log_delta.stage_delta_version(*paths, base, versions2, catalog.store, reg.dataset, reg.ctype,
-                                                 size2, scratch / "part", delta)
+                                                 size2, scratch / "part", delta, carried_rows)
         finally:
             log_version.current_state = real
             sa.event.remove(catalog.engine, "before_cursor_execute", seen)
@@ -117,7 +119,8 @@ class DeltaRuns:
         assert _essentials(part) == _essentials(full)
         self.log.append({"state": state.num_rows, "rows_read": base.reader.rows_read, "whole": len(calls),
                          "bits": (base.map.bits if base.map else None, part.map.bits), "lv": full})
-        return self.original(catalog, reg, run, keys, *paths, scratch, delta, catalog.current_version(reg.dataset)[0])
+        return self.original(catalog, reg, run, keys, *paths, scratch, delta, catalog.current_version(reg.dataset)[0],
+                             carried_rows)
 
 
 # a read of records: by the primary key, or by a partial index of the current records (migration 0020)
