@@ -13,6 +13,8 @@
 """
 from __future__ import annotations
 
+import os
+import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -364,7 +366,15 @@ def _records_of(store: Store, versions: dict[int, tuple[str, int]], rows: pa.Tab
 def _write_segment_records(full_dir: Path, pick: np.ndarray, w_records: pa.Table, path: Path) -> None:
     """The segment's records: the staged rows at `pick` (ascending), then the newly withdrawn,
     streamed a batch at a time into row groups of version_store.ROW_GROUP (every one full but
-    the last: read_record finds a leaf by division)."""
+    the last: read_record finds a leaf by division). When that is the staged file as it is
+    (every row picked, none withdrawn: a first version), the file itself, linked."""
+    if not w_records.num_rows and _every_row(pq.read_metadata(full_dir / "records.parquet"), pick):
+        _link(full_dir / "records.parquet", path)
+    else:
+        _rewrite_records(full_dir, pick, w_records, path)
+
+
+def _rewrite_records(full_dir: Path, pick: np.ndarray, w_records: pa.Table, path: Path) -> None:
     f = staging.parquet_file(full_dir / "records.parquet")
     schema = f.schema_arrow
     mask = np.zeros(f.metadata.num_rows, bool)
@@ -383,6 +393,25 @@ def _write_segment_records(full_dir: Path, pick: np.ndarray, w_records: pa.Table
     with staging.writer(path, schema, staging.DATASET_FILES) as writer:
         for batch in memory.released(version_store.exactly(version_store.ROW_GROUP, batches())):
             writer.write_table(pa.Table.from_batches([batch], schema), row_group_size=version_store.ROW_GROUP)
+
+
+def _every_row(meta: pq.FileMetaData, pick: np.ndarray) -> bool:
+    """`pick` (ascending, distinct) is every row of a file whose row groups are those the
+    segment's would be: version_store.ROW_GROUP rows each, the last at most that. Then the
+    rewrite would give the same bytes (same rows, schema, row groups and DATASET_FILES options)."""
+    groups = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
+    return (0 < len(pick) == meta.num_rows and all(g == version_store.ROW_GROUP for g in groups[:-1])
+            and 0 < groups[-1] <= version_store.ROW_GROUP)
+
+
+def _link(src: Path, dst: Path) -> None:
+    """`dst` the same file as `src` (read again later: a link, not a move); a copy where the
+    file system has no hard links."""
+    dst.unlink(missing_ok=True)
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copyfile(src, dst)
 
 
 def _write_segment_index(full_dir: Path, pick: np.ndarray, w_records: pa.Table, w_state: pa.Table,
