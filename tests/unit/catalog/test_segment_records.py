@@ -83,3 +83,20 @@ def test_row_groups_other_than_the_segments_are_rewritten(tmp_path):
     assert not os.path.samefile(out, tmp_path / "v" / "records.parquet")
     meta = pq.ParquetFile(out).metadata
     assert [meta.row_group(i).num_rows for i in range(meta.num_row_groups)] == [store.ROW_GROUP, 10]
+
+
+@pytest.mark.parametrize("every", [True, False])
+def test_index_rows_of_every_row_or_a_pick(staged, tmp_path, every):
+    """The segment's index rows: the staged index at `pick` (every row: the batches as they
+    are), numbered from the first leaf, with their leaf hashes; the holder keys returned."""
+    n, full = staged
+    pick = np.arange(n) if every else np.arange(0, n, 3)
+    leaves = np.random.default_rng(1).integers(0, 256, (len(pick), 32), dtype=np.uint8)
+    out = tmp_path / "index_rows.parquet"
+    holders = log_version._write_segment_index(full, pick, _none_withdrawn(), None, 100, leaves, out)
+    rows = pq.read_table(out)
+    want = store.index_table(full / "index.parquet", list(store.INDEX_COLUMNS)).take(pa.array(pick))
+    assert rows.select(list(store.INDEX_COLUMNS)).equals(want)
+    assert rows.column("leaf_index").to_pylist() == list(range(100, 100 + len(pick)))
+    assert rows.column("leaf_hash").to_pylist() == [bytes(x).hex() for x in leaves]
+    assert holders.to_pylist() == want.column("holder_key").to_pylist()
