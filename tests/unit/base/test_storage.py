@@ -51,6 +51,48 @@ def test_open_output_writes_whole_or_not_at_all(store):
     assert store.read_bytes("v/records.bin") == b"whole"
 
 
+@pytest.mark.parametrize("fault", ["write", "rename"])
+def test_a_local_write_that_fails_leaves_the_file_as_it_was(tmp_path, monkeypatch, fault):
+    """write_bytes on a local store (its own path, not open_output's): a disk that fills half
+    way through, or a rename that fails, leaves the old file and no hidden one beside it."""
+    import base.storage as storage
+
+    store = Store.local(tmp_path / "store")
+    store.write_bytes("log/tile/0/000", b"old")
+    assert oct((tmp_path / "store/log/tile/0/000").stat().st_mode & 0o777) == "0o600"
+    if fault == "write":
+        real_open = open
+
+        class Full:
+            def __init__(self, fd, *a, **k):
+                self.f = real_open(fd, *a, **k)
+
+            def __enter__(self):
+                return self
+
+            def __exit__(self, *exc):
+                self.f.close()
+
+            def write(self, data):
+                self.f.write(bytes(data[:3]))
+                raise OSError(28, "No space left on device")
+
+        monkeypatch.setattr(storage, "open", Full, raising=False)
+    else:
+        def no_rename(src, dst):
+            raise OSError("the rename failed")
+
+        monkeypatch.setattr(storage.os, "replace", no_rename)
+    with pytest.raises(OSError):
+        store.write_bytes("log/tile/0/000", b"the whole new tile")
+    with pytest.raises(OSError):
+        store.write_bytes("log/tile/0/001", b"a new one")
+    monkeypatch.undo()
+    assert store.list() == ["log/tile/0/000"] and store.read_bytes("log/tile/0/000") == b"old"
+    store.write_bytes("log/tile/1/x001/000", b"a folder made on the way")
+    assert store.read_bytes("log/tile/1/x001/000") == b"a folder made on the way"
+
+
 def test_files_in_and_out_move_copy_and_delete(store, tmp_path):
     local = tmp_path / "local.parquet"
     pq.write_table(pa.table({"n": list(range(10_000))}), local, row_group_size=1_000)

@@ -186,6 +186,33 @@ def test_a_failed_append_leaves_no_file(tmp_path):
     assert store.list() == before
 
 
+def test_an_append_whose_tile_write_fails_leaves_no_file(tmp_path, monkeypatch):
+    """A write failing part way through an append (the third tile's rename): the tiles already
+    written are deleted and no hidden file is left; the log reads as before and appends again."""
+    import os
+
+    store = Store.local(tmp_path)
+    log = TileLog(store, height=2)
+    log.append(0, [leaves_for(5, 8)])
+    before = store.list()
+    real, calls = os.replace, []
+
+    def replace(src, dst):
+        calls.append(dst)
+        if len(calls) == 3:
+            raise OSError("the disk failed")
+        real(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(OSError, match="the disk failed"):
+        log.append(5, [leaves_for(40, 9)])
+    monkeypatch.undo()
+    assert len(calls) == 3 and store.list() == before
+    again = TileLog(store, height=2)
+    assert again.root(5) == log.root(5)
+    assert again.append(5, [leaves_for(40, 9)]).size == 45
+
+
 def test_proof_arguments_are_checked(tmp_path):
     log = TileLog(Store.local(tmp_path), height=2)
     log.append(0, [leaves_for(9, 10)])
