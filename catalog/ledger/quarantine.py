@@ -12,13 +12,13 @@ def changed_rows(seen: dict, known: dict) -> dict:
     where a key has exactly one unmatched row and one unmatched entry (a fixed typo keeps its
     review; entries kept from before migration 0011 have row_hash '')."""
     rows, entries = defaultdict(list), defaultdict(list)
-    for kh in seen:
-        if kh not in known:
-            rows[kh[0]].append(kh)
-    for kh in known:
-        if kh not in seen and kh[0] in rows:
+    for kh in known:           # the entries first: none (a first run), no row is looked at
+        if kh not in seen:
             entries[kh[0]].append(kh)
-    return {rows[k][0]: entries[k][0] for k in entries if len(rows[k]) == len(entries[k]) == 1}
+    for kh in seen:
+        if kh[0] in entries and kh not in known:
+            rows[kh[0]].append(kh)
+    return {rows[k][0]: entries[k][0] for k in entries if k in rows and len(rows[k]) == len(entries[k]) == 1}
 
 
 HASHED = ("sha256:", "sha256;")      # the range of keys hashed from rows without a licence number
