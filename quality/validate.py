@@ -506,6 +506,19 @@ def row_key(licence_number: str | None, raw: dict) -> str:
 
 
 _ENCODE = json.JSONEncoder(ensure_ascii=False, default=str).encode
+_STRING = json.encoder.encode_basestring      # what _ENCODE writes for a str
+
+
+def _json(value) -> str:
+    """_ENCODE(value), the common cases without building an encoder per value."""
+    kind = type(value)
+    if kind is str:
+        return _STRING(value)
+    if kind is date:           # default=str: its ISO text, nothing to escape
+        return f'"{value.isoformat()}"'
+    if kind is int:
+        return int.__repr__(value)
+    return "null" if value is None else _ENCODE(value)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -531,6 +544,10 @@ def _as_text(column) -> pa.ChunkedArray | pa.Array:
         return pa.array([None if v is None else _ENCODE(v) for v in column.to_pylist()], pa.string())
 
 
+def _rows_at(table: pa.Table, at: pa.Array) -> pa.Table:
+    return table.filter(at) if pa.types.is_boolean(at.type) else table.take(at)
+
+
 def _quarantine_rows(batch, raw, reasons: dict[int, list[str]], key_field: str | None,
                      schema: pa.Schema, copies: Counter) -> pa.Table:
     """The failing rows: reasons, the offending values (the silo's own text for dates) and
@@ -539,12 +556,16 @@ def _quarantine_rows(batch, raw, reasons: dict[int, list[str]], key_field: str |
     if not reasons:
         return schema.empty_table()
     idx = sorted(reasons)
-    take = pa.array(idx)
+    mask = np.zeros(batch.num_rows, dtype=bool)
+    mask[idx] = True
+    take = pa.array(mask)        # the rows in order: a filter, cheaper than a take over chunks
+    if raw.num_rows != batch.num_rows:       # rows lost (reconciliation fails after): as they are
+        take = pa.array(idx, pa.int64())
     named = {c for r in {r for rs in reasons.values() for r in rs} for c in _columns_of(r)}
     wanted = [c for c in batch.schema.names
               if c in named or c.removeprefix(UNPARSED) in named or c in (ROW, key_field)]
-    conf = batch.select(wanted).take(take).to_pydict()
-    raw_rows = raw.take(take).combine_chunks()
+    conf = _rows_at(batch.select(wanted), take).to_pydict()
+    raw_rows = _rows_at(raw, take).combine_chunks()
     nulls = [None] * len(idx)
     # dates: the silo's own text says more than the (null) parsed value
     shown = {c: (conf.get(UNPARSED + c) or nulls, conf.get(c) or nulls) for c in named}
@@ -553,8 +574,9 @@ def _quarantine_rows(batch, raw, reasons: dict[int, list[str]], key_field: str |
         rs = tuple(reasons[i])
         cols = columns.get(rs)
         if cols is None:
-            cols = columns[rs] = tuple(dict.fromkeys(c for r in rs for c in _columns_of(r)))
-        values.append(_ENCODE({c: shown[c][0][n] or shown[c][1][n] for c in cols}))
+            cols = columns[rs] = tuple((c, _ENCODE(c) + ": ")
+                                       for c in dict.fromkeys(c for r in rs for c in _columns_of(r)))
+        values.append("{" + ", ".join([k + _json(shown[c][0][n] or shown[c][1][n]) for c, k in cols]) + "}")
     keys = list(conf[key_field]) if key_field else list(nulls)
     for n in (n for n, k in enumerate(keys) if not k):       # rare: hash the silo row
         keys[n] = row_key(None, raw_rows.slice(n, 1).to_pylist()[0])
