@@ -20,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from base import staging
+from base import memory, staging
 from base.errors import ConfigError, ReconciliationError
 from quality import arrow_checks as ac
 from quality import suites
@@ -255,51 +255,52 @@ def validate(conformed: Path, extracted: Path, ctype: CertificateType, out_dir: 
     writes, pending = ThreadPoolExecutor(1), []
     copies: Counter[tuple[str, str]] = Counter()      # (key, row hash) -> rows so far
     try:
-        for batch, raw in _aligned_batches(conf_table, raw_table, batch_rows):
-            offset = n_in
-            same = settled[offset:offset + batch.num_rows] if settled is not None else None
-            if row_checks is not None:
-                reasons, checked = _row_reasons(row_checks, batch, known, offset, fresh, same)
-                fresh += checked
-            else:
-                lo, hi = np.searchsorted(found_pos, [offset, offset + batch.num_rows])
-                reasons = defaultdict(list, {int(p) - offset: list(found[j])
-                                             for j, p in enumerate(found_pos[lo:hi].tolist(), lo)})
-            lo, hi = np.searchsorted(wide_pos, [offset, offset + batch.num_rows])
-            here = wide_pos[lo:hi].tolist()
-            own = {pos - offset: len(reasons.get(pos - offset, ())) for pos in here}   # row-level failures
-            for pos in here:              # a new list: a kept row's list may be shared
-                reasons[pos - offset] = [*reasons.get(pos - offset, ()), *wide[pos]]
-            bad = np.zeros(batch.num_rows, dtype=bool)
-            bad[list(reasons)] = True
-            row_level = {p: reasons[p][:own[p]] if p in own else reasons[p] for p in np.flatnonzero(bad).tolist()}
-            if same is not None and same.any():
-                bad |= same
-                bulk.append(_settled_rows(batch, known.slice(offset, batch.num_rows), same, counts))
-            while len(pending) > 2:         # at most a batch or two waiting to be written
-                pending.pop(0).result()
-            pending.append(writes.submit(ok_writer.write_table, batch.filter(pa.array(~bad))))
-            hush = _quiet(quiet, offset, batch.num_rows, row_level)
-            told = {p: rs for p, rs in reasons.items() if p not in hush} if hush else reasons
-            quarantined = _quarantine_rows(batch, raw, told, key_field, q_schema, copies)
-            pending.append(writes.submit(bad_writer.write_table, quarantined))
-            conf_release()
-            raw_release()
-            for rs, n in Counter(map(tuple, reasons.values())).items():     # rows share their lists
-                for r in set(rs):
-                    counts[r] += n
-            n_in += batch.num_rows
-            n_bad += int(bad.sum())
-            timeless = [p for p, rs in row_level.items() if not dated.intersection(rs)]
-            numbers = batch.column(ROW)
-            kept_rows += numbers.take(pa.array(timeless, pa.int64())).to_pylist()
-            kept_reasons += [row_level[p] for p in timeless]
-            if len(timeless) < len(row_level):
-                others = [p for p in row_level if dated.intersection(row_level[p])]
-                dated_rows += numbers.take(pa.array(others, pa.int64())).to_pylist()
-                dated_reasons += [row_level[p] for p in others]
-            quiet_rows += numbers.take(pa.array(sorted(hush), pa.int64())).to_pylist()
-            n_ok += batch.num_rows - int(bad.sum())
+        with memory.settled_heap():      # many rows' objects made: full passes skip the old ones
+            for batch, raw in _aligned_batches(conf_table, raw_table, batch_rows):
+                offset = n_in
+                same = settled[offset:offset + batch.num_rows] if settled is not None else None
+                if row_checks is not None:
+                    reasons, checked = _row_reasons(row_checks, batch, known, offset, fresh, same)
+                    fresh += checked
+                else:
+                    lo, hi = np.searchsorted(found_pos, [offset, offset + batch.num_rows])
+                    reasons = defaultdict(list, {int(p) - offset: list(found[j])
+                                                 for j, p in enumerate(found_pos[lo:hi].tolist(), lo)})
+                lo, hi = np.searchsorted(wide_pos, [offset, offset + batch.num_rows])
+                here = wide_pos[lo:hi].tolist()
+                own = {pos - offset: len(reasons.get(pos - offset, ())) for pos in here}   # row-level failures
+                for pos in here:              # a new list: a kept row's list may be shared
+                    reasons[pos - offset] = [*reasons.get(pos - offset, ()), *wide[pos]]
+                bad = np.zeros(batch.num_rows, dtype=bool)
+                bad[list(reasons)] = True
+                row_level = {p: reasons[p][:own[p]] if p in own else reasons[p] for p in np.flatnonzero(bad).tolist()}
+                if same is not None and same.any():
+                    bad |= same
+                    bulk.append(_settled_rows(batch, known.slice(offset, batch.num_rows), same, counts))
+                while len(pending) > 2:         # at most a batch or two waiting to be written
+                    pending.pop(0).result()
+                pending.append(writes.submit(ok_writer.write_table, batch.filter(pa.array(~bad))))
+                hush = _quiet(quiet, offset, batch.num_rows, row_level)
+                told = {p: rs for p, rs in reasons.items() if p not in hush} if hush else reasons
+                quarantined = _quarantine_rows(batch, raw, told, key_field, q_schema, copies)
+                pending.append(writes.submit(bad_writer.write_table, quarantined))
+                conf_release()
+                raw_release()
+                for rs, n in Counter(map(tuple, reasons.values())).items():     # rows share their lists
+                    for r in set(rs):
+                        counts[r] += n
+                n_in += batch.num_rows
+                n_bad += int(bad.sum())
+                timeless = [p for p, rs in row_level.items() if not dated.intersection(rs)]
+                numbers = batch.column(ROW)
+                kept_rows += numbers.take(pa.array(timeless, pa.int64())).to_pylist()
+                kept_reasons += [row_level[p] for p in timeless]
+                if len(timeless) < len(row_level):
+                    others = [p for p in row_level if dated.intersection(row_level[p])]
+                    dated_rows += numbers.take(pa.array(others, pa.int64())).to_pylist()
+                    dated_reasons += [row_level[p] for p in others]
+                quiet_rows += numbers.take(pa.array(sorted(hush), pa.int64())).to_pylist()
+                n_ok += batch.num_rows - int(bad.sum())
         for f in pending:
             f.result()
         if n_in != raw_table.num_rows or n_in != n_ok + n_bad:
