@@ -6,8 +6,8 @@ from __future__ import annotations
 import ctypes
 import gc
 import os
-from contextlib import contextmanager
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import pyarrow as pa
