@@ -287,7 +287,7 @@ def validate(conformed: Path, extracted: Path, ctype: CertificateType, out_dir: 
                 conf_release()
                 raw_release()
                 for rs, n in Counter(map(tuple, reasons.values())).items():     # rows share their lists
-                    for r in set(rs):
+                    for r in dict.fromkeys(rs):      # not a set: ties keep the same order every run
                         counts[r] += n
                 n_in += batch.num_rows
                 n_bad += int(bad.sum())
@@ -360,7 +360,7 @@ def _settled_rows(batch: pa.Table, known: pa.Array, same: np.ndarray, counts: Co
     mask = pa.array(same)
     failures = known.filter(mask)
     for rs, n in list_counts(failures):
-        for r in set(rs):
+        for r in dict.fromkeys(rs):      # not a set: ties keep the same order every run
             counts[r] += n
     rows = batch.column(ROW).filter(mask)
     return (rows.combine_chunks() if isinstance(rows, pa.ChunkedArray) else rows).cast(pa.int64()), failures
