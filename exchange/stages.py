@@ -458,7 +458,8 @@ def _queue_quarantine(catalog, ledger, reg, run_id: int, outcome, docs_key: str 
     keys = pq.read_table(outcome.quarantine_path, columns=["key"]).column(0).combine_chunks()
     current = catalog.current_records_by_licence(reg.dataset, keys.unique().to_pylist())
     held = held_records(current, outcome.accepted_path, keys)
-    ledger.sync_quarantine(run_id, reg.id, reg.dataset, rows, held, scope)
+    with memory.settled_heap():         # a row's objects each: full passes skip the old ones
+        ledger.sync_quarantine(run_id, reg.id, reg.dataset, rows, held, scope)
     ledger.record_quality(run_id, data_docs=docs_key)
 
 

@@ -20,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from base import staging
+from base import memory, staging
 from base.errors import ConfigError, ReconciliationError
 from quality import arrow_checks as ac
 from quality import suites
@@ -255,51 +255,52 @@ def validate(conformed: Path, extracted: Path, ctype: CertificateType, out_dir: 
     writes, pending = ThreadPoolExecutor(1), []
     copies: Counter[tuple[str, str]] = Counter()      # (key, row hash) -> rows so far
     try:
-        for batch, raw in _aligned_batches(conf_table, raw_table, batch_rows):
-            offset = n_in
-            same = settled[offset:offset + batch.num_rows] if settled is not None else None
-            if row_checks is not None:
-                reasons, checked = _row_reasons(row_checks, batch, known, offset, fresh, same)
-                fresh += checked
-            else:
-                lo, hi = np.searchsorted(found_pos, [offset, offset + batch.num_rows])
-                reasons = defaultdict(list, {int(p) - offset: list(found[j])
-                                             for j, p in enumerate(found_pos[lo:hi].tolist(), lo)})
-            lo, hi = np.searchsorted(wide_pos, [offset, offset + batch.num_rows])
-            here = wide_pos[lo:hi].tolist()
-            own = {pos - offset: len(reasons.get(pos - offset, ())) for pos in here}   # row-level failures
-            for pos in here:              # a new list: a kept row's list may be shared
-                reasons[pos - offset] = [*reasons.get(pos - offset, ()), *wide[pos]]
-            bad = np.zeros(batch.num_rows, dtype=bool)
-            bad[list(reasons)] = True
-            row_level = {p: reasons[p][:own[p]] if p in own else reasons[p] for p in np.flatnonzero(bad).tolist()}
-            if same is not None and same.any():
-                bad |= same
-                bulk.append(_settled_rows(batch, known.slice(offset, batch.num_rows), same, counts))
-            while len(pending) > 2:         # at most a batch or two waiting to be written
-                pending.pop(0).result()
-            pending.append(writes.submit(ok_writer.write_table, batch.filter(pa.array(~bad))))
-            hush = _quiet(quiet, offset, batch.num_rows, row_level)
-            told = {p: rs for p, rs in reasons.items() if p not in hush} if hush else reasons
-            quarantined = _quarantine_rows(batch, raw, told, key_field, q_schema, copies)
-            pending.append(writes.submit(bad_writer.write_table, quarantined))
-            conf_release()
-            raw_release()
-            for rs, n in Counter(map(tuple, reasons.values())).items():     # rows share their lists
-                for r in set(rs):
-                    counts[r] += n
-            n_in += batch.num_rows
-            n_bad += int(bad.sum())
-            timeless = [p for p, rs in row_level.items() if not dated.intersection(rs)]
-            numbers = batch.column(ROW)
-            kept_rows += numbers.take(pa.array(timeless, pa.int64())).to_pylist()
-            kept_reasons += [row_level[p] for p in timeless]
-            if len(timeless) < len(row_level):
-                others = [p for p in row_level if dated.intersection(row_level[p])]
-                dated_rows += numbers.take(pa.array(others, pa.int64())).to_pylist()
-                dated_reasons += [row_level[p] for p in others]
-            quiet_rows += numbers.take(pa.array(sorted(hush), pa.int64())).to_pylist()
-            n_ok += batch.num_rows - int(bad.sum())
+        with memory.settled_heap():      # many rows' objects made: full passes skip the old ones
+            for batch, raw in _aligned_batches(conf_table, raw_table, batch_rows):
+                offset = n_in
+                same = settled[offset:offset + batch.num_rows] if settled is not None else None
+                if row_checks is not None:
+                    reasons, checked = _row_reasons(row_checks, batch, known, offset, fresh, same)
+                    fresh += checked
+                else:
+                    lo, hi = np.searchsorted(found_pos, [offset, offset + batch.num_rows])
+                    reasons = defaultdict(list, {int(p) - offset: list(found[j])
+                                                 for j, p in enumerate(found_pos[lo:hi].tolist(), lo)})
+                lo, hi = np.searchsorted(wide_pos, [offset, offset + batch.num_rows])
+                here = wide_pos[lo:hi].tolist()
+                own = {pos - offset: len(reasons.get(pos - offset, ())) for pos in here}   # row-level failures
+                for pos in here:              # a new list: a kept row's list may be shared
+                    reasons[pos - offset] = [*reasons.get(pos - offset, ()), *wide[pos]]
+                bad = np.zeros(batch.num_rows, dtype=bool)
+                bad[list(reasons)] = True
+                row_level = {p: reasons[p][:own[p]] if p in own else reasons[p] for p in np.flatnonzero(bad).tolist()}
+                if same is not None and same.any():
+                    bad |= same
+                    bulk.append(_settled_rows(batch, known.slice(offset, batch.num_rows), same, counts))
+                while len(pending) > 2:         # at most a batch or two waiting to be written
+                    pending.pop(0).result()
+                pending.append(writes.submit(ok_writer.write_table, batch.filter(pa.array(~bad))))
+                hush = _quiet(quiet, offset, batch.num_rows, row_level)
+                told = {p: rs for p, rs in reasons.items() if p not in hush} if hush else reasons
+                quarantined = _quarantine_rows(batch, raw, told, key_field, q_schema, copies)
+                pending.append(writes.submit(bad_writer.write_table, quarantined))
+                conf_release()
+                raw_release()
+                for rs, n in Counter(map(tuple, reasons.values())).items():     # rows share their lists
+                    for r in dict.fromkeys(rs):      # not a set: ties keep the same order every run
+                        counts[r] += n
+                n_in += batch.num_rows
+                n_bad += int(bad.sum())
+                timeless = [p for p, rs in row_level.items() if not dated.intersection(rs)]
+                numbers = batch.column(ROW)
+                kept_rows += numbers.take(pa.array(timeless, pa.int64())).to_pylist()
+                kept_reasons += [row_level[p] for p in timeless]
+                if len(timeless) < len(row_level):
+                    others = [p for p in row_level if dated.intersection(row_level[p])]
+                    dated_rows += numbers.take(pa.array(others, pa.int64())).to_pylist()
+                    dated_reasons += [row_level[p] for p in others]
+                quiet_rows += numbers.take(pa.array(sorted(hush), pa.int64())).to_pylist()
+                n_ok += batch.num_rows - int(bad.sum())
         for f in pending:
             f.result()
         if n_in != raw_table.num_rows or n_in != n_ok + n_bad:
@@ -359,7 +360,7 @@ def _settled_rows(batch: pa.Table, known: pa.Array, same: np.ndarray, counts: Co
     mask = pa.array(same)
     failures = known.filter(mask)
     for rs, n in list_counts(failures):
-        for r in set(rs):
+        for r in dict.fromkeys(rs):      # not a set: ties keep the same order every run
             counts[r] += n
     rows = batch.column(ROW).filter(mask)
     return (rows.combine_chunks() if isinstance(rows, pa.ChunkedArray) else rows).cast(pa.int64()), failures
@@ -506,6 +507,19 @@ def row_key(licence_number: str | None, raw: dict) -> str:
 
 
 _ENCODE = json.JSONEncoder(ensure_ascii=False, default=str).encode
+_STRING = json.encoder.encode_basestring      # what _ENCODE writes for a str
+
+
+def _json(value) -> str:
+    """_ENCODE(value), the common cases without building an encoder per value."""
+    kind = type(value)
+    if kind is str:
+        return _STRING(value)
+    if kind is date:           # default=str: its ISO text, nothing to escape
+        return f'"{value.isoformat()}"'
+    if kind is int:
+        return int.__repr__(value)
+    return "null" if value is None else _ENCODE(value)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -531,6 +545,10 @@ def _as_text(column) -> pa.ChunkedArray | pa.Array:
         return pa.array([None if v is None else _ENCODE(v) for v in column.to_pylist()], pa.string())
 
 
+def _rows_at(table: pa.Table, at: pa.Array) -> pa.Table:
+    return table.filter(at) if pa.types.is_boolean(at.type) else table.take(at)
+
+
 def _quarantine_rows(batch, raw, reasons: dict[int, list[str]], key_field: str | None,
                      schema: pa.Schema, copies: Counter) -> pa.Table:
     """The failing rows: reasons, the offending values (the silo's own text for dates) and
@@ -539,12 +557,16 @@ def _quarantine_rows(batch, raw, reasons: dict[int, list[str]], key_field: str |
     if not reasons:
         return schema.empty_table()
     idx = sorted(reasons)
-    take = pa.array(idx)
+    mask = np.zeros(batch.num_rows, dtype=bool)
+    mask[idx] = True
+    take = pa.array(mask)        # the rows in order: a filter, cheaper than a take over chunks
+    if raw.num_rows != batch.num_rows:       # rows lost (reconciliation fails after): as they are
+        take = pa.array(idx, pa.int64())
     named = {c for r in {r for rs in reasons.values() for r in rs} for c in _columns_of(r)}
     wanted = [c for c in batch.schema.names
               if c in named or c.removeprefix(UNPARSED) in named or c in (ROW, key_field)]
-    conf = batch.select(wanted).take(take).to_pydict()
-    raw_rows = raw.take(take).combine_chunks()
+    conf = _rows_at(batch.select(wanted), take).to_pydict()
+    raw_rows = _rows_at(raw, take).combine_chunks()
     nulls = [None] * len(idx)
     # dates: the silo's own text says more than the (null) parsed value
     shown = {c: (conf.get(UNPARSED + c) or nulls, conf.get(c) or nulls) for c in named}
@@ -553,8 +575,9 @@ def _quarantine_rows(batch, raw, reasons: dict[int, list[str]], key_field: str |
         rs = tuple(reasons[i])
         cols = columns.get(rs)
         if cols is None:
-            cols = columns[rs] = tuple(dict.fromkeys(c for r in rs for c in _columns_of(r)))
-        values.append(_ENCODE({c: shown[c][0][n] or shown[c][1][n] for c in cols}))
+            cols = columns[rs] = tuple((c, _ENCODE(c) + ": ")
+                                       for c in dict.fromkeys(c for r in rs for c in _columns_of(r)))
+        values.append("{" + ", ".join([k + _json(shown[c][0][n] or shown[c][1][n]) for c, k in cols]) + "}")
     keys = list(conf[key_field]) if key_field else list(nulls)
     for n in (n for n, k in enumerate(keys) if not k):       # rare: hash the silo row
         keys[n] = row_key(None, raw_rows.slice(n, 1).to_pylist()[0])

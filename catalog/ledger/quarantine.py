@@ -12,13 +12,13 @@ def changed_rows(seen: dict, known: dict) -> dict:
     where a key has exactly one unmatched row and one unmatched entry (a fixed typo keeps its
     review; entries kept from before migration 0011 have row_hash '')."""
     rows, entries = defaultdict(list), defaultdict(list)
-    for kh in seen:
-        if kh not in known:
-            rows[kh[0]].append(kh)
-    for kh in known:
-        if kh not in seen and kh[0] in rows:
+    for kh in known:           # the entries first: none (a first run), no row is looked at
+        if kh not in seen:
             entries[kh[0]].append(kh)
-    return {rows[k][0]: entries[k][0] for k in entries if len(rows[k]) == len(entries[k]) == 1}
+    for kh in seen:
+        if kh[0] in entries and kh not in known:
+            rows[kh[0]].append(kh)
+    return {rows[k][0]: entries[k][0] for k in entries if k in rows and len(rows[k]) == len(entries[k]) == 1}
 
 
 HASHED = ("sha256:", "sha256;")      # the range of keys hashed from rows without a licence number
@@ -64,17 +64,37 @@ def seen_again(conn, table, source_id: str, again: list[int], known: list[int], 
 
 def executemany(conn, stmt, rows: list[dict]) -> None:
     """Many rows through the driver's executemany, values converted by the columns' own
-    SQLAlchemy types once each (per-row statement compilation would dominate)."""
+    SQLAlchemy types once each (per-row statement compilation would dominate), column by
+    column: a value every row shares (a run id, a time) once, a repeated list (reasons, JSON)
+    once per distinct list."""
     cols = list(rows[0])
     table = stmt.table
     compiled = stmt.values({c: sa.bindparam(c) for c in cols}).compile(dialect=conn.dialect)
     order = list(compiled.positiontup) if compiled.positional else cols
-    procs = [table.c[c].type.dialect_impl(conn.dialect).bind_processor(conn.dialect) for c in order]
-    for n, c in enumerate(order):        # one value in every row (a run id, a time): processed once
-        first = rows[0][c]
-        if procs[n] and all(r[c] is first for r in rows):
-            done = procs[n](first)
-            procs[n] = lambda _v, done=done: done
-    out = [tuple(p(r[c]) if p else r[c] for c, p in zip(order, procs)) for r in rows]
+    columns = []
+    for c in order:
+        values = [r[c] for r in rows]
+        proc = table.c[c].type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
+        if proc is None:
+            columns.append(values)
+        elif all(v is values[0] for v in values):
+            columns.append([proc(values[0])] * len(values))
+        else:
+            columns.append(_converted(values, proc))
+    out = list(zip(*columns))
     conn.exec_driver_sql(str(compiled), out if compiled.positional else
                          [dict(zip(order, r)) for r in out])
+
+
+def _converted(values: list, proc) -> list:
+    """`proc` over the values, once per distinct list of strings (the same text each time)."""
+    if not all(type(v) is list for v in values):
+        return [proc(v) for v in values]
+    done: dict[tuple, object] = {}
+    out = []
+    for v in values:
+        t = tuple(v)
+        if t not in done:
+            done[t] = proc(v)
+        out.append(done[t])
+    return out

@@ -1,6 +1,8 @@
 """base/memory.py: freed memory handed back between a run's steps."""
 from __future__ import annotations
 
+import gc
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -32,3 +34,24 @@ def test_arrow_allocates_from_malloc_unless_the_environment_chooses(monkeypatch)
         assert pa.default_memory_pool().backend_name == "system"     # switched when base.memory was imported
     monkeypatch.setenv("ARROW_DEFAULT_MEMORY_POOL", "mimalloc")
     assert memory.use_system_allocator() is False
+
+
+def test_settled_heap_freezes_the_objects_alive_and_puts_them_back():
+    assert gc.get_freeze_count() == 0
+    with memory.settled_heap():
+        frozen = gc.get_freeze_count()
+        with memory.settled_heap():          # inside another: left to the outer one
+            assert gc.get_freeze_count() == frozen
+        assert gc.get_freeze_count() == frozen > 0
+    assert gc.get_freeze_count() == 0
+
+
+def test_settled_heap_leaves_a_freeze_made_before_it():
+    gc.freeze()
+    try:
+        before = gc.get_freeze_count()
+        with memory.settled_heap():
+            pass
+        assert gc.get_freeze_count() == before > 0
+    finally:
+        gc.unfreeze()

@@ -97,3 +97,26 @@ def test_quarantined_rows_sharing_a_licence_number_are_told_apart_by_their_conte
     first, other, copy = (r["row_hash"] for r in q)
     assert len({first, other, copy}) == 3 and copy == f"{first}/2", "a copy word for word: /2"
     assert len(first) == 32
+
+
+def test_reason_counts_keep_one_order_whatever_the_hash_seed(tmp_path):
+    """Tied counts (a bad date fails "not null" and "parsable" alike) come in the same order in
+    every process: a row's reasons were counted through a set, ordered by string hashes."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[3]
+    code = ("import sys, pathlib; from tests.unit.quality.test_validate_split import _write, TODAY, REG; "
+            "from quality.validate import validate; p = pathlib.Path(sys.argv[1]); _write(p); "
+            "print(list(validate(p / 'conformed.parquet', p / 'extracted.parquet', REG.ctype, p, TODAY, "
+            "docs=False).reasons))")
+    orders = set()
+    for seed in range(6):
+        out = tmp_path / str(seed)
+        out.mkdir()
+        env = {**os.environ, "PYTHONHASHSEED": str(seed)}
+        orders.add(subprocess.run([sys.executable, "-c", code, str(out)], cwd=root, env=env, check=True,
+                                  capture_output=True, text=True).stdout.strip().splitlines()[-1])
+    assert len(orders) == 1, orders
