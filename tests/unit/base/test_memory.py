@@ -36,22 +36,30 @@ def test_arrow_allocates_from_malloc_unless_the_environment_chooses(monkeypatch)
     assert memory.use_system_allocator() is False
 
 
-def test_settled_heap_freezes_the_objects_alive_and_puts_them_back():
+def test_settled_heap_freezes_the_objects_alive_and_puts_them_back(monkeypatch):
+    # the count itself moves when a frozen object is freed meanwhile: the calls are what is checked
+    calls: list[str] = []
+    freeze, unfreeze = gc.freeze, gc.unfreeze
+    monkeypatch.setattr(gc, "freeze", lambda: (calls.append("freeze"), freeze())[1])
+    monkeypatch.setattr(gc, "unfreeze", lambda: (calls.append("unfreeze"), unfreeze())[1])
     assert gc.get_freeze_count() == 0
     with memory.settled_heap():
-        frozen = gc.get_freeze_count()
+        assert calls == ["freeze"] and gc.get_freeze_count() > 0
         with memory.settled_heap():          # inside another: left to the outer one
-            assert gc.get_freeze_count() == frozen
-        assert gc.get_freeze_count() == frozen > 0
-    assert gc.get_freeze_count() == 0
+            pass
+        assert calls == ["freeze"] and gc.get_freeze_count() > 0
+    assert calls == ["freeze", "unfreeze"] and gc.get_freeze_count() == 0
 
 
-def test_settled_heap_leaves_a_freeze_made_before_it():
+def test_settled_heap_leaves_a_freeze_made_before_it(monkeypatch):
     gc.freeze()
     try:
-        before = gc.get_freeze_count()
+        calls: list[str] = []
+        monkeypatch.setattr(gc, "freeze", lambda: calls.append("freeze"))
+        monkeypatch.setattr(gc, "unfreeze", lambda: calls.append("unfreeze"))
         with memory.settled_heap():
             pass
-        assert gc.get_freeze_count() == before > 0
+        assert calls == [] and gc.get_freeze_count() > 0
     finally:
+        monkeypatch.undo()
         gc.unfreeze()
