@@ -197,36 +197,30 @@ class Store:
                 for p in sorted(local.rglob("*")) if p.is_file()]
 
     def write_bytes(self, key: str, data: bytes) -> str:
-        if self.is_local:        # open_output's way in four system calls: a log's tiles are thousands of files
-            _write_beside(self._path(key), data)
-        else:
-            with self.open_output(key) as f:
-                f.write(data)
+        with self.open_output(key) as f:
+            f.write(data)
         return _clean(key)
 
     def write_text(self, key: str, text: str) -> str:
         return self.write_bytes(key, text.encode("utf-8"))
 
     @contextmanager
-    def open_output(self, key: str) -> Iterator[pa.NativeFile]:
-        """A stream whose file appears under `key` only when the block ends without error."""
-        fd, tmp = tempfile.mkstemp(prefix=".store-", dir=self._scratch_dir(key))
+    def open_output(self, key: str) -> Iterator[Any]:
+        """A binary stream whose file appears under `key` only when the block ends without
+        error: on a local store a hidden file beside the target, renamed over it (four system
+        calls: a log's tiles are thousands of files); on S3 a local temporary file, uploaded."""
+        if self.is_local:
+            with _beside(self._path(key)) as out:
+                yield out
+            return
+        fd, tmp = tempfile.mkstemp(prefix=".store-")
         os.close(fd)
         try:
             with pa.OSFile(tmp, "wb") as out:
                 yield out
-            self.put_file(Path(tmp), key, move=True)
+            self._upload(Path(tmp), self._path(key))
         finally:
             Path(tmp).unlink(missing_ok=True)
-
-    def _scratch_dir(self, key: str) -> str | None:
-        """Where open_output writes first: beside the target on a local store (one rename),
-        else the machine's temp folder."""
-        if not self.is_local:
-            return None
-        parent = Path(self._path(key)).parent
-        parent.mkdir(parents=True, exist_ok=True)
-        return str(parent)
 
     def copy(self, src: str, dst: str) -> str:
         """A copy inside the store (S3: a server-side copy)."""
@@ -266,9 +260,10 @@ class Store:
         return f"Store({self.base_url!r})"
 
 
-def _write_beside(target: str, data: bytes) -> None:
-    """`data` as the file `target`, whole or absent: written to a hidden file beside it (mode
-    0600, as open_output's) and renamed over it; the folder made only when it is missing."""
+@contextmanager
+def _beside(target: str) -> Iterator[Any]:
+    """A file written as `target`, whole or absent: a hidden file beside it (mode 0600), renamed
+    over it when the block ends without error; the folder made only when it is missing."""
     folder = os.path.dirname(target)
     tmp = os.path.join(folder, f".store-{uuid.uuid4().hex}")
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
@@ -278,10 +273,8 @@ def _write_beside(target: str, data: bytes) -> None:
         os.makedirs(folder, exist_ok=True)
         fd = os.open(tmp, flags, 0o600)
     try:
-        with open(fd, "wb", buffering=0) as out:
-            view = memoryview(data)
-            while view:
-                view = view[out.write(view):]
+        with open(fd, "wb") as out:
+            yield out
         os.replace(tmp, target)
     except BaseException:
         try:

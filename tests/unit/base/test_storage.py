@@ -53,7 +53,7 @@ def test_open_output_writes_whole_or_not_at_all(store):
 
 @pytest.mark.parametrize("fault", ["write", "rename"])
 def test_a_local_write_that_fails_leaves_the_file_as_it_was(tmp_path, monkeypatch, fault):
-    """write_bytes on a local store (its own path, not open_output's): a disk that fills half
+    """A local store's write (open_output's, which write_bytes uses): a disk that fills half
     way through, or a rename that fails, leaves the old file and no hidden one beside it."""
     import base.storage as storage
 
