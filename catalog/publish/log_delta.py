@@ -446,4 +446,4 @@ def touched_map(level: vmap.MapLevel, seg: Segment, reader: IndexReader,
     index = np.concatenate([kept.index, np.arange(seg.first_leaf, seg.first_leaf + len(seg.leaves), dtype=np.int64)])
     leaves = np.concatenate([kept.leaves, seg.leaves])
     hashes = vmap.some_bucket_hashes(ids, index, leaves, bits, touched)     # every touched bucket at once
-    return level.replaced({b: hashes[k].tobytes() for k, b in enumerate(touched.tolist())})
+    return level.replaced_rows(touched, hashes)
