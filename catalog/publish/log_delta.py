@@ -24,7 +24,6 @@ import pyarrow.compute as pc
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from base import staging
 from base.storage import Store
 from catalog.db.models import Record
 from catalog.publish import log_version
@@ -323,17 +322,19 @@ class DeltaBase:
 
 def stage_delta_version(accepted: Path, conformed: Path, base: DeltaBase, versions: dict[int, tuple[str, int]],
                         store: Store, dataset: str, ctype: CertificateType, first_leaf: int, scratch: Path,
-                        delta: Delta, carried_rows: int | None = None) -> LogVersion:
+                        delta: Delta, carried_rows: int | None = None, narrow: bool = True) -> LogVersion:
     """stage_log_version(accepted, conformed, <the whole current state>, ..., delta), reading
     only the run's scope and the map buckets its segment touches. `carried_rows`: the rows the
-    run carried (each one current record of its own, none in the scope), if known.
+    run carried (each one current record of its own, none in the scope), if known. `narrow`
+    False: every number of delta.licences read (the equivalence tests compare).
 
     The scope read is narrower than delta.licences: a licence number some row of the run has
     (conformed) but none it accepted holds its records (stage_segment's held rows) whatever
     they are, so they are only counted (held_outside), not read: the ~5 % of rows quarantined
     run after run, each one a number in the scope, cost a look-up each otherwise."""
     reader = base.reader
-    numbers, holding = _narrowed(delta.licences, accepted, conformed) if NARROW else (delta.licences, None)
+    run_numbers = log_version.run_licences(accepted, conformed)      # read once (a delta's: small), for both
+    numbers, holding = _narrowed(delta.licences, *run_numbers) if narrow else (delta.licences, None)
     with ThreadPoolExecutor(max_workers=1) as pool:
         early: list[Future] = []
 
@@ -342,7 +343,7 @@ def stage_delta_version(accepted: Path, conformed: Path, base: DeltaBase, versio
                 early.append(pool.submit(reader.buckets_of, ids, base.map.bits))
             return reader.scoped(ids, numbers)
         seg = log_version.stage_segment(accepted, conformed, scoped, versions, store, dataset, ctype, first_leaf,
-                                        scratch, delta)
+                                        scratch, delta, run_numbers)
         prefetched = early[0].result() if early else None
     in_scope = int(pc.sum(pc.cast(pc.equal(seg.state.column("status"), WITHDRAWN), pa.int64())).as_py() or 0)
     withdrawn = reader.withdrawn()
@@ -363,16 +364,12 @@ def stage_delta_version(accepted: Path, conformed: Path, base: DeltaBase, versio
     return seg.version(touched_map(base.map, seg, reader, prefetched), count, changes)
 
 
-NARROW = True       # False: every number of delta.licences read (the equivalence tests compare)
-
-
-def _narrowed(licences: pa.Array, accepted: Path, conformed: Path) -> tuple[pa.Array, pa.Array]:
+def _narrowed(licences: pa.Array, present: pa.Array, taken: pa.Array) -> tuple[pa.Array, pa.Array]:
     """(the numbers of `licences` whose records are read, those whose records are held): a
-    number a conformed row has and no accepted row has is held (stage_segment: a record not
-    among the run's, its number present and not taken), whatever its records are."""
+    number a conformed row has (`present`) and no accepted row has (`taken`) is held
+    (stage_segment: a record not among the run's, its number present and not taken), whatever
+    its records are."""
     lic = pc.unique(pc.drop_null(licences))
-    present = staging.read_table(conformed, ["licence_number"]).column(0).combine_chunks()
-    taken = staging.read_table(accepted, ["licence_number"]).column(0).combine_chunks()
     holds = pc.and_(log_version._in(lic, present), pc.invert(log_version._in(lic, taken)))
     return lic.filter(pc.invert(holds)), lic.filter(holds)
 
@@ -449,4 +446,4 @@ def touched_map(level: vmap.MapLevel, seg: Segment, reader: IndexReader,
     index = np.concatenate([kept.index, np.arange(seg.first_leaf, seg.first_leaf + len(seg.leaves), dtype=np.int64)])
     leaves = np.concatenate([kept.leaves, seg.leaves])
     hashes = vmap.some_bucket_hashes(ids, index, leaves, bits, touched)     # every touched bucket at once
-    return level.replaced({b: hashes[k].tobytes() for k, b in enumerate(touched.tolist())})
+    return level.replaced_rows(touched, hashes)

@@ -242,17 +242,18 @@ def whole_map(state: pa.Table, seg: Segment) -> tuple[vmap.MapLevel, int]:
 
 def stage_segment(accepted: Path, conformed: Path, state_of: Callable[[pa.Array], pa.Table],
                   versions: dict[int, tuple[str, int]], store: Store, dataset: str, ctype: CertificateType,
-                  first_leaf: int, scratch: Path, delta: Delta | None = None) -> Segment:
+                  first_leaf: int, scratch: Path, delta: Delta | None = None,
+                  run_numbers: tuple[pa.Array, pa.Array] | None = None) -> Segment:
     """The segment of stage_log_version; `state_of(staged record ids)` gives the current STATE
     rows it is built on (in record-id order): the whole state, or with `delta` at least its
-    scope (the current records with those ids or with a licence number in delta.licences)."""
+    scope (the current records with those ids or with a licence number in delta.licences).
+    `run_numbers`: run_licences(accepted, conformed) if read already."""
     full = version_store.stage_version(accepted, dataset, ctype, scratch / "accepted_version")
     memory.release()      # its batches' pages, freed on worker threads
     new = version_store.version_leaves(Store.local(full.directory))        # record_id, status, leaf
     new_ids = new.column("record_id").combine_chunks()
     new = new.set_column(new.schema.get_field_index("record_id"), "record_id", new_ids)   # one copy of the ids
-    present = staging.read_table(conformed, ["licence_number"]).column(0).combine_chunks()
-    taken = staging.read_table(accepted, ["licence_number"]).column(0).combine_chunks()
+    present, taken = run_numbers or run_licences(accepted, conformed)
     state = state_of(new_ids)
 
     ids = state.column("record_id").combine_chunks()
@@ -318,6 +319,12 @@ def stage_segment(accepted: Path, conformed: Path, state_of: Callable[[pa.Array]
                       still_withdrawn=count(still_gone) + count(pc.and_(withdrawn_new, same)))
     return Segment(state, out, first_leaf, leaves, seg_ids,
                    added=count(is_new), changes=changes, held=count(held_mask), withdrawn_now=count(withdraw))
+
+
+def run_licences(accepted: Path, conformed: Path) -> tuple[pa.Array, pa.Array]:
+    """(the licence numbers of the run's conformed rows, of its accepted rows): whole columns."""
+    present = staging.read_table(conformed, ["licence_number"]).column(0).combine_chunks()
+    return present, staging.read_table(accepted, ["licence_number"]).column(0).combine_chunks()
 
 
 def _picked(column: pa.Array | pa.ChunkedArray, pick: np.ndarray) -> pa.Array | pa.ChunkedArray:

@@ -190,13 +190,23 @@ class MapLevel:
         """A new map with new hashes for some buckets; only their ancestors are rehashed."""
         if not updates:
             return self
-        idx = np.fromiter(updates, np.int64, len(updates))
-        if (idx < 0).any() or (idx >= len(self.hashes)).any():
-            raise ValueError(f"a bucket outside the 2^{self.bits} buckets: {sorted(updates)}")
         if any(len(h) != 32 for h in updates.values()):
             raise ValueError("a bucket hash is 32 bytes")
+        return self.replaced_rows(np.fromiter(updates, np.int64, len(updates)),
+                                  np.frombuffer(b"".join(updates.values()), np.uint8).reshape(-1, 32))
+
+    def replaced_rows(self, buckets: np.ndarray, hashes: np.ndarray) -> MapLevel:
+        """replaced() of buckets[i] -> hashes[i] ((n,) distinct bucket numbers, (n, 32) uint8)."""
+        idx = np.asarray(buckets, np.int64)
+        hashes = np.asarray(hashes, np.uint8)
+        if not len(idx):
+            return self
+        if (idx < 0).any() or (idx >= len(self.hashes)).any():
+            raise ValueError(f"a bucket outside the 2^{self.bits} buckets: {sorted(idx.tolist())}")
+        if hashes.shape != (len(idx), 32):
+            raise ValueError(f"{len(idx)} bucket hashes of 32 bytes, not {hashes.shape}")
         levels = [level.copy() for level in self.levels]
-        levels[0][idx] = np.frombuffer(b"".join(updates.values()), np.uint8).reshape(-1, 32)
+        levels[0][idx] = hashes
         for d in range(1, len(levels)):
             idx = np.unique(idx >> 1)
             below = levels[d - 1]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
+from functools import partial
 
 import pytest
 
@@ -18,6 +19,7 @@ from tests.integration.exchange import test_change_detection as cd
 
 pytestmark = pytest.mark.integration
 SOURCE = "smr_business_licence"
+_STAGE = log_delta.stage_delta_version      # narrow=False: the whole scope read
 
 
 def _edit(silo, step: int, p: dict) -> None:
@@ -37,7 +39,7 @@ def _edit(silo, step: int, p: dict) -> None:
 def _history(monkeypatch, tmp_path, silo_2k, narrow: bool, picks: dict | None):
     home = tmp_path / ("narrow" if narrow else "whole")
     cd._use_home(monkeypatch, home / "home", True)
-    monkeypatch.setattr(log_delta, "NARROW", narrow)
+    monkeypatch.setattr(log_delta, "stage_delta_version", partial(_STAGE, narrow=narrow))
     counted = []
     real = log_delta.held_outside
 

@@ -240,6 +240,13 @@ def test_replaced_matches_a_rebuild_and_save_load(tmp_path):
     assert new.root() != level.root() and level.root() == tlog.mth([bytes(h) for h in level.hashes])
     for b in list(updates)[:5] + [0, 1023]:
         assert tlog.verify_inclusion(b, 1024, fresh[b].tobytes(), new.path(b), new.root())
+    rows = level.replaced_rows(np.array(list(updates)), np.array([list(h) for h in updates.values()], np.uint8))
+    assert rows.root() == new.root() and [x.tobytes() for x in rows.levels[1]] == [x.tobytes() for x in new.levels[1]]
+    assert level.replaced_rows(np.zeros(0, np.int64), np.zeros((0, 32), np.uint8)) is level
+    with pytest.raises(ValueError, match="outside"):
+        level.replaced_rows(np.array([1024]), np.zeros((1, 32), np.uint8))
+    with pytest.raises(ValueError, match="32 bytes"):
+        level.replaced_rows(np.array([3]), np.zeros((1, 31), np.uint8))
     store = Store.local(tmp_path)
     new.save(store, "v1/map.bin")
     again = vmap.MapLevel.load(store, "v1/map.bin")
