@@ -189,6 +189,7 @@ class Catalog:
         """One transaction: the version (the log's next checkpoint), its index rows (the records'
         changes are read from them: publish/status.py) and the run's state, or nothing. `lv`
         (catalog/publish/log_version.py) holds only the record states that changed.
+        Its leaves are dropped once in the log (`lv.appended` is 0 after).
         `base_version`: the current version `lv` was built on; if another publish moved the
         dataset on meanwhile, BaseMoved is raised under the dataset's lock, before anything is
         written, and the caller builds again."""
@@ -223,6 +224,7 @@ class Catalog:
                         raise PublishError(f"dataset {ds.id}: the version was built on a log of "
                                            f"{lv.first_leaf} leaves, the log has {prev.tree_size if prev else 0}")
                     appended = log.append(lv.first_leaf, [lv.leaves])
+                    lv.leaves = lv.leaves[:0].copy()   # in the tiles (the map made): not held while the index loads
                     written += appended.keys
                     final_key = store.version_key(ds.id, version)
                     self.store.delete_prefix(final_key)   # left by a crash before its commit
@@ -252,7 +254,7 @@ class Catalog:
                 self._checkpoint_later()
                 self.store.write_text(f"{log_version.log_prefix(ds.id)}/checkpoint", note)
                 return PublishResult(ds.id, version, "published", appended.size, appended.root.hex(),
-                                     lv.record_count, lv.appended)
+                                     lv.record_count, appended.size - lv.first_leaf)
             except Exception as exc:
                 if final_key is not None:
                     self.store.delete_prefix(final_key)

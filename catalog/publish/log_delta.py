@@ -445,5 +445,5 @@ def touched_map(level: vmap.MapLevel, seg: Segment, reader: IndexReader,
     ids = np.concatenate([kept.ids, seg_ids])
     index = np.concatenate([kept.index, np.arange(seg.first_leaf, seg.first_leaf + len(seg.leaves), dtype=np.int64)])
     leaves = np.concatenate([kept.leaves, seg.leaves])
-    hashes = vmap.some_bucket_hashes(ids, index, leaves, bits, touched)     # every touched bucket at once
+    hashes = vmap.some_bucket_hashes(ids, index, leaves, bits, touched)     # a batch of buckets at a time
     return level.replaced_rows(touched, hashes)

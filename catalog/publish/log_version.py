@@ -143,8 +143,8 @@ class LogVersion:
     directory: Path                    # the version's folder: records.parquet, index.parquet (holder keys)
     first_leaf: int
     leaves: np.ndarray                 # (k, 32): the appended leaf hashes, in order
-    record_id_array: pa.Array          # the appended states' record ids (their older rows are superseded)
-    record_count: int                  # records in the new state
+    ids: pa.Array | None               # the appended states' record ids (their older rows are superseded);
+    record_count: int                  # None: not held, read from index_path when needed
     map: vmap.MapLevel
     changes: Changes
     held: int
@@ -155,13 +155,27 @@ class LogVersion:
         return len(self.leaves)
 
     @property
+    def record_id_array(self) -> pa.Array:
+        if self.ids is not None:
+            return self.ids
+        if not self.appended:
+            return pa.array([], pa.string())
+        return pa.concat_arrays(list(self._id_batches(version_store.BATCH)))
+
+    @property
     def record_ids(self) -> list[str]:
         return self.record_id_array.to_pylist()
 
     def iter_record_ids(self, chunk: int) -> Iterator[list[str]]:
         """The record ids as lists of at most `chunk` (never all as Python strings at once)."""
-        for at in range(0, len(self.record_id_array), chunk):
-            yield self.record_id_array.slice(at, chunk).to_pylist()
+        for ids in ([self.ids] if self.ids is not None else self._id_batches(chunk * 128)):
+            for at in range(0, len(ids), chunk):
+                yield ids.slice(at, chunk).to_pylist()
+
+    def _id_batches(self, rows: int) -> Iterator[pa.Array]:
+        """The record ids from index_path (the index rows: in the segment's order), `rows` at a time."""
+        for batch in staging.parquet_file(self.index_path).iter_batches(batch_size=rows, columns=["record_id"]):
+            yield batch.column(0).cast(pa.string())
 
     @property
     def size(self) -> int:
@@ -202,6 +216,8 @@ def stage_log_version(accepted: Path, conformed: Path, state: pa.Table, versions
                            scratch, delta)
     memory.release()       # the segment's intermediates, before the map's
     lv = staged.version(*whole_map(state, staged))
+    lv.ids = None          # read from the index rows if superseding needs them: not held while publishing
+    del staged
     memory.release()       # the freed pages back before the catalogue's turn
     return lv
 
@@ -253,8 +269,11 @@ def stage_segment(accepted: Path, conformed: Path, state_of: Callable[[pa.Array]
     new = version_store.version_leaves(Store.local(full.directory))        # record_id, status, leaf
     new_ids = new.column("record_id").combine_chunks()
     new = new.set_column(new.schema.get_field_index("record_id"), "record_id", new_ids)   # one copy of the ids
-    present, taken = run_numbers or run_licences(accepted, conformed)
     state = state_of(new_ids)
+    if state.num_rows:       # the run's licence numbers: whether a current record is held
+        present, taken = run_numbers or run_licences(accepted, conformed)
+    else:                    # none to hold (a first version): not read
+        present = taken = pa.array([], pa.string())
 
     ids = state.column("record_id").combine_chunks()
     in_new = _in(ids, new_ids)

@@ -147,9 +147,14 @@ def stage_version(accepted: Path | list[Path], dataset: str, ctype: CertificateT
     tree.save(out_dir / "tree.bin")
     size, root = tree.size, tree.root
     del tree
-    ordered = all_leaves[key_order(all_leaves)]
-    del all_leaves
-    return StagedVersion(out_dir, size, root, hashlib.sha256(ordered).hexdigest())    # hashed in place
+    order = key_order(all_leaves)
+    digest = hashlib.sha256()
+    for at in range(0, len(order), DIGEST_ROWS):     # over slices: no sorted copy of every leaf
+        digest.update(all_leaves[order[at:at + DIGEST_ROWS]])
+    return StagedVersion(out_dir, size, root, digest.hexdigest())
+
+
+DIGEST_ROWS = 65_536          # leaves gathered in key order at once for the content digest
 
 
 def exactly(size: int, batches):

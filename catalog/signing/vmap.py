@@ -70,10 +70,14 @@ def bucket_hashes(ids: np.ndarray, leaf_index: np.ndarray, leaf_hash: np.ndarray
 
 
 def some_bucket_hashes(ids: np.ndarray, leaf_index: np.ndarray, leaf_hash: np.ndarray, bits: int,
-                       buckets: np.ndarray) -> np.ndarray:
+                       buckets: np.ndarray, batch: int = BATCH) -> np.ndarray:
     """bucket_hashes of the ascending `buckets` alone, (len(buckets), 32), from every entry of
-    those buckets (and of no other) in any order: a Delta version's touched buckets at once."""
-    entries, bucket = _entries(ids, leaf_index, leaf_hash, bits)
+    those buckets (and of no other) in any order: a Delta version's touched buckets. Whole
+    buckets about `batch` entries at a time, as bucket_hashes."""
+    ids, leaf_index, leaf_hash = _checked(ids, leaf_index, leaf_hash, bits)
+    order, high = _order(ids)
+    bucket = _bucket(high[order], bits)
+    del high
     buckets = np.asarray(buckets, np.int64)
     if len(buckets) > 1 and (np.diff(buckets) <= 0).any():
         raise ValueError("the buckets are listed once each, in ascending order")
@@ -81,15 +85,15 @@ def some_bucket_hashes(ids: np.ndarray, leaf_index: np.ndarray, leaf_hash: np.nd
     ends = np.searchsorted(bucket, buckets, "right")
     if int((ends - starts).sum()) != len(bucket):
         raise ValueError("an entry outside the buckets listed")
-    return _hashes(entries, ends - starts)
-
-
-def _entries(ids: np.ndarray, leaf_index: np.ndarray, leaf_hash: np.ndarray,
-             bits: int) -> tuple[np.ndarray, np.ndarray]:
-    """The entries (n, 56) in record id order and the bucket of each (ascending)."""
-    ids, leaf_index, leaf_hash = _checked(ids, leaf_index, leaf_hash, bits)
-    order, high = _order(ids)
-    return _build(ids, leaf_index, leaf_hash, order), _bucket(high[order], bits)
+    del bucket
+    counts = ends - starts
+    out = np.empty((len(buckets), 32), np.uint8)
+    lo = 0
+    while lo < len(buckets):
+        hi = max(lo + 1, int(np.searchsorted(ends, int(starts[lo]) + batch, "right")))
+        out[lo:hi] = _hashes(_build(ids, leaf_index, leaf_hash, order[starts[lo]:ends[hi - 1]]), counts[lo:hi])
+        lo = hi
+    return out
 
 
 def _checked(ids: np.ndarray, leaf_index: np.ndarray, leaf_hash: np.ndarray,

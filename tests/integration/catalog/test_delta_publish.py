@@ -118,7 +118,8 @@ class DeltaRuns:
         assert (versions2, size2) == (versions, size)
         assert _essentials(part) == _essentials(full)
         self.log.append({"state": state.num_rows, "rows_read": base.reader.rows_read, "whole": len(calls),
-                         "bits": (base.map.bits if base.map else None, part.map.bits), "lv": full})
+                         "bits": (base.map.bits if base.map else None, part.map.bits), "lv": full,
+                         "record_ids": full.record_ids})      # read from its scratch, gone after the run
         return self.original(catalog, reg, run, keys, *paths, scratch, delta, catalog.current_version(reg.dataset)[0],
                              carried_rows)
 
@@ -155,7 +156,7 @@ def _new_row(db, like: str, number: str, holder_of: str) -> dict:
 def _proportional(entry: dict, scope: int) -> None:
     """No whole state read; rows fetched: the scope's and the touched buckets' (about 64 each)."""
     lv = entry["lv"]
-    touched = len({vmap.bucket_of(r, lv.map.bits) for r in lv.record_ids})
+    touched = len({vmap.bucket_of(r, lv.map.bits) for r in entry["record_ids"]})
     assert entry["whole"] == 0 and entry["bits"][0] == entry["bits"][1], entry
     assert entry["rows_read"] <= scope + 2 * vmap.PER_BUCKET * touched < entry["state"], entry
 

@@ -100,3 +100,25 @@ def test_index_rows_of_every_row_or_a_pick(staged, tmp_path, every):
     assert rows.column("leaf_index").to_pylist() == list(range(100, 100 + len(pick)))
     assert rows.column("leaf_hash").to_pylist() == [bytes(x).hex() for x in leaves]
     assert holders.to_pylist() == want.column("holder_key").to_pylist()
+
+
+def test_a_first_version_reads_no_licence_numbers_and_holds_no_record_ids(staged, tmp_path, monkeypatch):
+    """A first version (no current records) holds no one: the run's licence numbers are not
+    read; its record ids are not kept once the map is made, but read back from the index rows
+    (in the segment's order) when asked for, in chunks as before."""
+    n, full = staged
+    read = []
+    real = log_version.staging.read_table
+    monkeypatch.setattr(log_version.staging, "read_table",
+                        lambda path, cols=None: read.append(cols) or real(path, cols))
+    accepted = full.parent / "accepted.parquet"
+    empty = log_version.STATE.empty_table()
+    lv = log_version.stage_log_version(accepted, accepted, empty, {}, None, DATASET, CTYPE, 0, tmp_path)
+    assert ["licence_number"] not in read
+    assert lv.ids is None and lv.appended == lv.record_count == n
+    want = pq.read_table(full / "records.parquet", columns=["record_id"]).column(0).to_pylist()
+    assert lv.record_ids == want and lv.record_id_array.to_pylist() == want
+    chunks = list(lv.iter_record_ids(500))
+    assert [len(c) for c in chunks] == [500] * (n // 500) + [n % 500] and sum(chunks, []) == want
+    kept = log_version.LogVersion(lv.directory, 0, lv.leaves, pa.array(want), n, lv.map, lv.changes, 0, 0)
+    assert list(kept.iter_record_ids(500)) == chunks

@@ -22,6 +22,7 @@ def staged(tmp_path_factory):
     work = tmp_path_factory.mktemp("stage")
     mp = pytest.MonkeyPatch()
     mp.setattr(store, "BATCH", store.ROW_GROUP)       # four batches, the last of 77 rows
+    mp.setattr(store, "DIGEST_ROWS", 1000)            # the content digest over 25 slices
     n = 3 * store.ROW_GROUP + 77
     pq.write_table(records(n, seed=3), work / "accepted.parquet", row_group_size=5000, **ACCEPTED_FILE)
     try:

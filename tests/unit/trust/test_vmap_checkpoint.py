@@ -221,6 +221,10 @@ def test_some_bucket_hashes_are_those_buckets_of_the_whole_map():
     touched = np.array([0, 5, 6, 40, 63])
     mine = {r: v for r, v in records.items() if bucket_of(r, 6) in set(touched.tolist())}
     assert (vmap.some_bucket_hashes(*columns(mine, seed=7), 6, touched) == whole[touched]).all()
+    with_empty = np.array([0, 1, 5, 6, 40, 63])              # bucket 1: none of mine, its hash the empty one's
+    for batch in (1, 2, 30, 47, 48, 100, 10**9):             # a range of whole buckets at a time
+        got = vmap.some_bucket_hashes(*columns(mine, seed=batch), 6, with_empty, batch=batch)
+        assert (got[[0, 2, 3, 4, 5]] == whole[touched]).all() and got[1].tobytes() == bucket_hash([]), batch
     with pytest.raises(ValueError, match="outside"):        # an entry of a bucket not listed
         vmap.some_bucket_hashes(*columns(mine), 6, touched[1:])
     with pytest.raises(ValueError, match="ascending"):
