@@ -329,14 +329,14 @@ def validate(source_id: str, key: str, today: date | None = None, part: dict | N
         run = ledger.start_run(source_id, key)
         conformed, extracted = (_local(store, handoff(source_id, key, n), scratch) for n in ("conformed", "extracted"))
         rows = _rows(store, source_id, key, scratch)
-        raw = _checked_raw(extracted, conformed, scratch) if rows is not None else extracted
+        checked = (lambda: _checked_raw(extracted, conformed, scratch)) if rows is not None else None
         state = _delta_state(store, source_id, rows, scratch)
         hashes = _conformed_hashes(rows, conformed) if state is not None else None
         left = _unreported(ledger, run.id, source_id, state, hashes, conformed)
-        outcome = run_validation(conformed, raw, reg.ctype, private_dir(scratch / "out"),
+        outcome = run_validation(conformed, extracted, reg.ctype, private_dir(scratch / "out"),
                                  today or clock.today(), checks=reg.checks,
                                  known=row_state.known_reasons(state, hashes) if state is not None else None,
-                                 quiet=left.before if left is not None else None)
+                                 quiet=left.before if left is not None else None, checked=checked)
         if rows is not None:
             outcome = _carried_over(ledger, run.id, rows, conformed, outcome, store, source_id, key, scratch)
         scope = left.settle(_quiet_mask(conformed, outcome.quiet)) if left is not None else None

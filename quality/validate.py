@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
@@ -208,7 +209,8 @@ def _merge_findings(paths: list[Path], plan: _Plan, table: pa.Table) -> tuple[np
 def validate(conformed: Path, extracted: Path, ctype: CertificateType, out_dir: Path,
              today: date, batch_rows: int = BATCH_ROWS, checks: tuple | list = (),
              docs: bool = True, findings: list[Path] | None = None,
-             known: pa.Array | None = None, quiet: pa.Array | None = None) -> Outcome:
+             known: pa.Array | None = None, quiet: pa.Array | None = None,
+             checked: Callable[[], Path] | None = None) -> Outcome:
     """Run the type's suite file (plus a source's own checks) and split the rows.
     Expectations with an Arrow form run in pyarrow.compute; the rest run in GX; either way
     the results are GX result objects, one per expectation, over the whole version.
@@ -219,7 +221,10 @@ def validate(conformed: Path, extracted: Path, ctype: CertificateType, out_dir: 
     failures are taken as they are (the version-wide expectations still run over it).
     `quiet`: per conformed row, its row-level failures when last quarantined, if it need not be
     reported again (exchange/unreported.py), or null: a row quarantined now whose row-level
-    failures are those is counted but left out of the quarantine file (Outcome.quiet)."""
+    failures are those is counted but left out of the quarantine file (Outcome.quiet).
+    `checked`: makes the file of the extracted rows that were conformed, in order (a delta
+    run's), called only when a quarantined row's raw row is first wanted; `extracted` is then
+    the whole extracted file, its schema only read."""
     docs_dir = out_dir / "data_docs"
     shutil.rmtree(docs_dir, ignore_errors=True)
     gx = Gx(docs_dir if docs else None)
@@ -228,7 +233,12 @@ def validate(conformed: Path, extracted: Path, ctype: CertificateType, out_dir: 
     dated = {label(e.configuration) for e in suite.expectations if suites.dated(e.configuration.kwargs)}
     params = {"today": today.isoformat()}
     # mapped, and the pages read released batch by batch: memory does not grow with the run
-    (conf_table, conf_release), (raw_table, raw_release) = staging.map_table(conformed), staging.map_table(extracted)
+    conf_table, conf_release = staging.map_table(conformed)
+    if checked is None:
+        raw_table, raw_release = staging.map_table(extracted)
+    else:
+        raw_table = _Raw(checked, staging.read_schema(extracted), conf_table.num_rows)
+        raw_release = raw_table.release
     plan = _plan(suite, params, conf_table.schema)
     row_checks = _RowChecks(plan, suite.name, conf_table.schema, gx, params) if findings is None else None
     found_pos, found = _merge_findings(findings, plan, conf_table) if findings is not None else (None, [])
@@ -477,7 +487,39 @@ def suite_result(name: str, results: list):
         meta={"great_expectations_version": __version__, "evaluated_by": "quality.arrow_checks"})
 
 
-def _aligned_batches(conf: pa.Table, raw: pa.Table, batch_rows: int):
+class _Raw:
+    """The raw rows of the conformed ones (`num_rows`, `schema`), their file made by `make` when
+    a quarantined row's raw row is first wanted: a delta run whose quarantined rows are all left
+    unreported reads none of the extracted file."""
+
+    def __init__(self, make: Callable[[], Path], schema: pa.Schema, num_rows: int):
+        self._make, self.schema, self.num_rows = make, schema, num_rows
+        self._table: pa.Table | None = None
+        self._release: Callable[[], None] = lambda: None
+
+    def table(self) -> pa.Table:
+        if self._table is None:
+            self._table, self._release = staging.map_table(self._make())
+        return self._table
+
+    def release(self) -> None:
+        self._release()
+
+    def slice(self, start: int, n: int) -> _RawSlice:
+        return _RawSlice(self, start, max(0, min(n, self.num_rows - start)))
+
+
+@dataclass(frozen=True)
+class _RawSlice:
+    raw: _Raw
+    start: int
+    num_rows: int
+
+    def rows(self, take: pa.Array) -> pa.Table:
+        return _rows_at(self.raw.table().slice(self.start, self.num_rows), take)
+
+
+def _aligned_batches(conf: pa.Table, raw: pa.Table | _Raw, batch_rows: int):
     """(conformed, raw) slices of the same rows (conforming keeps rows in silo order)."""
     if conf.num_rows > raw.num_rows:
         raise ReconciliationError(
@@ -566,7 +608,7 @@ def _quarantine_rows(batch, raw, reasons: dict[int, list[str]], key_field: str |
     wanted = [c for c in batch.schema.names
               if c in named or c.removeprefix(UNPARSED) in named or c in (ROW, key_field)]
     conf = _rows_at(batch.select(wanted), take).to_pydict()
-    raw_rows = _rows_at(raw, take).combine_chunks()
+    raw_rows = (raw.rows(take) if isinstance(raw, _RawSlice) else _rows_at(raw, take)).combine_chunks()
     nulls = [None] * len(idx)
     # dates: the silo's own text says more than the (null) parsed value
     shown = {c: (conf.get(UNPARSED + c) or nulls, conf.get(c) or nulls) for c in named}

@@ -120,3 +120,26 @@ def test_a_run_that_failed_after_its_sync_does_not_leave_the_queue_wrong(silo, m
     entry = {e["key"]: e for e in quarantine.queue(DATASET, True, 3)[0]}[fixed]
     assert (entry["id"], entry["state"], entry["last_run_key"]) == (before[fixed]["id"], "open", "r3")
     assert entry["raw"]["QYMC"] == name
+
+
+def test_the_raw_rows_are_copied_only_when_a_quarantined_row_is_reported(silo, monkeypatch):
+    """A delta run with nothing to report reads no raw row (the checked rows of the extracted
+    file are not copied); one that reports a row copies them once, its raw row the new one."""
+    made = []
+    copy = stages._checked_raw
+
+    def counted(*args):
+        made.append(args)
+        return copy(*args)
+    monkeypatch.setattr(stages, "_checked_raw", counted)
+    stages.run_all(SOURCE, "r2", TODAY)
+    assert made == [] and _reported("r2") == []
+    r1, r2 = ledger().get_run(SOURCE, "r1"), ledger().get_run(SOURCE, "r2")
+    assert (r2.extracted, r2.accepted, r2.quarantined) == (r1.extracted, r1.accepted, r1.quarantined)
+    changed = _alone(silo, ledger().quarantine(DATASET))[0]
+    with sqlite3.connect(silo) as db:
+        db.execute("update yyzz_djxx set ZS = ZS || '附3号' where ZCH = ?", (changed,))
+    stages.run_all(SOURCE, "r3", TODAY)
+    assert len(made) == 1 and _reported("r3") == [changed]
+    entry = {e["key"]: e for e in quarantine.queue(DATASET, True, 3)[0]}[changed]
+    assert entry["last_run_key"] == "r3" and entry["raw"]["ZS"].endswith("附3号")
