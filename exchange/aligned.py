@@ -22,6 +22,7 @@ import pyarrow.compute as pc
 from base import staging
 from base.storage import Store
 from connectors.state import mirror_key
+from exchange import row_state
 from schemas.conform import ROW
 
 PULL = b"pull"        # extract's hand-off's schema metadata: its token
@@ -84,6 +85,8 @@ class Aligned:
                 a, b = batch.column(name).slice(0, n), _one(there.column(name))
                 if _same_bytes(a, b):
                     continue
+                if not pa.types.is_string(a.type):     # compared as hashed: -0.0 is not 0.0
+                    a, b = row_state._text(a), row_state._text(b)
                 e = pc.fill_null(pc.equal(a, b), False)
                 if a.null_count or b.null_count:
                     e = pc.or_(e, pc.and_(pc.is_null(a), pc.is_null(b)))

@@ -31,6 +31,13 @@ def test_rows_equal_in_every_column_nulls_with_nulls():
     assert np.array_equal(m.state_hashes(np.flatnonzero(same) + 2), row_state.row_hashes(tail.filter(same)))
 
 
+def test_values_compared_as_they_are_hashed():
+    mirror = pa.table({"f": [0.0, 1.5, float("nan"), None], "_row": [1, 2, 3, 4]})
+    run = pa.record_batch({"f": [-0.0, 1.5, float("nan"), None], "_row": [1, 2, 3, 4]})
+    # -0.0 == 0.0 as numbers, not as hashed; NaN != NaN as numbers, but is hashed alike
+    assert _aligned(mirror).same(run, 0).tolist() == [False, True, True, True]
+
+
 def test_same_bytes_is_sure_or_says_maybe():
     assert aligned._same_bytes(pa.array(["ab", None, "c"]).slice(1), pa.array([None, "c"]))
     assert not aligned._same_bytes(pa.array(["ab", "c"]), pa.array(["a", "bc"]))     # same bytes, other values
