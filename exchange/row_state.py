@@ -24,7 +24,9 @@ again.
 
 Matching costs no Python object per row: each extracted batch is hashed in one pass (a header of
 the values' byte lengths, then the values) and looked up by binary search in the state's hashes,
-sorted once per run (the first 8 bytes as a uint64).
+sorted once per run (the first 8 bytes as a uint64). A row equal to the mirror's at its position,
+the mirror and the state being one pull's (their `pull` stamps), takes the state's hash there
+unhashed (exchange/aligned.py).
 """
 from __future__ import annotations
 
