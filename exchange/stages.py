@@ -288,10 +288,10 @@ def _detect(reg, store: Store, key: str, extracted: Path, tmp: Path, scratch: Pa
             if conformed is not None:
                 writer.write_table(conformed)
                 licences.extend(conformed.column("licence_number").chunks)
+            if mirror is not None:
+                mirror.release()           # the mirror's pages read so far (the batches in flight read them again)
             if len(hashes) % 4 == 0:     # the batches' memory back every few (a trim costs ~5 ms)
                 pa.default_memory_pool().release_unused()
-                if mirror is not None:
-                    mirror.release()       # the mirror's pages read so far
     h, idx = np.concatenate(hashes), np.concatenate(found)
     del hashes, found
     matcher = loading.result()[0]
