@@ -157,15 +157,19 @@ def merge_pending(store: Store, parts: list[str], pending: str) -> None:
     store.write_text(pending, json.dumps(merged, ensure_ascii=False))
 
 
-def commit(source_id: str, run_key: str, store: Store, pending_key: str, extracted: str, ledger) -> dict | None:
+def commit(source_id: str, run_key: str, store: Store, pending_key: str, extracted: str, ledger,
+           keep_mirror: bool = False) -> dict | None:
     """After publish: the mirror (the run's `extracted` hand-off becomes it), then the watermark
     and ledger, then the files' move. Each step is idempotent, in an order where a crash between
     two steps is repaired by running the same run again (an incremental pull merged twice is the
-    same pull)."""
+    same pull). `keep_mirror`: the mirror holds the run's rows already (the caller knows it):
+    it stays, the hand-off is dropped."""
     if not store.exists(pending_key):
         return None
     pending = json.loads(store.read_text(pending_key))
-    if store.exists(extracted):
+    if keep_mirror and store.exists(mirror_key(store, source_id)):
+        store.delete(extracted)
+    elif store.exists(extracted):
         # the old mirror goes first: a rename over a file makes ext4 start writing the new one
         # out (auto_da_alloc), ~0.3 s at 1M rows; a crash between the two leaves the hand-off,
         # moved by the same run again (a run without a mirror pulls the whole silo)

@@ -24,7 +24,9 @@ again.
 
 Matching costs no Python object per row: each extracted batch is hashed in one pass (a header of
 the values' byte lengths, then the values) and looked up by binary search in the state's hashes,
-sorted once per run (the first 8 bytes as a uint64).
+sorted once per run (the first 8 bytes as a uint64). A row equal to the mirror's at its position,
+the mirror and the state being one pull's (their `pull` stamps), takes the state's hash there
+unhashed (exchange/aligned.py).
 """
 from __future__ import annotations
 
@@ -197,6 +199,7 @@ class Plan:
     fingerprint: str
     state: Path | None = None         # the row state on this machine (delta)
     held: Path | None = None          # its rows not accepted, conformed (delta, if stamped alike)
+    pull: str | None = None           # the pull the state's rows are (exchange/aligned.py)
 
     def as_dict(self) -> dict:
         return {"mode": self.mode, **({"reason": self.reason} if self.mode == "full" else {})}
@@ -231,7 +234,8 @@ def plan(reg, store: Store, current_version: int | None, extracted: pa.Schema, s
     held = held_key(reg.id)
     stamp = {k: meta.get(k) for k in ("fingerprint", "version")}
     fresh = store.exists(held) and {k: read_meta(store, held).get(k) for k in stamp} == stamp
-    return Plan("delta", "", fp, store.local_file(key, scratch), store.local_file(held, scratch) if fresh else None)
+    return Plan("delta", "", fp, store.local_file(key, scratch), store.local_file(held, scratch) if fresh else None,
+                meta.get("pull"))
 
 
 # --- the run's rows ---------------------------------------------------------------------------
@@ -326,7 +330,7 @@ class Matcher:
     """The row state, matched against each extracted batch's hashes. State rows with equal
     hashes form a group; a row of the run is carried as its group's first accepted row."""
 
-    def __init__(self, state: Path | None):
+    def __init__(self, state: Path | None, positional: bool = False):
         # the table is not kept (its hashes and chunks, ~40 MB a million rows): the sorted hashes are copies
         table = staging.read_table(state) if state is not None else SCHEMA.empty_table()
         self.licences = table.column("licence_number").combine_chunks()
@@ -335,6 +339,14 @@ class Matcher:
         accepted = pc.fill_null(table.column("accepted"), False).to_numpy(zero_copy_only=False)
         self.first = self.sorted.first(accepted)               # each group's first accepted state row
         self.empty = not accepted.any()
+        self.groups = self.sorted.row_groups() if positional else None     # each state row's group
+
+    def at(self, positions: np.ndarray) -> np.ndarray:
+        """Matcher.index of the hashes the state's rows at `positions` have (`positional`)."""
+        if self.empty:
+            return np.full(len(positions), -1, np.int64)
+        assert self.groups is not None
+        return self.first[self.groups[positions]]
 
     def index(self, hashes: np.ndarray) -> np.ndarray:
         """Each row's state row if it is carried (its hash is an accepted row's), else -1."""
@@ -406,11 +418,12 @@ def rows_table(hashes: np.ndarray, idx: np.ndarray, m: Matcher) -> pa.Table:
 
 
 def new_state(rows: pa.Table, checked: pa.Table, quarantined_rows: pa.Array, fp: str,
-              kept: pa.Table | None = None, rechecked: pa.Table | None = None) -> pa.Table:
+              kept: pa.Table | None = None, rechecked: pa.Table | None = None, pull: str | None = None) -> pa.Table:
     """The run's row state: carried rows as they were, checked rows (`checked`: the conformed
     rows' _row, licence_number, status) with their outcome; `kept` (_row, reasons): the
     quarantined rows whose row-level failures cannot change with time, and those failures;
-    `rechecked` (_row, reasons): the other quarantined rows' row-level failures (one is dated)."""
+    `rechecked` (_row, reasons): the other quarantined rows' row-level failures (one is dated).
+    `pull`: the token of the extract its rows are (exchange/aligned.py), kept in its metadata."""
     n = rows.num_rows
     pos = pc.subtract(checked.column(ROW), 1).to_numpy(zero_copy_only=False).astype(np.int64)
     at = np.full(n, -1, np.int64)
@@ -432,7 +445,7 @@ def new_state(rows: pa.Table, checked: pa.Table, quarantined_rows: pa.Array, fp:
     withdrawn = pc.fill_null(pc.if_else(carried, rows.column("withdrawn").combine_chunks(),
                                         pc.and_(checked_wd, pa.array(~bad))), False)
     del checked_wd, here, bad
-    meta = {b"row_state": json.dumps({"fingerprint": fp}).encode()}
+    meta = {b"row_state": json.dumps({"fingerprint": fp, **({"pull": pull} if pull else {})}).encode()}
     return pa.table([rows.column("row_hash").combine_chunks(), licence, accepted, withdrawn, _reasons(n, kept),
                      _reasons(n, rechecked)], schema=SCHEMA.with_metadata(meta))
 
@@ -461,25 +474,27 @@ def known_reasons(state: Path, hashes: pa.Array) -> pa.Array:
 
 
 def commit(store: Store, source_id: str, handoff: str, version: int | None, scratch: Path,
-           conformed: str | None = None) -> None:
+           conformed: str | None = None) -> str | None:
     """After publish: the run's row state (hand-off `handoff`) becomes the source's, stamped with
     the version it was published as, and the conformed form (hand-off `conformed`) of its rows
     not accepted the source's Held, stamped alike (written first: the state's stamp is what a
     delta run goes by). Idempotent: the hand-off is deleted last. A run that changed no row's
-    state (`_as_before`) leaves both files as they are."""
+    state (`_as_before`) leaves both files as they are: it returns the kept state's pull (the
+    mirror of that pull may stay: its rows are the run's; exchange/aligned.py), else None."""
     if not store.exists(handoff):
-        return
+        return None
     if version is None:
         store.delete(handoff)
-        return
+        return None
     local = store.local_file(handoff, scratch)
     table = staging.read_table(local)
     meta = {**_meta(table.schema), "version": version}
     stamp = {b"row_state": json.dumps(meta).encode()}
     if conformed is not None and store.exists(conformed) and _as_before(store, source_id, table, meta, scratch):
         del table
+        pull = read_meta(store, state_key(source_id)).get("pull")
         store.delete(handoff)
-        return
+        return pull
     if conformed is not None and store.exists(conformed):
         _put_held(store, source_id, table, store.local_file(conformed, scratch), stamp, scratch)
     else:
@@ -491,6 +506,7 @@ def commit(store: Store, source_id: str, handoff: str, version: int | None, scra
     del table
     store.put_file(out, state_key(source_id), move=True)
     store.delete(handoff)
+    return None
 
 
 def _as_before(store: Store, source_id: str, table: pa.Table, meta: dict, scratch: Path) -> bool:

@@ -45,7 +45,7 @@ from catalog.service import BaseMoved, Catalog
 from catalog.signing.keys import keystore_for
 from connectors import state
 from connectors.partitions import plan as plan_partitions
-from exchange import alerts, partitions, row_state
+from exchange import alerts, aligned, partitions, row_state
 from exchange.listing import source_listing
 from exchange.unreported import Unreported
 from quality.gates import SizeGate, drift, refuse_blank_licence_numbers, refuse_retyped
@@ -140,16 +140,17 @@ def _extract(reg, ledger, store: Store, run_id: int, key: str, scratch: Path, pa
         _check_columns(ledger, reg, run_id, conn)
     tmp = staging.transient(scratch, "extracted")
     rows, writer = 0, None
+    stamp = {aligned.PULL: aligned.token(key).encode()}      # conform aligns the mirror by it
     try:
         for batch in conn.batches():
             batch = batch.append_column(ROW, pa.array(np.arange(rows + 1, rows + 1 + batch.num_rows, dtype=np.int64)))
-            writer = writer or staging.transient_writer(tmp, batch.schema)
+            writer = writer or staging.transient_writer(tmp, batch.schema.with_metadata(stamp))
             writer.write_batch(batch)
             rows += batch.num_rows
         if writer is None:
             cols = conn.columns()
             writer = staging.transient_writer(
-                tmp, pa.schema([*((c, pa.string()) for c in cols), (ROW, pa.int64())]))
+                tmp, pa.schema([*((c, pa.string()) for c in cols), (ROW, pa.int64())], metadata=stamp))
     finally:
         if writer is not None:
             writer.close()
@@ -209,29 +210,62 @@ def _conform_detecting(reg, catalog, store: Store, key: str, extracted: Path, tm
     """A whole run's conform with change detection: the rows not carried into `tmp` (in silo
     order), the `rows` hand-off (every row's hash, carried or not) and, for a delta run, the
     `delta` hand-off publish builds on. The extracted rows are read a batch at a time: each is
-    hashed, matched against the row state and its rows not carried conformed, on a few threads.
-    Returns (rows conformed, what was detected)."""
+    hashed (its rows equal to the mirror's at their position take the state's hashes instead:
+    exchange/aligned.py), matched against the row state and its rows not carried conformed, on a
+    few threads. Returns (rows conformed, what was detected)."""
     version = catalog.current_version(reg.dataset)[0]
-    plan = row_state.plan(reg, store, version, staging.read_schema(extracted), scratch,
-                          len(catalog.sources_of(reg.dataset)))
+    schema = staging.read_schema(extracted)
+    plan = row_state.plan(reg, store, version, schema, scratch, len(catalog.sources_of(reg.dataset)))
+    mirror = (aligned.Aligned.open(store, reg.id, plan.state, plan.pull, schema)
+              if plan.state is not None and ALIGN else None)
     with ThreadPoolExecutor(1) as pool:    # the state sorted while the first batches are hashed
-        loading = pool.submit(lambda: (row_state.Matcher(plan.state),
+        loading = pool.submit(lambda: (row_state.Matcher(plan.state, positional=mirror is not None),
                                        row_state.Held(plan.held) if plan.held is not None else None))
-        return _detect(reg, store, key, extracted, tmp, scratch, plan, version, loading)
+        return _detect(reg, store, key, extracted, tmp, scratch, plan, version, loading, mirror)
 
 
-def _detect(reg, store: Store, key: str, extracted: Path, tmp: Path, scratch: Path, plan, version, loading):
-    """_conform_detecting's work once planned; `loading`: the future (Matcher, Held or None)."""
+ALIGN = True       # False: every row hashed, the mirror never compared (tests compare the two)
+
+
+def _hashed(batch: pa.RecordBatch, start: int, mirror: aligned.Aligned | None, matcher) -> tuple:
+    """The batch's (rows from position `start`) hashes and state rows (Matcher.index): a row
+    equal to the mirror's at its position takes the state's hash and row there, unhashed."""
+    same = mirror.same(batch, start) if mirror is not None else None
+    if same is None or not same.any():
+        h = row_state.row_hashes(batch)
+        return h, matcher.index(h), 0
+    at = np.flatnonzero(same)
+    h = np.empty((batch.num_rows, 16), np.uint8)
+    h[at] = mirror.state_hashes(at + start)
+    idx = np.empty(batch.num_rows, np.int64)
+    idx[at] = matcher.at(at + start)
+    other = np.flatnonzero(~same)
+    if len(other):
+        h[other] = row_state.row_hashes(batch.take(pa.array(other)))
+        idx[other] = matcher.index(h[other])
+    return h, idx, len(at)
+
+
+def _detect(reg, store: Store, key: str, extracted: Path, tmp: Path, scratch: Path, plan, version, loading,
+            mirror: aligned.Aligned | None = None):
+    """_conform_detecting's work once planned; `loading`: the future (Matcher, Held or None);
+    `mirror`: the mirror aligned with the row state, if it is."""
     conformer = Conformer(reg.source_map)
     schema = conformed_schema(reg.ctype)
     rows_in = staging.Mapped(extracted, DETECT_BATCH)
 
-    def step(batch: pa.RecordBatch):
+    def numbered() -> Iterator[tuple[int, pa.RecordBatch]]:
+        start = 0
+        for batch in rows_in:
+            yield start, batch
+            start += batch.num_rows
+
+    def step(item: tuple[int, pa.RecordBatch]):
         """The batch's hashes, state rows and rows not carried conformed (those held taken as
         they were conformed before), with how many were held."""
-        h = row_state.row_hashes(batch)
+        start, batch = item
         matcher, held = loading.result()
-        idx = matcher.index(h)
+        h, idx, unhashed = _hashed(batch, start, mirror, matcher)
         todo = np.flatnonzero(idx < 0)
         at = held.find(h[todo]) if held is not None else np.full(len(todo), -1)
         fresh, kept = todo[at < 0], todo[at >= 0]
@@ -241,18 +275,21 @@ def _detect(reg, store: Store, key: str, extracted: Path, tmp: Path, scratch: Pa
             parts.append(pa.Table.from_batches([conformer(picked)]))
         conformed = (parts[0] if len(parts) == 1 else pa.concat_tables(parts).sort_by(ROW)) if parts else None
         rows_in.drop(batch)         # read again from the file if the conformed rows touch it
-        return h, idx, conformed, len(kept)
+        return h, idx, conformed, len(kept), unhashed
 
-    hashes, found, licences, reused = [np.zeros((0, 16), np.uint8)], [np.zeros(0, np.int64)], [], 0
+    hashes, found, licences, reused, unhashed = [np.zeros((0, 16), np.uint8)], [np.zeros(0, np.int64)], [], 0, 0
     checked = staging.transient(scratch, "checked")
     with staging.transient_writer(checked, schema) as writer:
-        for h, idx, conformed, n in ordered_map(step, rows_in, ahead=3):
+        for h, idx, conformed, n, same in ordered_map(step, numbered(), ahead=3):
             hashes.append(h)
             found.append(idx)
             reused += n
+            unhashed += same
             if conformed is not None:
                 writer.write_table(conformed)
                 licences.extend(conformed.column("licence_number").chunks)
+            if mirror is not None:
+                mirror.release()           # the mirror's pages read so far (the batches in flight read them again)
             if len(hashes) % 4 == 0:     # the batches' memory back every few (a trim costs ~5 ms)
                 pa.default_memory_pool().release_unused()
     h, idx = np.concatenate(hashes), np.concatenate(found)
@@ -269,6 +306,7 @@ def _detect(reg, store: Store, key: str, extracted: Path, tmp: Path, scratch: Pa
     mode = plan.mode if carried else "full"
     meta = {"fingerprint": plan.fingerprint, "mode": mode, "version": version, "carried": carried,
             "carried_live": live, "checked": rows, "reused": reused,
+            "pull": aligned.pull_of(staging.read_schema(extracted)), "unhashed": unhashed,
             **({"reason": plan.reason or "nothing carried"} if mode == "full" else {})}
     _put_arrow(store, table.replace_schema_metadata({b"detect": json.dumps(meta).encode()}),
                handoff(reg.id, key, "rows"), scratch)
@@ -278,7 +316,10 @@ def _detect(reg, store: Store, key: str, extracted: Path, tmp: Path, scratch: Pa
                    handoff(reg.id, key, "delta"), scratch)
     else:
         store.delete(handoff(reg.id, key, "delta"))
-    return rows, {"change_detection": {k: v for k, v in meta.items() if k != "fingerprint"}}
+    return rows, {"change_detection": {k: v for k, v in meta.items() if k not in INTERNAL}}
+
+
+INTERNAL = ("fingerprint", "pull", "unhashed")    # the rows hand-off's, not recorded on the run
 
 
 def _merge_back(checked: Path, extracted: Path, back, conformer, out: Path) -> None:
@@ -409,10 +450,11 @@ def _carried_over(ledger, run_id: int, rows: pa.Table, conformed: Path, outcome,
     checked = staging.read_table(conformed, [ROW, "licence_number", "status"])
     told = pq.read_table(outcome.quarantine_path, columns=[ROW]).column(0).combine_chunks()
     bad = pa.concat_arrays([told, outcome.quiet.cast(told.type)])       # reported or not
-    new = row_state.new_state(rows, checked, bad, meta["fingerprint"], outcome.row_reasons, outcome.rechecked)
+    new = row_state.new_state(rows, checked, bad, meta["fingerprint"], outcome.row_reasons, outcome.rechecked,
+                              meta.get("pull"))
     _put_arrow(store, new, handoff(source_id, key, "rowstate"), scratch)
     # kept: quarantined rows whose failures were known, not checked again (their outcome carried)
-    detected = {k: v for k, v in meta.items() if k != "fingerprint"}
+    detected = {k: v for k, v in meta.items() if k not in INTERNAL}
     detected.update(checked=meta["checked"] - outcome.kept, carried=meta["carried"] + outcome.kept,
                     kept=outcome.kept)
     ledger.record_quality(run_id, change_detection=detected)
@@ -585,10 +627,13 @@ def _commit_pull(store: Store, source_id: str, key: str, ledger, version: int | 
     `version` it was published as: exchange/row_state.py), its extracted rows the mirror, its
     watermark and taken files the ledger's (connectors/state.py)."""
     with _scratch() as scratch:
-        row_state.commit(store, source_id, handoff(source_id, key, "rowstate"), version, scratch,
-                         handoff(source_id, key, "conformed"))
+        kept = row_state.commit(store, source_id, handoff(source_id, key, "rowstate"), version, scratch,
+                                handoff(source_id, key, "conformed"))
+    # a row state kept as it was (the same rows) keeps the mirror it is aligned with: the run's
+    # rows are those rows (exchange/aligned.py)
+    keep = kept is not None and kept == aligned.mirror_pull(store, source_id)
     state.commit(source_id, key, store, handoff(source_id, key, "pending"),
-                 handoff(source_id, key, "extracted"), ledger)
+                 handoff(source_id, key, "extracted"), ledger, keep_mirror=keep)
 
 
 def _size_gate(catalog, ledger, reg, run) -> None:

@@ -24,7 +24,9 @@ def _files() -> dict:
     for key in (row_state.state_key(SOURCE), row_state.held_key(SOURCE)):
         path = store.local_file(key, scratch)
         table = staging.read_table(path)
-        out[key] = (path.stat().st_ino, path.stat().st_mtime_ns, table.schema.metadata, table.to_pylist())
+        meta = row_state._meta(table.schema)      # the pull its rows are: each run's own (exchange/aligned.py)
+        out[key] = (path.stat().st_ino, path.stat().st_mtime_ns, {k: v for k, v in meta.items() if k != "pull"},
+                    table.to_pylist())
     return out
 
 
