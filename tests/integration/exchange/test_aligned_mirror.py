@@ -60,13 +60,9 @@ def _history(monkeypatch, tmp_path, silo_2k, align: bool, picks: dict | None):
         handed.append((json.loads(table.schema.metadata[b"detect"]), table.replace_schema_metadata(None)))
         return table
     monkeypatch.setattr(stages, "_rows", kept_rows)
-    silo = home / "silo.db"
-    home.mkdir()
-    shutil.copy(silo_2k[0], silo)
-    register_demo_source(home / "home", silo)
-    results = [stages.run_all(SOURCE, "r1", TODAY)]
+    silo, first, picks = cd._first_run(home, silo_2k, picks)
+    results = [first]
     states, pulls = [_state()], [aligned.mirror_pull(get_settings().store, SOURCE)]
-    picks = picks or cd._picks(silo)
     for step in range(2, 7):
         _edit(silo, step, picks)
         results.append(stages.run_all(SOURCE, f"r{step}", TODAY))

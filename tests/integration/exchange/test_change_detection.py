@@ -30,6 +30,17 @@ def _use_home(monkeypatch, home, detect: bool) -> None:
     reset_settings()
 
 
+def _first_run(home, silo_2k, picks: dict | None = None) -> tuple:
+    """A history's start: the 2k silo copied into `home` (created), registered with `home`/home,
+    and run once (r1). Returns (the silo, r1's result, `picks` or those chosen after r1)."""
+    silo = home / "silo.db"
+    home.mkdir()
+    shutil.copy(silo_2k[0], silo)
+    register_demo_source(home / "home", silo)
+    result = stages.run_all(SOURCE, "r1", TODAY)
+    return silo, result, picks or _picks(silo)
+
+
 def _picks(silo) -> dict:
     """Licence numbers of rows to edit: accepted rows with a number of their own, and a row
     quarantined only for its missing holder name (chosen after the first run)."""

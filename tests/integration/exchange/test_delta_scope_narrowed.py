@@ -6,7 +6,6 @@ withdrawn, unchanged): a record held by an unchanged quarantined row, a withdraw
 again by a quarantined row with its number, withdrawals, a duplicate, a fixed row."""
 from __future__ import annotations
 
-import shutil
 import sqlite3
 from functools import partial
 
@@ -14,7 +13,7 @@ import pytest
 
 from catalog.publish import log_delta
 from exchange import stages
-from tests.conftest import TODAY, register_demo_source
+from tests.conftest import TODAY
 from tests.integration.exchange import test_change_detection as cd
 
 pytestmark = pytest.mark.integration
@@ -47,12 +46,8 @@ def _history(monkeypatch, tmp_path, silo_2k, narrow: bool, picks: dict | None):
         counted.append(real(*args))
         return counted[-1]
     monkeypatch.setattr(log_delta, "held_outside", spy)
-    silo = home / "silo.db"
-    home.mkdir()
-    shutil.copy(silo_2k[0], silo)
-    register_demo_source(home / "home", silo)
-    results = [stages.run_all(SOURCE, "r1", TODAY)]
-    picks = picks or cd._picks(silo)
+    silo, first, picks = cd._first_run(home, silo_2k, picks)
+    results = [first]
     for step in range(2, 8):
         _edit(silo, step, picks)
         results.append(stages.run_all(SOURCE, f"r{step}", TODAY))
