@@ -26,7 +26,8 @@ Matching costs no Python object per row: each extracted batch is hashed in one p
 the values' byte lengths, then the values) and looked up by binary search in the state's hashes,
 sorted once per run (the first 8 bytes as a uint64). A row equal to the mirror's at its position,
 the mirror and the state being one pull's (their `pull` stamps), takes the state's hash there
-unhashed (exchange/aligned.py).
+unhashed (exchange/aligned.py): then only equal rows' groups are sorted, and the state's
+hashes only if a row is not found by position (Matcher `positional`).
 """
 from __future__ import annotations
 
@@ -366,9 +367,9 @@ class _Sorted:
 
 
 class _Equal:
-    """The state's rows whose hash another row has too (found by one sort of the first 8 bytes'
-    top bits: the rows that share them, and their exact groups): each one's group's first
-    accepted row. Every other row is a group of its own."""
+    """The state's rows that may have another's hash (those whose first 8 bytes' top bits another
+    row shares: one sort finds them), their groups (exact) and each one's group's first accepted
+    row. Every other row is a group of its own."""
 
     def __init__(self, hashes: pa.ChunkedArray, accepted: np.ndarray):
         key, bits = _prefix_sort(_halves(hashes)[0])
@@ -448,7 +449,8 @@ class Matcher:
             if self._index is None:
                 hi, lo = _halves(self.hashes, second=True)
                 order = _hash_order(hi, lo)
-                self._index = (order, hi[order], lo[order])
+                hi = hi[order]             # the unsorted halves dropped as the sorted are made
+                self._index = (order, hi, lo[order])
             return self._index
 
     def done(self) -> None:
