@@ -440,7 +440,7 @@ class Matcher:
         pos = _search(hi, lo, hashes)
         out = np.full(len(hashes), -1, np.int64)
         found = pos >= 0
-        out[found] = self._carry(order[pos[found]])
+        out[found] = self._carry(order[pos[found]].astype(np.int64))
         return out
 
     def _sorted(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -450,7 +450,8 @@ class Matcher:
                 hi, lo = _halves(self.hashes, second=True)
                 order = _hash_order(hi, lo)
                 hi = hi[order]             # the unsorted halves dropped as the sorted are made
-                self._index = (order, hi, lo[order])
+                lo = lo[order]
+                self._index = (order.astype(np.uint32) if len(order) < 2**32 else order, hi, lo)
             return self._index
 
     def done(self) -> None:
