@@ -26,7 +26,8 @@ Matching costs no Python object per row: each extracted batch is hashed in one p
 the values' byte lengths, then the values) and looked up by binary search in the state's hashes,
 sorted once per run (the first 8 bytes as a uint64). A row equal to the mirror's at its position,
 the mirror and the state being one pull's (their `pull` stamps), takes the state's hash there
-unhashed (exchange/aligned.py).
+unhashed (exchange/aligned.py): then only equal rows' groups are sorted, and the state's
+hashes only if a row is not found by position (Matcher `positional`).
 """
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ import functools
 import hashlib
 import json
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -256,19 +258,73 @@ def _matrix(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
     return np.frombuffer(column.buffers()[1], np.uint8)[column.offset * 16:(column.offset + n) * 16].reshape(n, 16)
 
 
-def _hash_order(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
-    """The permutation that sorts hashes (first 8 bytes `hi`, last 8 `lo`) by (hi, lo,
-    position): one quick sort on hi, then the rare runs that share it (equal rows) in order."""
-    order = np.argsort(hi)
-    first = hi[order]
-    tie = np.zeros(len(hi), bool)
-    same = first[1:] == first[:-1]
+def _prefix_sort(hi: np.ndarray) -> tuple[np.ndarray, int]:
+    """`hi`'s top bits with each row's position in the low `bits` (those its position needs),
+    sorted (np.sort: no argsort): the order of the rows by (top bits, position)."""
+    bits = max(1, (len(hi) - 1).bit_length())
+    key = (hi & ~np.uint64((1 << bits) - 1)) | np.arange(len(hi), dtype=np.uint64)
+    key.sort()
+    return key, bits
+
+
+def _ties(key: np.ndarray, bits: int) -> np.ndarray:
+    """Where a sorted `_prefix_sort` key's top bits are its neighbour's (equal rows, rarely not)."""
+    top = key >> np.uint64(bits)
+    tie = np.zeros(len(key), bool)
+    same = top[1:] == top[:-1]
+    del top
     tie[1:] |= same
     tie[:-1] |= same
+    return tie
+
+
+def _halves(hashes: pa.ChunkedArray, second: bool = False) -> tuple[np.ndarray, ...]:
+    """A binary(16) column's first 8 bytes (and last 8: `second`) as uint64, a chunk at a time
+    (the column is not copied whole)."""
+    n = len(hashes)
+    out = tuple(np.empty(n, np.uint64) for _ in range(2 if second else 1))
+    i = 0
+    for chunk in hashes.chunks:
+        keys = _keys(_matrix(chunk))
+        for j, half in enumerate(out):
+            half[i:i + len(keys)] = keys[:, j]
+        i += len(keys)
+    return out
+
+
+def _hash_order(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
+    """The permutation that sorts hashes (first 8 bytes `hi`, last 8 `lo`) by (hi, lo,
+    position): one sort of hi's top bits with the positions in the low bits, then the rare runs
+    that share those bits (equal rows) in order."""
+    key, bits = _prefix_sort(hi)
+    tie = _ties(key, bits)
+    order = (key & np.uint64((1 << bits) - 1)).astype(np.int64)
+    del key
     if tie.any():
         sub = order[tie]
         order[tie] = sub[np.lexsort((sub, lo[sub], hi[sub]))]
     return order
+
+
+def _search(hi: np.ndarray, lo: np.ndarray, hashes: np.ndarray) -> np.ndarray:
+    """Each hash's position in the sorted (`hi`, `lo`) (the first equal one; -1: none)."""
+    q = _keys(hashes)
+    out = np.full(len(q), -1, np.int64)
+    by = np.argsort(q[:, 0])        # sorted probes: binary searches that stay in cache
+    pos = np.empty(len(q), np.int64)
+    pos[by] = np.searchsorted(hi, q[by, 0])
+    todo = np.arange(len(q))
+    while len(todo):         # past hashes that share the first 8 bytes only (rare)
+        p = pos[todo]
+        inside = p < len(hi)
+        todo, p = todo[inside], p[inside]
+        same = hi[p] == q[todo, 0]
+        todo, p = todo[same], p[same]
+        hit = lo[p] == q[todo, 1]
+        out[todo[hit]] = p[hit]
+        todo = todo[~hit]
+        pos[todo] += 1
+    return out
 
 
 class _Sorted:
@@ -300,23 +356,7 @@ class _Sorted:
 
     def groups(self, hashes: np.ndarray) -> np.ndarray:
         """Each hash's group (-1: none)."""
-        q = _keys(hashes)
-        out = np.full(len(q), -1, np.int64)
-        by = np.argsort(q[:, 0])        # sorted probes: binary searches that stay in cache
-        pos = np.empty(len(q), np.int64)
-        pos[by] = np.searchsorted(self.hi, q[by, 0])
-        todo = np.arange(len(q))
-        while len(todo):         # past groups that share the first 8 bytes only (rare)
-            p = pos[todo]
-            inside = p < len(self.hi)
-            todo, p = todo[inside], p[inside]
-            same = self.hi[p] == q[todo, 0]
-            todo, p = todo[same], p[same]
-            hit = self.lo[p] == q[todo, 1]
-            out[todo[hit]] = p[hit]
-            todo = todo[~hit]
-            pos[todo] += 1
-        return out
+        return _search(self.hi, self.lo, hashes)
 
     def find(self, hashes: np.ndarray, first: np.ndarray) -> np.ndarray:
         """`first` (a row per group, or -1) of each hash's group; -1 for a hash of no group."""
@@ -326,33 +366,113 @@ class _Sorted:
         return np.where(g >= 0, first[np.maximum(g, 0)], -1)
 
 
+class _Equal:
+    """The state's rows that may have another's hash (those whose first 8 bytes' top bits another
+    row shares: one sort finds them), their groups (exact) and each one's group's first accepted
+    row. Every other row is a group of its own."""
+
+    def __init__(self, hashes: pa.ChunkedArray, accepted: np.ndarray):
+        key, bits = _prefix_sort(_halves(hashes)[0])
+        tie = _ties(key, bits)
+        self.rows = np.sort((key[tie] & np.uint64((1 << bits) - 1)).astype(np.int64))
+        del key, tie
+        sub = _Sorted(_matrix(hashes.take(pa.array(self.rows, pa.int64()))))
+        self.group = sub.row_groups()                              # each row's group
+        first = sub.first(accepted[self.rows])
+        self.carry = np.where(first >= 0, self.rows[np.maximum(first, 0)], -1)[self.group]
+
+    def where(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(which of `rows` are among them, their place in `self.rows`)."""
+        at = np.minimum(np.searchsorted(self.rows, rows), max(len(self.rows) - 1, 0))
+        return (self.rows[at] == rows) if len(self.rows) else np.zeros(len(rows), bool), at
+
+
 class Matcher:
     """The row state, matched against each extracted batch's hashes. State rows with equal
-    hashes form a group; a row of the run is carried as its group's first accepted row."""
+    hashes form a group; a row of the run is carried as its group's first accepted row.
 
-    def __init__(self, state: Path | None, positional: bool = False):
+    `positional` (exchange/aligned.py: most rows are found by position, `at`; or the state's
+    hashes, Aligned.hashes, to share): no group is sorted but those of equal rows (_Equal), and
+    the sorted hashes `index` searches are built on its first call (none when every row matched
+    by position) and dropped by `done`."""
+
+    def __init__(self, state: Path | None, positional: bool | pa.ChunkedArray = False):
         # the table is not kept (its hashes and chunks, ~40 MB a million rows): the sorted hashes are copies
         table = staging.read_table(state) if state is not None else SCHEMA.empty_table()
         self.licences = table.column("licence_number").combine_chunks()
         self.withdrawn = table.column("withdrawn").combine_chunks()
-        self.sorted = _Sorted(_matrix(table.column("row_hash")))
         accepted = pc.fill_null(table.column("accepted"), False).to_numpy(zero_copy_only=False)
-        self.first = self.sorted.first(accepted)               # each group's first accepted state row
         self.empty = not accepted.any()
-        self.groups = self.sorted.row_groups() if positional else None     # each state row's group
+        self.positional = positional is not False
+        if self.positional:          # the hashes stay mapped (the file's pages), for `index`
+            self.accepted = accepted
+            self.hashes = table.column("row_hash") if positional is True else positional
+            if self.hashes.null_count or len(self.hashes) != len(accepted):
+                raise ValueError("the row state holds rows without a hash")
+            self.equal = _Equal(self.hashes, accepted)
+            self._index: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+            self._lock = threading.Lock()
+            return
+        self.sorted = _Sorted(_matrix(table.column("row_hash")))
+        self.first = self.sorted.first(accepted)               # each group's first accepted state row
 
     def at(self, positions: np.ndarray) -> np.ndarray:
         """Matcher.index of the hashes the state's rows at `positions` have (`positional`)."""
         if self.empty:
             return np.full(len(positions), -1, np.int64)
-        assert self.groups is not None
-        return self.first[self.groups[positions]]
+        assert self.positional
+        return self._carry(positions)
+
+    def _carry(self, rows: np.ndarray) -> np.ndarray:
+        """Each state row's group's first accepted row (-1: none), `positional`."""
+        out = np.where(self.accepted[rows], rows, -1)
+        equal, at = self.equal.where(rows)
+        out[equal] = self.equal.carry[at[equal]]
+        return out
 
     def index(self, hashes: np.ndarray) -> np.ndarray:
         """Each row's state row if it is carried (its hash is an accepted row's), else -1."""
-        if self.empty:
+        if self.empty or not len(hashes):
             return np.full(len(hashes), -1, np.int64)
-        return self.sorted.find(hashes, self.first)
+        if not self.positional:
+            return self.sorted.find(hashes, self.first)
+        order, hi, lo = self._sorted()
+        pos = _search(hi, lo, hashes)
+        out = np.full(len(hashes), -1, np.int64)
+        found = pos >= 0
+        out[found] = self._carry(order[pos[found]].astype(np.int64))
+        return out
+
+    def _sorted(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every state row's hash sorted (`positional`): (order, first 8 bytes, last 8 bytes)."""
+        with self._lock:            # batches are matched on a few threads
+            if self._index is None:
+                hi, lo = _halves(self.hashes, second=True)
+                order = _hash_order(hi, lo)
+                hi = hi[order]             # the unsorted halves dropped as the sorted are made
+                lo = lo[order]
+                self._index = (order.astype(np.uint32) if len(order) < 2**32 else order, hi, lo)
+            return self._index
+
+    def done(self) -> None:
+        """No batch is matched any more: the sorted hashes `index` searched are dropped."""
+        if self.positional:
+            self._index = None
+
+    def hit(self, rows: np.ndarray) -> np.ndarray:
+        """Each state row: is a row of its group one of `rows`?"""
+        if not self.positional:
+            of = self.sorted.row_groups()
+            hit_group = np.zeros(len(self.sorted.hi), bool)
+            hit_group[of[rows]] = True
+            return hit_group[of]
+        hit = np.zeros(len(self.accepted), bool)
+        hit[rows] = True
+        if len(self.equal.rows):
+            group = np.zeros(len(self.equal.rows), bool)
+            group[self.equal.group[hit[self.equal.rows]]] = True
+            hit[self.equal.rows] = group[self.equal.group]
+        return hit
 
 
 class Held:
@@ -392,11 +512,8 @@ def scope(m: Matcher, idx: np.ndarray, checked_licences: pa.Array) -> tuple[np.n
     if not len(carried):
         return carried, pa.array([], pa.string())
     at = idx[carried]
-    of = m.sorted.row_groups()
-    hit_group = np.zeros(len(m.sorted.hi), bool)
-    hit_group[of[at]] = True
-    gone = m.licences.filter(pa.array(~hit_group[of])).drop_null()
-    twice = np.flatnonzero(np.bincount(at, minlength=len(of)) > 1)
+    gone = m.licences.filter(pa.array(~m.hit(at))).drop_null()
+    twice = np.flatnonzero(np.bincount(at, minlength=len(m.licences)) > 1)
     repeated = m.licences.take(pa.array(twice, pa.int64()))
     wanted = pa.chunked_array([checked_licences.drop_null(), repeated, gone], pa.string()).combine_chunks()
     pulled = pc.fill_null(pc.is_in(m.licences, value_set=wanted), False).to_numpy(zero_copy_only=False)

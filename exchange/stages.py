@@ -219,8 +219,10 @@ def _conform_detecting(reg, catalog, store: Store, key: str, extracted: Path, tm
     mirror = (aligned.Aligned.open(store, reg.id, plan.state, plan.pull, schema)
               if plan.state is not None and ALIGN else None)
     with ThreadPoolExecutor(1) as pool:    # the state sorted while the first batches are hashed
-        loading = pool.submit(lambda: (row_state.Matcher(plan.state, positional=mirror is not None),
-                                       row_state.Held(plan.held) if plan.held is not None else None))
+        # a list: the Held is dropped from it once every batch is matched
+        positional = False if mirror is None else mirror.hashes       # the state's hashes, shared
+        loading = pool.submit(lambda: [row_state.Matcher(plan.state, positional=positional),
+                                       row_state.Held(plan.held) if plan.held is not None else None])
         return _detect(reg, store, key, extracted, tmp, scratch, plan, version, loading, mirror)
 
 
@@ -248,7 +250,7 @@ def _hashed(batch: pa.RecordBatch, start: int, mirror: aligned.Aligned | None, m
 
 def _detect(reg, store: Store, key: str, extracted: Path, tmp: Path, scratch: Path, plan, version, loading,
             mirror: aligned.Aligned | None = None):
-    """_conform_detecting's work once planned; `loading`: the future (Matcher, Held or None);
+    """_conform_detecting's work once planned; `loading`: the future [Matcher, Held or None];
     `mirror`: the mirror aligned with the row state, if it is."""
     conformer = Conformer(reg.source_map)
     schema = conformed_schema(reg.ctype)
@@ -292,9 +294,14 @@ def _detect(reg, store: Store, key: str, extracted: Path, tmp: Path, scratch: Pa
                 mirror.release()           # the mirror's pages read so far (the batches in flight read them again)
             if len(hashes) % 4 == 0:     # the batches' memory back every few (a trim costs ~5 ms)
                 pa.default_memory_pool().release_unused()
-    h, idx = np.concatenate(hashes), np.concatenate(found)
-    del hashes, found
-    matcher = loading.result()[0]
+    loaded = loading.result()
+    matcher = loaded[0]
+    matcher.done()                 # the whole-state arrays only matching used, and Held's rows
+    loaded[1] = None
+    h = np.concatenate(hashes)
+    del hashes
+    idx = np.concatenate(found)
+    del found
     back, delta = row_state.scope(matcher, idx, pa.chunked_array(licences, pa.string()).combine_chunks())
     idx[back] = -1
     carried = int((idx >= 0).sum())
