@@ -8,7 +8,6 @@ quality step can name the row, the rule and the offending value.
 """
 from __future__ import annotations
 
-import functools
 from typing import NamedTuple
 
 import pyarrow as pa
@@ -53,6 +52,13 @@ class Dated(NamedTuple):
     unparsed: pa.StringArray      # the cleaned text where it is not an acceptable date
 
 
+class _DatedBoth(NamedTuple):
+    """_dates for a field that is not required and for one that is, from one parse."""
+    dates: pa.Date32Array
+    unparsed: pa.StringArray
+    unparsed_required: pa.StringArray
+
+
 class Conformer:
     """conform() for the batches of one run, shareable between threads.
 
@@ -63,18 +69,26 @@ class Conformer:
 
     def __init__(self, source: SourceMap):
         self.src, self.ctype = source, source.ctype
-        self.fields = {f.name: self._normaliser(f) for f in self.ctype.fields}
+        # the date fields share one parse per distinct text: a silo's date columns hold
+        # mostly the same dates (issued, valid from, established …)
+        self._dates = Distinct(_dates_both)
+        self.fields = {f.name: self._normaliser(f) for f in self.ctype.fields if f.type != "date"}
         self.holder_code_type = Distinct(holder_code_type)
         self.name_key = Distinct(name_key)
 
     def _normaliser(self, f: Field):
         """The field's normalisation; the costly ones by distinct value (trimming is cheaper
-        than hashing)."""
-        if f.type == "date":
-            return Distinct(functools.partial(_dates, required=f.required))
+        than hashing). Date fields are conformed together (_conform_dates)."""
         if f.name == "status":
             return lambda col: _map_status(clean_text(col), self.src.status_map)
         return Distinct(code_key) if is_code(f) else clean_text
+
+    def _conform_dates(self, cols: list[tuple[Field, pa.Array]]) -> dict[str, Dated]:
+        """The batch's date columns looked up together in one Distinct (a silo's date columns
+        hold mostly the same dates: issued, valid from, established …), each parsed once."""
+        both = self._dates.many([c for _, c in cols])
+        return {f.name: Dated(b.dates, b.unparsed_required if f.required else b.unparsed)
+                for (f, _), b in zip(cols, both)}
 
     def __call__(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         src, ctype = self.src, self.ctype
@@ -85,19 +99,20 @@ class Conformer:
             raise DataError(f"mapped silo columns {gone} are missing (silo has {names})",
                             source=src.source, rule="schema: mapped column present")
         out: dict[str, pa.Array] = {ROW: batch.column(ROW)}
-        unparsed: dict[str, pa.Array] = {}
+        cols: list[tuple[Field, pa.Array]] = []
         for f in ctype.fields:
             if f.name in src.mapping:
-                col = batch.column(src.mapping[f.name])
+                cols.append((f, batch.column(src.mapping[f.name])))
             elif f.name in src.constants:
-                col = pa.repeat(pa.scalar(src.constants[f.name], pa.string()), n)
+                cols.append((f, pa.repeat(pa.scalar(src.constants[f.name], pa.string()), n)))
             else:
-                col = pa.nulls(n, pa.string())
-            value = self.fields[f.name](col)
+                cols.append((f, pa.nulls(n, pa.string())))
+        dated = self._conform_dates([(f, c) for f, c in cols if f.type == "date"])
+        for f, col in cols:
             if f.type == "date":
-                out[f.name], unparsed[f.name] = value
+                out[f.name] = dated[f.name].dates
             else:
-                out[f.name] = value
+                out[f.name] = self.fields[f.name](col)
         if "licence_type_code" not in src.mapping and "licence_type_code" not in src.constants:
             out["licence_type_code"] = pa.repeat(pa.scalar(ctype.type_code, pa.string()), n)
         if "licence_name" not in src.mapping and "licence_name" not in src.constants:
@@ -108,8 +123,8 @@ class Conformer:
         out["licence_id"] = pc.coalesce(out["licence_id"], derived)
         out["holder_key"] = out["holder_code"]
         out["holder_name_key"] = self.name_key(out["holder_name"])
-        for name, col in unparsed.items():
-            out[raw_name(name)] = col
+        for name, d in dated.items():
+            out[raw_name(name)] = d.unparsed
         schema = conformed_schema(ctype)
         return pa.RecordBatch.from_arrays([out[f.name] for f in schema], schema=schema)
 
@@ -126,6 +141,15 @@ def _dates(col: pa.Array, required: bool) -> Dated:
     bad = parsed.invalid if not required else pc.and_not(pc.or_(parsed.invalid, parsed.open_ended),
                                                           is_blank(col))
     return Dated(parsed.dates, pc.if_else(bad, clean_text(col), pa.scalar(None, pa.string())))
+
+
+def _dates_both(col: pa.Array) -> _DatedBoth:
+    """_dates(col, False) and _dates(col, True) at the cost of one parse."""
+    parsed = parse_dates(col)
+    null = pa.scalar(None, pa.string())
+    text = clean_text(col)
+    required = pc.and_not(pc.or_(parsed.invalid, parsed.open_ended), is_blank(col))
+    return _DatedBoth(parsed.dates, pc.if_else(parsed.invalid, text, null), pc.if_else(required, text, null))
 
 
 def _map_status(col: pa.Array, status_map: dict[str, str]) -> pa.Array:

@@ -49,13 +49,44 @@ class Distinct:
         self._null = None                            # fn's result for one null
 
     def __call__(self, arr):
-        arr = as_string_array(arr)
-        if self.direct or len(arr) == 0:
-            return self.fn(arr)
-        if arr.null_count == len(arr):               # an unmapped field: fn(null), repeated
-            if self._null is None:
-                self._null = self.fn(pa.nulls(1, pa.string()))
-            return _like(self._null, [p.take(np.zeros(len(arr), np.int32)) for p in _parts(self._null)])
+        return self.many([arr])[0]
+
+    def many(self, arrays: list) -> list:
+        """[self(a) for a in arrays], the arrays' values encoded and looked up together (one
+        pass over the values remembered instead of one per array)."""
+        arrays = [as_string_array(a) for a in arrays]
+        if self.direct:
+            return [self.fn(a) for a in arrays]
+        out: list = [None] * len(arrays)
+        some = []                                    # the arrays with a value
+        for i, a in enumerate(arrays):
+            if len(a) == 0:
+                out[i] = self.fn(a)
+            elif a.null_count == len(a):             # an unmapped field: fn(null), repeated
+                out[i] = self._nulls(len(a))
+            else:
+                some.append(i)
+        if not some:
+            return out
+        found = self._lookup(pa.concat_arrays([arrays[i] for i in some]) if len(some) > 1 else arrays[some[0]])
+        if found is None:                            # nearly every value new and distinct
+            return [self.fn(a) if i in some else out[i] for i, a in enumerate(arrays)]
+        template, parts, known = found
+        at = 0
+        for i in some:          # a take each: compact arrays, as an array looked up alone gets
+            idx = pa.array(known[at:at + len(arrays[i])])
+            out[i] = _like(template, [p.take(idx) for p in parts])
+            at += len(arrays[i])
+        return out
+
+    def _nulls(self, n: int):
+        if self._null is None:
+            self._null = self.fn(pa.nulls(1, pa.string()))
+        return _like(self._null, [p.take(np.zeros(n, np.int32)) for p in _parts(self._null)])
+
+    def _lookup(self, arr):
+        """(fn's result for one array, the parts remembered, each value's position in them),
+        or None when the direct path is taken from now on."""
         enc = pc.dictionary_encode(arr, null_encoding="encode")   # null is a value too
         dic, rows = enc.dictionary, enc.indices
         with self._lock:
@@ -67,8 +98,8 @@ class Distinct:
             known[at[hit]] = np.flatnonzero(hit)
         fresh = known < 0
         if len(arr) >= self.min_rows and fresh.sum() > self.direct_above * len(arr):
-            self.direct = True                       # nearly every value new and distinct
-            return self.fn(arr)
+            self.direct = True
+            return None
         new = dic.filter(pa.array(fresh))
         template = self.fn(new)
         seen = 0 if keys is None else len(keys)
@@ -80,8 +111,7 @@ class Distinct:
         else:
             parts = values                           # every value known: nothing to copy
         self._learn(keys, new, parts)
-        at = pa.array(known[rows.to_numpy()])
-        return _like(template, [p.take(at) for p in parts])
+        return template, parts, known[rows.to_numpy()]
 
     def _learn(self, keys: pa.Array | None, new: pa.Array, parts: list[pa.Array]) -> None:
         """Remember `new` (computed against the snapshot `keys`) unless the limit is reached."""

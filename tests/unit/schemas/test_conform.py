@@ -110,7 +110,7 @@ def test_a_runs_memo_gives_what_the_direct_path_gives():
              "FDDBR": names, "TYSHXYDM": codes, "ZCH": codes + ["330106000123456"],
              "DJJGDM": codes + ["330106001", " 330106001 "], "DJZT": ["存续", "吊销", "歇业", " 注销 ", None]}
     memo, direct = Conformer(REG.source_map), Conformer(REG.source_map)
-    for d in [*direct.fields.values(), direct.holder_code_type, direct.name_key]:
+    for d in [*direct.fields.values(), direct._dates, direct.holder_code_type, direct.name_key]:
         if isinstance(d, Distinct):
             d.direct = True
     for size in (200, 1, 500, 50):
@@ -123,3 +123,41 @@ def test_a_runs_memo_gives_what_the_direct_path_gives():
             assert got.column(name).equals(want.column(name)), name
         assert got.equals(conform(batch, REG.source_map))
     assert any(d._keys is not None for d in memo.fields.values() if isinstance(d, Distinct))
+
+
+def test_date_columns_conformed_together_as_each_alone():
+    """The date columns go through one memo together (each distinct text parsed once): the
+    conformed dates and kept texts are byte for byte what a memo per column of _dates gives,
+    required (valid_from: 长期 and blanks apart) or not, batch after batch."""
+    import functools
+    import random
+
+    from schemas.conform import Conformer, _dates, raw_name
+    from schemas.distinct import Distinct
+
+    rng = random.Random(9)
+    dates = ["2020-02-30", "20200230", "２０２０年１月２日", "2020/1/2", " 2020 - 01 - 02 ", "长期",
+             "長期", "", " ", "N/A", "-", None, "abc", "2021-02-29", "2020-01-02 08:30:00",
+             "2020\u200b0102", "二〇一八年三月九日", "二〇一八年二月三十日", "１９９９．１２．３１"]
+    fields = [f for f in REG.ctype.fields if f.type == "date" and f.name in REG.mapping]
+    assert {f.required for f in fields} == {True, False}
+    memo = Conformer(REG.source_map)
+    alone = {f.name: Distinct(functools.partial(_dates, required=f.required)) for f in fields}
+    for size in (300, 1, 900, 20):
+        rows = [silo_batch(**{REG.mapping[f.name]: rng.choice(dates) for f in fields}) for _ in range(size)]
+        batch = pa.Table.from_batches(rows).combine_chunks().to_batches()[0]
+        got = memo(batch)
+        for f in fields:
+            want = alone[f.name](batch.column(REG.mapping[f.name]))
+            for name, w in ((f.name, want.dates), (raw_name(f.name), want.unparsed)):
+                g = got.column(name)
+                assert g.equals(w), name
+                assert ipc(g) == ipc(w), name
+
+
+def ipc(arr: pa.Array) -> bytes:
+    batch = pa.RecordBatch.from_arrays([arr], names=["a"])
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, batch.schema) as writer:
+        writer.write_batch(batch)
+    return sink.getvalue().to_pybytes()

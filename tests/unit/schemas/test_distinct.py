@@ -129,3 +129,45 @@ def test_two_threads_learning_from_one_snapshot_merge_their_values():
     assert sorted(memo._keys.to_pylist(), key=str) == sorted(set(MESSY), key=str)
     everything = pa.array(list(reversed(MESSY)) * 2, pa.string())
     assert_same(memo(everything), name_key(everything))     # answered from the merged memo
+
+
+def ipc_bytes(arrays: list[pa.Array]) -> bytes:
+    """The arrays as one Arrow IPC batch: what a hand-off file holds of them, byte for byte."""
+    batch = pa.RecordBatch.from_arrays(arrays, names=[str(i) for i in range(len(arrays))])
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, batch.schema) as writer:
+        writer.write_batch(batch)
+    return sink.getvalue().to_pybytes()
+
+
+@pytest.mark.parametrize("name", sorted(FUNCTIONS))
+def test_many_arrays_at_once_give_what_one_memo_per_array_gives(name):
+    """Several columns looked up together (conform's date columns) give, value for value and
+    byte for byte, what a memo per column gives: nulls, blanks, invalid and full-width values,
+    an all-null and an empty column among them."""
+    rng = random.Random(3)
+    fn = FUNCTIONS[name]
+    together, apart = Distinct(fn), None
+    alone: list[Distinct] = []
+    for size in (300, 1, 700, 40):
+        arrays = [pa.array([rng.choice(MESSY) for _ in range(size)], pa.string()).slice(1) for _ in range(3)]
+        arrays += [pa.nulls(size, pa.string()), pa.array([], pa.string())]
+        alone = alone or [Distinct(fn) for _ in arrays]
+        got = together.many(arrays)
+        apart = [memo(a) for memo, a in zip(alone, arrays)]
+        for g, a, arr in zip(got, apart, arrays, strict=True):
+            assert_same(g, a)
+            assert_same(g, fn(arr))
+            assert ipc_bytes(parts(g)) == ipc_bytes(parts(a))
+    assert len(together._keys) == len(pc.unique(together._keys)) <= len(MESSY)   # each value once
+
+
+def test_many_after_giving_up_takes_the_direct_path_per_array():
+    memo = Distinct(code_key, min_rows=100)
+    unique = [pa.array([f" {i:06d}ab{j} " for i in range(300)]) for j in range(2)]
+    for got, arr in zip(memo.many(unique), unique, strict=True):
+        assert_same(got, code_key(arr))
+    assert memo.direct
+    again = [pa.array(["x", None]), pa.nulls(2, pa.string())]
+    for got, arr in zip(memo.many(again), again, strict=True):
+        assert_same(got, code_key(arr))
