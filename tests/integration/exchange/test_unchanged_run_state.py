@@ -3,7 +3,6 @@ state and Held as they are (exchange/row_state.py `_as_before`): the same histor
 written again each run publishes the same, and the files hold the same rows."""
 from __future__ import annotations
 
-import shutil
 import sqlite3
 
 import pytest
@@ -11,7 +10,7 @@ import pytest
 from base import staging
 from base.settings import get_settings
 from exchange import row_state, stages
-from tests.conftest import TODAY, register_demo_source
+from tests.conftest import TODAY
 from tests.integration.exchange import test_change_detection as cd
 
 pytestmark = pytest.mark.integration
@@ -35,13 +34,8 @@ def _history(monkeypatch, tmp_path, silo_2k, skip: bool, picks: dict | None):
     cd._use_home(monkeypatch, home / "home", True)
     if not skip:
         monkeypatch.setattr(row_state, "_as_before", lambda *a: False)
-    silo = home / "silo.db"
-    home.mkdir()
-    shutil.copy(silo_2k[0], silo)
-    register_demo_source(home / "home", silo)
-    results = [stages.run_all(SOURCE, "r1", TODAY)]
-    files = [_files()]
-    picks = picks or cd._picks(silo)
+    silo, first, picks = cd._first_run(home, silo_2k, picks)
+    results, files = [first], [_files()]
     for step in range(2, 6):
         if step in (3, 5):
             with sqlite3.connect(silo) as db:
