@@ -144,8 +144,8 @@ class IndexReader:
         parts = []
         with self.engine.connect() as conn:
             if conn.dialect.name == "sqlite" and conn.dialect.paramstyle == "qmark":
-                packed, indexes, got = _sqlite_ranges(conn, self.dataset, bounds)
-                parts.append(_unpacked(packed, indexes))
+                unpacked, got = _sqlite_ranges(conn, self.dataset, bounds)
+                parts += unpacked
             else:
                 selects = [_entries(self.dataset, lo, hi) for lo, hi in bounds]
                 got = [row for at in range(0, len(selects), RANGES)
@@ -253,27 +253,31 @@ _PACKED_WIDTH = 32 + 64
 
 
 def _sqlite_ranges(conn: Connection, dataset: str,
-                   bounds: list[tuple[str, str | None]]) -> tuple[bytes, bytes, list[tuple]]:
-    """For every (lo, hi): its current records that have a leaf hash, all ranges' as one string
-    of their packed ids and leaf hashes (hex) and one of their leaf indexes (decimal, comma-
-    separated), and the rows (record_id, version, leaf_index, null) of those that have none;
-    RANGES ranges a statement (UNION ALL), the driver's rows (no SQLAlchemy rows)."""
-    packed: list[bytes] = []
-    indexes: list[bytes] = []
+                   bounds: list[tuple[str, str | None]]) -> tuple[list[Entries], list[tuple]]:
+    """For every (lo, hi): its current records that have a leaf hash, as Entries (a statement's
+    read as one string of their packed ids and leaf hashes (hex) and one of their leaf indexes
+    (decimal, comma-separated), unpacked before the next: never every range's text at once),
+    and the rows (record_id, version, leaf_index, null) of those that have none; RANGES ranges
+    a statement (UNION ALL), the driver's rows (no SQLAlchemy rows)."""
+    entries: list[Entries] = []
     rows: list[tuple] = []
     for at in range(0, len(bounds), RANGES):
         part = bounds[at:at + RANGES]
         wheres = [_WHERE.format(hi="" if hi is None else " AND record_id < ?") for _, hi in part]
         args = [a for lo, hi in part for a in ((dataset, lo) if hi is None else (dataset, lo, hi))]
         got = _driver(conn, " UNION ALL ".join(_PACKED.format(where=w) for w in wheres), args)
-        packed += [text for text, _, _ in got if text]
-        indexes += [numbers for _, numbers, _ in got if numbers]
         missing = [k for k, (_, _, n) in enumerate(got) if n]
+        texts = [text for text, _, _ in got if text]
+        numbers = [numbers for _, numbers, _ in got if numbers]
+        del got
+        if texts or numbers:
+            entries.append(_unpacked(b"".join(texts), b",".join(numbers)))
+        del texts, numbers
         if missing:
             rows += _driver(conn, " UNION ALL ".join(_NO_LEAF.format(where=wheres[k]) for k in missing),
                             [a for k in missing for a in ((dataset, part[k][0]) if part[k][1] is None
                                                            else (dataset, *part[k]))])
-    return b"".join(packed), b",".join(indexes), rows
+    return entries, rows
 
 
 def _driver(conn: Connection, sql: str, args: list) -> list[tuple]:
@@ -344,7 +348,8 @@ def stage_delta_version(accepted: Path, conformed: Path, base: DeltaBase, versio
             return reader.scoped(ids, numbers)
         seg = log_version.stage_segment(accepted, conformed, scoped, versions, store, dataset, ctype, first_leaf,
                                         scratch, delta, run_numbers)
-        prefetched = early[0].result() if early else None
+        if early:
+            early[0].result()        # read (or failed) before the pool goes; taken below, held by no name here
     in_scope = int(pc.sum(pc.cast(pc.equal(seg.state.column("status"), WITHDRAWN), pa.int64())).as_py() or 0)
     withdrawn = reader.withdrawn()
     outside = withdrawn - in_scope          # withdrawn records outside the scope: still withdrawn
@@ -361,7 +366,7 @@ def stage_delta_version(accepted: Path, conformed: Path, base: DeltaBase, versio
     count = base.record_count + seg.added
     if base.map is None or vmap.bits_for(count) != base.map.bits:
         return seg.version(*log_version.whole_map(reader.whole(), seg), changes)
-    return seg.version(touched_map(base.map, seg, reader, prefetched), count, changes)
+    return seg.version(touched_map(base.map, seg, reader, early.pop().result() if early else None), count, changes)
 
 
 def _narrowed(licences: pa.Array, present: pa.Array, taken: pa.Array) -> tuple[pa.Array, pa.Array]:
@@ -439,11 +444,13 @@ def touched_map(level: vmap.MapLevel, seg: Segment, reader: IndexReader,
         prefetched = Bucketed(bits, np.zeros(0, np.int64), Entries.joined([]))
     rest = np.setdiff1d(touched, prefetched.buckets)
     kept = prefetched.within(touched)
+    del prefetched           # memory: the entries read once (kept), not also as read
     if len(rest):
         kept = Entries.joined([kept, reader.buckets(rest.tolist(), bits)])
     kept = kept.without(seg_ids)
     ids = np.concatenate([kept.ids, seg_ids])
     index = np.concatenate([kept.index, np.arange(seg.first_leaf, seg.first_leaf + len(seg.leaves), dtype=np.int64)])
     leaves = np.concatenate([kept.leaves, seg.leaves])
+    del kept                 # in ids, index and leaves now
     hashes = vmap.some_bucket_hashes(ids, index, leaves, bits, touched)     # a batch of buckets at a time
     return level.replaced_rows(touched, hashes)

@@ -264,9 +264,11 @@ def stage_segment(accepted: Path, conformed: Path, state_of: Callable[[pa.Array]
     rows it is built on (in record-id order): the whole state, or with `delta` at least its
     scope (the current records with those ids or with a licence number in delta.licences).
     `run_numbers`: run_licences(accepted, conformed) if read already."""
-    full = version_store.stage_version(accepted, dataset, ctype, scratch / "accepted_version")
+    full = scratch / "accepted_version"        # records and index only: no tree of them, no digest
+    staged_leaves = version_store.stage_files(accepted, dataset, ctype, full)
     memory.release()      # its batches' pages, freed on worker threads
-    new = version_store.version_leaves(Store.local(full.directory))        # record_id, status, leaf
+    new = version_store.version_leaves(Store.local(full), staged_leaves)        # record_id, status, leaf
+    del staged_leaves
     new_ids = new.column("record_id").combine_chunks()
     new = new.set_column(new.schema.get_field_index("record_id"), "record_id", new_ids)   # one copy of the ids
     state = state_of(new_ids)
@@ -306,14 +308,14 @@ def stage_segment(accepted: Path, conformed: Path, state_of: Callable[[pa.Array]
                                      pa.array([WITHDRAWN] * w_records.num_rows, w_records.schema.field("status").type))
     w_leaves = leaf_hashes(canonical_json(w_records, prefix=LEAF_PREFIX), prefixed=True)
 
-    _write_segment_records(full.directory, pick, w_records, out / "records.parquet")
+    _write_segment_records(full, pick, w_records, out / "records.parquet")
     memory.release()      # the records' batches, decoded and encoded
     leaves = _matrix(_picked(new.column("leaf"), pick))
     if len(w_leaves):         # else the picked leaves as they are (a first version's: not copied)
         leaves = np.concatenate([leaves, w_leaves])
     # the store keeps what the records do not hold (the holder key, as before the log); the
     # catalogue's index rows are loaded from the whole index, in scratch, written a batch at a time
-    holders = _write_segment_index(full.directory, pick, w_records, withdrawn_rows, first_leaf, leaves,
+    holders = _write_segment_index(full, pick, w_records, withdrawn_rows, first_leaf, leaves,
                                    scratch / "index_rows.parquet")
     staging.write_table(pa.table({"holder_key": holders}), out / "index.parquet", staging.DATASET_FILES)
     memory.release()

@@ -115,6 +115,22 @@ def stage_version(accepted: Path | list[Path], dataset: str, ctype: CertificateT
     """records.parquet, index.parquet (the index columns that are not record fields, in leaf
     order: the rest are read from the records when the index is inserted) and tree.bin.
     `accepted`: a file of records, or several (changes.publishable), in leaf order."""
+    all_leaves = stage_files(accepted, dataset, ctype, out_dir)
+    # memory: the leaves once (32 bytes a record), the tree's upper half, then the sort's
+    tree = MerkleTree.build(all_leaves)
+    tree.save(out_dir / "tree.bin")
+    size, root = tree.size, tree.root
+    del tree
+    order = key_order(all_leaves)
+    digest = hashlib.sha256()
+    for at in range(0, len(order), DIGEST_ROWS):     # over slices: no sorted copy of every leaf
+        digest.update(all_leaves[order[at:at + DIGEST_ROWS]])
+    return StagedVersion(out_dir, size, root, digest.hexdigest())
+
+
+def stage_files(accepted: Path | list[Path], dataset: str, ctype: CertificateType, out_dir: Path) -> np.ndarray:
+    """stage_version's records.parquet and index.parquet alone; returns the leaf hashes, (n, 32)
+    uint8 in leaf order (a log version's segment needs no tree of them, nor their digest)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     sources = [accepted] if isinstance(accepted, Path) else list(accepted)
     src_schema = staging.read_schema(sources[0])
@@ -141,17 +157,7 @@ def stage_version(accepted: Path | list[Path], dataset: str, ctype: CertificateT
         staging.write_table(schema.empty_table(), out_dir / "records.parquet", staging.DATASET_FILES)
         staging.write_table(pa.schema([src_schema.field(c) for c in index_cols]).empty_table(),
                             out_dir / "index.parquet", staging.DATASET_FILES)
-    all_leaves = np.concatenate(leaves) if leaves else np.zeros((0, 32), np.uint8)
-    del leaves          # memory: the leaves once (32 bytes a record), the tree's upper half, then the sort's
-    tree = MerkleTree.build(all_leaves)
-    tree.save(out_dir / "tree.bin")
-    size, root = tree.size, tree.root
-    del tree
-    order = key_order(all_leaves)
-    digest = hashlib.sha256()
-    for at in range(0, len(order), DIGEST_ROWS):     # over slices: no sorted copy of every leaf
-        digest.update(all_leaves[order[at:at + DIGEST_ROWS]])
-    return StagedVersion(out_dir, size, root, digest.hexdigest())
+    return np.concatenate(leaves) if leaves else np.zeros((0, 32), np.uint8)
 
 
 DIGEST_ROWS = 65_536          # leaves gathered in key order at once for the content digest
@@ -248,14 +254,22 @@ def records_file(files: Files) -> pq.ParquetFile:
     return staging.parquet_file(_store(files).open_input("records.parquet"))
 
 
-def version_leaves(files: Files) -> pa.Table:
+def version_leaves(files: Files, hashes: np.ndarray | None = None) -> pa.Table:
     """record_id, status and leaf hash (binary(32)) of every record of a version, in leaf
-    order: what two versions are compared by."""
-    ids = records_file(files).read(columns=["record_id", "status"])
-    hashes = MerkleTree.open_in(_store(files), "tree.bin").leaf_array()
-    leaf = pa.FixedSizeBinaryArray.from_buffers(pa.binary(32), len(hashes),
-                                                [None, pa.py_buffer(hashes.tobytes())])
-    return ids.append_column("leaf", leaf)
+    order: what two versions are compared by. `hashes`: its leaf hashes (stage_files), held
+    by the table as they are; else read from its tree.bin."""
+    local = _store(files).local_path("records.parquet")
+    # a local file read, not mapped: its mapped pages would count in the process's memory
+    ids = (staging.parquet_file(str(local)) if local is not None else records_file(files)).read(
+        columns=["record_id", "status"])
+    if hashes is None:
+        hashes = MerkleTree.open_in(_store(files), "tree.bin").leaf_array()
+        data = pa.py_buffer(hashes.tobytes())
+    else:
+        data = pa.py_buffer(np.ascontiguousarray(hashes, np.uint8))
+    if len(hashes) != ids.num_rows:
+        raise ValueError(f"{ids.num_rows} records, {len(hashes)} leaf hashes")
+    return ids.append_column("leaf", pa.FixedSizeBinaryArray.from_buffers(pa.binary(32), len(hashes), [None, data]))
 
 
 def read_record(files: Files, leaf_index: int) -> dict:

@@ -149,3 +149,20 @@ def test_index_sorted_through_run_files_as_in_memory(staged, monkeypatch, parts,
     assert all(a.equals(b) for p, q in zip(runs, whole) for a, b in zip(p, q))
     assert sum(b.num_rows for p in runs for b in p) == n
     assert not list(version.index_path.parent.glob(".index-runs-*"))
+
+
+def test_staged_files_alone_are_the_version_without_its_tree(staged, tmp_path):
+    """stage_files (a log version's segment: no tree, no digest) writes the same records and
+    index files as stage_version and returns the tree's leaves; version_leaves over them equals
+    version_leaves read from the tree."""
+    n, version = staged
+    leaves = store.stage_files(version.directory.parent / "accepted.parquet", DATASET, get_type("business_licence"),
+                               tmp_path / "v")
+    assert not (tmp_path / "v" / "tree.bin").exists()
+    for name in ("records.parquet", "index.parquet"):
+        assert (tmp_path / "v" / name).read_bytes() == (version.directory / name).read_bytes()
+    assert leaves.shape == (n, 32)
+    assert leaves.tobytes() == MerkleTree.open(version.directory / "tree.bin").leaf_array().tobytes()
+    assert store.version_leaves(tmp_path / "v", leaves).equals(store.version_leaves(version.directory))
+    with pytest.raises(ValueError, match="leaf hashes"):
+        store.version_leaves(tmp_path / "v", leaves[1:])
