@@ -543,24 +543,30 @@ def new_state(rows: pa.Table, checked: pa.Table, quarantined_rows: pa.Array, fp:
     `pull`: the token of the extract its rows are (exchange/aligned.py), kept in its metadata."""
     n = rows.num_rows
     pos = pc.subtract(checked.column(ROW), 1).to_numpy(zero_copy_only=False).astype(np.int64)
-    at = np.full(n, -1, np.int64)
+    every = len(pos) == n and np.array_equal(pos, np.arange(n))    # a full run: every row checked, in order
+    at = np.full(n, -1, _index_type(n))
     at[pos] = np.arange(len(pos))
     del pos            # each whole-run intermediate dropped once used: the peak is their sum (3M rows)
     here = at >= 0
-    take = pa.array(np.where(here, at, 0), pa.int64(), mask=~here)
+    take = None if every else _taking(at, here)
     del at
     bad = np.zeros(n, bool)
     if len(quarantined_rows):
         bad[pc.subtract(quarantined_rows, 1).to_numpy(zero_copy_only=False).astype(np.int64)] = True
-    checked_lic = checked.column("licence_number").combine_chunks().take(take)
-    checked_wd = pc.equal(checked.column("status").combine_chunks().take(take), WITHDRAWN)
-    del take
+    checked_lic, checked_status = (checked.column(c).combine_chunks() for c in ("licence_number", "status"))
+    if take is not None:
+        checked_lic, checked_status = checked_lic.take(take), checked_status.take(take)
+    checked_wd = pc.equal(checked_status, WITHDRAWN)
+    del take, checked_status
     carried = rows.column("carried").combine_chunks()
-    licence = pc.if_else(carried, rows.column("licence_number").combine_chunks(), checked_lic)
+    some = carried.true_count > 0     # none carried: the checked rows' values as they are, not copied
+    licence = pc.if_else(carried, rows.column("licence_number").combine_chunks(), checked_lic) if some else checked_lic
     del checked_lic
     accepted = pc.or_(carried, pa.array(here & ~bad))
-    withdrawn = pc.fill_null(pc.if_else(carried, rows.column("withdrawn").combine_chunks(),
-                                        pc.and_(checked_wd, pa.array(~bad))), False)
+    fresh = pc.and_(checked_wd, pa.array(~bad))
+    withdrawn = pc.fill_null(pc.if_else(carried, rows.column("withdrawn").combine_chunks(), fresh) if some else fresh,
+                             False)
+    del fresh
     del checked_wd, here, bad
     meta = {b"row_state": json.dumps({"fingerprint": fp, **({"pull": pull} if pull else {})}).encode()}
     return pa.table([rows.column("row_hash").combine_chunks(), licence, accepted, withdrawn, _reasons(n, kept),
@@ -574,10 +580,19 @@ def new_state(rows: pa.Table, checked: pa.Table, quarantined_rows: pa.Array, fp:
 def _reasons(n: int, kept: pa.Table | None) -> pa.Array:
     if kept is None or not kept.num_rows:
         return pa.nulls(n, pa.list_(pa.string()))
-    at = np.full(n, -1, np.int64)
+    at = np.full(n, -1, _index_type(n))
     at[pc.subtract(kept.column(ROW), 1).to_numpy(zero_copy_only=False).astype(np.int64)] = np.arange(kept.num_rows)
-    here = at >= 0
-    return kept.column("reasons").combine_chunks().take(pa.array(np.where(here, at, 0), pa.int64(), mask=~here))
+    return kept.column("reasons").combine_chunks().take(_taking(at, at >= 0))
+
+
+def _index_type(n: int) -> type:
+    """The narrowest of int32 and int64 that numbers `n` rows (a take's indices: half the memory)."""
+    return np.int32 if n < 2**31 else np.int64
+
+
+def _taking(at: np.ndarray, here: np.ndarray) -> pa.Array:
+    """Take indices `at` (null where not `here`)."""
+    return pa.array(np.where(here, at, 0), pa.from_numpy_dtype(at.dtype), mask=~here)
 
 
 def known_reasons(state: Path, hashes: pa.Array) -> pa.Array:

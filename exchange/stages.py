@@ -289,7 +289,8 @@ def _detect(reg, store: Store, key: str, extracted: Path, tmp: Path, scratch: Pa
             unhashed += same
             if conformed is not None:
                 writer.write_table(conformed)
-                licences.extend(conformed.column("licence_number").chunks)
+                if plan.state is not None:      # no state: nothing carried, scope needs none
+                    licences.extend(conformed.column("licence_number").chunks)
             if mirror is not None:
                 mirror.release()           # the mirror's pages read so far (the batches in flight read them again)
             if len(hashes) % 4 == 0:     # the batches' memory back every few (a trim costs ~5 ms)
@@ -302,6 +303,7 @@ def _detect(reg, store: Store, key: str, extracted: Path, tmp: Path, scratch: Pa
     del hashes
     idx = np.concatenate(found)
     del found
+    memory.release()               # the batches' and the sorted index's freed pages back before the whole-run arrays
     back, delta = row_state.scope(matcher, idx, pa.chunked_array(licences, pa.string()).combine_chunks())
     idx[back] = -1
     carried = int((idx >= 0).sum())
@@ -386,6 +388,7 @@ def validate(source_id: str, key: str, today: date | None = None, part: dict | N
                                  known=row_state.known_reasons(state, hashes) if state is not None else None,
                                  quiet=left.before if left is not None else None, checked=checked)
         if rows is not None:
+            memory.release()      # validation's freed pages back before the new row state's whole-run arrays
             outcome = _carried_over(ledger, run.id, rows, conformed, outcome, store, source_id, key, scratch)
         scope = left.settle(_quiet_mask(conformed, outcome.quiet)) if left is not None else None
         return _recorded(catalog, ledger, reg, run.id, outcome, store, key, scope)

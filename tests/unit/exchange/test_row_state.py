@@ -209,3 +209,62 @@ def test_a_quarantined_row_is_left_unreported_only_if_nothing_about_it_changed(t
     # a key a failed run touched since: its row is reported
     assert Unreported(path, row_state.as_array(np.stack([h[c] for c in now])),
                       pa.array(["L1", "L2", "L2", "L3", None, "L5", "L8"]), {"L1"}).before.to_pylist()[0] is None
+
+
+def _reference_state(rows: pa.Table, checked: pa.Table, bad: list[int], kept: pa.Table) -> pa.Table:
+    """new_state as first written: every column taken and chosen row by row (int64 indices)."""
+    import pyarrow.compute as pc
+
+    n = rows.num_rows
+    at = np.full(n, -1, np.int64)
+    at[np.array(checked.column("_row").to_pylist()) - 1] = np.arange(checked.num_rows)
+    here = at >= 0
+    take = pa.array(np.where(here, at, 0), pa.int64(), mask=~here)
+    quarantined = np.zeros(n, bool)
+    quarantined[np.array(bad, np.int64) - 1] = True
+    carried = rows.column("carried").combine_chunks()
+    lic = pc.if_else(carried, rows.column("licence_number").combine_chunks(),
+                     checked.column("licence_number").combine_chunks().take(take))
+    wd = pc.equal(checked.column("status").combine_chunks().take(take), row_state.WITHDRAWN)
+    withdrawn = pc.fill_null(pc.if_else(carried, rows.column("withdrawn").combine_chunks(),
+                                        pc.and_(wd, pa.array(~quarantined))), False)
+    k_at = np.full(n, -1, np.int64)
+    k_at[np.array(kept.column("_row").to_pylist()) - 1] = np.arange(kept.num_rows)
+    k_here = k_at >= 0
+    k_take = pa.array(np.where(k_here, k_at, 0), pa.int64(), mask=~k_here)
+    reasons = kept.column("reasons").combine_chunks().take(k_take)
+    return pa.table([rows.column("row_hash").combine_chunks(), lic, pc.or_(carried, pa.array(here & ~quarantined)),
+                     withdrawn, reasons, pa.nulls(n, pa.list_(pa.string()))], schema=row_state.SCHEMA)
+
+
+def _ipc(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_file(sink, table.schema) as w:
+        w.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+@pytest.mark.parametrize("carry", [0.0, 0.5])     # a full run (every row checked, in order) and a delta run
+def test_the_new_state_is_the_same_bytes_however_it_is_taken(carry):
+    rng = random.Random(11)
+    n = 300
+    carried = [rng.random() < carry for _ in range(n)]
+    h = np.frombuffer(bytes(rng.getrandbits(8) for _ in range(16 * n)), np.uint8).reshape(n, 16)
+    rows = pa.table([row_state.as_array(h), pa.array(carried),
+                     pa.array([f"L{i}" if c else None for i, c in enumerate(carried)], pa.string()),
+                     pa.array([(i % 7 == 0) if c else None for i, c in enumerate(carried)], pa.bool_())],
+                    schema=row_state.ROWS)
+    todo = [i + 1 for i, c in enumerate(carried) if not c]
+    chunk = len(todo) // 2             # the conformed rows come in batches
+    lic = [None if i % 13 == 0 else f"N{i}" for i in todo]
+    status = ["withdrawn" if i % 5 == 0 else "active" for i in todo]
+    checked = pa.Table.from_batches([pa.record_batch([pa.array(todo[a:b], pa.int64()), pa.array(lic[a:b], pa.string()),
+                                                      pa.array(status[a:b], pa.string())],
+                                                     names=["_row", "licence_number", "status"])
+                                     for a, b in ((0, chunk), (chunk, len(todo)))])
+    bad = [r for r in todo if r % 4 == 0]
+    kept = pa.table({"_row": pa.array(bad[::2], pa.int64()),
+                     "reasons": pa.array([["expect_x"]] * len(bad[::2]), pa.list_(pa.string()))})
+    new = row_state.new_state(rows, checked, pa.array(bad, pa.int64()), "fp", kept)
+    assert new.column("accepted").to_pylist() == [c or (i + 1) not in bad for i, c in enumerate(carried)]
+    assert _ipc(new.replace_schema_metadata(None)) == _ipc(_reference_state(rows, checked, bad, kept))
