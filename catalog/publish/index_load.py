@@ -76,8 +76,8 @@ def sorted_parts(index_path: Path, parts: int, dates_as_text: bool = False,
         raise ValueError(f"{index_path.name}: {at} record ids, not {n}")
     order = store.key_order(keys)
     del keys
-    rank = np.empty(n, np.int64)
-    rank[order] = np.arange(n, dtype=np.int64)
+    rank = np.empty(n, np.int32 if n < 2**31 else np.int64)    # memory: held while the rows are dealt
+    rank[order] = np.arange(n, dtype=rank.dtype)
     del order
     memory.release()
     runs = _deal(index_path, rank)

@@ -3,6 +3,7 @@ small enough for hashlib) against a plain re-computation with hashlib and the rf
 import hashlib
 import random
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import rfc8785
@@ -166,3 +167,13 @@ def test_staged_files_alone_are_the_version_without_its_tree(staged, tmp_path):
     assert store.version_leaves(tmp_path / "v", leaves).equals(store.version_leaves(version.directory))
     with pytest.raises(ValueError, match="leaf hashes"):
         store.version_leaves(tmp_path / "v", leaves[1:])
+
+
+def test_key_order_sorts_bytewise_with_ties_in_the_first_eight_bytes():
+    """store.key_order: rows sorted on all 16 bytes, rows sharing the first 8 (many here) too."""
+    rng = np.random.default_rng(12)
+    keys = rng.integers(0, 3, (4000, 16), dtype=np.uint8)
+    keys[::7, :8] = 255                    # a large group tied on the first 8 bytes
+    got = keys[store.key_order(keys)]
+    want = keys[np.lexsort(keys.T[::-1])]
+    assert (got == want).all()
