@@ -91,7 +91,7 @@ def key_order(keys: np.ndarray) -> np.ndarray:
     words = np.ascontiguousarray(keys).view(">u8")
     first = words[:, 0].astype(np.uint64)     # native byte order: a faster sort
     order = np.argsort(first)
-    first.sort()            # first[order] (equal keys are equal) without a second copy
+    first = first[order]
     tied = np.flatnonzero(first[1:] == first[:-1])
     if len(tied) and words.shape[1] > 1:
         at = np.union1d(tied, tied + 1)       # positions of whole tie groups, in sorted order
