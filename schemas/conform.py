@@ -53,7 +53,7 @@ class Dated(NamedTuple):
 
 
 class _DatedBoth(NamedTuple):
-    """_dates for a field that is not required and for one that is, from one parse."""
+    """_dates_both: the dates, the kept text of a field not required and of one required."""
     dates: pa.Date32Array
     unparsed: pa.StringArray
     unparsed_required: pa.StringArray
@@ -134,17 +134,10 @@ def conform(batch: pa.RecordBatch, source: SourceMap) -> pa.RecordBatch:
     return Conformer(source)(batch)
 
 
-def _dates(col: pa.Array, required: bool) -> Dated:
-    """Parsed dates; the text where it is not a date ("长期" too where the field is required).
-    A required date that is blank (NULL, N/A, - …: is_blank) is missing, not malformed."""
-    parsed = parse_dates(col)
-    bad = parsed.invalid if not required else pc.and_not(pc.or_(parsed.invalid, parsed.open_ended),
-                                                          is_blank(col))
-    return Dated(parsed.dates, pc.if_else(bad, clean_text(col), pa.scalar(None, pa.string())))
-
-
 def _dates_both(col: pa.Array) -> _DatedBoth:
-    """_dates(col, False) and _dates(col, True) at the cost of one parse."""
+    """Parsed dates and the text where it is not a date, for a field that is not required and
+    for one that is ("长期" is kept too; a blank one, NULL, N/A, - …: is_blank, is missing, not
+    malformed), from one parse."""
     parsed = parse_dates(col)
     null = pa.scalar(None, pa.string())
     text = clean_text(col)

@@ -127,12 +127,12 @@ def test_a_runs_memo_gives_what_the_direct_path_gives():
 
 def test_date_columns_conformed_together_as_each_alone():
     """The date columns go through one memo together (each distinct text parsed once): the
-    conformed dates and kept texts are byte for byte what a memo per column of _dates gives,
+    conformed dates and kept texts are byte for byte what a memo per column of _one_date_field gives,
     required (valid_from: 长期 and blanks apart) or not, batch after batch."""
     import functools
     import random
 
-    from schemas.conform import Conformer, _dates, raw_name
+    from schemas.conform import Conformer, Dated, raw_name
     from schemas.distinct import Distinct
 
     rng = random.Random(9)
@@ -142,7 +142,7 @@ def test_date_columns_conformed_together_as_each_alone():
     fields = [f for f in REG.ctype.fields if f.type == "date" and f.name in REG.mapping]
     assert {f.required for f in fields} == {True, False}
     memo = Conformer(REG.source_map)
-    alone = {f.name: Distinct(functools.partial(_dates, required=f.required)) for f in fields}
+    alone = {f.name: Distinct(functools.partial(_one_date_field, Dated, required=f.required)) for f in fields}
     for size in (300, 1, 900, 20):
         rows = [silo_batch(**{REG.mapping[f.name]: rng.choice(dates) for f in fields}) for _ in range(size)]
         batch = pa.Table.from_batches(rows).combine_chunks().to_batches()[0]
@@ -161,3 +161,16 @@ def ipc(arr: pa.Array) -> bytes:
     with pa.ipc.new_stream(sink, batch.schema) as writer:
         writer.write_batch(batch)
     return sink.getvalue().to_pybytes()
+
+
+def _one_date_field(dated, col: pa.Array, required: bool):
+    """One date field conformed alone, the form the shared memo replaced: the text is kept where
+    it is not a date ("长期" too where the field is required; a blank required one is missing)."""
+    import pyarrow.compute as pc
+
+    from schemas.normalize import clean_text, is_blank, parse_dates
+
+    parsed = parse_dates(col)
+    bad = parsed.invalid if not required else pc.and_not(pc.or_(parsed.invalid, parsed.open_ended),
+                                                          is_blank(col))
+    return dated(parsed.dates, pc.if_else(bad, clean_text(col), pa.scalar(None, pa.string())))
