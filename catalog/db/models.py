@@ -184,6 +184,10 @@ class Department(Base):
     role: Mapped[str] = mapped_column(String(16))
     active: Mapped[bool] = mapped_column(Boolean)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # migration 0022: where its change notices are POSTed (set by the operator, never by the
+    # department itself); how many working days it has to answer an objection (None: 5)
+    notice_endpoint: Mapped[str | None] = mapped_column(String(1024))
+    objection_days: Mapped[int | None] = mapped_column(Integer)
 
 
 class Credential(Base):
@@ -363,3 +367,99 @@ class KeyMaterial(Base):
     jwks: Mapped[str] = mapped_column(Text)
     key_status: Mapped[str] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Subscription(Base):
+    """A consuming department's standing request to be told of changes (migration 0022): to a
+    dataset's records, or to one holder's (bound to a case number), under its grants, until
+    expires_at or revoked_at."""
+    __tablename__ = "subscriptions"
+    __table_args__ = (Index("ix_subscriptions_dataset", "dataset_id"),
+                      Index("ix_subscriptions_holder", "holder_key"),
+                      Index("ix_subscriptions_department", "department_id"))
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    department_id: Mapped[str] = mapped_column(ForeignKey("departments.id"))
+    kind: Mapped[str] = mapped_column(String(16))                 # dataset | holder
+    dataset_id: Mapped[str | None] = mapped_column(String(128))   # kind dataset
+    holder_key: Mapped[str | None] = mapped_column(String(64))    # kind holder
+    purpose: Mapped[str] = mapped_column(String(255))             # item code or case:NUMBER
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_by: Mapped[str | None] = mapped_column(String(64))    # the key id that asked
+
+
+class NoticeEvent(Base):
+    """One signed change notice (a CloudEvents 1.0 JSON body, RFC 8785 canonical bytes) and its
+    detached JWS; shared by every recipient that may see the same fields (migration 0022)."""
+    __tablename__ = "notice_events"
+    event_id: Mapped[str] = mapped_column(String(64), primary_key=True)   # CloudEvents id
+    type: Mapped[str] = mapped_column(String(128))
+    dataset_id: Mapped[str | None] = mapped_column(String(128))
+    record_id: Mapped[str | None] = mapped_column(String(32))
+    version: Mapped[int | None] = mapped_column(Integer)
+    body: Mapped[str] = mapped_column(Text)
+    signature: Mapped[str] = mapped_column(Text)          # compact JWS, payload detached (RFC 7515 F)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Notice(Base):
+    """One notice owed to one department: its delivery state (migration 0022). `seq` is the
+    replay cursor and the delivery order (per department, hence per record).
+    pending -> delivered | dead (gave up after the configured time; alerted) | withheld (the
+    grant no longer allows it when it was due)."""
+    __tablename__ = "notices"
+    __table_args__ = (Index("ix_notices_department_event", "department_id", "event_id", unique=True),
+                      Index("ix_notices_department_seq", "department_id", "seq"),
+                      Index("ix_notices_state_due", "state", "next_attempt_at"))
+    seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+                                     autoincrement=True)
+    department_id: Mapped[str] = mapped_column(String(64))
+    event_id: Mapped[str] = mapped_column(ForeignKey("notice_events.event_id"))
+    subscription_id: Mapped[int | None] = mapped_column(Integer)     # None: an objection's outcome
+    objection_id: Mapped[int | None] = mapped_column(Integer)
+    holder_key: Mapped[str | None] = mapped_column(String(64))       # for the holder's access report
+    purpose: Mapped[str] = mapped_column(String(255))
+    state: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    first_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class NoticeProgress(Base):
+    """How far a dataset's versions have been turned into notices (migration 0022)."""
+    __tablename__ = "notice_progress"
+    dataset_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer)              # the last version fanned out
+    expired_through: Mapped[date | None] = mapped_column(Date)  # expiries told up to this day
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Objection(Base):
+    """数据异议: a consuming department says a shared record is wrong (migration 0022).
+    open -> correcting (the steward corrects it at the source) -> corrected (a later version
+    holds a new state of the record: `corrected_version`) | upheld (the record stands; `resolution`
+    says why). The record is disputed while open or correcting."""
+    __tablename__ = "objections"
+    __table_args__ = (Index("ix_objections_record_state", "record_id", "state"),
+                      Index("ix_objections_dataset_state", "dataset_id", "state"))
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    record_id: Mapped[str] = mapped_column(String(32))
+    dataset_id: Mapped[str] = mapped_column(String(128))
+    version: Mapped[int] = mapped_column(Integer)          # the dataset's current version when filed
+    department_id: Mapped[str] = mapped_column(String(64))  # the objector
+    purpose: Mapped[str] = mapped_column(String(255))
+    reason: Mapped[str] = mapped_column(Text)
+    evidence: Mapped[str | None] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(16))
+    filed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    due_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    resolved_by: Mapped[str | None] = mapped_column(String(255))
+    resolution: Mapped[str | None] = mapped_column(Text)
+    corrected_version: Mapped[int | None] = mapped_column(Integer)
+    overdue_alerted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    notified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))   # outcome told
