@@ -49,12 +49,17 @@ def _bj(t: datetime | None) -> str | None:
     return None if t is None else clock.beijing(t).isoformat(timespec="seconds")
 
 
-def view(o: Objection, source_department: str | None = None, now: datetime | None = None) -> dict:
-    """An objection as the API, the CLI and the dashboard show it (times in Beijing time)."""
+_WITH_SOURCE = sa.select(*Objection.__table__.c, Dataset.department.label("source_department")).outerjoin(
+    Dataset, Dataset.id == Objection.dataset_id)
+
+
+def view(o, now: datetime | None = None) -> dict:
+    """An objection (a row of _WITH_SOURCE) as the API, the CLI and the dashboard show it (times
+    in Beijing time)."""
     now = _now(now)
     due = times.aware(o.due_at)
     return {"id": o.id, "record_id": o.record_id, "dataset": o.dataset_id, "version": o.version,
-            "source_department": source_department, "department": o.department_id,
+            "source_department": o.source_department, "department": o.department_id,
             "purpose": o.purpose, "reason": o.reason, "evidence": o.evidence, "state": o.state,
             "filed_at": _bj(o.filed_at), "due_at": _bj(due),
             "overdue": o.state in UNRESOLVED and now > due,
@@ -126,11 +131,10 @@ def file(engine: Engine, access: Access, caller: Caller, purpose: str, record_id
 
 def get(engine: Engine, objection_id: int, now: datetime | None = None) -> dict:
     with engine.connect() as c:
-        hit = c.execute(sa.select(Objection, Dataset.department).outerjoin(
-            Dataset, Dataset.id == Objection.dataset_id).where(Objection.id == objection_id)).first()
+        hit = c.execute(_WITH_SOURCE.where(Objection.id == objection_id)).first()
     if hit is None:
         raise NotFound(f"未找到异议 (no objection): #{objection_id}; list them with `exchange objections list`")
-    return view(hit[0], hit[1], now)
+    return view(hit, now)
 
 
 def get_for(engine: Engine, objection_id: int, department: str, now: datetime | None = None) -> dict:
@@ -153,7 +157,7 @@ def find(engine: Engine, dataset: str | None = None, department: str | None = No
     now = _now(now)
     if state is not None and state not in (*STATES, "unresolved"):
         raise UnknownName("objection state", state, (*STATES, "unresolved"))
-    q = sa.select(Objection, Dataset.department).outerjoin(Dataset, Dataset.id == Objection.dataset_id)
+    q = _WITH_SOURCE
     if dataset:
         q = q.where(Objection.dataset_id == dataset)
     if department:
@@ -168,7 +172,7 @@ def find(engine: Engine, dataset: str | None = None, department: str | None = No
         q = q.where(Objection.state.in_(UNRESOLVED), Objection.due_at < now)
     with engine.connect() as c:
         rows = c.execute(q.order_by(Objection.due_at, Objection.id).limit(limit)).all()
-    return [view(o, dept, now) for o, dept in rows]
+    return [view(o, now) for o in rows]
 
 
 def _later_state(c, record_id: str, dataset: str, after: int) -> int | None:
