@@ -26,14 +26,17 @@ SOURCE, DATASET, ITEM = "smr_business_licence", "business_licence.market_regulat
 
 
 @pytest.fixture
-def ex(home, silo_2k, tmp_path, monkeypatch):
-    """A published dataset, two consuming departments and an auditor with keys, the API."""
+def ex(home, shared_catalogue, silo_2k, tmp_path, monkeypatch):
+    """A published dataset, two consuming departments and an auditor with keys, the API; the
+    catalogue on SQLite and on PostgreSQL."""
     from api.app import create_app
-    from base.settings import get_settings
+    from base.settings import get_settings, reset_settings
     from exchange import stages
     from exchange.catalogue import open_access
 
+    monkeypatch.setenv("EXCHANGE_CATALOG_URL", shared_catalogue)
     monkeypatch.setenv("EXCHANGE_ALERTS", "log")
+    reset_settings()
     silo = tmp_path / "silo.db"
     shutil.copy(silo_2k[0], silo)
     register_demo_source(home, silo)
