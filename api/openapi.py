@@ -33,6 +33,8 @@ WHEN = {400: "a parameter or the body broke a rule the exchange checks (the purp
         401: "no exchange key, or one that is unknown, revoked or expired",
         403: "the department may not see this for this purpose",
         404: "no such record, service item or published document",
+        409: "it clashes with what the exchange holds (an objection already open on the record, "
+             "or one already closed)",
         413: "the request body is larger than 16 KiB",
         422: "a parameter or the body is missing or malformed",
         429: "too many requests from this department (or this address, unauthenticated or "

@@ -17,10 +17,10 @@ from catalog.serving.holders import holder_key
 log = logging.getLogger("exchange.api")
 MEDIA = "application/problem+json"
 TITLES = {400: "Bad request", 401: "Unauthenticated", 403: "Forbidden", 404: "Not found",
-          405: "Method not allowed", 413: "Request too large", 422: "Invalid request",
+          405: "Method not allowed", 409: "Conflict", 413: "Request too large", 422: "Invalid request",
           429: "Too many requests", 500: "Internal error", 502: "Source unavailable"}
 # the title people read: Chinese first, the RFC 9457 short title beside
-TITLES_ZH = {400: "请求有误", 401: "未认证", 403: "无权访问", 404: "未找到", 405: "不支持该方法",
+TITLES_ZH = {400: "请求有误", 401: "未认证", 403: "无权访问", 404: "未找到", 405: "不支持该方法", 409: "与现有状态冲突",
              413: "请求过大", 422: "请求参数无效", 429: "请求过于频繁", 500: "内部错误", 502: "数据源不可用"}
 UNAVAILABLE = "交换平台暂时无法应答，请稍后重试 (the exchange could not answer; try again later)"
 

@@ -84,6 +84,13 @@ class InvalidRequest(ExchangeError):
     exit_code = 4
 
 
+class Conflict(ExchangeError):
+    """The request clashes with the state of what it names (an objection already open, one
+    already closed): the message names it and says what to do instead."""
+    status = 409
+    exit_code = 4
+
+
 class RateLimited(ExchangeError):
     status = 429
     exit_code = 9

@@ -25,6 +25,7 @@ from catalog.db.models import (
     DatasetVersion,
     Department,
     MetadataChange,
+    Objection,
     QuarantineEntry,
     Record,
     Run,
@@ -427,7 +428,8 @@ class Catalog:
             record_id=record_id, dataset=rec.dataset_id, version=head.version,
             leaf_index=rec.leaf_index, tree_size=head.tree_size, audit_path=path, record=record,
             signed_tree_head=head.signed_tree_head, status=st["status"], map_proof=proof)
-        return label_unsigned({**bundle, "status_since": st["since"], "status_reason": st["reason"]})
+        return label_unsigned({**bundle, "status_since": st["since"], "status_reason": st["reason"],
+                               "disputed": st["disputed"], "dispute": st["dispute"], "disputes": st["disputes"]})
 
     @staticmethod
     def _bucket(s: Session, dataset: str, head: DatasetVersion, record_id: str):
@@ -591,8 +593,13 @@ def _count(v: DatasetVersion) -> int:
 
 _r = Record.__table__.c
 _q = QuarantineEntry.__table__.c
-_DISPUTED = sa.exists().where(_q.held_record_id == _r.record_id,   # catalog.publish.status.dispute
-                               _q.state == sa.literal_column("'open'"))   # no parameter: rawdb
+_o = Objection.__table__.c
+# catalog.publish.status.dispute: quarantined rows hold the record, or an objection to it is not
+# closed (each an indexed EXISTS: ix_quarantine_held_record, ix_objections_record_state); literals, no
+# parameters: rawdb
+_DISPUTED = sa.or_(sa.exists().where(_q.held_record_id == _r.record_id, _q.state == sa.literal_column("'open'")),
+                   sa.exists().where(_o.record_id == _r.record_id,
+                                     _o.state.in_([sa.literal_column("'open'"), sa.literal_column("'correcting'")])))
 _LOOKUP = (sa.select(_r.record_id, _r.dataset_id, Dataset.title, Dataset.current_version, _r.licence_number,
                      _r.holder_name, _r.status, _r.valid_to, _DISPUTED.label("disputed"))
            .join(Dataset, Dataset.id == _r.dataset_id)

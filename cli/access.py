@@ -46,6 +46,14 @@ def cmd_dept_list(args) -> int:
     return 0
 
 
+def cmd_dept_objection_days(args) -> int:
+    from exchange import objections  # lazy: CLI start (the catalogue)
+
+    out = objections.set_days(args.id, args.days, actor=args.actor)
+    _out(args, out, t("cli.msg.objection_days", department=args.id, days=args.days))
+    return 0
+
+
 def cmd_cred_issue(args) -> int:
     cred = _access().issue_credential(args.department, args.days, actor=args.actor)
     if args.json:
@@ -137,7 +145,9 @@ def register(add) -> None:
         ("add", cmd_dept_add, both("cli.help.departments_add"),
          [(("id",), {}), (("name",), {}),
           (("--role",), {"default": "consumer", "choices": ["consumer", "auditor"]}), actor]),
-        ("list", cmd_dept_list, both("cli.help.departments_list"), [])])
+        ("list", cmd_dept_list, both("cli.help.departments_list"), []),
+        ("objection-days", cmd_dept_objection_days, both("cli.help.departments_objection_days"),
+         [(("id",), {}), (("days",), {"type": int}), actor])])
     _sub(add, "credentials", both("cli.help.credentials"), [
         ("issue", cmd_cred_issue, both("cli.help.credentials_issue"),
          [(("department",), {}), (("--days",), {"type": int, "default": 90}), actor]),

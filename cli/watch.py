@@ -97,9 +97,11 @@ def cmd_scorecard(args) -> int:
                                                        if c["backlog_oldest_days"] is not None else ""),
                      "runs_failed": f"{c['runs_failed']}/{c['runs']}",
                      "records_consumed": f"{c['records_consumed']:,}",
-                     "materials_saved": f"{c['materials_saved']:,}"})
+                     "materials_saved": f"{c['materials_saved']:,}",
+                     "objections_on_time": f"{c['objections_on_time']}/{c['objections_resolved']}"})
     table(f"{title}: {span}", rows, ["department", "on_time", "runs_failed", "quality_pass",
-                                      "backlog", "records_consumed", "materials_saved"])
+                                      "backlog", "records_consumed", "materials_saved", "objections_received",
+                                      "objections_on_time", "objections_open_overdue", "objections_median_days"])
     late = [c["department_name"] for c in cards if c["on_time_share"] is not None and c["on_time_share"] < 1]
     if late:
         Console().print(t("cli.msg.not_on_time", names="、".join(late)))

@@ -42,6 +42,7 @@ from catalog.publish.changes import held_records
 from catalog.publish.key_status import check_signer, write_key_material
 from catalog.publish.scratch_dirs import Scratch
 from catalog.service import BaseMoved, Catalog
+from catalog.serving import objections
 from catalog.signing.keys import keystore_for
 from connectors import state
 from connectors.partitions import plan as plan_partitions
@@ -547,6 +548,8 @@ def publish(source_id: str, key: str, parts: list[dict] | None = None) -> dict:
     run = ledger.start_run(source_id, key)
     if run.state in ("published", "unchanged"):
         _commit_pull(store, source_id, key, ledger, run.version)   # if a crash stopped it
+        if run.version:
+            objections.close_corrected(catalog.engine, reg.dataset, run.version)
         return {"dataset": reg.dataset, "version": run.version, "state": run.state}
     if merge(source_id, key, parts or []) is not None:
         run = ledger.start_run(source_id, key)          # with the merged run's counts
@@ -566,11 +569,14 @@ def publish(source_id: str, key: str, parts: list[dict] | None = None) -> dict:
     for name in ("conformed", "accepted", "rows", "delta"):
         store.delete(handoff(source_id, key, name))
     catalog.settle()          # the version's WAL checkpoint, run meanwhile
+    # objections being corrected at the source whose record this version changed: closed
+    closed = objections.close_corrected(catalog.engine, result.dataset, result.version) \
+        if result.state == "published" else []
     return {"dataset": result.dataset, "version": result.version, "state": result.state,
             "tree_size": result.tree_size, "root_hash": result.root_hash,
             "records": result.records, "appended": result.appended,
             "changes": {**diff.as_dict(), "held": carried.held},
-            **_rows_checked(ledger, run.id)}
+            **_rows_checked(ledger, run.id), **({"objections_closed": closed} if closed else {})}
 
 
 def _rows_checked(ledger, run_id: int) -> dict:

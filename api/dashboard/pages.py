@@ -1,5 +1,5 @@
 """The dashboard's pages: overview and catalogue search, a page per dataset, the freshness
-board, the audit search and the department scorecards."""
+board, the audit search, the department scorecards and the open objections (数据异议)."""
 from __future__ import annotations
 
 import asyncio
@@ -16,7 +16,7 @@ from base import i18n, times
 from base.errors import InvalidRequest, NotFound
 from catalog import registrations
 from catalog.ledger import monitoring
-from catalog.serving import audit
+from catalog.serving import audit, objections
 from catalog.serving.holders import holder_key
 from schemas.types import all_types
 
@@ -110,6 +110,13 @@ async def scorecards(request: Request, caller: AuditorDep, period: str = "week")
                         lang=lang)
     return page(request, "scorecards.html", {"cards": cards, "period": period, "periods": PERIODS,
                                              "chart": chart})
+
+
+@router.get("/objections")
+async def objection_list(request: Request, caller: AuditorDep):
+    """Objections not yet closed, the nearest deadline first, overdue ones marked."""
+    rows = await asyncio.to_thread(objections.find, request.app.state.consumer.engine, state="unresolved")
+    return page(request, "objections.html", {"rows": rows, "overdue": sum(o["overdue"] for o in rows)})
 
 
 def _day(text: str, name: str, lang: str) -> datetime | None:

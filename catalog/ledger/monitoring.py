@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
+from statistics import median
 
 import sqlalchemy as sa
 
 from base import clock, times
 from base.errors import UnknownName
-from catalog.db.models import AuditEntry, Dataset, QuarantineEntry, Run, Source
+from catalog.db.models import AuditEntry, Dataset, Objection, QuarantineEntry, Run, Source
 from registration import CYCLES
 
 REFRESHED = ("published", "unchanged")       # a run that brought the dataset up to date
@@ -167,6 +168,7 @@ def scorecards(catalog, period: str = "month", now: datetime | None = None) -> l
         backlog = _backlog(s, end)
         consumed, saved = _consumption(s, owner, start, end)
         runs, failed, last_failed = _period_runs(s, start, end)
+        objected = _objections(s, start, end)
     cards = defaultdict(lambda: {"datasets": 0, "on_time": 0, "not_due": 0, "accepted": 0, "extracted": 0,
                                  "backlog": 0, "oldest": None, "records_consumed": 0,
                                  "materials_saved": 0, "runs": 0, "runs_failed": 0, "failing": 0})
@@ -191,7 +193,7 @@ def scorecards(catalog, period: str = "month", now: datetime | None = None) -> l
             c["oldest"] = oldest
         c["records_consumed"] += consumed.get(ds, 0)
         c["materials_saved"] += saved.get(ds, 0)
-    return [{"department": dept, "department_name": names.get(dept) or dept,
+    return [{"department": dept, "department_name": names.get(dept) or dept, **objected[dept],
              "period": period, "from": times.iso(start), "to": times.iso(end),
              "datasets": c["datasets"], "on_time": c["on_time"], "not_yet_due": c["not_due"],
              "on_time_share": (round(c["on_time"] / (c["datasets"] - c["not_due"]), 4)
@@ -203,6 +205,32 @@ def scorecards(catalog, period: str = "month", now: datetime | None = None) -> l
              "records_consumed": c["records_consumed"], "materials_saved": c["materials_saved"],
              "runs": c["runs"], "runs_failed": c["runs_failed"], "datasets_failing": c["failing"]}
             for dept, c in sorted(cards.items())]
+
+
+def _objections(s, start: datetime, end: datetime) -> dict[str, dict]:
+    """Per source department (its datasets'), objections (数据异议): received (filed in the
+    period), resolved in it, of those resolved by their deadline, unresolved and past their
+    deadline at the period's end, and the median days from filing to resolution of those
+    resolved in the period (None: none was)."""
+    out: dict[str, dict] = defaultdict(lambda: {"objections_received": 0, "objections_resolved": 0,
+                                                "objections_on_time": 0, "objections_open_overdue": 0,
+                                                "objections_median_days": None})
+    took = defaultdict(list)
+    q = (sa.select(Dataset.department, Objection.filed_at, Objection.due_at, Objection.resolved_at)
+         .join(Dataset, Dataset.id == Objection.dataset_id).where(Objection.filed_at <= end))
+    for dept, filed, due, resolved in s.execute(q):
+        filed, due, resolved = _aware(filed), _aware(due), _aware(resolved)
+        c = out[dept]
+        c["objections_received"] += filed >= start
+        if resolved is not None and start <= resolved <= end:
+            c["objections_resolved"] += 1
+            c["objections_on_time"] += resolved <= due
+            took[dept].append((resolved - filed).total_seconds() / 86400)
+        elif (resolved is None or resolved > end) and due < end:
+            c["objections_open_overdue"] += 1
+    for dept, days in took.items():
+        out[dept]["objections_median_days"] = round(median(days), 2)
+    return out
 
 
 def _period_runs(s, start: datetime, end: datetime) -> tuple[dict, dict, set]:

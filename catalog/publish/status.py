@@ -6,9 +6,12 @@ Status of a copy of a record (a bundle), first match wins:
   expired     valid, but its current valid_to is past
   superseded  valid, but the copy's content differs from the current version's (a newer version)
   valid
-and, beside the status, `disputed`: the source still has the record but its rows were all
-quarantined, so the published state was carried into the new version unchanged; it stays
-disputed until a steward reviews the quarantined rows.
+and, beside the status, `disputed` (`disputes` says which, each with its `kind`):
+  quarantine  the source still has the record but its rows were all quarantined, so the
+              published state was carried into the new version unchanged; disputed until a
+              steward reviews the quarantined rows;
+  objection   a consuming department objected to the record (数据异议, catalog/serving/objections.py)
+              and the source's steward has not yet closed it (state open or correcting).
 A copy (version, leaf hash) the exchange never published is refused: UnknownCopy (404).
 
 A record's history (added, amended, revoked, reinstated, withdrawn) comes from its `records`
@@ -30,7 +33,7 @@ from sqlalchemy.orm import Session
 from base import clock, times
 from base.errors import UnknownCopy
 from base.storage import Store
-from catalog.db.models import Dataset, DatasetVersion, QuarantineEntry, Record, RecordEvent
+from catalog.db.models import Dataset, DatasetVersion, Objection, QuarantineEntry, Record, RecordEvent
 from catalog.signing.merkle import MerkleTree
 
 STATUSES = ("valid", "expired", "revoked", "withdrawn", "superseded")
@@ -215,17 +218,34 @@ def _copy(store: Store, states: list[State], rec: Record, holding: int, current:
                       f"hash {leaf_hash}")
 
 
+UNRESOLVED = ("open", "correcting")       # an objection's states while the record is disputed
+
+
 def dispute(s: Session, record_id: str, dataset: str) -> dict:
-    """disputed: the source still has the record, but every row of it was quarantined, so the
-    published state was carried unchanged (catalog/publish/changes.py) until a steward reviews the rows."""
+    """disputed, why in words (`dispute`) and each reason (`disputes`): the record's rows held in
+    quarantine (the source still has it, but every row of it was quarantined, so the published
+    state was carried unchanged: catalog/publish/changes.py) until a steward reviews them; and
+    objections to it (数据异议) not yet closed by the source's steward."""
     rows = s.execute(sa.select(QuarantineEntry.key, QuarantineEntry.reasons).where(
         QuarantineEntry.held_record_id == record_id, QuarantineEntry.state == "open")).all()
-    if not rows:
-        return {"disputed": False, "dispute": None}
-    reasons = sorted({r for _, rs in rows for r in rs or ()})
-    return {"disputed": True, "dispute": (
-        f"held as published: {len(rows)} row(s) of the source with licence number {rows[0][0]} are "
-        f"in quarantine ({', '.join(reasons)}); a steward decides: `exchange quarantine {dataset}`")}
+    objected = s.execute(sa.select(Objection.id, Objection.filed_at, Objection.department_id).where(
+        Objection.record_id == record_id, Objection.state.in_(UNRESOLVED)).order_by(Objection.id)).all()
+    if not rows and not objected:
+        return {"disputed": False, "dispute": None, "disputes": []}
+    said, disputes = [], []
+    if rows:
+        reasons = sorted({r for _, rs in rows for r in rs or ()})
+        said.append(f"held as published: {len(rows)} row(s) of the source with licence number {rows[0][0]} are "
+                    f"in quarantine ({', '.join(reasons)}); a steward decides: `exchange quarantine {dataset}`")
+        disputes.append({"kind": "quarantine", "rows": len(rows), "reasons": reasons})
+    if objected:
+        ids = [i for i, _, _ in objected]
+        since = _iso(times.aware(objected[0][1]))
+        said.append(f"数据异议 (objected to): objection(s) {', '.join(f'#{i}' for i in ids)} since {since}, "
+                    f"by {', '.join(sorted({d for _, _, d in objected}))}; the source's steward answers: "
+                    f"`exchange objections list --dataset {dataset}`")
+        disputes.append({"kind": "objection", "objections": ids, "since": since})
+    return {"disputed": True, "dispute": "; ".join(said), "disputes": disputes}
 
 
 def _first_status(rec: Record, events) -> str:

@@ -16,7 +16,7 @@ from base.errors import AccessDenied, ExchangeError, InvalidRequest, NotFound
 from catalog.db.models import Dataset, DatasetVersion, Record
 from catalog.ledger.monitoring import freshness
 from catalog.service import Catalog
-from catalog.serving import audit
+from catalog.serving import audit, objections
 from catalog.serving.access import STATUS_SOURCES, Access, Caller, check_purpose, disclose
 from catalog.serving.holders import holder_key, record_id_ok
 from catalog.serving.materials import check_materials
@@ -118,6 +118,29 @@ class Consumer:
         st = self.catalog.record_status(record_id, version, leaf_hash)
         self._audit(caller, purpose, "status", "allowed", holder=holder, datasets=[dataset], subject=record_id)
         return {"record_id": record_id, **st}
+
+    # --- objections (数据异议) ---------------------------------------------------------------
+    def file_objection(self, caller: Caller, purpose: str, record_id: str, reason: str,
+                       evidence: str | None = None) -> dict:
+        """The caller's objection to a record it may see for `purpose` (catalog/serving/objections.py)."""
+        check_purpose(purpose)
+        dataset, holder, _, _ = objections.record_of(self.engine, record_id)
+        try:
+            o = objections.file(self.engine, self.access, caller, purpose, record_id, reason, evidence)
+        except AccessDenied as exc:
+            self.refused(caller, purpose, "objection", exc, holder=holder, datasets=[dataset], subject=record_id)
+            raise
+        self._audit(caller, purpose, "objection", "allowed", holder=holder, datasets=[dataset],
+                    subject=record_id, detail={"objection": o["id"], "due_at": o["due_at"]})
+        return o
+
+    def objection(self, caller: Caller, purpose: str, objection_id: int) -> dict:
+        """One of the caller's own objections (another department's: NotFound)."""
+        check_purpose(purpose)
+        o = objections.get_for(self.engine, objection_id, caller.department)
+        self._audit(caller, purpose, "objection_read", "allowed", datasets=[o["dataset"]],
+                    subject=str(objection_id))
+        return o
 
     # --- materials check ------------------------------------------------------------------
     def materials(self, caller: Caller, purpose: str, item_code: str, holder_id: str,

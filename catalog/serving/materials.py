@@ -73,5 +73,5 @@ def _held(access, catalog, caller, purpose, key, datasets, later, today) -> dict
         return {"answer": "may_supply_later" if later else "not_held", "_datasets": list(allowed)}
     bundle = disclose(catalog.bundle(best["record_id"], today), allowed[best["dataset"]].fields)
     return {"answer": ANSWER[best["status"]], "record_id": best["record_id"],
-            "dataset": best["dataset"], "bundle": bundle,
+            "dataset": best["dataset"], "disputed": best["disputed"], "bundle": bundle,
             "_datasets": [best["dataset"]]}

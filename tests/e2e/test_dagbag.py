@@ -36,7 +36,8 @@ def test_dag_files_import_without_errors_and_quickly(home, silo_2k):
     stored = again.deadline[0]          # what the scheduler reads back: plain serialized data
     assert stored["reference"] == {"reference_type": "DagRunQueuedAtDeadline"}
     assert stored["callback"]["__data__"]["kwargs"]["dataset"] == "business_licence.market_regulation"
-    assert sorted(t.task_id for t in bag.dags["exchange_watch"].tasks) == ["check_freshness", "checkpoint_audit"]
+    assert sorted(t.task_id for t in bag.dags["exchange_watch"].tasks) == ["check_freshness", "check_objections",
+                                                                          "checkpoint_audit"]
 
 
 def test_parsing_the_dag_file_imports_nothing_heavy(home, silo_2k):

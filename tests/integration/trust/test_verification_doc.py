@@ -79,8 +79,8 @@ def test_the_recipe_verifies_a_published_bundle(material, tmp_path):
         assert lines[0] == (f"verified: the signed record {bundle['record']['record_id']} (licence "
                             f"{bundle['record']['licence_number']}) is leaf {bundle['leaf_index']} of "
                             f"{DATASET} version 1")
-        assert lines[1] == ("unsigned, not checked: status, status_since, status_reason, disclosure, "
-                            "verifiable, unsigned")
+        assert lines[1] == ("unsigned, not checked: status, status_since, status_reason, disputed, dispute, "
+                            "disputes, disclosure, verifiable, unsigned")
 
 
 def _resigned(sth: str) -> str:

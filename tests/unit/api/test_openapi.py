@@ -74,11 +74,13 @@ def test_every_v1_route_declares_its_errors_as_problem_details(app):
         assert (413 in errors) == (method == "post"), (method, path)
         assert "WWW-Authenticate" in op["responses"]["401"]["headers"]
         assert op["security"] == [{"HTTPBearer": []}], (method, path)
-    assert ("get", "/v1/datasets") in seen and len(seen) == 6
+    assert ("get", "/v1/datasets") in seen and len(seen) == 8
+    assert ("post", "/v1/records/{record_id}/objections") in seen and ("get", "/v1/objections/{objection_id}") in seen
     by = {(m, p): {int(s) for s in op["responses"]} for p, m, op in _ops(doc)}
     assert {403, 404} <= by["get", "/v1/records/{record_id}/bundle"]
     assert {403, 404} <= by["post", "/v1/items/{code}/materials-check"]
     assert 403 in by["post", "/v1/holders/access-report"]
+    assert {403, 404, 409, 413} <= by["post", "/v1/records/{record_id}/objections"]
 
 
 def test_purpose_and_holder_id_formats_are_stated(app):
@@ -87,7 +89,7 @@ def test_purpose_and_holder_id_formats_are_stated(app):
 
     doc = app.openapi()
     purposes = [p for _, _, op in _ops(doc) for p in op.get("parameters", ()) if p["name"] == "purpose"]
-    assert len(purposes) == 8
+    assert len(purposes) == 10
     pattern = re.compile(purposes[0]["schema"]["pattern"])
     for p in purposes:
         assert p["schema"]["pattern"] == pattern.pattern and p["description"]
