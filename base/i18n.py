@@ -73,6 +73,7 @@ TERMS: dict[str, tuple[str, str]] = {
     "alert.stale": ("数据集严重逾期", "stale"),
     "alert.recovered": ("数据集恢复按时", "recovered"),
     "alert.held": ("运行待批准", "held"),
+    "alert.notice_dead": ("变更通知投递失败", "notice_dead"),
     "step.ok": ("通过", "ok"),
     "step.failed": ("失败", "failed"),
     "step.skipped": ("跳过", "skipped"),

@@ -255,6 +255,15 @@ class KeyStore:
         with eddsa_allowed():
             return jws.serialize_compact(header, rfc8785.dumps(payload), key, algorithms=[ALG])
 
+    def sign_detached(self, body: bytes, typ: str) -> str:
+        """Compact JWS over exactly `body` with its payload detached (RFC 7515 Appendix F:
+        `header..signature`); the receiver puts base64url(body) back between the dots to verify."""
+        key = self.signer()
+        header = {"alg": ALG, "kid": key.kid, "typ": typ}
+        with eddsa_allowed():
+            protected, _, signature = jws.serialize_compact(header, body, key, algorithms=[ALG]).split(".")
+        return f"{protected}..{signature}"
+
     def sign_note(self, body: str, name: str) -> str:
         """The C2SP signed note of `body` (its text: non-empty, ending in a newline) with one
         Ed25519 signature by the signing key under key name `name` (trust/checkpoint.py)."""

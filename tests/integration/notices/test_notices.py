@@ -1,0 +1,245 @@
+"""Change notices end to end without Airflow (the DAG's own run: tests/e2e/test_notices_airflow.py):
+a conditional business-licence dataset, departments with different grants subscribed, a real
+webhook receiver per department on 127.0.0.1 verifying every signature with PyJWT.
+
+- a revocation and an amendment at the source reach each subscriber within one notify pass,
+  each through its own grant's fields (withheld names the rest); a department whose grant
+  lapsed gets nothing; a holder subscription (bound to a case) hears of its holder's record;
+- replay after a cursor returns the rest in order with signatures that verify;
+- deliveries are in the audit chain and in the holder's access report;
+- a receiver down, then answering 503, then back gets every notice once per idempotency key,
+  in order, after retries (the clock injected, no sleeping), even across a "restart";
+- a receiver that never comes back is dead-lettered after the configured time, and alerted.
+"""
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import sqlite3
+import time
+from datetime import timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from base import clock
+from base.errors import AccessDenied, InvalidRequest
+from tests.conftest import ROOT, TODAY, make_signing_key, stored
+from tests.notice_receiver import Receiver, verify
+
+pytestmark = [pytest.mark.notices, pytest.mark.integration]
+
+SOURCE, DATASET, TABLE = "smr_business_licence", "business_licence.market_regulation", "yyzz_djxx"
+ITEM, CASE = "DJ-SCJG-0003", "case:2026-SZ-000123"
+SOME = ["holder_name", "licence_number", "status", "valid_to"]
+
+
+def _register(home, silo):
+    from base.settings import get_settings
+
+    make_signing_key()
+    text = (ROOT / "demo" / "registrations" / "smr_business_licence.toml").read_text("utf-8")
+    text = text.replace("{silo}", str(silo)).replace('sharing = "unconditional"', 'sharing = "conditional"')
+    sources = get_settings().sources_dir
+    sources.mkdir(parents=True, exist_ok=True)
+    (sources / f"{SOURCE}.toml").write_text(text, encoding="utf-8")
+    return stored(sources / f"{SOURCE}.toml")
+
+
+def _jwks():
+    from base.settings import get_settings
+    from exchange.catalogue import open_catalog
+
+    material = open_catalog(get_settings()).key_material()
+    return json.loads(material[0])
+
+
+class World:
+    def __init__(self, home, silo):
+        from exchange import stages
+        from exchange.catalogue import open_catalog
+        from tests.integration.catalog.test_append_only_log import single_row_records
+
+        self.silo = silo
+        _register(home, silo)
+        assert stages.run_all(SOURCE, "r1", TODAY)["version"] == 1
+        self.catalog = open_catalog()
+        picks = single_row_records(self.catalog, silo)
+        self.revoked, self.amended, self.other = picks[0], picks[1], picks[2]
+        with self.catalog.engine.connect() as c:
+            self.holder = c.execute(sa.text("select holder_key from records where record_id = :r"),
+                                    {"r": self.revoked[0]}).scalar_one()
+        self.runs = 1
+
+    def consumer(self):
+        from catalog.serving.access import Access
+        from catalog.serving.consumer import Consumer
+        from catalog.serving.subscriptions import Subscriptions
+
+        return Subscriptions(Consumer(self.catalog, Access(self.catalog.engine, ttl=0)))
+
+    def department(self, dept, purposes=None, fields=None, *, endpoint=None):
+        from catalog.serving.access import Access, Caller
+        from catalog.serving.subscriptions import set_endpoint
+
+        access = Access(self.catalog.engine, ttl=0)
+        access.add_department(dept, dept)
+        gid = access.add_grant(dept, DATASET, purposes, fields) if purposes else None
+        if endpoint:
+            set_endpoint(self.catalog.engine, dept, endpoint)
+        return Caller(dept, "consumer", "k-" + dept), gid
+
+    def change(self, sql: str, args) -> int:
+        from exchange import stages
+
+        with sqlite3.connect(self.silo) as db:
+            db.execute(sql, args)
+        time.sleep(1.05)               # issued_at has second resolution: keep the versions apart
+        self.runs += 1
+        return stages.run_all(SOURCE, f"r{self.runs}", TODAY)["version"]
+
+    def revoke(self, number) -> int:
+        return self.change(f"update {TABLE} set DJZT = '吊销' where ZCH = ?", [number])
+
+
+@pytest.fixture
+def world(home, silo_2k, tmp_path):
+    silo = tmp_path / "silo.db"
+    shutil.copy(silo_2k[0], silo)
+    return World(home, silo)
+
+
+def _data(rx):
+    return [(e["type"].rsplit(".", 1)[1], e["data"]["record_id"]) for _, _, e in rx.events]
+
+
+def test_a_revocation_reaches_each_subscriber_through_its_grant(world):
+    from catalog.serving import audit
+    from catalog.serving.notices import NoticeBook
+    from exchange import notifying
+
+    subs = world.consumer()
+    with Receiver(_jwks) as full_rx, Receiver(_jwks) as part_rx, Receiver(_jwks) as lapsed_rx, \
+            Receiver(_jwks) as court_rx:
+        full, _ = world.department("full", [ITEM], None, endpoint=full_rx.url)
+        part, _ = world.department("part", [ITEM], SOME, endpoint=part_rx.url)
+        lapsed, lapsed_grant = world.department("lapsed", [ITEM], None, endpoint=lapsed_rx.url)
+        court, _ = world.department("court", ["case:*"], None, endpoint=court_rx.url)
+        nogrant, _ = world.department("nogrant")
+        for caller in (full, part, lapsed):
+            subs.add(caller, ITEM, dataset=DATASET, days=30)
+        with pytest.raises(AccessDenied):          # no grant: no subscription (and refused, audited)
+            subs.add(nogrant, ITEM, dataset=DATASET)
+        with pytest.raises(InvalidRequest):        # a holder subscription is bound to a case
+            subs.add(court, ITEM, holder_id=world.holder)
+        subs.add(court, CASE, holder_id=world.holder, days=90)
+        from catalog.serving.access import Access
+        Access(world.catalog.engine, ttl=0).revoke_grant(lapsed_grant)
+
+        world.change(f"update {TABLE} set ZS = ZS || '附1号' where ZCH = ?", [world.amended[1]])
+        assert world.revoke(world.revoked[1]) == 3
+        out = notifying.notify(DATASET)
+        assert out["notices"] == 2 + 2 + 1 and out["delivered"] == 5 and out["failed"] == 0
+
+        assert _data(full_rx) == [("amended", world.amended[0]), ("revoked", world.revoked[0])]
+        assert _data(part_rx) == [("amended", world.amended[0]), ("revoked", world.revoked[0])]
+        assert _data(court_rx) == [("revoked", world.revoked[0])]
+        assert lapsed_rx.events == [] and lapsed_rx.posts == []
+        assert not (full_rx.rejected or part_rx.rejected or court_rx.rejected)
+
+        whole = full_rx.events[1][2]
+        assert whole["specversion"] == "1.0" and whole["subject"] == world.revoked[0]
+        assert whole["source"] == f"/v1/datasets/{DATASET}"
+        d = whole["data"]
+        assert (d["status"], d["reason"], d["disclosure"], d["withheld"], d["version"]) == \
+            ("revoked", "revoked", "full", [], 3)
+        assert d["record"]["licence_number"] == world.revoked[1] and "address" in d["record"]
+        partial = part_rx.events[1][2]["data"]
+        assert partial["disclosure"] == "partial" and partial["status"] == "revoked"
+        assert set(partial["record"]) == {"record_id", *SOME} - {"status", "valid_to"} | (
+            set(SOME) & set(d["record"]))
+        assert "address" in partial["withheld"] and not set(partial["withheld"]) & set(SOME)
+        assert part_rx.events[1][0] != full_rx.events[1][0]      # another view, another event
+        assert court_rx.events[0][0] == full_rx.events[1][0]     # the same view: the same event
+
+        again = notifying.notify(DATASET)                         # a re-run owes nothing more
+        assert again["notices"] == 0 and again["delivered"] == 0 and len(full_rx.posts) == 2
+
+    # replay: the rest after a cursor, in order, each signature verifiable
+    page = subs.page(full, ITEM, after=0)
+    assert [n["event"]["data"]["record_id"] for n in page["notices"]] == [world.amended[0], world.revoked[0]]
+    rest = subs.page(full, ITEM, after=page["notices"][0]["seq"])
+    assert [n["seq"] for n in rest["notices"]] == [page["notices"][1]["seq"]] and rest["next"] == page["next"]
+    for n in page["notices"]:
+        assert verify(n["body"].encode(), n["signature"], _jwks()) == n["event"]
+    assert subs.page(full, ITEM, after=page["next"])["notices"] == []
+
+    # audited: the deliveries are in the holder's access report
+    report, _ = audit.holder_report(world.catalog.engine, world.holder)
+    told = sorted((r["department"], r["outcome"]) for r in report if r["action"] == "notice")
+    assert told == [("court", "delivered"), ("full", "delivered"), ("part", "delivered")]
+    listed = NoticeBook(world.catalog.engine).listing(department="part")
+    assert [n["state"] for n in listed] == ["delivered", "delivered"]
+
+
+def test_a_receiver_down_then_back_gets_every_notice_once_in_order(world, monkeypatch):
+    from base.settings import reset_settings
+    from catalog.serving.notices import NoticeBook
+    from exchange import notice_delivery, notifying
+    from exchange.catalogue import open_catalog
+
+    monkeypatch.setenv("EXCHANGE_NOTICE_RETRY_BASE", "60")
+    monkeypatch.setenv("EXCHANGE_NOTICE_RETRY_MAX", "600")
+    monkeypatch.setenv("EXCHANGE_NOTICE_DEAD_AFTER", "7200")
+    reset_settings()
+    rx, gone = Receiver(_jwks), Receiver(_jwks)          # neither is up yet
+    subs = world.consumer()
+    caller, _ = world.department("tax", [ITEM], None, endpoint=rx.url)
+    lost, _ = world.department("lost", [ITEM], None, endpoint=gone.url)
+    subs.add(caller, ITEM, dataset=DATASET)
+    subs.add(lost, ITEM, dataset=DATASET)
+    world.revoke(world.revoked[1])
+    world.change(f"update {TABLE} set DJZT = (select DJZT from {TABLE} where ZCH = ?) where ZCH = ?",
+                 [world.other[1], world.revoked[1]])       # reinstated
+    world.revoke(world.other[1])
+
+    t0 = clock.now()
+    first = notifying.notify(DATASET, now=t0)           # both receivers down: nothing lost, nothing raised
+    assert first["notices"] == 6 and first["delivered"] == 0 and first["failed"] == 2
+    rng = random.Random(7)
+    assert notice_delivery.deliver(now=t0 + timedelta(seconds=1), rng=rng)["failed"] == 0   # backing off
+
+    rx.up()
+    rx.status = 503                                      # up, but not taking them yet
+    t = t0 + timedelta(seconds=700)
+    assert notice_delivery.deliver(now=t, rng=rng)["failed"] == 2
+    rx.status = 200
+    # a "restart": new catalogue, access and book objects over the same database
+    from catalog.serving.access import Access
+    cat = open_catalog()
+    book = NoticeBook(cat.engine, Access(cat.engine, ttl=0))
+    t += timedelta(seconds=1300)
+    out = notice_delivery.deliver(now=t, rng=rng, book=book)
+    assert out["delivered"] == 3 and out["dead"] == 0
+    # delivered twice is harmless: the receiver keeps one per key; here each went once
+    keys = [k for k, _ in rx.posts]
+    assert len(keys) == len(set(keys)) == 3 and not rx.rejected
+    assert [seq for _, seq, _ in rx.events] == sorted(seq for _, seq, _ in rx.events)
+    assert _data(rx) == [("revoked", world.revoked[0]), ("reinstated", world.revoked[0]),
+                         ("revoked", world.other[0])]
+    # the first: refused (down), 503, taken; the others went at their first attempt
+    assert [n["attempts"] for n in reversed(book.listing(department="tax"))] == [3, 1, 1]
+
+    # the receiver that never comes back: dead after EXCHANGE_NOTICE_DEAD_AFTER, alerted, audited
+    t += timedelta(seconds=7200)
+    out = notice_delivery.deliver(now=t, rng=rng)
+    assert out["dead"] == 3 and out["delivered"] == 0
+    assert {n["state"] for n in book.listing(department="lost")} == {"dead"}
+    from exchange.catalogue import open_ledger
+    dead = [a for a in open_ledger().alerts(dataset=DATASET) if a["kind"] == "notice_dead"]
+    assert len(dead) == 1 and "3 notice(s) to department lost" in dead[0]["message"]
+    with cat.engine.connect() as c:
+        outcomes = c.execute(sa.text("select department, outcome from audit_log where action = 'notice'")).all()
+    assert sorted(outcomes) == [("lost", "dead")] * 3 + [("tax", "delivered")] * 3
+    rx.down()
