@@ -247,9 +247,9 @@ NOTICE_SETTINGS = {"notice_retry_base": "EXCHANGE_NOTICE_RETRY_BASE", "notice_re
                    "notice_dead_after": "EXCHANGE_NOTICE_DEAD_AFTER", "notice_timeout": "EXCHANGE_NOTICE_TIMEOUT"}
 
 
-def _notice_settings(env) -> dict[str, float]:
+def _notice_settings(env: Callable[..., str | None]) -> dict[str, Any]:
     """The change notices' retry, dead-letter and timeout settings: positive seconds."""
-    out = {}
+    out: dict[str, Any] = {}
     for name, var in NOTICE_SETTINGS.items():
         value = env(var)
         if value is None or not value.strip():

@@ -70,15 +70,16 @@ def register(add) -> None:
     what.add_argument("--holder", help=both("cli.arg.sub_holder"))
     p.add_argument("--days", type=int, default=30, help=both("cli.arg.sub_days"))
     p.set_defaults(sub_func=cmd_sub_add)
-    p2 = sub.add_parser("list", help=both("cli.help.subscriptions_list"), description=both("cli.help.subscriptions_list"))
+    p2 = sub.add_parser("list", help=both("cli.help.subscriptions_list"),
+                        description=both("cli.help.subscriptions_list"))
     p2.set_defaults(sub_func=cmd_sub_list)
     p3 = sub.add_parser("remove", help=both("cli.help.subscriptions_remove"),
                         description=both("cli.help.subscriptions_remove"))
     p3.add_argument("id", type=int)
     p3.set_defaults(sub_func=cmd_sub_remove)
-    for p in (p, p2, p3):
-        _consumer(p)
-        p.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help=both("cli.arg.json"))
+    for each in (p, p2, p3):
+        _consumer(each)
+        each.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help=both("cli.arg.json"))
 
     sp = add("notices", lambda a: a.sub_func(a), both("cli.help.notices"))
     sub = sp.add_subparsers(dest="notices_command", required=True)
@@ -89,5 +90,5 @@ def register(add) -> None:
     p.set_defaults(sub_func=cmd_notices_list)
     p2 = sub.add_parser("deliver", help=both("cli.help.notices_deliver"), description=both("cli.help.notices_deliver"))
     p2.set_defaults(sub_func=cmd_notices_deliver)
-    for p in (p, p2):
-        p.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help=both("cli.arg.json"))
+    for each in (p, p2):
+        each.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help=both("cli.arg.json"))

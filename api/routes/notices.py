@@ -14,6 +14,7 @@ router = APIRouter(prefix="/v1/notices", tags=["notices"], responses=problems(*A
 
 @router.get("", summary="the department's notices after a cursor, in order, with their signed bodies")
 async def notices(caller: CallerDep, purpose: PurposeDep, consumer: ConsumerDep,
-                  after: Annotated[int, Query(ge=0, le=2**62, description="the last seq already held; 0: from the start")] = 0,
+                  after: Annotated[int, Query(ge=0, le=2**62,
+                                              description="the last seq already held; 0: from the start")] = 0,
                   limit: Annotated[int, Query(ge=1, le=PAGE_LIMIT)] = 100) -> dict:
     return Subscriptions(consumer).page(caller, purpose, after, limit)

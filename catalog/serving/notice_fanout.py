@@ -23,7 +23,16 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from base import clock
-from catalog.db.models import Dataset, DatasetVersion, Notice, NoticeEvent, NoticeProgress, Objection, Record, Subscription
+from catalog.db.models import (
+    Dataset,
+    DatasetVersion,
+    Notice,
+    NoticeEvent,
+    NoticeProgress,
+    Objection,
+    Record,
+    Subscription,
+)
 from catalog.publish import status as statuses
 from catalog.publish import store as version_store
 from catalog.service import Catalog

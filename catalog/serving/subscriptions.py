@@ -75,7 +75,8 @@ class Subscriptions:
                 "holder": key, "purpose": purpose, "created_at": now.isoformat(),
                 "expires_at": values["expires_at"].isoformat(), "revoked_at": None}
 
-    def list(self, caller: Caller, purpose: str, now: datetime | None = None, *, include_ended: bool = False) -> list[dict]:
+    def list(self, caller: Caller, purpose: str, now: datetime | None = None, *,
+             include_ended: bool = False) -> list[dict]:
         check_purpose(purpose)
         now = now or clock.now()
         s = Subscription.__table__.c

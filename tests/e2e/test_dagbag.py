@@ -41,7 +41,8 @@ def test_dag_files_import_without_errors_and_quickly(home, silo_2k):
 
 def test_parsing_the_dag_file_imports_nothing_heavy(home, silo_2k):
     register_demo_source(home, silo_2k[0])
-    code = ("import sys, runpy; runpy.run_path('dags/exchange_sources.py'); runpy.run_path('dags/exchange_watch.py'); runpy.run_path('dags/exchange_notices.py');"
+    code = ("import sys, runpy; runpy.run_path('dags/exchange_sources.py'); runpy.run_path('dags/exchange_watch.py');"
+            "runpy.run_path('dags/exchange_notices.py');"
             "heavy=[m for m in ('great_expectations','pandas','pyarrow','connectors.sql',"
             "'catalog.service') if m in sys.modules]; print(','.join(heavy))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
@@ -97,4 +98,5 @@ def test_one_bad_file_hides_no_other_dag(home, silo_2k, tmp_path, monkeypatch):
     finally:
         types_mod.all_types.cache_clear()
     assert bag.import_errors == {}
-    assert set(bag.dag_ids) == {"source__smr_business_licence", "source__edu_diploma", "exchange_watch", "exchange_notices"}
+    assert set(bag.dag_ids) == {"source__smr_business_licence", "source__edu_diploma", "exchange_watch",
+                                "exchange_notices"}

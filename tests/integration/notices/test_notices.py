@@ -243,3 +243,89 @@ def test_a_receiver_down_then_back_gets_every_notice_once_in_order(world, monkey
         outcomes = c.execute(sa.text("select department, outcome from audit_log where action = 'notice'")).all()
     assert sorted(outcomes) == [("lost", "dead")] * 3 + [("tax", "delivered")] * 3
     rx.down()
+
+
+def test_the_api_subscribes_replays_and_refuses(world):
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+    from base.settings import get_settings
+    from catalog.serving.access import Access
+    from exchange import notifying
+
+    app = create_app(get_settings(), rate=10_000, burst=10_000, cache_ttl=0)
+    access = Access(world.catalog.engine, ttl=0)
+    world.department("social", [ITEM, "case:*"], SOME)
+    world.department("stranger")
+    key = {"Authorization": f"Bearer {access.issue_credential('social')['key']}"}
+    stranger = {"Authorization": f"Bearer {access.issue_credential('stranger')['key']}"}
+    with TestClient(app) as client:
+        made = client.post("/v1/subscriptions", params={"purpose": ITEM}, headers=key,
+                           json={"dataset": DATASET, "days": 30})
+        assert made.status_code == 201, made.text
+        sid = made.json()["id"]
+        held = client.post("/v1/subscriptions", params={"purpose": CASE}, headers=key,
+                           json={"holder_id": world.holder, "days": 90})
+        assert held.status_code == 201 and held.json()["holder"] == world.holder
+        too_long = client.post("/v1/subscriptions", params={"purpose": CASE}, headers=key,
+                               json={"holder_id": world.holder, "days": 91})
+        assert too_long.status_code == 400 and "1 to 90" in too_long.json()["detail"]
+        no_case = client.post("/v1/subscriptions", params={"purpose": ITEM}, headers=key,
+                              json={"holder_id": world.holder})
+        assert no_case.status_code == 400
+        # the endpoint is the operator's: the body refuses it (no SSRF from consumers)
+        assert client.post("/v1/subscriptions", params={"purpose": ITEM}, headers=key,
+                           json={"dataset": DATASET, "endpoint": "http://127.0.0.1:1/"}).status_code == 422
+        assert client.post("/v1/subscriptions", params={"purpose": ITEM}, headers=stranger,
+                           json={"dataset": DATASET}).status_code == 403          # no grant: refused
+        listed = client.get("/v1/subscriptions", params={"purpose": ITEM}, headers=key).json()
+        assert [s["kind"] for s in listed] == ["dataset", "holder"]
+
+        world.revoke(world.revoked[1])
+        assert notifying.notify(DATASET)["notices"] == 1    # no endpoint: owed, waiting for replay
+        page = client.get("/v1/notices", params={"purpose": ITEM, "after": 0}, headers=key).json()
+        [n] = page["notices"]
+        assert n["state"] == "pending" and n["event"]["data"]["disclosure"] == "partial"
+        assert set(n["event"]["data"]["record"]) <= {"record_id", *SOME}
+        assert verify(n["body"].encode(), n["signature"], _jwks()) == n["event"]
+        assert client.get("/v1/notices", params={"purpose": ITEM, "after": page["next"]},
+                          headers=key).json()["notices"] == []
+        assert client.get("/v1/notices", params={"purpose": ITEM}, headers=stranger).json()["notices"] == []
+
+        assert client.delete(f"/v1/subscriptions/{sid}", params={"purpose": ITEM}, headers=key).status_code == 200
+        assert client.delete(f"/v1/subscriptions/{sid}", params={"purpose": ITEM}, headers=key).status_code == 404
+        assert client.delete(f"/v1/subscriptions/{sid}", params={"purpose": ITEM},
+                             headers=stranger).status_code == 404
+    with world.catalog.engine.connect() as c:
+        actions = {r[0] for r in c.execute(sa.text("select action from audit_log where department = 'social'"))}
+    assert {"subscription.add", "subscription.list", "notices.replay", "subscription.remove"} <= actions
+
+
+def test_two_delivery_workers_at_once_send_each_notice_once(world):
+    import threading
+
+    from exchange import notice_delivery, notifying
+
+    subs = world.consumer()
+    with Receiver(_jwks) as rx:
+        caller, _ = world.department("tax", [ITEM], None, endpoint=rx.url)
+        subs.add(caller, ITEM, dataset=DATASET)
+        picks = [world.revoked, world.amended, world.other]
+        with sqlite3.connect(world.silo) as db:
+            for _, number in picks:
+                db.execute(f"update {TABLE} set DJZT = '吊销' where ZCH = ?", [number])
+        world.change("select 1", [])
+        from base.settings import get_settings
+        from catalog.serving import notice_fanout
+        from catalog.signing.keys import keystore_for
+        assert notice_fanout.fan_out(world.catalog, keystore_for(get_settings()), DATASET) == 3
+        outs = []
+        workers = [threading.Thread(target=lambda: outs.append(notice_delivery.deliver())) for _ in range(2)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+        assert sum(o["delivered"] for o in outs) == 3
+        assert len(rx.posts) == 3 == len({k for k, _ in rx.posts})
+        assert [seq for _, seq in rx.posts] == sorted(seq for _, seq in rx.posts)
+        assert notifying.notify(DATASET)["delivered"] == 0
