@@ -220,11 +220,13 @@ def _version(catalog: Catalog, keys: KeyStore, c: Connection, dataset: str, v, a
             wanted.append((st, hit, seen))
     records = _records(catalog, v, [st.leaf_index for st, _, _ in wanted])
     for st, (change, standing, reason), seen in wanted:
-        record = records[st.leaf_index]
-        for sub, fields in seen:
-            built = record_event(keys, dataset=dataset, record_id=st.record_id, version=v.version, change=change,
-                                 status=standing, reason=reason, record=record, fields=fields, at=at)
-            batch.add(built, {"dataset_id": dataset, "record_id": st.record_id, "version": v.version},
+        record, views = records[st.leaf_index], {}
+        for sub, fields in seen:          # one event (one signature) per view, shared by its subscribers
+            if fields not in views:
+                views[fields] = record_event(keys, dataset=dataset, record_id=st.record_id, version=v.version,
+                                             change=change, status=standing, reason=reason, record=record,
+                                             fields=fields, at=at)
+            batch.add(views[fields], {"dataset_id": dataset, "record_id": st.record_id, "version": v.version},
                       sub, st.holder_key, now)
 
 
@@ -302,11 +304,13 @@ def expiries(catalog: Catalog, keys: KeyStore, today: date | None = None, now: d
                 seen = [(s, f) for s, (ok, f) in seen if ok]
                 if not seen or ver is None:
                     continue
-                record = _state_record(catalog, c, dataset, row)
+                record, views = _state_record(catalog, c, dataset, row), {}
                 for sub, fields in seen:
-                    built = record_event(keys, dataset=dataset, record_id=row.record_id, version=ver.version,
-                                         change="expired", status="expired", reason=None, record=record,
-                                         fields=fields, at=at)
+                    if fields not in views:
+                        views[fields] = record_event(keys, dataset=dataset, record_id=row.record_id,
+                                                     version=ver.version, change="expired", status="expired",
+                                                     reason=None, record=record, fields=fields, at=at)
+                    built = views[fields]
                     batch.add(built, {"dataset_id": dataset, "record_id": row.record_id, "version": ver.version},
                               sub, row.holder_key, now)
             total += batch.write(c, now)

@@ -329,3 +329,75 @@ def test_two_delivery_workers_at_once_send_each_notice_once(world):
         assert len(rx.posts) == 3 == len({k for k, _ in rx.posts})
         assert [seq for _, seq in rx.posts] == sorted(seq for _, seq in rx.posts)
         assert notifying.notify(DATASET)["delivered"] == 0
+
+
+def test_expiries_and_objection_outcomes_are_told(world):
+    from datetime import UTC, datetime, timedelta
+
+    from base.settings import get_settings
+    from catalog.db.models import Objection
+    from catalog.serving import notice_fanout
+    from catalog.signing.keys import keystore_for
+    from exchange import notice_delivery
+
+    keys, subs = keystore_for(get_settings()), world.consumer()
+    with Receiver(_jwks) as rx:
+        caller, _ = world.department("tax", [ITEM], None, endpoint=rx.url)
+        subs.add(caller, ITEM, dataset=DATASET)
+        with world.catalog.engine.connect() as c:
+            day = c.execute(sa.text("select min(valid_to) from records where superseded_in is null and "
+                                    "status = 'valid' and valid_to >= :t"), {"t": TODAY}).scalar()
+            day = day if not isinstance(day, str) else datetime.fromisoformat(day).date()
+            due = {r[0] for r in c.execute(sa.text("select record_id from records where superseded_in is null "
+                                                   "and status = 'valid' and valid_to = :d"), {"d": day})}
+        assert due
+        # the first pass only marks where it stands (no backfill); a record turns expired the day after valid_to
+        assert notice_fanout.expiries(world.catalog, keys, TODAY) == 0
+        assert notice_fanout.expiries(world.catalog, keys, day) == 0
+        assert notice_fanout.expiries(world.catalog, keys, day + timedelta(days=1)) == len(due)
+        assert notice_fanout.expiries(world.catalog, keys, day + timedelta(days=1)) == 0
+
+        with world.catalog.engine.begin() as c:
+            now = clock.now()
+            c.execute(sa.insert(Objection.__table__).values(
+                record_id=world.revoked[0], dataset_id=DATASET, version=1, department_id="tax", purpose=ITEM,
+                reason="地址有误", state="corrected", filed_at=now, due_at=now, resolved_at=now,
+                resolution="source corrected", corrected_version=2))
+        assert notice_fanout.objection_outcomes(world.catalog, keys) == 1
+        assert notice_fanout.objection_outcomes(world.catalog, keys) == 0
+        assert notice_delivery.deliver()["delivered"] == len(due) + 1
+        types = [e["type"] for _, _, e in rx.events]
+        assert types == ["cn.gov.exchange.record.expired"] * len(due) + ["cn.gov.exchange.objection.corrected"]
+        assert {e["data"]["record_id"] for _, _, e in rx.events[:-1]} == due
+        expired = rx.events[0][2]
+        assert expired["data"]["status"] == "expired" and expired["time"].startswith(
+            (datetime.combine(day + timedelta(days=1), datetime.min.time(), clock.BEIJING)
+             .astimezone(UTC).strftime("%Y-%m-%dT%H")))
+        outcome = rx.events[-1][2]["data"]
+        assert (outcome["state"], outcome["corrected_version"], outcome["record_id"]) == \
+            ("corrected", 2, world.revoked[0])
+    with world.catalog.engine.connect() as c:
+        assert c.execute(sa.text("select notified_at from objections")).scalar() is not None
+
+
+def test_the_docs_verification_example_verifies_a_real_notice(world):
+    """docs/consumer-api.md's Python example, run as written on a notice from replay; a changed
+    byte fails it."""
+    import re
+
+    from exchange import notifying
+
+    page_text = (ROOT / "docs" / "consumer-api.md").read_text("utf-8")
+    section = page_text.split("## Subscriptions and change notices", 1)[1]
+    [example] = re.findall(r"```python\n(.*?)```", section, re.S)
+    space: dict = {}
+    exec(compile(example, "consumer-api.md", "exec"), space)      # noqa: S102 - the page's own example
+    subs = world.consumer()
+    caller, _ = world.department("tax", [ITEM], None)
+    subs.add(caller, ITEM, dataset=DATASET)
+    world.revoke(world.revoked[1])
+    notifying.notify(DATASET)
+    [n] = subs.page(caller, ITEM)["notices"]
+    assert space["verify_notice"](n["body"].encode(), n["signature"], _jwks()) == n["event"]
+    with pytest.raises(Exception):
+        space["verify_notice"](n["body"].replace("revoked", "reinstated", 1).encode(), n["signature"], _jwks())
