@@ -60,6 +60,8 @@ class Receiver:
         rx = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"          # keep-alive, as the exchange's sessions expect
+
             def log_message(self, *args):
                 pass
 
@@ -76,6 +78,7 @@ class Receiver:
                     with rx.lock:
                         rx.rejected.append(f"{type(exc).__name__}: {exc}")
                     self.send_response(400)
+                    self.send_header("Content-Length", "0")
                     self.end_headers()
                     return
                 with rx.lock:

@@ -74,53 +74,76 @@ class NoticeBook:
         with self.engine.connect() as c:
             return [{"department": r.id, "endpoint": r.notice_endpoint} for r in c.execute(q)]
 
-    def claim(self, department: str, now: datetime | None = None, lease: float = 60.0) -> Claimed | None:
-        """The department's lowest pending notice, leased for `lease` seconds, if it is due and no
-        other worker holds it; one the grant no longer allows is withheld and the next one tried."""
+    def claim(self, department: str, now: datetime | None = None, lease: float = 60.0,
+              limit: int = 1) -> list[Claimed]:
+        """Up to `limit` of the department's lowest pending notices, in seq order, leased for
+        `lease` seconds: none unless the lowest is due and no other worker holds it. Those the
+        grant or the subscription no longer allows are withheld (and not returned)."""
         now = now or clock.now()
         while True:
             with self.engine.begin() as c:
-                head = c.execute(sa.select(Notice.__table__, _e.type, _e.body, _e.signature, _e.dataset_id,
+                rows = c.execute(sa.select(Notice.__table__, _e.type, _e.body, _e.signature, _e.dataset_id,
                                            _e.record_id)
                                  .join_from(Notice.__table__, NoticeEvent.__table__, _n.event_id == _e.event_id)
                                  .where(_n.department_id == department, _n.state == "pending")
-                                 .order_by(_n.seq).limit(1)).first()
-                if head is None or _aware(head.next_attempt_at) > now:
-                    return None
-                won = c.execute(sa.update(Notice.__table__).where(
-                    _n.seq == head.seq, _n.state == "pending", _n.next_attempt_at <= now)
-                    .values(next_attempt_at=now + timedelta(seconds=lease),
-                            first_attempt_at=sa.func.coalesce(_n.first_attempt_at, now))).rowcount
-            if not won:
-                return None
-            got = Claimed(head.seq, department, head.event_id, head.type, head.body, head.signature,
-                          head.dataset_id, head.record_id, head.holder_key, head.purpose, head.attempts,
-                          _aware(head.created_at))
-            why = self._no_longer_allowed(got, head.subscription_id, now)
-            if why is None:
-                return got
-            self._final(got, "withheld", now, why)
+                                 .order_by(_n.seq).limit(limit)).all()
+                if not rows or _aware(rows[0].next_attempt_at) > now:
+                    return []
+                won = []
+                for r in rows:         # in order; one lost to another worker ends the claim
+                    if not c.execute(sa.update(Notice.__table__).where(
+                            _n.seq == r.seq, _n.state == "pending", _n.next_attempt_at <= now)
+                            .values(next_attempt_at=now + timedelta(seconds=lease),
+                                    first_attempt_at=sa.func.coalesce(_n.first_attempt_at, now))).rowcount:
+                        break
+                    won.append(r)
+            got = [Claimed(r.seq, department, r.event_id, r.type, r.body, r.signature, r.dataset_id, r.record_id,
+                           r.holder_key, r.purpose, r.attempts, _aware(r.created_at)) for r in won]
+            why = self._no_longer_allowed(got, {r.seq: r.subscription_id for r in won}, now)
+            for g in got:
+                if g.seq in why:
+                    self._final([g], "withheld", now, why[g.seq])
+            kept = [g for g in got if g.seq not in why]
+            if kept or not got:
+                return kept
 
-    def _no_longer_allowed(self, got: Claimed, subscription_id: int | None, now: datetime) -> str | None:
-        if subscription_id is None:       # an objection's outcome, told to the objector
-            return None
+    def _no_longer_allowed(self, got: list[Claimed], subscriptions: dict[int, int | None],
+                           now: datetime) -> dict[int, str]:
+        """seq -> why, for the notices that may no longer be sent."""
+        ids = {s for s in subscriptions.values() if s is not None}
         with self.engine.connect() as c:
-            sub = c.execute(sa.select(_s.revoked_at, _s.expires_at).where(_s.id == subscription_id)).first()
-        if sub is None or sub.revoked_at is not None or _aware(sub.expires_at) <= now:
-            return f"subscription {subscription_id} ended before the notice was due"
-        d = self.access.decide(got.department, got.dataset or "", got.purpose)
-        if not d.allowed:
-            return d.reason
-        data = json.loads(got.body).get("data") or {}
-        shown = set(data.get("record") or {}) - {"record_id"}
-        if data.get("change") != CHANGED:
-            shown |= STATUS_SOURCES
-        if d.fields is not None and not shown <= d.fields:
-            return f"the grant now covers fewer fields than the notice holds: {sorted(shown - d.fields)}"
-        return None
+            subs = {r.id: r for r in c.execute(sa.select(_s.id, _s.revoked_at, _s.expires_at).where(_s.id.in_(ids)))}
+        out = {}
+        for g in got:
+            sid = subscriptions[g.seq]
+            if sid is None:       # an objection's outcome, told to the objector
+                continue
+            sub = subs.get(sid)
+            if sub is None or sub.revoked_at is not None or _aware(sub.expires_at) <= now:
+                out[g.seq] = f"subscription {sid} ended before the notice was due"
+                continue
+            d = self.access.decide(g.department, g.dataset or "", g.purpose)
+            if not d.allowed:
+                out[g.seq] = d.reason
+                continue
+            data = json.loads(g.body).get("data") or {}
+            shown = set(data.get("record") or {}) - {"record_id"}
+            if data.get("change") != CHANGED:
+                shown |= STATUS_SOURCES
+            if d.fields is not None and not shown <= d.fields:
+                out[g.seq] = f"the grant now covers fewer fields than the notice holds: {sorted(shown - d.fields)}"
+        return out
 
-    def delivered(self, got: Claimed, now: datetime | None = None) -> None:
-        self._final(got, "delivered", now or clock.now(), None)
+    def delivered(self, got: list[Claimed], now: datetime | None = None) -> None:
+        if got:
+            self._final(got, "delivered", now or clock.now(), None)
+
+    def release(self, got: list[Claimed], now: datetime | None = None) -> None:
+        """Claimed notices not attempted (an earlier one failed): pending as they were, unleased."""
+        if got:
+            with self.engine.begin() as c:
+                c.execute(sa.update(Notice.__table__).where(_n.seq.in_([g.seq for g in got]), _n.state == "pending")
+                          .values(next_attempt_at=now or clock.now()))
 
     def failed(self, got: Claimed, error: str, rng: random.Random, *, base: float, cap: float,
                dead_after: float, now: datetime | None = None) -> str:
@@ -129,7 +152,7 @@ class NoticeBook:
         notice per `dead_after`). Returns the state."""
         now = now or clock.now()
         if (now - got.owed_since).total_seconds() >= dead_after:
-            self._final(got, "dead", now, error, attempts=got.attempts + 1)
+            self._final([got], "dead", now, error)
             return "dead"
         delay = backoff(got.attempts + 1, base, cap, rng)
         with self.engine.begin() as c:
@@ -137,23 +160,29 @@ class NoticeBook:
                 attempts=got.attempts + 1, last_error=error[:2000], next_attempt_at=now + timedelta(seconds=delay)))
         return "pending"
 
-    def _final(self, got: Claimed, state: str, now: datetime, error: str | None, attempts: int | None = None) -> None:
+    def _final(self, got: list[Claimed], state: str, now: datetime, error: str | None) -> None:
+        """Delivered, dead or withheld: the rows' final state and one audit entry each."""
         values: dict = {"state": state, "finished_at": now}
         if state != "withheld":
-            values["attempts"] = attempts if attempts is not None else got.attempts + 1
+            values["attempts"] = _n.attempts + 1
         if error is not None:
             values["last_error"] = error[:2000]
         with self.engine.begin() as c:
-            n = c.execute(sa.update(Notice.__table__).where(_n.seq == got.seq, _n.state == "pending")
-                          .values(**values)).rowcount
-        if n:
-            detail = {"event_id": got.event_id, "seq": got.seq, "type": got.type}
+            done = set(c.scalars(sa.select(_n.seq).where(_n.seq.in_([g.seq for g in got]), _n.state == "pending")))
+            if done:
+                c.execute(sa.update(Notice.__table__).where(_n.seq.in_(done), _n.state == "pending").values(**values))
+        entries = []
+        for g in got:
+            if g.seq not in done:
+                continue
+            detail = {"event_id": g.event_id, "seq": g.seq, "type": g.type}
             if error is not None:
                 detail["error"] = error[:300]
-            audit.append_many(self.engine, [audit.entry(
-                department=got.department, purpose=got.purpose, action="notice", outcome=state,
-                holder=got.holder, datasets=[got.dataset] if got.dataset else None, subject=got.record_id,
-                detail=detail, at=now)])
+            entries.append(audit.entry(department=g.department, purpose=g.purpose, action="notice", outcome=state,
+                                       holder=g.holder, datasets=[g.dataset] if g.dataset else None,
+                                       subject=g.record_id, detail=detail, at=now))
+        if entries:
+            audit.append_many(self.engine, entries)
 
     # --- reading ------------------------------------------------------------------------------
     def listing(self, department: str | None = None, state: str | None = None, limit: int = 200) -> list[dict]:
