@@ -11,7 +11,7 @@ from api.deps import CallerDep, ConsumerDep, PurposeDep
 from api.openapi import AUTHED, HOLDER_ID_DOC, HOLDER_ID_EXAMPLES, problems
 from catalog.serving.subscriptions import Subscriptions
 
-router = APIRouter(prefix="/v1/subscriptions", tags=["notices"], responses=problems(*AUTHED, 403, 404, 413))
+router = APIRouter(prefix="/v1/subscriptions", tags=["notices"], responses=problems(*AUTHED, 403, 404))
 
 
 class SubscriptionRequest(BaseModel):
@@ -26,7 +26,8 @@ class SubscriptionRequest(BaseModel):
                                                             "1-90 for a holder")
 
 
-@router.post("", status_code=201, summary="subscribe to a dataset's or a holder's record changes")
+@router.post("", status_code=201, summary="subscribe to a dataset's or a holder's record changes",
+             responses=problems(413))
 async def subscribe(q: SubscriptionRequest, caller: CallerDep, purpose: PurposeDep, consumer: ConsumerDep) -> dict:
     return Subscriptions(consumer).add(caller, purpose, dataset=q.dataset, holder_id=q.holder_id, days=q.days)
 

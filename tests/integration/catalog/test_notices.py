@@ -413,3 +413,27 @@ def test_the_docs_verification_example_verifies_a_real_notice(world):
     assert space["verify_notice"](n["body"].encode(), n["signature"], _jwks()) == n["event"]
     with pytest.raises(Exception):  # noqa: B017 - whatever PyJWT raises for a bad signature
         space["verify_notice"](n["body"].replace("revoked", "reinstated", 1).encode(), n["signature"], _jwks())
+
+
+def test_a_notice_the_grant_no_longer_allows_is_withheld_and_audited(world):
+    from catalog.serving import audit
+    from catalog.serving.access import Access
+    from catalog.serving.notices import NoticeBook
+    from exchange import notice_delivery, notifying
+
+    subs = world.consumer()
+    with Receiver(_jwks) as rx:
+        rx.down()                                            # down when the notice is made
+        caller, gid = world.department("tax", [ITEM], None, endpoint=rx.url)
+        subs.add(caller, ITEM, dataset=DATASET)
+        world.revoke(world.revoked[1])
+        t0 = clock.now()
+        assert notifying.notify(DATASET, now=t0)["failed"] == 1
+        Access(world.catalog.engine, ttl=0).revoke_grant(gid)
+        rx.up()
+        out = notice_delivery.deliver(now=t0 + timedelta(hours=2))
+        assert out["delivered"] == 0 and rx.posts == []
+    [n] = NoticeBook(world.catalog.engine).listing(department="tax")
+    assert n["state"] == "withheld" and "no current grant" in n["last_error"]
+    report, _ = audit.holder_report(world.catalog.engine, world.holder)
+    assert [(r["department"], r["outcome"]) for r in report if r["action"] == "notice"] == [("tax", "withheld")]
