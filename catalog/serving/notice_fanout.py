@@ -42,6 +42,7 @@ from catalog.signing.keys import KeyStore
 
 CHUNK = 500
 WHOLE_SEGMENT = 64         # more wanted records than this: read the version's segment whole
+MANY_HOLDERS = 200         # more holders subscribed than this: read a version's changes whole, not per holder
 _n, _e, _s, _r = Notice.__table__.c, NoticeEvent.__table__.c, Subscription.__table__.c, Record.__table__.c
 
 
@@ -194,7 +195,7 @@ def _version(catalog: Catalog, keys: KeyStore, c: Connection, dataset: str, v, a
     for s in subs:
         if s.kind == "holder" and s.holder:
             by_holder.setdefault(s.holder, []).append(s)
-    if by_dataset:           # the version's log segment holds exactly its appended states
+    if by_dataset or len(by_holder) > MANY_HOLDERS:     # the version's log segment: exactly its appended states
         files = catalog.store.sub(v.path)
         ids = version_store.records_file(files).read(columns=["record_id"]).column(0).to_pylist()
         states = _states(c, dataset, v.version, ids)
@@ -292,10 +293,17 @@ def expiries(catalog: Catalog, keys: KeyStore, today: date | None = None, now: d
                             .where(Dataset.id == dataset)).first()
             where = [_r.dataset_id == dataset, _r.superseded_in.is_(None), _r.status == "valid",
                      _r.valid_to > start, _r.valid_to <= through]
-            if not dsubs:
-                where.append(_r.holder_key.in_({s.holder for s in hsubs}))
-            rows = c.execute(sa.select(_r.record_id, _r.version, _r.leaf_index, _r.holder_key, _r.valid_to)
-                             .where(*where).order_by(_r.valid_to, _r.record_id)).all()
+            if dsubs or len({s.holder for s in hsubs}) > MANY_HOLDERS:
+                rows = c.execute(sa.select(_r.record_id, _r.version, _r.leaf_index, _r.holder_key, _r.valid_to)
+                                 .where(*where).order_by(_r.valid_to, _r.record_id)).all()
+            else:                # each holder's records by their record-id prefix (the primary key)
+                rows = []
+                for holder in sorted({s.holder for s in hsubs if s.holder}):
+                    prefix = version_store.holder_prefix(holder)
+                    rows += c.execute(sa.select(_r.record_id, _r.version, _r.leaf_index, _r.holder_key, _r.valid_to)
+                                      .where(*where, _r.record_id >= prefix, _r.record_id < prefix + "g",
+                                             _r.holder_key == holder)).all()
+                rows.sort(key=lambda r: (r.valid_to, r.record_id))
             batch = _Batch()
             at = datetime.combine(today, time(0), clock.BEIJING)
             for row in rows:

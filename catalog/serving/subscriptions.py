@@ -21,6 +21,7 @@ from catalog.serving.consumer import Consumer
 from catalog.serving.holders import holder_key
 
 DATASET_DAYS, HOLDER_DAYS = 365, 90
+MAX_ACTIVE = 1000          # active subscriptions of one department
 PAGE_LIMIT = 500
 ENDPOINT_SCHEMES = ("http://", "https://")
 
@@ -65,7 +66,14 @@ class Subscriptions:
         values = dict(department_id=caller.department, kind="holder" if key else "dataset", dataset_id=dataset,
                       holder_key=key, purpose=purpose, created_at=now, expires_at=now + timedelta(days=days),
                       created_by=caller.key_id)
+        s = Subscription.__table__.c
         with self.engine.begin() as c:
+            active = c.scalar(sa.select(sa.func.count()).where(
+                s.department_id == caller.department, s.revoked_at.is_(None), s.expires_at > now))
+            if active >= MAX_ACTIVE:
+                raise InvalidRequest(f"订阅过多 (too many subscriptions): department {caller.department} has "
+                                     f"{active} active subscriptions, the most there may be; end some first "
+                                     "(DELETE /v1/subscriptions/{id})")
             sid = c.execute(sa.insert(Subscription.__table__).values(**values)
                             .returning(Subscription.__table__.c.id)).scalar_one()
         self.consumer._audit(caller, purpose, "subscription.add", "allowed", holder=key,
