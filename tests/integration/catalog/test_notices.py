@@ -437,3 +437,27 @@ def test_a_notice_the_grant_no_longer_allows_is_withheld_and_audited(world):
     assert n["state"] == "withheld" and "no current grant" in n["last_error"]
     report, _ = audit.holder_report(world.catalog.engine, world.holder)
     assert [(r["department"], r["outcome"]) for r in report if r["action"] == "notice"] == [("tax", "withheld")]
+
+
+def test_the_operator_cli_sets_endpoints_lists_and_delivers(world, capsys):
+    from cli import main
+
+    world.department("tax", [ITEM], None)
+    assert main(["departments", "endpoint", "tax", "ftp://127.0.0.1/x"]) == 4      # http(s) only
+    assert main(["departments", "endpoint", "tax"]) == 4                           # a URL or --clear
+    assert main(["departments", "endpoint", "nobody", "http://127.0.0.1:9/"]) != 0
+    capsys.readouterr()
+    with Receiver(_jwks) as rx:
+        assert main(["departments", "endpoint", "tax", rx.url, "--json"]) == 0
+        assert json.loads(capsys.readouterr().out) == {"department": "tax", "endpoint": rx.url}
+        world.consumer().add(world.department("tax")[0], ITEM, dataset=DATASET)
+        world.revoke(world.revoked[1])
+        assert main(["notices", "deliver", "--json"]) == 0
+        out = json.loads(capsys.readouterr().out)
+        assert (out["notices"], out["delivered"], out["dead"]) == (1, 1, 0)
+        assert [e["data"]["record_id"] for _, _, e in rx.events] == [world.revoked[0]]
+    assert main(["notices", "list", "--state", "delivered", "--json"]) == 0
+    [n] = json.loads(capsys.readouterr().out)
+    assert (n["department"], n["type"]) == ("tax", "cn.gov.exchange.record.revoked")
+    assert main(["notices", "list"]) == 0 and "变更通知" in capsys.readouterr().out
+    assert main(["departments", "endpoint", "tax", "--clear"]) == 0
