@@ -13,17 +13,22 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Protocol
 
 import rfc8785
 from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
 
 from catalog.serving.access import STATUS_SOURCES
-from catalog.signing.keys import KeyStore
 
 TYPE_PREFIX = "cn.gov.exchange."
 SIGNATURE_TYP = "exchange-notice+jws"
 CHANGED = "changed"       # the change under a grant that does not cover the record's status
+
+
+class Signer(Protocol):
+    """catalog.signing.keys.KeyStore, or its `pinned()` signer for a whole pass."""
+    def sign_detached(self, body: bytes, typ: str) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -48,7 +53,7 @@ def _time(t: datetime) -> datetime:
     return t.astimezone(UTC).replace(microsecond=0)
 
 
-def _sign(keys: KeyStore, eid: str, type_: str, source: str, subject: str, at: datetime, data: dict) -> Built:
+def _sign(keys: Signer, eid: str, type_: str, source: str, subject: str, at: datetime, data: dict) -> Built:
     event = CloudEvent(attributes={"specversion": "1.0", "id": eid, "source": source, "type": type_,
                                    "subject": subject, "time": _time(at),
                                    "datacontenttype": "application/json"}, data=data)
@@ -56,7 +61,7 @@ def _sign(keys: KeyStore, eid: str, type_: str, source: str, subject: str, at: d
     return Built(eid, type_, body, keys.sign_detached(body.encode("utf-8"), SIGNATURE_TYP))
 
 
-def record_event(keys: KeyStore, *, dataset: str, record_id: str, version: int, change: str,
+def record_event(keys: Signer, *, dataset: str, record_id: str, version: int, change: str,
                  status: str | None, reason: str | None, record: dict, fields: frozenset[str] | None,
                  at: datetime) -> Built:
     """The notice of one record's change as seen through `fields` (None: every field): only the
@@ -74,7 +79,7 @@ def record_event(keys: KeyStore, *, dataset: str, record_id: str, version: int, 
     return _sign(keys, eid, f"{TYPE_PREFIX}record.{change}", f"/v1/datasets/{dataset}", record_id, at, data)
 
 
-def objection_event(keys: KeyStore, *, objection_id: int, record_id: str, dataset: str, state: str,
+def objection_event(keys: Signer, *, objection_id: int, record_id: str, dataset: str, state: str,
                     resolution: str | None, corrected_version: int | None, resolved_at: datetime,
                     at: datetime) -> Built:
     """The outcome of a department's objection (corrected | upheld), told to the objector."""

@@ -37,11 +37,12 @@ from catalog.publish import status as statuses
 from catalog.publish import store as version_store
 from catalog.service import Catalog
 from catalog.serving.access import Access
-from catalog.serving.notice_events import Built, objection_event, record_event
+from catalog.serving.notice_events import Built, Signer, objection_event, record_event
 from catalog.signing.keys import KeyStore
 
 CHUNK = 500
 WHOLE_SEGMENT = 64         # more wanted records than this: read the version's segment whole
+FLUSH = 20_000             # notices held before they are written (in the version's transaction)
 MANY_HOLDERS = 200         # more holders subscribed than this: read a version's changes whole, not per holder
 _n, _e, _s, _r = Notice.__table__.c, NoticeEvent.__table__.c, Subscription.__table__.c, Record.__table__.c
 
@@ -95,6 +96,7 @@ class _Batch:
             rows = [r for r in rows if (r["department_id"], r["event_id"]) not in owed]
         if rows:
             c.execute(sa.insert(Notice.__table__), rows)
+        self.events, self.meta, self.notices = {}, {}, {}
         return len(rows)
 
 
@@ -156,6 +158,7 @@ def fan_out(catalog: Catalog, keys: KeyStore, dataset: str, now: datetime | None
     """Notices for the dataset's versions not yet fanned out; returns how many were owed."""
     now = now or clock.now()
     access = access or Access(catalog.engine, ttl=60)
+    signer = keys.pinned()
     with catalog.engine.connect() as c:
         current = c.scalar(sa.select(Dataset.current_version).where(Dataset.id == dataset))
         done = c.scalar(sa.select(NoticeProgress.version).where(NoticeProgress.dataset_id == dataset))
@@ -183,13 +186,15 @@ def fan_out(catalog: Catalog, keys: KeyStore, dataset: str, now: datetime | None
             vsubs = [s for s in subs if s.created_at < at]
             if vsubs and v.first_leaf is not None:
                 batch = _Batch()
-                _version(catalog, keys, c, dataset, v, at, vsubs, decisions, batch, now)
+                total += _version(catalog, signer, c, dataset, v, at, vsubs, decisions, batch, now)
                 total += batch.write(c, now)
             _save_progress(c, dataset, now, progress, version=v.version)
 
 
-def _version(catalog: Catalog, keys: KeyStore, c: Connection, dataset: str, v, at: datetime, subs: list[_Sub],
-             decisions: _Decisions, batch: _Batch, now: datetime) -> None:
+def _version(catalog: Catalog, keys: Signer, c: Connection, dataset: str, v, at: datetime, subs: list[_Sub],
+             decisions: _Decisions, batch: _Batch, now: datetime) -> int:
+    """The version's notices into `batch`, written a part at a time (memory stays flat however many
+    subscribers); returns how many were written here (the rest: by the caller's write)."""
     by_dataset = [s for s in subs if s.kind == "dataset"]
     by_holder: dict[str, list[_Sub]] = {}
     for s in subs:
@@ -207,7 +212,7 @@ def _version(catalog: Catalog, keys: KeyStore, c: Connection, dataset: str, v, a
                 _r.record_id >= prefix, _r.record_id < prefix + "g", _r.version == v.version,
                 _r.dataset_id == dataset, _r.holder_key == holder)).all()
     if not states:
-        return
+        return 0
     old = _old_status(c, v.version, [s.record_id for s in states])
     wanted = []
     for st in states:
@@ -220,7 +225,10 @@ def _version(catalog: Catalog, keys: KeyStore, c: Connection, dataset: str, v, a
         if seen:
             wanted.append((st, hit, seen))
     records = _records(catalog, v, [st.leaf_index for st, _, _ in wanted])
+    written = 0
     for st, (change, standing, reason), seen in wanted:
+        if len(batch.notices) >= FLUSH:
+            written += batch.write(c, now)
         record, views = records[st.leaf_index], {}
         for sub, fields in seen:          # one event (one signature) per view, shared by its subscribers
             if fields not in views:
@@ -229,6 +237,7 @@ def _version(catalog: Catalog, keys: KeyStore, c: Connection, dataset: str, v, a
                                              fields=fields, at=at)
             batch.add(views[fields], {"dataset_id": dataset, "record_id": st.record_id, "version": v.version},
                       sub, st.holder_key, now)
+    return written
 
 
 def _states(c: Connection, dataset: str, version: int, ids: list[str]) -> list:
@@ -269,7 +278,7 @@ def expiries(catalog: Catalog, keys: KeyStore, today: date | None = None, now: d
     new version. The first pass of a dataset starts at today - 1 (no backfill)."""
     today, now = today or clock.today(), now or clock.now()
     access = access or Access(catalog.engine, ttl=60)
-    decisions, total = _Decisions(access), 0
+    decisions, total, signer = _Decisions(access), 0, keys.pinned()
     through = today - timedelta(days=1)
     with catalog.engine.connect() as c:
         subs = _active_subs(c, now, None)
@@ -315,7 +324,7 @@ def expiries(catalog: Catalog, keys: KeyStore, today: date | None = None, now: d
                 record, views = _state_record(catalog, c, dataset, row), {}
                 for sub, fields in seen:
                     if fields not in views:
-                        views[fields] = record_event(keys, dataset=dataset, record_id=row.record_id,
+                        views[fields] = record_event(signer, dataset=dataset, record_id=row.record_id,
                                                      version=ver.version, change="expired", status="expired",
                                                      reason=None, record=record, fields=fields, at=at)
                     built = views[fields]

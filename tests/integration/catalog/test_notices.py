@@ -313,7 +313,7 @@ def test_the_api_subscribes_replays_and_refuses(world):
     assert {"subscription.add", "subscription.list", "notices.replay", "subscription.remove"} <= actions
 
 
-def test_two_delivery_workers_at_once_send_each_notice_once(world):
+def test_two_delivery_workers_at_once_send_each_notice_once(world, monkeypatch):
     import threading
 
     from exchange import notice_delivery, notifying
@@ -330,6 +330,7 @@ def test_two_delivery_workers_at_once_send_each_notice_once(world):
         from base.settings import get_settings
         from catalog.serving import notice_fanout
         from catalog.signing.keys import keystore_for
+        monkeypatch.setattr(notice_fanout, "FLUSH", 1)           # written a notice at a time
         assert notice_fanout.fan_out(world.catalog, keystore_for(get_settings()), DATASET) == 3
         outs = []
         workers = [threading.Thread(target=lambda: outs.append(notice_delivery.deliver())) for _ in range(2)]
