@@ -87,7 +87,7 @@ class _Batch:
         if fresh:
             c.execute(sa.insert(NoticeEvent.__table__), fresh)
         rows = list(self.notices.values())
-        if known:       # a re-run after a crash between versions: notices already owed stay as they are
+        if known:       # defensive: an event already stored is not owed twice to the same department
             owed = set()
             for i in range(0, len(rows), CHUNK):
                 part = rows[i:i + CHUNK]
@@ -314,7 +314,6 @@ def expiries(catalog: Catalog, keys: KeyStore, today: date | None = None, now: d
                                              _r.holder_key == holder)).all()
                 rows.sort(key=lambda r: (r.valid_to, r.record_id))
             batch = _Batch()
-            at = datetime.combine(today, time(0), clock.BEIJING)
             for row in rows:
                 who = dsubs + [s for s in hsubs if s.holder == row.holder_key]
                 seen = [(s, decisions.fields(s, dataset)) for s in who]
@@ -322,6 +321,8 @@ def expiries(catalog: Catalog, keys: KeyStore, today: date | None = None, now: d
                 if not seen or ver is None:
                     continue
                 record, views = _state_record(catalog, c, dataset, row), {}
+                valid_to = row.valid_to if isinstance(row.valid_to, date) else date.fromisoformat(row.valid_to)
+                at = datetime.combine(valid_to + timedelta(days=1), time(0), clock.BEIJING)   # the day it turned
                 for sub, fields in seen:
                     if fields not in views:
                         views[fields] = record_event(signer, dataset=dataset, record_id=row.record_id,
