@@ -462,3 +462,29 @@ def test_the_operator_cli_sets_endpoints_lists_and_delivers(world, capsys):
     assert (n["department"], n["type"]) == ("tax", "cn.gov.exchange.record.revoked")
     assert main(["notices", "list"]) == 0 and "变更通知" in capsys.readouterr().out
     assert main(["departments", "endpoint", "tax", "--clear"]) == 0
+
+
+def test_a_holder_subscription_hears_of_its_holders_expiry(world):
+    from datetime import datetime, timedelta
+
+    from base.settings import get_settings
+    from catalog.serving import notice_fanout
+    from catalog.serving.subscriptions import page
+    from catalog.signing.keys import keystore_for
+
+    keys = keystore_for(get_settings())
+    with world.catalog.engine.connect() as c:
+        rid, holder, day = c.execute(sa.text(
+            "select record_id, holder_key, valid_to from records where superseded_in is null and status = 'valid' "
+            "and valid_to >= :t order by valid_to, record_id limit 1"), {"t": TODAY}).one()
+    day = day if not isinstance(day, str) else datetime.fromisoformat(day).date()
+    court, _ = world.department("court", ["case:*"], None)
+    world.consumer().add(court, CASE, holder_id=holder, days=90)       # no dataset subscription at all
+    assert notice_fanout.expiries(world.catalog, keys, TODAY) == 0
+    assert notice_fanout.expiries(world.catalog, keys, day + timedelta(days=1)) >= 1
+    told = page(world.catalog.engine, "court", 0, 100)
+    assert rid in {n["event"]["data"]["record_id"] for n in told}
+    assert {n["event"]["type"] for n in told} == {"cn.gov.exchange.record.expired"}
+    with world.catalog.engine.connect() as c:
+        holders = {r[0] for r in c.execute(sa.text("select holder_key from notices"))}
+    assert holders == {holder}
