@@ -9,7 +9,9 @@ PUBLIC_PATHS = frozenset({"/v1/catalogue.jsonld", "/v1/items"})    # public meta
 ROUTE_ACTIONS = {"/v1/holders/records": "lookup", "/v1/holders/access-report": "access_report",
                  "/v1/records/{record_id}/bundle": "bundle", "/v1/records/{record_id}/status": "status",
                  "/v1/items/{code}/materials-check": "materials", "/v1/datasets": "catalogue",
-                 "/v1/records/{record_id}/objections": "objection", "/v1/objections/{objection_id}": "objection_read"}
+                 "/v1/records/{record_id}/objections": "objection", "/v1/objections/{objection_id}": "objection_read",
+                 "/v1/subscriptions": "subscription", "/v1/subscriptions/{subscription_id}": "subscription.remove",
+                 "/v1/notices": "notices.replay"}
 
 
 def audited(path: str) -> bool:

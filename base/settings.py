@@ -102,6 +102,11 @@ class Settings:
     display_tz: str = "Asia/Shanghai"                  # EXCHANGE_DISPLAY_TZ: times shown to people (base/times.py)
     lineage_namespace: str = "exchange://127.0.0.1:8000"  # EXCHANGE_LINEAGE_NAMESPACE: OpenLineage, published data
     log_origin: str = "exchange.local"                 # EXCHANGE_LOG_ORIGIN: names the logs' checkpoints and their key
+    # change notices to subscribers (exchange/notice_delivery.py), in seconds
+    notice_retry_base: float = 30.0                    # EXCHANGE_NOTICE_RETRY_BASE: first backoff's ceiling
+    notice_retry_max: float = 3600.0                   # EXCHANGE_NOTICE_RETRY_MAX: the longest backoff
+    notice_dead_after: float = 86400.0                 # EXCHANGE_NOTICE_DEAD_AFTER: then dead-lettered, alerted
+    notice_timeout: float = 10.0                       # EXCHANGE_NOTICE_TIMEOUT: per POST
 
     def __post_init__(self) -> None:
         roots = self.silo_roots or (self.home / "drops", self.home / "silos")
@@ -234,7 +239,28 @@ def get_settings() -> Settings:
                     s3_endpoint_url=env("EXCHANGE_S3_ENDPOINT_URL") or None,
                     s3_region=env("EXCHANGE_S3_REGION") or None,
                     display_tz=display_tz, log_origin=_log_origin(env("EXCHANGE_LOG_ORIGIN")),
+                    **_notice_settings(env),
                     lineage_namespace=_lineage_namespace(env("EXCHANGE_LINEAGE_NAMESPACE"), alerting["dashboard_url"]))
+
+
+NOTICE_SETTINGS = {"notice_retry_base": "EXCHANGE_NOTICE_RETRY_BASE", "notice_retry_max": "EXCHANGE_NOTICE_RETRY_MAX",
+                   "notice_dead_after": "EXCHANGE_NOTICE_DEAD_AFTER", "notice_timeout": "EXCHANGE_NOTICE_TIMEOUT"}
+
+
+def _notice_settings(env: Callable[..., str | None]) -> dict[str, Any]:
+    """The change notices' retry, dead-letter and timeout settings: positive seconds."""
+    out: dict[str, Any] = {}
+    for name, var in NOTICE_SETTINGS.items():
+        value = env(var)
+        if value is None or not value.strip():
+            continue
+        try:
+            out[name] = float(value)
+        except ValueError:
+            out[name] = -1.0
+        if not 0 < out[name] < 10**8:
+            raise ConfigError(f"{var}={value!r}: give a positive number of seconds")
+    return out
 
 
 def _log_origin(value: str | None) -> str:

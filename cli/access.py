@@ -40,9 +40,20 @@ def cmd_dept_add(args) -> int:
     return 0
 
 
+def cmd_dept_endpoint(args) -> int:
+    from catalog.serving.subscriptions import set_endpoint
+
+    if (args.url is None) == (not args.clear):
+        from base.errors import InvalidRequest
+        raise InvalidRequest(t("cli.msg.endpoint_usage"))
+    out = set_endpoint(_access().engine, args.id, None if args.clear else args.url, actor=args.actor)
+    _out(args, out, t("cli.msg.endpoint_set", id=args.id, url=out["endpoint"] or "–"))
+    return 0
+
+
 def cmd_dept_list(args) -> int:
     emit(args, _access().departments(), both("cli.title.departments"),
-         ["id", "name", "role", "active", "created_at"], {"role": "role", "active": "bool"})
+         ["id", "name", "role", "active", "created_at", "notice_endpoint"], {"role": "role", "active": "bool"})
     return 0
 
 
@@ -147,7 +158,10 @@ def register(add) -> None:
           (("--role",), {"default": "consumer", "choices": ["consumer", "auditor"]}), actor]),
         ("list", cmd_dept_list, both("cli.help.departments_list"), []),
         ("objection-days", cmd_dept_objection_days, both("cli.help.departments_objection_days"),
-         [(("id",), {}), (("days",), {"type": int}), actor])])
+         [(("id",), {}), (("days",), {"type": int}), actor]),
+        ("endpoint", cmd_dept_endpoint, both("cli.help.departments_endpoint"),
+         [(("id",), {}), (("url",), {"nargs": "?"}),
+          (("--clear",), {"action": "store_true", "help": both("cli.arg.endpoint_clear")}), actor])])
     _sub(add, "credentials", both("cli.help.credentials"), [
         ("issue", cmd_cred_issue, both("cli.help.credentials_issue"),
          [(("department",), {}), (("--days",), {"type": int, "default": 90}), actor]),

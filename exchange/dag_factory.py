@@ -1,5 +1,6 @@
 """One DAG per registered source: plan -> extract -> conform -> validate (each mapped over the
-run's partitions) -> publish -> announce.
+run's partitions) -> publish -> announce, and beside announce notify (change notices to the
+dataset's subscribers: exchange/notifying.py).
 
 Only wiring here: every task calls exchange.stages with ids and passes paths on; extract and
 publish note their OpenLineage datasets (exchange/lineage.py).
@@ -33,7 +34,8 @@ def _key() -> str:
 
 
 TASK_NAMES = {"plan": "计划 plan", "extract": "抽取 extract", "conform": "规整 conform",
-              "validate": "校验 validate", "publish": "发布 publish", "announce": "公告 announce"}
+              "validate": "校验 validate", "publish": "发布 publish", "announce": "公告 announce",
+              "notify": "通知 notify"}
 
 
 def display_name(reg: Registration) -> str:
@@ -97,8 +99,16 @@ def build_dag(reg: Registration) -> DAG:
             outlet_events[asset].extra = published
             return published
 
+        @task(task_display_name=TASK_NAMES["notify"])
+        def notify(published: dict) -> dict:
+            """Never fails for a receiver that is down: its notices are retried later."""
+            from exchange import notifying  # lazy: DAG parse
+            return notifying.notify(reg.dataset)
+
         extracted = extract.expand(part=plan())
-        announce(publish(validate.expand(conformed=conform.expand(extracted=extracted))))
+        published = publish(validate.expand(conformed=conform.expand(extracted=extracted)))
+        announce(published)
+        notify(published)
     return dag
 
 

@@ -67,3 +67,26 @@ def bundle(token: str | None, department: str | None, purpose: str | None, recor
     """A record's verifiable bundle (only the granted fields where the grant limits them)."""
     return as_department(token, department, purpose, "bundle",
                          lambda c, who, why: c.bundle(who, why, record_id))
+
+
+def subscribe(token: str | None, department: str | None, purpose: str | None, *, dataset: str | None = None,
+              holder_id: str | None = None, days: int = 30) -> dict:
+    """A subscription to change notices of a dataset or (under a case) of a holder."""
+    from catalog.serving.subscriptions import Subscriptions
+
+    return as_department(token, department, purpose, "subscription.add", lambda c, who, why: Subscriptions(c).add(
+        who, why, dataset=dataset, holder_id=holder_id, days=days))
+
+
+def subscriptions(token: str | None, department: str | None, purpose: str | None) -> list[dict]:
+    from catalog.serving.subscriptions import Subscriptions
+
+    return as_department(token, department, purpose, "subscription.list",
+                         lambda c, who, why: Subscriptions(c).list(who, why))
+
+
+def unsubscribe(token: str | None, department: str | None, purpose: str | None, sid: int) -> dict:
+    from catalog.serving.subscriptions import Subscriptions
+
+    return as_department(token, department, purpose, "subscription.remove",
+                         lambda c, who, why: Subscriptions(c).remove(who, why, sid))

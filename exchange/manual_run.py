@@ -20,7 +20,7 @@ from exchange.catalogue import open_ledger
 
 STEPS = [("extract", stages.extract), ("conform", stages.conform),
          ("validate", stages.validate), ("publish", stages.publish)]
-TASKS = ("plan", "extract", "conform", "validate", "publish", "announce")   # the DAG's, in order
+TASKS = ("plan", "extract", "conform", "validate", "publish", "announce", "notify")   # the DAG's, in order
 OnChange = Callable[[dict[str, str], str], None]
 
 

@@ -63,7 +63,7 @@ def test_dag_runs_under_airflow_and_publishes_a_verifiable_version(home, silo_2k
     runs = db.execute("select run_id, state from dag_run where dag_id = ?", (reg.dag_id,)).fetchall()
     assert len(runs) == 1 and runs[0][1] == "success"
     tis = dict(db.execute("select task_id, state from task_instance where dag_id = ?", (reg.dag_id,)))
-    assert tis == {t: "success" for t in ("plan", "extract", "conform", "validate", "publish", "announce")}
+    assert tis == {t: "success" for t in ("plan", "extract", "conform", "validate", "publish", "announce", "notify")}
     events = db.execute("select a.uri, e.extra from asset_event e join asset a on a.id = e.asset_id"
                         ).fetchall()
     assert [u for u, _ in events] == [f"exchange://datasets/{reg.dataset}"]

@@ -95,7 +95,7 @@ def test_exchange_run_is_an_airflow_dag_run_with_the_same_key_in_the_ledger(stac
     assert f"{SOURCE} 运行 (run) {run_id}：已发布 (published)，版本 (version) 1" in done.stdout
     assert f"{stack['url']}/dags/{DAG}/runs/{run_id}" in done.stdout + done.stderr
     # piped (no terminal): each change of the tasks' states on stderr, ending with all done
-    assert "publish success, announce success — 运行 (run) success" in done.stderr
+    assert "publish success, announce success, notify success — 运行 (run) success" in done.stderr
     with home_env(stack["home"]):
         [run] = ledger().runs(SOURCE)
     assert run["run_key"] == run_id == run["dag_run_id"] and run["state"] == "published"

@@ -19,10 +19,10 @@ def test_dag_files_import_without_errors_and_quickly(home, silo_2k):
     elapsed = time.perf_counter() - started
     assert bag.import_errors == {}
     assert set(bag.dag_ids) == {"source__smr_business_licence", "source__smr_business_licence_b",
-                                "exchange_watch"}
+                                "exchange_watch", "exchange_notices"}
     dag = bag.dags["source__smr_business_licence"]
     assert [t.task_id for t in dag.topological_sort()] == [
-        "plan", "extract", "conform", "validate", "publish", "announce"]
+        "plan", "extract", "conform", "validate", "publish", "announce", "notify"]
     announce = dag.get_task("announce")
     assert [o.uri for o in announce.outlets] == ["exchange://datasets/business_licence.market_regulation"]
     assert elapsed < 10, f"parsing took {elapsed:.1f}s"
@@ -43,6 +43,7 @@ def test_dag_files_import_without_errors_and_quickly(home, silo_2k):
 def test_parsing_the_dag_file_imports_nothing_heavy(home, silo_2k):
     register_demo_source(home, silo_2k[0])
     code = ("import sys, runpy; runpy.run_path('dags/exchange_sources.py'); runpy.run_path('dags/exchange_watch.py');"
+            "runpy.run_path('dags/exchange_notices.py');"
             "heavy=[m for m in ('great_expectations','pandas','pyarrow','connectors.sql',"
             "'catalog.service') if m in sys.modules]; print(','.join(heavy))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
@@ -98,4 +99,5 @@ def test_one_bad_file_hides_no_other_dag(home, silo_2k, tmp_path, monkeypatch):
     finally:
         types_mod.all_types.cache_clear()
     assert bag.import_errors == {}
-    assert set(bag.dag_ids) == {"source__smr_business_licence", "source__edu_diploma", "exchange_watch"}
+    assert set(bag.dag_ids) == {"source__smr_business_licence", "source__edu_diploma", "exchange_watch",
+                                "exchange_notices"}

@@ -19,7 +19,7 @@ from tests.conftest import ROOT, TEST_PASSPHRASE, register_demo_source
 
 pytestmark = pytest.mark.e2e
 SPEC = ROOT / "tests" / "data" / "openlineage"
-TASKS = ("plan", "extract", "conform", "validate", "publish", "announce")
+TASKS = ("plan", "extract", "conform", "validate", "publish", "announce", "notify")
 NAMESPACE = "exchange://exchange.lineage.test"
 
 

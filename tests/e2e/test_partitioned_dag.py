@@ -55,6 +55,7 @@ def test_a_split_source_maps_its_partitions_and_publishes_the_unsplit_version(ho
     assert by_task["plan"] == [(-1, "success", None, "计划 plan")]
     assert by_task["publish"] == [(-1, "success", None, "发布 publish")]
     assert by_task["announce"] == [(-1, "success", None, "公告 announce")]
+    assert by_task["notify"] == [(-1, "success", None, "通知 notify")]
     [(shown,)] = db.execute("select dag_display_name from dag where dag_id = ?", (reg.dag_id,)).fetchall()
     assert shown == f"市场监督管理局 · 营业执照 ({reg.dag_id})"
 

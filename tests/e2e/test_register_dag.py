@@ -26,8 +26,8 @@ def test_registered_sources_appear_in_the_dagbag(home, silo_2k, tmp_path, capsys
 
     bag = DagBag(dag_folder=str(ROOT / "dags"))
     assert bag.import_errors == {}
-    assert set(bag.dag_ids) == {"source__smr_dag", "source__hrss_dag", "exchange_watch"}
+    assert set(bag.dag_ids) == {"source__smr_dag", "source__hrss_dag", "exchange_watch", "exchange_notices"}
     dag = bag.dags["source__smr_dag"]
     assert dag.description == "营业执照 (市场监督管理局)"
     assert [t.task_id for t in dag.topological_sort()] == [
-        "plan", "extract", "conform", "validate", "publish", "announce"]
+        "plan", "extract", "conform", "validate", "publish", "announce", "notify"]

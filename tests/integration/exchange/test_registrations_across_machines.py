@@ -79,7 +79,7 @@ def test_a_source_stored_on_one_machine_is_parsed_and_run_on_another(machine, si
 
     home_b = machine("b")                          # another machine: no sources folder, no key directory
     assert not get_settings().sources_dir.exists()
-    assert _dag_ids() == ["exchange_watch", DAG]
+    assert _dag_ids() == ["exchange_notices", "exchange_watch", DAG]
     monkeypatch.setenv("EXCHANGE_SIGNING_KEY", pem)
     assert cli(["run", SOURCE, "--local", "--key", "b1", "--json"]) == 0
     assert _json(capsys)["state"] == "published"
@@ -93,7 +93,7 @@ def test_a_source_stored_on_one_machine_is_parsed_and_run_on_another(machine, si
     # a stored registration that no longer parses (say, after an upgrade): reported, hides no other
     store_unchecked("smr_old", text.replace(f'id = "{SOURCE}"', 'id = "smr_old"').replace(
         "[connector]", "retired_key = 1\n[connector]"), "/elsewhere/smr_old.toml")
-    assert _dag_ids() == ["exchange_watch", DAG]
+    assert _dag_ids() == ["exchange_notices", "exchange_watch", DAG]
     assert cli(["status", "--json"]) == 0
     bad = {r["source"]: r for r in _json(capsys)}["smr_old"]
     assert bad["registration_file"] == "/elsewhere/smr_old.toml"
@@ -106,7 +106,7 @@ def test_a_source_stored_on_one_machine_is_parsed_and_run_on_another(machine, si
     assert cli(["sources", "remove", SOURCE, "--json"]) == 0
     assert _json(capsys)["still_in_folder"] == [str(sources / f"{SOURCE}.toml")]
     machine("b")
-    assert _dag_ids() == ["exchange_watch"]
+    assert _dag_ids() == ["exchange_notices", "exchange_watch"]
     assert cli(["run", SOURCE, "--local", "--key", "b3"]) == 2
     assert "not registered in the catalogue" in capsys.readouterr().err
     assert cli(["sources", "remove", SOURCE]) == 7

@@ -74,8 +74,9 @@ def test_every_v1_route_declares_its_errors_as_problem_details(app):
         assert (413 in errors) == (method == "post"), (method, path)
         assert "WWW-Authenticate" in op["responses"]["401"]["headers"]
         assert op["security"] == [{"HTTPBearer": []}], (method, path)
-    assert ("get", "/v1/datasets") in seen and len(seen) == 8
+    assert ("get", "/v1/datasets") in seen and len(seen) == 12
     assert ("post", "/v1/records/{record_id}/objections") in seen and ("get", "/v1/objections/{objection_id}") in seen
+    assert {("post", "/v1/subscriptions"), ("get", "/v1/notices")} <= seen
     by = {(m, p): {int(s) for s in op["responses"]} for p, m, op in _ops(doc)}
     assert {403, 404} <= by["get", "/v1/records/{record_id}/bundle"]
     assert {403, 404} <= by["post", "/v1/items/{code}/materials-check"]
@@ -89,7 +90,7 @@ def test_purpose_and_holder_id_formats_are_stated(app):
 
     doc = app.openapi()
     purposes = [p for _, _, op in _ops(doc) for p in op.get("parameters", ()) if p["name"] == "purpose"]
-    assert len(purposes) == 10
+    assert len(purposes) == 14
     pattern = re.compile(purposes[0]["schema"]["pattern"])
     for p in purposes:
         assert p["schema"]["pattern"] == pattern.pattern and p["description"]
@@ -102,7 +103,7 @@ def test_purpose_and_holder_id_formats_are_stated(app):
     assert required["/v1/items"] is required["/v1/catalogue.jsonld"] is False
     assert required["/v1/datasets"] is True
     schemas = doc["components"]["schemas"]
-    for name in ("HolderQuery", "MaterialsQuery"):
+    for name in ("HolderQuery", "MaterialsQuery", "SubscriptionRequest"):
         field = schemas[name]["properties"]["holder_id"]
         assert "USCC" in field["description"] and "resident ID" in field["description"]
         for example in field["examples"]:
