@@ -7,7 +7,19 @@ from api import auditing, dashboard, openapi, problems, rate_store, security
 from api.limits import BodyLimit, RateLimiter
 from api.rate_store import RedisBuckets
 from api.request_metrics import RequestMetrics, RequestMetricsMiddleware
-from api.routes import audit, catalogue, holders, keys, logs, materials, metrics, notices, objections, records, subscriptions
+from api.routes import (
+    audit,
+    catalogue,
+    holders,
+    keys,
+    logs,
+    materials,
+    metrics,
+    notices,
+    objections,
+    records,
+    subscriptions,
+)
 from base.settings import get_settings
 from catalog.ledger.service import Ledger
 from catalog.service import Catalog
@@ -29,7 +41,8 @@ def create_app(settings=None, *, rate: float | None = None, burst: int | None = 
     app.state.limiter = _limiter(settings, rate or settings.api_rate, burst or settings.api_burst)
     problems.install(app)
     openapi.install_docs(app)     # /docs: Swagger UI from this exchange, never a CDN (no /redoc: it needs one)
-    for module in (holders, records, objections, materials, catalogue, subscriptions, notices, keys, logs, audit, metrics):
+    for module in (holders, records, objections, materials, catalogue, subscriptions, notices, keys, logs, audit,
+                   metrics):
         app.include_router(module.router)
     dashboard.install(app)        # /dashboard: pages for people (hidden from the OpenAPI schema)
     _install_auditing(app, cat.engine, settings)

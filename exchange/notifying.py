@@ -24,11 +24,14 @@ def _open(settings: Settings | None) -> tuple[Settings, Catalog, KeyStore]:
 
 
 def notify(dataset: str, settings: Settings | None = None, now: datetime | None = None) -> dict:
-    """The dataset's new versions fanned out, then one delivery pass for the departments owed
-    its notices: a subscriber hears of a revocation within the run that published it."""
+    """The dataset's new versions fanned out, and the outcomes of objections (a correction this
+    version closed), then one delivery pass for the departments owed its notices: a subscriber
+    hears of a revocation, and an objector of its objection's closing, within the run."""
     s, catalog, keys = _open(settings)
     owed = notice_fanout.fan_out(catalog, keys, dataset, now)
-    return {"dataset": dataset, "notices": owed, **deliver(s, now, dataset=dataset, catalog=catalog)}
+    outcomes = notice_fanout.objection_outcomes(catalog, keys, now)
+    return {"dataset": dataset, "notices": owed, "objections": outcomes,
+            **deliver(s, now, dataset=dataset, catalog=catalog)}
 
 
 def sweep(settings: Settings | None = None, now: datetime | None = None, today: date | None = None) -> dict:
