@@ -16,6 +16,8 @@ BENCHES = {  # name -> (module, what it measures)
     "api": ("bench.api", "lookups over HTTP with auth, purpose check and audit (issue 7)"),
     "incremental": ("bench.incremental", "runs with 1 %, 0.1 % and 0 % changed vs a full run (issue 17)"),
     "delta-publish": ("bench.delta_publish", "a Delta run's version: whole state vs in proportion to the change"),
+    "notices": ("bench.notices", "change notices: fan-out and delivery of a changed version to subscribers "
+                                 "vs its publish (issue 20)"),
     "scale": ("bench.scale", "one large SQL source on Celery workers: one vs two, file:// vs S3 (issue 16)"),
 }
 
@@ -35,6 +37,8 @@ def main(argv=None) -> int:
     p.add_argument("--trials", type=int, default=3, help="publish-stage: trials per backend (min taken)")
     p.add_argument("--code", action="append",
                    help="publish-stage: checkouts to time, interleaved (default: this one)")
+    p.add_argument("--changed", type=int, default=10_000, help="notices: records changed at the source")
+    p.add_argument("--subscribers", type=int, default=100, help="notices: departments subscribed")
     args = p.parse_args(argv)
     # the benchmarks generate their silos in bench/out: one more root file silos may be under
     out = str(Path(__file__).resolve().parent / "out")
@@ -48,6 +52,8 @@ def main(argv=None) -> int:
                            args.code or (str(module.ROOT),))
     if args.name in ("extract", "validate", "scale", "incremental", "delta-publish"):
         return module.main(args.rows)
+    if args.name == "notices":
+        return module.main(args.rows, args.changed, args.subscribers)
     if args.name == "publish":
         return module.main(args.rows, args.sample, args.bundles)
     return module.main(args.rows, args.sample)

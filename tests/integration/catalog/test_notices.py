@@ -401,7 +401,7 @@ def test_the_docs_verification_example_verifies_a_real_notice(world):
     from exchange import notifying
 
     page_text = (ROOT / "docs" / "consumer-api.md").read_text("utf-8")
-    section = page_text.split("## Subscriptions and change notices", 1)[1]
+    section = page_text.split("## Subscriptions and change notices", 1)[1].split("\n## ", 1)[0]
     [example] = re.findall(r"```python\n(.*?)```", section, re.S)
     space: dict = {}
     exec(compile(example, "consumer-api.md", "exec"), space)      # noqa: S102 - the page's own example
