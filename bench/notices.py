@@ -91,7 +91,7 @@ def measure(path: Path, rows: int, changed: int, subscribers: int) -> dict:
     from catalog.serving.notices import NoticeBook
     from catalog.serving.subscriptions import Subscriptions, set_endpoint
     from catalog.signing.keys import KeyStore
-    from exchange import notifying, stages
+    from exchange import stages
     from exchange.sources import store_file
 
     s = get_settings()

@@ -28,6 +28,7 @@ from catalog.serving.access import Caller
 from catalog.serving.consumer import Consumer
 from demo import http_silo
 from demo.departments import api_token, make
+from demo.objection_notice import exercise
 from demo.synth import make_business_licence_silo
 from exchange import airflow_connections, sources
 from exchange.catalogue import open_access, open_catalog, open_ledger
@@ -206,6 +207,7 @@ def run_demo(rows: int = 10_000, as_json: bool = False, departments: bool = True
     jwks = json.loads(s.jwks_path.read_text(encoding="utf-8"))
     verified = verify_bundle(bundle, jwks) if bundle else None
     check = _consume(catalog, sample) if sample else None
+    objected = exercise(catalog, CONSUMER, ITEM, sample, records[0]["record_id"], jwks) if records else None
     summary = {
         "source": SOURCE, "dag_id": reg.dag_id, "airflow_run": main_run["run_key"],
         "state": main_run["state"], "extracted": main_run["extracted"],
@@ -215,7 +217,7 @@ def run_demo(rows: int = 10_000, as_json: bool = False, departments: bool = True
         "root_hash": ds["root_hash"], "sample_holder": sample, "sample_records": records,
         "sample_bundle_verified": verified is not None, "sources": sources,
         "notes": silos.notes if silos else [],
-        "materials_check": check,
+        "materials_check": check, "objection_and_notice": objected,
         "freshness": {f["dataset"]: f["state"] for f in monitoring.freshness(catalog)},
         "scorecards": monitoring.scorecards(catalog, "month"),
     }
@@ -235,6 +237,18 @@ def _consume(catalog, holder: str) -> dict:
                                                 holder, {})
     return {"item": ITEM, "department": CONSUMER, "answers": {m["material"]: m["answer"]
                                                               for m in check["materials"]}}
+
+
+def _print_objection(console, x: dict) -> None:
+    o, n = x["objection"], x["notice"]
+    console.print(f"数据异议 (objection) #{o['id']}：交通运输局对记录 {o['record_id']} 提出异议，"
+                  f"提出于 (filed) {o['filed_at']}，期限 (due) {o['due_at']}"
+                  + ("，期间查询显示 有异议 (disputed)" if x["disputed_while_open"] else "")
+                  + f"；处理结果 (outcome)：{term_both('objection', o['state'])}：{o['resolution']}", markup=False)
+    if n:
+        console.print(f"变更通知 (change notice) seq {n['seq']} {n['type']}（{term_both('notice', n['state'])}，"
+                      f"经回放读取 (read by replay)）：签名离线验证 (signature verified offline)："
+                      + ("是 (yes)" if n["verified"] else "否 (NO)"), markup=False)
 
 
 @contextmanager
@@ -272,6 +286,8 @@ def _print_summary(console, s: dict) -> None:
         m = s["materials_check"]
         console.print(f"材料核验 (materials check)：{m['department']} 办理事项 (item) {m['item']}："
                       + "，".join(f"{k} → {v}" for k, v in m["answers"].items()), markup=False)
+    if s["objection_and_notice"]:
+        _print_objection(console, s["objection_and_notice"])
     t = Table(title="月度通报 (monthly bulletin, exchange scorecard --period month)")
     for c in ("部门 (department)", "按时更新的数据集 (datasets on time)", "通过率 (rows passing)",
               "待处理隔离 (backlog)", "被其他部门使用 (consumed by others)", "免交材料 (materials saved)"):

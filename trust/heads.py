@@ -14,6 +14,7 @@ ALG = "EdDSA"
 STH_TYP = "exchange-sth+jws"
 KEY_STATUS_TYP = "exchange-key-status+jws"
 CHECKPOINT_TYP = "exchange-audit-checkpoint+jws"
+NOTICE_TYP = "exchange-notice+jws"
 
 
 def rfc3339(t: dt.datetime) -> str:

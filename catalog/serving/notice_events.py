@@ -20,9 +20,10 @@ from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
 
 from catalog.serving.access import STATUS_SOURCES
+from trust.heads import NOTICE_TYP
 
 TYPE_PREFIX = "cn.gov.exchange."
-SIGNATURE_TYP = "exchange-notice+jws"
+SIGNATURE_TYP = NOTICE_TYP       # trust/notices.py verifies it
 CHANGED = "changed"       # the change under a grant that does not cover the record's status
 
 

@@ -88,8 +88,15 @@ def test_the_demo_runs_twice_and_the_second_run_publishes_nothing_new(home, tmp_
         assert len(conn_ids) == 3, conn_ids        # PostgreSQL, MariaDB, the HTTP API
         assert conn_ids <= _airflow_connection_ids(env)
 
+        # one objection (disputed while open, upheld by the steward) and its outcome as a signed notice
+        told = first["objection_and_notice"]
+        assert told["disputed_while_open"] is True and told["objection"]["state"] == "upheld"
+        assert told["notice"]["type"] == "cn.gov.exchange.objection.upheld" and told["notice"]["verified"] is True
+
         code, second, lines, err = _demo(env)
         assert code == 0, err[-3000:]
+        again = second["objection_and_notice"]         # the same objection and notice, not a second of each
+        assert again["objection"] == told["objection"] and again["notice"]["seq"] == told["notice"]["seq"]
         assert _counts(second) == _counts(first)
         assert {s["source"]: s["state"] for s in second["sources"]} == dict.fromkeys(sources, "unchanged")
         assert [m["state"] for _, line in lines if (m := LINE.match(line))] == ["unchanged"] * 6
