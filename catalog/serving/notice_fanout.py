@@ -2,7 +2,8 @@
 change notices"). Runs in Airflow tasks (they hold the signing key), never in a request.
 
 fan_out   a dataset's versions after NoticeProgress.version: each version's appended record
-          states beside the states they superseded give the change (catalog/publish/status.py);
+          states beside the states they superseded give the change (catalog/publish/status.py;
+          `corrected` for an amendment that closed an objection, catalog/serving/objections.py);
           every active subscription that matches (the dataset, or the record's holder) and whose
           grant allows it gets a Notice of the event seen through its fields. One transaction per
           version, with the progress: re-running adds nothing. Cost: the changed records of a
@@ -214,11 +215,14 @@ def _version(catalog: Catalog, keys: Signer, c: Connection, dataset: str, v, at:
     if not states:
         return 0
     old = _old_status(c, v.version, [s.record_id for s in states])
+    corrected = _corrected(c, dataset, v.version)
     wanted = []
     for st in states:
         hit = statuses.change(st.status, old.get(st.record_id))
         if hit is None:
             continue
+        if hit[0] == "amended" and st.record_id in corrected:     # an objection this version closed
+            hit = ("corrected", *hit[1:])
         who = by_dataset + by_holder.get(st.holder_key, [])
         seen = [(s, decisions.fields(s, dataset)) for s in who]
         seen = [(s, f) for s, (ok, f) in seen if ok]
@@ -238,6 +242,12 @@ def _version(catalog: Catalog, keys: Signer, c: Connection, dataset: str, v, at:
             batch.add(views[fields], {"dataset_id": dataset, "record_id": st.record_id, "version": v.version},
                       sub, st.holder_key, now)
     return written
+
+
+def _corrected(c: Connection, dataset: str, version: int) -> set[str]:
+    """Records whose objection (数据异议) the version closed as corrected at the source."""
+    o = Objection.__table__.c
+    return set(c.scalars(sa.select(o.record_id).where(o.dataset_id == dataset, o.corrected_version == version)))
 
 
 def _states(c: Connection, dataset: str, version: int, ids: list[str]) -> list:

@@ -92,6 +92,18 @@ def _cli(*args) -> tuple[int, object]:
     return code, json.loads(text) if text.strip() else None
 
 
+def _told(ex) -> dict[str, list[tuple[str, str]]]:
+    """Each consuming department's notices (type, record), read by replay after a notify pass."""
+    from exchange import notifying
+
+    notifying.notify(DATASET)
+    out = {}
+    for dept in ("transport", "tax"):
+        page = ex["client"].get("/v1/notices", params={"purpose": ITEM}, headers=_h(ex, dept)).json()
+        out[dept] = [(n["type"], n["event"]["subject"]) for n in page["notices"]]
+    return out
+
+
 def _change_silo_row(ex) -> None:
     with sqlite3.connect(ex["silo"]) as db:
         n = db.execute(f'update {TABLE} set "QYMC" = "QYMC" || \'（更正）\' where "ZCH" = ?',
@@ -129,9 +141,16 @@ def test_objection_filed_disputed_corrected_at_the_source_and_closed_by_the_next
     code, upheld = _cli("objections", "resolve", str(o["id"] + 1), "--upheld", "--reason", "名称与登记档案一致")
     assert code == 0 and upheld["state"] == "upheld"
 
+    sub = ex["client"].post("/v1/subscriptions", params={"purpose": ITEM}, headers=_h(ex, "tax"),
+                            json={"dataset": DATASET})
+    assert sub.status_code == 201, sub.text
     _change_silo_row(ex)
     result = stages.run_all(SOURCE, "r2")
     assert result["version"] == 2 and result["objections_closed"] == [o["id"]]
+    told = _told(ex)     # the correction as a notice to the subscriber; each outcome to its objector
+    assert ("cn.gov.exchange.record.corrected", ex["rid"]) in told["tax"]
+    assert ("cn.gov.exchange.objection.upheld", ex["rid"]) in told["tax"]
+    assert told["transport"] == [("cn.gov.exchange.objection.corrected", ex["rid"])]
     closed = ex["client"].get(f"/v1/objections/{o['id']}", params={"purpose": ITEM}, headers=_h(ex)).json()
     assert (closed["state"], closed["corrected_version"], closed["resolved_by"]) == ("corrected", 2, "张管理员")
     shown = _shown(ex)
