@@ -43,7 +43,8 @@ def cmd_notices_list(args) -> int:
 
     rows = NoticeBook(open_catalog().engine).listing(args.department, args.state, args.limit)
     emit(args, rows, both("cli.title.notices"),
-         ["seq", "department", "state", "type", "record_id", "attempts", "next_attempt_at", "last_error"])
+         ["seq", "department", "state", "type", "record_id", "attempts", "next_attempt_at", "last_error"],
+         {"state": "notice"})
     return 0
 
 
