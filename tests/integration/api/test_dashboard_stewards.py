@@ -42,7 +42,8 @@ def site(tmp_path_factory, silo_2k):
     engine = engine_for(settings.catalog_url)
     access = Access(engine, 0)
     keys = {}
-    for dept, name, role in (("market_regulation", "市场监督管理局", "consumer"), ("transport", "交通运输局", "consumer"),
+    for dept, name, role in (("market_regulation", "市场监督管理局", "consumer"),
+                             ("transport", "交通运输局", "consumer"),
                              ("tax", "税务局", "consumer"), ("audit", "审计局", "auditor")):
         access.add_department(dept, name, role)
         keys[dept] = access.issue_credential(dept)["key"]
