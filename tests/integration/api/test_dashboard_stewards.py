@@ -114,7 +114,10 @@ def test_a_steward_sees_only_the_objections_to_its_own_datasets(site):
         assert 'href="/dashboard/datasets/' not in page.text          # a page it may not open
         assert "市场监督管理局" in page.text and 'id="steward-scope"' in page.text
 
-        one = c.get(f"/dashboard/objections/{mine['id']}")
+        english = c.get("/dashboard/objections?lang=en")
+        assert english.status_code == 200 and "Only the objections to the datasets of" in english.text
+        assert ">Submit<" in english.text and 'lang="en"' in english.text
+        one = c.get(f"/dashboard/objections/{mine['id']}?lang=zh")
         assert one.status_code == 200 and mine["reason"] in one.text
         due = clock.beijing(datetime.fromisoformat(mine["due_at"])).strftime("%Y-%m-%d %H:%M")
         assert due.endswith("23:59") and due in one.text                 # the deadline in Beijing time
