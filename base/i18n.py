@@ -106,10 +106,12 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "nav.times": ("时间均为{zone}（{offset}）", "Times in {zone} ({offset})"),
     # login
     "login.title": ("登录", "Log in"),
-    "login.intro": ("看板显示谁查看了谁的记录，因此仅限<b>审计部门</b>使用。请粘贴本部门的交换密钥"
+    "login.intro": ("看板显示谁查看了谁的记录，因此全部页面仅限<b>审计部门</b>使用；数据集的<b>数据源部门</b>可登录处理"
+                    "本部门数据集收到的数据异议。请粘贴本部门的交换密钥"
                     "（<code>exk_…</code>；由运维人员用 <code>exchange credentials issue</code> 签发）。",
-                    "The dashboard shows who looked at whose records, so it is for <b>auditor</b> "
-                    "departments. Paste your department's exchange key (<code>exk_…</code>; the operator "
+                    "The dashboard shows who looked at whose records, so all of it is for <b>auditor</b> "
+                    "departments; a dataset's <b>source department</b> may log in to answer the objections to "
+                    "its own datasets. Paste your department's exchange key (<code>exk_…</code>; the operator "
                     "issues one with <code>exchange credentials issue</code>)."),
     "login.key": ("交换密钥", "Exchange key"),
     "login.submit": ("登录", "Log in"),
@@ -117,10 +119,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "login.forged": ("表单并非来自本看板，或已过期：请重新打开登录页面并从那里登录 (forged or expired form)",
                      "the form did not come from this dashboard, or it expired: open the login page "
                      "again and log in from there"),
-    "login.not_auditor": ("{department} 是{role}；看板显示访问审计，只有审计部门的密钥可以登录 "
-                          "(not an auditor department)",
-                          "department {department} is a {role}; the dashboard shows the access audit, "
-                          "so only an auditor department's key may log in"),
+    "login.not_auditor": ("{department} 是{role}，也不是任何数据集的数据源部门：看板只对审计部门和数据源部门开放 "
+                          "(neither an auditor nor a source department)",
+                          "department {department} is a {role} and the source department of no dataset: the "
+                          "dashboard is open to auditor departments and to source departments only"),
     "logout.refused_title": ("未退出", "Not logged out"),
     "logout.refused": ("退出请求并非来自本看板的页面：请使用“退出登录”按钮 (forged logout)",
                        "the logout did not come from this dashboard's own page: use the Log out button"),
@@ -250,13 +252,49 @@ MESSAGES: dict[str, tuple[str, str]] = {
     # objections
     "objections.title": ("数据异议", "Objections"),
     "objections.lead": ("使用部门对共享记录提出的异议（数据异议）。数据源部门的数据管理员在期限（默认 5 个工作日）内处理："
-                        "在源头更正（<code>exchange objections resolve ID --corrected</code>，下一版本发布后自动结案），"
-                        "或维持原记录并说明理由（<code>--upheld --reason …</code>）。未结期间该记录显示为<b>有争议</b>。",
+                        "在源头更正（下一版本发布后自动结案），或维持原记录并说明理由；可在本页处理，也可用 "
+                        "<code>exchange objections resolve ID --corrected</code> 或 <code>--upheld --reason …</code>。"
+                        "未结期间该记录显示为<b>有争议</b>。",
                         "Objections consuming departments raised against shared records (数据异议). The source "
                         "department's steward answers within the deadline (5 working days by default): corrected "
-                        "at the source (<code>exchange objections resolve ID --corrected</code>; closed when the "
-                        "next version publishes) or upheld with a reason (<code>--upheld --reason …</code>). "
+                        "at the source (closed when the next version publishes) or upheld with a reason; here, or "
+                        "with <code>exchange objections resolve ID --corrected</code> or <code>--upheld --reason …</code>. "
                         "Until then the record shows as <b>disputed</b>."),
+    "objections.steward_scope": ("仅显示{department}的数据集收到的异议（本部门为数据源部门）。",
+                                 "Only the objections to the datasets of {department} (your department is their source)."),
+    "objections.one": ("数据异议 #{id}", "Objection #{id}"),
+    "objections.back": ("返回数据异议列表", "Back to the objections"),
+    "objections.at_version": ("（版本 {version}）", "(version {version})"),
+    "objections.evidence": ("证据", "evidence"),
+    "objections.resolved_by": ("处理人", "answered by"),
+    "objections.resolution": ("处理说明", "resolution"),
+    "objections.resolved_at": ("结案时间", "closed"),
+    "objections.corrected_version": ("更正版本", "corrected by version"),
+    "objections.answer_title": ("处理", "Answer"),
+    "objections.answer_lead": ("在源头更正：记录进入“源头更正中”，下一版本发布该记录的新状态后结案；维持原记录：须说明理由，"
+                               "理由将告知异议部门。",
+                               "Corrected at the source: the objection is correcting until a version publishes a new "
+                               "state of the record; upheld: the record stands, and the reason (required) is sent to "
+                               "the objector."),
+    "objections.outcome": ("处理结果", "outcome"),
+    "objections.outcome_corrected": ("在源头更正", "corrected at the source"),
+    "objections.outcome_upheld": ("维持原记录", "upheld"),
+    "objections.reason": ("理由", "reason"),
+    "objections.reason_placeholder": ("理由（维持原记录时必填）", "reason (required to uphold)"),
+    "objections.answer": ("提交", "Submit"),
+    "objections.bad_outcome": ("处理结果应为 corrected（在源头更正）或 upheld（维持原记录），而不是 {given} (unknown outcome)",
+                               "the outcome is corrected or upheld, not {given}"),
+    "objections.refused_title": ("未处理", "Not answered"),
+    "objections.forged": ("表单并非来自本看板的页面，或登录已变更：请重新打开数据异议页面再提交 (forged answer form)",
+                          "the form did not come from this dashboard's own page, or the session changed: open the "
+                          "objections page again and answer from there"),
+    "col.answer": ("处理", "answer"),
+    "error.no_objection": ("没有该数据异议", "No such objection"),
+    "error.auditor_only_title": ("仅限审计部门", "Auditors only"),
+    "error.auditor_only": ("{department} 以数据源部门身份登录，只能查看和处理本部门数据集收到的数据异议；本页面仅限审计部门 "
+                           "(auditor departments only)",
+                           "{department} is logged in as a source department: it sees and answers the objections to "
+                           "its own datasets; this page is for auditor departments only"),
     "objections.open_n": ("未结 {n} 件，其中逾期 {overdue} 件", "{n} open, {overdue} overdue"),
     "objections.overdue": ("逾期", "overdue"),
     "col.objection": ("异议", "objection"),

@@ -1,5 +1,6 @@
 """The web dashboard under /dashboard: server-rendered pages (Jinja2), charts as inline SVG,
-a login for auditor departments. Hidden from the OpenAPI schema."""
+a login for auditor departments (every page) and source departments' stewards (the objections
+to their datasets). Hidden from the OpenAPI schema."""
 from __future__ import annotations
 
 from fastapi import FastAPI
@@ -15,3 +16,4 @@ def install(app: FastAPI) -> None:
         app.include_router(module.router)
     app.mount("/dashboard/static", StaticFiles(directory=HERE / "static"), name="dashboard-static")
     app.add_exception_handler(auth.LoginRequired, auth.to_login)
+    app.add_exception_handler(auth.AuditorOnly, auth.to_forbidden)

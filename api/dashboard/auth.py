@@ -1,7 +1,9 @@
-"""Login with an auditor department's exchange key; a session kept in the catalogue after that,
-named by a signed cookie, ended by logout in every worker. Both forms carry a CSRF token and
-must post from this dashboard's own origin (api/dashboard/session.py). Logins (allowed or
-refused) and logouts are written to the access audit log."""
+"""Login with an exchange key of an auditor department (every page) or of a source department,
+the `department` of at least one dataset (its stewards: the objections to its own datasets,
+nothing else); a session kept in the catalogue after that, named by a signed cookie, ended by
+logout in every worker. Both forms carry a CSRF token and must post from this dashboard's own
+origin (api/dashboard/session.py). Logins (allowed or refused) and logouts are written to the
+access audit log. A steward's session asking for an auditor's page gets a 403 page."""
 from __future__ import annotations
 
 import secrets
@@ -28,6 +30,16 @@ class LoginRequired(Exception):
         self.next_url = next_url
 
 
+class AuditorOnly(Exception):
+    """A steward's session asked for a page only an auditor department may open."""
+
+    def __init__(self, department: str):
+        self.department = department
+
+
+STEWARD_HOME = "/dashboard/objections"
+
+
 def record(request: Request, action: str, outcome: str, department: str = "-", **kw) -> None:
     """An audit entry, written before the response starts (api/auditing.py)."""
     row = audit.entry(department=department, purpose=PURPOSE, action=action, outcome=outcome, **kw)
@@ -52,9 +64,15 @@ def _session_row(request: Request) -> str | None:
     return dashboard_sessions.row(token) if token else None
 
 
-async def auditor(request: Request) -> Caller:
-    """The dependency of every page but the login: the session's auditor, else a redirect.
-    The session must be live in the catalogue (not logged out, not expired)."""
+def stewarded(request: Request, caller: Caller) -> list[str]:
+    """The datasets whose objections the caller's stewards answer (its department is their
+    source department); empty for an auditor or consumer department that is no source."""
+    return request.app.state.consumer.access.stewarded(caller.department)
+
+
+def _signed_in(request: Request) -> Caller:
+    """The caller of the request's session, else LoginRequired. The session must be live in
+    the catalogue (not logged out, not expired) and its key still good."""
     row = _session_row(request)
     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     key_id = dashboard_sessions.key_of(request.app.state.consumer.engine, row) if row else None
@@ -64,7 +82,7 @@ async def auditor(request: Request) -> Caller:
         caller = request.app.state.consumer.access.current(key_id)
     except Unauthenticated:
         raise LoginRequired(target) from None
-    if caller.role != "auditor":
+    if caller.role != "auditor" and not stewarded(request, caller):
         raise LoginRequired(target)
     request.state.dashboard_caller = caller
     request.state.dashboard_session = row
@@ -72,11 +90,32 @@ async def auditor(request: Request) -> Caller:
     return caller
 
 
+async def auditor(request: Request) -> Caller:
+    """The dependency of every page but the login and the objections: the session's auditor,
+    else a redirect to the login (no session), or a 403 page (a steward's session)."""
+    caller = _signed_in(request)
+    if caller.role != "auditor":
+        raise AuditorOnly(caller.department)
+    return caller
+
+
+async def member(request: Request) -> Caller:
+    """The dependency of the objections pages and the logout: an auditor's or a steward's session."""
+    return _signed_in(request)
+
+
 AuditorDep = Annotated[Caller, Depends(auditor)]
+MemberDep = Annotated[Caller, Depends(member)]
 
 
 def to_login(request: Request, exc: LoginRequired):
     return RedirectResponse(f"/dashboard/login?{urlencode({'next': exc.next_url})}", status_code=303)
+
+
+def to_forbidden(request: Request, exc: AuditorOnly):
+    lang = language(request)
+    return error(request, 403, i18n.t("error.auditor_only_title", lang),
+                 i18n.t("error.auditor_only", lang, department=exc.department))
 
 
 def _cookie(resp, name: str, value: str, max_age: int, request: Request) -> None:
@@ -125,23 +164,28 @@ async def login(request: Request, key: Annotated[str, Form(max_length=200)] = ""
         except RateLimited as limited:
             return page(request, "login.html", {**ctx, "message": str(limited)}, 429)
         return page(request, "login.html", {**ctx, "message": str(exc)}, 401)
-    if caller.role != "auditor":
+    steward = caller.role != "auditor"
+    if steward and not stewarded(request, caller):
         record(request, "dashboard.login", "refused:403", caller.department, subject=caller.key_id,
-               detail={"reason": "not an auditor department"})
+               detail={"reason": "neither an auditor nor a source department"})
         lang = language(request)
         return page(request, "login.html", {**ctx, "message": i18n.t(
             "login.not_auditor", lang, department=caller.department,
             role=i18n.term("role", caller.role, lang))}, 403)
-    record(request, "dashboard.login", "allowed", caller.department, subject=caller.key_id)
+    record(request, "dashboard.login", "allowed", caller.department, subject=caller.key_id,
+           detail={"as": "steward"} if steward else None)
     token = dashboard_sessions.open_session(request.app.state.consumer.engine, caller.key_id, session.TTL)
-    resp = RedirectResponse(ctx["next"], status_code=303)
+    target = ctx["next"]
+    if steward and not (target == STEWARD_HOME or target.startswith(STEWARD_HOME + "/")):
+        target = STEWARD_HOME                       # the only pages a steward may open
+    resp = RedirectResponse(target, status_code=303)
     _cookie(resp, session.COOKIE, session.make(secret, token), session.TTL, request)
     resp.delete_cookie(session.LOGIN_COOKIE, path="/dashboard", httponly=True, samesite="strict")
     return resp
 
 
 @router.post("/logout")
-async def logout(request: Request, caller: AuditorDep, csrf: Annotated[str, Form(max_length=100)] = ""):
+async def logout(request: Request, caller: MemberDep, csrf: Annotated[str, Form(max_length=100)] = ""):
     row = request.state.dashboard_session
     if not session.same_origin(request) or not session.csrf_ok(request.app.state.dashboard_secret, row, csrf):
         record(request, "dashboard.logout", "refused:403", caller.department, subject=caller.key_id,

@@ -1,5 +1,7 @@
 """The dashboard's pages: overview and catalogue search, a page per dataset, the freshness
-board, the audit search, the department scorecards and the open objections (数据异议)."""
+board, the audit search, the department scorecards (an auditor's), and the open objections
+(数据异议), a page per objection and its answer (an auditor's, or a source department's
+steward's: only the objections to its own datasets)."""
 from __future__ import annotations
 
 import asyncio
@@ -7,16 +9,18 @@ import time
 from datetime import date, datetime, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Form, Query, Request
+from fastapi.responses import RedirectResponse
 
-from api.dashboard import charts
-from api.dashboard.auth import AuditorDep, record
+from api.dashboard import charts, session
+from api.dashboard.auth import AuditorDep, MemberDep, record
 from api.dashboard.render import airflow_url, error, language, page
 from base import i18n, times
-from base.errors import InvalidRequest, NotFound
+from base.errors import Conflict, InvalidRequest, NotFound
 from catalog import registrations
 from catalog.ledger import monitoring
 from catalog.serving import audit, objections
+from catalog.serving.access import Caller
 from catalog.serving.holders import holder_key
 from schemas.types import all_types
 
@@ -112,11 +116,90 @@ async def scorecards(request: Request, caller: AuditorDep, period: str = "week")
                                              "chart": chart})
 
 
+def _source(caller: Caller) -> str | None:
+    """Whose objections the session sees: None, every one (an auditor); else a steward's
+    department, the objections to its own datasets only."""
+    return None if caller.role == "auditor" else caller.department
+
+
 @router.get("/objections")
-async def objection_list(request: Request, caller: AuditorDep):
+async def objection_list(request: Request, caller: MemberDep):
     """Objections not yet closed, the nearest deadline first, overdue ones marked."""
-    rows = await asyncio.to_thread(objections.find, request.app.state.consumer.engine, state="unresolved")
-    return page(request, "objections.html", {"rows": rows, "overdue": sum(o["overdue"] for o in rows)})
+    source = _source(caller)
+    rows = await asyncio.to_thread(objections.find, request.app.state.consumer.engine,
+                                   department=source, state="unresolved")
+    return page(request, "objections.html", {"rows": rows, "overdue": sum(o["overdue"] for o in rows),
+                                             "source": source, "unresolved": objections.UNRESOLVED})
+
+
+def _objection(request: Request, caller: Caller, objection_id: str) -> dict:
+    """The objection the session may see (NotFound for a missing one and for one to another
+    department's dataset alike)."""
+    engine = request.app.state.consumer.engine
+    if not objection_id.isdigit() or len(objection_id) > 18:
+        raise NotFound(f"未找到异议 (no objection): #{objection_id[:20]}; open one from the objections list")
+    source = _source(caller)
+    if source is None:
+        return objections.get(engine, int(objection_id))
+    return objections.get_as_source(engine, int(objection_id), source)
+
+
+def _objection_page(request: Request, o: dict, message: str | None = None, form: dict | None = None,
+                    status_code: int = 200):
+    return page(request, "objection.html", {"o": o, "message": message, "form": form or {},
+                                            "unresolved": objections.UNRESOLVED}, status_code)
+
+
+@router.get("/objections/{objection_id}")
+async def objection_page(request: Request, objection_id: str, caller: MemberDep):
+    try:
+        o = await asyncio.to_thread(_objection, request, caller, objection_id)
+    except NotFound as exc:
+        return error(request, 404, i18n.t("error.no_objection", language(request)), str(exc))
+    return _objection_page(request, o)
+
+
+@router.post("/objections/{objection_id}/resolve")
+async def objection_resolve(request: Request, objection_id: str, caller: MemberDep,
+                            outcome: Annotated[str, Form(max_length=20)] = "",
+                            reason: Annotated[str, Form(max_length=4 * objections.MAX_REASON)] = "",
+                            csrf: Annotated[str, Form(max_length=100)] = ""):
+    """The steward's (or an auditor's) answer: corrected at the source, or upheld with a reason."""
+    lang, engine = language(request), request.app.state.consumer.engine
+    detail = {"objection": objection_id[:20], "outcome": outcome[:20]}
+
+    def refused(status: int, why: str) -> None:
+        record(request, "dashboard.objection_resolve", f"refused:{status}", caller.department,
+               subject=caller.key_id, detail={**detail, "reason": why[:300]})
+
+    if not session.same_origin(request) or not session.csrf_ok(
+            request.app.state.dashboard_secret, request.state.dashboard_session, csrf):
+        refused(403, "cross-site or forged answer form")
+        return error(request, 403, i18n.t("objections.refused_title", lang), i18n.t("objections.forged", lang))
+    try:
+        o = await asyncio.to_thread(_objection, request, caller, objection_id)
+    except NotFound as exc:
+        refused(404, str(exc))
+        return error(request, 404, i18n.t("error.no_objection", lang), str(exc))
+    form = {"outcome": outcome, "reason": reason}
+    if outcome not in objections.OUTCOMES:
+        message = i18n.t("objections.bad_outcome", lang, given=repr(outcome[:20]))
+        refused(400, message)
+        return _objection_page(request, o, message, form, 400)
+    by = f"{caller.department} (dashboard, key {caller.key_id})"
+    try:
+        done = await asyncio.to_thread(objections.resolve, engine, o["id"], outcome, reason, by,
+                                       source=_source(caller))
+    except NotFound as exc:
+        refused(404, str(exc))
+        return error(request, 404, i18n.t("error.no_objection", lang), str(exc))
+    except (InvalidRequest, Conflict) as exc:
+        refused(exc.status, str(exc))
+        o = await asyncio.to_thread(_objection, request, caller, objection_id)
+        return _objection_page(request, o, str(exc), form, exc.status)
+    record(request, "dashboard.objection_resolve", "done", caller.department, datasets=[done["dataset"]],
+           subject=caller.key_id, detail={**detail, "state": done["state"]})
+    return RedirectResponse(f"/dashboard/objections/{done['id']}", status_code=303)
 
 
 def _day(text: str, name: str, lang: str) -> datetime | None:

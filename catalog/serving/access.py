@@ -93,6 +93,7 @@ class DatasetInfo:
     id: str
     certificate_type: str
     sharing: str
+    department: str | None = None       # the source department (its stewards answer objections)
 
 
 @dataclass(frozen=True)
@@ -159,9 +160,14 @@ class Access:
     def datasets(self) -> dict[str, DatasetInfo]:
         def load():
             with self.engine.connect() as conn:
-                return {r.id: DatasetInfo(r.id, r.certificate_type, r.sharing) for r in conn.execute(
-                    sa.select(Dataset.id, Dataset.certificate_type, Dataset.sharing))}
+                return {r.id: DatasetInfo(r.id, r.certificate_type, r.sharing, r.department) for r in conn.execute(
+                    sa.select(Dataset.id, Dataset.certificate_type, Dataset.sharing, Dataset.department))}
         return self._cached("datasets", load)
+
+    def stewarded(self, department: str) -> list[str]:
+        """The datasets whose source department is `department` (its stewards answer their
+        objections on the dashboard); empty for a department that is no source."""
+        return sorted(d.id for d in self.datasets().values() if d.department == department)
 
     def _grants(self, department: str) -> list[dict]:
         def load():

@@ -149,6 +149,19 @@ def get_for(engine: Engine, objection_id: int, department: str, now: datetime | 
     return o
 
 
+def get_as_source(engine: Engine, objection_id: int, department: str, now: datetime | None = None) -> dict:
+    """An objection as a source department's steward sees it: one to another department's
+    dataset is NotFound, like a missing one."""
+    o = None
+    try:
+        o = get(engine, objection_id, now)
+    except NotFound:
+        pass
+    if o is None or o["source_department"] != department:
+        raise NotFound(f"未找到异议 (no objection): #{objection_id} is not an objection to a dataset of {department}")
+    return o
+
+
 def find(engine: Engine, dataset: str | None = None, department: str | None = None,
          state: str | None = None, overdue: bool = False, objector: str | None = None,
          now: datetime | None = None, limit: int = 500) -> list[dict]:
@@ -182,11 +195,12 @@ def _later_state(c, record_id: str, dataset: str, after: int) -> int | None:
 
 
 def resolve(engine: Engine, objection_id: int, outcome: str, reason: str | None = None,
-            by: str = "steward", now: datetime | None = None) -> dict:
+            by: str = "steward", now: datetime | None = None, source: str | None = None) -> dict:
     """The source's answer. `upheld` (a reason is required): the record stands, closed now.
     `corrected`: the record is being corrected at the source: `correcting` until a version
     appends a new state of it (closed then by close_corrected), or closed at once as corrected
-    when a version after the one objected to already did."""
+    when a version after the one objected to already did. `source`: the answering steward's
+    department; an objection to another department's dataset is NotFound, like a missing one."""
     if outcome not in OUTCOMES:
         raise UnknownName("outcome", outcome, OUTCOMES)
     reason = (reason or "").strip() or None
@@ -199,6 +213,9 @@ def resolve(engine: Engine, objection_id: int, outcome: str, reason: str | None 
     t = Objection.__table__
     with engine.begin() as c:
         o = c.execute(sa.select(t).where(t.c.id == objection_id).with_for_update()).first()
+        if o is not None and source is not None and source != c.scalar(
+                sa.select(Dataset.department).where(Dataset.id == o.dataset_id)):
+            raise NotFound(f"未找到异议 (no objection): #{objection_id} is not an objection to a dataset of {source}")
         if o is None:
             raise NotFound(f"未找到异议 (no objection): #{objection_id}; list them with `exchange objections list`")
         if o.state not in UNRESOLVED:

@@ -189,7 +189,8 @@ def test_login_is_required_and_only_auditors_get_in(browser, site):
     assert "unknown exchange key" in pg.inner_text("#login-error")
     pg.fill("#key", site["consumer_key"])
     pg.click("button[type=submit]")
-    assert "只有审计部门的密钥可以登录 (not an auditor department)" in pg.inner_text("#login-error")
+    assert ("看板只对审计部门和数据源部门开放 (neither an auditor nor a source department)"
+            in pg.inner_text("#login-error"))
     pg.fill("#key", site["auditor_key"])
     pg.click("button[type=submit]")
     pg.wait_for_load_state()
