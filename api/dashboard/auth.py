@@ -75,6 +75,8 @@ def _signed_in(request: Request) -> Caller:
     the catalogue (not logged out, not expired) and its key still good."""
     row = _session_row(request)
     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    if request.method != "GET":      # a form posted after the session ended: back to the page it was on
+        target = target.rsplit("/", 1)[0] if target.endswith("/resolve") else "/dashboard/"
     key_id = dashboard_sessions.key_of(request.app.state.consumer.engine, row) if row else None
     if key_id is None:
         raise LoginRequired(target)

@@ -227,3 +227,8 @@ def test_a_consumer_department_that_is_no_source_cannot_log_in_and_a_steward_log
         assert out.status_code == 303
     with TestClient(site["app"], cookies={"exchange_dashboard": cookie}) as c:
         assert c.get("/dashboard/objections", follow_redirects=False).status_code == 303
+        # an answer posted after the session ended: to the login, then back to the objection's page
+        late = c.post("/dashboard/objections/7/resolve", data={"csrf": token, "outcome": "upheld"},
+                      headers={"Origin": "http://testserver"}, follow_redirects=False)
+        assert late.status_code == 303
+        assert late.headers["location"] == "/dashboard/login?next=%2Fdashboard%2Fobjections%2F7"
