@@ -118,7 +118,12 @@ def test_an_upgraded_catalogue_keeps_its_bundles_and_chain(upgraded, capsys):
         b = cat.bundle(IDS[name])
         old = BUNDLES[f"v2-{name}"]
         assert b["format"] == "exchange-record-bundle/1"
-        assert {k: v for k, v in b.items() if k != "unsigned"} == {k: old[k] for k in b if k != "unsigned"}, name
+        # the same bundle; newer code adds the unsigned dispute fields (migration 0022: objections)
+        added = {"disputed", "dispute", "disputes"}
+        assert set(b) - set(old) == added and set(added) <= set(b["unsigned"]), name
+        assert (b["disputed"], b["dispute"], b["disputes"]) == (False, None, [])
+        assert {k: v for k, v in b.items() if k not in {"unsigned", *added}} == {
+            k: old[k] for k in b if k not in {"unsigned", *added}}, name
     with pytest.raises(NotFound, match="predates its append-only log"):
         cat.consistency(DATASET, 1, 2)
 
