@@ -14,13 +14,14 @@ EXCHANGE_NOTICE_DEAD_AFTER seconds. A receiver that is down never fails a DAG ru
 """
 from __future__ import annotations
 
+import http.client
 import logging
 import random
+import ssl
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
-
-import requests
+from urllib.parse import urlsplit
 
 from base import clock
 from base.settings import Settings, get_settings
@@ -40,16 +41,65 @@ def headers(got: Claimed) -> dict[str, str]:
             "Exchange-Notice-Seq": str(got.seq), "User-Agent": "exchange-notices/1"}
 
 
-def _post(http: requests.Session, endpoint: str, got: Claimed, timeout: float) -> str | None:
-    """None when the receiver took it (2xx); else why not."""
-    try:
-        r = http.post(endpoint, data=got.body.encode("utf-8"), headers=headers(got), timeout=timeout,
-                      allow_redirects=False)
-    except requests.RequestException as exc:
-        return f"{type(exc).__name__}: {alerts.redact(str(exc))[:300]}"
-    if 200 <= r.status_code < 300:
-        return None
-    return f"HTTP {r.status_code} from the receiver"
+def _why(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {alerts.redact(str(exc))[:300]}"
+
+
+class _Endpoint:
+    """One department's endpoint over one kept-alive HTTP/1.1 connection (http.client: no proxy or
+    .netrc from the environment, redirects not followed, https verified with the default context);
+    a kept-alive connection the receiver dropped is reconnected once."""
+
+    DROPPED = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
+
+    def __init__(self, endpoint: str, timeout: float):
+        self.endpoint, self.timeout = endpoint, timeout
+        self.conn: http.client.HTTPConnection | None = None
+
+    def _connect(self) -> http.client.HTTPConnection:
+        u = urlsplit(self.endpoint)
+        if u.scheme not in ("http", "https") or not u.hostname:
+            raise http.client.InvalidURL(f"not an http(s) URL: {self.endpoint!r}")
+        self.path = (u.path or "/") + (f"?{u.query}" if u.query else "")
+        if u.scheme == "https":
+            return http.client.HTTPSConnection(u.hostname, u.port, timeout=self.timeout,
+                                               context=ssl.create_default_context())
+        return http.client.HTTPConnection(u.hostname, u.port, timeout=self.timeout)
+
+    def post(self, got: Claimed) -> str | None:
+        """None when the receiver took it (2xx); else why not."""
+        body = got.body.encode("utf-8")
+        again = self.conn is not None        # a kept-alive connection: once more, anew, if it was dropped
+        while True:
+            try:
+                if self.conn is None:
+                    self.conn = self._connect()
+                self.conn.request("POST", self.path, body=body, headers=headers(got))
+                r = self.conn.getresponse()
+                r.read(1 << 16)
+            except self.DROPPED as exc:
+                self.close()
+                if again:
+                    again = False
+                    continue
+                return _why(exc)
+            except (OSError, ValueError, http.client.HTTPException) as exc:
+                self.close()
+                return _why(exc)
+            if r.will_close or not r.isclosed():     # the receiver's choice, or a body longer than we read
+                self.close()
+            return None if 200 <= r.status < 300 else f"HTTP {r.status} from the receiver"
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+    def __enter__(self) -> _Endpoint:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 class _Tally:
@@ -90,8 +140,7 @@ def deliver(settings: Settings | None = None, now: datetime | None = None, rng: 
     def one(dept: dict) -> None:
         dead: list[tuple[Claimed, str]] = []
         left = budget
-        with requests.Session() as http:
-            http.trust_env = False     # the endpoint as the operator set it: no proxy or .netrc from the environment
+        with _Endpoint(dept["endpoint"], s.notice_timeout) as http:
             while left > 0:
                 batch = book.claim(dept["department"], now or clock.now(), lease, min(BATCH, left))
                 if not batch:
@@ -99,7 +148,7 @@ def deliver(settings: Settings | None = None, now: datetime | None = None, rng: 
                 left -= len(batch)
                 taken: list[Claimed] = []
                 for i, got in enumerate(batch):
-                    error = _post(http, dept["endpoint"], got, s.notice_timeout)
+                    error = http.post(got)
                     if error is None:
                         taken.append(got)
                         continue

@@ -488,3 +488,58 @@ def test_a_holder_subscription_hears_of_its_holders_expiry(world):
     with world.catalog.engine.connect() as c:
         holders = {r[0] for r in c.execute(sa.text("select holder_key from notices"))}
     assert holders == {holder}
+
+
+def test_one_kept_alive_connection_per_endpoint_reconnected_once_when_dropped():
+    """The POSTs of a department's pass share one HTTP/1.1 connection; one the receiver closed
+    while idle is opened anew (once); a redirect is not followed; a refused one names its error."""
+    import socket
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from catalog.serving.notices import Claimed
+    from exchange.notice_delivery import _Endpoint
+
+    seen: list[tuple[int, str]] = []           # (connection's client port, path)
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args):
+            pass
+
+        def do_POST(self):
+            self.rfile.read(int(self.headers["Content-Length"]))
+            seen.append((self.client_address[1], self.path))
+            self.send_response(302 if self.path == "/moved" else 204)
+            self.send_header("Location", "/elsewhere")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            self.close_connection = self.path == "/drops"     # closes without saying so
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    got = [Claimed(i, "d", f"ev-{i}", "t", f'{{"n": {i}}}', "s", None, None, None, "p", 0, clock.now())
+           for i in range(3)]
+    try:
+        with _Endpoint(f"{base}/keeps", 5) as http:
+            assert [http.post(g) for g in got] == [None] * 3
+        with _Endpoint(f"{base}/drops", 5) as http:
+            assert [http.post(g) for g in got] == [None] * 3
+        with _Endpoint(f"{base}/moved", 5) as http:
+            assert http.post(got[0]) == "HTTP 302 from the receiver"
+    finally:
+        server.shutdown()
+        server.server_close()
+    keeps = [port for port, path in seen if path == "/keeps"]
+    drops = [port for port, path in seen if path == "/drops"]
+    assert len(keeps) == 3 and len(set(keeps)) == 1
+    assert len(drops) == 3 and len(set(drops)) == 3
+    assert [path for _, path in seen].count("/elsewhere") == 0
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    with _Endpoint(f"http://127.0.0.1:{port}/x", 5) as http:
+        assert http.post(got[0]).startswith("ConnectionRefusedError: ")
