@@ -139,12 +139,13 @@ def deliver(settings: Settings | None = None, now: datetime | None = None, rng: 
 
     def one(dept: dict) -> None:
         dead: list[tuple[Claimed, str]] = []
-        left = budget
+        left, after = budget, None
         with _Endpoint(dept["endpoint"], s.notice_timeout) as http:
             while left > 0:
-                batch = book.claim(dept["department"], now or clock.now(), lease, min(BATCH, left))
+                batch = book.claim(dept["department"], now or clock.now(), lease, min(BATCH, left), after)
                 if not batch:
                     break
+                after = batch[-1].seq
                 left -= len(batch)
                 taken: list[Claimed] = []
                 for i, got in enumerate(batch):

@@ -75,26 +75,29 @@ class NoticeBook:
             return [{"department": r.id, "endpoint": r.notice_endpoint} for r in c.execute(q)]
 
     def claim(self, department: str, now: datetime | None = None, lease: float = 60.0,
-              limit: int = 1) -> list[Claimed]:
+              limit: int = 1, after: int | None = None) -> list[Claimed]:
         """Up to `limit` of the department's lowest pending notices, in seq order, leased for
         `lease` seconds: none unless the lowest is due and no other worker holds it. Those the
-        grant or the subscription no longer allows are withheld (and not returned)."""
+        grant or the subscription no longer allows are withheld (and not returned). `after`: the
+        last seq this worker's pass claimed (none below it is pending still; the index is read
+        from there, not past every notice the department was ever sent)."""
         now = now or clock.now()
         while True:
-            won = self._lease(department, now, lease, limit, all_or_none=True)
+            won = self._lease(department, now, lease, limit, after, all_or_none=True)
             if won is None:          # another worker took some of them: one at a time, in seq order
-                won = self._lease(department, now, lease, limit, all_or_none=False) or []
+                won = self._lease(department, now, lease, limit, after, all_or_none=False) or []
             got = [Claimed(r.seq, department, r.event_id, r.type, r.body, r.signature, r.dataset_id, r.record_id,
                            r.holder_key, r.purpose, r.attempts, _aware(r.created_at)) for r in won]
             why = self._no_longer_allowed(got, {r.seq: r.subscription_id for r in won}, now)
-            for g in got:
-                if g.seq in why:
-                    self._final([g], "withheld", now, why[g.seq])
+            for reason in dict.fromkeys(why.values()):
+                self._final([g for g in got if why.get(g.seq) == reason], "withheld", now, reason)
             kept = [g for g in got if g.seq not in why]
             if kept or not got:
                 return kept
+            after = got[-1].seq
 
-    def _lease(self, department: str, now: datetime, lease: float, limit: int, *, all_or_none: bool) -> list | None:
+    def _lease(self, department: str, now: datetime, lease: float, limit: int, after: int | None, *,
+               all_or_none: bool) -> list | None:
         """The department's lowest pending rows (up to `limit`), leased. `all_or_none`: one UPDATE
         for them all, None (nothing leased) when another worker holds any of them; else row by row
         in seq order, stopping at the first held by another worker."""
@@ -103,7 +106,8 @@ class NoticeBook:
         with self.engine.begin() as c:
             rows = c.execute(sa.select(Notice.__table__, _e.type, _e.body, _e.signature, _e.dataset_id, _e.record_id)
                              .join_from(Notice.__table__, NoticeEvent.__table__, _n.event_id == _e.event_id)
-                             .where(_n.department_id == department, _n.state == "pending")
+                             .where(_n.department_id == department, _n.state == "pending",
+                                    *([_n.seq > after] if after is not None else []))
                              .order_by(_n.seq).limit(limit)).all()
             if not rows or _aware(rows[0].next_attempt_at) > now:
                 return []

@@ -543,3 +543,40 @@ def test_one_kept_alive_connection_per_endpoint_reconnected_once_when_dropped():
         port = free.getsockname()[1]
     with _Endpoint(f"http://127.0.0.1:{port}/x", 5) as http:
         assert http.post(got[0]).startswith("ConnectionRefusedError: ")
+
+
+def test_a_claim_takes_the_batch_at_once_or_row_by_row_behind_another_worker(world):
+    """A batch is leased by one UPDATE when it wins every row; when another worker holds one of
+    them, nothing of that UPDATE stays and the rows are taken in seq order up to the held one."""
+    from base.settings import get_settings
+    from catalog.serving import notice_fanout
+    from catalog.serving.notices import NoticeBook
+    from catalog.signing.keys import keystore_for
+
+    caller, _ = world.department("tax", [ITEM], None, endpoint="http://127.0.0.1:9/never")
+    world.consumer().add(caller, ITEM, dataset=DATASET)
+    with sqlite3.connect(world.silo) as db:
+        for _, number in [world.revoked, world.amended, world.other]:
+            db.execute(f"update {TABLE} set DJZT = '吊销' where ZCH = ?", [number])
+    world.change("select 1", [])
+    assert notice_fanout.fan_out(world.catalog, keystore_for(get_settings()), DATASET) == 3
+    book, now = NoticeBook(world.catalog.engine), clock.now()
+    with world.catalog.engine.connect() as c:
+        seqs = list(c.execute(sa.text("select seq from notices where department_id = 'tax' order by seq")).scalars())
+
+    def leases():
+        with world.catalog.engine.connect() as c:
+            return [(r.next_attempt_at, r.first_attempt_at) for r in c.execute(sa.text(
+                "select next_attempt_at, first_attempt_at from notices where department_id = 'tax' order by seq"))]
+
+    assert [g.seq for g in book.claim("tax", now, 60, limit=3)] == seqs         # all at once
+    assert book.claim("tax", now, 60, limit=3) == []                            # held: by this worker
+    book.release(book.claim("tax", now + timedelta(seconds=61), 60, limit=3), now)
+    later = now + timedelta(seconds=120)
+    with world.catalog.engine.begin() as c:       # another worker holds the second one
+        c.execute(sa.text("update notices set next_attempt_at = :t where seq = :s"), {"t": later, "s": seqs[1]})
+    before = leases()
+    assert [g.seq for g in book.claim("tax", now, 60, limit=3)] == seqs[:1]     # up to the held one
+    after = leases()
+    assert after[1] == before[1] and after[2] == before[2] and after[0] != before[0]
+    assert [g.seq for g in book.claim("tax", now, 60, limit=3, after=seqs[0])] == []   # the held one is next
