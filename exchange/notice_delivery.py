@@ -19,6 +19,7 @@ import logging
 import random
 import ssl
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from urllib.parse import urlsplit
@@ -33,7 +34,8 @@ log = logging.getLogger("exchange.notices")
 CONTENT_TYPE = "application/cloudevents+json; charset=utf-8"
 SIGNATURE_HEADER = "Exchange-Signature"
 WORKERS = 4
-BATCH = 50           # notices claimed, and recorded delivered, per transaction
+BATCH = 200          # notices claimed, and recorded delivered, per transaction
+WINDOW = 50          # POSTs (each up to its timeout) a claim's lease covers: past that, the rest is claimed anew
 
 
 def headers(got: Claimed) -> dict[str, str]:
@@ -135,7 +137,7 @@ def deliver(settings: Settings | None = None, now: datetime | None = None, rng: 
     rng = rng or random.Random()
     rng_lock = threading.Lock()
     tally = _Tally()
-    lease = (BATCH + 1) * s.notice_timeout + 30     # a claimed batch, each POST up to its timeout
+    lease = (WINDOW + 2) * s.notice_timeout + 30     # WINDOW POSTs' timeouts, and one more reconnected
 
     def one(dept: dict) -> None:
         dead: list[tuple[Claimed, str]] = []
@@ -145,10 +147,13 @@ def deliver(settings: Settings | None = None, now: datetime | None = None, rng: 
                 batch = book.claim(dept["department"], now or clock.now(), lease, min(BATCH, left), after)
                 if not batch:
                     break
-                after = batch[-1].seq
-                left -= len(batch)
+                began = time.monotonic()
                 taken: list[Claimed] = []
                 for i, got in enumerate(batch):
+                    if i and time.monotonic() - began >= WINDOW * s.notice_timeout:     # its lease would run out
+                        book.release(batch[i:], now or clock.now())
+                        break
+                    after, left = got.seq, left - 1
                     error = http.post(got)
                     if error is None:
                         taken.append(got)

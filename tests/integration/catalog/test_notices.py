@@ -313,10 +313,15 @@ def test_the_api_subscribes_replays_and_refuses(world):
     assert {"subscription.add", "subscription.list", "notices.replay", "subscription.remove"} <= actions
 
 
-def test_two_delivery_workers_at_once_send_each_notice_once(world, monkeypatch):
+@pytest.mark.parametrize("window", [None, 0])
+def test_two_delivery_workers_at_once_send_each_notice_once(world, monkeypatch, window):
+    """`window` 0: each claim's lease is taken to run out after one POST: the rest released, claimed anew."""
     import threading
 
     from exchange import notice_delivery, notifying
+
+    if window is not None:
+        monkeypatch.setattr(notice_delivery, "WINDOW", window)
 
     subs = world.consumer()
     with Receiver(_jwks) as rx:
