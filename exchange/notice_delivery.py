@@ -4,7 +4,8 @@
 
 Per department one notice at a time in seq order (a failure stops that department's pass: its
 later notices wait behind it, so each record's notices arrive in order); departments in
-parallel. A POST carries the canonical CloudEvent and the headers
+parallel, each over one kept-alive connection to its endpoint (claimed up to BATCH at a time, and
+recorded delivered per batch). A POST carries the canonical CloudEvent and the headers
   Content-Type: application/cloudevents+json; charset=utf-8
   Idempotency-Key: <event id>     Exchange-Notice-Seq: <seq>
   Exchange-Signature: <compact JWS, payload detached (RFC 7515 Appendix F)>
