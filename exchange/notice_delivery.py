@@ -4,7 +4,8 @@
 
 Per department one notice at a time in seq order (a failure stops that department's pass: its
 later notices wait behind it, so each record's notices arrive in order); departments in
-parallel. A POST carries the canonical CloudEvent and the headers
+parallel, each over one kept-alive connection to its endpoint (claimed up to BATCH at a time, and
+recorded delivered per batch). A POST carries the canonical CloudEvent and the headers
   Content-Type: application/cloudevents+json; charset=utf-8
   Idempotency-Key: <event id>     Exchange-Notice-Seq: <seq>
   Exchange-Signature: <compact JWS, payload detached (RFC 7515 Appendix F)>
@@ -14,13 +15,15 @@ EXCHANGE_NOTICE_DEAD_AFTER seconds. A receiver that is down never fails a DAG ru
 """
 from __future__ import annotations
 
+import http.client
 import logging
 import random
+import ssl
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
-
-import requests
+from urllib.parse import urlsplit
 
 from base import clock
 from base.settings import Settings, get_settings
@@ -32,7 +35,8 @@ log = logging.getLogger("exchange.notices")
 CONTENT_TYPE = "application/cloudevents+json; charset=utf-8"
 SIGNATURE_HEADER = "Exchange-Signature"
 WORKERS = 4
-BATCH = 50           # notices claimed, and recorded delivered, per transaction
+BATCH = 200          # notices claimed, and recorded delivered, per transaction
+WINDOW = 50          # POSTs (each up to its timeout) a claim's lease covers: past that, the rest is claimed anew
 
 
 def headers(got: Claimed) -> dict[str, str]:
@@ -40,16 +44,65 @@ def headers(got: Claimed) -> dict[str, str]:
             "Exchange-Notice-Seq": str(got.seq), "User-Agent": "exchange-notices/1"}
 
 
-def _post(http: requests.Session, endpoint: str, got: Claimed, timeout: float) -> str | None:
-    """None when the receiver took it (2xx); else why not."""
-    try:
-        r = http.post(endpoint, data=got.body.encode("utf-8"), headers=headers(got), timeout=timeout,
-                      allow_redirects=False)
-    except requests.RequestException as exc:
-        return f"{type(exc).__name__}: {alerts.redact(str(exc))[:300]}"
-    if 200 <= r.status_code < 300:
-        return None
-    return f"HTTP {r.status_code} from the receiver"
+def _why(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {alerts.redact(str(exc))[:300]}"
+
+
+class _Endpoint:
+    """One department's endpoint over one kept-alive HTTP/1.1 connection (http.client: no proxy or
+    .netrc from the environment, redirects not followed, https verified with the default context);
+    a kept-alive connection the receiver dropped is reconnected once."""
+
+    DROPPED = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
+
+    def __init__(self, endpoint: str, timeout: float):
+        self.endpoint, self.timeout = endpoint, timeout
+        self.conn: http.client.HTTPConnection | None = None
+
+    def _connect(self) -> http.client.HTTPConnection:
+        u = urlsplit(self.endpoint)
+        if u.scheme not in ("http", "https") or not u.hostname:
+            raise http.client.InvalidURL(f"not an http(s) URL: {self.endpoint!r}")
+        self.path = (u.path or "/") + (f"?{u.query}" if u.query else "")
+        if u.scheme == "https":
+            return http.client.HTTPSConnection(u.hostname, u.port, timeout=self.timeout,
+                                               context=ssl.create_default_context())
+        return http.client.HTTPConnection(u.hostname, u.port, timeout=self.timeout)
+
+    def post(self, got: Claimed) -> str | None:
+        """None when the receiver took it (2xx); else why not."""
+        body = got.body.encode("utf-8")
+        again = self.conn is not None        # a kept-alive connection: once more, anew, if it was dropped
+        while True:
+            try:
+                if self.conn is None:
+                    self.conn = self._connect()
+                self.conn.request("POST", self.path, body=body, headers=headers(got))
+                r = self.conn.getresponse()
+                r.read(1 << 16)
+            except self.DROPPED as exc:
+                self.close()
+                if again:
+                    again = False
+                    continue
+                return _why(exc)
+            except (OSError, ValueError, http.client.HTTPException) as exc:
+                self.close()
+                return _why(exc)
+            if r.will_close or not r.isclosed():     # the receiver's choice, or a body longer than we read
+                self.close()
+            return None if 200 <= r.status < 300 else f"HTTP {r.status} from the receiver"
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+    def __enter__(self) -> _Endpoint:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 class _Tally:
@@ -85,21 +138,24 @@ def deliver(settings: Settings | None = None, now: datetime | None = None, rng: 
     rng = rng or random.Random()
     rng_lock = threading.Lock()
     tally = _Tally()
-    lease = (BATCH + 1) * s.notice_timeout + 30     # a claimed batch, each POST up to its timeout
+    lease = (WINDOW + 2) * s.notice_timeout + 30     # WINDOW POSTs' timeouts, and one more reconnected
 
     def one(dept: dict) -> None:
         dead: list[tuple[Claimed, str]] = []
-        left = budget
-        with requests.Session() as http:
-            http.trust_env = False     # the endpoint as the operator set it: no proxy or .netrc from the environment
+        left, after = budget, None
+        with _Endpoint(dept["endpoint"], s.notice_timeout) as http:
             while left > 0:
-                batch = book.claim(dept["department"], now or clock.now(), lease, min(BATCH, left))
+                batch = book.claim(dept["department"], now or clock.now(), lease, min(BATCH, left), after)
                 if not batch:
                     break
-                left -= len(batch)
+                began = time.monotonic()
                 taken: list[Claimed] = []
                 for i, got in enumerate(batch):
-                    error = _post(http, dept["endpoint"], got, s.notice_timeout)
+                    if i and time.monotonic() - began >= WINDOW * s.notice_timeout:     # its lease would run out
+                        book.release(batch[i:], now or clock.now())
+                        break
+                    after, left = got.seq, left - 1
+                    error = http.post(got)
                     if error is None:
                         taken.append(got)
                         continue

@@ -24,11 +24,14 @@ from sqlalchemy import Engine
 from base import clock
 from catalog.db.models import Department, Notice, NoticeEvent, Subscription
 from catalog.serving import audit
-from catalog.serving.access import STATUS_SOURCES, Access
+from catalog.serving.access import STATUS_SOURCES, Access, Decision
 from catalog.serving.notice_events import CHANGED
 
 STATES = ("pending", "delivered", "dead", "withheld")
 _n, _e, _s, _d = Notice.__table__.c, NoticeEvent.__table__.c, Subscription.__table__.c, Department.__table__.c
+# with seq IN (…): `state || ''` keeps SQLite (no statistics) off ix_notices_state_due, which it
+# would otherwise take for the state's equality and walk every pending notice; seq's key finds them
+_STILL_PENDING = (_n.state + "") == "pending"
 
 
 def _aware(t: datetime | None) -> datetime | None:
@@ -75,37 +78,57 @@ class NoticeBook:
             return [{"department": r.id, "endpoint": r.notice_endpoint} for r in c.execute(q)]
 
     def claim(self, department: str, now: datetime | None = None, lease: float = 60.0,
-              limit: int = 1) -> list[Claimed]:
+              limit: int = 1, after: int | None = None) -> list[Claimed]:
         """Up to `limit` of the department's lowest pending notices, in seq order, leased for
         `lease` seconds: none unless the lowest is due and no other worker holds it. Those the
-        grant or the subscription no longer allows are withheld (and not returned)."""
+        grant or the subscription no longer allows are withheld (and not returned). `after`: the
+        last seq this worker's pass claimed (none below it is pending still; the index is read
+        from there, not past every notice the department was ever sent)."""
         now = now or clock.now()
         while True:
-            with self.engine.begin() as c:
-                rows = c.execute(sa.select(Notice.__table__, _e.type, _e.body, _e.signature, _e.dataset_id,
-                                           _e.record_id)
-                                 .join_from(Notice.__table__, NoticeEvent.__table__, _n.event_id == _e.event_id)
-                                 .where(_n.department_id == department, _n.state == "pending")
-                                 .order_by(_n.seq).limit(limit)).all()
-                if not rows or _aware(rows[0].next_attempt_at) > now:
-                    return []
-                won = []
-                for r in rows:         # in order; one lost to another worker ends the claim
-                    if not c.execute(sa.update(Notice.__table__).where(
-                            _n.seq == r.seq, _n.state == "pending", _n.next_attempt_at <= now)
-                            .values(next_attempt_at=now + timedelta(seconds=lease),
-                                    first_attempt_at=sa.func.coalesce(_n.first_attempt_at, now))).rowcount:
-                        break
-                    won.append(r)
+            won = self._lease(department, now, lease, limit, after, all_or_none=True)
+            if won is None:          # another worker took some of them: one at a time, in seq order
+                won = self._lease(department, now, lease, limit, after, all_or_none=False) or []
             got = [Claimed(r.seq, department, r.event_id, r.type, r.body, r.signature, r.dataset_id, r.record_id,
                            r.holder_key, r.purpose, r.attempts, _aware(r.created_at)) for r in won]
             why = self._no_longer_allowed(got, {r.seq: r.subscription_id for r in won}, now)
-            for g in got:
-                if g.seq in why:
-                    self._final([g], "withheld", now, why[g.seq])
+            for reason in dict.fromkeys(why.values()):
+                self._final([g for g in got if why.get(g.seq) == reason], "withheld", now, reason)
             kept = [g for g in got if g.seq not in why]
             if kept or not got:
                 return kept
+            after = got[-1].seq
+
+    def _lease(self, department: str, now: datetime, lease: float, limit: int, after: int | None, *,
+               all_or_none: bool) -> list | None:
+        """The department's lowest pending rows (up to `limit`), leased. `all_or_none`: one UPDATE
+        for them all, None (nothing leased) when another worker holds any of them; else row by row
+        in seq order, stopping at the first held by another worker."""
+        leased = {"next_attempt_at": now + timedelta(seconds=lease),
+                  "first_attempt_at": sa.func.coalesce(_n.first_attempt_at, now)}
+        with self.engine.begin() as c:
+            rows = c.execute(sa.select(Notice.__table__, _e.type, _e.body, _e.signature, _e.dataset_id, _e.record_id)
+                             .join_from(Notice.__table__, NoticeEvent.__table__, _n.event_id == _e.event_id)
+                             .where(_n.department_id == department, _n.state == "pending",
+                                    *([_n.seq > after] if after is not None else []))
+                             .order_by(_n.seq).limit(limit)).all()
+            if not rows or _aware(rows[0].next_attempt_at) > now:
+                return []
+            if all_or_none:
+                took = c.execute(sa.update(Notice.__table__).where(
+                    _n.seq.in_([r.seq for r in rows]), _STILL_PENDING, _n.next_attempt_at <= now)
+                    .values(**leased)).rowcount
+                if took == len(rows):
+                    return list(rows)
+                c.rollback()
+                return None
+            won = []
+            for r in rows:         # in order; one lost to another worker ends the claim
+                if not c.execute(sa.update(Notice.__table__).where(
+                        _n.seq == r.seq, _n.state == "pending", _n.next_attempt_at <= now).values(**leased)).rowcount:
+                    break
+                won.append(r)
+            return won
 
     def _no_longer_allowed(self, got: list[Claimed], subscriptions: dict[int, int | None],
                            now: datetime) -> dict[int, str]:
@@ -113,7 +136,8 @@ class NoticeBook:
         ids = {s for s in subscriptions.values() if s is not None}
         with self.engine.connect() as c:
             subs = {r.id: r for r in c.execute(sa.select(_s.id, _s.revoked_at, _s.expires_at).where(_s.id.in_(ids)))}
-        out = {}
+        out: dict[int, str] = {}
+        decided: dict[tuple[str, str], Decision] = {}
         for g in got:
             sid = subscriptions[g.seq]
             if sid is None:       # an objection's outcome, told to the objector
@@ -122,15 +146,20 @@ class NoticeBook:
             if sub is None or sub.revoked_at is not None or _aware(sub.expires_at) <= now:
                 out[g.seq] = f"subscription {sid} ended before the notice was due"
                 continue
-            d = self.access.decide(g.department, g.dataset or "", g.purpose)
+            key = (g.dataset or "", g.purpose)
+            if key not in decided:
+                decided[key] = self.access.decide(g.department, *key)
+            d = decided[key]
             if not d.allowed:
                 out[g.seq] = d.reason
+                continue
+            if d.fields is None:     # the whole record: nothing in the body to check
                 continue
             data = json.loads(g.body).get("data") or {}
             shown = set(data.get("record") or {}) - {"record_id"}
             if data.get("change") != CHANGED:
                 shown |= STATUS_SOURCES
-            if d.fields is not None and not shown <= d.fields:
+            if not shown <= d.fields:
                 out[g.seq] = f"the grant now covers fewer fields than the notice holds: {sorted(shown - d.fields)}"
         return out
 
@@ -142,7 +171,7 @@ class NoticeBook:
         """Claimed notices not attempted (an earlier one failed): pending as they were, unleased."""
         if got:
             with self.engine.begin() as c:
-                c.execute(sa.update(Notice.__table__).where(_n.seq.in_([g.seq for g in got]), _n.state == "pending")
+                c.execute(sa.update(Notice.__table__).where(_n.seq.in_([g.seq for g in got]), _STILL_PENDING)
                           .values(next_attempt_at=now or clock.now()))
 
     def failed(self, got: Claimed, error: str, rng: random.Random, *, base: float, cap: float,
@@ -168,9 +197,8 @@ class NoticeBook:
         if error is not None:
             values["last_error"] = error[:2000]
         with self.engine.begin() as c:
-            done = set(c.scalars(sa.select(_n.seq).where(_n.seq.in_([g.seq for g in got]), _n.state == "pending")))
-            if done:
-                c.execute(sa.update(Notice.__table__).where(_n.seq.in_(done), _n.state == "pending").values(**values))
+            done = set(c.scalars(sa.update(Notice.__table__).where(_n.seq.in_([g.seq for g in got]), _STILL_PENDING)
+                                 .values(**values).returning(_n.seq)))
         entries = []
         for g in got:
             if g.seq not in done:

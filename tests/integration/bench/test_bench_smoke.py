@@ -187,6 +187,17 @@ def test_bench_delta_publish(bench):
     assert 0 < r["delta_rows_read"] < r["records"]
 
 
+def test_bench_notices(bench):
+    lines = bench("notices", "--rows", "2000", "--changed", "100", "--subscribers", "3", timeout=300)
+    r = _result(lines)
+    # every notice owed reached the receiver (in its own process) exactly once
+    assert r["subscribers"] == 3 and r["notices"] == 3 * r["records_with_notices"] > 0
+    assert r["received"] == r["distinct_received"] == r["notices"]
+    assert r["signatures_verified"] == -(-r["notices"] // 1000) >= 1
+    assert r["deliver_s"] > 0 and r["notices_per_s"] > 0 and r["publish_to_last_delivery_s"] > 0
+    _line(lines, rf"^\s+notices_per_s: {NUMBER}$")
+
+
 def test_bench_help_names_every_benchmark():
     out = subprocess.run([sys.executable, "-m", "bench", "--help"], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr

@@ -13,6 +13,7 @@ webhook receiver per department on 127.0.0.1 verifying every signature with PyJW
 """
 from __future__ import annotations
 
+import functools
 import json
 import random
 import shutil
@@ -217,6 +218,8 @@ def test_a_receiver_down_then_back_gets_every_notice_once_in_order(world, monkey
     world.revoke(world.other[1])
 
     t0 = clock.now()
+    # the DAG task's own jitter, seeded: unseeded, a backoff under 1 s (1 in 60) failed the next check
+    monkeypatch.setattr(notifying, "deliver", functools.partial(notice_delivery.deliver, rng=random.Random(7)))
     first = notifying.notify(DATASET, now=t0)           # both receivers down: nothing lost, nothing raised
     assert first["notices"] == 6 and first["delivered"] == 0 and first["failed"] == 2
     rng = random.Random(7)
@@ -313,10 +316,15 @@ def test_the_api_subscribes_replays_and_refuses(world):
     assert {"subscription.add", "subscription.list", "notices.replay", "subscription.remove"} <= actions
 
 
-def test_two_delivery_workers_at_once_send_each_notice_once(world, monkeypatch):
+@pytest.mark.parametrize("window", [None, 0])
+def test_two_delivery_workers_at_once_send_each_notice_once(world, monkeypatch, window):
+    """`window` 0: each claim's lease is taken to run out after one POST: the rest released, claimed anew."""
     import threading
 
     from exchange import notice_delivery, notifying
+
+    if window is not None:
+        monkeypatch.setattr(notice_delivery, "WINDOW", window)
 
     subs = world.consumer()
     with Receiver(_jwks) as rx:
@@ -488,3 +496,95 @@ def test_a_holder_subscription_hears_of_its_holders_expiry(world):
     with world.catalog.engine.connect() as c:
         holders = {r[0] for r in c.execute(sa.text("select holder_key from notices"))}
     assert holders == {holder}
+
+
+def test_one_kept_alive_connection_per_endpoint_reconnected_once_when_dropped():
+    """The POSTs of a department's pass share one HTTP/1.1 connection; one the receiver closed
+    while idle is opened anew (once); a redirect is not followed; a refused one names its error."""
+    import socket
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from catalog.serving.notices import Claimed
+    from exchange.notice_delivery import _Endpoint
+
+    seen: list[tuple[int, str]] = []           # (connection's client port, path)
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args):
+            pass
+
+        def do_POST(self):
+            self.rfile.read(int(self.headers["Content-Length"]))
+            seen.append((self.client_address[1], self.path))
+            self.send_response(302 if self.path == "/moved" else 204)
+            self.send_header("Location", "/elsewhere")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            self.close_connection = self.path == "/drops"     # closes without saying so
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    got = [Claimed(i, "d", f"ev-{i}", "t", f'{{"n": {i}}}', "s", None, None, None, "p", 0, clock.now())
+           for i in range(3)]
+    try:
+        with _Endpoint(f"{base}/keeps", 5) as http:
+            assert [http.post(g) for g in got] == [None] * 3
+        with _Endpoint(f"{base}/drops", 5) as http:
+            assert [http.post(g) for g in got] == [None] * 3
+        with _Endpoint(f"{base}/moved", 5) as http:
+            assert http.post(got[0]) == "HTTP 302 from the receiver"
+    finally:
+        server.shutdown()
+        server.server_close()
+    keeps = [port for port, path in seen if path == "/keeps"]
+    drops = [port for port, path in seen if path == "/drops"]
+    assert len(keeps) == 3 and len(set(keeps)) == 1
+    assert len(drops) == 3 and len(set(drops)) == 3
+    assert [path for _, path in seen].count("/elsewhere") == 0
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    with _Endpoint(f"http://127.0.0.1:{port}/x", 5) as http:
+        assert http.post(got[0]).startswith("ConnectionRefusedError: ")
+
+
+def test_a_claim_takes_the_batch_at_once_or_row_by_row_behind_another_worker(world):
+    """A batch is leased by one UPDATE when it wins every row; when another worker holds one of
+    them, nothing of that UPDATE stays and the rows are taken in seq order up to the held one."""
+    from base.settings import get_settings
+    from catalog.serving import notice_fanout
+    from catalog.serving.notices import NoticeBook
+    from catalog.signing.keys import keystore_for
+
+    caller, _ = world.department("tax", [ITEM], None, endpoint="http://127.0.0.1:9/never")
+    world.consumer().add(caller, ITEM, dataset=DATASET)
+    with sqlite3.connect(world.silo) as db:
+        for _, number in [world.revoked, world.amended, world.other]:
+            db.execute(f"update {TABLE} set DJZT = '吊销' where ZCH = ?", [number])
+    world.change("select 1", [])
+    assert notice_fanout.fan_out(world.catalog, keystore_for(get_settings()), DATASET) == 3
+    book, now = NoticeBook(world.catalog.engine), clock.now()
+    with world.catalog.engine.connect() as c:
+        seqs = list(c.execute(sa.text("select seq from notices where department_id = 'tax' order by seq")).scalars())
+
+    def leases():
+        with world.catalog.engine.connect() as c:
+            return [(r.next_attempt_at, r.first_attempt_at) for r in c.execute(sa.text(
+                "select next_attempt_at, first_attempt_at from notices where department_id = 'tax' order by seq"))]
+
+    assert [g.seq for g in book.claim("tax", now, 60, limit=3)] == seqs         # all at once
+    assert book.claim("tax", now, 60, limit=3) == []                            # held: by this worker
+    book.release(book.claim("tax", now + timedelta(seconds=61), 60, limit=3), now)
+    later = now + timedelta(seconds=120)
+    with world.catalog.engine.begin() as c:       # another worker holds the second one
+        c.execute(sa.text("update notices set next_attempt_at = :t where seq = :s"), {"t": later, "s": seqs[1]})
+    before = leases()
+    assert [g.seq for g in book.claim("tax", now, 60, limit=3)] == seqs[:1]     # up to the held one
+    after = leases()
+    assert after[1] == before[1] and after[2] == before[2] and after[0] != before[0]
+    assert [g.seq for g in book.claim("tax", now, 60, limit=3, after=seqs[0])] == []   # the held one is next
