@@ -137,29 +137,27 @@ def get(engine: Engine, objection_id: int, now: datetime | None = None) -> dict:
     return view(hit, now)
 
 
-def get_for(engine: Engine, objection_id: int, department: str, now: datetime | None = None) -> dict:
-    """An objection as its objector sees it: another department's is NotFound, like a missing one."""
-    o = None
+def _seen_by(engine: Engine, objection_id: int, key: str, department: str, whose: str,
+             now: datetime | None) -> dict:
+    """The objection if its `key` is `department`; else NotFound, like a missing one."""
     try:
         o = get(engine, objection_id, now)
     except NotFound:
-        pass
-    if o is None or o["department"] != department:
-        raise NotFound(f"未找到异议 (no objection): #{objection_id} is not an objection of {department}")
+        o = None
+    if o is None or o[key] != department:
+        raise NotFound(f"未找到异议 (no objection): #{objection_id} is not an objection {whose} {department}")
     return o
+
+
+def get_for(engine: Engine, objection_id: int, department: str, now: datetime | None = None) -> dict:
+    """An objection as its objector sees it: another department's is NotFound, like a missing one."""
+    return _seen_by(engine, objection_id, "department", department, "of", now)
 
 
 def get_as_source(engine: Engine, objection_id: int, department: str, now: datetime | None = None) -> dict:
     """An objection as a source department's steward sees it: one to another department's
     dataset is NotFound, like a missing one."""
-    o = None
-    try:
-        o = get(engine, objection_id, now)
-    except NotFound:
-        pass
-    if o is None or o["source_department"] != department:
-        raise NotFound(f"未找到异议 (no objection): #{objection_id} is not an objection to a dataset of {department}")
-    return o
+    return _seen_by(engine, objection_id, "source_department", department, "to a dataset of", now)
 
 
 def find(engine: Engine, dataset: str | None = None, department: str | None = None,
