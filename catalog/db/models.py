@@ -463,3 +463,76 @@ class Objection(Base):
     corrected_version: Mapped[int | None] = mapped_column(Integer)
     overdue_alerted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     notified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))   # outcome told
+
+
+class Peer(Base):
+    """Another exchange this one mirrors datasets from (migration 0023). `keys`: its pinned public
+    keys, [{kid, jwk, status, pinned_by, compromised_at?, heads_before_compromise?}], grown only
+    through its signed key status document from the key given out of band (`fingerprint`);
+    `credential`: where the key this exchange presents to the peer comes from (an Airflow
+    connection id), never the secret itself."""
+    __tablename__ = "peers"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    url: Mapped[str] = mapped_column(String(1024))
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    keys: Mapped[list] = mapped_column(JSON)
+    key_status: Mapped[str | None] = mapped_column(Text)          # the last key status JWS verified
+    credential: Mapped[str | None] = mapped_column(String(255))
+    added_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    added_by: Mapped[str | None] = mapped_column(String(255))
+    last_sync_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_outcome: Mapped[str | None] = mapped_column(String(16))  # ok | refused | failed
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class Mirror(Base):
+    """A peer's dataset held here as the peer signed it (migration 0023): `version` and
+    `head_hash` the last good (verified) version; state ok | refused (the peer showed a rewritten
+    or split history, or an unknown key: kept at the last good state) | failed (unreachable)."""
+    __tablename__ = "mirrors"
+    __table_args__ = (Index("ix_mirrors_peer", "peer"),)
+    dataset_id: Mapped[str] = mapped_column(ForeignKey("datasets.id"), primary_key=True)
+    peer: Mapped[str] = mapped_column(ForeignKey("peers.name"))
+    source_id: Mapped[str] = mapped_column(String(128))
+    version: Mapped[int | None] = mapped_column(Integer)
+    head_hash: Mapped[str | None] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    checked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    synced_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Cosignature(Base):
+    """This exchange's witness cosignature on a peer's checkpoint it verified (migration 0023;
+    C2SP tlog-cosignature): published so that a peer showing two logs is evident."""
+    __tablename__ = "cosignatures"
+    dataset_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    peer: Mapped[str] = mapped_column(String(64))
+    checkpoint: Mapped[str] = mapped_column(Text)       # the peer's signed note, as verified
+    cosignature: Mapped[str] = mapped_column(Text)      # the signature line this exchange adds
+    kid: Mapped[str] = mapped_column(String(128))
+    cosigned_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class PeerAccessReport(Base):
+    """A local consumer's access to records of a mirrored dataset, owed to the dataset's origin
+    (migration 0023), so its access report shows who asked, for whom and why.
+    pending -> delivered | dead."""
+    __tablename__ = "peer_access_reports"
+    __table_args__ = (Index("ix_peer_access_reports_due", "peer", "state", "next_attempt_at"),)
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+                                    autoincrement=True)
+    peer: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    department: Mapped[str] = mapped_column(String(128))    # the end consumer here
+    purpose: Mapped[str] = mapped_column(String(255))
+    action: Mapped[str] = mapped_column(String(64))
+    holder: Mapped[str | None] = mapped_column(String(64))
+    datasets: Mapped[list | None] = mapped_column(JSON)
+    records: Mapped[list | None] = mapped_column(JSON)
+    state: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_error: Mapped[str | None] = mapped_column(Text)

@@ -1,0 +1,1 @@
+"""Federation: mirroring other exchanges' signed datasets (docs/federation.md)."""
