@@ -4,7 +4,8 @@ from __future__ import annotations
 # documents anyone may fetch, not audited: they hold nothing about a holder, and auditing reads
 # anyone may make would let anyone grow the audit chain as fast as the rate limit allows
 PUBLIC_PREFIXES = ("/v1/keys/", "/v1/audit/checkpoints")
-PUBLIC_PATHS = frozenset({"/v1/catalogue.jsonld", "/v1/items", "/v1/federation/cosignatures"})    # public metadata (routes/catalogue.py)
+PUBLIC_PATHS = frozenset({"/v1/catalogue.jsonld", "/v1/items",      # public metadata (routes/catalogue.py)
+                          "/v1/federation/cosignatures"})              # a witness's cosignatures
 
 ROUTE_ACTIONS = {"/v1/holders/records": "lookup", "/v1/holders/access-report": "access_report",
                  "/v1/records/{record_id}/bundle": "bundle", "/v1/records/{record_id}/status": "status",

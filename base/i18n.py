@@ -143,6 +143,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "col.dataset": ("数据集", "dataset"),
     "col.certificate_type": ("证照类型", "certificate type"),
     "col.department": ("部门", "department"),
+    "col.on_behalf_of": ("代表的使用部门", "on behalf of"),
     "col.sharing": ("共享属性", "sharing"),
     "col.freshness": ("更新情况", "freshness"),
     "col.version": ("版本", "version"),

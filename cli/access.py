@@ -176,7 +176,8 @@ def cmd_access_report(args) -> int:
 
     key, rows, more = holder_accesses(args.holder_id, args.limit, args.before)
     emit(args, rows, both("cli.title.accesses", key=key),
-         ["seq", "at", "department", "purpose", "action", "datasets", "outcome"], {"outcome": "outcome"})
+         ["seq", "at", "department", "on_behalf_of", "purpose", "action", "datasets", "outcome"],
+         {"outcome": "outcome"})
     if more:         # stderr: --json stays the list of entries
         print(t("cli.msg.more_pages", key=key, limit=args.limit, seq=rows[-1]["seq"]), file=sys.stderr)
     return 0

@@ -12,7 +12,6 @@ import base64
 import hashlib
 from collections.abc import Iterator
 
-
 from base import clock
 from base.errors import AccessDenied, ExchangeError, InvalidRequest, NotFound
 from base.settings import get_settings
