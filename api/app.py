@@ -10,6 +10,7 @@ from api.request_metrics import RequestMetrics, RequestMetricsMiddleware
 from api.routes import (
     audit,
     catalogue,
+    federation,
     holders,
     keys,
     logs,
@@ -25,6 +26,7 @@ from catalog.ledger.service import Ledger
 from catalog.service import Catalog
 from catalog.serving.access import Access
 from catalog.serving.consumer import Consumer
+from catalog.serving.federation import FederationService
 
 
 def create_app(settings=None, *, rate: float | None = None, burst: int | None = None,
@@ -37,12 +39,13 @@ def create_app(settings=None, *, rate: float | None = None, burst: int | None = 
     ttl = cache_ttl if cache_ttl is not None else settings.api_cache_ttl
     app.state.settings = settings
     app.state.consumer = Consumer(cat, Access(cat.engine, ttl))
+    app.state.federation = FederationService(cat, app.state.consumer.access)
     app.state.ledger = Ledger(settings.catalog_url, pre_ping=False)     # the dashboard's runs
     app.state.limiter = _limiter(settings, rate or settings.api_rate, burst or settings.api_burst)
     problems.install(app)
     openapi.install_docs(app)     # /docs: Swagger UI from this exchange, never a CDN (no /redoc: it needs one)
     for module in (holders, records, objections, materials, catalogue, subscriptions, notices, keys, logs, audit,
-                   metrics):
+                   metrics, federation):
         app.include_router(module.router)
     dashboard.install(app)        # /dashboard: pages for people (hidden from the OpenAPI schema)
     _install_auditing(app, cat.engine, settings)

@@ -6,7 +6,8 @@ from typing import Annotated
 from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from base.errors import Unauthenticated
+from api.actions import action_of
+from base.errors import AccessDenied, Unauthenticated
 from catalog.serving.access import CASE_RE, Caller, check_purpose
 from catalog.serving.consumer import Consumer
 from schemas.items import CODE_RE
@@ -18,8 +19,7 @@ async def get_consumer(request: Request) -> Consumer:
     return request.app.state.consumer
 
 
-async def get_caller(request: Request,
-                     cred: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Caller:
+def _authenticate(request: Request, cred: HTTPAuthorizationCredentials | None) -> Caller:
     consumer: Consumer = request.app.state.consumer
     try:
         caller = consumer.access.authenticate(cred.credentials if cred else None)
@@ -28,6 +28,24 @@ async def get_caller(request: Request,
         raise
     request.state.caller = caller
     request.app.state.limiter.take(caller.department)
+    return caller
+
+
+async def get_caller(request: Request,
+                     cred: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Caller:
+    """A consuming (or auditing) department: a peer exchange's key answers /v1/federation/* only."""
+    caller = _authenticate(request, cred)
+    if caller.role == "exchange":
+        raise AccessDenied(f"交换平台密钥仅用于联邦接口 (peer exchange key): department {caller.department} is a "
+                           "peer exchange (role exchange); its key is good for /v1/federation/* only")
+    return caller
+
+
+async def get_peer(request: Request,
+                   cred: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Caller:
+    """A peer exchange department (role exchange); others are refused (audited) by the service."""
+    caller = _authenticate(request, cred)
+    request.app.state.federation.require_peer(caller, action_of(request.scope))
     return caller
 
 
@@ -60,6 +78,7 @@ async def get_optional_purpose(purpose: Annotated[str | None, Query(**PURPOSE_DO
 
 ConsumerDep = Annotated[Consumer, Depends(get_consumer)]
 CallerDep = Annotated[Caller, Depends(get_caller)]
+PeerDep = Annotated[Caller, Depends(get_peer)]
 PurposeDep = Annotated[str, Depends(get_purpose)]
 PublicDep = Depends(public_read)
 OptionalPurposeDep = Annotated[str | None, Depends(get_optional_purpose)]

@@ -9,6 +9,7 @@ from api.shared_buckets import SharedBuckets
 from base.errors import RateLimited
 
 MAX_BODY = 16 * 1024
+PATH_LIMITS = {"/v1/federation/access": 1024 * 1024}      # a peer's batch of access reports
 
 
 class BodyLimit:
@@ -18,22 +19,23 @@ class BodyLimit:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        limit = PATH_LIMITS.get(scope.get("path", ""), self.limit)
         for k, v in scope.get("headers", ()):
-            if k == b"content-length" and (not v.isdigit() or int(v) > self.limit):
-                return await _too_large(send, self.limit)
+            if k == b"content-length" and (not v.isdigit() or int(v) > limit):
+                return await _too_large(send, limit)
         seen = 0
 
         async def limited():
             nonlocal seen
             msg = await receive()
             seen += len(msg.get("body", b""))
-            if seen > self.limit:
+            if seen > limit:
                 raise _TooLarge()
             return msg
         try:
             await self.app(scope, limited, send)
         except _TooLarge:
-            await _too_large(send, self.limit)
+            await _too_large(send, limit)
 
 
 class _TooLarge(Exception):

@@ -106,6 +106,38 @@ def cmd_grant_list(args) -> int:
     return 0
 
 
+def _federation():
+    from catalog.serving.federation import FederationService  # lazy: CLI start (the catalogue)
+    from exchange.catalogue import open_catalog
+
+    cat = open_catalog()
+    return FederationService(cat, _access_for(cat))
+
+
+def _access_for(cat):
+    from exchange.catalogue import open_access  # lazy: CLI start (the catalogue imports pyarrow)
+    return open_access(cat)
+
+
+def cmd_agreement_add(args) -> int:
+    gid = _federation().add_agreement(args.department, args.dataset, args.days, actor=args.actor)
+    _out(args, {"agreement": gid, "department": args.department, "dataset": args.dataset},
+         t("cli.msg.agreement_added", agreement=gid, department=args.department, dataset=args.dataset))
+    return 0
+
+
+def cmd_agreement_revoke(args) -> int:
+    _federation().revoke_agreement(args.agreement_id, actor=args.actor)
+    _out(args, {"revoked": args.agreement_id}, t("cli.msg.agreement_revoked", agreement=args.agreement_id))
+    return 0
+
+
+def cmd_agreement_list(args) -> int:
+    emit(args, _federation().agreements(), both("cli.title.agreements"),
+         ["id", "department_id", "dataset_id", "created_at", "expires_at", "revoked_at"])
+    return 0
+
+
 def cmd_audit_verify(args) -> int:
     from exchange import audit_log  # lazy: CLI start (the catalogue imports pyarrow)
 
@@ -144,7 +176,8 @@ def cmd_access_report(args) -> int:
 
     key, rows, more = holder_accesses(args.holder_id, args.limit, args.before)
     emit(args, rows, both("cli.title.accesses", key=key),
-         ["seq", "at", "department", "purpose", "action", "datasets", "outcome"], {"outcome": "outcome"})
+         ["seq", "at", "department", "on_behalf_of", "purpose", "action", "datasets", "outcome"],
+         {"outcome": "outcome"})
     if more:         # stderr: --json stays the list of entries
         print(t("cli.msg.more_pages", key=key, limit=args.limit, seq=rows[-1]["seq"]), file=sys.stderr)
     return 0
@@ -155,7 +188,8 @@ def register(add) -> None:
     _sub(add, "departments", both("cli.help.departments"), [
         ("add", cmd_dept_add, both("cli.help.departments_add"),
          [(("id",), {}), (("name",), {}),
-          (("--role",), {"default": "consumer", "choices": ["consumer", "auditor"]}), actor]),
+          (("--role",), {"default": "consumer", "choices": ["consumer", "auditor", "exchange"],
+                         "help": both("cli.arg.role")}), actor]),
         ("list", cmd_dept_list, both("cli.help.departments_list"), []),
         ("objection-days", cmd_dept_objection_days, both("cli.help.departments_objection_days"),
          [(("id",), {}), (("days",), {"type": int}), actor]),
@@ -175,6 +209,13 @@ def register(add) -> None:
           (("--days",), {"type": int, "default": 365}), actor]),
         ("revoke", cmd_grant_revoke, both("cli.help.grants_revoke"), [(("grant_id",), {"type": int}), actor]),
         ("list", cmd_grant_list, both("cli.help.grants_list"), [(("--department",), {})])])
+    _sub(add, "agreements", both("cli.help.agreements"), [
+        ("add", cmd_agreement_add, both("cli.help.agreements_add"),
+         [(("department",), {"metavar": "PEER_DEPT"}), (("dataset",), {}),
+          (("--days",), {"type": int, "default": 365}), actor]),
+        ("revoke", cmd_agreement_revoke, both("cli.help.agreements_revoke"),
+         [(("agreement_id",), {"type": int, "metavar": "ID"}), actor]),
+        ("list", cmd_agreement_list, both("cli.help.agreements_list"), [])])
     sp = add("audit-verify", cmd_audit_verify, both("cli.help.audit_verify"))
     sp.add_argument("--checkpoint", action="append", metavar="FILE", help=both("cli.arg.checkpoint"))
     sp.add_argument("--jwks", metavar="FILE", help=both("cli.arg.audit_jwks"))

@@ -34,7 +34,8 @@ from trust.verify import label_unsigned
 DEPT_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{1,63}$")
 CASE_RE = re.compile(r"^case:[A-Za-z0-9][A-Za-z0-9._/-]{3,63}$")
 ANY_CASE = "case:*"
-ROLES = ("consumer", "auditor")
+ROLES = ("consumer", "auditor", "exchange")   # exchange: a peer exchange (federation routes only)
+MIRROR = "mirror"        # the purpose of an agreement (a grant to a peer exchange department)
 TOKEN_RE = re.compile(r"^exk_([0-9a-f]{16})\.([A-Za-z0-9_-]{43})$")
 MAX_DAYS = 730          # the longest a credential or a grant lives
 
@@ -266,10 +267,16 @@ class Access:
     def add_grant(self, dept: str, dataset: str, purposes: list[str], fields: list[str] | None,
                   days: int = 365, actor: str = "operator") -> int:
         _check_days("a grant", days)
-        self._department(dept)
+        role = self._role(dept)
         info = self.datasets().get(dataset) or self._fresh_dataset(dataset)
+        if role == "exchange" and (purposes != [MIRROR] or fields is not None):
+            raise InvalidRequest(f"交换平台部门只接受共享协议 (agreements only): {dept} is a peer exchange; it is "
+                                 f"granted purpose {MIRROR} on every field only (`exchange agreements add`)")
         for p in purposes:
-            if p != ANY_CASE:
+            if p == MIRROR and role != "exchange":
+                raise InvalidRequest(f"用途 mirror 只授予交换平台 (mirror is for peer exchanges): {dept} is a "
+                                     f"{role} department")
+            if p not in (ANY_CASE, MIRROR):
                 check_purpose(p)
         if not purposes:
             raise InvalidRequest(f"授权未写明用途 (no purpose): "
@@ -305,10 +312,15 @@ class Access:
             return [dict(r) for r in conn.execute(q).mappings()]
 
     def _department(self, dept: str) -> None:
+        self._role(dept)
+
+    def _role(self, dept: str) -> str:
         check_department_id(dept)
         with self.engine.connect() as c:
-            if not c.scalar(sa.select(Department.id).where(Department.id == dept)):
-                raise NotFound(f"未找到部门 (no department): {dept!r}; add it with `exchange departments add`")
+            role = c.scalar(sa.select(Department.role).where(Department.id == dept))
+        if role is None:
+            raise NotFound(f"未找到部门 (no department): {dept!r}; add it with `exchange departments add`")
+        return role
 
     def _fresh_dataset(self, dataset: str) -> DatasetInfo:
         self.clear()

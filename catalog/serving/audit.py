@@ -250,7 +250,8 @@ REPORT_LIMIT = 500
 
 def holder_report(engine: Engine, holder: str, limit: int = REPORT_LIMIT,
                   before: int | None = None) -> tuple[list[dict], bool]:
-    """Who looked at this holder's records, when and why: entries of the chain, newest first,
+    """Who looked at this holder's records, when and why (and for whom, when a peer exchange asked
+    on behalf of its consumer: on_behalf_of): entries of the chain, newest first,
     at most `limit` with seq < `before`; and whether older ones remain (page on with
     before = the last seq)."""
     where = [_log.c.holder == holder, _in_chain()]
@@ -258,10 +259,17 @@ def holder_report(engine: Engine, holder: str, limit: int = REPORT_LIMIT,
         where.append(_log.c.seq < before)
     with engine.connect() as c:
         rows = c.execute(sa.select(_log.c.seq, _log.c.at, _log.c.department, _log.c.purpose,
-                                   _log.c.action, _log.c.datasets, _log.c.fields, _log.c.outcome)
+                                   _log.c.action, _log.c.datasets, _log.c.fields, _log.c.outcome,
+                                   _log.c.detail)
                          .where(*where).order_by(_log.c.seq.desc())
                          .limit(limit + 1)).mappings().all()
-    return [{**r, "at": _at_text(r["at"])} for r in rows[:limit]], len(rows) > limit
+    return [{**{k: v for k, v in r.items() if k != "detail"}, "at": _at_text(r["at"]),
+             "on_behalf_of": _on_behalf_of(r["detail"])} for r in rows[:limit]], len(rows) > limit
+
+
+def _on_behalf_of(detail) -> str | None:
+    """The end consumer a peer exchange asked for (its access report, catalog/serving/federation.py)."""
+    return detail.get("on_behalf_of") if isinstance(detail, dict) else None
 
 
 def search(engine: Engine, *, holder: str | None = None, department: str | None = None,

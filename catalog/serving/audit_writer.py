@@ -9,6 +9,7 @@ import logging
 import psycopg
 
 from catalog.db.rawdb import Busy, raw
+from catalog.federation.access_reports import ROW_KEY, enqueue_from
 from catalog.serving import audit
 
 log = logging.getLogger("exchange.api")
@@ -79,6 +80,8 @@ class AuditWriter:
             log.exception("audit write failed")
             return self._settle(batch, exc)
         self._busy_since, self._running = None, False
+        if any(ROW_KEY in r for r in rows):        # reports owed to mirrored datasets' origins
+            enqueue_from(self.engine, rows)
         self._settle(batch, None)
 
     async def _write_async(self, rows: list[dict]) -> None:
@@ -103,6 +106,8 @@ class AuditWriter:
                     log.exception("audit write failed")
                     self._settle(batch, exc)
                 else:
+                    if any(ROW_KEY in r for r in rows):   # reports owed to mirrored datasets' origins
+                        await asyncio.to_thread(enqueue_from, self.engine, rows)
                     self._settle(batch, None)
         finally:
             self._running = False

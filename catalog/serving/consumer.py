@@ -6,6 +6,7 @@ in catalog/serving/audit.py, the catalogue reads in catalog/service.py.
 from __future__ import annotations
 
 import re
+import time
 from contextvars import ContextVar
 from datetime import UTC, date, datetime
 
@@ -14,6 +15,7 @@ import sqlalchemy as sa
 from base import clock
 from base.errors import AccessDenied, ExchangeError, InvalidRequest, NotFound
 from catalog.db.models import Dataset, DatasetVersion, Record
+from catalog.federation import access_reports
 from catalog.ledger.monitoring import freshness
 from catalog.service import Catalog
 from catalog.serving import audit, objections
@@ -23,6 +25,7 @@ from catalog.serving.materials import check_materials
 
 PENDING: ContextVar[list | None] = ContextVar("pending_audit", default=None)
 SUMMARY_FIELDS = ("licence_number", "holder_name", "valid_to")
+REPORTED = frozenset({"lookup", "bundle", "status", "materials"})   # owed to a mirrored dataset's origin
 
 
 def _shown(key: str, fields: frozenset[str]) -> bool:
@@ -40,16 +43,35 @@ class Consumer:
     def __init__(self, catalog: Catalog, access: Access, operator: str | None = None):
         self.catalog, self.access, self.engine = catalog, access, catalog.engine
         self.operator = operator
+        self._mirrors: tuple[float, dict[str, str]] | None = None
 
-    def _audit(self, caller: Caller | None, purpose: str, action: str, outcome: str, **kw) -> None:
+    def mirrors(self) -> dict[str, str]:
+        """Mirrored dataset -> its origin peer (read again after the access cache's ttl)."""
+        t = time.monotonic()
+        if self._mirrors is None or t - self._mirrors[0] >= self.access.ttl:
+            self._mirrors = (t, access_reports.mirrored(self.engine))
+        return self._mirrors[1]
+
+    def _audit(self, caller: Caller | None, purpose: str, action: str, outcome: str,
+               records: list[tuple[str, str]] | None = None, **kw) -> None:
         if self.operator is not None:
             kw["detail"] = {**(kw.get("detail") or {}), "via": "cli", "operator": self.operator}
         row = audit.entry(department=caller.department if caller else "-", purpose=purpose or "-",
                           action=action, outcome=outcome, **kw)
+        if outcome == "allowed" and action in REPORTED and caller is not None and kw.get("datasets") \
+                and (mirrors := self.mirrors()):
+            reports = access_reports.reports_for(
+                mirrors, at=row["at"], department=caller.department, purpose=row["purpose"], action=action,
+                holder=kw.get("holder"), datasets=kw["datasets"],
+                records=records if records is not None else
+                [(d, kw["subject"]) for d in kw["datasets"]] if kw.get("subject") and action != "materials" else [])
+            if reports:
+                row[access_reports.ROW_KEY] = reports
         pending = PENDING.get()
         if pending is None:
             audit.append_many(self.engine, [row])
-        else:       # the API writes it (group commit) before the response starts
+            access_reports.enqueue_from(self.engine, [row])
+        else:       # the API writes it (group commit) before the response starts, then queues its reports
             pending.append(row)
 
     def refused(self, caller: Caller | None, purpose: str | None, action: str, exc: ExchangeError,
@@ -71,7 +93,8 @@ class Consumer:
             seen[r["dataset"]] = seen.get(r["dataset"], 0) + 1
             out.append({k: v for k, v in r.items() if d.fields is None or _shown(k, d.fields)})
         self._audit(caller, purpose, "lookup", "allowed", holder=key, datasets=sorted(seen),
-                    detail={"records": len(out), "by_dataset": seen})
+                    detail={"records": len(out), "by_dataset": seen},
+                    records=[(r["dataset"], r["record_id"]) for r in out if "record_id" in r])
         return {"holder": key, "records": out}
 
     def _record_dataset(self, record_id: str) -> tuple[str, str]:

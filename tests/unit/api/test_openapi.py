@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 BASE = "http://testserver"
-PUBLIC_METADATA = {"/v1/catalogue.jsonld", "/v1/items"}
+PUBLIC_METADATA = {"/v1/catalogue.jsonld", "/v1/items", "/v1/federation/cosignatures"}
 
 
 @pytest.fixture
@@ -74,7 +74,9 @@ def test_every_v1_route_declares_its_errors_as_problem_details(app):
         assert (413 in errors) == (method == "post"), (method, path)
         assert "WWW-Authenticate" in op["responses"]["401"]["headers"]
         assert op["security"] == [{"HTTPBearer": []}], (method, path)
-    assert ("get", "/v1/datasets") in seen and len(seen) == 12
+    assert ("get", "/v1/datasets") in seen and len(seen) == 16
+    assert {("get", "/v1/federation/datasets"), ("post", "/v1/federation/access"),
+            ("get", "/v1/federation/datasets/{dataset}/versions/{version}/{name}")} <= seen
     assert ("post", "/v1/records/{record_id}/objections") in seen and ("get", "/v1/objections/{objection_id}") in seen
     assert {("post", "/v1/subscriptions"), ("get", "/v1/notices")} <= seen
     by = {(m, p): {int(s) for s in op["responses"]} for p, m, op in _ops(doc)}
