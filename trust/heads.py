@@ -15,6 +15,7 @@ STH_TYP = "exchange-sth+jws"
 KEY_STATUS_TYP = "exchange-key-status+jws"
 CHECKPOINT_TYP = "exchange-audit-checkpoint+jws"
 NOTICE_TYP = "exchange-notice+jws"
+ENDORSEMENT_TYP = "exchange-key-endorsement+jws"   # a rotation: the outgoing key vouches for the new one
 
 
 def rfc3339(t: dt.datetime) -> str:

@@ -3,7 +3,9 @@
 Layout of the key directory (0700):
   {kid}.pem   PKCS#8 private key encrypted with the passphrase (0600; PBKDF2-HMAC-SHA256 at
               600,000 rounds, AES-256-CBC: catalog/signing/key_files.py); kid = RFC 7638 thumbprint
-  keys.json   manifest: [{kid, created_at, status, compromised_at}], exactly one "active"
+  keys.json   manifest: [{kid, created_at, status, compromised_at[, endorsement]}], exactly one
+              "active"; `endorsement`: the compact JWS by which the outgoing key vouched for a
+              key made by `rotate` (typ exchange-key-endorsement+jws; peers follow rotations by it)
 Keys are made only on purpose: `exchange keys create` (the first), `rotate`, `compromise`.
 Signing never makes one (two machines would each sign with their own).
 A machine without the key directory signs with the active key handed to it as one encrypted
@@ -34,7 +36,8 @@ from base.errors import ConfigError
 from base.files import atomic_write
 from catalog.signing import key_files
 from trust.checkpoint import check_key_name, note_key_id, note_signature_line, verifier_key
-from trust.heads import ALG, KEY_STATUS_TYP, STH_TYP, eddsa_allowed, head_hash, rfc3339
+from trust.cosign import cosignature_line, cosigner_vkey
+from trust.heads import ALG, ENDORSEMENT_TYP, KEY_STATUS_TYP, STH_TYP, eddsa_allowed, head_hash, rfc3339
 
 MANIFEST = "keys.json"
 STATUSES = ("active", "retired", "compromised")
@@ -140,14 +143,14 @@ class KeyStore:
             self._cache[kid] = key
         return self._cache[kid]
 
-    def _new_key(self) -> dict:
+    def _new_key(self, now: dt.datetime | None = None) -> dict:
         raw = Ed25519PrivateKey.generate()
         kid = OKPKey.import_key(raw).thumbprint()
         fd = os.open(self.directory / f"{kid}.pem", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as f:
             f.write(key_files.encrypt(raw, self._passphrase))
             os.fsync(f.fileno())
-        return {"kid": kid, "created_at": rfc3339(clock.now()),
+        return {"kid": kid, "created_at": rfc3339(now or clock.now()),
                 "status": "active", "compromised_at": None}
 
     def _active(self) -> str:
@@ -224,18 +227,33 @@ class KeyStore:
         return done
 
     def rotate(self) -> str:
-        """A new active key; the old one is retired (it stays in the JWKS), and older keys
+        """A new active key, endorsed by the outgoing one (`endorsement`, so peers that pinned
+        the old key follow); the old one is retired (it stays in the JWKS), and older keys
         are re-encrypted with the current KDF. Returns the new kid."""
         with self._locked():
+            now = clock.now()
             entries = self.manifest()
+            outgoing = None
             for e in entries:
                 if e["status"] == "active":
-                    self._load(e["kid"])  # refuse to rotate with a wrong passphrase
+                    outgoing = self._load(e["kid"])  # refuse to rotate with a wrong passphrase
                     e["status"] = "retired"
             self._reencrypt_locked()
-            entries.append(self._new_key())
+            entry = self._new_key(now)
+            if outgoing is not None:
+                entry["endorsement"] = self._endorse(outgoing, entry["kid"], now)
+            entries.append(entry)
             self._write_manifest(entries)
             return entries[-1]["kid"]
+
+    def _endorse(self, outgoing: OKPKey, kid: str, now: dt.datetime) -> str:
+        """Compact JWS by `outgoing` (typ exchange-key-endorsement+jws) vouching for key `kid`."""
+        by = outgoing.thumbprint()
+        payload = {"kid": kid, "jwk": public_jwk(self._load(kid)), "endorsed_by": by, "issued_at": rfc3339(now)}
+        signer = OKPKey.import_key(outgoing.raw_value, {"kid": by})
+        header = {"alg": ALG, "kid": by, "typ": ENDORSEMENT_TYP}
+        with eddsa_allowed():
+            return jws.serialize_compact(header, rfc8785.dumps(payload), signer, algorithms=[ALG])
 
     def mark_compromised(self, kid: str, at: dt.datetime | None = None) -> None:
         """Drop a key from the JWKS from time `at` (default now); if it was active, a new key takes
@@ -293,13 +311,29 @@ class KeyStore:
         public = self.signer().private_key.public_key()
         return verifier_key(name, public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw))
 
+    def cosign(self, note: str, name: str, now: dt.datetime) -> tuple[str, str]:
+        """This exchange's C2SP cosignature/v1 line on a peer's checkpoint note (trust/cosign.py),
+        by the signing key under cosigner name `name`, at `now`; and the signing key's kid."""
+        if now.tzinfo is None or now.utcoffset() is None:
+            raise ValueError("a cosignature time needs a time zone (use base.clock.now())")
+        key = self.signer()
+        return cosignature_line(note, name, key.private_key, int(now.timestamp())), key.kid
+
+    def cosigner_vkey(self, name: str) -> str:
+        """The cosigner verifier key ("<name>+<key ID>+<base64(0x04 ‖ public key)>") of the signing key."""
+        public = self.signer().private_key.public_key()
+        return cosigner_vkey(name, public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw))
+
     def sign_key_status(self, heads_before: dict[str, list[str]], now: dt.datetime | None = None) -> str:
         """Compact JWS (signed by the active key) listing every key's status; a compromised key
         comes with its public JWK and `heads_before_compromise`: the hashes of the tree heads the
-        exchange published with it before its compromise time (from `heads_before[kid]`)."""
+        exchange published with it before its compromise time (from `heads_before[kid]`); a key
+        made by `rotate` comes with its `endorsement` by the key it replaced."""
         entries = []
         for e in self.manifest():
             item = {"kid": e["kid"], "status": e["status"], "created_at": e["created_at"]}
+            if e.get("endorsement"):
+                item["endorsement"] = e["endorsement"]
             if e["status"] == "compromised":
                 item.update(compromised_at=e["compromised_at"], jwk=public_jwk(self._load(e["kid"])),
                             heads_before_compromise=sorted(heads_before.get(e["kid"], [])))

@@ -479,3 +479,23 @@ def test_outsider_verifies_with_jwcrypto_hashlib_and_rfc8785_only(published):
             r = hashlib.sha256(b"\x01" + r + p).digest()
         fn, sn = fn >> 1, sn >> 1
     assert sn == 0 and r.hex() == head["root_hash"]
+
+
+def test_rotate_endorses_the_new_key_with_the_outgoing_one(store, tmp_path):
+    old = store.signer().kid
+    assert "endorsement" not in store.manifest()[0]                  # the first key: nobody to vouch
+    new = store.rotate()
+    token = store.manifest()[1]["endorsement"]
+    verifier = jc_jws.JWS()
+    verifier.deserialize(token)
+    verifier.verify(jc_jwk.JWK(**store.public_jwk(old)))               # signed by the outgoing key
+    assert json.loads(base64.urlsafe_b64decode(token.split(".")[0] + "==")) == {
+        "alg": "EdDSA", "kid": old, "typ": "exchange-key-endorsement+jws"}
+    claims = json.loads(verifier.payload)
+    assert claims == {"kid": new, "jwk": store.public_jwk(new), "endorsed_by": old,
+                      "issued_at": store.manifest()[1]["created_at"]}
+    doc = store.sign_key_status({})
+    listed = json.loads(base64.urlsafe_b64decode(doc.split(".")[1] + "=="))["keys"]
+    assert [e.get("endorsement") for e in listed] == [None, token]
+    store.mark_compromised(new)                                         # a replacement after a theft
+    assert "endorsement" not in store.manifest()[2]                     # is not vouched for by the thief's key
