@@ -9,7 +9,6 @@ holder's access report here shows who asked at the peer, for whom and why."""
 from __future__ import annotations
 
 import base64
-import hashlib
 from collections.abc import Iterator
 
 from base import clock
@@ -22,8 +21,7 @@ from catalog.service import Catalog
 from catalog.serving import audit
 from catalog.serving.access import MIRROR, Access, Caller
 from catalog.serving.consumer import PENDING
-
-COSIGNATURE_V1 = b"\x04"      # C2SP tlog-cosignature: timestamped Ed25519 cosignature (cosignature/v1)
+from trust import cosign
 
 
 def exchange_only(caller: Caller | None) -> None:
@@ -36,11 +34,8 @@ def exchange_only(caller: Caller | None) -> None:
 
 
 def cosigner_vkey(name: str, x: str) -> str:
-    """The signed-note verifier key of a cosigning Ed25519 key (public key: the JWK's `x`):
-    <name>+<hex key ID>+<base64(0x04 ‖ key)>, key ID = SHA-256(name ‖ 0x0A ‖ 0x04 ‖ key)[:4]."""
-    key = base64.urlsafe_b64decode(x + "=" * (-len(x) % 4))
-    key_id = hashlib.sha256(name.encode() + b"\n" + COSIGNATURE_V1 + key).digest()[:4]
-    return f"{name}+{key_id.hex()}+{base64.b64encode(COSIGNATURE_V1 + key).decode()}"
+    """The signed-note verifier key of a cosigning Ed25519 key (public key: the JWK's `x`)."""
+    return cosign.cosigner_vkey(name, base64.urlsafe_b64decode(x + "=" * (-len(x) % 4)))
 
 
 class FederationService:
