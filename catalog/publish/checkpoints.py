@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from base.errors import MirrorRefused
-
 from base.settings import get_settings
 from catalog.signing import vmap
 from catalog.signing.keys import KeyStore, tree_head_payload

@@ -121,7 +121,7 @@ def test_a_mirror_holds_the_origins_versions_as_signed(federation):
     assert (state["version"], state["state"], state["head_hash"]) == (3, "ok", _info(origin, 3)["head_hash"])
 
     jwks = _jwks()
-    for name, rid in f["ids"].items():
+    for rid in f["ids"].values():
         bundle = here.bundle(rid)
         assert bundle["signed_tree_head"] == _info(origin, 3)["signed_tree_head"]
         verified = verify_bundle(bundle, jwks)
