@@ -98,3 +98,18 @@ class RateLimited(ExchangeError):
     def __init__(self, message: str, retry_after: float):
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class MirrorRefused(VerificationError):
+    """A peer's dataset version this exchange will not hold as a mirror (federation): a
+    rewritten or split history, an unknown key, records that do not match the signed head.
+    `kind`: rewrite | split_view | unknown_key | bad_records | inconsistent. Re-exported as
+    catalog.federation.mirror.MirrorRefused; nothing of the refused version is kept."""
+    KINDS = ("rewrite", "split_view", "unknown_key", "bad_records", "inconsistent")
+
+    def __init__(self, kind: str, message: str):
+        if kind not in self.KINDS:
+            raise ValueError(f"unknown refusal kind {kind!r}; known: {', '.join(self.KINDS)}")
+        ExchangeError.__init__(self, f"镜像被拒绝 (mirror refused, {kind}): {message}")
+        self.kind = kind
+        self.step, self.step_name, self.detail = 0, f"mirror {kind}", message

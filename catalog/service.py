@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from base import clock, times
-from base.errors import ConfigError, InvalidRequest, NotFound, PublishError
+from base.errors import ConfigError, InvalidRequest, MirrorRefused, NotFound, PublishError
 from base.storage import Store
 from catalog import registrations
 from catalog.db.engine import checkpoint_aside, checkpoint_thread, engine_for
@@ -185,15 +185,21 @@ class Catalog:
                     "history": [{c: getattr(h, c) for c in HISTORY_COLUMNS} for h in history]}
 
     # --- publishing -------------------------------------------------------------------
-    def publish(self, run_id: int, listing: SourceListing, lv: LogVersion, keys: KeyStore,
-                now: datetime | None = None, *, base_version=ANY_BASE) -> PublishResult:
+    def publish(self, run_id: int, listing: SourceListing, lv: LogVersion, keys: KeyStore | None,
+                now: datetime | None = None, *, base_version=ANY_BASE,
+                head: checkpoints.GivenHead | None = None, version: int | None = None) -> PublishResult:
         """One transaction: the version (the log's next checkpoint), its index rows (the records'
         changes are read from them: publish/status.py) and the run's state, or nothing. `lv`
         (catalog/publish/log_version.py) holds only the record states that changed.
         Its leaves are dropped once in the log (`lv.appended` is 0 after).
         `base_version`: the current version `lv` was built on; if another publish moved the
         dataset on meanwhile, BaseMoved is raised under the dataset's lock, before anything is
-        written, and the caller builds again."""
+        written, and the caller builds again.
+        `head` (a mirror, catalog/federation/mirror.py): the peer's signed checkpoint of this
+        version, stored as it is (`keys` unused); its payload must name what this catalogue
+        computed (checkpoints.HEAD_FIELDS), else MirrorRefused and nothing is kept. `version`:
+        the version's number when the dataset has none yet (a mirror starts at the origin's
+        first log version); after that it must be the next."""
         now = now or utcnow()
         final_key: str | None = None
         written: list[str] = []
@@ -214,9 +220,16 @@ class Catalog:
                     prev = (s.get(DatasetVersion, (ds.id, ds.current_version))
                             if ds.current_version else None)
                     if prev and lv.appended == 0:
+                        if head is not None:
+                            raise MirrorRefused("inconsistent", f"dataset {ds.id}: a signed version that "
+                                                "appends nothing to the log")
                         run.state, run.finished_at, run.version = "unchanged", now, prev.version
                         return PublishResult(ds.id, prev.version, "unchanged", prev.tree_size, prev.root_hash)
-                    version = (prev.version if prev else 0) + 1
+                    next_version = (prev.version if prev else 0) + 1
+                    if version is not None and version != next_version and (prev or version < 1):
+                        raise PublishError(f"dataset {ds.id}: version {version} cannot follow "
+                                           f"{prev.version if prev else 'none'}")
+                    version = version if version is not None else next_version
                     loader.prepare(lv.index_path)     # SQLite: sorted and ingested while the log grows
                     log = TileLog(self.store, log_version.log_prefix(ds.id))
                     if prev is not None and ds.log_from is None:     # a catalogue from before the log
@@ -229,9 +242,19 @@ class Catalog:
                     written += appended.keys
                     final_key = store.version_key(ds.id, version)
                     self.store.delete_prefix(final_key)   # left by a crash before its commit
-                    jws, note = checkpoints.sign(keys, ds.id, version, appended.size, appended.root, lv.map,
-                                                 now, prev.signed_tree_head if prev else None,
-                                                 prev.checkpoint if prev else None)
+                    if head is None:
+                        assert keys is not None, "a version is signed with the exchange's keys"
+                        jws, note = checkpoints.sign(keys, ds.id, version, appended.size, appended.root,
+                                                     lv.map, now, prev.signed_tree_head if prev else None,
+                                                     prev.checkpoint if prev else None)
+                        kid, published_at = keys.signer().kid, now
+                    else:            # a mirror: the peer's head, checked against what was computed here
+                        head.check({"dataset": ds.id, "version": version, "tree_size": appended.size,
+                                    "root_hash": appended.root.hex(), "map_bits": lv.map.bits,
+                                    "map_root": lv.map.root().hex(),
+                                    "previous_head_hash": prev.head_hash if prev else None})
+                        jws, note = head.signed_tree_head, head.checkpoint
+                        kid, published_at = head.kid, head.issued_at
                     (lv.directory / "head.jws").write_text(jws, encoding="ascii")
                     (lv.directory / "checkpoint").write_text(note, encoding="utf-8")
                     lv.map.save(Store.local(lv.directory), "map.bin")
@@ -239,9 +262,9 @@ class Catalog:
                         dataset_id=ds.id, version=version, tree_size=appended.size,
                         root_hash=appended.root.hex(), content_digest=lv.map.root().hex(),
                         signed_tree_head=jws, head_hash=head_hash(jws),
-                        previous_head_hash=prev.head_hash if prev else None, kid=keys.signer().kid,
+                        previous_head_hash=prev.head_hash if prev else None, kid=kid,
                         type_version=listing.type_version, path=final_key, run_id=run.id,
-                        published_at=now, first_leaf=lv.first_leaf, record_count=lv.record_count,
+                        published_at=published_at, first_leaf=lv.first_leaf, record_count=lv.record_count,
                         map_bits=lv.map.bits, map_root=lv.map.root().hex(), checkpoint=note))
                     if ds.log_from is None:
                         ds.log_from = version
@@ -261,7 +284,7 @@ class Catalog:
                     self.store.delete_prefix(final_key)
                 for key in written:
                     self.store.delete(key)
-                if isinstance(exc, PublishError):
+                if isinstance(exc, (PublishError, MirrorRefused)):
                     raise
                 raise PublishError(f"dataset {listing.dataset}: the version was not published "
                                    f"({type(exc).__name__}: {exc}); nothing of it was kept, "

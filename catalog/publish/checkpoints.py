@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
+from dataclasses import dataclass
 from datetime import datetime
 
+from base.errors import MirrorRefused
 from base.settings import get_settings
 from catalog.signing import vmap
 from catalog.signing.keys import KeyStore, tree_head_payload
-from trust.checkpoint import checkpoint_body
+from trust.checkpoint import checkpoint_body, parse_checkpoint
 from trust.heads import rfc3339
 
 
@@ -42,3 +45,60 @@ def sign(keys: KeyStore, dataset: str, version: int, size: int, root: bytes, lev
         extensions.append(f"previous {note_hash(previous_note)}")
     note = keys.sign_note(checkpoint_body(origin(dataset), size, root, extensions), key_name())
     return keys.sign_tree_head(payload), note
+
+
+HEAD_FIELDS = ("dataset", "version", "tree_size", "root_hash", "map_bits", "map_root", "previous_head_hash")
+
+
+def _b64url(part: str) -> bytes:
+    return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+
+
+@dataclass(frozen=True)
+class GivenHead:
+    """A peer's signed checkpoint of a version (its JWS tree head and signed note), stored as
+    it is by a mirror (Catalog.publish(head=...)): nothing is signed here. Its signature was
+    verified by the caller (trust.peer_keys.verify_peer_head); here it is only read."""
+    signed_tree_head: str
+    checkpoint: str
+
+    def _part(self, i: int) -> dict:
+        try:
+            value = json.loads(_b64url(self.signed_tree_head.split(".")[i]))
+        except (ValueError, IndexError) as exc:
+            raise MirrorRefused("inconsistent", f"签名树头无法读取 (unreadable tree head): {exc}") from exc
+        if not isinstance(value, dict):
+            raise MirrorRefused("inconsistent", "签名树头不是 JSON 对象 (tree head is not a JSON object)")
+        return value
+
+    @property
+    def payload(self) -> dict:
+        return self._part(1)
+
+    @property
+    def kid(self) -> str:
+        return str(self._part(0).get("kid") or "")
+
+    @property
+    def issued_at(self) -> datetime:
+        try:
+            return datetime.fromisoformat(str(self.payload["issued_at"]).replace("Z", "+00:00"))
+        except (KeyError, ValueError) as exc:
+            raise MirrorRefused("inconsistent", f"签名树头缺少签发时间 (tree head has no issued_at): {exc}") from exc
+
+    def check(self, computed: dict) -> None:
+        """MirrorRefused("inconsistent") unless the head's HEAD_FIELDS equal `computed` (what
+        this catalogue made of the records) and its note names the same size and root."""
+        payload = self.payload
+        wrong = [f"{k}: 签名 (signed) {payload.get(k)!r} != 计算 (computed) {computed[k]!r}"
+                 for k in HEAD_FIELDS if payload.get(k) != computed[k]]
+        body = self.checkpoint.split("\n\n", 1)[0] + "\n"
+        try:
+            note = parse_checkpoint(body)
+            if (note.size, note.root.hex()) != (computed["tree_size"], computed["root_hash"]):
+                wrong.append(f"checkpoint note: size {note.size} root {note.root.hex()}")
+        except ValueError as exc:
+            wrong.append(f"checkpoint note unreadable: {exc}")
+        if wrong:
+            raise MirrorRefused("inconsistent", f"数据集 {computed['dataset']} 版本 {computed['version']} 的签名树头"
+                                f"与记录不符 (signed head does not match the records): {'; '.join(wrong)}")
