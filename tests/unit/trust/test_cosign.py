@@ -43,7 +43,7 @@ def test_round_trip_with_a_keystore(note, witness):
     name, key_id, public = cosign.parse_cosigner_vkey(vkey)
     raw = public.public_bytes_raw()
     assert key_id == hashlib.sha256(WITNESS.encode() + b"\n\x04" + raw).digest()[:4]
-    assert vkey.split("+")[2] == base64.b64encode(b"\x04" + raw).decode()
+    assert vkey.split("+", 2)[2] == base64.b64encode(b"\x04" + raw).decode()
     assert key_id != checkpoint.note_key_id(WITNESS, raw)        # 0x04, not a plain note key (0x01)
 
 
