@@ -40,8 +40,8 @@ class _PeerDown(Exception):
 
 def sync_peer(name: str, now: datetime | None = None) -> dict:
     """Mirror what `name` publishes for this exchange; returns
-    {"peer","outcome","datasets":[{"dataset","from","to","records","state","error"}],"reports": n}
-    with outcome ok | refused | failed."""
+    {"peer","outcome","datasets":[{"dataset","from","to","records","state","error"}],"reports": n,
+    "error"} with outcome ok | refused | failed (refused wins over failed)."""
     now = now or clock.now()
     settings = get_settings().private_home()
     catalog = open_catalog(settings)
@@ -74,10 +74,31 @@ def sync_peer(name: str, now: datetime | None = None) -> dict:
         raise
     summary["outcome"] = "refused" if refused else "failed" if failed else "ok"
     error = "; ".join(errors)[:4000] or None
+    summary["error"] = alerts.redact(error) if error else None
     peers.record_sync(name, summary["outcome"], alerts.redact(error) if error else None, now)
     if failed:                             # refusals were alerted one by one
         _alert("peer_failed", name, None, "; ".join(failed), now)
     return summary
+
+
+class PeerRefused(VerificationError):
+    """A sync that refused something the peer served (exit 8); the mirrors kept their last good state."""
+
+    def __init__(self, message: str):
+        ExchangeError.__init__(self, message)
+        self.step, self.step_name, self.detail = 0, "peer sync", message
+
+
+def raise_for_outcome(summary: dict) -> dict:
+    """The summary when the sync was ok; else PeerRefused (exit 8) or SourceUnreachable (exit 3)
+    naming the peer and what went wrong."""
+    if summary["outcome"] == "ok":
+        return summary
+    bad = "; ".join(f"{d['dataset']}: {d['error']}" for d in summary["datasets"] if d["state"] != "ok")
+    what = bad or summary.get("error") or "see `exchange peers list`"
+    if summary["outcome"] == "refused":
+        raise PeerRefused(f"跨区域同步被拒 (peer refused): peer {summary['peer']}: {what}")
+    raise SourceUnreachable(f"跨区域同步失败 (peer unreachable): peer {summary['peer']}: {what}")
 
 
 class _Sync:
