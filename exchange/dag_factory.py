@@ -155,10 +155,10 @@ def build_peer_dag(peer: dict) -> DAG:
 def build_peers() -> dict[str, DAG]:
     """A DAG per peer in the catalogue (Peers.list(): one read at parse time); none when the
     catalogue cannot be read (logged), hiding no other DAG."""
-    from catalog.db.engine import reader_for  # lazy: only this file's parse
-    from catalog.federation.peers import Peers
-
     try:
+        from catalog.db.engine import reader_for  # lazy: only this file's parse
+        from catalog.federation.peers import Peers
+
         peers = Peers(reader_for(get_settings().catalog_url)).list()
     except Exception as exc:  # noqa: BLE001 - the peers' DAGs, never the sources'
         log.error("peers not loaded: %s: %s", type(exc).__name__, exc)
