@@ -24,7 +24,8 @@ from base.i18n import both, header, term_both
 GROUPS = ["cli.records", "cli.demo", "cli.items", "cli.keys",
           "cli.integrity", "cli.access", "cli.serve",
           "cli.quality", "cli.watch", "cli.register",
-          "cli.alerts", "cli.types", "cli.db", "cli.sources", "cli.objections", "cli.notices"]
+          "cli.alerts", "cli.types", "cli.db", "cli.sources", "cli.objections", "cli.notices",
+          "cli.peers"]
 
 
 def catalog():

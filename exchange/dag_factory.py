@@ -123,3 +123,48 @@ def build_all() -> dict[str, DAG]:
             log.error("registration not loaded: %s: source %s: its DAG could not be built (%s: %s)",
                       reg.source_file, reg.id, type(exc).__name__, exc)
     return dags
+
+
+# peers (issue #19): one DAG `peer__<name>` per peer exchange in the catalogue
+PEER_SCHEDULE = "*/15 * * * *"
+
+
+def peer_dag_id(name: str) -> str:
+    return f"peer__{name}"
+
+
+def build_peer_dag(peer: dict) -> DAG:
+    """sync: exchange/mirroring.py::sync_peer. It alerts every refusal and failure itself
+    (peer_refused, peer_failed), so no failure callback here; an outcome other than ok fails
+    the task, so Airflow shows it too."""
+    name, url = peer["name"], peer.get("url") or ""
+    with DAG(dag_id=peer_dag_id(name), dag_display_name=f"对端 peer · {name} ({peer_dag_id(name)})",
+             schedule=PEER_SCHEDULE, start_date=START, catchup=False, max_active_runs=1,
+             description=f"镜像对端交换平台 (mirror peer exchange) {name}: {url}",
+             tags=["exchange", "peer"], default_args={"retries": 0}) as dag:
+
+        @task(task_display_name="同步 sync")
+        def sync() -> dict:
+            from exchange.mirroring import raise_for_outcome, sync_peer  # lazy: DAG parse
+            return raise_for_outcome(sync_peer(name))
+
+        sync()
+    return dag
+
+
+def build_peers() -> dict[str, DAG]:
+    """A DAG per peer in the catalogue (Peers.list(): one read at parse time); none when the
+    catalogue cannot be read (logged), hiding no other DAG."""
+    try:
+        from catalog.db.engine import reader_for  # lazy: only this file's parse
+        from catalog.federation.peers import Peers
+
+        peers = Peers(reader_for(get_settings().catalog_url)).list()
+    except Exception as exc:  # noqa: BLE001 - the peers' DAGs, never the sources'
+        log.error("peers not loaded: %s: %s", type(exc).__name__, exc)
+        return {}
+    dags = {}
+    for p in peers:
+        peer = p if isinstance(p, dict) else {"name": p.name, "url": p.url}
+        dags[peer_dag_id(peer["name"])] = build_peer_dag(peer)
+    return dags

@@ -1,7 +1,8 @@
 """The dashboard's pages: overview and catalogue search, a page per dataset, the freshness
 board, the audit search, the department scorecards (an auditor's), and the open objections
 (数据异议), a page per objection and its answer (an auditor's, or a source department's
-steward's: only the objections to its own datasets)."""
+steward's: only the objections to its own datasets), and the peer exchanges this one mirrors
+(an auditor's)."""
 from __future__ import annotations
 
 import asyncio
@@ -114,6 +115,17 @@ async def scorecards(request: Request, caller: AuditorDep, period: str = "week")
                         lang=lang)
     return page(request, "scorecards.html", {"cards": cards, "period": period, "periods": PERIODS,
                                              "chart": chart})
+
+
+def _peers(request: Request) -> list[dict]:
+    """Peers.list() of the catalogue: each peer with its pinned keys, last sync and mirrors."""
+    from catalog.federation.peers import Peers  # the federation's catalogue side (issue #19)
+    return [p if isinstance(p, dict) else dict(vars(p)) for p in Peers(_catalog(request).engine).list()]
+
+
+@router.get("/peers")
+async def peers(request: Request, caller: AuditorDep):
+    return page(request, "peers.html", {"peers": await asyncio.to_thread(_peers, request)})
 
 
 def _source(caller: Caller) -> str | None:

@@ -18,7 +18,9 @@ KINDS = {"failed": "run failed", "late_run": "run overran its deadline", "late":
          "stale": "dataset stale", "recovered": "dataset fresh again",
          "held": "运行待批准 (run held by a gate)",
          "objection_overdue": "数据异议逾期未处理 (objection overdue)",
-         "notice_dead": "变更通知投递失败 (change notice dead-lettered)"}
+         "notice_dead": "变更通知投递失败 (change notice dead-lettered)",
+         "peer_refused": "跨区域同步被拒 (peer refused)",
+         "peer_failed": "跨区域同步失败 (peer unreachable)"}
 SECRET_ENV = ("EXCHANGE_KEY_PASSPHRASE", "AIRFLOW_VAR_EXCHANGE_KEY_PASSPHRASE", "EXCHANGE_SMTP_PASSWORD")
 _USERINFO = re.compile(r"(\b[a-z][a-z0-9+.-]*://)[^/\s@:]+(:[^/\s@]*)?@", re.I)
 

@@ -43,7 +43,7 @@ def test_dag_files_import_without_errors_and_quickly(home, silo_2k):
 def test_parsing_the_dag_file_imports_nothing_heavy(home, silo_2k):
     register_demo_source(home, silo_2k[0])
     code = ("import sys, runpy; runpy.run_path('dags/exchange_sources.py'); runpy.run_path('dags/exchange_watch.py');"
-            "runpy.run_path('dags/exchange_notices.py');"
+            "runpy.run_path('dags/exchange_notices.py'); runpy.run_path('dags/exchange_peers.py');"
             "heavy=[m for m in ('great_expectations','pandas','pyarrow','connectors.sql',"
             "'catalog.service') if m in sys.modules]; print(','.join(heavy))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
