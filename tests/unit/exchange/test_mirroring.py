@@ -181,6 +181,9 @@ def world(home, monkeypatch):
     w.http = peer
     for name, module in stand_ins(w).items():
         monkeypatch.setitem(sys.modules, name, module)
+        parent, _, leaf = name.rpartition(".")
+        if parent in sys.modules:          # `from package import module` reads the attribute
+            monkeypatch.setattr(sys.modules[parent], leaf, module, raising=False)
     import catalog.signing.keys
     import exchange.mirroring as mirroring
 
