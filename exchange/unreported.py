@@ -40,9 +40,11 @@ class Unreported:
         before = np.diff(np.append(self.sorted.at, len(self.sorted.order)))
         same = now == before                          # as many rows of that content now as then
         self.matched = same[self.sorted.row_groups()] if table.num_rows else np.zeros(0, bool)
-        candidate = found & same[np.maximum(self.group, 0)]
-        first = self.sorted.first(np.ones(table.num_rows, bool))
-        at = first[np.maximum(self.group, 0)]
+        if n_groups:
+            candidate = found & same[np.maximum(self.group, 0)]
+            at = self.sorted.first(np.ones(table.num_rows, bool))[np.maximum(self.group, 0)]
+        else:             # nothing was quarantined last run: no row of this one was
+            candidate, at = np.zeros(len(self.group), bool), np.zeros(len(self.group), np.int64)
         last = pc.if_else(pc.is_valid(reasons), reasons, rechecked)     # its row-level failures then
         dated = pc.is_null(reasons).to_numpy(zero_copy_only=False)
         lic = licences.combine_chunks() if isinstance(licences, pa.ChunkedArray) else licences

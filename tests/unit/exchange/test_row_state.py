@@ -268,3 +268,20 @@ def test_the_new_state_is_the_same_bytes_however_it_is_taken(carry):
     new = row_state.new_state(rows, checked, pa.array(bad, pa.int64()), "fp", kept)
     assert new.column("accepted").to_pylist() == [c or (i + 1) not in bad for i, c in enumerate(carried)]
     assert _ipc(new.replace_schema_metadata(None)) == _ipc(_reference_state(rows, checked, bad, kept))
+
+
+def test_nothing_quarantined_last_run_leaves_nothing_unreported(tmp_path):
+    """A state whose rows were all accepted (a defect-free silo): every row now is reported."""
+    from exchange.unreported import Unreported
+
+    h = {c: np.full(16, ord(c), np.uint8) for c in "ABX"}
+    state = pa.table([row_state.as_array(np.stack([h["A"], h["B"]])), pa.array(["L1", "L2"]),
+                      pa.array([True, True]), pa.array([False, False]),
+                      pa.array([None, None], pa.list_(pa.string())), pa.array([None, None], pa.list_(pa.string()))],
+                     schema=row_state.SCHEMA)
+    path = tmp_path / "rows.arrow"
+    with staging.transient_writer(path, state.schema) as w:
+        w.write_table(state)
+    left = Unreported(path, row_state.as_array(np.stack([h[c] for c in "AX"])), pa.array(["L1", "L2"]), set())
+    assert left.before.to_pylist() == [None, None]
+    assert left.settle(np.array([True, True])) == set()
