@@ -147,6 +147,7 @@ class _Sync:
             for v in range(first, target + 1):
                 entry["records"] += self._version(ds, v, last, keys)
                 entry["to"] = last = v
+            self.peers.mirror_checked(ds, self.now)
         except (MirrorRefused, VerificationError, DataError) as exc:
             entry |= {"state": "refused", "error": alerts.redact(str(exc))}
             self.refused.append(f"{ds}: {exc}")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
 import threading
 import weakref
@@ -33,6 +34,9 @@ from catalog.db import rawdb, wal
 
 MIGRATIONS = Path(__file__).parent.parent / "migrations"
 MIGRATION_LOCK = 0x65786368616E6765     # "exchange": the advisory lock key on PostgreSQL
+# alembic's per-open INFO lines ("Context impl SQLiteImpl") would reach stdout through Airflow's
+# logging once Airflow is imported, and break a command's --json output
+logging.getLogger("alembic.runtime.migration").setLevel(logging.WARNING)
 MIGRATION_WAIT = 300                    # seconds MariaDB waits for another process's upgrade
 
 

@@ -124,6 +124,18 @@ class Peers:
         with self._session() as s:
             return [_mirror(m) for m in s.scalars(q)]
 
+    def mirror_checked(self, dataset: str, now: datetime) -> None:
+        """A sync found the mirrored dataset as the peer shows it (nothing refused): state ok."""
+        with self._session() as s, s.begin():
+            m = s.get(Mirror, dataset)
+            if m is None:
+                raise NotFound(f"数据集 {dataset} 不是镜像 (not a mirrored dataset)")
+            was = m.state
+            m.state, m.last_error, m.checked_at = "ok", None, now
+            peer = m.peer
+        if was != "ok":
+            self._log("mirror_ok", "peer-sync", peer, {"was": was}, [dataset])
+
     def mirror_failed(self, dataset: str, state: str, error: str, now: datetime) -> None:
         """A mirrored dataset refused or failed: its version and head stay the last good ones."""
         if state not in FAILED_STATES:

@@ -83,6 +83,9 @@ def stand_ins(world: World) -> dict[str, types.ModuleType]:
         def mirror(self, dataset):
             return world.mirrors[dataset]
 
+        def mirror_checked(self, dataset, now):
+            world.mirrors[dataset] |= {"state": "ok", "last_error": None}
+
         def mirror_failed(self, dataset, state, error, now):
             if dataset not in world.mirrors:
                 raise NotFound(f"no mirror {dataset}")
