@@ -6,12 +6,14 @@ plays the lying or failing peer: it rewrites answers (a consistency proof, a hea
 key nobody pinned, a re-signed history) or goes down in the middle of a file."""
 from __future__ import annotations
 
+import base64
 import json
 import socket
 import sqlite3
 import threading
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -20,10 +22,10 @@ import requests
 import sqlalchemy as sa
 
 from base import clock
-from base.settings import Settings, get_settings
+from base.settings import Settings, get_settings, reset_settings
 from catalog.db.models import DatasetVersion
 from catalog.service import Catalog
-from tests.conftest import TODAY, TEST_PASSPHRASE, home_env, make_signing_key, stored
+from tests.conftest import TEST_PASSPHRASE, TODAY, home_env, make_signing_key, stored
 
 pytestmark = [pytest.mark.integration, pytest.mark.federation]
 A, B = "business_licence.district_a", "business_licence.district_b"
@@ -31,6 +33,7 @@ SOURCES = {A: "district_a", B: "district_b"}
 TEMPLATE = Path(__file__).resolve().parents[3] / "demo" / "registrations" / "smr_business_licence.toml"
 PURPOSE = "DJ-SCJG-0003"
 PEER = "district"
+NAMES = {"origin": "district.example.gov.cn", "mirror": "province.example.gov.cn"}     # EXCHANGE_LOG_ORIGIN
 
 
 # --- the origin: a real catalogue, published by the pipeline, served by its real app ---------
@@ -54,7 +57,15 @@ class Origin:
     def __init__(self, home: Path):
         self.home, self.silos, self.runs = home, {}, 0
         self.settings = Settings(home=home, catalog_url=f"sqlite:///{home / 'catalog.db'}",
-                                 sources_dir=home / "sources")
+                                 sources_dir=home / "sources", log_origin=NAMES["origin"])
+
+    @contextmanager
+    def env(self):
+        """This process as the origin (its home, its log origin) for a block."""
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("EXCHANGE_LOG_ORIGIN", NAMES["origin"])
+            with home_env(self.home):
+                yield
 
     def publish(self, dataset: str) -> int:
         """A new version of `dataset`: three licences amended in its silo, the pipeline run."""
@@ -64,7 +75,7 @@ class Origin:
         with sqlite3.connect(self.silos[dataset]) as db:
             db.execute("update yyzz_djxx set ZS = ZS || ? where rowid <= 3", (f"附{self.runs}号",))
         time.sleep(1.05)                                  # issued_at has second resolution
-        with home_env(self.home):
+        with self.env():
             stages.run_all(SOURCES[dataset], f"o{self.runs}", TODAY)
         return self.current(dataset)
 
@@ -106,7 +117,7 @@ def origin(tmp_path_factory):
 
     home = tmp_path_factory.mktemp("origin") / "home"
     o = Origin(home)
-    with home_env(home):
+    with o.env():
         make_signing_key()
         for seed, (dataset, source) in enumerate(SOURCES.items(), 101):
             o.silos[dataset] = _register(home, source, dataset, seed)
@@ -188,6 +199,8 @@ def proxy(origin):
 def mirror(home, origin, proxy, monkeypatch):
     from exchange import peers
 
+    monkeypatch.setenv("EXCHANGE_LOG_ORIGIN", NAMES["mirror"])
+    reset_settings()
     make_signing_key()                                    # the mirror's own key: it cosigns
     monkeypatch.setenv("AIRFLOW_CONN_DISTRICT_KEY", json.dumps({"conn_type": "http", "password": origin.key}))
     peers.add(PEER, proxy.url, origin.kid, credential="district_key", by="test")
@@ -236,8 +249,13 @@ def test_first_sync_then_new_versions_verified_mirrored_cosigned(origin, mirror)
             assert _version(mirror, ds, v) == _version(origin.catalog, ds, v)
         assert _mirrored(ds)["version"] == last and _mirrored(ds)["state"] == "ok"
 
+    from connectors.peer import PeerClient
+
+    with PeerClient(origin.url, origin.key, peer=PEER) as c:     # the origin names itself, not this process
+        assert c.datasets()["exchange"] == NAMES["origin"]
     settings = get_settings()
-    vkey = keystore_for(settings).cosigner_vkey(settings.log_origin)
+    assert settings.log_origin == NAMES["mirror"]
+    vkey = keystore_for(settings).cosigner_vkey(NAMES["mirror"])
     cosigned = cosignatures.listing(mirror.engine, A)
     assert sorted(c["version"] for c in cosigned) == list(range(1, a + 1))
     for c in cosigned:
@@ -277,37 +295,29 @@ def test_a_bad_consistency_proof_is_refused_and_other_datasets_go_on(origin, mir
     assert exc.value.exit_code == 8
 
 
-def _rogue_head(tmp: Path, body: dict) -> dict:
-    """The version's head signed again by a key of nobody's (not in the origin's JWKS)."""
-    from catalog.signing.keys import KeyStore
+def _signed_again(keys, body: dict, **changes) -> dict:
+    """A version JSON whose head `keys` signed again (with `changes` in its payload)."""
     from trust.heads import head_hash
 
-    keys = KeyStore(tmp / "rogue-keys", TEST_PASSPHRASE.encode())
-    keys.create(exist_ok=True)
     part = body["signed_tree_head"].split(".")[1]
-    import base64
     payload = json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
-    jws = keys.sign_tree_head(payload)
+    jws = keys.sign_tree_head({**payload, **changes})
     return {**body, "signed_tree_head": jws, "head_hash": head_hash(jws)}
 
 
 def test_unpinned_key_and_rewritten_history_are_refused(origin, mirror, proxy, tmp_path):
-    import base64
+    from catalog.signing.keys import KeyStore, keystore_for
 
-    from catalog.signing.keys import keystore_for
-    from trust.heads import head_hash
-
-    proxy.rewrite[f"/v1/federation/datasets/{A}/versions/2"] = lambda body: _rogue_head(tmp_path, body)
+    rogue = KeyStore(tmp_path / "rogue-keys", TEST_PASSPHRASE.encode())       # a key nobody pinned
+    rogue.create(exist_ok=True)
+    proxy.rewrite[f"/v1/federation/datasets/{A}/versions/2"] = lambda body: _signed_again(rogue, body)
     out = _sync()
     a = {d["dataset"]: d for d in out["datasets"]}[A]
     assert out["outcome"] == "refused" and a["to"] == 1 and "unknown_key" in a["error"], out
     assert _mirrored(A)["version"] == 1 and _version(mirror, A, 2) is None
 
     def rewritten(body: dict) -> dict:             # version 1 signed again by the origin, another time
-        part = body["signed_tree_head"].split(".")[1]
-        payload = json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
-        jws = keystore_for(origin.settings).sign_tree_head({**payload, "issued_at": "2030-01-01T00:00:00Z"})
-        return {**body, "signed_tree_head": jws, "head_hash": head_hash(jws)}
+        return _signed_again(keystore_for(origin.settings), body, issued_at="2030-01-01T00:00:00Z")
 
     proxy.rewrite = {f"/v1/federation/datasets/{A}/versions/1": rewritten}
     out = _sync()
@@ -333,12 +343,12 @@ def test_a_name_taken_here_fails_that_dataset_only(origin, mirror, home, tmp_pat
 def test_an_unreachable_peer_fails_alerts_and_exits_3(mirror, proxy):
     from connectors.peer import SourceUnreachable
     from exchange.mirroring import raise_for_outcome
+    from exchange.peers import peers_store
 
     proxy.close()
     out = _sync()
     assert out["outcome"] == "failed" and out["datasets"] == [] and out["reports"] == 0, out
     assert "peer unreachable" in out["error"]
-    from exchange.peers import peers_store
     row = peers_store().get(PEER)
     assert row["last_outcome"] == "failed" and "peer unreachable" in row["last_error"]
     assert [x["kind"] for x in _alerts()] == ["peer_failed"]
@@ -379,7 +389,8 @@ def test_a_peer_down_mid_file_keeps_nothing_and_the_next_sync_completes(origin, 
     assert _mirrored(A)["version"] == 1 and _mirrored(A)["state"] == "failed"
     assert _version(mirror, A, 2) is None
     before = _files(Path(store_root))
-    assert settings.scratch_dir.is_dir() and not any(p.is_file() for p in settings.scratch_dir.rglob("*"))      # the partial file went
+    assert settings.scratch_dir.is_dir() and not any(p.is_file() for p in settings.scratch_dir.rglob("*"))
+    assert not [f for f in before if A in f and "v000002" in f]                # nothing of version 2 kept
     [alert] = _alerts()
     assert alert["kind"] == "peer_failed" and alert["message"].count("对端不可达") == 1
 
