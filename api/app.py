@@ -39,7 +39,7 @@ def create_app(settings=None, *, rate: float | None = None, burst: int | None = 
     ttl = cache_ttl if cache_ttl is not None else settings.api_cache_ttl
     app.state.settings = settings
     app.state.consumer = Consumer(cat, Access(cat.engine, ttl))
-    app.state.federation = FederationService(cat, app.state.consumer.access)
+    app.state.federation = FederationService(cat, app.state.consumer.access, log_origin=settings.log_origin)
     app.state.ledger = Ledger(settings.catalog_url, pre_ping=False)     # the dashboard's runs
     app.state.limiter = _limiter(settings, rate or settings.api_rate, burst or settings.api_burst)
     problems.install(app)

@@ -35,7 +35,12 @@ REPORT_ROUNDS = 20
 
 
 class _PeerDown(Exception):
-    """The peer itself is unreachable: stop asking it for more in this sync."""
+    """The peer itself is unreachable: stop asking it for more in this sync (`entry`: the
+    dataset it was on, for the summary)."""
+
+    def __init__(self, message: str, entry: dict | None = None):
+        super().__init__(message)
+        self.entry = entry
 
 
 def sync_peer(name: str, now: datetime | None = None) -> dict:
@@ -61,6 +66,8 @@ def sync_peer(name: str, now: datetime | None = None) -> dict:
                         errors.append(f"{entry['dataset']}: {entry['error']}")
                 summary["reports"] = sync.reports()
             except (SourceUnreachable, _PeerDown) as exc:
+                if isinstance(exc, _PeerDown) and exc.entry:
+                    summary["datasets"].append(exc.entry)
                 sync.failed.append(str(exc))
                 errors.append(str(exc))
             refused, failed = sync.refused, sync.failed
@@ -155,10 +162,10 @@ class _Sync:
             _alert("peer_refused", self.name, ds, str(exc), self.now)
         except SourceUnreachable as exc:
             entry |= {"state": "failed", "error": alerts.redact(str(exc))}
-            self.failed.append(str(exc))
             self._mirror_failed(ds, "failed", str(exc))
             if getattr(exc, "http_status", None) is None:   # the peer itself, not this dataset
-                raise _PeerDown(str(exc)) from None
+                raise _PeerDown(str(exc), entry) from None  # failed once, by sync_peer
+            self.failed.append(str(exc))
         except ExchangeError as exc:       # a name taken here, a catalogue rule: this dataset only
             entry |= {"state": "failed", "error": alerts.redact(str(exc))}
             self.failed.append(f"{ds}: {exc}")

@@ -33,8 +33,9 @@ def _aware(t: datetime | None) -> datetime | None:
 
 
 class Origin:
-    def __init__(self, catalog: Catalog):
+    def __init__(self, catalog: Catalog, log_origin: str | None = None):
         self.catalog, self.engine = catalog, catalog.engine
+        self.log_origin = log_origin         # this exchange's name; None: the process's settings
         self._digests: dict[tuple[str, int, str], str] = {}      # versions never change
 
     # --- who may mirror what ------------------------------------------------------------
@@ -103,7 +104,7 @@ class Origin:
                     "version": ds.current_version, "log_from": ds.log_from, "tree_size": size}
                    for ds, size in rows
                    if self._refusal(department, ds, ds.id in mirrored, agreed, ds.id) is None]
-        return {"exchange": get_settings().log_origin, "datasets": out}
+        return {"exchange": self.log_origin or get_settings().log_origin, "datasets": out}
 
     def _version(self, dataset: str, version: int) -> DatasetVersion:
         with self.catalog.session() as s:

@@ -39,9 +39,11 @@ def cosigner_vkey(name: str, x: str) -> str:
 
 
 class FederationService:
-    def __init__(self, catalog: Catalog, access: Access, operator: str | None = None):
+    def __init__(self, catalog: Catalog, access: Access, operator: str | None = None,
+                 log_origin: str | None = None):
         self.catalog, self.access, self.engine = catalog, access, catalog.engine
-        self.origin = Origin(catalog)
+        self.origin = Origin(catalog, log_origin)
+        self.log_origin = log_origin         # this exchange's name; None: the process's settings
         self.operator = operator
 
     # --- audit ---------------------------------------------------------------------------
@@ -127,7 +129,7 @@ class FederationService:
 
     # --- public --------------------------------------------------------------------------
     def cosignatures(self, dataset: str | None = None, limit: int = 100) -> dict:
-        name = get_settings().log_origin
+        name = self.log_origin or get_settings().log_origin
         active = [k for k in public_keys(self.engine) if k["status"] == "active"]
         return {"witness": name, "verifier_key": cosigner_vkey(name, active[-1]["jwk"]["x"]) if active else None,
                 "cosignatures": [{k: r[k] for k in ("dataset", "version", "peer", "checkpoint", "cosignature")}

@@ -1,6 +1,6 @@
 """`exchange peers …`: arguments, Chinese-first tables, --json, exit codes (8 refused, 3
 unreachable). The service underneath (exchange/peers.py, exchange/mirroring.py) is replaced by
-canned answers here; its own tests are tests/unit/exchange/test_mirroring.py."""
+canned answers here; its own tests are tests/integration/exchange/test_mirroring.py."""
 from __future__ import annotations
 
 import json
