@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import getpass
+import sys
 
 from base.i18n import both, t, term_both
 from cli import emit
@@ -45,10 +47,17 @@ def peer_rows(peers) -> list[dict]:
             for p in peers]
 
 
+def _quiet(args):
+    """With --json, stdout is the JSON alone: what libraries print meanwhile (Airflow's logging,
+    set up when the credential's connection is read, writes to stdout) goes to stderr."""
+    return contextlib.redirect_stdout(sys.stderr) if getattr(args, "json", False) else contextlib.nullcontext()
+
+
 def cmd_add(args) -> int:
     from exchange import peers  # lazy: CLI start (the catalogue, requests)
 
-    p = peers.add(args.name, args.url, args.fingerprint, args.credential, args.by or _user())
+    with _quiet(args):
+        p = peers.add(args.name, args.url, args.fingerprint, args.credential, args.by or _user())
     emit(args, p if args.json else t("cli.msg.peer_added", name=args.name, url=args.url.rstrip("/"),
                                      keys=key_text(_get(p, "keys"))))
     return 0
@@ -79,7 +88,8 @@ def sync_rows(summary: dict) -> list[dict]:
 def cmd_sync(args) -> int:
     from exchange.mirroring import sync_peer  # lazy: CLI start
 
-    summary = sync_peer(args.name)
+    with _quiet(args):
+        summary = sync_peer(args.name)
     if args.json:
         emit(args, summary)
     else:
