@@ -21,6 +21,7 @@ import requests
 from rich.console import Console
 from rich.table import Table
 
+from base.i18n import term_both
 from demo.exchanges import CONDITIONAL, PURPOSE, UNCONDITIONAL, Exchange
 from trust.cosign import verify_cosignature
 
@@ -158,7 +159,8 @@ def step5(d: Demo) -> dict:
              if r["record_id"] == d.record_id]
     expect(before == ["valid"] and after == ["revoked"], f"status at the city before/after the sync: {before}/{after}")
     d.say(f"区县吊销并发布 (district revoked and published) v{version}（run {run.get('state')}）；"
-          f"市级同步前 (before the sync) {before[0]}，同步后 (after) {after[0]} 已吊销 (revoked)；"
+          f"市级同步前 (before the sync) {term_both('record', before[0])}，"
+          f"同步后 (after) {term_both('record', after[0])}；"
           f"送达访问报告 (access reports delivered) {summary.get('reports')}")
     return {"district_version": version, "before": before[0], "after": after[0],
             "reports_delivered": summary.get("reports")}
@@ -284,9 +286,10 @@ def _brief(n: int, f: dict) -> str:
     if n == 3:
         return f"{f['holder']} → {f['record_id']}；区县 JWKS 验证通过，市级 JWKS 拒绝 (exit {f['wrong_exit']})"
     if n == 4:
-        return f"{f['item']}：{LICENCE} → {f['answers'].get(LICENCE)}"
+        return f"{f['item']}：{LICENCE} → 平台持有 (held)" if f["answers"].get(LICENCE) == "held" else str(f)
     if n == 5:
-        return f"区县 v{f['district_version']}；市级 {f['before']} → {f['after']}"
+        return (f"区县 (district) v{f['district_version']}；市级 (city) {term_both('record', f['before'])} → "
+                f"{term_both('record', f['after'])}")
     if n == 6:
         return "；".join(f"city-ex / {e['on_behalf_of']} / {e['purpose']} / {e['action']}" for e in f["peer_entries"])
     return f"{len(f['verified'])} 条联署验证通过 (cosignatures verified)"
