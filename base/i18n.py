@@ -742,6 +742,9 @@ MESSAGES: dict[str, tuple[str, str]] = {
     # demo, serve, types
     "cli.help.demo": ("生成演示数据源，在 Airflow 下运行其 DAG，打印摘要", "make a demo silo, run its DAG under Airflow, print a summary"),
     "cli.arg.demo_rows": ("演示数据行数", "rows of demo data"),
+    "cli.arg.demo_federation": ("两级互认演示：区县平台发布，市级平台镜像并使用（位于 .state/federation/，每次重建）",
+                                "the two-level demo: a district exchange publishes, a city exchange mirrors and "
+                                "relies on it (under .state/federation/, rebuilt each run)"),
     "cli.arg.only_sqlite": ("只用市场监管的 SQLite 数据源（无需数据库服务器）",
                             "only the market-regulation SQLite source (no database servers needed)"),
     "cli.help.serve": ("运行使用方 API（目录取自 EXCHANGE_CATALOG_URL）", "run the consumer API (catalogue from EXCHANGE_CATALOG_URL)"),

@@ -47,16 +47,16 @@ def peer_rows(peers) -> list[dict]:
             for p in peers]
 
 
-def _quiet_stdout():
-    """What libraries print while the work runs (Airflow's logging, set up when a connection is
-    read, writes to stdout) goes to stderr: stdout is the command's answer alone."""
-    return contextlib.redirect_stdout(sys.stderr)
+def _quiet(args):
+    """With --json, stdout is the JSON alone: what libraries print meanwhile (Airflow's logging,
+    set up when the credential's connection is read, writes to stdout) goes to stderr."""
+    return contextlib.redirect_stdout(sys.stderr) if getattr(args, "json", False) else contextlib.nullcontext()
 
 
 def cmd_add(args) -> int:
     from exchange import peers  # lazy: CLI start (the catalogue, requests)
 
-    with _quiet_stdout():
+    with _quiet(args):
         p = peers.add(args.name, args.url, args.fingerprint, args.credential, args.by or _user())
     emit(args, p if args.json else t("cli.msg.peer_added", name=args.name, url=args.url.rstrip("/"),
                                      keys=key_text(_get(p, "keys"))))
@@ -88,7 +88,7 @@ def sync_rows(summary: dict) -> list[dict]:
 def cmd_sync(args) -> int:
     from exchange.mirroring import sync_peer  # lazy: CLI start
 
-    with _quiet_stdout():
+    with _quiet(args):
         summary = sync_peer(args.name)
     if args.json:
         emit(args, summary)

@@ -147,6 +147,32 @@ class Exchange:
         """An exchange-to-exchange agreement on a conditional dataset (`exchange agreements add`)."""
         return self.run("agreements", "add", peer_dept, dataset, json=True)
 
+    # peers (the mirror side): the peer's key in an Airflow connection, pinned by fingerprint
+    def connect(self, conn_id: str, password: str, conn_type: str = "http") -> str:
+        """An Airflow connection for every later command here, as `AIRFLOW_CONN_<ID>` JSON in
+        this exchange's environment (what `airflow connections add` would store); its id."""
+        self.env[f"AIRFLOW_CONN_{conn_id.upper()}"] = jsonlib.dumps({"conn_type": conn_type,
+                                                                     "password": password})
+        return conn_id
+
+    def peer_add(self, name: str, peer: Exchange, key: str, conn_id: str | None = None) -> dict:
+        """`exchange peers add NAME URL --fingerprint KID --credential CONN`: the peer's active
+        kid (asked of the peer, as its operator hands it over) pinned, its key (that of this
+        exchange's department there) in the connection `peer_<name>`."""
+        conn = self.connect(conn_id or f"peer_{name}", key)
+        return dict(self.run("peers", "add", name, peer.url, "--fingerprint", peer.kid(),
+                             "--credential", conn, json=True))
+
+    def sync(self, peer: str) -> dict:
+        """`exchange peers sync PEER --json`: its summary, with "exit" (0 ok, 8 refused, 3
+        unreachable); CommandFailed if it printed no summary."""
+        proc = self.run("peers", "sync", peer, "--json", check=False)
+        try:
+            summary = dict(jsonlib.loads(proc.stdout))
+        except ValueError:
+            raise CommandFailed(self.name, ["peers", "sync", peer], proc) from None
+        return {**summary, "exit": proc.returncode}
+
     # a synthetic business-licence silo, its source and its publications
     def add_source(self, source_id: str, dataset: str, *, rows: int = 40, seed: int = 7,
                    sharing: str = "unconditional", title: str | None = None,

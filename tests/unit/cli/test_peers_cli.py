@@ -77,3 +77,34 @@ def test_add_remove_cosignatures(monkeypatch, capsys):
     assert cli(["peers", "cosignatures", "--dataset", "bl.smr"]) == 0
     out = capsys.readouterr().out
     assert "见证签名" in out and "province.example" in out and "A" * 100 not in out
+
+
+def test_json_stdout_is_the_json_alone_while_airflow_logs(monkeypatch, capsys):
+    """Reading the credential's Airflow connection sets up Airflow's logging, which binds a
+    handler to the stdout of that moment; with --json its lines go to stderr, not into the JSON."""
+    import logging
+    import sys
+
+    import exchange.mirroring
+    from exchange import peers
+
+    def logs(*result):
+        def run(*_a, **_k):
+            handler = logging.StreamHandler(sys.stdout)        # as Airflow's logging set-up does
+            log = logging.getLogger("test.peers.airflow")
+            log.addHandler(handler)
+            try:
+                log.warning("Skipping masking for a secret as it's too short")
+            finally:
+                log.removeHandler(handler)
+            return result[0]
+        return run
+
+    monkeypatch.setattr(exchange.mirroring, "sync_peer", logs(SUMMARY))
+    monkeypatch.setattr(peers, "add", logs(PEER))
+    assert cli(["peers", "sync", "district", "--json"]) == 0
+    out = capsys.readouterr()
+    assert json.loads(out.out)["outcome"] == "ok" and "Skipping masking" in out.err
+    assert cli(["peers", "add", "district", "http://x", "--fingerprint", "k1", "--json"]) == 0
+    out = capsys.readouterr()
+    assert json.loads(out.out)["name"] == "district" and "Skipping masking" in out.err
