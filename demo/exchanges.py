@@ -156,11 +156,11 @@ class Exchange:
         return conn_id
 
     def peer_add(self, name: str, peer: Exchange, key: str, conn_id: str | None = None) -> dict:
-        """`exchange peers add NAME URL --fingerprint KID --credential CONN`: the peer's active
+        """`exchange peers add NAME URL --fingerprint=KID --credential CONN`: the peer's active
         kid (asked of the peer, as its operator hands it over) pinned, its key (that of this
         exchange's department there) in the connection `peer_<name>`."""
         conn = self.connect(conn_id or f"peer_{name}", key)
-        return dict(self.run("peers", "add", name, peer.url, "--fingerprint", peer.kid(),
+        return dict(self.run("peers", "add", name, peer.url, f"--fingerprint={peer.kid()}",  # a kid may begin with -
                              "--credential", conn, json=True))
 
     def sync(self, peer: str) -> dict:
