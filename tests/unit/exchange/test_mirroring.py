@@ -208,6 +208,13 @@ def world(home, monkeypatch):
     peer.close()
 
 
+def served_bytes(peer: Peer, ds: str) -> int:
+    """Bytes of every answer the peer gave about `ds` (version JSONs, files, proofs)."""
+    def size(payload) -> int:
+        return len(payload if isinstance(payload, bytes) else json.dumps(payload).encode())
+    return sum(size(peer.routes[path][-1][1]) for _, path, _, _ in peer.seen if f"/{ds}/" in path)
+
+
 def listing(peer: Peer, *metas: dict) -> None:
     peer.routes["/v1/federation/datasets"] = [(200, {"exchange": "district.example", "datasets": list(metas)})]
 
@@ -220,14 +227,19 @@ def test_first_sync_then_new_versions_verified_mirrored_cosigned(world):
     out = sync_peer("district")
     assert out["outcome"] == "ok", out
     assert out["reports"] == 1 and world.delivered == [7]
-    assert out["datasets"] == [{"dataset": "bl.smr", "from": None, "to": 2, "records": 6, "state": "ok",
-                                "error": None}]
+    [entry] = out["datasets"]
+    assert entry.pop("seconds") > 0
+    # the bytes downloaded for it: each version's JSON and two files, the consistency proof
+    assert entry.pop("bytes") == served_bytes(world.http, "bl.smr") > 2 * len(parquet(6))
+    assert entry == {"dataset": "bl.smr", "from": None, "to": 2, "records": 6, "state": "ok", "error": None}
     assert [(c[0], c[1], c[5]) for c in world.cosigned] == [("bl.smr", 1, "kid-w"), ("bl.smr", 2, "kid-w")]
     assert world.cosigned[0][4].startswith("— exchange.local witness-sig-of-")
     listing(world.http, {"dataset": "bl.smr", "version": 3, "log_from": 1})
     out = sync_peer("district")
-    assert out["datasets"][0] | {"records": None} == {"dataset": "bl.smr", "from": 2, "to": 3, "records": None,
-                                                       "state": "ok", "error": None}
+    entry = out["datasets"][0]
+    assert entry.pop("seconds") > 0 and entry.pop("bytes") > 0
+    assert entry | {"records": None} == {"dataset": "bl.smr", "from": 2, "to": 3, "records": None,
+                                         "state": "ok", "error": None}
     assert world.mirrors["bl.smr"]["version"] == 3 and world.synced[-1] == ("ok", None)
     assert world.alerts == []
 
@@ -242,6 +254,7 @@ def test_a_bad_consistency_proof_is_refused_and_other_datasets_go_on(world):
     assert out["outcome"] == "refused"
     bl, fl = out["datasets"]
     assert bl["state"] == "refused" and bl["to"] == 1 and "inconsistent" in bl["error"]
+    assert fl.pop("seconds") >= 0 and fl.pop("bytes") > 0
     assert fl == {"dataset": "fl.food", "from": None, "to": 1, "records": 2, "state": "ok", "error": None}
     assert world.mirrors["bl.smr"]["version"] == 1                      # the last good state kept
     assert world.failed_marks[0][:2] == ("bl.smr", "refused")
