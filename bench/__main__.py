@@ -18,6 +18,8 @@ BENCHES = {  # name -> (module, what it measures)
     "delta-publish": ("bench.delta_publish", "a Delta run's version: whole state vs in proportion to the change"),
     "notices": ("bench.notices", "change notices: fan-out and delivery of a changed version to subscribers "
                                  "vs its publish (issue 20)"),
+    "federation": ("bench.federation", "mirroring a dataset to a peer exchange: the first sync and one after "
+                                       "a 1 %-changed version vs the origin's publish (issue 19)"),
     "scale": ("bench.scale", "one large SQL source on Celery workers: one vs two, file:// vs S3 (issue 16)"),
 }
 
@@ -50,7 +52,7 @@ def main(argv=None) -> int:
     if args.name == "publish-stage":
         return module.main(args.rows, args.trials, args.backend or ("sqlite", "postgresql"),
                            args.code or (str(module.ROOT),))
-    if args.name in ("extract", "validate", "scale", "incremental", "delta-publish"):
+    if args.name in ("extract", "validate", "scale", "incremental", "delta-publish", "federation"):
         return module.main(args.rows)
     if args.name == "notices":
         return module.main(args.rows, args.changed, args.subscribers)

@@ -16,6 +16,7 @@ Every failure alerts from here, so the DAG needs no failure callback of its own.
 from __future__ import annotations
 
 import logging
+import time
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -45,8 +46,9 @@ class _PeerDown(Exception):
 
 def sync_peer(name: str, now: datetime | None = None) -> dict:
     """Mirror what `name` publishes for this exchange; returns
-    {"peer","outcome","datasets":[{"dataset","from","to","records","state","error"}],"reports": n,
-    "error"} with outcome ok | refused | failed (refused wins over failed)."""
+    {"peer","outcome","datasets":[{"dataset","from","to","records","state","error","seconds","bytes"}],
+    "reports": n, "error"} with outcome ok | refused | failed (refused wins over failed); per dataset
+    `seconds` is its sync's wall time and `bytes` what was downloaded for it (JSON answers included)."""
     now = now or clock.now()
     settings = get_settings().private_home()
     catalog = open_catalog(settings)
@@ -135,6 +137,13 @@ class _Sync:
 
     # 2. one dataset
     def dataset(self, meta: dict, keys: list[dict]) -> dict:
+        """One dataset's sync, its wall seconds and the bytes downloaded for it added to its entry."""
+        t0, bytes0 = time.perf_counter(), self.c.bytes_in
+        entry = self._dataset(meta, keys)
+        entry |= {"seconds": round(time.perf_counter() - t0, 3), "bytes": self.c.bytes_in - bytes0}
+        return entry
+
+    def _dataset(self, meta: dict, keys: list[dict]) -> dict:
         from catalog.federation.mirror import MirrorRefused, ensure_mirror
 
         ds = meta.get("dataset")

@@ -202,3 +202,26 @@ def test_bench_help_names_every_benchmark():
     out = subprocess.run([sys.executable, "-m", "bench", "--help"], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert "incremental: runs with 1 %, 0.1 % and 0 % changed" in " ".join(out.stdout.split())
+
+
+@pytest.mark.federation
+def test_bench_federation(bench):
+    lines = bench("federation", "--rows", "2000", timeout=600)
+    r = _result(lines)
+    first, changed = r["first"], r["changed"]
+    assert r["rows"] == 2000 and r["versions"] == 2 == changed["version"] and first["version"] == 1
+    # the first sync verified every record the origin published (the silo's defects quarantined, ~5 %)
+    assert first["records"] == first["origin_records"] == first["origin_tree_size"] and 1800 < first["records"] < 2000
+    # the 1 %-changed version: 20 addresses changed; the sync verified the states it appended
+    assert r["records_changed_at_source"] == 20
+    assert changed["records"] == changed["origin_appended"] == changed["origin_tree_size"] - first["origin_tree_size"]
+    assert 15 <= changed["records"] <= 20
+    for f in (first, changed):
+        assert f["sync_s"] > 0 and f["bytes"] > 0 and f["records_per_s"] > 0 and f["bytes_per_record"] > 0, f
+        assert f["origin_publish_s"] > 0 and f["origin_run_s"] >= f["origin_publish_s"], f
+        assert f["ratio_publish_stage"] > 0 and f["ratio_whole_run"] > 0, f
+    assert first["bytes"] > changed["bytes"]
+    for k in ("first_ratio_publish_stage", "first_ratio_whole_run", "changed_ratio_publish_stage",
+              "changed_ratio_whole_run"):
+        assert r[k] > 0, k
+    _line(lines, rf"^changed version 2: origin publish stage {NUMBER} s, .*ratio mirror / publish stage {NUMBER}x")
