@@ -101,27 +101,12 @@ def _timed_run(key: str) -> tuple[dict, float, float]:
 def _sync(mirror, dataset: str) -> tuple[dict, float]:
     """`exchange peers sync origin --json` at the mirror: the dataset's summary entry, CLI seconds."""
     t = time.perf_counter()
-    summary = _cli_json(mirror, "peers", "sync", "origin", timeout=SYNC_TIMEOUT)
+    summary = mirror.run("peers", "sync", "origin", json=True, timeout=SYNC_TIMEOUT)
     wall = time.perf_counter() - t
     entries = [d for d in summary["datasets"] if d["dataset"] == dataset]
     if summary["outcome"] != "ok" or len(entries) != 1 or entries[0]["state"] != "ok":
         raise SystemExit(f"the mirror's sync was not ok: {json.dumps(summary, ensure_ascii=False)}")
     return entries[0], wall
-
-
-def _cli_json(ex, *args: str, timeout: float = 300):
-    """`exchange ARGS --json` at `ex`, its JSON. Lines before it are skipped: reading the
-    credential (an AIRFLOW_CONN_* connection) makes Airflow log its database migration to stdout."""
-    from demo.exchanges import CommandFailed
-
-    proc = ex.run(*args, "--json", check=False, timeout=timeout)
-    if proc.returncode:
-        raise CommandFailed(ex.name, list(args), proc)
-    lines = proc.stdout.splitlines()
-    start = next((i for i, line in enumerate(lines) if line[:1] in "{["), None)
-    if start is None:
-        raise SystemExit(f"[{ex.name}] {' '.join(args)}: no JSON in its output:\n{proc.stdout[-2000:]}")
-    return json.loads("\n".join(lines[start:]))
 
 
 def _figures(result: dict, run_s: float, publish_s: float, entry: dict, cli_s: float) -> dict:
@@ -167,7 +152,7 @@ def measure(origin, folder: Path, rows: int) -> dict:
     conn = json.dumps({"conn_type": "http", "password": key})
     with Exchange("mirror", folder, env={f"AIRFLOW_CONN_{CONN.upper()}": conn}) as mirror:
         mirror.create_key()
-        _cli_json(mirror, "peers", "add", "origin", origin.url, f"--fingerprint={kid}", "--credential", CONN)
+        mirror.run("peers", "add", "origin", origin.url, f"--fingerprint={kid}", "--credential", CONN, json=True)
         entry, cli_s = _sync(mirror, dataset)
         one = _figures(first, first_run_s, first_publish_s, entry, cli_s)
         touched = change(path, CHANGED, 1)

@@ -242,8 +242,10 @@ def test_first_sync_then_new_versions_verified_mirrored_cosigned(origin, mirror)
     out = _sync()
     assert out["outcome"] == "ok" and out["error"] is None, out
     got = {d["dataset"]: d for d in out["datasets"]}
-    assert got[A] | {"records": 0} == {"dataset": A, "from": None, "to": a, "records": 0, "state": "ok", "error": None}
+    assert {k: got[A][k] for k in ("dataset", "from", "to", "state", "error")} == \
+        {"dataset": A, "from": None, "to": a, "state": "ok", "error": None}
     assert got[A]["records"] > 0 and got[B]["to"] == b and got[B]["state"] == "ok"
+    assert all(d["seconds"] > 0 and d["bytes"] > 0 for d in got.values())
     for ds, last in ((A, a), (B, b)):
         for v in range(1, last + 1):                      # the origin's heads, as it signed them
             assert _version(mirror, ds, v) == _version(origin.catalog, ds, v)
