@@ -488,11 +488,12 @@ class Peer(Base):
 class Mirror(Base):
     """A peer's dataset held here as the peer signed it (migration 0023): `version` and
     `head_hash` the last good (verified) version; state ok | refused (the peer showed a rewritten
-    or split history, or an unknown key: kept at the last good state) | failed (unreachable)."""
+    or split history, or an unknown key: kept at the last good state) | failed (unreachable) |
+    removed (the peer was removed: kept read-only, still never served on to other peers)."""
     __tablename__ = "mirrors"
     __table_args__ = (Index("ix_mirrors_peer", "peer"),)
     dataset_id: Mapped[str] = mapped_column(ForeignKey("datasets.id"), primary_key=True)
-    peer: Mapped[str] = mapped_column(ForeignKey("peers.name"))
+    peer: Mapped[str] = mapped_column(String(64))       # no foreign key: kept once the peer is removed
     source_id: Mapped[str] = mapped_column(String(128))
     version: Mapped[int | None] = mapped_column(Integer)
     head_hash: Mapped[str | None] = mapped_column(String(64))

@@ -28,9 +28,9 @@ def _aware(t: datetime) -> datetime:
 
 
 def mirrored(engine: Engine) -> dict[str, str]:
-    """dataset -> the peer it is mirrored from."""
+    """dataset -> the peer it is mirrored from (a removed peer's datasets owe it nothing more)."""
     with engine.connect() as c:
-        return dict(c.execute(sa.select(Mirror.dataset_id, Mirror.peer)).all())
+        return dict(c.execute(sa.select(Mirror.dataset_id, Mirror.peer).where(Mirror.state != "removed")).all())
 
 
 def reports_for(mirrors: dict[str, str], *, at: datetime, department: str, purpose: str, action: str,

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
+from base import clock
 from base.errors import ConfigError, NotFound
 from catalog.db.models import Mirror, Peer
 
@@ -78,14 +79,16 @@ class Peers:
         return out
 
     def remove(self, name: str, by: str | None, now: datetime | None = None) -> list[str]:
-        """The peer and its mirrors' rows go; the mirrored datasets stay as they are, read-only
-        (no source updates them any more). Returns those datasets."""
+        """The peer goes; its mirrored datasets stay as they are, read-only (no source updates
+        them any more), their mirrors rows marked removed: still another exchange's records,
+        never served on to other peers. Returns those datasets."""
         with self._session() as s, s.begin():
             peer = s.get(Peer, name)
             if peer is None:
                 raise NotFound(f"没有这个对等平台 (no peer) {name!r}")
             datasets = list(s.scalars(sa.select(Mirror.dataset_id).where(Mirror.peer == name)))
-            s.execute(sa.delete(Mirror).where(Mirror.peer == name))
+            s.execute(sa.update(Mirror).where(Mirror.peer == name).values(
+                state="removed", last_error=None, checked_at=now or clock.now()))
             s.delete(peer)
         self._log("peer_remove", by, name, {"kept_read_only": datasets}, datasets or None)
         return datasets

@@ -36,7 +36,7 @@ def upgrade() -> None:
     op.create_table(
         "mirrors",
         sa.Column("dataset_id", sa.String(128), sa.ForeignKey("datasets.id"), primary_key=True),
-        sa.Column("peer", sa.String(64), sa.ForeignKey("peers.name"), nullable=False),
+        sa.Column("peer", sa.String(64), nullable=False),     # kept after the peer is removed
         sa.Column("source_id", sa.String(128), nullable=False),
         sa.Column("version", sa.Integer),
         sa.Column("head_hash", sa.String(64)),

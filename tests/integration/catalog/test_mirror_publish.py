@@ -224,3 +224,17 @@ def test_a_local_dataset_cannot_be_mirrored_over(federation):
         mirror.ensure_mirror(f["here"], "city", {**origin.dataset(DATASET), "dataset": DATASET}, clock.now())
     listed = Peers(f["here"].engine).list()
     assert [p["name"] for p in listed] == ["city", PEER] and listed[1]["mirrors"][0]["dataset"] == DATASET
+
+
+def test_a_removed_peers_datasets_stay_read_only_and_are_never_served_on(federation):
+    from catalog.federation import access_reports
+    from catalog.federation.origin import Origin
+
+    here = federation["here"]
+    _mirror(federation, 1)
+    assert Peers(here.engine).remove(PEER, "test") == [DATASET]
+    assert Peers(here.engine).mirror(DATASET)["state"] == "removed" and Peers(here.engine).list() == []
+    assert here.dataset(DATASET)["current_version"] == 1
+    assert here.bundle(federation["ids"]["amended"])["dataset"] == DATASET
+    assert Origin(here).may_mirror("anyone-ex", [DATASET]) == set()      # still another exchange's
+    assert access_reports.mirrored(here.engine) == {}                    # nobody left to report to
