@@ -36,8 +36,8 @@ from catalog.publish import log_delta, log_version, store
 from catalog.publish.changes import Changes
 from catalog.publish.checkpoints import GivenHead
 from catalog.service import METADATA, Catalog, PublishResult
-from catalog.signing.canonical import canonical_json
 from catalog.signing import vmap
+from catalog.signing.canonical import canonical_json
 from catalog.signing.digests import from_hex, hex_strings
 from catalog.signing.merkle import leaf_hashes
 from schemas.types import CertificateType, get_type
