@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
@@ -31,12 +32,13 @@ from base.errors import ConfigError, MirrorRefused, NotFound
 from catalog.db.models import Dataset, DatasetVersion, MetadataChange, Mirror, Peer, Run, Source
 from catalog.ledger.service import FINAL
 from catalog.listing import SourceListing
-from catalog.publish import log_version, store
+from catalog.publish import log_delta, log_version, store
 from catalog.publish.changes import Changes
 from catalog.publish.checkpoints import GivenHead
 from catalog.service import METADATA, Catalog, PublishResult
+from catalog.signing import vmap
 from catalog.signing.canonical import canonical_json
-from catalog.signing.digests import hex_strings
+from catalog.signing.digests import from_hex, hex_strings
 from catalog.signing.merkle import leaf_hashes
 from schemas.types import CertificateType, get_type
 from trust.heads import head_hash
@@ -172,8 +174,10 @@ def _layout_ok(meta: pq.FileMetaData) -> bool:
 def stage(catalog: Catalog, dataset: str, info: dict, ctype: CertificateType, records: Path,
           holders: Path, scratch: Path) -> tuple[log_version.LogVersion, int | None]:
     """The origin's segment as this exchange's LogVersion (records.parquet in ROW_GROUP row
-    groups, index.parquet of holder keys, the index rows, leaves, the whole state's map), the
-    records checked on the way; returns it and the version it was built on."""
+    groups, index.parquet of holder keys, the index rows, leaves, the map), the records checked
+    on the way; returns it and the version it was built on. The map is the current version's
+    with the buckets the segment touches rehashed (_on_map); the whole state is read only for
+    the first version or when the map's bits change, as the origin's Delta run does."""
     version = int(info["version"])
     where = f"数据集 {dataset} 版本 {version}"
     rec_file = staging.parquet_file(records)
@@ -246,31 +250,55 @@ def stage(catalog: Catalog, dataset: str, info: dict, ctype: CertificateType, re
     staging.write_table(pa.table({"holder_key": holder_keys}), out / "index.parquet", staging.DATASET_FILES)
     matrix = np.concatenate(leaves) if leaves else np.zeros((0, 32), np.uint8)
 
-    cur, state, _versions, _size = catalog.current_state(dataset)
-    changes = _changes(state, seg_ids, staging.read_table(out / "records.parquet", ["status"]).column(0))
-    seg = log_version.Segment(state, out, int(info["first_leaf"]), matrix, seg_ids, added=changes.new,
-                              changes=changes, held=0, withdrawn_now=changes.withdrawn)
-    level, count = log_version.whole_map(state, seg)
-    lv = seg.version(level, count)
+    seg = log_version.Segment(log_version.STATE.empty_table(), out, int(info["first_leaf"]), matrix, seg_ids,
+                              added=0, changes=Changes(0, 0, 0, 0, 0), held=0, withdrawn_now=0)
+    status = staging.read_table(out / "records.parquet", ["status"]).column(0)
+    cur, _versions, _size, base = catalog.delta_base(dataset)
+    lv = _on_map(base, base.map, seg, status) if base.map is not None else None
+    if lv is None:             # the first version, or the map's bits change: the whole state
+        state = base.reader.whole()
+        old_ids = state.column("record_id").combine_chunks()
+        known = pc.fill_null(pc.is_in(seg_ids, value_set=old_ids), False) if len(old_ids) else \
+            pa.array(np.zeros(len(seg_ids), bool))
+        still = int(pc.sum(pc.equal(state.column("status"), WITHDRAWN)).as_py() or 0) if state.num_rows else 0
+        seg = _counted(seg, _changes(known, status, state.num_rows, still))
+        lv = seg.version(*log_version.whole_map(state, seg))
     lv.ids = None            # read from the index rows when superseding
     return lv, cur
 
 
-def _changes(state: pa.Table, seg_ids: pa.Array, status: pa.ChunkedArray) -> Changes:
-    """What the version changes, counted as the origin's run did (roughly: no held records)."""
-    old_ids = state.column("record_id").combine_chunks()
-    known = pc.fill_null(pc.is_in(seg_ids, value_set=old_ids), False) if len(old_ids) else \
-        pa.array(np.zeros(len(seg_ids), bool))
-    withdrawn = pc.equal(status.combine_chunks(), WITHDRAWN) if len(seg_ids) else pa.array([], pa.bool_())
+def _on_map(base: log_delta.DeltaBase, level: vmap.MapLevel, seg: log_version.Segment,
+            status: pa.ChunkedArray) -> log_version.LogVersion | None:
+    """The version on the current version's map `level`, as the origin's Delta run builds it
+    (log_delta.touched_map): only the map buckets of the segment's records read from the
+    index. None when the map's bits change with the new record count (then the whole state)."""
+    touched = base.reader.buckets_of(seg.record_ids, level.bits)
+    seg_bytes = from_hex(seg.record_ids, 32) if len(seg.record_ids) else np.zeros((0, 16), np.uint8)
+    known = touched.entries.has(seg_bytes)       # a current record is among its bucket's entries
+    count = base.record_count + int(np.count_nonzero(~known))
+    if vmap.bits_for(count) != level.bits:
+        return None
+    seg = _counted(seg, _changes(pa.array(known), status, base.record_count, base.reader.withdrawn()))
+    return seg.version(log_delta.touched_map(level, seg, base.reader, touched), count)
+
+
+def _counted(seg: log_version.Segment, changes: Changes) -> log_version.Segment:
+    return replace(seg, added=changes.new, changes=changes, withdrawn_now=changes.withdrawn)
+
+
+def _changes(known: pa.Array, status: pa.ChunkedArray, records: int, still_withdrawn: int) -> Changes:
+    """What the version changes, counted as the origin's run did (roughly: no held records):
+    `known` marks the segment's records in the current state of `records` records, of them
+    `still_withdrawn` withdrawn."""
+    withdrawn = pc.equal(status.combine_chunks(), WITHDRAWN) if len(known) else pa.array([], pa.bool_())
 
     def count(mask) -> int:
         return int(pc.sum(mask).as_py() or 0)
 
-    still = count(pc.equal(state.column("status"), WITHDRAWN)) if state.num_rows else 0
     return Changes(new=count(pc.and_(pc.invert(known), pc.invert(withdrawn))),
                    changed=count(pc.and_(known, pc.invert(withdrawn))),
-                   unchanged=state.num_rows - count(known), withdrawn=count(withdrawn),
-                   still_withdrawn=still)
+                   unchanged=records - count(known), withdrawn=count(withdrawn),
+                   still_withdrawn=still_withdrawn)
 
 
 def _listing(ds: Dataset, src: str) -> SourceListing:

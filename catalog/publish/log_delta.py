@@ -65,6 +65,12 @@ class Entries:
             return cls(np.zeros((0, 16), np.uint8), np.zeros(0, np.int64), np.zeros((0, 32), np.uint8))
         return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("ids", "index", "leaves")))
 
+    def has(self, ids: np.ndarray) -> np.ndarray:
+        """For each of `ids` ((m, 16) uint8): whether an entry has it (bool (m,))."""
+        if not len(ids) or not len(self.ids):
+            return np.zeros(len(ids), bool)
+        return pc.is_in(_binary(ids), value_set=_binary(self.ids)).to_numpy(zero_copy_only=False)
+
     def without(self, ids: np.ndarray) -> Entries:
         """The entries whose id is none of `ids` ((m, 16) uint8)."""
         if not len(ids) or not len(self.ids):
