@@ -39,7 +39,8 @@ def client(name: str, url: str, credential: str | None) -> PeerClient:
 
 def peers_store(catalog=None):
     from catalog.federation.peers import Peers  # lazy: CLI start (the catalogue)
-    return Peers((catalog or open_catalog()).engine)
+    from catalog.serving import audit
+    return Peers((catalog or open_catalog()).engine, audit.append)     # every change in the audit chain
 
 
 def add(name: str, url: str, fingerprint: str, credential: str | None = None, by: str | None = None,

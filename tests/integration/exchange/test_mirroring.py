@@ -246,6 +246,9 @@ def test_first_sync_then_new_versions_verified_mirrored_cosigned(origin, mirror)
         {"dataset": A, "from": None, "to": a, "state": "ok", "error": None}
     assert got[A]["records"] > 0 and got[B]["to"] == b and got[B]["state"] == "ok"
     assert all(d["seconds"] > 0 and d["bytes"] > 0 for d in got.values())
+    from catalog.serving import audit
+    assert {"peer_add", "peer_keys"} & set(audit.actions(mirror.engine)) == {"peer_add"}   # keys unchanged
+    assert audit.verify_chain(mirror.engine).ok
     for ds, last in ((A, a), (B, b)):
         for v in range(1, last + 1):                      # the origin's heads, as it signed them
             assert _version(mirror, ds, v) == _version(origin.catalog, ds, v)
