@@ -190,11 +190,12 @@ class _Sync:
     def _version(self, ds: str, v: int, last: int | None, keys: list[dict]) -> int:
         """b. One new version: head, consistency, files, mirror, cosignature; its records."""
         from catalog.federation.mirror import MirrorRefused, mirror_version
-        from trust.peer_keys import PeerKeyError, verify_peer_head
+        from trust.peer_keys import PeerKeyError, verify_peer_head, verify_peer_note
 
         info = self.c.version(ds, v)
         try:
             head = verify_peer_head(info["signed_tree_head"], keys)
+            verify_peer_note(info.get("checkpoint") or "", info["signed_tree_head"], keys)   # what is cosigned
         except PeerKeyError as exc:
             raise MirrorRefused("unknown_key", f"peer {self.name} dataset {ds} version {v}: {exc}") from None
         if head.get("dataset") != ds or head.get("version") != v or info.get("version") != v:

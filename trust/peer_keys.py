@@ -9,6 +9,7 @@ of the key whose endorsement vouched for it), and for a compromised key `comprom
 """
 from __future__ import annotations
 
+import base64
 import binascii
 import json
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 from joserfc import jws
 from joserfc.errors import JoseError
 
+from trust.checkpoint import verifier_key, verify_note
 from trust.errors import VerificationError
 from trust.heads import ALG, ENDORSEMENT_TYP, eddsa_allowed, head_hash
 from trust.verify import _COMPACT, _b64json, _import_jwk, compromised_keys, head_payload_unverified, verify_tree_head
@@ -178,3 +180,23 @@ def verify_peer_head(signed_head: str, pinned: list[Json]) -> Json:
                            "and this tree head is not one the peer published with it before then; refused")
     payload, _ = verify_tree_head(signed_head, {"keys": [{**entry["jwk"], "kid": kid}]})
     return payload
+
+
+def verify_peer_note(note: str, signed_head: str, pinned: list[Json]) -> None:
+    """The C2SP signed note of a version (the checkpoint a mirror cosigns) verifies with the key
+    that signed its JWS tree head (verify_peer_head first), under the key name its origin line
+    gives (<EXCHANGE_LOG_ORIGIN>/<dataset>, the head's dataset); VerificationError otherwise."""
+    kid = _header(signed_head, "树头 (tree head) ").get("kid")
+    entry = next((e for e in pinned if e.get("kid") == kid), None)
+    if entry is None:
+        raise PeerKeyError(f"未固定的密钥 (unpinned key) {kid}: the checkpoint's key is not pinned; refused")
+    x = str(entry["jwk"].get("x", ""))
+    try:
+        public = base64.urlsafe_b64decode(x + "=" * (-len(x) % 4))
+        name, _, dataset = note.split("\n", 1)[0].rpartition("/") if isinstance(note, str) else ("", "", "")
+        if dataset != head_payload_unverified(signed_head).get("dataset"):
+            raise ValueError(f"its origin line names another dataset ({dataset!r})")
+        verify_note(note, verifier_key(name, public))
+    except (ValueError, binascii.Error) as exc:
+        raise VerificationError(3, "checkpoint signature valid",
+                                f"检查点签名无效 (checkpoint not signed by {kid}): {exc}") from None

@@ -169,3 +169,21 @@ def test_a_bad_signature_is_a_verification_error(peer):
     with pytest.raises(VerificationError) as exc:
         verify_peer_head(f"{h}.{p}.{s[:-4]}AAAA", pinned)
     assert not isinstance(exc.value, PeerKeyError) and exc.value.step == 3
+
+
+def test_the_checkpoint_note_must_be_signed_by_the_heads_pinned_key(peer, tmp_path):
+    from trust.checkpoint import checkpoint_body
+    from trust.peer_keys import verify_peer_note
+
+    pinned = pin(peer.signer().kid, *served(peer))
+    body = checkpoint_body("district.example/business_licence.smr", 1, bytes([1]) * 32, ["version 1"])
+    note = peer.sign_note(body, "district.example")
+    verify_peer_note(note, head(peer), pinned)
+    with pytest.raises(VerificationError, match="checkpoint not signed by"):
+        verify_peer_note(note.replace("\n1\n", "\n2\n", 1), head(peer), pinned)        # another size
+    with pytest.raises(VerificationError, match="another dataset"):                     # another dataset
+        verify_peer_note(peer.sign_note(body.replace(".smr", ".other"), "district.example"), head(peer), pinned)
+    rogue = KeyStore(tmp_path / "rogue", PASS)
+    rogue.create()
+    with pytest.raises(VerificationError, match="checkpoint not signed by"):
+        verify_peer_note(rogue.sign_note(body, "district.example"), head(peer), pinned)
