@@ -97,18 +97,19 @@ def parse_checkpoint(body: str) -> Checkpoint:
     return Checkpoint(origin, int(size), raw, tuple(extensions))
 
 
-def note_key_id(name: str, public_key: bytes) -> bytes:
-    """signed-note: SHA-256(key name ‖ 0x0A ‖ 0x01 ‖ 32-byte Ed25519 public key)[:4]."""
+def note_key_id(name: str, public_key: bytes, sig_type: bytes = ED25519) -> bytes:
+    """signed-note: SHA-256(key name ‖ 0x0A ‖ signature type ‖ 32-byte Ed25519 public key)[:4]
+    (type 0x01 a note key; 0x04 a cosignature/v1 key, trust/cosign.py)."""
     check_key_name(name)
     if not isinstance(public_key, bytes) or len(public_key) != 32:
         raise ValueError("an Ed25519 public key is 32 bytes")
-    return hashlib.sha256(name.encode("utf-8") + b"\n" + ED25519 + public_key).digest()[:4]
+    return hashlib.sha256(name.encode("utf-8") + b"\n" + sig_type + public_key).digest()[:4]
 
 
-def verifier_key(name: str, public_key: bytes) -> str:
-    """"<name>+<8 hex key ID>+<base64(0x01 ‖ public key)>"."""
-    key_id = note_key_id(name, public_key)
-    return f"{name}+{key_id.hex()}+{base64.b64encode(ED25519 + public_key).decode('ascii')}"
+def verifier_key(name: str, public_key: bytes, sig_type: bytes = ED25519) -> str:
+    """"<name>+<8 hex key ID>+<base64(signature type ‖ public key)>"."""
+    key_id = note_key_id(name, public_key, sig_type)
+    return f"{name}+{key_id.hex()}+{base64.b64encode(sig_type + public_key).decode('ascii')}"
 
 
 def parse_verifier_key(vkey: str) -> tuple[str, bytes, Ed25519PublicKey]:

@@ -9,14 +9,13 @@ whole note body (extension lines included, no signature lines). The verifier key
 from __future__ import annotations
 
 import base64
-import hashlib
 import struct
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from trust.checkpoint import SIG_PREFIX, b64decode, check_key_name, parse_checkpoint
+from trust.checkpoint import SIG_PREFIX, b64decode, check_key_name, note_key_id, parse_checkpoint, verifier_key
 from trust.errors import VerificationError
 
 COSIGNATURE_V1 = b"\x04"          # signed-note signature type of an Ed25519 cosignature/v1
@@ -32,16 +31,12 @@ class CosignatureError(VerificationError):
 
 
 def cosigner_key_id(name: str, public_key: bytes) -> bytes:
-    check_key_name(name)
-    if not isinstance(public_key, bytes) or len(public_key) != 32:
-        raise ValueError("an Ed25519 public key is 32 bytes")
-    return hashlib.sha256(name.encode("utf-8") + b"\n" + COSIGNATURE_V1 + public_key).digest()[:4]
+    return note_key_id(name, public_key, COSIGNATURE_V1)
 
 
 def cosigner_vkey(name: str, public_key: bytes) -> str:
     """"<name>+<8 hex key ID>+<base64(0x04 ‖ public key)>"."""
-    key_id = cosigner_key_id(name, public_key)
-    return f"{name}+{key_id.hex()}+{base64.b64encode(COSIGNATURE_V1 + public_key).decode('ascii')}"
+    return verifier_key(name, public_key, COSIGNATURE_V1)
 
 
 def parse_cosigner_vkey(vkey: str) -> tuple[str, bytes, Ed25519PublicKey]:
