@@ -379,12 +379,18 @@ class Federation:
             ex.close()
 
 
-def _district(ex: Exchange, fed: Federation) -> None:
+def district_sources(ex: Exchange) -> None:
+    """A district's key and its two sources in the catalogue (not yet published): UNCONDITIONAL
+    and CONDITIONAL, seeded silos of business licences."""
     ex.create_key()
     ex.add_source("district_smr", UNCONDITIONAL, seed=101, title="营业执照 (区市场监管局)")
     ex.add_source("district_smr_restricted", CONDITIONAL, seed=202, sharing="conditional",
                   title="营业执照 (区市场监管局, 有条件共享)")
     ex.sync_sources()
+
+
+def _district(ex: Exchange, fed: Federation) -> None:
+    district_sources(ex)
 
     def publish() -> None:
         ex.publish("district_smr")

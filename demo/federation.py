@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from base.i18n import term_both
-from demo.exchanges import CONDITIONAL, PURPOSE, UNCONDITIONAL, Exchange
+from demo.exchanges import CONDITIONAL, PURPOSE, UNCONDITIONAL, Exchange, district_sources
 from trust.cosign import verify_cosignature
 
 ITEM = PURPOSE                       # 特种设备使用登记(电梯): asks for the applicant's 营业执照
@@ -57,11 +57,7 @@ class Demo:
 
 
 def _setup_district(ex: Exchange, d: Demo) -> None:
-    ex.create_key()
-    ex.add_source("district_smr", UNCONDITIONAL, seed=101, title="营业执照 (区市场监管局)")
-    ex.add_source("district_smr_restricted", CONDITIONAL, seed=202, sharing="conditional",
-                  title="营业执照 (区市场监管局, 有条件共享)")
-    ex.sync_sources()
+    district_sources(ex)
     for dept, name, role in (("city-ex", "市级共享平台", "exchange"), ("district-audit", "区审计局", "auditor")):
         ex.add_department(dept, name, role)
         d.keys[dept] = ex.issue_key(dept)
