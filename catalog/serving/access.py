@@ -26,6 +26,7 @@ from sqlalchemy import Engine
 from base import clock
 from base.errors import AccessDenied, InvalidRequest, NotFound, Unauthenticated, UnknownName
 from catalog.db.models import Credential, Dataset, Department, Grant
+from catalog.federation import access_reports
 from catalog.serving import audit
 from schemas.items import catalogue
 from schemas.types import all_types
@@ -164,6 +165,10 @@ class Access:
                 return {r.id: DatasetInfo(r.id, r.certificate_type, r.sharing, r.department) for r in conn.execute(
                     sa.select(Dataset.id, Dataset.certificate_type, Dataset.sharing, Dataset.department))}
         return self._cached("datasets", load)
+
+    def mirrors(self) -> dict[str, str]:
+        """Mirrored dataset -> the peer it comes from (its origin is owed access reports)."""
+        return self._cached("mirrors", lambda: access_reports.mirrored(self.engine))
 
     def stewarded(self, department: str) -> list[str]:
         """The datasets whose source department is `department` (its stewards answer their

@@ -6,7 +6,6 @@ in catalog/serving/audit.py, the catalogue reads in catalog/service.py.
 from __future__ import annotations
 
 import re
-import time
 from contextvars import ContextVar
 from datetime import UTC, date, datetime
 
@@ -43,14 +42,10 @@ class Consumer:
     def __init__(self, catalog: Catalog, access: Access, operator: str | None = None):
         self.catalog, self.access, self.engine = catalog, access, catalog.engine
         self.operator = operator
-        self._mirrors: tuple[float, dict[str, str]] | None = None
 
     def mirrors(self) -> dict[str, str]:
-        """Mirrored dataset -> its origin peer (read again after the access cache's ttl)."""
-        t = time.monotonic()
-        if self._mirrors is None or t - self._mirrors[0] >= self.access.ttl:
-            self._mirrors = (t, access_reports.mirrored(self.engine))
-        return self._mirrors[1]
+        """Mirrored dataset -> its origin peer (the access rules' cache)."""
+        return self.access.mirrors()
 
     def _audit(self, caller: Caller | None, purpose: str, action: str, outcome: str,
                records: list[tuple[str, str]] | None = None, **kw) -> None:
