@@ -74,28 +74,16 @@ def _origin_env(origin) -> None:
 
 def _timed_run(key: str) -> tuple[dict, float, float]:
     """stages.run_all(SOURCE, key) here: its result, whole seconds, publish-stage seconds."""
+    from bench.publish_timer import timed_publish
     from exchange import stages
 
-    timed = {"publish": 0.0}
-    publish = stages.publish
-
-    def publish_timed(*a, **kw):
-        t0 = time.perf_counter()
-        try:
-            return publish(*a, **kw)
-        finally:
-            timed["publish"] += time.perf_counter() - t0
-
-    stages.publish = publish_timed
-    try:
+    with timed_publish() as timed:
         t = time.perf_counter()
         result = stages.run_all(SOURCE, key, TODAY)
         whole = time.perf_counter() - t
-    finally:
-        stages.publish = publish
     if result.get("state") != "published":
         raise SystemExit(f"the origin's run {key} did not publish: {result}")
-    return result, whole, timed["publish"]
+    return result, whole, timed["publish_s"]
 
 
 def _sync(mirror, dataset: str) -> tuple[dict, float]:

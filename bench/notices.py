@@ -25,6 +25,7 @@ from pathlib import Path
 
 from base.settings import ROOT
 from bench.path import TODAY, silo
+from bench.publish_timer import timed_publish
 
 SOURCE, TABLE, SEED = "smr_business_licence", "yyzz_djxx", 20
 ITEM = "DJ-SCJG-0003"
@@ -115,22 +116,8 @@ def _measure(rx: _Receiver, path: Path, rows: int, changed: int, subscribers: in
         subs.add(Caller(dept, "consumer", "bench"), ITEM, dataset=dataset, days=30)
 
     touched = change(path, changed / rows, 1)
-    timed = {}
-    publish = stages.publish
-
-    def publish_timed(*a, **kw):
-        t0 = time.perf_counter()
-        try:
-            return publish(*a, **kw)
-        finally:
-            timed["publish_s"] = time.perf_counter() - t0
-            timed["published_at"] = time.time()
-
-    stages.publish = publish_timed
-    try:
+    with timed_publish() as timed:
         second = stages.run_all(SOURCE, "changed", TODAY)
-    finally:
-        stages.publish = publish
     keys = KeyStore(s.keys_dir, s.key_passphrase())
     t = time.perf_counter()
     from catalog.serving import notice_fanout
